@@ -1,0 +1,120 @@
+// The command line: CRIU's command and flag names where CRIU has them.
+import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
+import { dump } from '../dump/index.js';
+import { restore } from '../restore/index.js';
+import { showImage } from '../image/show.js';
+import { runDemo } from './demo.js';
+import { Log } from '../util/log.js';
+import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
+import { UnsupportedError } from '../util/errors.js';
+
+const program = new Command();
+program
+  .name('cryo')
+  .description('Checkpoint/restore for Linux processes, in CRIU\'s image format.\nRun as root.')
+  .version('0.1.0');
+
+function addLogOptions(c: Command): Command {
+  return c
+    .addOption(new Option('-v, --verbosity <level>', 'log level 0 (errors) .. 4 (everything); -v4 is CRIU\'s spelling').default('2'))
+    .option('-o, --log-file <file>', 'write the log to FILE (at the chosen level) instead of stderr');
+}
+
+function makeLog(o: { verbosity: string; logFile?: string }): Log {
+  const level = Number(String(o.verbosity).replace(/^v/, ''));
+  return new Log(Number.isFinite(level) ? level : 2, o.logFile);
+}
+
+function fail(e: unknown, log?: Log): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  log?.error(msg);
+  log?.close();
+  if (e instanceof UnsupportedError) process.stderr.write(`cryo: cannot checkpoint: ${msg}\n`);
+  else process.stderr.write(`cryo: ${msg}\n`);
+  if (process.env.CRYO_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+}
+
+addLogOptions(
+  program
+    .command('dump')
+    .description(
+      'Checkpoint a running process into an image directory.\n' +
+        'The process is frozen, its state written to DIR, then killed (or left running with\n' +
+        '--leave-running). If anything fails the process is left running, untouched.',
+    )
+    .option('-t, --tree <pid>', 'PID of the process to checkpoint')
+    .option('-D, --images-dir <dir>', 'directory to write the images into (created, must be empty)')
+    .option('-R, --leave-running', 'keep the process running after the checkpoint')
+    .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
+).action((o) => {
+  if (o.listFailSteps) {
+    process.stdout.write(DUMP_STEPS.join('\n') + '\n');
+    return;
+  }
+  if (!o.tree) fail(new Error('dump needs -t PID (the process to checkpoint)'));
+  if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
+  const log = makeLog(o);
+  try {
+    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, log });
+    log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
+  } catch (e) {
+    fail(e, log);
+  }
+  log.close();
+});
+
+addLogOptions(
+  program
+    .command('restore')
+    .description(
+      'Restore a process from an image directory written by `cryo dump` (or by CRIU).\n' +
+        'The process gets its original PID back, which must be free. Without -d cryo waits\n' +
+        'for the restored process to exit and exits with its status.',
+    )
+    .option('-D, --images-dir <dir>', 'directory holding the images')
+    .option('-d, --restore-detached', 'return as soon as the process runs again')
+    .option('--pidfile <file>', 'write the PID of the restored process to FILE')
+    .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
+).action((o) => {
+  if (o.listFailSteps) {
+    process.stdout.write(RESTORE_STEPS.join('\n') + '\n');
+    return;
+  }
+  if (!o.imagesDir) fail(new Error('restore needs -D DIR (the images to restore)'));
+  const log = makeLog(o);
+  try {
+    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, log });
+    log.close();
+    if (r.exitCode !== undefined) process.exit(r.exitCode);
+  } catch (e) {
+    fail(e, log);
+  }
+});
+
+program
+  .command('show')
+  .description('Print an image file as JSON, the way `crit show` does.')
+  .argument('<file>', 'an image file, e.g. DIR/core-1234.img')
+  .action((file: string) => {
+    try {
+      process.stdout.write(JSON.stringify(showImage(file), null, 2) + '\n');
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('demo')
+  .description('Start a counter process, checkpoint it, kill it, restore it and show it goes on counting.')
+  .action(async () => {
+    try {
+      await runDemo();
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+// Accept CRIU's "-v4" spelling: commander would read it as -v with value "4" already.
+program.parseAsync(process.argv).catch((e) => fail(e));

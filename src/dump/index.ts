@@ -1,0 +1,187 @@
+// `cryo dump`: check, freeze, collect, write, then release or kill. Any failure before the images
+// are complete puts every task back as it was and removes the partial image directory.
+import { readFileSync } from 'node:fs';
+import { create } from '@bufbuild/protobuf';
+import { sys } from '../sys/index.js';
+import { Tracee } from '../ptrace/index.js';
+import { ImageDirWriter } from '../image/dir.js';
+import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
+import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
+import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
+import { pagemap_headSchema, pagemap_entrySchema } from '../image/gen/pagemap_pb.js';
+import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
+import { timens_entrySchema } from '../image/gen/timens_pb.js';
+import { stats_entrySchema } from '../image/gen/stats_pb.js';
+import { collectTree } from './collect.js';
+import { openTask, closeTask, dumpTask, type TaskImages } from './task.js';
+import { copyPages, type PageRange } from '../resources/mm/dump.js';
+import { FileTable } from '../resources/files/table.js';
+import { IdAllocator, type DumpTask } from '../resources/context.js';
+import { parseStat } from '../proc/index.js';
+import { UnsupportedError } from '../util/errors.js';
+import { failpoint } from '../util/failpoint.js';
+import type { Log } from '../util/log.js';
+
+export interface DumpOptions {
+  pid: number;
+  dir: string;
+  leaveRunning: boolean;
+  log: Log;
+}
+
+export interface DumpResult {
+  pids: number[];
+  pagesWritten: number;
+  frozenMs: number;
+  totalMs: number;
+}
+
+const PE_PRESENT = 1 << 2;
+
+export function dump(opts: DumpOptions): DumpResult {
+  const { log } = opts;
+  const t0 = performance.now();
+  failpoint('dump:collect');
+  const { tasks, blockers } = collectTree(opts.pid);
+  if (blockers.length) throw new UnsupportedError(blockers);
+  log.info(`dumping ${tasks.map((t) => t.pid).join(', ')} into ${opts.dir}`);
+
+  const writer = ImageDirWriter.create(opts.dir);
+  const frozen: Tracee[] = [];
+  const open: DumpTask[] = [];
+  let tFrozen = 0;
+  let done = false;
+  try {
+    failpoint('dump:seize');
+    for (const t of tasks) {
+      for (const tid of t.threads) frozen.push(Tracee.seize(tid, t.pid, 0));
+    }
+    tFrozen = performance.now();
+    log.info(`frozen in ${(tFrozen - t0).toFixed(1)} ms`);
+
+    // Re-check under freeze: the tree may have changed between the check and the seize.
+    const again = collectTree(opts.pid, true);
+    if (again.blockers.length) throw new UnsupportedError(again.blockers);
+
+    const ids = new IdAllocator();
+    const files = new FileTable();
+    const images: TaskImages[] = [];
+    for (const tr of frozen) {
+      const dt = openTask(tr, log, ids);
+      open.push(dt);
+      images.push(dumpTask(dt, files));
+    }
+
+    failpoint('dump:pages');
+    let pagesId = 0;
+    let pagesWritten = 0;
+    const writePages = (ranges: PageRange[], pid: number, pagemapName: string, vaddrOf: (r: PageRange, i: number) => bigint) => {
+      pagesId++;
+      const sink = writer.openRaw(`pages-${pagesId}.img`);
+      const bytes = copyPages(pid, ranges, (chunk) => sink.write(chunk));
+      sink.close();
+      pagesWritten += bytes / 4096;
+      writer.writeImage(pagemapName, 'PAGEMAP', [
+        create(pagemap_headSchema, { pagesId }),
+        ...ranges.map((r, i) =>
+          create(pagemap_entrySchema, { vaddr: vaddrOf(r, i), compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT }),
+        ),
+      ]);
+    };
+    for (const img of images) {
+      writePages(img.privatePages, img.pid, `pagemap-${img.pid}.img`, (r) => r.vaddr);
+      const byShm = new Map<bigint, typeof img.shmemPages>();
+      for (const s of img.shmemPages) byShm.set(s.shmid, [...(byShm.get(s.shmid) ?? []), s]);
+      for (const [shmid, ranges] of byShm) writePages(ranges, img.pid, `pagemap-shmem-${shmid}.img`, (_r, i) => ranges[i]!.offset);
+    }
+    const tMem = performance.now();
+
+    failpoint('dump:write');
+    const root = images[0]!;
+    const rootStat = parseStat(readFileSync(`/proc/${root.pid}/stat`, 'utf8'));
+    writer.writeImage('pstree.img', 'PSTREE', [
+      create(pstree_entrySchema, { pid: root.pid, ppid: 0, pgid: rootStat.pgid, sid: rootStat.sid, threads: [root.pid] }),
+    ]);
+    for (const img of images) {
+      writer.writeImage(`core-${img.pid}.img`, 'CORE', [img.core]);
+      writer.writeImage(`ids-${img.pid}.img`, 'IDS', [img.core.ids!]);
+      writer.writeImage(`mm-${img.pid}.img`, 'MM', [img.mm]);
+      writer.writeImage(`fs-${img.pid}.img`, 'FS', [img.fs]);
+      writer.writeImage(`fdinfo-${img.core.ids!.filesId}.img`, 'FDINFO', img.fdinfo);
+    }
+    writer.writeImage(
+      'files.img',
+      'FILES',
+      files.entries.map((f) => create(file_entrySchema, { type: fd_types.REG, id: f.id, reg: f.reg })),
+    );
+    writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, {})]);
+    writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
+    const tEnd = performance.now();
+    writer.writeImage('stats-dump', 'STATS', [
+      create(stats_entrySchema, {
+        dump: {
+          freezingTime: Math.round((tFrozen - t0) * 1000),
+          frozenTime: Math.round((tEnd - tFrozen) * 1000),
+          memdumpTime: Math.round((tMem - tFrozen) * 1000),
+          memwriteTime: Math.round((tMem - tFrozen) * 1000),
+          pagesScanned: BigInt(pagesWritten),
+          pagesSkippedParent: 0n,
+          pagesWritten: BigInt(pagesWritten),
+          pagesLazy: 0n,
+        },
+      }),
+    ]);
+
+    failpoint('dump:inventory');
+    writer.finish(
+      create(inventory_entrySchema, {
+        imgVersion: 2,
+        fdinfoPerId: true,
+        rootIds: root.core.ids!,
+        nsPerId: true,
+        lsmtype: lsmtype.NO_LSM,
+        networkLockMethod: 0,
+      }),
+    );
+    done = true;
+
+    // The images are complete: now the tasks may go on, or go away.
+    for (const t of open.splice(0)) closeTask(t);
+    if (opts.leaveRunning) {
+      for (const tr of frozen) tr.release();
+    } else {
+      for (const tr of frozen) tr.kill();
+      for (const tr of frozen) tr.release();
+    }
+    const totalMs = performance.now() - t0;
+    log.info(`dump done in ${totalMs.toFixed(1)} ms, ${pagesWritten} pages`);
+    return { pids: tasks.map((t) => t.pid), pagesWritten, frozenMs: tEnd - tFrozen, totalMs };
+  } catch (e) {
+    log.error(`dump failed: ${(e as Error).message}; putting the tasks back`);
+    for (const t of open.reverse()) {
+      try {
+        closeTask(t);
+      } catch (e2) {
+        log.error(`pid ${t.pid}: could not restore its state: ${(e2 as Error).message}`);
+      }
+    }
+    for (const tr of frozen) {
+      try {
+        tr.release();
+      } catch (e2) {
+        log.error(`tid ${tr.tid}: detach failed: ${(e2 as Error).message}`);
+      }
+    }
+    if (!done) writer.abort();
+    throw e;
+  }
+}
+
+/** clock_gettime for the timens image (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */
+function clock(id: number): { tvSec: bigint; tvNsec: bigint } {
+  const b = Buffer.alloc(16);
+  sys('clock_gettime', [id, b]);
+  return { tvSec: b.readBigInt64LE(0), tvNsec: b.readBigInt64LE(8) };
+}
+
+

@@ -1,0 +1,177 @@
+// Dumping one frozen task into its image messages: core (registers, signals, timers, creds ...),
+// ids, fs, fd table, mm and the page ranges to save.
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { create } from '@bufbuild/protobuf';
+import { getXstate, getSigmask, REG_NAMES } from '../sys/index.js';
+import { Scratch, Remote, findSyscallInVdso, type Tracee } from '../ptrace/index.js';
+import { parseStat, parseStatus, parseMaps, type MapsEntry } from '../proc/index.js';
+import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
+import { user_x86_regs_mode } from '../image/gen/core-x86_pb.js';
+import { fdinfo_entrySchema, fd_types, type fdinfo_entry } from '../image/gen/fdinfo_pb.js';
+import { fs_entrySchema, type fs_entry } from '../image/gen/fs_pb.js';
+import { mm_entrySchema, type mm_entry } from '../image/gen/mm_pb.js';
+import { fpregsFromXsave } from '../image/xsave.js';
+import { dumpSigactions, dumpSigaltstack } from '../resources/task/signals.js';
+import { dumpItimers } from '../resources/task/timers.js';
+import { dumpRlimits } from '../resources/task/rlimits.js';
+import { dumpCreds } from '../resources/task/creds.js';
+import { dumpTaskMisc, dumpDumpable } from '../resources/task/misc.js';
+import { dumpThreadState } from '../resources/task/thread.js';
+import { planMemory, dumpMmFields, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
+import { dumpFds } from '../resources/files/reg.js';
+import { dumpFs } from '../resources/fs.js';
+import { NO_FOWN } from '../resources/files/reg.js';
+import type { FileTable } from '../resources/files/table.js';
+import type { DumpTask, IdAllocator } from '../resources/context.js';
+import type { Log } from '../util/log.js';
+import { failpoint } from '../util/failpoint.js';
+
+export interface TaskImages {
+  pid: number;
+  core: core_entry;
+  fs: fs_entry;
+  fdinfo: fdinfo_entry[];
+  mm: mm_entry;
+  privatePages: PageRange[];
+  shmemPages: ShmemRange[];
+  /** Where the task's registers and signal mask go back when it is released. */
+  remote: Remote;
+  scratch: Scratch;
+}
+
+const TASK_ALIVE = 1;
+
+/** Takes over a frozen task for injected syscalls (scratch page, signals blocked). */
+export function openTask(tracee: Tracee, log: Log, ids: IdAllocator): DumpTask {
+  const pid = tracee.tid;
+  const regs = tracee.regs();
+  const remote = new Remote(tracee, findSyscallInVdso(pid));
+  let scratch: Scratch;
+  try {
+    scratch = Scratch.map(remote, 4);
+  } catch (e) {
+    remote.restore();
+    throw e;
+  }
+  return {
+    pid,
+    tracee,
+    remote,
+    scratch,
+    regs,
+    stat: parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')),
+    status: parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8')),
+    maps: parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !isScratch(m, scratch)),
+    log,
+    ids,
+  };
+}
+
+function isScratch(m: MapsEntry, s: Scratch): boolean {
+  return m.start === s.addr && m.end === s.addr + BigInt(s.size);
+}
+
+/** Puts the task back exactly as it was (registers, mask; scratch unmapped). */
+export function closeTask(t: DumpTask): void {
+  try {
+    t.scratch.unmap();
+  } finally {
+    t.remote.restore();
+  }
+}
+
+export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
+  failpoint('dump:task');
+  const { pid } = t;
+  t.scratch.reset();
+  const xstate = getXstate(pid);
+  const misc = dumpTaskMisc(t);
+  const thread = dumpThreadState(t);
+  const creds = dumpCreds(t);
+  const sigmask = t.remote.originalSigmask;
+  void getSigmask;
+  const gpregs: Record<string, bigint | number> = {};
+  for (const n of REG_NAMES) gpregs[n === 'orig_ax' ? 'origAx' : n === 'fs_base' ? 'fsBase' : n === 'gs_base' ? 'gsBase' : n] = t.regs.get(n);
+  gpregs.mode = user_x86_regs_mode.NATIVE;
+
+  const core = create(core_entrySchema, {
+    mtype: core_entry_march.X86_64,
+    threadInfo: {
+      clearTidAddr: thread.clearTidAddr,
+      gpregs,
+      fpregs: fpregsFromXsave(xstate),
+      tls: [],
+    },
+    tc: {
+      taskState: TASK_ALIVE,
+      exitCode: 0,
+      personality: misc.personality,
+      flags: t.stat.flags,
+      blkSigset: sigmask,
+      comm: misc.comm,
+      timers: dumpItimers(t),
+      rlimits: { rlimits: dumpRlimits(pid) },
+      signalsS: {},
+      loginuid: misc.loginuid,
+      oomScoreAdj: misc.oomScoreAdj,
+      sigactions: dumpSigactions(t),
+      childSubreaper: misc.childSubreaper,
+    },
+    ids: taskIds(t),
+    threadCore: {
+      futexRla: thread.robustHead,
+      futexRlaLen: thread.robustLen,
+      schedNice: misc.schedNice,
+      schedPolicy: misc.schedPolicy,
+      ...(misc.schedPolicy !== 0 ? { schedPrio: misc.schedPrio } : {}),
+      sas: dumpSigaltstack(t),
+      pdeathSig: misc.pdeathSig,
+      signalsP: {},
+      creds,
+      comm: misc.comm,
+      ...(thread.rseq
+        ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
+        : {}),
+    },
+  });
+
+  failpoint('dump:mm');
+  const exe = readlinkSync(`/proc/${pid}/exe`);
+  const exeStat = statSync(`/proc/${pid}/exe`);
+  const exeId = files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size) });
+  const plan = planMemory(t, (m) => {
+    const st = statSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`);
+    return files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size) });
+  });
+  const mm = create(mm_entrySchema, {
+    ...dumpMmFields(t, exeId, dumpDumpable(t)),
+    vmas: plan.vmas.map((v) => ({ ...v, fd: BigInt(v.fd) })),
+  });
+
+  failpoint('dump:files');
+  const fdinfo = dumpFds(pid, files).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types.REG }));
+  const fs = create(fs_entrySchema, dumpFs(t, files));
+  return { pid, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
+}
+
+function taskIds(t: DumpTask) {
+  const ns = (name: string) => {
+    const link = readlinkSync(`/proc/${t.pid}/ns/${name}`);
+    return t.ids.id('ns', link);
+  };
+  const key = String(t.pid);
+  return {
+    vmId: t.ids.id('vm', key),
+    filesId: t.ids.id('files', key),
+    fsId: t.ids.id('fs', key),
+    sighandId: t.ids.id('sighand', key),
+    pidNsId: ns('pid'),
+    netNsId: ns('net'),
+    ipcNsId: ns('ipc'),
+    utsNsId: ns('uts'),
+    mntNsId: ns('mnt'),
+    userNsId: ns('user'),
+    cgroupNsId: ns('cgroup'),
+    timeNsId: ns('time'),
+  };
+}

@@ -1,0 +1,384 @@
+// An image directory: writing one so that a crash never leaves something that looks like a
+// complete checkpoint, and reading one back with errors that name the missing or bad file.
+//
+// Writer rules (DESIGN.md "Image format"):
+//  - the directory is created 0700 (or an existing empty directory is used as is);
+//  - every file is created O_EXCL, mode 0600 (images hold process memory), and fsynced;
+//  - inventory.img is written last, via a temporary name and rename, after the directory itself
+//    has been fsynced: a directory with inventory.img has all its other files on disk;
+//  - abort() removes everything the writer created (inventory.img first).
+// Everything here is synchronous: the dump runs on the tracer thread anyway, and sync calls keep
+// the order of writes, fsyncs and renames obvious.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Message } from "@bufbuild/protobuf";
+import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { inventory_entrySchema, type inventory_entry } from "./gen/inventory_pb.js";
+import { ImageError } from "./errors.js";
+import { decodeImage, decodeImageAs, encodeImage, type DecodedImage, type ImageEntry } from "./io.js";
+import { CRTOOLS_IMAGES_V1_1, kindByName, kindForFileName } from "./magic.js";
+
+export const INVENTORY_FILE = "inventory.img";
+const INVENTORY_TMP = ".inventory.img.tmp";
+
+/** A raw image being streamed to disk (pages-N.img). */
+export interface RawImageSink {
+  readonly name: string;
+  /** The open file descriptor, for callers that want pwrite/splice; do not close it yourself. */
+  readonly fd: number;
+  readonly bytesWritten: number;
+  /** Append bytes (all of them; short writes are retried). */
+  write(buf: Uint8Array): void;
+  /** Append several buffers in one system call where possible. */
+  writev(bufs: readonly Uint8Array[]): void;
+  /** fsync and close. Idempotent. */
+  close(): void;
+}
+
+export interface WriterOptions {
+  /** fsync every file and the directory (default true). Off only for throwaway test output. */
+  fsync?: boolean;
+}
+
+type WriterState = "open" | "finished" | "aborted";
+
+export class ImageDirWriter {
+  private state: WriterState = "open";
+  private readonly files: string[] = [];
+  private readonly sinks = new Set<Sink>();
+
+  private constructor(
+    readonly dir: string,
+    private readonly createdDir: boolean,
+    private readonly doFsync: boolean,
+  ) {}
+
+  /** Create `dir` with mode 0700, or take an existing empty directory. Its parent must exist. */
+  static create(dir: string, opts: WriterOptions = {}): ImageDirWriter {
+    let created = false;
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+      created = true;
+    } catch (e) {
+      const code = errno(e);
+      if (code === "ENOENT") throw new ImageError("DIR", dir, "cannot create the image directory: its parent does not exist", undefined, { cause: e });
+      if (code !== "EEXIST") throw ioError(dir, "cannot create the image directory", e);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(dir);
+      } catch (e2) {
+        throw ioError(dir, "cannot stat the image directory", e2);
+      }
+      if (!st.isDirectory()) throw new ImageError("DIR", dir, "exists and is not a directory");
+      const present = fs.readdirSync(dir);
+      if (present.length > 0) {
+        const shown = present.slice(0, 5).join(", ") + (present.length > 5 ? ", ..." : "");
+        throw new ImageError("DIR", dir, `image directory is not empty (${present.length} entries: ${shown}); refusing to mix checkpoints`);
+      }
+    }
+    return new ImageDirWriter(dir, created, opts.fsync ?? true);
+  }
+
+  /** Names of the files written so far, in order (inventory.img last once finished). */
+  get written(): readonly string[] {
+    return this.files;
+  }
+
+  /** Path of a file in the directory. */
+  path(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  /**
+   * Encode and write one image. `kindName` must agree with the file name (core-1.img is CORE).
+   * Entries are messages, or {msg, payload} for kinds with raw payload (see payload.ts).
+   */
+  writeImage(fileName: string, kindName: string, entries: ReadonlyArray<Message | ImageEntry>): void {
+    this.checkWritable(fileName);
+    const kind = kindByName(kindName);
+    if (kind === undefined) throw new ImageError("UNKNOWN_KIND", this.path(fileName), `no image kind named ${kindName}`);
+    if (kind.name === "INVENTORY") throw new ImageError("STATE", this.path(fileName), "inventory.img is written by finish(), last");
+    const named = kindForFileName(fileName);
+    if (named !== kind) {
+      throw new ImageError("UNKNOWN_KIND", this.path(fileName), `not a file name for a ${kind.name} image (expected ${kind.files.join(" or ")})`);
+    }
+    this.writeFile(fileName, [encodeImage(kind.name, entries, this.path(fileName))]);
+  }
+
+  /** Write a raw file (pages, a tarball, ...) in one go. */
+  writeRaw(name: string, data: Uint8Array | readonly Uint8Array[]): void {
+    this.checkWritable(name);
+    this.writeFile(name, data instanceof Uint8Array ? [data] : data);
+  }
+
+  /** Open a raw file for streaming writes, e.g. pages-N.img while pages are copied out. */
+  openRaw(name: string): RawImageSink {
+    this.checkWritable(name);
+    const fd = this.createFile(name);
+    const sink = new Sink(name, fd, this.path(name), this.doFsync, () => this.sinks.delete(sink));
+    this.sinks.add(sink);
+    return sink;
+  }
+
+  /**
+   * Complete the checkpoint: fsync the directory, then write inventory.img (temporary name,
+   * fsync, rename, fsync the directory again). Raw files must all be closed.
+   */
+  finish(inventory: inventory_entry): void {
+    this.checkState(INVENTORY_FILE);
+    if (this.sinks.size > 0) {
+      const open = [...this.sinks].map((s) => s.name).join(", ");
+      throw new ImageError("STATE", this.dir, `cannot finish: raw images still open (${open})`);
+    }
+    const bytes = encodeImage("INVENTORY", [inventory], this.path(INVENTORY_FILE));
+    this.syncDir();
+    const tmp = this.path(INVENTORY_TMP);
+    this.writeFile(INVENTORY_TMP, [bytes]);
+    try {
+      fs.renameSync(tmp, this.path(INVENTORY_FILE));
+    } catch (e) {
+      throw ioError(this.path(INVENTORY_FILE), "cannot rename the inventory into place", e);
+    }
+    this.files[this.files.length - 1] = INVENTORY_FILE;
+    this.syncDir();
+    this.state = "finished";
+  }
+
+  /** Remove every file this writer created (inventory.img first), and the directory if it made it. */
+  abort(): void {
+    if (this.state === "aborted") return;
+    this.state = "aborted";
+    for (const s of [...this.sinks]) s.discard();
+    const names = [...this.files].reverse();
+    for (const n of [INVENTORY_FILE, ...names.filter((n) => n !== INVENTORY_FILE), INVENTORY_TMP]) {
+      try {
+        fs.unlinkSync(this.path(n));
+      } catch {
+        // already gone (or never renamed into place)
+      }
+    }
+    this.files.length = 0;
+    if (this.createdDir) {
+      try {
+        fs.rmdirSync(this.dir);
+      } catch {
+        // someone else put files there: leave it
+      }
+    }
+  }
+
+  private checkState(name: string): void {
+    if (this.state !== "open") throw new ImageError("STATE", this.path(name), `image directory writer is ${this.state}`);
+  }
+
+  private checkWritable(name: string): void {
+    this.checkState(name);
+    if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
+      throw new ImageError("DIR", this.path(name), "image file names are plain names inside the directory");
+    }
+    if (name === INVENTORY_FILE || name === INVENTORY_TMP) {
+      throw new ImageError("STATE", this.path(name), "inventory.img is written by finish(), last");
+    }
+    if (this.files.includes(name)) throw new ImageError("STATE", this.path(name), "written twice");
+  }
+
+  private createFile(name: string): number {
+    try {
+      const fd = fs.openSync(this.path(name), "wx", 0o600);
+      this.files.push(name);
+      return fd;
+    } catch (e) {
+      throw ioError(this.path(name), "cannot create image file", e);
+    }
+  }
+
+  private writeFile(name: string, bufs: readonly Uint8Array[]): void {
+    const fd = this.createFile(name);
+    try {
+      for (const b of bufs) writeAll(fd, b);
+      if (this.doFsync) fs.fsyncSync(fd);
+    } catch (e) {
+      throw ioError(this.path(name), "cannot write image file", e);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private syncDir(): void {
+    if (!this.doFsync) return;
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(this.dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      fs.fsyncSync(fd);
+    } catch (e) {
+      throw ioError(this.dir, "cannot fsync the image directory", e);
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  }
+}
+
+class Sink implements RawImageSink {
+  private written = 0;
+  private closed = false;
+
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+    private readonly file: string,
+    private readonly doFsync: boolean,
+    private readonly onClose: () => void,
+  ) {}
+
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  write(buf: Uint8Array): void {
+    this.check();
+    try {
+      writeAll(this.fd, buf);
+    } catch (e) {
+      throw ioError(this.file, `write failed after ${this.written} bytes`, e);
+    }
+    this.written += buf.length;
+  }
+
+  writev(bufs: readonly Uint8Array[]): void {
+    this.check();
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    try {
+      let done = fs.writevSync(this.fd, bufs as Uint8Array[]);
+      // Rare short write: finish the rest buffer by buffer.
+      for (const b of bufs) {
+        if (done >= b.length) {
+          done -= b.length;
+          continue;
+        }
+        writeAll(this.fd, b.subarray(done));
+        done = 0;
+      }
+    } catch (e) {
+      throw ioError(this.file, `write failed after ${this.written} bytes`, e);
+    }
+    this.written += total;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose();
+    try {
+      if (this.doFsync) fs.fsyncSync(this.fd);
+    } catch (e) {
+      throw ioError(this.file, "fsync failed", e);
+    } finally {
+      fs.closeSync(this.fd);
+    }
+  }
+
+  /** Close without fsync, for abort(). */
+  discard(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose();
+    fs.closeSync(this.fd);
+  }
+
+  private check(): void {
+    if (this.closed) throw new ImageError("STATE", this.file, "raw image already closed");
+  }
+}
+
+function writeAll(fd: number, buf: Uint8Array): void {
+  let off = 0;
+  while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+}
+
+/** A checkpoint directory opened for reading. Refuses directories without inventory.img. */
+export class ImageDirReader {
+  private constructor(
+    readonly dir: string,
+    /** The decoded inventory.img. */
+    readonly inventory: inventory_entry,
+  ) {}
+
+  static open(dir: string): ImageDirReader {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dir);
+    } catch (e) {
+      if (errno(e) === "ENOENT") throw new ImageError("DIR", dir, "no such image directory", undefined, { cause: e });
+      throw ioError(dir, "cannot stat the image directory", e);
+    }
+    if (!st.isDirectory()) throw new ImageError("DIR", dir, "not a directory");
+    const invPath = path.join(dir, INVENTORY_FILE);
+    if (!fs.existsSync(invPath)) {
+      throw new ImageError("NO_INVENTORY", dir, `no ${INVENTORY_FILE} — not a complete checkpoint`);
+    }
+    const [inventory] = decodeImageAs(readFile(invPath), inventory_entrySchema, invPath);
+    if (inventory === undefined) throw new ImageError("NO_INVENTORY", invPath, "inventory.img has no entry — not a complete checkpoint");
+    if (inventory.imgVersion !== CRTOOLS_IMAGES_V1_1) {
+      throw new ImageError("VERSION", invPath, `image format version ${inventory.imgVersion}; cryo reads version ${CRTOOLS_IMAGES_V1_1} images`);
+    }
+    return new ImageDirReader(dir, inventory);
+  }
+
+  path(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  exists(name: string): boolean {
+    return fs.existsSync(this.path(name));
+  }
+
+  /** Names of all files in the directory, sorted. */
+  list(): string[] {
+    return fs.readdirSync(this.dir).sort();
+  }
+
+  /** Decode an image; the kind comes from the file name and magic. */
+  readImage(name: string): DecodedImage {
+    return decodeImage(this.readRaw(name), this.path(name));
+  }
+
+  /** The entry messages of an image (head entry included, e.g. pagemap_head first). */
+  read(name: string): Message[] {
+    return this.readImage(name).messages;
+  }
+
+  /** Typed entries of an image holding one message type: readAs("core-1.img", core_entrySchema). */
+  readAs<T extends Message>(name: string, schema: GenMessage<T>): T[] {
+    return decodeImageAs(this.readRaw(name), schema, this.path(name));
+  }
+
+  /** Like read(), but undefined when the file does not exist (CRIU omits some empty images). */
+  tryRead(name: string): Message[] | undefined {
+    return this.exists(name) ? this.read(name) : undefined;
+  }
+
+  /** The bytes of a file, e.g. a raw image. */
+  readRaw(name: string): Buffer {
+    return readFile(this.path(name));
+  }
+}
+
+function readFile(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    if (errno(e) === "ENOENT") throw new ImageError("MISSING_FILE", file, "no such image in the checkpoint", undefined, { cause: e });
+    throw ioError(file, "cannot read image", e);
+  }
+}
+
+function errno(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function ioError(file: string, what: string, e: unknown): ImageError {
+  if (e instanceof ImageError) return e;
+  const reason = e instanceof Error ? e.message : String(e);
+  return new ImageError("IO", file, `${what}: ${reason}`, undefined, { cause: e });
+}

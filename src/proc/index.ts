@@ -1,0 +1,8 @@
+// Pure parsers of /proc files: text or bytes in, typed values out.
+export * from './maps.js';
+export * from './stat.js';
+export * from './status.js';
+export * from './fdinfo.js';
+export * from './pagemap.js';
+export * from './auxv.js';
+export * from './smaps.js';

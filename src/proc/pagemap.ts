@@ -1,0 +1,35 @@
+// /proc/PID/pagemap: one little-endian u64 per virtual page.
+
+export const PM_PRESENT = 1n << 63n;
+export const PM_SWAP = 1n << 62n;
+/** Page is file-backed or shared anonymous (not a private anonymous copy). */
+export const PM_FILE = 1n << 61n;
+export const PM_EXCLUSIVE = 1n << 56n;
+export const PM_SOFT_DIRTY = 1n << 55n;
+
+export interface PageRun {
+  /** Index of the first page relative to the range start. */
+  first: number;
+  count: number;
+}
+
+/**
+ * Runs of pages worth saving in a range whose pagemap words are in `words`.
+ * `privateOnly`: for private file mappings, only pages that became anonymous copies (or were
+ * swapped out) differ from the file; everything else is re-read from the file on restore.
+ */
+export function pagesToDump(words: Buffer, privateOnly: boolean): PageRun[] {
+  const runs: PageRun[] = [];
+  const n = words.length / 8;
+  let cur: PageRun | null = null;
+  for (let i = 0; i < n; i++) {
+    const w = words.readBigUInt64LE(i * 8);
+    let want = (w & (PM_PRESENT | PM_SWAP)) !== 0n;
+    if (want && privateOnly && (w & PM_FILE) !== 0n) want = false;
+    if (want) {
+      if (cur && cur.first + cur.count === i) cur.count++;
+      else runs.push((cur = { first: i, count: 1 }));
+    }
+  }
+  return runs;
+}

@@ -1,0 +1,4 @@
+export * from './tracee.js';
+export * from './remote.js';
+export * from './scratch.js';
+export * from './syscall-site.js';

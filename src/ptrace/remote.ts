@@ -1,0 +1,87 @@
+// Making a stopped task execute system calls for us: set its registers so that rip points at a
+// `syscall` instruction, single-step over it, read rax, and finally put the registers back.
+import { Regs, PTRACE, SIG, ptrace, getSigmask, setSigmask, errnoName, type SyscallName, NR } from '../sys/index.js';
+import { Tracee, TraceeError } from './tracee.js';
+
+export class RemoteSyscallError extends Error {
+  constructor(readonly tid: number, readonly call: string, readonly errno: number, detail?: string) {
+    super(`tid ${tid}: ${call}${detail ? ` (${detail})` : ''} failed in the task: ${errnoName(errno)}`);
+    this.name = 'RemoteSyscallError';
+  }
+}
+
+const ALL_SIGNALS = (1n << 64n) - 1n;
+
+export type RemoteArg = number | bigint;
+
+export class Remote {
+  private readonly saved: Regs;
+  private readonly savedMask: bigint;
+  private active = true;
+  count = 0;
+
+  /**
+   * Takes over `t` (which must be in a ptrace stop). `syscallAt` is the address of a `0f 05`
+   * (syscall) instruction mapped executable in the task. Signals are blocked while we work so
+   * none is dequeued under us; restore() puts the mask back.
+   */
+  constructor(readonly t: Tracee, public syscallAt: bigint) {
+    this.saved = t.regs();
+    this.savedMask = getSigmask(t.tid);
+    setSigmask(t.tid, ALL_SIGNALS);
+  }
+
+  get originalRegs(): Regs {
+    return this.saved.clone();
+  }
+
+  get originalSigmask(): bigint {
+    return this.savedMask;
+  }
+
+  /** Runs one syscall in the task; returns the raw signed result (-errno on failure). */
+  raw(nr: number, args: RemoteArg[] = []): bigint {
+    if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
+    const r = this.saved.clone();
+    r.set('ax', nr);
+    r.set('orig_ax', -1n); // not inside a syscall: no restart logic on resume
+    const names = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
+    names.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
+    r.set('ip', this.syscallAt);
+    this.t.setRegs(r);
+    const st = this.t.step();
+    this.count++;
+    if (!st.stopped) throw new TraceeError(this.t.tid, `died during injected syscall ${nr}`);
+    if (st.stopSig !== SIG.TRAP || st.event !== 0) {
+      throw new TraceeError(this.t.tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in injected syscall ${nr}`);
+    }
+    return this.t.regs().signed('ax');
+  }
+
+  /** Runs a syscall by name and throws RemoteSyscallError if it fails. */
+  call(name: SyscallName, args: RemoteArg[] = [], detail?: string): bigint {
+    const res = this.raw(NR[name], args);
+    if (res < 0n && res >= -4095n) throw new RemoteSyscallError(this.t.tid, name, Number(-res), detail);
+    return res;
+  }
+
+  /** Puts the task's registers and signal mask back as they were. */
+  restore(regs: Regs = this.saved): void {
+    if (!this.active) return;
+    this.active = false;
+    this.t.setRegs(regs);
+    setSigmask(this.t.tid, this.savedMask);
+  }
+
+  /** For the restorer: end the session without restoring, the caller sets final state itself. */
+  finish(): void {
+    this.active = false;
+  }
+}
+
+/** Resumes a task after an event stop (fork/clone) so the syscall completes; waits the step trap. */
+export function stepAfterEvent(t: Tracee): void {
+  ptrace(PTRACE.SINGLESTEP, t.tid, 0, 0);
+  const st = t.wait();
+  if (!st.stopped || st.stopSig !== SIG.TRAP) throw new TraceeError(t.tid, 'clone did not complete as expected');
+}

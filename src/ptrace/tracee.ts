@@ -1,0 +1,109 @@
+// A task under our ptrace control. All calls must come from the thread that attached (Node's
+// main thread): ptrace is per-thread on the tracer side.
+import {
+  PTRACE, PTRACE_EVENT, SIG, ptrace, ptraceTry, wait4, tgkill, getRegs, setRegs, Regs,
+  type WaitStatus, SysError, E,
+} from '../sys/index.js';
+
+export class TraceeError extends Error {
+  constructor(readonly tid: number, message: string) {
+    super(`tid ${tid}: ${message}`);
+    this.name = 'TraceeError';
+  }
+}
+
+export class Tracee {
+  /** Signals dequeued by a signal-delivery-stop while we froze the task; re-sent on release. */
+  readonly deferredSignals: number[] = [];
+  attached = true;
+
+  private constructor(readonly tid: number, readonly tgid: number) {}
+
+  /**
+   * PTRACE_SEIZE + PTRACE_INTERRUPT, then wait until the task sits in a ptrace stop.
+   * A signal caught on the way is held back and re-sent by release().
+   */
+  static seize(tid: number, tgid: number, options = 0): Tracee {
+    ptrace(PTRACE.SEIZE, tid, 0, options, `seize tid ${tid}`);
+    const t = new Tracee(tid, tgid);
+    try {
+      ptrace(PTRACE.INTERRUPT, tid);
+      t.waitForInterrupt();
+    } catch (e) {
+      ptraceTry(PTRACE.DETACH, tid, 0, 0);
+      t.attached = false;
+      throw e;
+    }
+    return t;
+  }
+
+  /** Wraps a task that became traced by itself (auto-attach on fork/clone); waits its first stop. */
+  static adopt(tid: number, tgid: number): Tracee {
+    const t = new Tracee(tid, tgid);
+    const st = t.wait();
+    if (!st.stopped) throw new TraceeError(tid, `new task did not stop (status 0x${st.raw.toString(16)})`);
+    return t;
+  }
+
+  private waitForInterrupt(): void {
+    for (;;) {
+      const st = this.wait();
+      if (!st.stopped) throw new TraceeError(this.tid, 'exited while being frozen');
+      if (st.event === PTRACE_EVENT.STOP) return;
+      if (st.event !== 0) {
+        // Another ptrace event (fork, exec...) raced with the interrupt: let it go on.
+        ptrace(PTRACE.CONT, this.tid, 0, 0);
+        continue;
+      }
+      // A signal-delivery-stop: hold the signal back, keep waiting for the interrupt stop.
+      this.deferredSignals.push(st.stopSig);
+      ptrace(PTRACE.CONT, this.tid, 0, 0);
+    }
+  }
+
+  wait(): WaitStatus {
+    const st = wait4(this.tid);
+    if (!st) throw new TraceeError(this.tid, 'wait returned nothing');
+    if (st.exited || st.signaled) this.attached = false;
+    return st;
+  }
+
+  regs(): Regs {
+    return getRegs(this.tid);
+  }
+
+  setRegs(r: Regs): void {
+    setRegs(this.tid, r);
+  }
+
+  step(): WaitStatus {
+    ptrace(PTRACE.SINGLESTEP, this.tid, 0, 0);
+    return this.wait();
+  }
+
+  /** Lets the task run again and forget us; held-back signals are sent back to it. */
+  release(): void {
+    if (!this.attached) return;
+    const errno = ptraceTry(PTRACE.DETACH, this.tid, 0, 0);
+    this.attached = false;
+    if (errno !== 0 && errno !== E.ESRCH) throw new SysError('ptrace(DETACH)', errno, `tid ${this.tid}`);
+    for (const sig of this.deferredSignals) {
+      try {
+        tgkill(this.tgid, this.tid, sig);
+      } catch {
+        /* the task is gone: nothing left to deliver to */
+      }
+    }
+    this.deferredSignals.length = 0;
+  }
+
+  /** Kills the task (it is traced, so SIGKILL goes through at once) and reaps it if it is ours. */
+  kill(): void {
+    try {
+      tgkill(this.tgid, this.tid, SIG.KILL);
+    } catch {
+      /* already gone */
+    }
+    this.attached = false;
+  }
+}

@@ -1,0 +1,54 @@
+// What a resource module gets to work with while one task is frozen (dump) or being rebuilt
+// (restore). Each module in resources/ reads from and writes into these.
+import type { Tracee, Remote, Scratch } from '../ptrace/index.js';
+import type { Regs } from '../sys/index.js';
+import type { ProcStat, ProcStatus, MapsEntry } from '../proc/index.js';
+import type { Log } from '../util/log.js';
+
+/** Allocates the small integer ids CRIU's images use to refer to shared objects. */
+export class IdAllocator {
+  private next = new Map<string, number>();
+  private byKey = new Map<string, number>();
+
+  /** The id of the object `key` of `kind`, allocated on first sight. */
+  id(kind: string, key: string): number {
+    const k = `${kind}:${key}`;
+    let v = this.byKey.get(k);
+    if (v === undefined) {
+      v = (this.next.get(kind) ?? 0) + 1;
+      this.next.set(kind, v);
+      this.byKey.set(k, v);
+    }
+    return v;
+  }
+
+  has(kind: string, key: string): boolean {
+    return this.byKey.has(`${kind}:${key}`);
+  }
+}
+
+export interface DumpTask {
+  pid: number;
+  tracee: Tracee;
+  remote: Remote;
+  scratch: Scratch;
+  /** Registers as the task was frozen. */
+  regs: Regs;
+  stat: ProcStat;
+  status: ProcStatus;
+  maps: MapsEntry[];
+  log: Log;
+  ids: IdAllocator;
+}
+
+export interface RestoreTask {
+  pid: number;
+  tracee: Tracee;
+  remote: Remote;
+  scratch: Scratch;
+  log: Log;
+  /** Absolute path of the image directory. */
+  imageDir: string;
+  /** PID of the restorer itself, for pidfd_getfd from inside the task. */
+  restorerPid: number;
+}

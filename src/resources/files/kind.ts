@@ -1,0 +1,33 @@
+// What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
+// cryo does not support yet.
+
+export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
+
+/** Character devices whose state is nothing more than being open. */
+export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
+
+export function describeLink(link: string): string {
+  const m = /^([a-z_]+):\[(.*)\]$/.exec(link);
+  if (m) return `${m[1]} ${m[2]}`;
+  const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
+  if (a) return a[1]!;
+  return link;
+}
+
+export function fdBlocker(pid: number, fd: number, link: string, mode: number | null): string | null {
+  const where = `pid ${pid} fd ${fd}`;
+  if (link.startsWith('pipe:')) return `${where}: pipe — not supported yet`;
+  if (link.startsWith('socket:')) return `${where}: socket — not supported yet`;
+  if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
+  if (link.startsWith('/memfd:')) return `${where}: memfd ${link} — not supported yet`;
+  if (link.endsWith(' (deleted)')) return `${where}: file ${link} was deleted while open — not supported yet`;
+  if (link.startsWith('/dev/pts/') || link.startsWith('/dev/tty') || link === '/dev/ptmx' || link === '/dev/console') {
+    return `${where}: terminal ${link} — not supported yet (ptys come later)`;
+  }
+  if (mode === null) return `${where}: ${link} — cannot inspect`;
+  const type = mode & 0o170000;
+  if (type === 0o100000 || type === 0o040000) return null;
+  if (type === 0o020000) return STATELESS_DEVICES.has(link) ? null : `${where}: character device ${link} — not supported`;
+  if (type === 0o010000) return `${where}: FIFO ${link} — not supported yet`;
+  return `${where}: ${link} (file type 0${type.toString(8)}) — not supported`;
+}

@@ -1,0 +1,114 @@
+// Regular files, directories and stateless character devices: dumped as path + flags + position,
+// restored by opening the path in the restorer and handing the open file to the task.
+import { readlinkSync, readFileSync, statSync, openSync, closeSync, readdirSync } from 'node:fs';
+import { O, sys, kcmp, KCMP } from '../../sys/index.js';
+import { parseFdinfo } from '../../proc/index.js';
+import { UserError } from '../../util/errors.js';
+import { fdBlocker } from './kind.js';
+import type { FileTable } from './table.js';
+
+export interface FownData {
+  uid: number;
+  euid: number;
+  signum: number;
+  pidType: number;
+  pid: number;
+}
+
+export interface RegFileData {
+  id: number;
+  flags: number;
+  pos: bigint;
+  fown: FownData;
+  name: string;
+  mode?: number;
+  size?: bigint;
+}
+
+export interface FdinfoData {
+  id: number;
+  flags: number;
+  type: 'REG';
+  fd: number;
+}
+
+const FD_CLOEXEC = 1;
+export const NO_FOWN: FownData = { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 };
+
+export function listFds(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
+}
+
+/** Every fd that cryo cannot checkpoint, as user-facing lines. */
+export function fdBlockers(pid: number): string[] {
+  const out: string[] = [];
+  for (const fd of listFds(pid)) {
+    let link: string;
+    let mode: number | null = null;
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    try {
+      mode = statSync(`/proc/${pid}/fd/${fd}`).mode;
+    } catch {
+      /* leave null */
+    }
+    const b = fdBlocker(pid, fd, link, mode);
+    if (b) out.push(b);
+  }
+  return out;
+}
+
+/** Dumps the fd table of a frozen task; shared descriptions (dup'ed fds) share one entry. */
+export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
+  const out: FdinfoData[] = [];
+  const seen: { fd: number; ino: number; dev: number; id: number }[] = [];
+  for (const fd of listFds(pid)) {
+    const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
+    const blocker = fdBlocker(pid, fd, link, st.mode);
+    if (blocker) throw new UserError(blocker);
+    const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+    const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(pid, pid, KCMP.FILE, s.fd, fd) === 0);
+    let id: number;
+    if (twin) id = twin.id;
+    else {
+      const type = st.mode & 0o170000;
+      id = files.add({
+        flags: info.flags & ~O.CLOEXEC,
+        pos: info.pos,
+        fown: NO_FOWN,
+        name: link,
+        mode: st.mode,
+        ...(type === 0o100000 ? { size: BigInt(st.size) } : {}),
+      });
+      seen.push({ fd, ino: st.ino, dev: st.dev, id });
+    }
+    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: 'REG', fd });
+  }
+  return out;
+}
+
+/**
+ * Opens a file description as the image describes it, in the restorer, with its position set.
+ * Returns our fd (O_CLOEXEC on our side; the task's fd flags are set when it is installed).
+ */
+export function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "mode">): number {
+  const isDir = reg.mode !== undefined && (reg.mode & 0o170000) === 0o040000;
+  const flags = (reg.flags & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY)) | O.CLOEXEC | (isDir ? O.DIRECTORY : 0);
+  let fd: number;
+  try {
+    fd = openSync(reg.name, flags);
+  } catch (e) {
+    throw new UserError(`cannot open ${reg.name}: ${(e as Error).message}`);
+  }
+  try {
+    if (reg.pos !== 0n) sys('lseek', [fd, reg.pos, 0], reg.name);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}

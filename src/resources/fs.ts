@@ -1,0 +1,31 @@
+// The task's filesystem context: cwd, root and umask.
+import { readlinkSync } from 'node:fs';
+import { statusUmask } from '../proc/index.js';
+import type { DumpTask, RestoreTask } from './context.js';
+import type { FileTable } from './files/table.js';
+import { NO_FOWN } from './files/reg.js';
+import { UserError } from '../util/errors.js';
+
+export interface FsData {
+  cwdId: number;
+  rootId: number;
+  umask: number;
+}
+
+export function dumpFs(t: DumpTask, files: FileTable): FsData {
+  const dir = (link: string) => {
+    const name = readlinkSync(`/proc/${t.pid}/${link}`);
+    if (name.endsWith(' (deleted)')) throw new UserError(`pid ${t.pid}: its ${link} directory ${name} was removed — not supported yet`);
+    return files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name, mode: 0o040755 });
+  };
+  return { cwdId: dir('cwd'), rootId: dir('root'), umask: statusUmask(t.status) };
+}
+
+export function restoreFs(r: RestoreTask, fs: FsData, nameOf: (id: number) => string): void {
+  r.scratch.reset();
+  const root = nameOf(fs.rootId);
+  if (root !== '/') r.remote.call('chroot', [r.scratch.putString(root)], `root ${root}`);
+  const cwd = nameOf(fs.cwdId);
+  r.remote.call('chdir', [r.scratch.putString(cwd)], `cwd ${cwd}`);
+  r.remote.call('umask', [fs.umask]);
+}

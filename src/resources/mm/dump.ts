@@ -1,0 +1,242 @@
+// Dumping a task's address space: the VMA list (mm image), and the contents of the pages that
+// matter (pagemap + pages images). Private file mappings only save pages that differ from the
+// file; vdso/vvar/vsyscall are the kernel's and are not saved.
+import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
+import { PAGE_SIZE, PROT, MAP, vmRead } from '../../sys/index.js';
+import { parseSmapsVmFlags, pagesToDump, parseAuxv, type MapsEntry } from '../../proc/index.js';
+import { UnsupportedError } from '../../util/errors.js';
+import { VMA, classifyVma, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
+import type { DumpTask } from '../context.js';
+
+export interface VmaData {
+  start: bigint;
+  end: bigint;
+  pgoff: bigint;
+  shmid: bigint;
+  prot: number;
+  flags: number;
+  status: number;
+  fd: number;
+  madv?: bigint;
+  fdflags?: number;
+}
+
+export interface MmData {
+  mmStartCode: bigint;
+  mmEndCode: bigint;
+  mmStartData: bigint;
+  mmEndData: bigint;
+  mmStartStack: bigint;
+  mmStartBrk: bigint;
+  mmBrk: bigint;
+  mmArgStart: bigint;
+  mmArgEnd: bigint;
+  mmEnvStart: bigint;
+  mmEnvEnd: bigint;
+  exeFileId: number;
+  mmSavedAuxv: bigint[];
+  vmas: VmaData[];
+  dumpable: number;
+  thpDisabled: boolean;
+}
+
+/** A run of pages to save: where it is in the task, and how many pages. */
+export interface PageRange {
+  vaddr: bigint;
+  nrPages: number;
+}
+
+/** Something to save for a shared anonymous object (keyed by its shmem inode). */
+export interface ShmemRange extends PageRange {
+  shmid: bigint;
+  /** Offset of `vaddr` inside the shared object. */
+  offset: bigint;
+}
+
+export interface MemoryPlan {
+  vmas: VmaData[];
+  privatePages: PageRange[];
+  shmemPages: ShmemRange[];
+}
+
+/** Checks every mapping before anything is touched; returns the blockers (empty if none). */
+export function memoryBlockers(pid: number, maps: MapsEntry[]): string[] {
+  const out: string[] = [];
+  for (const m of maps) {
+    const c = classifyVma(pid, m);
+    if ('blocker' in c) out.push(c.blocker);
+  }
+  return out;
+}
+
+function statusFor(kind: VmaKind, m: MapsEntry, heap: boolean): number {
+  switch (kind) {
+    case 'vsyscall':
+      return VMA.AREA_VSYSCALL | VMA.ANON_PRIVATE;
+    case 'vdso':
+      return VMA.AREA_REGULAR | VMA.AREA_VDSO | VMA.ANON_PRIVATE;
+    case 'vvar':
+      return VMA.AREA_REGULAR | VMA.AREA_VVAR | VMA.ANON_PRIVATE;
+    case 'anon-private':
+      return VMA.AREA_REGULAR | VMA.ANON_PRIVATE | (heap ? VMA.AREA_HEAP : 0);
+    case 'anon-shared':
+      return VMA.AREA_REGULAR | VMA.ANON_SHARED;
+    case 'file-private':
+      return VMA.AREA_REGULAR | VMA.FILE_PRIVATE;
+    case 'file-shared':
+      return VMA.AREA_REGULAR | VMA.FILE_SHARED;
+  }
+  void m;
+}
+
+/**
+ * Builds the VMA list and decides which pages to save. `fileId(path)` registers a mapped file in
+ * the files image and returns its id.
+ */
+export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): MemoryPlan {
+  const vmFlags = parseSmapsVmFlags(readFileSync(`/proc/${t.pid}/smaps`, 'utf8'));
+  const vmas: VmaData[] = [];
+  const privatePages: PageRange[] = [];
+  const shmemPages: ShmemRange[] = [];
+  const pagemapFd = openSync(`/proc/${t.pid}/pagemap`, 'r');
+  try {
+    for (const m of t.maps) {
+      const c = classifyVma(t.pid, m);
+      if ('blocker' in c) throw new UnsupportedError([c.blocker]);
+      const flagsSet = vmFlags.get(m.start) ?? new Set<string>();
+      const heap = m.path === '[heap]';
+      const anon = c.kind !== 'file-private' && c.kind !== 'file-shared';
+      let flags = (m.shared ? MAP.SHARED : MAP.PRIVATE) | (anon ? MAP.ANONYMOUS : 0);
+      if (flagsSet.has('gd')) flags |= MAP.GROWSDOWN;
+      if (flagsSet.has('nr')) flags |= MAP.NORESERVE;
+      let madv = 0n;
+      for (const [code, advice] of Object.entries(MADV_BY_VMFLAG)) if (flagsSet.has(code)) madv |= 1n << BigInt(advice);
+      const prot = (m.read ? PROT.READ : 0) | (m.write ? PROT.WRITE : 0) | (m.exec ? PROT.EXEC : 0);
+      const isFile = c.kind === 'file-private' || c.kind === 'file-shared';
+      const v: VmaData = {
+        start: m.start,
+        end: m.end,
+        pgoff: isFile || c.kind === 'anon-shared' ? m.offset : 0n,
+        shmid: isFile ? BigInt(fileId(m)) : c.kind === 'anon-shared' ? BigInt(m.inode) : 0n,
+        prot,
+        flags,
+        status: statusFor(c.kind, m, heap),
+        fd: -1,
+      };
+      if (madv) v.madv = madv;
+      if (isFile) v.fdflags = 0;
+      vmas.push(v);
+
+      if (c.kind === 'vdso' || c.kind === 'vvar' || c.kind === 'vsyscall' || c.kind === 'file-shared') continue;
+      for (const run of presentRuns(pagemapFd, m, c.kind === 'file-private')) {
+        const vaddr = m.start + BigInt(run.first * PAGE_SIZE);
+        if (c.kind === 'anon-shared') {
+          shmemPages.push({ vaddr, nrPages: run.count, shmid: BigInt(m.inode), offset: m.offset + BigInt(run.first * PAGE_SIZE) });
+        } else {
+          privatePages.push({ vaddr, nrPages: run.count });
+        }
+      }
+    }
+  } finally {
+    closeSync(pagemapFd);
+  }
+  return { vmas, privatePages, shmemPages };
+}
+
+const PAGEMAP_CHUNK_PAGES = 65536;
+
+function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean): Generator<{ first: number; count: number }> {
+  const total = Number((m.end - m.start) / BigInt(PAGE_SIZE));
+  const words = Buffer.alloc(Math.min(total, PAGEMAP_CHUNK_PAGES) * 8);
+  let pending: { first: number; count: number } | null = null;
+  for (let done = 0; done < total; done += PAGEMAP_CHUNK_PAGES) {
+    const n = Math.min(PAGEMAP_CHUNK_PAGES, total - done);
+    const pos = Number(m.start / BigInt(PAGE_SIZE)) * 8 + done * 8;
+    const got = readSync(pagemapFd, words, 0, n * 8, pos);
+    for (const run of pagesToDump(words.subarray(0, got), privateOnly)) {
+      const first = run.first + done;
+      if (pending && pending.first + pending.count === first) pending.count += run.count;
+      else {
+        if (pending) yield pending;
+        pending = { first, count: run.count };
+      }
+    }
+  }
+  if (pending) yield pending;
+}
+
+/** The mm-wide fields: from /proc/PID/stat, brk from the task, auxv from /proc. */
+export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): Omit<MmData, 'vmas'> {
+  const brk = BigInt.asUintN(64, t.remote.call('brk', [0]));
+  return {
+    mmStartCode: t.stat.startCode,
+    mmEndCode: t.stat.endCode,
+    mmStartData: t.stat.startData,
+    mmEndData: t.stat.endData,
+    mmStartStack: t.stat.startStack,
+    mmStartBrk: t.stat.startBrk,
+    mmBrk: brk,
+    mmArgStart: t.stat.argStart,
+    mmArgEnd: t.stat.argEnd,
+    mmEnvStart: t.stat.envStart,
+    mmEnvEnd: t.stat.envEnd,
+    exeFileId,
+    mmSavedAuxv: parseAuxv(readFileSync(`/proc/${t.pid}/auxv`)),
+    dumpable,
+    thpDisabled: false,
+  };
+}
+
+/**
+ * Copies the page ranges out of the task to `sink`, in order, through one reusable buffer.
+ * Ranges that process_vm_readv refuses (PROT_NONE pages) are read through /proc/PID/mem,
+ * which is allowed to look past the protection.
+ */
+export function copyPages(pid: number, ranges: PageRange[], sink: (chunk: Buffer) => void, bufBytes = 16 << 20): number {
+  const buf = Buffer.allocUnsafeSlow(bufBytes);
+  const maxPages = bufBytes / PAGE_SIZE;
+  let memFd = -1;
+  let total = 0;
+  try {
+    let batch: { addr: bigint; len: number }[] = [];
+    let batchBytes = 0;
+    const flush = () => {
+      if (!batch.length) return;
+      let got = vmRead(pid, buf, batch);
+      if (got !== batchBytes) {
+        // Fall back range by range through /proc/PID/mem for what could not be read directly.
+        if (memFd < 0) memFd = openSync(`/proc/${pid}/mem`, 'r');
+        got = 0;
+        for (const r of batch) {
+          const n = readSync(memFd, buf, got, r.len, Number(r.addr));
+          if (n !== r.len) throw new Error(`pid ${pid}: cannot read memory at 0x${r.addr.toString(16)}`);
+          got += n;
+        }
+      }
+      sink(buf.subarray(0, got));
+      total += got;
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const r of ranges) {
+      let left = r.nrPages;
+      let addr = r.vaddr;
+      while (left > 0) {
+        const room = maxPages - batchBytes / PAGE_SIZE;
+        if (room === 0 || batch.length >= 1024) {
+          flush();
+          continue;
+        }
+        const n = Math.min(room, left);
+        batch.push({ addr, len: n * PAGE_SIZE });
+        batchBytes += n * PAGE_SIZE;
+        addr += BigInt(n * PAGE_SIZE);
+        left -= n;
+      }
+    }
+    flush();
+  } finally {
+    if (memFd >= 0) closeSync(memFd);
+  }
+  return total;
+}

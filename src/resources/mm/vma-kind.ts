@@ -1,0 +1,58 @@
+// CRIU's VMA status bits (the `status` field of VmaEntry) and how a /proc/PID/maps line maps to
+// them. A mapping cryo cannot checkpoint yet is reported here, before anything is touched.
+import type { MapsEntry } from '../../proc/index.js';
+import { hex } from '../../util/errors.js';
+
+export const VMA = {
+  AREA_REGULAR: 1 << 0,
+  AREA_STACK: 1 << 1,
+  AREA_VSYSCALL: 1 << 2,
+  AREA_VDSO: 1 << 3,
+  AREA_HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6,
+  FILE_SHARED: 1 << 7,
+  ANON_SHARED: 1 << 8,
+  ANON_PRIVATE: 1 << 9,
+  AREA_SYSVIPC: 1 << 10,
+  AREA_SOCKET: 1 << 11,
+  AREA_VVAR: 1 << 12,
+  AREA_AIORING: 1 << 13,
+  AREA_MEMFD: 1 << 14,
+} as const;
+
+export type VmaKind = 'anon-private' | 'anon-shared' | 'file-private' | 'file-shared' | 'vdso' | 'vvar' | 'vsyscall';
+
+/** Classifies a mapping; returns a blocker message instead when cryo cannot handle it. */
+export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { blocker: string } {
+  const where = `pid ${pid} mapping ${hex(m.start)}-${hex(m.end)}`;
+  if (m.path === '[vdso]') return { kind: 'vdso' };
+  if (m.path === '[vvar]' || m.path === '[vvar_vclock]') return { kind: 'vvar' };
+  if (m.path === '[vsyscall]') return { kind: 'vsyscall' };
+  if (m.inode === 0) {
+    if (m.shared) return { blocker: `${where}: shared mapping of an unknown kind (${m.path || 'no name'}) — not supported` };
+    return { kind: 'anon-private' };
+  }
+  if (m.path.startsWith('/SYSV')) return { blocker: `${where}: SysV shared memory segment — not supported yet` };
+  if (m.path.startsWith('/memfd:')) return { blocker: `${where}: memfd ${m.path} — not supported yet` };
+  if (m.path === '/dev/zero' || m.path.startsWith('/dev/zero ')) {
+    if (m.shared) return { kind: 'anon-shared' };
+    return { kind: 'anon-private' };
+  }
+  if (m.path.startsWith('[')) return { blocker: `${where}: kernel mapping ${m.path} — not supported` };
+  if (m.deleted) return { blocker: `${where}: file ${m.path} was deleted while mapped — not supported yet` };
+  if (m.path.startsWith('/dev/')) return { blocker: `${where}: device mapping ${m.path} — not supported` };
+  if (m.path.startsWith('anon_inode:')) return { blocker: `${where}: ${m.path} mapping — not supported` };
+  return { kind: m.shared ? 'file-shared' : 'file-private' };
+}
+
+/** madvise advice numbers that VmFlags show, as CRIU keeps them in VmaEntry.madv (1 << advice). */
+export const MADV_BY_VMFLAG: Record<string, number> = {
+  rr: 1, // MADV_RANDOM
+  sr: 2, // MADV_SEQUENTIAL
+  dc: 10, // MADV_DONTFORK
+  mg: 12, // MADV_MERGEABLE
+  hg: 14, // MADV_HUGEPAGE
+  nh: 15, // MADV_NOHUGEPAGE
+  dd: 16, // MADV_DONTDUMP
+  wf: 18, // MADV_WIPEONFORK
+};

@@ -1,0 +1,66 @@
+// Small per-task attributes: comm, personality, parent-death signal, child subreaper,
+// oom_score_adj, loginuid, scheduling. Read from /proc or by the task; restored by the task.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { PR } from '../../sys/index.js';
+import type { DumpTask, RestoreTask } from '../context.js';
+
+export interface TaskMiscData {
+  comm: string;
+  personality: number;
+  pdeathSig: number;
+  childSubreaper: boolean;
+  oomScoreAdj: number;
+  loginuid: number;
+  schedNice: number;
+  schedPolicy: number;
+  schedPrio: number;
+}
+
+function readProcNumber(pid: number, file: string, radix = 10): number {
+  return parseInt(readFileSync(`/proc/${pid}/${file}`, 'utf8').trim(), radix);
+}
+
+export function dumpTaskMisc(t: DumpTask): TaskMiscData {
+  const intBuf = t.scratch.alloc(4);
+  t.remote.call('prctl', [PR.GET_PDEATHSIG, intBuf, 0, 0, 0]);
+  const pdeathSig = t.scratch.read(intBuf, 4).readInt32LE(0);
+  t.remote.call('prctl', [PR.GET_CHILD_SUBREAPER, intBuf, 0, 0, 0]);
+  const childSubreaper = t.scratch.read(intBuf, 4).readInt32LE(0) !== 0;
+  return {
+    comm: readFileSync(`/proc/${t.pid}/comm`, 'utf8').replace(/\n$/, ''),
+    personality: readProcNumber(t.pid, 'personality', 16),
+    pdeathSig,
+    childSubreaper,
+    oomScoreAdj: readProcNumber(t.pid, 'oom_score_adj'),
+    loginuid: Number(readFileSync(`/proc/${t.pid}/loginuid`, 'utf8').trim()) >>> 0,
+    schedNice: t.stat.nice,
+    schedPolicy: t.stat.policy,
+    schedPrio: t.stat.rtPriority,
+  };
+}
+
+export function restoreTaskMisc(r: RestoreTask, m: Partial<TaskMiscData>): void {
+  const call = r.remote.call.bind(r.remote);
+  r.scratch.reset();
+  if (m.comm !== undefined) call('prctl', [PR.SET_NAME, r.scratch.putString(m.comm.slice(0, 15)), 0, 0, 0], 'comm');
+  if (m.personality !== undefined) call('personality', [m.personality]);
+  if (m.pdeathSig) call('prctl', [PR.SET_PDEATHSIG, m.pdeathSig, 0, 0, 0], 'pdeath signal');
+  if (m.childSubreaper) call('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0], 'child subreaper');
+  if (m.oomScoreAdj !== undefined) writeFileSync(`/proc/${r.pid}/oom_score_adj`, String(m.oomScoreAdj));
+  if (m.loginuid !== undefined && m.loginuid !== 0xffffffff) {
+    try {
+      writeFileSync(`/proc/${r.pid}/loginuid`, String(m.loginuid));
+    } catch (e) {
+      r.log.warn(`pid ${r.pid}: loginuid not restored: ${(e as Error).message}`);
+    }
+  }
+}
+
+export function dumpDumpable(t: DumpTask): number {
+  return Number(t.remote.call('prctl', [PR.GET_DUMPABLE, 0, 0, 0, 0]));
+}
+
+export function restoreDumpable(r: RestoreTask, dumpable: number | undefined): void {
+  if (dumpable === undefined) return;
+  r.remote.call('prctl', [PR.SET_DUMPABLE, dumpable, 0, 0, 0], 'dumpable');
+}

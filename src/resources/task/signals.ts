@@ -1,0 +1,75 @@
+// Signal dispositions (sigactions), the alternate signal stack and the blocked mask.
+// Only the task can read its sigactions and sigaltstack: they come from injected syscalls.
+import { SIG, NSIG } from '../../sys/index.js';
+import type { DumpTask, RestoreTask } from '../context.js';
+
+export interface SigactionData {
+  sigaction: bigint;
+  flags: bigint;
+  restorer: bigint;
+  mask: bigint;
+  compatSigaction: boolean;
+}
+
+export interface SigaltstackData {
+  ssSp: bigint;
+  ssSize: bigint;
+  ssFlags: number;
+}
+
+const SS_DISABLE = 2;
+const SA_SIZE = 32; // struct kernel_sigaction: handler, flags, restorer, mask
+
+/** The signals that have a disposition, in image order: 1..64 without SIGKILL and SIGSTOP. */
+export function sigactionSignals(): number[] {
+  const out: number[] = [];
+  for (let s = 1; s <= NSIG; s++) if (s !== SIG.KILL && s !== SIG.STOP) out.push(s);
+  return out;
+}
+
+export function dumpSigactions(t: DumpTask): SigactionData[] {
+  const sigs = sigactionSignals();
+  const buf = t.scratch.alloc(SA_SIZE * sigs.length);
+  sigs.forEach((sig, i) => t.remote.call('rt_sigaction', [sig, 0, buf + BigInt(i * SA_SIZE), 8], `signal ${sig}`));
+  const raw = t.scratch.read(buf, SA_SIZE * sigs.length);
+  return sigs.map((_, i) => ({
+    sigaction: raw.readBigUInt64LE(i * SA_SIZE),
+    flags: raw.readBigUInt64LE(i * SA_SIZE + 8),
+    restorer: raw.readBigUInt64LE(i * SA_SIZE + 16),
+    mask: raw.readBigUInt64LE(i * SA_SIZE + 24),
+    compatSigaction: false,
+  }));
+}
+
+export function restoreSigactions(r: RestoreTask, sas: SigactionData[]): void {
+  const sigs = sigactionSignals();
+  sas.forEach((sa, i) => {
+    const sig = sigs[i];
+    if (sig === undefined || (sa.sigaction === 0n && sa.flags === 0n && sa.mask === 0n)) return;
+    const b = Buffer.alloc(SA_SIZE);
+    b.writeBigUInt64LE(sa.sigaction, 0);
+    b.writeBigUInt64LE(sa.flags, 8);
+    b.writeBigUInt64LE(sa.restorer, 16);
+    b.writeBigUInt64LE(sa.mask, 24);
+    r.scratch.reset();
+    r.remote.call('rt_sigaction', [sig, r.scratch.put(b), 0, 8], `signal ${sig}`);
+  });
+}
+
+export function dumpSigaltstack(t: DumpTask): SigaltstackData {
+  const buf = t.scratch.alloc(24);
+  t.remote.call('sigaltstack', [0, buf]);
+  const raw = t.scratch.read(buf, 24);
+  return { ssSp: raw.readBigUInt64LE(0), ssFlags: raw.readInt32LE(8), ssSize: raw.readBigUInt64LE(16) };
+}
+
+export function restoreSigaltstack(r: RestoreTask, sas: SigaltstackData | undefined): void {
+  if (!sas || sas.ssFlags & SS_DISABLE) return;
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(sas.ssSp, 0);
+  // SS_ONSTACK is a report, not a request: the kernel only accepts 0 or SS_AUTODISARM.
+  b.writeInt32LE(sas.ssFlags & ~1, 8);
+  b.writeBigUInt64LE(sas.ssSize, 16);
+  r.scratch.reset();
+  r.remote.call('sigaltstack', [r.scratch.put(b), 0]);
+}

@@ -1,0 +1,87 @@
+// Reading and cross-checking the images one task's restore needs, with errors that say which
+// file is missing or wrong.
+import { ImageDirReader } from '../image/dir.js';
+import type { inventory_entry } from '../image/gen/inventory_pb.js';
+import type { pstree_entry } from '../image/gen/pstree_pb.js';
+import type { core_entry } from '../image/gen/core_pb.js';
+import type { mm_entry } from '../image/gen/mm_pb.js';
+import type { fs_entry } from '../image/gen/fs_pb.js';
+import type { fdinfo_entry, file_entry } from '../image/gen/fdinfo_pb.js';
+import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
+import type { reg_file_entry } from '../image/gen/regfile_pb.js';
+import { UserError } from '../util/errors.js';
+import type { PageRange, VmaData } from '../resources/mm/dump.js';
+import type { MemoryImage } from '../resources/mm/restore.js';
+import { VMA } from '../resources/mm/vma-kind.js';
+
+export interface TaskImage {
+  pid: number;
+  pstree: pstree_entry;
+  core: core_entry;
+  mm: mm_entry;
+  fs: fs_entry;
+  fdinfo: fdinfo_entry[];
+  memory: MemoryImage;
+}
+
+export interface CheckpointImage {
+  dir: string;
+  inventory: inventory_entry;
+  tasks: TaskImage[];
+  files: Map<number, reg_file_entry>;
+}
+
+function one<T>(list: T[], name: string): T {
+  if (list.length !== 1) throw new UserError(`${name}: expected one entry, found ${list.length}`);
+  return list[0]!;
+}
+
+function pagemapOf(r: ImageDirReader, name: string): { pages: PageRange[]; pagesFile: string } {
+  const entries = r.read(name) as unknown[];
+  if (!entries.length) throw new UserError(`${name}: empty pagemap`);
+  const head = entries[0] as pagemap_head;
+  const pages = (entries.slice(1) as pagemap_entry[]).map((e) => ({
+    vaddr: e.vaddr,
+    nrPages: e.nrPages ? Number(e.nrPages) : e.compatNrPages,
+  }));
+  return { pages, pagesFile: r.path(`pages-${head.pagesId}.img`) };
+}
+
+export function readCheckpoint(dir: string): CheckpointImage {
+  const r = ImageDirReader.open(dir);
+  const inventory = one(r.read('inventory.img'), 'inventory.img') as inventory_entry;
+  const trees = r.read('pstree.img') as pstree_entry[];
+  if (!trees.length) throw new UserError(`${dir}/pstree.img: no tasks`);
+  if (trees.length > 1) throw new UserError(`${dir}: ${trees.length} processes — restoring process trees is not supported yet`);
+  const files = new Map<number, reg_file_entry>();
+  for (const f of r.read('files.img') as file_entry[]) {
+    if (f.reg) files.set(f.id, f.reg);
+    else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
+  }
+  const tasks = trees.map((pstree) => {
+    const pid = pstree.pid;
+    if (pstree.threads.length > 1) throw new UserError(`pid ${pid}: ${pstree.threads.length} threads — not supported yet`);
+    const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
+    if (!core.threadInfo?.gpregs || !core.tc) throw new UserError(`core-${pid}.img: no x86_64 registers or task state`);
+    const mm = one(r.read(`mm-${pid}.img`), `mm-${pid}.img`) as mm_entry;
+    const fs = one(r.read(`fs-${pid}.img`), `fs-${pid}.img`) as fs_entry;
+    const ids = core.ids ?? (one(r.read(`ids-${pid}.img`), `ids-${pid}.img`) as NonNullable<core_entry['ids']>);
+    const fdinfo = r.read(`fdinfo-${ids.filesId}.img`) as fdinfo_entry[];
+    const priv = pagemapOf(r, `pagemap-${pid}.img`);
+    const vmas: VmaData[] = mm.vmas.map((v) => ({
+      start: v.start, end: v.end, pgoff: v.pgoff, shmid: v.shmid, prot: v.prot, flags: v.flags,
+      status: v.status, fd: Number(v.fd), madv: v.madv, fdflags: v.fdflags,
+    }));
+    const shmem = new Map<bigint, { pages: PageRange[]; pagesFile: string }>();
+    for (const v of vmas) {
+      if (v.status & VMA.ANON_SHARED && !shmem.has(v.shmid)) {
+        const name = `pagemap-shmem-${v.shmid}.img`;
+        shmem.set(v.shmid, r.exists(name) ? pagemapOf(r, name) : { pages: [], pagesFile: '' });
+      }
+    }
+    const mapped = new Map<number, { name: string; size?: bigint }>();
+    for (const [id, f] of files) mapped.set(id, { name: f.name, ...(f.size ? { size: f.size } : {}) });
+    return { pid, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } };
+  });
+  return { dir: r.dir, inventory, tasks, files };
+}

@@ -1,0 +1,7 @@
+// The kernel boundary: everything above imports from here, never from koffi.
+export * from './errno.js';
+export * from './consts.js';
+export * from './nr.js';
+export { sys, sysTry, posixSpawn, addressOf, type SysArg } from './libc.js';
+export * from './proc-io.js';
+export * from './ptrace.js';

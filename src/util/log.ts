@@ -1,0 +1,41 @@
+// Leveled logging with CRIU's -v0..-v4 meaning: 0 errors only ... 4 everything. Messages go to
+// stderr, or to the -o file when one is given (where everything up to the level is kept).
+import { openSync, writeSync, closeSync } from 'node:fs';
+
+export class Log {
+  private fd: number | null = null;
+  private t0 = performance.now();
+
+  constructor(public level = 2, file?: string) {
+    if (file) this.fd = openSync(file, 'a', 0o600);
+  }
+
+  private out(lvl: number, tag: string, msg: string): void {
+    if (lvl > this.level) return;
+    const t = ((performance.now() - this.t0) / 1000).toFixed(6);
+    const line = `(${t.padStart(11)}) ${tag}${msg}\n`;
+    if (this.fd !== null) writeSync(this.fd, line);
+    else if (lvl <= 1 || this.level >= 3) process.stderr.write(line);
+  }
+
+  error(msg: string): void {
+    this.out(1, 'Error: ', msg);
+  }
+  warn(msg: string): void {
+    this.out(2, 'Warn: ', msg);
+  }
+  info(msg: string): void {
+    this.out(3, '', msg);
+  }
+  debug(msg: string): void {
+    this.out(4, '', msg);
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+/** A log that drops everything: for library callers that pass none. */
+export const quietLog = new Log(0);
