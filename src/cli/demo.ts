@@ -8,8 +8,10 @@ import { fileURLToPath } from 'node:url';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'cryo.js');
 
+// It closes whatever fds it inherited beyond stdio: an inherited pipe would be refused.
 const COUNTER = `
-import time
+import os, time
+os.closerange(3, 65536)
 n = 0
 while True:
     n += 1

@@ -10,7 +10,10 @@ import { user_x86_regs_mode } from '../image/gen/core-x86_pb.js';
 import { fdinfo_entrySchema, fd_types, type fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import { fs_entrySchema, type fs_entry } from '../image/gen/fs_pb.js';
 import { mm_entrySchema, type mm_entry } from '../image/gen/mm_pb.js';
-import { fpregsFromXsave } from '../image/xsave.js';
+import { fpregsFromXsave, setXsaveLayout } from '../image/xsave.js';
+import { xsaveLayout } from '../sys/index.js';
+
+setXsaveLayout(xsaveLayout());
 import { dumpSigactions, dumpSigaltstack } from '../resources/task/signals.js';
 import { dumpItimers } from '../resources/task/timers.js';
 import { dumpRlimits } from '../resources/task/rlimits.js';

@@ -104,6 +104,20 @@ const COMPONENTS: readonly Component[] = [
   { bit: XFEATURE.PKRU, offset: 2688, bytes: 8, word: 4, get: (x) => x.pkru, set: (x, w) => (x.pkru = w as number[]) },
 ];
 
+/**
+ * Where each component really is on this CPU (CPUID leaf 0xD): the standard-format offsets above
+ * are Intel's; AMD packs AVX-512 state lower (opmask at 832 on Zen 4). Set once by the caller
+ * from sys/xsaveLayout(); without it the Intel offsets are assumed.
+ */
+const cpuOffsets = new Map<number, number>();
+
+export function setXsaveLayout(layout: ReadonlyMap<number, { offset: number }>): void {
+  cpuOffsets.clear();
+  for (const [b, l] of layout) cpuOffsets.set(b, l.offset);
+}
+
+const offsetOf = (c: Component): number => cpuOffsets.get(c.bit) ?? c.offset;
+
 /** x87 + SSE live in the legacy area; they are always representable. */
 const REPRESENTABLE = COMPONENTS.reduce((m, c) => m | (1n << BigInt(c.bit)), 0b11n);
 
@@ -176,11 +190,12 @@ export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean } =
   const enabled = xsaveFeatures(buf)?.xfeatures ?? bv;
   const xsave = create(user_x86_xsave_entrySchema, { xstateBv: bv & REPRESENTABLE });
   for (const c of COMPONENTS) {
-    if (!(enabled & bit(c.bit)) || c.offset + c.bytes > buf.length) continue;
+    const off = offsetOf(c);
+    if (!(enabled & bit(c.bit)) || off + c.bytes > buf.length) continue;
     const n = c.bytes / c.word;
     c.set(
       xsave,
-      Array.from({ length: n }, (_, i) => (c.word === 4 ? v.getUint32(c.offset + 4 * i, true) : v.getBigUint64(c.offset + 8 * i, true))),
+      Array.from({ length: n }, (_, i) => (c.word === 4 ? v.getUint32(off + 4 * i, true) : v.getBigUint64(off + 8 * i, true))),
     );
   }
   fp.xsave = xsave;
@@ -245,11 +260,12 @@ function putComponents(v: DataView, x: UserX86XsaveEntry, bv: bigint, size: numb
     if (words.length * c.word !== c.bytes) {
       throw new XsaveError(`xsave component ${c.bit}: image has ${words.length} words, expected ${c.bytes / c.word}`);
     }
-    if (c.offset + c.bytes > size) {
+    const off = offsetOf(c);
+    if (off + c.bytes > size) {
       if (bv & bit(c.bit)) throw new XsaveError(`xsave component ${c.bit} is in use in the image but does not fit in this machine's ${size}-byte xsave area`);
       continue;
     }
-    words.forEach((w, i) => (c.word === 4 ? v.setUint32(c.offset + 4 * i, Number(w), true) : v.setBigUint64(c.offset + 8 * i, BigInt(w), true)));
+    words.forEach((w, i) => (c.word === 4 ? v.setUint32(off + 4 * i, Number(w), true) : v.setBigUint64(off + 8 * i, BigInt(w), true)));
     present |= bit(c.bit);
   }
   return present;

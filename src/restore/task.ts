@@ -4,7 +4,10 @@ import {
   Regs, REG_NAMES, PR, O, vmRead, getXstate, setXstate, setSigmask, prlimit,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, type Tracee } from '../ptrace/index.js';
-import { xsaveFromFpregs } from '../image/xsave.js';
+import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
+import { xsaveLayout } from '../sys/index.js';
+
+setXsaveLayout(xsaveLayout());
 import { dropStubMemory, restoreMemory, restoreVdso } from '../resources/mm/restore.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';

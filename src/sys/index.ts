@@ -5,3 +5,4 @@ export * from './nr.js';
 export { sys, sysTry, posixSpawn, addressOf, type SysArg } from './libc.js';
 export * from './proc-io.js';
 export * from './ptrace.js';
+export { cpuid, xsaveLayout } from './cpuid.js';
