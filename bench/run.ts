@@ -13,7 +13,7 @@ import { Log } from '../src/util/log.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startHolder(dir: string, mib: number): Promise<number> {
-  const code = `import time\nb = b'\\x5a' * (${mib} << 20)\nprint('ready', flush=True)\ntime.sleep(1e6)\n`;
+  const code = `import os, time\nos.closerange(3, 65536)\nb = b'\\x5a' * (${mib} << 20)\nprint('ready', flush=True)\ntime.sleep(1e6)\n`;
   const log = openSync(join(dir, 'holder.log'), 'a');
   const c = spawn('python3', ['-c', code], { cwd: dir, detached: true, stdio: ['ignore', log, log] });
   for (let i = 0; i < 600; i++) {

@@ -20,6 +20,7 @@ import { dumpRlimits } from '../resources/task/rlimits.js';
 import { dumpCreds } from '../resources/task/creds.js';
 import { dumpTaskMisc, dumpDumpable } from '../resources/task/misc.js';
 import { dumpThreadState } from '../resources/task/thread.js';
+import { peekPending } from '../resources/task/pending.js';
 import { planMemory, dumpMmFields, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
 import { dumpFds } from '../resources/files/reg.js';
 import { dumpFs } from '../resources/fs.js';
@@ -114,7 +115,7 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
       comm: misc.comm,
       timers: dumpItimers(t),
       rlimits: { rlimits: dumpRlimits(pid) },
-      signalsS: {},
+      signalsS: { signals: peekPending(pid, true).map((siginfo) => ({ siginfo })) },
       loginuid: misc.loginuid,
       oomScoreAdj: misc.oomScoreAdj,
       sigactions: dumpSigactions(t),
@@ -129,7 +130,7 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
       ...(misc.schedPolicy !== 0 ? { schedPrio: misc.schedPrio } : {}),
       sas: dumpSigaltstack(t),
       pdeathSig: misc.pdeathSig,
-      signalsP: {},
+      signalsP: { signals: peekPending(pid, false).map((siginfo) => ({ siginfo })) },
       creds,
       comm: misc.comm,
       ...(thread.rseq

@@ -34,11 +34,13 @@ export {
   XFEATURE,
   XsaveError,
   fpregsFromXsave,
+  setXsaveLayout,
   unrepresentableXfeatures,
   xsaveFeatures,
   xsaveFromFpregs,
   xstateBv,
   type UserX86FpregsEntry,
   type UserX86XsaveEntry,
+  type XsaveLayout,
 } from "./xsave.js";
 export { bytesToString, stringToBytes } from "./text-encoding.js";

@@ -11,7 +11,8 @@
 //             xcomp_bv (0 in this format), reserved
 //   then each component at its standard offset (below).
 //
-// CRIU's entry keeps the legacy area field by field and these components as little-endian words:
+// CRIU's entry keeps the legacy area field by field and these components as little-endian words
+// (offsets are Intel's; see "Offsets" below):
 //   bit 2 AVX        ymmh_space   64 x u32  @ 576  (256 bytes)
 //   bit 3 BNDREGS    bndreg_state  8 x u64  @ 960  (64)     MPX, gone from Linux >= 5.6
 //   bit 4 BNDCSR     bndcsr_state  2 x u64  @ 1024 (16 of 64)
@@ -22,15 +23,19 @@
 // A component is kept when the kernel enabled it (xfeatures) and it fits in the buffer, like
 // CRIU does, whether or not it is in init state.
 //
+// Offsets: in the standard format each component's offset is whatever CPUID leaf 0xD says, and
+// vendors differ. The table above is Intel's; AMD Zen 4 has no MPX and packs AVX-512 right after
+// AVX (opmask 832, ZMM_Hi256 896, Hi16_ZMM 1408). The image stores words, not offsets, so images
+// move between vendors; only the buffer layout must be the local CPU's. setXsaveLayout() installs
+// the CPU's layout once for the process (sys/cpuid.ts xsaveLayout() reads it); each call can
+// also take an explicit layout. Without either, the Intel offsets are used.
+//
 // Not representable in CRIU's entry, so NOT carried: AMX TILECFG/TILEDATA (bits 17, 18), APX
 // (bit 19) and any later user component. fpregsFromXsave() refuses a buffer where one of those is
 // in use (its xstate_bv bit set) unless called with {allowLoss: true}; check a task beforehand
 // with unrepresentableXfeatures(). Supervisor components (CET, PT, ...) never appear in the
 // ptrace buffer; user_x86_xsave_entry.cet is filled elsewhere (arch_prctl/NT_X86_SHSTK), and
 // xsaveFromFpregs() ignores it.
-//
-// Offsets are the architectural standard-format ones (CPUID leaf 0xD reports the same on
-// current Intel and AMD parts); STANDARD_OFFSETS documents them.
 
 import { create } from "@bufbuild/protobuf";
 import {
@@ -83,7 +88,7 @@ interface Component {
   set(x: UserX86XsaveEntry, words: (number | bigint)[]): void;
 }
 
-/** Standard-format offsets of the components CRIU's entry can hold. */
+/** Intel's standard-format offsets of the components CRIU's entry can hold (the default layout). */
 export const STANDARD_OFFSETS: Readonly<Record<number, number>> = {
   [XFEATURE.YMM]: 576,
   [XFEATURE.BNDREGS]: 960,
@@ -104,19 +109,26 @@ const COMPONENTS: readonly Component[] = [
   { bit: XFEATURE.PKRU, offset: 2688, bytes: 8, word: 4, get: (x) => x.pkru, set: (x, w) => (x.pkru = w as number[]) },
 ];
 
-/**
- * Where each component really is on this CPU (CPUID leaf 0xD): the standard-format offsets above
- * are Intel's; AMD packs AVX-512 state lower (opmask at 832 on Zen 4). Set once by the caller
- * from sys/xsaveLayout(); without it the Intel offsets are assumed.
- */
-const cpuOffsets = new Map<number, number>();
+/** Offset of each component bit in the standard-format buffer (CPUID.(EAX=0xD,ECX=bit).EBX). */
+export type XsaveLayout = ReadonlyMap<number, { offset: number }>;
 
-export function setXsaveLayout(layout: ReadonlyMap<number, { offset: number }>): void {
-  cpuOffsets.clear();
-  for (const [b, l] of layout) cpuOffsets.set(b, l.offset);
+// The process-wide CPU layout, set by setXsaveLayout().
+let cpuLayout: XsaveLayout | undefined;
+
+/**
+ * Install this CPU's layout (from CPUID leaf 0xD) for every later conversion in the process;
+ * undefined goes back to Intel's offsets.
+ */
+export function setXsaveLayout(layout: XsaveLayout | undefined): void {
+  cpuLayout = layout === undefined ? undefined : new Map([...layout].map(([b, l]) => [b, { offset: l.offset }]));
 }
 
-const offsetOf = (c: Component): number => cpuOffsets.get(c.bit) ?? c.offset;
+// Where a component sits: from the call's layout, else the installed CPU layout, else Intel's
+// table. A layout that lacks the component means this CPU does not have it: undefined.
+function offsetOf(c: Component, layout: XsaveLayout | undefined): number | undefined {
+  const active = layout ?? cpuLayout;
+  return active === undefined ? c.offset : active.get(c.bit)?.offset;
+}
 
 /** x87 + SSE live in the legacy area; they are always representable. */
 const REPRESENTABLE = COMPONENTS.reduce((m, c) => m | (1n << BigInt(c.bit)), 0b11n);
@@ -161,7 +173,7 @@ export function unrepresentableXfeatures(buf: Uint8Array): number[] {
  * FXSAVE area, which gives an entry without xsave). Throws XsaveError when state that the entry
  * cannot hold is in use, unless opts.allowLoss.
  */
-export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean } = {}): UserX86FpregsEntry {
+export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean; layout?: XsaveLayout } = {}): UserX86FpregsEntry {
   if (buf.length < FXSAVE_SIZE) throw new XsaveError(`xsave buffer of ${buf.length} bytes is smaller than the ${FXSAVE_SIZE}-byte FXSAVE area`);
   const v = view(buf);
   const words32 = (off: number, n: number): number[] => Array.from({ length: n }, (_, i) => v.getUint32(off + 4 * i, true));
@@ -190,8 +202,8 @@ export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean } =
   const enabled = xsaveFeatures(buf)?.xfeatures ?? bv;
   const xsave = create(user_x86_xsave_entrySchema, { xstateBv: bv & REPRESENTABLE });
   for (const c of COMPONENTS) {
-    const off = offsetOf(c);
-    if (!(enabled & bit(c.bit)) || off + c.bytes > buf.length) continue;
+    const off = offsetOf(c, opts.layout);
+    if (!(enabled & bit(c.bit)) || off === undefined || off + c.bytes > buf.length) continue;
     const n = c.bytes / c.word;
     c.set(
       xsave,
@@ -206,9 +218,10 @@ export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean } =
  * Build a `size`-byte standard-format XSAVE buffer for PTRACE_SETREGSET(NT_X86_XSTATE) from
  * CRIU's entry. `size` is the length GETREGSET returned on the restoring machine. When
  * `xfeatures` (the restoring kernel's, see xsaveFeatures()) is given, components the image uses
- * but that machine lacks are an error instead of a kernel EINVAL later.
+ * but that machine lacks are an error instead of a kernel EINVAL later. `layout` overrides the
+ * process-wide one from setXsaveLayout().
  */
-export function xsaveFromFpregs(entry: UserX86FpregsEntry, size: number, xfeatures?: bigint): Buffer {
+export function xsaveFromFpregs(entry: UserX86FpregsEntry, size: number, xfeatures?: bigint, layout?: XsaveLayout): Buffer {
   if (size < FXSAVE_SIZE) throw new XsaveError(`xsave size ${size} is smaller than the ${FXSAVE_SIZE}-byte FXSAVE area`);
   const buf = Buffer.alloc(size);
   const v = view(buf);
@@ -230,7 +243,7 @@ export function xsaveFromFpregs(entry: UserX86FpregsEntry, size: number, xfeatur
   // Without an xsave entry the image came from an FXSAVE-only dump: x87 and SSE state only.
   const bv = x === undefined ? 0b11n : x.xstateBv;
   let present = 0b11n;
-  if (x !== undefined) present |= putComponents(v, x, bv, size);
+  if (x !== undefined) present |= putComponents(v, x, bv, size, layout);
   const missing = bv & ~present;
   if (missing) throw new XsaveError(`xstate_bv 0x${bv.toString(16)} names components the image does not carry (0x${missing.toString(16)})`);
   if (xfeatures !== undefined && bv & ~xfeatures) {
@@ -252,7 +265,7 @@ function putWords32(v: DataView, off: number, words: readonly number[], n: numbe
 
 // Write the components the entry carries; returns their bits. A component the image uses that
 // does not fit in `size` is an error; an unused one is dropped.
-function putComponents(v: DataView, x: UserX86XsaveEntry, bv: bigint, size: number): bigint {
+function putComponents(v: DataView, x: UserX86XsaveEntry, bv: bigint, size: number, layout: XsaveLayout | undefined): bigint {
   let present = 0n;
   for (const c of COMPONENTS) {
     const words = c.get(x);
@@ -260,9 +273,12 @@ function putComponents(v: DataView, x: UserX86XsaveEntry, bv: bigint, size: numb
     if (words.length * c.word !== c.bytes) {
       throw new XsaveError(`xsave component ${c.bit}: image has ${words.length} words, expected ${c.bytes / c.word}`);
     }
-    const off = offsetOf(c);
-    if (off + c.bytes > size) {
-      if (bv & bit(c.bit)) throw new XsaveError(`xsave component ${c.bit} is in use in the image but does not fit in this machine's ${size}-byte xsave area`);
+    const off = offsetOf(c, layout);
+    if (off === undefined || off + c.bytes > size) {
+      if (bv & bit(c.bit)) {
+        const why = off === undefined ? "this CPU's xsave layout has no such component" : `it does not fit in this machine's ${size}-byte xsave area`;
+        throw new XsaveError(`xsave component ${c.bit} is in use in the image but ${why}`);
+      }
       continue;
     }
     words.forEach((w, i) => (c.word === 4 ? v.setUint32(off + 4 * i, Number(w), true) : v.setBigUint64(off + 8 * i, BigInt(w), true)));

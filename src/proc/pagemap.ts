@@ -7,6 +7,10 @@ export const PM_FILE = 1n << 61n;
 export const PM_EXCLUSIVE = 1n << 56n;
 export const PM_SOFT_DIRTY = 1n << 55n;
 
+const HI_PRESENT = 1 << 31;
+const HI_SWAP = 1 << 30;
+const HI_FILE = 1 << 29;
+
 export interface PageRun {
   /** Index of the first page relative to the range start. */
   first: number;
@@ -22,10 +26,11 @@ export function pagesToDump(words: Buffer, privateOnly: boolean): PageRun[] {
   const runs: PageRun[] = [];
   const n = words.length / 8;
   let cur: PageRun | null = null;
+  // Only the high 32 bits hold the flags: test them as numbers (BigInt per page is slow).
   for (let i = 0; i < n; i++) {
-    const w = words.readBigUInt64LE(i * 8);
-    let want = (w & (PM_PRESENT | PM_SWAP)) !== 0n;
-    if (want && privateOnly && (w & PM_FILE) !== 0n) want = false;
+    const hi = words.readUInt32LE(i * 8 + 4);
+    let want = (hi & (HI_PRESENT | HI_SWAP)) !== 0;
+    if (want && privateOnly && (hi & HI_FILE) !== 0) want = false;
     if (want) {
       if (cur && cur.first + cur.count === i) cur.count++;
       else runs.push((cur = { first: i, count: 1 }));

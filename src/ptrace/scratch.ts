@@ -11,7 +11,9 @@ export class Scratch {
   /** mmaps `pages` pages in the task. */
   static map(remote: Remote, pages = 4): Scratch {
     const size = pages * PAGE_SIZE;
-    const addr = remote.call('mmap', [0, size, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0], 'scratch');
+    // MAP_NORESERVE gives it flags no ordinary neighbour has, so the kernel never merges it into
+    // an adjacent VMA of the task (which would then be dumped with our scratch pages in it).
+    const addr = remote.call('mmap', [0, size, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE, -1, 0], 'scratch');
     return new Scratch(remote, BigInt.asUintN(64, addr), size, true);
   }
 

@@ -55,7 +55,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     failpoint('restore:stub');
     stub = startStub(img.memory.vmas, img.pid);
     failpoint('restore:fork');
-    task = forkWithPid(stub, img.pid);
+    task = forkWithPid(stub, img.pid, !opts.detach);
     const trampoline = stub.trampoline;
     killStub(stub);
     stub = null;

@@ -3,7 +3,7 @@
 // child_process) so libuv never reaps its ptrace stops.
 import { existsSync, readFileSync } from 'node:fs';
 import {
-  posixSpawn, PTRACE_O, PROT, MAP, PAGE_SIZE, CLONE, PTRACE, PTRACE_EVENT, ptrace, getEventMsg, vmWrite, wait4,
+  posixSpawn, PTRACE_O, PROT, MAP, PAGE_SIZE, CLONE, SIG, PTRACE, PTRACE_EVENT, ptrace, getEventMsg, vmWrite, wait4,
   pidExists,
 } from '../sys/index.js';
 import { Tracee, Remote, findSyscallInVdso, TraceeError } from '../ptrace/index.js';
@@ -75,13 +75,19 @@ export function startStub(imageVmas: { start: bigint; end: bigint }[], avoidPid:
  * Runs clone3(set_tid = [pid]) in the stub, at the trampoline. The new task is a child of the
  * stub's parent (CLONE_PARENT: ours), is auto-attached (PTRACE_O_TRACEFORK) and starts stopped.
  */
-export function forkWithPid(stub: Stub, pid: number): Tracee {
+export function forkWithPid(stub: Stub, pid: number, asOurChild: boolean): Tracee {
   const argsAddr = stub.trampoline + BigInt(PAGE_SIZE);
   const tidArray = argsAddr + 128n;
   const args = Buffer.alloc(88);
-  args.writeBigUInt64LE(BigInt(CLONE.PARENT), 0); // flags
-  // exit_signal stays 0: with CLONE_PARENT the child inherits the stub's (SIGCHLD), and the
-  // kernel refuses any other value. ptrace then reports a clone event, not a fork event.
+  if (asOurChild) {
+    // exit_signal stays 0: with CLONE_PARENT the child inherits the stub's (SIGCHLD), and the
+    // kernel refuses any other value. ptrace then reports a clone event, not a fork event.
+    args.writeBigUInt64LE(BigInt(CLONE.PARENT), 0);
+  } else {
+    // The stub's child: it goes to init (or our subreaper) when the stub is killed, before any
+    // of its state (a parent-death signal, say) is restored.
+    args.writeBigUInt64LE(BigInt(SIG.CHLD), 32);
+  }
   args.writeBigUInt64LE(tidArray, 64); // set_tid
   args.writeBigUInt64LE(1n, 72); // set_tid_size
   const tid = Buffer.alloc(4);

@@ -12,6 +12,7 @@ import { dropStubMemory, restoreMemory, restoreVdso } from '../resources/mm/rest
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
+import { queuePending } from '../resources/task/pending.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
 import { registersForResume } from '../resources/task/regs.js';
@@ -68,6 +69,9 @@ export function restoreTask(tracee: Tracee, trampoline: bigint, img: TaskImage, 
     childSubreaper: tc.childSubreaper,
     oomScoreAdj: tc.oomScoreAdj,
     loginuid: tc.loginuid,
+    schedNice: tcore?.schedNice ?? 0,
+    schedPolicy: tcore?.schedPolicy ?? 0,
+    schedPrio: tcore?.schedPrio ?? 0,
   });
   restoreSession(r, img);
   if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
@@ -86,6 +90,9 @@ export function restoreTask(tracee: Tracee, trampoline: bigint, img: TaskImage, 
         : null,
     });
   }
+
+  queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
+  queuePending(r, tcore?.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
 
   // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso.
   failpoint('restore:regs');

@@ -39,13 +39,17 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage): void {
   const call = r.remote.call.bind(r.remote);
   const fileFds = new Map<number, number>();
   const shmemFirst = new Map<bigint, VmaData>();
+  const filled = vmasWithPages(img);
   try {
     failpoint('restore:mm');
     for (const v of img.vmas) {
       if (special(v)) continue;
       const len = v.end - v.start;
       const where = `mapping ${hex(v.start)}-${hex(v.end)}`;
-      const fillProt = v.prot | PROT.READ | PROT.WRITE;
+      // Writable while we fill it only if it holds saved pages (so it was written, and is
+      // accountable): mapping a never-written read-only VMA writable would make it accountable,
+      // and the kernel would then merge it with a neighbour it was separate from.
+      const fillProt = filled.has(v) || v.prot & PROT.WRITE ? v.prot | PROT.READ | PROT.WRITE : v.prot;
       if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT.WRITE) !== 0, fileFds);
         const prot = v.status & VMA.FILE_SHARED ? v.prot : fillProt;
@@ -81,7 +85,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage): void {
 
     for (const v of img.vmas) {
       if (special(v)) continue;
-      const wasFilledRw = !(v.status & VMA.FILE_SHARED);
+      const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE);
       if (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE)) {
         call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
       }
@@ -94,6 +98,18 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage): void {
   } finally {
     for (const fd of fileFds.values()) r.remote.raw(3, [fd]);
   }
+}
+
+/** The VMAs that saved pages will be written into (private ranges and shared objects). */
+function vmasWithPages(img: MemoryImage): Set<VmaData> {
+  const out = new Set<VmaData>();
+  const sorted = img.vmas.filter((v) => !special(v));
+  for (const p of img.pages) {
+    const end = p.vaddr + BigInt(p.nrPages * PAGE_SIZE);
+    for (const v of sorted) if (v.start < end && p.vaddr < v.end) out.add(v);
+  }
+  for (const v of sorted) if (v.status & VMA.ANON_SHARED) out.add(v);
+  return out;
 }
 
 function openMappedFile(r: RestoreTask, img: MemoryImage, id: number, writable: boolean, fds: Map<number, number>): number {

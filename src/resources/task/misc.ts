@@ -1,7 +1,7 @@
 // Small per-task attributes: comm, personality, parent-death signal, child subreaper,
 // oom_score_adj, loginuid, scheduling. Read from /proc or by the task; restored by the task.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { PR } from '../../sys/index.js';
+import { PR, sys } from '../../sys/index.js';
 import type { DumpTask, RestoreTask } from '../context.js';
 
 export interface TaskMiscData {
@@ -46,6 +46,12 @@ export function restoreTaskMisc(r: RestoreTask, m: Partial<TaskMiscData>): void 
   if (m.personality !== undefined) call('personality', [m.personality]);
   if (m.pdeathSig) call('prctl', [PR.SET_PDEATHSIG, m.pdeathSig, 0, 0, 0], 'pdeath signal');
   if (m.childSubreaper) call('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0], 'child subreaper');
+  if (m.schedPolicy) {
+    const param = Buffer.alloc(4);
+    param.writeInt32LE(m.schedPrio ?? 0, 0);
+    sys('sched_setscheduler', [r.pid, m.schedPolicy, param], `pid ${r.pid} scheduling policy`);
+  }
+  if (m.schedNice) sys('setpriority', [0 /* PRIO_PROCESS */, r.pid, m.schedNice], `pid ${r.pid} nice`);
   if (m.oomScoreAdj !== undefined) writeFileSync(`/proc/${r.pid}/oom_score_adj`, String(m.oomScoreAdj));
   if (m.loginuid !== undefined && m.loginuid !== 0xffffffff) {
     try {

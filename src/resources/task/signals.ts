@@ -45,7 +45,8 @@ export function restoreSigactions(r: RestoreTask, sas: SigactionData[]): void {
   const sigs = sigactionSignals();
   sas.forEach((sa, i) => {
     const sig = sigs[i];
-    if (sig === undefined || (sa.sigaction === 0n && sa.flags === 0n && sa.mask === 0n)) return;
+    // Every signal is set, defaults included: the stub inherited its parent's ignored signals.
+    if (sig === undefined) return;
     const b = Buffer.alloc(SA_SIZE);
     b.writeBigUInt64LE(sa.sigaction, 0);
     b.writeBigUInt64LE(sa.flags, 8);
