@@ -12,6 +12,7 @@ import { pagemap_headSchema, pagemap_entrySchema } from '../image/gen/pagemap_pb
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
+import { task_kobj_ids_entrySchema } from '../image/gen/core_pb.js';
 import { collectTree } from './collect.js';
 import { openTask, closeTask, dumpTask, type TaskImages } from './task.js';
 import { copyPages, type PageRange } from '../resources/mm/dump.js';
@@ -104,10 +105,10 @@ export function dump(opts: DumpOptions): DumpResult {
     ]);
     for (const img of images) {
       writer.writeImage(`core-${img.pid}.img`, 'CORE', [img.core]);
-      writer.writeImage(`ids-${img.pid}.img`, 'IDS', [img.core.ids!]);
+      writer.writeImage(`ids-${img.pid}.img`, 'IDS', [create(task_kobj_ids_entrySchema, img.ids)]);
       writer.writeImage(`mm-${img.pid}.img`, 'MM', [img.mm]);
       writer.writeImage(`fs-${img.pid}.img`, 'FS', [img.fs]);
-      writer.writeImage(`fdinfo-${img.core.ids!.filesId}.img`, 'FDINFO', img.fdinfo);
+      writer.writeImage(`fdinfo-${img.ids.filesId}.img`, 'FDINFO', img.fdinfo);
     }
     writer.writeImage(
       'files.img',
@@ -128,6 +129,12 @@ export function dump(opts: DumpOptions): DumpResult {
           pagesSkippedParent: 0n,
           pagesWritten: BigInt(pagesWritten),
           pagesLazy: 0n,
+          irmapResolve: 0,
+          pagePipes: 0n,
+          pagePipeBufs: 0n,
+          shpagesScanned: 0n,
+          shpagesSkippedParent: 0n,
+          shpagesWritten: 0n,
         },
       }),
     ]);
@@ -137,8 +144,9 @@ export function dump(opts: DumpOptions): DumpResult {
       create(inventory_entrySchema, {
         imgVersion: 2,
         fdinfoPerId: true,
-        rootIds: root.core.ids!,
+        rootIds: root.ids,
         nsPerId: true,
+        rootCgSet: 1,
         lsmtype: lsmtype.NO_LSM,
         networkLockMethod: 0,
       }),

@@ -21,10 +21,12 @@ import { dumpCreds } from '../resources/task/creds.js';
 import { dumpTaskMisc, dumpDumpable } from '../resources/task/misc.js';
 import { dumpThreadState } from '../resources/task/thread.js';
 import { peekPending } from '../resources/task/pending.js';
+import { dumpTls } from '../resources/task/tls.js';
 import { planMemory, dumpMmFields, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
 import { dumpFds } from '../resources/files/reg.js';
 import { dumpFs } from '../resources/fs.js';
 import { NO_FOWN } from '../resources/files/reg.js';
+import { buildIdWords } from '../resources/files/build-id.js';
 import type { FileTable } from '../resources/files/table.js';
 import type { DumpTask, IdAllocator } from '../resources/context.js';
 import type { Log } from '../util/log.js';
@@ -32,6 +34,7 @@ import { failpoint } from '../util/failpoint.js';
 
 export interface TaskImages {
   pid: number;
+  ids: ReturnType<typeof taskIds>;
   core: core_entry;
   fs: fs_entry;
   fdinfo: fdinfo_entry[];
@@ -104,7 +107,7 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
       clearTidAddr: thread.clearTidAddr,
       gpregs,
       fpregs: fpregsFromXsave(xstate),
-      tls: [],
+      tls: dumpTls(pid),
     },
     tc: {
       taskState: TASK_ALIVE,
@@ -121,7 +124,6 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
       sigactions: dumpSigactions(t),
       childSubreaper: misc.childSubreaper,
     },
-    ids: taskIds(t),
     threadCore: {
       futexRla: thread.robustHead,
       futexRlaLen: thread.robustLen,
@@ -129,7 +131,7 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
       schedPolicy: misc.schedPolicy,
       ...(misc.schedPolicy !== 0 ? { schedPrio: misc.schedPrio } : {}),
       sas: dumpSigaltstack(t),
-      pdeathSig: misc.pdeathSig,
+      ...(misc.pdeathSig ? { pdeathSig: misc.pdeathSig } : {}),
       signalsP: { signals: peekPending(pid, false).map((siginfo) => ({ siginfo })) },
       creds,
       comm: misc.comm,
@@ -142,10 +144,11 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
   failpoint('dump:mm');
   const exe = readlinkSync(`/proc/${pid}/exe`);
   const exeStat = statSync(`/proc/${pid}/exe`);
-  const exeId = files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size) });
+  const exeId = files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size), ...elfId(`/proc/${pid}/exe`) });
   const plan = planMemory(t, (m) => {
     const st = statSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`);
-    return files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size) });
+    const mapFile = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+    return files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(mapFile) });
   });
   const mm = create(mm_entrySchema, {
     ...dumpMmFields(t, exeId, dumpDumpable(t)),
@@ -155,7 +158,12 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
   failpoint('dump:files');
   const fdinfo = dumpFds(pid, files).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types.REG }));
   const fs = create(fs_entrySchema, dumpFs(t, files));
-  return { pid, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
+  return { pid, ids: taskIds(t), core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
+}
+
+function elfId(path: string): { buildId?: number[] } {
+  const id = buildIdWords(path);
+  return id ? { buildId: id } : {};
 }
 
 function taskIds(t: DumpTask) {

@@ -199,7 +199,9 @@ export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean; la
         (lost.some((b) => b === XFEATURE.XTILE_CFG || b === XFEATURE.XTILE_DATA) ? " (AMX tile state)" : ""),
     );
   }
-  const enabled = xsaveFeatures(buf)?.xfeatures ?? bv;
+  // GETREGSET leaves sw_reserved empty, so which components exist comes from the layout.
+  const layout = opts.layout ?? cpuLayout;
+  const enabled = xsaveFeatures(buf)?.xfeatures ?? (layout ? [...layout.keys()].reduce((m, b) => m | bit(b), 0b11n) : bv);
   const xsave = create(user_x86_xsave_entrySchema, { xstateBv: bv & REPRESENTABLE });
   for (const c of COMPONENTS) {
     const off = offsetOf(c, opts.layout);

@@ -13,6 +13,7 @@ import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/t
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
 import { queuePending } from '../resources/task/pending.js';
+import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
 import { registersForResume } from '../resources/task/regs.js';
@@ -106,6 +107,7 @@ export function restoreTask(tracee: Tracee, trampoline: bigint, img: TaskImage, 
   for (const n of REG_NAMES) regs.set(n, gp[n === 'orig_ax' ? 'origAx' : n === 'fs_base' ? 'fsBase' : n === 'gs_base' ? 'gsBase' : n] ?? 0n);
   remote.finish();
   tracee.setRegs(registersForResume(regs));
+  restoreTls(img.pid, img.core.threadInfo!.tls);
   const fp = img.core.threadInfo!.fpregs;
   if (fp) {
     const template = getXstate(img.pid);

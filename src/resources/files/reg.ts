@@ -23,6 +23,7 @@ export interface RegFileData {
   name: string;
   mode?: number;
   size?: bigint;
+  buildId?: number[];
 }
 
 export interface FdinfoData {
