@@ -28,7 +28,7 @@ function makeLog(o: { verbosity: string; logFile?: string }): Log {
 
 function fail(e: unknown, log?: Log): never {
   const msg = e instanceof Error ? e.message : String(e);
-  log?.error(msg);
+  if (log?.toFile) log.error(msg);
   log?.close();
   if (e instanceof UnsupportedError) process.stderr.write(`cryo: cannot checkpoint: ${msg}\n`);
   else process.stderr.write(`cryo: ${msg}\n`);

@@ -165,7 +165,7 @@ export function dump(opts: DumpOptions): DumpResult {
     log.info(`dump done in ${totalMs.toFixed(1)} ms, ${pagesWritten} pages`);
     return { pids: tasks.map((t) => t.pid), pagesWritten, frozenMs: tEnd - tFrozen, totalMs };
   } catch (e) {
-    log.error(`dump failed: ${(e as Error).message}; putting the tasks back`);
+    log.info(`dump failed: ${(e as Error).message}; putting the tasks back`);
     for (const t of open.reverse()) {
       try {
         closeTask(t);

@@ -18,6 +18,11 @@ export class Log {
     else if (lvl <= 1 || this.level >= 3) process.stderr.write(line);
   }
 
+  /** True when messages go to a file (so the CLI still prints the error line itself). */
+  get toFile(): boolean {
+    return this.fd !== null;
+  }
+
   error(msg: string): void {
     this.out(1, 'Error: ', msg);
   }

@@ -1,0 +1,117 @@
+// A dump of `sleep` has the same image files, and the same fields in them, as CRIU 4.2's dump of
+// `sleep` in shared/fixtures; and a process cryo cannot checkpoint is refused untouched.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CLI = join(ROOT, 'bin', 'cryo.js');
+const FIXTURE = join(ROOT, '..', 'shared', 'fixtures', 'criu-4.2-images', 'simple-sleep');
+const started: number[] = [];
+const dirs: string[] = [];
+
+after(() => {
+  for (const pid of started) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** Starts `cmd` in its own session with only stdio open (inherited fds closed first). */
+function startClean(script: string): number {
+  const c = spawn('bash', ['-c', `for f in /proc/$$/fd/*; do n=\${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; ${script}`], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  c.unref();
+  started.push(c.pid!);
+  return c.pid!;
+}
+
+async function waitExec(pid: number, comm: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`pid ${pid} did not become ${comm}`);
+}
+
+function fieldPaths(v: unknown, pre = '', out = new Set<string>()): Set<string> {
+  if (Array.isArray(v)) for (const x of v) fieldPaths(x, pre + '[].', out);
+  else if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      out.add(pre + k);
+      fieldPaths(x, pre + k + '.', out);
+    }
+  }
+  return out;
+}
+
+function critFields(dir: string): Map<string, Set<string>> {
+  const m = new Map<string, Set<string>>();
+  for (const f of readdirSync(dir).sort()) {
+    if (f.startsWith('pages-')) continue;
+    const r = spawnSync('crit', ['decode', '-i', join(dir, f)], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `crit cannot decode ${f}: ${r.stderr}`);
+    m.set(f.replace(/-\d+/, '-N'), fieldPaths(JSON.parse(r.stdout).entries));
+  }
+  return m;
+}
+
+function cryo(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+}
+
+test('a sleep dump has the files and fields of CRIU 4.2\'s', async () => {
+  const pid = startClean('exec sleep 1000');
+  await waitExec(pid, 'sleep');
+  const dir = mkdtempSync(join(tmpdir(), 'cryo-parity-'));
+  dirs.push(dir);
+  const r = cryo('dump', '-t', String(pid), '-D', join(dir, 'img'), '--leave-running');
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(existsSync(`/proc/${pid}`), 'the process is still running after --leave-running');
+  const ours = critFields(join(dir, 'img'));
+  const criu = critFields(FIXTURE);
+  assert.deepEqual([...ours.keys()], [...criu.keys()], 'same set of image files');
+  for (const [file, fields] of criu) {
+    // CRIU's sleep had an inherited pipe at fd 251; ours has none.
+    const missing = [...fields].filter((f) => !ours.get(file)!.has(f) && !f.includes('pipe'));
+    assert.deepEqual(missing, [], `${file}: fields CRIU writes that cryo does not`);
+  }
+});
+
+test('a process holding a pipe is refused, named, and keeps running', async () => {
+  const pid = startClean(`exec python3 -c "import os; r, w = os.pipe(); os.dup2(r, 7); os.execvp('sleep', ['sleep', '1001'])"`);
+  await waitExec(pid, 'sleep');
+  const dir = mkdtempSync(join(tmpdir(), 'cryo-refuse-'));
+  dirs.push(dir);
+  const stateBefore = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2];
+  const r = cryo('dump', '-t', String(pid), '-D', join(dir, 'img'));
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: pipe`));
+  assert.equal(r.stderr.trim().split('\n').length, 1, `one line of error: ${r.stderr}`);
+  assert.ok(!existsSync(join(dir, 'img', 'inventory.img')), 'no complete-looking image directory');
+  assert.equal(readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2], stateBefore, 'the process is untouched');
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  assert.match(status, /TracerPid:\s+0/);
+});
+
+test('bad command lines are one clear line and a non-zero exit', () => {
+  const noPid = cryo('dump', '-D', '/tmp/x');
+  assert.notEqual(noPid.status, 0);
+  assert.match(noPid.stderr, /needs -t PID/);
+  const gone = cryo('dump', '-t', '999999999', '-D', '/tmp/x');
+  assert.notEqual(gone.status, 0);
+  assert.match(gone.stderr, /no process with PID 999999999/);
+  const noDir = cryo('restore', '-D', '/nonexistent/cryo');
+  assert.notEqual(noDir.status, 0);
+  assert.equal(noDir.stderr.trim().split('\n').length, 1, noDir.stderr);
+});
