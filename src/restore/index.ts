@@ -41,6 +41,18 @@ export function waitPidFree(pid: number, ms: number): void {
   }
 }
 
+/** After a failed detached restore the killed task is init's to reap: wait until it has. */
+function waitPidGone(pid: number, ms: number, log: Log): void {
+  const deadline = Date.now() + ms;
+  while (pidExists(pid)) {
+    if (Date.now() > deadline) {
+      log.warn(`pid ${pid}: killed, but not yet reaped by its new parent`);
+      return;
+    }
+    sleepMs(2);
+  }
+}
+
 export function restore(opts: RestoreOptions): RestoreResult {
   const { log } = opts;
   const t0 = performance.now();
@@ -51,11 +63,17 @@ export function restore(opts: RestoreOptions): RestoreResult {
 
   let stub: Stub | null = null;
   let task: Tracee | null = null;
+  let ourChild = true;
   try {
     failpoint('restore:stub');
     stub = startStub(img.memory.vmas, img.pid);
     failpoint('restore:fork');
-    task = forkWithPid(stub, img.pid, !opts.detach);
+    // The task is our child (CLONE_PARENT) so that a failure is reaped at once, except in one
+    // case: detached with a parent-death signal, which our exit would fire. Then it is the
+    // stub's child, orphaned when the stub goes, before that signal is set.
+    const pdeath = (img.core.threadCore?.pdeathSig ?? 0) !== 0;
+    ourChild = !opts.detach || !pdeath;
+    task = forkWithPid(stub, img.pid, ourChild);
     const trampoline = stub.trampoline;
     killStub(stub);
     stub = null;
@@ -72,7 +90,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
         /* gone */
       }
       ptraceTry(PTRACE.DETACH, task.tid, 0, 0);
-      reap(task.tid);
+      if (ourChild) reap(task.tid);
+      else waitPidGone(task.tid, 10_000, log);
     }
     throw e;
   }
