@@ -52,5 +52,5 @@ async function once(mib: number): Promise<void> {
   }
 }
 
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const sizes = process.argv.slice(2).map(Number).filter((n) => n >= 0);
 for (const mib of sizes.length ? sizes : [0, 256, 1024, 4096]) await once(mib);

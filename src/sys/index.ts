@@ -2,7 +2,7 @@
 export * from './errno.js';
 export * from './consts.js';
 export * from './nr.js';
-export { sys, sysTry, posixSpawn, addressOf, type SysArg } from './libc.js';
+export { sys, sysTry, posixSpawn, addressOf, alignedBuffer, type SysArg } from './libc.js';
 export * from './proc-io.js';
 export * from './ptrace.js';
 export { cpuid, xsaveLayout } from './cpuid.js';

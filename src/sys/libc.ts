@@ -60,6 +60,18 @@ export function sysTry(name: SyscallName, args: SysArg[] = []): { ret: number; e
   return { ret: Number(r), errno: 0 };
 }
 
+const rawMmap = libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)');
+
+/**
+ * A page-aligned buffer outside the JS heap (an anonymous mapping), for O_DIRECT I/O. It lives
+ * as long as the process: callers keep and reuse it.
+ */
+export function alignedBuffer(bytes: number): Buffer {
+  const p = rawMmap(null, bytes, 3, 0x22, -1, 0); // PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+  if (!p || koffi.address(p) === 0xffffffffffffffffn) throw new SysError('mmap', koffi.errno(), `${bytes} bytes`);
+  return Buffer.from(koffi.view(p, bytes));
+}
+
 /** posix_spawn(3) without file actions or attributes: the child inherits our non-CLOEXEC fds. */
 export function posixSpawn(path: string, argv: string[], envp: string[]): number {
   const pid = [0];

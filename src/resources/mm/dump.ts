@@ -2,7 +2,7 @@
 // matter (pagemap + pages images). Private file mappings only save pages that differ from the
 // file; vdso/vvar/vsyscall are the kernel's and are not saved.
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { PAGE_SIZE, PROT, MAP, vmRead } from '../../sys/index.js';
+import { PAGE_SIZE, PROT, MAP, vmRead, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { VMA, classifyVma, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
@@ -192,8 +192,12 @@ export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): 
  * Ranges that process_vm_readv refuses (PROT_NONE pages) are read through /proc/PID/mem,
  * which is allowed to look past the protection.
  */
+let copyBuffer: Buffer | null = null;
+
 export function copyPages(pid: number, ranges: PageRange[], sink: (chunk: Buffer) => void, bufBytes = 16 << 20): number {
-  const buf = Buffer.allocUnsafeSlow(bufBytes);
+  // Page-aligned, so the sink may write it with O_DIRECT.
+  if (!copyBuffer || copyBuffer.length !== bufBytes) copyBuffer = alignedBuffer(bufBytes);
+  const buf = copyBuffer;
   const maxPages = bufBytes / PAGE_SIZE;
   let memFd = -1;
   let total = 0;
