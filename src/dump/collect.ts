@@ -34,7 +34,6 @@ export function collectTree(pid: number, frozenByUs = false): { tasks: TaskPlan[
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (stat.state === 'Z') throw new UserError(`pid ${pid} is a zombie — nothing to checkpoint`);
-  if (threads.length > 1) blockers.push(`pid ${pid}: ${threads.length} threads — multi-threaded processes are not supported yet`);
   const kids = childrenOf(pid);
   if (kids.length) blockers.push(`pid ${pid}: has child processes (${kids.join(', ')}) — process trees are not supported yet`);
   if (statusNumber(status, 'Seccomp') !== 0) blockers.push(`pid ${pid}: seccomp filter — not supported yet`);

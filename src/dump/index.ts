@@ -13,8 +13,9 @@ import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
 import { task_kobj_ids_entrySchema } from '../image/gen/core_pb.js';
-import { collectTree } from './collect.js';
-import { openTask, closeTask, dumpTask, type TaskImages } from './task.js';
+import { collectTree, threadsOf } from './collect.js';
+import { openTask, closeTask, dumpTask, dumpThreadCore, type TaskImages } from './task.js';
+import type { core_entry } from '../image/gen/core_pb.js';
 import { copyPages, type PageRange } from '../resources/mm/dump.js';
 import { FileTable } from '../resources/files/table.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
@@ -55,7 +56,13 @@ export function dump(opts: DumpOptions): DumpResult {
   try {
     failpoint('dump:seize');
     for (const t of tasks) {
-      for (const tid of t.threads) frozen.push(Tracee.seize(tid, t.pid, 0));
+      // Threads may be born while we seize: list again until no new one appears.
+      for (let more = t.threads; more.length; ) {
+        for (const tid of more) frozen.push(Tracee.seize(tid, t.pid, 0));
+        const now = threadsOf(t.pid);
+        more = now.filter((tid) => !frozen.some((f) => f.tid === tid));
+        t.threads = now;
+      }
     }
     tFrozen = performance.now();
     log.info(`frozen in ${(tFrozen - t0).toFixed(1)} ms`);
@@ -67,10 +74,19 @@ export function dump(opts: DumpOptions): DumpResult {
     const ids = new IdAllocator();
     const files = new FileTable();
     const images: TaskImages[] = [];
-    for (const tr of frozen) {
-      const dt = openTask(tr, log, ids);
-      open.push(dt);
-      images.push(dumpTask(dt, files));
+    const threadCores: { tid: number; core: core_entry }[] = [];
+    for (const t of tasks) {
+      const leaderTracee = frozen.find((tr) => tr.tid === t.pid)!;
+      const leader = openTask(leaderTracee, log, ids);
+      open.push(leader);
+      const others: DumpTask[] = [];
+      for (const tr of frozen.filter((f) => f.tgid === t.pid && f.tid !== t.pid)) {
+        const th = openTask(tr, log, ids, leader.scratch);
+        open.push(th);
+        others.push(th);
+      }
+      images.push(dumpTask(leader, files));
+      for (const th of others) threadCores.push({ tid: th.pid, core: dumpThreadCore(th) });
     }
 
     failpoint('dump:pages');
@@ -101,10 +117,11 @@ export function dump(opts: DumpOptions): DumpResult {
     const root = images[0]!;
     const rootStat = parseStat(readFileSync(`/proc/${root.pid}/stat`, 'utf8'));
     writer.writeImage('pstree.img', 'PSTREE', [
-      create(pstree_entrySchema, { pid: root.pid, ppid: 0, pgid: rootStat.pgid, sid: rootStat.sid, threads: [root.pid] }),
+      create(pstree_entrySchema, { pid: root.pid, ppid: 0, pgid: rootStat.pgid, sid: rootStat.sid, threads: tasks[0]!.threads }),
     ]);
     for (const img of images) {
       writer.writeImage(`core-${img.pid}.img`, 'CORE', [img.core]);
+      for (const th of threadCores) writer.writeImage(`core-${th.tid}.img`, 'CORE', [th.core]);
       writer.writeImage(`ids-${img.pid}.img`, 'IDS', [create(task_kobj_ids_entrySchema, img.ids)]);
       writer.writeImage(`mm-${img.pid}.img`, 'MM', [img.mm]);
       writer.writeImage(`fs-${img.pid}.img`, 'FS', [img.fs]);
@@ -154,7 +171,7 @@ export function dump(opts: DumpOptions): DumpResult {
     done = true;
 
     // The images are complete: now the tasks may go on, or go away.
-    for (const t of open.splice(0)) closeTask(t);
+    for (const t of open.splice(0).reverse()) closeTask(t);
     if (opts.leaveRunning) {
       for (const tr of frozen) tr.release();
     } else {

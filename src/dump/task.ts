@@ -2,7 +2,7 @@
 // ids, fs, fd table, mm and the page ranges to save.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { getXstate, getSigmask, REG_NAMES } from '../sys/index.js';
+import { getXstate, REG_NAMES } from '../sys/index.js';
 import { Scratch, Remote, findSyscallInVdso, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps, type MapsEntry } from '../proc/index.js';
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
@@ -49,13 +49,14 @@ export interface TaskImages {
 const TASK_ALIVE = 1;
 
 /** Takes over a frozen task for injected syscalls (scratch page, signals blocked). */
-export function openTask(tracee: Tracee, log: Log, ids: IdAllocator): DumpTask {
+export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, leaderScratch?: Scratch): DumpTask {
   const pid = tracee.tid;
   const regs = tracee.regs();
-  const remote = new Remote(tracee, findSyscallInVdso(pid));
+  const remote = new Remote(tracee, findSyscallInVdso(tracee.tgid));
   let scratch: Scratch;
   try {
-    scratch = Scratch.map(remote, 4);
+    // Threads share the leader's memory, so they share its scratch area too.
+    scratch = leaderScratch ? Scratch.at(remote, leaderScratch.addr, leaderScratch.size) : Scratch.map(remote, 4);
   } catch (e) {
     remote.restore();
     throw e;
@@ -68,7 +69,7 @@ export function openTask(tracee: Tracee, log: Log, ids: IdAllocator): DumpTask {
     regs,
     stat: parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')),
     status: parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8')),
-    maps: parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !isScratch(m, scratch)),
+    maps: leaderScratch ? [] : parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !isScratch(m, scratch)),
     log,
     ids,
   };
@@ -78,7 +79,7 @@ function isScratch(m: MapsEntry, s: Scratch): boolean {
   return m.start === s.addr && m.end === s.addr + BigInt(s.size);
 }
 
-/** Puts the task back exactly as it was (registers, mask; scratch unmapped). */
+/** Puts the task back exactly as it was (registers, mask; scratch unmapped by the leader). */
 export function closeTask(t: DumpTask): void {
   try {
     t.scratch.unmap();
@@ -87,34 +88,62 @@ export function closeTask(t: DumpTask): void {
   }
 }
 
-export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
-  failpoint('dump:task');
-  const { pid } = t;
+/** The per-thread half of a core image: registers, FPU, TLS, signal mask and thread state. */
+function dumpThreadParts(t: DumpTask) {
+  const tid = t.pid;
   t.scratch.reset();
-  const xstate = getXstate(pid);
   const misc = dumpTaskMisc(t);
   const thread = dumpThreadState(t);
-  const creds = dumpCreds(t);
-  const sigmask = t.remote.originalSigmask;
-  void getSigmask;
   const gpregs: Record<string, bigint | number> = {};
   for (const n of REG_NAMES) gpregs[n === 'orig_ax' ? 'origAx' : n === 'fs_base' ? 'fsBase' : n === 'gs_base' ? 'gsBase' : n] = t.regs.get(n);
   gpregs.mode = user_x86_regs_mode.NATIVE;
+  const threadInfo = {
+    clearTidAddr: thread.clearTidAddr,
+    gpregs,
+    fpregs: fpregsFromXsave(getXstate(tid)),
+    tls: dumpTls(tid),
+  };
+  const threadCore = {
+    futexRla: thread.robustHead,
+    futexRlaLen: thread.robustLen,
+    schedNice: misc.schedNice,
+    schedPolicy: misc.schedPolicy,
+    ...(misc.schedPolicy !== 0 ? { schedPrio: misc.schedPrio } : {}),
+    sas: dumpSigaltstack(t),
+    ...(misc.pdeathSig ? { pdeathSig: misc.pdeathSig } : {}),
+    signalsP: { signals: peekPending(tid, false).map((siginfo) => ({ siginfo })) },
+    creds: dumpCreds(t),
+    comm: misc.comm,
+    ...(thread.rseq
+      ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
+      : {}),
+  };
+  return { threadInfo, threadCore, misc };
+}
 
+/** Core image of a thread other than the leader: its own state, plus its blocked mask. */
+export function dumpThreadCore(t: DumpTask): core_entry {
+  const { threadInfo, threadCore } = dumpThreadParts(t);
+  return create(core_entrySchema, {
+    mtype: core_entry_march.X86_64,
+    threadInfo,
+    threadCore: { ...threadCore, blkSigset: t.remote.originalSigmask },
+  });
+}
+
+export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
+  failpoint('dump:task');
+  const { pid } = t;
+  const { threadInfo, threadCore, misc } = dumpThreadParts(t);
   const core = create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
-    threadInfo: {
-      clearTidAddr: thread.clearTidAddr,
-      gpregs,
-      fpregs: fpregsFromXsave(xstate),
-      tls: dumpTls(pid),
-    },
+    threadInfo,
     tc: {
       taskState: TASK_ALIVE,
       exitCode: 0,
       personality: misc.personality,
       flags: t.stat.flags,
-      blkSigset: sigmask,
+      blkSigset: t.remote.originalSigmask,
       comm: misc.comm,
       timers: dumpItimers(t),
       rlimits: { rlimits: dumpRlimits(pid) },
@@ -124,21 +153,7 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
       sigactions: dumpSigactions(t),
       childSubreaper: misc.childSubreaper,
     },
-    threadCore: {
-      futexRla: thread.robustHead,
-      futexRlaLen: thread.robustLen,
-      schedNice: misc.schedNice,
-      schedPolicy: misc.schedPolicy,
-      ...(misc.schedPolicy !== 0 ? { schedPrio: misc.schedPrio } : {}),
-      sas: dumpSigaltstack(t),
-      ...(misc.pdeathSig ? { pdeathSig: misc.pdeathSig } : {}),
-      signalsP: { signals: peekPending(pid, false).map((siginfo) => ({ siginfo })) },
-      creds,
-      comm: misc.comm,
-      ...(thread.rseq
-        ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
-        : {}),
-    },
+    threadCore,
   });
 
   failpoint('dump:mm');

@@ -16,6 +16,8 @@ import { VMA } from '../resources/mm/vma-kind.js';
 
 export interface TaskImage {
   pid: number;
+  /** Threads other than the leader, in pstree order. */
+  threads: { tid: number; core: core_entry }[];
   pstree: pstree_entry;
   core: core_entry;
   mm: mm_entry;
@@ -60,7 +62,6 @@ export function readCheckpoint(dir: string): CheckpointImage {
   }
   const tasks = trees.map((pstree) => {
     const pid = pstree.pid;
-    if (pstree.threads.length > 1) throw new UserError(`pid ${pid}: ${pstree.threads.length} threads — not supported yet`);
     const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
     if (!core.threadInfo?.gpregs || !core.tc) throw new UserError(`core-${pid}.img: no x86_64 registers or task state`);
     const mm = one(r.read(`mm-${pid}.img`), `mm-${pid}.img`) as mm_entry;
@@ -81,7 +82,14 @@ export function readCheckpoint(dir: string): CheckpointImage {
     }
     const mapped = new Map<number, { name: string; size?: bigint }>();
     for (const [id, f] of files) mapped.set(id, { name: f.name, ...(f.size ? { size: f.size } : {}) });
-    return { pid, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } };
+    const threads = pstree.threads
+      .filter((tid) => tid !== pid)
+      .map((tid) => {
+        const c = one(r.read(`core-${tid}.img`), `core-${tid}.img`) as core_entry;
+        if (!c.threadInfo?.gpregs) throw new UserError(`core-${tid}.img: no x86_64 registers`);
+        return { tid, core: c };
+      });
+    return { pid, threads, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } };
   });
   return { dir: r.dir, inventory, tasks, files };
 }

@@ -64,6 +64,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let stub: Stub | null = null;
   let task: Tracee | null = null;
   let ourChild = true;
+  const threads: Tracee[] = [];
   try {
     failpoint('restore:stub');
     stub = startStub(img.memory.vmas, img.pid);
@@ -77,10 +78,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
     const trampoline = stub.trampoline;
     killStub(stub);
     stub = null;
-    restoreTask(task, trampoline, img, ckpt, log);
+    const leader = task;
+    const all = restoreTask(leader, trampoline, img, ckpt, log, (t) => threads.push(t));
     failpoint('restore:resume');
     if (opts.pidfile) writeFileSync(opts.pidfile, `${img.pid}\n`);
-    task.release();
+    for (const t of all.slice(1)) t.release();
+    leader.release();
   } catch (e) {
     if (stub) killStub(stub);
     if (task) {
@@ -89,6 +92,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
       } catch {
         /* gone */
       }
+      // A killed thread group: each traced thread must be waited for before it goes.
+      for (const t of threads) reapThread(t.tid);
       ptraceTry(PTRACE.DETACH, task.tid, 0, 0);
       if (ourChild) reap(task.tid);
       else waitPidGone(task.tid, 10_000, log);
@@ -100,6 +105,18 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+function reapThread(tid: number): void {
+  for (let i = 0; i < 100; i++) {
+    let st;
+    try {
+      st = wait4(tid);
+    } catch {
+      return;
+    }
+    if (!st || st.exited || st.signaled) return;
+  }
 }
 
 /** Waits for our child `pid` to end; returns its exit code (128+signal when killed). */

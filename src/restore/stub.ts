@@ -3,10 +3,10 @@
 // child_process) so libuv never reaps its ptrace stops.
 import { existsSync, readFileSync } from 'node:fs';
 import {
-  posixSpawn, PTRACE_O, PROT, MAP, PAGE_SIZE, CLONE, SIG, PTRACE, PTRACE_EVENT, ptrace, getEventMsg, vmWrite, wait4,
+  posixSpawn, PTRACE_O, PROT, MAP, PAGE_SIZE, CLONE, SIG, vmWrite, wait4,
   pidExists,
 } from '../sys/index.js';
-import { Tracee, Remote, findSyscallInVdso, TraceeError } from '../ptrace/index.js';
+import { Tracee, Remote, findSyscallInVdso, injectClone3, CloneError } from '../ptrace/index.js';
 import { parseMaps } from '../proc/index.js';
 import { UserError, hex } from '../util/errors.js';
 
@@ -76,46 +76,20 @@ export function startStub(imageVmas: { start: bigint; end: bigint }[], avoidPid:
  * stub's parent (CLONE_PARENT: ours), is auto-attached (PTRACE_O_TRACEFORK) and starts stopped.
  */
 export function forkWithPid(stub: Stub, pid: number, asOurChild: boolean): Tracee {
-  const argsAddr = stub.trampoline + BigInt(PAGE_SIZE);
-  const tidArray = argsAddr + 128n;
-  const args = Buffer.alloc(88);
-  if (asOurChild) {
-    // exit_signal stays 0: with CLONE_PARENT the child inherits the stub's (SIGCHLD), and the
-    // kernel refuses any other value. ptrace then reports a clone event, not a fork event.
-    args.writeBigUInt64LE(BigInt(CLONE.PARENT), 0);
-  } else {
-    // The stub's child: it goes to init (or our subreaper) when the stub is killed, before any
-    // of its state (a parent-death signal, say) is restored.
-    args.writeBigUInt64LE(BigInt(SIG.CHLD), 32);
+  stub.remote.syscallAt = stub.trampoline;
+  try {
+    return injectClone3(stub.remote, stub.trampoline + BigInt(PAGE_SIZE), {
+      // exit_signal 0 with CLONE_PARENT: the child inherits the stub's (SIGCHLD); the kernel
+      // refuses any other value. Without it the task is the stub's child, orphaned when the stub
+      // goes (before any of its state, a parent-death signal say, is restored).
+      flags: asOurChild ? BigInt(CLONE.PARENT) : 0n,
+      exitSignal: asOurChild ? 0 : SIG.CHLD,
+      setTid: pid,
+    });
+  } catch (e) {
+    if (e instanceof CloneError && e.errno === 17) throw new UserError(e.message);
+    throw e;
   }
-  args.writeBigUInt64LE(tidArray, 64); // set_tid
-  args.writeBigUInt64LE(1n, 72); // set_tid_size
-  const tid = Buffer.alloc(4);
-  tid.writeInt32LE(pid, 0);
-  vmWrite(stub.tracee.tid, argsAddr, args);
-  vmWrite(stub.tracee.tid, tidArray, tid);
-
-  const t = stub.tracee;
-  const regs = stub.remote.originalRegs;
-  regs.set('ax', 435);
-  regs.set('orig_ax', -1n);
-  regs.set('di', argsAddr);
-  regs.set('si', 88);
-  regs.set('ip', stub.trampoline);
-  t.setRegs(regs);
-  ptrace(PTRACE.SINGLESTEP, t.tid, 0, 0);
-  let st = t.wait();
-  if (st.stopped && (st.event === PTRACE_EVENT.FORK || st.event === PTRACE_EVENT.CLONE)) {
-    const child = Number(getEventMsg(t.tid));
-    ptrace(PTRACE.SINGLESTEP, t.tid, 0, 0);
-    st = t.wait();
-    const ret = t.regs().signed('ax');
-    if (ret !== BigInt(pid)) throw new TraceeError(t.tid, `clone3 returned ${ret}, wanted ${pid}`);
-    return Tracee.adopt(child, child);
-  }
-  const ret = t.regs().signed('ax');
-  if (ret === -17n) throw new UserError(`PID ${pid} is already in use`);
-  throw new TraceeError(t.tid, `clone3 with set_tid ${pid} failed (${ret}, stop 0x${st.raw.toString(16)})`);
 }
 
 export function killStub(stub: Pick<Stub, 'tracee'>): void {

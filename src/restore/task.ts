@@ -1,9 +1,10 @@
 // Rebuilding one task inside a freshly cloned process that already has the right PID.
 import { closeSync } from 'node:fs';
 import {
-  Regs, REG_NAMES, PR, O, vmRead, getXstate, setXstate, setSigmask, prlimit,
+  Regs, REG_NAMES, PR, O, CLONE, getXstate, setXstate, setSigmask, prlimit,
 } from '../sys/index.js';
-import { Remote, Scratch, findSyscallIn, type Tracee } from '../ptrace/index.js';
+import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
+import type { core_entry } from '../image/gen/core_pb.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
 import { xsaveLayout } from '../sys/index.js';
 
@@ -30,13 +31,31 @@ import { PAGE_SIZE } from '../sys/index.js';
 const F_DUPFD_CLOEXEC = 1030;
 const F_SETFD = 2;
 
-export function restoreTask(tracee: Tracee, trampoline: bigint, img: TaskImage, ckpt: CheckpointImage, log: Log): void {
+/** A thread being rebuilt: its tracee, injection context and image. */
+interface ThreadWork {
+  r: RestoreTask;
+  core: core_entry;
+}
+
+/**
+ * Rebuilds the task in `tracee` (the leader, just cloned with its PID) and creates its other
+ * threads. Returns every thread's tracee, leader first, each stopped with its final registers.
+ * `onThread` hears of each thread as soon as it exists, so a failure can remove it.
+ */
+export function restoreTask(
+  tracee: Tracee,
+  trampoline: bigint,
+  img: TaskImage,
+  ckpt: CheckpointImage,
+  log: Log,
+  onThread: (t: Tracee) => void,
+): Tracee[] {
   const remote = new Remote(tracee, trampoline);
-  const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_SIZE - PAGE_SIZE);
+  const scratchAddr = trampoline + BigInt(PAGE_SIZE);
+  const scratch = Scratch.at(remote, scratchAddr, TRAMPOLINE_SIZE - PAGE_SIZE);
   const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, imageDir: ckpt.dir, restorerPid: process.pid };
   const call = remote.call.bind(remote);
   const tc = img.core.tc!;
-  const tcore = img.core.threadCore;
 
   // What the stub handed down: its rseq registration, fds and memory.
   unregisterInheritedRseq(r);
@@ -58,42 +77,34 @@ export function restoreTask(tracee: Tracee, trampoline: bigint, img: TaskImage, 
     if (!f) throw new UserError(`fs-${img.pid}.img refers to file id ${id}, missing from files.img`);
     return f.name;
   };
+  // Process-wide state first: the threads created next share it.
   restoreFs(r, img.fs, nameOf);
   restoreSigactions(r, tc.sigactions);
-  restoreSigaltstack(r, tcore?.sas);
   restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
     ? { real: tc.timers.real, virt: tc.timers.virt, prof: tc.timers.prof } : undefined);
   restoreTaskMisc(r, {
-    comm: tc.comm,
     personality: tc.personality,
-    pdeathSig: tcore?.pdeathSig ?? 0,
     childSubreaper: tc.childSubreaper,
     oomScoreAdj: tc.oomScoreAdj,
     loginuid: tc.loginuid,
-    schedNice: tcore?.schedNice ?? 0,
-    schedPolicy: tcore?.schedPolicy ?? 0,
-    schedPrio: tcore?.schedPrio ?? 0,
   });
   restoreSession(r, img);
   if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
 
-  failpoint('restore:creds');
-  restoreCreds(r, tcore?.creds);
-  restoreDumpable(r, img.mm.dumpable);
-
-  if (tcore) {
-    restoreThreadState(r, {
-      clearTidAddr: img.core.threadInfo!.clearTidAddr,
-      robustHead: tcore.futexRla,
-      robustLen: tcore.futexRlaLen,
-      rseq: tcore.rseqEntry && tcore.rseqEntry.rseqAbiPointer
-        ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
-        : null,
-    });
+  // The other threads, with their TIDs, cloned by the leader at the trampoline.
+  const work: ThreadWork[] = [{ r, core: img.core }];
+  for (const th of img.threads) {
+    scratch.reset();
+    const t = injectClone3(remote, scratch.alloc(256), { flags: THREAD_FLAGS, exitSignal: 0, setTid: th.tid });
+    onThread(t);
+    const tr = new Remote(t, trampoline);
+    work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
   }
 
+  failpoint('restore:creds');
+  for (const w of work) restoreThread(w);
+  restoreDumpable(r, img.mm.dumpable);
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
-  queuePending(r, tcore?.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
 
   // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso.
   failpoint('restore:regs');
@@ -102,19 +113,48 @@ export function restoreTask(tracee: Tracee, trampoline: bigint, img: TaskImage, 
   remote.syscallAt = findSyscallIn(img.pid, vdso, Number(vdsoVma.end - vdsoVma.start));
   call('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
 
+  for (const w of work) finishThread(w, w === work[0] ? tc.blkSigset : (w.core.threadCore?.blkSigset ?? 0n));
+  return work.map((w) => w.r.tracee);
+}
+
+const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
+
+/** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
+function restoreThread({ r, core }: ThreadWork): void {
+  const tcore = core.threadCore;
+  if (!tcore) return;
+  restoreSigaltstack(r, tcore.sas);
+  restoreTaskMisc(r, {
+    comm: tcore.comm || core.tc?.comm,
+    pdeathSig: tcore.pdeathSig,
+    schedNice: tcore.schedNice,
+    schedPolicy: tcore.schedPolicy,
+    schedPrio: tcore.schedPrio,
+  });
+  restoreCreds(r, tcore.creds);
+  restoreThreadState(r, {
+    clearTidAddr: core.threadInfo!.clearTidAddr,
+    robustHead: tcore.futexRla,
+    robustLen: tcore.futexRlaLen,
+    rseq: tcore.rseqEntry && tcore.rseqEntry.rseqAbiPointer
+      ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
+      : null,
+  });
+  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
+}
+
+/** Final registers, FPU state, TLS slots and signal mask of one thread. */
+function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
+  const tid = r.pid;
   const regs = new Regs();
-  const gp = img.core.threadInfo!.gpregs! as unknown as Record<string, bigint>;
+  const gp = core.threadInfo!.gpregs! as unknown as Record<string, bigint>;
   for (const n of REG_NAMES) regs.set(n, gp[n === 'orig_ax' ? 'origAx' : n === 'fs_base' ? 'fsBase' : n === 'gs_base' ? 'gsBase' : n] ?? 0n);
-  remote.finish();
-  tracee.setRegs(registersForResume(regs));
-  restoreTls(img.pid, img.core.threadInfo!.tls);
-  const fp = img.core.threadInfo!.fpregs;
-  if (fp) {
-    const template = getXstate(img.pid);
-    setXstate(img.pid, xsaveFromFpregs(fp, template.length));
-  }
-  setSigmask(img.pid, tc.blkSigset);
-  void vmRead;
+  r.remote.finish();
+  r.tracee.setRegs(registersForResume(regs));
+  restoreTls(tid, core.threadInfo!.tls);
+  const fp = core.threadInfo!.fpregs;
+  if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length));
+  setSigmask(tid, sigmask);
 }
 
 /** Installs the fd table: files opened here, pulled in by the task with pidfd_getfd. */
