@@ -93,13 +93,13 @@ test('a process holding a pipe is refused, named, and keeps running', async () =
   await waitExec(pid, 'sleep');
   const dir = mkdtempSync(join(tmpdir(), 'cryo-refuse-'));
   dirs.push(dir);
-  const stateBefore = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2];
   const r = cryo('dump', '-t', String(pid), '-D', join(dir, 'img'));
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: pipe`));
   assert.equal(r.stderr.trim().split('\n').length, 1, `one line of error: ${r.stderr}`);
   assert.ok(!existsSync(join(dir, 'img', 'inventory.img')), 'no complete-looking image directory');
-  assert.equal(readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2], stateBefore, 'the process is untouched');
+  const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2];
+  assert.ok(state === 'S' || state === 'R', `the process runs on, untouched (state ${state})`);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   assert.match(status, /TracerPid:\s+0/);
 });
