@@ -132,9 +132,12 @@ static UNUSED int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Path of the go file; a target that changes its cwd points this at the original dir. */
+static const char *go_path = "go";
+
 static UNUSED int go_exists(void)
 {
-	return access("go", F_OK) == 0;
+	return access(go_path, F_OK) == 0;
 }
 
 /* Wait for ./go: access + 10 ms nanosleep. A checkpoint usually lands inside the nanosleep. */

@@ -117,6 +117,12 @@ int main(void)
 	if (fdset_take(&fds) < 0)
 		DIE("fdset");
 
+	/* the go file stays in the starting dir: watch it by absolute path */
+	static char go_abs[4200];
+	if (!getcwd(go_abs, 4096))
+		DIE("getcwd");
+	strcat(go_abs, "/go");
+	go_path = go_abs;
 	if (mkdir("work dir", 0755) < 0 || mkdir("work dir/sub", 0755) < 0 || chdir("work dir/sub") < 0)
 		DIE("cwd");
 	umask(027);

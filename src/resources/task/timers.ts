@@ -29,8 +29,13 @@ export function dumpItimers(t: DumpTask): ItimersData {
 export function restoreItimers(r: RestoreTask, timers: ItimersData | undefined): void {
   if (!timers) return;
   for (const key of ['real', 'virt', 'prof'] as const) {
-    const it = timers[key];
-    if (it.vsec === 0n && it.vusec === 0n) continue; // disarmed
+    let it = timers[key];
+    if (it.vsec === 0n && it.vusec === 0n) {
+      if (it.isec === 0n && it.iusec === 0n) continue; // disarmed
+      // Caught between expiry and re-arm (its signal is pending): the kernel would reload the
+      // interval, and a zero value would disarm it. Arm it for one interval.
+      it = { ...it, vsec: it.isec, vusec: it.iusec };
+    }
     const b = Buffer.alloc(32);
     b.writeBigInt64LE(it.isec, 0);
     b.writeBigInt64LE(it.iusec, 8);

@@ -1,0 +1,6 @@
+// Test harness for cryo's integration tests: see target.ts (processes), cryo.ts (CLI, images),
+// build.ts (C targets) and proc.ts (/proc readers).
+export * from './build.js';
+export * from './cryo.js';
+export * from './proc.js';
+export * from './target.js';
