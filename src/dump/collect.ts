@@ -2,13 +2,24 @@
 // every one of them. Every blocker is named, with the PID and the object.
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { parseStat, parseStatus, parseMaps, statusNumber } from '../proc/index.js';
+import { kcmp, KCMP } from '../sys/index.js';
 import { memoryBlockers } from '../resources/mm/dump.js';
 import { fdBlockers } from '../resources/files/reg.js';
 import { UserError } from '../util/errors.js';
 
 export interface TaskPlan {
   pid: number;
+  /** Parent within the tree; 0 for the root. */
+  ppid: number;
   threads: number[];
+  pgid: number;
+  sid: number;
+  /** A zombie: only its exit status is saved. */
+  zombie: boolean;
+  /** Stopped by a signal (state T): restored stopped. */
+  stopped: boolean;
+  /** Wait status of a zombie (as waitpid reports it). */
+  exitStatus: number;
 }
 
 export function threadsOf(pid: number): number[] {
@@ -18,29 +29,74 @@ export function threadsOf(pid: number): number[] {
 export function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const tid of threadsOf(pid)) {
-    const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+    } catch {
+      continue; // the thread exited meanwhile
+    }
     if (text) out.push(...text.split(/\s+/).map(Number));
   }
-  return out;
+  return out.sort((a, b) => a - b);
 }
 
-/** Lists the tasks to dump and every reason they cannot be; does not stop or change anything. */
-export function collectTree(pid: number, frozenByUs = false): { tasks: TaskPlan[]; blockers: string[] } {
-  if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
-  if (!existsSync(`/proc/${pid}`)) throw new UserError(`no process with PID ${pid}`);
-  if (pid === process.pid) throw new UserError(`PID ${pid} is cryo itself`);
-  const blockers: string[] = [];
-  const threads = threadsOf(pid);
+export function planTask(pid: number, ppid: number): TaskPlan {
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  const zombie = stat.state === 'Z';
+  return {
+    pid,
+    ppid,
+    threads: zombie ? [pid] : threadsOf(pid),
+    pgid: stat.pgid,
+    sid: stat.sid,
+    zombie,
+    stopped: stat.state === 'T',
+    exitStatus: stat.exitCode,
+  };
+}
+
+/** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
+export function taskBlockers(pid: number, frozenByUs: boolean): string[] {
+  const blockers: string[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (stat.state === 'Z') throw new UserError(`pid ${pid} is a zombie — nothing to checkpoint`);
-  const kids = childrenOf(pid);
-  if (kids.length) blockers.push(`pid ${pid}: has child processes (${kids.join(', ')}) — process trees are not supported yet`);
+  const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   if (statusNumber(status, 'Seccomp') !== 0) blockers.push(`pid ${pid}: seccomp filter — not supported yet`);
-  if (!frozenByUs && (stat.state === 'T' || stat.state === 't')) blockers.push(`pid ${pid}: stopped or traced (state ${stat.state}) — not supported yet`);
+  if (stat.state === 't' && !frozenByUs) blockers.push(`pid ${pid}: stopped by a debugger — not supported`);
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push(`pid ${pid}: already traced by pid ${tracer}`);
   blockers.push(...memoryBlockers(pid, parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'))));
   blockers.push(...fdBlockers(pid));
-  return { tasks: [{ pid, threads }], blockers };
+  return blockers;
+}
+
+/** Lists the tree under `pid` (parents before children) and every reason it cannot be dumped. */
+export function collectTree(pid: number, frozenByUs = false): { tasks: TaskPlan[]; blockers: string[] } {
+  if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
+  if (!existsSync(`/proc/${pid}`)) throw new UserError(`no process with PID ${pid}`);
+  if (pid === process.pid) throw new UserError(`PID ${pid} is cryo itself`);
+  const root = planTask(pid, 0);
+  if (root.zombie) throw new UserError(`pid ${pid} is a zombie — nothing to checkpoint`);
+  const tasks = [root];
+  for (let i = 0; i < tasks.length; i++) {
+    const t = tasks[i]!;
+    if (t.zombie) continue;
+    for (const kid of childrenOf(t.pid)) {
+      if (kid === process.pid) throw new UserError(`pid ${pid}: cryo itself is in this tree`);
+      tasks.push(planTask(kid, t.pid));
+    }
+  }
+  return { tasks, blockers: treeBlockers(tasks, frozenByUs) };
+}
+
+/** Every blocker of the live tasks of a tree, and of what parents and children share. */
+export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean): string[] {
+  const blockers: string[] = [];
+  for (const t of tasks) {
+    if (t.zombie) continue;
+    blockers.push(...taskBlockers(t.pid, frozenByUs));
+    if (!t.ppid) continue;
+    if (kcmp(t.ppid, t.pid, KCMP.VM) === 0) blockers.push(`pid ${t.pid}: shares memory with its parent ${t.ppid} (vfork) — not supported yet`);
+    if (kcmp(t.ppid, t.pid, KCMP.FILES) === 0) blockers.push(`pid ${t.pid}: shares its fd table with its parent ${t.ppid} (CLONE_FILES) — not supported yet`);
+  }
+  return blockers;
 }

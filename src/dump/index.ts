@@ -2,7 +2,7 @@
 // are complete puts every task back as it was and removes the partial image directory.
 import { readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { sys } from '../sys/index.js';
+import { sys, PAGE_SIZE } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
@@ -13,10 +13,10 @@ import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
 import { task_kobj_ids_entrySchema } from '../image/gen/core_pb.js';
-import { collectTree, threadsOf } from './collect.js';
+import { collectTree, threadsOf, childrenOf, planTask, treeBlockers, type TaskPlan } from './collect.js';
 import { openTask, closeTask, dumpTask, dumpThreadCore, type TaskImages } from './task.js';
-import type { core_entry } from '../image/gen/core_pb.js';
-import { copyPages, type PageRange } from '../resources/mm/dump.js';
+import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
+import { copyPages, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
 import { FileTable } from '../resources/files/table.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
 import { parseStat } from '../proc/index.js';
@@ -39,6 +39,7 @@ export interface DumpResult {
 }
 
 const PE_PRESENT = 1 << 2;
+const TASK_DEAD = 2;
 
 export function dump(opts: DumpOptions): DumpResult {
   const { log } = opts;
@@ -55,7 +56,11 @@ export function dump(opts: DumpOptions): DumpResult {
   let done = false;
   try {
     failpoint('dump:seize');
-    for (const t of tasks) {
+    // Top-down: once a task is frozen it cannot fork, so its children listed then are final.
+    const live: TaskPlan[] = [];
+    for (let i = 0; i < tasks.length; i++) {
+      const t = tasks[i]!;
+      if (t.zombie) continue;
       // Threads may be born while we seize: list again until no new one appears.
       for (let more = t.threads; more.length; ) {
         for (const tid of more) frozen.push(Tracee.seize(tid, t.pid, 0));
@@ -63,19 +68,25 @@ export function dump(opts: DumpOptions): DumpResult {
         more = now.filter((tid) => !frozen.some((f) => f.tid === tid));
         t.threads = now;
       }
+      live.push(t);
+      for (const kid of childrenOf(t.pid)) if (!tasks.some((k) => k.pid === kid)) tasks.push(planTask(kid, t.pid));
+    }
+    for (let i = tasks.length - 1; i >= 0; i--) {
+      // A child listed before the freeze may have been reaped since.
+      if (!tasks[i]!.zombie && !frozen.some((f) => f.tgid === tasks[i]!.pid)) tasks.splice(i, 1);
     }
     tFrozen = performance.now();
-    log.info(`frozen in ${(tFrozen - t0).toFixed(1)} ms`);
+    log.info(`frozen ${tasks.length} tasks in ${(tFrozen - t0).toFixed(1)} ms`);
 
     // Re-check under freeze: the tree may have changed between the check and the seize.
-    const again = collectTree(opts.pid, true);
-    if (again.blockers.length) throw new UnsupportedError(again.blockers);
+    const again = treeBlockers(tasks, true);
+    if (again.length) throw new UnsupportedError(again);
 
     const ids = new IdAllocator();
     const files = new FileTable();
     const images: TaskImages[] = [];
     const threadCores: { tid: number; core: core_entry }[] = [];
-    for (const t of tasks) {
+    for (const t of live) {
       const leaderTracee = frozen.find((tr) => tr.tid === t.pid)!;
       const leader = openTask(leaderTracee, log, ids);
       open.push(leader);
@@ -85,7 +96,7 @@ export function dump(opts: DumpOptions): DumpResult {
         open.push(th);
         others.push(th);
       }
-      images.push(dumpTask(leader, files));
+      images.push(dumpTask(leader, files, t.stopped));
       for (const th of others) threadCores.push({ tid: th.pid, core: dumpThreadCore(th) });
     }
 
@@ -105,28 +116,38 @@ export function dump(opts: DumpOptions): DumpResult {
         ),
       ]);
     };
-    for (const img of images) {
-      writePages(img.privatePages, img.pid, `pagemap-${img.pid}.img`, (r) => r.vaddr);
-      const byShm = new Map<bigint, typeof img.shmemPages>();
-      for (const s of img.shmemPages) byShm.set(s.shmid, [...(byShm.get(s.shmid) ?? []), s]);
-      for (const [shmid, ranges] of byShm) writePages(ranges, img.pid, `pagemap-shmem-${shmid}.img`, (_r, i) => ranges[i]!.offset);
+    for (const img of images) writePages(img.privatePages, img.pid, `pagemap-${img.pid}.img`, (r) => r.vaddr);
+    // A shared anonymous object is saved once, from whichever tasks have its pages.
+    for (const [shmid, runs] of mergeShmem(images.flatMap((i) => i.shmemPages.map((s) => ({ ...s, pid: i.pid }))))) {
+      pagesId++;
+      const sink = writer.openRaw(`pages-${pagesId}.img`, { direct: true });
+      for (const run of runs) pagesWritten += copyPages(run.pid, [run], (chunk) => sink.write(chunk)) / 4096;
+      sink.close();
+      writer.writeImage(`pagemap-shmem-${shmid}.img`, 'PAGEMAP', [
+        create(pagemap_headSchema, { pagesId }),
+        ...runs.map((r) =>
+          create(pagemap_entrySchema, { vaddr: r.offset, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT }),
+        ),
+      ]);
     }
     const tMem = performance.now();
 
     failpoint('dump:write');
     const root = images[0]!;
-    const rootStat = parseStat(readFileSync(`/proc/${root.pid}/stat`, 'utf8'));
-    writer.writeImage('pstree.img', 'PSTREE', [
-      create(pstree_entrySchema, { pid: root.pid, ppid: 0, pgid: rootStat.pgid, sid: rootStat.sid, threads: tasks[0]!.threads }),
-    ]);
+    writer.writeImage(
+      'pstree.img',
+      'PSTREE',
+      tasks.map((t) => create(pstree_entrySchema, { pid: t.pid, ppid: t.ppid, pgid: t.pgid, sid: t.sid, threads: t.threads })),
+    );
+    for (const t of tasks.filter((k) => k.zombie)) writer.writeImage(`core-${t.pid}.img`, 'CORE', [zombieCore(t)]);
     for (const img of images) {
       writer.writeImage(`core-${img.pid}.img`, 'CORE', [img.core]);
-      for (const th of threadCores) writer.writeImage(`core-${th.tid}.img`, 'CORE', [th.core]);
       writer.writeImage(`ids-${img.pid}.img`, 'IDS', [create(task_kobj_ids_entrySchema, img.ids)]);
       writer.writeImage(`mm-${img.pid}.img`, 'MM', [img.mm]);
       writer.writeImage(`fs-${img.pid}.img`, 'FS', [img.fs]);
       writer.writeImage(`fdinfo-${img.ids.filesId}.img`, 'FDINFO', img.fdinfo);
     }
+    for (const th of threadCores) writer.writeImage(`core-${th.tid}.img`, 'CORE', [th.core]);
     writer.writeImage(
       'files.img',
       'FILES',
@@ -200,6 +221,57 @@ export function dump(opts: DumpOptions): DumpResult {
     if (!done) writer.abort();
     throw e;
   }
+}
+
+/** The core image of a zombie: only its exit status (CRIU's TASK_DEAD). */
+function zombieCore(t: TaskPlan): core_entry {
+  return create(core_entrySchema, {
+    mtype: core_entry_march.X86_64,
+    tc: { taskState: TASK_DEAD, exitCode: t.exitStatus, personality: 0, flags: 0, blkSigset: 0n, comm: readComm(t.pid) },
+  });
+}
+
+function readComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Pages of shared anonymous objects, by object: each page once, read from the first task that
+ * has it present. `vaddr` stays the address in that task, `offset` the place in the object.
+ */
+export function mergeShmem(ranges: (ShmemRange & { pid: number })[]): Map<bigint, (ShmemRange & { pid: number })[]> {
+  const out = new Map<bigint, (ShmemRange & { pid: number })[]>();
+  const byObj = new Map<bigint, (ShmemRange & { pid: number })[]>();
+  for (const r of ranges) byObj.set(r.shmid, [...(byObj.get(r.shmid) ?? []), r]);
+  for (const [shmid, list] of byObj) {
+    const taken = new Set<bigint>();
+    const pages: { off: bigint; pid: number; vaddr: bigint }[] = [];
+    for (const r of list) {
+      for (let i = 0; i < r.nrPages; i++) {
+        const off = r.offset + BigInt(i * PAGE_SIZE);
+        if (taken.has(off)) continue;
+        taken.add(off);
+        pages.push({ off, pid: r.pid, vaddr: r.vaddr + BigInt(i * PAGE_SIZE) });
+      }
+    }
+    pages.sort((a, b) => (a.off < b.off ? -1 : a.off > b.off ? 1 : 0));
+    const runs: (ShmemRange & { pid: number })[] = [];
+    for (const p of pages) {
+      const last = runs[runs.length - 1];
+      const size = BigInt(PAGE_SIZE);
+      if (last && last.pid === p.pid && last.offset + BigInt(last.nrPages) * size === p.off && last.vaddr + BigInt(last.nrPages) * size === p.vaddr) {
+        last.nrPages++;
+      } else {
+        runs.push({ shmid, offset: p.off, vaddr: p.vaddr, nrPages: 1, pid: p.pid });
+      }
+    }
+    out.set(shmid, runs);
+  }
+  return out;
 }
 
 /** clock_gettime for the timens image (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */

@@ -47,6 +47,7 @@ export interface TaskImages {
 }
 
 const TASK_ALIVE = 1;
+const TASK_STOPPED = 3;
 
 /** Takes over a frozen task for injected syscalls (scratch page, signals blocked). */
 export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, leaderScratch?: Scratch): DumpTask {
@@ -131,7 +132,7 @@ export function dumpThreadCore(t: DumpTask): core_entry {
   });
 }
 
-export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
+export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskImages {
   failpoint('dump:task');
   const { pid } = t;
   const { threadInfo, threadCore, misc } = dumpThreadParts(t);
@@ -139,7 +140,7 @@ export function dumpTask(t: DumpTask, files: FileTable): TaskImages {
     mtype: core_entry_march.X86_64,
     threadInfo,
     tc: {
-      taskState: TASK_ALIVE,
+      taskState: stopped ? TASK_STOPPED : TASK_ALIVE,
       exitCode: 0,
       personality: misc.personality,
       flags: t.stat.flags,

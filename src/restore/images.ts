@@ -26,12 +26,23 @@ export interface TaskImage {
   memory: MemoryImage;
 }
 
+/** A zombie in the tree: only its exit status is restored. */
+export interface ZombieImage {
+  pid: number;
+  ppid: number;
+  exitStatus: number;
+}
+
 export interface CheckpointImage {
   dir: string;
   inventory: inventory_entry;
+  /** Live tasks, parents before children (the pstree order). */
   tasks: TaskImage[];
+  zombies: ZombieImage[];
   files: Map<number, reg_file_entry>;
 }
+
+const TASK_DEAD = 2;
 
 function one<T>(list: T[], name: string): T {
   if (list.length !== 1) throw new UserError(`${name}: expected one entry, found ${list.length}`);
@@ -54,15 +65,26 @@ export function readCheckpoint(dir: string): CheckpointImage {
   const inventory = one(r.read('inventory.img'), 'inventory.img') as inventory_entry;
   const trees = r.read('pstree.img') as pstree_entry[];
   if (!trees.length) throw new UserError(`${dir}/pstree.img: no tasks`);
-  if (trees.length > 1) throw new UserError(`${dir}: ${trees.length} processes — restoring process trees is not supported yet`);
+  if (trees[0]!.ppid !== 0) throw new UserError(`${dir}/pstree.img: the first task (${trees[0]!.pid}) is not the root`);
+  const known = new Set<number>();
+  for (const t of trees) {
+    if (t.ppid !== 0 && !known.has(t.ppid)) throw new UserError(`pstree.img: pid ${t.pid} comes before its parent ${t.ppid}`);
+    known.add(t.pid);
+  }
   const files = new Map<number, reg_file_entry>();
   for (const f of r.read('files.img') as file_entry[]) {
     if (f.reg) files.set(f.id, f.reg);
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
-  const tasks = trees.map((pstree) => {
+  const zombies: ZombieImage[] = [];
+  const tasks: TaskImage[] = [];
+  for (const pstree of trees) {
     const pid = pstree.pid;
     const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
+    if (core.tc?.taskState === TASK_DEAD) {
+      zombies.push({ pid, ppid: pstree.ppid, exitStatus: core.tc.exitCode });
+      continue;
+    }
     if (!core.threadInfo?.gpregs || !core.tc) throw new UserError(`core-${pid}.img: no x86_64 registers or task state`);
     const mm = one(r.read(`mm-${pid}.img`), `mm-${pid}.img`) as mm_entry;
     const fs = one(r.read(`fs-${pid}.img`), `fs-${pid}.img`) as fs_entry;
@@ -89,7 +111,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
         if (!c.threadInfo?.gpregs) throw new UserError(`core-${tid}.img: no x86_64 registers`);
         return { tid, core: c };
       });
-    return { pid, threads, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } };
-  });
-  return { dir: r.dir, inventory, tasks, files };
+    tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
+  }
+  return { dir: r.dir, inventory, tasks, zombies, files };
 }

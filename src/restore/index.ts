@@ -2,11 +2,10 @@
 // clone3(set_tid) from a stub, rebuild it, and let it go. On any failure every process created
 // for the restore is killed: nothing half-restored is left behind.
 import { writeFileSync } from 'node:fs';
-import { pidExists, wait4, PTRACE, ptraceTry, SIG } from '../sys/index.js';
-import type { Tracee } from '../ptrace/index.js';
+import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
-import { restoreTask } from './task.js';
+import { restoreTask, closeSessionFiles, type RestoreSession } from './task.js';
 import { UserError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
@@ -59,52 +58,69 @@ export function restore(opts: RestoreOptions): RestoreResult {
   failpoint('restore:read');
   const ckpt = readCheckpoint(opts.dir);
   const img = ckpt.tasks[0]!;
-  waitPidFree(img.pid, opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000));
+  const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
+  for (const t of ckpt.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
+  for (const z of ckpt.zombies) waitPidFree(z.pid, waitMs);
 
+  // The root is our child (CLONE_PARENT) and we are a subreaper while we work, so that after a
+  // failure every task comes back to us and is reaped at once. One exception: detached with a
+  // parent-death signal, which our exit would fire; then the root is the stub's child, orphaned
+  // (to init) when the stub goes, before that signal is set.
+  const pdeath = (img.core.threadCore?.pdeathSig ?? 0) !== 0;
+  const ourChild = !opts.detach || !pdeath;
+  if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
-  let task: Tracee | null = null;
-  let ourChild = true;
-  const threads: Tracee[] = [];
+  const session: RestoreSession = {
+    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), tracees: [], stopped: [], cowKept: 0,
+  };
   try {
     failpoint('restore:stub');
-    stub = startStub(img.memory.vmas, img.pid);
+    stub = startStub(ckpt.tasks.flatMap((t) => t.memory.vmas), img.pid);
     failpoint('restore:fork');
-    // The task is our child (CLONE_PARENT) so that a failure is reaped at once, except in one
-    // case: detached with a parent-death signal, which our exit would fire. Then it is the
-    // stub's child, orphaned when the stub goes, before that signal is set.
-    const pdeath = (img.core.threadCore?.pdeathSig ?? 0) !== 0;
-    ourChild = !opts.detach || !pdeath;
-    task = forkWithPid(stub, img.pid, ourChild);
-    const trampoline = stub.trampoline;
+    const root = forkWithPid(stub, img.pid, ourChild);
+    session.tracees.push(root);
+    session.trampoline = stub.trampoline;
     killStub(stub);
     stub = null;
-    const leader = task;
-    const all = restoreTask(leader, trampoline, img, ckpt, log, (t) => threads.push(t));
+    restoreTask(root, img, session);
     failpoint('restore:resume');
     if (opts.pidfile) writeFileSync(opts.pidfile, `${img.pid}\n`);
-    for (const t of all.slice(1)) t.release();
-    leader.release();
+    // Children and threads first, the root last: nothing runs before its whole tree is ready.
+    for (const t of [...session.tracees].reverse()) t.release();
+    for (const pid of session.stopped) kill(pid, SIG.STOP);
   } catch (e) {
     if (stub) killStub(stub);
-    if (task) {
-      try {
-        process.kill(task.tid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-      // A killed thread group: each traced thread must be waited for before it goes.
-      for (const t of threads) reapThread(t.tid);
-      ptraceTry(PTRACE.DETACH, task.tid, 0, 0);
-      if (ourChild) reap(task.tid);
-      else waitPidGone(task.tid, 10_000, log);
-    }
+    removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);
     throw e;
+  } finally {
+    closeSessionFiles(session);
+    if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
   }
   const ms = performance.now() - t0;
-  log.info(`restored pid ${img.pid} in ${ms.toFixed(1)} ms`);
+  const n = ckpt.tasks.length + ckpt.zombies.length;
+  log.info(`restored pid ${img.pid}${n > 1 ? ` and ${n - 1} more tasks` : ''} in ${ms.toFixed(1)} ms (${session.cowKept} pages still shared)`);
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+/** After a failure: kill every task created so far and reap each one, so nothing is left. */
+function removeTree(session: RestoreSession, zombies: number[], ourChild: boolean, log: Log): void {
+  for (const t of session.tracees) {
+    try {
+      process.kill(t.tgid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  const root = session.tracees[0];
+  for (const t of session.tracees.slice(1)) reapThread(t.tid);
+  for (const z of zombies) reapThread(z);
+  if (root) {
+    ptraceTry(PTRACE.DETACH, root.tid, 0, 0);
+    if (ourChild) reap(root.tid);
+    else waitPidGone(root.tid, 10_000, log);
+  }
 }
 
 function reapThread(tid: number): void {

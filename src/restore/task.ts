@@ -1,15 +1,14 @@
-// Rebuilding one task inside a freshly cloned process that already has the right PID.
+// Rebuilding one task (and, through it, its children) inside a freshly cloned process that
+// already has the right PID.
 import { closeSync } from 'node:fs';
 import {
-  Regs, REG_NAMES, PR, O, CLONE, getXstate, setXstate, setSigmask, prlimit,
+  Regs, REG_NAMES, PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
+  xsaveLayout,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import type { core_entry } from '../image/gen/core_pb.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
-import { xsaveLayout } from '../sys/index.js';
-
-setXsaveLayout(xsaveLayout());
-import { dropStubMemory, restoreMemory, restoreVdso } from '../resources/mm/restore.js';
+import { dropMemory, restoreMemory, restoreVdso, inheritedVmas, type ShmemOwner } from '../resources/mm/restore.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
@@ -21,15 +20,33 @@ import { registersForResume } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
 import type { RestoreTask } from '../resources/context.js';
-import type { TaskImage, CheckpointImage } from './images.js';
+import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
-import { PAGE_SIZE } from '../sys/index.js';
+
+setXsaveLayout(xsaveLayout());
 
 const F_DUPFD_CLOEXEC = 1030;
 const F_SETFD = 2;
+
+/** State shared by the restore of every task of one checkpoint. */
+export interface RestoreSession {
+  ckpt: CheckpointImage;
+  log: Log;
+  /** The trampoline, at the same address in every task (children inherit it). */
+  trampoline: bigint;
+  shmemOwners: Map<bigint, ShmemOwner>;
+  /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
+  files: Map<number, number>;
+  /** Every task and thread created so far, for the final release or the cleanup. */
+  tracees: Tracee[];
+  /** Tasks to leave stopped (SIGSTOP) after release. */
+  stopped: number[];
+  /** Pages of inherited memory found equal to the parent's and left shared. */
+  cowKept: number;
+}
 
 /** A thread being rebuilt: its tracee, injection context and image. */
 interface ThreadWork {
@@ -38,18 +55,12 @@ interface ThreadWork {
 }
 
 /**
- * Rebuilds the task in `tracee` (the leader, just cloned with its PID) and creates its other
- * threads. Returns every thread's tracee, leader first, each stopped with its final registers.
- * `onThread` hears of each thread as soon as it exists, so a failure can remove it.
+ * Rebuilds the task in `tracee` (its leader, just cloned with its PID), forks and rebuilds its
+ * children, and creates its other threads. Every thread ends stopped with its final registers,
+ * recorded in session.tracees. `parent`: the image of the task it was forked from, if any.
  */
-export function restoreTask(
-  tracee: Tracee,
-  trampoline: bigint,
-  img: TaskImage,
-  ckpt: CheckpointImage,
-  log: Log,
-  onThread: (t: Tracee) => void,
-): Tracee[] {
+export function restoreTask(tracee: Tracee, img: TaskImage, session: RestoreSession, parent?: TaskImage): void {
+  const { ckpt, log, trampoline } = session;
   const remote = new Remote(tracee, trampoline);
   const scratchAddr = trampoline + BigInt(PAGE_SIZE);
   const scratch = Scratch.at(remote, scratchAddr, TRAMPOLINE_SIZE - PAGE_SIZE);
@@ -57,19 +68,24 @@ export function restoreTask(
   const call = remote.call.bind(remote);
   const tc = img.core.tc!;
 
-  // What the stub handed down: its rseq registration, fds and memory.
+  // What the stub or the parent handed down: rseq registration, fds and memory. Mappings
+  // identical to the parent's are kept, so copy-on-write sharing survives the restore.
   unregisterInheritedRseq(r);
   call('close_range', [0, 0xffffffff, 0]);
-  dropStubMemory(r, trampoline, trampoline + BigInt(TRAMPOLINE_SIZE));
+  const kept = inheritedVmas(img.memory, parent?.memory);
+  dropMemory(r, [{ start: trampoline, end: trampoline + BigInt(TRAMPOLINE_SIZE) }, ...kept]);
   // The exe link can only change while the old exe is not mapped: that is now, before the
-  // image's own mappings (often of the same binary as the stub) come back.
-  restoreMmFields(r, img, ckpt);
-  restoreMemory(r, img.memory);
-  const vdso = restoreVdso(r, img.memory.vmas);
-  log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls so far)`);
+  // image's own mappings (often of the same binary) come back.
+  const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
+  restoreMmFields(r, img, ckpt, !sameExe);
+  const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners }, kept);
+  session.cowKept += mem.cowKept;
+  const keptVdso = [...kept].some((v) => v.status & 8 /* VMA_AREA_VDSO */);
+  const vdso = keptVdso ? img.memory.vmas.find((v) => v.status & 8)!.start : restoreVdso(r, img.memory.vmas);
+  log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
 
   failpoint('restore:files');
-  restoreFds(r, img, ckpt);
+  restoreFds(r, img, session);
 
   failpoint('restore:task');
   const nameOf = (id: number) => {
@@ -77,7 +93,7 @@ export function restoreTask(
     if (!f) throw new UserError(`fs-${img.pid}.img refers to file id ${id}, missing from files.img`);
     return f.name;
   };
-  // Process-wide state first: the threads created next share it.
+  // Process-wide state first: the threads and children created next share or inherit it.
   restoreFs(r, img.fs, nameOf);
   restoreSigactions(r, tc.sigactions);
   restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
@@ -88,15 +104,28 @@ export function restoreTask(
     oomScoreAdj: tc.oomScoreAdj,
     loginuid: tc.loginuid,
   });
-  restoreSession(r, img);
+  restoreSession(r, img, parent);
   if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
+
+  // Children: forked here (so they inherit this task's memory), then rebuilt, top-down.
+  for (const child of ckpt.tasks.filter((t) => t.pstree.ppid === img.pid)) {
+    scratch.reset();
+    const ct = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: child.pid });
+    session.tracees.push(ct);
+    restoreTask(ct, child, session, img);
+  }
+  for (const z of ckpt.zombies.filter((t) => t.ppid === img.pid)) {
+    scratch.reset();
+    const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: z.pid });
+    makeZombie(zt, z, trampoline);
+  }
 
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
   const work: ThreadWork[] = [{ r, core: img.core }];
   for (const th of img.threads) {
     scratch.reset();
     const t = injectClone3(remote, scratch.alloc(256), { flags: THREAD_FLAGS, exitSignal: 0, setTid: th.tid });
-    onThread(t);
+    session.tracees.push(t);
     const tr = new Remote(t, trampoline);
     work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
   }
@@ -114,7 +143,33 @@ export function restoreTask(
   call('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
 
   for (const w of work) finishThread(w, w === work[0] ? tc.blkSigset : (w.core.threadCore?.blkSigset ?? 0n));
-  return work.map((w) => w.r.tracee);
+  if (tc.taskState === TASK_STOPPED) session.stopped.push(img.pid);
+}
+
+const TASK_STOPPED = 3;
+
+/** A zombie: a fresh child that exits at once the way the dumped one did; its parent reaps it. */
+function makeZombie(t: Tracee, z: ZombieImage, trampoline: bigint): void {
+  const status = z.exitStatus;
+  const termsig = status & 0x7f;
+  const regs = t.regs();
+  regs.set('orig_ax', -1n);
+  regs.set('ip', trampoline);
+  if (termsig) {
+    // Default action for the signal, then deliver it to ourselves.
+    const remote = new Remote(t, trampoline);
+    remote.call('rt_sigaction', [termsig, 0, 0, 8]);
+    remote.finish();
+    regs.set('ax', NR.kill);
+    regs.set('di', z.pid);
+    regs.set('si', termsig);
+  } else {
+    regs.set('ax', NR.exit_group);
+    regs.set('di', (status >> 8) & 0xff);
+  }
+  t.setRegs(regs);
+  setSigmask(t.tid, 0n);
+  ptrace(PTRACE.DETACH, t.tid, 0, 0);
 }
 
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
@@ -158,14 +213,15 @@ function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
 }
 
 /** Installs the fd table: files opened here, pulled in by the task with pidfd_getfd. */
-function restoreFds(r: RestoreTask, img: TaskImage, ckpt: CheckpointImage): void {
+function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): void {
+  const { ckpt } = session;
   const call = r.remote.call.bind(r.remote);
   if (!img.fdinfo.length) return;
   const maxFd = Math.max(...img.fdinfo.map((f) => f.fd));
   const pidfd0 = call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
   const pidfd = call('fcntl', [pidfd0, F_DUPFD_CLOEXEC, maxFd + 1]);
   call('close', [pidfd0]);
-  const ours = new Map<number, number>();
+  const ours = session.files;
   try {
     for (const fi of img.fdinfo) {
       let fd = ours.get(fi.id);
@@ -185,26 +241,43 @@ function restoreFds(r: RestoreTask, img: TaskImage, ckpt: CheckpointImage): void
       }
     }
   } finally {
-    for (const fd of ours.values()) closeSync(fd);
     r.remote.raw(3, [pidfd]);
   }
 }
 
-/** Session and process group: lead our own when we led them, else stay in the restorer's. */
-function restoreSession(r: RestoreTask, img: TaskImage): void {
+/**
+ * Session and process group. A task that led one leads it again; others join their parent's
+ * (inherited at fork) or, for a group led elsewhere in the tree, join it by setpgid.
+ */
+function restoreSession(r: RestoreTask, img: TaskImage, parent?: TaskImage): void {
   const { pid, sid, pgid } = img.pstree;
   if (sid === pid) r.remote.call('setsid', [], 'new session');
-  else if (pgid === pid) r.remote.call('setpgid', [0, 0], 'new process group');
-  else r.log.warn(`pid ${pid}: session ${sid} / group ${pgid} are outside the image; it joins the restorer's`);
+  else if (parent && sid !== parent.pstree.sid) {
+    throw new UserError(`pid ${pid}: its session ${sid} is not its parent's (${parent.pstree.sid}) — not supported yet`);
+  }
+  if (pgid === pid) {
+    if (sid !== pid) r.remote.call('setpgid', [0, 0], 'new process group');
+  } else if (parent && pgid !== parent.pstree.pgid) {
+    r.remote.call('setpgid', [0, pgid], `process group ${pgid}`);
+  } else if (!parent && sid !== pid) {
+    r.log.warn(`pid ${pid}: session ${sid} / group ${pgid} are outside the image; it joins the restorer's`);
+  }
+}
+
+/** Closes the restore-wide open files once every task has its own. */
+export function closeSessionFiles(session: RestoreSession): void {
+  for (const fd of session.files.values()) closeSync(fd);
+  session.files.clear();
 }
 
 /** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/stack/brk/args/env bounds, auxv and exe file. */
-function restoreMmFields(r: RestoreTask, img: TaskImage, ckpt: CheckpointImage): void {
+function restoreMmFields(r: RestoreTask, img: TaskImage, ckpt: CheckpointImage, setExe: boolean): void {
   const mm = img.mm;
   const exe = ckpt.files.get(mm.exeFileId);
   if (!exe) throw new UserError(`mm-${img.pid}.img: exe file id ${mm.exeFileId} missing from files.img`);
   r.scratch.reset();
-  const exeFd = r.remote.call('open', [r.scratch.putString(exe.name), O.RDONLY | O.CLOEXEC, 0], `exe ${exe.name}`);
+  // -1: keep the exe link inherited from the parent (it is the same file).
+  const exeFd = setExe ? r.remote.call('open', [r.scratch.putString(exe.name), O.RDONLY | O.CLOEXEC, 0], `exe ${exe.name}`) : -1n;
   const auxv = Buffer.alloc(8 * Math.max(2, mm.mmSavedAuxv.length));
   mm.mmSavedAuxv.forEach((v, i) => auxv.writeBigUInt64LE(v, i * 8));
   const auxvAddr = r.scratch.put(auxv);
@@ -215,10 +288,10 @@ function restoreMmFields(r: RestoreTask, img: TaskImage, ckpt: CheckpointImage):
   ];
   fields.forEach((v, i) => map.writeBigUInt64LE(v, i * 8));
   map.writeUInt32LE(auxv.length, 96);
-  map.writeUInt32LE(Number(exeFd), 100);
+  map.writeUInt32LE(Number(BigInt.asUintN(32, exeFd)), 100);
   try {
     r.remote.call('prctl', [PR.SET_MM, PR.SET_MM_MAP, r.scratch.put(map), 104, 0], `mm map (brk ${hex(mm.mmBrk)})`);
   } finally {
-    r.remote.raw(3, [exeFd]);
+    if (exeFd >= 0n) r.remote.raw(3, [exeFd]);
   }
 }

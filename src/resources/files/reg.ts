@@ -65,14 +65,14 @@ export function fdBlockers(pid: number): string[] {
 /** Dumps the fd table of a frozen task; shared descriptions (dup'ed fds) share one entry. */
 export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
   const out: FdinfoData[] = [];
-  const seen: { fd: number; ino: number; dev: number; id: number }[] = [];
+  const seen = files.seenFds;
   for (const fd of listFds(pid)) {
     const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
     const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
     const blocker = fdBlocker(pid, fd, link, st.mode);
     if (blocker) throw new UserError(blocker);
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-    const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(pid, pid, KCMP.FILE, s.fd, fd) === 0);
+    const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
     let id: number;
     if (twin) id = twin.id;
     else {
@@ -85,7 +85,7 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
         mode: st.mode,
         ...(type === 0o100000 ? { size: BigInt(st.size) } : {}),
       });
-      seen.push({ fd, ino: st.ino, dev: st.dev, id });
+      seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
     }
     out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: 'REG', fd });
   }

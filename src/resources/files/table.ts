@@ -8,8 +8,19 @@ export interface FileRecord {
   reg: RegFileData;
 }
 
+/** An fd already dumped, to find others that share its open file description (kcmp). */
+export interface SeenFd {
+  pid: number;
+  fd: number;
+  ino: number;
+  dev: number;
+  id: number;
+}
+
 export class FileTable {
   readonly entries: FileRecord[] = [];
+  /** Every fd dumped so far, across all tasks of the tree. */
+  readonly seenFds: SeenFd[] = [];
   private byPath = new Map<string, number>();
 
   add(reg: Omit<RegFileData, 'id'>): number {

@@ -1,7 +1,7 @@
 // Rebuilding an address space inside the new task: drop what the stub brought, map each VMA at
 // its address, fill saved pages with pread64 from the pages image (run by the task itself, so the
 // kernel copies straight from the page cache), put the protections back, then the vdso.
-import { statSync } from 'node:fs';
+import { statSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, O, ARCH, NR } from '../../sys/index.js';
 import { hex, UserError } from '../../util/errors.js';
 import { failpoint } from '../../util/failpoint.js';
@@ -29,21 +29,62 @@ export interface MemoryImage {
 
 const special = (v: VmaData) => (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL)) !== 0;
 
-/** Unmaps everything the stub had except [keepStart, keepEnd) (the trampoline). */
-export function dropStubMemory(r: RestoreTask, keepStart: bigint, keepEnd: bigint): void {
-  if (keepStart > 0n) r.remote.call('munmap', [0, keepStart], 'stub memory below trampoline');
-  r.remote.call('munmap', [keepEnd, TASK_SIZE - keepEnd], 'stub memory above trampoline');
+/** Where a shared anonymous object already lives in a restored task, for others to map it. */
+export interface ShmemOwner {
+  pid: number;
+  start: bigint;
+  end: bigint;
+  pgoff: bigint;
 }
 
-export function restoreMemory(r: RestoreTask, img: MemoryImage): void {
+/** What a task's memory restore can build on. */
+export interface MemoryContext {
+  /** The parent's image, when the task was forked from its restored parent. */
+  parent?: MemoryImage;
+  /** Shared anonymous objects created so far, restore-wide: shmid -> first mapping. */
+  shmemOwners: Map<bigint, ShmemOwner>;
+}
+
+/** Unmaps everything in the task except the given ranges. */
+export function dropMemory(r: RestoreTask, keep: { start: bigint; end: bigint }[]): void {
+  let cur = 0n;
+  for (const k of [...keep].sort((a, b) => (a.start < b.start ? -1 : 1))) {
+    if (k.start > cur) r.remote.call('munmap', [cur, k.start - cur], `inherited memory ${hex(cur)}-${hex(k.start)}`);
+    if (k.end > cur) cur = k.end;
+  }
+  if (cur < TASK_SIZE) r.remote.call('munmap', [cur, TASK_SIZE - cur], `inherited memory above ${hex(cur)}`);
+}
+
+function vmaKey(v: VmaData, files: Map<number, MappedFile>): string {
+  const obj = v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) ? files.get(Number(v.shmid))?.name : String(v.shmid);
+  return `${v.start}:${v.end}:${v.prot}:${v.flags}:${v.status}:${v.pgoff}:${obj}`;
+}
+
+/**
+ * The child's VMAs that a fork from its restored parent already gives it, identical: they are
+ * kept (not unmapped and rebuilt), so memory the two share copy-on-write stays shared.
+ */
+export function inheritedVmas(img: MemoryImage, parent: MemoryImage | undefined): Set<VmaData> {
+  const out = new Set<VmaData>();
+  if (!parent) return out;
+  const theirs = new Set(parent.vmas.filter((v) => !special(v)).map((v) => vmaKey(v, parent.files)));
+  for (const v of img.vmas) if (!special(v) && theirs.has(vmaKey(v, img.files))) out.add(v);
+  // The vdso is the kernel's: the same addresses in both means the inherited one is right.
+  const vdsoOf = (m: MemoryImage) => m.vmas.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)).map((v) => `${v.start}-${v.end}`).join(',');
+  if (vdsoOf(img) === vdsoOf(parent)) for (const v of img.vmas) if (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)) out.add(v);
+  return out;
+}
+
+export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryContext, kept: Set<VmaData>): { cowKept: number } {
   const call = r.remote.call.bind(r.remote);
   const fileFds = new Map<number, number>();
-  const shmemFirst = new Map<bigint, VmaData>();
+  const created = new Map<bigint, VmaData>();
   const filled = vmasWithPages(img);
+  let cowKept = 0;
   try {
     failpoint('restore:mm');
     for (const v of img.vmas) {
-      if (special(v)) continue;
+      if (special(v) || kept.has(v)) continue;
       const len = v.end - v.start;
       const where = `mapping ${hex(v.start)}-${hex(v.end)}`;
       // Writable while we fill it only if it holds saved pages (so it was written, and is
@@ -55,14 +96,17 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage): void {
         const prot = v.status & VMA.FILE_SHARED ? v.prot : fillProt;
         call('mmap', [v.start, len, prot, (v.flags & ~MAP.ANONYMOUS) | MAP.FIXED, fd, v.pgoff], where);
       } else if (v.status & VMA.ANON_SHARED) {
-        const first = shmemFirst.get(v.shmid);
-        if (!first) {
+        const owner = ctx.shmemOwners.get(v.shmid);
+        if (!owner) {
           if (v.pgoff !== 0n) throw new UserError(`${where}: shared anonymous mapping at offset ${v.pgoff} — not supported yet`);
           call('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED, -1, 0], where);
-          shmemFirst.set(v.shmid, v);
+          ctx.shmemOwners.set(v.shmid, { pid: r.pid, start: v.start, end: v.end, pgoff: 0n });
+          created.set(v.shmid, v);
         } else {
+          // The same object, through the mapping that made it (in this task or another one).
           r.scratch.reset();
-          const path = r.scratch.putString(`/proc/self/map_files/${first.start.toString(16)}-${first.end.toString(16)}`);
+          const self = owner.pid === r.pid ? 'self' : String(owner.pid);
+          const path = r.scratch.putString(`/proc/${self}/map_files/${owner.start.toString(16)}-${owner.end.toString(16)}`);
           const fd = call('open', [path, O.RDWR, 0], where);
           call('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.FIXED, fd, v.pgoff], where);
           call('close', [fd]);
@@ -75,16 +119,19 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage): void {
     fileFds.clear();
 
     failpoint('restore:pages');
-    fillPages(r, img.pagesFile, img.pages);
+    const { fresh, inherited } = splitByKept(withFileOffsets(img.pages), kept);
+    fillPages(r, img.pagesFile, fresh);
+    cowKept = writeChangedPages(r.pid, img.pagesFile, inherited);
+    if (ctx.parent) dropStalePages(r, img, ctx.parent, kept);
     for (const [shmid, sh] of img.shmem) {
-      const first = shmemFirst.get(shmid);
+      const first = created.get(shmid);
       if (!first) continue;
       // The object is mapped from offset 0 at first.start: offset x lives at first.start + x.
-      fillPages(r, sh.pagesFile, sh.pages.map((p) => ({ vaddr: first.start + p.vaddr, nrPages: p.nrPages })));
+      fillPages(r, sh.pagesFile, withFileOffsets(sh.pages.map((p) => ({ vaddr: first.start + p.vaddr, nrPages: p.nrPages }))));
     }
 
     for (const v of img.vmas) {
-      if (special(v)) continue;
+      if (special(v) || kept.has(v)) continue;
       const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE);
       if (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE)) {
         call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
@@ -98,7 +145,113 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage): void {
   } finally {
     for (const fd of fileFds.values()) r.remote.raw(3, [fd]);
   }
+  return { cowKept };
 }
+
+interface FileRange extends PageRange {
+  /** Where the range's bytes start in the pages file. */
+  off: bigint;
+}
+
+function withFileOffsets(ranges: PageRange[]): FileRange[] {
+  let off = 0n;
+  return ranges.map((p) => {
+    const r = { ...p, off };
+    off += BigInt(p.nrPages * PAGE_SIZE);
+    return r;
+  });
+}
+
+/** Splits saved ranges into the parts inside kept (inherited) VMAs and the rest. */
+function splitByKept(ranges: FileRange[], kept: Set<VmaData>): { fresh: FileRange[]; inherited: FileRange[] } {
+  const keptList = [...kept].filter((v) => !special(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
+  const fresh: FileRange[] = [];
+  const inherited: FileRange[] = [];
+  const page = BigInt(PAGE_SIZE);
+  for (const r of ranges) {
+    let addr = r.vaddr;
+    const end = r.vaddr + BigInt(r.nrPages) * page;
+    while (addr < end) {
+      const inside = keptList.find((v) => v.start <= addr && addr < v.end);
+      let stop: bigint;
+      if (inside) stop = inside.end < end ? inside.end : end;
+      else {
+        const next = keptList.find((v) => v.start > addr);
+        stop = next && next.start < end ? next.start : end;
+      }
+      (inside ? inherited : fresh).push({ vaddr: addr, nrPages: Number((stop - addr) / page), off: r.off + (addr - r.vaddr) });
+      addr = stop;
+    }
+  }
+  return { fresh, inherited };
+}
+
+/**
+ * For inherited VMAs: write only the pages whose saved content differs from what the fork gave
+ * (through /proc/PID/mem, which may write read-only private pages). Equal pages stay shared with
+ * the parent. Returns how many pages were left shared.
+ */
+function writeChangedPages(pid: number, pagesFile: string, ranges: FileRange[]): number {
+  if (!ranges.length) return 0;
+  const CHUNK = 256;
+  const want = Buffer.alloc(CHUNK * PAGE_SIZE);
+  const have = Buffer.alloc(CHUNK * PAGE_SIZE);
+  const img = openSync(pagesFile, 'r');
+  const mem = openSync(`/proc/${pid}/mem`, 'r+');
+  let same = 0;
+  try {
+    for (const r of ranges) {
+      for (let done = 0; done < r.nrPages; done += CHUNK) {
+        const n = Math.min(CHUNK, r.nrPages - done);
+        const bytes = n * PAGE_SIZE;
+        const addr = r.vaddr + BigInt(done * PAGE_SIZE);
+        if (readSync(img, want, 0, bytes, Number(r.off) + done * PAGE_SIZE) !== bytes) {
+          throw new UserError(`${pagesFile} is shorter than its pagemap says`);
+        }
+        if (readSync(mem, have, 0, bytes, Number(addr)) !== bytes) throw new UserError(`pid ${pid}: cannot read inherited memory at ${hex(addr)}`);
+        for (let i = 0; i < n; i++) {
+          const o = i * PAGE_SIZE;
+          if (want.compare(have, o, o + PAGE_SIZE, o, o + PAGE_SIZE) === 0) same++;
+          else writeSync(mem, want, o, PAGE_SIZE, Number(addr) + o);
+        }
+      }
+    }
+  } finally {
+    closeSync(img);
+    closeSync(mem);
+  }
+  return same;
+}
+
+/** Pages the parent had in an inherited private VMA and the child did not: drop the copies. */
+function dropStalePages(r: RestoreTask, img: MemoryImage, parent: MemoryImage, kept: Set<VmaData>): void {
+  const page = BigInt(PAGE_SIZE);
+  const mine = new Set<bigint>();
+  for (const p of img.pages) for (let i = 0; i < p.nrPages; i++) mine.add(p.vaddr + BigInt(i) * page);
+  const priv = [...kept].filter((v) => !special(v) && !(v.status & (VMA.ANON_SHARED | VMA.FILE_SHARED)));
+  let run: { start: bigint; end: bigint } | null = null;
+  const flush = () => {
+    if (run) r.remote.call('madvise', [run.start, run.end - run.start, MADV_DONTNEED], `drop stale pages at ${hex(run.start)}`);
+    run = null;
+  };
+  for (const p of parent.pages) {
+    for (let i = 0; i < p.nrPages; i++) {
+      const a = p.vaddr + BigInt(i) * page;
+      if (mine.has(a) || !priv.some((v) => v.start <= a && a < v.end)) {
+        flush();
+        continue;
+      }
+      if (run && run.end === a) run.end += page;
+      else {
+        flush();
+        run = { start: a, end: a + page };
+      }
+    }
+  }
+  flush();
+}
+
+const MADV_DONTNEED = 4;
 
 /** The VMAs that saved pages will be written into (private ranges and shared objects). */
 function vmasWithPages(img: MemoryImage): Set<VmaData> {
@@ -133,18 +286,17 @@ function openMappedFile(r: RestoreTask, img: MemoryImage, id: number, writable: 
 }
 
 /** pread64s each range from the pages file (opened by the task) into place. */
-function fillPages(r: RestoreTask, pagesFile: string, ranges: PageRange[]): void {
+function fillPages(r: RestoreTask, pagesFile: string, ranges: FileRange[]): void {
   if (!ranges.length) return;
   r.scratch.reset();
   // O_DIRECT: the kernel reads straight into the task's pages, no page cache to fill first
   // (measured 0.38 GB/s buffered on a cold cache here). Filesystems without it: buffered.
   const path = r.scratch.putString(pagesFile);
   let fd = r.remote.raw(NR.open, [path, O.RDONLY | O.DIRECT, 0]);
-  if (fd === -22n) fd = r.remote.call('open', [path, O.RDONLY, 0], pagesFile);
-  else if (fd < 0n) r.remote.call('open', [path, O.RDONLY, 0], pagesFile);
-  let off = 0n;
+  if (fd < 0n) fd = r.remote.call('open', [path, O.RDONLY, 0], pagesFile);
   try {
     for (const p of ranges) {
+      let off = p.off;
       let left = BigInt(p.nrPages * PAGE_SIZE);
       let addr = p.vaddr;
       while (left > 0n) {
