@@ -2,7 +2,7 @@
 // are complete puts every task back as it was and removes the partial image directory.
 import { readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { sys, PAGE_SIZE } from '../sys/index.js';
+import { sys, kill, SIG, PAGE_SIZE } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
@@ -68,6 +68,9 @@ export function dump(opts: DumpOptions): DumpResult {
         more = now.filter((tid) => !frozen.some((f) => f.tid === tid));
         t.threads = now;
       }
+      // A task in group stop would stop again at every step we make it take: continue it. The
+      // SIGCONT stays blocked and pending while we work; the task is stopped again on release.
+      if (t.stopped) kill(t.pid, SIG.CONT);
       live.push(t);
       for (const kid of childrenOf(t.pid)) if (!tasks.some((k) => k.pid === kid)) tasks.push(planTask(kid, t.pid));
     }
@@ -194,6 +197,7 @@ export function dump(opts: DumpOptions): DumpResult {
     // The images are complete: now the tasks may go on, or go away.
     for (const t of open.splice(0).reverse()) closeTask(t);
     if (opts.leaveRunning) {
+      restop(tasks);
       for (const tr of frozen) tr.release();
     } else {
       for (const tr of frozen) tr.kill();
@@ -211,6 +215,7 @@ export function dump(opts: DumpOptions): DumpResult {
         log.error(`pid ${t.pid}: could not restore its state: ${(e2 as Error).message}`);
       }
     }
+    restop(tasks);
     for (const tr of frozen) {
       try {
         tr.release();
@@ -220,6 +225,22 @@ export function dump(opts: DumpOptions): DumpResult {
     }
     if (!done) writer.abort();
     throw e;
+  }
+}
+
+/**
+ * Stops again the tasks that were stopped when we came (we continued them to work in them).
+ * Sent while they are still ours, so the stop (which also drops our pending SIGCONT) is the first
+ * thing they meet when released.
+ */
+function restop(tasks: TaskPlan[]): void {
+  for (const t of tasks) {
+    if (!t.stopped) continue;
+    try {
+      kill(t.pid, SIG.STOP);
+    } catch {
+      /* gone */
+    }
   }
 }
 

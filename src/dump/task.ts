@@ -2,7 +2,7 @@
 // ids, fs, fd table, mm and the page ranges to save.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { getXstate, REG_NAMES } from '../sys/index.js';
+import { getXstate, REG_NAMES, SIG } from '../sys/index.js';
 import { Scratch, Remote, findSyscallInVdso, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps, type MapsEntry } from '../proc/index.js';
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
@@ -148,7 +148,12 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
       comm: misc.comm,
       timers: dumpItimers(t),
       rlimits: { rlimits: dumpRlimits(pid) },
-      signalsS: { signals: peekPending(pid, true).map((siginfo) => ({ siginfo })) },
+      // A stopped task holds the SIGCONT we sent to work in it: not part of its state.
+      signalsS: {
+        signals: peekPending(pid, true)
+          .filter((si) => !(stopped && si.readInt32LE(0) === SIG.CONT))
+          .map((siginfo) => ({ siginfo })),
+      },
       loginuid: misc.loginuid,
       oomScoreAdj: misc.oomScoreAdj,
       sigactions: dumpSigactions(t),

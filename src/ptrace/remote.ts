@@ -1,6 +1,6 @@
 // Making a stopped task execute system calls for us: set its registers so that rip points at a
 // `syscall` instruction, single-step over it, read rax, and finally put the registers back.
-import { Regs, PTRACE, SIG, ptrace, getSigmask, setSigmask, errnoName, type SyscallName, NR } from '../sys/index.js';
+import { Regs, PTRACE, PTRACE_EVENT, SIG, ptrace, getSigmask, setSigmask, errnoName, type SyscallName, NR } from '../sys/index.js';
 import { Tracee, TraceeError } from './tracee.js';
 
 export class RemoteSyscallError extends Error {
@@ -49,7 +49,13 @@ export class Remote {
     names.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
     r.set('ip', this.syscallAt);
     this.t.setRegs(r);
-    const st = this.t.step();
+    let st = this.t.step();
+    // A job-control notification (PTRACE_EVENT_STOP, e.g. after a SIGCONT) can come before the
+    // step is taken: the syscall has not run yet, so take the step again.
+    for (let i = 0; i < 4 && st.stopped && st.event === PTRACE_EVENT.STOP; i++) {
+      this.t.setRegs(r);
+      st = this.t.step();
+    }
     this.count++;
     if (!st.stopped) throw new TraceeError(this.t.tid, `died during injected syscall ${nr}`);
     if (st.stopSig !== SIG.TRAP || st.event !== 0) {

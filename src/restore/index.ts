@@ -85,9 +85,10 @@ export function restore(opts: RestoreOptions): RestoreResult {
     restoreTask(root, img, session);
     failpoint('restore:resume');
     if (opts.pidfile) writeFileSync(opts.pidfile, `${img.pid}\n`);
-    // Children and threads first, the root last: nothing runs before its whole tree is ready.
-    for (const t of [...session.tracees].reverse()) t.release();
+    // Stopped tasks get their SIGSTOP before they run at all. Then children and threads first,
+    // the root last: nothing runs before its whole tree is ready.
     for (const pid of session.stopped) kill(pid, SIG.STOP);
+    for (const t of [...session.tracees].reverse()) t.release();
   } catch (e) {
     if (stub) killStub(stub);
     removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);

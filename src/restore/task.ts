@@ -155,11 +155,13 @@ function makeZombie(t: Tracee, z: ZombieImage, trampoline: bigint): void {
   const regs = t.regs();
   regs.set('orig_ax', -1n);
   regs.set('ip', trampoline);
+  const remote = new Remote(t, trampoline);
+  const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_SIZE - PAGE_SIZE);
+  remote.call('prctl', [PR.SET_NAME, scratch.putString(z.comm.slice(0, 15)), 0, 0, 0], 'zombie comm');
+  // Default action for the signal it died of, which it then sends itself.
+  if (termsig) remote.call('rt_sigaction', [termsig, 0, 0, 8]);
+  remote.finish();
   if (termsig) {
-    // Default action for the signal, then deliver it to ourselves.
-    const remote = new Remote(t, trampoline);
-    remote.call('rt_sigaction', [termsig, 0, 0, 8]);
-    remote.finish();
     regs.set('ax', NR.kill);
     regs.set('di', z.pid);
     regs.set('si', termsig);
