@@ -2,7 +2,7 @@
 // matter (pagemap + pages images). Private file mappings only save pages that differ from the
 // file; vdso/vvar/vsyscall are the kernel's and are not saved.
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { PAGE_SIZE, PROT, MAP, vmRead, alignedBuffer } from '../../sys/index.js';
+import { PAGE_SIZE, PROT, MAP, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { VMA, classifyVma, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
@@ -189,8 +189,9 @@ export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): 
 
 /**
  * Copies the page ranges out of the task to `sink`, in order, through one reusable buffer.
- * Ranges that process_vm_readv refuses (PROT_NONE pages) are read through /proc/PID/mem,
- * which is allowed to look past the protection.
+ * Read through /proc/PID/mem, not process_vm_readv: that pins the pages, and pinning a page
+ * shared copy-on-write (after fork) makes the kernel give the task its own copy — the dump
+ * would multiply the memory of a process tree. /proc/PID/mem also reads PROT_NONE pages.
  */
 let copyBuffer: Buffer | null = null;
 
@@ -198,49 +199,32 @@ export function copyPages(pid: number, ranges: PageRange[], sink: (chunk: Buffer
   // Page-aligned, so the sink may write it with O_DIRECT.
   if (!copyBuffer || copyBuffer.length !== bufBytes) copyBuffer = alignedBuffer(bufBytes);
   const buf = copyBuffer;
-  const maxPages = bufBytes / PAGE_SIZE;
-  let memFd = -1;
+  const mem = openSync(`/proc/${pid}/mem`, 'r');
   let total = 0;
+  let used = 0;
+  const flush = () => {
+    if (!used) return;
+    sink(buf.subarray(0, used));
+    total += used;
+    used = 0;
+  };
   try {
-    let batch: { addr: bigint; len: number }[] = [];
-    let batchBytes = 0;
-    const flush = () => {
-      if (!batch.length) return;
-      let got = vmRead(pid, buf, batch);
-      if (got !== batchBytes) {
-        // Fall back range by range through /proc/PID/mem for what could not be read directly.
-        if (memFd < 0) memFd = openSync(`/proc/${pid}/mem`, 'r');
-        got = 0;
-        for (const r of batch) {
-          const n = readSync(memFd, buf, got, r.len, Number(r.addr));
-          if (n !== r.len) throw new Error(`pid ${pid}: cannot read memory at 0x${r.addr.toString(16)}`);
-          got += n;
-        }
-      }
-      sink(buf.subarray(0, got));
-      total += got;
-      batch = [];
-      batchBytes = 0;
-    };
     for (const r of ranges) {
-      let left = r.nrPages;
-      let addr = r.vaddr;
+      let left = r.nrPages * PAGE_SIZE;
+      let addr = Number(r.vaddr);
       while (left > 0) {
-        const room = maxPages - batchBytes / PAGE_SIZE;
-        if (room === 0 || batch.length >= 1024) {
-          flush();
-          continue;
-        }
-        const n = Math.min(room, left);
-        batch.push({ addr, len: n * PAGE_SIZE });
-        batchBytes += n * PAGE_SIZE;
-        addr += BigInt(n * PAGE_SIZE);
+        if (used === buf.length) flush();
+        const n = Math.min(left, buf.length - used);
+        const got = readSync(mem, buf, used, n, addr);
+        if (got !== n) throw new Error(`pid ${pid}: cannot read memory at 0x${(addr + got).toString(16)}`);
+        used += n;
+        addr += n;
         left -= n;
       }
     }
     flush();
   } finally {
-    if (memFd >= 0) closeSync(memFd);
+    closeSync(mem);
   }
   return total;
 }
