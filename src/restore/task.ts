@@ -171,7 +171,14 @@ function makeZombie(t: Tracee, z: ZombieImage, trampoline: bigint): void {
   }
   t.setRegs(regs);
   setSigmask(t.tid, 0n);
-  ptrace(PTRACE.DETACH, t.tid, 0, 0);
+  // Let it go and wait (as its tracer) until it is dead: it is then its parent's zombie.
+  ptrace(PTRACE.CONT, t.tid, 0, 0);
+  for (let i = 0; i < 10; i++) {
+    const st = t.wait();
+    if (st.exited || st.signaled) return;
+    ptrace(PTRACE.CONT, t.tid, 0, st.event ? 0 : st.stopSig);
+  }
+  throw new UserError(`pid ${z.pid}: could not be made a zombie again`);
 }
 
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);

@@ -1,0 +1,186 @@
+// Checkpoint/restore of threads and process trees, as root, through the CLI. Each target checks
+// its own state after restore; the test compares the tree's shape (ps) and its memory use (sum
+// of Pss) before the dump and after the restore.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { after, describe, it } from 'node:test';
+import {
+  buildTarget, cleanup, critDecodeAll, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
+  waitFor, waitForLine, waitPidGone, pidExists, sleep, type Target,
+} from './lib/index.js';
+
+/** Every PID the tests saw in a tree, killed at the end (by PID, only those). */
+const seen = new Set<number>();
+
+after(async () => {
+  for (const pid of seen) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  await cleanup();
+});
+
+interface Row {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  state: string;
+  comm: string;
+}
+
+/** The processes of session `sid` (the tree under a session leader), as ps would show them. */
+function session(sid: number): Row[] {
+  const rows: Row[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const close = text.lastIndexOf(')');
+    const f = text.slice(close + 2).split(' ');
+    if (Number(f[3]) !== sid) continue;
+    rows.push({ pid: Number(name), comm: text.slice(text.indexOf('(') + 1, close), state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]), sid });
+  }
+  rows.sort((a, b) => a.pid - b.pid);
+  for (const r of rows) seen.add(r.pid);
+  return rows;
+}
+
+/** The shape to compare: the root's parent changes on restore (it becomes init's child). */
+function shape(rows: Row[], root: number): string {
+  // Running or sleeping is the same state for this purpose: alive and not stopped.
+  const state = (s: string) => (s === 'R' ? 'S' : s);
+  return rows.map((r) => `${r.pid} ${r.pid === root ? '-' : r.ppid} ${r.pgid} ${r.sid} ${state(r.state)} ${r.comm}`).join('\n');
+}
+
+function pssKb(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      const m = /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      sum += Number(m?.[1] ?? 0);
+    } catch {
+      /* zombie: no memory */
+    }
+  }
+  return sum;
+}
+
+async function allGone(pids: number[]): Promise<void> {
+  for (const pid of pids) assert.ok(await waitPidGone(pid, 20_000), `pid ${pid} still exists after the dump`);
+}
+
+function checkRestore(t: Target, r: ReturnType<typeof restore>): void {
+  assert.equal(r.res.code, 0, `restore failed\n${cryoReport(r.res)}\n${targetReport(t)}`);
+  assert.equal(r.pidFromFile, t.pid);
+}
+
+describe('threads', () => {
+  it('12 threads keep their TIDs, counters and blocked syscalls (dump, restore)', async () => {
+    buildTarget('threads');
+    const t = await startTarget([buildTarget('threads')], { name: 'threads' });
+    await waitForLine(t, 'READY', 10_000);
+    const tids = fs.readdirSync(`/proc/${t.pid}/task`).map(Number).sort();
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    critDecodeAll(d.dir);
+    for (const tid of tids) assert.ok(fs.existsSync(`${d.dir}/core-${tid}.img`), `core-${tid}.img`);
+    await allGone([t.pid]);
+    checkRestore(t, restore(t, d.dir, '1'));
+    assert.deepEqual(fs.readdirSync(`/proc/${t.pid}/task`).map(Number).sort(), tids, 'same TIDs');
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
+  it('python3 with 8 threads goes on working', async () => {
+    const script = [
+      'import os, threading, time',
+      'counts = [0] * 8',
+      'def work(i):',
+      '    while True:',
+      '        counts[i] += 1',
+      '        time.sleep(0.005)',
+      'for i in range(8): threading.Thread(target=work, args=(i,), daemon=True).start()',
+      'time.sleep(0.2)',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'before = list(counts); time.sleep(0.3)',
+      'print("PASS" if all(c > b for c, b in zip(counts, before)) else f"FAIL: {before} {counts}", flush=True)',
+    ].join('\n');
+    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'python3-threads' });
+    await waitForLine(t, 'READY', 10_000);
+    assert.equal(fs.readdirSync(`/proc/${t.pid}/task`).length, 9);
+    const d = dump(t, '1', { leaveRunning: true });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    process.kill(t.pid, 'SIGKILL');
+    await allGone([t.pid]);
+    checkRestore(t, restore(t, d.dir, '1'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+});
+
+describe('process trees', () => {
+  it("bash -c 'sleep 1000 & sleep 1000 & wait': same tree, and bash still reaps its children", async () => {
+    const t = await startTarget(['/bin/bash', '-c', 'sleep 1000 & sleep 1000 & wait'], { name: 'bash-tree' });
+    assert.ok(await waitFor(() => session(t.pid).length === 3, 5000), 'bash started two sleeps');
+    const before = session(t.pid);
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    critDecodeAll(d.dir);
+    await allGone(before.map((r) => r.pid));
+    checkRestore(t, restore(t, d.dir, '1'));
+    const afterRows = session(t.pid);
+    assert.equal(shape(afterRows, t.pid), shape(before, t.pid));
+    const kid = before.find((r) => r.pid !== t.pid)!.pid;
+    process.kill(kid, 'SIGTERM');
+    assert.ok(await waitPidGone(kid, 5000), 'bash reaped the killed sleep (no zombie left)');
+    assert.ok(pidExists(t.pid), 'bash waits on for the other one');
+  });
+
+  it('a 3-level tree with a zombie, a stopped child, two process groups and 1 GiB shared copy-on-write', async () => {
+    const t = await startTarget([buildTarget('tree'), '1024'], { name: 'tree' });
+    await waitForLine(t, 'READY', 30_000);
+    const before = session(t.pid);
+    assert.equal(before.length, 8, shape(before, t.pid));
+    const pssBefore = pssKb(before.map((r) => r.pid));
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    critDecodeAll(d.dir);
+    await allGone(before.map((r) => r.pid));
+    checkRestore(t, restore(t, d.dir, '1'));
+    const afterRows = session(t.pid);
+    assert.equal(shape(afterRows, t.pid), shape(before, t.pid), 'same pid, ppid, pgid, sid, state and name');
+    const pssAfter = pssKb(afterRows.map((r) => r.pid));
+    assert.ok(
+      Math.abs(pssAfter - pssBefore) <= pssBefore * 0.1,
+      `memory use (sum of Pss) was ${pssBefore} kB, is ${pssAfter} kB after restore`,
+    );
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
+  it('a restore failing after the whole tree was created leaves none of it behind', async () => {
+    const t = await startTarget([buildTarget('tree'), '16'], { name: 'tree-fail' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = session(t.pid);
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    await allGone(before.map((r) => r.pid));
+    const r = restore(t, d.dir, 'fail', { env: { CRYO_FAIL_AT: 'restore:regs' } });
+    assert.notEqual(r.res.code, 0);
+    await sleep(100);
+    const left = before.filter((row) => pidExists(row.pid)).map((row) => row.pid);
+    assert.deepEqual(left, [], `processes left behind: ${left.join(', ')}`);
+    checkRestore(t, restore(t, d.dir, '2'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+});
