@@ -19,7 +19,7 @@ import { dumpItimers } from '../resources/task/timers.js';
 import { dumpRlimits } from '../resources/task/rlimits.js';
 import { dumpCreds } from '../resources/task/creds.js';
 import { dumpTaskMisc, dumpDumpable } from '../resources/task/misc.js';
-import { dumpThreadState } from '../resources/task/thread.js';
+import { dumpThreadState, rseqAbortIp } from '../resources/task/thread.js';
 import { peekPending } from '../resources/task/pending.js';
 import { dumpTls } from '../resources/task/tls.js';
 import { planMemory, dumpMmFields, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
@@ -97,6 +97,11 @@ function dumpThreadParts(t: DumpTask) {
   const thread = dumpThreadState(t);
   const gpregs: Record<string, bigint | number> = {};
   for (const n of REG_NAMES) gpregs[n === 'orig_ax' ? 'origAx' : n === 'fs_base' ? 'fsBase' : n === 'gs_base' ? 'gsBase' : n] = t.regs.get(n);
+  const abort = thread.rseq ? rseqAbortIp(t, thread.rseq.ptr) : null;
+  if (abort !== null) {
+    gpregs.ip = abort;
+    gpregs.origAx = (1n << 64n) - 1n; // -1: not in a syscall any more, nothing to restart
+  }
   gpregs.mode = user_x86_regs_mode.NATIVE;
   const threadInfo = {
     clearTidAddr: thread.clearTidAddr,

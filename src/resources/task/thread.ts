@@ -1,6 +1,6 @@
 // Per-thread kernel state the task registered itself: clear-child-tid address (set_tid_address),
 // robust futex list, rseq area. Dumped with ptrace/injection, restored by the task itself.
-import { PR, RSEQ_FLAG_UNREGISTER, getRobustList, getRseqConfig } from '../../sys/index.js';
+import { PR, RSEQ_FLAG_UNREGISTER, getRobustList, getRseqConfig, vmRead, vmWrite } from '../../sys/index.js';
 import type { DumpTask, RestoreTask } from '../context.js';
 
 export interface ThreadRegsState {
@@ -8,6 +8,27 @@ export interface ThreadRegsState {
   robustHead: bigint;
   robustLen: number;
   rseq: { ptr: bigint; size: number; signature: number } | null;
+}
+
+/**
+ * A thread frozen inside an rseq critical section must resume at the section's abort handler, as
+ * the kernel would make it on its next return to user mode. The restored task cannot get that
+ * from the kernel (our injected syscalls return to user mode elsewhere first), so the dump moves
+ * the saved ip to the abort handler, and the restore clears rseq_cs.
+ * Returns the abort ip, or null when the thread is not inside a critical section.
+ */
+export function rseqAbortIp(t: DumpTask, rseqPtr: bigint): bigint | null {
+  const word = Buffer.alloc(8);
+  if (vmRead(t.pid, word, [{ addr: rseqPtr + 8n, len: 8 }]) !== 8) return null;
+  const cs = word.readBigUInt64LE(0);
+  if (cs === 0n) return null;
+  const desc = Buffer.alloc(32);
+  if (vmRead(t.pid, desc, [{ addr: cs, len: 32 }]) !== 32) return null;
+  const start = desc.readBigUInt64LE(8);
+  const postCommitOffset = desc.readBigUInt64LE(16);
+  const abort = desc.readBigUInt64LE(24);
+  const ip = t.regs.get('ip');
+  return ip >= start && ip < start + postCommitOffset ? abort : null;
 }
 
 export function dumpThreadState(t: DumpTask): ThreadRegsState {
@@ -31,7 +52,11 @@ export function unregisterInheritedRseq(r: RestoreTask): void {
 }
 
 export function restoreThreadState(r: RestoreTask, s: ThreadRegsState): void {
-  if (s.rseq) r.remote.call('rseq', [s.rseq.ptr, s.rseq.size, 0, s.rseq.signature], 'rseq');
+  if (s.rseq) {
+    // No critical section is in progress any more (see rseqAbortIp): clear rseq_cs.
+    vmWrite(r.pid, s.rseq.ptr + 8n, Buffer.alloc(8));
+    r.remote.call('rseq', [s.rseq.ptr, s.rseq.size, 0, s.rseq.signature], 'rseq');
+  }
   if (s.robustHead !== 0n) r.remote.call('set_robust_list', [s.robustHead, s.robustLen], 'robust list');
   r.remote.call('set_tid_address', [s.clearTidAddr]);
 }

@@ -1,0 +1,71 @@
+// Dump and restore time for process trees of 1, 10 and 100 processes and for one process with
+// 100 threads. Prints figures; asserts nothing about time.   node dist/bench/tree.js  (as root)
+import { spawn } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dump } from '../src/dump/index.js';
+import { restore } from '../src/restore/index.js';
+import { pidExists } from '../src/sys/index.js';
+import { Log } from '../src/util/log.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** python3 that forks `procs - 1` children (or starts `threads` threads), all sleeping. */
+function script(procs: number, threads: number): string {
+  return [
+    'import os, threading, time',
+    'os.closerange(3, 65536)',
+    `for _ in range(${procs - 1}):`,
+    '    if os.fork() == 0:',
+    '        time.sleep(1e6); os._exit(0)',
+    `for _ in range(${threads}): threading.Thread(target=time.sleep, args=(1e6,), daemon=True).start()`,
+    'print("ready", flush=True)',
+    'time.sleep(1e6)',
+  ].join('\n');
+}
+
+function sessionPids(sid: number): number[] {
+  const out: number[] = [];
+  for (const n of readdirSync('/proc')) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const s = readFileSync(`/proc/${n}/stat`, 'utf8');
+      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[3]) === sid) out.push(Number(n));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+async function once(label: string, procs: number, threads: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cryo-bench-tree-'));
+  const log = openSync(join(dir, 'out.log'), 'a');
+  const c = spawn('python3', ['-c', script(procs, threads)], { cwd: dir, detached: true, stdio: ['ignore', log, log] });
+  const pid = c.pid!;
+  let pids: number[] = [];
+  try {
+    for (let i = 0; i < 600 && !readFileSync(join(dir, 'out.log'), 'utf8').includes('ready'); i++) await sleep(50);
+    await sleep(200);
+    pids = sessionPids(pid);
+    const d = dump({ pid, dir: join(dir, 'img'), leaveRunning: false, log: new Log(1) });
+    for (const p of pids) while (pidExists(p)) await sleep(5);
+    const r = restore({ dir: join(dir, 'img'), detach: true, log: new Log(1) });
+    console.log(`${label.padEnd(22)} dump ${d.totalMs.toFixed(0).padStart(6)} ms (frozen ${d.frozenMs.toFixed(0)} ms), restore ${r.ms.toFixed(0).padStart(6)} ms`);
+  } finally {
+    for (const p of sessionPids(pid)) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await once('1 process', 1, 0);
+await once('10 processes', 10, 0);
+await once('100 processes', 100, 0);
+await once('1 process, 100 threads', 1, 100);
