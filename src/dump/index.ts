@@ -201,6 +201,9 @@ export function dump(opts: DumpOptions): DumpResult {
       for (const tr of frozen) tr.release();
     } else {
       for (const tr of frozen) tr.kill();
+      // A dead thread we trace stays a zombie until we wait for it, and its leader cannot be
+      // reaped by its parent before that: wait for every non-leader thread.
+      for (const tr of frozen) if (tr.tid !== tr.tgid) tr.waitGone();
       for (const tr of frozen) tr.release();
     }
     const totalMs = performance.now() - t0;

@@ -97,6 +97,19 @@ export class Tracee {
     this.deferredSignals.length = 0;
   }
 
+  /** Waits (as its tracer) until a killed task is dead. */
+  waitGone(): void {
+    for (let i = 0; i < 100; i++) {
+      let st;
+      try {
+        st = wait4(this.tid);
+      } catch {
+        return; // already reaped
+      }
+      if (!st || st.exited || st.signaled) return;
+    }
+  }
+
   /** Kills the task (it is traced, so SIGKILL goes through at once) and reaps it if it is ours. */
   kill(): void {
     try {

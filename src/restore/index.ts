@@ -68,6 +68,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   // (to init) when the stub goes, before that signal is set.
   const pdeath = (img.core.threadCore?.pdeathSig ?? 0) !== 0;
   const ourChild = !opts.detach || !pdeath;
+  const wasSubreaper = isSubreaper();
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
   const session: RestoreSession = {
@@ -95,7 +96,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     throw e;
   } finally {
     closeSessionFiles(session);
-    if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
+    if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
   }
   const ms = performance.now() - t0;
   const n = ckpt.tasks.length + ckpt.zombies.length;
@@ -103,6 +104,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+function isSubreaper(): boolean {
+  const b = Buffer.alloc(4);
+  sys('prctl', [PR.GET_CHILD_SUBREAPER, b, 0, 0, 0]);
+  return b.readInt32LE(0) !== 0;
 }
 
 /** After a failure: kill every task created so far and reap each one, so nothing is left. */
