@@ -19,7 +19,6 @@ import { core_entrySchema, core_entry_march, type core_entry } from '../image/ge
 import { copyPages, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
 import { FileTable } from '../resources/files/table.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
-import { parseStat } from '../proc/index.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';

@@ -2,11 +2,11 @@
 // ids, fs, fd table, mm and the page ranges to save.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { getXstate, REG_NAMES, SIG } from '../sys/index.js';
+import { getXstate, SIG } from '../sys/index.js';
+import { regsToEntry } from '../resources/task/regs.js';
 import { Scratch, Remote, findSyscallInVdso, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps, type MapsEntry } from '../proc/index.js';
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
-import { user_x86_regs_mode } from '../image/gen/core-x86_pb.js';
 import { fdinfo_entrySchema, fd_types, type fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import { fs_entrySchema, type fs_entry } from '../image/gen/fs_pb.js';
 import { mm_entrySchema, type mm_entry } from '../image/gen/mm_pb.js';
@@ -95,14 +95,12 @@ function dumpThreadParts(t: DumpTask) {
   t.scratch.reset();
   const misc = dumpTaskMisc(t);
   const thread = dumpThreadState(t);
-  const gpregs: Record<string, bigint | number> = {};
-  for (const n of REG_NAMES) gpregs[n === 'orig_ax' ? 'origAx' : n === 'fs_base' ? 'fsBase' : n === 'gs_base' ? 'gsBase' : n] = t.regs.get(n);
+  const gpregs = regsToEntry(t.regs);
   const abort = thread.rseq ? rseqAbortIp(t, thread.rseq.ptr) : null;
   if (abort !== null) {
     gpregs.ip = abort;
     gpregs.origAx = (1n << 64n) - 1n; // -1: not in a syscall any more, nothing to restart
   }
-  gpregs.mode = user_x86_regs_mode.NATIVE;
   const threadInfo = {
     clearTidAddr: thread.clearTidAddr,
     gpregs,

@@ -2,7 +2,7 @@
 // already has the right PID.
 import { closeSync } from 'node:fs';
 import {
-  Regs, REG_NAMES, PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
+  PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
   xsaveLayout,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
@@ -16,7 +16,7 @@ import { queuePending } from '../resources/task/pending.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
-import { registersForResume } from '../resources/task/regs.js';
+import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
 import type { RestoreTask } from '../resources/context.js';
@@ -210,9 +210,7 @@ function restoreThread({ r, core }: ThreadWork): void {
 /** Final registers, FPU state, TLS slots and signal mask of one thread. */
 function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
   const tid = r.pid;
-  const regs = new Regs();
-  const gp = core.threadInfo!.gpregs! as unknown as Record<string, bigint>;
-  for (const n of REG_NAMES) regs.set(n, gp[n === 'orig_ax' ? 'origAx' : n === 'fs_base' ? 'fsBase' : n === 'gs_base' ? 'gsBase' : n] ?? 0n);
+  const regs = regsFromEntry(core.threadInfo!.gpregs!);
   r.remote.finish();
   r.tracee.setRegs(registersForResume(regs));
   restoreTls(tid, core.threadInfo!.tls);

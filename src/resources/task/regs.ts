@@ -1,5 +1,26 @@
 // General registers: what the task had when frozen, and how to make it go on where it was.
-import { Regs, ERESTART, EINTR } from '../../sys/index.js';
+import { Regs, REG_NAMES, ERESTART, EINTR, type RegName } from '../../sys/index.js';
+import { user_x86_regs_mode, type user_x86_regs_entry } from '../../image/gen/core-x86_pb.js';
+
+/** user_regs_struct names to the image's field names (orig_ax -> origAx ...). */
+const FIELD: Record<RegName, string> = Object.fromEntries(
+  REG_NAMES.map((n) => [n, n.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase())]),
+) as Record<RegName, string>;
+
+/** The image's gpregs entry (as init fields) for a register set. */
+export function regsToEntry(r: Regs): Record<string, bigint | number> {
+  const out: Record<string, bigint | number> = {};
+  for (const n of REG_NAMES) out[FIELD[n]] = r.get(n);
+  out.mode = user_x86_regs_mode.NATIVE;
+  return out;
+}
+
+export function regsFromEntry(e: user_x86_regs_entry): Regs {
+  const r = new Regs();
+  const fields = e as unknown as Record<string, bigint>;
+  for (const n of REG_NAMES) r.set(n, fields[FIELD[n]] ?? 0n);
+  return r;
+}
 
 /**
  * A task frozen inside a syscall shows rax = -ERESTART*: the kernel would restart or fail the

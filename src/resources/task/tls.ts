@@ -1,23 +1,14 @@
 // The three GDT TLS slots (set_thread_area) a task can use: glibc on x86_64 uses fs_base, but
 // 32-bit code in a 64-bit process may use these, and CRIU's image carries them.
 import { ptrace } from '../../sys/index.js';
+import type { user_desc_t } from '../../image/gen/core-x86_pb.js';
 
 const GET_THREAD_AREA = 25;
 const SET_THREAD_AREA = 26;
 export const GDT_TLS_ENTRIES = [12, 13, 14];
 
-export interface UserDesc {
-  entryNumber: number;
-  baseAddr: number;
-  limit: number;
-  seg32bit: boolean;
-  contentsH: boolean;
-  contentsL: boolean;
-  readExecOnly: boolean;
-  limitInPages: boolean;
-  segNotPresent: boolean;
-  usable: boolean;
-}
+/** One slot, as the image's user_desc_t holds it. */
+export type UserDesc = Omit<user_desc_t, '$typeName' | '$unknown'>;
 
 export function dumpTls(tid: number): UserDesc[] {
   return GDT_TLS_ENTRIES.map((entry) => {
