@@ -104,6 +104,24 @@ test('a process holding a pipe is refused, named, and keeps running', async () =
   assert.match(status, /TracerPid:\s+0/);
 });
 
+test('cryo check: the kernel, a checkpointable process, and a blocker named', async () => {
+  const kernel = cryo('check');
+  assert.equal(kernel.status, 0, kernel.stdout + kernel.stderr);
+  assert.match(kernel.stdout, /ok +clone3 with set_tid/);
+  const ok = startClean('exec sleep 1002');
+  await waitExec(ok, 'sleep');
+  const good = cryo('check', '-t', String(ok));
+  assert.equal(good.status, 0, good.stdout + good.stderr);
+  assert.match(good.stdout, new RegExp(`pid ${ok} can be checkpointed`));
+  assert.match(good.stdout, /map +0x[0-9a-f]+-0x[0-9a-f]+ \/usr\/bin\/sleep — ok \(file-private\)/);
+  const bad = startClean(`exec python3 -c "import os; r, w = os.pipe(); os.dup2(r, 7); os.execvp('sleep', ['sleep', '1003'])"`);
+  await waitExec(bad, 'sleep');
+  const refused = cryo('check', '-t', String(bad));
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stdout, new RegExp(`pid ${bad} fd 7: pipe — not supported yet`));
+  assert.match(readFileSync(`/proc/${bad}/status`, 'utf8'), /TracerPid:\s+0/);
+});
+
 test('bad command lines are one clear line and a non-zero exit', () => {
   const noPid = cryo('dump', '-D', '/tmp/x');
   assert.notEqual(noPid.status, 0);

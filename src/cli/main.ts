@@ -5,9 +5,16 @@ import { dump } from '../dump/index.js';
 import { restore } from '../restore/index.js';
 import { showImage } from '../image/show.js';
 import { runDemo } from './demo.js';
+import { runCheck } from './check.js';
 import { Log } from '../util/log.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { UnsupportedError } from '../util/errors.js';
+
+// `cryo check -t PID | head` closes our stdout early: that is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
 
 const program = new Command();
 program
@@ -92,6 +99,23 @@ addLogOptions(
     fail(e, log);
   }
 });
+
+program
+  .command('check')
+  .description(
+    'Without -t: check that this kernel has what cryo needs.\n' +
+      'With -t PID: list every task, fd, mapping and namespace of the tree under PID and whether\n' +
+      'cryo can checkpoint it, naming each blocker. Exits 0 only if a dump would be attempted.\n' +
+      'The process is not stopped or touched.',
+  )
+  .option('-t, --tree <pid>', 'PID of the process tree to inspect')
+  .action((o) => {
+    try {
+      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree));
+    } catch (e) {
+      fail(e);
+    }
+  });
 
 program
   .command('show')

@@ -6,6 +6,7 @@ import { kcmp, KCMP } from '../sys/index.js';
 import { memoryBlockers } from '../resources/mm/dump.js';
 import { fdBlockers } from '../resources/files/reg.js';
 import { UserError } from '../util/errors.js';
+import { namespaceBlockers } from './namespaces.js';
 
 export interface TaskPlan {
   pid: number;
@@ -64,6 +65,7 @@ export function taskBlockers(pid: number, frozenByUs: boolean): string[] {
   if (stat.state === 't' && !frozenByUs) blockers.push(`pid ${pid}: stopped by a debugger — not supported`);
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push(`pid ${pid}: already traced by pid ${tracer}`);
+  blockers.push(...namespaceBlockers(pid));
   blockers.push(...memoryBlockers(pid, parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'))));
   blockers.push(...fdBlockers(pid));
   return blockers;
