@@ -105,33 +105,27 @@ export function dump(opts: DumpOptions): DumpResult {
     failpoint('dump:pages');
     let pagesId = 0;
     let pagesWritten = 0;
-    const writePages = (ranges: PageRange[], pid: number, pagemapName: string, vaddrOf: (r: PageRange, i: number) => bigint) => {
+    // One pagemap + pages pair: `at` is what the pagemap records (the address in the task, or
+    // the offset in a shared object); the bytes are read from `pid` at `vaddr`.
+    const writePages = (pagemapName: string, runs: (PageRange & { pid: number; at: bigint })[]) => {
       pagesId++;
       const sink = writer.openRaw(`pages-${pagesId}.img`, { direct: true });
-      const bytes = copyPages(pid, ranges, (chunk) => sink.write(chunk));
+      for (let i = 0; i < runs.length; ) {
+        let j = i;
+        while (j < runs.length && runs[j]!.pid === runs[i]!.pid) j++;
+        pagesWritten += copyPages(runs[i]!.pid, runs.slice(i, j), (chunk) => sink.write(chunk)) / PAGE_SIZE;
+        i = j;
+      }
       sink.close();
-      pagesWritten += bytes / 4096;
       writer.writeImage(pagemapName, 'PAGEMAP', [
         create(pagemap_headSchema, { pagesId }),
-        ...ranges.map((r, i) =>
-          create(pagemap_entrySchema, { vaddr: vaddrOf(r, i), compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT }),
-        ),
+        ...runs.map((r) => create(pagemap_entrySchema, { vaddr: r.at, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT })),
       ]);
     };
-    for (const img of images) writePages(img.privatePages, img.pid, `pagemap-${img.pid}.img`, (r) => r.vaddr);
+    for (const img of images) writePages(`pagemap-${img.pid}.img`, img.privatePages.map((r) => ({ ...r, pid: img.pid, at: r.vaddr })));
     // A shared anonymous object is saved once, from whichever tasks have its pages.
-    for (const [shmid, runs] of mergeShmem(images.flatMap((i) => i.shmemPages.map((s) => ({ ...s, pid: i.pid }))))) {
-      pagesId++;
-      const sink = writer.openRaw(`pages-${pagesId}.img`, { direct: true });
-      for (const run of runs) pagesWritten += copyPages(run.pid, [run], (chunk) => sink.write(chunk)) / 4096;
-      sink.close();
-      writer.writeImage(`pagemap-shmem-${shmid}.img`, 'PAGEMAP', [
-        create(pagemap_headSchema, { pagesId }),
-        ...runs.map((r) =>
-          create(pagemap_entrySchema, { vaddr: r.offset, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT }),
-        ),
-      ]);
-    }
+    const shmem = mergeShmem(images.flatMap((i) => i.shmemPages.map((s) => ({ ...s, pid: i.pid }))));
+    for (const [shmid, runs] of shmem) writePages(`pagemap-shmem-${shmid}.img`, runs.map((r) => ({ ...r, at: r.offset })));
     const tMem = performance.now();
 
     failpoint('dump:write');

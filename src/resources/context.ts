@@ -47,8 +47,6 @@ export interface RestoreTask {
   remote: Remote;
   scratch: Scratch;
   log: Log;
-  /** Absolute path of the image directory. */
-  imageDir: string;
   /** PID of the restorer itself, for pidfd_getfd from inside the task. */
   restorerPid: number;
 }

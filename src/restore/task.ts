@@ -20,6 +20,7 @@ import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
 import type { RestoreTask } from '../resources/context.js';
+import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
@@ -64,7 +65,7 @@ export function restoreTask(tracee: Tracee, img: TaskImage, session: RestoreSess
   const remote = new Remote(tracee, trampoline);
   const scratchAddr = trampoline + BigInt(PAGE_SIZE);
   const scratch = Scratch.at(remote, scratchAddr, TRAMPOLINE_SIZE - PAGE_SIZE);
-  const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, imageDir: ckpt.dir, restorerPid: process.pid };
+  const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, restorerPid: process.pid };
   const call = remote.call.bind(remote);
   const tc = img.core.tc!;
 
@@ -80,8 +81,8 @@ export function restoreTask(tracee: Tracee, img: TaskImage, session: RestoreSess
   restoreMmFields(r, img, ckpt, !sameExe);
   const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners }, kept);
   session.cowKept += mem.cowKept;
-  const keptVdso = [...kept].some((v) => v.status & 8 /* VMA_AREA_VDSO */);
-  const vdso = keptVdso ? img.memory.vmas.find((v) => v.status & 8)!.start : restoreVdso(r, img.memory.vmas);
+  const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
+  const vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);
   log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
 
   failpoint('restore:files');
