@@ -32,8 +32,17 @@ interface Row {
   comm: string;
 }
 
-/** The processes of session `sid` (the tree under a session leader), as ps would show them. */
+/** The processes of session `sid`, as ps would show them. */
 function session(sid: number): Row[] {
+  return processes((r) => r.sid === sid);
+}
+
+/** The root and its children. */
+function family(root: number): Row[] {
+  return processes((r) => r.pid === root || r.ppid === root);
+}
+
+function processes(keep: (r: Row) => boolean): Row[] {
   const rows: Row[] = [];
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -45,8 +54,8 @@ function session(sid: number): Row[] {
     }
     const close = text.lastIndexOf(')');
     const f = text.slice(close + 2).split(' ');
-    if (Number(f[3]) !== sid) continue;
-    rows.push({ pid: Number(name), comm: text.slice(text.indexOf('(') + 1, close), state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]), sid });
+    const row = { pid: Number(name), comm: text.slice(text.indexOf('(') + 1, close), state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]) };
+    if (keep(row)) rows.push(row);
   }
   rows.sort((a, b) => a.pid - b.pid);
   for (const r of rows) seen.add(r.pid);
@@ -163,6 +172,24 @@ describe('process trees', () => {
       Math.abs(pssAfter - pssBefore) <= pssBefore * 0.1,
       `memory use (sum of Pss) was ${pssBefore} kB, is ${pssAfter} kB after restore`,
     );
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
+  it('a process group and a session whose leaders are gone are re-created around their members', async () => {
+    const t = await startTarget([buildTarget('orphans')], { name: 'orphans' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    assert.equal(before.length, 3, shape(before, t.pid));
+    assert.ok(before.some((r) => r.pgid !== r.pid && !pidExists(r.pgid)), 'a member of a group whose leader is gone');
+    assert.ok(before.some((r) => r.sid !== r.pid && !pidExists(r.sid)), 'a member of a session whose leader is gone');
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    await allGone(before.map((r) => r.pid));
+    checkRestore(t, restore(t, d.dir, '1'));
+    const afterRows = family(t.pid);
+    assert.equal(shape(afterRows, t.pid), shape(before, t.pid), 'same pid, ppid, pgid, sid, state and name');
+    for (const r of afterRows) if (r.pid !== t.pid) assert.ok(!pidExists(r.pgid) || r.pgid === t.pid, `helper ${r.pgid} is gone`);
     const res = await goAndWaitResult(t);
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });

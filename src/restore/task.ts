@@ -60,7 +60,13 @@ interface ThreadWork {
  * children, and creates its other threads. Every thread ends stopped with its final registers,
  * recorded in session.tracees. `parent`: the image of the task it was forked from, if any.
  */
-export function restoreTask(tracee: Tracee, img: TaskImage, session: RestoreSession, parent?: TaskImage): void {
+export function restoreTask(
+  tracee: Tracee,
+  img: TaskImage,
+  session: RestoreSession,
+  parent?: TaskImage,
+  from?: { sid: number; pgid: number },
+): void {
   const { ckpt, log, trampoline } = session;
   const remote = new Remote(tracee, trampoline);
   const scratchAddr = trampoline + BigInt(PAGE_SIZE);
@@ -105,15 +111,35 @@ export function restoreTask(tracee: Tracee, img: TaskImage, session: RestoreSess
     oomScoreAdj: tc.oomScoreAdj,
     loginuid: tc.loginuid,
   });
-  restoreSession(r, img, parent);
+  restoreSession(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined));
   if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
 
-  // Children: forked here (so they inherit this task's memory), then rebuilt, top-down.
+  // Children: forked here (so they inherit this task's memory), then rebuilt, top-down. A child
+  // in a session or group whose leader is gone is forked through helpers that hold the leader's
+  // PID just long enough to create it.
+  const helpers = new Map<number, Remote>();
   for (const child of ckpt.tasks.filter((t) => t.pstree.ppid === img.pid)) {
+    const { forker, from } = forkerFor(child, img, ckpt, remote, helpers, session);
     scratch.reset();
-    const ct = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: child.pid });
+    const viaHelper = forker !== remote;
+    const ct = injectClone3(forker, scratch.alloc(256), {
+      flags: viaHelper ? BigInt(CLONE.PARENT) : 0n,
+      exitSignal: viaHelper ? 0 : SIG.CHLD,
+      setTid: child.pid,
+    });
     session.tracees.push(ct);
-    restoreTask(ct, child, session, img);
+    restoreTask(ct, child, session, img, from);
+  }
+  for (const [hpid, h] of [...helpers].reverse()) {
+    exitTask(h.t, 0, trampoline);
+    call('wait4', [hpid, 0, 0x40000000 /* __WALL */, 0], `reap helper ${hpid}`);
+  }
+  if (helpers.size) {
+    // The helpers' deaths queued a SIGCHLD the task never had: take it back (zero timeout).
+    scratch.reset();
+    const set = Buffer.alloc(8);
+    set.writeBigUInt64LE(1n << BigInt(SIG.CHLD - 1));
+    remote.raw(NR.rt_sigtimedwait, [scratch.put(set), 0, scratch.put(Buffer.alloc(16)), 8]);
   }
   for (const z of ckpt.zombies.filter((t) => t.ppid === img.pid)) {
     scratch.reset();
@@ -149,37 +175,92 @@ export function restoreTask(tracee: Tracee, img: TaskImage, session: RestoreSess
 
 const TASK_STOPPED = 3;
 
+/**
+ * The task to fork `child` from, and the session and group the child starts in. Normally the
+ * parent itself. When the child's session or group leader is gone (not in the tree), helpers
+ * with the leader's PID are forked first: one calls setsid() (it leads the session and a group
+ * of the same id), the next setpgid(0, 0); each next one is forked from the previous with
+ * CLONE_PARENT, so every helper and the child stay the parent's children.
+ */
+function forkerFor(
+  child: TaskImage,
+  parent: TaskImage,
+  ckpt: CheckpointImage,
+  parentRemote: Remote,
+  helpers: Map<number, Remote>,
+  session: RestoreSession,
+): { forker: Remote; from: { sid: number; pgid: number } } {
+  const { pid, sid, pgid } = child.pstree;
+  const inTree = (p: number) => ckpt.tasks.some((t) => t.pid === p) || ckpt.zombies.some((z) => z.pid === p);
+  let forker = parentRemote;
+  let from = { sid: parent.pstree.sid, pgid: parent.pstree.pgid };
+  const helper = (hpid: number, leads: 'session' | 'group'): void => {
+    let h = helpers.get(hpid);
+    if (!h) {
+      const args = session.trampoline + BigInt(PAGE_SIZE) + 2048n; // clone args, in the scratch area
+      const viaHelper = forker !== parentRemote;
+      const t = injectClone3(forker, args, {
+        flags: viaHelper ? BigInt(CLONE.PARENT) : 0n,
+        exitSignal: viaHelper ? 0 : SIG.CHLD,
+        setTid: hpid,
+      });
+      session.tracees.push(t);
+      h = new Remote(t, session.trampoline);
+      if (leads === 'session') h.call('setsid', [], `helper for session ${hpid}`);
+      else h.call('setpgid', [0, 0], `helper for process group ${hpid}`);
+      helpers.set(hpid, h);
+    }
+    forker = h;
+  };
+  if (sid !== pid && sid !== from.sid) {
+    if (inTree(sid)) throw new UserError(`pid ${pid}: its session ${sid} is led by another task of the tree — not supported yet`);
+    helper(sid, 'session');
+    from = { sid, pgid: sid };
+  }
+  if (pgid !== pid && pgid !== from.pgid && !inTree(pgid)) {
+    helper(pgid, 'group');
+    from = { sid: from.sid, pgid };
+  }
+  return { forker, from };
+}
+
 /** A zombie: a fresh child that exits at once the way the dumped one did; its parent reaps it. */
 function makeZombie(t: Tracee, z: ZombieImage, trampoline: bigint): void {
-  const status = z.exitStatus;
-  const termsig = status & 0x7f;
-  const regs = t.regs();
-  regs.set('orig_ax', -1n);
-  regs.set('ip', trampoline);
   const remote = new Remote(t, trampoline);
   const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_SIZE - PAGE_SIZE);
   remote.call('prctl', [PR.SET_NAME, scratch.putString(z.comm.slice(0, 15)), 0, 0, 0], 'zombie comm');
+  const termsig = z.exitStatus & 0x7f;
   // Default action for the signal it died of, which it then sends itself.
   if (termsig) remote.call('rt_sigaction', [termsig, 0, 0, 8]);
   remote.finish();
-  if (termsig) {
-    regs.set('ax', NR.kill);
-    regs.set('di', z.pid);
-    regs.set('si', termsig);
-  } else {
+  exitTask(t, termsig ? { signal: termsig, pid: z.pid } : (z.exitStatus >> 8) & 0xff, trampoline);
+}
+
+/**
+ * Makes a task we hold end: exit_group(code), or kill itself with a signal; waits (as its tracer)
+ * until it is dead, so it is then its parent's zombie.
+ */
+function exitTask(t: Tracee, how: number | { signal: number; pid: number }, trampoline: bigint): void {
+  const regs = t.regs();
+  regs.set('orig_ax', -1n);
+  regs.set('ip', trampoline);
+  if (typeof how === 'number') {
     regs.set('ax', NR.exit_group);
-    regs.set('di', (status >> 8) & 0xff);
+    regs.set('di', how);
+  } else {
+    regs.set('ax', NR.kill);
+    regs.set('di', how.pid);
+    regs.set('si', how.signal);
   }
   t.setRegs(regs);
   setSigmask(t.tid, 0n);
-  // Let it go and wait (as its tracer) until it is dead: it is then its parent's zombie.
   ptrace(PTRACE.CONT, t.tid, 0, 0);
   for (let i = 0; i < 10; i++) {
     const st = t.wait();
     if (st.exited || st.signaled) return;
     ptrace(PTRACE.CONT, t.tid, 0, st.event ? 0 : st.stopSig);
   }
-  throw new UserError(`pid ${z.pid}: could not be made a zombie again`);
+  throw new UserError(`pid ${t.tid}: did not exit as it should`);
 }
 
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
@@ -254,20 +335,18 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
 }
 
 /**
- * Session and process group. A task that led one leads it again; others join their parent's
- * (inherited at fork) or, for a group led elsewhere in the tree, join it by setpgid.
+ * Session and process group. `from`: the ones the task was forked into (undefined for the root).
+ * A task that led one leads it again; a group led by another task of the tree is joined.
  */
-function restoreSession(r: RestoreTask, img: TaskImage, parent?: TaskImage): void {
+function restoreSession(r: RestoreTask, img: TaskImage, from?: { sid: number; pgid: number }): void {
   const { pid, sid, pgid } = img.pstree;
   if (sid === pid) r.remote.call('setsid', [], 'new session');
-  else if (parent && sid !== parent.pstree.sid) {
-    throw new UserError(`pid ${pid}: its session ${sid} is not its parent's (${parent.pstree.sid}) — not supported yet`);
-  }
+  else if (from && sid !== from.sid) throw new UserError(`pid ${pid}: could not be put in its session ${sid}`);
   if (pgid === pid) {
     if (sid !== pid) r.remote.call('setpgid', [0, 0], 'new process group');
-  } else if (parent && pgid !== parent.pstree.pgid) {
+  } else if (from && pgid !== from.pgid) {
     r.remote.call('setpgid', [0, pgid], `process group ${pgid}`);
-  } else if (!parent && sid !== pid) {
+  } else if (!from && sid !== pid) {
     r.log.warn(`pid ${pid}: session ${sid} / group ${pgid} are outside the image; it joins the restorer's`);
   }
 }

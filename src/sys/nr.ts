@@ -11,6 +11,7 @@ export const NR = {
   brk: 12,
   rt_sigaction: 13,
   rt_sigprocmask: 14,
+  rt_sigtimedwait: 128,
   rt_sigqueueinfo: 129,
   pread64: 17,
   madvise: 28,
