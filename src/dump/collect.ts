@@ -99,6 +99,8 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean): string[] {
     if (!t.ppid) continue;
     if (kcmp(t.ppid, t.pid, KCMP.VM) === 0) blockers.push(`pid ${t.pid}: shares memory with its parent ${t.ppid} (vfork) — not supported yet`);
     if (kcmp(t.ppid, t.pid, KCMP.FILES) === 0) blockers.push(`pid ${t.pid}: shares its fd table with its parent ${t.ppid} (CLONE_FILES) — not supported yet`);
+    if (kcmp(t.ppid, t.pid, KCMP.FS) === 0) blockers.push(`pid ${t.pid}: shares cwd/root/umask with its parent ${t.ppid} (CLONE_FS) — not supported yet`);
+    if (kcmp(t.ppid, t.pid, KCMP.SIGHAND) === 0) blockers.push(`pid ${t.pid}: shares signal handlers with its parent ${t.ppid} (CLONE_SIGHAND) — not supported yet`);
   }
   return blockers;
 }
