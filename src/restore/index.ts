@@ -1,6 +1,7 @@
-// `cryo restore`: read and check the images, wait for the PID to be free, create the task with
-// clone3(set_tid) from a stub, rebuild it, and let it go. On any failure every process created
-// for the restore is killed: nothing half-restored is left behind.
+// `cryo restore`: read and check the images, wait for the PIDs to be free, create the root task
+// with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
+// its tree, and let them all go. On any failure every process created for the restore is killed
+// and reaped: nothing half-restored is left behind.
 import { writeFileSync } from 'node:fs';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
@@ -31,25 +32,24 @@ function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Waits (bounded) until nothing holds `pid`; a dumped task's PID is free only once reaped. */
-export function waitPidFree(pid: number, ms: number): void {
+/** Waits (bounded) until nothing holds `pid`, zombies included; false if it still does. */
+function waitUntilFree(pid: number, ms: number): boolean {
   const deadline = Date.now() + ms;
   while (pidExists(pid)) {
-    if (Date.now() > deadline) throw new UserError(`PID ${pid} is still in use after ${ms} ms — cannot restore it with its PID`);
-    sleepMs(5);
+    if (Date.now() > deadline) return false;
+    sleepMs(2);
   }
+  return true;
+}
+
+/** A dumped task's PID is free only once its parent (often init, here slow) has reaped it. */
+export function waitPidFree(pid: number, ms: number): void {
+  if (!waitUntilFree(pid, ms)) throw new UserError(`PID ${pid} is still in use after ${ms} ms — cannot restore it with its PID`);
 }
 
 /** After a failed detached restore the killed task is init's to reap: wait until it has. */
 function waitPidGone(pid: number, ms: number, log: Log): void {
-  const deadline = Date.now() + ms;
-  while (pidExists(pid)) {
-    if (Date.now() > deadline) {
-      log.warn(`pid ${pid}: killed, but not yet reaped by its new parent`);
-      return;
-    }
-    sleepMs(2);
-  }
+  if (!waitUntilFree(pid, ms)) log.warn(`pid ${pid}: killed, but not yet reaped by its new parent`);
 }
 
 export function restore(opts: RestoreOptions): RestoreResult {
