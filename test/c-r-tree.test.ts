@@ -86,6 +86,15 @@ async function allGone(pids: number[]): Promise<void> {
   for (const pid of pids) assert.ok(await waitPidGone(pid, 20_000), `pid ${pid} still exists after the dump`);
 }
 
+/** Dumps the tree (which kills it), checks every image with crit, waits until its PIDs are free. */
+async function dumpTree(t: Target, pids: number[]): Promise<string> {
+  const d = dump(t, '1');
+  assert.equal(d.res.code, 0, cryoReport(d.res));
+  await critDecodeAll(d.dir);
+  await allGone(pids);
+  return d.dir;
+}
+
 function checkRestore(t: Target, r: ReturnType<typeof restore>): void {
   assert.equal(r.res.code, 0, `restore failed\n${cryoReport(r.res)}\n${targetReport(t)}`);
   assert.equal(r.pidFromFile, t.pid);
@@ -99,7 +108,7 @@ describe('threads', () => {
     const tids = fs.readdirSync(`/proc/${t.pid}/task`).map(Number).sort();
     const d = dump(t, '1');
     assert.equal(d.res.code, 0, cryoReport(d.res));
-    critDecodeAll(d.dir);
+    await critDecodeAll(d.dir);
     for (const tid of tids) assert.ok(fs.existsSync(`${d.dir}/core-${tid}.img`), `core-${tid}.img`);
     await allGone([t.pid]);
     checkRestore(t, restore(t, d.dir, '1'));
@@ -141,11 +150,8 @@ describe('process trees', () => {
     const t = await startTarget(['/bin/bash', '-c', 'sleep 1000 & sleep 1000 & wait'], { name: 'bash-tree' });
     assert.ok(await waitFor(() => session(t.pid).length === 3, 5000), 'bash started two sleeps');
     const before = session(t.pid);
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    critDecodeAll(d.dir);
-    await allGone(before.map((r) => r.pid));
-    checkRestore(t, restore(t, d.dir, '1'));
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    checkRestore(t, restore(t, dir, '1'));
     const afterRows = session(t.pid);
     assert.equal(shape(afterRows, t.pid), shape(before, t.pid));
     const kid = before.find((r) => r.pid !== t.pid)!.pid;
@@ -160,11 +166,8 @@ describe('process trees', () => {
     const before = session(t.pid);
     assert.equal(before.length, 8, shape(before, t.pid));
     const pssBefore = pssKb(before.map((r) => r.pid));
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    critDecodeAll(d.dir);
-    await allGone(before.map((r) => r.pid));
-    checkRestore(t, restore(t, d.dir, '1'));
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    checkRestore(t, restore(t, dir, '1'));
     const afterRows = session(t.pid);
     assert.equal(shape(afterRows, t.pid), shape(before, t.pid), 'same pid, ppid, pgid, sid, state and name');
     const pssAfter = pssKb(afterRows.map((r) => r.pid));
@@ -183,10 +186,8 @@ describe('process trees', () => {
     assert.equal(before.length, 3, shape(before, t.pid));
     assert.ok(before.some((r) => r.pgid !== r.pid && !pidExists(r.pgid)), 'a member of a group whose leader is gone');
     assert.ok(before.some((r) => r.sid !== r.pid && !pidExists(r.sid)), 'a member of a session whose leader is gone');
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    await allGone(before.map((r) => r.pid));
-    checkRestore(t, restore(t, d.dir, '1'));
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    checkRestore(t, restore(t, dir, '1'));
     const afterRows = family(t.pid);
     assert.equal(shape(afterRows, t.pid), shape(before, t.pid), 'same pid, ppid, pgid, sid, state and name');
     for (const r of afterRows) if (r.pid !== t.pid) assert.ok(!pidExists(r.pgid) || r.pgid === t.pid, `helper ${r.pgid} is gone`);
@@ -198,15 +199,13 @@ describe('process trees', () => {
     const t = await startTarget([buildTarget('tree'), '16'], { name: 'tree-fail' });
     await waitForLine(t, 'READY', 10_000);
     const before = session(t.pid);
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    await allGone(before.map((r) => r.pid));
-    const r = restore(t, d.dir, 'fail', { env: { CRYO_FAIL_AT: 'restore:regs' } });
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    const r = restore(t, dir, 'fail', { env: { CRYO_FAIL_AT: 'restore:regs' } });
     assert.notEqual(r.res.code, 0);
     await sleep(100);
     const left = before.filter((row) => pidExists(row.pid)).map((row) => row.pid);
     assert.deepEqual(left, [], `processes left behind: ${left.join(', ')}`);
-    checkRestore(t, restore(t, d.dir, '2'));
+    checkRestore(t, restore(t, dir, '2'));
     const res = await goAndWaitResult(t);
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });

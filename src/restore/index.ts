@@ -3,7 +3,7 @@
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
 import { writeFileSync } from 'node:fs';
-import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, sys, kill } from '../sys/index.js';
+import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask, closeSessionFiles, type RestoreSession } from './task.js';
@@ -122,8 +122,8 @@ function removeTree(session: RestoreSession, zombies: number[], ourChild: boolea
     }
   }
   const root = session.tracees[0];
-  for (const t of session.tracees.slice(1)) reapThread(t.tid);
-  for (const z of zombies) reapThread(z);
+  for (const t of session.tracees.slice(1)) reapKilled(t.tid);
+  for (const z of zombies) reapKilled(z);
   if (root) {
     ptraceTry(PTRACE.DETACH, root.tid, 0, 0);
     if (ourChild) reap(root.tid);
@@ -131,15 +131,19 @@ function removeTree(session: RestoreSession, zombies: number[], ourChild: boolea
   }
 }
 
-function reapThread(tid: number): void {
-  for (let i = 0; i < 100; i++) {
-    let st;
+/**
+ * Waits until a killed task is gone. We may have to wait for it twice: once as its tracer, then,
+ * when its (also killed) parent is gone and it was handed to us as subreaper, as its parent.
+ */
+function reapKilled(tid: number): void {
+  const deadline = Date.now() + 5000;
+  while (pidExists(tid) && Date.now() < deadline) {
     try {
-      st = wait4(tid);
+      wait4(tid, WAIT.WNOHANG);
     } catch {
-      return;
+      /* not ours (yet): its parent is still dying */
     }
-    if (!st || st.exited || st.signaled) return;
+    sleepMs(1);
   }
 }
 
