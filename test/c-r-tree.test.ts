@@ -195,6 +195,36 @@ describe('process trees', () => {
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });
 
+  it('pipes between a parent and its child: data in flight, half-closed, O_NONBLOCK, size', async () => {
+    const t = await startTarget([buildTarget('pipes')], { name: 'pipes' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    assert.equal(before.length, 2);
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    assert.ok(fs.existsSync(`${dir}/pipes-data.img`), 'pipes-data.img written');
+    checkRestore(t, restore(t, dir, '1'));
+    assert.equal(shape(family(t.pid), t.pid), shape(before, t.pid));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
+  it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {
+    const writer = 'import time\ni = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.01)';
+    const reader = 'import sys\nfor l in sys.stdin:\n    f = open("out.txt", "a"); f.write(l); f.close()';
+    const t = await startTarget(['/bin/bash', '-c', `python3 -u -c '${writer}' | python3 -c '${reader}'`], { name: 'pipeline' });
+    const out = `${t.dir}/out.txt`;
+    const lines = () => (fs.existsSync(out) ? fs.readFileSync(out, 'utf8').trim().split('\n').map(Number) : []);
+    assert.ok(await waitFor(() => lines().length > 20, 10_000), 'the pipeline runs');
+    const before = family(t.pid);
+    assert.equal(before.length, 3, shape(before, t.pid));
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    const atDump = lines().length;
+    checkRestore(t, restore(t, dir, '1'));
+    assert.ok(await waitFor(() => lines().length > atDump + 20, 10_000), 'lines keep coming after restore');
+    const got = lines();
+    got.forEach((n, i) => assert.equal(n, i + 1, `line ${i + 1} is ${n}: lost or repeated data`));
+  });
+
   it('a restore failing after the whole tree was created leaves none of it behind', async () => {
     const t = await startTarget([buildTarget('tree'), '16'], { name: 'tree-fail' });
     await waitForLine(t, 'READY', 10_000);

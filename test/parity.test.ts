@@ -88,14 +88,18 @@ test('a sleep dump has the files and fields of CRIU 4.2\'s', async () => {
   }
 });
 
-test('a process holding a pipe is refused, named, and keeps running', async () => {
-  const pid = startClean(`exec python3 -c "import os; r, w = os.pipe(); os.dup2(r, 7); os.execvp('sleep', ['sleep', '1001'])"`);
+// A socket stands for every kind cryo does not checkpoint yet.
+const WITH_SOCKET = (n: number) =>
+  `exec python3 -c "import os, socket; a, b = socket.socketpair(); os.dup2(a.fileno(), 7); os.execvp('sleep', ['sleep', '${n}'])"`;
+
+test('a process holding a socket is refused, named, and keeps running', async () => {
+  const pid = startClean(WITH_SOCKET(1001));
   await waitExec(pid, 'sleep');
   const dir = mkdtempSync(join(tmpdir(), 'cryo-refuse-'));
   dirs.push(dir);
   const r = cryo('dump', '-t', String(pid), '-D', join(dir, 'img'));
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: pipe`));
+  assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: socket`));
   assert.equal(r.stderr.trim().split('\n').length, 1, `one line of error: ${r.stderr}`);
   assert.ok(!existsSync(join(dir, 'img', 'inventory.img')), 'no complete-looking image directory');
   const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2];
@@ -114,11 +118,11 @@ test('cryo check: the kernel, a checkpointable process, and a blocker named', as
   assert.equal(good.status, 0, good.stdout + good.stderr);
   assert.match(good.stdout, new RegExp(`pid ${ok} can be checkpointed`));
   assert.match(good.stdout, /map +0x[0-9a-f]+-0x[0-9a-f]+ \/usr\/bin\/sleep — ok \(file-private\)/);
-  const bad = startClean(`exec python3 -c "import os; r, w = os.pipe(); os.dup2(r, 7); os.execvp('sleep', ['sleep', '1003'])"`);
+  const bad = startClean(WITH_SOCKET(1003));
   await waitExec(bad, 'sleep');
   const refused = cryo('check', '-t', String(bad));
   assert.notEqual(refused.status, 0);
-  assert.match(refused.stdout, new RegExp(`pid ${bad} fd 7: pipe — not supported yet`));
+  assert.match(refused.stdout, new RegExp(`pid ${bad} fd 7: socket — not supported yet`));
   assert.match(readFileSync(`/proc/${bad}/status`, 'utf8'), /TracerPid:\s+0/);
 });
 

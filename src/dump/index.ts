@@ -10,6 +10,7 @@ import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
 import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
 import { pagemap_headSchema, pagemap_entrySchema } from '../image/gen/pagemap_pb.js';
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
+import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
 import { task_kobj_ids_entrySchema } from '../image/gen/core_pb.js';
@@ -147,8 +148,22 @@ export function dump(opts: DumpOptions): DumpResult {
     writer.writeImage(
       'files.img',
       'FILES',
-      files.entries.map((f) => create(file_entrySchema, { type: fd_types.REG, id: f.id, reg: f.reg })),
+      files.entries.map((f) =>
+        f.type === 'PIPE'
+          ? create(file_entrySchema, { type: fd_types.PIPE, id: f.id, pipe: f.pipe })
+          : create(file_entrySchema, { type: fd_types.REG, id: f.id, reg: f.reg }),
+      ),
     );
+    if (files.pipeData.size) {
+      writer.writeImage(
+        'pipes-data.img',
+        'PIPES_DATA',
+        [...files.pipeData.values()].map((d) => ({
+          msg: create(pipe_data_entrySchema, { pipeId: d.pipeId, bytes: d.data.length, size: d.size }),
+          payload: d.data,
+        })),
+      );
+    }
     writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, {})]);
     writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
     const tEnd = performance.now();

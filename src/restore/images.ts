@@ -9,6 +9,8 @@ import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry, file_entry } from '../image/gen/fdinfo_pb.js';
 import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
+import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
+import type { PipeData } from '../resources/files/pipe.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -41,6 +43,10 @@ export interface CheckpointImage {
   tasks: TaskImage[];
   zombies: ZombieImage[];
   files: Map<number, reg_file_entry>;
+  /** Pipe ends, by file id. */
+  pipes: Map<number, { pipeId: number; flags: number }>;
+  /** Data buffered in each pipe, by pipe id. */
+  pipeData: Map<number, PipeData>;
 }
 
 const TASK_DEAD = 2;
@@ -73,8 +79,10 @@ export function readCheckpoint(dir: string): CheckpointImage {
     known.add(t.pid);
   }
   const files = new Map<number, reg_file_entry>();
+  const pipes = new Map<number, { pipeId: number; flags: number }>();
   for (const f of r.read('files.img') as file_entry[]) {
     if (f.reg) files.set(f.id, f.reg);
+    else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags });
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
   const zombies: ZombieImage[] = [];
@@ -114,5 +122,12 @@ export function readCheckpoint(dir: string): CheckpointImage {
       });
     tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
   }
-  return { dir: r.dir, inventory, tasks, zombies, files };
+  const pipeData = new Map<number, PipeData>();
+  if (r.exists('pipes-data.img')) {
+    for (const e of r.readImage('pipes-data.img').entries) {
+      const d = e.msg as pipe_data_entry;
+      pipeData.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, d.bytes)) });
+    }
+  }
+  return { dir: r.dir, inventory, tasks, zombies, files, pipes, pipeData };
 }

@@ -19,6 +19,7 @@ import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
 import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
+import { createPipe, pipeEnd, type PipeEnds } from '../resources/files/pipe.js';
 import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
@@ -41,6 +42,8 @@ export interface RestoreSession {
   shmemOwners: Map<bigint, ShmemOwner>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
   files: Map<number, number>;
+  /** Pipes created so far, by pipe id. */
+  pipes: Map<number, PipeEnds>;
   /** Every task and thread created so far, for the final release or the cleanup. */
   tracees: Tracee[];
   /** Tasks to leave stopped (SIGSTOP) after release. */
@@ -316,8 +319,13 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
       let fd = ours.get(fi.id);
       if (fd === undefined) {
         const reg = ckpt.files.get(fi.id);
-        if (!reg) throw new UserError(`fdinfo for fd ${fi.fd} refers to file id ${fi.id}, missing from files.img`);
-        fd = openRegFile(reg);
+        const pipe = ckpt.pipes.get(fi.id);
+        if (reg) fd = openRegFile(reg);
+        else if (pipe) {
+          let ends = session.pipes.get(pipe.pipeId);
+          if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
+          fd = pipeEnd(ends, pipe.flags);
+        } else throw new UserError(`fdinfo for fd ${fi.fd} refers to file id ${fi.id}, missing from files.img`);
         ours.set(fi.id, fd);
       }
       const got = call('pidfd_getfd', [pidfd, fd, 0], `fd ${fi.fd}`);
@@ -353,8 +361,10 @@ function restoreSession(r: RestoreTask, img: TaskImage, from?: { sid: number; pg
 
 /** Closes the restore-wide open files once every task has its own. */
 export function closeSessionFiles(session: RestoreSession): void {
-  for (const fd of session.files.values()) closeSync(fd);
+  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w])]);
+  for (const fd of fds) closeSync(fd);
   session.files.clear();
+  session.pipes.clear();
 }
 
 /** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/stack/brk/args/env bounds, auxv and exe file. */

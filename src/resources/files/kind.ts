@@ -16,7 +16,6 @@ export function describeLink(link: string): string {
 
 export function fdBlocker(pid: number, fd: number, link: string, mode: number | null): string | null {
   const where = `pid ${pid} fd ${fd}`;
-  if (link.startsWith('pipe:')) return `${where}: pipe — not supported yet`;
   if (link.startsWith('socket:')) return `${where}: socket — not supported yet`;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (link.startsWith('/memfd:')) return `${where}: memfd ${link} — not supported yet`;
@@ -28,6 +27,6 @@ export function fdBlocker(pid: number, fd: number, link: string, mode: number | 
   const type = mode & 0o170000;
   if (type === 0o100000 || type === 0o040000) return null;
   if (type === 0o020000) return STATELESS_DEVICES.has(link) ? null : `${where}: character device ${link} — not supported`;
-  if (type === 0o010000) return `${where}: FIFO ${link} — not supported yet`;
+  if (type === 0o010000) return link.startsWith('pipe:') ? null : `${where}: FIFO ${link} — not supported yet`;
   return `${where}: ${link} (file type 0${type.toString(8)}) — not supported`;
 }

@@ -5,6 +5,7 @@ import { O, sys, kcmp, KCMP } from '../../sys/index.js';
 import { parseFdinfo } from '../../proc/index.js';
 import { UserError } from '../../util/errors.js';
 import { fdBlocker } from './kind.js';
+import { pipeInode, peekPipe } from './pipe.js';
 import type { FileTable } from './table.js';
 
 export interface FownData {
@@ -29,7 +30,7 @@ export interface RegFileData {
 export interface FdinfoData {
   id: number;
   flags: number;
-  type: 'REG';
+  type: 'REG' | 'PIPE';
   fd: number;
 }
 
@@ -73,9 +74,14 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
     if (blocker) throw new UserError(blocker);
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
     const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
+    const pipeId = pipeInode(link);
     let id: number;
     if (twin) id = twin.id;
-    else {
+    else if (pipeId !== null) {
+      id = files.addPipe(pipeId, info.flags & ~O.CLOEXEC, NO_FOWN);
+      if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
+      seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
+    } else {
       const type = st.mode & 0o170000;
       id = files.add({
         flags: info.flags & ~O.CLOEXEC,
@@ -87,7 +93,7 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
       });
       seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
     }
-    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: 'REG', fd });
+    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: pipeId !== null ? 'PIPE' : 'REG', fd });
   }
   return out;
 }

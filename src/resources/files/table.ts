@@ -1,12 +1,11 @@
 // The files image: one entry per open file description or mapped/used file, shared by every
 // task and image that refers to it by id.
-import type { RegFileData } from './reg.js';
+import type { RegFileData, FownData } from './reg.js';
+import type { PipeData } from './pipe.js';
 
-export interface FileRecord {
-  type: 'REG';
-  id: number;
-  reg: RegFileData;
-}
+export type FileRecord =
+  | { type: 'REG'; id: number; reg: RegFileData }
+  | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData } };
 
 /** An fd already dumped, to find others that share its open file description (kcmp). */
 export interface SeenFd {
@@ -21,6 +20,14 @@ export class FileTable {
   readonly entries: FileRecord[] = [];
   /** Every fd dumped so far, across all tasks of the tree. */
   readonly seenFds: SeenFd[] = [];
+  /** Buffered data of each pipe, by pipe inode (saved once per pipe). */
+  readonly pipeData = new Map<number, PipeData>();
+
+  addPipe(pipeId: number, flags: number, fown: FownData): number {
+    const id = this.entries.length + 1;
+    this.entries.push({ type: 'PIPE', id, pipe: { id, pipeId, flags, fown } });
+    return id;
+  }
   private byPath = new Map<string, number>();
 
   add(reg: Omit<RegFileData, 'id'>): number {
