@@ -148,11 +148,20 @@ export function dump(opts: DumpOptions): DumpResult {
     writer.writeImage(
       'files.img',
       'FILES',
-      files.entries.map((f) =>
-        f.type === 'PIPE'
-          ? create(file_entrySchema, { type: fd_types.PIPE, id: f.id, pipe: f.pipe })
-          : create(file_entrySchema, { type: fd_types.REG, id: f.id, reg: f.reg }),
-      ),
+      files.entries.map((f) => {
+        switch (f.type) {
+          case 'PIPE':
+            return create(file_entrySchema, { type: fd_types.PIPE, id: f.id, pipe: f.pipe });
+          case 'EVENTFD':
+            return create(file_entrySchema, { type: fd_types.EVENTFD, id: f.id, efd: f.efd });
+          case 'SIGNALFD':
+            return create(file_entrySchema, { type: fd_types.SIGNALFD, id: f.id, sgfd: f.sgfd });
+          case 'TIMERFD':
+            return create(file_entrySchema, { type: fd_types.TIMERFD, id: f.id, tfd: f.tfd });
+          case 'REG':
+            return create(file_entrySchema, { type: fd_types.REG, id: f.id, reg: f.reg });
+        }
+      }),
     );
     if (files.pipeData.size) {
       writer.writeImage(

@@ -180,7 +180,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
   });
 
   failpoint('dump:files');
-  const fdinfo = dumpFds(pid, files).map((f) => create(fdinfo_entrySchema, { ...f, type: f.type === 'PIPE' ? fd_types.PIPE : fd_types.REG }));
+  const fdinfo = dumpFds(pid, files).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types[f.type] }));
   const fs = create(fs_entrySchema, dumpFs(t, files));
   return { pid, ids: taskIds(t), core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
 }

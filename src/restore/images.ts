@@ -11,6 +11,8 @@ import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
+import type { AnonRecord } from '../resources/files/anon.js';
+import { NO_FOWN } from '../resources/files/reg.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -43,6 +45,8 @@ export interface CheckpointImage {
   tasks: TaskImage[];
   zombies: ZombieImage[];
   files: Map<number, reg_file_entry>;
+  /** eventfd/signalfd/timerfd objects, by file id. */
+  anons: Map<number, AnonRecord>;
   /** Pipe ends, by file id. */
   pipes: Map<number, { pipeId: number; flags: number }>;
   /** Data buffered in each pipe, by pipe id. */
@@ -80,9 +84,13 @@ export function readCheckpoint(dir: string): CheckpointImage {
   }
   const files = new Map<number, reg_file_entry>();
   const pipes = new Map<number, { pipeId: number; flags: number }>();
+  const anons = new Map<number, AnonRecord>();
   for (const f of r.read('files.img') as file_entry[]) {
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags });
+    else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: { ...f.efd, fown: NO_FOWN } });
+    else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: { ...f.sgfd, fown: NO_FOWN } });
+    else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: { ...f.tfd, fown: NO_FOWN } });
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
   const zombies: ZombieImage[] = [];
@@ -129,5 +137,5 @@ export function readCheckpoint(dir: string): CheckpointImage {
       pipeData.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, d.bytes)) });
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, pipes, pipeData };
+  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData };
 }

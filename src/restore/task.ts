@@ -20,6 +20,7 @@ import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, type PipeEnds } from '../resources/files/pipe.js';
+import { createAnon } from '../resources/files/anon.js';
 import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
@@ -320,7 +321,9 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
       if (fd === undefined) {
         const reg = ckpt.files.get(fi.id);
         const pipe = ckpt.pipes.get(fi.id);
+        const anon = ckpt.anons.get(fi.id);
         if (reg) fd = openRegFile(reg);
+        else if (anon) fd = createAnon(anon);
         else if (pipe) {
           let ends = session.pipes.get(pipe.pipeId);
           if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));

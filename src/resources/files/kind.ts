@@ -1,5 +1,6 @@
 // What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
 // cryo does not support yet.
+import { anonKind } from './anon.js';
 
 export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
@@ -17,6 +18,7 @@ export function describeLink(link: string): string {
 export function fdBlocker(pid: number, fd: number, link: string, mode: number | null): string | null {
   const where = `pid ${pid} fd ${fd}`;
   if (link.startsWith('socket:')) return `${where}: socket — not supported yet`;
+  if (anonKind(link)) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (link.startsWith('/memfd:')) return `${where}: memfd ${link} — not supported yet`;
   if (link.endsWith(' (deleted)')) return `${where}: file ${link} was deleted while open — not supported yet`;

@@ -6,6 +6,7 @@ import { parseFdinfo } from '../../proc/index.js';
 import { UserError } from '../../util/errors.js';
 import { fdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
+import { anonKind, type AnonKind } from './anon.js';
 import type { FileTable } from './table.js';
 
 export interface FownData {
@@ -30,7 +31,7 @@ export interface RegFileData {
 export interface FdinfoData {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE';
+  type: 'REG' | 'PIPE' | AnonKind;
   fd: number;
 }
 
@@ -75,8 +76,13 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
     const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
     const pipeId = pipeInode(link);
+    const anon = anonKind(link);
     let id: number;
     if (twin) id = twin.id;
+    else if (anon) {
+      id = files.addAnon(anon, info.flags & ~O.CLOEXEC, NO_FOWN, info);
+      seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
+    }
     else if (pipeId !== null) {
       id = files.addPipe(pipeId, info.flags & ~O.CLOEXEC, NO_FOWN);
       if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
@@ -93,7 +99,7 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
       });
       seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
     }
-    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: pipeId !== null ? 'PIPE' : 'REG', fd });
+    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: anon ?? (pipeId !== null ? 'PIPE' : 'REG'), fd });
   }
   return out;
 }

@@ -2,8 +2,11 @@
 // task and image that refers to it by id.
 import type { RegFileData, FownData } from './reg.js';
 import type { PipeData } from './pipe.js';
+import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
+import type { FdInfo } from '../../proc/index.js';
 
 export type FileRecord =
+  | AnonRecord
   | { type: 'REG'; id: number; reg: RegFileData }
   | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData } };
 
@@ -22,6 +25,12 @@ export class FileTable {
   readonly seenFds: SeenFd[] = [];
   /** Buffered data of each pipe, by pipe inode (saved once per pipe). */
   readonly pipeData = new Map<number, PipeData>();
+
+  addAnon(kind: AnonKind, flags: number, fown: FownData, info: FdInfo): number {
+    const id = this.entries.length + 1;
+    this.entries.push(anonFromFdinfo(kind, id, flags, fown, info));
+    return id;
+  }
 
   addPipe(pipeId: number, flags: number, fown: FownData): number {
     const id = this.entries.length + 1;

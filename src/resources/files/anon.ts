@@ -1,0 +1,126 @@
+// eventfd, signalfd and timerfd: kernel objects whose whole state shows in /proc/PID/fdinfo.
+// Dumped from there; restored by creating the object in the restorer with that state and handing
+// it to the task like any open file.
+import { sys } from '../../sys/index.js';
+import type { FdInfo } from '../../proc/index.js';
+import type { FownData } from './reg.js';
+
+export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD';
+
+export interface EventfdData {
+  id: number;
+  /** File flags; bit 0 (never set on an O_RDWR eventfd) carries EFD_SEMAPHORE. */
+  flags: number;
+  fown: FownData;
+  counter: bigint;
+}
+
+export interface SignalfdData {
+  id: number;
+  flags: number;
+  fown: FownData;
+  sigmask: bigint;
+}
+
+export interface TimerfdData {
+  id: number;
+  flags: number;
+  fown: FownData;
+  clockid: number;
+  ticks: bigint;
+  settimeFlags: number;
+  vsec: bigint;
+  vnsec: bigint;
+  isec: bigint;
+  insec: bigint;
+}
+
+export type AnonRecord =
+  | { type: 'EVENTFD'; id: number; efd: EventfdData }
+  | { type: 'SIGNALFD'; id: number; sgfd: SignalfdData }
+  | { type: 'TIMERFD'; id: number; tfd: TimerfdData };
+
+const EFD_SEMAPHORE = 1;
+const KEEP = 0o4000 | 0o2000000; // O_NONBLOCK | O_CLOEXEC: what the create calls accept
+
+export function anonKind(link: string): AnonKind | null {
+  if (link === 'anon_inode:[eventfd]') return 'EVENTFD';
+  if (link === 'anon_inode:[signalfd]') return 'SIGNALFD';
+  if (link === 'anon_inode:[timerfd]') return 'TIMERFD';
+  return null;
+}
+
+function one(info: FdInfo, key: string): string {
+  const v = info.extra.get(key)?.[0];
+  if (v === undefined) throw new Error(`fdinfo has no "${key}"`);
+  return v;
+}
+
+/** "(sec, nsec)" as fdinfo prints a timespec. */
+function timespec(v: string): [bigint, bigint] {
+  const m = /\((-?\d+),\s*(-?\d+)\)/.exec(v);
+  if (!m) throw new Error(`bad timespec in fdinfo: ${v}`);
+  return [BigInt(m[1]!), BigInt(m[2]!)];
+}
+
+export function anonFromFdinfo(kind: AnonKind, id: number, flags: number, fown: FownData, info: FdInfo): AnonRecord {
+  switch (kind) {
+    case 'EVENTFD': {
+      const sem = info.extra.get('eventfd-semaphore')?.[0] === '1' ? EFD_SEMAPHORE : 0;
+      return { type: kind, id, efd: { id, flags: flags | sem, fown, counter: BigInt('0x' + one(info, 'eventfd-count')) } };
+    }
+    case 'SIGNALFD':
+      return { type: kind, id, sgfd: { id, flags, fown, sigmask: BigInt('0x' + one(info, 'sigmask')) } };
+    case 'TIMERFD': {
+      const [vsec, vnsec] = timespec(one(info, 'it_value'));
+      const [isec, insec] = timespec(one(info, 'it_interval'));
+      return {
+        type: kind,
+        id,
+        tfd: {
+          id, flags, fown, vsec, vnsec, isec, insec,
+          clockid: Number(one(info, 'clockid')),
+          ticks: BigInt(one(info, 'ticks')),
+          settimeFlags: parseInt(one(info, 'settime flags'), 8),
+        },
+      };
+    }
+  }
+}
+
+const TFD_IOC_SET_TICKS = 0x40085400;
+
+/** Creates the object in the restorer, with its state; returns our fd. */
+export function createAnon(rec: AnonRecord): number {
+  switch (rec.type) {
+    case 'EVENTFD': {
+      const f = rec.efd.flags;
+      return sys('eventfd2', [Number(rec.efd.counter), (f & KEEP) | (f & EFD_SEMAPHORE)], `eventfd ${rec.id}`);
+    }
+    case 'SIGNALFD': {
+      const mask = Buffer.alloc(8);
+      mask.writeBigUInt64LE(rec.sgfd.sigmask);
+      return sys('signalfd4', [-1, mask, 8, rec.sgfd.flags & KEEP], `signalfd ${rec.id}`);
+    }
+    case 'TIMERFD': {
+      const t = rec.tfd;
+      const fd = sys('timerfd_create', [t.clockid, t.flags & KEEP], `timerfd ${rec.id}`);
+      // fdinfo shows the time left, so re-arm relative to now (settime flags 0). A periodic
+      // timer that expired and was not read yet shows 0 left: the kernel would go on from the
+      // next period, so arm it for one interval.
+      const expired = !t.vsec && !t.vnsec;
+      const spec = Buffer.alloc(32);
+      spec.writeBigInt64LE(t.isec, 0);
+      spec.writeBigInt64LE(t.insec, 8);
+      spec.writeBigInt64LE(expired ? t.isec : t.vsec, 16);
+      spec.writeBigInt64LE(expired ? t.insec : t.vnsec, 24);
+      if (!expired || t.isec || t.insec) sys('timerfd_settime', [fd, 0, spec, 0], `timerfd ${rec.id}`);
+      if (t.ticks) {
+        const ticks = Buffer.alloc(8);
+        ticks.writeBigUInt64LE(t.ticks);
+        sys('ioctl', [fd, TFD_IOC_SET_TICKS, ticks], `timerfd ${rec.id} ticks`);
+      }
+      return fd;
+    }
+  }
+}
