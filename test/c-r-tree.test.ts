@@ -145,6 +145,22 @@ describe('threads', () => {
   });
 });
 
+describe('node', () => {
+  it('a Node.js process (threads, epoll, eventfd, pipes) goes on counting with no step lost', async () => {
+    const script = 'let i = 0; setInterval(() => require("fs").appendFileSync("out.txt", ++i + "\\n"), 10);';
+    const t = await startTarget([process.execPath, '-e', script], { name: 'node' });
+    const out = `${t.dir}/out.txt`;
+    const lines = () => (fs.existsSync(out) ? fs.readFileSync(out, 'utf8').trim().split('\n').map(Number) : []);
+    assert.ok(await waitFor(() => lines().length > 20, 10_000), 'node runs');
+    assert.ok(fs.readdirSync(`/proc/${t.pid}/task`).length > 1, 'node has threads');
+    const dir = await dumpTree(t, [t.pid]);
+    const atDump = lines().length;
+    checkRestore(t, restore(t, dir, '1'));
+    assert.ok(await waitFor(() => lines().length > atDump + 20, 10_000), 'it counts on after restore');
+    lines().forEach((n, i) => assert.equal(n, i + 1, `line ${i + 1} is ${n}: a step lost or repeated`));
+  });
+});
+
 describe('process trees', () => {
   it("bash -c 'sleep 1000 & sleep 1000 & wait': same tree, and bash still reaps its children", async () => {
     const t = await startTarget(['/bin/bash', '-c', 'sleep 1000 & sleep 1000 & wait'], { name: 'bash-tree' });

@@ -156,6 +156,8 @@ export function dump(opts: DumpOptions): DumpResult {
             return create(file_entrySchema, { type: fd_types.EVENTFD, id: f.id, efd: f.efd });
           case 'SIGNALFD':
             return create(file_entrySchema, { type: fd_types.SIGNALFD, id: f.id, sgfd: f.sgfd });
+          case 'EVENTPOLL':
+            return create(file_entrySchema, { type: fd_types.EVENTPOLL, id: f.id, epfd: f.epfd });
           case 'TIMERFD':
             return create(file_entrySchema, { type: fd_types.TIMERFD, id: f.id, tfd: f.tfd });
           case 'REG':

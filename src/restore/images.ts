@@ -90,6 +90,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags });
     else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: { ...f.efd, fown: NO_FOWN } });
     else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: { ...f.sgfd, fown: NO_FOWN } });
+    else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: { ...f.epfd, fown: NO_FOWN } });
     else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: { ...f.tfd, fown: NO_FOWN } });
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }

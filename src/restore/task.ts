@@ -20,7 +20,7 @@ import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, type PipeEnds } from '../resources/files/pipe.js';
-import { createAnon } from '../resources/files/anon.js';
+import { createAnon, epollEvent } from '../resources/files/anon.js';
 import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
@@ -43,6 +43,8 @@ export interface RestoreSession {
   shmemOwners: Map<bigint, ShmemOwner>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
   files: Map<number, number>;
+  /** Epolls whose targets were registered already, by file id. */
+  epollsFilled: Set<number>;
   /** Pipes created so far, by pipe id. */
   pipes: Map<number, PipeEnds>;
   /** Every task and thread created so far, for the final release or the cleanup. */
@@ -342,6 +344,17 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
     }
   } finally {
     r.remote.raw(3, [pidfd]);
+  }
+  // Now that every fd is in place, each epoll (once, in the first task that has it) gets its
+  // targets back, registered by the task under their own fd numbers.
+  for (const fi of img.fdinfo) {
+    const ep = ckpt.anons.get(fi.id);
+    if (ep?.type !== 'EVENTPOLL' || session.epollsFilled.has(fi.id)) continue;
+    session.epollsFilled.add(fi.id);
+    for (const t of ep.epfd.tfd) {
+      r.scratch.reset();
+      call('epoll_ctl', [fi.fd, 1 /* EPOLL_CTL_ADD */, t.tfd, r.scratch.put(epollEvent(t))], `epoll fd ${fi.fd} target fd ${t.tfd}`);
+    }
   }
 }
 

@@ -5,7 +5,7 @@ import { sys } from '../../sys/index.js';
 import type { FdInfo } from '../../proc/index.js';
 import type { FownData } from './reg.js';
 
-export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD';
+export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD' | 'EVENTPOLL';
 
 export interface EventfdData {
   id: number;
@@ -35,7 +35,26 @@ export interface TimerfdData {
   insec: bigint;
 }
 
+/** One fd an epoll watches: its number in the task, the events and the user's data. */
+export interface EpollTarget {
+  id: number;
+  tfd: number;
+  events: number;
+  data: bigint;
+  dev: number;
+  inode: bigint;
+  pos: bigint;
+}
+
+export interface EventpollData {
+  id: number;
+  flags: number;
+  fown: FownData;
+  tfd: EpollTarget[];
+}
+
 export type AnonRecord =
+  | { type: 'EVENTPOLL'; id: number; epfd: EventpollData }
   | { type: 'EVENTFD'; id: number; efd: EventfdData }
   | { type: 'SIGNALFD'; id: number; sgfd: SignalfdData }
   | { type: 'TIMERFD'; id: number; tfd: TimerfdData };
@@ -47,6 +66,7 @@ export function anonKind(link: string): AnonKind | null {
   if (link === 'anon_inode:[eventfd]') return 'EVENTFD';
   if (link === 'anon_inode:[signalfd]') return 'SIGNALFD';
   if (link === 'anon_inode:[timerfd]') return 'TIMERFD';
+  if (link === 'anon_inode:[eventpoll]') return 'EVENTPOLL';
   return null;
 }
 
@@ -71,6 +91,8 @@ export function anonFromFdinfo(kind: AnonKind, id: number, flags: number, fown: 
     }
     case 'SIGNALFD':
       return { type: kind, id, sgfd: { id, flags, fown, sigmask: BigInt('0x' + one(info, 'sigmask')) } };
+    case 'EVENTPOLL':
+      return { type: kind, id, epfd: { id, flags, fown, tfd: (info.extra.get('tfd') ?? []).map((l) => epollTarget(id, l)) } };
     case 'TIMERFD': {
       const [vsec, vnsec] = timespec(one(info, 'it_value'));
       const [isec, insec] = timespec(one(info, 'it_interval'));
@@ -88,11 +110,41 @@ export function anonFromFdinfo(kind: AnonKind, id: number, flags: number, fown: 
   }
 }
 
+const TFD_LINE = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)\s+pos:\s*(\d+)\s+ino:\s*([0-9a-f]+)\s+sdev:\s*([0-9a-f]+)/;
+
+/** A "tfd:" line of an epoll's fdinfo. */
+function epollTarget(id: number, line: string): EpollTarget {
+  const m = TFD_LINE.exec(line.trim());
+  if (!m) throw new Error(`unparsable epoll fdinfo line: tfd: ${line}`);
+  return {
+    id,
+    tfd: Number(m[1]),
+    events: parseInt(m[2]!, 16) >>> 0,
+    data: BigInt('0x' + m[3]),
+    pos: BigInt(m[4]!),
+    inode: BigInt('0x' + m[5]),
+    dev: parseInt(m[6]!, 16),
+  };
+}
+
+/** struct epoll_event as x86_64 packs it: u32 events, u64 data. */
+export function epollEvent(t: EpollTarget): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt32LE(t.events >>> 0, 0);
+  b.writeBigUInt64LE(t.data, 4);
+  return b;
+}
+
 const TFD_IOC_SET_TICKS = 0x40085400;
 
-/** Creates the object in the restorer, with its state; returns our fd. */
+/**
+ * Creates the object in the restorer, with its state; returns our fd. An epoll starts empty:
+ * its targets are fds of the task, added by the task itself once its fd table is complete.
+ */
 export function createAnon(rec: AnonRecord): number {
   switch (rec.type) {
+    case 'EVENTPOLL':
+      return sys('epoll_create1', [rec.epfd.flags & 0o2000000], `epoll ${rec.id}`);
     case 'EVENTFD': {
       const f = rec.efd.flags;
       return sys('eventfd2', [Number(rec.efd.counter), (f & KEEP) | (f & EFD_SEMAPHORE)], `eventfd ${rec.id}`);
