@@ -148,22 +148,8 @@ export function dump(opts: DumpOptions): DumpResult {
     writer.writeImage(
       'files.img',
       'FILES',
-      files.entries.map((f) => {
-        switch (f.type) {
-          case 'PIPE':
-            return create(file_entrySchema, { type: fd_types.PIPE, id: f.id, pipe: f.pipe });
-          case 'EVENTFD':
-            return create(file_entrySchema, { type: fd_types.EVENTFD, id: f.id, efd: f.efd });
-          case 'SIGNALFD':
-            return create(file_entrySchema, { type: fd_types.SIGNALFD, id: f.id, sgfd: f.sgfd });
-          case 'EVENTPOLL':
-            return create(file_entrySchema, { type: fd_types.EVENTPOLL, id: f.id, epfd: f.epfd });
-          case 'TIMERFD':
-            return create(file_entrySchema, { type: fd_types.TIMERFD, id: f.id, tfd: f.tfd });
-          case 'REG':
-            return create(file_entrySchema, { type: fd_types.REG, id: f.id, reg: f.reg });
-        }
-      }),
+      // Each record names its payload as file_entry does (reg, pipe, efd, sgfd, tfd, epfd).
+      files.entries.map((f) => create(file_entrySchema, { ...f, type: fd_types[f.type] })),
     );
     if (files.pipeData.size) {
       writer.writeImage(

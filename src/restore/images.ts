@@ -12,7 +12,6 @@ import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
 import type { AnonRecord } from '../resources/files/anon.js';
-import { NO_FOWN } from '../resources/files/reg.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -88,10 +87,10 @@ export function readCheckpoint(dir: string): CheckpointImage {
   for (const f of r.read('files.img') as file_entry[]) {
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags });
-    else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: { ...f.efd, fown: NO_FOWN } });
-    else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: { ...f.sgfd, fown: NO_FOWN } });
-    else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: { ...f.epfd, fown: NO_FOWN } });
-    else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: { ...f.tfd, fown: NO_FOWN } });
+    else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: f.efd });
+    else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: f.sgfd });
+    else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
+    else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: f.tfd });
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
   const zombies: ZombieImage[] = [];

@@ -1,57 +1,26 @@
 // eventfd, signalfd and timerfd: kernel objects whose whole state shows in /proc/PID/fdinfo.
 // Dumped from there; restored by creating the object in the restorer with that state and handing
 // it to the task like any open file.
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { sys } from '../../sys/index.js';
+import type { eventfd_file_entrySchema } from '../../image/gen/eventfd_pb.js';
+import type { signalfd_entrySchema } from '../../image/gen/signalfd_pb.js';
+import type { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
+import type { eventpoll_file_entrySchema, eventpoll_tfd_entrySchema } from '../../image/gen/eventpoll_pb.js';
 import type { FdInfo } from '../../proc/index.js';
 import type { FownData } from './reg.js';
 
 export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD' | 'EVENTPOLL';
 
-export interface EventfdData {
-  id: number;
-  /** File flags; bit 0 (never set on an O_RDWR eventfd) carries EFD_SEMAPHORE. */
-  flags: number;
-  fown: FownData;
-  counter: bigint;
-}
-
-export interface SignalfdData {
-  id: number;
-  flags: number;
-  fown: FownData;
-  sigmask: bigint;
-}
-
-export interface TimerfdData {
-  id: number;
-  flags: number;
-  fown: FownData;
-  clockid: number;
-  ticks: bigint;
-  settimeFlags: number;
-  vsec: bigint;
-  vnsec: bigint;
-  isec: bigint;
-  insec: bigint;
-}
-
+// The image's own message shapes (as create() takes them).
+export type EventfdData = MessageInitShape<typeof eventfd_file_entrySchema> & { flags: number; counter: bigint };
+export type SignalfdData = MessageInitShape<typeof signalfd_entrySchema> & { flags: number; sigmask: bigint };
+export type TimerfdData = MessageInitShape<typeof timerfd_entrySchema> & {
+  flags: number; clockid: number; ticks: bigint; vsec: bigint; vnsec: bigint; isec: bigint; insec: bigint;
+};
 /** One fd an epoll watches: its number in the task, the events and the user's data. */
-export interface EpollTarget {
-  id: number;
-  tfd: number;
-  events: number;
-  data: bigint;
-  dev: number;
-  inode: bigint;
-  pos: bigint;
-}
-
-export interface EventpollData {
-  id: number;
-  flags: number;
-  fown: FownData;
-  tfd: EpollTarget[];
-}
+export type EpollTarget = MessageInitShape<typeof eventpoll_tfd_entrySchema> & { tfd: number; events: number; data: bigint };
+export type EventpollData = MessageInitShape<typeof eventpoll_file_entrySchema> & { flags: number; tfd: EpollTarget[] };
 
 export type AnonRecord =
   | { type: 'EVENTPOLL'; id: number; epfd: EventpollData }
