@@ -3,7 +3,7 @@
 import { closeSync } from 'node:fs';
 import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
-  xsaveLayout,
+  xsaveLayout, F, WAIT,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import type { core_entry } from '../image/gen/core_pb.js';
@@ -31,8 +31,8 @@ import type { Log } from '../util/log.js';
 
 setXsaveLayout(xsaveLayout());
 
-const F_DUPFD_CLOEXEC = 1030;
-const F_SETFD = 2;
+const EPOLL_CTL_ADD = 1;
+
 
 /** State shared by the restore of every task of one checkpoint. */
 export interface RestoreSession {
@@ -138,7 +138,7 @@ export function restoreTask(
   }
   for (const [hpid, h] of [...helpers].reverse()) {
     exitTask(h.t, 0, trampoline);
-    call('wait4', [hpid, 0, 0x40000000 /* __WALL */, 0], `reap helper ${hpid}`);
+    call('wait4', [hpid, 0, WAIT.WALL, 0], `reap helper ${hpid}`);
   }
   if (helpers.size) {
     // The helpers' deaths queued a SIGCHLD the task never had: take it back (zero timeout).
@@ -314,7 +314,7 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
   if (!img.fdinfo.length) return;
   const maxFd = Math.max(...img.fdinfo.map((f) => f.fd));
   const pidfd0 = call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
-  const pidfd = call('fcntl', [pidfd0, F_DUPFD_CLOEXEC, maxFd + 1]);
+  const pidfd = call('fcntl', [pidfd0, F.DUPFD_CLOEXEC, maxFd + 1]);
   call('close', [pidfd0]);
   const ours = session.files;
   try {
@@ -336,14 +336,14 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
       const got = call('pidfd_getfd', [pidfd, fd, 0], `fd ${fi.fd}`);
       const cloexec = (fi.flags & 1) !== 0;
       if (got === BigInt(fi.fd)) {
-        call('fcntl', [got, F_SETFD, cloexec ? 1 : 0]);
+        call('fcntl', [got, F.SETFD, cloexec ? 1 : 0]);
       } else {
         call('dup3', [got, fi.fd, cloexec ? O.CLOEXEC : 0], `fd ${fi.fd}`);
         call('close', [got]);
       }
     }
   } finally {
-    r.remote.raw(3, [pidfd]);
+    r.remote.raw(NR.close, [pidfd]);
   }
   // Now that every fd is in place, each epoll (once, in the first task that has it) gets its
   // targets back, registered by the task under their own fd numbers.
@@ -353,7 +353,7 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
     session.epollsFilled.add(fi.id);
     for (const t of ep.epfd.tfd) {
       r.scratch.reset();
-      call('epoll_ctl', [fi.fd, 1 /* EPOLL_CTL_ADD */, t.tfd, r.scratch.put(epollEvent(t))], `epoll fd ${fi.fd} target fd ${t.tfd}`);
+      call('epoll_ctl', [fi.fd, EPOLL_CTL_ADD, t.tfd, r.scratch.put(epollEvent(t))], `epoll fd ${fi.fd} target fd ${t.tfd}`);
     }
   }
 }
@@ -405,6 +405,6 @@ function restoreMmFields(r: RestoreTask, img: TaskImage, ckpt: CheckpointImage, 
   try {
     r.remote.call('prctl', [PR.SET_MM, PR.SET_MM_MAP, r.scratch.put(map), 104, 0], `mm map (brk ${hex(mm.mmBrk)})`);
   } finally {
-    if (exeFd >= 0n) r.remote.raw(3, [exeFd]);
+    if (exeFd >= 0n) r.remote.raw(NR.close, [exeFd]);
   }
 }

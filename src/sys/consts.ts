@@ -40,6 +40,15 @@ export const PTRACE_EVENT = { FORK: 1, VFORK: 2, CLONE: 3, EXEC: 4, EXIT: 6, STO
 
 export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
 
+/** fcntl(2) commands cryo uses. */
+export const F = {
+  SETFD: 2,
+  SETFL: 4,
+  DUPFD_CLOEXEC: 1030,
+  SETPIPE_SZ: 1031,
+  GETPIPE_SZ: 1032,
+} as const;
+
 export const WAIT = { WNOHANG: 1, WUNTRACED: 2, WALL: 0x40000000 } as const;
 
 export const SIG = {

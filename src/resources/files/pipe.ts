@@ -3,11 +3,8 @@
 // them (tee into a pipe of ours). Restored by the restorer: one pipe2() per pipe, the data
 // written back, each end handed to the tasks like any other open file.
 import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
-import { sys, sysTry, E, SysError, O } from '../../sys/index.js';
+import { sys, sysTry, E, SysError, O, F } from '../../sys/index.js';
 
-const F_SETPIPE_SZ = 1031;
-const F_GETPIPE_SZ = 1032;
-const F_SETFL = 4;
 const SPLICE_F_NONBLOCK = 2;
 
 export interface PipeData {
@@ -37,8 +34,8 @@ export function peekPipe(pid: number, fd: number, pipeId: number): PipeData {
   const src = openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK);
   const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
   try {
-    const size = sys('fcntl', [src, F_GETPIPE_SZ], `pid ${pid} fd ${fd}`);
-    sys('fcntl', [w, F_SETPIPE_SZ, size]);
+    const size = sys('fcntl', [src, F.GETPIPE_SZ], `pid ${pid} fd ${fd}`);
+    sys('fcntl', [w, F.SETPIPE_SZ, size]);
     const t = sysTry('tee', [src, w, size, SPLICE_F_NONBLOCK]);
     if (t.ret < 0 && t.errno !== E.EAGAIN) throw new SysError('tee', t.errno, `pid ${pid} fd ${fd}`);
     const n = Math.max(0, t.ret);
@@ -61,7 +58,7 @@ export interface PipeEnds {
 export function createPipe(d: PipeData | undefined): PipeEnds {
   const [r, w] = pipe2(O.CLOEXEC);
   if (d) {
-    if (d.size) sys('fcntl', [w, F_SETPIPE_SZ, d.size], `pipe ${d.pipeId} size`);
+    if (d.size) sys('fcntl', [w, F.SETPIPE_SZ, d.size], `pipe ${d.pipeId} size`);
     for (let off = 0; off < d.data.length; ) off += writeSync(w, d.data, off, d.data.length - off);
   }
   return { r, w };
@@ -70,6 +67,6 @@ export function createPipe(d: PipeData | undefined): PipeEnds {
 /** Our fd for one end, with the description's status flags (O_NONBLOCK ...) set on it. */
 export function pipeEnd(ends: PipeEnds, flags: number): number {
   const fd = (flags & O.ACCMODE) === O.WRONLY ? ends.w : ends.r;
-  sys('fcntl', [fd, F_SETFL, flags & ~(O.ACCMODE | O.CLOEXEC)]);
+  sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC)]);
   return fd;
 }

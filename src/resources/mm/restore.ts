@@ -143,7 +143,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       }
     }
   } finally {
-    for (const fd of fileFds.values()) r.remote.raw(3, [fd]);
+    for (const fd of fileFds.values()) r.remote.raw(NR.close, [fd]);
   }
   return { cowKept };
 }
@@ -326,7 +326,7 @@ function fillPages(r: RestoreTask, pagesFile: string, ranges: FileRange[]): void
       }
     }
   } finally {
-    r.remote.raw(3, [fd]);
+    r.remote.raw(NR.close, [fd]);
   }
 }
 
