@@ -46,11 +46,3 @@ export function parseMaps(text: string): MapsEntry[] {
   }
   return out;
 }
-
-/** Mappings the kernel makes for every process and that are not backed by user data. */
-export function isSpecialMapping(e: MapsEntry): 'vdso' | 'vvar' | 'vsyscall' | null {
-  if (e.path === '[vdso]') return 'vdso';
-  if (e.path === '[vvar]' || e.path === '[vvar_vclock]') return 'vvar';
-  if (e.path === '[vsyscall]') return 'vsyscall';
-  return null;
-}

@@ -1,6 +1,6 @@
 // Making a stopped task execute system calls for us: set its registers so that rip points at a
 // `syscall` instruction, single-step over it, read rax, and finally put the registers back.
-import { Regs, PTRACE, PTRACE_EVENT, SIG, ptrace, getSigmask, setSigmask, errnoName, type SyscallName, NR } from '../sys/index.js';
+import { Regs, PTRACE_EVENT, SIG, getSigmask, setSigmask, errnoName, type SyscallName, NR } from '../sys/index.js';
 import { Tracee, TraceeError } from './tracee.js';
 
 export class RemoteSyscallError extends Error {
@@ -83,11 +83,4 @@ export class Remote {
   finish(): void {
     this.active = false;
   }
-}
-
-/** Resumes a task after an event stop (fork/clone) so the syscall completes; waits the step trap. */
-export function stepAfterEvent(t: Tracee): void {
-  ptrace(PTRACE.SINGLESTEP, t.tid, 0, 0);
-  const st = t.wait();
-  if (!st.stopped || st.stopSig !== SIG.TRAP) throw new TraceeError(t.tid, 'clone did not complete as expected');
 }

@@ -2,10 +2,7 @@
 // creates a task with its original PID. It is spawned with posix_spawn (not Node's
 // child_process) so libuv never reaps its ptrace stops.
 import { existsSync, readFileSync } from 'node:fs';
-import {
-  posixSpawn, PTRACE_O, PROT, MAP, PAGE_SIZE, CLONE, SIG, vmWrite, wait4,
-  pidExists,
-} from '../sys/index.js';
+import { posixSpawn, PTRACE_O, PROT, MAP, PAGE_SIZE, CLONE, SIG, vmWrite, wait4 } from '../sys/index.js';
 import { Tracee, Remote, findSyscallInVdso, injectClone3, CloneError } from '../ptrace/index.js';
 import { parseMaps } from '../proc/index.js';
 import { UserError, hex } from '../util/errors.js';
@@ -93,15 +90,7 @@ export function forkWithPid(stub: Stub, pid: number, asOurChild: boolean): Trace
 }
 
 export function killStub(stub: Pick<Stub, 'tracee'>): void {
-  const pid = stub.tracee.tid;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-  // Reap it: it is our child. Its ptrace stops end with the kill.
-  for (let i = 0; i < 100 && pidExists(pid); i++) {
-    const st = wait4(pid);
-    if (st && (st.exited || st.signaled)) break;
-  }
+  // It is our child as well as our tracee: one wait after the kill reaps it.
+  stub.tracee.kill();
+  stub.tracee.waitGone();
 }

@@ -41,6 +41,3 @@ export class Log {
     this.fd = null;
   }
 }
-
-/** A log that drops everything: for library callers that pass none. */
-export const quietLog = new Log(0);
