@@ -7,6 +7,7 @@ import { namespacesOf } from '../dump/namespaces.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
 import { fdBlocker, describeLink } from '../resources/files/kind.js';
 import { listFds } from '../resources/files/reg.js';
+import { inspectSocket, socketInode } from '../resources/files/socket.js';
 import { parseMaps, PM_SOFT_DIRTY } from '../proc/index.js';
 import { sysTry, kcmp, KCMP, pidfdOpen, pidfdGetfd, closeFd, PR, xsaveLayout, alignedBuffer, addressOf } from '../sys/index.js';
 import { hex } from '../util/errors.js';
@@ -83,8 +84,8 @@ function printKernel(): number {
 }
 
 /** Lists the tree with every fd, mapping and namespace; returns the number of blockers. */
-function printTree(pid: number): number {
-  const { tasks, blockers } = collectTree(pid);
+function printTree(pid: number, extUnixSk: boolean): number {
+  const { tasks, blockers, sockets } = collectTree(pid, extUnixSk);
   const out = (s: string) => process.stdout.write(s + '\n');
   for (const t of tasks) {
     let comm = '?';
@@ -105,8 +106,21 @@ function printTree(pid: number): number {
       } catch {
         /* closed meanwhile */
       }
-      const b = fdBlocker(t.pid, fd, link, mode);
-      out(`  fd ${String(fd).padEnd(4)} ${describeLink(link)} — ${b ? b.replace(/^pid \d+ fd \d+: /, '') : 'ok'}`);
+      let what = describeLink(link);
+      let b: string | null;
+      try {
+        const ino = socketInode(link);
+        if (ino !== null) {
+          const s = inspectSocket(t.pid, fd, ino, sockets);
+          what = s.text;
+          b = s.blocker && `pid ${t.pid} fd ${fd}: ${s.blocker}`;
+        } else {
+          b = fdBlocker(t.pid, fd, link, mode, sockets);
+        }
+      } catch (e) {
+        b = `cannot inspect: ${(e as Error).message}`;
+      }
+      out(`  fd ${String(fd).padEnd(4)} ${what} — ${b ? b.replace(/^pid \d+ fd \d+: /, '').replace(what + ': ', '') : 'ok'}`);
     }
     for (const m of parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8'))) {
       const c = classifyVma(t.pid, m);
@@ -124,7 +138,7 @@ function printTree(pid: number): number {
   return blockers.length;
 }
 
-export function runCheck(pid: number | undefined): number {
+export function runCheck(pid: number | undefined, extUnixSk = false): number {
   if (pid === undefined) return printKernel();
-  return printTree(pid) ? 1 : 0;
+  return printTree(pid, extUnixSk) ? 1 : 0;
 }

@@ -54,6 +54,7 @@ addLogOptions(
     .option('-t, --tree <pid>', 'PID of the process to checkpoint')
     .option('-D, --images-dir <dir>', 'directory to write the images into (created, must be empty)')
     .option('-R, --leave-running', 'keep the process running after the checkpoint')
+    .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree;\nrestore connects them to that name again')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
 ).action((o) => {
   if (o.listFailSteps) {
@@ -64,7 +65,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
   const log = makeLog(o);
   try {
-    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, log });
+    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, log });
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
   } catch (e) {
     fail(e, log);
@@ -109,9 +110,10 @@ program
       'The process is not stopped or touched.',
   )
   .option('-t, --tree <pid>', 'PID of the process tree to inspect')
+  .option('--ext-unix-sk', 'as for dump: unix peers outside the tree are not blockers')
   .action((o) => {
     try {
-      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree));
+      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree), !!o.extUnixSk);
     } catch (e) {
       fail(e);
     }

@@ -7,6 +7,7 @@ import { memoryBlockers } from '../resources/mm/dump.js';
 import { fdBlockers } from '../resources/files/reg.js';
 import { UserError } from '../util/errors.js';
 import { namespaceBlockers } from './namespaces.js';
+import { scanSockets, type SocketScan } from '../resources/files/socket.js';
 
 export interface TaskPlan {
   pid: number;
@@ -57,7 +58,7 @@ export function planTask(pid: number, ppid: number): TaskPlan {
 }
 
 /** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
-export function taskBlockers(pid: number, frozenByUs: boolean): string[] {
+export function taskBlockers(pid: number, frozenByUs: boolean, sockets: SocketScan): string[] {
   const blockers: string[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -67,12 +68,12 @@ export function taskBlockers(pid: number, frozenByUs: boolean): string[] {
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push(`pid ${pid}: already traced by pid ${tracer}`);
   blockers.push(...namespaceBlockers(pid));
   blockers.push(...memoryBlockers(pid, parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'))));
-  blockers.push(...fdBlockers(pid));
+  blockers.push(...fdBlockers(pid, sockets));
   return blockers;
 }
 
 /** Lists the tree under `pid` (parents before children) and every reason it cannot be dumped. */
-export function collectTree(pid: number, frozenByUs = false): { tasks: TaskPlan[]; blockers: string[] } {
+export function collectTree(pid: number, extUnixSk = false): { tasks: TaskPlan[]; blockers: string[]; sockets: SocketScan } {
   if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
   if (!existsSync(`/proc/${pid}`)) throw new UserError(`no process with PID ${pid}`);
   if (pid === process.pid) throw new UserError(`PID ${pid} is cryo itself`);
@@ -87,15 +88,16 @@ export function collectTree(pid: number, frozenByUs = false): { tasks: TaskPlan[
       tasks.push(planTask(kid, t.pid));
     }
   }
-  return { tasks, blockers: treeBlockers(tasks, frozenByUs) };
+  const sockets = scanSockets(tasks.map((t) => t.pid), extUnixSk);
+  return { tasks, blockers: treeBlockers(tasks, false, sockets), sockets };
 }
 
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */
-export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean): string[] {
+export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, sockets: SocketScan): string[] {
   const blockers: string[] = [];
   for (const t of tasks) {
     if (t.zombie) continue;
-    blockers.push(...taskBlockers(t.pid, frozenByUs));
+    blockers.push(...taskBlockers(t.pid, frozenByUs, sockets));
     if (!t.ppid) continue;
     if (kcmp(t.ppid, t.pid, KCMP.VM) === 0) blockers.push(`pid ${t.pid}: shares memory with its parent ${t.ppid} (vfork) — not supported yet`);
     if (kcmp(t.ppid, t.pid, KCMP.FILES) === 0) blockers.push(`pid ${t.pid}: shares its fd table with its parent ${t.ppid} (CLONE_FILES) — not supported yet`);

@@ -19,6 +19,8 @@ import { openTask, closeTask, dumpTask, dumpThreadCore, type TaskImages } from '
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
 import { copyPages, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
 import { FileTable } from '../resources/files/table.js';
+import { scanSockets } from '../resources/files/socket.js';
+import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
@@ -28,6 +30,8 @@ export interface DumpOptions {
   pid: number;
   dir: string;
   leaveRunning: boolean;
+  /** Unix peers outside the tree are allowed: reconnected by name on restore. */
+  extUnixSk?: boolean;
   log: Log;
 }
 
@@ -45,7 +49,7 @@ export function dump(opts: DumpOptions): DumpResult {
   const { log } = opts;
   const t0 = performance.now();
   failpoint('dump:collect');
-  const { tasks, blockers } = collectTree(opts.pid);
+  const { tasks, blockers } = collectTree(opts.pid, opts.extUnixSk);
   if (blockers.length) throw new UnsupportedError(blockers);
   log.info(`dumping ${tasks.map((t) => t.pid).join(', ')} into ${opts.dir}`);
 
@@ -82,11 +86,12 @@ export function dump(opts: DumpOptions): DumpResult {
     log.info(`frozen ${tasks.length} tasks in ${(tFrozen - t0).toFixed(1)} ms`);
 
     // Re-check under freeze: the tree may have changed between the check and the seize.
-    const again = treeBlockers(tasks, true);
+    const sockets = scanSockets(tasks.map((t) => t.pid), opts.extUnixSk ?? false);
+    const again = treeBlockers(tasks, true, sockets);
     if (again.length) throw new UnsupportedError(again);
 
     const ids = new IdAllocator();
-    const files = new FileTable();
+    const files = new FileTable(sockets);
     const images: TaskImages[] = [];
     const threadCores: { tid: number; core: core_entry }[] = [];
     for (const t of live) {
@@ -161,6 +166,14 @@ export function dump(opts: DumpOptions): DumpResult {
         })),
       );
     }
+    if (files.skQueues.length) {
+      writer.writeImage(
+        'sk-queues.img',
+        'SK_QUEUES',
+        files.skQueues.map((q) => ({ msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length }), payload: q.data })),
+      );
+    }
+    for (const w of files.warnings) log.warn(w);
     writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, {})]);
     writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
     const tEnd = performance.now();

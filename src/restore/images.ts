@@ -12,6 +12,9 @@ import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
 import type { AnonRecord } from '../resources/files/anon.js';
+import type { UnixSkData } from '../resources/files/unix.js';
+import type { InetSkData } from '../resources/files/inet.js';
+import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -50,6 +53,11 @@ export interface CheckpointImage {
   pipes: Map<number, { pipeId: number; flags: number }>;
   /** Data buffered in each pipe, by pipe id. */
   pipeData: Map<number, PipeData>;
+  /** Unix sockets (including peers outside the tree) and inet sockets, by file id. */
+  unixSockets: UnixSkData[];
+  inetSockets: InetSkData[];
+  /** Messages queued in each socket, by file id, in queue order. */
+  skQueues: Map<number, Buffer[]>;
 }
 
 const TASK_DEAD = 2;
@@ -84,6 +92,8 @@ export function readCheckpoint(dir: string): CheckpointImage {
   const files = new Map<number, reg_file_entry>();
   const pipes = new Map<number, { pipeId: number; flags: number }>();
   const anons = new Map<number, AnonRecord>();
+  const unixSockets: UnixSkData[] = [];
+  const inetSockets: InetSkData[] = [];
   for (const f of r.read('files.img') as file_entry[]) {
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags });
@@ -91,6 +101,8 @@ export function readCheckpoint(dir: string): CheckpointImage {
     else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: f.sgfd });
     else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
     else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: f.tfd });
+    else if (f.usk) unixSockets.push(f.usk as UnixSkData);
+    else if (f.isk) inetSockets.push(f.isk as InetSkData);
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
   const zombies: ZombieImage[] = [];
@@ -137,5 +149,14 @@ export function readCheckpoint(dir: string): CheckpointImage {
       pipeData.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, d.bytes)) });
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData };
+  const skQueues = new Map<number, Buffer[]>();
+  if (r.exists('sk-queues.img')) {
+    for (const e of r.readImage('sk-queues.img').entries) {
+      const p = e.msg as sk_packet_entry;
+      const list = skQueues.get(p.idFor) ?? [];
+      list.push(Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, p.length)));
+      skQueues.set(p.idFor, list);
+    }
+  }
+  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, unixSockets, inetSockets, skQueues };
 }

@@ -7,6 +7,8 @@ import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '.
 import { readCheckpoint } from './images.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask, closeSessionFiles, type RestoreSession } from './task.js';
+import { restoreUnixSockets } from '../resources/files/unix.js';
+import { restoreInetSk } from '../resources/files/inet.js';
 import { UserError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
@@ -75,6 +77,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
     ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
   try {
+    // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
+    createSockets(session);
     failpoint('restore:stub');
     stub = startStub(ckpt.tasks.flatMap((t) => t.memory.vmas), img.pid);
     failpoint('restore:fork');
@@ -104,6 +108,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+function createSockets(session: RestoreSession): void {
+  const { ckpt, files } = session;
+  if (ckpt.unixSockets.length) for (const [id, fd] of restoreUnixSockets(ckpt.unixSockets, ckpt.skQueues)) files.set(id, fd);
+  for (const e of ckpt.inetSockets) files.set(e.id, restoreInetSk(e));
 }
 
 function isSubreaper(): boolean {

@@ -6,3 +6,4 @@ export { sys, sysTry, posixSpawn, addressOf, alignedBuffer, type SysArg } from '
 export * from './proc-io.js';
 export * from './ptrace.js';
 export { cpuid, xsaveLayout } from './cpuid.js';
+export * from './socket.js';

@@ -1,6 +1,7 @@
 // What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
 // cryo does not support yet.
 import { anonKind } from './anon.js';
+import { inspectSocket, socketInode, type SocketScan } from './socket.js';
 
 export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
@@ -15,9 +16,13 @@ export function describeLink(link: string): string {
   return link;
 }
 
-export function fdBlocker(pid: number, fd: number, link: string, mode: number | null): string | null {
+export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, sockets: SocketScan): string | null {
   const where = `pid ${pid} fd ${fd}`;
-  if (link.startsWith('socket:')) return `${where}: socket — not supported yet`;
+  const sock = socketInode(link);
+  if (sock !== null) {
+    const b = inspectSocket(pid, fd, sock, sockets).blocker;
+    return b ? `${where}: ${b}` : null;
+  }
   if (anonKind(link)) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (link.startsWith('/memfd:')) return `${where}: memfd ${link} — not supported yet`;

@@ -1,12 +1,13 @@
 // Regular files, directories and stateless character devices: dumped as path + flags + position,
 // restored by opening the path in the restorer and handing the open file to the task.
-import { readlinkSync, readFileSync, statSync, openSync, closeSync, readdirSync } from 'node:fs';
+import { readlinkSync, readFileSync, statSync, openSync, closeSync, readdirSync, existsSync } from 'node:fs';
 import { O, sys, kcmp, KCMP } from '../../sys/index.js';
 import { parseFdinfo } from '../../proc/index.js';
 import { UserError } from '../../util/errors.js';
 import { fdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
 import { anonKind, type AnonKind } from './anon.js';
+import { socketInode, dumpSocket, type SocketScan } from './socket.js';
 import type { FileTable } from './table.js';
 
 export interface FownData {
@@ -31,7 +32,7 @@ export interface RegFileData {
 export interface FdinfoData {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | AnonKind;
+  type: 'REG' | 'PIPE' | 'UNIXSK' | 'INETSK' | AnonKind;
   fd: number;
 }
 
@@ -43,7 +44,7 @@ export function listFds(pid: number): number[] {
 }
 
 /** Every fd that cryo cannot checkpoint, as user-facing lines. */
-export function fdBlockers(pid: number): string[] {
+export function fdBlockers(pid: number, sockets: SocketScan): string[] {
   const out: string[] = [];
   for (const fd of listFds(pid)) {
     let link: string;
@@ -58,7 +59,13 @@ export function fdBlockers(pid: number): string[] {
     } catch {
       /* leave null */
     }
-    const b = fdBlocker(pid, fd, link, mode);
+    let b: string | null;
+    try {
+      b = fdBlocker(pid, fd, link, mode, sockets);
+    } catch (e) {
+      if (!existsSync(`/proc/${pid}/fd/${fd}`)) continue; // closed while we looked
+      b = `pid ${pid} fd ${fd}: ${link} — cannot inspect: ${(e as Error).message}`;
+    }
     if (b) out.push(b);
   }
   return out;
@@ -71,35 +78,40 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
   for (const fd of listFds(pid)) {
     const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
     const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
-    const blocker = fdBlocker(pid, fd, link, st.mode);
-    if (blocker) throw new UserError(blocker);
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-    const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
+    const flags = info.flags & ~O.CLOEXEC;
     const pipeId = pipeInode(link);
     const anon = anonKind(link);
+    const sock = socketInode(link);
+    let type: FdinfoData['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
+    const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
     let id: number;
-    if (twin) id = twin.id;
-    else if (anon) {
-      id = files.addAnon(anon, info.flags & ~O.CLOEXEC, NO_FOWN, info);
-      seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
-    }
-    else if (pipeId !== null) {
-      id = files.addPipe(pipeId, info.flags & ~O.CLOEXEC, NO_FOWN);
-      if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
-      seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
+    if (twin) {
+      id = twin.id;
+      if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdinfoData['type'];
+    } else if (sock !== null) {
+      // Sockets are inspected (and refused) by their own module, with the tree-wide view.
+      ({ id, type } = dumpSocket(pid, fd, sock, flags, NO_FOWN, files, files.sockets));
     } else {
-      const type = st.mode & 0o170000;
-      id = files.add({
-        flags: info.flags & ~O.CLOEXEC,
-        pos: info.pos,
-        fown: NO_FOWN,
-        name: link,
-        mode: st.mode,
-        ...(type === 0o100000 ? { size: BigInt(st.size) } : {}),
-      });
-      seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
+      const blocker = fdBlocker(pid, fd, link, st.mode, files.sockets);
+      if (blocker) throw new UserError(blocker);
+      if (anon) id = files.addAnon(anon, flags, NO_FOWN, info);
+      else if (pipeId !== null) {
+        id = files.addPipe(pipeId, flags, NO_FOWN);
+        if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
+      } else {
+        id = files.add({
+          flags,
+          pos: info.pos,
+          fown: NO_FOWN,
+          name: link,
+          mode: st.mode,
+          ...((st.mode & 0o170000) === 0o100000 ? { size: BigInt(st.size) } : {}),
+        });
+      }
     }
-    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type: anon ?? (pipeId !== null ? 'PIPE' : 'REG'), fd });
+    if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
+    out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd });
   }
   return out;
 }

@@ -2,13 +2,18 @@
 // task and image that refers to it by id.
 import type { RegFileData, FownData } from './reg.js';
 import type { PipeData } from './pipe.js';
+import type { UnixSkData } from './unix.js';
+import type { InetSkData } from './inet.js';
+import type { SocketScan } from './socket.js';
 import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
 import type { FdInfo } from '../../proc/index.js';
 
 export type FileRecord =
   | AnonRecord
   | { type: 'REG'; id: number; reg: RegFileData }
-  | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData } };
+  | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData } }
+  | { type: 'UNIXSK'; id: number; usk: UnixSkData }
+  | { type: 'INETSK'; id: number; isk: InetSkData };
 
 /** An fd already dumped, to find others that share its open file description (kcmp). */
 export interface SeenFd {
@@ -25,6 +30,12 @@ export class FileTable {
   readonly seenFds: SeenFd[] = [];
   /** Buffered data of each pipe, by pipe inode (saved once per pipe). */
   readonly pipeData = new Map<number, PipeData>();
+  /** Messages waiting in sockets' receive queues, in queue order (sk-queues.img). */
+  readonly skQueues: { idFor: number; data: Buffer }[] = [];
+  /** What will not come back exactly as it was, for the log. */
+  readonly warnings: string[] = [];
+
+  constructor(readonly sockets: SocketScan) {}
 
   addAnon(kind: AnonKind, flags: number, fown: FownData, info: FdInfo): number {
     const id = this.entries.length + 1;

@@ -1,0 +1,173 @@
+// IPv4 and IPv6 sockets: TCP listening (and not yet connected) sockets and UDP sockets, bound
+// and connected, with their options. Everything comes from our copy of the task's socket
+// (getsockname, getpeername, TCP_INFO, getsockopt). Established TCP connections need TCP repair
+// mode and are refused for now, naming the connection.
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
+import {
+  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, socket, bind, listen, connect, sys, sysTry, O, F,
+  getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, type InetAddr,
+} from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
+import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
+import type { FownData } from './reg.js';
+
+type TcpOpts = { nodelay?: boolean; cork?: boolean; keepcnt?: number; keepidle?: number; keepintvl?: number };
+export type InetSkData = MessageInitShape<typeof inet_sk_entrySchema> & {
+  id: number; ino: number; family: number; type: number; proto: number; state: number;
+  srcPort: number; dstPort: number; flags: number; backlog: number; srcAddr: number[]; dstAddr: number[];
+  fown: FownData; opts: SkOpts; v6only?: boolean; tcpOpts?: TcpOpts;
+};
+
+/** What the kernel tells about one inet socket. */
+export interface InetInfo {
+  family: number;
+  type: number;
+  proto: number;
+  state: number;
+  src: InetAddr;
+  dst: InetAddr | null;
+  /** Listening: the backlog limit and the connections waiting to be accepted. */
+  backlog: number;
+  pending: number;
+}
+
+const FIONREAD = 0x541b;
+const STATE_NAME: Record<number, string> = {
+  1: 'established', 2: 'syn-sent', 3: 'syn-recv', 4: 'fin-wait-1', 5: 'fin-wait-2', 6: 'time-wait',
+  7: 'closed', 8: 'close-wait', 9: 'last-ack', 10: 'listening', 11: 'closing',
+};
+
+export function inspectInet(fd: number, family: number): InetInfo {
+  const type = getsockoptInt(fd, SOL.SOCKET, SO.TYPE);
+  const proto = getsockoptInt(fd, SOL.SOCKET, SO.PROTOCOL);
+  const src = decodeInetAddr(getsockname(fd));
+  const peer = getpeername(fd);
+  const dst = peer ? decodeInetAddr(peer) : null;
+  let state: number = dst ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
+  let backlog = 0;
+  let pending = 0;
+  if (proto === IPPROTO.TCP) {
+    // struct tcp_info: state first; for a listener tcpi_unacked is the accept queue and
+    // tcpi_sacked its limit.
+    const info = getsockoptRaw(fd, SOL.TCP, TCP_OPT.INFO, 104);
+    state = info.readUInt8(0);
+    if (state === TCP_STATE.LISTEN) {
+      pending = info.readUInt32LE(24);
+      backlog = info.readUInt32LE(28);
+    }
+  }
+  return { family, type, proto, state, src, dst, backlog, pending };
+}
+
+function formatAddr(a: InetAddr): string {
+  if (a.family === AF.INET) return `${[...a.addr].join('.')}:${a.port}`;
+  const words = Array.from({ length: 8 }, (_, i) => a.addr.readUInt16BE(i * 2));
+  // The longest run of zero words becomes "::".
+  let best = [-1, 0];
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > best[1]!) best = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  const hex = words.map((w) => w.toString(16));
+  const text = best[1]! > 1 ? `${hex.slice(0, best[0]).join(':')}::${hex.slice(best[0]! + best[1]!).join(':')}` : hex.join(':');
+  return `[${text}]:${a.port}`;
+}
+
+export function describeInet(i: InetInfo): string {
+  const proto = i.proto === IPPROTO.TCP ? 'TCP' : i.proto === IPPROTO.UDP ? 'UDP' : `IP protocol ${i.proto}`;
+  const v = i.family === AF.INET6 ? 'v6' : 'v4';
+  const where = i.dst ? `${formatAddr(i.src)} -> ${formatAddr(i.dst)}` : formatAddr(i.src);
+  return `${proto}${v} socket ${where} ${STATE_NAME[i.state] ?? `state ${i.state}`}`;
+}
+
+export function inetBlocker(i: InetInfo): string | null {
+  if (!(i.proto === IPPROTO.TCP && i.type === SOCK.STREAM) && !(i.proto === IPPROTO.UDP && i.type === SOCK.DGRAM)) {
+    return `${describeInet(i)} — not supported`;
+  }
+  if (i.proto === IPPROTO.TCP && i.state !== TCP_STATE.LISTEN && i.state !== TCP_STATE.CLOSE) {
+    return `${describeInet(i)}: TCP connections — not supported yet`;
+  }
+  if (i.pending) return `${describeInet(i)}: ${i.pending} connection(s) not accepted yet — not supported yet`;
+  return null;
+}
+
+/** An address as CRIU stores it: the network-order bytes read as native 32-bit words. */
+function addrWords(a: InetAddr | null): number[] {
+  if (!a) return [];
+  return Array.from({ length: a.addr.length / 4 }, (_, i) => a.addr.readUInt32LE(i * 4));
+}
+
+function wordsAddr(family: number, words: number[], port: number): InetAddr {
+  const addr = Buffer.alloc(family === AF.INET ? 4 : 16);
+  words.forEach((w, i) => addr.writeUInt32LE(w >>> 0, i * 4));
+  return { family, port, addr };
+}
+
+/** The image entry of one socket, from our copy `fd` of it. */
+export function dumpInetSk(fd: number, i: InetInfo, id: number, ino: number, flags: number, fown: FownData): { entry: InetSkData; warning?: string } {
+  const entry: InetSkData = {
+    id, ino, family: i.family, type: i.type, proto: i.proto, state: i.state,
+    srcPort: i.src.port, dstPort: i.dst?.port ?? 0, flags, backlog: i.backlog,
+    srcAddr: addrWords(i.src), dstAddr: addrWords(i.dst), fown, opts: dumpSkOpts(fd),
+  };
+  if (i.family === AF.INET6) entry.v6only = getsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY) !== 0;
+  if (i.proto === IPPROTO.TCP) {
+    entry.tcpOpts = {
+      nodelay: getsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY) !== 0,
+      cork: getsockoptInt(fd, SOL.TCP, TCP_OPT.CORK) !== 0,
+      keepcnt: getsockoptInt(fd, SOL.TCP, TCP_OPT.KEEPCNT),
+      keepidle: getsockoptInt(fd, SOL.TCP, TCP_OPT.KEEPIDLE),
+      keepintvl: getsockoptInt(fd, SOL.TCP, TCP_OPT.KEEPINTVL),
+    };
+  }
+  const n = Buffer.alloc(4);
+  const queued = i.proto === IPPROTO.UDP && sysTry('ioctl', [fd, FIONREAD, n]).ret === 0 && n.readInt32LE(0) > 0;
+  return queued ? { entry, warning: `${describeInet(i)}: datagrams waiting in it are not saved (as after a packet loss)` } : { entry };
+}
+
+/** A new socket as the entry describes it, in the restorer: bound, listening or connected. */
+export function restoreInetSk(e: InetSkData): number {
+  const src = wordsAddr(e.family, e.srcAddr, e.srcPort);
+  const info: InetInfo = {
+    family: e.family, type: e.type, proto: e.proto, state: e.state, src,
+    dst: e.dstAddr.length ? wordsAddr(e.family, e.dstAddr, e.dstPort) : null, backlog: e.backlog, pending: 0,
+  };
+  const what = describeInet(info);
+  const fd = socket(e.family, e.type, e.proto);
+  try {
+    if (e.family === AF.INET6 && e.v6only !== undefined) setsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0, `${what}: IPV6_V6ONLY`);
+    restoreSkOpts(fd, e.opts, what);
+    const t = e.tcpOpts;
+    if (t) {
+      const setIf = (opt: number, v: number | undefined) => {
+        if (v !== undefined && getsockoptInt(fd, SOL.TCP, opt) !== v) setsockoptInt(fd, SOL.TCP, opt, v, what);
+      };
+      setIf(TCP_OPT.NODELAY, t.nodelay === undefined ? undefined : Number(t.nodelay));
+      setIf(TCP_OPT.CORK, t.cork === undefined ? undefined : Number(t.cork));
+      setIf(TCP_OPT.KEEPCNT, t.keepcnt);
+      setIf(TCP_OPT.KEEPIDLE, t.keepidle);
+      setIf(TCP_OPT.KEEPINTVL, t.keepintvl);
+    }
+    // The old owner's connections may linger in TIME_WAIT on this port: bind as if reuse were on.
+    setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
+    if (src.port || src.addr.some((b) => b !== 0)) {
+      try {
+        bind(fd, encodeInetAddr(src), what);
+      } catch (err) {
+        throw new UserError(`cannot restore ${what}: ${(err as Error).message}`);
+      }
+    }
+    setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, e.opts.reuseaddr ? 1 : 0);
+    if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what);
+    if (e.proto === IPPROTO.UDP && info.dst) connect(fd, encodeInetAddr(info.dst), what);
+    const fl = e.flags & ~(O.ACCMODE | O.CLOEXEC);
+    if (fl) sys('fcntl', [fd, F.SETFL, fl]);
+  } catch (err) {
+    sys('close', [fd]);
+    throw err;
+  }
+  return fd;
+}

@@ -1,0 +1,105 @@
+// Sockets of any family: which module handles a `socket:[N]` fd, what it is in words, whether it
+// can be dumped, and its dump into the files image. Unix sockets are known from one sock_diag
+// scan of the tree; the rest are inspected through our own copy of the task's socket.
+import { readdirSync, readlinkSync } from 'node:fs';
+import { AF, SOL, SO, getsockoptInt, pidfdOpen, pidfdGetfd, closeFd, unixSockets, type UnixDiag } from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
+import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
+import { inspectInet, describeInet, inetBlocker, dumpInetSk } from './inet.js';
+import type { FileTable } from './table.js';
+import type { FownData } from './reg.js';
+
+/** What the whole tree's sockets look like, taken once per check or dump. */
+export interface SocketScan {
+  /** Every unix socket of the network namespace, by inode. */
+  unix: Map<number, UnixDiag>;
+  /** Socket inodes some task of the tree has open. */
+  held: Set<number>;
+  /** The user allows unix peers outside the tree (reconnected by name on restore). */
+  extUnixSk: boolean;
+}
+
+const FAMILY_NAME: Record<number, string> = { 16: 'netlink', 17: 'packet', 38: 'alg', 40: 'vsock', 44: 'xdp' };
+
+export function socketInode(link: string): number | null {
+  const m = /^socket:\[(\d+)\]$/.exec(link);
+  return m ? Number(m[1]) : null;
+}
+
+export function scanSockets(pids: number[], extUnixSk: boolean): SocketScan {
+  const held = new Set<number>();
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or a zombie
+    }
+    for (const fd of fds) {
+      try {
+        const ino = socketInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (ino !== null) held.add(ino);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return { unix: held.size ? unixSockets() : new Map(), held, extUnixSk };
+}
+
+/** Runs `fn` on our own copy of the task's fd (the same open file description). */
+function withOurCopy<T>(pid: number, fd: number, fn: (ours: number) => T): T {
+  const pidfd = pidfdOpen(pid);
+  try {
+    const ours = pidfdGetfd(pidfd, fd);
+    try {
+      return fn(ours);
+    } finally {
+      closeFd(ours);
+    }
+  } finally {
+    closeFd(pidfd);
+  }
+}
+
+/** The socket in words, and why it cannot be dumped (null if it can). */
+export function inspectSocket(pid: number, fd: number, ino: number, scan: SocketScan): { text: string; blocker: string | null } {
+  const u = scan.unix.get(ino);
+  if (u) return { text: describeUnix(u), blocker: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
+  return withOurCopy(pid, fd, (ours) => {
+    const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
+    if (family === AF.INET || family === AF.INET6) {
+      const i = inspectInet(ours, family);
+      return { text: describeInet(i), blocker: inetBlocker(i) };
+    }
+    const text = `${FAMILY_NAME[family] ?? `family ${family}`} socket`;
+    return { text, blocker: `${text} — not supported yet` };
+  });
+}
+
+/** Adds the socket behind the task's fd to the files image; returns its file id and kind. */
+export function dumpSocket(
+  pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable, scan: SocketScan,
+): { id: number; type: 'UNIXSK' | 'INETSK' } {
+  const { blocker } = inspectSocket(pid, fd, ino, scan);
+  if (blocker) throw new UserError(`pid ${pid} fd ${fd}: ${blocker}`);
+  const id = files.entries.length + 1;
+  const u = scan.unix.get(ino);
+  return withOurCopy(pid, fd, (ours) => {
+    if (u) {
+      const { entry, queue } = dumpUnixSk(ours, u, id, flags, fown);
+      files.entries.push({ type: 'UNIXSK', id, usk: entry });
+      for (const m of queue) files.skQueues.push({ idFor: id, data: m.data });
+      const peer = u.peer ? scan.unix.get(u.peer) : undefined;
+      if (peer && !scan.held.has(peer.ino) && !files.entries.some((e) => e.type === 'UNIXSK' && e.usk.ino === peer.ino)) {
+        files.entries.push({ type: 'UNIXSK', id: id + 1, usk: externalPeer(peer, id + 1, fown) });
+      }
+      return { id, type: 'UNIXSK' as const };
+    }
+    const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
+    const { entry, warning } = dumpInetSk(ours, inspectInet(ours, family), id, ino, flags, fown);
+    files.entries.push({ type: 'INETSK', id, isk: entry });
+    if (warning) files.warnings.push(`pid ${pid} fd ${fd}: ${warning}`);
+    return { id, type: 'INETSK' as const };
+  });
+}

@@ -1,0 +1,215 @@
+// Unix sockets: stream, datagram and seqpacket; socketpairs, bound (path or abstract name),
+// listening, connected within the tree or (with --ext-unix-sk) to a named socket outside it.
+// The kernel's view comes from sock_diag (peer, name, queue lengths, shutdown); options and
+// queued messages from our own copy of the task's socket. Restored all at once before any task
+// gets its fds, so peers and names exist whichever task holds which end.
+import { statSync, unlinkSync, chmodSync, chownSync, lstatSync } from 'node:fs';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { unix_sk_entrySchema } from '../../image/gen/sk-unix_pb.js';
+import {
+  AF, SOCK, TCP_STATE, socket, socketpair, bind, listen, connect, shutdown, send, unixAddr, peekQueue,
+  sys, O, F, type UnixDiag, type QueuedMessage,
+} from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
+import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
+import type { FownData } from './reg.js';
+
+export type UnixSkData = MessageInitShape<typeof unix_sk_entrySchema> & {
+  id: number; ino: number; type: number; state: number; flags: number; uflags: number; backlog: number;
+  peer: number; name: Uint8Array; opts: SkOpts; fown: FownData; shutdown?: number;
+  filePerms?: { mode: number; uid: number; gid: number }; deleted?: boolean;
+};
+
+/** uflags: the socket is the peer of one of ours, outside the tree (--ext-unix-sk). */
+export const USK_EXTERN = 1;
+const TYPE_NAME: Record<number, string> = { [SOCK.STREAM]: 'stream', [SOCK.DGRAM]: 'dgram', [SOCK.SEQPACKET]: 'seqpacket' };
+/** Largest message we can read back from a queue. */
+const MAX_MESSAGE = 8 << 20;
+
+/** A printable form of a bound name: a path, or `@name` for the abstract namespace. */
+export function unixName(name: Uint8Array): string {
+  const b = Buffer.from(name);
+  if (!b.length) return '';
+  if (b[0] === 0) return '@' + b.subarray(1).toString('latin1').replace(/\0/g, '@');
+  return b.toString('utf8').replace(/\0+$/, '');
+}
+
+function isPath(name: Uint8Array): boolean {
+  return name.length > 0 && name[0] !== 0;
+}
+
+export function describeUnix(d: UnixDiag): string {
+  const name = unixName(d.name);
+  const type = TYPE_NAME[d.type] ?? `type ${d.type}`;
+  if (d.state === TCP_STATE.LISTEN) return `unix ${type} socket listening on ${name}`;
+  const parts = [`unix ${type} socket`];
+  if (name) parts.push(`bound to ${name}`);
+  if (d.peer) parts.push(`connected to socket ${d.peer}`);
+  return parts.join(' ');
+}
+
+/** Why this socket cannot be dumped (null if it can). `held`: socket inodes the tree holds. */
+export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<number>, extUnixSk: boolean): string | null {
+  const name = unixName(d.name);
+  if (isPath(d.name) && !name.startsWith('/')) return `${describeUnix(d)}: bound to a relative path — not supported yet`;
+  if (d.state === TCP_STATE.LISTEN && d.icons.length) {
+    return `${describeUnix(d)}: ${d.icons.length} connection(s) not accepted yet — not supported yet`;
+  }
+  if (d.peer && !held.has(d.peer)) {
+    const peer = all.get(d.peer);
+    const peerName = peer ? unixName(peer.name) : '';
+    if (!peerName) return `${describeUnix(d)}: its peer is outside the dumped tree and has no name — cannot be reconnected`;
+    if (!extUnixSk) return `${describeUnix(d)}: its peer ${peerName} is outside the dumped tree — pass --ext-unix-sk to reconnect to it on restore`;
+  }
+  return null;
+}
+
+/** The image entry of one socket and its queued messages, from our copy `fd` of it. */
+export function dumpUnixSk(fd: number, d: UnixDiag, id: number, flags: number, fown: FownData): { entry: UnixSkData; queue: QueuedMessage[] } {
+  const entry: UnixSkData = {
+    id, ino: d.ino, type: d.type, state: d.state, flags, uflags: 0,
+    backlog: d.state === TCP_STATE.LISTEN ? d.wqueue : 0,
+    peer: d.peer, fown, opts: dumpSkOpts(fd), name: d.name,
+    ...(d.shutdown ? { shutdown: d.shutdown } : {}),
+  };
+  if (isPath(d.name)) {
+    const path = unixName(d.name);
+    let st: ReturnType<typeof statSync> | null = null;
+    try {
+      st = statSync(path);
+    } catch {
+      /* removed since bind */
+    }
+    if (st && d.vfs && Number(st.ino) === d.vfs.ino) {
+      entry.filePerms = { mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid) };
+    } else {
+      entry.deleted = true;
+    }
+  }
+  const hasData = d.state !== TCP_STATE.LISTEN && d.rqueue > 0;
+  const queue = hasData ? peekQueue(fd, MAX_MESSAGE) : [];
+  const passed = queue.reduce((n, m) => n + m.fds, 0);
+  if (passed) throw new UserError(`${describeUnix(d)}: ${passed} fd(s) in flight (SCM_RIGHTS) — not supported yet`);
+  return { entry, queue };
+}
+
+/** The entry for a peer outside the tree: only its name and type, to connect to again. */
+export function externalPeer(d: UnixDiag, id: number, fown: FownData): UnixSkData {
+  return {
+    id, ino: d.ino, type: d.type, state: d.state, flags: 0, uflags: USK_EXTERN, backlog: 0, peer: 0, fown,
+    opts: { soSndbuf: 0, soRcvbuf: 0, soSndTmoSec: 0n, soSndTmoUsec: 0n, soRcvTmoSec: 0n, soRcvTmoUsec: 0n },
+    name: d.name,
+  };
+}
+
+/** Binds to a path or abstract name; a stale socket file left at the path is replaced. */
+function bindName(fd: number, e: UnixSkData, what: string): void {
+  if (isPath(e.name)) {
+    const path = unixName(e.name);
+    try {
+      if (lstatSync(path).isSocket()) unlinkSync(path);
+    } catch {
+      /* nothing there */
+    }
+    bind(fd, unixAddr(Buffer.from(e.name)), what);
+    if (e.deleted) unlinkSync(path);
+    else if (e.filePerms) {
+      chownSync(path, e.filePerms.uid, e.filePerms.gid);
+      chmodSync(path, e.filePerms.mode & 0o7777);
+    }
+  } else {
+    bind(fd, unixAddr(Buffer.from(e.name)), what);
+  }
+}
+
+/**
+ * Creates every unix socket of the image in the restorer: our fd for each (by file id), with its
+ * name, connection, queued data, shutdown state, options and status flags as they were.
+ */
+export function restoreUnixSockets(entries: UnixSkData[], queues: Map<number, Buffer[]>): Map<number, number> {
+  const byIno = new Map(entries.map((e) => [e.ino, e]));
+  const fds = new Map<number, number>();
+  const helpers: number[] = [];
+  /** For each socket: an fd whose writes land in its receive queue. */
+  const feeder = new Map<number, number>();
+  const what = (e: UnixSkData) => `unix ${TYPE_NAME[e.type] ?? e.type} socket ${e.ino}${e.name.length ? ` (${unixName(e.name)})` : ''}`;
+  const local = entries.filter((e) => !(e.uflags & USK_EXTERN));
+  try {
+    // 1. Create: pairs where both ends are here (or the peer end was closed), single sockets else.
+    for (const e of local) {
+      if (fds.has(e.id)) continue;
+      const peer = e.peer ? byIno.get(e.peer) : undefined;
+      const paired = e.state !== TCP_STATE.LISTEN && peer && !(peer.uflags & USK_EXTERN) && peer.peer === e.ino;
+      const orphaned = e.type !== SOCK.DGRAM && e.state === TCP_STATE.ESTABLISHED && !e.peer;
+      if (paired) {
+        const [a, b] = socketpair(e.type);
+        fds.set(e.id, a);
+        fds.set(peer.id, b);
+        feeder.set(e.id, b);
+        feeder.set(peer.id, a);
+      } else if (orphaned) {
+        // Its peer had closed: the data left in it is read, then EOF.
+        const [a, b] = socketpair(e.type);
+        fds.set(e.id, a);
+        feeder.set(e.id, b);
+        helpers.push(b);
+      } else {
+        fds.set(e.id, socket(AF.UNIX, e.type));
+      }
+    }
+    // 2. Names and listening sockets. Connected stream ends share their listener's name and are
+    // not bound again.
+    for (const e of local) {
+      const fd = fds.get(e.id)!;
+      restoreSkOpts(fd, e.opts, what(e));
+      const streamEnd = e.type !== SOCK.DGRAM && e.state !== TCP_STATE.LISTEN;
+      if (e.name.length && !streamEnd) bindName(fd, e, what(e));
+      if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what(e));
+    }
+    // 3. Connections to a named socket: datagram sockets aimed at one, and sockets whose peer is
+    // outside the tree.
+    for (const e of local) {
+      const peer = e.peer ? byIno.get(e.peer) : undefined;
+      if (!peer || feeder.has(e.id)) continue;
+      if (!peer.name.length) throw new UserError(`${what(e)}: its peer ${peer.ino} has no name to connect to`);
+      connect(fds.get(e.id)!, unixAddr(Buffer.from(peer.name)), `${what(e)}: connect to ${unixName(peer.name)}`);
+    }
+    // 4. Queued messages, sent from the peer end (or to the socket's name), then shutdown.
+    for (const e of local) {
+      const q = queues.get(e.id);
+      if (!q?.length) continue;
+      const to = feeder.get(e.id);
+      if (to !== undefined) {
+        for (const m of q) writeAll(to, m, e.type === SOCK.STREAM);
+      } else if (e.type === SOCK.DGRAM && e.name.length) {
+        const tmp = socket(AF.UNIX, SOCK.DGRAM);
+        try {
+          for (const m of q) send(tmp, m, unixAddr(Buffer.from(e.name)));
+        } finally {
+          sys('close', [tmp]);
+        }
+      } else {
+        throw new UserError(`${what(e)}: has queued data but no peer to send it from`);
+      }
+    }
+    for (const e of local) {
+      if (e.shutdown) shutdown(fds.get(e.id)!, e.shutdown - 1, what(e));
+      const fl = e.flags & ~(O.ACCMODE | O.CLOEXEC);
+      if (fl) sys('fcntl', [fds.get(e.id)!, F.SETFL, fl]);
+    }
+  } catch (err) {
+    for (const fd of new Set([...fds.values(), ...helpers])) sys('close', [fd]);
+    throw err;
+  }
+  for (const fd of helpers) sys('close', [fd]);
+  return fds;
+}
+
+/** A datagram goes in whole; stream bytes may take several sends. */
+function writeAll(fd: number, data: Buffer, stream: boolean): void {
+  if (!stream) {
+    send(fd, data);
+    return;
+  }
+  for (let off = 0; off < data.length; ) off += send(fd, data.subarray(off));
+}
