@@ -5,100 +5,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import {
-  buildTarget, cleanup, critDecodeAll, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
-  waitFor, waitForLine, waitPidGone, pidExists, sleep, type Target,
+  buildTarget, cleanupTrees, critDecodeAll, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
+  waitFor, waitForLine, waitPidGone, pidExists, sleep, session, family, shape, pssKb, allGone, dumpTree, checkRestore,
 } from './lib/index.js';
 
-/** Every PID the tests saw in a tree, killed at the end (by PID, only those). */
-const seen = new Set<number>();
-
-after(async () => {
-  for (const pid of seen) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-  await cleanup();
-});
-
-interface Row {
-  pid: number;
-  ppid: number;
-  pgid: number;
-  sid: number;
-  state: string;
-  comm: string;
-}
-
-/** The processes of session `sid`, as ps would show them. */
-function session(sid: number): Row[] {
-  return processes((r) => r.sid === sid);
-}
-
-/** The root and its children. */
-function family(root: number): Row[] {
-  return processes((r) => r.pid === root || r.ppid === root);
-}
-
-function processes(keep: (r: Row) => boolean): Row[] {
-  const rows: Row[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let text: string;
-    try {
-      text = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const close = text.lastIndexOf(')');
-    const f = text.slice(close + 2).split(' ');
-    const row = { pid: Number(name), comm: text.slice(text.indexOf('(') + 1, close), state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]) };
-    if (keep(row)) rows.push(row);
-  }
-  rows.sort((a, b) => a.pid - b.pid);
-  for (const r of rows) seen.add(r.pid);
-  return rows;
-}
-
-/** The shape to compare: the root's parent changes on restore (it becomes init's child). */
-function shape(rows: Row[], root: number): string {
-  // Running or sleeping is the same state for this purpose: alive and not stopped.
-  const state = (s: string) => (s === 'R' ? 'S' : s);
-  return rows.map((r) => `${r.pid} ${r.pid === root ? '-' : r.ppid} ${r.pgid} ${r.sid} ${state(r.state)} ${r.comm}`).join('\n');
-}
-
-function pssKb(pids: number[]): number {
-  let sum = 0;
-  for (const pid of pids) {
-    try {
-      const m = /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-      sum += Number(m?.[1] ?? 0);
-    } catch {
-      /* zombie: no memory */
-    }
-  }
-  return sum;
-}
-
-async function allGone(pids: number[]): Promise<void> {
-  for (const pid of pids) assert.ok(await waitPidGone(pid, 20_000), `pid ${pid} still exists after the dump`);
-}
-
-/** Dumps the tree (which kills it), checks every image with crit, waits until its PIDs are free. */
-async function dumpTree(t: Target, pids: number[]): Promise<string> {
-  const d = dump(t, '1');
-  assert.equal(d.res.code, 0, cryoReport(d.res));
-  await critDecodeAll(d.dir);
-  await allGone(pids);
-  return d.dir;
-}
-
-function checkRestore(t: Target, r: ReturnType<typeof restore>): void {
-  assert.equal(r.res.code, 0, `restore failed\n${cryoReport(r.res)}\n${targetReport(t)}`);
-  assert.equal(r.pidFromFile, t.pid);
-}
+after(cleanupTrees);
 
 describe('threads', () => {
   it('12 threads keep their TIDs, counters and blocked syscalls (dump, restore)', async () => {

@@ -120,7 +120,9 @@ function printTree(pid: number, extUnixSk: boolean): number {
       } catch (e) {
         b = `cannot inspect: ${(e as Error).message}`;
       }
-      out(`  fd ${String(fd).padEnd(4)} ${what} — ${b ? b.replace(/^pid \d+ fd \d+: /, '').replace(what + ': ', '') : 'ok'}`);
+      let reason = b ? b.replace(/^pid \d+ fd \d+: /, '') : 'ok';
+      if (reason.startsWith(what)) reason = reason.slice(what.length).replace(/^(: | — )/, '');
+      out(`  fd ${String(fd).padEnd(4)} ${what} — ${reason}`);
     }
     for (const m of parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8'))) {
       const c = classifyVma(t.pid, m);

@@ -4,3 +4,4 @@ export * from './build.js';
 export * from './cryo.js';
 export * from './proc.js';
 export * from './target.js';
+export * from './tree.js';

@@ -33,6 +33,8 @@ export interface StartOptions {
   name?: string;
   /** extra environment (the base is a minimal PATH/LC_ALL environment) */
   env?: Record<string, string>;
+  /** the program rewrites its own cmdline (redis-server): wait only until launch has exec'd it */
+  retitles?: boolean;
 }
 
 interface Tracked {
@@ -120,6 +122,7 @@ export async function startTarget(argv: string[], opts: StartOptions = {}): Prom
   // wait for launch to exec the program itself
   const execd = await waitFor(() => {
     const cmd = readCmdline(pid);
+    if (opts.retitles) return fs.existsSync(`/proc/${pid}/exe`) && fs.realpathSync(`/proc/${pid}/exe`) === fs.realpathSync(argv[0]!);
     return cmd !== null && cmd.join('\0') === argv.join('\0');
   }, 5000);
   if (!execd) throw new TargetError(`${argv[0]} did not start\n${targetReport(t)}`);

@@ -8,11 +8,28 @@ export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 /** Character devices whose state is nothing more than being open. */
 export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
 
+/** Kernel objects behind anon_inode links, as a user would call them. */
+const ANON_NAMES: Record<string, string> = {
+  io_uring: 'io_uring instance',
+  inotify: 'inotify instance',
+  fanotify: 'fanotify instance',
+  pidfd: 'pidfd',
+  userfaultfd: 'userfaultfd',
+  'perf_event': 'perf event',
+  'bpf-map': 'BPF map',
+  'bpf-prog': 'BPF program',
+  'bpf_link': 'BPF link',
+  eventfd: 'eventfd',
+  signalfd: 'signalfd',
+  timerfd: 'timerfd',
+  eventpoll: 'epoll instance',
+};
+
 export function describeLink(link: string): string {
+  const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
+  if (a) return ANON_NAMES[a[1]!] ?? `${a[1]} (anonymous inode)`;
   const m = /^([a-z_]+):\[(.*)\]$/.exec(link);
   if (m) return `${m[1]} ${m[2]}`;
-  const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
-  if (a) return a[1]!;
   return link;
 }
 

@@ -1,0 +1,100 @@
+// Helpers for tests that work on whole process trees: what the tree looks like (as ps would
+// show it), its memory use, and dumping/restoring it with the checks every such test makes.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { critDecodeAll, cryoReport, dump, restore } from './cryo.js';
+import { cleanup, targetReport, type Target } from './target.js';
+import { waitPidGone } from './proc.js';
+
+/** Every PID the tests saw in a tree, killed at the end (by PID, only those). */
+const seen = new Set<number>();
+
+/** Kills every PID a tree helper has seen (those only), then the usual cleanup. */
+export async function cleanupTrees(): Promise<void> {
+  for (const pid of seen) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  seen.clear();
+  await cleanup();
+}
+
+export interface Row {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  state: string;
+  comm: string;
+}
+
+/** The processes of session `sid`, as ps would show them. */
+export function session(sid: number): Row[] {
+  return processes((r) => r.sid === sid);
+}
+
+/** The root and its children. */
+export function family(root: number): Row[] {
+  return processes((r) => r.pid === root || r.ppid === root);
+}
+
+export function processes(keep: (r: Row) => boolean): Row[] {
+  const rows: Row[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const close = text.lastIndexOf(')');
+    const f = text.slice(close + 2).split(' ');
+    const row = { pid: Number(name), comm: text.slice(text.indexOf('(') + 1, close), state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]), sid: Number(f[3]) };
+    if (keep(row)) rows.push(row);
+  }
+  rows.sort((a, b) => a.pid - b.pid);
+  for (const r of rows) seen.add(r.pid);
+  return rows;
+}
+
+/** The shape to compare: the root's parent changes on restore (it becomes init's child). */
+export function shape(rows: Row[], root: number): string {
+  // Running or sleeping is the same state for this purpose: alive and not stopped.
+  const state = (s: string) => (s === 'R' ? 'S' : s);
+  return rows.map((r) => `${r.pid} ${r.pid === root ? '-' : r.ppid} ${r.pgid} ${r.sid} ${state(r.state)} ${r.comm}`).join('\n');
+}
+
+export function pssKb(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      const m = /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      sum += Number(m?.[1] ?? 0);
+    } catch {
+      /* zombie: no memory */
+    }
+  }
+  return sum;
+}
+
+export async function allGone(pids: number[]): Promise<void> {
+  for (const pid of pids) assert.ok(await waitPidGone(pid, 20_000), `pid ${pid} still exists after the dump`);
+}
+
+/** Dumps the tree (which kills it), checks every image with crit, waits until its PIDs are free. */
+export async function dumpTree(t: Target, pids: number[]): Promise<string> {
+  const d = dump(t, '1');
+  assert.equal(d.res.code, 0, cryoReport(d.res));
+  await critDecodeAll(d.dir);
+  await allGone(pids);
+  return d.dir;
+}
+
+export function checkRestore(t: Target, r: ReturnType<typeof restore>): void {
+  assert.equal(r.res.code, 0, `restore failed\n${cryoReport(r.res)}\n${targetReport(t)}`);
+  assert.equal(r.pidFromFile, t.pid);
+}

@@ -1,0 +1,223 @@
+// Real services through checkpoint/restore (Redis, a Node.js HTTP server, python's http.server),
+// the socket images compared with what CRIU writes, and `cryo check` / `cryo dump` refusing what
+// cannot be checkpointed (an io_uring, an established TCP connection) without touching the target.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { spawnSync } from 'node:child_process';
+import { after, describe, it } from 'node:test';
+import {
+  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
+  waitFor, waitForLine, allGone, checkRestore, killTarget, type Target,
+} from './lib/index.js';
+
+after(cleanupTrees);
+
+/** `cryo check -t PID`: exit code and output. */
+function check(pid: number): { code: number; out: string } {
+  const r = cryo(['check', '-t', String(pid)]);
+  return { code: r.code ?? -1, out: r.stdout + r.stderr };
+}
+
+/** Waits until `cryo check` has nothing against the target (a client's connection may linger). */
+async function checkpointable(t: Target): Promise<string> {
+  let last = '';
+  const ok = await waitFor(() => {
+    const c = check(t.pid);
+    last = c.out;
+    return c.code === 0;
+  }, 10_000, 200);
+  assert.ok(ok, `cryo check -t ${t.pid} keeps refusing:\n${last}`);
+  return last;
+}
+
+/** One HTTP GET on a new connection that is closed afterwards. */
+function get(port: number, path = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { Connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error(`GET ${path} on port ${port} timed out`)));
+  });
+}
+
+/** Dumps (killing the target), checks the images with crit, waits for the PIDs to be free. */
+async function dumpAndKill(t: Target, pids: number[]): Promise<{ dir: string; images: Map<string, unknown> }> {
+  const d = dump(t, '1');
+  assert.equal(d.res.code, 0, `dump failed\n${cryoReport(d.res)}\n${targetReport(t)}`);
+  const images = await critDecodeAll(d.dir);
+  await allGone(pids);
+  return { dir: d.dir, images };
+}
+
+function threadsOf(pid: number): number[] {
+  return fs.readdirSync(`/proc/${pid}/task`).map(Number);
+}
+
+type Entry = Record<string, unknown>;
+function filesOfType(images: Map<string, unknown>, type: string): Entry[] {
+  const files = images.get('files.img') as { entries: Entry[] };
+  return files.entries.filter((e) => e.type === type);
+}
+
+describe('socket images', () => {
+  it('unix and inet entries carry the fields CRIU writes; queued bytes are in sk-queues.img', async () => {
+    const t = await startTarget([buildTarget('sockets')], { name: 'sockets-images' });
+    await waitForLine(t, 'READY', 10_000);
+    const d = dump(t, 'img', { leaveRunning: true });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    const images = await critDecodeAll(d.dir);
+    const unix = filesOfType(images, 'UNIXSK').map((e) => e.usk as Entry);
+    const inet = filesOfType(images, 'INETSK').map((e) => e.isk as Entry);
+    assert.equal(unix.length, 15, 'unix sockets');
+    assert.equal(inet.length, 5, 'inet sockets');
+    // CRIU's required fields, always written; optional ones where CRIU writes them too.
+    const usk = ['id', 'ino', 'type', 'state', 'flags', 'uflags', 'backlog', 'peer', 'fown', 'opts', 'name'];
+    const isk = ['id', 'ino', 'family', 'type', 'proto', 'state', 'src_port', 'dst_port', 'flags', 'backlog', 'src_addr', 'fown', 'opts'];
+    const opts = ['so_sndbuf', 'so_rcvbuf', 'so_snd_tmo_sec', 'so_snd_tmo_usec', 'so_rcv_tmo_sec', 'so_rcv_tmo_usec', 'reuseaddr'];
+    for (const e of unix) for (const k of usk) assert.ok(k in e, `unix entry ${e.ino} lacks ${k}: ${JSON.stringify(e)}`);
+    for (const e of inet) for (const k of isk) assert.ok(k in e, `inet entry ${e.ino} lacks ${k}: ${JSON.stringify(e)}`);
+    for (const e of [...unix, ...inet]) for (const k of opts) assert.ok(k in (e.opts as Entry), `opts of ${e.ino} lack ${k}`);
+    // crit without --pretty: socket types, states and families as numbers, addresses as the
+    // 32-bit words CRIU stores (127.0.0.1 is 0x0100007f).
+    const LISTEN = 10;
+    const LOOPBACK = 0x0100007f;
+    const listener = unix.find((e) => e.state === LISTEN)!;
+    assert.equal(listener.backlog, 7);
+    assert.match(String(listener.name), /listen\.sock/);
+    assert.equal(((listener.file_perms as Entry).mode as number) & 0o777, 0o640, 'file_perms of the bound path');
+    assert.deepEqual(unix.filter((e) => e.shutdown).map((e) => e.shutdown).sort(), ['BOTH', 'READ', 'WRITE']);
+    const tcp6 = inet.find((e) => e.family === 10)!;
+    assert.equal(tcp6.v6only, false);
+    assert.deepEqual(tcp6.src_addr, [0, 0, 0, 0]);
+    assert.equal(tcp6.state, LISTEN);
+    assert.equal(tcp6.backlog, 9);
+    const udp = inet.find((e) => e.proto === 17 && e.state === 1)!;
+    assert.deepEqual(udp.dst_addr, [LOOPBACK]);
+    assert.deepEqual(udp.src_addr, [LOOPBACK]);
+    // The stream pair's 60 KiB + "tail" and every datagram, each tied to its socket.
+    const queues = (images.get('sk-queues.img') as { entries: Entry[] }).entries;
+    const byId = new Map<number, number>();
+    for (const q of queues) byId.set(q.id_for as number, (byId.get(q.id_for as number) ?? 0) + (q.length as number));
+    assert.ok([...byId.values()].includes(60 * 1024 + 4), `queued bytes per socket: ${JSON.stringify([...byId])}`);
+    assert.ok([...byId.values()].includes(1 + 1000 + 5000), 'the three datagrams');
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `--leave-running original: ${res.line}`);
+  });
+});
+
+describe('refused before anything is touched', () => {
+  it('an io_uring instance: check and dump name it, the process runs on', async () => {
+    const t = await startTarget([buildTarget('iouring')], { name: 'iouring' });
+    await waitForLine(t, 'READY', 10_000);
+    const c = check(t.pid);
+    assert.equal(c.code, 1, c.out);
+    assert.match(c.out, new RegExp(`pid ${t.pid} fd \\d+: io_uring instance — not supported`));
+    const d = dump(t, 'refused');
+    assert.notEqual(d.res.code, 0);
+    assert.match(d.res.stderr, /io_uring instance/);
+    assert.equal(fs.readdirSync(d.dir).length, 0, 'no images left behind');
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, res.line);
+  });
+
+  it('an established TCP connection: named with its addresses and ports', async () => {
+    const script = [
+      'import socket, os, time',
+      'l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()',
+      'c = socket.create_connection(l.getsockname()); s, _ = l.accept()',
+      'print("READY", c.getsockname()[1], l.getsockname()[1], flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'c.send(b"x"); print("PASS" if s.recv(1) == b"x" else "FAIL: no byte", flush=True)',
+    ].join('\n');
+    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'tcp-established' });
+    const [, cport, lport] = (await waitForLine(t, 'READY', 10_000)).split(' ');
+    const c = check(t.pid);
+    assert.equal(c.code, 1, c.out);
+    assert.ok(c.out.includes(`TCPv4 socket 127.0.0.1:${cport} -> 127.0.0.1:${lport} established`), c.out);
+    assert.ok(c.out.includes(`TCPv4 socket 127.0.0.1:${lport} -> 127.0.0.1:${cport} established`), c.out);
+    assert.ok(c.out.includes(`TCPv4 socket 127.0.0.1:${lport} listening — ok`), c.out);
+    const d = dump(t, 'refused');
+    assert.notEqual(d.res.code, 0);
+    assert.match(d.res.stderr, /established: TCP connections — not supported yet/);
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, res.line);
+  });
+});
+
+/** A free TCP port on loopback (the kernel picks it; the listener is closed again). */
+async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function redisCli(port: number, ...args: string[]): string {
+  const r = spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 10_000 });
+  if (r.status !== 0) throw new Error(`redis-cli ${args.join(' ')}: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}
+
+describe('services', () => {
+  it('redis-server with 100k keys: same DBSIZE, GET/SET work, new clients connect', async () => {
+    const port = await freePort();
+    const argv = ['/usr/bin/redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--enable-debug-command', 'yes'];
+    const t = await startTarget(argv, { name: 'redis', retitles: true });
+    assert.ok(await waitFor(() => /Ready to accept connections/.test(t.log()), 10_000), `redis did not start\n${t.log()}`);
+    assert.equal(redisCli(port, 'DEBUG', 'POPULATE', '100000'), 'OK');
+    assert.equal(redisCli(port, 'SET', 'greeting', 'hello'), 'OK');
+    assert.equal(redisCli(port, 'DBSIZE'), '100001');
+    const report = await checkpointable(t);
+    assert.match(report, /TCPv4 socket 127\.0\.0\.1:\d+ listening — ok/);
+    const tids = threadsOf(t.pid);
+    const { dir } = await dumpAndKill(t, [t.pid]);
+    checkRestore(t, restore(t, dir, '1'));
+    assert.deepEqual(threadsOf(t.pid).sort(), tids.sort(), 'same threads');
+    assert.equal(redisCli(port, 'DBSIZE'), '100001');
+    assert.equal(redisCli(port, 'GET', 'greeting'), 'hello');
+    assert.equal(redisCli(port, 'GET', 'key:99999'), 'value:99999');
+    assert.equal(redisCli(port, 'SET', 'after', 'restore'), 'OK');
+    assert.equal(redisCli(port, 'GET', 'after'), 'restore');
+    assert.ok(killTarget(t));
+  });
+
+  it('a Node.js HTTP server answers with the state it held in memory', async () => {
+    const script = [
+      "const http = require('http'), fs = require('fs');",
+      'let hits = 0; const table = Array.from({ length: 100000 }, (_, i) => i * 3);',
+      'const s = http.createServer((req, res) => { hits++; res.setHeader("Connection", "close");',
+      '  res.end(JSON.stringify({ hits, sum: table.reduce((a, b) => a + b, 0) })); });',
+      "s.listen(0, '127.0.0.1', () => { fs.writeFileSync('port', String(s.address().port)); console.log('READY'); });",
+    ].join('\n');
+    const t = await startTarget([process.execPath, '-e', script], { name: 'node-http' });
+    await waitForLine(t, 'READY', 10_000);
+    const port = Number(fs.readFileSync(`${t.dir}/port`, 'utf8'));
+    for (let i = 1; i <= 3; i++) assert.deepEqual(JSON.parse((await get(port)).body), { hits: i, sum: 3 * 99999 * 100000 / 2 });
+    await checkpointable(t);
+    const { dir, images } = await dumpAndKill(t, [t.pid]);
+    assert.equal(filesOfType(images, 'INETSK').length, 1, 'one listening socket');
+    checkRestore(t, restore(t, dir, '1'));
+    for (let i = 4; i <= 6; i++) assert.deepEqual(JSON.parse((await get(port)).body), { hits: i, sum: 3 * 99999 * 100000 / 2 });
+  });
+
+  it('python3 -m http.server serves its directory after restore', async () => {
+    const t = await startTarget(['/usr/bin/python3', '-u', '-m', 'http.server', '0', '--bind', '127.0.0.1'], { name: 'http.server' });
+    fs.writeFileSync(`${t.dir}/hello.txt`, 'served by a restored process\n');
+    const line = await waitForLine(t, 'Serving HTTP', 10_000);
+    const port = Number(/port (\d+)/.exec(line)![1]);
+    assert.equal((await get(port, '/hello.txt')).body, 'served by a restored process\n');
+    await checkpointable(t);
+    const { dir } = await dumpAndKill(t, [t.pid]);
+    checkRestore(t, restore(t, dir, '1'));
+    const r = await get(port, '/hello.txt');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'served by a restored process\n');
+  });
+});
