@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import {
-  buildTarget, cleanupTrees, critDecodeAll, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
+  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
   waitFor, waitForLine, waitPidGone, pidExists, sleep, session, family, shape, pssKb, allGone, dumpTree, checkRestore,
 } from './lib/index.js';
 
@@ -131,6 +131,26 @@ describe('process trees', () => {
     assert.ok(fs.existsSync(`${dir}/pipes-data.img`), 'pipes-data.img written');
     checkRestore(t, restore(t, dir, '1'));
     assert.equal(shape(family(t.pid), t.pid), shape(before, t.pid));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
+  it('files deleted while open and mapped come back deleted, with their contents, shared as before', async () => {
+    const t = await startTarget([buildTarget('ghost')], { name: 'ghost' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    assert.equal(before.length, 2);
+    // Over the limit: named as a blocker, and dump refuses.
+    const small = cryo(['check', '-t', String(t.pid), '--ghost-limit', '4K']);
+    assert.equal(small.code, 1, small.stdout);
+    assert.match(small.stdout, /shared\.bin was deleted while in use and is 65536 bytes, over the ghost limit of 4096/);
+    const refused = cryo(['dump', '-t', String(t.pid), '-D', `${t.root}/img-small`, '--ghost-limit', '4K']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /over the ghost limit/);
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    assert.ok(fs.readdirSync(dir).filter((f) => f.startsWith('ghost-file-')).length === 2, 'one ghost file per deleted file');
+    checkRestore(t, restore(t, dir, '1'));
+    assert.equal(fs.readdirSync(t.dir).filter((f) => f.endsWith('.bin')).length, 0, 'the files are deleted again');
     const res = await goAndWaitResult(t);
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });

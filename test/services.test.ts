@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
-  waitFor, waitForLine, allGone, checkRestore, killTarget, type Target,
+  waitFor, waitForLine, allGone, checkRestore, killTarget, family, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -219,5 +219,30 @@ describe('services', () => {
     const r = await get(port, '/hello.txt');
     assert.equal(r.status, 200);
     assert.equal(r.body, 'served by a restored process\n');
+  });
+
+  it('a python3 multiprocessing pool: workers alive and computing after restore', async () => {
+    const script = [
+      'import multiprocessing as mp, os, time',
+      'def square(x): return x * x',
+      "if __name__ == '__main__':",
+      '    pool = mp.Pool(3)',
+      '    assert sum(pool.map(square, range(100))) == 328350',
+      '    print("READY", flush=True)',
+      '    while not os.path.exists("go"): time.sleep(0.01)',
+      '    r = sum(pool.map(square, range(1000)))',
+      '    print("PASS" if r == 332833500 else f"FAIL: {r}", flush=True)',
+      '    pool.close(); pool.join()',
+    ].join('\n');
+    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'mp-pool' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    assert.equal(before.length, 4, 'the parent and 3 workers');
+    const { dir } = await dumpAndKill(t, before.map((r) => r.pid));
+    assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('ghost-file-')), "the pool's semaphores (deleted /dev/shm files) are saved");
+    checkRestore(t, restore(t, dir, '1'));
+    assert.deepEqual(family(t.pid).map((r) => r.pid), before.map((r) => r.pid), 'same workers');
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });
 });

@@ -5,9 +5,11 @@ import { release } from 'node:os';
 import { collectTree } from '../dump/collect.js';
 import { namespacesOf } from '../dump/namespaces.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
+import { memoryBlockers } from '../resources/mm/dump.js';
 import { fdBlocker, describeLink } from '../resources/files/kind.js';
 import { listFds } from '../resources/files/reg.js';
 import { inspectSocket, socketInode } from '../resources/files/socket.js';
+import type { ScanOptions } from '../resources/files/scan.js';
 import { parseMaps, PM_SOFT_DIRTY } from '../proc/index.js';
 import { sysTry, kcmp, KCMP, pidfdOpen, pidfdGetfd, closeFd, PR, xsaveLayout, alignedBuffer, addressOf } from '../sys/index.js';
 import { hex } from '../util/errors.js';
@@ -84,8 +86,8 @@ function printKernel(): number {
 }
 
 /** Lists the tree with every fd, mapping and namespace; returns the number of blockers. */
-function printTree(pid: number, extUnixSk: boolean): number {
-  const { tasks, blockers, sockets } = collectTree(pid, extUnixSk);
+function printTree(pid: number, opts: ScanOptions): number {
+  const { tasks, blockers, scan } = collectTree(pid, opts);
   const out = (s: string) => process.stdout.write(s + '\n');
   for (const t of tasks) {
     let comm = '?';
@@ -111,11 +113,11 @@ function printTree(pid: number, extUnixSk: boolean): number {
       try {
         const ino = socketInode(link);
         if (ino !== null) {
-          const s = inspectSocket(t.pid, fd, ino, sockets);
+          const s = inspectSocket(t.pid, fd, ino, scan);
           what = s.text;
           b = s.blocker && `pid ${t.pid} fd ${fd}: ${s.blocker}`;
         } else {
-          b = fdBlocker(t.pid, fd, link, mode, sockets);
+          b = fdBlocker(t.pid, fd, link, mode, scan);
         }
       } catch (e) {
         b = `cannot inspect: ${(e as Error).message}`;
@@ -126,8 +128,10 @@ function printTree(pid: number, extUnixSk: boolean): number {
     }
     for (const m of parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8'))) {
       const c = classifyVma(t.pid, m);
-      const name = m.path || '(anonymous)';
-      out(`  map  ${hex(m.start)}-${hex(m.end)} ${name} — ${'blocker' in c ? c.blocker.replace(/^pid \d+ mapping \S+: /, '') : `ok (${c.kind})`}`);
+      const b = memoryBlockers(t.pid, [m], scan.ghostLimit)[0];
+      const name = m.path ? `${m.path}${m.deleted ? ' (deleted)' : ''}` : '(anonymous)';
+      const ok = 'kind' in c ? `ok (${c.kind}${m.deleted ? ', contents saved as a ghost file' : ''})` : '';
+      out(`  map  ${hex(m.start)}-${hex(m.end)} ${name} — ${b ? b.replace(/^pid \d+ mapping \S+: /, '') : ok}`);
     }
     for (const n of namespacesOf(t.pid)) out(`  ns   ${n.kind.padEnd(6)} ${n.link} — ${n.same ? "ok (cryo's own)" : 'its own: not supported yet'}`);
   }
@@ -140,7 +144,7 @@ function printTree(pid: number, extUnixSk: boolean): number {
   return blockers.length;
 }
 
-export function runCheck(pid: number | undefined, extUnixSk = false): number {
+export function runCheck(pid: number | undefined, opts: ScanOptions = {}): number {
   if (pid === undefined) return printKernel();
-  return printTree(pid, extUnixSk) ? 1 : 0;
+  return printTree(pid, opts) ? 1 : 0;
 }

@@ -1,11 +1,12 @@
 // The command line: CRIU's command and flag names where CRIU has them.
-import { Command, Option } from 'commander';
+import { Command, Option, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
 import { dump } from '../dump/index.js';
 import { restore } from '../restore/index.js';
 import { showImage } from '../image/show.js';
 import { runDemo } from './demo.js';
 import { runCheck } from './check.js';
+import { DEFAULT_GHOST_LIMIT } from '../resources/files/scan.js';
 import { Log } from '../util/log.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { UnsupportedError } from '../util/errors.js';
@@ -43,6 +44,13 @@ function fail(e: unknown, log?: Log): never {
   process.exit(1);
 }
 
+/** A size with an optional K/M/G suffix (powers of 1024), as --ghost-limit takes it. */
+function parseSize(text: string): number {
+  const m = /^(\d+)([KMG]?)B?$/i.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`not a size: ${text} (examples: 1048576, 512K, 4M)`);
+  return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+}
+
 addLogOptions(
   program
     .command('dump')
@@ -55,6 +63,7 @@ addLogOptions(
     .option('-D, --images-dir <dir>', 'directory to write the images into (created, must be empty)')
     .option('-R, --leave-running', 'keep the process running after the checkpoint')
     .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree;\nrestore connects them to that name again')
+    .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
 ).action((o) => {
   if (o.listFailSteps) {
@@ -65,7 +74,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
   const log = makeLog(o);
   try {
-    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, log });
+    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, log });
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
   } catch (e) {
     fail(e, log);
@@ -111,9 +120,10 @@ program
   )
   .option('-t, --tree <pid>', 'PID of the process tree to inspect')
   .option('--ext-unix-sk', 'as for dump: unix peers outside the tree are not blockers')
+  .option('--ghost-limit <size>', 'as for dump: deleted files up to SIZE are not blockers', parseSize, DEFAULT_GHOST_LIMIT)
   .action((o) => {
     try {
-      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree), !!o.extUnixSk);
+      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree), { extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit });
     } catch (e) {
       fail(e);
     }

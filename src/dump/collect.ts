@@ -7,7 +7,7 @@ import { memoryBlockers } from '../resources/mm/dump.js';
 import { fdBlockers } from '../resources/files/reg.js';
 import { UserError } from '../util/errors.js';
 import { namespaceBlockers } from './namespaces.js';
-import { scanSockets, type SocketScan } from '../resources/files/socket.js';
+import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 
 export interface TaskPlan {
   pid: number;
@@ -58,7 +58,7 @@ export function planTask(pid: number, ppid: number): TaskPlan {
 }
 
 /** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
-export function taskBlockers(pid: number, frozenByUs: boolean, sockets: SocketScan): string[] {
+export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan): string[] {
   const blockers: string[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -67,13 +67,13 @@ export function taskBlockers(pid: number, frozenByUs: boolean, sockets: SocketSc
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push(`pid ${pid}: already traced by pid ${tracer}`);
   blockers.push(...namespaceBlockers(pid));
-  blockers.push(...memoryBlockers(pid, parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'))));
-  blockers.push(...fdBlockers(pid, sockets));
+  blockers.push(...memoryBlockers(pid, parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')), scan.ghostLimit));
+  blockers.push(...fdBlockers(pid, scan));
   return blockers;
 }
 
 /** Lists the tree under `pid` (parents before children) and every reason it cannot be dumped. */
-export function collectTree(pid: number, extUnixSk = false): { tasks: TaskPlan[]; blockers: string[]; sockets: SocketScan } {
+export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskPlan[]; blockers: string[]; scan: FileScan } {
   if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
   if (!existsSync(`/proc/${pid}`)) throw new UserError(`no process with PID ${pid}`);
   if (pid === process.pid) throw new UserError(`PID ${pid} is cryo itself`);
@@ -88,16 +88,16 @@ export function collectTree(pid: number, extUnixSk = false): { tasks: TaskPlan[]
       tasks.push(planTask(kid, t.pid));
     }
   }
-  const sockets = scanSockets(tasks.map((t) => t.pid), extUnixSk);
-  return { tasks, blockers: treeBlockers(tasks, false, sockets), sockets };
+  const scan = scanFiles(tasks.map((t) => t.pid), opts);
+  return { tasks, blockers: treeBlockers(tasks, false, scan), scan };
 }
 
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */
-export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, sockets: SocketScan): string[] {
+export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileScan): string[] {
   const blockers: string[] = [];
   for (const t of tasks) {
     if (t.zombie) continue;
-    blockers.push(...taskBlockers(t.pid, frozenByUs, sockets));
+    blockers.push(...taskBlockers(t.pid, frozenByUs, scan));
     if (!t.ppid) continue;
     if (kcmp(t.ppid, t.pid, KCMP.VM) === 0) blockers.push(`pid ${t.pid}: shares memory with its parent ${t.ppid} (vfork) — not supported yet`);
     if (kcmp(t.ppid, t.pid, KCMP.FILES) === 0) blockers.push(`pid ${t.pid}: shares its fd table with its parent ${t.ppid} (CLONE_FILES) — not supported yet`);

@@ -19,8 +19,10 @@ import { openTask, closeTask, dumpTask, dumpThreadCore, type TaskImages } from '
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
 import { copyPages, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
 import { FileTable } from '../resources/files/table.js';
-import { scanSockets } from '../resources/files/socket.js';
+import { scanFiles } from '../resources/files/scan.js';
 import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
+import { remap_file_path_entrySchema, remap_type } from '../image/gen/remap-file-path_pb.js';
+import { ghost_file_entrySchema } from '../image/gen/ghost-file_pb.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
@@ -32,6 +34,8 @@ export interface DumpOptions {
   leaveRunning: boolean;
   /** Unix peers outside the tree are allowed: reconnected by name on restore. */
   extUnixSk?: boolean;
+  /** Largest deleted file saved with the images (bytes). */
+  ghostLimit?: number;
   log: Log;
 }
 
@@ -49,7 +53,7 @@ export function dump(opts: DumpOptions): DumpResult {
   const { log } = opts;
   const t0 = performance.now();
   failpoint('dump:collect');
-  const { tasks, blockers } = collectTree(opts.pid, opts.extUnixSk);
+  const { tasks, blockers } = collectTree(opts.pid, opts);
   if (blockers.length) throw new UnsupportedError(blockers);
   log.info(`dumping ${tasks.map((t) => t.pid).join(', ')} into ${opts.dir}`);
 
@@ -86,7 +90,7 @@ export function dump(opts: DumpOptions): DumpResult {
     log.info(`frozen ${tasks.length} tasks in ${(tFrozen - t0).toFixed(1)} ms`);
 
     // Re-check under freeze: the tree may have changed between the check and the seize.
-    const sockets = scanSockets(tasks.map((t) => t.pid), opts.extUnixSk ?? false);
+    const sockets = scanFiles(tasks.map((t) => t.pid), opts);
     const again = treeBlockers(tasks, true, sockets);
     if (again.length) throw new UnsupportedError(again);
 
@@ -172,6 +176,15 @@ export function dump(opts: DumpOptions): DumpResult {
         'SK_QUEUES',
         files.skQueues.map((q) => ({ msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length }), payload: q.data })),
       );
+    }
+    if (files.remaps.length) {
+      writer.writeImage('remap-fpath.img', 'REMAP_FPATH', files.remaps.map((r) => create(remap_file_path_entrySchema, { ...r, remapType: remap_type.GHOST })));
+      for (const [id, g] of files.ghosts) {
+        const mtim = { tvSec: g.mtimSec, tvUsec: g.mtimUsec };
+        writer.writeImage(`ghost-file-${id}.img`, 'GHOST_FILE', [
+          { msg: create(ghost_file_entrySchema, { uid: g.uid, gid: g.gid, mode: g.mode, size: g.size, mtim, atim: mtim }), payload: g.data },
+        ]);
+      }
     }
     for (const w of files.warnings) log.warn(w);
     writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, {})]);

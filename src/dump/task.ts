@@ -27,6 +27,7 @@ import { dumpFds } from '../resources/files/reg.js';
 import { dumpFs } from '../resources/fs.js';
 import { NO_FOWN } from '../resources/files/reg.js';
 import { buildIdWords } from '../resources/files/build-id.js';
+import { deletedPath } from '../resources/files/ghost.js';
 import type { FileTable } from '../resources/files/table.js';
 import type { DumpTask, IdAllocator } from '../resources/context.js';
 import type { Log } from '../util/log.js';
@@ -166,13 +167,20 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
   });
 
   failpoint('dump:mm');
-  const exe = readlinkSync(`/proc/${pid}/exe`);
+  const exeLink = readlinkSync(`/proc/${pid}/exe`);
+  const exe = deletedPath(exeLink) ?? exeLink;
   const exeStat = statSync(`/proc/${pid}/exe`);
-  const exeId = files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size), ...elfId(`/proc/${pid}/exe`) });
+  const exeId = files.byName(
+    { flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size), ...elfId(`/proc/${pid}/exe`) },
+    exe !== exeLink ? `/proc/${pid}/exe` : undefined,
+  );
   const plan = planMemory(t, (m) => {
     const st = statSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`);
     const mapFile = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
-    return files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(mapFile) });
+    return files.byName(
+      { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(mapFile) },
+      m.deleted ? mapFile : undefined,
+    );
   });
   const mm = create(mm_entrySchema, {
     ...dumpMmFields(t, exeId, dumpDumpable(t)),

@@ -15,6 +15,9 @@ import type { AnonRecord } from '../resources/files/anon.js';
 import type { UnixSkData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
+import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
+import type { ghost_file_entry } from '../image/gen/ghost-file_pb.js';
+import type { GhostData } from '../resources/files/ghost.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -58,6 +61,8 @@ export interface CheckpointImage {
   inetSockets: InetSkData[];
   /** Messages queued in each socket, by file id, in queue order. */
   skQueues: Map<number, Buffer[]>;
+  /** Deleted files to create again for the restore (and remove after), by ghost id. */
+  ghosts: Map<number, { path: string; ghost: GhostData }>;
 }
 
 const TASK_DEAD = 2;
@@ -158,5 +163,35 @@ export function readCheckpoint(dir: string): CheckpointImage {
       skQueues.set(p.idFor, list);
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, unixSockets, inetSockets, skQueues };
+  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+}
+
+const REMAP_GHOST = 1;
+
+function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<number, { path: string; ghost: GhostData }> {
+  const out = new Map<number, { path: string; ghost: GhostData }>();
+  if (!r.exists('remap-fpath.img')) return out;
+  for (const m of r.read('remap-fpath.img') as remap_file_path_entry[]) {
+    if ((m.remapType ?? REMAP_GHOST) !== REMAP_GHOST) throw new UserError(`remap-fpath.img: file id ${m.origId}: remap type ${m.remapType} — not supported yet`);
+    const reg = files.get(m.origId);
+    if (!reg) throw new UserError(`remap-fpath.img: file id ${m.origId} missing from files.img`);
+    const known = out.get(m.remapId);
+    if (known) {
+      if (known.path !== reg.name) throw new UserError(`ghost file ${m.remapId} is used under two names (${known.path}, ${reg.name})`);
+      continue;
+    }
+    const name = `ghost-file-${m.remapId}.img`;
+    const [first] = r.readImage(name).entries;
+    const g = first?.msg as ghost_file_entry | undefined;
+    if (!g || g.chunks) throw new UserError(`${name}: ${g ? 'chunked ghost files are not supported yet' : 'empty'}`);
+    out.set(m.remapId, {
+      path: reg.name,
+      ghost: {
+        mode: g.mode, uid: g.uid, gid: g.gid, size: g.size ?? 0n,
+        mtimSec: g.mtim?.tvSec ?? 0n, mtimUsec: g.mtim?.tvUsec ?? 0n,
+        data: Buffer.from(first!.payload ?? Buffer.alloc(0)),
+      },
+    });
+  }
+  return out;
 }

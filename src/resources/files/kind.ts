@@ -1,7 +1,9 @@
 // What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
 // cryo does not support yet.
 import { anonKind } from './anon.js';
-import { inspectSocket, socketInode, type SocketScan } from './socket.js';
+import { inspectSocket, socketInode } from './socket.js';
+import type { FileScan } from './scan.js';
+import { deletedPath, ghostBlocker } from './ghost.js';
 
 export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
@@ -33,17 +35,18 @@ export function describeLink(link: string): string {
   return link;
 }
 
-export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, sockets: SocketScan): string | null {
+export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan): string | null {
   const where = `pid ${pid} fd ${fd}`;
   const sock = socketInode(link);
   if (sock !== null) {
-    const b = inspectSocket(pid, fd, sock, sockets).blocker;
+    const b = inspectSocket(pid, fd, sock, scan).blocker;
     return b ? `${where}: ${b}` : null;
   }
   if (anonKind(link)) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (link.startsWith('/memfd:')) return `${where}: memfd ${link} — not supported yet`;
-  if (link.endsWith(' (deleted)')) return `${where}: file ${link} was deleted while open — not supported yet`;
+  const gone = deletedPath(link);
+  if (gone !== null) return ghostBlocker(where, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
   if (link.startsWith('/dev/pts/') || link.startsWith('/dev/tty') || link === '/dev/ptmx' || link === '/dev/console') {
     return `${where}: terminal ${link} — not supported yet (ptys come later)`;
   }

@@ -7,7 +7,9 @@ import { UserError } from '../../util/errors.js';
 import { fdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
 import { anonKind, type AnonKind } from './anon.js';
-import { socketInode, dumpSocket, type SocketScan } from './socket.js';
+import { deletedPath } from './ghost.js';
+import { socketInode, dumpSocket } from './socket.js';
+import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
 
 export interface FownData {
@@ -44,7 +46,7 @@ export function listFds(pid: number): number[] {
 }
 
 /** Every fd that cryo cannot checkpoint, as user-facing lines. */
-export function fdBlockers(pid: number, sockets: SocketScan): string[] {
+export function fdBlockers(pid: number, sockets: FileScan): string[] {
   const out: string[] = [];
   for (const fd of listFds(pid)) {
     let link: string;
@@ -100,14 +102,18 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
         id = files.addPipe(pipeId, flags, NO_FOWN);
         if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
       } else {
-        id = files.add({
-          flags,
-          pos: info.pos,
-          fown: NO_FOWN,
-          name: link,
-          mode: st.mode,
-          ...((st.mode & 0o170000) === 0o100000 ? { size: BigInt(st.size) } : {}),
-        });
+        const gone = deletedPath(link);
+        id = files.add(
+          {
+            flags,
+            pos: info.pos,
+            fown: NO_FOWN,
+            name: gone ?? link,
+            mode: st.mode,
+            ...((st.mode & 0o170000) === 0o100000 ? { size: BigInt(st.size) } : {}),
+          },
+          gone !== null ? `/proc/${pid}/fd/${fd}` : undefined,
+        );
       }
     }
     if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });

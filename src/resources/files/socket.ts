@@ -1,50 +1,19 @@
 // Sockets of any family: which module handles a `socket:[N]` fd, what it is in words, whether it
 // can be dumped, and its dump into the files image. Unix sockets are known from one sock_diag
 // scan of the tree; the rest are inspected through our own copy of the task's socket.
-import { readdirSync, readlinkSync } from 'node:fs';
-import { AF, SOL, SO, getsockoptInt, pidfdOpen, pidfdGetfd, closeFd, unixSockets, type UnixDiag } from '../../sys/index.js';
+import { AF, SOL, SO, getsockoptInt, pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
+import type { FileScan } from './scan.js';
 import { UserError } from '../../util/errors.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
 import { inspectInet, describeInet, inetBlocker, dumpInetSk } from './inet.js';
 import type { FileTable } from './table.js';
 import type { FownData } from './reg.js';
 
-/** What the whole tree's sockets look like, taken once per check or dump. */
-export interface SocketScan {
-  /** Every unix socket of the network namespace, by inode. */
-  unix: Map<number, UnixDiag>;
-  /** Socket inodes some task of the tree has open. */
-  held: Set<number>;
-  /** The user allows unix peers outside the tree (reconnected by name on restore). */
-  extUnixSk: boolean;
-}
-
 const FAMILY_NAME: Record<number, string> = { 16: 'netlink', 17: 'packet', 38: 'alg', 40: 'vsock', 44: 'xdp' };
 
 export function socketInode(link: string): number | null {
   const m = /^socket:\[(\d+)\]$/.exec(link);
   return m ? Number(m[1]) : null;
-}
-
-export function scanSockets(pids: number[], extUnixSk: boolean): SocketScan {
-  const held = new Set<number>();
-  for (const pid of pids) {
-    let fds: string[] = [];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone, or a zombie
-    }
-    for (const fd of fds) {
-      try {
-        const ino = socketInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (ino !== null) held.add(ino);
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-  }
-  return { unix: held.size ? unixSockets() : new Map(), held, extUnixSk };
 }
 
 /** Runs `fn` on our own copy of the task's fd (the same open file description). */
@@ -63,7 +32,7 @@ function withOurCopy<T>(pid: number, fd: number, fn: (ours: number) => T): T {
 }
 
 /** The socket in words, and why it cannot be dumped (null if it can). */
-export function inspectSocket(pid: number, fd: number, ino: number, scan: SocketScan): { text: string; blocker: string | null } {
+export function inspectSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; blocker: string | null } {
   const u = scan.unix.get(ino);
   if (u) return { text: describeUnix(u), blocker: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
   return withOurCopy(pid, fd, (ours) => {
@@ -79,7 +48,7 @@ export function inspectSocket(pid: number, fd: number, ino: number, scan: Socket
 
 /** Adds the socket behind the task's fd to the files image; returns its file id and kind. */
 export function dumpSocket(
-  pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable, scan: SocketScan,
+  pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable, scan: FileScan,
 ): { id: number; type: 'UNIXSK' | 'INETSK' } {
   const { blocker } = inspectSocket(pid, fd, ino, scan);
   if (blocker) throw new UserError(`pid ${pid} fd ${fd}: ${blocker}`);

@@ -4,7 +4,9 @@ import type { RegFileData, FownData } from './reg.js';
 import type { PipeData } from './pipe.js';
 import type { UnixSkData } from './unix.js';
 import type { InetSkData } from './inet.js';
-import type { SocketScan } from './socket.js';
+import type { FileScan } from './scan.js';
+import { statSync } from 'node:fs';
+import { readGhost, type GhostData } from './ghost.js';
 import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
 import type { FdInfo } from '../../proc/index.js';
 
@@ -35,7 +37,25 @@ export class FileTable {
   /** What will not come back exactly as it was, for the log. */
   readonly warnings: string[] = [];
 
-  constructor(readonly sockets: SocketScan) {}
+  /** Contents of deleted files, by ghost id (one per inode), and which file ids use each. */
+  readonly ghosts = new Map<number, GhostData>();
+  readonly remaps: { origId: number; remapId: number }[] = [];
+  private ghostByInode = new Map<string, number>();
+
+  constructor(readonly sockets: FileScan) {}
+
+  /** File `id` is a deleted file, readable through `source`: its contents are saved once. */
+  private ghost(id: number, source: string): void {
+    const st = statSync(source);
+    const key = `${st.dev}:${st.ino}`;
+    let g = this.ghostByInode.get(key);
+    if (g === undefined) {
+      g = this.ghostByInode.size + 1;
+      this.ghostByInode.set(key, g);
+      this.ghosts.set(g, readGhost(source));
+    }
+    this.remaps.push({ origId: id, remapId: g });
+  }
 
   addAnon(kind: AnonKind, flags: number, fown: FownData, info: FdInfo): number {
     const id = this.entries.length + 1;
@@ -50,18 +70,20 @@ export class FileTable {
   }
   private byPath = new Map<string, number>();
 
-  add(reg: Omit<RegFileData, 'id'>): number {
+  /** `ghostSource`: the file was deleted; a /proc path that still opens it. */
+  add(reg: Omit<RegFileData, 'id'>, ghostSource?: string): number {
     const id = this.entries.length + 1;
     this.entries.push({ type: 'REG', id, reg: { ...reg, id } });
+    if (ghostSource) this.ghost(id, ghostSource);
     return id;
   }
 
   /** A file used by path only (exe, mapping, cwd, root): one entry per distinct path+mode. */
-  byName(reg: Omit<RegFileData, 'id'>): number {
-    const key = `${reg.name}\0${reg.flags}`;
+  byName(reg: Omit<RegFileData, 'id'>, ghostSource?: string): number {
+    const key = `${reg.name}\0${reg.flags}${ghostSource ? '\0deleted' : ''}`;
     let id = this.byPath.get(key);
     if (id === undefined) {
-      id = this.add(reg);
+      id = this.add(reg, ghostSource);
       this.byPath.set(key, id);
     }
     return id;

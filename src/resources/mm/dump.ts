@@ -4,7 +4,8 @@
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, type MapsEntry } from '../../proc/index.js';
-import { UnsupportedError } from '../../util/errors.js';
+import { UnsupportedError, hex } from '../../util/errors.js';
+import { ghostBlocker } from '../files/ghost.js';
 import { VMA, classifyVma, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
 import type { DumpTask } from '../context.js';
 
@@ -60,11 +61,17 @@ export interface MemoryPlan {
 }
 
 /** Checks every mapping before anything is touched; returns the blockers (empty if none). */
-export function memoryBlockers(pid: number, maps: MapsEntry[]): string[] {
+export function memoryBlockers(pid: number, maps: MapsEntry[], ghostLimit: number): string[] {
   const out: string[] = [];
   for (const m of maps) {
     const c = classifyVma(pid, m);
     if ('blocker' in c) out.push(c.blocker);
+    else if (m.deleted) {
+      // Deleted files are saved as ghost files, up to the limit.
+      const where = `pid ${pid} mapping ${hex(m.start)}-${hex(m.end)}`;
+      const b = ghostBlocker(where, m.path, `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, ghostLimit);
+      if (b) out.push(b);
+    }
   }
   return out;
 }

@@ -1,5 +1,6 @@
 // CRIU's VMA status bits (the `status` field of VmaEntry) and how a /proc/PID/maps line maps to
 // them. A mapping cryo cannot checkpoint yet is reported here, before anything is touched.
+import { statSync } from 'node:fs';
 import type { MapsEntry } from '../../proc/index.js';
 import { hex } from '../../util/errors.js';
 
@@ -39,8 +40,8 @@ export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { bl
     return { kind: 'anon-private' };
   }
   if (m.path.startsWith('[')) return { blocker: `${where}: kernel mapping ${m.path} — not supported` };
-  if (m.deleted) return { blocker: `${where}: file ${m.path} was deleted while mapped — not supported yet` };
-  if (m.path.startsWith('/dev/')) return { blocker: `${where}: device mapping ${m.path} — not supported` };
+  // /dev/shm and other tmpfs files under /dev are files like any other; devices are not.
+  if (m.path.startsWith('/dev/') && !isRegularMapping(pid, m)) return { blocker: `${where}: device mapping ${m.path} — not supported` };
   if (m.path.startsWith('anon_inode:')) return { blocker: `${where}: ${m.path} mapping — not supported` };
   return { kind: m.shared ? 'file-shared' : 'file-private' };
 }
@@ -56,3 +57,11 @@ export const MADV_BY_VMFLAG: Record<string, number> = {
   dd: 16, // MADV_DONTDUMP
   wf: 18, // MADV_WIPEONFORK
 };
+
+function isRegularMapping(pid: number, m: MapsEntry): boolean {
+  try {
+    return statSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,80 @@
+// Files deleted while a task still has them open or mapped ("ghost files" in CRIU's images): the
+// contents go into ghost-file-N.img, up to a size limit. On restore the file is created again at
+// its old path, every fd and mapping is opened from it, and it is unlinked once the tree is back,
+// so the tasks see a deleted file again, shared as before.
+import { readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync } from 'node:fs';
+import { O } from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
+
+export interface GhostData {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: bigint;
+  mtimSec: bigint;
+  mtimUsec: bigint;
+  data: Buffer;
+}
+
+const DELETED = ' (deleted)';
+
+/** The path of a `(deleted)` link without the suffix, or null for a file that still exists. */
+export function deletedPath(link: string): string | null {
+  return link.endsWith(DELETED) ? link.slice(0, -DELETED.length) : null;
+}
+
+/**
+ * Why a deleted file cannot be saved (null if it can). `source`: a /proc path that opens it
+ * (fd or map_files link).
+ */
+export function ghostBlocker(where: string, name: string, source: string, limit: number): string | null {
+  let st;
+  try {
+    st = statSync(source);
+  } catch (e) {
+    return `${where}: deleted file ${name} — cannot inspect: ${(e as Error).message}`;
+  }
+  if (st.isDirectory()) return `${where}: directory ${name} was removed while open — not supported yet`;
+  if (!st.isFile()) return `${where}: deleted ${name} is not a regular file — not supported`;
+  if (st.size > limit) {
+    return `${where}: file ${name} was deleted while in use and is ${st.size} bytes, over the ghost limit of ${limit} (raise it with --ghost-limit)`;
+  }
+  return null;
+}
+
+/** Reads a deleted file's contents and attributes through its /proc link. */
+export function readGhost(source: string): GhostData {
+  const st = statSync(source, { bigint: true });
+  const data = readFileSync(source);
+  return {
+    mode: Number(st.mode),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: st.size,
+    mtimSec: st.mtimeNs / 1_000_000_000n,
+    mtimUsec: (st.mtimeNs % 1_000_000_000n) / 1000n,
+    data,
+  };
+}
+
+/** Creates the file again at `path` with its contents, owner, mode and mtime. */
+export function createGhost(path: string, g: GhostData): void {
+  let fd: number;
+  try {
+    fd = openSync(path, O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, g.mode & 0o7777);
+  } catch (e) {
+    throw new UserError(`cannot re-create deleted file ${path}: ${(e as Error).message}`);
+  }
+  try {
+    for (let off = 0; off < g.data.length; ) off += writeSync(fd, g.data, off, g.data.length - off);
+    fchownSync(fd, g.uid, g.gid);
+    fchmodSync(fd, g.mode & 0o7777); // after chown (which drops set-id bits), and without our umask
+    const mtime = Number(g.mtimSec) + Number(g.mtimUsec) / 1e6;
+    futimesSync(fd, mtime, mtime);
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(path);
+    throw e;
+  }
+  closeSync(fd);
+}

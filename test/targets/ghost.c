@@ -1,0 +1,69 @@
+/*
+ * ghost: files deleted while in use.
+ *   shared.bin   64 KiB, open O_RDWR at offset 1000 and mapped MAP_SHARED, then unlinked; a
+ *                forked child shares the mapping
+ *   private.bin  16 KiB mapped MAP_PRIVATE with its first page changed, then unlinked
+ * After go: the child writes a marker into the shared mapping and exits; the parent checks the
+ * file is still deleted, its contents through the fd and the mappings, the offset, the private
+ * copy, and that the child's marker is in the file (one file, shared as before).
+ */
+#include "common.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define SHARED (64 * 1024)
+#define PRIV (16 * 1024)
+
+static void make(const char *name, size_t len, uint64_t seed, int *fdp)
+{
+	static char buf[SHARED];
+	pattern_fill(buf, len, seed);
+	if (write_file(name, buf, len))
+		DIE("write %s", name);
+	int fd = open(name, O_RDWR);
+	if (fd < 0)
+		DIE("open %s", name);
+	*fdp = fd;
+}
+
+int main(void)
+{
+	int sfd, pfd;
+	make("shared.bin", SHARED, 21, &sfd);
+	char *sh = mmap(NULL, SHARED, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
+	make("private.bin", PRIV, 22, &pfd);
+	char *pv = mmap(NULL, PRIV, PROT_READ | PROT_WRITE, MAP_PRIVATE, pfd, 0);
+	if (sh == MAP_FAILED || pv == MAP_FAILED)
+		DIE("mmap");
+	close(pfd);
+	memset(pv, 0x5a, 4096); /* a private copy of the first page */
+	lseek(sfd, 1000, SEEK_SET);
+	unlink("shared.bin");
+	unlink("private.bin");
+	pid_t kid = fork();
+	if (kid == 0) {
+		wait_go();
+		memcpy(sh + 8, "child-was-here", 14);
+		_exit(0);
+	}
+	ready();
+	wait_go();
+	int st = 0;
+	CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+	struct stat s;
+	CHECK(fstat(sfd, &s) == 0 && s.st_nlink == 0 && s.st_size == SHARED, "shared.bin: nlink %ld size %ld", (long)s.st_nlink,
+	      (long)s.st_size);
+	CHECK(lseek(sfd, 0, SEEK_CUR) == 1000, "offset %ld", (long)lseek(sfd, 0, SEEK_CUR));
+	static char buf[SHARED];
+	CHECK(pread(sfd, buf, SHARED, 0) == SHARED, "pread");
+	CHECK(memcmp(buf + 8, "child-was-here", 14) == 0, "the child's write is not in the file: not shared");
+	CHECK(pattern_check_part(buf, 24, SHARED - 24, 21) < 0, "shared.bin contents differ");
+	CHECK(memcmp(sh, buf, SHARED) == 0, "the mapping and the file differ");
+	CHECK(pv[0] == 0x5a && pv[4095] == 0x5a, "private copy lost");
+	CHECK(pattern_check_part(pv, 4096, PRIV - 4096, 22) < 0, "private.bin contents differ");
+	char maps[8192];
+	CHECK(read_file("/proc/self/maps", maps, sizeof(maps)) > 0 && strstr(maps, "shared.bin (deleted)"), "maps: not a deleted file");
+	return finish();
+}
