@@ -88,18 +88,18 @@ test('a sleep dump has the files and fields of CRIU 4.2\'s', async () => {
   }
 });
 
-// A socket stands for every kind cryo does not checkpoint yet.
+// A netlink socket stands for every kind cryo does not checkpoint yet.
 const WITH_SOCKET = (n: number) =>
-  `exec python3 -c "import os, socket; a, b = socket.socketpair(); os.dup2(a.fileno(), 7); os.execvp('sleep', ['sleep', '${n}'])"`;
+  `exec python3 -c "import os, socket; a = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); os.dup2(a.fileno(), 7); os.execvp('sleep', ['sleep', '${n}'])"`;
 
-test('a process holding a socket is refused, named, and keeps running', async () => {
+test('a process holding a netlink socket is refused, named, and keeps running', async () => {
   const pid = startClean(WITH_SOCKET(1001));
   await waitExec(pid, 'sleep');
   const dir = mkdtempSync(join(tmpdir(), 'cryo-refuse-'));
   dirs.push(dir);
   const r = cryo('dump', '-t', String(pid), '-D', join(dir, 'img'));
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: socket`));
+  assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: netlink socket — not supported yet`));
   assert.equal(r.stderr.trim().split('\n').length, 1, `one line of error: ${r.stderr}`);
   assert.ok(!existsSync(join(dir, 'img', 'inventory.img')), 'no complete-looking image directory');
   const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2];
@@ -122,7 +122,8 @@ test('cryo check: the kernel, a checkpointable process, and a blocker named', as
   await waitExec(bad, 'sleep');
   const refused = cryo('check', '-t', String(bad));
   assert.notEqual(refused.status, 0);
-  assert.match(refused.stdout, new RegExp(`pid ${bad} fd 7: socket — not supported yet`));
+  assert.match(refused.stdout, new RegExp(`pid ${bad} fd 7: netlink socket — not supported yet`));
+  assert.match(refused.stdout, /fd 7 +netlink socket — not supported yet/);
   assert.match(readFileSync(`/proc/${bad}/status`, 'utf8'), /TracerPid:\s+0/);
 });
 
