@@ -155,6 +155,17 @@ describe('process trees', () => {
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });
 
+  it('a FIFO by path between a parent and its child: data in flight, O_NONBLOCK, EOF after the writer', async () => {
+    const t = await startTarget([buildTarget('fifo')], { name: 'fifo' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    assert.ok(fs.existsSync(`${dir}/fifo-data.img`), 'fifo-data.img written');
+    checkRestore(t, restore(t, dir, '1'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
   it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {
     const writer = 'import time\ni = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.01)';
     const reader = 'import sys\nfor l in sys.stdin:\n    f = open("out.txt", "a"); f.write(l); f.close()';

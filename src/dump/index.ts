@@ -160,11 +160,13 @@ export function dump(opts: DumpOptions): DumpResult {
       // Each record names its payload as file_entry does (reg, pipe, efd, sgfd, tfd, epfd).
       files.entries.map((f) => create(file_entrySchema, { ...f, type: fd_types[f.type] })),
     );
-    if (files.pipeData.size) {
+    // Pipes and FIFOs keep their buffered bytes in images of the same shape.
+    for (const [name, kind, data] of [['pipes-data.img', 'PIPES_DATA', files.pipeData], ['fifo-data.img', 'FIFO_DATA', files.fifoData]] as const) {
+      if (!data.size) continue;
       writer.writeImage(
-        'pipes-data.img',
-        'PIPES_DATA',
-        [...files.pipeData.values()].map((d) => ({
+        name,
+        kind,
+        [...data.values()].map((d) => ({
           msg: create(pipe_data_entrySchema, { pipeId: d.pipeId, bytes: d.data.length, size: d.size }),
           payload: d.data,
         })),

@@ -56,6 +56,10 @@ export interface CheckpointImage {
   pipes: Map<number, { pipeId: number; flags: number }>;
   /** Data buffered in each pipe, by pipe id. */
   pipeData: Map<number, PipeData>;
+  /** FIFO ends (by file id): the FIFO's inode and the REG entry with its path and flags. */
+  fifos: Map<number, { pipeId: number; regfId: number }>;
+  /** Data buffered in each FIFO, by its inode. */
+  fifoData: Map<number, PipeData>;
   /** Unix sockets (including peers outside the tree) and inet sockets, by file id. */
   unixSockets: UnixSkData[];
   inetSockets: InetSkData[];
@@ -97,6 +101,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
   const files = new Map<number, reg_file_entry>();
   const pipes = new Map<number, { pipeId: number; flags: number }>();
   const anons = new Map<number, AnonRecord>();
+  const fifos = new Map<number, { pipeId: number; regfId: number }>();
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
   for (const f of r.read('files.img') as file_entry[]) {
@@ -106,6 +111,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
     else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: f.sgfd });
     else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
     else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: f.tfd });
+    else if (f.fifo) fifos.set(f.id, { pipeId: f.fifo.pipeId, regfId: f.fifo.regfId ?? 0 });
     else if (f.usk) unixSockets.push(f.usk as UnixSkData);
     else if (f.isk) inetSockets.push(f.isk as InetSkData);
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
@@ -147,13 +153,8 @@ export function readCheckpoint(dir: string): CheckpointImage {
       });
     tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
   }
-  const pipeData = new Map<number, PipeData>();
-  if (r.exists('pipes-data.img')) {
-    for (const e of r.readImage('pipes-data.img').entries) {
-      const d = e.msg as pipe_data_entry;
-      pipeData.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, d.bytes)) });
-    }
-  }
+  const pipeData = readPipeData(r, 'pipes-data.img');
+  const fifoData = readPipeData(r, 'fifo-data.img');
   const skQueues = new Map<number, Buffer[]>();
   if (r.exists('sk-queues.img')) {
     for (const e of r.readImage('sk-queues.img').entries) {
@@ -163,7 +164,18 @@ export function readCheckpoint(dir: string): CheckpointImage {
       skQueues.set(p.idFor, list);
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, fifos, fifoData, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+}
+
+/** pipes-data.img or fifo-data.img: the bytes buffered in each, by pipe id. */
+function readPipeData(r: ImageDirReader, name: string): Map<number, PipeData> {
+  const out = new Map<number, PipeData>();
+  if (!r.exists(name)) return out;
+  for (const e of r.readImage(name).entries) {
+    const d = e.msg as pipe_data_entry;
+    out.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, d.bytes)) });
+  }
+  return out;
 }
 
 const REMAP_GHOST = 1;

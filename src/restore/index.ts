@@ -75,7 +75,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
   const session: RestoreSession = {
-    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
+    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
   const ghostPaths: string[] = [];
   try {

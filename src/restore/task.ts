@@ -19,7 +19,7 @@ import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
 import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
-import { createPipe, pipeEnd, type PipeEnds } from '../resources/files/pipe.js';
+import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { createAnon, epollEvent } from '../resources/files/anon.js';
 import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
@@ -47,6 +47,8 @@ export interface RestoreSession {
   epollsFilled: Set<number>;
   /** Pipes created so far, by pipe id. */
   pipes: Map<number, PipeEnds>;
+  /** A read-write fd on each FIFO restored so far, by its inode, held until the tree is back. */
+  fifoKeepers: Map<number, number>;
   /** Every task and thread created so far, for the final release or the cleanup. */
   tracees: Tracee[];
   /** Tasks to leave stopped (SIGSTOP) after release. */
@@ -324,8 +326,14 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
         const reg = ckpt.files.get(fi.id);
         const pipe = ckpt.pipes.get(fi.id);
         const anon = ckpt.anons.get(fi.id);
+        const fifo = ckpt.fifos.get(fi.id);
         if (reg) fd = openRegFile(reg);
         else if (anon) fd = createAnon(anon);
+        else if (fifo) {
+          const path = ckpt.files.get(fifo.regfId);
+          if (!path) throw new UserError(`FIFO file id ${fi.id}: its path (file id ${fifo.regfId}) is missing from files.img`);
+          fd = openFifoEnd(path.name, path.flags, session.fifoKeepers, ckpt.fifoData.get(fifo.pipeId), fifo.pipeId);
+        }
         else if (pipe) {
           let ends = session.pipes.get(pipe.pipeId);
           if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
@@ -377,10 +385,11 @@ function restoreSession(r: RestoreTask, img: TaskImage, from?: { sid: number; pg
 
 /** Closes the restore-wide open files once every task has its own. */
 export function closeSessionFiles(session: RestoreSession): void {
-  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w])]);
+  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values()]);
   for (const fd of fds) closeSync(fd);
   session.files.clear();
   session.pipes.clear();
+  session.fifoKeepers.clear();
 }
 
 /** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/stack/brk/args/env bounds, auxv and exe file. */

@@ -1,4 +1,4 @@
-// Pipes: each end is an open file description (a PIPE entry in files.img, sharing the pipe's
+// Pipes and FIFOs. Pipes: each end is an open file description (a PIPE entry in files.img, sharing the pipe's
 // inode as pipe_id); the bytes buffered in the pipe go to pipes-data.img, read without consuming
 // them (tee into a pipe of ours). Restored by the restorer: one pipe2() per pipe, the data
 // written back, each end handed to the tasks like any other open file.
@@ -67,6 +67,25 @@ export function createPipe(d: PipeData | undefined): PipeEnds {
 /** Our fd for one end, with the description's status flags (O_NONBLOCK ...) set on it. */
 export function pipeEnd(ends: PipeEnds, flags: number): number {
   const fd = (flags & O.ACCMODE) === O.WRONLY ? ends.w : ends.r;
+  sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC)]);
+  return fd;
+}
+
+/**
+ * A FIFO end, opened by path. A keeper (read-write, held by the restorer until the tree is back)
+ * makes every open succeed at once whatever the mode, and holds the data written back.
+ */
+export function openFifoEnd(path: string, flags: number, keepers: Map<number, number>, d: PipeData | undefined, pipeId: number): number {
+  let keeper = keepers.get(pipeId);
+  if (keeper === undefined) {
+    keeper = openSync(path, O.RDWR | O.NONBLOCK | O.CLOEXEC);
+    keepers.set(pipeId, keeper);
+    if (d) {
+      if (d.size) sys('fcntl', [keeper, F.SETPIPE_SZ, d.size], `FIFO ${path} size`);
+      for (let off = 0; off < d.data.length; ) off += writeSync(keeper, d.data, off, d.data.length - off);
+    }
+  }
+  const fd = openSync(path, (flags & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY)) | O.NONBLOCK | O.CLOEXEC);
   sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC)]);
   return fd;
 }

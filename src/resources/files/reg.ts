@@ -34,7 +34,7 @@ export interface RegFileData {
 export interface FdinfoData {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | 'UNIXSK' | 'INETSK' | AnonKind;
+  type: 'REG' | 'PIPE' | 'FIFO' | 'UNIXSK' | 'INETSK' | AnonKind;
   fd: number;
 }
 
@@ -98,7 +98,11 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
       const blocker = fdBlocker(pid, fd, link, st.mode, files.sockets);
       if (blocker) throw new UserError(blocker);
       if (anon) id = files.addAnon(anon, flags, NO_FOWN, info);
-      else if (pipeId !== null) {
+      else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
+        type = 'FIFO';
+        id = files.addFifo(st.ino, { flags, pos: 0n, fown: NO_FOWN, name: link, mode: st.mode });
+        if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));
+      } else if (pipeId !== null) {
         id = files.addPipe(pipeId, flags, NO_FOWN);
         if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
       } else {

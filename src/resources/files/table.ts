@@ -14,6 +14,7 @@ export type FileRecord =
   | AnonRecord
   | { type: 'REG'; id: number; reg: RegFileData }
   | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData } }
+  | { type: 'FIFO'; id: number; fifo: { id: number; pipeId: number; regfId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
   | { type: 'INETSK'; id: number; isk: InetSkData };
 
@@ -32,6 +33,8 @@ export class FileTable {
   readonly seenFds: SeenFd[] = [];
   /** Buffered data of each pipe, by pipe inode (saved once per pipe). */
   readonly pipeData = new Map<number, PipeData>();
+  /** Buffered data of each FIFO, by inode (fifo-data.img). */
+  readonly fifoData = new Map<number, PipeData>();
   /** Messages waiting in sockets' receive queues, in queue order (sk-queues.img). */
   readonly skQueues: { idFor: number; data: Buffer }[] = [];
   /** What will not come back exactly as it was, for the log. */
@@ -68,6 +71,14 @@ export class FileTable {
     this.entries.push({ type: 'PIPE', id, pipe: { id, pipeId, flags, fown } });
     return id;
   }
+  /** A FIFO end: its path as a REG entry, and the FIFO entry pointing at it. */
+  addFifo(pipeId: number, reg: Omit<RegFileData, 'id'>): number {
+    const regfId = this.add(reg);
+    const id = this.entries.length + 1;
+    this.entries.push({ type: 'FIFO', id, fifo: { id, pipeId, regfId } });
+    return id;
+  }
+
   private byPath = new Map<string, number>();
 
   /** `ghostSource`: the file was deleted; a /proc path that still opens it. */
