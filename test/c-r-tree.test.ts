@@ -166,6 +166,22 @@ describe('process trees', () => {
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });
 
+  it('memfds: name, size, seals, contents, two descriptions and a mapping shared by parent and child', async () => {
+    const t = await startTarget([buildTarget('memfd')], { name: 'memfd' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    const images = await critDecodeAll(d.dir);
+    const inodes = (images.get('memfd.img') as { entries: { name: string; size: number; seals: number }[] }).entries;
+    assert.deepEqual(inodes.map((m) => m.name).sort(), ['cryo-test', 'map-only']);
+    assert.equal(inodes.find((m) => m.name === 'cryo-test')!.size, 2 << 20);
+    await allGone(before.map((r) => r.pid));
+    checkRestore(t, restore(t, d.dir, '1'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
   it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {
     const writer = 'import time\ni = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.01)';
     const reader = 'import sys\nfor l in sys.stdin:\n    f = open("out.txt", "a"); f.write(l); f.close()';

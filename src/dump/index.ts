@@ -23,6 +23,8 @@ import { scanFiles } from '../resources/files/scan.js';
 import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
 import { remap_file_path_entrySchema, remap_type } from '../image/gen/remap-file-path_pb.js';
 import { ghost_file_entrySchema } from '../image/gen/ghost-file_pb.js';
+import { memfd_inode_entrySchema } from '../image/gen/memfd_pb.js';
+import { copyMemfdPages } from '../resources/files/memfd.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
@@ -136,6 +138,18 @@ export function dump(opts: DumpOptions): DumpResult {
     // A shared anonymous object is saved once, from whichever tasks have its pages.
     const shmem = mergeShmem(images.flatMap((i) => i.shmemPages.map((s) => ({ ...s, pid: i.pid }))));
     for (const [shmid, runs] of shmem) writePages(`pagemap-shmem-${shmid}.img`, runs.map((r) => ({ ...r, at: r.offset })));
+    // memfd contents: one shmem pagemap per inode, read from the file itself.
+    for (const m of files.memfds.values()) {
+      pagesId++;
+      const sink = writer.openRaw(`pages-${pagesId}.img`);
+      const runs = copyMemfdPages(m.source, m.size, (chunk) => sink.write(chunk));
+      sink.close();
+      pagesWritten += runs.reduce((n, r) => n + r.nrPages, 0);
+      writer.writeImage(`pagemap-shmem-${m.shmid}.img`, 'PAGEMAP', [
+        create(pagemap_headSchema, { pagesId }),
+        ...runs.map((r) => create(pagemap_entrySchema, { vaddr: r.vaddr, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT })),
+      ]);
+    }
     const tMem = performance.now();
 
     failpoint('dump:write');
@@ -178,6 +192,9 @@ export function dump(opts: DumpOptions): DumpResult {
         'SK_QUEUES',
         files.skQueues.map((q) => ({ msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length }), payload: q.data })),
       );
+    }
+    if (files.memfds.size) {
+      writer.writeImage('memfd.img', 'MEMFD_INODE', [...files.memfds.values()].map(({ source: _, ...m }) => create(memfd_inode_entrySchema, m)));
     }
     if (files.remaps.length) {
       writer.writeImage('remap-fpath.img', 'REMAP_FPATH', files.remaps.map((r) => create(remap_file_path_entrySchema, { ...r, remapType: remap_type.GHOST })));

@@ -28,6 +28,7 @@ import { dumpFs } from '../resources/fs.js';
 import { NO_FOWN } from '../resources/files/reg.js';
 import { buildIdWords } from '../resources/files/build-id.js';
 import { deletedPath } from '../resources/files/ghost.js';
+import { isMemfd } from '../resources/files/memfd.js';
 import type { FileTable } from '../resources/files/table.js';
 import type { DumpTask, IdAllocator } from '../resources/context.js';
 import type { Log } from '../util/log.js';
@@ -177,6 +178,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
   const plan = planMemory(t, (m) => {
     const st = statSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`);
     const mapFile = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+    if (isMemfd(m.path)) return files.mappedMemfd(mapFile, m.path, NO_FOWN);
     return files.byName(
       { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(mapFile) },
       m.deleted ? mapFile : undefined,

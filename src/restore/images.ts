@@ -18,6 +18,7 @@ import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
 import type { ghost_file_entry } from '../image/gen/ghost-file_pb.js';
 import type { GhostData } from '../resources/files/ghost.js';
+import type { MemfdInode } from '../resources/files/memfd.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -65,6 +66,9 @@ export interface CheckpointImage {
   inetSockets: InetSkData[];
   /** Messages queued in each socket, by file id, in queue order. */
   skQueues: Map<number, Buffer[]>;
+  /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
+  memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
+  memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
   /** Deleted files to create again for the restore (and remove after), by ghost id. */
   ghosts: Map<number, { path: string; ghost: GhostData }>;
 }
@@ -102,6 +106,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
   const pipes = new Map<number, { pipeId: number; flags: number }>();
   const anons = new Map<number, AnonRecord>();
   const fifos = new Map<number, { pipeId: number; regfId: number }>();
+  const memfdFiles = new Map<number, { flags: number; pos: bigint; inodeId: number }>();
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
   for (const f of r.read('files.img') as file_entry[]) {
@@ -111,6 +116,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
     else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: f.sgfd });
     else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
     else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: f.tfd });
+    else if (f.memfd) memfdFiles.set(f.id, { flags: f.memfd.flags, pos: f.memfd.pos, inodeId: f.memfd.inodeId });
     else if (f.fifo) fifos.set(f.id, { pipeId: f.fifo.pipeId, regfId: f.fifo.regfId ?? 0 });
     else if (f.usk) unixSockets.push(f.usk as UnixSkData);
     else if (f.isk) inetSockets.push(f.isk as InetSkData);
@@ -164,7 +170,15 @@ export function readCheckpoint(dir: string): CheckpointImage {
       skQueues.set(p.idFor, list);
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, fifos, fifoData, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const memfdInodes = new Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>();
+  if (r.exists('memfd.img')) {
+    for (const m of r.read('memfd.img') as MemfdInode[]) {
+      const name = `pagemap-shmem-${m.shmid}.img`;
+      memfdInodes.set(Number(m.inodeId), { inode: m, ...(r.exists(name) ? pagemapOf(r, name) : { pages: [], pagesFile: '' }) });
+    }
+  }
+  for (const [id, f] of memfdFiles) if (!memfdInodes.has(f.inodeId)) throw new UserError(`files.img: memfd file id ${id} refers to inode ${f.inodeId}, missing from memfd.img`);
+  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
 }
 
 /** pipes-data.img or fifo-data.img: the bytes buffered in each, by pipe id. */

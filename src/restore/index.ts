@@ -10,6 +10,7 @@ import { restoreTask, closeSessionFiles, type RestoreSession } from './task.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { createGhost } from '../resources/files/ghost.js';
+import { createMemfd } from '../resources/files/memfd.js';
 import { UserError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
@@ -75,7 +76,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
   const session: RestoreSession = {
-    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
+    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
   const ghostPaths: string[] = [];
   try {
@@ -84,6 +85,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
       createGhost(path, ghost);
       ghostPaths.push(path);
     }
+    createMemfds(session);
     // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
     createSockets(session);
     failpoint('restore:stub');
@@ -116,6 +118,16 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+/** memfds are made here; the tasks map them from /proc/<us>/fd/N and open fds from them. */
+function createMemfds(session: RestoreSession): void {
+  const { ckpt } = session;
+  for (const [inodeId, m] of ckpt.memfdInodes) session.memfds.set(inodeId, createMemfd(m.inode, m.pages, m.pagesFile));
+  for (const [id, f] of ckpt.memfdFiles) {
+    const name = `/proc/${process.pid}/fd/${session.memfds.get(f.inodeId)}`;
+    for (const t of ckpt.tasks) t.memory.files.set(id, { name });
+  }
 }
 
 function createSockets(session: RestoreSession): void {

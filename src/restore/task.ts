@@ -20,6 +20,7 @@ import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
+import { openMemfd } from '../resources/files/memfd.js';
 import { createAnon, epollEvent } from '../resources/files/anon.js';
 import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
@@ -47,6 +48,8 @@ export interface RestoreSession {
   epollsFilled: Set<number>;
   /** Pipes created so far, by pipe id. */
   pipes: Map<number, PipeEnds>;
+  /** The memfds created for the restore, by inode id. */
+  memfds: Map<number, number>;
   /** A read-write fd on each FIFO restored so far, by its inode, held until the tree is back. */
   fifoKeepers: Map<number, number>;
   /** Every task and thread created so far, for the final release or the cleanup. */
@@ -327,7 +330,9 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
         const pipe = ckpt.pipes.get(fi.id);
         const anon = ckpt.anons.get(fi.id);
         const fifo = ckpt.fifos.get(fi.id);
+        const memfd = ckpt.memfdFiles.get(fi.id);
         if (reg) fd = openRegFile(reg);
+        else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
         else if (anon) fd = createAnon(anon);
         else if (fifo) {
           const path = ckpt.files.get(fifo.regfId);
@@ -385,11 +390,12 @@ function restoreSession(r: RestoreTask, img: TaskImage, from?: { sid: number; pg
 
 /** Closes the restore-wide open files once every task has its own. */
 export function closeSessionFiles(session: RestoreSession): void {
-  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values()]);
+  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values(), ...session.memfds.values()]);
   for (const fd of fds) closeSync(fd);
   session.files.clear();
   session.pipes.clear();
   session.fifoKeepers.clear();
+  session.memfds.clear();
 }
 
 /** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/stack/brk/args/env bounds, auxv and exe file. */

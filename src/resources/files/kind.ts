@@ -4,6 +4,7 @@ import { anonKind } from './anon.js';
 import { inspectSocket, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
+import { isMemfd } from './memfd.js';
 
 export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
@@ -44,7 +45,7 @@ export function fdBlocker(pid: number, fd: number, link: string, mode: number | 
   }
   if (anonKind(link)) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
-  if (link.startsWith('/memfd:')) return `${where}: memfd ${link} — not supported yet`;
+  if (isMemfd(link)) return null;
   const gone = deletedPath(link);
   if (gone !== null) return ghostBlocker(where, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
   if (link.startsWith('/dev/pts/') || link.startsWith('/dev/tty') || link === '/dev/ptmx' || link === '/dev/console') {

@@ -8,6 +8,7 @@ import { fdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
 import { anonKind, type AnonKind } from './anon.js';
 import { deletedPath } from './ghost.js';
+import { isMemfd } from './memfd.js';
 import { socketInode, dumpSocket } from './socket.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
@@ -34,7 +35,7 @@ export interface RegFileData {
 export interface FdinfoData {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | 'FIFO' | 'UNIXSK' | 'INETSK' | AnonKind;
+  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | AnonKind;
   fd: number;
 }
 
@@ -98,7 +99,10 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
       const blocker = fdBlocker(pid, fd, link, st.mode, files.sockets);
       if (blocker) throw new UserError(blocker);
       if (anon) id = files.addAnon(anon, flags, NO_FOWN, info);
-      else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
+      else if (isMemfd(link)) {
+        type = 'MEMFD';
+        id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, NO_FOWN);
+      } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
         type = 'FIFO';
         id = files.addFifo(st.ino, { flags, pos: 0n, fown: NO_FOWN, name: link, mode: st.mode });
         if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));

@@ -6,7 +6,9 @@ import type { UnixSkData } from './unix.js';
 import type { InetSkData } from './inet.js';
 import type { FileScan } from './scan.js';
 import { statSync } from 'node:fs';
+import { O } from '../../sys/index.js';
 import { readGhost, type GhostData } from './ghost.js';
+import { inspectMemfd, type MemfdInode } from './memfd.js';
 import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
 import type { FdInfo } from '../../proc/index.js';
 
@@ -14,6 +16,7 @@ export type FileRecord =
   | AnonRecord
   | { type: 'REG'; id: number; reg: RegFileData }
   | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData } }
+  | { type: 'MEMFD'; id: number; memfd: { id: number; flags: number; pos: bigint; fown: FownData; inodeId: number } }
   | { type: 'FIFO'; id: number; fifo: { id: number; pipeId: number; regfId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
   | { type: 'INETSK'; id: number; isk: InetSkData };
@@ -45,7 +48,43 @@ export class FileTable {
   readonly remaps: { origId: number; remapId: number }[] = [];
   private ghostByInode = new Map<string, number>();
 
+  /** memfd inodes, by dev:ino, with a /proc path that opens each (valid while the tree is frozen). */
+  readonly memfds = new Map<string, MemfdInode & { source: string }>();
+  /** The MEMFD entry each mapped memfd inode got (mappings share one entry per inode). */
+  private memfdMapped = new Map<string, number>();
+
   constructor(readonly sockets: FileScan) {}
+
+  private memfdInode(source: string, path: string): bigint {
+    const st = statSync(source);
+    const key = `${st.dev}:${st.ino}`;
+    let m = this.memfds.get(key);
+    if (!m) {
+      m = { ...inspectMemfd(source, path, this.memfds.size + 1), source };
+      this.memfds.set(key, m);
+    }
+    return m.inodeId;
+  }
+
+  /** An fd on a memfd: its own description (flags, position) on the shared inode. */
+  addMemfd(source: string, path: string, flags: number, pos: bigint, fown: FownData): number {
+    const inodeId = Number(this.memfdInode(source, path));
+    const id = this.entries.length + 1;
+    this.entries.push({ type: 'MEMFD', id, memfd: { id, flags, pos, fown, inodeId } });
+    return id;
+  }
+
+  /** A memfd mapping (no fd needed): one read-write entry per inode. */
+  mappedMemfd(source: string, path: string, fown: FownData): number {
+    const st = statSync(source);
+    const key = `${st.dev}:${st.ino}`;
+    let id = this.memfdMapped.get(key);
+    if (id === undefined) {
+      id = this.addMemfd(source, path, O.RDWR, 0n, fown);
+      this.memfdMapped.set(key, id);
+    }
+    return id;
+  }
 
   /** File `id` is a deleted file, readable through `source`: its contents are saved once. */
   private ghost(id: number, source: string): void {

@@ -6,6 +6,7 @@ import { PAGE_SIZE, PROT, MAP, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError, hex } from '../../util/errors.js';
 import { ghostBlocker } from '../files/ghost.js';
+import { isMemfd } from '../files/memfd.js';
 import { VMA, classifyVma, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
 import type { DumpTask } from '../context.js';
 
@@ -66,7 +67,7 @@ export function memoryBlockers(pid: number, maps: MapsEntry[], ghostLimit: numbe
   for (const m of maps) {
     const c = classifyVma(pid, m);
     if ('blocker' in c) out.push(c.blocker);
-    else if (m.deleted) {
+    else if (m.deleted && !isMemfd(m.path)) {
       // Deleted files are saved as ghost files, up to the limit.
       const where = `pid ${pid} mapping ${hex(m.start)}-${hex(m.end)}`;
       const b = ghostBlocker(where, m.path, `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, ghostLimit);
@@ -89,11 +90,10 @@ function statusFor(kind: VmaKind, m: MapsEntry, heap: boolean): number {
     case 'anon-shared':
       return VMA.AREA_REGULAR | VMA.ANON_SHARED;
     case 'file-private':
-      return VMA.AREA_REGULAR | VMA.FILE_PRIVATE;
+      return VMA.AREA_REGULAR | VMA.FILE_PRIVATE | (isMemfd(m.path) ? VMA.AREA_MEMFD : 0);
     case 'file-shared':
-      return VMA.AREA_REGULAR | VMA.FILE_SHARED;
+      return VMA.AREA_REGULAR | VMA.FILE_SHARED | (isMemfd(m.path) ? VMA.AREA_MEMFD : 0);
   }
-  void m;
 }
 
 /**

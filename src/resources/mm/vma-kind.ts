@@ -34,7 +34,6 @@ export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { bl
     return { kind: 'anon-private' };
   }
   if (m.path.startsWith('/SYSV')) return { blocker: `${where}: SysV shared memory segment — not supported yet` };
-  if (m.path.startsWith('/memfd:')) return { blocker: `${where}: memfd ${m.path} — not supported yet` };
   if (m.path === '/dev/zero' || m.path.startsWith('/dev/zero ')) {
     if (m.shared) return { kind: 'anon-shared' };
     return { kind: 'anon-private' };

@@ -1,0 +1,119 @@
+// memfd: an anonymous file with a name, a size, seals and contents, used through fds and
+// mappings. Saved once per inode (memfd.img) with its non-zero pages as a shmem pagemap; every
+// fd is a MEMFD entry (flags, position) pointing at its inode. Restored with memfd_create in the
+// restorer: fds are new opens of it, mappings are made by the task from /proc/<restorer>/fd/N.
+import { openSync, readSync, closeSync, fstatSync, writeSync } from 'node:fs';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { memfd_inode_entrySchema } from '../../image/gen/memfd_pb.js';
+import { sys, O, PAGE_SIZE } from '../../sys/index.js';
+import type { PageRange } from '../mm/dump.js';
+
+export type MemfdInode = MessageInitShape<typeof memfd_inode_entrySchema> & {
+  name: string; uid: number; gid: number; size: bigint; shmid: number; seals: number; inodeId: bigint; mode: number;
+};
+
+const PREFIX = '/memfd:';
+const F_ADD_SEALS = 1033;
+const F_GET_SEALS = 1034;
+const MFD_CLOEXEC = 1;
+const MFD_ALLOW_SEALING = 2;
+/** F_SEAL_SEAL: no more seals can be added (memfds created without MFD_ALLOW_SEALING have it). */
+const F_SEAL_SEAL = 1;
+
+export function isMemfd(path: string): boolean {
+  return path.startsWith(PREFIX);
+}
+
+/** The name given to memfd_create, from a `/memfd:NAME (deleted)` link or maps path. */
+export function memfdName(path: string): string {
+  return path.slice(PREFIX.length).replace(/ \(deleted\)$/, '');
+}
+
+/** Name, owner, mode, size and seals of the memfd that `source` (a /proc link) opens. */
+export function inspectMemfd(source: string, path: string, inodeId: number): MemfdInode {
+  const fd = openSync(source, O.RDONLY | O.CLOEXEC);
+  try {
+    const st = fstatSync(fd);
+    return {
+      name: memfdName(path), uid: st.uid, gid: st.gid, size: BigInt(st.size), mode: st.mode,
+      shmid: st.ino, inodeId: BigInt(inodeId), seals: sys('fcntl', [fd, F_GET_SEALS], `memfd ${path}`),
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Copies the memfd's non-zero pages to `sink`; returns them as ranges of page offsets (the
+ * pagemap of a shared object records offsets, not addresses).
+ */
+export function copyMemfdPages(source: string, size: bigint, sink: (chunk: Buffer) => void): PageRange[] {
+  const fd = openSync(source, O.RDONLY | O.CLOEXEC);
+  const buf = Buffer.alloc(1 << 20);
+  const runs: PageRange[] = [];
+  try {
+    for (let off = 0; off < Number(size); ) {
+      const n = readSync(fd, buf, 0, buf.length, off);
+      if (n <= 0) break;
+      const pages = Math.ceil(n / PAGE_SIZE);
+      buf.fill(0, n, pages * PAGE_SIZE);
+      for (let p = 0; p < pages; p++) {
+        const page = buf.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+        if (page.every((b) => b === 0)) continue;
+        sink(Buffer.from(page));
+        const at = BigInt(off + p * PAGE_SIZE);
+        const last = runs[runs.length - 1];
+        if (last && last.vaddr + BigInt(last.nrPages * PAGE_SIZE) === at) last.nrPages++;
+        else runs.push({ vaddr: at, nrPages: 1 });
+      }
+      off += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return runs;
+}
+
+/** A new memfd as the image describes it, in the restorer: contents, owner, mode, then seals. */
+export function createMemfd(m: MemfdInode, pages: PageRange[], pagesFile: string): number {
+  const name = Buffer.from(m.name + '\0');
+  const sealable = m.seals !== F_SEAL_SEAL;
+  const fd = sys('memfd_create', [name, MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0)], `memfd ${m.name}`);
+  try {
+    sys('ftruncate', [fd, m.size], `memfd ${m.name} size`);
+    if (pages.length) {
+      const src = openSync(pagesFile, O.RDONLY | O.CLOEXEC);
+      try {
+        const buf = Buffer.alloc(1 << 20);
+        let pos = 0;
+        for (const r of pages) {
+          for (let done = 0; done < r.nrPages * PAGE_SIZE; ) {
+            const n = readSync(src, buf, 0, Math.min(buf.length, r.nrPages * PAGE_SIZE - done), pos);
+            if (n <= 0) throw new Error(`${pagesFile}: ends early`);
+            writeSync(fd, buf, 0, n, Number(r.vaddr) + done);
+            done += n;
+            pos += n;
+          }
+        }
+      } finally {
+        closeSync(src);
+      }
+    }
+    sys('fchown', [fd, m.uid, m.gid], `memfd ${m.name} owner`);
+    sys('fchmod', [fd, m.mode & 0o7777], `memfd ${m.name} mode`);
+    // Sealing after filling (a write seal would stop us); a memfd created without
+    // MFD_ALLOW_SEALING has F_SEAL_SEAL already.
+    if (sealable && m.seals) sys('fcntl', [fd, F_ADD_SEALS, m.seals], `memfd ${m.name} seals`);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** One open file description of a restored memfd, with its own flags and position. */
+export function openMemfd(memfd: number, flags: number, pos: bigint): number {
+  const fd = openSync(`/proc/self/fd/${memfd}`, (flags & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY)) | O.CLOEXEC);
+  if (pos) sys('lseek', [fd, pos, 0], 'memfd position');
+  return fd;
+}
