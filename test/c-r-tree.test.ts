@@ -182,6 +182,25 @@ describe('process trees', () => {
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });
 
+  it('file locks (flock, POSIX, OFD) are held by the same owners after restore (--file-locks)', async () => {
+    const t = await startTarget([buildTarget('locks')], { name: 'locks' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    const plain = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(plain.code, 1, plain.stdout);
+    assert.match(plain.stdout, /holds a flock write lock — pass --file-locks/);
+    assert.match(plain.stdout, /holds an OFD write lock/);
+    const d = dump(t, '1', { extraArgs: ['--file-locks'] });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    const images = await critDecodeAll(d.dir);
+    const locks = (images.get('filelocks.img') as { entries: { flag: number; pid: number }[] }).entries;
+    assert.ok(locks.some((l) => l.flag === 2) && locks.some((l) => l.flag === 1 && l.pid !== t.pid), JSON.stringify(locks));
+    await allGone(before.map((r) => r.pid));
+    checkRestore(t, restore(t, d.dir, '1'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
   it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {
     const writer = 'import time\ni = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.01)';
     const reader = 'import sys\nfor l in sys.stdin:\n    f = open("out.txt", "a"); f.write(l); f.close()';

@@ -64,6 +64,7 @@ addLogOptions(
     .option('-R, --leave-running', 'keep the process running after the checkpoint')
     .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree;\nrestore connects them to that name again')
     .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
+    .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
 ).action((o) => {
   if (o.listFailSteps) {
@@ -74,7 +75,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
   const log = makeLog(o);
   try {
-    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, log });
+    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, log });
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
   } catch (e) {
     fail(e, log);
@@ -121,9 +122,10 @@ program
   .option('-t, --tree <pid>', 'PID of the process tree to inspect')
   .option('--ext-unix-sk', 'as for dump: unix peers outside the tree are not blockers')
   .option('--ghost-limit <size>', 'as for dump: deleted files up to SIZE are not blockers', parseSize, DEFAULT_GHOST_LIMIT)
+  .option('--file-locks', 'as for dump: file locks are not blockers')
   .action((o) => {
     try {
-      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree), { extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit });
+      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree), { extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks });
     } catch (e) {
       fail(e);
     }

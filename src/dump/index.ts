@@ -24,6 +24,7 @@ import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
 import { remap_file_path_entrySchema, remap_type } from '../image/gen/remap-file-path_pb.js';
 import { ghost_file_entrySchema } from '../image/gen/ghost-file_pb.js';
 import { memfd_inode_entrySchema } from '../image/gen/memfd_pb.js';
+import { file_lock_entrySchema } from '../image/gen/file-lock_pb.js';
 import { copyMemfdPages } from '../resources/files/memfd.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
 import { UnsupportedError } from '../util/errors.js';
@@ -38,6 +39,8 @@ export interface DumpOptions {
   extUnixSk?: boolean;
   /** Largest deleted file saved with the images (bytes). */
   ghostLimit?: number;
+  /** Save file locks (flock, POSIX, OFD). */
+  fileLocks?: boolean;
   log: Log;
 }
 
@@ -193,6 +196,7 @@ export function dump(opts: DumpOptions): DumpResult {
         files.skQueues.map((q) => ({ msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length }), payload: q.data })),
       );
     }
+    if (files.locks.length) writer.writeImage('filelocks.img', 'FILE_LOCKS', files.locks.map((l) => create(file_lock_entrySchema, l)));
     if (files.memfds.size) {
       writer.writeImage('memfd.img', 'MEMFD_INODE', [...files.memfds.values()].map(({ source: _, ...m }) => create(memfd_inode_entrySchema, m)));
     }

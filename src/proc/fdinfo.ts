@@ -38,3 +38,21 @@ export function parseFdinfo(text: string): FdInfo {
   }
   return info;
 }
+
+/** A file lock as /proc/locks and the `lock:` lines of fdinfo show it. */
+export interface LockLine {
+  kind: 'POSIX' | 'FLOCK' | 'OFDLCK' | 'LEASE' | string;
+  /** READ or WRITE (a lease may say BREAKING, UNLCK ...). */
+  type: string;
+  pid: number;
+  start: bigint;
+  /** Last byte locked, or null for "to end of file". */
+  end: bigint | null;
+}
+
+/** `1: POSIX  ADVISORY  WRITE 3302 00:2e:20 0 EOF` (also with the `->` of a blocked waiter). */
+export function parseLockLine(line: string): LockLine | null {
+  const m = /^\d+:\s+(\S+)\s+(?:\S+\s+)?(READ|WRITE|UNLCK|\S+)\s+(-?\d+)\s+\S+:\S+:\d+\s+(\d+)\s+(\d+|EOF)$/.exec(line.trim());
+  if (!m) return null;
+  return { kind: m[1]!, type: m[2]!, pid: Number(m[3]), start: BigInt(m[4]!), end: m[5] === 'EOF' ? null : BigInt(m[5]!) };
+}

@@ -19,6 +19,7 @@ import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
 import type { ghost_file_entry } from '../image/gen/ghost-file_pb.js';
 import type { GhostData } from '../resources/files/ghost.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
+import type { FileLockData } from '../resources/files/locks.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -69,6 +70,8 @@ export interface CheckpointImage {
   /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
   memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
+  /** File locks to take again, by owner pid. */
+  locks: Map<number, FileLockData[]>;
   /** Deleted files to create again for the restore (and remove after), by ghost id. */
   ghosts: Map<number, { path: string; ghost: GhostData }>;
 }
@@ -178,7 +181,11 @@ export function readCheckpoint(dir: string): CheckpointImage {
     }
   }
   for (const [id, f] of memfdFiles) if (!memfdInodes.has(f.inodeId)) throw new UserError(`files.img: memfd file id ${id} refers to inode ${f.inodeId}, missing from memfd.img`);
-  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const locks = new Map<number, FileLockData[]>();
+  if (r.exists('filelocks.img')) {
+    for (const l of r.read('filelocks.img') as FileLockData[]) locks.set(l.pid, [...(locks.get(l.pid) ?? []), l]);
+  }
+  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
 }
 
 /** pipes-data.img or fifo-data.img: the bytes buffered in each, by pipe id. */

@@ -21,6 +21,7 @@ import { restoreFs } from '../resources/fs.js';
 import { openRegFile } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { openMemfd } from '../resources/files/memfd.js';
+import { restoreLocks } from '../resources/files/locks.js';
 import { createAnon, epollEvent } from '../resources/files/anon.js';
 import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
@@ -104,6 +105,7 @@ export function restoreTask(
 
   failpoint('restore:files');
   restoreFds(r, img, session);
+  restoreLocks(r, session.ckpt.locks.get(img.pid) ?? []);
 
   failpoint('restore:task');
   const nameOf = (id: number) => {

@@ -39,6 +39,7 @@ export const NR = {
   wait4: 61,
   kill: 62,
   fcntl: 72,
+  flock: 73,
   chdir: 80,
   fchdir: 81,
   ftruncate: 77,

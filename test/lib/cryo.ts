@@ -124,6 +124,8 @@ export interface DumpOptions {
   env?: Record<string, string>;
   /** image dir (default: a new dir under the target's root named img-LABEL) */
   dir?: string;
+  /** more dump options (--file-locks ...) */
+  extraArgs?: string[];
 }
 
 export interface DumpRun {
@@ -142,7 +144,7 @@ export function dump(t: Target, label: string, opts: DumpOptions = {}): DumpRun 
   const log = path.join(t.root, `dump-${label}.log`);
   const args = ['dump', '-t', String(t.pid), '-D', dir];
   if (opts.leaveRunning) args.push('--leave-running');
-  args.push('-v4', '-o', log);
+  args.push(...(opts.extraArgs ?? []), '-v4', '-o', log);
   return { dir, res: cryo(args, { env: opts.env }) };
 }
 

@@ -5,6 +5,9 @@ import { inspectSocket, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
 import { isMemfd } from './memfd.js';
+import { fdLocks, lockBlocker } from './locks.js';
+import { parseFdinfo } from '../../proc/index.js';
+import { readFileSync } from 'node:fs';
 
 export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
@@ -38,6 +41,18 @@ export function describeLink(link: string): string {
 
 export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan): string | null {
   const where = `pid ${pid} fd ${fd}`;
+  const kind = kindBlocker(pid, fd, where, link, mode, scan);
+  if (kind) return kind;
+  let info;
+  try {
+    info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+  } catch {
+    return null; // closed meanwhile
+  }
+  return lockBlocker(where, fdLocks(info), scan.fileLocks);
+}
+
+function kindBlocker(pid: number, fd: number, where: string, link: string, mode: number | null, scan: FileScan): string | null {
   const sock = socketInode(link);
   if (sock !== null) {
     const b = inspectSocket(pid, fd, sock, scan).blocker;

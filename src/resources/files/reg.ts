@@ -9,6 +9,7 @@ import { pipeInode, peekPipe } from './pipe.js';
 import { anonKind, type AnonKind } from './anon.js';
 import { deletedPath } from './ghost.js';
 import { isMemfd } from './memfd.js';
+import { fdLocks, lockEntries } from './locks.js';
 import { socketInode, dumpSocket } from './socket.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
@@ -125,6 +126,7 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
       }
     }
     if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
+    if (files.sockets.fileLocks) files.locks.push(...lockEntries(pid, fd, fdLocks(info)));
     out.push({ id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd });
   }
   return out;

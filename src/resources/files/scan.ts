@@ -9,6 +9,8 @@ export interface ScanOptions {
   extUnixSk?: boolean;
   /** Largest deleted file whose contents are saved in the images (bytes). */
   ghostLimit?: number;
+  /** File locks are saved (otherwise a task holding one is refused). */
+  fileLocks?: boolean;
 }
 
 /** CRIU's default ghost limit: 1 MiB. */
@@ -21,6 +23,7 @@ export interface FileScan {
   held: Set<number>;
   extUnixSk: boolean;
   ghostLimit: number;
+  fileLocks: boolean;
 }
 
 export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
@@ -46,5 +49,6 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     held,
     extUnixSk: opts.extUnixSk ?? false,
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
+    fileLocks: opts.fileLocks ?? false,
   };
 }

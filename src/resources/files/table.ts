@@ -9,6 +9,7 @@ import { statSync } from 'node:fs';
 import { O } from '../../sys/index.js';
 import { readGhost, type GhostData } from './ghost.js';
 import { inspectMemfd, type MemfdInode } from './memfd.js';
+import type { FileLockData } from './locks.js';
 import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
 import type { FdInfo } from '../../proc/index.js';
 
@@ -40,6 +41,8 @@ export class FileTable {
   readonly fifoData = new Map<number, PipeData>();
   /** Messages waiting in sockets' receive queues, in queue order (sk-queues.img). */
   readonly skQueues: { idFor: number; data: Buffer }[] = [];
+  /** File locks held through the fds dumped (--file-locks). */
+  readonly locks: FileLockData[] = [];
   /** What will not come back exactly as it was, for the log. */
   readonly warnings: string[] = [];
 
