@@ -1,4 +1,4 @@
-// eventfd, signalfd and timerfd: kernel objects whose whole state shows in /proc/PID/fdinfo.
+// eventfd, signalfd, timerfd, epoll and inotify: kernel objects whose whole state shows in /proc/PID/fdinfo.
 // Dumped from there; restored by creating the object in the restorer with that state and handing
 // it to the task like any open file.
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -9,8 +9,9 @@ import type { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
 import type { eventpoll_file_entrySchema, eventpoll_tfd_entrySchema } from '../../image/gen/eventpoll_pb.js';
 import type { FdInfo } from '../../proc/index.js';
 import type { FownData } from './reg.js';
+import { dumpInotify, createInotify, type InotifyData } from './inotify.js';
 
-export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD' | 'EVENTPOLL';
+export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD' | 'EVENTPOLL' | 'INOTIFY';
 
 // The image's own message shapes (as create() takes them).
 export type EventfdData = MessageInitShape<typeof eventfd_file_entrySchema> & { flags: number; counter: bigint };
@@ -26,7 +27,8 @@ export type AnonRecord =
   | { type: 'EVENTPOLL'; id: number; epfd: EventpollData }
   | { type: 'EVENTFD'; id: number; efd: EventfdData }
   | { type: 'SIGNALFD'; id: number; sgfd: SignalfdData }
-  | { type: 'TIMERFD'; id: number; tfd: TimerfdData };
+  | { type: 'TIMERFD'; id: number; tfd: TimerfdData }
+  | { type: 'INOTIFY'; id: number; ify: InotifyData };
 
 const EFD_SEMAPHORE = 1;
 const KEEP = 0o4000 | 0o2000000; // O_NONBLOCK | O_CLOEXEC: what the create calls accept
@@ -36,6 +38,7 @@ export function anonKind(link: string): AnonKind | null {
   if (link === 'anon_inode:[signalfd]') return 'SIGNALFD';
   if (link === 'anon_inode:[timerfd]') return 'TIMERFD';
   if (link === 'anon_inode:[eventpoll]') return 'EVENTPOLL';
+  if (link === 'anon_inode:inotify') return 'INOTIFY';
   return null;
 }
 
@@ -58,6 +61,8 @@ export function anonFromFdinfo(kind: AnonKind, id: number, flags: number, fown: 
       const sem = info.extra.get('eventfd-semaphore')?.[0] === '1' ? EFD_SEMAPHORE : 0;
       return { type: kind, id, efd: { id, flags: flags | sem, fown, counter: BigInt('0x' + one(info, 'eventfd-count')) } };
     }
+    case 'INOTIFY':
+      return { type: kind, id, ify: dumpInotify(id, flags, fown, info) };
     case 'SIGNALFD':
       return { type: kind, id, sgfd: { id, flags, fown, sigmask: BigInt('0x' + one(info, 'sigmask')) } };
     case 'EVENTPOLL':
@@ -112,6 +117,8 @@ const TFD_IOC_SET_TICKS = 0x40085400;
  */
 export function createAnon(rec: AnonRecord): number {
   switch (rec.type) {
+    case 'INOTIFY':
+      return createInotify(rec.ify);
     case 'EVENTPOLL':
       return sys('epoll_create1', [rec.epfd.flags & 0o2000000], `epoll ${rec.id}`);
     case 'EVENTFD': {

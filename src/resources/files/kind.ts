@@ -6,6 +6,7 @@ import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockBlocker } from './locks.js';
+import { inotifyBlocker } from './inotify.js';
 import { parseFdinfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
 
@@ -58,7 +59,9 @@ function kindBlocker(pid: number, fd: number, where: string, link: string, mode:
     const b = inspectSocket(pid, fd, sock, scan).blocker;
     return b ? `${where}: ${b}` : null;
   }
-  if (anonKind(link)) return null;
+  const anon = anonKind(link);
+  if (anon === 'INOTIFY') return inotifyBlocker(where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
+  if (anon) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (isMemfd(link)) return null;
   const gone = deletedPath(link);
