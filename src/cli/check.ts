@@ -7,7 +7,7 @@ import { namespacesOf } from '../dump/namespaces.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
 import { memoryBlockers } from '../resources/mm/dump.js';
 import { fdBlocker, describeLink } from '../resources/files/kind.js';
-import { listFds } from '../resources/files/reg.js';
+import { listFds } from '../resources/files/fds.js';
 import { inspectSocket, socketInode } from '../resources/files/socket.js';
 import type { ScanOptions } from '../resources/files/scan.js';
 import { parseMaps, PM_SOFT_DIRTY } from '../proc/index.js';

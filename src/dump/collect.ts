@@ -4,7 +4,7 @@ import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { parseStat, parseStatus, parseMaps, statusNumber } from '../proc/index.js';
 import { kcmp, KCMP } from '../sys/index.js';
 import { memoryBlockers } from '../resources/mm/dump.js';
-import { fdBlockers } from '../resources/files/reg.js';
+import { fdBlockers } from '../resources/files/fds.js';
 import { UserError } from '../util/errors.js';
 import { namespaceBlockers } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';

@@ -23,7 +23,7 @@ import { dumpThreadState, rseqAbortIp } from '../resources/task/thread.js';
 import { peekPending } from '../resources/task/pending.js';
 import { dumpTls } from '../resources/task/tls.js';
 import { planMemory, dumpMmFields, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
-import { dumpFds } from '../resources/files/reg.js';
+import { dumpFds } from '../resources/files/fds.js';
 import { dumpFs } from '../resources/fs.js';
 import { NO_FOWN } from '../resources/files/reg.js';
 import { buildIdWords } from '../resources/files/build-id.js';

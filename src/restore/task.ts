@@ -314,6 +314,36 @@ function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
   setSigmask(tid, sigmask);
 }
 
+/**
+ * Our fd for the open file description `id` of files.img, opened or created on first use and
+ * shared by every task (and socket queue) that refers to it.
+ */
+export function openFile(session: RestoreSession, id: number, what: string): number {
+  const { ckpt } = session;
+  const ours = session.files;
+  let fd = ours.get(id);
+  if (fd !== undefined) return fd;
+  const reg = ckpt.files.get(id);
+  const pipe = ckpt.pipes.get(id);
+  const anon = ckpt.anons.get(id);
+  const fifo = ckpt.fifos.get(id);
+  const memfd = ckpt.memfdFiles.get(id);
+  if (reg) fd = openRegFile(reg);
+  else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
+  else if (anon) fd = createAnon(anon);
+  else if (fifo) {
+    const path = ckpt.files.get(fifo.regfId);
+    if (!path) throw new UserError(`FIFO file id ${id}: its path (file id ${fifo.regfId}) is missing from files.img`);
+    fd = openFifoEnd(path.name, path.flags, session.fifoKeepers, ckpt.fifoData.get(fifo.pipeId), fifo.pipeId);
+  } else if (pipe) {
+    let ends = session.pipes.get(pipe.pipeId);
+    if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
+    fd = pipeEnd(ends, pipe.flags);
+  } else throw new UserError(`${what} refers to file id ${id}, missing from files.img (or of a kind not supported)`);
+  ours.set(id, fd);
+  return fd;
+}
+
 /** Installs the fd table: files opened here, pulled in by the task with pidfd_getfd. */
 function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): void {
   const { ckpt } = session;
@@ -323,31 +353,9 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
   const pidfd0 = call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
   const pidfd = call('fcntl', [pidfd0, F.DUPFD_CLOEXEC, maxFd + 1]);
   call('close', [pidfd0]);
-  const ours = session.files;
   try {
     for (const fi of img.fdinfo) {
-      let fd = ours.get(fi.id);
-      if (fd === undefined) {
-        const reg = ckpt.files.get(fi.id);
-        const pipe = ckpt.pipes.get(fi.id);
-        const anon = ckpt.anons.get(fi.id);
-        const fifo = ckpt.fifos.get(fi.id);
-        const memfd = ckpt.memfdFiles.get(fi.id);
-        if (reg) fd = openRegFile(reg);
-        else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
-        else if (anon) fd = createAnon(anon);
-        else if (fifo) {
-          const path = ckpt.files.get(fifo.regfId);
-          if (!path) throw new UserError(`FIFO file id ${fi.id}: its path (file id ${fifo.regfId}) is missing from files.img`);
-          fd = openFifoEnd(path.name, path.flags, session.fifoKeepers, ckpt.fifoData.get(fifo.pipeId), fifo.pipeId);
-        }
-        else if (pipe) {
-          let ends = session.pipes.get(pipe.pipeId);
-          if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
-          fd = pipeEnd(ends, pipe.flags);
-        } else throw new UserError(`fdinfo for fd ${fi.fd} refers to file id ${fi.id}, missing from files.img`);
-        ours.set(fi.id, fd);
-      }
+      const fd = openFile(session, fi.id, `fd ${fi.fd}`);
       const got = call('pidfd_getfd', [pidfd, fd, 0], `fd ${fi.fd}`);
       const cloexec = (fi.flags & 1) !== 0;
       if (got === BigInt(fi.fd)) {
