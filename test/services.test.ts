@@ -73,7 +73,7 @@ describe('socket images', () => {
     const images = await critDecodeAll(d.dir);
     const unix = filesOfType(images, 'UNIXSK').map((e) => e.usk as Entry);
     const inet = filesOfType(images, 'INETSK').map((e) => e.isk as Entry);
-    assert.equal(unix.length, 15, 'unix sockets');
+    assert.equal(unix.length, 21, 'unix sockets (one of them only in flight)');
     assert.equal(inet.length, 5, 'inet sockets');
     // CRIU's required fields, always written; optional ones where CRIU writes them too.
     const usk = ['id', 'ino', 'type', 'state', 'flags', 'uflags', 'backlog', 'peer', 'fown', 'opts', 'name'];
@@ -105,6 +105,11 @@ describe('socket images', () => {
     for (const q of queues) byId.set(q.id_for as number, (byId.get(q.id_for as number) ?? 0) + (q.length as number));
     assert.ok([...byId.values()].includes(60 * 1024 + 4), `queued bytes per socket: ${JSON.stringify([...byId])}`);
     assert.ok([...byId.values()].includes(1 + 1000 + 5000), 'the three datagrams');
+    // Fds in flight: the file ids they got, as CRIU's scm entries.
+    const scm = queues.filter((q) => q.scm).map((q) => (q.scm as { type: number; rights: number[] }[])[0]!);
+    assert.deepEqual(scm.map((c) => [c.type, c.rights.length]).sort(), [[1, 1], [1, 3]]);
+    const types = new Map(((images.get('files.img') as { entries: Entry[] }).entries).map((e) => [e.id as number, e.type]));
+    assert.deepEqual(scm.find((c) => c.rights.length === 3)!.rights.map((id) => types.get(id)), ['REG', 'PIPE', 'UNIXSK']);
     const res = await goAndWaitResult(t);
     assert.ok(res.pass, `--leave-running original: ${res.line}`);
   });

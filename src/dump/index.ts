@@ -2,7 +2,7 @@
 // are complete puts every task back as it was and removes the partial image directory.
 import { readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { sys, kill, SIG, PAGE_SIZE } from '../sys/index.js';
+import { sys, kill, closeFd, SIG, PAGE_SIZE } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
@@ -52,6 +52,7 @@ export interface DumpResult {
 }
 
 const PE_PRESENT = 1 << 2;
+const SCM_RIGHTS = 1;
 const TASK_DEAD = 2;
 
 export function dump(opts: DumpOptions): DumpResult {
@@ -67,6 +68,7 @@ export function dump(opts: DumpOptions): DumpResult {
   const open: DumpTask[] = [];
   let tFrozen = 0;
   let done = false;
+  let table: FileTable | null = null;
   try {
     failpoint('dump:seize');
     // Top-down: once a task is frozen it cannot fork, so its children listed then are final.
@@ -100,7 +102,7 @@ export function dump(opts: DumpOptions): DumpResult {
     if (again.length) throw new UnsupportedError(again);
 
     const ids = new IdAllocator();
-    const files = new FileTable(sockets);
+    const files = (table = new FileTable(sockets));
     const images: TaskImages[] = [];
     const threadCores: { tid: number; core: core_entry }[] = [];
     for (const t of live) {
@@ -193,7 +195,10 @@ export function dump(opts: DumpOptions): DumpResult {
       writer.writeImage(
         'sk-queues.img',
         'SK_QUEUES',
-        files.skQueues.map((q) => ({ msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length }), payload: q.data })),
+        files.skQueues.map((q) => ({
+          msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length, scm: q.rights.length ? [{ type: SCM_RIGHTS, rights: q.rights }] : [] }),
+          payload: q.data,
+        })),
       );
     }
     if (files.locks.length) writer.writeImage('filelocks.img', 'FILE_LOCKS', files.locks.map((l) => create(file_lock_entrySchema, l)));
@@ -282,6 +287,8 @@ export function dump(opts: DumpOptions): DumpResult {
     }
     if (!done) writer.abort();
     throw e;
+  } finally {
+    for (const fd of table?.keepOpen ?? []) closeFd(fd);
   }
 }
 

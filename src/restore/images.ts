@@ -12,7 +12,7 @@ import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
 import type { AnonRecord } from '../resources/files/anon.js';
-import type { UnixSkData } from '../resources/files/unix.js';
+import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
@@ -66,8 +66,8 @@ export interface CheckpointImage {
   /** Unix sockets (including peers outside the tree) and inet sockets, by file id. */
   unixSockets: UnixSkData[];
   inetSockets: InetSkData[];
-  /** Messages queued in each socket, by file id, in queue order. */
-  skQueues: Map<number, Buffer[]>;
+  /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
+  skQueues: Map<number, QueuedData[]>;
   /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
   memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
@@ -166,12 +166,16 @@ export function readCheckpoint(dir: string): CheckpointImage {
   }
   const pipeData = readPipeData(r, 'pipes-data.img');
   const fifoData = readPipeData(r, 'fifo-data.img');
-  const skQueues = new Map<number, Buffer[]>();
+  const skQueues = new Map<number, QueuedData[]>();
   if (r.exists('sk-queues.img')) {
     for (const e of r.readImage('sk-queues.img').entries) {
       const p = e.msg as sk_packet_entry;
       const list = skQueues.get(p.idFor) ?? [];
-      list.push(Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, p.length)));
+      const rights = p.scm.flatMap((c) => {
+        if (c.type !== SCM_RIGHTS) throw new UserError(`sk-queues.img: control message type ${c.type} — not supported`);
+        return c.rights;
+      });
+      list.push({ data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, p.length)), rights });
       skQueues.set(p.idFor, list);
     }
   }
@@ -202,6 +206,7 @@ function readPipeData(r: ImageDirReader, name: string): Map<number, PipeData> {
 }
 
 const REMAP_GHOST = 1;
+const SCM_RIGHTS = 1;
 
 function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<number, { path: string; ghost: GhostData }> {
   const out = new Map<number, { path: string; ghost: GhostData }>();

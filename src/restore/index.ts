@@ -6,7 +6,7 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
-import { restoreTask, closeSessionFiles, type RestoreSession } from './task.js';
+import { restoreTask, closeSessionFiles, openFile, type RestoreSession } from './task.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { createGhost } from '../resources/files/ghost.js';
@@ -130,10 +130,13 @@ function createMemfds(session: RestoreSession): void {
   }
 }
 
+/** Inet sockets, then unix sockets, whose queues may carry any of them (or other files). */
 function createSockets(session: RestoreSession): void {
   const { ckpt, files } = session;
-  if (ckpt.unixSockets.length) for (const [id, fd] of restoreUnixSockets(ckpt.unixSockets, ckpt.skQueues)) files.set(id, fd);
   for (const e of ckpt.inetSockets) files.set(e.id, restoreInetSk(e));
+  if (!ckpt.unixSockets.length) return;
+  const made = restoreUnixSockets(ckpt.unixSockets, ckpt.skQueues, (id) => openFile(session, id, 'a file in flight in a socket'));
+  for (const [id, fd] of made) files.set(id, fd);
 }
 
 function isSubreaper(): boolean {

@@ -132,14 +132,18 @@ export function encodeInetAddr(a: InetAddr): Buffer {
 /** One message of a receive queue, read without taking it off the queue. */
 export interface QueuedMessage {
   data: Buffer;
-  /** Number of fds it carries (SCM_RIGHTS); they are not kept. */
-  fds: number;
+  /**
+   * The fds it carries (SCM_RIGHTS), as new fds of ours on the same open file descriptions:
+   * the caller closes them.
+   */
+  fds: number[];
 }
 
 /**
  * Every message waiting in a socket's receive queue, left in place: with SO_PEEK_OFF set each
  * MSG_PEEK moves past what it returned. The socket's own peek offset is put back afterwards.
- * Stream data comes back in the pieces the kernel returns, not as the sender wrote it.
+ * Stream data comes back in the pieces the kernel returns (a piece ends where fds are attached),
+ * not as the sender wrote it. An empty datagram cannot be stepped over: it ends the list.
  */
 export function peekQueue(fd: number, maxMessage: number): QueuedMessage[] {
   const saved = getsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF);
@@ -157,35 +161,67 @@ export function peekQueue(fd: number, maxMessage: number): QueuedMessage[] {
   try {
     for (;;) {
       msg.writeBigUInt64LE(BigInt(control.length), 40);
-      const r = sysTry('recvmsg', [fd, msg, MSG.PEEK | MSG.DONTWAIT]);
+      const r = sysTry('recvmsg', [fd, msg, MSG.PEEK | MSG.DONTWAIT | MSG_CMSG_CLOEXEC]);
       if (r.ret < 0) {
         if (r.errno === E.EAGAIN) break;
         throw new SysError('recvmsg', r.errno, 'peeking a socket queue');
       }
+      const fds = receivedFds(control, Number(msg.readBigUInt64LE(40)));
       const flags = msg.readInt32LE(48);
-      if (flags & MSG.TRUNC) throw new Error(`a queued message is larger than ${maxMessage} bytes`);
-      const fds = closeReceivedFds(control, Number(msg.readBigUInt64LE(40)));
-      if (r.ret === 0 && fds === 0) break; // a stream at EOF, or an empty datagram we cannot tell apart
+      if (flags & (MSG.TRUNC | MSG.CTRUNC)) {
+        for (const f of fds) sys('close', [f]);
+        throw new Error(`a queued message is larger than ${maxMessage} bytes or carries too many fds`);
+      }
+      if (r.ret === 0 && fds.length === 0) break; // a stream at EOF, or an empty datagram
       out.push({ data: Buffer.from(data.subarray(0, r.ret)), fds });
     }
+  } catch (e) {
+    for (const m of out) for (const f of m.fds) sys('close', [f]);
+    throw e;
   } finally {
     setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, saved, 'SO_PEEK_OFF');
   }
   return out;
 }
 
-/** Closes fds a peek handed us (SCM_RIGHTS) and returns how many there were. */
-function closeReceivedFds(control: Buffer, len: number): number {
-  let n = 0;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+
+/** The fds of the SCM_RIGHTS messages in a control buffer. */
+function receivedFds(control: Buffer, len: number): number[] {
+  const fds: number[] = [];
   for (let off = 0; off + 16 <= len; ) {
     const clen = Number(control.readBigUInt64LE(off));
     if (clen < 16) break;
     if (control.readInt32LE(off + 8) === SOL.SOCKET && control.readInt32LE(off + 12) === SCM_RIGHTS) {
-      for (let p = off + 16; p + 4 <= off + clen; p += 4, n++) sys('close', [control.readInt32LE(p)]);
+      for (let p = off + 16; p + 4 <= off + clen; p += 4) fds.push(control.readInt32LE(p));
     }
     off += (clen + 7) & ~7;
   }
-  return n;
+  return fds;
+}
+
+/** Sends `data` with `fds` attached (SCM_RIGHTS), to `addr` when given. Never blocks. */
+export function sendWithFds(fd: number, data: Buffer, fds: number[], addr?: Buffer): number {
+  const body = data.length ? data : Buffer.alloc(1);
+  const iov = Buffer.alloc(16);
+  iov.writeBigUInt64LE(addressOf(body), 0);
+  iov.writeBigUInt64LE(BigInt(data.length), 8);
+  const clen = 16 + 4 * fds.length;
+  const control = Buffer.alloc((clen + 7) & ~7);
+  control.writeBigUInt64LE(BigInt(clen), 0);
+  control.writeInt32LE(SOL.SOCKET, 8);
+  control.writeInt32LE(SCM_RIGHTS, 12);
+  fds.forEach((f, i) => control.writeInt32LE(f, 16 + 4 * i));
+  const msg = Buffer.alloc(56);
+  if (addr) {
+    msg.writeBigUInt64LE(addressOf(addr), 0);
+    msg.writeUInt32LE(addr.length, 8);
+  }
+  msg.writeBigUInt64LE(addressOf(iov), 16);
+  msg.writeBigUInt64LE(1n, 24);
+  msg.writeBigUInt64LE(addressOf(control), 32);
+  msg.writeBigUInt64LE(BigInt(control.length), 40);
+  return sys('sendmsg', [fd, msg, MSG.NOSIGNAL | MSG.DONTWAIT], 'sendmsg with fds');
 }
 
 /** What sock_diag knows about one unix socket. */

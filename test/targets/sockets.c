@@ -14,6 +14,9 @@
  *   tcp6 listener         [::]:ephemeral, dual stack (v6only 0), reached over IPv4 after restore
  *   tcp unbound           a TCP socket never bound, TCP_NODELAY set
  *   udp                   server bound to 127.0.0.1:ephemeral, client connected to it
+ *   fds in flight         a stream message carrying a file (offset 3), a pipe's read end and a
+ *                         socket whose peer the target keeps, all closed by the sender; a
+ *                         datagram carrying an eventfd (count 7)
  * After go every one is checked: the data, then that the socket still works.
  */
 #include "common.h"
@@ -25,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/eventfd.h>
 
 #define BIG (60 * 1024)
 
@@ -34,6 +38,38 @@ static struct sockaddr_un path_addr(const char *dir, const char *name, socklen_t
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s", dir, name);
 	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(a.sun_path) + 1);
 	return a;
+}
+
+static void send_fds(int sk, const char *text, const int *fds, int n)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 4)] = { 0 };
+	struct iovec iov = { (void *)text, strlen(text) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+	if (sendmsg(sk, &m, 0) != (ssize_t)strlen(text))
+		DIE("sendmsg with fds");
+}
+
+/* Receives a message and the fds it carries; returns how many fds. */
+static int recv_fds(int sk, char *text, size_t len, int *fds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+	struct iovec iov = { text, len - 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	ssize_t n = recvmsg(sk, &m, MSG_DONTWAIT);
+	if (n < 0)
+		return -1;
+	text[n] = 0;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		return 0;
+	int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+	memcpy(fds, CMSG_DATA(c), sizeof(int) * k);
+	return k;
 }
 
 static int opt(int fd, int level, int name)
@@ -175,6 +211,21 @@ int main(void)
 		DIE("udp connect");
 	int p4 = port_of(t4), p6 = port_of(t6), pu = port_of(usrv);
 
+	int pass[2], pp[2], sp2[2], dp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pass) || pipe(pp) || socketpair(AF_UNIX, SOCK_STREAM, 0, sp2) ||
+	    socketpair(AF_UNIX, SOCK_DGRAM, 0, dp) || write_file("passed.txt", "0123456789", 10))
+		DIE("fds in flight: setup");
+	int ff = open("passed.txt", O_RDWR);
+	lseek(ff, 3, SEEK_SET);
+	int three[3] = { ff, pp[0], sp2[1] };
+	send_fds(pass[0], "with-fds", three, 3);
+	int efd = eventfd(7, 0);
+	send_fds(dp[0], "dgram-fd", &efd, 1);
+	close(ff);
+	close(pp[0]);
+	close(sp2[1]);
+	close(efd);
+
 	static struct fdset before;
 	fdset_take(&before);
 	ready();
@@ -237,6 +288,26 @@ int main(void)
 	CHECK(tcp_roundtrip(t6, AF_INET, p6), "tcp6 dual-stack listener: no IPv4 connection");
 	CHECK(tcp_roundtrip(t6, AF_INET6, p6), "tcp6 listener: no IPv6 connection");
 	CHECK(send(ucli, "udp!", 4, 0) == 4 && recv(usrv, buf, 64, 0) == 4 && memcmp(buf, "udp!", 4) == 0, "udp: datagram lost");
+	/* fds in flight */
+	int got[4];
+	char text[64];
+	int k = recv_fds(pass[1], text, sizeof(text), got);
+	CHECK(k == 3 && strcmp(text, "with-fds") == 0, "stream message with fds: %d fds, text '%s'", k, k >= 0 ? text : "");
+	if (k == 3) {
+		char b[16] = { 0 };
+		CHECK(lseek(got[0], 0, SEEK_CUR) == 3 && read(got[0], b, 15) == 7 && strcmp(b, "3456789") == 0, "file in flight: '%s'", b);
+		CHECK(write(pp[1], "pipe!", 5) == 5 && read(got[1], b, 15) == 5 && memcmp(b, "pipe!", 5) == 0, "pipe end in flight");
+		CHECK(write(sp2[0], "sock!", 5) == 5 && read(got[2], b, 15) == 5 && memcmp(b, "sock!", 5) == 0, "socket in flight");
+		for (int i = 0; i < 3; i++)
+			close(got[i]);
+	}
+	k = recv_fds(dp[1], text, sizeof(text), got);
+	CHECK(k == 1 && strcmp(text, "dgram-fd") == 0, "datagram with an fd: %d fds", k);
+	if (k == 1) {
+		uint64_t v = 0;
+		CHECK(read(got[0], &v, 8) == 8 && v == 7, "eventfd in flight: count %llu", (unsigned long long)v);
+		close(got[0]);
+	}
 	fdset_compare(&before);
 	return finish();
 }

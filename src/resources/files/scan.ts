@@ -1,8 +1,8 @@
 // What the open files of a whole tree look like, taken once per check or dump, and what the user
 // allows: the view every file module judges its fds and mappings against.
-import { readdirSync, readlinkSync } from 'node:fs';
-import { unixSockets, type UnixDiag } from '../../sys/index.js';
-import { socketInode } from './socket.js';
+import { readdirSync, readlinkSync, fstatSync } from 'node:fs';
+import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
+import { socketInode, withOurCopy } from './socket.js';
 
 export interface ScanOptions {
   /** Unix peers outside the tree are allowed: reconnected by name on restore. */
@@ -28,6 +28,7 @@ export interface FileScan {
 
 export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
   const held = new Set<number>();
+  const where = new Map<number, { pid: number; fd: number }>();
   for (const pid of pids) {
     let fds: string[] = [];
     try {
@@ -38,17 +39,48 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     for (const fd of fds) {
       try {
         const ino = socketInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (ino !== null) held.add(ino);
+        if (ino !== null) {
+          held.add(ino);
+          where.set(ino, { pid, fd: Number(fd) });
+        }
       } catch {
         /* closed meanwhile */
       }
     }
   }
+  const unix = held.size ? unixSockets() : new Map<number, UnixDiag>();
+  for (const ino of inFlight(unix, where)) held.add(ino);
   return {
-    unix: held.size ? unixSockets() : new Map(),
+    unix,
     held,
     extUnixSk: opts.extUnixSk ?? false,
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
     fileLocks: opts.fileLocks ?? false,
   };
+}
+
+/**
+ * Unix sockets that are not in any fd table but in flight (SCM_RIGHTS) in a queue of one that
+ * is: they belong to the tree too. Found by peeking at the queues (nothing is consumed).
+ */
+function inFlight(unix: Map<number, UnixDiag>, where: Map<number, { pid: number; fd: number }>): number[] {
+  const out: number[] = [];
+  for (const [ino, at] of where) {
+    const d = unix.get(ino);
+    if (!d || d.state === TCP_STATE.LISTEN || d.rqueue === 0) continue;
+    try {
+      withOurCopy(at.pid, at.fd, (ours) => {
+        for (const m of peekQueue(ours, 8 << 20)) {
+          for (const f of m.fds) {
+            const st = fstatSync(f);
+            if (st.isSocket()) out.push(st.ino);
+            closeFd(f);
+          }
+        }
+      });
+    } catch {
+      /* closed or gone meanwhile: the dump looks again under freeze */
+    }
+  }
+  return out;
 }

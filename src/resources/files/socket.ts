@@ -3,6 +3,7 @@
 // scan of the tree; the rest are inspected through our own copy of the task's socket.
 import { AF, SOL, SO, getsockoptInt, pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
 import type { FileScan } from './scan.js';
+import { dumpFd } from './fds.js';
 import { UserError } from '../../util/errors.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
 import { inspectInet, describeInet, inetBlocker, dumpInetSk } from './inet.js';
@@ -17,7 +18,7 @@ export function socketInode(link: string): number | null {
 }
 
 /** Runs `fn` on our own copy of the task's fd (the same open file description). */
-function withOurCopy<T>(pid: number, fd: number, fn: (ours: number) => T): T {
+export function withOurCopy<T>(pid: number, fd: number, fn: (ours: number) => T): T {
   const pidfd = pidfdOpen(pid);
   try {
     const ours = pidfdGetfd(pidfd, fd);
@@ -58,10 +59,14 @@ export function dumpSocket(
     if (u) {
       const { entry, queue } = dumpUnixSk(ours, u, id, flags, fown);
       files.entries.push({ type: 'UNIXSK', id, usk: entry });
-      for (const m of queue) files.skQueues.push({ idFor: id, data: m.data });
+      // Fds in flight are dumped as files of ours, kept open until the dump ends (kcmp compares
+      // later fds with them); a description also open in a task shares its entry.
+      for (const m of queue) files.keepOpen.push(...m.fds);
+      for (const m of queue) files.skQueues.push({ idFor: id, data: m.data, rights: m.fds.map((f) => dumpFd(process.pid, f, files).id) });
       const peer = u.peer ? scan.unix.get(u.peer) : undefined;
       if (peer && !scan.held.has(peer.ino) && !files.entries.some((e) => e.type === 'UNIXSK' && e.usk.ino === peer.ino)) {
-        files.entries.push({ type: 'UNIXSK', id: id + 1, usk: externalPeer(peer, id + 1, fown) });
+        const peerId = files.entries.length + 1;
+        files.entries.push({ type: 'UNIXSK', id: peerId, usk: externalPeer(peer, peerId, fown) });
       }
       return { id, type: 'UNIXSK' as const };
     }

@@ -40,7 +40,9 @@ export class FileTable {
   /** Buffered data of each FIFO, by inode (fifo-data.img). */
   readonly fifoData = new Map<number, PipeData>();
   /** Messages waiting in sockets' receive queues, in queue order (sk-queues.img). */
-  readonly skQueues: { idFor: number; data: Buffer }[] = [];
+  readonly skQueues: { idFor: number; data: Buffer; rights: number[] }[] = [];
+  /** Fds of ours (in flight in socket queues) that must stay open until the dump is written. */
+  readonly keepOpen: number[] = [];
   /** File locks held through the fds dumped (--file-locks). */
   readonly locks: FileLockData[] = [];
   /** What will not come back exactly as it was, for the log. */

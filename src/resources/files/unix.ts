@@ -8,7 +8,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { unix_sk_entrySchema } from '../../image/gen/sk-unix_pb.js';
 import {
   AF, SOCK, TCP_STATE, socket, socketpair, bind, listen, connect, shutdown, send, unixAddr, peekQueue,
-  sys, O, F, type UnixDiag, type QueuedMessage,
+  sendWithFds, sys, O, F, type UnixDiag, type QueuedMessage,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
@@ -19,6 +19,12 @@ export type UnixSkData = MessageInitShape<typeof unix_sk_entrySchema> & {
   peer: number; name: Uint8Array; opts: SkOpts; fown: FownData; shutdown?: number;
   filePerms?: { mode: number; uid: number; gid: number }; deleted?: boolean;
 };
+
+/** A message to put back in a socket's queue, with the file ids it carries (SCM_RIGHTS). */
+export interface QueuedData {
+  data: Buffer;
+  rights: number[];
+}
 
 /** uflags: the socket is the peer of one of ours, outside the tree (--ext-unix-sk). */
 export const USK_EXTERN = 1;
@@ -64,7 +70,10 @@ export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<n
   return null;
 }
 
-/** The image entry of one socket and its queued messages, from our copy `fd` of it. */
+/**
+ * The image entry of one socket and its queued messages, from our copy `fd` of it. Fds in flight
+ * in the messages are ours to dump and close.
+ */
 export function dumpUnixSk(fd: number, d: UnixDiag, id: number, flags: number, fown: FownData): { entry: UnixSkData; queue: QueuedMessage[] } {
   const entry: UnixSkData = {
     id, ino: d.ino, type: d.type, state: d.state, flags, uflags: 0,
@@ -87,10 +96,7 @@ export function dumpUnixSk(fd: number, d: UnixDiag, id: number, flags: number, f
     }
   }
   const hasData = d.state !== TCP_STATE.LISTEN && d.rqueue > 0;
-  const queue = hasData ? peekQueue(fd, MAX_MESSAGE) : [];
-  const passed = queue.reduce((n, m) => n + m.fds, 0);
-  if (passed) throw new UserError(`${describeUnix(d)}: ${passed} fd(s) in flight (SCM_RIGHTS) — not supported yet`);
-  return { entry, queue };
+  return { entry, queue: hasData ? peekQueue(fd, MAX_MESSAGE) : [] };
 }
 
 /** The entry for a peer outside the tree: only its name and type, to connect to again. */
@@ -126,7 +132,11 @@ function bindName(fd: number, e: UnixSkData, what: string): void {
  * Creates every unix socket of the image in the restorer: our fd for each (by file id), with its
  * name, connection, queued data, shutdown state, options and status flags as they were.
  */
-export function restoreUnixSockets(entries: UnixSkData[], queues: Map<number, Buffer[]>): Map<number, number> {
+export function restoreUnixSockets(
+  entries: UnixSkData[],
+  queues: Map<number, QueuedData[]>,
+  openFile: (id: number) => number,
+): Map<number, number> {
   const byIno = new Map(entries.map((e) => [e.ino, e]));
   const fds = new Map<number, number>();
   const helpers: number[] = [];
@@ -179,12 +189,17 @@ export function restoreUnixSockets(entries: UnixSkData[], queues: Map<number, Bu
       const q = queues.get(e.id);
       if (!q?.length) continue;
       const to = feeder.get(e.id);
+      // Fds in flight: sockets made here, anything else opened by the caller.
+      const rights = (m: QueuedData) => m.rights.map((id) => fds.get(id) ?? openFile(id));
       if (to !== undefined) {
-        for (const m of q) writeAll(to, m, e.type === SOCK.STREAM);
+        for (const m of q) {
+          if (m.rights.length) sendWithFds(to, m.data, rights(m));
+          else writeAll(to, m.data, e.type === SOCK.STREAM);
+        }
       } else if (e.type === SOCK.DGRAM && e.name.length) {
         const tmp = socket(AF.UNIX, SOCK.DGRAM);
         try {
-          for (const m of q) send(tmp, m, unixAddr(Buffer.from(e.name)));
+          for (const m of q) sendWithFds(tmp, m.data, rights(m), unixAddr(Buffer.from(e.name)));
         } finally {
           sys('close', [tmp]);
         }
