@@ -140,6 +140,7 @@ export function dumpThreadCore(t: DumpTask): core_entry {
 export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskImages {
   failpoint('dump:task');
   const { pid } = t;
+  const ids = taskIds(t); // first: namespace ids are numbered in CRIU's order (pid, net, ...)
   const { threadInfo, threadCore, misc } = dumpThreadParts(t);
   const core = create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
@@ -190,9 +191,10 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
   });
 
   failpoint('dump:files');
+  files.netNsId = ids.netNsId;
   const fdinfo = dumpFds(pid, files).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types[f.type] }));
   const fs = create(fs_entrySchema, dumpFs(t, files));
-  return { pid, ids: taskIds(t), core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
+  return { pid, ids, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
 }
 
 function elfId(path: string): { buildId?: number[] } {

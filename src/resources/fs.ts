@@ -4,7 +4,7 @@ import { statusUmask } from '../proc/index.js';
 import type { DumpTask, RestoreTask } from './context.js';
 import type { FileTable } from './files/table.js';
 import { NO_FOWN } from './files/reg.js';
-import { UserError } from '../util/errors.js';
+import { deletedPath } from './files/ghost.js';
 
 export interface FsData {
   cwdId: number;
@@ -15,8 +15,9 @@ export interface FsData {
 export function dumpFs(t: DumpTask, files: FileTable): FsData {
   const dir = (link: string) => {
     const name = readlinkSync(`/proc/${t.pid}/${link}`);
-    if (name.endsWith(' (deleted)')) throw new UserError(`pid ${t.pid}: its ${link} directory ${name} was removed — not supported yet`);
-    return files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name, mode: 0o040755 });
+    const gone = deletedPath(name);
+    // A removed cwd is saved as an empty ghost directory, made again for the restore.
+    return files.byName({ flags: 0, pos: 0n, fown: NO_FOWN, name: gone ?? name, mode: 0o040755 }, gone !== null ? `/proc/${t.pid}/${link}` : undefined);
   };
   return { cwdId: dir('cwd'), rootId: dir('root'), umask: statusUmask(t.status) };
 }

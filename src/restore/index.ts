@@ -2,14 +2,14 @@
 // with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
-import { writeFileSync, rmSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask, closeSessionFiles, openFile, type RestoreSession } from './task.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
-import { createGhost } from '../resources/files/ghost.js';
+import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
 import { createMemfd } from '../resources/files/memfd.js';
 import { UserError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
@@ -78,12 +78,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const session: RestoreSession = {
     ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
-  const ghostPaths: string[] = [];
+  const ghostsMade: { path: string; ghost: GhostData }[] = [];
   try {
     // Deleted files exist again while the tasks open and map them (removed at the end).
-    for (const { path, ghost } of ckpt.ghosts.values()) {
-      createGhost(path, ghost);
-      ghostPaths.push(path);
+    for (const g of ckpt.ghosts.values()) {
+      createGhost(g.path, g.ghost);
+      ghostsMade.push(g);
     }
     createMemfds(session);
     // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
@@ -109,7 +109,13 @@ export function restore(opts: RestoreOptions): RestoreResult {
     throw e;
   } finally {
     closeSessionFiles(session);
-    for (const p of ghostPaths) rmSync(p, { force: true });
+    for (const g of ghostsMade.reverse()) {
+      try {
+        removeGhost(g.path, g.ghost);
+      } catch (e) {
+        log.warn(`could not remove ${g.path} again: ${(e as Error).message}`);
+      }
+    }
     if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
   }
   const ms = performance.now() - t0;

@@ -6,6 +6,8 @@
  * After go: the child writes a marker into the shared mapping and exits; the parent checks the
  * file is still deleted, its contents through the fd and the mappings, the offset, the private
  * copy, and that the child's marker is in the file (one file, shared as before).
+ *   gone.d       a directory open in the parent and the child's cwd, then removed: both still
+ *                refer to the removed directory after restore
  */
 #include "common.h"
 
@@ -42,12 +44,38 @@ int main(void)
 	lseek(sfd, 1000, SEEK_SET);
 	unlink("shared.bin");
 	unlink("private.bin");
+	static char go_abs[256];
+	if (!getcwd(go_abs, sizeof(go_abs) - 4))
+		DIE("getcwd");
+	strcat(go_abs, "/go");
+	go_path = go_abs;
+	if (mkdir("gone.d", 0750))
+		DIE("mkdir");
+	int dfd = open("gone.d", O_RDONLY | O_DIRECTORY);
+	int sync[2];
+	if (pipe(sync))
+		DIE("pipe");
 	pid_t kid = fork();
 	if (kid == 0) {
+		if (chdir("gone.d"))
+			_exit(3);
+		close(sync[0]);
+		close(sync[1]); /* the parent sees EOF: we are in gone.d */
 		wait_go();
+		char cwd[256] = "";
+		ssize_t n = readlink("/proc/self/cwd", cwd, sizeof(cwd) - 1);
+		if (n < 0 || !strstr(cwd, "gone.d (deleted)"))
+			_exit(4);
 		memcpy(sh + 8, "child-was-here", 14);
 		_exit(0);
 	}
+	close(sync[1]);
+	char c;
+	if (read(sync[0], &c, 1) != 0)
+		DIE("sync");
+	close(sync[0]);
+	if (rmdir("gone.d"))
+		DIE("rmdir");
 	ready();
 	wait_go();
 	int st = 0;
@@ -63,6 +91,9 @@ int main(void)
 	CHECK(memcmp(sh, buf, SHARED) == 0, "the mapping and the file differ");
 	CHECK(pv[0] == 0x5a && pv[4095] == 0x5a, "private copy lost");
 	CHECK(pattern_check_part(pv, 4096, PRIV - 4096, 22) < 0, "private.bin contents differ");
+	struct stat ds;
+	CHECK(fstat(dfd, &ds) == 0 && S_ISDIR(ds.st_mode) && ds.st_nlink == 0 && (ds.st_mode & 0777) == 0750, "removed directory: nlink %ld mode 0%o",
+	      (long)ds.st_nlink, ds.st_mode & 07777);
 	char maps[8192];
 	CHECK(read_file("/proc/self/maps", maps, sizeof(maps)) > 0 && strstr(maps, "shared.bin (deleted)"), "maps: not a deleted file");
 	return finish();

@@ -1,8 +1,9 @@
 // Files deleted while a task still has them open or mapped ("ghost files" in CRIU's images): the
-// contents go into ghost-file-N.img, up to a size limit. On restore the file is created again at
+// contents go into ghost-file-N.img, up to a size limit. Removed directories (cwd or open) are
+// ghosts without contents. On restore the file is created again at
 // its old path, every fd and mapping is opened from it, and it is unlinked once the tree is back,
 // so the tasks see a deleted file again, shared as before.
-import { readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync } from 'node:fs';
+import { readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
 import { O } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 
@@ -34,7 +35,7 @@ export function ghostBlocker(where: string, name: string, source: string, limit:
   } catch (e) {
     return `${where}: deleted file ${name} — cannot inspect: ${(e as Error).message}`;
   }
-  if (st.isDirectory()) return `${where}: directory ${name} was removed while open — not supported yet`;
+  if (st.isDirectory()) return null; // an empty directory: created again, removed again
   if (!st.isFile()) return `${where}: deleted ${name} is not a regular file — not supported`;
   if (st.size > limit) {
     return `${where}: file ${name} was deleted while in use and is ${st.size} bytes, over the ghost limit of ${limit} (raise it with --ghost-limit)`;
@@ -45,7 +46,7 @@ export function ghostBlocker(where: string, name: string, source: string, limit:
 /** Reads a deleted file's contents and attributes through its /proc link. */
 export function readGhost(source: string): GhostData {
   const st = statSync(source, { bigint: true });
-  const data = readFileSync(source);
+  const data = st.isDirectory() ? Buffer.alloc(0) : readFileSync(source);
   return {
     mode: Number(st.mode),
     uid: Number(st.uid),
@@ -57,11 +58,16 @@ export function readGhost(source: string): GhostData {
   };
 }
 
-/** Creates the file again at `path` with its contents, owner, mode and mtime. */
+export function isGhostDir(g: GhostData): boolean {
+  return (g.mode & 0o170000) === 0o040000;
+}
+
+/** Creates the file (or directory) again at `path` with its contents, owner, mode and mtime. */
 export function createGhost(path: string, g: GhostData): void {
   let fd: number;
   try {
-    fd = openSync(path, O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, g.mode & 0o7777);
+    if (isGhostDir(g)) mkdirSync(path, g.mode & 0o7777);
+    fd = openSync(path, isGhostDir(g) ? O.RDONLY | O.DIRECTORY | O.CLOEXEC : O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, g.mode & 0o7777);
   } catch (e) {
     throw new UserError(`cannot re-create deleted file ${path}: ${(e as Error).message}`);
   }
@@ -73,8 +79,14 @@ export function createGhost(path: string, g: GhostData): void {
     futimesSync(fd, mtime, mtime);
   } catch (e) {
     closeSync(fd);
-    unlinkSync(path);
+    removeGhost(path, g);
     throw e;
   }
   closeSync(fd);
+}
+
+/** Removes it again once every task has it open. */
+export function removeGhost(path: string, g: GhostData): void {
+  if (isGhostDir(g)) rmdirSync(path);
+  else unlinkSync(path);
 }

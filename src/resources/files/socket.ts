@@ -58,7 +58,7 @@ export function dumpSocket(
   return withOurCopy(pid, fd, (ours) => {
     if (u) {
       const { entry, queue } = dumpUnixSk(ours, u, id, flags, fown);
-      files.entries.push({ type: 'UNIXSK', id, usk: entry });
+      files.entries.push({ type: 'UNIXSK', id, usk: { ...entry, nsId: files.netNsId } });
       // Fds in flight are dumped as files of ours, kept open until the dump ends (kcmp compares
       // later fds with them); a description also open in a task shares its entry.
       for (const m of queue) files.keepOpen.push(...m.fds);
@@ -72,7 +72,7 @@ export function dumpSocket(
     }
     const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
     const { entry, warning } = dumpInetSk(ours, inspectInet(ours, family), id, ino, flags, fown);
-    files.entries.push({ type: 'INETSK', id, isk: entry });
+    files.entries.push({ type: 'INETSK', id, isk: { ...entry, nsId: files.netNsId } });
     if (warning) files.warnings.push(`pid ${pid} fd ${fd}: ${warning}`);
     return { id, type: 'INETSK' as const };
   });
