@@ -3,7 +3,8 @@
  *   unix stream pair      60 KiB + "tail" queued A->B, "pong" queued B->A
  *   unix dgram pair       three datagrams queued (1, 1000 and 5000 bytes), boundaries kept
  *   unix seqpacket pair   two records queued
- *   listener              stream socket bound to $cwd/listen.sock (mode 0640), backlog 7
+ *   listener              stream socket bound to $cwd/listen.sock (mode 0640), backlog 7,
+ *                         with one connection (from a client of ours) not accepted yet
  *   accepted connection   client connected to the listener, accepted; data queued both ways
  *   abstract dgram        bound to "\0cryo-sockets-PID", one datagram queued by a closed sender
  *   dgram server/client   server bound to $cwd/dgram.sock, client connect()ed to it
@@ -163,6 +164,9 @@ int main(void)
 	if (acc < 0)
 		DIE("unix accept");
 	CHECK(write(cli, "hello server", 12) == 12 && write(acc, "hello client", 12) == 12, "setup: accepted");
+	int pend = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(pend, (struct sockaddr *)&la, llen))
+		DIE("pending connect");
 
 	struct sockaddr_un ab = { .sun_family = AF_UNIX };
 	int ablen = snprintf(ab.sun_path + 1, sizeof(ab.sun_path) - 1, "cryo-sockets-%d", getpid());
@@ -251,7 +255,10 @@ int main(void)
 	CHECK(read(acc, buf, 64) == 12 && memcmp(buf, "hello server", 12) == 0, "accepted: server side data differs");
 	CHECK(read(cli, buf, 64) == 12 && memcmp(buf, "hello client", 12) == 0, "accepted: client side data differs");
 	CHECK(write(cli, "more", 4) == 4 && read(acc, buf, 64) == 4, "accepted: no longer connected");
-	/* listener: a new client gets through */
+	/* listener: the connection that was waiting is accepted, then a new client gets through */
+	int ap = accept4(lis, NULL, NULL, SOCK_NONBLOCK);
+	CHECK(ap >= 0 && write(pend, "p", 1) == 1 && read(ap, buf, 1) == 1 && buf[0] == 'p', "pending connection lost: %s", strerror(errno));
+	close(ap);
 	struct stat st;
 	CHECK(stat(la.sun_path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0640, "listener path: %s",
 	      strerror(errno));

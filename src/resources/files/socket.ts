@@ -57,7 +57,7 @@ export function dumpSocket(
   const u = scan.unix.get(ino);
   return withOurCopy(pid, fd, (ours) => {
     if (u) {
-      const { entry, queue } = dumpUnixSk(ours, u, id, flags, fown);
+      const { entry, queue } = dumpUnixSk(ours, u, scan.unix, id, flags, fown);
       files.entries.push({ type: 'UNIXSK', id, usk: { ...entry, nsId: files.netNsId } });
       // Fds in flight are dumped as files of ours, kept open until the dump ends (kcmp compares
       // later fds with them); a description also open in a task shares its entry.

@@ -54,12 +54,26 @@ export function describeUnix(d: UnixDiag): string {
   return parts.join(' ');
 }
 
+/**
+ * The listening socket `ino` waits to be accepted by, if any. sock_diag lists, for a listener,
+ * the clients of its pending connections (the accepting side has no inode yet), and shows such
+ * a client as connected to no one.
+ */
+export function listenerOf(ino: number, all: Map<number, UnixDiag>): UnixDiag | undefined {
+  for (const d of all.values()) if (d.state === TCP_STATE.LISTEN && d.icons.includes(ino)) return d;
+  return undefined;
+}
+
 /** Why this socket cannot be dumped (null if it can). `held`: socket inodes the tree holds. */
 export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<number>, extUnixSk: boolean): string | null {
   const name = unixName(d.name);
   if (isPath(d.name) && !name.startsWith('/')) return `${describeUnix(d)}: bound to a relative path — not supported yet`;
-  if (d.state === TCP_STATE.LISTEN && d.icons.length) {
-    return `${describeUnix(d)}: ${d.icons.length} connection(s) not accepted yet — not supported yet`;
+  // Connections waiting to be accepted are made again by their clients: each client must be
+  // ours, and must not have written anything yet (that would sit in the unaccepted end).
+  for (const ino of d.state === TCP_STATE.LISTEN ? d.icons : []) {
+    if (!held.has(ino)) return `${describeUnix(d)}: a connection not accepted yet comes from outside the dumped tree — not supported`;
+    const sent = all.get(ino)?.wqueue ?? 0;
+    if (sent) return `${describeUnix(d)}: a connection not accepted yet has ${sent} bytes queued — not supported yet`;
   }
   if (d.peer && !held.has(d.peer)) {
     const peer = all.get(d.peer);
@@ -74,11 +88,15 @@ export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<n
  * The image entry of one socket and its queued messages, from our copy `fd` of it. Fds in flight
  * in the messages are ours to dump and close.
  */
-export function dumpUnixSk(fd: number, d: UnixDiag, id: number, flags: number, fown: FownData): { entry: UnixSkData; queue: QueuedMessage[] } {
+export function dumpUnixSk(
+  fd: number, d: UnixDiag, all: Map<number, UnixDiag>, id: number, flags: number, fown: FownData,
+): { entry: UnixSkData; queue: QueuedMessage[] } {
   const entry: UnixSkData = {
     id, ino: d.ino, type: d.type, state: d.state, flags, uflags: 0,
     backlog: d.state === TCP_STATE.LISTEN ? d.wqueue : 0,
-    peer: d.peer, fown, opts: dumpSkOpts(fd), name: d.name,
+    // A client whose connection waits in a listener's queue is recorded as the listener's peer:
+    // restore connects it to the listener again.
+    peer: d.peer || (listenerOf(d.ino, all)?.ino ?? 0), fown, opts: dumpSkOpts(fd), name: d.name,
     ...(d.shutdown ? { shutdown: d.shutdown } : {}),
   };
   if (isPath(d.name)) {
@@ -176,8 +194,8 @@ export function restoreUnixSockets(
       if (e.name.length && !streamEnd) bindName(fd, e, what(e));
       if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what(e));
     }
-    // 3. Connections to a named socket: datagram sockets aimed at one, and sockets whose peer is
-    // outside the tree.
+    // 3. Connections to a named socket: datagram sockets aimed at one, clients whose connection
+    // was waiting in a listener's queue (it waits there again), and peers outside the tree.
     for (const e of local) {
       const peer = e.peer ? byIno.get(e.peer) : undefined;
       if (!peer || feeder.has(e.id)) continue;
