@@ -115,6 +115,28 @@ describe('socket images', () => {
   });
 });
 
+describe('epoll', () => {
+  it('an epoll watching another epoll reports the inner one ready after restore', async () => {
+    const script = [
+      'import select, os, time',
+      'r, w = os.pipe()',
+      'inner = select.epoll(); inner.register(r, select.EPOLLIN)',
+      'outer = select.epoll(); outer.register(inner.fileno(), select.EPOLLIN)',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'before = outer.poll(0); os.write(w, b"x"); after = outer.poll(1); inner_ev = inner.poll(0)',
+      'ok = before == [] and after == [(inner.fileno(), select.EPOLLIN)] and inner_ev == [(r, select.EPOLLIN)]',
+      'print("PASS" if ok else f"FAIL: {before} {after} {inner_ev}", flush=True)',
+    ].join('\n');
+    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'epoll-nested' });
+    await waitForLine(t, 'READY', 10_000);
+    const { dir } = await dumpAndKill(t, [t.pid]);
+    checkRestore(t, restore(t, dir, '1'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, res.line);
+  });
+});
+
 describe('refused before anything is touched', () => {
   it('an io_uring instance: check and dump name it, the process runs on', async () => {
     const t = await startTarget([buildTarget('iouring')], { name: 'iouring' });
@@ -126,6 +148,24 @@ describe('refused before anything is touched', () => {
     assert.notEqual(d.res.code, 0);
     assert.match(d.res.stderr, /io_uring instance/);
     assert.equal(fs.readdirSync(d.dir).length, 0, 'no images left behind');
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, res.line);
+  });
+
+  it('an epoll target closed after registration (still watched through a dup): named', async () => {
+    const script = [
+      'import select, os, time',
+      'r, w = os.pipe(); keep = os.dup(r)',
+      'ep = select.epoll(); ep.register(r, select.EPOLLIN); os.close(r)',
+      'print("READY", r, flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'print("PASS", flush=True)',
+    ].join('\n');
+    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'epoll-stale' });
+    const fd = (await waitForLine(t, 'READY', 10_000)).split(' ')[1];
+    const c = check(t.pid);
+    assert.equal(c.code, 1, c.out);
+    assert.ok(c.out.includes(`epoll instance watches a file that fd ${fd} no longer refers to`), c.out);
     const res = await goAndWaitResult(t);
     assert.ok(res.pass, res.line);
   });

@@ -2,6 +2,7 @@
 // Dumped from there; restored by creating the object in the restorer with that state and handing
 // it to the task like any open file.
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { statSync } from 'node:fs';
 import { sys } from '../../sys/index.js';
 import type { eventfd_file_entrySchema } from '../../image/gen/eventfd_pb.js';
 import type { signalfd_entrySchema } from '../../image/gen/signalfd_pb.js';
@@ -99,6 +100,26 @@ function epollTarget(id: number, line: string): EpollTarget {
     inode: BigInt('0x' + m[5]),
     dev: parseInt(m[6]!, 16),
   };
+}
+
+/**
+ * An epoll target is registered again under its fd number, so that number must still name the
+ * registered file (a target closed after registration stays in the set, invisible by number).
+ */
+export function epollBlocker(pid: number, where: string, info: FdInfo): string | null {
+  for (const line of info.extra.get('tfd') ?? []) {
+    const t = epollTarget(0, line);
+    let ino: bigint | null = null;
+    try {
+      ino = statSync(`/proc/${pid}/fd/${t.tfd}`, { bigint: true }).ino;
+    } catch {
+      /* closed */
+    }
+    if (ino !== t.inode) {
+      return `${where}: epoll instance watches a file that fd ${t.tfd} no longer refers to (closed or reused after registration) — not supported`;
+    }
+  }
+  return null;
 }
 
 /** struct epoll_event as x86_64 packs it: u32 events, u64 data. */

@@ -1,6 +1,6 @@
 // What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
 // cryo does not support yet.
-import { anonKind } from './anon.js';
+import { anonKind, epollBlocker } from './anon.js';
 import { inspectSocket, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
@@ -61,6 +61,7 @@ function kindBlocker(pid: number, fd: number, where: string, link: string, mode:
   }
   const anon = anonKind(link);
   if (anon === 'INOTIFY') return inotifyBlocker(where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
+  if (anon === 'EVENTPOLL') return epollBlocker(pid, where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
   if (anon) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (isMemfd(link)) return null;
