@@ -21,6 +21,7 @@ import type { GhostData } from '../resources/files/ghost.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
 import type { FileLockData } from '../resources/files/locks.js';
 import type { InotifyData } from '../resources/files/inotify.js';
+import type { FanotifyData } from '../resources/files/fanotify.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
@@ -121,6 +122,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
     else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
     else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: f.tfd });
     else if (f.ify) anons.set(f.id, { type: 'INOTIFY', id: f.id, ify: f.ify as InotifyData });
+    else if (f.ffy) anons.set(f.id, { type: 'FANOTIFY', id: f.id, ffy: f.ffy as FanotifyData });
     else if (f.memfd) memfdFiles.set(f.id, { flags: f.memfd.flags, pos: f.memfd.pos, inodeId: f.memfd.inodeId });
     else if (f.fifo) fifos.set(f.id, { pipeId: f.fifo.pipeId, regfId: f.fifo.regfId ?? 0 });
     else if (f.usk) unixSockets.push(f.usk as UnixSkData);

@@ -78,6 +78,8 @@ export const NR = {
   inotify_add_watch: 254,
   inotify_rm_watch: 255,
   inotify_init1: 294,
+  fanotify_init: 300,
+  fanotify_mark: 301,
   open_by_handle_at: 304,
   tgkill: 234,
   openat: 257,

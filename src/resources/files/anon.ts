@@ -1,4 +1,4 @@
-// eventfd, signalfd, timerfd, epoll and inotify: kernel objects whose whole state shows in /proc/PID/fdinfo.
+// eventfd, signalfd, timerfd, epoll, inotify and fanotify: kernel objects whose whole state shows in /proc/PID/fdinfo.
 // Dumped from there; restored by creating the object in the restorer with that state and handing
 // it to the task like any open file.
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -11,8 +11,9 @@ import type { eventpoll_file_entrySchema, eventpoll_tfd_entrySchema } from '../.
 import type { FdInfo } from '../../proc/index.js';
 import type { FownData } from './reg.js';
 import { dumpInotify, createInotify, type InotifyData } from './inotify.js';
+import { dumpFanotify, createFanotify, type FanotifyData } from './fanotify.js';
 
-export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD' | 'EVENTPOLL' | 'INOTIFY';
+export type AnonKind = 'EVENTFD' | 'SIGNALFD' | 'TIMERFD' | 'EVENTPOLL' | 'INOTIFY' | 'FANOTIFY';
 
 // The image's own message shapes (as create() takes them).
 export type EventfdData = MessageInitShape<typeof eventfd_file_entrySchema> & { flags: number; counter: bigint };
@@ -29,7 +30,8 @@ export type AnonRecord =
   | { type: 'EVENTFD'; id: number; efd: EventfdData }
   | { type: 'SIGNALFD'; id: number; sgfd: SignalfdData }
   | { type: 'TIMERFD'; id: number; tfd: TimerfdData }
-  | { type: 'INOTIFY'; id: number; ify: InotifyData };
+  | { type: 'INOTIFY'; id: number; ify: InotifyData }
+  | { type: 'FANOTIFY'; id: number; ffy: FanotifyData };
 
 const EFD_SEMAPHORE = 1;
 const KEEP = 0o4000 | 0o2000000; // O_NONBLOCK | O_CLOEXEC: what the create calls accept
@@ -40,6 +42,7 @@ export function anonKind(link: string): AnonKind | null {
   if (link === 'anon_inode:[timerfd]') return 'TIMERFD';
   if (link === 'anon_inode:[eventpoll]') return 'EVENTPOLL';
   if (link === 'anon_inode:inotify') return 'INOTIFY';
+  if (link === 'anon_inode:[fanotify]') return 'FANOTIFY';
   return null;
 }
 
@@ -64,6 +67,8 @@ export function anonFromFdinfo(kind: AnonKind, id: number, flags: number, fown: 
     }
     case 'INOTIFY':
       return { type: kind, id, ify: dumpInotify(id, flags, fown, info) };
+    case 'FANOTIFY':
+      return { type: kind, id, ffy: dumpFanotify(id, flags, fown, info) };
     case 'SIGNALFD':
       return { type: kind, id, sgfd: { id, flags, fown, sigmask: BigInt('0x' + one(info, 'sigmask')) } };
     case 'EVENTPOLL':
@@ -140,6 +145,8 @@ export function createAnon(rec: AnonRecord): number {
   switch (rec.type) {
     case 'INOTIFY':
       return createInotify(rec.ify);
+    case 'FANOTIFY':
+      return createFanotify(rec.ffy);
     case 'EVENTPOLL':
       return sys('epoll_create1', [rec.epfd.flags & 0o2000000], `epoll ${rec.id}`);
     case 'EVENTFD': {

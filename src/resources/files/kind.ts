@@ -7,6 +7,7 @@ import { deletedPath, ghostBlocker } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockBlocker } from './locks.js';
 import { inotifyBlocker } from './inotify.js';
+import { fanotifyBlocker } from './fanotify.js';
 import { parseFdinfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
 
@@ -61,6 +62,7 @@ function kindBlocker(pid: number, fd: number, where: string, link: string, mode:
   }
   const anon = anonKind(link);
   if (anon === 'INOTIFY') return inotifyBlocker(where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
+  if (anon === 'FANOTIFY') return fanotifyBlocker(where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
   if (anon === 'EVENTPOLL') return epollBlocker(pid, where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
   if (anon) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
