@@ -202,6 +202,18 @@ describe('process trees', () => {
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });
 
+  it('children sharing the fd table (CLONE_FILES) and cwd/umask (CLONE_FS) with their parent still share them', async () => {
+    const t = await startTarget([buildTarget('clonefiles')], { name: 'clonefiles' });
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    assert.equal(before.length, 3);
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('fdinfo-')), ['fdinfo-1.img'], 'one fd table for the three');
+    checkRestore(t, restore(t, dir, '1'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
   it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {
     const writer = 'import time\ni = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.01)';
     const reader = 'import sys\nfor l in sys.stdin:\n    f = open("out.txt", "a"); f.write(l); f.close()';

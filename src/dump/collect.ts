@@ -100,8 +100,13 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
     blockers.push(...taskBlockers(t.pid, frozenByUs, scan));
     if (!t.ppid) continue;
     if (kcmp(t.ppid, t.pid, KCMP.VM) === 0) blockers.push(`pid ${t.pid}: shares memory with its parent ${t.ppid} (vfork) — not supported yet`);
-    if (kcmp(t.ppid, t.pid, KCMP.FILES) === 0) blockers.push(`pid ${t.pid}: shares its fd table with its parent ${t.ppid} (CLONE_FILES) — not supported yet`);
-    if (kcmp(t.ppid, t.pid, KCMP.FS) === 0) blockers.push(`pid ${t.pid}: shares cwd/root/umask with its parent ${t.ppid} (CLONE_FS) — not supported yet`);
+    // An fd table or fs context shared with the parent is restored shared (CLONE_FILES, CLONE_FS),
+    // but not when the child must be forked through helpers (its session or group leader is gone).
+    const sharing = kcmp(t.ppid, t.pid, KCMP.FILES) === 0 || kcmp(t.ppid, t.pid, KCMP.FS) === 0;
+    const parent = tasks.find((p) => p.pid === t.ppid);
+    if (sharing && parent && ((t.sid !== parent.sid && t.sid !== t.pid) || (t.pgid !== parent.pgid && t.pgid !== t.pid && !tasks.some((k) => k.pid === t.pgid)))) {
+      blockers.push(`pid ${t.pid}: shares its fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet`);
+    }
     if (kcmp(t.ppid, t.pid, KCMP.SIGHAND) === 0) blockers.push(`pid ${t.pid}: shares signal handlers with its parent ${t.ppid} (CLONE_SIGHAND) — not supported yet`);
   }
   return blockers;

@@ -165,12 +165,14 @@ export function dump(opts: DumpOptions): DumpResult {
       tasks.map((t) => create(pstree_entrySchema, { pid: t.pid, ppid: t.ppid, pgid: t.pgid, sid: t.sid, threads: t.threads })),
     );
     for (const t of tasks.filter((k) => k.zombie)) writer.writeImage(`core-${t.pid}.img`, 'CORE', [zombieCore(t)]);
+    const tables = new Set<number>();
     for (const img of images) {
       writer.writeImage(`core-${img.pid}.img`, 'CORE', [img.core]);
       writer.writeImage(`ids-${img.pid}.img`, 'IDS', [create(task_kobj_ids_entrySchema, img.ids)]);
       writer.writeImage(`mm-${img.pid}.img`, 'MM', [img.mm]);
       writer.writeImage(`fs-${img.pid}.img`, 'FS', [img.fs]);
-      writer.writeImage(`fdinfo-${img.ids.filesId}.img`, 'FDINFO', img.fdinfo);
+      if (!tables.has(img.ids.filesId)) writer.writeImage(`fdinfo-${img.ids.filesId}.img`, 'FDINFO', img.fdinfo);
+      tables.add(img.ids.filesId);
     }
     for (const th of threadCores) writer.writeImage(`core-${th.tid}.img`, 'CORE', [th.core]);
     writer.writeImage(

@@ -2,7 +2,7 @@
 // ids, fs, fd table, mm and the page ranges to save.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { getXstate, SIG } from '../sys/index.js';
+import { getXstate, SIG, kcmp, KCMP } from '../sys/index.js';
 import { regsToEntry } from '../resources/task/regs.js';
 import { Scratch, Remote, findSyscallInVdso, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps, type MapsEntry } from '../proc/index.js';
@@ -192,7 +192,10 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
 
   failpoint('dump:files');
   files.netNsId = ids.netNsId;
-  const fdinfo = dumpFds(pid, files).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types[f.type] }));
+  // A table shared with the parent was dumped with it.
+  const sharedTable = files.dumpedTables.has(ids.filesId);
+  files.dumpedTables.add(ids.filesId);
+  const fdinfo = (sharedTable ? [] : dumpFds(pid, files)).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types[f.type] }));
   const fs = create(fs_entrySchema, dumpFs(t, files));
   return { pid, ids, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
 }
@@ -208,10 +211,16 @@ function taskIds(t: DumpTask) {
     return t.ids.id('ns', link);
   };
   const key = String(t.pid);
+  // An fd table or fs context shared with the parent (CLONE_FILES, CLONE_FS) gets its id.
+  const shared = (kind: string, type: number) => {
+    const ppid = String(t.stat.ppid);
+    if (t.ids.has(kind, ppid) && kcmp(t.stat.ppid, t.pid, type) === 0) return t.ids.alias(kind, key, ppid);
+    return t.ids.id(kind, key);
+  };
   return {
     vmId: t.ids.id('vm', key),
-    filesId: t.ids.id('files', key),
-    fsId: t.ids.id('fs', key),
+    filesId: shared('files', KCMP.FILES),
+    fsId: shared('fs', KCMP.FS),
     sighandId: t.ids.id('sighand', key),
     pidNsId: ns('pid'),
     netNsId: ns('net'),

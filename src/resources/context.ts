@@ -22,6 +22,13 @@ export class IdAllocator {
     return v;
   }
 
+  /** Gives `key` the id `existing` has (a shared object seen again). */
+  alias(kind: string, key: string, existing: string): number {
+    const v = this.id(kind, existing);
+    this.byKey.set(`${kind}:${key}`, v);
+    return v;
+  }
+
   has(kind: string, key: string): boolean {
     return this.byKey.has(`${kind}:${key}`);
   }

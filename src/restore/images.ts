@@ -37,6 +37,8 @@ export interface TaskImage {
   fs: fs_entry;
   fdinfo: fdinfo_entry[];
   memory: MemoryImage;
+  /** Which fd table, fs context, ... the task has (equal ids: shared with the parent). */
+  ids: NonNullable<core_entry['ids']>;
 }
 
 /** A zombie in the tree: only its exit status is restored. */
@@ -164,7 +166,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
         if (!c.threadInfo?.gpregs) throw new UserError(`core-${tid}.img: no x86_64 registers`);
         return { tid, core: c };
       });
-    tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
+    tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, ids, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
   }
   const pipeData = readPipeData(r, 'pipes-data.img');
   const fifoData = readPipeData(r, 'fifo-data.img');

@@ -90,7 +90,11 @@ export function restoreTask(
   // What the stub or the parent handed down: rseq registration, fds and memory. Mappings
   // identical to the parent's are kept, so copy-on-write sharing survives the restore.
   unregisterInheritedRseq(r);
-  call('close_range', [0, 0xffffffff, 0]);
+  // A task that shares its parent's fd table (CLONE_FILES) or fs context (CLONE_FS) got them
+  // restored already, with the parent's.
+  const sharesFiles = parent !== undefined && img.ids.filesId === parent.ids.filesId;
+  const sharesFs = parent !== undefined && img.ids.fsId === parent.ids.fsId;
+  if (!sharesFiles) call('close_range', [0, 0xffffffff, 0]);
   const kept = inheritedVmas(img.memory, parent?.memory);
   dropMemory(r, [{ start: trampoline, end: trampoline + BigInt(TRAMPOLINE_SIZE) }, ...kept]);
   // The exe link can only change while the old exe is not mapped: that is now, before the
@@ -104,8 +108,10 @@ export function restoreTask(
   log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
 
   failpoint('restore:files');
-  restoreFds(r, img, session);
-  restoreLocks(r, session.ckpt.locks.get(img.pid) ?? []);
+  if (!sharesFiles) {
+    restoreFds(r, img, session);
+    restoreLocks(r, session.ckpt.locks.get(img.pid) ?? []);
+  }
 
   failpoint('restore:task');
   const nameOf = (id: number) => {
@@ -114,7 +120,7 @@ export function restoreTask(
     return f.name;
   };
   // Process-wide state first: the threads and children created next share or inherit it.
-  restoreFs(r, img.fs, nameOf);
+  if (!sharesFs) restoreFs(r, img.fs, nameOf);
   restoreSigactions(r, tc.sigactions);
   restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
     ? { real: tc.timers.real, virt: tc.timers.virt, prof: tc.timers.prof } : undefined);
@@ -135,8 +141,10 @@ export function restoreTask(
     const { forker, from } = forkerFor(child, img, ckpt, remote, helpers, session);
     scratch.reset();
     const viaHelper = forker !== remote;
+    const share = (child.ids.filesId === img.ids.filesId ? CLONE.FILES : 0) | (child.ids.fsId === img.ids.fsId ? CLONE.FS : 0);
+    if (share && viaHelper) throw new UserError(`pid ${child.pid}: shares its fd table or cwd with its parent but needs helpers to be forked — not supported yet`);
     const ct = injectClone3(forker, scratch.alloc(256), {
-      flags: viaHelper ? BigInt(CLONE.PARENT) : 0n,
+      flags: viaHelper ? BigInt(CLONE.PARENT) : BigInt(share),
       exitSignal: viaHelper ? 0 : SIG.CHLD,
       setTid: child.pid,
     });

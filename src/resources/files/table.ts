@@ -45,6 +45,8 @@ export class FileTable {
   readonly keepOpen: number[] = [];
   /** File locks held through the fds dumped (--file-locks). */
   readonly locks: FileLockData[] = [];
+  /** fd tables dumped so far (by files id): a table shared by CLONE_FILES is dumped once. */
+  readonly dumpedTables = new Set<number>();
   /** Id of the network namespace the sockets live in (the tree's, which is cryo's own). */
   netNsId = 0;
   /** What will not come back exactly as it was, for the log. */
