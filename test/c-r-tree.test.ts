@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import {
   buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
   waitFor, waitForLine, waitPidGone, pidExists, sleep, session, family, shape, pssKb, allGone, dumpTree, checkRestore,
@@ -210,6 +211,24 @@ describe('process trees', () => {
     const dir = await dumpTree(t, before.map((r) => r.pid));
     assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('fdinfo-')), ['fdinfo-1.img'], 'one fd table for the three');
     checkRestore(t, restore(t, dir, '1'));
+    const res = await goAndWaitResult(t);
+    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+  });
+
+  it('SysV shared memory (one segment removed while attached, one keyed) stays shared, same ids, key and contents', async () => {
+    const t = await startTarget([buildTarget('sysvshm')], { name: 'sysvshm' });
+    // The keyed segment outlives the target if the test fails: remove it then (by its key).
+    after(() => void spawnSync('ipcrm', ['-M', String(0x43520000 | (t.pid & 0xffff))]));
+    await waitForLine(t, 'READY', 10_000);
+    const before = family(t.pid);
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    const images = await critDecodeAll(d.dir);
+    const shm = [...images.entries()].find(([name]) => name.startsWith('ipcns-shm-'));
+    assert.ok(shm, 'ipcns-shm image written');
+    assert.deepEqual((shm[1] as { entries: { size: number }[] }).entries.map((e) => e.size).sort((a, b) => a - b), [8192, 65536]);
+    await allGone(before.map((r) => r.pid));
+    checkRestore(t, restore(t, d.dir, '1'));
     const res = await goAndWaitResult(t);
     assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
   });

@@ -130,7 +130,8 @@ function printTree(pid: number, opts: ScanOptions): number {
       const c = classifyVma(t.pid, m);
       const b = memoryBlockers(t.pid, [m], scan.ghostLimit)[0];
       const name = m.path ? `${m.path}${m.deleted ? ' (deleted)' : ''}` : '(anonymous)';
-      const ok = 'kind' in c ? `ok (${c.kind}${m.deleted ? ', contents saved as a ghost file' : ''})` : '';
+      const ghost = m.deleted && 'kind' in c && c.kind.startsWith('file-') && !m.path.startsWith('/memfd:');
+      const ok = 'kind' in c ? `ok (${c.kind}${ghost ? ', contents saved as a ghost file' : ''})` : '';
       out(`  map  ${hex(m.start)}-${hex(m.end)} ${name} — ${b ? b.replace(/^pid \d+ mapping \S+: /, '') : ok}`);
     }
     for (const n of namespacesOf(t.pid)) out(`  ns   ${n.kind.padEnd(6)} ${n.link} — ${n.same ? "ok (cryo's own)" : 'its own: not supported yet'}`);

@@ -4,6 +4,7 @@ import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { parseStat, parseStatus, parseMaps, statusNumber } from '../proc/index.js';
 import { kcmp, KCMP } from '../sys/index.js';
 import { memoryBlockers } from '../resources/mm/dump.js';
+import { isSysvShm, sysvShmBlockers } from '../resources/mm/sysv-shm.js';
 import { fdBlockers } from '../resources/files/fds.js';
 import { UserError } from '../util/errors.js';
 import { namespaceBlockers } from './namespaces.js';
@@ -95,6 +96,10 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */
 export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileScan): string[] {
   const blockers: string[] = [];
+  const attachments = tasks
+    .filter((t) => !t.zombie)
+    .flatMap((t) => parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')).filter(isSysvShm).map((m) => ({ pid: t.pid, m })));
+  blockers.push(...sysvShmBlockers(attachments));
   for (const t of tasks) {
     if (t.zombie) continue;
     blockers.push(...taskBlockers(t.pid, frozenByUs, scan));

@@ -26,6 +26,8 @@ import { ghost_file_entrySchema } from '../image/gen/ghost-file_pb.js';
 import { memfd_inode_entrySchema } from '../image/gen/memfd_pb.js';
 import { file_lock_entrySchema } from '../image/gen/file-lock_pb.js';
 import { copyMemfdPages } from '../resources/files/memfd.js';
+import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
+import { ipc_shm_entrySchema } from '../image/gen/ipc-shm_pb.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
@@ -202,6 +204,15 @@ export function dump(opts: DumpOptions): DumpResult {
           payload: q.data,
         })),
       );
+    }
+    // SysV segments the tree attaches, each once (read while the tree is frozen).
+    const segs = new Map<number, ShmImage>();
+    const known = images.some((i) => i.sysvShm.length) ? sysvSegments() : new Map();
+    for (const a of images.flatMap((i) => i.sysvShm)) {
+      if (!segs.has(a.shmid)) segs.set(a.shmid, dumpSegment(known.get(a.shmid)!, a.source));
+    }
+    if (segs.size) {
+      writer.writeImage(`ipcns-shm-${root.ids.ipcNsId}.img`, 'IPCNS_SHM', [...segs.values()].map((g) => ({ msg: create(ipc_shm_entrySchema, g.entry), payload: g.data })));
     }
     if (files.locks.length) writer.writeImage('filelocks.img', 'FILE_LOCKS', files.locks.map((l) => create(file_lock_entrySchema, l)));
     if (files.memfds.size) {

@@ -43,6 +43,7 @@ export interface TaskImages {
   mm: mm_entry;
   privatePages: PageRange[];
   shmemPages: ShmemRange[];
+  sysvShm: { shmid: number; source: string }[];
   /** Where the task's registers and signal mask go back when it is released. */
   remote: Remote;
   scratch: Scratch;
@@ -197,7 +198,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
   files.dumpedTables.add(ids.filesId);
   const fdinfo = (sharedTable ? [] : dumpFds(pid, files)).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types[f.type] }));
   const fs = create(fs_entrySchema, dumpFs(t, files));
-  return { pid, ids, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, remote: t.remote, scratch: t.scratch };
+  return { pid, ids, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, sysvShm: plan.sysvShm, remote: t.remote, scratch: t.scratch };
 }
 
 function elfId(path: string): { buildId?: number[] } {

@@ -6,3 +6,4 @@ export * from './fdinfo.js';
 export * from './pagemap.js';
 export * from './auxv.js';
 export * from './smaps.js';
+export * from './sysvipc.js';

@@ -20,6 +20,7 @@ import type { ghost_file_entry } from '../image/gen/ghost-file_pb.js';
 import type { GhostData } from '../resources/files/ghost.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
 import type { FileLockData } from '../resources/files/locks.js';
+import type { ShmImage, ShmEntry } from '../resources/mm/sysv-shm.js';
 import type { InotifyData } from '../resources/files/inotify.js';
 import type { FanotifyData } from '../resources/files/fanotify.js';
 import { UserError } from '../util/errors.js';
@@ -74,6 +75,8 @@ export interface CheckpointImage {
   /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
   memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
+  /** SysV shared memory segments the tree attaches. */
+  sysvShm: ShmImage[];
   /** File locks to take again, by owner pid. */
   locks: Map<number, FileLockData[]>;
   /** Deleted files to create again for the restore (and remove after), by ghost id. */
@@ -195,7 +198,15 @@ export function readCheckpoint(dir: string): CheckpointImage {
   if (r.exists('filelocks.img')) {
     for (const l of r.read('filelocks.img') as FileLockData[]) locks.set(l.pid, [...(locks.get(l.pid) ?? []), l]);
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const sysvShm: ShmImage[] = [];
+  const shmName = tasks.length ? `ipcns-shm-${tasks[0]!.ids.ipcNsId}.img` : '';
+  if (shmName && r.exists(shmName)) {
+    for (const e of r.readImage(shmName).entries) {
+      const entry = e.msg as ShmEntry;
+      sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
+    }
+  }
+  return { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
 }
 
 /** pipes-data.img or fifo-data.img: the bytes buffered in each, by pipe id. */

@@ -11,6 +11,7 @@ import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
 import { createMemfd } from '../resources/files/memfd.js';
+import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
 import { UserError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
@@ -76,9 +77,10 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
   const session: RestoreSession = {
-    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
+    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
   const ghostsMade: { path: string; ghost: GhostData }[] = [];
+  const segmentsMade: number[] = [];
   try {
     // Deleted files exist again while the tasks open and map them (removed at the end).
     for (const g of ckpt.ghosts.values()) {
@@ -86,6 +88,11 @@ export function restore(opts: RestoreOptions): RestoreResult {
       ghostsMade.push(g);
     }
     createMemfds(session);
+    for (const g of ckpt.sysvShm) {
+      const { id, created } = createSegment(g);
+      session.sysvIds.set(g.entry.desc.id, id);
+      if (created) segmentsMade.push(id);
+    }
     // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
     createSockets(session);
     failpoint('restore:stub');
@@ -103,9 +110,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
     // the root last: nothing runs before its whole tree is ready.
     for (const pid of session.stopped) kill(pid, SIG.STOP);
     for (const t of [...session.tracees].reverse()) t.release();
+    // Segments that were removed before the dump go once their last attachment does, again.
+    for (const g of ckpt.sysvShm) if (wasRemoved(g)) removeSegment(session.sysvIds.get(g.entry.desc.id)!);
   } catch (e) {
     if (stub) killStub(stub);
     removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);
+    for (const id of segmentsMade) removeSegment(id);
     throw e;
   } finally {
     closeSessionFiles(session);

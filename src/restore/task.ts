@@ -43,6 +43,8 @@ export interface RestoreSession {
   /** The trampoline, at the same address in every task (children inherit it). */
   trampoline: bigint;
   shmemOwners: Map<bigint, ShmemOwner>;
+  /** SysV segments made for the restore: id in the image -> id now. */
+  sysvIds: Map<number, number>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
   files: Map<number, number>;
   /** Epolls whose targets were registered already, by file id. */
@@ -101,7 +103,7 @@ export function restoreTask(
   // image's own mappings (often of the same binary) come back.
   const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
   restoreMmFields(r, img, ckpt, !sameExe);
-  const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners }, kept);
+  const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds }, kept);
   session.cowKept += mem.cowKept;
   const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
   const vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);

@@ -59,6 +59,8 @@ export interface MemoryPlan {
   vmas: VmaData[];
   privatePages: PageRange[];
   shmemPages: ShmemRange[];
+  /** SysV segments attached, with a /proc path that reads each. */
+  sysvShm: { shmid: number; source: string }[];
 }
 
 /** Checks every mapping before anything is touched; returns the blockers (empty if none). */
@@ -67,7 +69,7 @@ export function memoryBlockers(pid: number, maps: MapsEntry[], ghostLimit: numbe
   for (const m of maps) {
     const c = classifyVma(pid, m);
     if ('blocker' in c) out.push(c.blocker);
-    else if (m.deleted && !isMemfd(m.path)) {
+    else if (m.deleted && (c.kind === 'file-private' || c.kind === 'file-shared') && !isMemfd(m.path)) {
       // Deleted files are saved as ghost files, up to the limit.
       const where = `pid ${pid} mapping ${hex(m.start)}-${hex(m.end)}`;
       const b = ghostBlocker(where, m.path, `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, ghostLimit);
@@ -89,6 +91,8 @@ function statusFor(kind: VmaKind, m: MapsEntry, heap: boolean): number {
       return VMA.AREA_REGULAR | VMA.ANON_PRIVATE | (heap ? VMA.AREA_HEAP : 0);
     case 'anon-shared':
       return VMA.AREA_REGULAR | VMA.ANON_SHARED;
+    case 'sysv-shm':
+      return VMA.AREA_REGULAR | VMA.AREA_SYSVIPC | VMA.ANON_SHARED;
     case 'file-private':
       return VMA.AREA_REGULAR | VMA.FILE_PRIVATE | (isMemfd(m.path) ? VMA.AREA_MEMFD : 0);
     case 'file-shared':
@@ -105,6 +109,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): Memor
   const vmas: VmaData[] = [];
   const privatePages: PageRange[] = [];
   const shmemPages: ShmemRange[] = [];
+  const sysvShm: MemoryPlan['sysvShm'] = [];
   const pagemapFd = openSync(`/proc/${t.pid}/pagemap`, 'r');
   try {
     for (const m of t.maps) {
@@ -112,7 +117,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): Memor
       if ('blocker' in c) throw new UnsupportedError([c.blocker]);
       const flagsSet = vmFlags.get(m.start) ?? new Set<string>();
       const heap = m.path === '[heap]';
-      const anon = c.kind !== 'file-private' && c.kind !== 'file-shared';
+      const anon = c.kind !== 'file-private' && c.kind !== 'file-shared' && c.kind !== 'sysv-shm';
       let flags = (m.shared ? MAP.SHARED : MAP.PRIVATE) | (anon ? MAP.ANONYMOUS : 0);
       if (flagsSet.has('gd')) flags |= MAP.GROWSDOWN;
       if (flagsSet.has('nr')) flags |= MAP.NORESERVE;
@@ -124,7 +129,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): Memor
         start: m.start,
         end: m.end,
         pgoff: isFile || c.kind === 'anon-shared' ? m.offset : 0n,
-        shmid: isFile ? BigInt(fileId(m)) : c.kind === 'anon-shared' ? BigInt(m.inode) : 0n,
+        shmid: isFile ? BigInt(fileId(m)) : c.kind === 'anon-shared' || c.kind === 'sysv-shm' ? BigInt(m.inode) : 0n,
         prot,
         flags,
         status: statusFor(c.kind, m, heap),
@@ -134,6 +139,11 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): Memor
       if (isFile) v.fdflags = 0;
       vmas.push(v);
 
+      if (c.kind === 'sysv-shm') {
+        // The segment's contents are saved once, with the segment, not per attachment.
+        sysvShm.push({ shmid: m.inode, source: `/proc/${t.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}` });
+        continue;
+      }
       if (c.kind === 'vdso' || c.kind === 'vvar' || c.kind === 'vsyscall' || c.kind === 'file-shared') continue;
       for (const run of presentRuns(pagemapFd, m, c.kind === 'file-private')) {
         const vaddr = m.start + BigInt(run.first * PAGE_SIZE);
@@ -147,7 +157,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): Memor
   } finally {
     closeSync(pagemapFd);
   }
-  return { vmas, privatePages, shmemPages };
+  return { vmas, privatePages, shmemPages, sysvShm };
 }
 
 const PAGEMAP_CHUNK_PAGES = 65536;

@@ -5,6 +5,7 @@ import { statSync, openSync, readSync, writeSync, closeSync, constants } from 'n
 import { PAGE_SIZE, PROT, MAP, O, ARCH, NR, alignedBuffer } from '../../sys/index.js';
 import { hex, UserError } from '../../util/errors.js';
 import { failpoint } from '../../util/failpoint.js';
+import { attachArgs } from './sysv-shm.js';
 import { VMA } from './vma-kind.js';
 import type { VmaData, PageRange } from './dump.js';
 import type { RestoreTask } from '../context.js';
@@ -43,6 +44,8 @@ export interface MemoryContext {
   parent?: MemoryImage;
   /** Shared anonymous objects created so far, restore-wide: shmid -> first mapping. */
   shmemOwners: Map<bigint, ShmemOwner>;
+  /** SysV segments made for the restore: id in the image -> id now. */
+  sysvIds: Map<number, number>;
 }
 
 /** Unmaps everything in the task except the given ranges. */
@@ -91,7 +94,11 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       // accountable): mapping a never-written read-only VMA writable would make it accountable,
       // and the kernel would then merge it with a neighbour it was separate from.
       const fillProt = filled.has(v) || v.prot & PROT.WRITE ? v.prot | PROT.READ | PROT.WRITE : v.prot;
-      if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+      if (v.status & VMA.AREA_SYSVIPC) {
+        const id = ctx.sysvIds.get(Number(v.shmid));
+        if (id === undefined) throw new UserError(`${where}: SysV segment ${v.shmid} is not in the images`);
+        call('shmat', attachArgs(id, v.start, (v.prot & PROT.WRITE) !== 0), where);
+      } else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT.WRITE) !== 0, fileFds);
         const prot = v.status & VMA.FILE_SHARED ? v.prot : fillProt;
         call('mmap', [v.start, len, prot, (v.flags & ~MAP.ANONYMOUS) | MAP.FIXED, fd, v.pgoff], where);

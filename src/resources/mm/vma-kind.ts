@@ -21,7 +21,7 @@ export const VMA = {
   AREA_MEMFD: 1 << 14,
 } as const;
 
-export type VmaKind = 'anon-private' | 'anon-shared' | 'file-private' | 'file-shared' | 'vdso' | 'vvar' | 'vsyscall';
+export type VmaKind = 'anon-private' | 'anon-shared' | 'file-private' | 'file-shared' | 'sysv-shm' | 'vdso' | 'vvar' | 'vsyscall';
 
 /** Classifies a mapping; returns a blocker message instead when cryo cannot handle it. */
 export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { blocker: string } {
@@ -29,11 +29,12 @@ export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { bl
   if (m.path === '[vdso]') return { kind: 'vdso' };
   if (m.path === '[vvar]' || m.path === '[vvar_vclock]') return { kind: 'vvar' };
   if (m.path === '[vsyscall]') return { kind: 'vsyscall' };
+  // The inode of a SysV mapping is the segment id, and 0 is a valid one.
+  if (m.path.startsWith('/SYSV')) return { kind: 'sysv-shm' }; // whole-segment checks: sysv-shm.ts
   if (m.inode === 0) {
     if (m.shared) return { blocker: `${where}: shared mapping of an unknown kind (${m.path || 'no name'}) — not supported` };
     return { kind: 'anon-private' };
   }
-  if (m.path.startsWith('/SYSV')) return { blocker: `${where}: SysV shared memory segment — not supported yet` };
   if (m.path === '/dev/zero' || m.path.startsWith('/dev/zero ')) {
     if (m.shared) return { kind: 'anon-shared' };
     return { kind: 'anon-private' };
