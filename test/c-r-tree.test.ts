@@ -6,17 +6,16 @@ import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import {
-  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
+  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, restore, startTarget,
   waitFor, waitForLine, waitPidGone, pidExists, sleep, session, family, shape, pssKb, allGone, dumpTree, checkRestore,
+  readyTarget, expectPass,
 } from './lib/index.js';
 
 after(cleanupTrees);
 
 describe('threads', () => {
   it('12 threads keep their TIDs, counters and blocked syscalls (dump, restore)', async () => {
-    buildTarget('threads');
-    const t = await startTarget([buildTarget('threads')], { name: 'threads' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('threads');
     const tids = fs.readdirSync(`/proc/${t.pid}/task`).map(Number).sort();
     const d = dump(t, '1');
     assert.equal(d.res.code, 0, cryoReport(d.res));
@@ -25,8 +24,7 @@ describe('threads', () => {
     await allGone([t.pid]);
     checkRestore(t, restore(t, d.dir, '1'));
     assert.deepEqual(fs.readdirSync(`/proc/${t.pid}/task`).map(Number).sort(), tids, 'same TIDs');
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('python3 with 8 threads goes on working', async () => {
@@ -52,8 +50,7 @@ describe('threads', () => {
     process.kill(t.pid, 'SIGKILL');
     await allGone([t.pid]);
     checkRestore(t, restore(t, d.dir, '1'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 });
 
@@ -103,13 +100,11 @@ describe('process trees', () => {
       Math.abs(pssAfter - pssBefore) <= pssBefore * 0.1,
       `memory use (sum of Pss) was ${pssBefore} kB, is ${pssAfter} kB after restore`,
     );
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('a process group and a session whose leaders are gone are re-created around their members', async () => {
-    const t = await startTarget([buildTarget('orphans')], { name: 'orphans' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('orphans');
     const before = family(t.pid);
     assert.equal(before.length, 3, shape(before, t.pid));
     assert.ok(before.some((r) => r.pgid !== r.pid && !pidExists(r.pgid)), 'a member of a group whose leader is gone');
@@ -119,26 +114,22 @@ describe('process trees', () => {
     const afterRows = family(t.pid);
     assert.equal(shape(afterRows, t.pid), shape(before, t.pid), 'same pid, ppid, pgid, sid, state and name');
     for (const r of afterRows) if (r.pid !== t.pid) assert.ok(!pidExists(r.pgid) || r.pgid === t.pid, `helper ${r.pgid} is gone`);
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('pipes between a parent and its child: data in flight, half-closed, O_NONBLOCK, size', async () => {
-    const t = await startTarget([buildTarget('pipes')], { name: 'pipes' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('pipes');
     const before = family(t.pid);
     assert.equal(before.length, 2);
     const dir = await dumpTree(t, before.map((r) => r.pid));
     assert.ok(fs.existsSync(`${dir}/pipes-data.img`), 'pipes-data.img written');
     checkRestore(t, restore(t, dir, '1'));
     assert.equal(shape(family(t.pid), t.pid), shape(before, t.pid));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('files deleted while open and mapped, and a removed directory, come back deleted, with their contents, shared as before', async () => {
-    const t = await startTarget([buildTarget('ghost')], { name: 'ghost' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('ghost');
     const before = family(t.pid);
     assert.equal(before.length, 2);
     // Over the limit: named as a blocker, and dump refuses.
@@ -153,24 +144,20 @@ describe('process trees', () => {
     assert.equal(ghosts.length, 3, `one ghost per deleted file or directory (the removed cwd shares the open one's): ${ghosts}`);
     checkRestore(t, restore(t, dir, '1'));
     assert.deepEqual(fs.readdirSync(t.dir).filter((f) => f.endsWith('.bin') || f === 'gone.d'), [], 'deleted again');
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('a FIFO by path between a parent and its child: data in flight, O_NONBLOCK, EOF after the writer', async () => {
-    const t = await startTarget([buildTarget('fifo')], { name: 'fifo' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('fifo');
     const before = family(t.pid);
     const dir = await dumpTree(t, before.map((r) => r.pid));
     assert.ok(fs.existsSync(`${dir}/fifo-data.img`), 'fifo-data.img written');
     checkRestore(t, restore(t, dir, '1'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('memfds: name, size, seals, contents, two descriptions and a mapping shared by parent and child', async () => {
-    const t = await startTarget([buildTarget('memfd')], { name: 'memfd' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('memfd');
     const before = family(t.pid);
     const d = dump(t, '1');
     assert.equal(d.res.code, 0, cryoReport(d.res));
@@ -180,13 +167,11 @@ describe('process trees', () => {
     assert.equal(inodes.find((m) => m.name === 'cryo-test')!.size, 2 << 20);
     await allGone(before.map((r) => r.pid));
     checkRestore(t, restore(t, d.dir, '1'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('file locks (flock, POSIX, OFD) are held by the same owners after restore (--file-locks)', async () => {
-    const t = await startTarget([buildTarget('locks')], { name: 'locks' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('locks');
     const before = family(t.pid);
     const plain = cryo(['check', '-t', String(t.pid)]);
     assert.equal(plain.code, 1, plain.stdout);
@@ -199,20 +184,17 @@ describe('process trees', () => {
     assert.ok(locks.some((l) => l.flag === 2) && locks.some((l) => l.flag === 1 && l.pid !== t.pid), JSON.stringify(locks));
     await allGone(before.map((r) => r.pid));
     checkRestore(t, restore(t, d.dir, '1'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('children sharing the fd table (CLONE_FILES) and cwd/umask (CLONE_FS) with their parent still share them', async () => {
-    const t = await startTarget([buildTarget('clonefiles')], { name: 'clonefiles' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('clonefiles');
     const before = family(t.pid);
     assert.equal(before.length, 3);
     const dir = await dumpTree(t, before.map((r) => r.pid));
     assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('fdinfo-')), ['fdinfo-1.img'], 'one fd table for the three');
     checkRestore(t, restore(t, dir, '1'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('SysV shared memory (one segment removed while attached, one keyed) stays shared, same ids, key and contents', async () => {
@@ -229,8 +211,7 @@ describe('process trees', () => {
     assert.deepEqual((shm[1] as { entries: { size: number }[] }).entries.map((e) => e.size).sort((a, b) => a - b), [8192, 65536]);
     await allGone(before.map((r) => r.pid));
     checkRestore(t, restore(t, d.dir, '1'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 
   it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {
@@ -261,7 +242,6 @@ describe('process trees', () => {
     const left = before.filter((row) => pidExists(row.pid)).map((row) => row.pid);
     assert.deepEqual(left, [], `processes left behind: ${left.join(', ')}`);
     checkRestore(t, restore(t, dir, '2'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 });

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
-  waitFor, waitForLine, allGone, checkRestore, killTarget, family, type Target,
+  waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -139,8 +139,7 @@ describe('epoll', () => {
 
 describe('refused before anything is touched', () => {
   it('an io_uring instance: check and dump name it, the process runs on', async () => {
-    const t = await startTarget([buildTarget('iouring')], { name: 'iouring' });
-    await waitForLine(t, 'READY', 10_000);
+    const t = await readyTarget('iouring');
     const c = check(t.pid);
     assert.equal(c.code, 1, c.out);
     assert.match(c.out, new RegExp(`pid ${t.pid} fd \\d+: io_uring instance — not supported`));
@@ -287,7 +286,6 @@ describe('services', () => {
     assert.ok(fs.readdirSync(dir).some((f) => f.startsWith('ghost-file-')), "the pool's semaphores (deleted /dev/shm files) are saved");
     checkRestore(t, restore(t, dir, '1'));
     assert.deepEqual(family(t.pid).map((r) => r.pid), before.map((r) => r.pid), 'same workers');
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
+    await expectPass(t);
   });
 });

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { critDecodeAll, cryoReport, dump, restore } from './cryo.js';
-import { cleanup, targetReport, type Target } from './target.js';
+import { cleanup, targetReport, startTarget, waitForLine, goAndWaitResult, type Target } from './target.js';
+import { buildTarget } from './build.js';
 import { waitPidGone } from './proc.js';
 
 /** Every PID the tests saw in a tree, killed at the end (by PID, only those). */
@@ -97,4 +98,17 @@ export async function dumpTree(t: Target, pids: number[]): Promise<string> {
 export function checkRestore(t: Target, r: ReturnType<typeof restore>): void {
   assert.equal(r.res.code, 0, `restore failed\n${cryoReport(r.res)}\n${targetReport(t)}`);
   assert.equal(r.pidFromFile, t.pid);
+}
+
+/** Starts test/targets/NAME.c (built on demand) and waits until it reports READY. */
+export async function readyTarget(name: string, args: string[] = []): Promise<Target> {
+  const t = await startTarget([buildTarget(name), ...args], { name });
+  await waitForLine(t, 'READY', 30_000);
+  return t;
+}
+
+/** Lets the target check its own state (the go file) and asserts it reports PASS. */
+export async function expectPass(t: Target): Promise<void> {
+  const res = await goAndWaitResult(t);
+  assert.ok(res.pass, `${res.line}\n${targetReport(t)}`);
 }
