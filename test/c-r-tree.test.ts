@@ -27,6 +27,20 @@ describe('threads', () => {
     await expectPass(t);
   });
 
+  it('a thread frozen inside an rseq critical section resumes at its abort handler', async () => {
+    const t = await startTarget([buildTarget('rseqcs')], { name: 'rseqcs' });
+    const abort = BigInt('0x' + /abort=([0-9a-f]+)/.exec(await waitForLine(t, 'READY', 10_000))![1]);
+    const spinner = fs.readdirSync(`/proc/${t.pid}/task`).map(Number).find((tid) => tid !== t.pid)!;
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    const images = await critDecodeAll(d.dir);
+    const core = images.get(`core-${spinner}.img`) as { entries: { thread_info: { gpregs: { ip: number | string } } }[] };
+    assert.equal(BigInt(core.entries[0]!.thread_info.gpregs.ip), abort, 'the saved ip is the abort handler');
+    await allGone([t.pid]);
+    checkRestore(t, restore(t, d.dir, '1'));
+    await expectPass(t);
+  });
+
   it('python3 with 8 threads goes on working', async () => {
     const script = [
       'import os, threading, time',

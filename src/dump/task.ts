@@ -2,7 +2,7 @@
 // ids, fs, fd table, mm and the page ranges to save.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { getXstate, SIG, kcmp, KCMP } from '../sys/index.js';
+import { getXstate, SIG, kcmp, KCMP, type Regs } from '../sys/index.js';
 import { regsToEntry } from '../resources/task/regs.js';
 import { Scratch, Remote, findSyscallInVdso, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps, type MapsEntry } from '../proc/index.js';
@@ -56,6 +56,8 @@ const TASK_STOPPED = 3;
 export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, leaderScratch?: Scratch): DumpTask {
   const pid = tracee.tid;
   const regs = tracee.regs();
+  // Before anything runs in the task: the first injected syscall makes the kernel drop it.
+  const rseqAbort = rseqAbortIp(pid, regs.get('ip'));
   const remote = new Remote(tracee, findSyscallInVdso(tracee.tgid));
   let scratch: Scratch;
   try {
@@ -71,6 +73,7 @@ export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, leaderScrat
     remote,
     scratch,
     regs,
+    rseqAbort,
     stat: parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')),
     status: parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8')),
     maps: leaderScratch ? [] : parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !isScratch(m, scratch)),
@@ -83,12 +86,23 @@ function isScratch(m: MapsEntry, s: Scratch): boolean {
   return m.start === s.addr && m.end === s.addr + BigInt(s.size);
 }
 
-/** Puts the task back exactly as it was (registers, mask; scratch unmapped by the leader). */
+/** The registers of a thread frozen in an rseq critical section, moved to its abort handler. */
+function atAbort(regs: Regs, abort: bigint): Regs {
+  const r = regs.clone();
+  r.set('ip', abort);
+  r.set('orig_ax', -1n);
+  return r;
+}
+
+/**
+ * Puts the task back as it was (registers, mask; scratch unmapped by the leader); a thread that
+ * was inside an rseq critical section goes on from the abort handler (see rseqAbortIp).
+ */
 export function closeTask(t: DumpTask): void {
   try {
     t.scratch.unmap();
   } finally {
-    t.remote.restore();
+    t.remote.restore(t.rseqAbort === null ? undefined : atAbort(t.regs, t.rseqAbort));
   }
 }
 
@@ -99,9 +113,8 @@ function dumpThreadParts(t: DumpTask) {
   const misc = dumpTaskMisc(t);
   const thread = dumpThreadState(t);
   const gpregs = regsToEntry(t.regs);
-  const abort = thread.rseq ? rseqAbortIp(t, thread.rseq.ptr) : null;
-  if (abort !== null) {
-    gpregs.ip = abort;
+  if (t.rseqAbort !== null) {
+    gpregs.ip = t.rseqAbort;
     gpregs.origAx = (1n << 64n) - 1n; // -1: not in a syscall any more, nothing to restart
   }
   const threadInfo = {

@@ -41,6 +41,8 @@ export interface DumpTask {
   scratch: Scratch;
   /** Registers as the task was frozen. */
   regs: Regs;
+  /** Where it resumes if it was frozen inside an rseq critical section (its abort handler). */
+  rseqAbort: bigint | null;
   stat: ProcStat;
   status: ProcStatus;
   maps: MapsEntry[];

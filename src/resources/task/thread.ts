@@ -12,22 +12,24 @@ export interface ThreadRegsState {
 
 /**
  * A thread frozen inside an rseq critical section must resume at the section's abort handler, as
- * the kernel would make it on its next return to user mode. The restored task cannot get that
- * from the kernel (our injected syscalls return to user mode elsewhere first), so the dump moves
- * the saved ip to the abort handler, and the restore clears rseq_cs.
+ * the kernel would make it on its next return to user mode. That return, for a thread we work
+ * in, is from our first injected syscall, outside the section: the kernel then just forgets the
+ * section (clears rseq_cs). So this must be read right after the freeze, before any injection;
+ * the dump saves the abort ip, and the thread is released at it too (--leave-running).
  * Returns the abort ip, or null when the thread is not inside a critical section.
  */
-export function rseqAbortIp(t: DumpTask, rseqPtr: bigint): bigint | null {
+export function rseqAbortIp(tid: number, ip: bigint): bigint | null {
+  const rseqPtr = getRseqConfig(tid).ptr;
+  if (rseqPtr === 0n) return null;
   const word = Buffer.alloc(8);
-  if (vmRead(t.pid, word, [{ addr: rseqPtr + 8n, len: 8 }]) !== 8) return null;
+  if (vmRead(tid, word, [{ addr: rseqPtr + 8n, len: 8 }]) !== 8) return null;
   const cs = word.readBigUInt64LE(0);
   if (cs === 0n) return null;
   const desc = Buffer.alloc(32);
-  if (vmRead(t.pid, desc, [{ addr: cs, len: 32 }]) !== 32) return null;
+  if (vmRead(tid, desc, [{ addr: cs, len: 32 }]) !== 32) return null;
   const start = desc.readBigUInt64LE(8);
   const postCommitOffset = desc.readBigUInt64LE(16);
   const abort = desc.readBigUInt64LE(24);
-  const ip = t.regs.get('ip');
   return ip >= start && ip < start + postCommitOffset ? abort : null;
 }
 
