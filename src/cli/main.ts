@@ -56,13 +56,13 @@ addLogOptions(
     .command('dump')
     .description(
       'Checkpoint a running process into an image directory.\n' +
-        'The process is frozen, its state written to DIR, then killed (or left running with\n' +
+        'The process is frozen, its state written to DIR, then killed (or left running with ' +
         '--leave-running). If anything fails the process is left running, untouched.',
     )
     .option('-t, --tree <pid>', 'PID of the process to checkpoint')
     .option('-D, --images-dir <dir>', 'directory to write the images into (created, must be empty)')
     .option('-R, --leave-running', 'keep the process running after the checkpoint')
-    .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree;\nrestore connects them to that name again')
+    .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree (restore connects them to that name again)')
     .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
     .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
@@ -88,7 +88,7 @@ addLogOptions(
     .command('restore')
     .description(
       'Restore a process from an image directory written by `cryo dump` (or by CRIU).\n' +
-        'The process gets its original PID back, which must be free. Without -d cryo waits\n' +
+        'The process gets its original PID back, which must be free. Without -d cryo waits ' +
         'for the restored process to exit and exits with its status.',
     )
     .option('-D, --images-dir <dir>', 'directory holding the images')
@@ -115,7 +115,7 @@ program
   .command('check')
   .description(
     'Without -t: check that this kernel has what cryo needs.\n' +
-      'With -t PID: list every task, fd, mapping and namespace of the tree under PID and whether\n' +
+      'With -t PID: list every task, fd, mapping and namespace of the tree under PID and whether ' +
       'cryo can checkpoint it, naming each blocker. Exits 0 only if a dump would be attempted.\n' +
       'The process is not stopped or touched.',
   )
