@@ -137,6 +137,42 @@ describe('epoll', () => {
   });
 });
 
+describe('unix peers outside the tree', () => {
+  it('refused by default, reconnected by name with --ext-unix-sk', async () => {
+    // The "server" is not part of the dumped tree: it accepts connections and logs what it gets.
+    const server = [
+      'import socket, os',
+      'l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); l.bind(os.path.abspath("srv.sock")); l.listen()',
+      'print("READY", flush=True)',
+      'while True:',
+      '    c, _ = l.accept(); data = c.recv(100)',
+      '    print("GOT", data.decode(), flush=True)',
+    ].join('\n');
+    const srv = await startTarget(['/usr/bin/python3', '-c', server], { name: 'ext-server' });
+    await waitForLine(srv, 'READY', 10_000);
+    const path = `${srv.dir}/srv.sock`;
+    const client = [
+      'import socket, os, time',
+      `s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(${JSON.stringify(path)})`,
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      's.send(b"after-restore"); print("PASS", flush=True)',
+    ].join('\n');
+    const t = await startTarget(['/usr/bin/python3', '-c', client], { name: 'ext-client' });
+    await waitForLine(t, 'READY', 10_000);
+    const c = check(t.pid);
+    assert.equal(c.code, 1, c.out);
+    assert.ok(c.out.includes(`its peer ${path} is outside the dumped tree — pass --ext-unix-sk`), c.out);
+    const d = dump(t, '1', { extraArgs: ['--ext-unix-sk'] });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    await critDecodeAll(d.dir);
+    await allGone([t.pid]);
+    checkRestore(t, restore(t, d.dir, '1'));
+    await expectPass(t);
+    assert.ok(await waitFor(() => srv.log().includes('GOT after-restore'), 5000), `the server got: ${srv.log()}`);
+  });
+});
+
 describe('refused before anything is touched', () => {
   it('an io_uring instance: check and dump name it, the process runs on', async () => {
     const t = await readyTarget('iouring');

@@ -79,6 +79,9 @@ export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<n
     const peer = all.get(d.peer);
     const peerName = peer ? unixName(peer.name) : '';
     if (!peerName) return `${describeUnix(d)}: its peer is outside the dumped tree and has no name — cannot be reconnected`;
+    if (isPath(peer!.name) && !peerName.startsWith('/')) {
+      return `${describeUnix(d)}: its peer ${peerName} is outside the dumped tree and bound to a relative path — cannot be reconnected`;
+    }
     if (!extUnixSk) return `${describeUnix(d)}: its peer ${peerName} is outside the dumped tree — pass --ext-unix-sk to reconnect to it on restore`;
   }
   return null;
