@@ -228,6 +228,26 @@ describe('process trees', () => {
     await expectPass(t);
   });
 
+  it('a child sharing memory and signal handlers (CLONE_VM | CLONE_SIGHAND) goes on sharing them', async () => {
+    const t = await readyTarget('clonevm');
+    const before = family(t.pid);
+    assert.equal(before.length, 2);
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    checkRestore(t, restore(t, dir, '1'));
+    await expectPass(t);
+  });
+
+  it('a parent still waiting in vfork() is refused, and both keep running', async () => {
+    const t = await readyTarget('vforkwait');
+    assert.ok(await waitFor(() => family(t.pid).length === 2, 5000), 'the vfork child exists');
+    const c = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(c.code, 1, c.stdout);
+    assert.match(c.stdout, /vfork child whose parent \d+ still waits for it/);
+    const d = dump(t, 'refused');
+    assert.notEqual(d.res.code, 0);
+    assert.equal(family(t.pid).length, 2, 'both still there');
+  });
+
   it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {
     const writer = 'import time\ni = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.01)';
     const reader = 'import sys\nfor l in sys.stdin:\n    f = open("out.txt", "a"); f.write(l); f.close()';

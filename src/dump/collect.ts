@@ -104,15 +104,26 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
     if (t.zombie) continue;
     blockers.push(...taskBlockers(t.pid, frozenByUs, scan));
     if (!t.ppid) continue;
-    if (kcmp(t.ppid, t.pid, KCMP.VM) === 0) blockers.push(`pid ${t.pid}: shares memory with its parent ${t.ppid} (vfork) — not supported yet`);
-    // An fd table or fs context shared with the parent is restored shared (CLONE_FILES, CLONE_FS),
-    // but not when the child must be forked through helpers (its session or group leader is gone).
-    const sharing = kcmp(t.ppid, t.pid, KCMP.FILES) === 0 || kcmp(t.ppid, t.pid, KCMP.FS) === 0;
+    // Memory, fd table, fs context and signal handlers shared with the parent are restored
+    // shared (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND); a vfork still waiting is not.
+    const sharesVm = kcmp(t.ppid, t.pid, KCMP.VM) === 0;
+    if (sharesVm && inVfork(t.ppid)) blockers.push(`pid ${t.pid}: vfork child whose parent ${t.ppid} still waits for it to exec or exit — not supported`);
+    const sharing = sharesVm || kcmp(t.ppid, t.pid, KCMP.FILES) === 0 || kcmp(t.ppid, t.pid, KCMP.FS) === 0;
     const parent = tasks.find((p) => p.pid === t.ppid);
+    // ...but not when the child must be forked through helpers (its session or group leader is gone).
     if (sharing && parent && ((t.sid !== parent.sid && t.sid !== t.pid) || (t.pgid !== parent.pgid && t.pgid !== t.pid && !tasks.some((k) => k.pid === t.pgid)))) {
-      blockers.push(`pid ${t.pid}: shares its fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet`);
+      blockers.push(`pid ${t.pid}: shares memory, fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet`);
     }
-    if (kcmp(t.ppid, t.pid, KCMP.SIGHAND) === 0) blockers.push(`pid ${t.pid}: shares signal handlers with its parent ${t.ppid} (CLONE_SIGHAND) — not supported yet`);
   }
   return blockers;
+}
+
+/** The task is in vfork(), or in clone()/clone3() (which may be a vfork too): blocked for its child. */
+function inVfork(pid: number): boolean {
+  try {
+    const nr = Number(readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0]);
+    return nr === 58 || nr === 56 || nr === 435;
+  } catch {
+    return false;
+  }
 }

@@ -2,7 +2,7 @@
 // are complete puts every task back as it was and removes the partial image directory.
 import { readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { sys, kill, closeFd, SIG, PAGE_SIZE } from '../sys/index.js';
+import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
@@ -109,7 +109,10 @@ export function dump(opts: DumpOptions): DumpResult {
     const threadCores: { tid: number; core: core_entry }[] = [];
     for (const t of live) {
       const leaderTracee = frozen.find((tr) => tr.tid === t.pid)!;
-      const leader = openTask(leaderTracee, log, ids);
+      // A task sharing its parent's memory (CLONE_VM) works in the parent's scratch area; its
+      // memory is the parent's and is saved with it.
+      const vmParent = t.ppid ? open.find((o) => o.pid === t.ppid && kcmp(t.ppid, t.pid, KCMP.VM) === 0) : undefined;
+      const leader = openTask(leaderTracee, log, ids, vmParent?.scratch);
       open.push(leader);
       const others: DumpTask[] = [];
       for (const tr of frozen.filter((f) => f.tgid === t.pid && f.tid !== t.pid)) {

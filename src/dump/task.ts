@@ -225,17 +225,17 @@ function taskIds(t: DumpTask) {
     return t.ids.id('ns', link);
   };
   const key = String(t.pid);
-  // An fd table or fs context shared with the parent (CLONE_FILES, CLONE_FS) gets its id.
+  // Memory, an fd table, fs context or signal handlers shared with the parent get its id.
   const shared = (kind: string, type: number) => {
     const ppid = String(t.stat.ppid);
     if (t.ids.has(kind, ppid) && kcmp(t.stat.ppid, t.pid, type) === 0) return t.ids.alias(kind, key, ppid);
     return t.ids.id(kind, key);
   };
   return {
-    vmId: t.ids.id('vm', key),
+    vmId: shared('vm', KCMP.VM),
     filesId: shared('files', KCMP.FILES),
     fsId: shared('fs', KCMP.FS),
-    sighandId: t.ids.id('sighand', key),
+    sighandId: shared('sighand', KCMP.SIGHAND),
     pidNsId: ns('pid'),
     netNsId: ns('net'),
     ipcNsId: ns('ipc'),

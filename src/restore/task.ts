@@ -92,22 +92,26 @@ export function restoreTask(
   // What the stub or the parent handed down: rseq registration, fds and memory. Mappings
   // identical to the parent's are kept, so copy-on-write sharing survives the restore.
   unregisterInheritedRseq(r);
-  // A task that shares its parent's fd table (CLONE_FILES) or fs context (CLONE_FS) got them
-  // restored already, with the parent's.
-  const sharesFiles = parent !== undefined && img.ids.filesId === parent.ids.filesId;
-  const sharesFs = parent !== undefined && img.ids.fsId === parent.ids.fsId;
+  // A task that shares its parent's memory (CLONE_VM), fd table (CLONE_FILES), fs context
+  // (CLONE_FS) or signal handlers (CLONE_SIGHAND) got them restored already, with the parent's.
+  const shares = (kind: 'vmId' | 'filesId' | 'fsId' | 'sighandId') => parent !== undefined && img.ids[kind] === parent.ids[kind];
+  const sharesVm = shares('vmId');
+  const sharesFiles = shares('filesId');
   if (!sharesFiles) call('close_range', [0, 0xffffffff, 0]);
-  const kept = inheritedVmas(img.memory, parent?.memory);
-  dropMemory(r, [{ start: trampoline, end: trampoline + BigInt(TRAMPOLINE_SIZE) }, ...kept]);
-  // The exe link can only change while the old exe is not mapped: that is now, before the
-  // image's own mappings (often of the same binary) come back.
-  const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
-  restoreMmFields(r, img, ckpt, !sameExe);
-  const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds }, kept);
-  session.cowKept += mem.cowKept;
-  const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
-  const vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);
-  log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
+  let vdso: bigint | null = null;
+  if (!sharesVm) {
+    const kept = inheritedVmas(img.memory, parent?.memory);
+    dropMemory(r, [{ start: trampoline, end: trampoline + BigInt(TRAMPOLINE_SIZE) }, ...kept]);
+    // The exe link can only change while the old exe is not mapped: that is now, before the
+    // image's own mappings (often of the same binary) come back.
+    const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
+    restoreMmFields(r, img, ckpt, !sameExe);
+    const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds }, kept);
+    session.cowKept += mem.cowKept;
+    const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
+    vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);
+    log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
+  }
 
   failpoint('restore:files');
   if (!sharesFiles) {
@@ -122,8 +126,8 @@ export function restoreTask(
     return f.name;
   };
   // Process-wide state first: the threads and children created next share or inherit it.
-  if (!sharesFs) restoreFs(r, img.fs, nameOf);
-  restoreSigactions(r, tc.sigactions);
+  if (!shares('fsId')) restoreFs(r, img.fs, nameOf);
+  if (!shares('sighandId')) restoreSigactions(r, tc.sigactions);
   restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
     ? { real: tc.timers.real, virt: tc.timers.virt, prof: tc.timers.prof } : undefined);
   restoreTaskMisc(r, {
@@ -143,8 +147,12 @@ export function restoreTask(
     const { forker, from } = forkerFor(child, img, ckpt, remote, helpers, session);
     scratch.reset();
     const viaHelper = forker !== remote;
-    const share = (child.ids.filesId === img.ids.filesId ? CLONE.FILES : 0) | (child.ids.fsId === img.ids.fsId ? CLONE.FS : 0);
-    if (share && viaHelper) throw new UserError(`pid ${child.pid}: shares its fd table or cwd with its parent but needs helpers to be forked — not supported yet`);
+    const share =
+      (child.ids.vmId === img.ids.vmId ? CLONE.VM : 0) |
+      (child.ids.sighandId === img.ids.sighandId ? CLONE.SIGHAND : 0) |
+      (child.ids.filesId === img.ids.filesId ? CLONE.FILES : 0) |
+      (child.ids.fsId === img.ids.fsId ? CLONE.FS : 0);
+    if (share && viaHelper) throw new UserError(`pid ${child.pid}: shares memory, fd table or cwd with its parent but needs helpers to be forked — not supported yet`);
     const ct = injectClone3(forker, scratch.alloc(256), {
       flags: viaHelper ? BigInt(CLONE.PARENT) : BigInt(share),
       exitSignal: viaHelper ? 0 : SIG.CHLD,
@@ -182,15 +190,18 @@ export function restoreTask(
 
   failpoint('restore:creds');
   for (const w of work) restoreThread(w);
-  restoreDumpable(r, img.mm.dumpable);
+  if (!sharesVm) restoreDumpable(r, img.mm.dumpable);
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
 
-  // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso.
+  // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso
+  // (a task sharing the parent's memory leaves that to the parent, which still needs it).
   failpoint('restore:regs');
-  if (vdso === null) throw new UserError(`pid ${img.pid}: image has no vdso — cannot finish the restore`);
-  const vdsoVma = img.memory.vmas.find((v) => v.start === vdso)!;
-  remote.syscallAt = findSyscallIn(img.pid, vdso, Number(vdsoVma.end - vdsoVma.start));
-  call('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
+  if (!sharesVm) {
+    if (vdso === null) throw new UserError(`pid ${img.pid}: image has no vdso — cannot finish the restore`);
+    const vdsoVma = img.memory.vmas.find((v) => v.start === vdso)!;
+    remote.syscallAt = findSyscallIn(img.pid, vdso, Number(vdsoVma.end - vdsoVma.start));
+    call('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
+  }
 
   for (const w of work) finishThread(w, w === work[0] ? tc.blkSigset : (w.core.threadCore?.blkSigset ?? 0n));
   if (tc.taskState === TASK_STOPPED) session.stopped.push(img.pid);
