@@ -44,8 +44,8 @@ import { file_entrySchema, fd_types } from "../src/image/gen/fdinfo_pb.js";
 import { reg_file_entrySchema } from "../src/image/gen/regfile_pb.js";
 import { fown_entrySchema } from "../src/image/gen/fown_pb.js";
 import { criu_reqSchema, criu_req_type } from "../src/image/gen/rpc_pb.js";
+import { FIXTURES } from "./lib/build.js";
 
-const FIXTURES = process.env["CRYO_FIXTURES"] ?? "/work/shared/fixtures/criu-4.2-images";
 const CRIT = process.env["CRIT"] ?? "/usr/bin/crit";
 const PYCRIU_MAGIC = "/usr/lib/python3/dist-packages/pycriu/images/magic.py";
 const haveCrit = fs.existsSync(CRIT);

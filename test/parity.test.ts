@@ -7,10 +7,11 @@ import { mkdtempSync, readdirSync, rmSync, readFileSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FIXTURES } from './lib/build.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'bin', 'cryo.js');
-const FIXTURE = join(ROOT, '..', 'shared', 'fixtures', 'criu-4.2-images', 'simple-sleep');
+const FIXTURE = join(FIXTURES, 'simple-sleep');
 const started: number[] = [];
 const dirs: string[] = [];
 

@@ -15,6 +15,11 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = process.env.CRYO_REPO_ROOT ?? fileURLToPath(new URL('../../../', import.meta.url));
 export const TARGETS_SRC = path.join(REPO_ROOT, 'test', 'targets');
 export const BUILD_CACHE = path.join(os.tmpdir(), 'cryo-test-targets');
+/** CRIU 4.2's reference images: $CRYO_FIXTURES, else shared/ beside the checkout, else /work/shared. */
+export const FIXTURES =
+  process.env.CRYO_FIXTURES ??
+  [path.join(REPO_ROOT, '..', 'shared', 'fixtures', 'criu-4.2-images'), '/work/shared/fixtures/criu-4.2-images'].find((d) => fs.existsSync(d)) ??
+  '/work/shared/fixtures/criu-4.2-images';
 
 let cpuFlagsCache: Set<string> | undefined;
 
