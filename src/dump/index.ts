@@ -9,6 +9,7 @@ import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
 import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
 import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
 import { pagemap_headSchema, pagemap_entrySchema } from '../image/gen/pagemap_pb.js';
+import { PE_PRESENT, PE_AS_PARENT } from '../image/pagemap.js';
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
@@ -53,7 +54,7 @@ export interface DumpResult {
   totalMs: number;
 }
 
-const PE_PRESENT = 1 << 2;
+
 const SCM_RIGHTS = 1;
 const TASK_DEAD = 2;
 
@@ -120,7 +121,7 @@ export function dump(opts: DumpOptions): DumpResult {
         open.push(th);
         others.push(th);
       }
-      images.push(dumpTask(leader, files, t.stopped));
+      images.push(dumpTask(leader, files, t.stopped, t.ppid || undefined));
       for (const th of others) threadCores.push({ tid: th.pid, core: dumpThreadCore(th) });
     }
 
@@ -141,7 +142,9 @@ export function dump(opts: DumpOptions): DumpResult {
       sink.close();
       writer.writeImage(pagemapName, 'PAGEMAP', [
         create(pagemap_headSchema, { pagesId }),
-        ...runs.map((r) => create(pagemap_entrySchema, { vaddr: r.at, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT })),
+        ...runs.map((r) =>
+          create(pagemap_entrySchema, { vaddr: r.at, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT | (r.asParent ? PE_AS_PARENT : 0) }),
+        ),
       ]);
     };
     for (const img of images) writePages(`pagemap-${img.pid}.img`, img.privatePages.map((r) => ({ ...r, pid: img.pid, at: r.vaddr })));

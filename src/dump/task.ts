@@ -151,7 +151,8 @@ export function dumpThreadCore(t: DumpTask): core_entry {
   });
 }
 
-export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskImages {
+/** `parentPid`: the task's parent, when it is in the tree too (pages they share are marked). */
+export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentPid?: number): TaskImages {
   failpoint('dump:task');
   const { pid } = t;
   const ids = taskIds(t); // first: namespace ids are numbered in CRIU's order (pid, net, ...)
@@ -198,7 +199,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false): TaskIm
       { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(mapFile) },
       m.deleted ? mapFile : undefined,
     );
-  });
+  }, parentPid);
   const mm = create(mm_entrySchema, {
     ...dumpMmFields(t, exeId, dumpDumpable(t)),
     vmas: plan.vmas.map((v) => ({ ...v, fd: BigInt(v.fd) })),

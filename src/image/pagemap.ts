@@ -9,6 +9,12 @@ import { pagemap_entrySchema, type pagemap_entry } from "./gen/pagemap_pb.js";
 export const PE_PARENT = 1 << 0;
 export const PE_LAZY = 1 << 1;
 export const PE_PRESENT = 1 << 2;
+/**
+ * cryo's own bit: the pages are written as CRIU expects, but the parent task had the very same
+ * physical pages at dump time (copy-on-write, untouched since the fork), so a child restored by
+ * fork from its restored parent keeps what it inherits without comparing. CRIU ignores it.
+ */
+export const PE_AS_PARENT = 1 << 7;
 
 /** Number of pages an entry covers, from whichever field the writer used. */
 export function pagemapEntryPages(e: pagemap_entry): bigint {

@@ -38,3 +38,26 @@ export function pagesToDump(words: Buffer, privateOnly: boolean): PageRun[] {
   }
   return runs;
 }
+
+/**
+ * Splits pages into runs by whether each is the very same physical page (same frame number,
+ * present in both) in `mine` and `theirs` — pagemap words for the same addresses in two
+ * processes. Frame numbers are only shown to CAP_SYS_ADMIN; without them nothing is shared.
+ */
+export function sameFrameRuns(mine: Buffer, theirs: Buffer): (PageRun & { same: boolean })[] {
+  const runs: (PageRun & { same: boolean })[] = [];
+  const n = Math.min(mine.length, theirs.length) / 8;
+  let cur: (PageRun & { same: boolean }) | null = null;
+  for (let i = 0; i < n; i++) {
+    const hiA = mine.readUInt32LE(i * 8 + 4);
+    const hiB = theirs.readUInt32LE(i * 8 + 4);
+    const loA = mine.readUInt32LE(i * 8);
+    const pfnA = (hiA & 0x7fffff) * 0x100000000 + loA;
+    const same =
+      (hiA & HI_PRESENT) !== 0 && (hiB & HI_PRESENT) !== 0 && (hiA & HI_SWAP) === 0 && pfnA !== 0 &&
+      loA === theirs.readUInt32LE(i * 8) && (hiA & 0x7fffff) === (hiB & 0x7fffff);
+    if (cur && cur.same === same && cur.first + cur.count === i) cur.count++;
+    else runs.push((cur = { first: i, count: 1, same }));
+  }
+  return runs;
+}

@@ -8,6 +8,7 @@ import type { mm_entry } from '../image/gen/mm_pb.js';
 import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry, file_entry } from '../image/gen/fdinfo_pb.js';
 import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
+import { pagemapEntryFlags, PE_AS_PARENT } from '../image/pagemap.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
@@ -85,6 +86,7 @@ export interface CheckpointImage {
 
 const TASK_DEAD = 2;
 
+
 function one<T>(list: T[], name: string): T {
   if (list.length !== 1) throw new UserError(`${name}: expected one entry, found ${list.length}`);
   return list[0]!;
@@ -97,6 +99,7 @@ function pagemapOf(r: ImageDirReader, name: string): { pages: PageRange[]; pages
   const pages = (entries.slice(1) as pagemap_entry[]).map((e) => ({
     vaddr: e.vaddr,
     nrPages: e.nrPages ? Number(e.nrPages) : e.compatNrPages,
+    ...(pagemapEntryFlags(e) & PE_AS_PARENT ? { asParent: true } : {}),
   }));
   return { pages, pagesFile: r.path(`pages-${head.pagesId}.img`) };
 }

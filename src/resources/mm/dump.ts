@@ -3,7 +3,7 @@
 // file; vdso/vvar/vsyscall are the kernel's and are not saved.
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, alignedBuffer } from '../../sys/index.js';
-import { parseSmapsVmFlags, pagesToDump, parseAuxv, type MapsEntry } from '../../proc/index.js';
+import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError, hex } from '../../util/errors.js';
 import { ghostBlocker } from '../files/ghost.js';
 import { isMemfd } from '../files/memfd.js';
@@ -46,6 +46,11 @@ export interface MmData {
 export interface PageRange {
   vaddr: bigint;
   nrPages: number;
+  /**
+   * The parent in the tree had these very pages (copy-on-write, never written since the fork):
+   * its restored memory is them, so a child restored by fork keeps them without comparing.
+   */
+  asParent?: boolean;
 }
 
 /** Something to save for a shared anonymous object (keyed by its shmem inode). */
@@ -104,13 +109,15 @@ function statusFor(kind: VmaKind, m: MapsEntry, heap: boolean): number {
  * Builds the VMA list and decides which pages to save. `fileId(path)` registers a mapped file in
  * the files image and returns its id.
  */
-export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): MemoryPlan {
+export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parentPid?: number): MemoryPlan {
   const vmFlags = parseSmapsVmFlags(readFileSync(`/proc/${t.pid}/smaps`, 'utf8'));
   const vmas: VmaData[] = [];
   const privatePages: PageRange[] = [];
   const shmemPages: ShmemRange[] = [];
   const sysvShm: MemoryPlan['sysvShm'] = [];
   const pagemapFd = openSync(`/proc/${t.pid}/pagemap`, 'r');
+  // The parent's page table, to mark pages the child still shares with it (see asParent).
+  const parentFd = parentPid ? openSync(`/proc/${parentPid}/pagemap`, 'r') : null;
   try {
     for (const m of t.maps) {
       const c = classifyVma(t.pid, m);
@@ -149,6 +156,8 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): Memor
         const vaddr = m.start + BigInt(run.first * PAGE_SIZE);
         if (c.kind === 'anon-shared') {
           shmemPages.push({ vaddr, nrPages: run.count, shmid: BigInt(m.inode), offset: m.offset + BigInt(run.first * PAGE_SIZE) });
+        } else if (parentFd !== null) {
+          privatePages.push(...markShared(pagemapFd, parentFd, vaddr, run.count));
         } else {
           privatePages.push({ vaddr, nrPages: run.count });
         }
@@ -156,11 +165,33 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number): Memor
     }
   } finally {
     closeSync(pagemapFd);
+    if (parentFd !== null) closeSync(parentFd);
   }
   return { vmas, privatePages, shmemPages, sysvShm };
 }
 
 const PAGEMAP_CHUNK_PAGES = 65536;
+
+/** A run of present pages, split where the child's pages are (or stop being) the parent's own. */
+function markShared(mineFd: number, parentFd: number, vaddr: bigint, count: number): PageRange[] {
+  const out: PageRange[] = [];
+  for (let done = 0; done < count; done += PAGEMAP_CHUNK_PAGES) {
+    const n = Math.min(PAGEMAP_CHUNK_PAGES, count - done);
+    const at = vaddr + BigInt(done * PAGE_SIZE);
+    const pos = Number(at / BigInt(PAGE_SIZE)) * 8;
+    const mine = Buffer.alloc(n * 8);
+    const theirs = Buffer.alloc(n * 8);
+    readSync(mineFd, mine, 0, mine.length, pos);
+    readSync(parentFd, theirs, 0, theirs.length, pos);
+    for (const r of sameFrameRuns(mine, theirs)) {
+      const v = at + BigInt(r.first * PAGE_SIZE);
+      const last = out[out.length - 1];
+      if (last && !!last.asParent === r.same && last.vaddr + BigInt(last.nrPages * PAGE_SIZE) === v) last.nrPages += r.count;
+      else out.push(r.same ? { vaddr: v, nrPages: r.count, asParent: true } : { vaddr: v, nrPages: r.count });
+    }
+  }
+  return out;
+}
 
 function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean): Generator<{ first: number; count: number }> {
   const total = Number((m.end - m.start) / BigInt(PAGE_SIZE));

@@ -186,7 +186,7 @@ function splitByKept(ranges: FileRange[], kept: Set<VmaData>): { fresh: FileRang
         const next = keptList.find((v) => v.start > addr);
         stop = next && next.start < end ? next.start : end;
       }
-      (inside ? inherited : fresh).push({ vaddr: addr, nrPages: Number((stop - addr) / page), off: r.off + (addr - r.vaddr) });
+      (inside ? inherited : fresh).push({ vaddr: addr, nrPages: Number((stop - addr) / page), off: r.off + (addr - r.vaddr), ...(r.asParent ? { asParent: true } : {}) });
       addr = stop;
     }
   }
@@ -215,6 +215,11 @@ function writeChangedPages(pid: number, pagesFile: string, ranges: FileRange[]):
   let same = 0;
   try {
     for (const r of ranges) {
+      // The very pages the parent had at dump time: what the fork gave us is them already.
+      if (r.asParent) {
+        same += r.nrPages;
+        continue;
+      }
       for (let done = 0; done < r.nrPages; done += CHUNK) {
         const n = Math.min(CHUNK, r.nrPages - done);
         const bytes = n * PAGE_SIZE;
