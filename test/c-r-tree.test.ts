@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import {
   buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, restore, startTarget,
   waitFor, waitForLine, waitPidGone, pidExists, sleep, session, family, shape, pssKb, allGone, dumpTree, checkRestore,
-  readyTarget, expectPass,
+  readyTarget, expectPass, descendants,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -247,6 +247,28 @@ describe('process trees', () => {
     const d = dump(t, 'refused');
     assert.notEqual(d.res.code, 0);
     assert.equal(family(t.pid).length, 2, 'both still there');
+  });
+
+  it('a task left in a session of the tree that is not its parent\'s is refused before anything is touched', async () => {
+    // L leads a session; its child M forks N, then M leads a session of its own: N stays in L's.
+    const script = [
+      'import os, time, sys',
+      'if os.fork() == 0:',
+      '    os.setsid()',
+      '    if os.fork() == 0:',
+      '        r, w = os.pipe()',
+      '        if os.fork() == 0:',
+      '            os.read(r, 1); time.sleep(1000)',
+      '        os.setsid(); os.write(w, b"x"); time.sleep(1000)',
+      '    time.sleep(1000)',
+      'time.sleep(0.5); print("READY", flush=True); time.sleep(1000)',
+    ].join('\n');
+    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'session-other' });
+    await waitForLine(t, 'READY', 10_000);
+    assert.ok(await waitFor(() => descendants(t.pid).length === 4, 5000), 'the four processes exist');
+    const c = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(c.code, 1, c.stdout);
+    assert.match(c.stdout, /in session \d+, whose leader is in the tree but is not the session of its parent/);
   });
 
   it('a shell pipeline (python3 | python3) goes on with no line lost or repeated', async () => {

@@ -3,7 +3,7 @@
 // bad input gives ImageError, image directories are written and refused as designed, and the
 // XSAVE conversion round-trips.
 
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -74,8 +74,15 @@ function crit(file: string): { magic: string; entries: any[] } {
   return JSON.parse(execFileSync(CRIT, ["decode", "-i", file, "--pretty"], { encoding: "utf8" }));
 }
 
+const tmpDirs: string[] = [];
+after(() => {
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function tmpDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "cryo-image-test-"));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "cryo-image-test-"));
+  tmpDirs.push(d);
+  return d;
 }
 
 function expectImageError(fn: () => unknown, code: ImageError["code"], text?: RegExp): ImageError {

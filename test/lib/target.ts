@@ -66,7 +66,8 @@ function readLog(p: string): string {
   }
 }
 
-const TARGET_ROOT_PREFIX = path.join(os.tmpdir(), 'cryo-t-');
+/** Every target's temp dir starts so; its processes run inside it. */
+export const TARGET_ROOT_PREFIX = path.join(os.tmpdir(), 'cryo-t-');
 
 /**
  * Is PID still the process we started (or restored)? Never true for a recycled PID: either its

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { critDecodeAll, cryoReport, dump, restore } from './cryo.js';
-import { cleanup, targetReport, startTarget, waitForLine, goAndWaitResult, type Target } from './target.js';
+import { cleanup, targetReport, startTarget, waitForLine, goAndWaitResult, TARGET_ROOT_PREFIX, type Target } from './target.js';
 import { buildTarget } from './build.js';
-import { waitPidGone } from './proc.js';
+import { waitPidGone, readCwd } from './proc.js';
 
 /** Every PID the tests saw in a tree, killed at the end (by PID, only those). */
 const seen = new Set<number>();
@@ -13,6 +13,9 @@ const seen = new Set<number>();
 /** Kills every PID a tree helper has seen (those only), then the usual cleanup. */
 export async function cleanupTrees(): Promise<void> {
   for (const pid of seen) {
+    // Only processes of our targets: they all run in a target's temp dir (a PID may have been
+    // reused, or a helper may have been shown a process that is not ours).
+    if (!readCwd(pid)?.startsWith(TARGET_ROOT_PREFIX)) continue;
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -35,6 +38,29 @@ export interface Row {
 /** The processes of session `sid`, as ps would show them. */
 export function session(sid: number): Row[] {
   return processes((r) => r.sid === sid);
+}
+
+/** The root and all its descendants (recorded for the final cleanup). */
+export function descendants(root: number): number[] {
+  const out = [root];
+  for (let i = 0; i < out.length; i++) {
+    let tids: string[] = [];
+    try {
+      tids = fs.readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const kids = fs.readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').trim();
+        if (kids) out.push(...kids.split(/\s+/).map(Number));
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  for (const pid of out) seen.add(pid);
+  return out;
 }
 
 /** The root and its children. */
