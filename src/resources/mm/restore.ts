@@ -254,30 +254,61 @@ function writeChangedPages(pid: number, pagesFile: string, ranges: FileRange[]):
 
 /** Pages the parent had in an inherited private VMA and the child did not: drop the copies. */
 function dropStalePages(r: RestoreTask, img: MemoryImage, parent: MemoryImage, kept: Set<VmaData>): void {
-  const page = BigInt(PAGE_SIZE);
-  const mine = new Set<bigint>();
-  for (const p of img.pages) for (let i = 0; i < p.nrPages; i++) mine.add(p.vaddr + BigInt(i) * page);
-  const priv = [...kept].filter((v) => !special(v) && !(v.status & (VMA.ANON_SHARED | VMA.FILE_SHARED)));
-  let run: { start: bigint; end: bigint } | null = null;
-  const flush = () => {
-    if (run) r.remote.call('madvise', [run.start, run.end - run.start, MADV_DONTNEED], `drop stale pages at ${hex(run.start)}`);
-    run = null;
-  };
-  for (const p of parent.pages) {
-    for (let i = 0; i < p.nrPages; i++) {
-      const a = p.vaddr + BigInt(i) * page;
-      if (mine.has(a) || !priv.some((v) => v.start <= a && a < v.end)) {
-        flush();
-        continue;
-      }
-      if (run && run.end === a) run.end += page;
-      else {
-        flush();
-        run = { start: a, end: a + page };
-      }
-    }
+  // Interval arithmetic on page numbers (a page-per-page walk with BigInt sets cost ~0.2 s per
+  // GiB): the parent's pages, inside kept private VMAs, minus the child's own.
+  const pageNo = (a: bigint) => Number(a / BigInt(PAGE_SIZE));
+  const runs = (ps: PageRange[]) => ps.map((p): Span => [pageNo(p.vaddr), pageNo(p.vaddr) + p.nrPages]);
+  const priv = [...kept]
+    .filter((v) => !special(v) && !(v.status & (VMA.ANON_SHARED | VMA.FILE_SHARED)))
+    .map((v): Span => [pageNo(v.start), pageNo(v.end)]);
+  for (const [a, b] of subtract(intersect(runs(parent.pages), priv), runs(img.pages))) {
+    const start = BigInt(a) * BigInt(PAGE_SIZE);
+    r.remote.call('madvise', [start, BigInt(b - a) * BigInt(PAGE_SIZE), MADV_DONTNEED], `drop stale pages at ${hex(start)}`);
   }
-  flush();
+}
+
+/** A half-open range of page numbers. */
+type Span = [number, number];
+
+function normalize(spans: Span[]): Span[] {
+  const out: Span[] = [];
+  for (const [a, b] of [...spans].sort((x, y) => x[0] - y[0])) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
+    else if (b > a) out.push([a, b]);
+  }
+  return out;
+}
+
+function intersect(xs: Span[], ys: Span[]): Span[] {
+  const a = normalize(xs);
+  const b = normalize(ys);
+  const out: Span[] = [];
+  for (let i = 0, j = 0; i < a.length && j < b.length; ) {
+    const lo = Math.max(a[i]![0], b[j]![0]);
+    const hi = Math.min(a[i]![1], b[j]![1]);
+    if (lo < hi) out.push([lo, hi]);
+    if (a[i]![1] < b[j]![1]) i++;
+    else j++;
+  }
+  return out;
+}
+
+function subtract(xs: Span[], ys: Span[]): Span[] {
+  const b = normalize(ys);
+  const out: Span[] = [];
+  for (const [s0, e] of normalize(xs)) {
+    let s = s0;
+    for (const [c, d] of b) {
+      if (d <= s) continue;
+      if (c >= e) break;
+      if (c > s) out.push([s, c]);
+      s = Math.max(s, d);
+      if (s >= e) break;
+    }
+    if (s < e) out.push([s, e]);
+  }
+  return out;
 }
 
 const MADV_DONTNEED = 4;
