@@ -9,7 +9,7 @@ import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
 import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
 import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
 import { pagemap_headSchema, pagemap_entrySchema } from '../image/gen/pagemap_pb.js';
-import { PE_PRESENT, PE_AS_PARENT } from '../image/pagemap.js';
+import { PE_PRESENT, PE_AS_PARENT, PE_NOT_PARENT } from '../image/pagemap.js';
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
@@ -143,7 +143,7 @@ export function dump(opts: DumpOptions): DumpResult {
       writer.writeImage(pagemapName, 'PAGEMAP', [
         create(pagemap_headSchema, { pagesId }),
         ...runs.map((r) =>
-          create(pagemap_entrySchema, { vaddr: r.at, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT | (r.asParent ? PE_AS_PARENT : 0) }),
+          create(pagemap_entrySchema, { vaddr: r.at, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT | (r.asParent === undefined ? 0 : r.asParent ? PE_AS_PARENT : PE_NOT_PARENT) }),
         ),
       ]);
     };

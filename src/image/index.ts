@@ -27,7 +27,7 @@ export {
 export { parseIpcMsgPayload, type IpcMsgRecord, type PayloadSize } from "./payload.js";
 export { ImageDirReader, ImageDirWriter, INVENTORY_FILE, type RawImageSink, type WriterOptions } from "./dir.js";
 export { imageToJson, messageToJson, showImage, type JsonValue, type ShowOptions } from "./show.js";
-export { PE_LAZY, PE_PARENT, PE_PRESENT, PE_AS_PARENT, makePagemapEntry, pagemapEntryFlags, pagemapEntryPages } from "./pagemap.js";
+export { PE_LAZY, PE_PARENT, PE_PRESENT, PE_AS_PARENT, PE_NOT_PARENT, makePagemapEntry, pagemapEntryFlags, pagemapEntryPages } from "./pagemap.js";
 export {
   FP_XSTATE_MAGIC1,
   STANDARD_OFFSETS,

@@ -15,6 +15,8 @@ export const PE_PRESENT = 1 << 2;
  * fork from its restored parent keeps what it inherits without comparing. CRIU ignores it.
  */
 export const PE_AS_PARENT = 1 << 7;
+/** cryo's own bit, beside PE_AS_PARENT: the child had its own frames here (written since the fork). */
+export const PE_NOT_PARENT = 1 << 8;
 
 /** Number of pages an entry covers, from whichever field the writer used. */
 export function pagemapEntryPages(e: pagemap_entry): bigint {

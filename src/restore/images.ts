@@ -8,7 +8,7 @@ import type { mm_entry } from '../image/gen/mm_pb.js';
 import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry, file_entry } from '../image/gen/fdinfo_pb.js';
 import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
-import { pagemapEntryFlags, PE_AS_PARENT } from '../image/pagemap.js';
+import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT } from '../image/pagemap.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
@@ -92,6 +92,13 @@ function one<T>(list: T[], name: string): T {
   return list[0]!;
 }
 
+/** cryo's hint on pages a forked child shares with its parent (undefined: no hint, compare). */
+function asParent(flags: number): { asParent?: boolean } {
+  if (flags & PE_AS_PARENT) return { asParent: true };
+  if (flags & PE_NOT_PARENT) return { asParent: false };
+  return {};
+}
+
 function pagemapOf(r: ImageDirReader, name: string): { pages: PageRange[]; pagesFile: string } {
   const entries = r.read(name) as unknown[];
   if (!entries.length) throw new UserError(`${name}: empty pagemap`);
@@ -99,7 +106,7 @@ function pagemapOf(r: ImageDirReader, name: string): { pages: PageRange[]; pages
   const pages = (entries.slice(1) as pagemap_entry[]).map((e) => ({
     vaddr: e.vaddr,
     nrPages: e.nrPages ? Number(e.nrPages) : e.compatNrPages,
-    ...(pagemapEntryFlags(e) & PE_AS_PARENT ? { asParent: true } : {}),
+    ...asParent(pagemapEntryFlags(e)),
   }));
   return { pages, pagesFile: r.path(`pages-${head.pagesId}.img`) };
 }

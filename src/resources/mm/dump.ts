@@ -47,8 +47,10 @@ export interface PageRange {
   vaddr: bigint;
   nrPages: number;
   /**
-   * The parent in the tree had these very pages (copy-on-write, never written since the fork):
-   * its restored memory is them, so a child restored by fork keeps them without comparing.
+   * Whether the parent in the tree had these very pages (copy-on-write, never written since the
+   * fork): if so, a child restored by fork from its restored parent keeps them without comparing;
+   * if not, they were the child's own and are written without comparing. Unknown (undefined):
+   * compare.
    */
   asParent?: boolean;
 }
@@ -187,7 +189,7 @@ function markShared(mineFd: number, parentFd: number, vaddr: bigint, count: numb
       const v = at + BigInt(r.first * PAGE_SIZE);
       const last = out[out.length - 1];
       if (last && !!last.asParent === r.same && last.vaddr + BigInt(last.nrPages * PAGE_SIZE) === v) last.nrPages += r.count;
-      else out.push(r.same ? { vaddr: v, nrPages: r.count, asParent: true } : { vaddr: v, nrPages: r.count });
+      else out.push({ vaddr: v, nrPages: r.count, asParent: r.same });
     }
   }
   return out;

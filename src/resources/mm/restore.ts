@@ -186,7 +186,9 @@ function splitByKept(ranges: FileRange[], kept: Set<VmaData>): { fresh: FileRang
         const next = keptList.find((v) => v.start > addr);
         stop = next && next.start < end ? next.start : end;
       }
-      (inside ? inherited : fresh).push({ vaddr: addr, nrPages: Number((stop - addr) / page), off: r.off + (addr - r.vaddr), ...(r.asParent ? { asParent: true } : {}) });
+      (inside ? inherited : fresh).push({
+        vaddr: addr, nrPages: Number((stop - addr) / page), off: r.off + (addr - r.vaddr), ...(r.asParent !== undefined ? { asParent: r.asParent } : {}),
+      });
       addr = stop;
     }
   }
@@ -226,6 +228,11 @@ function writeChangedPages(pid: number, pagesFile: string, ranges: FileRange[]):
         const addr = r.vaddr + BigInt(done * PAGE_SIZE);
         if (readSync(img, want, 0, bytes, Number(r.off) + done * PAGE_SIZE) !== bytes) {
           throw new UserError(`${pagesFile} is shorter than its pagemap says`);
+        }
+        // The child's own pages at dump time: write them (as the original, they are not shared).
+        if (r.asParent === false) {
+          writeSync(mem, want, 0, bytes, Number(addr));
+          continue;
         }
         // Through /proc/PID/mem, not process_vm_readv: that one pins pages, and pinning a
         // page shared copy-on-write makes the kernel give the task its own copy (unshare).
