@@ -188,7 +188,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   const exe = deletedPath(exeLink) ?? exeLink;
   const exeStat = statSync(`/proc/${pid}/exe`);
   const exeId = files.byName(
-    { flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size), ...elfId(`/proc/${pid}/exe`) },
+    { flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size), ...elfId(files, `/proc/${pid}/exe`, exeStat) },
     exe !== exeLink ? `/proc/${pid}/exe` : undefined,
   );
   const plan = planMemory(t, (m) => {
@@ -196,7 +196,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
     const mapFile = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
     if (isMemfd(m.path)) return files.mappedMemfd(mapFile, m.path, NO_FOWN);
     return files.byName(
-      { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(mapFile) },
+      { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(files, mapFile, st) },
       m.deleted ? mapFile : undefined,
     );
   }, parentPid);
@@ -215,8 +215,11 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   return { pid, ids, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, sysvShm: plan.sysvShm, remote: t.remote, scratch: t.scratch };
 }
 
-function elfId(path: string): { buildId?: number[] } {
-  const id = buildIdWords(path);
+/** The file's build-id, read once per file per dump (every task of a tree maps the same libraries). */
+function elfId(files: FileTable, path: string, st: { dev: number; ino: number }): { buildId?: number[] } {
+  const key = `${st.dev}:${st.ino}`;
+  if (!files.buildIds.has(key)) files.buildIds.set(key, buildIdWords(path));
+  const id = files.buildIds.get(key);
   return id ? { buildId: id } : {};
 }
 

@@ -47,6 +47,8 @@ export class FileTable {
   readonly locks: FileLockData[] = [];
   /** fd tables dumped so far (by files id): a table shared by CLONE_FILES is dumped once. */
   readonly dumpedTables = new Set<number>();
+  /** Build-ids of the ELF files seen, by dev:ino (undefined: not ELF, or none). */
+  readonly buildIds = new Map<string, number[] | undefined>();
   /** Id of the network namespace the sockets live in (the tree's, which is cryo's own). */
   netNsId = 0;
   /** What will not come back exactly as it was, for the log. */
