@@ -100,12 +100,12 @@ export function dump(opts: DumpOptions): DumpResult {
     log.info(`frozen ${tasks.length} tasks in ${(tFrozen - t0).toFixed(1)} ms`);
 
     // Re-check under freeze: the tree may have changed between the check and the seize.
-    const sockets = scanFiles(tasks.map((t) => t.pid), opts);
-    const again = treeBlockers(tasks, true, sockets);
+    const scan = scanFiles(tasks.map((t) => t.pid), opts);
+    const again = treeBlockers(tasks, true, scan);
     if (again.length) throw new UnsupportedError(again);
 
     const ids = new IdAllocator();
-    const files = (table = new FileTable(sockets));
+    const files = (table = new FileTable(scan));
     const images: TaskImages[] = [];
     const threadCores: { tid: number; core: core_entry }[] = [];
     for (const t of live) {

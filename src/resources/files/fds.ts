@@ -29,7 +29,7 @@ export function listFds(pid: number): number[] {
 }
 
 /** Every fd that cryo cannot checkpoint, as user-facing lines. */
-export function fdBlockers(pid: number, sockets: FileScan): string[] {
+export function fdBlockers(pid: number, scan: FileScan): string[] {
   const out: string[] = [];
   for (const fd of listFds(pid)) {
     let link: string;
@@ -46,7 +46,7 @@ export function fdBlockers(pid: number, sockets: FileScan): string[] {
     }
     let b: string | null;
     try {
-      b = fdBlocker(pid, fd, link, mode, sockets);
+      b = fdBlocker(pid, fd, link, mode, scan);
     } catch (e) {
       if (!existsSync(`/proc/${pid}/fd/${fd}`)) continue; // closed while we looked
       b = `pid ${pid} fd ${fd}: ${link} — cannot inspect: ${(e as Error).message}`;
@@ -67,55 +67,53 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
  */
 export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   const seen = files.seenFds;
-  {
-    const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-    const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
-    const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-    const flags = info.flags & ~O.CLOEXEC;
-    const pipeId = pipeInode(link);
-    const anon = anonKind(link);
-    const sock = socketInode(link);
-    let type: FdinfoData['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
-    const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
-    let id: number;
-    if (twin) {
-      id = twin.id;
-      if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdinfoData['type'];
-    } else if (sock !== null) {
-      // Sockets are inspected (and refused) by their own module, with the tree-wide view.
-      ({ id, type } = dumpSocket(pid, fd, sock, flags, NO_FOWN, files, files.sockets));
+  const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+  const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
+  const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+  const flags = info.flags & ~O.CLOEXEC;
+  const pipeId = pipeInode(link);
+  const anon = anonKind(link);
+  const sock = socketInode(link);
+  let type: FdinfoData['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
+  const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
+  let id: number;
+  if (twin) {
+    id = twin.id;
+    if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdinfoData['type'];
+  } else if (sock !== null) {
+    // Sockets are inspected (and refused) by their own module, with the tree-wide view.
+    ({ id, type } = dumpSocket(pid, fd, sock, flags, NO_FOWN, files, files.scan));
+  } else {
+    const blocker = fdBlocker(pid, fd, link, st.mode, files.scan, info);
+    if (blocker) throw new UserError(blocker);
+    if (anon) id = files.addAnon(anon, flags, NO_FOWN, info);
+    else if (isMemfd(link)) {
+      type = 'MEMFD';
+      id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, NO_FOWN);
+    } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
+      type = 'FIFO';
+      id = files.addFifo(st.ino, { flags, pos: 0n, fown: NO_FOWN, name: link, mode: st.mode });
+      if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));
+    } else if (pipeId !== null) {
+      id = files.addPipe(pipeId, flags, NO_FOWN);
+      if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
     } else {
-      const blocker = fdBlocker(pid, fd, link, st.mode, files.sockets);
-      if (blocker) throw new UserError(blocker);
-      if (anon) id = files.addAnon(anon, flags, NO_FOWN, info);
-      else if (isMemfd(link)) {
-        type = 'MEMFD';
-        id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, NO_FOWN);
-      } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
-        type = 'FIFO';
-        id = files.addFifo(st.ino, { flags, pos: 0n, fown: NO_FOWN, name: link, mode: st.mode });
-        if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));
-      } else if (pipeId !== null) {
-        id = files.addPipe(pipeId, flags, NO_FOWN);
-        if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
-      } else {
-        const gone = deletedPath(link);
-        id = files.add(
-          {
-            flags,
-            pos: info.pos,
-            fown: NO_FOWN,
-            name: gone ?? link,
-            mode: st.mode,
-            ...((st.mode & 0o170000) === 0o100000 ? { size: BigInt(st.size) } : {}),
-          },
-          gone !== null ? `/proc/${pid}/fd/${fd}` : undefined,
-        );
-      }
+      const gone = deletedPath(link);
+      id = files.add(
+        {
+          flags,
+          pos: info.pos,
+          fown: NO_FOWN,
+          name: gone ?? link,
+          mode: st.mode,
+          ...((st.mode & 0o170000) === 0o100000 ? { size: BigInt(st.size) } : {}),
+        },
+        gone !== null ? `/proc/${pid}/fd/${fd}` : undefined,
+      );
     }
-    if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
-    if (files.sockets.fileLocks) files.locks.push(...lockEntries(pid, fd, fdLocks(info)));
-    return { id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd };
   }
+  if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
+  if (files.scan.fileLocks) files.locks.push(...lockEntries(pid, fd, fdLocks(info)));
+  return { id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd };
 }
 

@@ -8,7 +8,7 @@ import { isMemfd } from './memfd.js';
 import { fdLocks, lockBlocker } from './locks.js';
 import { inotifyBlocker } from './inotify.js';
 import { fanotifyBlocker } from './fanotify.js';
-import { parseFdinfo } from '../../proc/index.js';
+import { parseFdinfo, type FdInfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
 
 export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
@@ -41,29 +41,32 @@ export function describeLink(link: string): string {
   return link;
 }
 
-export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan): string | null {
+/**
+ * Why the fd cannot be dumped (null if it can). `info`: its fdinfo, when the caller has it
+ * parsed already; read here otherwise (once, for every check that needs it).
+ */
+export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): string | null {
   const where = `pid ${pid} fd ${fd}`;
-  const kind = kindBlocker(pid, fd, where, link, mode, scan);
-  if (kind) return kind;
-  let info;
-  try {
-    info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-  } catch {
-    return null; // closed meanwhile
+  if (!info) {
+    try {
+      info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+    } catch {
+      return null; // closed meanwhile
+    }
   }
-  return lockBlocker(where, fdLocks(info), scan.fileLocks);
+  return kindBlocker(pid, fd, where, link, mode, scan, info) ?? lockBlocker(where, fdLocks(info), scan.fileLocks);
 }
 
-function kindBlocker(pid: number, fd: number, where: string, link: string, mode: number | null, scan: FileScan): string | null {
+function kindBlocker(pid: number, fd: number, where: string, link: string, mode: number | null, scan: FileScan, info: FdInfo): string | null {
   const sock = socketInode(link);
   if (sock !== null) {
     const b = inspectSocket(pid, fd, sock, scan).blocker;
     return b ? `${where}: ${b}` : null;
   }
   const anon = anonKind(link);
-  if (anon === 'INOTIFY') return inotifyBlocker(where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
-  if (anon === 'FANOTIFY') return fanotifyBlocker(where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
-  if (anon === 'EVENTPOLL') return epollBlocker(pid, where, parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')));
+  if (anon === 'INOTIFY') return inotifyBlocker(where, info);
+  if (anon === 'FANOTIFY') return fanotifyBlocker(where, info);
+  if (anon === 'EVENTPOLL') return epollBlocker(pid, where, info);
   if (anon) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (isMemfd(link)) return null;

@@ -64,7 +64,8 @@ export class FileTable {
   /** The MEMFD entry each mapped memfd inode got (mappings share one entry per inode). */
   private memfdMapped = new Map<string, number>();
 
-  constructor(readonly sockets: FileScan) {}
+  /** The tree-wide view the fds are judged against (sockets, user options). */
+  constructor(readonly scan: FileScan) {}
 
   private memfdInode(source: string, path: string): bigint {
     const st = statSync(source);
