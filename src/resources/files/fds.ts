@@ -82,7 +82,7 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
     if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdinfoData['type'];
   } else if (sock !== null) {
     // Sockets are inspected (and refused) by their own module, with the tree-wide view.
-    ({ id, type } = dumpSocket(pid, fd, sock, flags, NO_FOWN, files, files.scan));
+    ({ id, type } = dumpSocket(pid, fd, sock, flags, NO_FOWN, files));
   } else {
     const blocker = fdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UserError(blocker);

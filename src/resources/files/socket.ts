@@ -6,7 +6,7 @@ import type { FileScan } from './scan.js';
 import { dumpFd } from './fds.js';
 import { UserError } from '../../util/errors.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
-import { inspectInet, describeInet, inetBlocker, dumpInetSk } from './inet.js';
+import { inspectInet, describeInet, inetBlocker, dumpInetSk, type InetInfo } from './inet.js';
 import type { FileTable } from './table.js';
 import type { FownData } from './reg.js';
 
@@ -36,25 +36,32 @@ export function withOurCopy<T>(pid: number, fd: number, fn: (ours: number) => T)
 export function inspectSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; blocker: string | null } {
   const u = scan.unix.get(ino);
   if (u) return { text: describeUnix(u), blocker: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
-  return withOurCopy(pid, fd, (ours) => {
-    const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
-    if (family === AF.INET || family === AF.INET6) {
-      const i = inspectInet(ours, family);
-      return { text: describeInet(i), blocker: inetBlocker(i) };
-    }
-    const text = `${FAMILY_NAME[family] ?? `family ${family}`} socket`;
-    return { text, blocker: `${text} — not supported yet` };
-  });
+  return withOurCopy(pid, fd, judgeCopy);
 }
 
-/** Adds the socket behind the task's fd to the files image; returns its file id and kind. */
-export function dumpSocket(
-  pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable, scan: FileScan,
-): { id: number; type: 'UNIXSK' | 'INETSK' } {
-  const { blocker } = inspectSocket(pid, fd, ino, scan);
-  if (blocker) throw new UserError(`pid ${pid} fd ${fd}: ${blocker}`);
+/** A socket that is not unix, judged through our copy `ours` of it; `inet` when it is one. */
+function judgeCopy(ours: number): { text: string; blocker: string | null; inet?: InetInfo } {
+  const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
+  if (family === AF.INET || family === AF.INET6) {
+    const inet = inspectInet(ours, family);
+    return { text: describeInet(inet), blocker: inetBlocker(inet), inet };
+  }
+  const text = `${FAMILY_NAME[family] ?? `family ${family}`} socket`;
+  return { text, blocker: `${text} — not supported yet` };
+}
+
+/**
+ * Adds the socket behind the task's fd to the files image (refusing it as inspectSocket would);
+ * returns its file id and kind. One copy of the task's socket serves the check and the dump.
+ */
+export function dumpSocket(pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable): { id: number; type: 'UNIXSK' | 'INETSK' } {
+  const { scan } = files;
+  const refuse = (blocker: string | null) => {
+    if (blocker) throw new UserError(`pid ${pid} fd ${fd}: ${blocker}`);
+  };
   const id = files.entries.length + 1;
   const u = scan.unix.get(ino);
+  if (u) refuse(unixBlocker(u, scan.unix, scan.held, scan.extUnixSk));
   return withOurCopy(pid, fd, (ours) => {
     if (u) {
       const { entry, queue } = dumpUnixSk(ours, u, scan.unix, id, flags, fown);
@@ -70,8 +77,9 @@ export function dumpSocket(
       }
       return { id, type: 'UNIXSK' as const };
     }
-    const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
-    const { entry, warning } = dumpInetSk(ours, inspectInet(ours, family), id, ino, flags, fown);
+    const judged = judgeCopy(ours);
+    refuse(judged.blocker);
+    const { entry, warning } = dumpInetSk(ours, judged.inet!, id, ino, flags, fown);
     files.entries.push({ type: 'INETSK', id, isk: { ...entry, nsId: files.netNsId } });
     if (warning) files.warnings.push(`pid ${pid} fd ${fd}: ${warning}`);
     return { id, type: 'INETSK' as const };
