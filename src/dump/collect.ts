@@ -1,7 +1,7 @@
 // Before anything is touched: which tasks make up the tree, and whether cryo can checkpoint
 // every one of them. Every blocker is named, with the PID and the object.
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
-import { parseStat, parseStatus, parseMaps, statusNumber } from '../proc/index.js';
+import { parseStat, parseStatus, parseMaps, statusNumber, type MapsEntry } from '../proc/index.js';
 import { kcmp, KCMP } from '../sys/index.js';
 import { memoryBlockers } from '../resources/mm/dump.js';
 import { isSysvShm, sysvShmBlockers } from '../resources/mm/sysv-shm.js';
@@ -59,7 +59,7 @@ export function planTask(pid: number, ppid: number): TaskPlan {
 }
 
 /** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
-export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan): string[] {
+export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[]): string[] {
   const blockers: string[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -68,7 +68,7 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan): 
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push(`pid ${pid}: already traced by pid ${tracer}`);
   blockers.push(...namespaceBlockers(pid));
-  blockers.push(...memoryBlockers(pid, parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')), scan.ghostLimit));
+  blockers.push(...memoryBlockers(pid, maps, scan.ghostLimit));
   blockers.push(...fdBlockers(pid, scan));
   return blockers;
 }
@@ -96,13 +96,10 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */
 export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileScan): string[] {
   const blockers: string[] = [];
-  const attachments = tasks
-    .filter((t) => !t.zombie)
-    .flatMap((t) => parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')).filter(isSysvShm).map((m) => ({ pid: t.pid, m })));
-  blockers.push(...sysvShmBlockers(attachments));
-  for (const t of tasks) {
-    if (t.zombie) continue;
-    blockers.push(...taskBlockers(t.pid, frozenByUs, scan));
+  const live = tasks.filter((t) => !t.zombie).map((t) => ({ t, maps: parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')) }));
+  blockers.push(...sysvShmBlockers(live.flatMap(({ t, maps }) => maps.filter(isSysvShm).map((m) => ({ pid: t.pid, m })))));
+  for (const { t, maps } of live) {
+    blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps));
     if (!t.ppid) continue;
     // Memory, fd table, fs context and signal handlers shared with the parent are restored
     // shared (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND); a vfork still waiting is not.
