@@ -140,7 +140,11 @@ export function dump(opts: DumpOptions): DumpResult {
         i = j;
       }
       sink.close();
-      writer.writeImage(pagemapName, 'PAGEMAP', [
+      writePagemap(pagemapName, runs);
+    };
+    // The pagemap of the last pages file written: each run at `at`, with cryo's parent hint.
+    const writePagemap = (name: string, runs: (PageRange & { at: bigint })[]) => {
+      writer.writeImage(name, 'PAGEMAP', [
         create(pagemap_headSchema, { pagesId }),
         ...runs.map((r) =>
           create(pagemap_entrySchema, { vaddr: r.at, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT | (r.asParent === undefined ? 0 : r.asParent ? PE_AS_PARENT : PE_NOT_PARENT) }),
@@ -158,10 +162,7 @@ export function dump(opts: DumpOptions): DumpResult {
       const runs = copyMemfdPages(m.source, m.size, (chunk) => sink.write(chunk));
       sink.close();
       pagesWritten += runs.reduce((n, r) => n + r.nrPages, 0);
-      writer.writeImage(`pagemap-shmem-${m.shmid}.img`, 'PAGEMAP', [
-        create(pagemap_headSchema, { pagesId }),
-        ...runs.map((r) => create(pagemap_entrySchema, { vaddr: r.vaddr, compatNrPages: r.nrPages, nrPages: BigInt(r.nrPages), flags: PE_PRESENT })),
-      ]);
+      writePagemap(`pagemap-shmem-${m.shmid}.img`, runs.map((r) => ({ ...r, at: r.vaddr })));
     }
     const tMem = performance.now();
 
