@@ -44,6 +44,11 @@ function isPath(name: Uint8Array): boolean {
   return name.length > 0 && name[0] !== 0;
 }
 
+/** Bound to a path relative to the binder's cwd then: nothing says where it is. */
+function isRelative(name: Uint8Array): boolean {
+  return isPath(name) && !unixName(name).startsWith('/');
+}
+
 export function describeUnix(d: UnixDiag): string {
   const name = unixName(d.name);
   const type = TYPE_NAME[d.type] ?? `type ${d.type}`;
@@ -66,8 +71,7 @@ export function listenerOf(ino: number, all: Map<number, UnixDiag>): UnixDiag | 
 
 /** Why this socket cannot be dumped (null if it can). `held`: socket inodes the tree holds. */
 export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<number>, extUnixSk: boolean): string | null {
-  const name = unixName(d.name);
-  if (isPath(d.name) && !name.startsWith('/')) return `${describeUnix(d)}: bound to a relative path — not supported yet`;
+  if (isRelative(d.name)) return `${describeUnix(d)}: bound to a relative path — not supported yet`;
   // Connections waiting to be accepted are made again by their clients: each client must be
   // ours, and must not have written anything yet (that would sit in the unaccepted end).
   for (const ino of d.state === TCP_STATE.LISTEN ? d.icons : []) {
@@ -79,7 +83,7 @@ export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<n
     const peer = all.get(d.peer);
     const peerName = peer ? unixName(peer.name) : '';
     if (!peerName) return `${describeUnix(d)}: its peer is outside the dumped tree and has no name — cannot be reconnected`;
-    if (isPath(peer!.name) && !peerName.startsWith('/')) {
+    if (isRelative(peer!.name)) {
       return `${describeUnix(d)}: its peer ${peerName} is outside the dumped tree and bound to a relative path — cannot be reconnected`;
     }
     if (!extUnixSk) return `${describeUnix(d)}: its peer ${peerName} is outside the dumped tree — pass --ext-unix-sk to reconnect to it on restore`;
@@ -131,21 +135,20 @@ export function externalPeer(d: UnixDiag, id: number, fown: FownData): UnixSkDat
 
 /** Binds to a path or abstract name; a stale socket file left at the path is replaced. */
 function bindName(fd: number, e: UnixSkData, what: string): void {
-  if (isPath(e.name)) {
-    const path = unixName(e.name);
+  const path = isPath(e.name) ? unixName(e.name) : null;
+  if (path !== null) {
     try {
       if (lstatSync(path).isSocket()) unlinkSync(path);
     } catch {
       /* nothing there */
     }
-    bind(fd, unixAddr(Buffer.from(e.name)), what);
-    if (e.deleted) unlinkSync(path);
-    else if (e.filePerms) {
-      chownSync(path, e.filePerms.uid, e.filePerms.gid);
-      chmodSync(path, e.filePerms.mode & 0o7777);
-    }
-  } else {
-    bind(fd, unixAddr(Buffer.from(e.name)), what);
+  }
+  bind(fd, unixAddr(Buffer.from(e.name)), what);
+  if (path === null) return;
+  if (e.deleted) unlinkSync(path);
+  else if (e.filePerms) {
+    chownSync(path, e.filePerms.uid, e.filePerms.gid);
+    chmodSync(path, e.filePerms.mode & 0o7777);
   }
 }
 
