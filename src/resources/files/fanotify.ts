@@ -6,7 +6,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { fanotify_file_entrySchema, fanotify_mark_entrySchema } from '../../image/gen/fsnotify_pb.js';
 import { sys, O, F } from '../../sys/index.js';
 import type { FdInfo } from '../../proc/index.js';
-import type { FownData } from './reg.js';
+import { NO_FOWN, type FownData } from './reg.js';
 import { handlePath, mountPath, parseHandle, type FileHandle } from './fhandle.js';
 
 export type FanotifyMark = MessageInitShape<typeof fanotify_mark_entrySchema> & {
@@ -60,7 +60,7 @@ export function dumpFanotify(id: number, flags: number, fown: FownData, info: Fd
 
 export function fanotifyBlocker(where: string, info: FdInfo): string | null {
   if (info.extra.has('fanotify sdev')) return `${where}: fanotify group with a filesystem-wide mark — not supported yet`;
-  const d = dumpFanotify(0, 0, { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 }, info);
+  const d = dumpFanotify(0, 0, NO_FOWN, info);
   if (d.faflags & FAN_CLASS_MASK) return `${where}: fanotify group of a permission class — not supported`;
   for (const m of d.mark) {
     if (m.ie && !m.ie.fHandle.path) return `${where}: fanotify mark on inode ${m.ie.iIno} whose path cannot be found — not supported`;

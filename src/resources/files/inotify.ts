@@ -6,7 +6,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { inotify_file_entrySchema, inotify_wd_entrySchema } from '../../image/gen/fsnotify_pb.js';
 import { sys, sysTry, O, E, F } from '../../sys/index.js';
 import type { FdInfo } from '../../proc/index.js';
-import type { FownData } from './reg.js';
+import { NO_FOWN, type FownData } from './reg.js';
 import { handlePath, parseHandle, type FileHandle } from './fhandle.js';
 
 export type InotifyWatch = MessageInitShape<typeof inotify_wd_entrySchema> & {
@@ -41,7 +41,7 @@ export function dumpInotify(id: number, flags: number, fown: FownData, info: FdI
 
 /** Why the instance cannot be dumped: a watched inode with no path left. */
 export function inotifyBlocker(where: string, info: FdInfo): string | null {
-  for (const w of dumpInotify(0, 0, { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 }, info).wd) {
+  for (const w of dumpInotify(0, 0, NO_FOWN, info).wd) {
     if (!w.fHandle.path) return `${where}: inotify watch ${w.wd} on inode ${w.iIno} whose path cannot be found (deleted?) — not supported`;
   }
   return null;
