@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import {
   buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, restore, startTarget,
   waitFor, waitForLine, waitPidGone, pidExists, sleep, session, family, shape, pssKb, allGone, dumpTree, checkRestore,
-  readyTarget, expectPass, descendants,
+  readyTarget, expectPass, descendants, readyPython,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -42,7 +42,7 @@ describe('threads', () => {
   });
 
   it('python3 with 8 threads goes on working', async () => {
-    const script = [
+    const { t } = await readyPython('python3-threads', [
       'import os, threading, time',
       'counts = [0] * 8',
       'def work(i):',
@@ -55,9 +55,7 @@ describe('threads', () => {
       'while not os.path.exists("go"): time.sleep(0.01)',
       'before = list(counts); time.sleep(0.3)',
       'print("PASS" if all(c > b for c, b in zip(counts, before)) else f"FAIL: {before} {counts}", flush=True)',
-    ].join('\n');
-    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'python3-threads' });
-    await waitForLine(t, 'READY', 10_000);
+    ]);
     assert.equal(fs.readdirSync(`/proc/${t.pid}/task`).length, 9);
     const d = dump(t, '1', { leaveRunning: true });
     assert.equal(d.res.code, 0, cryoReport(d.res));
@@ -251,7 +249,7 @@ describe('process trees', () => {
 
   it('a task left in a session of the tree that is not its parent\'s is refused before anything is touched', async () => {
     // L leads a session; its child M forks N, then M leads a session of its own: N stays in L's.
-    const script = [
+    const { t } = await readyPython('session-other', [
       'import os, time, sys',
       'if os.fork() == 0:',
       '    os.setsid()',
@@ -262,9 +260,7 @@ describe('process trees', () => {
       '        os.setsid(); os.write(w, b"x"); time.sleep(1000)',
       '    time.sleep(1000)',
       'time.sleep(0.5); print("READY", flush=True); time.sleep(1000)',
-    ].join('\n');
-    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'session-other' });
-    await waitForLine(t, 'READY', 10_000);
+    ]);
     assert.ok(await waitFor(() => descendants(t.pid).length === 4, 5000), 'the four processes exist');
     const c = cryo(['check', '-t', String(t.pid)]);
     assert.equal(c.code, 1, c.stdout);

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
-  waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, type Target,
+  waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, readyPython, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -117,7 +117,7 @@ describe('socket images', () => {
 
 describe('epoll', () => {
   it('an epoll watching another epoll reports the inner one ready after restore', async () => {
-    const script = [
+    const { t } = await readyPython('epoll-nested', [
       'import select, os, time',
       'r, w = os.pipe()',
       'inner = select.epoll(); inner.register(r, select.EPOLLIN)',
@@ -127,13 +127,10 @@ describe('epoll', () => {
       'before = outer.poll(0); os.write(w, b"x"); after = outer.poll(1); inner_ev = inner.poll(0)',
       'ok = before == [] and after == [(inner.fileno(), select.EPOLLIN)] and inner_ev == [(r, select.EPOLLIN)]',
       'print("PASS" if ok else f"FAIL: {before} {after} {inner_ev}", flush=True)',
-    ].join('\n');
-    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'epoll-nested' });
-    await waitForLine(t, 'READY', 10_000);
+    ]);
     const { dir } = await dumpAndKill(t, [t.pid]);
     checkRestore(t, restore(t, dir, '1'));
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, res.line);
+    await expectPass(t);
   });
 });
 
@@ -183,39 +180,35 @@ describe('refused before anything is touched', () => {
     assert.notEqual(d.res.code, 0);
     assert.match(d.res.stderr, /io_uring instance/);
     assert.equal(fs.readdirSync(d.dir).length, 0, 'no images left behind');
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, res.line);
+    await expectPass(t);
   });
 
   it('an epoll target closed after registration (still watched through a dup): named', async () => {
-    const script = [
+    const { t, ready } = await readyPython('epoll-stale', [
       'import select, os, time',
       'r, w = os.pipe(); keep = os.dup(r)',
       'ep = select.epoll(); ep.register(r, select.EPOLLIN); os.close(r)',
       'print("READY", r, flush=True)',
       'while not os.path.exists("go"): time.sleep(0.01)',
       'print("PASS", flush=True)',
-    ].join('\n');
-    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'epoll-stale' });
-    const fd = (await waitForLine(t, 'READY', 10_000)).split(' ')[1];
+    ]);
+    const fd = ready.split(' ')[1];
     const c = check(t.pid);
     assert.equal(c.code, 1, c.out);
     assert.ok(c.out.includes(`epoll instance watches a file that fd ${fd} no longer refers to`), c.out);
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, res.line);
+    await expectPass(t);
   });
 
   it('an established TCP connection: named with its addresses and ports', async () => {
-    const script = [
+    const { t, ready } = await readyPython('tcp-established', [
       'import socket, os, time',
       'l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()',
       'c = socket.create_connection(l.getsockname()); s, _ = l.accept()',
       'print("READY", c.getsockname()[1], l.getsockname()[1], flush=True)',
       'while not os.path.exists("go"): time.sleep(0.01)',
       'c.send(b"x"); print("PASS" if s.recv(1) == b"x" else "FAIL: no byte", flush=True)',
-    ].join('\n');
-    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'tcp-established' });
-    const [, cport, lport] = (await waitForLine(t, 'READY', 10_000)).split(' ');
+    ]);
+    const [, cport, lport] = ready.split(' ');
     const c = check(t.pid);
     assert.equal(c.code, 1, c.out);
     assert.ok(c.out.includes(`TCPv4 socket 127.0.0.1:${cport} -> 127.0.0.1:${lport} established`), c.out);
@@ -224,8 +217,7 @@ describe('refused before anything is touched', () => {
     const d = dump(t, 'refused');
     assert.notEqual(d.res.code, 0);
     assert.match(d.res.stderr, /established: TCP connections — not supported yet/);
-    const res = await goAndWaitResult(t);
-    assert.ok(res.pass, res.line);
+    await expectPass(t);
   });
 });
 
@@ -302,7 +294,7 @@ describe('services', () => {
   });
 
   it('a python3 multiprocessing pool: workers alive and computing after restore', async () => {
-    const script = [
+    const { t } = await readyPython('mp-pool', [
       'import multiprocessing as mp, os, time',
       'def square(x): return x * x',
       "if __name__ == '__main__':",
@@ -313,9 +305,7 @@ describe('services', () => {
       '    r = sum(pool.map(square, range(1000)))',
       '    print("PASS" if r == 332833500 else f"FAIL: {r}", flush=True)',
       '    pool.close(); pool.join()',
-    ].join('\n');
-    const t = await startTarget(['/usr/bin/python3', '-c', script], { name: 'mp-pool' });
-    await waitForLine(t, 'READY', 10_000);
+    ]);
     const before = family(t.pid);
     assert.equal(before.length, 4, 'the parent and 3 workers');
     const { dir } = await dumpAndKill(t, before.map((r) => r.pid));

@@ -133,6 +133,12 @@ export async function readyTarget(name: string, args: string[] = []): Promise<Ta
   return t;
 }
 
+/** Runs a python3 script (its lines) as a target and waits for its READY line, returned too. */
+export async function readyPython(name: string, lines: string[]): Promise<{ t: Target; ready: string }> {
+  const t = await startTarget(['/usr/bin/python3', '-c', lines.join('\n')], { name });
+  return { t, ready: await waitForLine(t, 'READY', 10_000) };
+}
+
 /** Lets the target check its own state (the go file) and asserts it reports PASS. */
 export async function expectPass(t: Target): Promise<void> {
   const res = await goAndWaitResult(t);
