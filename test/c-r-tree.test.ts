@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import {
-  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, restore, startTarget,
+  buildTarget, cleanupTrees, cryo, cryoReport, dump, restore, startTarget,
   waitFor, waitForLine, waitPidGone, pidExists, sleep, session, family, shape, pssKb, allGone, dumpTree, checkRestore,
-  readyTarget, expectPass, descendants, readyPython,
+  readyTarget, expectPass, descendants, readyPython, dumpAndKill,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -17,12 +17,9 @@ describe('threads', () => {
   it('12 threads keep their TIDs, counters and blocked syscalls (dump, restore)', async () => {
     const t = await readyTarget('threads');
     const tids = fs.readdirSync(`/proc/${t.pid}/task`).map(Number).sort();
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    await critDecodeAll(d.dir);
-    for (const tid of tids) assert.ok(fs.existsSync(`${d.dir}/core-${tid}.img`), `core-${tid}.img`);
-    await allGone([t.pid]);
-    checkRestore(t, restore(t, d.dir, '1'));
+    const { dir } = await dumpAndKill(t, [t.pid]);
+    for (const tid of tids) assert.ok(fs.existsSync(`${dir}/core-${tid}.img`), `core-${tid}.img`);
+    checkRestore(t, restore(t, dir, '1'));
     assert.deepEqual(fs.readdirSync(`/proc/${t.pid}/task`).map(Number).sort(), tids, 'same TIDs');
     await expectPass(t);
   });
@@ -31,13 +28,10 @@ describe('threads', () => {
     const t = await startTarget([buildTarget('rseqcs')], { name: 'rseqcs' });
     const abort = BigInt('0x' + /abort=([0-9a-f]+)/.exec(await waitForLine(t, 'READY', 10_000))![1]);
     const spinner = fs.readdirSync(`/proc/${t.pid}/task`).map(Number).find((tid) => tid !== t.pid)!;
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    const images = await critDecodeAll(d.dir);
+    const { dir, images } = await dumpAndKill(t, [t.pid]);
     const core = images.get(`core-${spinner}.img`) as { entries: { thread_info: { gpregs: { ip: number | string } } }[] };
     assert.equal(BigInt(core.entries[0]!.thread_info.gpregs.ip), abort, 'the saved ip is the abort handler');
-    await allGone([t.pid]);
-    checkRestore(t, restore(t, d.dir, '1'));
+    checkRestore(t, restore(t, dir, '1'));
     await expectPass(t);
   });
 
@@ -172,14 +166,11 @@ describe('process trees', () => {
   it('memfds: name, size, seals, contents, two descriptions and a mapping shared by parent and child', async () => {
     const t = await readyTarget('memfd');
     const before = family(t.pid);
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    const images = await critDecodeAll(d.dir);
+    const { dir, images } = await dumpAndKill(t, before.map((r) => r.pid));
     const inodes = (images.get('memfd.img') as { entries: { name: string; size: number; seals: number }[] }).entries;
     assert.deepEqual(inodes.map((m) => m.name).sort(), ['cryo-test', 'map-only']);
     assert.equal(inodes.find((m) => m.name === 'cryo-test')!.size, 2 << 20);
-    await allGone(before.map((r) => r.pid));
-    checkRestore(t, restore(t, d.dir, '1'));
+    checkRestore(t, restore(t, dir, '1'));
     await expectPass(t);
   });
 
@@ -190,13 +181,10 @@ describe('process trees', () => {
     assert.equal(plain.code, 1, plain.stdout);
     assert.match(plain.stdout, /holds a flock write lock — pass --file-locks/);
     assert.match(plain.stdout, /holds an OFD write lock/);
-    const d = dump(t, '1', { extraArgs: ['--file-locks'] });
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    const images = await critDecodeAll(d.dir);
+    const { dir, images } = await dumpAndKill(t, before.map((r) => r.pid), ['--file-locks']);
     const locks = (images.get('filelocks.img') as { entries: { flag: number; pid: number }[] }).entries;
     assert.ok(locks.some((l) => l.flag === 2) && locks.some((l) => l.flag === 1 && l.pid !== t.pid), JSON.stringify(locks));
-    await allGone(before.map((r) => r.pid));
-    checkRestore(t, restore(t, d.dir, '1'));
+    checkRestore(t, restore(t, dir, '1'));
     await expectPass(t);
   });
 
@@ -216,14 +204,11 @@ describe('process trees', () => {
     after(() => void spawnSync('ipcrm', ['-M', String(0x43520000 | (t.pid & 0xffff))]));
     await waitForLine(t, 'READY', 10_000);
     const before = family(t.pid);
-    const d = dump(t, '1');
-    assert.equal(d.res.code, 0, cryoReport(d.res));
-    const images = await critDecodeAll(d.dir);
+    const { dir, images } = await dumpAndKill(t, before.map((r) => r.pid));
     const shm = [...images.entries()].find(([name]) => name.startsWith('ipcns-shm-'));
     assert.ok(shm, 'ipcns-shm image written');
     assert.deepEqual((shm[1] as { entries: { size: number }[] }).entries.map((e) => e.size).sort((a, b) => a - b), [8192, 65536]);
-    await allGone(before.map((r) => r.pid));
-    checkRestore(t, restore(t, d.dir, '1'));
+    checkRestore(t, restore(t, dir, '1'));
     await expectPass(t);
   });
 

@@ -7,8 +7,8 @@ import * as http from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import {
-  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget, targetReport,
-  waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, readyPython, type Target,
+  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget,
+  waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, readyPython, dumpAndKill, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -43,15 +43,6 @@ function get(port: number, path = '/'): Promise<{ status: number; body: string }
     req.on('error', reject);
     req.setTimeout(5000, () => req.destroy(new Error(`GET ${path} on port ${port} timed out`)));
   });
-}
-
-/** Dumps (killing the target), checks the images with crit, waits for the PIDs to be free. */
-async function dumpAndKill(t: Target, pids: number[]): Promise<{ dir: string; images: Map<string, unknown> }> {
-  const d = dump(t, '1');
-  assert.equal(d.res.code, 0, `dump failed\n${cryoReport(d.res)}\n${targetReport(t)}`);
-  const images = await critDecodeAll(d.dir);
-  await allGone(pids);
-  return { dir: d.dir, images };
 }
 
 function threadsOf(pid: number): number[] {

@@ -114,11 +114,16 @@ export async function allGone(pids: number[]): Promise<void> {
 
 /** Dumps the tree (which kills it), checks every image with crit, waits until its PIDs are free. */
 export async function dumpTree(t: Target, pids: number[]): Promise<string> {
-  const d = dump(t, '1');
-  assert.equal(d.res.code, 0, cryoReport(d.res));
-  await critDecodeAll(d.dir);
+  return (await dumpAndKill(t, pids)).dir;
+}
+
+/** dumpTree, also giving crit's decoding of every image; `extraArgs` go to `cryo dump`. */
+export async function dumpAndKill(t: Target, pids: number[], extraArgs: string[] = []): Promise<{ dir: string; images: Map<string, unknown> }> {
+  const d = dump(t, '1', { extraArgs });
+  assert.equal(d.res.code, 0, `dump failed\n${cryoReport(d.res)}\n${targetReport(t)}`);
+  const images = await critDecodeAll(d.dir);
   await allGone(pids);
-  return d.dir;
+  return { dir: d.dir, images };
 }
 
 export function checkRestore(t: Target, r: ReturnType<typeof restore>): void {
