@@ -16,6 +16,7 @@ import { xsaveLayout } from '../sys/index.js';
 setXsaveLayout(xsaveLayout());
 import { dumpSigactions, dumpSigaltstack } from '../resources/task/signals.js';
 import { dumpItimers } from '../resources/task/timers.js';
+import { dumpPosixTimers } from '../resources/task/posix-timers.js';
 import { dumpRlimits } from '../resources/task/rlimits.js';
 import { dumpCreds } from '../resources/task/creds.js';
 import { dumpTaskMisc, dumpDumpable } from '../resources/task/misc.js';
@@ -167,7 +168,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       flags: t.stat.flags,
       blkSigset: t.remote.originalSigmask,
       comm: misc.comm,
-      timers: dumpItimers(t),
+      timers: { ...dumpItimers(t), posix: dumpPosixTimers(t) },
       rlimits: { rlimits: dumpRlimits(pid) },
       // A stopped task holds the SIGCONT we sent to work in it: not part of its state.
       signalsS: {

@@ -44,3 +44,4 @@ export {
   type XsaveLayout,
 } from "./xsave.js";
 export { bytesToString, stringToBytes } from "./text-encoding.js";
+export { hasField } from "./presence.js";

@@ -19,6 +19,7 @@ import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
 import type { ghost_file_entry } from '../image/gen/ghost-file_pb.js';
 import type { GhostData } from '../resources/files/ghost.js';
+import type { FownData } from '../resources/files/reg.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
 import type { FileLockData } from '../resources/files/locks.js';
 import type { ShmImage, ShmEntry } from '../resources/mm/sysv-shm.js';
@@ -75,6 +76,8 @@ export interface CheckpointImage {
   skQueues: Map<number, QueuedData[]>;
   /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
   memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
+  /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
+  owners: Map<number, FownData>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
   /** SysV shared memory segments the tree attaches. */
   sysvShm: ShmImage[];
@@ -129,7 +132,10 @@ export function readCheckpoint(dir: string): CheckpointImage {
   const memfdFiles = new Map<number, { flags: number; pos: bigint; inodeId: number }>();
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
+  const owners = new Map<number, FownData>();
   for (const f of r.read('files.img') as file_entry[]) {
+    const fown = [f.reg, f.pipe, f.efd, f.sgfd, f.epfd, f.tfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
+    if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags });
     else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: f.efd });
@@ -216,7 +222,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  return { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
 }
 
 /** pipes-data.img or fifo-data.img: the bytes buffered in each, by pipe id. */

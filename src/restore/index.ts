@@ -6,7 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
-import { restoreTask, closeSessionFiles, openFile, type RestoreSession } from './task.js';
+import { restoreTask } from './task.js';
+import { closeSessionFiles, openFile, restoreOwners, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
@@ -104,6 +105,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     killStub(stub);
     stub = null;
     restoreTask(root, img, session);
+    restoreOwners(session);
     failpoint('restore:resume');
     if (opts.pidfile) writeFileSync(opts.pidfile, `${img.pid}\n`);
     // Stopped tasks get their SIGSTOP before they run at all. Then children and threads first,

@@ -1,67 +1,39 @@
 // Rebuilding one task (and, through it, its children) inside a freshly cloned process that
 // already has the right PID.
-import { closeSync } from 'node:fs';
 import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
   xsaveLayout, F, WAIT,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
-import type { core_entry } from '../image/gen/core_pb.js';
+import { task_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
+import { mm_entrySchema } from '../image/gen/mm_pb.js';
+import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
-import { dropMemory, restoreMemory, restoreVdso, inheritedVmas, type ShmemOwner } from '../resources/mm/restore.js';
+import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
+import { restorePosixTimers } from '../resources/task/posix-timers.js';
 import { queuePending } from '../resources/task/pending.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
 import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
-import { openRegFile } from '../resources/files/reg.js';
-import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
-import { openMemfd } from '../resources/files/memfd.js';
 import { restoreLocks } from '../resources/files/locks.js';
-import { createAnon, epollEvent } from '../resources/files/anon.js';
+import { epollEvent } from '../resources/files/anon.js';
 import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
+import { openFile, type RestoreSession } from './files.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
-import type { Log } from '../util/log.js';
 
 setXsaveLayout(xsaveLayout());
 
 const EPOLL_CTL_ADD = 1;
 
-
-/** State shared by the restore of every task of one checkpoint. */
-export interface RestoreSession {
-  ckpt: CheckpointImage;
-  log: Log;
-  /** The trampoline, at the same address in every task (children inherit it). */
-  trampoline: bigint;
-  shmemOwners: Map<bigint, ShmemOwner>;
-  /** SysV segments made for the restore: id in the image -> id now. */
-  sysvIds: Map<number, number>;
-  /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
-  files: Map<number, number>;
-  /** Epolls whose targets were registered already, by file id. */
-  epollsFilled: Set<number>;
-  /** Pipes created so far, by pipe id. */
-  pipes: Map<number, PipeEnds>;
-  /** The memfds created for the restore, by inode id. */
-  memfds: Map<number, number>;
-  /** A read-write fd on each FIFO restored so far, by its inode, held until the tree is back. */
-  fifoKeepers: Map<number, number>;
-  /** Every task and thread created so far, for the final release or the cleanup. */
-  tracees: Tracee[];
-  /** Tasks to leave stopped (SIGSTOP) after release. */
-  stopped: number[];
-  /** Pages of inherited memory found equal to the parent's and left shared. */
-  cowKept: number;
-}
 
 /** A thread being rebuilt: its tracee, injection context and image. */
 interface ThreadWork {
@@ -133,8 +105,8 @@ export function restoreTask(
   restoreTaskMisc(r, {
     personality: tc.personality,
     childSubreaper: tc.childSubreaper,
-    oomScoreAdj: tc.oomScoreAdj,
-    loginuid: tc.loginuid,
+    oomScoreAdj: hasField(task_core_entrySchema, tc, 'oomScoreAdj') ? tc.oomScoreAdj : undefined,
+    loginuid: hasField(task_core_entrySchema, tc, 'loginuid') ? tc.loginuid : undefined,
   });
   restoreSession(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined));
   if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
@@ -188,9 +160,12 @@ export function restoreTask(
     work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
   }
 
+  // POSIX timers once every thread they may signal exists, before credentials change.
+  restorePosixTimers(r, tc.timers?.posix ?? []);
+
   failpoint('restore:creds');
-  for (const w of work) restoreThread(w);
-  if (!sharesVm) restoreDumpable(r, img.mm.dumpable);
+  for (const w of work) restoreThread(w, img.pid);
+  if (!sharesVm) restoreDumpable(r, hasField(mm_entrySchema, img.mm, 'dumpable') ? img.mm.dumpable : undefined);
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
 
   // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso
@@ -300,7 +275,7 @@ function exitTask(t: Tracee, how: number | { signal: number; pid: number }, tram
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
 
 /** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
-function restoreThread({ r, core }: ThreadWork): void {
+function restoreThread({ r, core }: ThreadWork, tgid: number): void {
   const tcore = core.threadCore;
   if (!tcore) return;
   restoreSigaltstack(r, tcore.sas);
@@ -320,7 +295,7 @@ function restoreThread({ r, core }: ThreadWork): void {
       ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
       : null,
   });
-  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
+  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false, tgid);
 }
 
 /** Final registers, FPU state, TLS slots and signal mask of one thread. */
@@ -333,36 +308,6 @@ function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
   const fp = core.threadInfo!.fpregs;
   if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length));
   setSigmask(tid, sigmask);
-}
-
-/**
- * Our fd for the open file description `id` of files.img, opened or created on first use and
- * shared by every task (and socket queue) that refers to it.
- */
-export function openFile(session: RestoreSession, id: number, what: string): number {
-  const { ckpt } = session;
-  const ours = session.files;
-  let fd = ours.get(id);
-  if (fd !== undefined) return fd;
-  const reg = ckpt.files.get(id);
-  const pipe = ckpt.pipes.get(id);
-  const anon = ckpt.anons.get(id);
-  const fifo = ckpt.fifos.get(id);
-  const memfd = ckpt.memfdFiles.get(id);
-  if (reg) fd = openRegFile(reg);
-  else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
-  else if (anon) fd = createAnon(anon);
-  else if (fifo) {
-    const path = ckpt.files.get(fifo.regfId);
-    if (!path) throw new UserError(`FIFO file id ${id}: its path (file id ${fifo.regfId}) is missing from files.img`);
-    fd = openFifoEnd(path.name, path.flags, session.fifoKeepers, ckpt.fifoData.get(fifo.pipeId), fifo.pipeId);
-  } else if (pipe) {
-    let ends = session.pipes.get(pipe.pipeId);
-    if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
-    fd = pipeEnd(ends, pipe.flags);
-  } else throw new UserError(`${what} refers to file id ${id}, missing from files.img (or of a kind not supported)`);
-  ours.set(id, fd);
-  return fd;
 }
 
 /** Installs the fd table: files opened here, pulled in by the task with pidfd_getfd. */
@@ -417,16 +362,6 @@ function restoreSession(r: RestoreTask, img: TaskImage, from?: { sid: number; pg
   } else if (!from && sid !== pid) {
     r.log.warn(`pid ${pid}: session ${sid} / group ${pgid} are outside the image; it joins the restorer's`);
   }
-}
-
-/** Closes the restore-wide open files once every task has its own. */
-export function closeSessionFiles(session: RestoreSession): void {
-  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values(), ...session.memfds.values()]);
-  for (const fd of fds) closeSync(fd);
-  session.files.clear();
-  session.pipes.clear();
-  session.fifoKeepers.clear();
-  session.memfds.clear();
 }
 
 /** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/stack/brk/args/env bounds, auxv and exe file. */

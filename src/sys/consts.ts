@@ -44,6 +44,10 @@ export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
 export const F = {
   SETFD: 2,
   SETFL: 4,
+  SETSIG: 10,
+  GETSIG: 11,
+  SETOWN_EX: 15,
+  GETOWN_EX: 16,
   DUPFD_CLOEXEC: 1030,
   SETPIPE_SZ: 1031,
   GETPIPE_SZ: 1032,
@@ -113,6 +117,8 @@ export const PR = {
   CAP_AMBIENT: 47,
   CAP_AMBIENT_RAISE: 2,
   CAP_AMBIENT_CLEAR_ALL: 4,
+  /** timer_create() takes the id it is given (Linux 6.17): for restoring POSIX timers. */
+  TIMER_CREATE_RESTORE_IDS: 77,
 } as const;
 
 export const ARCH = { SET_FS: 0x1002, GET_FS: 0x1003, MAP_VDSO_64: 0x2003 } as const;

@@ -11,6 +11,7 @@ import { deletedPath } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
 import { socketInode, dumpSocket } from './socket.js';
+import { dumpFown } from './fown.js';
 import { NO_FOWN } from './reg.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
@@ -77,25 +78,26 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   let type: FdinfoData['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
   let id: number;
+  const fown = twin ? NO_FOWN : dumpFown(pid, fd);
   if (twin) {
     id = twin.id;
     if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdinfoData['type'];
   } else if (sock !== null) {
     // Sockets are inspected (and refused) by their own module, with the tree-wide view.
-    ({ id, type } = dumpSocket(pid, fd, sock, flags, NO_FOWN, files));
+    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files));
   } else {
     const blocker = fdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UserError(blocker);
-    if (anon) id = files.addAnon(anon, flags, NO_FOWN, info);
+    if (anon) id = files.addAnon(anon, flags, fown, info);
     else if (isMemfd(link)) {
       type = 'MEMFD';
-      id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, NO_FOWN);
+      id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, fown);
     } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
       type = 'FIFO';
-      id = files.addFifo(st.ino, { flags, pos: 0n, fown: NO_FOWN, name: link, mode: st.mode });
+      id = files.addFifo(st.ino, { flags, pos: 0n, fown: fown, name: link, mode: st.mode });
       if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));
     } else if (pipeId !== null) {
-      id = files.addPipe(pipeId, flags, NO_FOWN);
+      id = files.addPipe(pipeId, flags, fown);
       if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
     } else {
       const gone = deletedPath(link);
@@ -103,7 +105,7 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
         {
           flags,
           pos: info.pos,
-          fown: NO_FOWN,
+          fown: fown,
           name: gone ?? link,
           mode: st.mode,
           ...((st.mode & 0o170000) === 0o100000 ? { size: BigInt(st.size) } : {}),

@@ -3,7 +3,9 @@
 // (getsockname, getpeername, TCP_INFO, getsockopt). Established TCP connections need TCP repair
 // mode and are refused for now, naming the connection.
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
+import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
+import { tcp_opts_entrySchema } from '../../image/gen/tcp-stream_pb.js';
+import { hasField } from '../../image/presence.js';
 import {
   AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, socket, bind, listen, connect, sys, sysTry, O, F,
   getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, type InetAddr,
@@ -138,18 +140,20 @@ export function restoreInetSk(e: InetSkData): number {
   const what = describeInet(info);
   const fd = socket(e.family, e.type, e.proto);
   try {
-    if (e.family === AF.INET6 && e.v6only !== undefined) setsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0, `${what}: IPV6_V6ONLY`);
+    if (e.family === AF.INET6 && hasField(inet_sk_entrySchema, e, 'v6only')) setsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0, `${what}: IPV6_V6ONLY`);
     restoreSkOpts(fd, e.opts, what);
     const t = e.tcpOpts;
-    if (t) {
-      const setIf = (opt: number, v: number | undefined) => {
-        if (v !== undefined && getsockoptInt(fd, SOL.TCP, opt) !== v) setsockoptInt(fd, SOL.TCP, opt, v, what);
+    if (t && hasField(inet_sk_entrySchema, e, 'tcpOpts')) {
+      const setIf = (opt: number, field: 'nodelay' | 'cork' | 'keepcnt' | 'keepidle' | 'keepintvl') => {
+        if (!hasField(tcp_opts_entrySchema, t, field)) return;
+        const v = Number(t[field]);
+        if (getsockoptInt(fd, SOL.TCP, opt) !== v) setsockoptInt(fd, SOL.TCP, opt, v, what);
       };
-      setIf(TCP_OPT.NODELAY, t.nodelay === undefined ? undefined : Number(t.nodelay));
-      setIf(TCP_OPT.CORK, t.cork === undefined ? undefined : Number(t.cork));
-      setIf(TCP_OPT.KEEPCNT, t.keepcnt);
-      setIf(TCP_OPT.KEEPIDLE, t.keepidle);
-      setIf(TCP_OPT.KEEPINTVL, t.keepintvl);
+      setIf(TCP_OPT.NODELAY, 'nodelay');
+      setIf(TCP_OPT.CORK, 'cork');
+      setIf(TCP_OPT.KEEPCNT, 'keepcnt');
+      setIf(TCP_OPT.KEEPIDLE, 'keepidle');
+      setIf(TCP_OPT.KEEPINTVL, 'keepintvl');
     }
     // The old owner's connections may linger in TIME_WAIT on this port: bind as if reuse were on.
     setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);

@@ -53,6 +53,8 @@ export function peekPipe(pid: number, fd: number, pipeId: number): PipeData {
 export interface PipeEnds {
   r: number;
   w: number;
+  /** Ends handed out already: a second description of the same end is opened anew. */
+  used?: { r: boolean; w: boolean };
 }
 
 export function createPipe(d: PipeData | undefined): PipeEnds {
@@ -64,9 +66,17 @@ export function createPipe(d: PipeData | undefined): PipeEnds {
   return { r, w };
 }
 
-/** Our fd for one end, with the description's status flags (O_NONBLOCK ...) set on it. */
+/**
+ * Our fd for one open file description of an end, with its status flags (O_NONBLOCK ...). The
+ * first description of each end is the pipe2() one; any further one (a task that reopened the
+ * end through /proc/self/fd/N has two, with flags of their own) is a new open of that end.
+ */
 export function pipeEnd(ends: PipeEnds, flags: number): number {
-  const fd = (flags & O.ACCMODE) === O.WRONLY ? ends.w : ends.r;
+  const end = (flags & O.ACCMODE) === O.WRONLY ? 'w' : 'r';
+  const used = (ends.used ??= { r: false, w: false });
+  let fd = ends[end];
+  if (used[end]) fd = openSync(`/proc/self/fd/${fd}`, (end === 'w' ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC);
+  used[end] = true;
   sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC)]);
   return fd;
 }

@@ -2,7 +2,8 @@
 // Dumped with getsockopt on our copy of the task's socket; restored only where they differ from
 // a fresh socket's, because setting a buffer size also pins it (no more autotuning).
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
+import { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
+import { hasField } from '../../image/presence.js';
 import { getsockoptInt, getsockoptRaw, setsockoptInt, setsockoptRaw, SOL, SO, sysTry } from '../../sys/index.js';
 
 export type SkOpts = MessageInitShape<typeof sk_opts_entrySchema> & {
@@ -79,8 +80,8 @@ export function dumpSkOpts(fd: number): SkOpts {
  * Buffer sizes: the kernel doubles what it is given, so half the saved value goes in.
  */
 export function restoreSkOpts(fd: number, o: SkOpts, what: string): void {
-  const setIf = (opt: number, want: number | undefined, name: string) => {
-    if (want === undefined) return;
+  const has = (field: string) => hasField(sk_opts_entrySchema, o, field);
+  const setIf = (opt: number, want: number, name: string) => {
     const cur = optInt(fd, opt);
     if (cur === want || (cur === null && !want)) return;
     setsockoptInt(fd, SOL.SOCKET, opt, want, `${what}: ${name}`);
@@ -98,15 +99,16 @@ export function restoreSkOpts(fd: number, o: SkOpts, what: string): void {
   tv(SO.RCVTIMEO, o.soRcvTmoSec, o.soRcvTmoUsec);
   const rec = o as Record<string, unknown>;
   for (const [field, opt] of FLAGS) {
-    if (field === 'reuseaddr' || rec[field] === undefined) continue;
+    if (field === 'reuseaddr' || !has(field)) continue;
     setIf(opt, rec[field] ? 1 : 0, field);
   }
-  for (const [field, opt] of INTS) setIf(opt, rec[field] as number | undefined, field);
-  if (o.soLinger !== undefined) {
+  for (const [field, opt] of INTS) if (has(field)) setIf(opt, rec[field] as number, field);
+  // Linger is recorded only when it is on (its seconds, 0 included): absent means off.
+  if (has('soLinger')) {
     const b = Buffer.alloc(8);
     b.writeInt32LE(1, 0);
-    b.writeInt32LE(o.soLinger, 4);
+    b.writeInt32LE(o.soLinger ?? 0, 4);
     setsockoptRaw(fd, SOL.SOCKET, SO.LINGER, b, `${what}: SO_LINGER`);
   }
-  if (o.soBoundDev) setsockoptRaw(fd, SOL.SOCKET, SO_BINDTODEVICE, Buffer.from(o.soBoundDev + '\0'), `${what}: SO_BINDTODEVICE ${o.soBoundDev}`);
+  if (has('soBoundDev') && o.soBoundDev) setsockoptRaw(fd, SOL.SOCKET, SO_BINDTODEVICE, Buffer.from(o.soBoundDev + '\0'), `${what}: SO_BINDTODEVICE ${o.soBoundDev}`);
 }

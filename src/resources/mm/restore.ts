@@ -1,6 +1,8 @@
 // Rebuilding an address space inside the new task: drop what the stub brought, map each VMA at
 // its address, fill saved pages with pread64 from the pages image (run by the task itself, so the
 // kernel copies straight from the page cache), put the protections back, then the vdso.
+import { reg_file_entrySchema } from '../../image/gen/regfile_pb.js';
+import { hasField } from '../../image/presence.js';
 import { statSync, openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, O, ARCH, NR, alignedBuffer } from '../../sys/index.js';
 import { hex, UserError } from '../../util/errors.js';
@@ -337,7 +339,7 @@ function openMappedFile(r: RestoreTask, img: MemoryImage, id: number, writable: 
   if (have !== undefined) return have;
   const f = img.files.get(id);
   if (!f) throw new UserError(`mm image refers to file id ${id}, which files.img does not have`);
-  if (f.size !== undefined) {
+  if (hasField(reg_file_entrySchema, f, 'size')) {
     let size: bigint;
     try {
       size = BigInt(statSync(f.name).size);

@@ -23,13 +23,18 @@ export function peekPending(tid: number, shared: boolean): Buffer[] {
   }
 }
 
-export function queuePending(r: RestoreTask, infos: Uint8Array[], shared: boolean): void {
+/**
+ * Queues the signals again, from the task to itself: the process-wide ones with
+ * rt_sigqueueinfo, a thread's own with rt_tgsigqueueinfo, which names the thread by its
+ * process (`tgid`, the leader's PID) and its TID.
+ */
+export function queuePending(r: RestoreTask, infos: Uint8Array[], shared: boolean, tgid = r.pid): void {
   for (const info of infos) {
     const b = Buffer.from(info);
     const sig = b.readInt32LE(0);
     r.scratch.reset();
     const addr = r.scratch.put(b);
     if (shared) r.remote.call('rt_sigqueueinfo', [r.pid, sig, addr], `pending signal ${sig}`);
-    else r.remote.call('rt_tgsigqueueinfo', [r.pid, r.pid, sig, addr], `pending signal ${sig}`);
+    else r.remote.call('rt_tgsigqueueinfo', [tgid, r.pid, sig, addr], `pending signal ${sig}`);
   }
 }

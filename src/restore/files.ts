@@ -1,0 +1,91 @@
+// The open files of a restore: each open file description of files.img opened or created once
+// in the restorer (tasks that share one share it), handed to the tasks, given its owner back once
+// every task exists, and closed when the tree is back.
+import { closeSync } from 'node:fs';
+import { openRegFile } from '../resources/files/reg.js';
+import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
+import { openMemfd } from '../resources/files/memfd.js';
+import { createAnon } from '../resources/files/anon.js';
+import { hasOwner, restoreFown } from '../resources/files/fown.js';
+import type { ShmemOwner } from '../resources/mm/restore.js';
+import type { Tracee } from '../ptrace/index.js';
+import type { CheckpointImage } from './images.js';
+import { UserError } from '../util/errors.js';
+import type { Log } from '../util/log.js';
+
+/** State shared by the restore of every task of one checkpoint. */
+export interface RestoreSession {
+  ckpt: CheckpointImage;
+  log: Log;
+  /** The trampoline, at the same address in every task (children inherit it). */
+  trampoline: bigint;
+  shmemOwners: Map<bigint, ShmemOwner>;
+  /** SysV segments made for the restore: id in the image -> id now. */
+  sysvIds: Map<number, number>;
+  /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
+  files: Map<number, number>;
+  /** Epolls whose targets were registered already, by file id. */
+  epollsFilled: Set<number>;
+  /** Pipes created so far, by pipe id. */
+  pipes: Map<number, PipeEnds>;
+  /** The memfds created for the restore, by inode id. */
+  memfds: Map<number, number>;
+  /** A read-write fd on each FIFO restored so far, by its inode, held until the tree is back. */
+  fifoKeepers: Map<number, number>;
+  /** Every task and thread created so far, for the final release or the cleanup. */
+  tracees: Tracee[];
+  /** Tasks to leave stopped (SIGSTOP) after release. */
+  stopped: number[];
+  /** Pages of inherited memory found equal to the parent's and left shared. */
+  cowKept: number;
+}
+
+/**
+ * Our fd for the open file description `id` of files.img, opened or created on first use and
+ * shared by every task (and socket queue) that refers to it.
+ */
+export function openFile(session: RestoreSession, id: number, what: string): number {
+  const { ckpt } = session;
+  const ours = session.files;
+  let fd = ours.get(id);
+  if (fd !== undefined) return fd;
+  const reg = ckpt.files.get(id);
+  const pipe = ckpt.pipes.get(id);
+  const anon = ckpt.anons.get(id);
+  const fifo = ckpt.fifos.get(id);
+  const memfd = ckpt.memfdFiles.get(id);
+  if (reg) fd = openRegFile(reg);
+  else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
+  else if (anon) fd = createAnon(anon);
+  else if (fifo) {
+    const path = ckpt.files.get(fifo.regfId);
+    if (!path) throw new UserError(`FIFO file id ${id}: its path (file id ${fifo.regfId}) is missing from files.img`);
+    fd = openFifoEnd(path.name, path.flags, session.fifoKeepers, ckpt.fifoData.get(fifo.pipeId), fifo.pipeId);
+  } else if (pipe) {
+    let ends = session.pipes.get(pipe.pipeId);
+    if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
+    fd = pipeEnd(ends, pipe.flags);
+  } else throw new UserError(`${what} refers to file id ${id}, missing from files.img (or of a kind not supported)`);
+  ours.set(id, fd);
+  return fd;
+}
+
+/** Owners of the open files, set once every task they may name exists (before any runs). */
+export function restoreOwners(session: RestoreSession): void {
+  for (const [id, fd] of session.files) {
+    const fifo = session.ckpt.fifos.get(id);
+    const f = session.ckpt.owners.get(fifo ? fifo.regfId : id);
+    if (hasOwner(f)) restoreFown(fd, f, `file id ${id}`);
+  }
+}
+
+/** Closes the restore-wide open files once every task has its own. */
+export function closeSessionFiles(session: RestoreSession): void {
+  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values(), ...session.memfds.values()]);
+  for (const fd of fds) closeSync(fd);
+  session.files.clear();
+  session.pipes.clear();
+  session.fifoKeepers.clear();
+  session.memfds.clear();
+}
+
