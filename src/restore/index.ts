@@ -80,13 +80,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const session: RestoreSession = {
     ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
-  const ghostsMade: { path: string; ghost: GhostData }[] = [];
+  const ghostsMade: { path: string; ghost: GhostData; parents: string[] }[] = [];
   const segmentsMade: number[] = [];
   try {
     // Deleted files exist again while the tasks open and map them (removed at the end).
     for (const g of ckpt.ghosts.values()) {
-      createGhost(g.path, g.ghost);
-      ghostsMade.push(g);
+      ghostsMade.push({ ...g, parents: createGhost(g.path, g.ghost) });
     }
     createMemfds(session);
     for (const g of ckpt.sysvShm) {
@@ -123,7 +122,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     closeSessionFiles(session);
     for (const g of ghostsMade.reverse()) {
       try {
-        removeGhost(g.path, g.ghost);
+        removeGhost(g.path, g.ghost, g.parents);
       } catch (e) {
         log.warn(`could not remove ${g.path} again: ${(e as Error).message}`);
       }

@@ -2,7 +2,7 @@
 // already has the right PID.
 import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
-  xsaveLayout, F, WAIT,
+  xsaveLayout, F, WAIT, sys,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import { task_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
@@ -322,6 +322,9 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
   try {
     for (const fi of img.fdinfo) {
       const fd = openFile(session, fi.id, `fd ${fi.fd}`);
+      // O_ASYNC registers the fd it is set through (SIGIO's si_fd): set by the task, on its own fd.
+      const fl = sys('fcntl', [fd, F.GETFL]);
+      if (fl & O.ASYNC) sys('fcntl', [fd, F.SETFL, fl & ~O.ASYNC]);
       const got = call('pidfd_getfd', [pidfd, fd, 0], `fd ${fi.fd}`);
       const cloexec = (fi.flags & 1) !== 0;
       if (got === BigInt(fi.fd)) {
@@ -330,6 +333,7 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
         call('dup3', [got, fi.fd, cloexec ? O.CLOEXEC : 0], `fd ${fi.fd}`);
         call('close', [got]);
       }
+      if (fl & O.ASYNC) call('fcntl', [fi.fd, F.SETFL, fl], `fd ${fi.fd} O_ASYNC`);
     }
   } finally {
     r.remote.raw(NR.close, [pidfd]);

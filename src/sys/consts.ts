@@ -43,6 +43,7 @@ export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
 /** fcntl(2) commands cryo uses. */
 export const F = {
   SETFD: 2,
+  GETFL: 3,
   SETFL: 4,
   SETSIG: 10,
   GETSIG: 11,

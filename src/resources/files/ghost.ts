@@ -3,7 +3,8 @@
 // ghosts without contents. On restore the file is created again at
 // its old path, every fd and mapping is opened from it, and it is unlinked once the tree is back,
 // so the tasks see a deleted file again, shared as before.
-import { readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { existsSync, readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
 import { O } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 
@@ -62,13 +63,21 @@ export function isGhostDir(g: GhostData): boolean {
   return (g.mode & 0o170000) === 0o040000;
 }
 
-/** Creates the file (or directory) again at `path` with its contents, owner, mode and mtime. */
-export function createGhost(path: string, g: GhostData): void {
+/**
+ * Creates the file (or directory) again at `path` with its contents, owner, mode and mtime.
+ * Directories above it that were removed too are made again (0700); returns them, deepest first,
+ * for removeGhost.
+ */
+export function createGhost(path: string, g: GhostData): string[] {
   let fd: number;
+  const parents: string[] = [];
   try {
+    for (let dir = dirname(path); !existsSync(dir); dir = dirname(dir)) parents.push(dir);
+    for (const dir of [...parents].reverse()) mkdirSync(dir, 0o700);
     if (isGhostDir(g)) mkdirSync(path, g.mode & 0o7777);
     fd = openSync(path, isGhostDir(g) ? O.RDONLY | O.DIRECTORY | O.CLOEXEC : O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, g.mode & 0o7777);
   } catch (e) {
+    removeDirs(parents);
     throw new UserError(`cannot re-create deleted file ${path}: ${(e as Error).message}`);
   }
   try {
@@ -79,14 +88,20 @@ export function createGhost(path: string, g: GhostData): void {
     futimesSync(fd, mtime, mtime);
   } catch (e) {
     closeSync(fd);
-    removeGhost(path, g);
+    removeGhost(path, g, parents);
     throw e;
   }
   closeSync(fd);
+  return parents;
 }
 
-/** Removes it again once every task has it open. */
-export function removeGhost(path: string, g: GhostData): void {
+function removeDirs(dirs: string[]): void {
+  for (const dir of dirs) rmdirSync(dir);
+}
+
+/** Removes it (and the directories made for it) again once every task has it open. */
+export function removeGhost(path: string, g: GhostData, parents: string[]): void {
   if (isGhostDir(g)) rmdirSync(path);
   else unlinkSync(path);
+  removeDirs(parents);
 }

@@ -173,7 +173,8 @@ export function restoreUnixSockets(
     for (const e of local) {
       if (fds.has(e.id)) continue;
       const peer = e.peer ? byIno.get(e.peer) : undefined;
-      const paired = e.state !== TCP_STATE.LISTEN && peer && !(peer.uflags & USK_EXTERN) && peer.peer === e.ino;
+      // A datagram socket connected to itself is bound and connected to its own name below.
+      const paired = e.state !== TCP_STATE.LISTEN && peer && peer !== e && !(peer.uflags & USK_EXTERN) && peer.peer === e.ino;
       const orphaned = e.type !== SOCK.DGRAM && e.state === TCP_STATE.ESTABLISHED && !e.peer;
       if (paired) {
         const [a, b] = socketpair(e.type);
@@ -220,6 +221,10 @@ export function restoreUnixSockets(
           if (m.rights.length) sendWithFds(to, m.data, rights(m));
           else writeAll(to, m.data, e.type === SOCK.STREAM);
         }
+      } else if (e.type === SOCK.DGRAM && e.peer && fds.has(byIno.get(e.peer)?.id ?? -1) && (e.peer === e.ino || e.name.length)) {
+        // A connected datagram socket takes messages from its peer only: they came from there.
+        const from = fds.get(byIno.get(e.peer)!.id)!;
+        for (const m of q) sendWithFds(from, m.data, rights(m), e.peer === e.ino ? undefined : unixAddr(Buffer.from(e.name)));
       } else if (e.type === SOCK.DGRAM && e.name.length) {
         const tmp = socket(AF.UNIX, SOCK.DGRAM);
         try {
