@@ -221,7 +221,7 @@ const sleepSubject: Subject = {
   },
 };
 
-const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate'];
+const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate', 'mapstate'];
 
 const SUBJECTS: Subject[] = [
   ...C_TARGETS.map((n) => cTarget(n)),

@@ -30,6 +30,7 @@ import { copyMemfdPages } from '../resources/files/memfd.js';
 import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
 import { ipc_shm_entrySchema } from '../image/gen/ipc-shm_pb.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
+import { VMA } from '../resources/mm/vma-kind.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
@@ -154,6 +155,8 @@ export function dump(opts: DumpOptions): DumpResult {
     for (const img of images) writePages(`pagemap-${img.pid}.img`, img.privatePages.map((r) => ({ ...r, pid: img.pid, at: r.vaddr })));
     // A shared anonymous object is saved once, from whichever tasks have its pages.
     const shmem = mergeShmem(images.flatMap((i) => i.shmemPages.map((s) => ({ ...s, pid: i.pid }))));
+    const uncovered = uncoveredShmem(images, shmem);
+    if (uncovered.length) throw new UnsupportedError(uncovered);
     for (const [shmid, runs] of shmem) writePages(`pagemap-shmem-${shmid}.img`, runs.map((r) => ({ ...r, at: r.offset })));
     // memfd contents: one shmem pagemap per inode, read from the file itself.
     for (const m of files.memfds.values()) {
@@ -375,6 +378,34 @@ export function mergeShmem(ranges: (ShmemRange & { pid: number })[]): Map<bigint
       }
     }
     out.set(shmid, runs);
+  }
+  return out;
+}
+
+/**
+ * A shared anonymous object is made again, and filled, by the first task that maps it: each of
+ * its saved pages must lie in one of that task's mappings of it (others reach it through them).
+ */
+function uncoveredShmem(images: TaskImages[], shmem: Map<bigint, (ShmemRange & { pid: number })[]>): string[] {
+  const out: string[] = [];
+  for (const [shmid, runs] of shmem) {
+    const first = images.find((i) => i.mm.vmas.some((v) => v.shmid === shmid && v.status & VMA.ANON_SHARED));
+    const views = first?.mm.vmas.filter((v) => v.shmid === shmid && v.status & VMA.ANON_SHARED) ?? [];
+    for (const r of runs) {
+      const end = r.offset + BigInt(r.nrPages * PAGE_SIZE);
+      const covered = (off: bigint): bigint | null => {
+        const v = views.find((w) => w.pgoff <= off && off < w.pgoff + (w.end - w.start));
+        return v ? v.pgoff + (v.end - v.start) : null;
+      };
+      for (let off = r.offset; off < end; ) {
+        const next = covered(off);
+        if (next === null) {
+          out.push(`shared anonymous memory ${shmid}: offset ${off} is mapped by pid ${r.pid} but not by pid ${first?.pid}, which maps it first — not supported yet`);
+          break;
+        }
+        off = next;
+      }
+    }
   }
   return out;
 }

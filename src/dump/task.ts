@@ -26,8 +26,7 @@ import { dumpTls } from '../resources/task/tls.js';
 import { planMemory, dumpMmFields, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
 import { dumpFds } from '../resources/files/fds.js';
 import { dumpFs } from '../resources/fs.js';
-import { NO_FOWN } from '../resources/files/reg.js';
-import { buildIdWords } from '../resources/files/build-id.js';
+import { NO_FOWN, fileStamp } from '../resources/files/reg.js';
 import { deletedPath } from '../resources/files/ghost.js';
 import { isMemfd } from '../resources/files/memfd.js';
 import type { FileTable } from '../resources/files/table.js';
@@ -189,7 +188,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   const exe = deletedPath(exeLink) ?? exeLink;
   const exeStat = statSync(`/proc/${pid}/exe`);
   const exeId = files.byName(
-    { flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, size: BigInt(exeStat.size), ...elfId(files, `/proc/${pid}/exe`, exeStat) },
+    { flags: 0, pos: 0n, fown: NO_FOWN, name: exe, mode: exeStat.mode, ...fileStamp(`/proc/${pid}/exe`, files.buildIds) },
     exe !== exeLink ? `/proc/${pid}/exe` : undefined,
   );
   const plan = planMemory(t, (m) => {
@@ -197,7 +196,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
     const mapFile = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
     if (isMemfd(m.path)) return files.mappedMemfd(mapFile, m.path, NO_FOWN);
     return files.byName(
-      { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, size: BigInt(st.size), ...elfId(files, mapFile, st) },
+      { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, ...(st.isFile() ? fileStamp(mapFile, files.buildIds) : { size: BigInt(st.size) }) },
       m.deleted ? mapFile : undefined,
     );
   }, parentPid);
@@ -216,13 +215,6 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   return { pid, ids, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, sysvShm: plan.sysvShm, remote: t.remote, scratch: t.scratch };
 }
 
-/** The file's build-id, read once per file per dump (every task of a tree maps the same libraries). */
-function elfId(files: FileTable, path: string, st: { dev: number; ino: number }): { buildId?: number[] } {
-  const key = `${st.dev}:${st.ino}`;
-  if (!files.buildIds.has(key)) files.buildIds.set(key, buildIdWords(path));
-  const id = files.buildIds.get(key);
-  return id ? { buildId: id } : {};
-}
 
 function taskIds(t: DumpTask) {
   const ns = (name: string) => {

@@ -2,7 +2,7 @@
 // in the restorer (tasks that share one share it), handed to the tasks, given its owner back once
 // every task exists, and closed when the tree is back.
 import { closeSync } from 'node:fs';
-import { openRegFile } from '../resources/files/reg.js';
+import { openRegFile, changedSince } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { openMemfd } from '../resources/files/memfd.js';
 import { createAnon } from '../resources/files/anon.js';
@@ -22,6 +22,8 @@ export interface RestoreSession {
   shmemOwners: Map<bigint, ShmemOwner>;
   /** SysV segments made for the restore: id in the image -> id now. */
   sysvIds: Map<number, number>;
+  /** Paths cryo made for the restore (deleted files): not compared with the dumped file. */
+  unchecked: Set<string>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
   files: Map<number, number>;
   /** Epolls whose targets were registered already, by file id. */
@@ -54,7 +56,11 @@ export function openFile(session: RestoreSession, id: number, what: string): num
   const anon = ckpt.anons.get(id);
   const fifo = ckpt.fifos.get(id);
   const memfd = ckpt.memfdFiles.get(id);
-  if (reg) fd = openRegFile(reg);
+  if (reg) {
+    const changed = session.unchecked.has(reg.name) ? null : changedSince(reg);
+    if (changed) throw new UserError(`${what}: ${changed}`);
+    fd = openRegFile(reg);
+  }
   else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
   else if (anon) fd = createAnon(anon);
   else if (fifo) {

@@ -78,7 +78,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
   const session: RestoreSession = {
-    ckpt, log, trampoline: 0n, shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
+    ckpt, log, trampoline: 0n, unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
   const ghostsMade: { path: string; ghost: GhostData; parents: string[] }[] = [];
   const segmentsMade: number[] = [];

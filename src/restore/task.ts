@@ -78,7 +78,7 @@ export function restoreTask(
     // image's own mappings (often of the same binary) come back.
     const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
     restoreMmFields(r, img, ckpt, !sameExe);
-    const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds }, kept);
+    const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: session.unchecked }, kept);
     session.cowKept += mem.cowKept;
     const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
     vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);

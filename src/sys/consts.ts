@@ -70,6 +70,7 @@ export const MAP = {
   FIXED: 0x10,
   ANONYMOUS: 0x20,
   GROWSDOWN: 0x100,
+  LOCKED: 0x2000,
   NORESERVE: 0x4000,
   FIXED_NOREPLACE: 0x100000,
 } as const;

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file regfile.proto.
  */
 export const file_regfile: GenFile = /*@__PURE__*/
-  fileDesc("Cg1yZWdmaWxlLnByb3RvIokCCg5yZWdfZmlsZV9lbnRyeRIKCgJpZBgBIAIoDRIfCgVmbGFncxgCIAIoDUIQ0j8NGgtyZmlsZS5mbGFncxILCgNwb3MYAyACKAQSGQoEZm93bhgFIAIoCzILLmZvd25fZW50cnkSDAoEbmFtZRgGIAIoCRISCgZtbnRfaWQYByABKBE6Ai0xEgwKBHNpemUYCCABKAQSCwoDZXh0GAkgASgIEgwKBG1vZGUYCiABKA0SEAoIYnVpbGRfaWQYCyADKA0SEAoIY2hlY2tzdW0YDCABKA0SFwoPY2hlY2tzdW1fY29uZmlnGA0gASgNEhoKEmNoZWNrc3VtX3BhcmFtZXRlchgOIAEoDQ", [file_opts, file_fown]);
+  fileDesc("Cg1yZWdmaWxlLnByb3RvIqECCg5yZWdfZmlsZV9lbnRyeRIKCgJpZBgBIAIoDRIfCgVmbGFncxgCIAIoDUIQ0j8NGgtyZmlsZS5mbGFncxILCgNwb3MYAyACKAQSGQoEZm93bhgFIAIoCzILLmZvd25fZW50cnkSDAoEbmFtZRgGIAIoCRISCgZtbnRfaWQYByABKBE6Ai0xEgwKBHNpemUYCCABKAQSCwoDZXh0GAkgASgIEgwKBG1vZGUYCiABKA0SEAoIYnVpbGRfaWQYCyADKA0SEAoIY2hlY2tzdW0YDCABKA0SFwoPY2hlY2tzdW1fY29uZmlnGA0gASgNEhoKEmNoZWNrc3VtX3BhcmFtZXRlchgOIAEoDRIWCg1jcnlvX210aW1lX25zGOkHIAEoBA", [file_opts, file_fown]);
 
 /**
  * A path-based file: its path relative to the mount, flags, position and optional validation data.
@@ -91,6 +91,14 @@ export type reg_file_entry = Message<"reg_file_entry"> & {
    * @generated from field: optional uint32 checksum_parameter = 14;
    */
   checksumParameter: number;
+
+  /**
+   * cryo's own (CRIU ignores it): the file's mtime at dump time, in ns, so a restore can refuse a
+   * file changed since. Numbered far above CRIU's fields.
+   *
+   * @generated from field: optional uint64 cryo_mtime_ns = 1001;
+   */
+  cryoMtimeNs: bigint;
 };
 
 /**

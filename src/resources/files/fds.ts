@@ -12,7 +12,7 @@ import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
 import { socketInode, dumpSocket } from './socket.js';
 import { dumpFown } from './fown.js';
-import { NO_FOWN, openFlags } from './reg.js';
+import { NO_FOWN, openFlags, fileStamp } from './reg.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
 
@@ -108,7 +108,8 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
           fown: fown,
           name: gone ?? link,
           mode: st.mode,
-          ...((st.mode & 0o170000) === 0o100000 ? { size: BigInt(st.size) } : {}),
+          // A log others may append to is not held to its size: O_APPEND writes go to the end anyway.
+          ...((st.mode & 0o170000) === 0o100000 && !(flags & O.APPEND) ? fileStamp(`/proc/${pid}/fd/${fd}`) : {}),
         },
         gone !== null ? `/proc/${pid}/fd/${fd}` : undefined,
       );

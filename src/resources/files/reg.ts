@@ -1,6 +1,9 @@
 // Regular files, directories and stateless character devices: dumped as path + flags + position,
 // restored by opening the path in the restorer and handing the open file to the task.
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, statSync } from 'node:fs';
+import { reg_file_entrySchema } from '../../image/gen/regfile_pb.js';
+import { hasField } from '../../image/presence.js';
+import { buildIdWords } from './build-id.js';
 import { O, sys } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 
@@ -21,6 +24,8 @@ export interface RegFileData {
   mode?: number;
   size?: bigint;
   buildId?: number[];
+  /** mtime at dump time (ns), cryo's own field: a restore refuses a file changed since. */
+  cryoMtimeNs?: bigint;
 }
 
 export const NO_FOWN: FownData = { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 };
@@ -56,4 +61,44 @@ export function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "m
     throw e;
   }
   return fd;
+}
+
+/** What a file's entry records about it that a restore checks: size, mtime, build-id. */
+export type FileStamp = { name: string; size?: bigint; cryoMtimeNs?: bigint; buildId?: number[] };
+
+/**
+ * Why the file at the entry's path is not the one that was dumped (null if it is, as far as the
+ * image can tell): a different size or mtime, or, for an ELF file, another build-id.
+ */
+export function changedSince(f: FileStamp): string | null {
+  const has = (field: string) => hasField(reg_file_entrySchema, f, field);
+  if (!has('size') && !has('cryoMtimeNs') && !f.buildId?.length) return null;
+  let st;
+  try {
+    st = statSync(f.name, { bigint: true });
+  } catch (e) {
+    return `${f.name} is gone: ${(e as Error).message}`;
+  }
+  if (!st.isFile()) return null;
+  if (has('size') && st.size !== f.size) return `${f.name} changed since the dump (size ${st.size}, was ${f.size})`;
+  if (has('cryoMtimeNs') && st.mtimeNs !== f.cryoMtimeNs) return `${f.name} changed since the dump (modified after it)`;
+  if (f.buildId?.length) {
+    const now = buildIdWords(f.name);
+    if (!now || now.join(',') !== f.buildId.join(',')) return `${f.name} changed since the dump (another build-id: a different binary)`;
+  }
+  return null;
+}
+
+/**
+ * The stamp of a regular file for its entry: size, mtime and (with `buildIds`, a per-dump cache
+ * by dev:ino, for executables and mapped files) its build-id. `path` may be a /proc link.
+ */
+export function fileStamp(path: string, buildIds?: Map<string, number[] | undefined>): { size: bigint; cryoMtimeNs: bigint; buildId?: number[] } {
+  const st = statSync(path, { bigint: true });
+  const stamp = { size: st.size, cryoMtimeNs: st.mtimeNs };
+  if (!buildIds) return stamp;
+  const key = `${st.dev}:${st.ino}`;
+  if (!buildIds.has(key)) buildIds.set(key, buildIdWords(path));
+  const id = buildIds.get(key);
+  return id ? { ...stamp, buildId: id } : stamp;
 }

@@ -130,6 +130,8 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
       let flags = (m.shared ? MAP.SHARED : MAP.PRIVATE) | (anon ? MAP.ANONYMOUS : 0);
       if (flagsSet.has('gd')) flags |= MAP.GROWSDOWN;
       if (flagsSet.has('nr')) flags |= MAP.NORESERVE;
+      // mlock()ed or MAP_LOCKED (VM_LOCKED), as CRIU records it; restored with mlock.
+      if (flagsSet.has('lo')) flags |= MAP.LOCKED;
       let madv = 0n;
       for (const [code, advice] of Object.entries(MADV_BY_VMFLAG)) if (flagsSet.has(code)) madv |= 1n << BigInt(advice);
       const prot = (m.read ? PROT.READ : 0) | (m.write ? PROT.WRITE : 0) | (m.exec ? PROT.EXEC : 0);

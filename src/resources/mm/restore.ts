@@ -1,9 +1,8 @@
 // Rebuilding an address space inside the new task: drop what the stub brought, map each VMA at
 // its address, fill saved pages with pread64 from the pages image (run by the task itself, so the
 // kernel copies straight from the page cache), put the protections back, then the vdso.
-import { reg_file_entrySchema } from '../../image/gen/regfile_pb.js';
-import { hasField } from '../../image/presence.js';
-import { statSync, openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
+import { changedSince, type FileStamp } from '../files/reg.js';
+import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, O, ARCH, NR, alignedBuffer } from '../../sys/index.js';
 import { hex, UserError } from '../../util/errors.js';
 import { failpoint } from '../../util/failpoint.js';
@@ -15,10 +14,7 @@ import type { RestoreTask } from '../context.js';
 /** Highest address of a 4-level-paging user address space (TASK_SIZE_MAX). */
 const TASK_SIZE = 0x7ffffffff000n;
 
-export interface MappedFile {
-  name: string;
-  size?: bigint;
-}
+export type MappedFile = FileStamp;
 
 export interface MemoryImage {
   vmas: VmaData[];
@@ -48,6 +44,8 @@ export interface MemoryContext {
   shmemOwners: Map<bigint, ShmemOwner>;
   /** SysV segments made for the restore: id in the image -> id now. */
   sysvIds: Map<number, number>;
+  /** Paths cryo made for the restore (deleted files): not compared with the dumped file. */
+  unchecked: Set<string>;
 }
 
 /** Unmaps everything in the task except the given ranges. */
@@ -62,7 +60,8 @@ export function dropMemory(r: RestoreTask, keep: { start: bigint; end: bigint }[
 
 function vmaKey(v: VmaData, files: Map<number, MappedFile>): string {
   const obj = v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) ? files.get(Number(v.shmid))?.name : String(v.shmid);
-  return `${v.start}:${v.end}:${v.prot}:${v.flags}:${v.status}:${v.pgoff}:${obj}`;
+  // The lock is not part of it: a fork never passes it on, and it is set again after (mlock).
+  return `${v.start}:${v.end}:${v.prot}:${v.flags & ~MAP.LOCKED}:${v.status}:${v.pgoff}:${obj}`;
 }
 
 /**
@@ -85,6 +84,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
   const fileFds = new Map<number, number>();
   const created = new Map<bigint, VmaData>();
   const filled = vmasWithPages(img);
+  const apart = keptApart(img.vmas, filled);
   let cowKept = 0;
   try {
     failpoint('restore:mm');
@@ -95,21 +95,22 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       // Writable while we fill it only if it holds saved pages (so it was written, and is
       // accountable): mapping a never-written read-only VMA writable would make it accountable,
       // and the kernel would then merge it with a neighbour it was separate from.
-      const fillProt = filled.has(v) || v.prot & PROT.WRITE ? v.prot | PROT.READ | PROT.WRITE : v.prot;
+      let fillProt = filled.has(v) || v.prot & PROT.WRITE ? v.prot | PROT.READ | PROT.WRITE : v.prot;
+      if (apart.has(v)) fillProt ^= PROT.EXEC;
       if (v.status & VMA.AREA_SYSVIPC) {
         const id = ctx.sysvIds.get(Number(v.shmid));
         if (id === undefined) throw new UserError(`${where}: SysV segment ${v.shmid} is not in the images`);
         call('shmat', attachArgs(id, v.start, (v.prot & PROT.WRITE) !== 0), where);
       } else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-        const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT.WRITE) !== 0, fileFds);
+        const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT.WRITE) !== 0, fileFds, ctx.unchecked);
         const prot = v.status & VMA.FILE_SHARED ? v.prot : fillProt;
-        call('mmap', [v.start, len, prot, (v.flags & ~MAP.ANONYMOUS) | MAP.FIXED, fd, v.pgoff], where);
+        call('mmap', [v.start, len, prot, (v.flags & ~(MAP.ANONYMOUS | MAP.LOCKED)) | MAP.FIXED, fd, v.pgoff], where);
       } else if (v.status & VMA.ANON_SHARED) {
         const owner = ctx.shmemOwners.get(v.shmid);
         if (!owner) {
-          if (v.pgoff !== 0n) throw new UserError(`${where}: shared anonymous mapping at offset ${v.pgoff} — not supported yet`);
-          call('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED, -1, 0], where);
-          ctx.shmemOwners.set(v.shmid, { pid: r.pid, start: v.start, end: v.end, pgoff: 0n });
+          if (v.pgoff === 0n) call('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED, -1, 0], where);
+          else mapShmemAtOffset(r, v, fillProt, where);
+          ctx.shmemOwners.set(v.shmid, { pid: r.pid, start: v.start, end: v.end, pgoff: v.pgoff });
           created.set(v.shmid, v);
         } else {
           // The same object, through the mapping that made it (in this task or another one).
@@ -121,9 +122,12 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
           call('close', [fd]);
         }
       } else {
-        call('mmap', [v.start, len, fillProt, v.flags | MAP.FIXED | MAP.ANONYMOUS, -1, 0], where);
+        call('mmap', [v.start, len, fillProt, (v.flags & ~MAP.LOCKED) | MAP.FIXED | MAP.ANONYMOUS, -1, 0], where);
       }
     }
+    // Mapped apart, kept apart while filled: a page fault would share the neighbour's anonymous
+    // pages object (and so allow a merge later) unless the flags differ beyond the protection.
+    for (const v of apart) if (!kept.has(v)) call('madvise', [v.start, v.end - v.start, MADV_DONTFORK], `mapping ${hex(v.start)} kept apart`);
     for (const fd of fileFds.values()) call('close', [fd]);
     fileFds.clear();
 
@@ -133,16 +137,17 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
     cowKept = writeChangedPages(r.pid, img.pagesFile, inherited);
     if (ctx.parent) dropStalePages(r, img, ctx.parent, kept);
     for (const [shmid, sh] of img.shmem) {
-      const first = created.get(shmid);
-      if (!first) continue;
-      // The object is mapped from offset 0 at first.start: offset x lives at first.start + x.
-      fillPages(r, sh.pagesFile, withFileOffsets(sh.pages.map((p) => ({ vaddr: first.start + p.vaddr, nrPages: p.nrPages }))));
+      if (!created.has(shmid)) continue;
+      // Each page of the object goes in through a mapping of it in this task that covers it.
+      const views = img.vmas.filter((v) => v.status & VMA.ANON_SHARED && v.shmid === shmid);
+      fillPages(r, sh.pagesFile, throughViews(withFileOffsets(sh.pages), views, shmid));
     }
 
     for (const v of img.vmas) {
       if (special(v) || kept.has(v)) continue;
       const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE);
-      if (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE)) {
+      if (apart.has(v) && !((v.madv ?? 0n) & (1n << BigInt(MADV_DONTFORK)))) call('madvise', [v.start, v.end - v.start, MADV_DOFORK], `mapping ${hex(v.start)}`);
+      if (apart.has(v) || (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE))) {
         call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
       }
       if (v.madv) {
@@ -151,10 +156,71 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
         }
       }
     }
+    // Locks are not inherited through fork: kept (inherited) mappings are locked here too.
+    for (const v of img.vmas) if (!special(v) && v.flags & MAP.LOCKED) call('mlock', [v.start, v.end - v.start], `mlock ${hex(v.start)}`);
   } finally {
     for (const fd of fileFds.values()) r.remote.raw(NR.close, [fd]);
   }
   return { cowKept };
+}
+
+/**
+ * Private mappings that touch the one before them and both hold pages: separate VMAs in the
+ * task (each has its own anonymous pages), but a new mapping with the same flags as its
+ * neighbour is merged into it at mmap time, before it has pages of its own. Every other one in a
+ * run of them is mapped with PROT_EXEC flipped and MADV_DONTFORK while it is filled; once each has
+ * its own pages the kernel no longer merges them, and both are undone.
+ */
+const MADV_DONTFORK = 10;
+const MADV_DOFORK = 11;
+
+function keptApart(vmas: VmaData[], filled: Set<VmaData>): Set<VmaData> {
+  const apart = new Set<VmaData>();
+  const isPrivate = (v: VmaData) => !special(v) && !(v.status & (VMA.FILE_SHARED | VMA.ANON_SHARED | VMA.AREA_SYSVIPC));
+  for (let i = 1; i < vmas.length; i++) {
+    const [prev, v] = [vmas[i - 1]!, vmas[i]!];
+    if (prev.end === v.start && isPrivate(prev) && isPrivate(v) && filled.has(prev) && filled.has(v) && !apart.has(prev)) apart.add(v);
+  }
+  return apart;
+}
+
+/**
+ * The first mapping of a shared anonymous object at a non-zero offset (the start was unmapped,
+ * or it was mremap'ed from inside): the object is made big enough in a scratch mapping the
+ * kernel places, mapped from there at its offset (through map_files), and the scratch dropped.
+ */
+function mapShmemAtOffset(r: RestoreTask, v: VmaData, prot: number, where: string): void {
+  const call = r.remote.call.bind(r.remote);
+  const size = v.pgoff + (v.end - v.start);
+  const tmp = call('mmap', [0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS, -1, 0], `${where}: object of ${size} bytes`);
+  try {
+    r.scratch.reset();
+    const fd = call('open', [r.scratch.putString(`/proc/self/map_files/${tmp.toString(16)}-${(tmp + size).toString(16)}`), O.RDWR, 0], where);
+    try {
+      call('mmap', [v.start, v.end - v.start, prot, MAP.SHARED | MAP.FIXED, fd, v.pgoff], where);
+    } finally {
+      call('close', [fd]);
+    }
+  } finally {
+    call('munmap', [tmp, size]);
+  }
+}
+
+/** Object-offset ranges (vaddr = offset in the object) turned into addresses of the views. */
+function throughViews(ranges: FileRange[], views: VmaData[], shmid: bigint): FileRange[] {
+  const out: FileRange[] = [];
+  const page = BigInt(PAGE_SIZE);
+  for (const r of ranges) {
+    for (let i = 0n; i < BigInt(r.nrPages); ) {
+      const off = r.vaddr + i * page;
+      const v = views.find((w) => w.pgoff <= off && off < w.pgoff + (w.end - w.start));
+      if (!v) throw new UserError(`shared anonymous object ${shmid}: page at offset ${hex(off)} is in no mapping of the task that restores it`);
+      const n = Math.min(Number(r.nrPages) - Number(i), Number((v.pgoff + (v.end - v.start) - off) / page));
+      out.push({ vaddr: v.start + (off - v.pgoff), nrPages: n, off: r.off + i * page });
+      i += BigInt(n);
+    }
+  }
+  return out;
 }
 
 interface FileRange extends PageRange {
@@ -334,23 +400,18 @@ function vmasWithPages(img: MemoryImage): Set<VmaData> {
   return out;
 }
 
-function openMappedFile(r: RestoreTask, img: MemoryImage, id: number, writable: boolean, fds: Map<number, number>): number {
-  const have = fds.get(id);
+/** The task's fd on a mapped file, one per file and access mode (a shared writable mapping needs O_RDWR). */
+function openMappedFile(r: RestoreTask, img: MemoryImage, id: number, writable: boolean, fds: Map<number, number>, unchecked: Set<string>): number {
+  const key = id * 2 + (writable ? 1 : 0);
+  const have = fds.get(key);
   if (have !== undefined) return have;
   const f = img.files.get(id);
   if (!f) throw new UserError(`mm image refers to file id ${id}, which files.img does not have`);
-  if (hasField(reg_file_entrySchema, f, 'size')) {
-    let size: bigint;
-    try {
-      size = BigInt(statSync(f.name).size);
-    } catch (e) {
-      throw new UserError(`mapped file ${f.name} is missing: ${(e as Error).message}`);
-    }
-    if (size !== f.size) throw new UserError(`mapped file ${f.name} changed since the dump (size ${size}, was ${f.size})`);
-  }
+  const changed = unchecked.has(f.name) ? null : changedSince(f);
+  if (changed) throw new UserError(`mapped file ${changed}`);
   r.scratch.reset();
   const fd = Number(r.remote.call('open', [r.scratch.putString(f.name), writable ? O.RDWR : O.RDONLY, 0], f.name));
-  fds.set(id, fd);
+  fds.set(key, fd);
   return fd;
 }
 
