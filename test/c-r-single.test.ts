@@ -221,7 +221,7 @@ const sleepSubject: Subject = {
   },
 };
 
-const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate', 'mapstate'];
+const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate', 'mapstate', 'sleepers'];
 
 const SUBJECTS: Subject[] = [
   ...C_TARGETS.map((n) => cTarget(n)),
@@ -330,6 +330,23 @@ for (const s of SUBJECTS) {
     it('two consecutive dump + restore cycles', { timeout: 180_000 }, () => scenario(s, 'two-cycles'));
   });
 }
+
+describe('waits resumed through restart_syscall', () => {
+  after(cleanup);
+  // A stop and continue (job control, or a --leave-running dump) makes the kernel resume each
+  // timed wait through restart_syscall: the next dump finds that, not the original call.
+  it('sleepers stopped and continued before the dump see no EINTR after restore', { timeout: 120_000 }, async () => {
+    const t = await startC('sleepers');
+    process.kill(t.pid, 'SIGSTOP');
+    await sleep(50);
+    process.kill(t.pid, 'SIGCONT');
+    await sleep(100);
+    const runs: CryoResult[] = [];
+    const dir = await dumpOk(t, 'a', runs);
+    await restoreOk(t, dir, 'a', runs);
+    await verifyGo(t);
+  });
+});
 
 // ---- failure injection ------------------------------------------------------------------------
 

@@ -98,6 +98,16 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
   const blockers: string[] = [];
   const live = tasks.filter((t) => !t.zombie).map((t) => ({ t, maps: parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')) }));
   blockers.push(...sysvShmBlockers(live.flatMap(({ t, maps }) => maps.filter(isSysvShm).map((m) => ({ pid: t.pid, m })))));
+  for (const z of tasks.filter((t) => t.zombie)) {
+    // A zombie is made again by a fork from its parent, then setsid/setpgid: it can lead its own
+    // session or group, or join a group that exists then, nothing else.
+    const parent = tasks.find((p) => p.pid === z.ppid);
+    if (!parent) continue;
+    if (z.sid !== parent.sid && z.sid !== z.pid) blockers.push(`pid ${z.pid}: zombie in session ${z.sid}, which is neither its parent's nor its own — not supported yet`);
+    else if (z.pgid !== parent.pgid && z.pgid !== z.pid && !tasks.some((k) => k.pid === z.pgid && !k.zombie)) {
+      blockers.push(`pid ${z.pid}: zombie in process group ${z.pgid}, whose leader is not in the tree — not supported yet`);
+    }
+  }
   for (const { t, maps } of live) {
     blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps));
     if (!t.ppid) continue;

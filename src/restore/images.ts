@@ -48,6 +48,8 @@ export interface TaskImage {
 export interface ZombieImage {
   pid: number;
   ppid: number;
+  pgid: number;
+  sid: number;
   exitStatus: number;
   comm: string;
 }
@@ -156,7 +158,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
     const pid = pstree.pid;
     const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
     if (core.tc?.taskState === TASK_DEAD) {
-      zombies.push({ pid, ppid: pstree.ppid, exitStatus: core.tc.exitCode, comm: core.tc.comm });
+      zombies.push({ pid, ppid: pstree.ppid, pgid: pstree.pgid, sid: pstree.sid, exitStatus: core.tc.exitCode, comm: core.tc.comm });
       continue;
     }
     if (!core.threadInfo?.gpregs || !core.tc) throw new UserError(`core-${pid}.img: no x86_64 registers or task state`);

@@ -4,6 +4,7 @@ import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
   xsaveLayout, F, WAIT, sys,
 } from '../sys/index.js';
+import { openSync, readSync, closeSync } from 'node:fs';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import { task_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
@@ -147,7 +148,7 @@ export function restoreTask(
   for (const z of ckpt.zombies.filter((t) => t.ppid === img.pid)) {
     scratch.reset();
     const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: z.pid });
-    makeZombie(zt, z, trampoline);
+    makeZombie(zt, z, img.pstree, trampoline);
   }
 
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
@@ -234,10 +235,14 @@ function forkerFor(
 }
 
 /** A zombie: a fresh child that exits at once the way the dumped one did; its parent reaps it. */
-function makeZombie(t: Tracee, z: ZombieImage, trampoline: bigint): void {
+function makeZombie(t: Tracee, z: ZombieImage, parent: { sid: number; pgid: number }, trampoline: bigint): void {
   const remote = new Remote(t, trampoline);
   const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_SIZE - PAGE_SIZE);
   remote.call('prctl', [PR.SET_NAME, scratch.putString(z.comm.slice(0, 15)), 0, 0, 0], 'zombie comm');
+  // Its session and group as it left them (a shell's job that died leads its own group).
+  if (z.sid === z.pid) remote.call('setsid', [], `zombie ${z.pid} session`);
+  else if (z.sid !== parent.sid) throw new UserError(`zombie ${z.pid}: its session ${z.sid} is not its parent's — not supported yet`);
+  if (z.pgid !== parent.pgid && z.sid !== z.pid) remote.call('setpgid', [0, z.pgid === z.pid ? 0 : z.pgid], `zombie ${z.pid} process group ${z.pgid}`);
   const termsig = z.exitStatus & 0x7f;
   // Default action for the signal it died of, which it then sends itself.
   if (termsig) remote.call('rt_sigaction', [termsig, 0, 0, 8]);
@@ -298,12 +303,26 @@ function restoreThread({ r, core }: ThreadWork, tgid: number): void {
   queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false, tgid);
 }
 
+/** Bytes of a task's memory (its restored code), read through /proc; empty where unmapped. */
+function readTaskMemory(pid: number, addr: bigint, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  let fd: number | null = null;
+  try {
+    fd = openSync(`/proc/${pid}/mem`, 'r');
+    return b.subarray(0, readSync(fd, b, 0, n, addr));
+  } catch {
+    return Buffer.alloc(0);
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
+
 /** Final registers, FPU state, TLS slots and signal mask of one thread. */
 function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
   const tid = r.pid;
   const regs = regsFromEntry(core.threadInfo!.gpregs!);
   r.remote.finish();
-  r.tracee.setRegs(registersForResume(regs));
+  r.tracee.setRegs(registersForResume(regs, (ip, n) => readTaskMemory(tid, ip - BigInt(n), n)));
   restoreTls(tid, core.threadInfo!.tls);
   const fp = core.threadInfo!.fpregs;
   if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length));

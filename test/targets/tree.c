@@ -2,7 +2,8 @@
  * tree: a process tree with everything the tasks share. The root (a session leader) maps a
  * MAP_SHARED anonymous region and a private region of MIB MiB (argv[1], default 64) filled with
  * a pattern, then forks: four workers (one of them leads its own process group, one has a child
- * of its own: three levels), a zombie that exited with status 7 and a child that stopped itself
+ * of its own: three levels), a zombie that exited with status 7, a zombie that led its own process
+ * group (status 9) and a child that stopped itself
  * with SIGSTOP. After go: every worker finds the private pattern intact and sees the others'
  * writes to the shared region; the root reaps the zombie's status 7, wakes the stopped child,
  * and collects every exit status.
@@ -77,6 +78,11 @@ int main(int argc, char **argv)
 	pid_t zombie = fork();
 	if (zombie == 0)
 		_exit(7);
+	pid_t zgroup = fork();
+	if (zgroup == 0) {
+		setpgid(0, 0);
+		_exit(9);
+	}
 	pid_t stopped = fork();
 	if (stopped == 0) {
 		raise(SIGSTOP);
@@ -86,6 +92,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 500; i++) {
 		siginfo_t si = { 0 };
 		int a = waitid(P_PID, (id_t)zombie, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == zombie;
+		si.si_pid = 0;
+		a = a && waitid(P_PID, (id_t)zgroup, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == zgroup;
 		char path[64], st[512];
 		snprintf(path, sizeof(path), "/proc/%d/stat", stopped);
 		int b = read_file(path, st, sizeof(st)) > 0 && strstr(st, ") T ") != NULL;
@@ -100,6 +108,9 @@ int main(int argc, char **argv)
 	int st;
 	CHECK(waitpid(zombie, &st, 0) == zombie && WIFEXITED(st) && WEXITSTATUS(st) == 7,
 	      "zombie's status is not exit 7 (0x%x)", st);
+	CHECK(getpgid(zgroup) == zgroup, "the zombie that led its group is in group %d", (int)getpgid(zgroup));
+	CHECK(waitpid(zgroup, &st, 0) == zgroup && WIFEXITED(st) && WEXITSTATUS(st) == 9,
+	      "second zombie's status is not exit 9 (0x%x)", st);
 	char path[64], text[512];
 	snprintf(path, sizeof(path), "/proc/%d/stat", stopped);
 	CHECK(read_file(path, text, sizeof(text)) > 0 && strstr(text, ") T ") != NULL, "stopped child is not stopped");

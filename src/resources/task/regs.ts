@@ -22,13 +22,36 @@ export function regsFromEntry(e: user_x86_regs_entry): Regs {
   return r;
 }
 
+/** Calls that return -ERESTART_RESTARTBLOCK when stopped with time left, and how they restart. */
+const RESTARTABLE: Record<number, string> = { 7: 'poll', 35: 'nanosleep', 202: 'futex', 230: 'clock_nanosleep' };
+const NR_RESTART_SYSCALL = 219;
+
+/**
+ * The call a task sits in when the kernel shows restart_syscall (it was stopped once already and
+ * resumed into its restart block): read off the code before the `syscall` instruction, which
+ * for libc wrappers is `mov $NR, %eax` (b8 imm32) a few bytes earlier.
+ */
+export function callBeforeSyscall(code: Buffer): number | null {
+  for (let i = code.length - 5; i >= 0; i--) {
+    if (code[i] !== 0xb8) continue;
+    const nr = code.readUInt32LE(i + 1);
+    if (RESTARTABLE[nr]) return nr;
+  }
+  return null;
+}
+
 /**
  * A task frozen inside a syscall shows rax = -ERESTART*: the kernel would restart or fail the
  * call when it resumes. A restored task resumes from a ptrace stop outside any syscall, so do
- * the kernel's job here: re-execute the syscall, or return EINTR where restart needs state
- * (the restart block) that did not survive.
+ * the kernel's job here: re-execute the syscall. Calls with a timeout (-ERESTART_RESTARTBLOCK)
+ * kept their deadline in the kernel's restart block, which does not survive: they are issued
+ * again with their own arguments, so the program never sees an interruption. An absolute deadline
+ * (clock_nanosleep TIMER_ABSTIME, FUTEX_WAIT_BITSET) is then exact; a relative one (nanosleep,
+ * poll, FUTEX_WAIT) starts over: the wait is longer, by at most the time already waited. Only a
+ * call that cannot be told (restart_syscall with no libc wrapper in front) gets EINTR, as CRIU
+ * gives it. `codeBefore(ip, n)` reads the task's code before ip.
  */
-export function registersForResume(dumped: Regs): Regs {
+export function registersForResume(dumped: Regs, codeBefore?: (ip: bigint, n: number) => Buffer): Regs {
   const r = dumped.clone();
   const origAx = r.signed('orig_ax');
   if (origAx >= 0n) {
@@ -37,7 +60,14 @@ export function registersForResume(dumped: Regs): Regs {
       r.set('ax', origAx);
       r.set('ip', r.get('ip') - 2n);
     } else if (ax === BigInt(ERESTART.RESTARTBLOCK)) {
-      r.set('ax', -BigInt(EINTR));
+      let nr: number | null = Number(origAx);
+      if (nr === NR_RESTART_SYSCALL) nr = codeBefore ? callBeforeSyscall(codeBefore(r.get('ip') - 2n, 24)) : null;
+      if (nr !== null && RESTARTABLE[nr]) {
+        r.set('ax', BigInt(nr));
+        r.set('ip', r.get('ip') - 2n);
+      } else {
+        r.set('ax', -BigInt(EINTR));
+      }
     }
   }
   r.set('orig_ax', -1n);
