@@ -35,6 +35,19 @@ describe('threads', () => {
     await expectPass(t);
   });
 
+  it('children and threads that come and go during the freeze: every dump succeeds, the restore goes on', async () => {
+    const t = await readyTarget('churn');
+    for (let i = 0; i < 8; i++) {
+      const d = dump(t, `churn-${i}`, { leaveRunning: true });
+      assert.equal(d.res.code, 0, `dump ${i} of a churning tree failed\n${cryoReport(d.res)}`);
+    }
+    const d = dump(t, 'last');
+    assert.equal(d.res.code, 0, `final dump failed\n${cryoReport(d.res)}`);
+    assert.ok(await waitPidGone(t.pid), 'dumped tree is gone');
+    checkRestore(t, restore(t, d.dir, 'last'));
+    await expectPass(t);
+  });
+
   it('python3 with 8 threads goes on working', async () => {
     const { t } = await readyPython('python3-threads', [
       'import os, threading, time',

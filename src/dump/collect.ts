@@ -73,6 +73,15 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   return blockers;
 }
 
+/** The task is gone, or a zombie now: what it was doing a moment ago no longer matters. */
+function ended(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
 /** Lists the tree under `pid` (parents before children) and every reason it cannot be dumped. */
 export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskPlan[]; blockers: string[]; scan: FileScan } {
   if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
@@ -86,7 +95,11 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
     if (t.zombie) continue;
     for (const kid of childrenOf(t.pid)) {
       if (kid === process.pid) throw new UserError(`pid ${pid}: cryo itself is in this tree`);
-      tasks.push(planTask(kid, t.pid));
+      try {
+        tasks.push(planTask(kid, t.pid));
+      } catch (e) {
+        if (!ended(kid)) throw e; // a child that exited and was reaped since it was listed
+      }
     }
   }
   const scan = scanFiles(tasks.map((t) => t.pid), opts);
@@ -96,7 +109,15 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */
 export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileScan): string[] {
   const blockers: string[] = [];
-  const live = tasks.filter((t) => !t.zombie).map((t) => ({ t, maps: parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')) }));
+  // Before the freeze a task may end while we look at it: it is then not part of the tree.
+  const live = tasks.filter((t) => !t.zombie).flatMap((t) => {
+    try {
+      return [{ t, maps: parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')) }];
+    } catch (e) {
+      if (!frozenByUs && ended(t.pid)) return [];
+      throw e;
+    }
+  });
   blockers.push(...sysvShmBlockers(live.flatMap(({ t, maps }) => maps.filter(isSysvShm).map((m) => ({ pid: t.pid, m })))));
   for (const z of tasks.filter((t) => t.zombie)) {
     // A zombie is made again by a fork from its parent, then setsid/setpgid: it can lead its own
@@ -109,7 +130,12 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
     }
   }
   for (const { t, maps } of live) {
-    blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps));
+    try {
+      blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps));
+    } catch (e) {
+      if (!frozenByUs && ended(t.pid)) continue;
+      throw e;
+    }
     if (!t.ppid) continue;
     // Memory, fd table, fs context and signal handlers shared with the parent are restored
     // shared (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND); a vfork still waiting is not.

@@ -1,6 +1,6 @@
 // `cryo dump`: check, freeze, collect, write, then release or kill. Any failure before the images
 // are complete puts every task back as it was and removes the partial image directory.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
@@ -80,22 +80,44 @@ export function dump(opts: DumpOptions): DumpResult {
     for (let i = 0; i < tasks.length; i++) {
       const t = tasks[i]!;
       if (t.zombie) continue;
-      // Threads may be born while we seize: list again until no new one appears.
+      // Threads may be born while we seize: list again until no new one appears. Threads and
+      // whole tasks may also end meanwhile: they are simply not part of the checkpoint.
+      const failed = new Set<number>();
       for (let more = t.threads; more.length; ) {
-        for (const tid of more) frozen.push(Tracee.seize(tid, t.pid, 0));
-        const now = threadsOf(t.pid);
-        more = now.filter((tid) => !frozen.some((f) => f.tid === tid));
-        t.threads = now;
+        for (const tid of more) {
+          try {
+            frozen.push(Tracee.seize(tid, t.pid, 0));
+          } catch (e) {
+            if (i === 0 && tid === t.pid) throw e;
+            if (!endedMeanwhile(t.pid, tid)) throw e;
+            failed.add(tid);
+          }
+        }
+        const now = existsSync(`/proc/${t.pid}/task`) ? threadsOf(t.pid) : [];
+        more = now.filter((tid) => !failed.has(tid) && !frozen.some((f) => f.tid === tid));
+        t.threads = now.filter((tid) => frozen.some((f) => f.tid === tid));
+      }
+      if (!frozen.some((f) => f.tid === t.pid)) {
+        // The task ended before we held it: gone (dropped below), or now a zombie of the tree.
+        const again = tryPlan(t.pid, t.ppid);
+        if (again?.zombie) Object.assign(t, again);
+        continue;
       }
       // A task in group stop would stop again at every step we make it take: continue it. The
       // SIGCONT stays blocked and pending while we work; the task is stopped again on release.
       if (t.stopped) kill(t.pid, SIG.CONT);
       live.push(t);
-      for (const kid of childrenOf(t.pid)) if (!tasks.some((k) => k.pid === kid)) tasks.push(planTask(kid, t.pid));
+      for (const kid of childrenOf(t.pid)) {
+        if (tasks.some((k) => k.pid === kid)) continue;
+        const plan = tryPlan(kid, t.pid);
+        if (plan) tasks.push(plan);
+      }
     }
     for (let i = tasks.length - 1; i >= 0; i--) {
       // A child listed before the freeze may have been reaped since.
       if (!tasks[i]!.zombie && !frozen.some((f) => f.tgid === tasks[i]!.pid)) tasks.splice(i, 1);
+      // A zombie listed then may have been reaped before its parent was frozen.
+      else if (tasks[i]!.zombie && tryPlan(tasks[i]!.pid, tasks[i]!.ppid)?.zombie !== true) tasks.splice(i, 1);
     }
     tFrozen = performance.now();
     log.info(`frozen ${tasks.length} tasks in ${(tFrozen - t0).toFixed(1)} ms`);
@@ -312,6 +334,24 @@ export function dump(opts: DumpOptions): DumpResult {
     throw e;
   } finally {
     for (const fd of table?.keepOpen ?? []) closeFd(fd);
+  }
+}
+
+/** A task or thread that exited (or became a zombie) between being listed and being seized. */
+function endedMeanwhile(pid: number, tid: number): boolean {
+  try {
+    return /^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/** The plan of a task, or null when it is gone already (a child that exited and was reaped). */
+function tryPlan(pid: number, ppid: number): TaskPlan | null {
+  try {
+    return planTask(pid, ppid);
+  } catch {
+    return null;
   }
 }
 
