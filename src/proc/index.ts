@@ -7,3 +7,4 @@ export * from './pagemap.js';
 export * from './auxv.js';
 export * from './smaps.js';
 export * from './sysvipc.js';
+export * from './limits.js';
