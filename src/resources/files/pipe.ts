@@ -4,6 +4,7 @@
 // written back, each end handed to the tasks like any other open file.
 import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
 import { sys, sysTry, E, SysError, O, F } from '../../sys/index.js';
+import { skipBits } from '../../util/skip.js';
 
 const SPLICE_F_NONBLOCK = 2;
 
@@ -67,7 +68,7 @@ export function createPipe(d: PipeData | undefined): PipeEnds {
 /** Our fd for one end, with the description's status flags (O_NONBLOCK ...) set on it. */
 export function pipeEnd(ends: PipeEnds, flags: number): number {
   const fd = (flags & O.ACCMODE) === O.WRONLY ? ends.w : ends.r;
-  sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC)]);
+  sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC) & ~skipBits('pipe-nonblock', flags, O.NONBLOCK)]);
   return fd;
 }
 

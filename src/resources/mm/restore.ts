@@ -5,6 +5,7 @@ import { statSync, openSync, readSync, writeSync, closeSync, constants } from 'n
 import { PAGE_SIZE, PROT, MAP, O, ARCH, NR, alignedBuffer } from '../../sys/index.js';
 import { hex, UserError } from '../../util/errors.js';
 import { failpoint } from '../../util/failpoint.js';
+import { skip } from '../../util/skip.js';
 import { attachArgs } from './sysv-shm.js';
 import { VMA } from './vma-kind.js';
 import type { VmaData, PageRange } from './dump.js';
@@ -140,7 +141,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
     for (const v of img.vmas) {
       if (special(v) || kept.has(v)) continue;
       const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE);
-      if (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE)) {
+      if (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE) && !skip('mprotect')) {
         call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
       }
       if (v.madv) {
