@@ -12,7 +12,7 @@ export function snapshotTree(root: number): TreeSnapshot {
   const out: TreeSnapshot = new Map();
   for (const pid of treePids(root)) {
     try {
-      out.set(pid, observeProcess(pid, { sockets: true }));
+      out.set(pid, observeProcess(pid, { sockets: true, unrecorded: true }));
     } catch {
       /* gone (or a zombie without fds) while we looked */
     }
