@@ -9,6 +9,8 @@ import { runCheck } from './check.js';
 import { DEFAULT_GHOST_LIMIT } from '../resources/files/scan.js';
 import { Log } from '../util/log.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
+import { SKIP_STEPS } from '../util/skip.js';
+import { VERIFY_MODES, type VerifyMode } from '../restore/verify.js';
 import { UnsupportedError } from '../util/errors.js';
 
 // `cryo check -t PID | head` closes our stdout early: that is not an error.
@@ -94,16 +96,23 @@ addLogOptions(
     .option('-D, --images-dir <dir>', 'directory holding the images')
     .option('-d, --restore-detached', 'return as soon as the process runs again')
     .option('--pidfile <file>', 'write the PID of the restored process to FILE')
-    .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
+    .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
+    .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit')
+    .option('--list-skip-steps', 'print the step names CRYO_SKIP accepts (restore steps left out on purpose), and exit'),
 ).action((o) => {
   if (o.listFailSteps) {
     process.stdout.write(RESTORE_STEPS.join('\n') + '\n');
     return;
   }
+  if (o.listSkipSteps) {
+    process.stdout.write(SKIP_STEPS.join('\n') + '\n');
+    return;
+  }
   if (!o.imagesDir) fail(new Error('restore needs -D DIR (the images to restore)'));
   const log = makeLog(o);
   try {
-    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, log });
+    const onDifference = (line: string) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`);
+    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, log, verify: o.verify as VerifyMode, onDifference });
     log.close();
     if (r.exitCode !== undefined) process.exit(r.exitCode);
   } catch (e) {

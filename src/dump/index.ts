@@ -34,6 +34,7 @@ import { VMA } from '../resources/mm/vma-kind.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
+import { provenUnchanged } from './unchanged.js';
 
 export interface DumpOptions {
   pid: number;
@@ -60,6 +61,11 @@ const SCM_RIGHTS = 1;
 const TASK_DEAD = 2;
 
 export function dump(opts: DumpOptions): DumpResult {
+  // --leave-running proves it: the same observable state before the freeze and after the release.
+  return opts.leaveRunning ? provenUnchanged(opts.pid, opts.log, () => dumpAndRelease(opts)) : dumpAndRelease(opts);
+}
+
+function dumpAndRelease(opts: DumpOptions): DumpResult {
   const { log } = opts;
   const t0 = performance.now();
   failpoint('dump:collect');

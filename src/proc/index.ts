@@ -8,3 +8,4 @@ export * from './auxv.js';
 export * from './smaps.js';
 export * from './sysvipc.js';
 export * from './timers.js';
+export * from './limits.js';

@@ -16,6 +16,7 @@ import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-s
 import { UserError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
+import { verifyRestored, type VerifyMode } from './verify.js';
 
 export interface RestoreOptions {
   dir: string;
@@ -25,6 +26,10 @@ export interface RestoreOptions {
   log: Log;
   /** How long to wait for a PID still held by the dumped process (ms). */
   pidWaitMs?: number;
+  /** Compare the restored tasks with the images before they run (default 'on': fail). */
+  verify?: VerifyMode;
+  /** Where --verify=warn prints each difference. */
+  onDifference?: (line: string) => void;
 }
 
 export interface RestoreResult {
@@ -105,6 +110,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     stub = null;
     restoreTask(root, img, session);
     restoreOwners(session);
+    verifyRestored(ckpt, opts.verify ?? 'on', log, opts.onDifference);
     failpoint('restore:resume');
     if (opts.pidfile) writeFileSync(opts.pidfile, `${img.pid}\n`);
     // Stopped tasks get their SIGSTOP before they run at all. Then children and threads first,

@@ -138,17 +138,20 @@ export function restoreTask(
     exitTask(h.t, 0, trampoline);
     call('wait4', [hpid, 0, WAIT.WALL, 0], `reap helper ${hpid}`);
   }
-  if (helpers.size) {
-    // The helpers' deaths queued a SIGCHLD the task never had: take it back (zero timeout).
+  const zombies = ckpt.zombies.filter((t) => t.ppid === img.pid);
+  for (const z of zombies) {
+    scratch.reset();
+    const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: z.pid });
+    makeZombie(zt, z, img.pstree, trampoline);
+  }
+  if (helpers.size || zombies.length) {
+    // The helpers' and zombies' deaths queued a SIGCHLD the task does not have (a traced task
+    // queues even an ignored one; the image's own pending signals come back later): take it
+    // back (zero timeout).
     scratch.reset();
     const set = Buffer.alloc(8);
     set.writeBigUInt64LE(1n << BigInt(SIG.CHLD - 1));
     remote.raw(NR.rt_sigtimedwait, [scratch.put(set), 0, scratch.put(Buffer.alloc(16)), 8]);
-  }
-  for (const z of ckpt.zombies.filter((t) => t.ppid === img.pid)) {
-    scratch.reset();
-    const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: z.pid });
-    makeZombie(zt, z, img.pstree, trampoline);
   }
 
   // The other threads, with their TIDs, cloned by the leader at the trampoline.

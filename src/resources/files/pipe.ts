@@ -4,6 +4,7 @@
 // written back, each end handed to the tasks like any other open file.
 import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
 import { sys, sysTry, E, SysError, O, F } from '../../sys/index.js';
+import { skipBits } from '../../util/skip.js';
 
 const SPLICE_F_NONBLOCK = 2;
 
@@ -77,7 +78,7 @@ export function pipeEnd(ends: PipeEnds, flags: number): number {
   let fd = ends[end];
   if (used[end]) fd = openSync(`/proc/self/fd/${fd}`, (end === 'w' ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC);
   used[end] = true;
-  sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC)]);
+  sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC) & ~skipBits('pipe-nonblock', flags, O.NONBLOCK)]);
   return fd;
 }
 

@@ -5,6 +5,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
 import { hasField } from '../../image/presence.js';
 import { getsockoptInt, getsockoptRaw, setsockoptInt, setsockoptRaw, SOL, SO, sysTry } from '../../sys/index.js';
+import { skip } from '../../util/skip.js';
 
 export type SkOpts = MessageInitShape<typeof sk_opts_entrySchema> & {
   soSndbuf: number;
@@ -87,7 +88,7 @@ export function restoreSkOpts(fd: number, o: SkOpts, what: string): void {
     setsockoptInt(fd, SOL.SOCKET, opt, want, `${what}: ${name}`);
   };
   if (getsockoptInt(fd, SOL.SOCKET, SO.SNDBUF) !== o.soSndbuf) setsockoptInt(fd, SOL.SOCKET, SO.SNDBUFFORCE, o.soSndbuf / 2, `${what}: SO_SNDBUF`);
-  if (getsockoptInt(fd, SOL.SOCKET, SO.RCVBUF) !== o.soRcvbuf) setsockoptInt(fd, SOL.SOCKET, SO.RCVBUFFORCE, o.soRcvbuf / 2, `${what}: SO_RCVBUF`);
+  if (getsockoptInt(fd, SOL.SOCKET, SO.RCVBUF) !== o.soRcvbuf && !skip('sk-rcvbuf')) setsockoptInt(fd, SOL.SOCKET, SO.RCVBUFFORCE, o.soRcvbuf / 2, `${what}: SO_RCVBUF`);
   const tv = (opt: number, sec: bigint, usec: bigint) => {
     if (sec === 0n && usec === 0n) return;
     const b = Buffer.alloc(16);

@@ -6,6 +6,7 @@ import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, O, ARCH, NR, alignedBuffer } from '../../sys/index.js';
 import { hex, UserError } from '../../util/errors.js';
 import { failpoint } from '../../util/failpoint.js';
+import { skip } from '../../util/skip.js';
 import { attachArgs } from './sysv-shm.js';
 import { VMA } from './vma-kind.js';
 import type { VmaData, PageRange } from './dump.js';
@@ -147,7 +148,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       if (special(v) || kept.has(v)) continue;
       const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE);
       if (apart.has(v) && !((v.madv ?? 0n) & (1n << BigInt(MADV_DONTFORK)))) call('madvise', [v.start, v.end - v.start, MADV_DOFORK], `mapping ${hex(v.start)}`);
-      if (apart.has(v) || (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE))) {
+      if (apart.has(v) || (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE) && !skip('mprotect'))) {
         call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
       }
       if (v.madv) {

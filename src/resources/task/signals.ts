@@ -2,6 +2,7 @@
 // Only the task can read its sigactions and sigaltstack: they come from injected syscalls.
 import { SIG, NSIG } from '../../sys/index.js';
 import type { DumpTask, RestoreTask } from '../context.js';
+import { skip } from '../../util/skip.js';
 
 export interface SigactionData {
   sigaction: bigint;
@@ -46,7 +47,7 @@ export function restoreSigactions(r: RestoreTask, sas: SigactionData[]): void {
   sas.forEach((sa, i) => {
     const sig = sigs[i];
     // Every signal is set, defaults included: the stub inherited its parent's ignored signals.
-    if (sig === undefined) return;
+    if (sig === undefined || (sa.sigaction > 1n && skip('sigaction'))) return;
     const b = Buffer.alloc(SA_SIZE);
     b.writeBigUInt64LE(sa.sigaction, 0);
     b.writeBigUInt64LE(sa.flags, 8);

@@ -1,0 +1,142 @@
+// The fd table part of a snapshot: per fd its kind, flags, position or path, and what its fdinfo
+// or getsockopt shows for its kind (eventfd count, timerfd settings, signalfd mask, epoll
+// targets, inotify watches, locks, socket options).
+import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
+import { O, SO, SOL, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
+import { parseFdinfo, parseLockLine, type FdInfo } from '../../proc/index.js';
+import { fdKindOf, fdFlagSet, OBJECT_KINDS, signalSet, timespecText, stripDeleted, type FdKind } from './names.js';
+import type { Snapshot } from './snapshot.js';
+
+/** Socket options compared: key, option, the sk_opts_entry field(s), how the value reads. */
+export const SOCKET_OPTIONS = [
+  ['SO_SNDBUF', SO.SNDBUF, 'soSndbuf', 'int'],
+  ['SO_RCVBUF', SO.RCVBUF, 'soRcvbuf', 'int'],
+  ['SO_SNDTIMEO', SO.SNDTIMEO, 'soSndTmo', 'timeval'],
+  ['SO_RCVTIMEO', SO.RCVTIMEO, 'soRcvTmo', 'timeval'],
+  ['SO_KEEPALIVE', SO.KEEPALIVE, 'soKeepalive', 'bool'],
+  ['SO_PASSCRED', SO.PASSCRED, 'soPasscred', 'bool'],
+  ['SO_BROADCAST', SO.BROADCAST, 'soBroadcast', 'bool'],
+  ['SO_REUSEPORT', SO.REUSEPORT, 'soReuseport', 'bool'],
+  ['SO_DONTROUTE', SO.DONTROUTE, 'soDontroute', 'bool'],
+  ['SO_PRIORITY', SO.PRIORITY, 'soPriority', 'int'],
+  ['SO_RCVLOWAT', SO.RCVLOWAT, 'soRcvlowat', 'int'],
+  ['SO_MARK', SO.MARK, 'soMark', 'int'],
+  ['SO_OOBINLINE', SO.OOBINLINE, 'soOobinline', 'int'],
+] as const;
+
+export function fdKey(fd: number, kind: FdKind): string {
+  return `fd ${fd} (${kind})`;
+}
+
+export function readFds(s: Snapshot, pid: number, sockets: boolean): void {
+  const fds = readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
+  s.set('fds', { set: fds.map(String) });
+  let pidfd = -1;
+  try {
+    for (const fd of fds) {
+      const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      const kind = fdKindOf(link, statSync(`/proc/${pid}/fd/${fd}`).mode);
+      const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      const key = fdKey(fd, kind);
+      s.set(key, fdFlagSet(info.flags & ~O.CLOEXEC, (info.flags & O.CLOEXEC) !== 0, OBJECT_KINDS.has(kind)));
+      if (kind === 'file' || kind === 'memfd') s.set(`${key} pos`, String(info.pos));
+      if (kind === 'file' || kind === 'dir' || kind === 'device' || kind === 'fifo') s.set(`${key} path`, stripDeleted(link));
+      kindDetails(s, key, kind, info);
+      const locks = (info.extra.get('lock') ?? []).map(parseLockLine).filter((l) => l !== null);
+      if (locks.length) s.set(`${key} locks`, { set: locks.map((l) => lockText(l.kind, l.type, l.start, l.end)) });
+      if (kind === 'socket' && sockets) {
+        if (pidfd < 0) pidfd = pidfdOpen(pid);
+        socketOptions(s, key, pidfd, fd);
+      }
+    }
+  } finally {
+    if (pidfd >= 0) closeFd(pidfd);
+  }
+}
+
+export function lockText(kind: string, type: string, start: bigint, end: bigint | null): string {
+  return `${kind} ${type} ${start}-${end ?? 'EOF'}`;
+}
+
+const first = (info: FdInfo, k: string): string | undefined => info.extra.get(k)?.[0];
+
+function kindDetails(s: Snapshot, key: string, kind: FdKind, info: FdInfo): void {
+  switch (kind) {
+    case 'eventfd': {
+      const count = first(info, 'eventfd-count');
+      if (count !== undefined) s.set(`${key} count`, String(BigInt('0x' + count)));
+      const sem = first(info, 'eventfd-semaphore');
+      if (sem !== undefined) s.set(`${key} semaphore`, sem);
+      return;
+    }
+    case 'signalfd': {
+      const mask = first(info, 'sigmask');
+      if (mask !== undefined) s.set(`${key} sigmask`, signalSet(BigInt('0x' + mask)));
+      return;
+    }
+    case 'timerfd': {
+      const ts = (k: string) => /\((-?\d+),\s*(-?\d+)\)/.exec(first(info, k) ?? '');
+      const value = ts('it_value');
+      const interval = ts('it_interval');
+      if (!value || !interval) return;
+      s.set(`${key} clockid`, first(info, 'clockid') ?? '');
+      s.set(`${key} interval`, timespecText(BigInt(interval[1]!), BigInt(interval[2]!)));
+      s.set(`${key} armed`, timerfdArmed(BigInt(value[1]!), BigInt(value[2]!), BigInt(interval[1]!), BigInt(interval[2]!)));
+      s.set(`${key} ticks`, first(info, 'ticks') ?? '');
+      return;
+    }
+    case 'epoll': {
+      const set = (info.extra.get('tfd') ?? []).map((l) => {
+        const m = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)/.exec(l.trim());
+        return m ? epollTargetText(Number(m[1]), parseInt(m[2]!, 16), BigInt('0x' + m[3])) : l;
+      });
+      s.set(`${key} targets`, { set });
+      return;
+    }
+    case 'inotify': {
+      const set = (info.extra.get('inotify wd') ?? []).map((l) => {
+        const m = /^(\d+)\s+ino:\S+\s+sdev:\S+\s+mask:([0-9a-f]+)\s+ignored_mask:([0-9a-f]+)/.exec(l.trim());
+        return m ? inotifyWatchText(Number(m[1]), parseInt(m[2]!, 16), parseInt(m[3]!, 16)) : l;
+      });
+      s.set(`${key} watches`, { set });
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+/** Armed: time left, or a period (an expired periodic timer goes on from its next period). */
+export function timerfdArmed(vsec: bigint, vnsec: bigint, isec: bigint, insec: bigint): string {
+  return vsec || vnsec || isec || insec ? 'armed' : 'disarmed';
+}
+
+export function epollTargetText(tfd: number, events: number, data: bigint): string {
+  return `fd ${tfd} events 0x${(events >>> 0).toString(16)} data 0x${data.toString(16)}`;
+}
+
+export function inotifyWatchText(wd: number, mask: number, ignored: number): string {
+  return `wd ${wd} mask 0x${(mask >>> 0).toString(16)} ignored 0x${(ignored >>> 0).toString(16)}`;
+}
+
+/** getsockopt on a dup of the task's socket (the same open file, so the same options). */
+function socketOptions(s: Snapshot, key: string, pidfd: number, fd: number): void {
+  let mine: number;
+  try {
+    mine = pidfdGetfd(pidfd, fd);
+  } catch {
+    return; // closed meanwhile
+  }
+  try {
+    for (const [name, opt, , how] of SOCKET_OPTIONS) {
+      const buf = Buffer.alloc(16);
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(how === 'timeval' ? 16 : 4);
+      if (sysTry('getsockopt', [mine, SOL.SOCKET, opt, buf, len]).ret < 0) continue;
+      const v = how === 'timeval' ? `${buf.readBigInt64LE(0)}.${buf.readBigInt64LE(8)}` : how === 'bool' ? (buf.readInt32LE(0) ? '1' : '0') : String(buf.readInt32LE(0));
+      s.set(`${key} ${name}`, v);
+    }
+  } finally {
+    closeFd(mine);
+  }
+}

@@ -1,0 +1,129 @@
+// The fd table part of what a restored task must show: per fd its kind, flags, position or path,
+// and the kind-specific state the images record (see resources/observe/read-fds.ts).
+import type { Message } from '@bufbuild/protobuf';
+import { O } from '../sys/index.js';
+import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
+import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
+import { inotify_wd_entrySchema } from '../image/gen/fsnotify_pb.js';
+import { fdFlagSet, fileKindOf, signalSet, timespecText, OBJECT_KINDS, UNBLOCKABLE, type FdKind } from '../resources/observe/names.js';
+import { fdKey, lockText, timerfdArmed, epollTargetText, inotifyWatchText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
+import type { Snapshot } from '../resources/observe/snapshot.js';
+import type { SkOpts } from '../resources/files/sk-opts.js';
+import type { AnonRecord } from '../resources/files/anon.js';
+import { has } from './verify-expect.js';
+import type { CheckpointImage, TaskImage } from './images.js';
+
+const ANON_KIND: Record<AnonRecord['type'], FdKind> = {
+  EVENTFD: 'eventfd', SIGNALFD: 'signalfd', TIMERFD: 'timerfd', EVENTPOLL: 'epoll', INOTIFY: 'inotify', FANOTIFY: 'fanotify',
+};
+
+const LOCK_KIND: Record<number, string> = { 1: 'POSIX', 2: 'FLOCK', 4: 'OFDLCK' };
+const F_WRLCK = 1;
+
+/** An fd's open file description as the images have it: kind, status flags, more by kind. */
+interface Described {
+  kind: FdKind;
+  flags: number;
+  reg?: { name: string; pos: bigint };
+  anon?: AnonRecord;
+  memfdPos?: bigint;
+  opts?: SkOpts;
+}
+
+function describe(ckpt: CheckpointImage, id: number): Described | null {
+  const reg = ckpt.files.get(id);
+  if (reg) {
+    const mode = has(reg as unknown as Message, reg_file_entrySchema, 'mode') ? reg.mode : 0o100000;
+    return { kind: fileKindOf(mode), flags: reg.flags, reg: { name: reg.name, pos: reg.pos } };
+  }
+  const pipe = ckpt.pipes.get(id);
+  if (pipe) return { kind: 'pipe', flags: pipe.flags };
+  const fifo = ckpt.fifos.get(id);
+  if (fifo) {
+    const path = ckpt.files.get(fifo.regfId);
+    return path ? { kind: 'fifo', flags: path.flags, reg: { name: path.name, pos: 0n } } : null;
+  }
+  const memfd = ckpt.memfdFiles.get(id);
+  if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };
+  const anon = ckpt.anons.get(id);
+  if (anon) {
+    const rec = anon as unknown as Record<string, { flags: number }>;
+    const payload = rec.efd ?? rec.sgfd ?? rec.tfd ?? rec.epfd ?? rec.ify ?? rec.ffy;
+    return { kind: ANON_KIND[anon.type], flags: payload?.flags ?? 0, anon };
+  }
+  const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id);
+  if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
+  return null;
+}
+
+export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): void {
+  s.set('fds', { set: img.fdinfo.map((f) => f.fd).sort((a, b) => a - b).map(String) });
+  const locks = ckpt.locks.get(img.pid) ?? [];
+  for (const fi of img.fdinfo) {
+    const d = describe(ckpt, fi.id);
+    if (!d) continue; // restore itself refuses what it does not know
+    const key = fdKey(fi.fd, d.kind);
+    s.set(key, fdFlagSet(d.flags & ~O.CLOEXEC, (fi.flags & 1) !== 0, OBJECT_KINDS.has(d.kind)));
+    // Positions of regular files and memfds only: a directory's is a filesystem cookie, and
+    // pipes, sockets and kernel objects have none.
+    if (d.kind === 'file' && d.reg) s.set(`${key} pos`, String(d.reg.pos));
+    if (d.memfdPos !== undefined) s.set(`${key} pos`, String(d.memfdPos));
+    if (d.reg) s.set(`${key} path`, d.reg.name);
+    if (d.anon) expectAnon(s, key, d.anon);
+    if (d.opts) expectSocketOptions(s, key, d.opts);
+    const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);
+    if (mine.length) {
+      s.set(`${key} locks`, {
+        set: mine.map((l) => lockText(LOCK_KIND[l.flag]!, l.type === F_WRLCK ? 'WRITE' : 'READ', l.start, l.len === 0n ? null : l.start + l.len - 1n)),
+      });
+    }
+  }
+}
+
+function expectAnon(s: Snapshot, key: string, a: AnonRecord): void {
+  switch (a.type) {
+    case 'EVENTFD':
+      s.set(`${key} count`, String(a.efd.counter));
+      s.set(`${key} semaphore`, a.efd.flags & 1 ? '1' : '0');
+      return;
+    case 'SIGNALFD':
+      s.set(`${key} sigmask`, signalSet(a.sgfd.sigmask & ~UNBLOCKABLE));
+      return;
+    case 'TIMERFD': {
+      const t = a.tfd;
+      s.set(`${key} clockid`, String(t.clockid));
+      s.set(`${key} interval`, timespecText(t.isec, t.insec));
+      // The time left is not compared: it went on running since the dump (the restore re-arms
+      // with what was left then). Ticks may only have grown.
+      s.set(`${key} armed`, timerfdArmed(t.vsec, t.vnsec, t.isec, t.insec));
+      s.set(`${key} ticks`, { atLeast: t.ticks });
+      return;
+    }
+    case 'EVENTPOLL':
+      s.set(`${key} targets`, { set: a.epfd.tfd.map((t) => epollTargetText(t.tfd, t.events, t.data)) });
+      return;
+    case 'INOTIFY':
+      s.set(`${key} watches`, {
+        set: a.ify.wd.map((w) => {
+          const ignored = has(w as unknown as Message, inotify_wd_entrySchema, 'ignoredMask') ? (w.ignoredMask ?? 0) : 0;
+          return inotifyWatchText(w.wd, w.mask, ignored);
+        }),
+      });
+      return;
+    case 'FANOTIFY':
+      return; // marks are checked by the fanotify tests; fdinfo spells them per mark kind
+  }
+}
+
+/** The options the image records (sndbuf, rcvbuf and timeouts always; the rest if present). */
+function expectSocketOptions(s: Snapshot, key: string, opts: SkOpts): void {
+  const rec = opts as unknown as Record<string, unknown>;
+  for (const [name, , field, how] of SOCKET_OPTIONS) {
+    if (how === 'timeval') {
+      s.set(`${key} ${name}`, `${rec[`${field}Sec`]}.${rec[`${field}Usec`]}`);
+      continue;
+    }
+    if (!has(opts as unknown as Message, sk_opts_entrySchema, field)) continue;
+    s.set(`${key} ${name}`, how === 'bool' ? (rec[field] ? '1' : '0') : String(rec[field]));
+  }
+}
