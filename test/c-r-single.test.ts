@@ -221,7 +221,7 @@ const sleepSubject: Subject = {
   },
 };
 
-const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate', 'mapstate', 'sleepers'];
+const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate', 'mapstate', 'sleepers', 'seccomp'];
 
 const SUBJECTS: Subject[] = [
   ...C_TARGETS.map((n) => cTarget(n)),
@@ -330,6 +330,35 @@ for (const s of SUBJECTS) {
     it('two consecutive dump + restore cycles', { timeout: 180_000 }, () => scenario(s, 'two-cycles'));
   });
 }
+
+describe('cgroups', () => {
+  after(cleanup);
+  it('a process in cgroups of its own (v2 and the v1 pids controller) comes back in them, made again if gone', { timeout: 120_000 }, async () => {
+    const t = await startC('counter');
+    const name = `cryo-t-${t.pid}`;
+    const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup' : '/sys/fs/cgroup/unified';
+    const dirs = [v2, '/sys/fs/cgroup/pids'].filter((d) => fs.existsSync(`${d}/cgroup.procs`)).map((d) => `${d}/${name}`);
+    assert.ok(dirs.length > 0, 'no cgroup hierarchy to test with');
+    try {
+      for (const d of dirs) {
+        fs.mkdirSync(d);
+        fs.writeFileSync(`${d}/cgroup.procs`, String(t.pid));
+      }
+      const runs: CryoResult[] = [];
+      const dir = await dumpOk(t, 'cg', runs);
+      for (const d of dirs) fs.rmdirSync(d); // gone by the time of the restore: made again
+      await restoreOk(t, dir, 'cg', runs);
+      const cg = fs.readFileSync(`/proc/${t.pid}/cgroup`, 'utf8');
+      if (dirs[0]!.startsWith(v2)) assert.match(cg, new RegExp(`^0::/${name}$`, 'm'), cg);
+      if (dirs.some((d) => d.includes('/pids/'))) assert.match(cg, new RegExp(`:pids:/${name}$`, 'm'), cg);
+      await verifyGo(t);
+    } finally {
+      killTarget(t);
+      await waitPidGone(t.pid);
+      for (const d of dirs) if (fs.existsSync(d)) fs.rmdirSync(d);
+    }
+  });
+});
 
 describe('waits resumed through restart_syscall', () => {
   after(cleanup);

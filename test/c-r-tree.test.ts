@@ -89,6 +89,58 @@ describe('node', () => {
   });
 });
 
+describe('pipes to processes outside the tree', () => {
+  it('a job writing into a pipe read outside the tree: named by check and dump, refused without --inherit-fd, restored with it', async () => {
+    const py = 'import sys, time\nprint("READY", file=sys.stderr, flush=True)\nn = 0\nwhile True:\n    n += 1\n    print(n, flush=True)\n    time.sleep(0.02)';
+    const t = await startTarget(['/bin/sh', '-c', `python3 -u -c '${py}' | cat > piped.log`], { name: 'pipe-out' });
+    await waitForLine(t, 'READY', 10_000);
+    const kids = family(t.pid).filter((r) => r.pid !== t.pid);
+    const job = kids.find((r) => r.comm.startsWith('python'))!;
+    const reader = kids.find((r) => r.comm === 'cat')!;
+    assert.ok(job && reader, `python and cat under sh: ${JSON.stringify(kids)}`);
+    const chk = cryo(['check', '-t', String(job.pid)]);
+    assert.equal(chk.code, 0, cryoReport(chk));
+    assert.match(chk.stdout, new RegExp(`fd 1 .*pipe to pid ${reader.pid} \\(cat\\), outside the tree.*--inherit-fd`), chk.stdout);
+    const key = /--inherit-fd fd\[N\]:(pipe:\[\d+\])/.exec(chk.stdout)![1]!;
+    const jobTarget = { ...t, pid: job.pid };
+    const d = dump(jobTarget, 'job');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    assert.match(fs.readFileSync(`${t.root}/dump-job.log`, 'utf8'), new RegExp(`pipe to pid ${reader.pid} \\(cat\\).*--inherit-fd`));
+    assert.ok(await waitPidGone(job.pid), 'dumped job is gone');
+
+    const refused = restore(jobTarget, d.dir, 'no-inherit');
+    assert.notEqual(refused.res.code, 0, 'a restore without --inherit-fd is refused');
+    assert.match(refused.res.stderr, new RegExp(`--inherit-fd 'fd\\[N\\]:${key.replace(/[[\]]/g, '\\$&')}'`), cryoReport(refused.res));
+    assert.ok(!pidExists(job.pid), 'nothing was restored');
+
+    const fifo = `${t.root}/new-reader`;
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const wr = fs.openSync(fifo, fs.constants.O_WRONLY);
+    try {
+      const ok = restore(jobTarget, d.dir, 'inherit', { extraArgs: ['--inherit-fd', `fd[3]:${key}`], extraFds: [wr] });
+      checkRestore(jobTarget, ok);
+      fs.closeSync(wr);
+      let got = '';
+      const buf = Buffer.alloc(4096);
+      assert.ok(await waitFor(() => {
+        try {
+          const n = fs.readSync(rd, buf, 0, buf.length, null);
+          got += buf.subarray(0, n).toString();
+        } catch {
+          /* EAGAIN: nothing yet */
+        }
+        return got.split('\n').filter(Boolean).length >= 5;
+      }, 5000), `the restored job writes into the new reader: '${got}'`);
+      const first = Number(got.split('\n')[0]);
+      const before = fs.readFileSync(`${t.dir}/piped.log`, 'utf8').trim().split('\n').map(Number);
+      assert.ok(first > before[before.length - 1]! - 1, `it counts on from ${before[before.length - 1]} (got ${first})`);
+    } finally {
+      fs.closeSync(rd);
+    }
+  });
+});
+
 describe('process trees', () => {
   it("bash -c 'sleep 1000 & sleep 1000 & wait': same tree, and bash still reaps its children", async () => {
     const t = await startTarget(['/bin/bash', '-c', 'sleep 1000 & sleep 1000 & wait'], { name: 'bash-tree' });

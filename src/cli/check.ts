@@ -8,6 +8,7 @@ import { classifyVma } from '../resources/mm/vma-kind.js';
 import { memoryBlockers } from '../resources/mm/dump.js';
 import { fdBlocker, describeLink } from '../resources/files/kind.js';
 import { listFds } from '../resources/files/fds.js';
+import { pipeInode } from '../resources/files/pipe.js';
 import { inspectSocket, socketInode } from '../resources/files/socket.js';
 import type { ScanOptions } from '../resources/files/scan.js';
 import { parseMaps, PM_SOFT_DIRTY } from '../proc/index.js';
@@ -89,6 +90,7 @@ function printKernel(): number {
 function printTree(pid: number, opts: ScanOptions): number {
   const { tasks, blockers, scan } = collectTree(pid, opts);
   const out = (s: string) => process.stdout.write(s + '\n');
+  let outside = 0;
   for (const t of tasks) {
     let comm = '?';
     try {
@@ -123,6 +125,11 @@ function printTree(pid: number, opts: ScanOptions): number {
         b = `cannot inspect: ${(e as Error).message}`;
       }
       let reason = b ? b.replace(/^pid \d+ fd \d+: /, '') : 'ok';
+      const peer = scan.pipePeers.get(pipeInode(link) ?? -1);
+      if (!b && peer) {
+        reason = `ok, but a ${peer}: restore needs --inherit-fd fd[N]:${link}`;
+        outside++;
+      }
       if (reason.startsWith(what)) reason = reason.slice(what.length).replace(/^(: | — )/, '');
       out(`  fd ${String(fd).padEnd(4)} ${what} — ${reason}`);
     }
@@ -141,6 +148,7 @@ function printTree(pid: number, opts: ScanOptions): number {
     for (const b of blockers) out(`  ${b}`);
   } else {
     out(`pid ${pid} can be checkpointed (${tasks.length} task${tasks.length > 1 ? 's' : ''})`);
+    if (outside) out(`  note: ${outside} fd(s) are pipes to processes outside the tree; a restore needs --inherit-fd for each`);
   }
   return blockers.length;
 }

@@ -1,6 +1,7 @@
 // The command line: CRIU's command and flag names where CRIU has them.
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
+import { fstatSync } from 'node:fs';
 import { dump } from '../dump/index.js';
 import { restore } from '../restore/index.js';
 import { showImage } from '../image/show.js';
@@ -44,6 +45,20 @@ function fail(e: unknown, log?: Log): never {
   else process.stderr.write(`cryo: ${msg}\n`);
   if (process.env.CRYO_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   process.exit(1);
+}
+
+/** One --inherit-fd fd[N]:KEY, added to the map of the ones before: N must be open in cryo. */
+function collectInherit(spec: string, map: Map<string, number>): Map<string, number> {
+  const m = /^fd\[(\d+)\]:(.+)$/.exec(spec);
+  if (!m) throw new InvalidArgumentError(`not fd[N]:KEY: ${spec} (example: fd[3]:pipe:[12345])`);
+  const fd = Number(m[1]);
+  try {
+    fstatSync(fd);
+  } catch {
+    throw new InvalidArgumentError(`fd ${fd} is not open in cryo (give it with a redirection such as 3>&1 or 3<pipe)`);
+  }
+  map.set(m[2]!, fd);
+  return map;
 }
 
 /** A size with an optional K/M/G suffix (powers of 1024), as --ghost-limit takes it. */
@@ -96,6 +111,12 @@ addLogOptions(
     .option('-D, --images-dir <dir>', 'directory holding the images')
     .option('-d, --restore-detached', 'return as soon as the process runs again')
     .option('--pidfile <file>', 'write the PID of the restored process to FILE')
+    .option(
+      '--inherit-fd <fd[N]:key>',
+      "use cryo's own fd N for the image's file KEY, e.g. fd[3]:pipe:[12345] for a pipe whose other end was outside the dumped tree (repeatable; CRIU's syntax)",
+      collectInherit,
+      new Map<string, number>(),
+    )
     .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit')
     .option('--list-skip-steps', 'print the step names CRYO_SKIP accepts (restore steps left out on purpose), and exit'),
@@ -112,7 +133,7 @@ addLogOptions(
   const log = makeLog(o);
   try {
     const onDifference = (line: string) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`);
-    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, log, verify: o.verify as VerifyMode, onDifference });
+    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, log, verify: o.verify as VerifyMode, onDifference });
     log.close();
     if (r.exitCode !== undefined) process.exit(r.exitCode);
   } catch (e) {

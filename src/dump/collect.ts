@@ -63,7 +63,6 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   const blockers: string[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  if (statusNumber(status, 'Seccomp') !== 0) blockers.push(`pid ${pid}: seccomp filter — not supported yet`);
   if (stat.state === 't' && !frozenByUs) blockers.push(`pid ${pid}: stopped by a debugger — not supported`);
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push(`pid ${pid}: already traced by pid ${tracer}`);

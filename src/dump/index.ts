@@ -2,7 +2,7 @@
 // are complete puts every task back as it was and removes the partial image directory.
 import { existsSync, readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE } from '../sys/index.js';
+import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE, PTRACE_O } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
@@ -11,6 +11,9 @@ import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
 import { pagemap_headSchema, pagemap_entrySchema } from '../image/gen/pagemap_pb.js';
 import { PE_PRESENT, PE_AS_PARENT, PE_NOT_PARENT } from '../image/pagemap.js';
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
+import { cgroup_entrySchema } from '../image/gen/cgroup_pb.js';
+import type { CgroupMember } from '../resources/task/cgroup.js';
+import { dumpSeccomp, seccompMode, SECCOMP_MODE } from '../resources/task/seccomp.js';
 import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
@@ -92,7 +95,8 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       for (let more = t.threads; more.length; ) {
         for (const tid of more) {
           try {
-            frozen.push(Tracee.seize(tid, t.pid, 0));
+            // A filter must not judge (or kill the task for) the calls we inject.
+            frozen.push(Tracee.seize(tid, t.pid, seccompMode(tid) ? PTRACE_O.SUSPEND_SECCOMP : 0));
           } catch (e) {
             if (i === 0 && tid === t.pid) throw e;
             if (!endedMeanwhile(t.pid, tid)) throw e;
@@ -197,6 +201,8 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     }
     const tMem = performance.now();
 
+    // Before the cores are written: it sets their seccomp fields.
+    const seccompFilters = saveSeccomp(frozen, [...images.map((i) => ({ tid: i.pid, core: i.core })), ...threadCores]);
     failpoint('dump:write');
     const root = images[0]!;
     writer.writeImage(
@@ -266,7 +272,11 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       }
     }
     for (const w of files.warnings) log.warn(w);
-    writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, {})]);
+    // Each distinct set of cgroups once; tasks name theirs by id (core.tc.cg_set).
+    const cgSets = new Map<number, CgroupMember[]>();
+    for (const img of images) cgSets.set(img.core.tc!.cgSet, img.cgroups);
+    writer.writeImage('cgroup.img', 'CGROUP', [create(cgroup_entrySchema, { sets: [...cgSets].map(([id, ctls]) => ({ id, ctls })) })]);
+    writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, { seccompFilters })]);
     writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
     const tEnd = performance.now();
     writer.writeImage('stats-dump', 'STATS', [
@@ -297,7 +307,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
         fdinfoPerId: true,
         rootIds: root.ids,
         nsPerId: true,
-        rootCgSet: 1,
+        rootCgSet: root.core.tc!.cgSet,
         lsmtype: lsmtype.NO_LSM,
         networkLockMethod: 0,
       }),
@@ -426,6 +436,35 @@ export function mergeShmem(ranges: (ShmemRange & { pid: number })[]): Map<bigint
     out.set(shmid, runs);
   }
   return out;
+}
+
+/**
+ * Every thread's seccomp state into its core (mode, newest filter) and the filter list of
+ * seccomp.img, where each filter names the one installed before it (prev: index + 1); threads
+ * with the same chain share its entries.
+ */
+function saveSeccomp(frozen: Tracee[], cores: { tid: number; core: core_entry }[]): { filter: Buffer; prev?: number; flags?: number }[] {
+  const list: { filter: Buffer; prev?: number; flags?: number }[] = [];
+  const known = new Map<string, number>();
+  for (const { tid, core } of cores) {
+    if (!frozen.some((f) => f.tid === tid) || !core.threadCore) continue;
+    const s = dumpSeccomp(tid);
+    if (s.mode === SECCOMP_MODE.DISABLED) continue;
+    core.threadCore.seccompMode = s.mode;
+    let at = 0; // index + 1 of the newest filter so far
+    for (const f of s.filters) {
+      const key = `${at}:${f.flags}:${f.insns.toString('hex')}`;
+      let idx = known.get(key);
+      if (idx === undefined) {
+        list.push({ filter: f.insns, ...(at ? { prev: at } : {}), ...(f.flags ? { flags: f.flags } : {}) });
+        idx = list.length - 1;
+        known.set(key, idx);
+      }
+      at = idx + 1;
+    }
+    if (at) core.threadCore.seccompFilter = at - 1;
+  }
+  return list;
 }
 
 /**

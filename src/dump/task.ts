@@ -17,6 +17,7 @@ setXsaveLayout(xsaveLayout());
 import { dumpSigactions, dumpSigaltstack } from '../resources/task/signals.js';
 import { dumpItimers } from '../resources/task/timers.js';
 import { dumpPosixTimers } from '../resources/task/posix-timers.js';
+import { dumpCgroups, type CgroupMember } from '../resources/task/cgroup.js';
 import { dumpRlimits } from '../resources/task/rlimits.js';
 import { dumpCreds } from '../resources/task/creds.js';
 import { dumpTaskMisc, dumpDumpable } from '../resources/task/misc.js';
@@ -44,6 +45,8 @@ export interface TaskImages {
   privatePages: PageRange[];
   shmemPages: ShmemRange[];
   sysvShm: { shmid: number; source: string }[];
+  /** Its cgroups (cgroup.img set `core.tc.cgSet`). */
+  cgroups: CgroupMember[];
   /** Where the task's registers and signal mask go back when it is released. */
   remote: Remote;
   scratch: Scratch;
@@ -157,6 +160,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   const { pid } = t;
   const ids = taskIds(t); // first: namespace ids are numbered in CRIU's order (pid, net, ...)
   const { threadInfo, threadCore, misc } = dumpThreadParts(t);
+  const cgroups = dumpCgroups(pid);
   const core = create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
     threadInfo,
@@ -168,6 +172,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       blkSigset: t.remote.originalSigmask,
       comm: misc.comm,
       timers: { ...dumpItimers(t), posix: dumpPosixTimers(t) },
+      cgSet: t.ids.id('cgset', JSON.stringify(cgroups)),
       rlimits: { rlimits: dumpRlimits(pid) },
       // A stopped task holds the SIGCONT we sent to work in it: not part of its state.
       signalsS: {
@@ -212,7 +217,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   files.dumpedTables.add(ids.filesId);
   const fdinfo = (sharedTable ? [] : dumpFds(pid, files)).map((f) => create(fdinfo_entrySchema, { ...f, type: fd_types[f.type] }));
   const fs = create(fs_entrySchema, dumpFs(t, files));
-  return { pid, ids, core, fs, fdinfo, mm, privatePages: plan.privatePages, shmemPages: plan.shmemPages, sysvShm: plan.sysvShm, remote: t.remote, scratch: t.scratch };
+  return { pid, ids, core, fs, fdinfo, mm, cgroups, privatePages: plan.privatePages, shmemPages: plan.shmemPages, sysvShm: plan.sysvShm, remote: t.remote, scratch: t.scratch };
 }
 
 

@@ -2,6 +2,7 @@
 // in the restorer (tasks that share one share it), handed to the tasks, given its owner back once
 // every task exists, and closed when the tree is back.
 import { closeSync } from 'node:fs';
+import { F, O, sys } from '../sys/index.js';
 import { openRegFile, changedSince } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { openMemfd } from '../resources/files/memfd.js';
@@ -22,6 +23,8 @@ export interface RestoreSession {
   shmemOwners: Map<bigint, ShmemOwner>;
   /** SysV segments made for the restore: id in the image -> id now. */
   sysvIds: Map<number, number>;
+  /** --inherit-fd: our fds that stand for files of the image, by CRIU's key (`pipe:[INO]`). */
+  inherit: Map<string, number>;
   /** Paths cryo made for the restore (deleted files): not compared with the dumped file. */
   unchecked: Set<string>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
@@ -67,6 +70,9 @@ export function openFile(session: RestoreSession, id: number, what: string): num
     const path = ckpt.files.get(fifo.regfId);
     if (!path) throw new UserError(`FIFO file id ${id}: its path (file id ${fifo.regfId}) is missing from files.img`);
     fd = openFifoEnd(path.name, path.flags, session.fifoKeepers, ckpt.fifoData.get(fifo.pipeId), fifo.pipeId);
+  } else if (pipe && session.inherit.has(`pipe:[${pipe.pipeId}]`)) {
+    fd = sys('fcntl', [session.inherit.get(`pipe:[${pipe.pipeId}]`)!, F.DUPFD_CLOEXEC, 0], `--inherit-fd for pipe:[${pipe.pipeId}]`);
+    sys('fcntl', [fd, F.SETFL, pipe.flags & ~(O.ACCMODE | O.CLOEXEC)]);
   } else if (pipe) {
     let ends = session.pipes.get(pipe.pipeId);
     if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
@@ -95,3 +101,15 @@ export function closeSessionFiles(session: RestoreSession): void {
   session.memfds.clear();
 }
 
+
+/**
+ * Every pipe that led outside the dumped tree needs a stand-in from --inherit-fd: refused before
+ * anything is created, naming what to pass.
+ */
+export function checkInherited(ckpt: CheckpointImage, inherit: Map<string, number>): void {
+  const missing = new Set<string>();
+  for (const p of ckpt.pipes.values()) if (p.external && !inherit.has(`pipe:[${p.pipeId}]`)) missing.add(`pipe:[${p.pipeId}]`);
+  if (!missing.size) return;
+  const args = [...missing].map((k) => `--inherit-fd 'fd[N]:${k}'`).join(' ');
+  throw new UserError(`the image has ${missing.size} pipe(s) whose other end was outside the dumped tree; give cryo an fd for each: ${args}`);
+}

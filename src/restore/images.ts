@@ -19,6 +19,9 @@ import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
 import type { ghost_file_entry } from '../image/gen/ghost-file_pb.js';
 import type { GhostData } from '../resources/files/ghost.js';
+import type { cgroup_entry } from '../image/gen/cgroup_pb.js';
+import type { seccomp_entry } from '../image/gen/seccomp_pb.js';
+import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { FownData } from '../resources/files/reg.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
 import type { FileLockData } from '../resources/files/locks.js';
@@ -64,7 +67,8 @@ export interface CheckpointImage {
   /** eventfd/signalfd/timerfd objects, by file id. */
   anons: Map<number, AnonRecord>;
   /** Pipe ends, by file id. */
-  pipes: Map<number, { pipeId: number; flags: number }>;
+  /** `external`: the other end was outside the tree (restored from --inherit-fd). */
+  pipes: Map<number, { pipeId: number; flags: number; external: boolean }>;
   /** Data buffered in each pipe, by pipe id. */
   pipeData: Map<number, PipeData>;
   /** FIFO ends (by file id): the FIFO's inode and the REG entry with its path and flags. */
@@ -78,6 +82,10 @@ export interface CheckpointImage {
   skQueues: Map<number, QueuedData[]>;
   /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
   memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
+  /** seccomp.img: every filter, each naming the one installed before it (prev: index + 1). */
+  seccompFilters: { filter: Uint8Array; prev: number; flags: number }[];
+  /** cgroup.img: the cgroups of each set, by set id (core.tc.cg_set). */
+  cgroups: Map<number, CgroupMember[]>;
   /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
   owners: Map<number, FownData>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
@@ -128,7 +136,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
     known.add(t.pid);
   }
   const files = new Map<number, reg_file_entry>();
-  const pipes = new Map<number, { pipeId: number; flags: number }>();
+  const pipes = new Map<number, { pipeId: number; flags: number; external: boolean }>();
   const anons = new Map<number, AnonRecord>();
   const fifos = new Map<number, { pipeId: number; regfId: number }>();
   const memfdFiles = new Map<number, { flags: number; pos: bigint; inodeId: number }>();
@@ -139,7 +147,7 @@ export function readCheckpoint(dir: string): CheckpointImage {
     const fown = [f.reg, f.pipe, f.efd, f.sgfd, f.epfd, f.tfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
-    else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags });
+    else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags, external: f.pipe.cryoExternal });
     else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: f.efd });
     else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: f.sgfd });
     else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
@@ -224,7 +232,19 @@ export function readCheckpoint(dir: string): CheckpointImage {
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  return { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+}
+
+function readSeccomp(r: ImageDirReader): CheckpointImage['seccompFilters'] {
+  if (!r.exists('seccomp.img')) return [];
+  return (r.read('seccomp.img') as seccomp_entry[]).flatMap((e) => e.seccompFilters.map((f) => ({ filter: f.filter, prev: f.prev, flags: f.flags })));
+}
+
+function readCgroups(r: ImageDirReader): Map<number, CgroupMember[]> {
+  const out = new Map<number, CgroupMember[]>();
+  if (!r.exists('cgroup.img')) return out;
+  for (const e of r.read('cgroup.img') as cgroup_entry[]) for (const set of e.sets) out.set(set.id, set.ctls.map((c) => ({ name: c.name, path: c.path })));
+  return out;
 }
 
 /** pipes-data.img or fifo-data.img: the bytes buffered in each, by pipe id. */

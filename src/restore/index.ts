@@ -7,7 +7,7 @@ import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '.
 import { readCheckpoint } from './images.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
-import { closeSessionFiles, openFile, restoreOwners, type RestoreSession } from './files.js';
+import { closeSessionFiles, openFile, restoreOwners, checkInherited, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
@@ -24,6 +24,8 @@ export interface RestoreOptions {
   detach: boolean;
   pidfile?: string;
   log: Log;
+  /** --inherit-fd: our fds standing in for files of the image, by key (`pipe:[INO]`). */
+  inherit?: Map<string, number>;
   /** How long to wait for a PID still held by the dumped process (ms). */
   pidWaitMs?: number;
   /** Compare the restored tasks with the images before they run (default 'on': fail). */
@@ -69,6 +71,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   failpoint('restore:read');
   const ckpt = readCheckpoint(opts.dir);
   const img = ckpt.tasks[0]!;
+  checkInherited(ckpt, opts.inherit ?? new Map());
   const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
   for (const t of ckpt.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
   for (const z of ckpt.zombies) waitPidFree(z.pid, waitMs);
@@ -83,7 +86,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
   const session: RestoreSession = {
-    ckpt, log, trampoline: 0n, unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
+    ckpt, log, trampoline: 0n, inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
   const ghostsMade: { path: string; ghost: GhostData; parents: string[] }[] = [];
   const segmentsMade: number[] = [];

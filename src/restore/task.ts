@@ -15,6 +15,8 @@ import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/t
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
 import { restorePosixTimers } from '../resources/task/posix-timers.js';
+import { restoreCgroups } from '../resources/task/cgroup.js';
+import { restoreSeccomp, seccompChain } from '../resources/task/seccomp.js';
 import { queuePending } from '../resources/task/pending.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
@@ -65,6 +67,9 @@ export function restoreTask(
   // What the stub or the parent handed down: rseq registration, fds and memory. Mappings
   // identical to the parent's are kept, so copy-on-write sharing survives the restore.
   unregisterInheritedRseq(r);
+  // Into its cgroups before its memory comes back, so that the pages are charged there.
+  const cgroups = hasField(task_core_entrySchema, tc, 'cgSet') ? ckpt.cgroups.get(tc.cgSet) : undefined;
+  if (cgroups) restoreCgroups(img.pid, cgroups);
   // A task that shares its parent's memory (CLONE_VM), fd table (CLONE_FILES), fs context
   // (CLONE_FS) or signal handlers (CLONE_SIGHAND) got them restored already, with the parent's.
   const shares = (kind: 'vmId' | 'filesId' | 'fsId' | 'sighandId') => parent !== undefined && img.ids[kind] === parent.ids[kind];
@@ -168,7 +173,7 @@ export function restoreTask(
   restorePosixTimers(r, tc.timers?.posix ?? []);
 
   failpoint('restore:creds');
-  for (const w of work) restoreThread(w, img.pid);
+  for (const w of work) restoreThread(w, img.pid, ckpt);
   if (!sharesVm) restoreDumpable(r, hasField(mm_entrySchema, img.mm, 'dumpable') ? img.mm.dumpable : undefined);
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
 
@@ -283,7 +288,7 @@ function exitTask(t: Tracee, how: number | { signal: number; pid: number }, tram
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
 
 /** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
-function restoreThread({ r, core }: ThreadWork, tgid: number): void {
+function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointImage): void {
   const tcore = core.threadCore;
   if (!tcore) return;
   restoreSigaltstack(r, tcore.sas);
@@ -294,6 +299,8 @@ function restoreThread({ r, core }: ThreadWork, tgid: number): void {
     schedPolicy: tcore.schedPolicy,
     schedPrio: tcore.schedPrio,
   });
+  // Filters while the task may still install them (root); suspended for us until release.
+  if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
   restoreCreds(r, tcore.creds);
   restoreThreadState(r, {
     clearTidAddr: core.threadInfo!.clearTidAddr,

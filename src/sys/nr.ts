@@ -109,6 +109,7 @@ export const NR = {
   process_vm_writev: 311,
   kcmp: 312,
   rseq: 334,
+  seccomp: 317,
   memfd_create: 319,
   pidfd_open: 434,
   clone3: 435,

@@ -28,6 +28,8 @@ export interface CryoResult {
 export interface CryoOptions {
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** Fds of ours the CLI gets as its fds 3, 4, ... (for --inherit-fd). */
+  extraFds?: number[];
 }
 
 let outDir: string | undefined;
@@ -58,7 +60,7 @@ export function cryo(args: string[], opts: CryoOptions = {}): CryoResult {
   const timeout = opts.timeoutMs ?? 60_000;
   const t0 = Date.now();
   const r = spawnSync(process.execPath, [CRYO_BIN, ...args], {
-    stdio: ['ignore', outFd, errFd],
+    stdio: ['ignore', outFd, errFd, ...(opts.extraFds ?? [])],
     env,
     timeout,
     killSignal: 'SIGKILL',
@@ -156,11 +158,11 @@ export interface RestoreRun {
 }
 
 /** `cryo restore -D DIR -d --pidfile FILE -v4 -o LOG`. */
-export function restore(t: Target, dir: string, label: string, opts: { env?: Record<string, string> } = {}): RestoreRun {
+export function restore(t: Target, dir: string, label: string, opts: { env?: Record<string, string>; extraArgs?: string[]; extraFds?: number[] } = {}): RestoreRun {
   const pidfile = path.join(t.root, `pidfile-${label}`);
   fs.rmSync(pidfile, { force: true });
   const log = path.join(t.root, `restore-${label}.log`);
-  const res = cryo(['restore', '-D', dir, '-d', '--pidfile', pidfile, '-v4', '-o', log], { env: opts.env });
+  const res = cryo(['restore', '-D', dir, '-d', '--pidfile', pidfile, ...(opts.extraArgs ?? []), '-v4', '-o', log], { env: opts.env, extraFds: opts.extraFds });
   let pidFromFile: number | null = null;
   try {
     const n = Number(fs.readFileSync(pidfile, 'utf8').trim());

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipe.proto.
  */
 export const file_pipe: GenFile = /*@__PURE__*/
-  fileDesc("CgpwaXBlLnByb3RvIloKCnBpcGVfZW50cnkSCgoCaWQYASACKA0SDwoHcGlwZV9pZBgCIAIoDRIUCgVmbGFncxgDIAIoDUIF0j8CCAESGQoEZm93bhgEIAIoCzILLmZvd25fZW50cnk", [file_opts, file_fown]);
+  fileDesc("CgpwaXBlLnByb3RvInIKCnBpcGVfZW50cnkSCgoCaWQYASACKA0SDwoHcGlwZV9pZBgCIAIoDRIUCgVmbGFncxgDIAIoDUIF0j8CCAESGQoEZm93bhgEIAIoCzILLmZvd25fZW50cnkSFgoNY3J5b19leHRlcm5hbBjpByABKAg", [file_opts, file_fown]);
 
 /**
  * @generated from message pipe_entry
@@ -45,6 +45,14 @@ export type pipe_entry = Message<"pipe_entry"> & {
    * @generated from field: required fown_entry fown = 4;
    */
   fown?: fown_entry | undefined;
+
+  /**
+   * cryo's own (CRIU ignores it): the other end was held outside the dumped tree; a restore
+   * needs --inherit-fd for it. Numbered far above CRIU's fields.
+   *
+   * @generated from field: optional bool cryo_external = 1001;
+   */
+  cryoExternal: boolean;
 };
 
 /**

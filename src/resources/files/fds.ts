@@ -98,7 +98,11 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
       if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));
     } else if (pipeId !== null) {
       id = files.addPipe(pipeId, flags, fown);
-      if (!files.pipeData.has(pipeId)) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
+      const peer = files.scan.pipePeers.get(pipeId);
+      if (peer) files.warnings.push(`pid ${pid} fd ${fd}: ${peer} — restore it with --inherit-fd fd[N]:pipe:[${pipeId}] (N: an fd of cryo restore's for the other side)`);
+      // The bytes in a pipe that leads outside stay there for the other side: not saved.
+      if (!files.pipeData.has(pipeId) && !peer) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
+
     } else {
       const gone = deletedPath(link);
       id = files.add(

@@ -1,6 +1,7 @@
 // What the open files of a whole tree look like, taken once per check or dump, and what the user
 // allows: the view every file module judges its fds and mappings against.
-import { readdirSync, readlinkSync, fstatSync } from 'node:fs';
+import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync } from 'node:fs';
+import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
 import { socketInode, withOurCopy } from './socket.js';
 
@@ -24,11 +25,14 @@ export interface FileScan {
   extUnixSk: boolean;
   ghostLimit: number;
   fileLocks: boolean;
+  /** Pipes whose other end is held outside the tree, by pipe inode: who holds it, in words. */
+  pipePeers: Map<number, string>;
 }
 
 export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
   const held = new Set<number>();
   const where = new Map<number, { pid: number; fd: number }>();
+  const pipes = new Map<number, { r: boolean; w: boolean }>();
   for (const pid of pids) {
     let fds: string[] = [];
     try {
@@ -38,7 +42,10 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     }
     for (const fd of fds) {
       try {
-        const ino = socketInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        const pipe = pipeInode(link);
+        if (pipe !== null) noteEnd(pipes, pipe, `/proc/${pid}/fd/${fd}`);
+        const ino = socketInode(link);
         if (ino !== null) {
           held.add(ino);
           where.set(ino, { pid, fd: Number(fd) });
@@ -56,7 +63,60 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     extUnixSk: opts.extUnixSk ?? false,
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
     fileLocks: opts.fileLocks ?? false,
+    pipePeers: outsidePipeEnds(pipes, new Set(pids)),
   };
+}
+
+/** Which end of a pipe an fd is: the /proc fd link's own mode says (r-x read, -wx write). */
+function noteEnd(pipes: Map<number, { r: boolean; w: boolean }>, ino: number, link: string): void {
+  const mode = lstatSync(link).mode;
+  const ends = pipes.get(ino) ?? { r: false, w: false };
+  if (mode & 0o400) ends.r = true;
+  if (mode & 0o200) ends.w = true;
+  pipes.set(ino, ends);
+}
+
+/**
+ * Pipes the tree holds only one end of, whose other end some process outside the tree holds
+ * (a shell pipeline: `job | cat`). Restored alone, the task would write into a pipe nobody reads
+ * (EPIPE) or read one nobody writes: restore takes the other side from --inherit-fd. A pipe
+ * whose other end is closed everywhere is simply restored so.
+ */
+function outsidePipeEnds(pipes: Map<number, { r: boolean; w: boolean }>, tree: Set<number>): Map<number, string> {
+  const out = new Map<number, string>();
+  const half = [...pipes].filter(([, e]) => e.r !== e.w);
+  if (!half.length) return out;
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || tree.has(pid) || pid === process.pid) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const ino = pipeInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        const ours = ino === null ? undefined : pipes.get(ino);
+        if (!ours || ours.r === ours.w || out.has(ino!)) continue;
+        const mode = lstatSync(`/proc/${pid}/fd/${fd}`).mode;
+        const other = ours.r ? (mode & 0o200) !== 0 : (mode & 0o400) !== 0;
+        if (other) out.set(ino!, `pipe ${ours.r ? 'from' : 'to'} pid ${pid} (${comm(pid)}), outside the tree`);
+      } catch {
+        /* closed or gone meanwhile */
+      }
+    }
+  }
+  return out;
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
 }
 
 /**

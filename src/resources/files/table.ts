@@ -16,7 +16,7 @@ import type { FdInfo } from '../../proc/index.js';
 export type FileRecord =
   | AnonRecord
   | { type: 'REG'; id: number; reg: RegFileData }
-  | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData } }
+  | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData; cryoExternal?: boolean } }
   | { type: 'MEMFD'; id: number; memfd: { id: number; flags: number; pos: bigint; fown: FownData; inodeId: number } }
   | { type: 'FIFO'; id: number; fifo: { id: number; pipeId: number; regfId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
@@ -119,7 +119,8 @@ export class FileTable {
 
   addPipe(pipeId: number, flags: number, fown: FownData): number {
     const id = this.entries.length + 1;
-    this.entries.push({ type: 'PIPE', id, pipe: { id, pipeId, flags, fown } });
+    const external = this.scan.pipePeers.has(pipeId);
+    this.entries.push({ type: 'PIPE', id, pipe: { id, pipeId, flags, fown, ...(external ? { cryoExternal: true } : {}) } });
     return id;
   }
   /** A FIFO end: its path as a REG entry, and the FIFO entry pointing at it. */
