@@ -168,7 +168,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       blkSigset: t.remote.originalSigmask,
       comm: misc.comm,
       timers: dumpItimers(t),
-      rlimits: { rlimits: dumpRlimits(pid) },
+      rlimits: { rlimits: dumpRlimits(t) },
       // A stopped task holds the SIGCONT we sent to work in it: not part of its state.
       signalsS: {
         signals: peekPending(pid, true)
