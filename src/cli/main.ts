@@ -51,6 +51,14 @@ function parseSize(text: string): number {
   return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
 }
 
+/** A PID as -t takes it: a positive decimal integer; anything else is named as it was given. */
+function parsePid(text: string): number {
+  const t = text.trim();
+  const n = Number(t);
+  if (!/^\d+$/.test(t) || !Number.isSafeInteger(n) || n < 1 || n > 4194304) throw new InvalidArgumentError(`not a PID: '${text}'`);
+  return n;
+}
+
 addLogOptions(
   program
     .command('dump')
@@ -59,7 +67,7 @@ addLogOptions(
         'The process is frozen, its state written to DIR, then killed (or left running with ' +
         '--leave-running). If anything fails the process is left running, untouched.',
     )
-    .option('-t, --tree <pid>', 'PID of the process to checkpoint')
+    .option('-t, --tree <pid>', 'PID of the process to checkpoint', parsePid)
     .option('-D, --images-dir <dir>', 'directory to write the images into (created, must be empty)')
     .option('-R, --leave-running', 'keep the process running after the checkpoint')
     .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree (restore connects them to that name again)')
@@ -75,7 +83,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
   const log = makeLog(o);
   try {
-    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, log });
+    const r = dump({ pid: o.tree, dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, log });
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
   } catch (e) {
     fail(e, log);
@@ -94,6 +102,7 @@ addLogOptions(
     .option('-D, --images-dir <dir>', 'directory holding the images')
     .option('-d, --restore-detached', 'return as soon as the process runs again')
     .option('--pidfile <file>', 'write the PID of the restored process to FILE')
+    .option('--trust-image', 'restore images that are not owned by the restoring user or are writable by others (an image can make the restore open any file and grant any credentials)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
 ).action((o) => {
   if (o.listFailSteps) {
@@ -103,7 +112,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('restore needs -D DIR (the images to restore)'));
   const log = makeLog(o);
   try {
-    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, log });
+    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, trustImage: !!o.trustImage, log });
     log.close();
     if (r.exitCode !== undefined) process.exit(r.exitCode);
   } catch (e) {
@@ -119,13 +128,13 @@ program
       'cryo can checkpoint it, naming each blocker. Exits 0 only if a dump would be attempted.\n' +
       'The process is not stopped or touched.',
   )
-  .option('-t, --tree <pid>', 'PID of the process tree to inspect')
+  .option('-t, --tree <pid>', 'PID of the process tree to inspect', parsePid)
   .option('--ext-unix-sk', 'as for dump: unix peers outside the tree are not blockers')
   .option('--ghost-limit <size>', 'as for dump: deleted files up to SIZE are not blockers', parseSize, DEFAULT_GHOST_LIMIT)
   .option('--file-locks', 'as for dump: file locks are not blockers')
   .action((o) => {
     try {
-      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree), { extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks });
+      process.exitCode = runCheck(o.tree, { extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks });
     } catch (e) {
       fail(e);
     }

@@ -326,8 +326,13 @@ export class ImageDirReader {
     }
     if (!st.isDirectory()) throw new ImageError("DIR", dir, "not a directory");
     const invPath = path.join(dir, INVENTORY_FILE);
-    if (!fs.existsSync(invPath)) {
-      throw new ImageError("NO_INVENTORY", dir, `no ${INVENTORY_FILE} — not a complete checkpoint`);
+    try {
+      fs.accessSync(invPath, fs.constants.R_OK);
+    } catch (e) {
+      const code = errno(e);
+      if (code === "ENOENT") throw new ImageError("NO_INVENTORY", dir, `no ${INVENTORY_FILE} — not a complete checkpoint`);
+      if (code === "EACCES") throw new ImageError("IO", invPath, "permission denied (no read access to the image directory or its inventory)", undefined, { cause: e });
+      throw ioError(invPath, "cannot read the inventory", e);
     }
     const [inventory] = decodeImageAs(readFile(invPath), inventory_entrySchema, invPath);
     if (inventory === undefined) throw new ImageError("NO_INVENTORY", invPath, "inventory.img has no entry — not a complete checkpoint");
@@ -381,6 +386,7 @@ function readFile(file: string): Buffer {
     return fs.readFileSync(file);
   } catch (e) {
     if (errno(e) === "ENOENT") throw new ImageError("MISSING_FILE", file, "no such image in the checkpoint", undefined, { cause: e });
+    if (errno(e) === "EACCES") throw new ImageError("IO", file, "permission denied", undefined, { cause: e });
     throw ioError(file, "cannot read image", e);
   }
 }

@@ -2,9 +2,12 @@
 // with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
-import { writeFileSync } from 'node:fs';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
+import { readFileSync } from 'node:fs';
+import { parseStat, parseStatus, statusHex, statusNumber } from '../proc/index.js';
 import { readCheckpoint } from './images.js';
+import { checkRestorePrivileges } from './privileges.js';
+import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask, closeSessionFiles, openFile, type RestoreSession } from './task.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
@@ -13,6 +16,7 @@ import { createGhost, removeGhost, type GhostData } from '../resources/files/gho
 import { createMemfd } from '../resources/files/memfd.js';
 import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
 import { UserError } from '../util/errors.js';
+import { writeOutputFile } from '../util/outfile.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
 
@@ -22,6 +26,8 @@ export interface RestoreOptions {
   detach: boolean;
   pidfile?: string;
   log: Log;
+  /** Restore images whatever their owner and mode (--trust-image). */
+  trustImage?: boolean;
   /** How long to wait for a PID still held by the dumped process (ms). */
   pidWaitMs?: number;
 }
@@ -47,9 +53,43 @@ function waitUntilFree(pid: number, ms: number): boolean {
   return true;
 }
 
-/** A dumped task's PID is free only once its parent (often init, here slow) has reaped it. */
+const PF_EXITING = 0x4;
+const SIGKILL_BIT = 1n << 8n;
+
+/**
+ * Who holds `pid` now: nobody, a task on its way out (a zombie not reaped yet, a task exiting or
+ * with SIGKILL pending: waiting for it makes sense), or a live task, described.
+ */
+export function pidHolder(pid: number): { kind: 'free' } | { kind: 'ending' } | { kind: 'live'; what: string } {
+  let stat, status;
+  try {
+    stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return pidExists(pid) ? { kind: 'ending' } : { kind: 'free' };
+  }
+  if (stat.state === 'Z' || stat.state === 'X' || stat.flags & PF_EXITING) return { kind: 'ending' };
+  const pending = statusHex(status, 'SigPnd') | statusHex(status, 'ShdPnd');
+  if (pending & SIGKILL_BIT) return { kind: 'ending' };
+  const tgid = statusNumber(status, 'Tgid');
+  const who = tgid === pid ? `process ${pid}` : `thread ${pid} of process ${tgid}`;
+  return { kind: 'live', what: `${who} (${stat.comm}, state ${stat.state})` };
+}
+
+/**
+ * A dumped task's PID is free only once its parent (often init, here slow) has reaped it: wait
+ * for a holder that is ending, but fail at once when a live task holds the PID (the checkpointed
+ * process still running, or another one that got the PID): waiting would not free it.
+ */
 export function waitPidFree(pid: number, ms: number): void {
-  if (!waitUntilFree(pid, ms)) throw new UserError(`PID ${pid} is still in use after ${ms} ms — cannot restore it with its PID`);
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const h = pidHolder(pid);
+    if (h.kind === 'free') return;
+    if (h.kind === 'live') throw new UserError(`PID ${pid} is in use by a running ${h.what} — cannot restore with its PID (is the checkpointed process still running?)`);
+    if (Date.now() > deadline) throw new UserError(`PID ${pid} is still held by an exiting task after ${ms} ms — cannot restore it with its PID`);
+    sleepMs(2);
+  }
 }
 
 /** After a failed detached restore the killed task is init's to reap: wait until it has. */
@@ -60,6 +100,8 @@ function waitPidGone(pid: number, ms: number, log: Log): void {
 export function restore(opts: RestoreOptions): RestoreResult {
   const { log } = opts;
   const t0 = performance.now();
+  checkRestorePrivileges();
+  if (!opts.trustImage) checkImageDirTrust(opts.dir);
   failpoint('restore:read');
   const ckpt = readCheckpoint(opts.dir);
   const img = ckpt.tasks[0]!;
@@ -105,7 +147,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     stub = null;
     restoreTask(root, img, session);
     failpoint('restore:resume');
-    if (opts.pidfile) writeFileSync(opts.pidfile, `${img.pid}\n`);
+    if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
     // Stopped tasks get their SIGSTOP before they run at all. Then children and threads first,
     // the root last: nothing runs before its whole tree is ready.
     for (const pid of session.stopped) kill(pid, SIG.STOP);
