@@ -73,6 +73,7 @@ addLogOptions(
     .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree (restore connects them to that name again)')
     .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
     .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
+    .option('--verify-pages', 'checksum the page images too (by default the manifest records their sizes; the restore then reads every page once more to check it)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
 ).action((o) => {
   if (o.listFailSteps) {
@@ -83,7 +84,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
   const log = makeLog(o);
   try {
-    const r = dump({ pid: o.tree, dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, log });
+    const r = dump({ pid: o.tree, dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, verifyPages: !!o.verifyPages, log });
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
   } catch (e) {
     fail(e, log);
@@ -102,6 +103,7 @@ addLogOptions(
     .option('-D, --images-dir <dir>', 'directory holding the images')
     .option('-d, --restore-detached', 'return as soon as the process runs again')
     .option('--pidfile <file>', 'write the PID of the restored process to FILE')
+    .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images (needed for such images written by CRIU); it joins this one')
     .option('--trust-image', 'restore images that are not owned by the restoring user or are writable by others (an image can make the restore open any file and grant any credentials)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
 ).action((o) => {
@@ -112,7 +114,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('restore needs -D DIR (the images to restore)'));
   const log = makeLog(o);
   try {
-    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, trustImage: !!o.trustImage, log });
+    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, trustImage: !!o.trustImage, shellJob: !!o.shellJob, log });
     log.close();
     if (r.exitCode !== undefined) process.exit(r.exitCode);
   } catch (e) {

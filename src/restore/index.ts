@@ -3,10 +3,9 @@
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
-import { readFileSync } from 'node:fs';
-import { parseStat, parseStatus, statusHex, statusNumber } from '../proc/index.js';
 import { readCheckpoint } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
+import { pidHolder } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask, closeSessionFiles, openFile, type RestoreSession } from './task.js';
@@ -26,6 +25,8 @@ export interface RestoreOptions {
   detach: boolean;
   pidfile?: string;
   log: Log;
+  /** The root may be in a session led from outside the images; it joins ours (--shell-job). */
+  shellJob?: boolean;
   /** Restore images whatever their owner and mode (--trust-image). */
   trustImage?: boolean;
   /** How long to wait for a PID still held by the dumped process (ms). */
@@ -51,29 +52,6 @@ function waitUntilFree(pid: number, ms: number): boolean {
     sleepMs(2);
   }
   return true;
-}
-
-const PF_EXITING = 0x4;
-const SIGKILL_BIT = 1n << 8n;
-
-/**
- * Who holds `pid` now: nobody, a task on its way out (a zombie not reaped yet, a task exiting or
- * with SIGKILL pending: waiting for it makes sense), or a live task, described.
- */
-export function pidHolder(pid: number): { kind: 'free' } | { kind: 'ending' } | { kind: 'live'; what: string } {
-  let stat, status;
-  try {
-    stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return pidExists(pid) ? { kind: 'ending' } : { kind: 'free' };
-  }
-  if (stat.state === 'Z' || stat.state === 'X' || stat.flags & PF_EXITING) return { kind: 'ending' };
-  const pending = statusHex(status, 'SigPnd') | statusHex(status, 'ShdPnd');
-  if (pending & SIGKILL_BIT) return { kind: 'ending' };
-  const tgid = statusNumber(status, 'Tgid');
-  const who = tgid === pid ? `process ${pid}` : `thread ${pid} of process ${tgid}`;
-  return { kind: 'live', what: `${who} (${stat.comm}, state ${stat.state})` };
 }
 
 /**
@@ -103,7 +81,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   checkRestorePrivileges();
   if (!opts.trustImage) checkImageDirTrust(opts.dir);
   failpoint('restore:read');
-  const ckpt = readCheckpoint(opts.dir);
+  const ckpt = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
   const img = ckpt.tasks[0]!;
   const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
   for (const t of ckpt.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
