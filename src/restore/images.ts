@@ -10,7 +10,7 @@ import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry, file_entry } from '../image/gen/fdinfo_pb.js';
 import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
 import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT, PE_PRESENT, PE_PARENT } from '../image/pagemap.js';
-import { validateCheckpoint } from './validate.js';
+import { validateCheckpoint, validatePstree } from './validate.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
@@ -126,6 +126,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   const trees = r.read('pstree.img') as pstree_entry[];
   if (!trees.length) throw new UserError(`${dir}/pstree.img: no tasks`);
   if (trees[0]!.ppid !== 0) throw new UserError(`${dir}/pstree.img: the first task (${trees[0]!.pid}) is not the root`);
+  validatePstree(trees);
   const known = new Set<number>();
   for (const t of trees) {
     if (t.ppid !== 0 && !known.has(t.ppid)) throw new UserError(`pstree.img: pid ${t.pid} comes before its parent ${t.ppid}`);

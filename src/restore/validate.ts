@@ -61,7 +61,8 @@ export function validateCheckpoint(ckpt: CheckpointImage, names: string[], fileI
   validateFileRefs(ckpt, fileIds);
 }
 
-function validateTree(ckpt: CheckpointImage, names: string[], manifest: Manifest | null, shellJob: boolean): void {
+/** PIDs and TIDs valid and unique, each task among its threads: checked before any is read. */
+export function validatePstree(entries: { pid: number; threads: number[] }[]): void {
   const max = pidMax();
   const seen = new Set<number>();
   const claim = (id: number, what: string) => {
@@ -69,11 +70,17 @@ function validateTree(ckpt: CheckpointImage, names: string[], manifest: Manifest
     if (seen.has(id)) throw new UserError(`pstree.img: PID ${id} appears twice (${what})`);
     seen.add(id);
   };
-  for (const t of ckpt.tasks) {
-    if (!t.pstree.threads.includes(t.pid)) throw new UserError(`pstree.img: task ${t.pid} is not among its own threads`);
-    for (const tid of t.pstree.threads) claim(tid, tid === t.pid ? 'task' : `thread of ${t.pid}`);
+  for (const t of entries) {
+    // A zombie's entry may list no threads.
+    if (t.threads.length && !t.threads.includes(t.pid)) throw new UserError(`pstree.img: task ${t.pid} is not among its own threads`);
+    claim(t.pid, 'task');
+    for (const tid of t.threads) if (tid !== t.pid) claim(tid, `thread of ${t.pid}`);
   }
-  for (const z of ckpt.zombies) claim(z.pid, 'zombie');
+}
+
+function validateTree(ckpt: CheckpointImage, names: string[], manifest: Manifest | null, shellJob: boolean): void {
+  const max = pidMax();
+  const seen = new Set([...ckpt.tasks.flatMap((t) => [t.pid, ...t.pstree.threads]), ...ckpt.zombies.map((z) => z.pid)]);
   // A task image beside the tree but outside it: pstree.img lost entries (cut, or edited).
   for (const n of names) {
     const m = /^core-(\d+)\.img$/.exec(n);
