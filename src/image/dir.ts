@@ -138,6 +138,10 @@ export class ImageDirWriter {
       throw new ImageError("STATE", this.dir, `cannot finish: raw images still open (${open})`);
     }
     const bytes = encodeImage("INVENTORY", [inventory], this.path(INVENTORY_FILE));
+    // inventory.img is written after the manifest, but its bytes are known now: cover it too.
+    const inv = new FileDigest("sha256");
+    inv.update(bytes);
+    this.digests.set(INVENTORY_FILE, inv.entry());
     this.writeFile(MANIFEST_FILE, [manifestBytes(this.digests, this.external)]);
     this.syncDir();
     const tmp = this.path(INVENTORY_TMP);

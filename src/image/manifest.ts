@@ -113,7 +113,7 @@ function fileDigest(file: string, kind: 'sha256' | 'crc32'): ManifestFile {
 
 /**
  * Checks the directory against its manifest: every listed file there with its size and
- * checksum, nothing else but inventory.img and logs. Returns null when there is no manifest
+ * checksum (inventory.img included), nothing else but logs. Returns null when there is no manifest
  * (images CRIU wrote); throws an ImageError naming the first file that differs.
  */
 export function verifyManifest(dir: string, inventoryFile: string): Manifest | null {
