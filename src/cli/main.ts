@@ -55,7 +55,7 @@ function parseSize(text: string): number {
 function parsePid(text: string): number {
   const t = text.trim();
   const n = Number(t);
-  if (!/^\d+$/.test(t) || !Number.isSafeInteger(n) || n < 1 || n > 4194304) throw new InvalidArgumentError(`not a PID: '${text}'`);
+  if (!/^\d+$/.test(t) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`not a PID: '${text}'`);
   return n;
 }
 
