@@ -510,9 +510,10 @@ describe("image directories", () => {
     assert.ok(!fs.existsSync(path.join(dir, "inventory.img")));
     sink.close();
     w.finish(create(inventory_entrySchema, { imgVersion: 2 }));
-    assert.deepEqual(w.written, ["pstree.img", "pages-1.img", "pages-2.img", "inventory.img"]);
+    assert.deepEqual(w.written, ["pstree.img", "pages-1.img", "pages-2.img", "cryo-manifest.json", "inventory.img"]);
     assert.equal(fs.statSync(path.join(dir, "inventory.img")).mode & 0o777, 0o600);
-    assert.deepEqual(fs.readdirSync(dir).sort(), ["inventory.img", "pages-1.img", "pages-2.img", "pstree.img"]);
+    assert.equal(fs.statSync(path.join(dir, "cryo-manifest.json")).mode & 0o777, 0o600);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ["cryo-manifest.json", "inventory.img", "pages-1.img", "pages-2.img", "pstree.img"]);
     expectImageError(() => w.writeRaw("pages-3.img", Buffer.alloc(1)), "STATE", /finished/);
     expectImageError(() => ImageDirWriter.create(dir), "DIR", /not empty/);
     const file = path.join(dir, "pstree.img");

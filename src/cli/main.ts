@@ -68,6 +68,14 @@ function parseSize(text: string): number {
   return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
 }
 
+/** A PID as -t takes it: a positive decimal integer; anything else is named as it was given. */
+function parsePid(text: string): number {
+  const t = text.trim();
+  const n = Number(t);
+  if (!/^\d+$/.test(t) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`not a PID: '${text}'`);
+  return n;
+}
+
 addLogOptions(
   program
     .command('dump')
@@ -76,12 +84,13 @@ addLogOptions(
         'The process is frozen, its state written to DIR, then killed (or left running with ' +
         '--leave-running). If anything fails the process is left running, untouched.',
     )
-    .option('-t, --tree <pid>', 'PID of the process to checkpoint')
+    .option('-t, --tree <pid>', 'PID of the process to checkpoint', parsePid)
     .option('-D, --images-dir <dir>', 'directory to write the images into (created, must be empty)')
     .option('-R, --leave-running', 'keep the process running after the checkpoint')
     .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree (restore connects them to that name again)')
     .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
     .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
+    .option('--verify-pages', 'checksum the page images too (by default the manifest records their sizes; the restore then reads every page once more to check it)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
 ).action((o) => {
   if (o.listFailSteps) {
@@ -92,7 +101,7 @@ addLogOptions(
   if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
   const log = makeLog(o);
   try {
-    const r = dump({ pid: Number(o.tree), dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, log });
+    const r = dump({ pid: o.tree, dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, verifyPages: !!o.verifyPages, log });
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
   } catch (e) {
     fail(e, log);
@@ -118,6 +127,8 @@ addLogOptions(
       new Map<string, number>(),
     )
     .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
+    .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images (needed for such images written by CRIU); it joins this one')
+    .option('--trust-image', 'restore images that are not owned by the restoring user or are writable by others (an image can make the restore open any file and grant any credentials)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit')
     .option('--list-skip-steps', 'print the step names CRYO_SKIP accepts (restore steps left out on purpose), and exit'),
 ).action((o) => {
@@ -133,7 +144,7 @@ addLogOptions(
   const log = makeLog(o);
   try {
     const onDifference = (line: string) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`);
-    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, log, verify: o.verify as VerifyMode, onDifference });
+    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage, shellJob: !!o.shellJob, log, verify: o.verify as VerifyMode, onDifference });
     log.close();
     if (r.exitCode !== undefined) process.exit(r.exitCode);
   } catch (e) {
@@ -149,13 +160,13 @@ program
       'cryo can checkpoint it, naming each blocker. Exits 0 only if a dump would be attempted.\n' +
       'The process is not stopped or touched.',
   )
-  .option('-t, --tree <pid>', 'PID of the process tree to inspect')
+  .option('-t, --tree <pid>', 'PID of the process tree to inspect', parsePid)
   .option('--ext-unix-sk', 'as for dump: unix peers outside the tree are not blockers')
   .option('--ghost-limit <size>', 'as for dump: deleted files up to SIZE are not blockers', parseSize, DEFAULT_GHOST_LIMIT)
   .option('--file-locks', 'as for dump: file locks are not blockers')
   .action((o) => {
     try {
-      process.exitCode = runCheck(o.tree === undefined ? undefined : Number(o.tree), { extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks });
+      process.exitCode = runCheck(o.tree, { extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks });
     } catch (e) {
       fail(e);
     }

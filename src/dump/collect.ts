@@ -10,6 +10,9 @@ import { UserError } from '../util/errors.js';
 import { namespaceBlockers } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 
+/** Task flag of kernel threads (linux/sched.h), in field 9 of /proc/PID/stat. */
+const PF_KTHREAD = 0x00200000;
+
 export interface TaskPlan {
   pid: number;
   /** Parent within the tree; 0 for the root. */
@@ -86,6 +89,8 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
   if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
   if (!existsSync(`/proc/${pid}`)) throw new UserError(`no process with PID ${pid}`);
   if (pid === process.pid) throw new UserError(`PID ${pid} is cryo itself`);
+  const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  if (stat.flags & PF_KTHREAD) throw new UserError(`pid ${pid} (${stat.comm}) is a kernel thread — only user processes can be checkpointed`);
   const root = planTask(pid, 0);
   if (root.zombie) throw new UserError(`pid ${pid} is a zombie — nothing to checkpoint`);
   const tasks = [root];

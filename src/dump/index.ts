@@ -49,6 +49,8 @@ export interface DumpOptions {
   ghostLimit?: number;
   /** Save file locks (flock, POSIX, OFD). */
   fileLocks?: boolean;
+  /** Checksum the page images in the manifest too (a restore then reads them once more). */
+  verifyPages?: boolean;
   log: Log;
 }
 
@@ -76,7 +78,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
   if (blockers.length) throw new UnsupportedError(blockers);
   log.info(`dumping ${tasks.map((t) => t.pid).join(', ')} into ${opts.dir}`);
 
-  const writer = ImageDirWriter.create(opts.dir);
+  const writer = ImageDirWriter.create(opts.dir, { hashRaw: opts.verifyPages ?? false });
   const frozen: Tracee[] = [];
   const open: DumpTask[] = [];
   let tFrozen = 0;
@@ -301,6 +303,8 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     ]);
 
     failpoint('dump:inventory');
+    const ledInside = (id: number) => tasks.some((t) => t.pid === id);
+    writer.noteExternal({ sessions: tasks.map((t) => t.sid).filter((s) => !ledInside(s)), groups: tasks.map((t) => t.pgid).filter((g) => !ledInside(g)) });
     writer.finish(
       create(inventory_entrySchema, {
         imgVersion: 2,

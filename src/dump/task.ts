@@ -173,7 +173,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       comm: misc.comm,
       timers: { ...dumpItimers(t), posix: dumpPosixTimers(t) },
       cgSet: t.ids.id('cgset', JSON.stringify(cgroups)),
-      rlimits: { rlimits: dumpRlimits(pid) },
+      rlimits: { rlimits: dumpRlimits(t) },
       // A stopped task holds the SIGCONT we sent to work in it: not part of its state.
       signalsS: {
         signals: peekPending(pid, true)

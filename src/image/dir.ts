@@ -18,27 +18,19 @@ import { inventory_entrySchema, type inventory_entry } from "./gen/inventory_pb.
 import { ImageError } from "./errors.js";
 import { decodeImage, decodeImageAs, encodeImage, type DecodedImage, type ImageEntry } from "./io.js";
 import { CRTOOLS_IMAGES_V1_1, kindByName, kindForFileName } from "./magic.js";
+import { FileDigest, MANIFEST_FILE, manifestBytes, type ExternalIds, type ManifestFile } from "./manifest.js";
+import { Sink, writeAll, errno, ioError, type RawImageSink } from "./raw-sink.js";
+
+export type { RawImageSink } from "./raw-sink.js";
 
 export const INVENTORY_FILE = "inventory.img";
 const INVENTORY_TMP = ".inventory.img.tmp";
 
-/** A raw image being streamed to disk (pages-N.img). */
-export interface RawImageSink {
-  readonly name: string;
-  /** The open file descriptor, for callers that want pwrite/splice; do not close it yourself. */
-  readonly fd: number;
-  readonly bytesWritten: number;
-  /** Append bytes (all of them; short writes are retried). */
-  write(buf: Uint8Array): void;
-  /** Append several buffers in one system call where possible. */
-  writev(bufs: readonly Uint8Array[]): void;
-  /** fsync and close. Idempotent. */
-  close(): void;
-}
-
 export interface WriterOptions {
   /** fsync every file and the directory (default true). Off only for throwaway test output. */
   fsync?: boolean;
+  /** Checksum streamed raw images (pages) in the manifest too, not only their sizes. */
+  hashRaw?: boolean;
 }
 
 type WriterState = "open" | "finished" | "aborted";
@@ -47,11 +39,15 @@ export class ImageDirWriter {
   private state: WriterState = "open";
   private readonly files: string[] = [];
   private readonly sinks = new Set<Sink>();
+  /** What cryo-manifest.json will say about each file written. */
+  private readonly digests = new Map<string, ManifestFile>();
+  private external: ExternalIds | undefined;
 
   private constructor(
     readonly dir: string,
     private readonly createdDir: boolean,
     private readonly doFsync: boolean,
+    private readonly hashRaw: boolean,
   ) {}
 
   /** Create `dir` with mode 0700, or take an existing empty directory. Its parent must exist. */
@@ -77,7 +73,7 @@ export class ImageDirWriter {
         throw new ImageError("DIR", dir, `image directory is not empty (${present.length} entries: ${shown}); refusing to mix checkpoints`);
       }
     }
-    return new ImageDirWriter(dir, created, opts.fsync ?? true);
+    return new ImageDirWriter(dir, created, opts.fsync ?? true, opts.hashRaw ?? false);
   }
 
   /** Names of the files written so far, in order (inventory.img last once finished). */
@@ -112,18 +108,28 @@ export class ImageDirWriter {
     this.writeFile(name, data instanceof Uint8Array ? [data] : data);
   }
 
+  /** Records, in the manifest, the sessions and groups of the tree led from outside it. */
+  noteExternal(ids: ExternalIds): void {
+    this.external = { sessions: [...new Set(ids.sessions)].sort((a, b) => a - b), groups: [...new Set(ids.groups)].sort((a, b) => a - b) };
+  }
+
   /** Open a raw file for streaming writes, e.g. pages-N.img while pages are copied out. */
   openRaw(name: string, opts: { direct?: boolean } = {}): RawImageSink {
     this.checkWritable(name);
     const fd = this.createFile(name, opts.direct ? fs.constants.O_DIRECT : 0);
-    const sink = new Sink(name, fd, this.path(name), this.doFsync, () => this.sinks.delete(sink));
+    const digest = new FileDigest(this.hashRaw ? "crc32" : "size");
+    const sink = new Sink(name, fd, this.path(name), this.doFsync, digest, (done) => {
+      this.sinks.delete(sink);
+      if (done) this.digests.set(name, digest.entry());
+    });
     this.sinks.add(sink);
     return sink;
   }
 
   /**
-   * Complete the checkpoint: fsync the directory, then write inventory.img (temporary name,
-   * fsync, rename, fsync the directory again). Raw files must all be closed.
+   * Complete the checkpoint: write cryo-manifest.json (every file so far, with its size and
+   * checksum), fsync the directory, then write inventory.img (temporary name, fsync, rename,
+   * fsync the directory again). Raw files must all be closed.
    */
   finish(inventory: inventory_entry): void {
     this.checkState(INVENTORY_FILE);
@@ -132,6 +138,11 @@ export class ImageDirWriter {
       throw new ImageError("STATE", this.dir, `cannot finish: raw images still open (${open})`);
     }
     const bytes = encodeImage("INVENTORY", [inventory], this.path(INVENTORY_FILE));
+    // inventory.img is written after the manifest, but its bytes are known now: cover it too.
+    const inv = new FileDigest("sha256");
+    inv.update(bytes);
+    this.digests.set(INVENTORY_FILE, inv.entry());
+    this.writeFile(MANIFEST_FILE, [manifestBytes(this.digests, this.external)]);
     this.syncDir();
     const tmp = this.path(INVENTORY_TMP);
     this.writeFile(INVENTORY_TMP, [bytes]);
@@ -177,7 +188,7 @@ export class ImageDirWriter {
     if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
       throw new ImageError("DIR", this.path(name), "image file names are plain names inside the directory");
     }
-    if (name === INVENTORY_FILE || name === INVENTORY_TMP) {
+    if (name === INVENTORY_FILE || name === INVENTORY_TMP || name === MANIFEST_FILE) {
       throw new ImageError("STATE", this.path(name), "inventory.img is written by finish(), last");
     }
     if (this.files.includes(name)) throw new ImageError("STATE", this.path(name), "written twice");
@@ -207,8 +218,13 @@ export class ImageDirWriter {
 
   private writeFile(name: string, bufs: readonly Uint8Array[]): void {
     const fd = this.createFile(name);
+    const digest = new FileDigest("sha256");
     try {
-      for (const b of bufs) writeAll(fd, b);
+      for (const b of bufs) {
+        writeAll(fd, b);
+        digest.update(b);
+      }
+      if (name !== INVENTORY_TMP && name !== MANIFEST_FILE) this.digests.set(name, digest.entry());
       if (this.doFsync) fs.fsyncSync(fd);
     } catch (e) {
       throw ioError(this.path(name), "cannot write image file", e);
@@ -231,83 +247,6 @@ export class ImageDirWriter {
   }
 }
 
-class Sink implements RawImageSink {
-  private written = 0;
-  private closed = false;
-
-  constructor(
-    readonly name: string,
-    readonly fd: number,
-    private readonly file: string,
-    private readonly doFsync: boolean,
-    private readonly onClose: () => void,
-  ) {}
-
-  get bytesWritten(): number {
-    return this.written;
-  }
-
-  write(buf: Uint8Array): void {
-    this.check();
-    try {
-      writeAll(this.fd, buf);
-    } catch (e) {
-      throw ioError(this.file, `write failed after ${this.written} bytes`, e);
-    }
-    this.written += buf.length;
-  }
-
-  writev(bufs: readonly Uint8Array[]): void {
-    this.check();
-    const total = bufs.reduce((n, b) => n + b.length, 0);
-    try {
-      let done = fs.writevSync(this.fd, bufs as Uint8Array[]);
-      // Rare short write: finish the rest buffer by buffer.
-      for (const b of bufs) {
-        if (done >= b.length) {
-          done -= b.length;
-          continue;
-        }
-        writeAll(this.fd, b.subarray(done));
-        done = 0;
-      }
-    } catch (e) {
-      throw ioError(this.file, `write failed after ${this.written} bytes`, e);
-    }
-    this.written += total;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.onClose();
-    try {
-      if (this.doFsync) fs.fsyncSync(this.fd);
-    } catch (e) {
-      throw ioError(this.file, "fsync failed", e);
-    } finally {
-      fs.closeSync(this.fd);
-    }
-  }
-
-  /** Close without fsync, for abort(). */
-  discard(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.onClose();
-    fs.closeSync(this.fd);
-  }
-
-  private check(): void {
-    if (this.closed) throw new ImageError("STATE", this.file, "raw image already closed");
-  }
-}
-
-function writeAll(fd: number, buf: Uint8Array): void {
-  let off = 0;
-  while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
-}
-
 /** A checkpoint directory opened for reading. Refuses directories without inventory.img. */
 export class ImageDirReader {
   private constructor(
@@ -326,8 +265,13 @@ export class ImageDirReader {
     }
     if (!st.isDirectory()) throw new ImageError("DIR", dir, "not a directory");
     const invPath = path.join(dir, INVENTORY_FILE);
-    if (!fs.existsSync(invPath)) {
-      throw new ImageError("NO_INVENTORY", dir, `no ${INVENTORY_FILE} — not a complete checkpoint`);
+    try {
+      fs.accessSync(invPath, fs.constants.R_OK);
+    } catch (e) {
+      const code = errno(e);
+      if (code === "ENOENT") throw new ImageError("NO_INVENTORY", dir, `no ${INVENTORY_FILE} — not a complete checkpoint`);
+      if (code === "EACCES") throw new ImageError("IO", invPath, "permission denied (no read access to the image directory or its inventory)", undefined, { cause: e });
+      throw ioError(invPath, "cannot read the inventory", e);
     }
     const [inventory] = decodeImageAs(readFile(invPath), inventory_entrySchema, invPath);
     if (inventory === undefined) throw new ImageError("NO_INVENTORY", invPath, "inventory.img has no entry — not a complete checkpoint");
@@ -381,16 +325,7 @@ function readFile(file: string): Buffer {
     return fs.readFileSync(file);
   } catch (e) {
     if (errno(e) === "ENOENT") throw new ImageError("MISSING_FILE", file, "no such image in the checkpoint", undefined, { cause: e });
+    if (errno(e) === "EACCES") throw new ImageError("IO", file, "permission denied", undefined, { cause: e });
     throw ioError(file, "cannot read image", e);
   }
-}
-
-function errno(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function ioError(file: string, what: string, e: unknown): ImageError {
-  if (e instanceof ImageError) return e;
-  const reason = e instanceof Error ? e.message : String(e);
-  return new ImageError("IO", file, `${what}: ${reason}`, undefined, { cause: e });
 }

@@ -1,6 +1,7 @@
 // Reading and cross-checking the images one task's restore needs, with errors that say which
 // file is missing or wrong.
-import { ImageDirReader } from '../image/dir.js';
+import { ImageDirReader, INVENTORY_FILE } from '../image/dir.js';
+import { verifyManifest } from '../image/manifest.js';
 import type { inventory_entry } from '../image/gen/inventory_pb.js';
 import type { pstree_entry } from '../image/gen/pstree_pb.js';
 import type { core_entry } from '../image/gen/core_pb.js';
@@ -8,7 +9,8 @@ import type { mm_entry } from '../image/gen/mm_pb.js';
 import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry, file_entry } from '../image/gen/fdinfo_pb.js';
 import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
-import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT } from '../image/pagemap.js';
+import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT, PE_PRESENT, PE_PARENT } from '../image/pagemap.js';
+import { validateCheckpoint, validatePstree } from './validate.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
@@ -116,20 +118,28 @@ function pagemapOf(r: ImageDirReader, name: string): { pages: PageRange[]; pages
   const entries = r.read(name) as unknown[];
   if (!entries.length) throw new UserError(`${name}: empty pagemap`);
   const head = entries[0] as pagemap_head;
-  const pages = (entries.slice(1) as pagemap_entry[]).map((e) => ({
-    vaddr: e.vaddr,
-    nrPages: e.nrPages ? Number(e.nrPages) : e.compatNrPages,
-    ...asParent(pagemapEntryFlags(e)),
-  }));
+  const pages = (entries.slice(1) as pagemap_entry[]).map((e) => {
+    const flags = pagemapEntryFlags(e);
+    // Pages in a parent image (incremental dumps) are not in this pages file. (PE_LAZY only
+    // says they may be served lazily: CRIU sets it on present anonymous pages.)
+    if (flags & PE_PARENT || !(flags & PE_PRESENT)) {
+      throw new UserError(`${name}: pages at 0x${e.vaddr.toString(16)} have flags 0x${flags.toString(16)} (in a parent image, or absent) — not supported`);
+    }
+    return { vaddr: e.vaddr, nrPages: e.nrPages ? Number(e.nrPages) : e.compatNrPages, ...asParent(flags) };
+  });
   return { pages, pagesFile: r.path(`pages-${head.pagesId}.img`) };
 }
 
-export function readCheckpoint(dir: string): CheckpointImage {
+/** `shellJob`: the root may be in a session or group led from outside (CRIU's --shell-job). */
+export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): CheckpointImage {
   const r = ImageDirReader.open(dir);
+  // Every file as the dump wrote it, before anything is decoded (CRIU's images have no manifest).
+  const manifest = verifyManifest(r.dir, INVENTORY_FILE);
   const inventory = one(r.read('inventory.img'), 'inventory.img') as inventory_entry;
   const trees = r.read('pstree.img') as pstree_entry[];
   if (!trees.length) throw new UserError(`${dir}/pstree.img: no tasks`);
   if (trees[0]!.ppid !== 0) throw new UserError(`${dir}/pstree.img: the first task (${trees[0]!.pid}) is not the root`);
+  validatePstree(trees);
   const known = new Set<number>();
   for (const t of trees) {
     if (t.ppid !== 0 && !known.has(t.ppid)) throw new UserError(`pstree.img: pid ${t.pid} comes before its parent ${t.ppid}`);
@@ -143,7 +153,10 @@ export function readCheckpoint(dir: string): CheckpointImage {
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
   const owners = new Map<number, FownData>();
+  const fileIds = new Set<number>();
   for (const f of r.read('files.img') as file_entry[]) {
+    if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
+    fileIds.add(f.id);
     const fown = [f.reg, f.pipe, f.efd, f.sgfd, f.epfd, f.tfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
@@ -232,7 +245,9 @@ export function readCheckpoint(dir: string): CheckpointImage {
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  return { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
+  return ckpt;
 }
 
 function readSeccomp(r: ImageDirReader): CheckpointImage['seccompFilters'] {

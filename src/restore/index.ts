@@ -2,9 +2,11 @@
 // with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
-import { writeFileSync } from 'node:fs';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
+import { checkRestorePrivileges } from './privileges.js';
+import { pidHolder } from './pid-holder.js';
+import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
 import { closeSessionFiles, openFile, restoreOwners, checkInherited, type RestoreSession } from './files.js';
@@ -14,6 +16,7 @@ import { createGhost, removeGhost, type GhostData } from '../resources/files/gho
 import { createMemfd } from '../resources/files/memfd.js';
 import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
 import { UserError } from '../util/errors.js';
+import { writeOutputFile } from '../util/outfile.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
 import { verifyRestored, type VerifyMode } from './verify.js';
@@ -26,6 +29,10 @@ export interface RestoreOptions {
   log: Log;
   /** --inherit-fd: our fds standing in for files of the image, by key (`pipe:[INO]`). */
   inherit?: Map<string, number>;
+  /** The root may be in a session led from outside the images; it joins ours (--shell-job). */
+  shellJob?: boolean;
+  /** Restore images whatever their owner and mode (--trust-image). */
+  trustImage?: boolean;
   /** How long to wait for a PID still held by the dumped process (ms). */
   pidWaitMs?: number;
   /** Compare the restored tasks with the images before they run (default 'on': fail). */
@@ -55,9 +62,20 @@ function waitUntilFree(pid: number, ms: number): boolean {
   return true;
 }
 
-/** A dumped task's PID is free only once its parent (often init, here slow) has reaped it. */
+/**
+ * A dumped task's PID is free only once its parent (often init, here slow) has reaped it: wait
+ * for a holder that is ending, but fail at once when a live task holds the PID (the checkpointed
+ * process still running, or another one that got the PID): waiting would not free it.
+ */
 export function waitPidFree(pid: number, ms: number): void {
-  if (!waitUntilFree(pid, ms)) throw new UserError(`PID ${pid} is still in use after ${ms} ms — cannot restore it with its PID`);
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const h = pidHolder(pid);
+    if (h.kind === 'free') return;
+    if (h.kind === 'live') throw new UserError(`PID ${pid} is in use by a running ${h.what} — cannot restore with its PID (is the checkpointed process still running?)`);
+    if (Date.now() > deadline) throw new UserError(`PID ${pid} is still held by an exiting task after ${ms} ms — cannot restore it with its PID`);
+    sleepMs(2);
+  }
 }
 
 /** After a failed detached restore the killed task is init's to reap: wait until it has. */
@@ -68,8 +86,10 @@ function waitPidGone(pid: number, ms: number, log: Log): void {
 export function restore(opts: RestoreOptions): RestoreResult {
   const { log } = opts;
   const t0 = performance.now();
+  checkRestorePrivileges();
+  if (!opts.trustImage) checkImageDirTrust(opts.dir);
   failpoint('restore:read');
-  const ckpt = readCheckpoint(opts.dir);
+  const ckpt = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
   const img = ckpt.tasks[0]!;
   checkInherited(ckpt, opts.inherit ?? new Map());
   const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
@@ -115,7 +135,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     restoreOwners(session);
     verifyRestored(ckpt, opts.verify ?? 'on', log, opts.onDifference);
     failpoint('restore:resume');
-    if (opts.pidfile) writeFileSync(opts.pidfile, `${img.pid}\n`);
+    if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
     // Stopped tasks get their SIGSTOP before they run at all. Then children and threads first,
     // the root last: nothing runs before its whole tree is ready.
     for (const pid of session.stopped) kill(pid, SIG.STOP);

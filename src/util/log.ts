@@ -1,13 +1,16 @@
 // Leveled logging with CRIU's -v0..-v4 meaning: 0 errors only ... 4 everything. Messages go to
-// stderr, or to the -o file when one is given (where everything up to the level is kept).
-import { openSync, writeSync, closeSync } from 'node:fs';
+// stderr, or to the -o file when one is given (where everything up to the level is kept). The file
+// is a new one, mode 0600 (logs quote image paths and process state), made without following a
+// symlink at its name (see outfile.ts).
+import { writeSync, closeSync } from 'node:fs';
+import { createOutputFile } from './outfile.js';
 
 export class Log {
   private fd: number | null = null;
   private t0 = performance.now();
 
   constructor(public level = 2, file?: string) {
-    if (file) this.fd = openSync(file, 'a', 0o600);
+    if (file) this.fd = createOutputFile(file, 0o600, 'log file');
   }
 
   private out(lvl: number, tag: string, msg: string): void {

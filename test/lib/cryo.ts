@@ -192,12 +192,13 @@ export function listFailSteps(cmd: 'dump' | 'restore'): string[] {
 
 // ---- images ----------------------------------------------------------------------------------
 
-/** Files in an image dir that crit must decode: all regular files but pages-*.img and *.log. */
+/** Files in an image dir that crit must decode: all regular files but pages-*.img, *.log and cryo's manifest. */
 export function imageFiles(dir: string): string[] {
   return fs
     .readdirSync(dir)
     .filter((f) => fs.statSync(path.join(dir, f)).isFile())
-    .filter((f) => !/^pages-\d+\.img$/.test(f) && !f.endsWith('.log'))
+    // cryo-manifest.json is cryo's own (JSON, not a CRIU image; CRIU ignores it).
+    .filter((f) => !/^pages-\d+\.img$/.test(f) && !f.endsWith('.log') && f !== 'cryo-manifest.json')
     .sort();
 }
 

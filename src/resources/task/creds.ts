@@ -1,9 +1,12 @@
-// Credentials: uids, gids, groups, capabilities and securebits. Read from /proc/PID/status
-// (plus securebits, which only the task can ask for); set in the task as the last task step,
-// because dropping root would stop the task from doing the rest of its own restore.
+// Credentials: uids, gids, groups, the five capability sets, securebits and no_new_privs. Read
+// from /proc/TID/status (plus securebits, which only the thread can ask for); set by each thread
+// as its last task step, because dropping root would stop the thread from doing the rest of its
+// own restore.
 import { readFileSync } from 'node:fs';
+import { isFieldSet } from '@bufbuild/protobuf';
 import { PR } from '../../sys/index.js';
 import { statusIds, statusGroups, statusHex, type ProcStatus } from '../../proc/index.js';
+import { creds_entrySchema, type creds_entry } from '../../image/gen/creds_pb.js';
 import type { DumpTask, RestoreTask } from '../context.js';
 
 export interface CredsData {
@@ -22,17 +25,28 @@ export interface CredsData {
   capAmb: number[];
   secbits: number;
   groups: number[];
+  noNewPrivs: number;
 }
 
 const CAP_VERSION_3 = 0x20080522;
-const SECBIT_KEEP_CAPS = 1 << 4;
+/** securebits (linux/securebits.h). */
+export const SECBIT = {
+  NOROOT: 1 << 0,
+  NOROOT_LOCKED: 1 << 1,
+  NO_SETUID_FIXUP: 1 << 2,
+  NO_SETUID_FIXUP_LOCKED: 1 << 3,
+  KEEP_CAPS: 1 << 4,
+  KEEP_CAPS_LOCKED: 1 << 5,
+  NO_CAP_AMBIENT_RAISE: 1 << 6,
+  NO_CAP_AMBIENT_RAISE_LOCKED: 1 << 7,
+} as const;
 
 /** A 64-bit capability set as CRIU stores it: two u32 words, low first. */
 function capWords(v: bigint): number[] {
   return [Number(v & 0xffffffffn), Number(v >> 32n)];
 }
 
-function capValue(words: number[]): bigint {
+function capValue(words: readonly number[]): bigint {
   return BigInt(words[0] ?? 0) | (BigInt(words[1] ?? 0) << 32n);
 }
 
@@ -48,6 +62,8 @@ export function credsFromStatus(s: ProcStatus, secbits: number): CredsData {
     capAmb: capWords(statusHex(s, 'CapAmb')),
     secbits,
     groups: statusGroups(s),
+    // Always recorded (CRIU does too): 0 is a fact, not an absence.
+    noNewPrivs: Number(s.get('NoNewPrivs') ?? 0),
   };
 }
 
@@ -65,39 +81,79 @@ function lastCap(): number {
   }
 }
 
-
-export function restoreCreds(r: RestoreTask, c: CredsData | undefined): void {
-  if (!c) return;
-  const call = r.remote.call.bind(r.remote);
-  r.scratch.reset();
-  // Keep capabilities across the uid change, then set the wanted sets explicitly.
-  call('prctl', [PR.SET_SECUREBITS, c.secbits | SECBIT_KEEP_CAPS, 0, 0, 0], 'securebits');
-  const groups = Buffer.alloc(4 * Math.max(1, c.groups.length));
-  c.groups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
-  call('setgroups', [c.groups.length, r.scratch.put(groups)], 'groups');
-  call('setresgid', [c.gid, c.egid, c.sgid], 'gids');
-  call('setresuid', [c.uid, c.euid, c.suid], 'uids');
-  call('setfsgid', [c.fsgid]);
-  call('setfsuid', [c.fsuid]);
-  const bnd = capValue(c.capBnd);
-  const last = lastCap();
-  for (let cap = 0; cap <= last; cap++) {
-    if (!(bnd & (1n << BigInt(cap)))) call('prctl', [PR.CAPBSET_DROP, cap, 0, 0, 0], `drop cap ${cap}`);
-  }
-  const hdr = Buffer.alloc(8);
-  hdr.writeUInt32LE(CAP_VERSION_3, 0);
+/** capset(2) data for three 64-bit sets (two 12-byte structs, low words first). */
+function capData(eff: bigint, prm: bigint, inh: bigint): Buffer {
   const data = Buffer.alloc(24);
-  const eff = capValue(c.capEff), prm = capValue(c.capPrm), inh = capValue(c.capInh);
   for (let i = 0; i < 2; i++) {
     const shift = BigInt(32 * i);
     data.writeUInt32LE(Number((eff >> shift) & 0xffffffffn), i * 12);
     data.writeUInt32LE(Number((prm >> shift) & 0xffffffffn), i * 12 + 4);
     data.writeUInt32LE(Number((inh >> shift) & 0xffffffffn), i * 12 + 8);
   }
-  call('capset', [r.scratch.put(hdr), r.scratch.put(data)], 'capabilities');
+  return data;
+}
+
+function capHeader(): Buffer {
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt32LE(CAP_VERSION_3, 0);
+  return hdr;
+}
+
+/**
+ * Sets a thread's credentials to the image's. The thread starts as the restorer made it (root,
+ * every capability, no securebits); each step needs a privilege a later step may take away, so
+ * the order is fixed:
+ *  1. securebits KEEP_CAPS | NO_SETUID_FIXUP (needs CAP_SETPCAP): the uid switch below then keeps
+ *     every capability, effective ones included, so steps after it can still use them;
+ *  2. groups and gids (CAP_SETGID);
+ *  3. the inheritable set, while the bounding set is still full (capset refuses inheritable
+ *     capabilities outside the bounding set, and a real process may hold such ones);
+ *  4. bounding set drops (CAP_SETPCAP);
+ *  5. ambient raises (each needs the capability permitted and inheritable, and must come before
+ *     a SECBIT_NO_CAP_AMBIENT_RAISE of the image);
+ *  6. uids, then fsuid (CAP_SETUID);
+ *  7. the image's securebits, lock bits included (CAP_SETPCAP, still effective);
+ *  8. no_new_privs (needs nothing, cannot be undone);
+ *  9. capset to the image's sets, last: it may drop every capability.
+ * Ambient capabilities survive step 9 because a real thread's ambient set is inside its
+ * permitted and inheritable sets (the kernel keeps that invariant).
+ */
+export function restoreCreds(r: RestoreTask, c: creds_entry | undefined): void {
+  if (!c) return;
+  const call = r.remote.call.bind(r.remote);
+  r.scratch.reset();
+  const hdr = r.scratch.put(capHeader());
+  const what = (step: string) => `${step} (credentials of thread ${r.pid})`;
+
+  call('prctl', [PR.SET_SECUREBITS, SECBIT.KEEP_CAPS | SECBIT.NO_SETUID_FIXUP, 0, 0, 0], what('temporary securebits'));
+  const groups = Buffer.alloc(4 * Math.max(1, c.groups.length));
+  c.groups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
+  call('setgroups', [c.groups.length, r.scratch.put(groups)], what('groups'));
+  call('setresgid', [c.gid, c.egid, c.sgid], what('gids'));
+  call('setfsgid', [c.fsgid]);
+
+  const now = r.scratch.alloc(24);
+  call('capget', [hdr, now], what('capget'));
+  const held = r.scratch.read(now, 24);
+  const heldPrm = BigInt(held.readUInt32LE(4)) | (BigInt(held.readUInt32LE(16)) << 32n);
+  const inh = capValue(c.capInh);
+  call('capset', [hdr, r.scratch.put(capData(heldPrm, heldPrm, inh))], what('inheritable capabilities'));
+
+  const last = lastCap();
+  const bnd = capValue(c.capBnd);
+  for (let cap = 0; cap <= last; cap++) {
+    if (!(bnd & (1n << BigInt(cap)))) call('prctl', [PR.CAPBSET_DROP, cap, 0, 0, 0], what(`bounding drop of cap ${cap}`));
+  }
   const amb = capValue(c.capAmb);
   for (let cap = 0; cap <= last; cap++) {
-    if (amb & (1n << BigInt(cap))) call('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_RAISE, cap, 0, 0], `ambient cap ${cap}`);
+    if (amb & (1n << BigInt(cap))) call('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_RAISE, cap, 0, 0], what(`ambient cap ${cap}`));
   }
-  call('prctl', [PR.SET_SECUREBITS, c.secbits, 0, 0, 0], 'securebits');
+
+  call('setresuid', [c.uid, c.euid, c.suid], what('uids'));
+  call('setfsuid', [c.fsuid]);
+  call('prctl', [PR.SET_SECUREBITS, c.secbits, 0, 0, 0], what('securebits'));
+  if (isFieldSet(c, creds_entrySchema.field.noNewPrivs) && c.noNewPrivs) {
+    call('prctl', [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], what('no_new_privs'));
+  }
+  call('capset', [hdr, r.scratch.put(capData(capValue(c.capEff), capValue(c.capPrm), inh))], what('capabilities'));
 }
