@@ -269,7 +269,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       for (const [id, g] of files.ghosts) {
         const mtim = { tvSec: g.mtimSec, tvUsec: g.mtimUsec };
         writer.writeImage(`ghost-file-${id}.img`, 'GHOST_FILE', [
-          { msg: create(ghost_file_entrySchema, { uid: g.uid, gid: g.gid, mode: g.mode, size: g.size, mtim, atim: mtim }), payload: g.data },
+          { msg: create(ghost_file_entrySchema, { uid: g.uid, gid: g.gid, mode: g.mode, size: g.size, mtim, atim: mtim, ...(g.rdev !== undefined ? { rdev: g.rdev } : {}) }), payload: g.data },
         ]);
       }
     }

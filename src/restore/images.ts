@@ -19,7 +19,8 @@ import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
-import type { ghost_file_entry } from '../image/gen/ghost-file_pb.js';
+import { ghost_file_entrySchema, type ghost_file_entry } from '../image/gen/ghost-file_pb.js';
+import { isFieldSet } from '@bufbuild/protobuf';
 import type { GhostData } from '../resources/files/ghost.js';
 import type { cgroup_entry } from '../image/gen/cgroup_pb.js';
 import type { seccomp_entry } from '../image/gen/seccomp_pb.js';
@@ -298,6 +299,7 @@ function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<
         mode: g.mode, uid: g.uid, gid: g.gid, size: g.size ?? 0n,
         mtimSec: g.mtim?.tvSec ?? 0n, mtimUsec: g.mtim?.tvUsec ?? 0n,
         data: Buffer.from(first!.payload ?? Buffer.alloc(0)),
+        ...(isFieldSet(g, ghost_file_entrySchema.field.rdev) ? { rdev: g.rdev } : {}),
       },
     });
   }

@@ -8,6 +8,7 @@ import { openSync, readSync, closeSync } from 'node:fs';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import { task_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
+import { eventpoll_tfd_entrySchema } from '../image/gen/eventpoll_pb.js';
 import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
@@ -84,6 +85,7 @@ export function restoreTask(
     // image's own mappings (often of the same binary) come back.
     const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
     restoreMmFields(r, img, ckpt, !sameExe);
+    if (img.mm.thpDisabled) call('prctl', [PR.SET_THP_DISABLE, 1, 0, 0, 0], 'THP disabled');
     const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: session.unchecked }, kept);
     session.cowKept += mem.cowKept;
     const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
@@ -115,7 +117,6 @@ export function restoreTask(
     loginuid: hasField(task_core_entrySchema, tc, 'loginuid') ? tc.loginuid : undefined,
   });
   restoreSession(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined));
-  if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
 
   // Children: forked here (so they inherit this task's memory), then rebuilt, top-down. A child
   // in a session or group whose leader is gone is forked through helpers that hold the leader's
@@ -158,6 +159,10 @@ export function restoreTask(
     set.writeBigUInt64LE(1n << BigInt(SIG.CHLD - 1));
     remote.raw(NR.rt_sigtimedwait, [scratch.put(set), 0, scratch.put(Buffer.alloc(16)), 8]);
   }
+
+  // Limits once the children are made: a child may have kept a hard limit higher than its
+  // parent's (lowered after the fork), which it could not get back without CAP_SYS_RESOURCE.
+  if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
 
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
   const work: ThreadWork[] = [{ r, core: img.core }];
@@ -375,7 +380,24 @@ function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): vo
     session.epollsFilled.add(fi.id);
     for (const t of ep.epfd.tfd) {
       r.scratch.reset();
-      call('epoll_ctl', [fi.fd, EPOLL_CTL_ADD, t.tfd, r.scratch.put(epollEvent(t))], `epoll fd ${fi.fd} target fd ${t.tfd}`);
+      const what = `epoll fd ${fi.fd} target fd ${t.tfd}`;
+      const ev = r.scratch.put(epollEvent(t));
+      if (!hasField(eventpoll_tfd_entrySchema, t, 'cryoFileFd') || t.cryoFileFd === t.tfd) {
+        call('epoll_ctl', [fi.fd, EPOLL_CTL_ADD, t.tfd, ev], what);
+        continue;
+      }
+      // Registered under a number that was closed or reused since: the file (held by another fd)
+      // goes under that number for the registration, and whatever is there now comes back.
+      const inUse = img.fdinfo.find((f) => f.fd === t.tfd);
+      const saved = inUse ? call('fcntl', [t.tfd, F.DUPFD_CLOEXEC, maxFd + 1], what) : -1n;
+      call('dup3', [t.cryoFileFd!, t.tfd, 0], what);
+      call('epoll_ctl', [fi.fd, EPOLL_CTL_ADD, t.tfd, ev], what);
+      if (inUse) {
+        call('dup3', [saved, t.tfd, inUse.flags & 1 ? O.CLOEXEC : 0], what);
+        call('close', [saved]);
+      } else {
+        call('close', [t.tfd]);
+      }
     }
   }
 }

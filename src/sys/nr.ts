@@ -103,6 +103,7 @@ export const NR = {
   timer_getoverrun: 225,
   timer_delete: 226,
   mlock: 149,
+  mknodat: 259,
   rt_tgsigqueueinfo: 297,
   prlimit64: 302,
   process_vm_readv: 310,

@@ -136,3 +136,17 @@ export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, IO: 5, SYSVSE
 export function kcmp(pid1: number, pid2: number, type: number, idx1 = 0, idx2 = 0): number {
   return sys('kcmp', [pid1, pid2, type, idx1, idx2], `pids ${pid1},${pid2}`);
 }
+
+const KCMP_EPOLL_TFD = 7;
+
+/**
+ * Whether `fd` of `pid` is the very file registered in the epoll `epfd` under fd number `tfd`
+ * (the `toff`-th registration under that number).
+ */
+export function isEpollTarget(pid: number, fd: number, epfd: number, tfd: number, toff: number): boolean {
+  const slot = Buffer.alloc(12);
+  slot.writeUInt32LE(epfd, 0);
+  slot.writeUInt32LE(tfd, 4);
+  slot.writeUInt32LE(toff, 8);
+  return sysTry('kcmp', [pid, pid, KCMP_EPOLL_TFD, fd, slot]).ret === 0;
+}

@@ -10,6 +10,9 @@
  *               queued (sent to itself)
  *   O_TMPFILE   an unnamed file in $cwd, "tmpdata" written, reopened through /proc, offset 7
  *   gone dir    $cwd/a/b/c opened, then $cwd/a/b removed with everything under it
+ *   epoll       watches the pipe through a dup of its read end that was then closed (cookie 1),
+ *               and the socketpair's first end through a dup whose number now holds /dev/null
+ *               (cookie 2): registrations whose fd numbers no longer name the watched files
  * After go every one is checked for exactly that, then used: writing to the pipe raises
  * SIGRTMIN+3 with si_fd; the abstract and self sockets receive what is sent to them.
  */
@@ -19,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/epoll.h>
 
 static volatile int sigio_fd = -1, sigio_hits;
 
@@ -115,6 +119,16 @@ int main(void)
 	int gone = open("a/b/c", O_RDONLY | O_DIRECTORY);
 	if (gone < 0 || rmdir("a/b/c") < 0 || rmdir("a/b") < 0)
 		DIE("removed dirs");
+	int ep = epoll_create1(0);
+	int d1 = dup(p[0]), d2 = dup(sp[0]);
+	struct epoll_event e1 = { EPOLLIN, { .u64 = 1 } }, e2 = { EPOLLOUT, { .u64 = 2 } };
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, d1, &e1) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, d2, &e2) < 0)
+		DIE("epoll");
+	close(d1);
+	close(d2);
+	int null_fd = open("/dev/null", O_RDONLY); /* takes d1's number */
+	if (null_fd != d1)
+		DIE("/dev/null did not take fd %d", d1);
 	if (fdset_take(&fds) < 0)
 		DIE("fdset");
 	ready();
@@ -175,6 +189,24 @@ int main(void)
 	CHECK(S_ISDIR(st.st_mode) && st.st_nlink == 0 && (st.st_mode & 0777) == 0700, "removed dir: mode %o, %ld links",
 	      st.st_mode, (long)st.st_nlink);
 	CHECK(access("a/b", F_OK) < 0, "a/b exists again");
+	struct epoll_event got_ev[4];
+	int n = epoll_wait(ep, got_ev, 4, 0);
+	int seen1 = 0, seen2 = 0;
+	for (int i = 0; i < n; i++) {
+		seen1 |= got_ev[i].data.u64 == 1 && (got_ev[i].events & EPOLLIN);
+		seen2 |= got_ev[i].data.u64 == 2 && (got_ev[i].events & EPOLLOUT);
+	}
+	CHECK(n == 2 && seen2, "epoll: %d events, the socket's (cookie 2) %s", n, seen2 ? "seen" : "missing");
+	char z;
+	if (read(p[0], &z, 1) == 1 && epoll_wait(ep, got_ev, 4, 0) >= 0) {
+		if (write(p[1], "y", 1) == 1) {
+			n = epoll_wait(ep, got_ev, 4, 0);
+			seen1 = 0;
+			for (int i = 0; i < n; i++)
+				seen1 |= got_ev[i].data.u64 == 1 && (got_ev[i].events & EPOLLIN);
+			CHECK(seen1, "epoll: the pipe (cookie 1, registered through a closed fd) does not report input");
+		}
+	}
 	fdset_compare(&fds);
 	return finish();
 }

@@ -8,11 +8,14 @@
  * copy, and that the child's marker is in the file (one file, shared as before).
  *   gone.d       a directory open in the parent and the child's cwd, then removed: both still
  *                refer to the removed directory after restore
+ *   fifo         a FIFO open read-write with "fifodata" in it, then removed
+ *   mynull       a node of /dev/null's device (mknod c 1 3) open read-write, then removed
  */
 #include "common.h"
 
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 
 #define SHARED (64 * 1024)
@@ -76,6 +79,16 @@ int main(void)
 	close(sync[0]);
 	if (rmdir("gone.d"))
 		DIE("rmdir");
+	if (mkfifo("fifo", 0640) < 0)
+		DIE("mkfifo");
+	int ffd = open("fifo", O_RDWR);
+	if (ffd < 0 || write(ffd, "fifodata", 8) != 8 || unlink("fifo"))
+		DIE("deleted fifo");
+	if (mknod("mynull", S_IFCHR | 0600, makedev(1, 3)) < 0)
+		DIE("mknod");
+	int nfd = open("mynull", O_RDWR);
+	if (nfd < 0 || unlink("mynull"))
+		DIE("deleted device node");
 	ready();
 	wait_go();
 	int st = 0;
@@ -94,6 +107,14 @@ int main(void)
 	struct stat ds;
 	CHECK(fstat(dfd, &ds) == 0 && S_ISDIR(ds.st_mode) && ds.st_nlink == 0 && (ds.st_mode & 0777) == 0750, "removed directory: nlink %ld mode 0%o",
 	      (long)ds.st_nlink, ds.st_mode & 07777);
+	struct stat fst, nst;
+	CHECK(fstat(ffd, &fst) == 0 && S_ISFIFO(fst.st_mode) && fst.st_nlink == 0 && (fst.st_mode & 0777) == 0640,
+	      "deleted FIFO: mode 0%o, %ld links", fst.st_mode, (long)fst.st_nlink);
+	char fb[16] = { 0 };
+	CHECK(read(ffd, fb, sizeof(fb)) == 8 && !memcmp(fb, "fifodata", 8), "deleted FIFO holds '%s'", fb);
+	CHECK(fstat(nfd, &nst) == 0 && S_ISCHR(nst.st_mode) && nst.st_rdev == makedev(1, 3) && nst.st_nlink == 0,
+	      "deleted device node: mode 0%o rdev %lx, %ld links", nst.st_mode, (unsigned long)nst.st_rdev, (long)nst.st_nlink);
+	CHECK(write(nfd, "x", 1) == 1, "cannot write to the deleted /dev/null node");
 	char maps[8192];
 	CHECK(read_file("/proc/self/maps", maps, sizeof(maps)) > 0 && strstr(maps, "shared.bin (deleted)"), "maps: not a deleted file");
 	return finish();

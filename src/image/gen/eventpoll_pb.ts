@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file eventpoll.proto.
  */
 export const file_eventpoll: GenFile = /*@__PURE__*/
-  fileDesc("Cg9ldmVudHBvbGwucHJvdG8idQoTZXZlbnRwb2xsX3RmZF9lbnRyeRIKCgJpZBgBIAIoDRILCgN0ZmQYAiACKA0SDgoGZXZlbnRzGAMgAigNEgwKBGRhdGEYBCACKAQSCwoDZGV2GAUgASgNEg0KBWlub2RlGAYgASgEEgsKA3BvcxgHIAEoBCJvChRldmVudHBvbGxfZmlsZV9lbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRIZCgRmb3duGAMgAigLMgsuZm93bl9lbnRyeRIhCgN0ZmQYBCADKAsyFC5ldmVudHBvbGxfdGZkX2VudHJ5", [file_fown]);
+  fileDesc("Cg9ldmVudHBvbGwucHJvdG8ijAEKE2V2ZW50cG9sbF90ZmRfZW50cnkSCgoCaWQYASACKA0SCwoDdGZkGAIgAigNEg4KBmV2ZW50cxgDIAIoDRIMCgRkYXRhGAQgAigEEgsKA2RldhgFIAEoDRINCgVpbm9kZRgGIAEoBBILCgNwb3MYByABKAQSFQoMY3J5b19maWxlX2ZkGOkHIAEoDSJvChRldmVudHBvbGxfZmlsZV9lbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRIZCgRmb3duGAMgAigLMgsuZm93bl9lbnRyeRIhCgN0ZmQYBCADKAsyFC5ldmVudHBvbGxfdGZkX2VudHJ5", [file_fown]);
 
 /**
  * @generated from message eventpoll_tfd_entry
@@ -58,6 +58,14 @@ export type eventpoll_tfd_entry = Message<"eventpoll_tfd_entry"> & {
    * @generated from field: optional uint64 pos = 7;
    */
   pos: bigint;
+
+  /**
+   * cryo's own (CRIU ignores it): the fd that holds the watched file when `tfd` no longer does
+   * (closed or reused after registration); the restore registers it under `tfd` for a moment.
+   *
+   * @generated from field: optional uint32 cryo_file_fd = 1001;
+   */
+  cryoFileFd: number;
 };
 
 /**

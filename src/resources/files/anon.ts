@@ -2,8 +2,8 @@
 // Dumped from there; restored by creating the object in the restorer with that state and handing
 // it to the task like any open file.
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { statSync } from 'node:fs';
-import { sys } from '../../sys/index.js';
+import { writeSync, readdirSync } from 'node:fs';
+import { sys, isEpollTarget } from '../../sys/index.js';
 import type { eventfd_file_entrySchema } from '../../image/gen/eventfd_pb.js';
 import type { signalfd_entrySchema } from '../../image/gen/signalfd_pb.js';
 import type { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
@@ -108,23 +108,34 @@ function epollTarget(id: number, line: string): EpollTarget {
 }
 
 /**
- * An epoll target is registered again under its fd number, so that number must still name the
- * registered file (a target closed after registration stays in the set, invisible by number).
+ * The fd of `pid` that holds what epoll `epfd` watches under each of its registrations: the
+ * registered number itself, or, when that fd was closed or reused since, another fd of the task
+ * on the same file (found with kcmp); null where the task holds it nowhere.
  */
-export function epollBlocker(pid: number, where: string, info: FdInfo): string | null {
-  for (const line of info.extra.get('tfd') ?? []) {
+export function epollHolders(pid: number, epfd: number, info: FdInfo): (number | null)[] {
+  const seen = new Map<number, number>();
+  let fds: number[] | null = null;
+  return (info.extra.get('tfd') ?? []).map((line) => {
     const t = epollTarget(0, line);
-    let ino: bigint | null = null;
-    try {
-      ino = statSync(`/proc/${pid}/fd/${t.tfd}`, { bigint: true }).ino;
-    } catch {
-      /* closed */
-    }
-    if (ino !== t.inode) {
-      return `${where}: epoll instance watches a file that fd ${t.tfd} no longer refers to (closed or reused after registration) — not supported`;
-    }
-  }
-  return null;
+    const toff = seen.get(t.tfd) ?? 0;
+    seen.set(t.tfd, toff + 1);
+    if (isEpollTarget(pid, t.tfd, epfd, t.tfd, toff)) return t.tfd;
+    fds ??= readdirSync(`/proc/${pid}/fd`).map(Number);
+    return fds.find((fd) => isEpollTarget(pid, fd, epfd, t.tfd, toff)) ?? null;
+  });
+}
+
+/**
+ * An epoll target is registered again under its fd number; one whose number was closed or
+ * reused after registration is registered through another fd of the task on the same file. A
+ * file the task holds no fd of any more (only another process does) cannot be.
+ */
+export function epollBlocker(pid: number, epfd: number, where: string, info: FdInfo): string | null {
+  const holders = epollHolders(pid, epfd, info);
+  const lost = holders.findIndex((h) => h === null);
+  if (lost < 0) return null;
+  const t = epollTarget(0, info.extra.get('tfd')![lost]!);
+  return `${where}: epoll instance watches a file (registered as fd ${t.tfd}) that this task no longer has open — not supported`;
 }
 
 /** struct epoll_event as x86_64 packs it: u32 events, u64 data. */
@@ -150,8 +161,15 @@ export function createAnon(rec: AnonRecord): number {
     case 'EVENTPOLL':
       return sys('epoll_create1', [rec.epfd.flags & 0o2000000], `epoll ${rec.id}`);
     case 'EVENTFD': {
+      // eventfd2 takes an unsigned int: the full 64-bit count goes in with a write.
       const f = rec.efd.flags;
-      return sys('eventfd2', [Number(rec.efd.counter), (f & KEEP) | (f & EFD_SEMAPHORE)], `eventfd ${rec.id}`);
+      const fd = sys('eventfd2', [0, (f & KEEP) | (f & EFD_SEMAPHORE)], `eventfd ${rec.id}`);
+      if (rec.efd.counter) {
+        const b = Buffer.alloc(8);
+        b.writeBigUInt64LE(rec.efd.counter);
+        writeSync(fd, b);
+      }
+      return fd;
     }
     case 'SIGNALFD': {
       const mask = Buffer.alloc(8);

@@ -6,7 +6,7 @@ import { parseFdinfo } from '../../proc/index.js';
 import { UserError } from '../../util/errors.js';
 import { fdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
-import { anonKind, type AnonKind } from './anon.js';
+import { anonKind, epollHolders, type AnonKind } from './anon.js';
 import { deletedPath } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
@@ -88,13 +88,18 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   } else {
     const blocker = fdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UserError(blocker);
-    if (anon) id = files.addAnon(anon, flags, fown, info);
+    if (anon) {
+      id = files.addAnon(anon, flags, fown, info);
+      if (anon === 'EVENTPOLL') noteEpollHolders(files, id, epollHolders(pid, fd, info));
+    }
     else if (isMemfd(link)) {
       type = 'MEMFD';
       id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, fown);
     } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
       type = 'FIFO';
-      id = files.addFifo(st.ino, { flags, pos: 0n, fown: fown, name: link, mode: st.mode });
+      // A FIFO removed from its directory is made again there for the restore (a ghost node).
+      const gone = deletedPath(link);
+      id = files.addFifo(st.ino, { flags, pos: 0n, fown, name: gone ?? link, mode: st.mode }, gone !== null ? `/proc/${pid}/fd/${fd}` : undefined);
       if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));
     } else if (pipeId !== null) {
       id = files.addPipe(pipeId, flags, fown);
@@ -124,3 +129,13 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   return { id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd };
 }
 
+
+/** Targets whose fd number was closed or reused since registration: which fd holds them now. */
+function noteEpollHolders(files: FileTable, id: number, holders: (number | null)[]): void {
+  const e = files.entries.find((x) => x.id === id);
+  if (e?.type !== 'EVENTPOLL') return;
+  e.epfd.tfd.forEach((t, i) => {
+    const h = holders[i];
+    if (h !== null && h !== undefined && h !== t.tfd) t.cryoFileFd = h;
+  });
+}

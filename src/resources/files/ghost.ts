@@ -4,8 +4,8 @@
 // its old path, every fd and mapping is opened from it, and it is unlinked once the tree is back,
 // so the tasks see a deleted file again, shared as before.
 import { dirname } from 'node:path';
-import { existsSync, readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
-import { O } from '../../sys/index.js';
+import { chownSync, chmodSync, utimesSync, existsSync, readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
+import { O, sys } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 
 export interface GhostData {
@@ -16,6 +16,21 @@ export interface GhostData {
   mtimSec: bigint;
   mtimUsec: bigint;
   data: Buffer;
+  /** The device of a character device node (major << 8 | minor, as CRIU's old encoding). */
+  rdev?: number;
+}
+
+const S_IFMT = 0o170000;
+const S_IFIFO = 0o010000;
+const S_IFCHR = 0o020000;
+/** Character devices without state of their own (mem major 1: null, zero, full, random, urandom). */
+const STATELESS_RDEVS = new Set([0x103, 0x105, 0x107, 0x108, 0x109]);
+
+/** Old-style dev_t (major << 8 | minor) of a Linux dev_t as stat reports it. */
+function oldDev(rdev: number): number {
+  const major = (rdev >>> 8) & 0xfff;
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+  return (major << 8) | minor;
 }
 
 const DELETED = ' (deleted)';
@@ -37,6 +52,8 @@ export function ghostBlocker(where: string, name: string, source: string, limit:
     return `${where}: deleted file ${name} — cannot inspect: ${(e as Error).message}`;
   }
   if (st.isDirectory()) return null; // an empty directory: created again, removed again
+  if (st.isFIFO()) return null; // made again with mknod; its data goes with the FIFO's
+  if (st.isCharacterDevice()) return STATELESS_RDEVS.has(oldDev(st.rdev)) ? null : `${where}: deleted device node ${name} of a device with state — not supported`;
   if (!st.isFile()) return `${where}: deleted ${name} is not a regular file — not supported`;
   if (st.size > limit) {
     return `${where}: file ${name} was deleted while in use and is ${st.size} bytes, over the ghost limit of ${limit} (raise it with --ghost-limit)`;
@@ -47,7 +64,7 @@ export function ghostBlocker(where: string, name: string, source: string, limit:
 /** Reads a deleted file's contents and attributes through its /proc link. */
 export function readGhost(source: string): GhostData {
   const st = statSync(source, { bigint: true });
-  const data = st.isDirectory() ? Buffer.alloc(0) : readFileSync(source);
+  const data = st.isFile() ? readFileSync(source) : Buffer.alloc(0);
   return {
     mode: Number(st.mode),
     uid: Number(st.uid),
@@ -56,8 +73,26 @@ export function readGhost(source: string): GhostData {
     mtimSec: st.mtimeNs / 1_000_000_000n,
     mtimUsec: (st.mtimeNs % 1_000_000_000n) / 1000n,
     data,
+    ...(st.isCharacterDevice() ? { rdev: oldDev(Number(st.rdev)) } : {}),
   };
 }
+
+function isGhostNode(g: GhostData): boolean {
+  const t = g.mode & S_IFMT;
+  return t === S_IFIFO || t === S_IFCHR;
+}
+
+/** A FIFO or device node again (mknod), with its owner, mode and mtime. */
+function makeNode(path: string, g: GhostData): void {
+  const rdev = g.rdev ?? 0;
+  sys('mknodat', [AT_FDCWD, Buffer.from(path + '\0'), g.mode, ((rdev >>> 8) << 8) | (rdev & 0xff)], `mknod ${path}`);
+  chownSync(path, g.uid, g.gid);
+  chmodSync(path, g.mode & 0o7777);
+  const mtime = Number(g.mtimSec) + Number(g.mtimUsec) / 1e6;
+  utimesSync(path, mtime, mtime);
+}
+
+const AT_FDCWD = -100;
 
 export function isGhostDir(g: GhostData): boolean {
   return (g.mode & 0o170000) === 0o040000;
@@ -74,6 +109,10 @@ export function createGhost(path: string, g: GhostData): string[] {
   try {
     for (let dir = dirname(path); !existsSync(dir); dir = dirname(dir)) parents.push(dir);
     for (const dir of [...parents].reverse()) mkdirSync(dir, 0o700);
+    if (isGhostNode(g)) {
+      makeNode(path, g);
+      return parents;
+    }
     if (isGhostDir(g)) mkdirSync(path, g.mode & 0o7777);
     fd = openSync(path, isGhostDir(g) ? O.RDONLY | O.DIRECTORY | O.CLOEXEC : O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, g.mode & 0o7777);
   } catch (e) {

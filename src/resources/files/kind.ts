@@ -66,7 +66,7 @@ function kindBlocker(pid: number, fd: number, where: string, link: string, mode:
   const anon = anonKind(link);
   if (anon === 'INOTIFY') return inotifyBlocker(where, info);
   if (anon === 'FANOTIFY') return fanotifyBlocker(where, info);
-  if (anon === 'EVENTPOLL') return epollBlocker(pid, where, info);
+  if (anon === 'EVENTPOLL') return epollBlocker(pid, fd, where, info);
   if (anon) return null;
   if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
   if (isMemfd(link)) return null;

@@ -99,6 +99,8 @@ export function createMemfd(m: MemfdInode, pages: PageRange[], pagesFile: string
         closeSync(src);
       }
     }
+    // The last page goes in whole: cut the file back to its size.
+    sys('ftruncate', [fd, m.size], `memfd ${m.name} size`);
     sys('fchown', [fd, m.uid, m.gid], `memfd ${m.name} owner`);
     sys('fchmod', [fd, m.mode & 0o7777], `memfd ${m.name} mode`);
     // Sealing after filling (a write seal would stop us); a memfd created without

@@ -124,8 +124,8 @@ export class FileTable {
     return id;
   }
   /** A FIFO end: its path as a REG entry, and the FIFO entry pointing at it. */
-  addFifo(pipeId: number, reg: Omit<RegFileData, 'id'>): number {
-    const regfId = this.add(reg);
+  addFifo(pipeId: number, reg: Omit<RegFileData, 'id'>, ghostSource?: string): number {
+    const regfId = this.add(reg, ghostSource);
     const id = this.entries.length + 1;
     this.entries.push({ type: 'FIFO', id, fifo: { id, pipeId, regfId } });
     return id;

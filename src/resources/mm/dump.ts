@@ -2,7 +2,7 @@
 // matter (pagemap + pages images). Private file mappings only save pages that differ from the
 // file; vdso/vvar/vsyscall are the kernel's and are not saved.
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { PAGE_SIZE, PROT, MAP, alignedBuffer } from '../../sys/index.js';
+import { PAGE_SIZE, PROT, MAP, PR, O, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError, hex } from '../../util/errors.js';
 import { ghostBlocker } from '../files/ghost.js';
@@ -147,7 +147,9 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
         fd: -1,
       };
       if (madv) v.madv = madv;
-      if (isFile) v.fdflags = 0;
+      // A shared file mapping keeps VM_MAYWRITE (VmFlags mw) only when its file was open for
+      // writing: the restore opens it so too, or the mapping loses mw and sh.
+      if (isFile) v.fdflags = c.kind === 'file-shared' && flagsSet.has('mw') ? O.RDWR : O.RDONLY;
       vmas.push(v);
 
       if (c.kind === 'sysv-shm') {
@@ -235,7 +237,7 @@ export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): 
     exeFileId,
     mmSavedAuxv: parseAuxv(readFileSync(`/proc/${t.pid}/auxv`)),
     dumpable,
-    thpDisabled: false,
+    thpDisabled: t.remote.call('prctl', [PR.GET_THP_DISABLE, 0, 0, 0, 0]) === 1n,
   };
 }
 

@@ -2,6 +2,8 @@
 // its address, fill saved pages with pread64 from the pages image (run by the task itself, so the
 // kernel copies straight from the page cache), put the protections back, then the vdso.
 import { changedSince, type FileStamp } from '../files/reg.js';
+import { vma_entrySchema } from '../../image/gen/vma_pb.js';
+import { hasField } from '../../image/presence.js';
 import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, O, ARCH, NR, alignedBuffer } from '../../sys/index.js';
 import { hex, UserError } from '../../util/errors.js';
@@ -86,6 +88,8 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
   const created = new Map<bigint, VmaData>();
   const filled = vmasWithPages(img);
   const apart = keptApart(img.vmas, filled);
+  // A shared anonymous object's pages go in through any of its mappings: each is writable then.
+  const fedShared = (v: VmaData) => (v.status & VMA.ANON_SHARED) !== 0 && !(v.status & VMA.AREA_SYSVIPC) && img.shmem.has(v.shmid);
   let cowKept = 0;
   try {
     failpoint('restore:mm');
@@ -96,14 +100,15 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       // Writable while we fill it only if it holds saved pages (so it was written, and is
       // accountable): mapping a never-written read-only VMA writable would make it accountable,
       // and the kernel would then merge it with a neighbour it was separate from.
-      let fillProt = filled.has(v) || v.prot & PROT.WRITE ? v.prot | PROT.READ | PROT.WRITE : v.prot;
+      let fillProt = filled.has(v) || v.prot & PROT.WRITE || fedShared(v) ? v.prot | PROT.READ | PROT.WRITE : v.prot;
       if (apart.has(v)) fillProt ^= PROT.EXEC;
       if (v.status & VMA.AREA_SYSVIPC) {
         const id = ctx.sysvIds.get(Number(v.shmid));
         if (id === undefined) throw new UserError(`${where}: SysV segment ${v.shmid} is not in the images`);
         call('shmat', attachArgs(id, v.start, (v.prot & PROT.WRITE) !== 0), where);
       } else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-        const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && (v.prot & PROT.WRITE) !== 0, fileFds, ctx.unchecked);
+        const mayWrite = hasField(vma_entrySchema, v, 'fdflags') ? (v.fdflags! & O.ACCMODE) === O.RDWR : (v.prot & PROT.WRITE) !== 0;
+        const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && mayWrite, fileFds, ctx.unchecked);
         const prot = v.status & VMA.FILE_SHARED ? v.prot : fillProt;
         call('mmap', [v.start, len, prot, (v.flags & ~(MAP.ANONYMOUS | MAP.LOCKED)) | MAP.FIXED, fd, v.pgoff], where);
       } else if (v.status & VMA.ANON_SHARED) {
@@ -146,7 +151,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
 
     for (const v of img.vmas) {
       if (special(v) || kept.has(v)) continue;
-      const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE);
+      const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE || fedShared(v));
       if (apart.has(v) && !((v.madv ?? 0n) & (1n << BigInt(MADV_DONTFORK)))) call('madvise', [v.start, v.end - v.start, MADV_DOFORK], `mapping ${hex(v.start)}`);
       if (apart.has(v) || (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE) && !skip('mprotect'))) {
         call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);

@@ -62,7 +62,7 @@ export function dumpSigaltstack(t: DumpTask): SigaltstackData {
   const buf = t.scratch.alloc(24);
   t.remote.call('sigaltstack', [0, buf]);
   const raw = t.scratch.read(buf, 24);
-  return { ssSp: raw.readBigUInt64LE(0), ssFlags: raw.readInt32LE(8), ssSize: raw.readBigUInt64LE(16) };
+  return { ssSp: raw.readBigUInt64LE(0), ssFlags: raw.readUInt32LE(8), ssSize: raw.readBigUInt64LE(16) }; // SS_AUTODISARM is bit 31: unsigned
 }
 
 export function restoreSigaltstack(r: RestoreTask, sas: SigaltstackData | undefined): void {
@@ -70,7 +70,7 @@ export function restoreSigaltstack(r: RestoreTask, sas: SigaltstackData | undefi
   const b = Buffer.alloc(24);
   b.writeBigUInt64LE(sas.ssSp, 0);
   // SS_ONSTACK is a report, not a request: the kernel only accepts 0 or SS_AUTODISARM.
-  b.writeInt32LE(sas.ssFlags & ~1, 8);
+  b.writeUInt32LE((sas.ssFlags & ~1) >>> 0, 8);
   b.writeBigUInt64LE(sas.ssSize, 16);
   r.scratch.reset();
   r.remote.call('sigaltstack', [r.scratch.put(b), 0]);
