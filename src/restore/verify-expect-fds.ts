@@ -37,6 +37,8 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
     return { kind: fileKindOf(mode), flags: reg.flags, reg: { name: reg.name, pos: reg.pos } };
   }
   const pipe = ckpt.pipes.get(id);
+  // A pipe that led outside the tree is whatever --inherit-fd gave in its place.
+  if (pipe?.external) return null;
   if (pipe) return { kind: 'pipe', flags: pipe.flags };
   const fifo = ckpt.fifos.get(id);
   if (fifo) {
