@@ -1,0 +1,71 @@
+// The brute-force breakage generator (test/lib/fuzz.ts drives test/targets/fuzzstate).
+//
+// Each seed builds a random combination of supported state; the target checks it itself after
+// `dump --leave-running` and after dump + restore. Under `npm test` a fixed set of seeds runs
+// (known-broken items left out), plus one todo test per known-broken item so its state shows.
+//
+//   npm run fuzz -- --seeds 500 [--from 1000] [--all] [--only a,b] [--k 5-25] [--crit] [--no-baseline]
+//   npm run fuzz -- --seed 1234 [--all]       (what a failing seed's `repro:` line says)
+//   CRYO_FUZZ_SEED=1234 npm run fuzz          (the same)
+// prints a line per failing seed and a summary: tried, passed, refused, failed, per item.
+
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { describeResult, loadKnown, runSeed, summarize, type FuzzConfig, type SeedResult } from './lib/fuzz.js';
+
+/** Seeds every CI run tries: all pass with the known-broken items left out. */
+const CI_SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
+
+function parseArgs(argv: string[]): { seeds: number[]; cfg: FuzzConfig; long: boolean } {
+  const cfg: FuzzConfig = {};
+  let count = 0;
+  let from = 1000;
+  let single: number | undefined = process.env.CRYO_FUZZ_SEED ? Number(process.env.CRYO_FUZZ_SEED) : undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--seeds') count = Number(next());
+    else if (a === '--from') from = Number(next());
+    else if (a === '--seed') single = Number(next());
+    else if (a === '--all') cfg.all = true;
+    else if (a === '--only') cfg.only = next().split(',');
+    else if (a === '--k') cfg.k = next();
+    else if (a === '--crit') cfg.crit = true;
+    else if (a === '--no-baseline') cfg.noBaseline = true;
+    else throw new Error(`unknown fuzz option ${a}`);
+  }
+  if (single !== undefined) return { seeds: [single], cfg, long: true };
+  if (count > 0) return { seeds: Array.from({ length: count }, (_, i) => from + i), cfg, long: true };
+  return { seeds: CI_SEEDS, cfg: { ...cfg, crit: true }, long: false };
+}
+
+const { seeds, cfg, long } = parseArgs(process.argv.slice(2));
+const known = loadKnown();
+const results: SeedResult[] = [];
+
+describe('fuzz: random combinations of state survive dump --leave-running and dump + restore', () => {
+  after(() => {
+    if (results.length) console.log(`\n${summarize(results)}\n${results.filter((r) => r.outcome !== 'pass').map(describeResult).join('\n')}`);
+  });
+
+  for (const seed of seeds)
+    it(`seed ${seed}`, { timeout: 300_000 }, async () => {
+      const r = await runSeed(seed, cfg, known);
+      results.push(r);
+      assert.ok(r.outcome === 'pass' || r.outcome === 'refused', describeResult(r));
+    });
+
+  // Each known-broken item alone with a few others, so its state is visible in every run; a
+  // todo test's failure does not fail the suite. The lead removes an item from
+  // test/fuzz-known.json once the engine is fixed, which puts it back into the seeds above.
+  if (!long)
+    for (const [item, why] of Object.entries(known.broken))
+      it(`known broken: ${item}`, { todo: why, timeout: 300_000 }, async () => {
+        const r = await runSeed(1, { only: [item], k: '1-3', noBaseline: true }, known);
+        assert.ok(r.outcome === 'pass', describeResult(r));
+      });
+});

@@ -1,0 +1,290 @@
+/* fuzzstate items: rlimits, umask, cwd, nice, prctl values, file locks, a seccomp filter. */
+#include "fuzz.h"
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+/* ---- rlimits ------------------------------------------------------------------------------ */
+
+struct rlimit_st {
+	int n;
+	int res[6];
+	struct rlimit lim[6];
+};
+
+static int rlimit_build(struct inst *in, struct rng *r)
+{
+	/* resources with a floor that keeps the target (and the harness's checks) working */
+	static const struct {
+		int res;
+		rlim_t floor;
+	} pool[] = {
+		{ RLIMIT_CORE, 0 },		{ RLIMIT_NOFILE, 1024 },     { RLIMIT_MSGQUEUE, 0 },
+		{ RLIMIT_NICE, 0 },		{ RLIMIT_RTPRIO, 0 },	     { RLIMIT_CPU, 100000 },
+		{ RLIMIT_FSIZE, 1UL << 30 }, { RLIMIT_SIGPENDING, 1024 }, { RLIMIT_STACK, 8UL << 20 },
+		{ RLIMIT_MEMLOCK, 1UL << 20 }, { RLIMIT_AS, 1UL << 34 },
+	};
+	static int used; /* each resource belongs to one instance */
+	struct rlimit_st *s = ST_OF(in, struct rlimit_st);
+	int n = (int)rng_range(r, 1, 6);
+	for (int k = 0; k < n; k++) {
+		int i = (int)rng_below(r, sizeof(pool) / sizeof(pool[0]));
+		if (used & (1 << i))
+			continue;
+		used |= 1 << i;
+		struct rlimit cur;
+		getrlimit(pool[i].res, &cur);
+		rlim_t hard = cur.rlim_max;
+		if (rng_one_in(r, 2) && (hard == RLIM_INFINITY || hard > pool[i].floor + 1000))
+			hard = pool[i].floor + 1000 + rng_below(r, 1 << 20); /* lowered for good */
+		rlim_t soft = pool[i].floor + rng_below(r, 1000);
+		if (soft > hard)
+			soft = hard;
+		struct rlimit l = { soft, hard };
+		if (setrlimit(pool[i].res, &l) != 0)
+			continue;
+		s->res[s->n] = pool[i].res;
+		getrlimit(pool[i].res, &s->lim[s->n]);
+		describe(in, "%d=%llu/%llu", s->res[s->n], (unsigned long long)soft, (unsigned long long)hard);
+		s->n++;
+	}
+	return s->n ? 0 : 1;
+}
+
+static void rlimit_check(struct inst *in, int final)
+{
+	(void)final;
+	struct rlimit_st *s = ST_OF(in, struct rlimit_st);
+	for (int i = 0; i < s->n; i++) {
+		struct rlimit now;
+		getrlimit(s->res[i], &now);
+		ICHECK(in, now.rlim_cur == s->lim[i].rlim_cur && now.rlim_max == s->lim[i].rlim_max,
+		       "rlimit %d is %llu/%llu, expected %llu/%llu", s->res[i], (unsigned long long)now.rlim_cur,
+		       (unsigned long long)now.rlim_max, (unsigned long long)s->lim[i].rlim_cur,
+		       (unsigned long long)s->lim[i].rlim_max);
+	}
+}
+
+/* ---- umask, cwd, nice --------------------------------------------------------------------- */
+
+struct fsctx_st {
+	mode_t umask;
+	char cwd[300];
+	int nice;
+};
+
+static int umask_build(struct inst *in, struct rng *r)
+{
+	struct fsctx_st *s = ST_OF(in, struct fsctx_st);
+	s->umask = (mode_t)rng_below(r, 0777);
+	umask(s->umask);
+	describe(in, "0%o", s->umask);
+	return 0;
+}
+
+static void umask_check(struct inst *in, int final)
+{
+	(void)final;
+	struct fsctx_st *s = ST_OF(in, struct fsctx_st);
+	mode_t now = umask(s->umask);
+	ICHECK(in, now == s->umask, "umask 0%o, expected 0%o", now, s->umask);
+}
+
+static int cwd_build(struct inst *in, struct rng *r)
+{
+	struct fsctx_st *s = ST_OF(in, struct fsctx_st);
+	snprintf(s->cwd, sizeof(s->cwd), "%swd%d-%llx", g_base, in->idx, (unsigned long long)(rng_next(r) & 0xfff));
+	if (mkdir(s->cwd, 0755) != 0 || chdir(s->cwd) != 0)
+		DIE("cwd %s", s->cwd);
+	describe(in, "%s", s->cwd + strlen(g_base));
+	return 0;
+}
+
+static void cwd_check(struct inst *in, int final)
+{
+	(void)final;
+	struct fsctx_st *s = ST_OF(in, struct fsctx_st);
+	char now[300];
+	ICHECK(in, getcwd(now, sizeof(now)) && strcmp(now, s->cwd) == 0, "cwd %s, expected %s", now, s->cwd);
+}
+
+static int nice_build(struct inst *in, struct rng *r)
+{
+	struct fsctx_st *s = ST_OF(in, struct fsctx_st);
+	s->nice = (int)rng_range(r, 1, 19);
+	if (setpriority(PRIO_PROCESS, 0, s->nice) != 0)
+		DIE("setpriority");
+	describe(in, "%d", s->nice);
+	return 0;
+}
+
+static void nice_check(struct inst *in, int final)
+{
+	(void)final;
+	struct fsctx_st *s = ST_OF(in, struct fsctx_st);
+	errno = 0;
+	int now = getpriority(PRIO_PROCESS, 0);
+	ICHECK(in, now == s->nice, "nice %d, expected %d", now, s->nice);
+}
+
+/* ---- prctl: values a process sets on itself ----------------------------------------------- */
+
+struct prctl_st {
+	char name[16];
+	int subreaper, dumpable, nnp, thp;
+	unsigned long slack;
+};
+
+static int prctl_build(struct inst *in, struct rng *r)
+{
+	struct prctl_st *s = ST_OF(in, struct prctl_st);
+	snprintf(s->name, sizeof(s->name), "fz%llx", (unsigned long long)(rng_next(r) & 0xffffff));
+	prctl(PR_SET_NAME, s->name);
+	s->subreaper = rng_one_in(r, 2);
+	prctl(PR_SET_CHILD_SUBREAPER, s->subreaper);
+	s->dumpable = !rng_one_in(r, 3);
+	prctl(PR_SET_DUMPABLE, s->dumpable);
+	s->nnp = rng_one_in(r, 3);
+	if (s->nnp)
+		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	s->thp = rng_one_in(r, 3);
+	prctl(PR_SET_THP_DISABLE, s->thp, 0, 0, 0);
+	s->slack = rng_one_in(r, 2) ? 0 : (unsigned long)rng_range(r, 1, 1000000);
+	prctl(PR_SET_TIMERSLACK, s->slack);
+	s->slack = (unsigned long)prctl(PR_GET_TIMERSLACK);
+	describe(in, "name=%s subreaper=%d dumpable=%d no_new_privs=%d thp_disable=%d timerslack=%lu", s->name,
+		 s->subreaper, s->dumpable, s->nnp, s->thp, s->slack);
+	return 0;
+}
+
+static void prctl_check(struct inst *in, int final)
+{
+	(void)final;
+	struct prctl_st *s = ST_OF(in, struct prctl_st);
+	char name[17] = "";
+	prctl(PR_GET_NAME, name);
+	ICHECK(in, strcmp(name, s->name) == 0, "comm %s, expected %s", name, s->name);
+	int v = 0;
+	prctl(PR_GET_CHILD_SUBREAPER, &v);
+	ICHECK(in, v == s->subreaper, "child subreaper %d, expected %d", v, s->subreaper);
+	ICHECK(in, prctl(PR_GET_DUMPABLE) == s->dumpable, "dumpable %d, expected %d", prctl(PR_GET_DUMPABLE), s->dumpable);
+	ICHECK(in, prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == s->nnp, "no_new_privs %d, expected %d",
+	       prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), s->nnp);
+	ICHECK(in, prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == s->thp, "thp_disable %d, expected %d",
+	       prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0), s->thp);
+	ICHECK(in, (unsigned long)prctl(PR_GET_TIMERSLACK) == s->slack, "timerslack %d, expected %lu",
+	       prctl(PR_GET_TIMERSLACK), s->slack);
+}
+
+/* ---- file-lock: flock, POSIX and OFD locks on a file of its own (dumped with --file-locks) - */
+
+struct lock_st {
+	int fd, kind;
+	char path[300];
+	char lines[512]; /* the fd's lock lines in fdinfo, without their ordinal */
+};
+
+static void lock_lines(int fd, char *out, size_t size)
+{
+	static char buf[16384];
+	char p[64];
+	out[0] = 0;
+	snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", fd);
+	if (read_file(p, buf, sizeof(buf)) < 0)
+		return;
+	size_t n = 0;
+	for (char *l = strstr(buf, "lock:"); l && n < size; l = strstr(l + 1, "lock:")) {
+		char *colon = strchr(l + 5, ':'), *nl = strchr(l, '\n');
+		if (!colon || !nl)
+			break;
+		n += (size_t)snprintf(out + n, size - n, "%.*s\n", (int)(nl - colon - 1), colon + 1);
+	}
+}
+
+static int lock_build(struct inst *in, struct rng *r)
+{
+	struct lock_st *s = ST_OF(in, struct lock_st);
+	snprintf(s->path, sizeof(s->path), "%slock%d", g_base, in->idx);
+	s->fd = open(s->path, O_RDWR | O_CREAT, 0644);
+	if (s->fd < 0 || ftruncate(s->fd, 65536) != 0)
+		DIE("lock file");
+	s->kind = (int)rng_below(r, 3);
+	int excl = rng_one_in(r, 2);
+	if (s->kind == 0) {
+		if (flock(s->fd, excl ? LOCK_EX : LOCK_SH) != 0)
+			DIE("flock");
+		describe(in, "flock %s", excl ? "ex" : "sh");
+	} else {
+		int n = (int)rng_range(r, 1, 3);
+		for (int i = 0; i < n; i++) {
+			struct flock fl = { .l_type = (short)(rng_one_in(r, 2) ? F_WRLCK : F_RDLCK), .l_whence = SEEK_SET,
+					    .l_start = (off_t)(i * 1000 + rng_below(r, 500)), .l_len = (off_t)rng_below(r, 400) + 1 };
+			if (fcntl(s->fd, s->kind == 1 ? F_SETLK : F_OFD_SETLK, &fl) != 0)
+				DIE("lock");
+			describe(in, "%s %s %lld+%lld", s->kind == 1 ? "posix" : "ofd", fl.l_type == F_WRLCK ? "w" : "r",
+				 (long long)fl.l_start, (long long)fl.l_len);
+		}
+	}
+	s->fd = place_fd(r, s->fd);
+	lock_lines(s->fd, s->lines, sizeof(s->lines));
+	describe(in, "fd=%d", s->fd);
+	return 0;
+}
+
+static void lock_check(struct inst *in, int final)
+{
+	(void)final;
+	struct lock_st *s = ST_OF(in, struct lock_st);
+	static char now[512];
+	lock_lines(s->fd, now, sizeof(now));
+	ICHECK(in, strcmp(now, s->lines) == 0, "fd %d locks:\n%s  expected:\n%s", s->fd, now, s->lines);
+}
+
+/* ---- seccomp: a filter that makes acct(2) fail with a chosen errno ------------------------ */
+
+struct seccomp_st {
+	int err;
+};
+
+static int seccomp_build(struct inst *in, struct rng *r)
+{
+	struct seccomp_st *s = ST_OF(in, struct seccomp_st);
+	s->err = (int)rng_range(r, 1, 200);
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_acct, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)s->err),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+		DIE("seccomp");
+	describe(in, "acct->errno %d", s->err);
+	return 0;
+}
+
+static void seccomp_check(struct inst *in, int final)
+{
+	(void)final;
+	struct seccomp_st *s = ST_OF(in, struct seccomp_st);
+	ICHECK(in, prctl(PR_GET_SECCOMP) == 2, "seccomp mode %d, expected 2 (filter)", prctl(PR_GET_SECCOMP));
+	errno = 0;
+	long rc = syscall(SYS_acct, NULL);
+	ICHECK(in, rc == -1 && errno == s->err, "acct(NULL) returned %ld errno %d, expected errno %d", rc,
+	       errno, s->err);
+}
+
+const struct item items_tasks[] = {
+	{ "rlimit", 2, rlimit_build, rlimit_check },
+	{ "umask", 1, umask_build, umask_check },
+	{ "cwd", 1, cwd_build, cwd_check },
+	{ "nice", 1, nice_build, nice_check },
+	{ "prctl", 1, prctl_build, prctl_check },
+	{ "file-lock", 3, lock_build, lock_check },
+	{ "seccomp", 1, seccomp_build, seccomp_check },
+	{ NULL, 0, NULL, NULL },
+};
