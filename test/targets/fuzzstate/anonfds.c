@@ -13,11 +13,13 @@ struct eventfd_st {
 	unsigned long long count;
 };
 
-static int eventfd_build(struct inst *in, struct rng *r)
+static int eventfd_common(struct inst *in, struct rng *r, int big)
 {
 	struct eventfd_st *s = ST_OF(in, struct eventfd_st);
 	s->sem = rng_one_in(r, 3);
-	s->count = rng_one_in(r, 4) ? 0 : rng_below(r, 1ULL << 40);
+	s->count = rng_one_in(r, 4) ? 0 : rng_below(r, 1ULL << 32);
+	if (big) /* beyond 32 bits */
+		s->count = (rng_below(r, 1ULL << 20) + 1) << 32 | s->count;
 	int fd = eventfd((unsigned)(s->count & 0xffffffff), (s->sem ? EFD_SEMAPHORE : 0) |
 		     (rng_one_in(r, 2) ? EFD_NONBLOCK : 0) | (rng_one_in(r, 2) ? EFD_CLOEXEC : 0));
 	if (fd < 0)
@@ -28,6 +30,16 @@ static int eventfd_build(struct inst *in, struct rng *r)
 	s->fd = place_fd(r, fd);
 	describe(in, "fd=%d count=%llu semaphore=%d", s->fd, s->count, s->sem);
 	return 0;
+}
+
+static int eventfd_build(struct inst *in, struct rng *r)
+{
+	return eventfd_common(in, r, 0);
+}
+
+static int eventfd_big_build(struct inst *in, struct rng *r)
+{
+	return eventfd_common(in, r, 1);
 }
 
 static void eventfd_check(struct inst *in, int final)
@@ -259,6 +271,7 @@ static void inotify_check(struct inst *in, int final)
 
 const struct item items_anonfds[] = {
 	{ "eventfd", 3, eventfd_build, eventfd_check },
+	{ "eventfd-64bit", 2, eventfd_big_build, eventfd_check },
 	{ "signalfd", 2, signalfd_build, signalfd_check },
 	{ "epoll", 3, epoll_build, epoll_check },
 	{ "inotify", 2, inotify_build, inotify_check },

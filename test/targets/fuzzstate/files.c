@@ -278,7 +278,7 @@ struct memfd_st {
 	int seals;
 };
 
-static int memfd_build(struct inst *in, struct rng *r)
+static int memfd_common(struct inst *in, struct rng *r, int odd_size)
 {
 	struct memfd_st *s = ST_OF(in, struct memfd_st);
 	snprintf(s->name, sizeof(s->name), "fz%d-%llx", in->idx, (unsigned long long)(rng_next(r) & 0xffff));
@@ -287,10 +287,12 @@ static int memfd_build(struct inst *in, struct rng *r)
 	if (fd < 0)
 		DIE("memfd_create");
 	s->size = (size_t)rng_below(r, 200000);
+	if (!odd_size) /* a whole number of pages: the memfd-odd-size item has the others */
+		s->size &= ~4095UL;
 	s->seed = rng_next(r);
 	s->plen = s->size;
 	write_pattern(fd, s->size, s->seed);
-	if (rng_one_in(r, 3) && ftruncate(fd, (off_t)(s->size + rng_below(r, 100000))) == 0) {
+	if (rng_one_in(r, 3) && ftruncate(fd, (off_t)(s->size + (rng_below(r, 100000) & (odd_size ? ~0UL : ~4095UL)))) == 0) {
 		struct stat st;
 		fstat(fd, &st);
 		s->size = (size_t)st.st_size;
@@ -312,6 +314,16 @@ static int memfd_build(struct inst *in, struct rng *r)
 	s->fd = place_fd(r, fd);
 	describe(in, "fd=%d name=%s size=%zu seals=0x%x", s->fd, s->name, s->size, s->seals);
 	return 0;
+}
+
+static int memfd_build(struct inst *in, struct rng *r)
+{
+	return memfd_common(in, r, 0);
+}
+
+static int memfd_odd_build(struct inst *in, struct rng *r)
+{
+	return memfd_common(in, r, 1);
 }
 
 static void memfd_check(struct inst *in, int final)
@@ -342,5 +354,6 @@ const struct item items_files[] = {
 	{ "removed-dir", 2, rmdir_build, dir_check },
 	{ "chardev", 3, dev_build, dev_check },
 	{ "memfd", 3, memfd_build, memfd_check },
+	{ "memfd-odd-size", 2, memfd_odd_build, memfd_check },
 	{ NULL, 0, NULL, NULL },
 };

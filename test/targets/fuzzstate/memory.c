@@ -49,11 +49,12 @@ static void random_mprotect(struct inst *in, struct rng *r, struct region *g)
 	}
 }
 
-static int mapping_build(struct inst *in, struct rng *r)
+/* splits: 0 none, 1 madvise only, 2 madvise and mprotect */
+static int mapping_common(struct inst *in, struct rng *r, int kind, int splits)
 {
 	struct mapping_st *s = ST_OF(in, struct mapping_st);
 	struct region *g = &s->g;
-	s->kind = (int)rng_below(r, 5);
+	s->kind = kind;
 	g->npages = (int)rng_range(r, 1, REGION_PAGES);
 	size_t len = (size_t)g->npages * PAGE;
 	int fd = -1, off_pages = 0;
@@ -83,11 +84,27 @@ static int mapping_build(struct inst *in, struct rng *r)
 	if (fd >= 0)
 		close(fd); /* the mapping keeps the file */
 	describe(in, "%s pages=%d off=%d at=%lx", map_kinds[s->kind], g->npages, off_pages, (unsigned long)g->addr);
-	random_madvise(in, r, g, s->kind == 0);
-	random_mprotect(in, r, g);
+	if (splits >= 1)
+		random_madvise(in, r, g, s->kind == 0);
+	if (splits >= 2)
+		random_mprotect(in, r, g);
 	region_snapshot(g);
 	return 0;
 }
+
+#define MAPPING_ITEM(fn, kind, splits)                                                             \
+	static int fn(struct inst *in, struct rng *r)                                              \
+	{                                                                                          \
+		return mapping_common(in, r, kind, splits);                                        \
+	}
+MAPPING_ITEM(map_anon_private_build, 0, 2)
+MAPPING_ITEM(map_anon_shared_build, 1, 0)
+MAPPING_ITEM(map_anon_shared_split_build, 1, 2)
+MAPPING_ITEM(map_file_private_build, 2, 1)
+MAPPING_ITEM(map_file_private_mprotect_build, 2, 2)
+MAPPING_ITEM(map_file_shared_build, 3, 1)
+MAPPING_ITEM(map_file_shared_mprotect_build, 3, 2)
+MAPPING_ITEM(map_memfd_shared_build, 4, 2)
 
 static void mapping_check(struct inst *in, int final)
 {
@@ -244,7 +261,14 @@ static void multimap_check(struct inst *in, int final)
 }
 
 const struct item items_memory[] = {
-	{ "mapping", 8, mapping_build, mapping_check },
+	{ "map-anon-private", 4, map_anon_private_build, mapping_check },
+	{ "map-anon-shared", 3, map_anon_shared_build, mapping_check },
+	{ "map-anon-shared-split", 2, map_anon_shared_split_build, mapping_check },
+	{ "map-file-private", 4, map_file_private_build, mapping_check },
+	{ "map-file-private-mprotect", 2, map_file_private_mprotect_build, mapping_check },
+	{ "map-file-shared", 3, map_file_shared_build, mapping_check },
+	{ "map-file-shared-mprotect", 2, map_file_shared_mprotect_build, mapping_check },
+	{ "map-memfd-shared", 3, map_memfd_shared_build, mapping_check },
 	{ "mlock", 3, mlock_build, mapping_check },
 	{ "mremap-shared", 2, mremap_build, mapping_check },
 	{ "file-multimap", 2, multimap_build, multimap_check },

@@ -41,10 +41,14 @@ static void region_describe(const struct region *g, char *maps, size_t msz, char
 		int n = 0;
 		if (sscanf(p, "%lx-%lx %7s %lx %*s %*s %n", &s, &e, perms, &off, &n) == 4 && strchr(p, '-') &&
 		    p[0] != 'V') {
-			inside = s >= lo && e <= hi;
+			/* a VMA may reach past the region (a later mapping merged with it): clip it */
+			inside = s < hi && e > lo;
 			snprintf(path, sizeof(path), "%s", p + n);
+			if (inside && s < lo && path[0])
+				off += lo - s;
 			if (inside && ml < msz)
-				ml += (size_t)snprintf(maps + ml, msz - ml, "%lx-%lx %s %lx %s\n", s, e, perms, off, path);
+				ml += (size_t)snprintf(maps + ml, msz - ml, "%lx-%lx %s %lx %s\n", s < lo ? lo : s,
+						       e > hi ? hi : e, perms, off, path);
 		} else if (inside && strncmp(p, "VmFlags:", 8) == 0 && fl < fsz) {
 			/* sd (soft-dirty) says nothing about the state a program set up */
 			char *q = p + 8;

@@ -48,9 +48,17 @@ static void sockopts_check(struct inst *in, int fd, const struct sockopts *want)
 	SAME(passcred);
 	SAME(acceptconn);
 	SAME(reuseaddr);
-	SAME(linger.l_onoff);
-	SAME(linger.l_linger);
 #undef SAME
+	/* SO_LINGER is the so-linger item's: set, or left unset, and compared there */
+}
+
+static void linger_compare(struct inst *in, int fd, const struct sockopts *want)
+{
+	struct sockopts now;
+	sockopts_get(fd, &now);
+	ICHECK(in, now.linger.l_onoff == want->linger.l_onoff && now.linger.l_linger == want->linger.l_linger,
+	       "fd %d SO_LINGER {%d, %d}, expected {%d, %d}", fd, now.linger.l_onoff, now.linger.l_linger,
+	       want->linger.l_onoff, want->linger.l_linger);
 }
 
 /* Up to 6 messages queued on a socket: their sizes and pattern seeds, in order. */
@@ -278,7 +286,7 @@ static void named_check(struct inst *in, int final)
 	}
 }
 
-/* ---- so-linger: SO_LINGER set on a socket (unix or TCP) ----------------------------------- */
+/* ---- so-linger: SO_LINGER set, or left unset, on a socket (unix or TCP) ------------------- */
 
 struct linger_st {
 	int fd;
@@ -292,12 +300,16 @@ static int linger_build(struct inst *in, struct rng *r)
 	s->fd = socket(fam, SOCK_STREAM, 0);
 	if (s->fd < 0)
 		DIE("socket");
-	struct linger l = { 1, (int)rng_range(r, 0, 1000) };
-	if (setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) != 0)
-		DIE("SO_LINGER");
+	struct linger l = { 0, 0 };
+	if (rng_one_in(r, 2)) {
+		l.l_onoff = 1;
+		l.l_linger = (int)rng_range(r, 0, 1000);
+		if (setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) != 0)
+			DIE("SO_LINGER");
+	}
 	s->fd = place_fd(r, s->fd);
 	sockopts_get(s->fd, &s->o);
-	describe(in, "fd=%d family=%d linger=%d", s->fd, fam, l.l_linger);
+	describe(in, "fd=%d family=%d linger={%d,%d}", s->fd, fam, l.l_onoff, l.l_linger);
 	return 0;
 }
 
@@ -306,6 +318,7 @@ static void linger_check(struct inst *in, int final)
 	(void)final;
 	struct linger_st *s = ST_OF(in, struct linger_st);
 	sockopts_check(in, s->fd, &s->o);
+	linger_compare(in, s->fd, &s->o);
 }
 
 /* ---- inet: TCP listening and UDP (bound, maybe connected) on loopback --------------------- */

@@ -16,7 +16,7 @@ struct rlimit_st {
 	struct rlimit lim[6];
 };
 
-static int rlimit_build(struct inst *in, struct rng *r)
+static int rlimit_common(struct inst *in, struct rng *r, int lower_hard)
 {
 	/* resources with a floor that keeps the target (and the harness's checks) working */
 	static const struct {
@@ -39,7 +39,7 @@ static int rlimit_build(struct inst *in, struct rng *r)
 		struct rlimit cur;
 		getrlimit(pool[i].res, &cur);
 		rlim_t hard = cur.rlim_max;
-		if (rng_one_in(r, 2) && (hard == RLIM_INFINITY || hard > pool[i].floor + 1000))
+		if (lower_hard && (hard == RLIM_INFINITY || hard > pool[i].floor + 1000))
 			hard = pool[i].floor + 1000 + rng_below(r, 1 << 20); /* lowered for good */
 		rlim_t soft = pool[i].floor + rng_below(r, 1000);
 		if (soft > hard)
@@ -53,6 +53,17 @@ static int rlimit_build(struct inst *in, struct rng *r)
 		s->n++;
 	}
 	return s->n ? 0 : 1;
+}
+
+static int rlimit_build(struct inst *in, struct rng *r)
+{
+	return rlimit_common(in, r, 0);
+}
+
+/* hard limits lowered too (for good: no CAP_SYS_RESOURCE here to raise them again) */
+static int rlimit_hard_build(struct inst *in, struct rng *r)
+{
+	return rlimit_common(in, r, 1);
 }
 
 static void rlimit_check(struct inst *in, int final)
@@ -131,33 +142,64 @@ static void nice_check(struct inst *in, int final)
 	ICHECK(in, now == s->nice, "nice %d, expected %d", now, s->nice);
 }
 
-/* ---- prctl: values a process sets on itself ----------------------------------------------- */
+/* ---- prctl values a process sets on itself: one item each ------------------------------- */
 
 struct prctl_st {
+	int which;
+	long value; /* what PR_GET_* said right after setting it */
 	char name[16];
-	int subreaper, dumpable, nnp, thp;
-	unsigned long slack;
 };
 
-static int prctl_build(struct inst *in, struct rng *r)
+enum { P_COMM, P_SUBREAPER, P_DUMPABLE, P_NNP, P_THP, P_SLACK };
+
+static long prctl_get(int which, char *name)
+{
+	int v = 0;
+	switch (which) {
+	case P_COMM:
+		prctl(PR_GET_NAME, name);
+		return 0;
+	case P_SUBREAPER:
+		prctl(PR_GET_CHILD_SUBREAPER, &v);
+		return v;
+	case P_DUMPABLE:
+		return prctl(PR_GET_DUMPABLE);
+	case P_NNP:
+		return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+	case P_THP:
+		return prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+	default:
+		return prctl(PR_GET_TIMERSLACK);
+	}
+}
+
+static int prctl_common(struct inst *in, struct rng *r, int which)
 {
 	struct prctl_st *s = ST_OF(in, struct prctl_st);
-	snprintf(s->name, sizeof(s->name), "fz%llx", (unsigned long long)(rng_next(r) & 0xffffff));
-	prctl(PR_SET_NAME, s->name);
-	s->subreaper = rng_one_in(r, 2);
-	prctl(PR_SET_CHILD_SUBREAPER, s->subreaper);
-	s->dumpable = !rng_one_in(r, 3);
-	prctl(PR_SET_DUMPABLE, s->dumpable);
-	s->nnp = rng_one_in(r, 3);
-	if (s->nnp)
+	s->which = which;
+	switch (which) {
+	case P_COMM:
+		snprintf(s->name, sizeof(s->name), "fz%llx", (unsigned long long)(rng_next(r) & 0xffffff));
+		prctl(PR_SET_NAME, s->name);
+		break;
+	case P_SUBREAPER:
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
+		break;
+	case P_DUMPABLE:
+		prctl(PR_SET_DUMPABLE, 0);
+		break;
+	case P_NNP:
 		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	s->thp = rng_one_in(r, 3);
-	prctl(PR_SET_THP_DISABLE, s->thp, 0, 0, 0);
-	s->slack = rng_one_in(r, 2) ? 0 : (unsigned long)rng_range(r, 1, 1000000);
-	prctl(PR_SET_TIMERSLACK, s->slack);
-	s->slack = (unsigned long)prctl(PR_GET_TIMERSLACK);
-	describe(in, "name=%s subreaper=%d dumpable=%d no_new_privs=%d thp_disable=%d timerslack=%lu", s->name,
-		 s->subreaper, s->dumpable, s->nnp, s->thp, s->slack);
+		break;
+	case P_THP:
+		prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+		break;
+	default:
+		prctl(PR_SET_TIMERSLACK, (unsigned long)rng_range(r, 1, 1000000));
+	}
+	char name[17] = "";
+	s->value = prctl_get(which, name);
+	describe(in, "%s=%ld", which == P_COMM ? s->name : "value", s->value);
 	return 0;
 }
 
@@ -166,19 +208,24 @@ static void prctl_check(struct inst *in, int final)
 	(void)final;
 	struct prctl_st *s = ST_OF(in, struct prctl_st);
 	char name[17] = "";
-	prctl(PR_GET_NAME, name);
-	ICHECK(in, strcmp(name, s->name) == 0, "comm %s, expected %s", name, s->name);
-	int v = 0;
-	prctl(PR_GET_CHILD_SUBREAPER, &v);
-	ICHECK(in, v == s->subreaper, "child subreaper %d, expected %d", v, s->subreaper);
-	ICHECK(in, prctl(PR_GET_DUMPABLE) == s->dumpable, "dumpable %d, expected %d", prctl(PR_GET_DUMPABLE), s->dumpable);
-	ICHECK(in, prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == s->nnp, "no_new_privs %d, expected %d",
-	       prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), s->nnp);
-	ICHECK(in, prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == s->thp, "thp_disable %d, expected %d",
-	       prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0), s->thp);
-	ICHECK(in, (unsigned long)prctl(PR_GET_TIMERSLACK) == s->slack, "timerslack %d, expected %lu",
-	       prctl(PR_GET_TIMERSLACK), s->slack);
+	long now = prctl_get(s->which, name);
+	if (s->which == P_COMM)
+		ICHECK(in, strcmp(name, s->name) == 0, "comm %s, expected %s", name, s->name);
+	else
+		ICHECK(in, now == s->value, "%s is %ld, expected %ld", in->item->name, now, s->value);
 }
+
+#define PRCTL_ITEM(fn, which)                                                                      \
+	static int fn(struct inst *in, struct rng *r)                                              \
+	{                                                                                          \
+		return prctl_common(in, r, which);                                                 \
+	}
+PRCTL_ITEM(comm_build, P_COMM)
+PRCTL_ITEM(subreaper_build, P_SUBREAPER)
+PRCTL_ITEM(dumpable_build, P_DUMPABLE)
+PRCTL_ITEM(nnp_build, P_NNP)
+PRCTL_ITEM(thp_build, P_THP)
+PRCTL_ITEM(slack_build, P_SLACK)
 
 /* ---- file-lock: flock, POSIX and OFD locks on a file of its own (dumped with --file-locks) - */
 
@@ -280,10 +327,16 @@ static void seccomp_check(struct inst *in, int final)
 
 const struct item items_tasks[] = {
 	{ "rlimit", 2, rlimit_build, rlimit_check },
+	{ "rlimit-hard", 1, rlimit_hard_build, rlimit_check },
 	{ "umask", 1, umask_build, umask_check },
 	{ "cwd", 1, cwd_build, cwd_check },
 	{ "nice", 1, nice_build, nice_check },
-	{ "prctl", 1, prctl_build, prctl_check },
+	{ "comm", 1, comm_build, prctl_check },
+	{ "child-subreaper", 1, subreaper_build, prctl_check },
+	{ "not-dumpable", 1, dumpable_build, prctl_check },
+	{ "no-new-privs", 1, nnp_build, prctl_check },
+	{ "thp-disable", 1, thp_build, prctl_check },
+	{ "timerslack", 1, slack_build, prctl_check },
 	{ "file-lock", 3, lock_build, lock_check },
 	{ "seccomp", 1, seccomp_build, seccomp_check },
 	{ NULL, 0, NULL, NULL },

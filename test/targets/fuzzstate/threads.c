@@ -88,7 +88,7 @@ struct threads_st {
 	int first, n;
 };
 
-static int threads_build(struct inst *in, struct rng *r)
+static int threads_common(struct inst *in, struct rng *r, int pending)
 {
 	struct threads_st *s = ST_OF(in, struct threads_st);
 	s->first = n_threads;
@@ -105,7 +105,7 @@ static int threads_build(struct inst *in, struct rng *r)
 			if (sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33)
 				t->mask |= 1ULL << (sig - 1);
 		}
-		t->pending = rng_one_in(r, 2) ? sig_alloc(r, 0) : 0;
+		t->pending = pending ? sig_alloc(r, 0) : 0;
 		if (t->pending)
 			t->mask |= 1ULL << (t->pending - 1);
 		snprintf(t->name, sizeof(t->name), "fz-t%d", n_threads);
@@ -133,6 +133,17 @@ static int threads_build(struct inst *in, struct rng *r)
 	return 0;
 }
 
+static int threads_build(struct inst *in, struct rng *r)
+{
+	return threads_common(in, r, 0);
+}
+
+/* each thread also has a signal pending for it alone (tgkill) */
+static int thread_pending_build(struct inst *in, struct rng *r)
+{
+	return threads_common(in, r, 1);
+}
+
 static void threads_check(struct inst *in, int final)
 {
 	(void)final;
@@ -155,5 +166,6 @@ static void threads_check(struct inst *in, int final)
 
 const struct item items_threads[] = {
 	{ "threads", 3, threads_build, threads_check },
+	{ "thread-pending", 2, thread_pending_build, threads_check },
 	{ NULL, 0, NULL, NULL },
 };
