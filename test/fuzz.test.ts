@@ -14,7 +14,9 @@ import { after, describe, it } from 'node:test';
 import { describeResult, loadKnown, runSeed, summarize, type FuzzConfig, type SeedResult } from './lib/fuzz.js';
 
 /** Seeds every CI run tries: all pass with the known-broken items left out. */
-const CI_SEEDS = Array.from({ length: 30 }, (_, i) => i + 1);
+const CI_SEEDS = Array.from({ length: 24 }, (_, i) => i + 1);
+/** In CI, every CRIT_EVERY-th seed also has its images decoded by crit (slow: python per image). */
+const CRIT_EVERY = 4;
 
 function parseArgs(argv: string[]): { seeds: number[]; cfg: FuzzConfig; long: boolean } {
   const cfg: FuzzConfig = {};
@@ -40,7 +42,7 @@ function parseArgs(argv: string[]): { seeds: number[]; cfg: FuzzConfig; long: bo
   }
   if (single !== undefined) return { seeds: [single], cfg, long: true };
   if (count > 0) return { seeds: Array.from({ length: count }, (_, i) => from + i), cfg, long: true };
-  return { seeds: CI_SEEDS, cfg: { ...cfg, crit: true }, long: false };
+  return { seeds: CI_SEEDS, cfg, long: false };
 }
 
 const { seeds, cfg, long } = parseArgs(process.argv.slice(2));
@@ -54,7 +56,7 @@ describe('fuzz: random combinations of state survive dump --leave-running and du
 
   for (const seed of seeds)
     it(`seed ${seed}`, { timeout: 300_000 }, async () => {
-      const r = await runSeed(seed, cfg, known);
+      const r = await runSeed(seed, { ...cfg, crit: cfg.crit || (!long && seed % CRIT_EVERY === 0) }, known);
       results.push(r);
       assert.ok(r.outcome === 'pass' || r.outcome === 'refused', describeResult(r));
     });
@@ -65,7 +67,7 @@ describe('fuzz: random combinations of state survive dump --leave-running and du
   if (!long)
     for (const [item, why] of Object.entries(known.broken))
       it(`known broken: ${item}`, { todo: why, timeout: 300_000 }, async () => {
-        const r = await runSeed(1, { only: [item], k: '1-3', noBaseline: true }, known);
+        const r = await runSeed(1, { only: [item], k: '1-2', noBaseline: true }, known);
         assert.ok(r.outcome === 'pass', describeResult(r));
       });
 });

@@ -73,6 +73,7 @@ export function reproLine(seed: number, cfg: FuzzConfig): string {
   if (cfg.all) s += ' --all';
   if (cfg.only?.length) s += ` --only ${cfg.only.join(',')}`;
   if (cfg.k) s += ` --k ${cfg.k}`;
+  if (cfg.crit) s += ' --crit';
   return s;
 }
 
@@ -103,6 +104,14 @@ export function refusal(stderr: string): string[] | null {
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l && !/^\d+ blockers:$/.test(l));
+}
+
+/** CRYO_FUZZ_TRACE=1: how long each step of a seed took, on stderr (the machine is shared). */
+function laps(seed: number): (step: string) => void {
+  const t0 = Date.now();
+  return (step) => {
+    if (process.env.CRYO_FUZZ_TRACE) process.stderr.write(`fuzz seed ${seed}: ${step} at ${Date.now() - t0} ms\n`);
+  };
 }
 
 class SeedFailure extends Error {
@@ -160,15 +169,19 @@ function cryoFailure(phase: string, res: ReturnType<typeof dump>['res'], known: 
 }
 
 async function cycle(args: string[], seed: number, cfg: FuzzConfig, known: Known, built: string[]): Promise<void> {
+  const lap = laps(seed);
   const t = await started(args, seed);
   built.push(...builtOf(t.log()));
   const pids = descendants(t.pid);
+  lap('ready');
   const flags = { extraArgs: ['--file-locks'] };
   const d1 = dump(t, 'leave', { ...flags, leaveRunning: true });
   if (d1.res.code !== 0) throw cryoFailure('dump-leave-running', d1.res, known, built);
   const running = runningProblem(t);
   if (running) throw new SeedFailure('dump-leave-running', [`after the dump: ${running}`]);
+  lap('dump1');
   await selfCheck(t, 'check-after-leave-running');
+  lap('check');
   const d2 = dump(t, 'kill', flags);
   if (d2.res.code !== 0) throw cryoFailure('dump', d2.res, known, built);
   for (const pid of pids)
@@ -180,11 +193,14 @@ async function cycle(args: string[], seed: number, cfg: FuzzConfig, known: Known
       throw new SeedFailure('crit', [(e as Error).message]);
     }
   }
+  lap('dump2+gone');
   const r = restore(t, d2.dir, 'kill');
+  lap('restore');
   if (r.res.code !== 0 || r.pidFromFile !== t.pid)
     throw new SeedFailure('restore', [`cryo exit ${r.res.code}, pidfile ${r.pidFromFile}: ${r.res.stderr.trim().split('\n')[0] ?? ''}`, cryoReport(r.res, 3000)]);
   descendants(t.pid);
   await goAndPass(t, 'check-after-restore');
+  lap('checked');
 }
 
 /** Run one seed; never throws for what the target or cryo did (only for harness errors). */

@@ -28,6 +28,7 @@
 #include "fuzzstate/pipes.c"
 #include "fuzzstate/anonfds.c"
 #include "fuzzstate/sockets.c"
+#include "fuzzstate/scm_rights.c"
 #include "fuzzstate/regions.c"
 #include "fuzzstate/memory.c"
 #include "fuzzstate/tasks.c"
@@ -40,7 +41,7 @@ static const struct item *const *catalogue_tables(void)
 {
 	static const struct item *const tables[] = { items_signals, items_timers, items_files,
 						     items_pipes, items_anonfds, items_sockets,
-						     items_memory, items_tasks, items_threads, items_children,
+						     items_memory, items_tasks, items_threads, items_children, items_scm_rights,
 						     NULL };
 	return tables;
 }

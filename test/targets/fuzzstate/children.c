@@ -25,6 +25,7 @@ void finish_tasks(void)
 
 void kill_children(void)
 {
+	remove_shm_segments();
 	for (int i = 0; i < n_kids; i++)
 		kill(kids[i], SIGKILL);
 	for (int i = 0; i < n_kids; i++)

@@ -72,11 +72,13 @@ void describe(struct inst *in, const char *fmt, ...) __attribute__((format(print
 
 /* Item tables, one per source file, each ended by an entry with name == NULL. */
 extern const struct item items_signals[], items_timers[], items_files[], items_pipes[],
-	items_anonfds[], items_sockets[], items_memory[], items_tasks[], items_threads[], items_children[];
+	items_anonfds[], items_sockets[], items_memory[], items_tasks[], items_threads[], items_children[], items_scm_rights[];
 
 /* Hooks of children.c: once everything is built; before the final exit. */
 void finish_tasks(void);
 void kill_children(void);
+/* memory.c: remove the SysV segments it created (they outlive the process otherwise) */
+void remove_shm_segments(void);
 
 /* ---- shared resources --------------------------------------------------------------------- */
 

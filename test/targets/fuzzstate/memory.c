@@ -3,6 +3,7 @@
 #include "fuzz.h"
 
 #include <sys/mman.h>
+#include <sys/shm.h>
 
 /* ---- mapping: anon/file, private/shared, partly written, mprotect'ed and madvise'd -------- */
 
@@ -260,6 +261,73 @@ static void multimap_check(struct inst *in, int final)
 		region_check(in, &s->g[k]);
 }
 
+/* ---- sysv-shm: a SysV shared memory segment, attached, partly written ------------------- */
+
+struct shm_st {
+	struct region g;
+	int id, removed;
+};
+
+static int shm_ids[8], n_shm_ids;
+
+/* Segments not marked for removal outlive the target: kill_children() removes them too. */
+void remove_shm_segments(void)
+{
+	for (int i = 0; i < n_shm_ids; i++)
+		shmctl(shm_ids[i], IPC_RMID, NULL);
+}
+
+static int shm_common(struct inst *in, struct rng *r, int removed)
+{
+	struct shm_st *s = ST_OF(in, struct shm_st);
+	if (n_shm_ids >= 8)
+		return 1;
+	struct region *g = &s->g;
+	g->npages = (int)rng_range(r, 1, REGION_PAGES);
+	s->id = shmget(IPC_PRIVATE, (size_t)g->npages * PAGE, IPC_CREAT | 0600);
+	if (s->id < 0)
+		DIE("shmget");
+	shm_ids[n_shm_ids++] = s->id;
+	void *p = shmat(s->id, NULL, 0);
+	if (p == (void *)-1)
+		DIE("shmat");
+	g->addr = (uintptr_t)p;
+	for (int i = 0; i < g->npages; i++)
+		if (rng_one_in(r, 2)) {
+			g->seed[i] = rng_next(r) | 1;
+			fill_page(g->addr + (uintptr_t)i * PAGE, g->seed[i]);
+		}
+	s->removed = removed;
+	if (removed && shmctl(s->id, IPC_RMID, NULL) != 0)
+		DIE("IPC_RMID");
+	region_snapshot(g);
+	describe(in, "id=%d pages=%d removed=%d", s->id, g->npages, removed);
+	return 0;
+}
+
+static int shm_build(struct inst *in, struct rng *r)
+{
+	return shm_common(in, r, 0);
+}
+
+static int shm_removed_build(struct inst *in, struct rng *r)
+{
+	return shm_common(in, r, 1);
+}
+
+static void shm_check(struct inst *in, int final)
+{
+	(void)final;
+	struct shm_st *s = ST_OF(in, struct shm_st);
+	region_check(in, &s->g);
+	struct shmid_ds ds;
+	int st = shmctl(s->id, IPC_STAT, &ds);
+	if (!s->removed)
+		ICHECK(in, st == 0 && ds.shm_segsz == (size_t)s->g.npages * PAGE && ds.shm_nattch == 1,
+		       "segment %d: IPC_STAT %d size %zu nattch %lu", s->id, st, st == 0 ? (size_t)ds.shm_segsz : 0,
+		       st == 0 ? (unsigned long)ds.shm_nattch : 0);
+}
+
 const struct item items_memory[] = {
 	{ "map-anon-private", 4, map_anon_private_build, mapping_check },
 	{ "map-anon-shared", 3, map_anon_shared_build, mapping_check },
@@ -272,5 +340,7 @@ const struct item items_memory[] = {
 	{ "mlock", 3, mlock_build, mapping_check },
 	{ "mremap-shared", 2, mremap_build, mapping_check },
 	{ "file-multimap", 2, multimap_build, multimap_check },
+	{ "sysv-shm", 2, shm_build, shm_check },
+	{ "sysv-shm-removed", 2, shm_removed_build, shm_check },
 	{ NULL, 0, NULL, NULL },
 };
