@@ -4,7 +4,7 @@
 // `dump --leave-running` and after dump + restore. Under `npm test` a fixed set of seeds runs
 // (known-broken items left out), plus one todo test per known-broken item so its state shows.
 //
-//   npm run fuzz -- --seeds 500 [--from 1000] [--all] [--only a,b] [--k 5-25] [--crit] [--no-baseline]
+//   npm run fuzz -- --seeds 500 [--from 1000] [--minutes M] [--all] [--only a,b] [--k 5-25] [--crit] [--no-baseline]
 //   npm run fuzz -- --seed 1234 [--all]       (what a failing seed's `repro:` line says)
 //   CRYO_FUZZ_SEED=1234 npm run fuzz          (the same)
 // prints a line per failing seed and a summary: tried, passed, refused, failed, per item.
@@ -18,9 +18,10 @@ const CI_SEEDS = Array.from({ length: 24 }, (_, i) => i + 1);
 /** In CI, every CRIT_EVERY-th seed also has its images decoded by crit (slow: python per image). */
 const CRIT_EVERY = 4;
 
-function parseArgs(argv: string[]): { seeds: number[]; cfg: FuzzConfig; long: boolean } {
+function parseArgs(argv: string[]): { seeds: number[]; cfg: FuzzConfig; long: boolean; minutes: number } {
   const cfg: FuzzConfig = {};
   let count = 0;
+  let minutes = 0;
   let from = 1000;
   let single: number | undefined = process.env.CRYO_FUZZ_SEED ? Number(process.env.CRYO_FUZZ_SEED) : undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -38,14 +39,17 @@ function parseArgs(argv: string[]): { seeds: number[]; cfg: FuzzConfig; long: bo
     else if (a === '--k') cfg.k = next();
     else if (a === '--crit') cfg.crit = true;
     else if (a === '--no-baseline') cfg.noBaseline = true;
+    else if (a === '--minutes') minutes = Number(next());
     else throw new Error(`unknown fuzz option ${a}`);
   }
-  if (single !== undefined) return { seeds: [single], cfg, long: true };
-  if (count > 0) return { seeds: Array.from({ length: count }, (_, i) => from + i), cfg, long: true };
-  return { seeds: CI_SEEDS, cfg, long: false };
+  if (single !== undefined) return { seeds: [single], cfg, long: true, minutes };
+  if (count > 0) return { seeds: Array.from({ length: count }, (_, i) => from + i), cfg, long: true, minutes };
+  return { seeds: CI_SEEDS, cfg, long: false, minutes };
 }
 
-const { seeds, cfg, long } = parseArgs(process.argv.slice(2));
+const { seeds, cfg, long, minutes } = parseArgs(process.argv.slice(2));
+/** --minutes M: seeds not started M minutes after the first one are skipped (long runs). */
+const deadline = minutes > 0 ? Date.now() + minutes * 60_000 : Infinity;
 const known = loadKnown();
 const results: SeedResult[] = [];
 
@@ -55,7 +59,8 @@ describe('fuzz: random combinations of state survive dump --leave-running and du
   });
 
   for (const seed of seeds)
-    it(`seed ${seed}`, { timeout: 300_000 }, async () => {
+    it(`seed ${seed}`, { timeout: 300_000 }, async (t) => {
+      if (Date.now() > deadline) return t.skip('--minutes budget spent');
       const r = await runSeed(seed, { ...cfg, crit: cfg.crit || (!long && seed % CRIT_EVERY === 0) }, known);
       results.push(r);
       assert.ok(r.outcome === 'pass' || r.outcome === 'refused', describeResult(r));

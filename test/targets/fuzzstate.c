@@ -34,6 +34,7 @@
 #include "fuzzstate/tasks.c"
 #include "fuzzstate/threads.c"
 #include "fuzzstate/children.c"
+#include "fuzzstate/clones.c"
 
 #define MAX_INSTANCES 40
 
@@ -42,6 +43,7 @@ static const struct item *const *catalogue_tables(void)
 	static const struct item *const tables[] = { items_signals, items_timers, items_files,
 						     items_pipes, items_anonfds, items_sockets,
 						     items_memory, items_tasks, items_threads, items_children, items_scm_rights,
+						     items_clones,
 						     NULL };
 	return tables;
 }
@@ -158,6 +160,9 @@ int main(int argc, char **argv)
 	/* the main thread's final mask: everything the items blocked, nothing else */
 	sigprocmask(SIG_SETMASK, &g_block, NULL);
 	finish_tasks();
+	for (int i = 0; i < n_insts; i++)
+		if (insts[i].item->settle)
+			insts[i].item->settle(&insts[i]);
 	fdset_take(&fds_built);
 	say("built %d items from seed %llu", n_insts, (unsigned long long)seed);
 	ready();

@@ -270,10 +270,10 @@ static void inotify_check(struct inst *in, int final)
 }
 
 const struct item items_anonfds[] = {
-	{ "eventfd", 3, eventfd_build, eventfd_check },
-	{ "eventfd-64bit", 2, eventfd_big_build, eventfd_check },
-	{ "signalfd", 2, signalfd_build, signalfd_check },
-	{ "epoll", 3, epoll_build, epoll_check },
-	{ "inotify", 2, inotify_build, inotify_check },
-	{ NULL, 0, NULL, NULL },
+	{ "eventfd", 3, eventfd_build, eventfd_check, NULL },
+	{ "eventfd-64bit", 2, eventfd_big_build, eventfd_check, NULL },
+	{ "signalfd", 2, signalfd_build, signalfd_check, NULL },
+	{ "epoll", 3, epoll_build, epoll_check, NULL },
+	{ "inotify", 2, inotify_build, inotify_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

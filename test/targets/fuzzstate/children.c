@@ -276,9 +276,9 @@ static void zombie_check(struct inst *in, int final)
 }
 
 const struct item items_children[] = {
-	{ "child", 4, child_build, child_check },
-	{ "zombie", 3, zombie_build, zombie_check },
-	{ "zombie-own-pgrp", 2, zombie_pgrp_build, zombie_check },
-	{ "stopped-child", 2, stopped_build, zombie_check },
-	{ NULL, 0, NULL, NULL },
+	{ "child", 4, child_build, child_check, NULL },
+	{ "zombie", 3, zombie_build, zombie_check, NULL },
+	{ "zombie-own-pgrp", 2, zombie_pgrp_build, zombie_check, NULL },
+	{ "stopped-child", 2, stopped_build, zombie_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

@@ -347,13 +347,13 @@ static void memfd_check(struct inst *in, int final)
 }
 
 const struct item items_files[] = {
-	{ "regfile", 5, regfile_build, regfile_check },
-	{ "ghost-file", 3, ghost_build, ghost_check },
-	{ "o-tmpfile", 2, tmpfile_build, ghost_check },
-	{ "dirfd", 3, dirfd_build, dir_check },
-	{ "removed-dir", 2, rmdir_build, dir_check },
-	{ "chardev", 3, dev_build, dev_check },
-	{ "memfd", 3, memfd_build, memfd_check },
-	{ "memfd-odd-size", 2, memfd_odd_build, memfd_check },
-	{ NULL, 0, NULL, NULL },
+	{ "regfile", 5, regfile_build, regfile_check, NULL },
+	{ "ghost-file", 3, ghost_build, ghost_check, NULL },
+	{ "o-tmpfile", 2, tmpfile_build, ghost_check, NULL },
+	{ "dirfd", 3, dirfd_build, dir_check, NULL },
+	{ "removed-dir", 2, rmdir_build, dir_check, NULL },
+	{ "chardev", 3, dev_build, dev_check, NULL },
+	{ "memfd", 3, memfd_build, memfd_check, NULL },
+	{ "memfd-odd-size", 2, memfd_odd_build, memfd_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

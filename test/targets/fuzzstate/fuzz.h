@@ -55,6 +55,9 @@ struct item {
 	/* 0 built, 1 not possible in this seed (try another item); setup errors DIE */
 	int (*build)(struct inst *in, struct rng *r);
 	void (*check)(struct inst *in, int final);
+	/* optional: once every item is built, record what later items changed (e.g. children
+	 * attached to a segment) */
+	void (*settle)(struct inst *in);
 };
 
 #define ST_OF(in, type)                                                                            \
@@ -72,7 +75,8 @@ void describe(struct inst *in, const char *fmt, ...) __attribute__((format(print
 
 /* Item tables, one per source file, each ended by an entry with name == NULL. */
 extern const struct item items_signals[], items_timers[], items_files[], items_pipes[],
-	items_anonfds[], items_sockets[], items_memory[], items_tasks[], items_threads[], items_children[], items_scm_rights[];
+	items_anonfds[], items_sockets[], items_memory[], items_tasks[], items_threads[], items_children[], items_scm_rights[],
+	items_clones[];
 
 /* Hooks of children.c: once everything is built; before the final exit. */
 void finish_tasks(void);

@@ -207,9 +207,9 @@ static void fown_check(struct inst *in, int final)
 }
 
 const struct item items_pipes[] = {
-	{ "pipe", 6, pipe_build, pipe_check },
-	{ "fifo", 2, fifo_build, pipe_check },
-	{ "pipe-reopen", 2, reopen_build, reopen_check },
-	{ "pipe-fown", 2, fown_build, fown_check },
-	{ NULL, 0, NULL, NULL },
+	{ "pipe", 6, pipe_build, pipe_check, NULL },
+	{ "fifo", 2, fifo_build, pipe_check, NULL },
+	{ "pipe-reopen", 2, reopen_build, reopen_check, NULL },
+	{ "pipe-fown", 2, fown_build, fown_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

@@ -154,6 +154,6 @@ static void scm_check(struct inst *in, int final)
 }
 
 const struct item items_scm_rights[] = {
-	{ "scm-rights", 2, scm_build, scm_check },
-	{ NULL, 0, NULL, NULL },
+	{ "scm-rights", 2, scm_build, scm_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

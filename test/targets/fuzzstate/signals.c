@@ -302,12 +302,12 @@ static void altstack_check(struct inst *in, int final)
 }
 
 const struct item items_signals[] = {
-	{ "sigaction", 8, sigaction_build, sigaction_check },
-	{ "sigtrap-handler", 1, sigtrap_build, sigaction_check },
-	{ "sigmask", 2, sigmask_build, sigmask_check },
-	{ "sig-pending", 4, pending_build, pending_check },
-	{ "sigqueue-values", 3, sigqueue_build, sigqueue_check },
-	{ "altstack", 1, altstack_build, altstack_check },
-	{ "altstack-autodisarm", 1, altstack_autodisarm_build, altstack_check },
-	{ NULL, 0, NULL, NULL },
+	{ "sigaction", 8, sigaction_build, sigaction_check, NULL },
+	{ "sigtrap-handler", 1, sigtrap_build, sigaction_check, NULL },
+	{ "sigmask", 2, sigmask_build, sigmask_check, NULL },
+	{ "sig-pending", 4, pending_build, pending_check, NULL },
+	{ "sigqueue-values", 3, sigqueue_build, sigqueue_check, NULL },
+	{ "altstack", 1, altstack_build, altstack_check, NULL },
+	{ "altstack-autodisarm", 1, altstack_autodisarm_build, altstack_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

@@ -388,12 +388,12 @@ static void inet_check(struct inst *in, int final)
 }
 
 const struct item items_sockets[] = {
-	{ "unix-pair", 4, pair_build, pair_check },
-	{ "unix-path", 3, unix_path_build, named_check },
-	{ "unix-abstract", 3, unix_abstract_build, named_check },
-	{ "unix-abstract-nul", 2, unix_abstract_nul_build, named_check },
-	{ "unix-dgram-self", 2, unix_self_build, named_check },
-	{ "so-linger", 2, linger_build, linger_check },
-	{ "inet", 4, inet_build, inet_check },
-	{ NULL, 0, NULL, NULL },
+	{ "unix-pair", 4, pair_build, pair_check, NULL },
+	{ "unix-path", 3, unix_path_build, named_check, NULL },
+	{ "unix-abstract", 3, unix_abstract_build, named_check, NULL },
+	{ "unix-abstract-nul", 2, unix_abstract_nul_build, named_check, NULL },
+	{ "unix-dgram-self", 2, unix_self_build, named_check, NULL },
+	{ "so-linger", 2, linger_build, linger_check, NULL },
+	{ "inet", 4, inet_build, inet_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

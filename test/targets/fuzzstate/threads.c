@@ -165,7 +165,7 @@ static void threads_check(struct inst *in, int final)
 }
 
 const struct item items_threads[] = {
-	{ "threads", 3, threads_build, threads_check },
-	{ "thread-pending", 2, thread_pending_build, threads_check },
-	{ NULL, 0, NULL, NULL },
+	{ "threads", 3, threads_build, threads_check, NULL },
+	{ "thread-pending", 2, thread_pending_build, threads_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };

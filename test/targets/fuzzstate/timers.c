@@ -201,8 +201,8 @@ static void ptimer_check(struct inst *in, int final)
 }
 
 const struct item items_timers[] = {
-	{ "itimer", 3, itimer_build, itimer_check },
-	{ "timerfd", 3, timerfd_build, timerfd_check },
-	{ "posix-timer", 4, ptimer_build, ptimer_check },
-	{ NULL, 0, NULL, NULL },
+	{ "itimer", 3, itimer_build, itimer_check, NULL },
+	{ "timerfd", 3, timerfd_build, timerfd_check, NULL },
+	{ "posix-timer", 4, ptimer_build, ptimer_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
 };
