@@ -269,6 +269,9 @@ struct altstack_st {
 
 static int altstack_common(struct inst *in, struct rng *r, int autodisarm)
 {
+	static int used; /* altstack and altstack-autodisarm: the main thread has one */
+	if (used++)
+		return 1;
 	struct altstack_st *s = ST_OF(in, struct altstack_st);
 	size_t off = (size_t)rng_below(r, 64) * 64;
 	s->ss.ss_sp = main_altstack + off;
