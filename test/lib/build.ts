@@ -47,7 +47,7 @@ export function targetCFlags(name: string): string[] {
 
 const built = new Map<string, string>();
 
-/** Compile test/targets/NAME.c (once per run); returns the absolute path of the binary. */
+/** Compile test/targets/NAME.c (with its parts in NAME/, once per run); returns the binary's path. */
 export function buildTarget(name: string): string {
   const cached = built.get(name);
   if (cached) return cached;
@@ -61,6 +61,14 @@ export function buildTarget(name: string): string {
     hash.update(h);
     hash.update(fs.readFileSync(path.join(TARGETS_SRC, h)));
   }
+  // A large target keeps its parts in test/targets/NAME/ and #includes them (one translation
+  // unit): they count for the hash like its own source.
+  const partsDir = path.join(TARGETS_SRC, name);
+  if (fs.existsSync(partsDir))
+    for (const f of fs.readdirSync(partsDir).filter((f) => /\.[ch]$/.test(f)).sort()) {
+      hash.update(`${name}/${f}`);
+      hash.update(fs.readFileSync(path.join(partsDir, f)));
+    }
   fs.mkdirSync(BUILD_CACHE, { recursive: true });
   const out = path.join(BUILD_CACHE, `${name}-${hash.digest('hex').slice(0, 16)}`);
   if (!fs.existsSync(out)) {

@@ -1,0 +1,359 @@
+/* fuzzstate items: regular files (live, deleted, O_TMPFILE), directories, devices, memfds. */
+#include "fuzz.h"
+
+#include <sys/file.h>
+#include <sys/mman.h>
+
+/* Write len pattern bytes to fd at offset 0. */
+static void write_pattern(int fd, size_t len, uint64_t seed)
+{
+	static unsigned char buf[1 << 18];
+	if (len > sizeof(buf))
+		DIE("pattern too long");
+	fill_bytes(buf, len, seed);
+	if (pwrite(fd, buf, len, 0) != (ssize_t)len)
+		DIE("pwrite");
+}
+
+static int random_open_mode(struct rng *r)
+{
+	static const int acc[] = { O_RDONLY, O_WRONLY, O_RDWR };
+	int fl = acc[rng_below(r, 3)];
+	if ((fl & O_ACCMODE) != O_RDONLY && rng_one_in(r, 3))
+		fl |= O_APPEND;
+	if (rng_one_in(r, 4))
+		fl |= O_NONBLOCK;
+	if (rng_one_in(r, 4))
+		fl |= O_NOATIME;
+	if (rng_one_in(r, 3))
+		fl |= O_CLOEXEC;
+	return fl;
+}
+
+/* ---- regfile: a file in cwd with contents, a mode, an offset, dups and other opens -------- */
+
+struct regfile_st {
+	char path[300];
+	size_t size;
+	uint64_t seed;
+	int fd, dup, other; /* dup: same description; other: a second open of the file */
+	off_t off, other_off;
+	unsigned long ino;
+};
+
+static int regfile_build(struct inst *in, struct rng *r)
+{
+	struct regfile_st *s = ST_OF(in, struct regfile_st);
+	snprintf(s->path, sizeof(s->path), "%sreg%d", g_base, in->idx);
+	s->size = (size_t)rng_below(r, 200000);
+	s->seed = rng_next(r);
+	int wfd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)rng_range(r, 0400, 0777));
+	if (wfd < 0)
+		DIE("create %s", s->path);
+	write_pattern(wfd, s->size, s->seed);
+	close(wfd);
+	int fl = random_open_mode(r);
+	int fd = open(s->path, fl);
+	if (fd < 0)
+		DIE("open %s 0%o", s->path, fl);
+	s->off = (off_t)rng_below(r, s->size + 4096);
+	lseek(fd, s->off, SEEK_SET);
+	s->fd = place_fd(r, fd);
+	s->dup = s->other = -1;
+	if (rng_one_in(r, 3)) {
+		s->dup = fcntl(s->fd, rng_one_in(r, 2) ? F_DUPFD_CLOEXEC : F_DUPFD, (int)rng_range(r, 3, 600));
+		if (s->dup < 0)
+			DIE("F_DUPFD");
+	}
+	if (rng_one_in(r, 3)) {
+		s->other = open(s->path, random_open_mode(r));
+		if (s->other < 0)
+			DIE("second open");
+		s->other_off = (off_t)rng_below(r, s->size + 1);
+		lseek(s->other, s->other_off, SEEK_SET);
+		s->other = place_fd(r, s->other);
+	}
+	s->ino = fd_ino(s->fd);
+	describe(in, "fd=%d flags=0%o size=%zu off=%lld dup=%d other=%d", s->fd, fl, s->size,
+		 (long long)s->off, s->dup, s->other);
+	return 0;
+}
+
+static void regfile_check(struct inst *in, int final)
+{
+	(void)final;
+	struct regfile_st *s = ST_OF(in, struct regfile_st);
+	ICHECK(in, fd_ino(s->fd) == s->ino, "fd %d refers to inode %lu, expected %lu", s->fd,
+	       fd_ino(s->fd), s->ino);
+	ICHECK(in, lseek(s->fd, 0, SEEK_CUR) == s->off, "fd %d offset %lld, expected %lld", s->fd,
+	       (long long)lseek(s->fd, 0, SEEK_CUR), (long long)s->off);
+	if (s->dup >= 0)
+		ICHECK(in, same_description(s->fd, s->dup), "fd %d and its dup %d no longer share a description",
+		       s->fd, s->dup);
+	if (s->other >= 0) {
+		ICHECK(in, !same_description(s->fd, s->other), "fd %d and %d (two opens) share a description",
+		       s->fd, s->other);
+		ICHECK(in, lseek(s->other, 0, SEEK_CUR) == s->other_off, "fd %d offset %lld, expected %lld",
+		       s->other, (long long)lseek(s->other, 0, SEEK_CUR), (long long)s->other_off);
+	}
+	int rfd = open(s->path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0) {
+		IFAIL(in, "cannot open %s: %s", s->path, strerror(errno));
+		return;
+	}
+	struct stat st;
+	fstat(rfd, &st);
+	ICHECK(in, (size_t)st.st_size == s->size, "%s size %lld, expected %zu", s->path,
+	       (long long)st.st_size, s->size);
+	long bad = check_fd_bytes(rfd, 0, s->size, s->seed);
+	ICHECK(in, bad == -1, "%s contents differ at %ld", s->path, bad);
+	close(rfd);
+}
+
+/* ---- ghost: a file deleted while open (and O_TMPFILE, never linked) ----------------------- */
+
+struct ghost_st {
+	int fd;
+	size_t size;
+	uint64_t seed;
+	off_t off;
+};
+
+static int ghost_common(struct inst *in, struct rng *r, int tmpfile)
+{
+	struct ghost_st *s = ST_OF(in, struct ghost_st);
+	s->size = (size_t)rng_below(r, 200000);
+	s->seed = rng_next(r);
+	int fl = rng_one_in(r, 2) ? O_RDWR : O_RDONLY;
+	int fd;
+	if (tmpfile) {
+		fd = open(g_base, O_TMPFILE | O_RDWR, 0600);
+		if (fd < 0)
+			DIE("O_TMPFILE");
+		fl = O_RDWR;
+		write_pattern(fd, s->size, s->seed);
+	} else {
+		const char *p = base_path("ghost%d", in->idx);
+		int wfd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		if (wfd < 0)
+			DIE("create %s", p);
+		write_pattern(wfd, s->size, s->seed);
+		fd = open(p, fl);
+		close(wfd);
+		if (fd < 0 || unlink(p) != 0)
+			DIE("ghost %s", p);
+	}
+	s->off = (off_t)rng_below(r, s->size + 1);
+	lseek(fd, s->off, SEEK_SET);
+	random_cloexec(r, fd);
+	s->fd = place_fd(r, fd);
+	describe(in, "fd=%d flags=0%o size=%zu off=%lld", s->fd, fl, s->size, (long long)s->off);
+	return 0;
+}
+
+static int ghost_build(struct inst *in, struct rng *r)
+{
+	return ghost_common(in, r, 0);
+}
+
+static int tmpfile_build(struct inst *in, struct rng *r)
+{
+	return ghost_common(in, r, 1);
+}
+
+static void ghost_check(struct inst *in, int final)
+{
+	(void)final;
+	struct ghost_st *s = ST_OF(in, struct ghost_st);
+	struct stat st;
+	if (fstat(s->fd, &st) != 0) {
+		IFAIL(in, "fstat(%d): %s", s->fd, strerror(errno));
+		return;
+	}
+	ICHECK(in, S_ISREG(st.st_mode) && st.st_nlink == 0 && (size_t)st.st_size == s->size,
+	       "fd %d: mode 0%o nlink %lu size %lld, expected a deleted file of %zu bytes", s->fd,
+	       st.st_mode, (unsigned long)st.st_nlink, (long long)st.st_size, s->size);
+	ICHECK(in, lseek(s->fd, 0, SEEK_CUR) == s->off, "fd %d offset %lld, expected %lld", s->fd,
+	       (long long)lseek(s->fd, 0, SEEK_CUR), (long long)s->off);
+	long bad = check_fd_bytes(s->fd, 0, s->size, s->seed);
+	ICHECK(in, bad == -1, "fd %d contents differ at %ld", s->fd, bad);
+}
+
+/* ---- dirfd: an open directory; rmdir-dir: one removed while open -------------------------- */
+
+struct dir_st {
+	int fd;
+	unsigned long ino;
+	int removed;
+};
+
+static int dir_common(struct inst *in, struct rng *r, int removed)
+{
+	struct dir_st *s = ST_OF(in, struct dir_st);
+	const char *p = base_path("dir%d", in->idx);
+	if (mkdir(p, (mode_t)rng_range(r, 0500, 0777)) != 0)
+		DIE("mkdir %s", p);
+	if (!removed && rng_one_in(r, 2))
+		mkdir(base_path("dir%d/sub", in->idx), 0700);
+	int fd = open(p, O_RDONLY | O_DIRECTORY | (rng_one_in(r, 2) ? O_CLOEXEC : 0));
+	if (fd < 0)
+		DIE("open dir");
+	if (removed && rmdir(p) != 0)
+		DIE("rmdir");
+	s->fd = place_fd(r, fd);
+	s->ino = fd_ino(s->fd);
+	s->removed = removed;
+	describe(in, "fd=%d", s->fd);
+	return 0;
+}
+
+static int dirfd_build(struct inst *in, struct rng *r)
+{
+	return dir_common(in, r, 0);
+}
+
+static int rmdir_build(struct inst *in, struct rng *r)
+{
+	return dir_common(in, r, 1);
+}
+
+static void dir_check(struct inst *in, int final)
+{
+	(void)final;
+	struct dir_st *s = ST_OF(in, struct dir_st);
+	struct stat st;
+	if (fstat(s->fd, &st) != 0) {
+		IFAIL(in, "fstat(%d): %s", s->fd, strerror(errno));
+		return;
+	}
+	ICHECK(in, S_ISDIR(st.st_mode), "fd %d is not a directory (mode 0%o)", s->fd, st.st_mode);
+	if (s->removed)
+		ICHECK(in, st.st_nlink == 0, "removed directory fd %d has %lu links", s->fd,
+		       (unsigned long)st.st_nlink);
+	else
+		ICHECK(in, st.st_ino == s->ino, "fd %d is inode %lu, expected %lu", s->fd,
+		       (unsigned long)st.st_ino, s->ino);
+}
+
+/* ---- device: /dev/null-like character devices --------------------------------------------- */
+
+struct dev_st {
+	int fd;
+	dev_t rdev;
+};
+
+static int dev_build(struct inst *in, struct rng *r)
+{
+	static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/random" };
+	struct dev_st *s = ST_OF(in, struct dev_st);
+	const char *d = devs[rng_below(r, 5)];
+	int fl = random_open_mode(r) & ~O_NOATIME;
+	int fd = open(d, fl);
+	if (fd < 0)
+		DIE("open %s", d);
+	s->fd = place_fd(r, fd);
+	struct stat st;
+	fstat(s->fd, &st);
+	s->rdev = st.st_rdev;
+	describe(in, "fd=%d %s flags=0%o", s->fd, d, fl);
+	return 0;
+}
+
+static void dev_check(struct inst *in, int final)
+{
+	(void)final;
+	struct dev_st *s = ST_OF(in, struct dev_st);
+	struct stat st;
+	ICHECK(in, fstat(s->fd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == s->rdev,
+	       "fd %d is not the same character device", s->fd);
+}
+
+/* ---- memfd: name, size, contents, seals --------------------------------------------------- */
+
+struct memfd_st {
+	int fd;
+	char name[32];
+	size_t size, plen; /* plen: the pattern's length (the rest reads as zeroes) */
+	uint64_t seed;
+	int seals;
+};
+
+static int memfd_common(struct inst *in, struct rng *r, int odd_size)
+{
+	struct memfd_st *s = ST_OF(in, struct memfd_st);
+	snprintf(s->name, sizeof(s->name), "fz%d-%llx", in->idx, (unsigned long long)(rng_next(r) & 0xffff));
+	int sealing = rng_one_in(r, 2);
+	int fd = memfd_create(s->name, (sealing ? MFD_ALLOW_SEALING : 0) | (rng_one_in(r, 2) ? MFD_CLOEXEC : 0));
+	if (fd < 0)
+		DIE("memfd_create");
+	s->size = (size_t)rng_below(r, 200000);
+	if (!odd_size) /* a whole number of pages: the memfd-odd-size item has the others */
+		s->size &= ~4095UL;
+	s->seed = rng_next(r);
+	s->plen = s->size;
+	write_pattern(fd, s->size, s->seed);
+	if (rng_one_in(r, 3) && ftruncate(fd, (off_t)(s->size + (rng_below(r, 100000) & (odd_size ? ~0UL : ~4095UL)))) == 0) {
+		struct stat st;
+		fstat(fd, &st);
+		s->size = (size_t)st.st_size;
+	}
+	if (sealing) {
+		int want = 0;
+		if (rng_one_in(r, 2))
+			want |= F_SEAL_SHRINK;
+		if (rng_one_in(r, 2))
+			want |= F_SEAL_GROW;
+		if (rng_one_in(r, 3))
+			want |= F_SEAL_WRITE;
+		if (rng_one_in(r, 3))
+			want |= F_SEAL_SEAL;
+		if (want && fcntl(fd, F_ADD_SEALS, want) != 0)
+			DIE("F_ADD_SEALS");
+	}
+	s->seals = fcntl(fd, F_GET_SEALS);
+	s->fd = place_fd(r, fd);
+	describe(in, "fd=%d name=%s size=%zu seals=0x%x", s->fd, s->name, s->size, s->seals);
+	return 0;
+}
+
+static int memfd_build(struct inst *in, struct rng *r)
+{
+	return memfd_common(in, r, 0);
+}
+
+static int memfd_odd_build(struct inst *in, struct rng *r)
+{
+	return memfd_common(in, r, 1);
+}
+
+static void memfd_check(struct inst *in, int final)
+{
+	(void)final;
+	struct memfd_st *s = ST_OF(in, struct memfd_st);
+	char link[128], want[128], lp[64];
+	snprintf(lp, sizeof(lp), "/proc/self/fd/%d", s->fd);
+	ssize_t n = readlink(lp, link, sizeof(link) - 1);
+	link[n > 0 ? n : 0] = 0;
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", s->name);
+	ICHECK(in, strcmp(link, want) == 0, "fd %d is %s, expected %s", s->fd, link, want);
+	ICHECK(in, fcntl(s->fd, F_GET_SEALS) == s->seals, "fd %d seals 0x%x, expected 0x%x", s->fd,
+	       fcntl(s->fd, F_GET_SEALS), s->seals);
+	struct stat st;
+	fstat(s->fd, &st);
+	ICHECK(in, (size_t)st.st_size == s->size, "fd %d size %lld, expected %zu", s->fd,
+	       (long long)st.st_size, s->size);
+	long bad = check_fd_bytes(s->fd, 0, s->plen, s->seed);
+	ICHECK(in, bad == -1, "fd %d contents differ at %ld", s->fd, bad);
+}
+
+const struct item items_files[] = {
+	{ "regfile", 5, regfile_build, regfile_check, NULL },
+	{ "ghost-file", 3, ghost_build, ghost_check, NULL },
+	{ "o-tmpfile", 2, tmpfile_build, ghost_check, NULL },
+	{ "dirfd", 3, dirfd_build, dir_check, NULL },
+	{ "removed-dir", 2, rmdir_build, dir_check, NULL },
+	{ "chardev", 3, dev_build, dev_check, NULL },
+	{ "memfd", 3, memfd_build, memfd_check, NULL },
+	{ "memfd-odd-size", 2, memfd_odd_build, memfd_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
+};

@@ -1,0 +1,208 @@
+/* fuzzstate items: interval timers, timerfds and POSIX timers (all far from expiring). */
+#include "fuzz.h"
+
+#include <sys/time.h>
+#include <sys/timerfd.h>
+
+static int64_t tv_ns(struct timeval tv)
+{
+	return (int64_t)tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
+}
+
+static int64_t ts_ns(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* A value in [1000 s, 100000 s]: never expires while the target lives. */
+static struct timespec far_timespec(struct rng *r)
+{
+	struct timespec ts = { rng_range(r, 1000, 100000), rng_range(r, 0, 999999999) };
+	return ts;
+}
+
+/* ---- itimer: ITIMER_REAL / VIRTUAL / PROF ------------------------------------------------- */
+
+struct itimer_st {
+	int which;
+	struct itimerval set;
+};
+
+static int itimers_used;
+
+static int itimer_build(struct inst *in, struct rng *r)
+{
+	struct itimer_st *s = ST_OF(in, struct itimer_st);
+	s->which = (int)rng_below(r, 3);
+	if (itimers_used & (1 << s->which))
+		return 1;
+	itimers_used |= 1 << s->which;
+	struct timespec v = far_timespec(r);
+	s->set.it_value.tv_sec = v.tv_sec;
+	s->set.it_value.tv_usec = v.tv_nsec / 1000;
+	if (rng_one_in(r, 2)) {
+		s->set.it_interval.tv_sec = rng_range(r, 0, 5000);
+		s->set.it_interval.tv_usec = rng_range(r, 1, 999999);
+	}
+	if (setitimer(s->which, &s->set, NULL) != 0)
+		DIE("setitimer");
+	/* the kernel rounds to its resolution (CPU timers: a tick): what it reports is the reference */
+	struct itimerval now;
+	getitimer(s->which, &now);
+	s->set = now;
+	describe(in, "which=%d value=%llds interval=%lld.%06llds", s->which, (long long)v.tv_sec,
+		 (long long)now.it_interval.tv_sec, (long long)now.it_interval.tv_usec);
+	return 0;
+}
+
+static void itimer_check(struct inst *in, int final)
+{
+	(void)final;
+	struct itimer_st *s = ST_OF(in, struct itimer_st);
+	struct itimerval now;
+	getitimer(s->which, &now);
+	int64_t left = tv_ns(now.it_value), was = tv_ns(s->set.it_value);
+	/* setting a CPU-time itimer adds a tick (kernel/time/itimer.c), so a restore that sets
+	 * the remaining time shows up to one tick more: allow 10 ms (HZ >= 100) */
+	if (s->which != ITIMER_REAL)
+		was += 10000000LL;
+	ICHECK(in, left > 0 && left <= was, "itimer %d has %lld ns left, armed with %lld", s->which,
+	       (long long)left, (long long)was);
+	ICHECK(in, tv_ns(now.it_interval) == tv_ns(s->set.it_interval),
+	       "itimer %d interval %lld ns, expected %lld", s->which, (long long)tv_ns(now.it_interval),
+	       (long long)tv_ns(s->set.it_interval));
+}
+
+/* ---- timerfd ------------------------------------------------------------------------------ */
+
+struct timerfd_st {
+	int fd, clock, abs;
+	struct itimerspec set;
+	int64_t armed_at; /* the clock's value when armed, for absolute timers */
+};
+
+static const int timerfd_clocks[] = { CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME };
+
+static int timerfd_build(struct inst *in, struct rng *r)
+{
+	struct timerfd_st *s = ST_OF(in, struct timerfd_st);
+	s->clock = timerfd_clocks[rng_below(r, 3)];
+	int flags = (rng_one_in(r, 2) ? TFD_NONBLOCK : 0) | (rng_one_in(r, 2) ? TFD_CLOEXEC : 0);
+	int fd = timerfd_create(s->clock, flags);
+	if (fd < 0)
+		DIE("timerfd_create");
+	s->set.it_value = far_timespec(r);
+	if (rng_one_in(r, 2))
+		s->set.it_interval = far_timespec(r);
+	s->abs = rng_one_in(r, 3);
+	struct itimerspec arm = s->set;
+	if (s->abs) {
+		struct timespec now;
+		clock_gettime(s->clock, &now);
+		int64_t at = ts_ns(now) + ts_ns(s->set.it_value);
+		arm.it_value.tv_sec = at / 1000000000LL;
+		arm.it_value.tv_nsec = at % 1000000000LL;
+	}
+	if (timerfd_settime(fd, s->abs ? TFD_TIMER_ABSTIME : 0, &arm, NULL) != 0)
+		DIE("timerfd_settime");
+	s->fd = place_fd(r, fd);
+	describe(in, "fd=%d clock=%d flags=0%o value=%llds interval=%llds abs=%d", s->fd, s->clock,
+		 flags, (long long)s->set.it_value.tv_sec, (long long)s->set.it_interval.tv_sec, s->abs);
+	return 0;
+}
+
+static void timerfd_check(struct inst *in, int final)
+{
+	(void)final;
+	struct timerfd_st *s = ST_OF(in, struct timerfd_st);
+	struct itimerspec now;
+	if (timerfd_gettime(s->fd, &now) != 0) {
+		IFAIL(in, "timerfd_gettime(%d): %s", s->fd, strerror(errno));
+		return;
+	}
+	int64_t left = ts_ns(now.it_value), was = ts_ns(s->set.it_value);
+	ICHECK(in, left > 0 && left <= was, "timerfd %d has %lld ns left, armed with %lld", s->fd,
+	       (long long)left, (long long)was);
+	ICHECK(in, ts_ns(now.it_interval) == ts_ns(s->set.it_interval),
+	       "timerfd %d interval %lld ns, expected %lld", s->fd, (long long)ts_ns(now.it_interval),
+	       (long long)ts_ns(s->set.it_interval));
+	const char *clk = fdinfo_value(s->fd, "clockid:");
+	ICHECK(in, clk && atoi(clk) == s->clock, "timerfd %d clockid %s, expected %d", s->fd,
+	       clk ? clk : "?", s->clock);
+	uint64_t ticks;
+	ICHECK(in, !(fcntl(s->fd, F_GETFL) & O_NONBLOCK) || read(s->fd, &ticks, 8) < 0,
+	       "timerfd %d has expired", s->fd);
+}
+
+/* ---- posix-timer: timer_create on several clocks and notification kinds -------------------- */
+
+struct ptimer_st {
+	timer_t id;
+	int clock, notify, sig;
+	struct itimerspec set;
+};
+
+static const clockid_t ptimer_clocks[] = { CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME,
+					   CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID };
+
+static int ptimer_build(struct inst *in, struct rng *r)
+{
+	struct ptimer_st *s = ST_OF(in, struct ptimer_st);
+	s->clock = (int)ptimer_clocks[rng_below(r, 5)];
+	s->notify = (int)rng_below(r, 3); /* SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID */
+	struct sigevent ev;
+	memset(&ev, 0, sizeof(ev));
+	if (s->notify != 1) {
+		s->sig = sig_alloc(r, 1);
+		if (!s->sig)
+			return 1;
+		block_now(s->sig);
+		ev.sigev_signo = s->sig;
+		ev.sigev_value.sival_int = (int)(rng_next(r) & 0xffff);
+	}
+	ev.sigev_notify = s->notify == 0 ? SIGEV_SIGNAL : s->notify == 1 ? SIGEV_NONE : SIGEV_THREAD_ID;
+	if (s->notify == 2)
+		ev._sigev_un._tid = gettid();
+	if (timer_create(s->clock, &ev, &s->id) != 0)
+		DIE("timer_create");
+	s->set.it_value = far_timespec(r);
+	if (rng_one_in(r, 2))
+		s->set.it_interval = far_timespec(r);
+	if (rng_one_in(r, 5))
+		memset(&s->set, 0, sizeof(s->set)); /* created, never armed */
+	if (timer_settime(s->id, 0, &s->set, NULL) != 0)
+		DIE("timer_settime");
+	describe(in, "id=%ld clock=%d notify=%s sig=%d value=%llds interval=%llds", (long)s->id,
+		 s->clock, s->notify == 0 ? "signal" : s->notify == 1 ? "none" : "thread-id", s->sig,
+		 (long long)s->set.it_value.tv_sec, (long long)s->set.it_interval.tv_sec);
+	return 0;
+}
+
+static void ptimer_check(struct inst *in, int final)
+{
+	(void)final;
+	struct ptimer_st *s = ST_OF(in, struct ptimer_st);
+	struct itimerspec now;
+	if (timer_gettime(s->id, &now) != 0) {
+		IFAIL(in, "timer_gettime(id %ld): %s", (long)s->id, strerror(errno));
+		return;
+	}
+	int64_t left = ts_ns(now.it_value), was = ts_ns(s->set.it_value);
+	if (was == 0)
+		ICHECK(in, left == 0, "disarmed timer %ld is armed (%lld ns left)", (long)s->id, (long long)left);
+	else
+		ICHECK(in, left > 0 && left <= was, "timer %ld has %lld ns left, armed with %lld",
+		       (long)s->id, (long long)left, (long long)was);
+	ICHECK(in, ts_ns(now.it_interval) == ts_ns(s->set.it_interval),
+	       "timer %ld interval %lld ns, expected %lld", (long)s->id, (long long)ts_ns(now.it_interval),
+	       (long long)ts_ns(s->set.it_interval));
+	ICHECK(in, timer_getoverrun(s->id) == 0, "timer %ld overrun %d", (long)s->id,
+	       timer_getoverrun(s->id));
+}
+
+const struct item items_timers[] = {
+	{ "itimer", 3, itimer_build, itimer_check, NULL },
+	{ "timerfd", 3, timerfd_build, timerfd_check, NULL },
+	{ "posix-timer", 4, ptimer_build, ptimer_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
+};
