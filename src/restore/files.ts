@@ -3,7 +3,7 @@
 // every task exists, and closed when the tree is back.
 import { closeSync } from 'node:fs';
 import { F, O, sys } from '../sys/index.js';
-import { openRegFile, changedSince } from '../resources/files/reg.js';
+import { openRegFile, changedSince, O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { openMemfd } from '../resources/files/memfd.js';
 import { createAnon } from '../resources/files/anon.js';
@@ -23,6 +23,10 @@ export interface RestoreSession {
   shmemOwners: Map<bigint, ShmemOwner>;
   /** SysV segments made for the restore: id in the image -> id now. */
   sysvIds: Map<number, number>;
+  /** Files made again with O_TMPFILE, by path: the description of the entry that made it. */
+  tmpfiles: Map<string, number>;
+  /** Size of each shared anonymous object (see shmemSizes). */
+  shmemSizes: Map<bigint, bigint>;
   /** --inherit-fd: our fds that stand for files of the image, by CRIU's key (`pipe:[INO]`). */
   inherit: Map<string, number>;
   /** Paths cryo made for the restore (deleted files): not compared with the dumped file. */
@@ -62,7 +66,15 @@ export function openFile(session: RestoreSession, id: number, what: string): num
   if (reg) {
     const changed = session.unchecked.has(reg.name) ? null : changedSince(reg);
     if (changed) throw new UserError(`${what}: ${changed}`);
-    fd = openRegFile(reg);
+    const tmp = reg.flags & O_TMPFILE_BIT ? session.tmpfiles.get(reg.name) : undefined;
+    if (tmp !== undefined) {
+      session.tmpfiles.delete(reg.name);
+      fd = tmp;
+      sys('lseek', [fd, reg.pos, 0], `${what}: position`);
+      sys('fcntl', [fd, F.SETFL, reg.flags & ~(O.ACCMODE | O.CLOEXEC)]);
+    } else {
+      fd = openRegFile(reg);
+    }
   }
   else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
   else if (anon) fd = createAnon(anon);
@@ -93,9 +105,10 @@ export function restoreOwners(session: RestoreSession): void {
 
 /** Closes the restore-wide open files once every task has its own. */
 export function closeSessionFiles(session: RestoreSession): void {
-  const fds = new Set([...session.files.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values(), ...session.memfds.values()]);
+  const fds = new Set([...session.files.values(), ...session.tmpfiles.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values(), ...session.memfds.values()]);
   for (const fd of fds) closeSync(fd);
   session.files.clear();
+  session.tmpfiles.clear();
   session.pipes.clear();
   session.fifoKeepers.clear();
   session.memfds.clear();

@@ -13,8 +13,10 @@ import { closeSessionFiles, openFile, restoreOwners, checkInherited, type Restor
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
+import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { createMemfd } from '../resources/files/memfd.js';
 import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
+import { shmemSizes } from '../resources/mm/restore.js';
 import { UserError } from '../util/errors.js';
 import { writeOutputFile } from '../util/outfile.js';
 import { failpoint } from '../util/failpoint.js';
@@ -106,14 +108,18 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   let stub: Stub | null = null;
   const session: RestoreSession = {
-    ckpt, log, trampoline: 0n, inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
+    ckpt, log, trampoline: 0n, tmpfiles: new Map(), shmemSizes: shmemSizes(ckpt.tasks.flatMap((t) => t.memory.vmas)), inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
   };
   const ghostsMade: { path: string; ghost: GhostData; parents: string[] }[] = [];
   const segmentsMade: number[] = [];
   try {
     // Deleted files exist again while the tasks open and map them (removed at the end).
     for (const g of ckpt.ghosts.values()) {
-      ghostsMade.push({ ...g, parents: createGhost(g.path, g.ghost) });
+      // A file made with O_TMPFILE is made so again; its description is the one the tasks get.
+      const tmp = [...ckpt.files.values()].find((f) => f.name === g.path && f.flags & O_TMPFILE_BIT);
+      const made = createGhost(g.path, g.ghost, tmp?.flags);
+      ghostsMade.push({ ...g, parents: made.parents });
+      if (made.fd !== undefined) session.tmpfiles.set(g.path, made.fd);
     }
     createMemfds(session);
     for (const g of ckpt.sysvShm) {

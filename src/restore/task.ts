@@ -86,7 +86,7 @@ export function restoreTask(
     const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
     restoreMmFields(r, img, ckpt, !sameExe);
     if (img.mm.thpDisabled) call('prctl', [PR.SET_THP_DISABLE, 1, 0, 0, 0], 'THP disabled');
-    const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: session.unchecked }, kept);
+    const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: session.unchecked, shmemSizes: session.shmemSizes }, kept);
     session.cowKept += mem.cowKept;
     const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
     vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);

@@ -1,6 +1,7 @@
 // The fd table part of what a restored task must show: per fd its kind, flags, position or path,
 // and the kind-specific state the images record (see resources/observe/read-fds.ts).
 import type { Message } from '@bufbuild/protobuf';
+import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { O } from '../sys/index.js';
 import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
 import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
@@ -70,7 +71,8 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
     // pipes, sockets and kernel objects have none.
     if (d.kind === 'file' && d.reg) s.set(`${key} pos`, String(d.reg.pos));
     if (d.memfdPos !== undefined) s.set(`${key} pos`, String(d.memfdPos));
-    if (d.reg) s.set(`${key} path`, d.reg.name);
+    // An O_TMPFILE file is named after its inode (dir/#INO), which a new one cannot keep.
+    if (d.reg && !(d.flags & O_TMPFILE_BIT)) s.set(`${key} path`, d.reg.name);
     if (d.anon) expectAnon(s, key, d.anon);
     if (d.opts) expectSocketOptions(s, key, d.opts);
     const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vma.proto.
  */
 export const file_vma: GenFile = /*@__PURE__*/
-  fileDesc("Cgl2bWEucHJvdG8i7AEKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIAQ", [file_opts]);
+  fileDesc("Cgl2bWEucHJvdG8iiAIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAg", [file_opts]);
 
 /**
  * One mapping. status holds CRIU's VMA_* bits (anon/file/shared/stack/vdso/...).
@@ -74,6 +74,14 @@ export type vma_entry = Message<"vma_entry"> & {
    * @generated from field: optional uint32 fdflags = 10;
    */
   fdflags: number;
+
+  /**
+   * cryo's own (CRIU ignores it): the lock is mlock2(MLOCK_ONFAULT)'s (VmFlags lf): pages are
+   * locked as they are touched, not all at once. Numbered far above CRIU's fields.
+   *
+   * @generated from field: optional bool cryo_lock_onfault = 1001;
+   */
+  cryoLockOnfault: boolean;
 };
 
 /**

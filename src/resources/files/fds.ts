@@ -12,7 +12,7 @@ import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
 import { socketInode, dumpSocket } from './socket.js';
 import { dumpFown } from './fown.js';
-import { NO_FOWN, openFlags, fileStamp } from './reg.js';
+import { NO_FOWN, fileStamp } from './reg.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
 
@@ -71,7 +71,7 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
   const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
   const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-  const flags = openFlags(info.flags & ~O.CLOEXEC);
+  const flags = info.flags & ~O.CLOEXEC;
   const pipeId = pipeInode(link);
   const anon = anonKind(link);
   const sock = socketInode(link);

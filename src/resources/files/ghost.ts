@@ -93,6 +93,9 @@ function makeNode(path: string, g: GhostData): void {
 }
 
 const AT_FDCWD = -100;
+const AT_SYMLINK_FOLLOW = 0x400;
+/** O_TMPFILE as open(2) takes it: __O_TMPFILE | O_DIRECTORY. */
+const O_TMPFILE = 0o20200000;
 
 export function isGhostDir(g: GhostData): boolean {
   return (g.mode & 0o170000) === 0o040000;
@@ -103,7 +106,7 @@ export function isGhostDir(g: GhostData): boolean {
  * Directories above it that were removed too are made again (0700); returns them, deepest first,
  * for removeGhost.
  */
-export function createGhost(path: string, g: GhostData): string[] {
+export function createGhost(path: string, g: GhostData, tmpfile?: number): { parents: string[]; fd?: number } {
   let fd: number;
   const parents: string[] = [];
   try {
@@ -111,10 +114,18 @@ export function createGhost(path: string, g: GhostData): string[] {
     for (const dir of [...parents].reverse()) mkdirSync(dir, 0o700);
     if (isGhostNode(g)) {
       makeNode(path, g);
-      return parents;
+      return { parents };
     }
     if (isGhostDir(g)) mkdirSync(path, g.mode & 0o7777);
-    fd = openSync(path, isGhostDir(g) ? O.RDONLY | O.DIRECTORY | O.CLOEXEC : O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, g.mode & 0o7777);
+    if (tmpfile !== undefined) {
+      // Made the way it was (O_TMPFILE: its description keeps the creation bits), then given its
+      // old name for the restore, so that mappings and other opens reach the same inode.
+      const acc = (tmpfile & O.ACCMODE) === O.RDONLY ? O.RDWR : tmpfile & O.ACCMODE;
+      fd = openSync(dirname(path), O_TMPFILE | acc | O.CLOEXEC, g.mode & 0o7777);
+      sys('linkat', [AT_FDCWD, Buffer.from(`/proc/self/fd/${fd}\0`), AT_FDCWD, Buffer.from(path + '\0'), AT_SYMLINK_FOLLOW], `link ${path}`);
+    } else {
+      fd = openSync(path, isGhostDir(g) ? O.RDONLY | O.DIRECTORY | O.CLOEXEC : O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, g.mode & 0o7777);
+    }
   } catch (e) {
     removeDirs(parents);
     throw new UserError(`cannot re-create deleted file ${path}: ${(e as Error).message}`);
@@ -130,8 +141,9 @@ export function createGhost(path: string, g: GhostData): string[] {
     removeGhost(path, g, parents);
     throw e;
   }
+  if (tmpfile !== undefined) return { parents, fd };
   closeSync(fd);
-  return parents;
+  return { parents };
 }
 
 function removeDirs(dirs: string[]): void {

@@ -69,15 +69,16 @@ export function createPipe(d: PipeData | undefined): PipeEnds {
 
 /**
  * Our fd for one open file description of an end, with its status flags (O_NONBLOCK ...). The
- * first description of each end is the pipe2() one; any further one (a task that reopened the
- * end through /proc/self/fd/N has two, with flags of their own) is a new open of that end.
+ * first description of each end is the pipe2() one; one that a task reopened through
+ * /proc/self/fd/N (it has flags of its own) is a new open of that end.
  */
 export function pipeEnd(ends: PipeEnds, flags: number): number {
   const end = (flags & O.ACCMODE) === O.WRONLY ? 'w' : 'r';
   const used = (ends.used ??= { r: false, w: false });
   let fd = ends[end];
-  if (used[end]) fd = openSync(`/proc/self/fd/${fd}`, (end === 'w' ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC);
-  used[end] = true;
+  // O_LARGEFILE (which F_SETFL cannot change) tells them apart: open() sets it, pipe() does not.
+  if (used[end] || flags & O.LARGEFILE) fd = openSync(`/proc/self/fd/${fd}`, (end === 'w' ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC);
+  else used[end] = true;
   sys('fcntl', [fd, F.SETFL, flags & ~(O.ACCMODE | O.CLOEXEC) & ~skipBits('pipe-nonblock', flags, O.NONBLOCK)]);
   return fd;
 }

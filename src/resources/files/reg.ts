@@ -31,7 +31,7 @@ export interface RegFileData {
 export const NO_FOWN: FownData = { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 };
 
 /** __O_TMPFILE: kept in the status flags of a file made with O_TMPFILE (with O_DIRECTORY). */
-const O_TMPFILE_BIT = 0o20000000;
+export const O_TMPFILE_BIT = 0o20000000;
 
 /**
  * A description's status flags as they matter once it is open: an O_TMPFILE file keeps the

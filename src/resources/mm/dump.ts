@@ -21,6 +21,7 @@ export interface VmaData {
   fd: number;
   madv?: bigint;
   fdflags?: number;
+  cryoLockOnfault?: boolean;
 }
 
 export interface MmData {
@@ -147,6 +148,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
         fd: -1,
       };
       if (madv) v.madv = madv;
+      if (flagsSet.has('lf')) v.cryoLockOnfault = true;
       // A shared file mapping keeps VM_MAYWRITE (VmFlags mw) only when its file was open for
       // writing: the restore opens it so too, or the mapping loses mw and sh.
       if (isFile) v.fdflags = c.kind === 'file-shared' && flagsSet.has('mw') ? O.RDWR : O.RDONLY;

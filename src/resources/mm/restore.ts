@@ -49,6 +49,19 @@ export interface MemoryContext {
   sysvIds: Map<number, number>;
   /** Paths cryo made for the restore (deleted files): not compared with the dumped file. */
   unchecked: Set<string>;
+  /** Size of each shared anonymous object: the end of its furthest mapping in the tree. */
+  shmemSizes: Map<bigint, bigint>;
+}
+
+/** Each shared anonymous object's size, from every task's mappings of it. */
+export function shmemSizes(vmas: VmaData[]): Map<bigint, bigint> {
+  const out = new Map<bigint, bigint>();
+  for (const v of vmas) {
+    if (!(v.status & VMA.ANON_SHARED) || v.status & VMA.AREA_SYSVIPC) continue;
+    const end = v.pgoff + (v.end - v.start);
+    if (end > (out.get(v.shmid) ?? 0n)) out.set(v.shmid, end);
+  }
+  return out;
 }
 
 /** Unmaps everything in the task except the given ranges. */
@@ -114,8 +127,10 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       } else if (v.status & VMA.ANON_SHARED) {
         const owner = ctx.shmemOwners.get(v.shmid);
         if (!owner) {
-          if (v.pgoff === 0n) call('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED, -1, 0], where);
-          else mapShmemAtOffset(r, v, fillProt, where);
+          // The object is as big as its furthest mapping, in any task (split or mremap'ed views).
+          const size = ctx.shmemSizes.get(v.shmid) ?? v.pgoff + len;
+          if (v.pgoff === 0n && size === len) call('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED, -1, 0], where);
+          else mapShmemAtOffset(r, v, size, fillProt, where);
           ctx.shmemOwners.set(v.shmid, { pid: r.pid, start: v.start, end: v.end, pgoff: v.pgoff });
           created.set(v.shmid, v);
         } else {
@@ -163,7 +178,11 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       }
     }
     // Locks are not inherited through fork: kept (inherited) mappings are locked here too.
-    for (const v of img.vmas) if (!special(v) && v.flags & MAP.LOCKED) call('mlock', [v.start, v.end - v.start], `mlock ${hex(v.start)}`);
+    for (const v of img.vmas) {
+      if (special(v) || !(v.flags & MAP.LOCKED)) continue;
+      if (v.cryoLockOnfault) call('mlock2', [v.start, v.end - v.start, MLOCK_ONFAULT], `mlock2 ${hex(v.start)} on fault`);
+      else call('mlock', [v.start, v.end - v.start], `mlock ${hex(v.start)}`);
+    }
   } finally {
     for (const fd of fileFds.values()) r.remote.raw(NR.close, [fd]);
   }
@@ -178,6 +197,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
  * its own pages the kernel no longer merges them, and both are undone.
  */
 const MADV_DONTFORK = 10;
+const MLOCK_ONFAULT = 1;
 const MADV_DOFORK = 11;
 
 function keptApart(vmas: VmaData[], filled: Set<VmaData>): Set<VmaData> {
@@ -191,13 +211,13 @@ function keptApart(vmas: VmaData[], filled: Set<VmaData>): Set<VmaData> {
 }
 
 /**
- * The first mapping of a shared anonymous object at a non-zero offset (the start was unmapped,
- * or it was mremap'ed from inside): the object is made big enough in a scratch mapping the
- * kernel places, mapped from there at its offset (through map_files), and the scratch dropped.
+ * The first mapping of a shared anonymous object that does not cover all of it from offset 0
+ * (split by mprotect or madvise, the start unmapped, or mremap'ed from inside): the object is
+ * made as big as `size` in a scratch mapping the kernel places, mapped from there at the
+ * mapping's offset (through map_files), and the scratch dropped.
  */
-function mapShmemAtOffset(r: RestoreTask, v: VmaData, prot: number, where: string): void {
+function mapShmemAtOffset(r: RestoreTask, v: VmaData, size: bigint, prot: number, where: string): void {
   const call = r.remote.call.bind(r.remote);
-  const size = v.pgoff + (v.end - v.start);
   const tmp = call('mmap', [0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS, -1, 0], `${where}: object of ${size} bytes`);
   try {
     r.scratch.reset();
