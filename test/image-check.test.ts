@@ -154,7 +154,7 @@ describe('cryo-manifest.json', () => {
   test('lists every file with its size; metadata by sha256, pages by size (crc32 when asked)', () => {
     const d = written();
     const m = verifyManifest(d, 'inventory.img')!;
-    assert.deepEqual(Object.keys(m.files), ['pages-1.img', 'pipes-data.img', 'pstree.img']);
+    assert.deepEqual(Object.keys(m.files), ['inventory.img', 'pages-1.img', 'pipes-data.img', 'pstree.img']);
     assert.match(m.files['pstree.img']!.sha256!, /^[0-9a-f]{64}$/);
     assert.deepEqual(m.files['pages-1.img'], { size: 8192 });
     assert.deepEqual(m.external, { sessions: [77], groups: [] });
@@ -174,6 +174,12 @@ describe('cryo-manifest.json', () => {
       ['truncated', (d) => fs.truncateSync(path.join(d, 'pages-1.img'), 4096), /pages-1\.img: 4096 bytes, the checkpoint wrote 8192/],
       ['altered', (d) => fs.writeFileSync(path.join(d, 'pipes-data.img'), 'raw bytez'), /pipes-data\.img: altered: its sha256/],
       ['added', (d) => fs.writeFileSync(path.join(d, 'sk-queues.img'), ''), /sk-queues\.img: not part of the checkpoint/],
+      ['inventory altered', (d) => {
+        const f = path.join(d, 'inventory.img');
+        const bytes = fs.readFileSync(f);
+        bytes[bytes.length - 1] ^= 1;
+        fs.writeFileSync(f, bytes);
+      }, /inventory\.img: altered: its sha256/],
       ['manifest cut', (d) => fs.truncateSync(path.join(d, MANIFEST_FILE), 20), /cryo-manifest\.json: damaged: not valid JSON/],
     ];
     for (const [, damage, pattern] of cases) {
