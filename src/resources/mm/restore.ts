@@ -2,6 +2,8 @@
 // its address, fill saved pages with pread64 from the pages image (run by the task itself, so the
 // kernel copies straight from the page cache), put the protections back, then the vdso.
 import { changedSince, type FileStamp } from '../files/reg.js';
+import { keptApart, mapShmemAtOffset, throughViews, withFileOffsets, MADV_DONTFORK, MADV_DOFORK, MLOCK_ONFAULT, type FileRange } from './layout.js';
+export { shmemSizes } from './layout.js';
 import { vma_entrySchema } from '../../image/gen/vma_pb.js';
 import { hasField } from '../../image/presence.js';
 import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
@@ -51,17 +53,6 @@ export interface MemoryContext {
   unchecked: Set<string>;
   /** Size of each shared anonymous object: the end of its furthest mapping in the tree. */
   shmemSizes: Map<bigint, bigint>;
-}
-
-/** Each shared anonymous object's size, from every task's mappings of it. */
-export function shmemSizes(vmas: VmaData[]): Map<bigint, bigint> {
-  const out = new Map<bigint, bigint>();
-  for (const v of vmas) {
-    if (!(v.status & VMA.ANON_SHARED) || v.status & VMA.AREA_SYSVIPC) continue;
-    const end = v.pgoff + (v.end - v.start);
-    if (end > (out.get(v.shmid) ?? 0n)) out.set(v.shmid, end);
-  }
-  return out;
 }
 
 /** Unmaps everything in the task except the given ranges. */
@@ -187,80 +178,6 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
     for (const fd of fileFds.values()) r.remote.raw(NR.close, [fd]);
   }
   return { cowKept };
-}
-
-/**
- * Private mappings that touch the one before them and both hold pages: separate VMAs in the
- * task (each has its own anonymous pages), but a new mapping with the same flags as its
- * neighbour is merged into it at mmap time, before it has pages of its own. Every other one in a
- * run of them is mapped with PROT_EXEC flipped and MADV_DONTFORK while it is filled; once each has
- * its own pages the kernel no longer merges them, and both are undone.
- */
-const MADV_DONTFORK = 10;
-const MLOCK_ONFAULT = 1;
-const MADV_DOFORK = 11;
-
-function keptApart(vmas: VmaData[], filled: Set<VmaData>): Set<VmaData> {
-  const apart = new Set<VmaData>();
-  const isPrivate = (v: VmaData) => !special(v) && !(v.status & (VMA.FILE_SHARED | VMA.ANON_SHARED | VMA.AREA_SYSVIPC));
-  for (let i = 1; i < vmas.length; i++) {
-    const [prev, v] = [vmas[i - 1]!, vmas[i]!];
-    if (prev.end === v.start && isPrivate(prev) && isPrivate(v) && filled.has(prev) && filled.has(v) && !apart.has(prev)) apart.add(v);
-  }
-  return apart;
-}
-
-/**
- * The first mapping of a shared anonymous object that does not cover all of it from offset 0
- * (split by mprotect or madvise, the start unmapped, or mremap'ed from inside): the object is
- * made as big as `size` in a scratch mapping the kernel places, mapped from there at the
- * mapping's offset (through map_files), and the scratch dropped.
- */
-function mapShmemAtOffset(r: RestoreTask, v: VmaData, size: bigint, prot: number, where: string): void {
-  const call = r.remote.call.bind(r.remote);
-  const tmp = call('mmap', [0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS, -1, 0], `${where}: object of ${size} bytes`);
-  try {
-    r.scratch.reset();
-    const fd = call('open', [r.scratch.putString(`/proc/self/map_files/${tmp.toString(16)}-${(tmp + size).toString(16)}`), O.RDWR, 0], where);
-    try {
-      call('mmap', [v.start, v.end - v.start, prot, MAP.SHARED | MAP.FIXED, fd, v.pgoff], where);
-    } finally {
-      call('close', [fd]);
-    }
-  } finally {
-    call('munmap', [tmp, size]);
-  }
-}
-
-/** Object-offset ranges (vaddr = offset in the object) turned into addresses of the views. */
-function throughViews(ranges: FileRange[], views: VmaData[], shmid: bigint): FileRange[] {
-  const out: FileRange[] = [];
-  const page = BigInt(PAGE_SIZE);
-  for (const r of ranges) {
-    for (let i = 0n; i < BigInt(r.nrPages); ) {
-      const off = r.vaddr + i * page;
-      const v = views.find((w) => w.pgoff <= off && off < w.pgoff + (w.end - w.start));
-      if (!v) throw new UserError(`shared anonymous object ${shmid}: page at offset ${hex(off)} is in no mapping of the task that restores it`);
-      const n = Math.min(Number(r.nrPages) - Number(i), Number((v.pgoff + (v.end - v.start) - off) / page));
-      out.push({ vaddr: v.start + (off - v.pgoff), nrPages: n, off: r.off + i * page });
-      i += BigInt(n);
-    }
-  }
-  return out;
-}
-
-interface FileRange extends PageRange {
-  /** Where the range's bytes start in the pages file. */
-  off: bigint;
-}
-
-function withFileOffsets(ranges: PageRange[]): FileRange[] {
-  let off = 0n;
-  return ranges.map((p) => {
-    const r = { ...p, off };
-    off += BigInt(p.nrPages * PAGE_SIZE);
-    return r;
-  });
 }
 
 /** Splits saved ranges into the parts inside kept (inherited) VMAs and the rest. */
