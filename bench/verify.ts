@@ -1,6 +1,7 @@
 // What verification costs: restore time with --verify=off and =on for a trivial process, one with
 // 100 threads and a tree of 50 processes (median of 3 restores of the same images each), the
-// check alone on the restored tree (median of 3), and the --leave-running snapshot (taken twice per dump).
+// check alone on the restored tree (median of 3), and the --leave-running snapshot (taken twice
+// per dump).
 // Prints figures; asserts nothing about time.   node dist/bench/verify.js  (as root)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
