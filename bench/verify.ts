@@ -1,6 +1,7 @@
 // What verification costs: restore time with --verify=off and =on for a trivial process, one with
 // 100 threads and a tree of 50 processes (median of 3 restores of the same images each), the
-// check alone on the restored tree, and the --leave-running snapshot (taken twice per dump).
+// check alone on the restored tree (median of 3), and the --leave-running snapshot (taken twice
+// per dump).
 // Prints figures; asserts nothing about time.   node dist/bench/verify.js  (as root)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -84,15 +85,15 @@ async function once(label: string, procs: number, threads: number): Promise<void
     dump({ pid, dir: images, leaveRunning: false, log: new Log(1) });
     await killAll(pids);
     const times: Record<VerifyMode, number[]> = { off: [], on: [], warn: [] };
-    let checkMs = 0;
+    const checks: number[] = [];
     for (let round = 0; round < 3; round++) {
       for (const mode of ['off', 'on'] as const) {
         times[mode].push(restore({ dir: images, detach: true, log: new Log(1), verify: mode }).ms);
-        if (mode === 'on' && round === 0) {
+        if (mode === 'on') {
           const ckpt = readCheckpoint(images);
           t0 = performance.now();
           const diffs = restoredDifferences(ckpt);
-          checkMs = performance.now() - t0;
+          checks.push(performance.now() - t0);
           if (diffs.length) console.error(`${label}: ${diffs.length} differences on the running tree`);
         }
         await killAll(pids);
@@ -100,6 +101,7 @@ async function once(label: string, procs: number, threads: number): Promise<void
     }
     const off = median(times.off);
     const on = median(times.on);
+    const checkMs = median(checks);
     console.log(
       `${label.padEnd(22)} restore ${off.toFixed(0).padStart(5)} ms without verify, ${on.toFixed(0).padStart(5)} ms with ` +
         `(check alone ${checkMs.toFixed(1)} ms, ${((100 * checkMs) / on).toFixed(0)}%); --leave-running snapshot ${snapMs.toFixed(1)} ms (x2 per dump)`,

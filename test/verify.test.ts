@@ -73,6 +73,24 @@ describe('verify: pure parts', () => {
     assert.deepEqual(both.map(formatDifference), ['pid 42 cwd: absent expected, /']);
   });
 
+  it('--leave-running leaves out what a running target changes itself, and nothing else', () => {
+    const snap = (pos1: string, pos3: string, pending: string[], ticks: string): Snapshot =>
+      new Map<string, Value>([
+        ['fd 1 (file)', { set: ['O_WRONLY', 'O_APPEND'] }],
+        ['fd 1 (file) pos', pos1],
+        ['fd 3 (file)', { set: ['O_RDWR'] }],
+        ['fd 3 (file) pos', pos3],
+        ['tid 43 SigPnd', { set: pending }],
+        ['ShdPnd', { set: pending }],
+        ['fd 4 (timerfd) ticks', ticks],
+      ]);
+    const before = new Map([[42, snap('10', '0', [], '1')]]);
+    assert.deepEqual(treeChanges(before, new Map([[42, snap('99', '0', ['SIGALRM'], '5')]])), [], 'appends, signals in flight, expirations');
+    const moved = treeChanges(before, new Map([[42, snap('10', '7', [], '1')]])).map(formatDifference);
+    assert.deepEqual(moved, ['pid 42 fd 3 (file) pos: 0 expected, 7']);
+    assert.deepEqual(treeChanges(before, new Map()).map(formatDifference), ['pid 42 process: running expected, absent']);
+  });
+
   it('what a CRIU 4.2 image says a restore must show: only what it records', () => {
     const ckpt = readCheckpoint(path.join(FIXTURES, 'py-threads-pipe-socket'));
     const img = ckpt.tasks[0]!;

@@ -1,6 +1,6 @@
 // The fd table part of what a restored task must show: per fd its kind, flags, position or path,
 // and the kind-specific state the images record (see resources/observe/read-fds.ts).
-import type { Message } from '@bufbuild/protobuf';
+import { isFieldSet, type DescMessage, type Message } from '@bufbuild/protobuf';
 import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { O } from '../sys/index.js';
 import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
@@ -11,8 +11,13 @@ import { fdKey, lockText, timerfdArmed, epollTargetText, inotifyWatchText, SOCKE
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
 import type { AnonRecord } from '../resources/files/anon.js';
-import { has } from './verify-expect.js';
 import type { CheckpointImage, TaskImage } from './images.js';
+
+/** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
+export function has(msg: Message | undefined, schema: DescMessage, name: string): boolean {
+  const f = schema.field[name];
+  return msg !== undefined && f !== undefined && isFieldSet(msg, f);
+}
 
 const ANON_KIND: Record<AnonRecord['type'], FdKind> = {
   EVENTFD: 'eventfd', SIGNALFD: 'signalfd', TIMERFD: 'timerfd', EVENTPOLL: 'epoll', INOTIFY: 'inotify', FANOTIFY: 'fanotify',

@@ -1,7 +1,6 @@
 // What the images say a restored task must show in /proc, as a Snapshot with the same keys the
 // observer reads (resources/observe). Only what cryo restores today and what the image actually
 // records (presence from the schema: images written by CRIU may lack fields).
-import { isFieldSet, type DescMessage, type Message } from '@bufbuild/protobuf';
 import { task_core_entrySchema, thread_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
 import { creds_entrySchema } from '../image/gen/creds_pb.js';
 import { MAP } from '../sys/index.js';
@@ -11,14 +10,8 @@ import {
   signalSet, UNBLOCKABLE, limitKey, limitValue, mappingKey, permsOf, threadPrefix, capHex,
 } from '../resources/observe/names.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
-import { expectFds } from './verify-expect-fds.js';
+import { expectFds, has } from './verify-expect-fds.js';
 import type { CheckpointImage, TaskImage } from './images.js';
-
-/** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
-export function has(msg: Message | undefined, schema: DescMessage, name: string): boolean {
-  const f = schema.field[name];
-  return msg !== undefined && f !== undefined && isFieldSet(msg, f);
-}
 
 /** Signals named by queued siginfos (si_signo is their first int). */
 function pendingSet(infos: Uint8Array[]): { set: string[] } {
