@@ -50,6 +50,10 @@ export function expectedSnapshot(ckpt: CheckpointImage, img: TaskImage, parent: 
     s.set('pgid', String(pgid));
   }
   s.set('personality', tc.personality.toString(16).padStart(8, '0'));
+  // Process-wide in /proc/PID/status: what the leader thread has.
+  const lead = img.core.threadCore;
+  if (has(lead, thread_core_entrySchema, 'seccompMode')) s.set('Seccomp', String(lead!.seccompMode));
+  if (lead?.creds && has(lead.creds, creds_entrySchema, 'noNewPrivs')) s.set('NoNewPrivs', String(lead.creds.noNewPrivs));
   if (has(tc, task_core_entrySchema, 'oomScoreAdj')) s.set('oom_score_adj', String(tc.oomScoreAdj));
   if (has(tc, task_core_entrySchema, 'rlimits')) tc.rlimits!.rlimits.forEach((l, res) => s.set(limitKey(res), limitValue(l.cur, l.max)));
   s.set('umask', img.fs.umask.toString(8).padStart(4, '0'));
