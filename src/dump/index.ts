@@ -2,7 +2,7 @@
 // are complete puts every task back as it was and removes the partial image directory.
 import { readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE } from '../sys/index.js';
+import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE, checkInterrupt } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
@@ -64,6 +64,9 @@ export function dump(opts: DumpOptions): DumpResult {
   failpoint('dump:collect');
   const { tasks, blockers } = collectTree(opts.pid, opts);
   if (blockers.length) throw new UnsupportedError(blockers);
+  // SIGINT/SIGTERM/SIGHUP (armed by the caller, see sys/interrupt.ts) are polled between steps:
+  // each task, each injected syscall, each chunk of pages; they unwind through the rollback below.
+  checkInterrupt();
   log.info(`dumping ${tasks.map((t) => t.pid).join(', ')} into ${opts.dir}`);
 
   const writer = ImageDirWriter.create(opts.dir);
@@ -81,7 +84,10 @@ export function dump(opts: DumpOptions): DumpResult {
       if (t.zombie) continue;
       // Threads may be born while we seize: list again until no new one appears.
       for (let more = t.threads; more.length; ) {
-        for (const tid of more) frozen.push(Tracee.seize(tid, t.pid, 0));
+        for (const tid of more) {
+          checkInterrupt();
+          frozen.push(Tracee.seize(tid, t.pid, 0));
+        }
         const now = threadsOf(t.pid);
         more = now.filter((tid) => !frozen.some((f) => f.tid === tid));
         t.threads = now;
@@ -113,11 +119,13 @@ export function dump(opts: DumpOptions): DumpResult {
       // A task sharing its parent's memory (CLONE_VM) works in the parent's scratch area; its
       // memory is the parent's and is saved with it.
       const vmParent = t.ppid ? open.find((o) => o.pid === t.ppid && kcmp(t.ppid, t.pid, KCMP.VM) === 0) : undefined;
-      const leader = openTask(leaderTracee, log, ids, vmParent?.scratch);
+      checkInterrupt();
+      const leader = openTask(leaderTracee, log, ids, vmParent, t.threads.length);
       open.push(leader);
       const others: DumpTask[] = [];
       for (const tr of frozen.filter((f) => f.tgid === t.pid && f.tid !== t.pid)) {
-        const th = openTask(tr, log, ids, leader.scratch);
+        checkInterrupt();
+        const th = openTask(tr, log, ids, leader);
         open.push(th);
         others.push(th);
       }
@@ -136,7 +144,10 @@ export function dump(opts: DumpOptions): DumpResult {
       for (let i = 0; i < runs.length; ) {
         let j = i;
         while (j < runs.length && runs[j]!.pid === runs[i]!.pid) j++;
-        pagesWritten += copyPages(runs[i]!.pid, runs.slice(i, j), (chunk) => sink.write(chunk)) / PAGE_SIZE;
+        pagesWritten += copyPages(runs[i]!.pid, runs.slice(i, j), (chunk) => {
+          checkInterrupt();
+          sink.write(chunk);
+        }) / PAGE_SIZE;
         i = j;
       }
       sink.close();
@@ -159,13 +170,17 @@ export function dump(opts: DumpOptions): DumpResult {
     for (const m of files.memfds.values()) {
       pagesId++;
       const sink = writer.openRaw(`pages-${pagesId}.img`);
-      const runs = copyMemfdPages(m.source, m.size, (chunk) => sink.write(chunk));
+      const runs = copyMemfdPages(m.source, m.size, (chunk) => {
+        checkInterrupt();
+        sink.write(chunk);
+      });
       sink.close();
       pagesWritten += runs.reduce((n, r) => n + r.nrPages, 0);
       writePagemap(`pagemap-shmem-${m.shmid}.img`, runs.map((r) => ({ ...r, at: r.vaddr })));
     }
     const tMem = performance.now();
 
+    checkInterrupt();
     failpoint('dump:write');
     const root = images[0]!;
     writer.writeImage(
@@ -259,6 +274,7 @@ export function dump(opts: DumpOptions): DumpResult {
       }),
     ]);
 
+    checkInterrupt();
     failpoint('dump:inventory');
     writer.finish(
       create(inventory_entrySchema, {
