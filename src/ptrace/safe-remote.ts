@@ -12,6 +12,8 @@
 //     the stop's code SIGTRAP|0x80 is not a valid signal, so nothing is delivered on detach).
 // Without those gadgets (a static binary) or room on a [stack] mapping, mmap and munmap run from
 // the vdso's `syscall` and the registers are put back at once: the one unsafe window, two stops.
+// An orphaned task leaves the area behind unless it was its only user (soloSite unmaps it): with
+// threads, one could still be running in it: an anonymous rwx mapping stays in the process.
 import { readFileSync } from 'node:fs';
 import {
   Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite,
@@ -35,6 +37,30 @@ const MARKER_STOP_AT = 21; // rip in the marker's stop: after the tgkill
 // For a task without an ignored signal: syscall; mov eax, 15; syscall — stopped at entry and exit.
 const SYSCALL_SITE_OFFSET = 32;
 const SYSCALL_SITE = [0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+/**
+ * The marker site of an area only its owner works in: after the marker, instead of returning
+ * from the area it unmaps it, from the `syscall; ret` gadget with rsp at the stack frame:
+ * mov eax, 11 (munmap); mov rdi, AREA; mov rsi, SIZE; mov rsp, FRAME; mov rcx, GADGET; jmp rcx.
+ * An orphaned task leaves no scratch mapping behind either.
+ */
+const SOLO_SITE_OFFSET = 64;
+function soloSite(area: bigint, size: number, frame: bigint, syscallRet: bigint): Buffer {
+  const imm = (prefix: number[], v: bigint) => {
+    const b = Buffer.alloc(prefix.length + 8);
+    Buffer.from(prefix).copy(b);
+    b.writeBigUInt64LE(v, prefix.length);
+    return b;
+  };
+  return Buffer.concat([
+    Buffer.from(MARKER_SITE.slice(0, MARKER_STOP_AT)),
+    Buffer.from([0xb8, 0x0b, 0x00, 0x00, 0x00]),
+    imm([0x48, 0xbf], area),
+    imm([0x48, 0xbe], BigInt(size)),
+    imm([0x48, 0xbc], frame),
+    imm([0x48, 0xb9], syscallRet),
+    Buffer.from([0xff, 0xe1]),
+  ]);
+}
 const SYSGOOD_TRAP = SIG.TRAP | 0x80;
 const RED_ZONE = 128n;
 const DATA_PAGES = 4;
@@ -45,6 +71,8 @@ const ARG_REGS = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
 /** The mapping in the task: data pages (Scratch), one code page, then one signal frame per task. */
 export class ScratchArea {
   private slotsUsed = 0;
+  /** The owner's marker site unmaps the area on the way out (see soloSite). */
+  solo = false;
   constructor(
     readonly addr: bigint,
     readonly size: number,
@@ -74,6 +102,8 @@ type Bootstrap = { kind: 'stack'; frame: bigint; gadgets: Gadgets } | { kind: 'w
 export class SafeRemote extends Remote {
   private marker = 0;
   private frame = 0n;
+  /** Where the marker site is in the code page (the solo one for an area used by one task). */
+  private siteOffset = 0;
   private masked = false;
   private area_: ScratchArea | null = null;
   private bootstrap: Bootstrap | null = null;
@@ -111,10 +141,16 @@ export class SafeRemote extends Remote {
       const addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, [0, size, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE, -1, 0], 'mmap'));
       const code = addr + BigInt(dataSize);
       r.area_ = new ScratchArea(addr, size, dataSize, code, code + BigInt(PAGE_SIZE), slotSize, slotCount);
-      const page = Buffer.alloc(64);
+      const page = Buffer.alloc(256);
       Buffer.from(MARKER_SITE).copy(page, 0);
       Buffer.from(SYSCALL_SITE).copy(page, SYSCALL_SITE_OFFSET);
+      const b = r.bootstrap;
+      if (tasks === 1 && b.kind === 'stack') {
+        soloSite(addr, size, b.frame, b.gadgets.syscallRet).copy(page, SOLO_SITE_OFFSET);
+        r.siteOffset = SOLO_SITE_OFFSET;
+      }
       vmWrite(t.tid, code, page);
+      r.area_.solo = r.siteOffset === SOLO_SITE_OFFSET;
       r.syscallAt = code;
       r.placeFrame();
     } catch (e) {
@@ -131,6 +167,12 @@ export class SafeRemote extends Remote {
   /** Takes over another task working in `area` (a thread of its owner, or a CLONE_VM child). */
   static join(t: Tracee, area: ScratchArea, backTo?: Regs): SafeRemote {
     const r = new SafeRemote(t, backTo ?? t.regs());
+    if (area.solo) {
+      // Another task now runs in the area too: the owner's site must not unmap it under that
+      // task any more. Its tail becomes a plain rt_sigreturn (the owner stands right there).
+      vmWrite(t.tid, area.code + BigInt(SOLO_SITE_OFFSET + MARKER_STOP_AT), Buffer.from(MARKER_SITE.slice(MARKER_STOP_AT)));
+      area.solo = false;
+    }
     r.area_ = area;
     r.syscallAt = area.code;
     r.placeFrame();
@@ -218,13 +260,13 @@ export class SafeRemote extends Remote {
       this.maskOnce();
       return this.syscallStops(nr);
     }
-    r.set('ip', this.area.code);
+    r.set('ip', this.area.code + BigInt(this.siteOffset));
     r.set('r13', this.t.tgid);
     r.set('r14', this.t.tid);
     r.set('r15', this.marker);
     this.t.setRegs(r);
     this.maskOnce();
-    const stopAt = this.area.code + BigInt(MARKER_STOP_AT);
+    const stopAt = this.area.code + BigInt(this.siteOffset + MARKER_STOP_AT);
     for (;;) {
       ptrace(PTRACE.CONT, this.t.tid, 0, 0);
       const st = this.t.wait();
