@@ -55,8 +55,8 @@ const TASK_STOPPED = 3;
 /**
  * Takes over a frozen task for injected syscalls (scratch area, signals blocked), crash-safe: see
  * ptrace/safe-remote.ts. `sharer`: a task already open whose memory this one shares (its thread
- * leader, or the parent of a CLONE_VM child): this one works in its scratch area. `tasks`: how
- * many tasks will work in the area this one maps.
+ * leader, or the parent of a CLONE_VM child; that memory is saved with the sharer). `tasks`: how
+ * many tasks will work in the area this one maps (itself and its threads).
  */
 export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: DumpTask, tasks = 1): DumpTask {
   const pid = tracee.tid;
@@ -64,7 +64,9 @@ export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: Du
   // Before anything runs in the task: the first injected syscall makes the kernel drop it.
   const rseqAbort = rseqAbortIp(pid, regs.get('ip'));
   const backTo = rseqAbort === null ? regs : atAbort(regs, rseqAbort);
-  const remote = sharer ? SafeRemote.join(tracee, scratchArea(sharer), backTo) : SafeRemote.open(tracee, tasks, backTo);
+  // A thread joins its leader's area; a CLONE_VM child maps one of its own (in the same memory),
+  // so that every area has exactly one slot per task and an orphan leaves none of it behind.
+  const remote = sharer && sharer.tracee.tgid === tracee.tgid ? SafeRemote.join(tracee, scratchArea(sharer), backTo) : SafeRemote.open(tracee, tasks, backTo);
   const area = remote.area;
   const scratch = Scratch.at(remote, area.addr, area.dataSize);
   return {

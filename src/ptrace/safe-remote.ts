@@ -12,100 +12,38 @@
 //     the stop's code SIGTRAP|0x80 is not a valid signal, so nothing is delivered on detach).
 // Without those gadgets (a static binary) or room on a [stack] mapping, mmap and munmap run from
 // the vdso's `syscall` and the registers are put back at once: the one unsafe window, two stops.
-// An orphaned task leaves the area behind unless it was its only user (soloSite unmaps it): with
-// threads, one could still be running in it: an anonymous rwx mapping stays in the process.
+// Each task works in a code page of its own (inject-code.ts), whose exit path, when the task has
+// a frame on its own stack, unmaps the task's own part of the area: an orphaned tree leaves no
+// scratch mapping behind. A task without such a frame (no libc gadgets, or a stack that is not
+// recognisably one: [stack], or a pthread stack above its guard page) leaves its part behind.
 import { readFileSync } from 'node:fs';
 import {
-  Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite,
+  Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, ptrace, setSigmask, getXstate, vmWrite,
   checkInterrupt, type SyscallName,
 } from '../sys/index.js';
 import { parseMaps } from '../proc/index.js';
 import { Remote, RemoteSyscallError, type RemoteArg } from './remote.js';
+export { ScratchArea } from './scratch-area.js';
 import { TraceeError, type Tracee } from './tracee.js';
 import { buildSigframe, FPSTATE_OFFSET } from './sigframe.js';
 import { findGadgets, type Gadgets } from './gadgets.js';
+import { codePage, MARKER_STOP_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
+import { ScratchArea, type Slot } from './scratch-area.js';
 import { pickMarker } from './marker.js';
 import { findSyscallInVdso } from './syscall-site.js';
 
-// syscall; mov r12, rax; mov eax, 234 (tgkill); mov rdi, r13; mov rsi, r14; mov rdx, r15; syscall;
-// mov eax, 15; syscall (rt_sigreturn, frame at rsp - 8)
-const MARKER_SITE = [
-  0x0f, 0x05, 0x49, 0x89, 0xc4, 0xb8, 0xea, 0x00, 0x00, 0x00, 0x4c, 0x89, 0xef, 0x4c, 0x89, 0xf6, 0x4c, 0x89, 0xfa,
-  0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05,
-];
-const MARKER_STOP_AT = 21; // rip in the marker's stop: after the tgkill
-// For a task without an ignored signal: syscall; mov eax, 15; syscall — stopped at entry and exit.
-const SYSCALL_SITE_OFFSET = 32;
-const SYSCALL_SITE = [0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
-/**
- * The marker site of an area only its owner works in: after the marker, instead of returning
- * from the area it unmaps it, from the `syscall; ret` gadget with rsp at the stack frame:
- * mov eax, 11 (munmap); mov rdi, AREA; mov rsi, SIZE; mov rsp, FRAME; mov rcx, GADGET; jmp rcx.
- * An orphaned task leaves no scratch mapping behind either.
- */
-const SOLO_SITE_OFFSET = 64;
-function soloSite(area: bigint, size: number, frame: bigint, syscallRet: bigint): Buffer {
-  const imm = (prefix: number[], v: bigint) => {
-    const b = Buffer.alloc(prefix.length + 8);
-    Buffer.from(prefix).copy(b);
-    b.writeBigUInt64LE(v, prefix.length);
-    return b;
-  };
-  return Buffer.concat([
-    Buffer.from(MARKER_SITE.slice(0, MARKER_STOP_AT)),
-    Buffer.from([0xb8, 0x0b, 0x00, 0x00, 0x00]),
-    imm([0x48, 0xbf], area),
-    imm([0x48, 0xbe], BigInt(size)),
-    imm([0x48, 0xbc], frame),
-    imm([0x48, 0xb9], syscallRet),
-    Buffer.from([0xff, 0xe1]),
-  ]);
-}
 const SYSGOOD_TRAP = SIG.TRAP | 0x80;
 const RED_ZONE = 128n;
-const DATA_PAGES = 4;
-/** Frames beyond the process's threads, for CLONE_VM children working in the same area. */
-const SPARE_FRAMES = 8;
 const ARG_REGS = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
-
-/** The mapping in the task: data pages (Scratch), one code page, then one signal frame per task. */
-export class ScratchArea {
-  private slotsUsed = 0;
-  /** The owner's marker site unmaps the area on the way out (see soloSite). */
-  solo = false;
-  constructor(
-    readonly addr: bigint,
-    readonly size: number,
-    readonly dataSize: number,
-    readonly code: bigint,
-    private readonly slots: bigint,
-    private readonly slotSize: number,
-    private readonly slotCount: number,
-  ) {}
-
-  static layout(tasks: number, xstateLen: number): { size: number; dataSize: number; slotSize: number; slotCount: number } {
-    const slotSize = Math.ceil((FPSTATE_OFFSET + xstateLen + 4) / 64) * 64;
-    const slotCount = tasks + SPARE_FRAMES;
-    const dataSize = DATA_PAGES * PAGE_SIZE;
-    const size = dataSize + PAGE_SIZE + Math.ceil((slotCount * slotSize) / PAGE_SIZE) * PAGE_SIZE;
-    return { size, dataSize, slotSize, slotCount };
-  }
-
-  takeFrame(): bigint {
-    if (this.slotsUsed >= this.slotCount) throw new Error(`scratch area at 0x${this.addr.toString(16)}: no signal frame left (${this.slotCount} tasks)`);
-    return this.slots + BigInt(this.slotsUsed++ * this.slotSize);
-  }
-}
 
 type Bootstrap = { kind: 'stack'; frame: bigint; gadgets: Gadgets } | { kind: 'window'; vdsoSyscall: bigint };
 
 export class SafeRemote extends Remote {
   private marker = 0;
-  private frame = 0n;
-  /** Where the marker site is in the code page (the solo one for an area used by one task). */
-  private siteOffset = 0;
+  private slot: Slot | null = null;
   private masked = false;
   private area_: ScratchArea | null = null;
+  /** How the owner of the area maps and unmaps it (null for the others). */
   private bootstrap: Bootstrap | null = null;
   private readonly xstate: Buffer;
   private readonly block: bigint;
@@ -133,26 +71,17 @@ export class SafeRemote extends Remote {
   static open(t: Tracee, tasks: number, backTo?: Regs): SafeRemote {
     const r = new SafeRemote(t, backTo ?? t.regs());
     try {
-      r.bootstrap = r.chooseBootstrap();
-      const { size, dataSize, slotSize, slotCount } = ScratchArea.layout(tasks, r.xstate.length);
+      const gadgets = findGadgets(t.tgid);
+      const stackFrame = gadgets ? r.placeStackFrame(gadgets) : null;
+      r.bootstrap = gadgets && stackFrame !== null ? { kind: 'stack', frame: stackFrame, gadgets } : { kind: 'window', vdsoSyscall: findSyscallInVdso(t.tgid) };
+      const { size } = ScratchArea.layout(tasks, r.xstate.length);
       // MAP_NORESERVE: flags no ordinary neighbour has, so the kernel never merges it into an
-      // adjacent VMA of the task. Executable: our code page is in it.
+      // adjacent VMA of the task. Executable: the code pages are in it.
       const prot = PROT.READ | PROT.WRITE | PROT.EXEC;
       const addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, [0, size, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE, -1, 0], 'mmap'));
-      const code = addr + BigInt(dataSize);
-      r.area_ = new ScratchArea(addr, size, dataSize, code, code + BigInt(PAGE_SIZE), slotSize, slotCount);
-      const page = Buffer.alloc(256);
-      Buffer.from(MARKER_SITE).copy(page, 0);
-      Buffer.from(SYSCALL_SITE).copy(page, SYSCALL_SITE_OFFSET);
-      const b = r.bootstrap;
-      if (tasks === 1 && b.kind === 'stack') {
-        soloSite(addr, size, b.frame, b.gadgets.syscallRet).copy(page, SOLO_SITE_OFFSET);
-        r.siteOffset = SOLO_SITE_OFFSET;
-      }
-      vmWrite(t.tid, code, page);
-      r.area_.solo = r.siteOffset === SOLO_SITE_OFFSET;
-      r.syscallAt = code;
-      r.placeFrame();
+      r.area_ = ScratchArea.at(addr, tasks, r.xstate.length, gadgets);
+      // The owner's part: the data pages and its slot, right after them, and the slots not taken.
+      r.takeSlot(stackFrame, (slot) => ({ start: addr, len: Number(slot.start - addr) + slot.size }), true);
     } catch (e) {
       try {
         r.restore();
@@ -167,35 +96,64 @@ export class SafeRemote extends Remote {
   /** Takes over another task working in `area` (a thread of its owner, or a CLONE_VM child). */
   static join(t: Tracee, area: ScratchArea, backTo?: Regs): SafeRemote {
     const r = new SafeRemote(t, backTo ?? t.regs());
-    if (area.solo) {
-      // Another task now runs in the area too: the owner's site must not unmap it under that
-      // task any more. Its tail becomes a plain rt_sigreturn (the owner stands right there).
-      vmWrite(t.tid, area.code + BigInt(SOLO_SITE_OFFSET + MARKER_STOP_AT), Buffer.from(MARKER_SITE.slice(MARKER_STOP_AT)));
-      area.solo = false;
-    }
     r.area_ = area;
-    r.syscallAt = area.code;
-    r.placeFrame();
+    const stackFrame = area.gadgets ? r.placeStackFrame(area.gadgets) : null;
+    r.takeSlot(stackFrame, (slot) => ({ start: slot.start, len: slot.size }));
     return r;
   }
 
-  /** The frame for calls made from the scratch area; the task's registers do not change yet. */
-  private placeFrame(): void {
-    this.frame = this.area.takeFrame();
-    vmWrite(this.t.tid, this.frame, buildSigframe(this.frame, this.backTo, this.savedMask, this.xstate));
+  /**
+   * The task's own slot: its code page (whose exit unmaps `part` when the task has a stack
+   * frame) and the frame for calls made from there. The task's registers do not change yet.
+   */
+  private takeSlot(stackFrame: bigint | null, part: (s: Slot) => { start: bigint; len: number }, owner = false): void {
+    const area = this.area;
+    const slot = area.takeSlot();
+    const g = area.gadgets;
+    const exit = stackFrame !== null && g ? { ...part(slot), stackFrame, syscallRet: g.syscallRet } : null;
+    // The owner's exit stops covering the slot before this task's own exit covers it: should cryo
+    // die in between, the slot stays (harmless) rather than being unmapped twice (the second
+    // munmap could hit a mapping the process made meanwhile).
+    if (!owner) this.refreshOwnerExit();
+    vmWrite(this.t.tid, slot.code, codePage(exit ? { ...exit, tail: owner ? area.freeTail() : undefined } : null));
+    if (owner && exit) area.owner = { code: slot.code, exit };
+    // Parked on its exit path until the first call: orphaned now, the task would take its part
+    // of the area away and return to its own state, as from any later stop.
+    const park = this.saved.clone();
+    park.set('ip', slot.code + BigInt(MARKER_STOP_AT));
+    park.set('sp', slot.frame + 8n);
+    park.set('orig_ax', -1n);
+    this.t.setRegs(park);
+    vmWrite(this.t.tid, slot.frame, buildSigframe(slot.frame, this.backTo, this.savedMask, this.xstate));
+    this.slot = slot;
+    this.syscallAt = slot.code;
   }
 
-  /** Stack frame + gadgets when the task has both, else the vdso's syscall (see the header). */
-  private chooseBootstrap(): Bootstrap {
-    const gadgets = findGadgets(this.t.tgid);
+  /** The owner stands in a stop (its exit code not running): its exit can change under it. */
+  private refreshOwnerExit(): void {
+    const o = this.area.owner;
+    if (o) vmWrite(this.t.tid, o.code, codePage({ ...o.exit, tail: this.area.freeTail() }));
+  }
+
+  /**
+   * Writes the task's signal frame below the red zone of its own stack (where the kernel would
+   * put a signal frame) and returns its address; null if the stack pointer is not on a mapping
+   * that is recognisably a stack with room for it: [stack], or a pthread stack (anonymous, right
+   * above its PROT_NONE guard). Elsewhere (a Go goroutine stack in a heap arena) the memory
+   * below rsp may be someone else's.
+   */
+  private placeStackFrame(g: Gadgets): bigint | null {
     const sp = this.saved.get('sp');
     const at = (sp - RED_ZONE - BigInt(FPSTATE_OFFSET + this.xstate.length + 4)) & ~63n;
-    const stack = parseMaps(readFileSync(`/proc/${this.t.tgid}/maps`, 'utf8')).find((m) => m.start <= at && sp <= m.end);
-    if (gadgets && stack && stack.path === '[stack]' && stack.write) {
-      vmWrite(this.t.tid, at, buildSigframe(at, this.backTo, this.savedMask, this.xstate, gadgets.restorer));
-      return { kind: 'stack', frame: at, gadgets };
-    }
-    return { kind: 'window', vdsoSyscall: findSyscallInVdso(this.t.tgid) };
+    const maps = parseMaps(readFileSync(`/proc/${this.t.tgid}/maps`, 'utf8'));
+    const i = maps.findIndex((m) => m.start < sp && sp <= m.end);
+    const m = maps[i];
+    if (!m || at < m.start || !m.write || m.shared) return null;
+    const below = maps[i - 1];
+    const guarded = m.path === '' && m.inode === 0 && below !== undefined && below.end === m.start && !below.read && !below.write && !below.exec;
+    if (m.path !== '[stack]' && !guarded) return null;
+    vmWrite(this.t.tid, at, buildSigframe(at, this.backTo, this.savedMask, this.xstate, g.restorer));
+    return at;
   }
 
   private callRegs(nr: number, args: RemoteArg[]): Regs {
@@ -253,20 +211,21 @@ export class SafeRemote extends Remote {
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
     checkInterrupt();
     const r = this.callRegs(nr, args);
-    r.set('sp', this.frame + 8n); // rt_sigreturn finds its frame at rsp - 8
+    const slot = this.slot!;
+    r.set('sp', slot.frame + 8n); // rt_sigreturn finds its frame at rsp - 8
     if (!this.marker) {
-      r.set('ip', this.area.code + BigInt(SYSCALL_SITE_OFFSET));
+      r.set('ip', slot.code + BigInt(SYSCALL_SITE_OFFSET));
       this.t.setRegs(r);
       this.maskOnce();
       return this.syscallStops(nr);
     }
-    r.set('ip', this.area.code + BigInt(this.siteOffset));
+    r.set('ip', slot.code);
     r.set('r13', this.t.tgid);
     r.set('r14', this.t.tid);
     r.set('r15', this.marker);
     this.t.setRegs(r);
     this.maskOnce();
-    const stopAt = this.area.code + BigInt(this.siteOffset + MARKER_STOP_AT);
+    const stopAt = slot.code + BigInt(MARKER_STOP_AT);
     for (;;) {
       ptrace(PTRACE.CONT, this.t.tid, 0, 0);
       const st = this.t.wait();
@@ -308,6 +267,9 @@ export class SafeRemote extends Remote {
       }
     }
     this.giveBack(regs);
+    // Back in its own code, a thread hands its slot to the owner's exit (threads are put back
+    // last-opened first, so the slot is the end of the slots in use).
+    if (!this.bootstrap && this.slot && this.area.releaseSlot(this.slot)) this.refreshOwnerExit();
     if (err) throw err;
   }
 
