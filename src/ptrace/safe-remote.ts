@@ -104,19 +104,22 @@ export class SafeRemote extends Remote {
 
   /**
    * The task's own slot: its code page (whose exit unmaps `part` when the task has a stack
-   * frame) and the frame for calls made from there. The task's registers do not change yet.
+   * frame) and the frame for calls made from there; then parks the task on that exit.
    */
   private takeSlot(stackFrame: bigint | null, part: (s: Slot) => { start: bigint; len: number }, owner = false): void {
     const area = this.area;
     const slot = area.takeSlot();
     const g = area.gadgets;
     const exit = stackFrame !== null && g ? { ...part(slot), stackFrame, syscallRet: g.syscallRet } : null;
-    // The owner's exit stops covering the slot before this task's own exit covers it: should cryo
-    // die in between, the slot stays (harmless) rather than being unmapped twice (the second
-    // munmap could hit a mapping the process made meanwhile).
-    if (!owner) this.refreshOwnerExit();
     vmWrite(this.t.tid, slot.code, codePage(exit ? { ...exit, tail: owner ? area.freeTail() : undefined } : null));
+    vmWrite(this.t.tid, slot.frame, buildSigframe(slot.frame, this.backTo, this.savedMask, this.xstate));
+    this.slot = slot;
+    this.syscallAt = slot.code;
     if (owner && exit) area.owner = { code: slot.code, exit };
+    // The owner's exit lets go of the slot only now that this task's code is in place, and before
+    // the task is parked on it: should cryo die in between, the slot stays (harmless) rather than
+    // being unmapped twice (the second munmap could hit a mapping the process made meanwhile).
+    if (!owner) this.refreshOwnerExit();
     // Parked on its exit path until the first call: orphaned now, the task would take its part
     // of the area away and return to its own state, as from any later stop.
     const park = this.saved.clone();
@@ -124,9 +127,6 @@ export class SafeRemote extends Remote {
     park.set('sp', slot.frame + 8n);
     park.set('orig_ax', -1n);
     this.t.setRegs(park);
-    vmWrite(this.t.tid, slot.frame, buildSigframe(slot.frame, this.backTo, this.savedMask, this.xstate));
-    this.slot = slot;
-    this.syscallAt = slot.code;
   }
 
   /** The owner stands in a stop (its exit code not running): its exit can change under it. */
