@@ -144,10 +144,7 @@ export function dump(opts: DumpOptions): DumpResult {
       for (let i = 0; i < runs.length; ) {
         let j = i;
         while (j < runs.length && runs[j]!.pid === runs[i]!.pid) j++;
-        pagesWritten += copyPages(runs[i]!.pid, runs.slice(i, j), (chunk) => {
-          checkInterrupt();
-          sink.write(chunk);
-        }) / PAGE_SIZE;
+        pagesWritten += copyPages(runs[i]!.pid, runs.slice(i, j), polled(sink)) / PAGE_SIZE;
         i = j;
       }
       sink.close();
@@ -170,10 +167,7 @@ export function dump(opts: DumpOptions): DumpResult {
     for (const m of files.memfds.values()) {
       pagesId++;
       const sink = writer.openRaw(`pages-${pagesId}.img`);
-      const runs = copyMemfdPages(m.source, m.size, (chunk) => {
-        checkInterrupt();
-        sink.write(chunk);
-      });
+      const runs = copyMemfdPages(m.source, m.size, polled(sink));
       sink.close();
       pagesWritten += runs.reduce((n, r) => n + r.nrPages, 0);
       writePagemap(`pagemap-shmem-${m.shmid}.img`, runs.map((r) => ({ ...r, at: r.vaddr })));
@@ -328,6 +322,9 @@ export function dump(opts: DumpOptions): DumpResult {
   }
 }
 
+/** A page sink that takes an interrupt between chunks (16 MiB at most). */
+const polled = (sink: { write(chunk: Buffer): void }) => (chunk: Buffer) => (checkInterrupt(), sink.write(chunk));
+
 /**
  * Stops again the tasks that were stopped when we came (we continued them to work in them).
  * Sent while they are still ours, so the stop (which also drops our pending SIGCONT) is the first
@@ -401,5 +398,3 @@ function clock(id: number): { tvSec: bigint; tvNsec: bigint } {
   sys('clock_gettime', [id, b]);
   return { tvSec: b.readBigInt64LE(0), tvNsec: b.readBigInt64LE(8) };
 }
-
-

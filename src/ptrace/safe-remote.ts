@@ -197,6 +197,11 @@ export class SafeRemote extends Remote {
       const st = this.t.wait();
       if (!st.stopped) throw new TraceeError(this.t.tid, `died during injected syscall ${nr}`);
       if (st.event === PTRACE_EVENT.STOP) continue; // job control: resume where it is
+      if (st.event === 0 && this.marker && st.stopSig === this.marker) {
+        // Someone else's signal of the marker's kind (a child's SIGCHLD), taken before the call.
+        this.defer(this.marker);
+        continue;
+      }
       if (st.stopSig !== SYSGOOD_TRAP || st.event !== 0) {
         throw new TraceeError(this.t.tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in injected syscall ${nr}`);
       }
@@ -241,8 +246,13 @@ export class SafeRemote extends Remote {
         return now.signed('r12');
       }
       // The same signal sent by someone else: give it back on release.
-      if (!this.t.deferredSignals.includes(this.marker)) this.t.deferredSignals.push(this.marker);
+      this.defer(this.marker);
     }
+  }
+
+  /** A signal taken by one of our stops that was not ours: re-sent on release (once: not queued). */
+  private defer(sig: number): void {
+    if (!this.t.deferredSignals.includes(sig)) this.t.deferredSignals.push(sig);
   }
 
   private maskOnce(): void {
@@ -294,7 +304,7 @@ export class SafeRemote extends Remote {
       if (!st.stopped) throw new TraceeError(this.t.tid, 'died while being put back');
       if (st.event === PTRACE_EVENT.STOP) break;
       // A signal dequeued first: hold it back (re-sent on release) and go on to the interrupt.
-      if (st.event === 0 && st.stopSig !== SYSGOOD_TRAP) this.t.deferredSignals.push(st.stopSig);
+      if (st.event === 0 && st.stopSig !== SYSGOOD_TRAP) this.defer(st.stopSig);
       ptrace(PTRACE.CONT, this.t.tid, 0, 0);
     }
     this.lastStop = 'interrupt';
