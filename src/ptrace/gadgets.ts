@@ -34,8 +34,7 @@ function scan(pid: number, m: MapsEntry): { syscallRet: number; restorer: number
 }
 
 /** Both gadgets, checked in the task's own memory; null if its executable files lack one. */
-export function findGadgets(pid: number): Gadgets | null {
-  const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'));
+export function findGadgets(pid: number, maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'))): Gadgets | null {
   // The dynamic loader first: small, and mapped into every dynamically linked program.
   const files = maps.filter((m) => m.exec && m.read && m.inode !== 0);
   files.sort((a, b) => Number(!a.path.includes('ld-linux')) - Number(!b.path.includes('ld-linux')));

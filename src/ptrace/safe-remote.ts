@@ -71,8 +71,9 @@ export class SafeRemote extends Remote {
   static open(t: Tracee, tasks: number, backTo?: Regs): SafeRemote {
     const r = new SafeRemote(t, backTo ?? t.regs());
     try {
-      const gadgets = findGadgets(t.tgid);
-      const stackFrame = gadgets ? r.placeStackFrame(gadgets) : null;
+      const maps = parseMaps(readFileSync(`/proc/${t.tgid}/maps`, 'utf8'));
+      const gadgets = findGadgets(t.tgid, maps);
+      const stackFrame = gadgets ? r.placeStackFrame(gadgets, maps) : null;
       r.bootstrap = gadgets && stackFrame !== null ? { kind: 'stack', frame: stackFrame, gadgets } : { kind: 'window', vdsoSyscall: findSyscallInVdso(t.tgid) };
       const { size } = ScratchArea.layout(tasks, r.xstate.length);
       // MAP_NORESERVE: flags no ordinary neighbour has, so the kernel never merges it into an
@@ -142,10 +143,9 @@ export class SafeRemote extends Remote {
    * above its PROT_NONE guard). Elsewhere (a Go goroutine stack in a heap arena) the memory
    * below rsp may be someone else's.
    */
-  private placeStackFrame(g: Gadgets): bigint | null {
+  private placeStackFrame(g: Gadgets, maps = parseMaps(readFileSync(`/proc/${this.t.tgid}/maps`, 'utf8'))): bigint | null {
     const sp = this.saved.get('sp');
     const at = (sp - RED_ZONE - BigInt(FPSTATE_OFFSET + this.xstate.length + 4)) & ~63n;
-    const maps = parseMaps(readFileSync(`/proc/${this.t.tgid}/maps`, 'utf8'));
     const i = maps.findIndex((m) => m.start < sp && sp <= m.end);
     const m = maps[i];
     if (!m || at < m.start || !m.write || m.shared) return null;

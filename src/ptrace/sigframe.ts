@@ -57,6 +57,8 @@ export function resumeRegs(regs: Regs): Regs {
   return r;
 }
 
+let layout: ReturnType<typeof xsaveLayout> | null = null;
+
 /**
  * How much of the XSAVE area rt_sigreturn may take: the kernel refuses (and then restores only
  * the legacy x87/SSE part) a size above the task's own buffer, which lacks AMX tile data unless
@@ -67,7 +69,8 @@ function xstateExtent(xstate: Buffer): { size: number; features: bigint } {
   if (!features) features = 3n;
   features &= ~(1n << BigInt(XFEATURE_XTILEDATA));
   let size = 576; // legacy area + XSAVE header
-  for (const [bit, c] of xsaveLayout()) {
+  layout ??= xsaveLayout(); // CPUID, through koffi: once
+  for (const [bit, c] of layout) {
     if (features & (1n << BigInt(bit))) size = Math.max(size, c.offset + c.size);
   }
   return { size: Math.min(size, xstate.length), features };
