@@ -80,6 +80,9 @@ export class SafeRemote extends Remote {
       // adjacent VMA of the task. Executable: the code pages are in it.
       const prot = PROT.READ | PROT.WRITE | PROT.EXEC;
       const addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, [0, size, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE, -1, 0], 'mmap'));
+      // First thing, before the code is written: orphaned from here on, the task unmaps the
+      // area again (from the gadget) before its rt_sigreturn.
+      r.parkOnUnmap(addr, size);
       r.area_ = ScratchArea.at(addr, tasks, r.xstate.length, gadgets);
       // The owner's part: the data pages and its slot, right after them, and the slots not taken.
       r.takeSlot(stackFrame, (slot) => ({ start: addr, len: Number(slot.start - addr) + slot.size }), true);
@@ -92,6 +95,15 @@ export class SafeRemote extends Remote {
       throw e;
     }
     return r;
+  }
+
+  private parkOnUnmap(addr: bigint, size: number): void {
+    const b = this.bootstrap;
+    if (b?.kind !== 'stack') return;
+    const r = this.callRegs(NR.munmap, [addr, size]);
+    r.set('ip', b.gadgets.syscallRet);
+    r.set('sp', b.frame);
+    this.t.setRegs(r);
   }
 
   /** Takes over another task working in `area` (a thread of its owner, or a CLONE_VM child). */
