@@ -21,7 +21,7 @@ import {
   Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, ptrace, setSigmask, getXstate, vmWrite,
   checkInterrupt, type SyscallName,
 } from '../sys/index.js';
-import { parseMaps } from '../proc/index.js';
+import { parseMaps, type MapsEntry } from '../proc/index.js';
 import { Remote, RemoteSyscallError, type RemoteArg } from './remote.js';
 export { ScratchArea } from './scratch-area.js';
 import { TraceeError, type Tracee } from './tracee.js';
@@ -33,6 +33,28 @@ import { pickMarker } from './marker.js';
 import { findSyscallInVdso } from './syscall-site.js';
 
 const SYSGOOD_TRAP = SIG.TRAP | 0x80;
+const MAP_FIXED_NOREPLACE = 0x100000;
+const PAGE = 4096n;
+
+/**
+ * A free place for `size` bytes: just below the lowest mapping above the largest hole (the one
+ * between the heap and the libraries), a page away from it; not next to the stack.
+ */
+function freeSpot(maps: MapsEntry[], size: number): bigint | null {
+  let best: bigint | null = null;
+  let bestGap = 0n;
+  for (let i = 1; i < maps.length; i++) {
+    const next = maps[i]!;
+    if (next.path === '[stack]' || next.start >= 1n << 47n) continue;
+    const gap = next.start - maps[i - 1]!.end;
+    if (gap > bestGap) {
+      bestGap = gap;
+      best = next.start;
+    }
+  }
+  if (best === null || bestGap < BigInt(size) + 4n * PAGE) return null;
+  return best - BigInt(size) - PAGE;
+}
 const RED_ZONE = 128n;
 const ARG_REGS = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
 
@@ -79,7 +101,14 @@ export class SafeRemote extends Remote {
       // MAP_NORESERVE: flags no ordinary neighbour has, so the kernel never merges it into an
       // adjacent VMA of the task. Executable: the code pages are in it.
       const prot = PROT.READ | PROT.WRITE | PROT.EXEC;
-      const addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, [0, size, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE, -1, 0], 'mmap'));
+      const flags = MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE;
+      // Orphaned while the mmap runs, the task would keep the area: at a free address chosen
+      // here (MAP_FIXED_NOREPLACE), the call returns into glibc's munmap with rdi and rsi still
+      // holding that address and size, and only then into the restorer.
+      const b = r.bootstrap;
+      const spot = b.kind === 'stack' && b.gadgets.munmapRet ? freeSpot(maps, size) : null;
+      const undo = spot !== null && b.kind === 'stack' ? r.chainUndo(b.frame, b.gadgets.munmapRet!) : undefined;
+      const addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, [spot ?? 0, size, prot, flags | (spot !== null ? MAP_FIXED_NOREPLACE : 0), -1, 0], 'mmap', undo));
       // First thing, before the code is written: orphaned from here on, the task unmaps the
       // area again (from the gadget) before its rt_sigreturn.
       r.parkOnUnmap(addr, size);
@@ -176,13 +205,21 @@ export class SafeRemote extends Remote {
     return r;
   }
 
+  /** Puts `munmapRet` just below the stack frame; returns the stack pointer that returns into it. */
+  private chainUndo(frame: bigint, munmapRet: bigint): bigint {
+    const w = Buffer.alloc(8);
+    w.writeBigUInt64LE(munmapRet, 0);
+    vmWrite(this.t.tid, frame - 8n, w);
+    return frame - 8n;
+  }
+
   /** A call made while no scratch code can run it (the area's mmap and munmap). */
-  private outsideCall(nr: number, args: RemoteArg[], name: string): bigint {
+  private outsideCall(nr: number, args: RemoteArg[], name: string, sp?: bigint): bigint {
     const b = this.bootstrap!;
     const r = this.callRegs(nr, args);
     if (b.kind === 'stack') {
       r.set('ip', b.gadgets.syscallRet);
-      r.set('sp', b.frame);
+      r.set('sp', sp ?? b.frame);
       this.t.setRegs(r); // first the registers: from now on the frame gives the mask back too
       setSigmask(this.t.tid, this.block);
       this.masked = true;
