@@ -75,7 +75,9 @@ export class SafeRemote extends Remote {
   /** `backTo`: the registers the task returns to (its own, or an rseq abort handler). */
   private constructor(t: Tracee, private readonly backTo: Regs) {
     super(t, 0n, false);
-    ptrace(PTRACE.SETOPTIONS, t.tid, 0, PTRACE_O.TRACESYSGOOD);
+    // Syscall stops must say SIGTRAP|0x80, which is no signal: nothing is delivered on detach.
+    t.options |= PTRACE_O.TRACESYSGOOD;
+    ptrace(PTRACE.SETOPTIONS, t.tid, 0, t.options);
     this.xstate = getXstate(t.tid);
     this.marker = pickMarker(t.tgid, t.tid);
     this.block = ((1n << 64n) - 1n) & ~(this.marker ? 1n << BigInt(this.marker - 1) : 0n);
