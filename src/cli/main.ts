@@ -13,6 +13,9 @@ import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
 import { VERIFY_MODES, type VerifyMode } from '../restore/verify.js';
 import { UnsupportedError } from '../util/errors.js';
+import { armInterrupts, InterruptedError, SIG } from '../sys/index.js';
+
+const SIGNAL_NAMES: Record<number, string> = { [SIG.HUP]: 'SIGHUP', [SIG.INT]: 'SIGINT', [SIG.TERM]: 'SIGTERM' };
 
 // `cryo check -t PID | head` closes our stdout early: that is not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -100,10 +103,21 @@ addLogOptions(
   if (!o.tree) fail(new Error('dump needs -t PID (the process to checkpoint)'));
   if (!o.imagesDir) fail(new Error('dump needs -D DIR (where to write the images)'));
   const log = makeLog(o);
+  // The dump runs synchronously: these signals only set a flag it polls, and it rolls back.
+  const interrupts = armInterrupts([SIG.INT, SIG.TERM, SIG.HUP]);
   try {
     const r = dump({ pid: o.tree, dir: resolve(o.imagesDir), leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, verifyPages: !!o.verifyPages, log });
+    interrupts.disarm();
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
   } catch (e) {
+    interrupts.disarm();
+    if (e instanceof InterruptedError) {
+      const name = SIGNAL_NAMES[e.signal] ?? `signal ${e.signal}`;
+      log.error(`dump interrupted by ${name}; the process was put back and left running, no images written`);
+      log.close();
+      process.stderr.write(`cryo: dump interrupted by ${name}: the process was put back and left running, no images written\n`);
+      process.exit(128 + e.signal);
+    }
     fail(e, log);
   }
   log.close();

@@ -2,7 +2,7 @@
 // are complete puts every task back as it was and removes the partial image directory.
 import { existsSync, readFileSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE, PTRACE_O } from '../sys/index.js';
+import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE, PTRACE_O, checkInterrupt } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
@@ -76,6 +76,9 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
   failpoint('dump:collect');
   const { tasks, blockers } = collectTree(opts.pid, opts);
   if (blockers.length) throw new UnsupportedError(blockers);
+  // SIGINT/SIGTERM/SIGHUP (armed by the caller, see sys/interrupt.ts) are polled between steps:
+  // each task, each injected syscall, each chunk of pages; they unwind through the rollback below.
+  checkInterrupt();
   log.info(`dumping ${tasks.map((t) => t.pid).join(', ')} into ${opts.dir}`);
 
   const writer = ImageDirWriter.create(opts.dir, { hashRaw: opts.verifyPages ?? false });
@@ -96,6 +99,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       const failed = new Set<number>();
       for (let more = t.threads; more.length; ) {
         for (const tid of more) {
+          checkInterrupt();
           try {
             // A filter must not judge (or kill the task for) the calls we inject.
             frozen.push(Tracee.seize(tid, t.pid, seccompMode(tid) ? PTRACE_O.SUSPEND_SECCOMP : 0));
@@ -148,11 +152,13 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       // A task sharing its parent's memory (CLONE_VM) works in the parent's scratch area; its
       // memory is the parent's and is saved with it.
       const vmParent = t.ppid ? open.find((o) => o.pid === t.ppid && kcmp(t.ppid, t.pid, KCMP.VM) === 0) : undefined;
-      const leader = openTask(leaderTracee, log, ids, vmParent?.scratch);
+      checkInterrupt();
+      const leader = openTask(leaderTracee, log, ids, vmParent, t.threads.length);
       open.push(leader);
       const others: DumpTask[] = [];
       for (const tr of frozen.filter((f) => f.tgid === t.pid && f.tid !== t.pid)) {
-        const th = openTask(tr, log, ids, leader.scratch);
+        checkInterrupt();
+        const th = openTask(tr, log, ids, leader);
         open.push(th);
         others.push(th);
       }
@@ -171,7 +177,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       for (let i = 0; i < runs.length; ) {
         let j = i;
         while (j < runs.length && runs[j]!.pid === runs[i]!.pid) j++;
-        pagesWritten += copyPages(runs[i]!.pid, runs.slice(i, j), (chunk) => sink.write(chunk)) / PAGE_SIZE;
+        pagesWritten += copyPages(runs[i]!.pid, runs.slice(i, j), polled(sink)) / PAGE_SIZE;
         i = j;
       }
       sink.close();
@@ -196,13 +202,14 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     for (const m of files.memfds.values()) {
       pagesId++;
       const sink = writer.openRaw(`pages-${pagesId}.img`);
-      const runs = copyMemfdPages(m.source, m.size, (chunk) => sink.write(chunk));
+      const runs = copyMemfdPages(m.source, m.size, polled(sink));
       sink.close();
       pagesWritten += runs.reduce((n, r) => n + r.nrPages, 0);
       writePagemap(`pagemap-shmem-${m.shmid}.img`, runs.map((r) => ({ ...r, at: r.vaddr })));
     }
     const tMem = performance.now();
 
+    checkInterrupt();
     // Before the cores are written: it sets their seccomp fields.
     const seccompFilters = saveSeccomp(frozen, [...images.map((i) => ({ tid: i.pid, core: i.core })), ...threadCores]);
     failpoint('dump:write');
@@ -302,6 +309,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       }),
     ]);
 
+    checkInterrupt();
     failpoint('dump:inventory');
     const ledInside = (id: number) => tasks.some((t) => t.pid === id);
     writer.noteExternal({ sessions: tasks.map((t) => t.sid).filter((s) => !ledInside(s)), groups: tasks.map((t) => t.pgid).filter((g) => !ledInside(g)) });
@@ -374,6 +382,9 @@ function tryPlan(pid: number, ppid: number): TaskPlan | null {
     return null;
   }
 }
+
+/** A page sink that takes an interrupt between chunks (16 MiB at most). */
+const polled = (sink: { write(chunk: Buffer): void }) => (chunk: Buffer) => (checkInterrupt(), sink.write(chunk));
 
 /**
  * Stops again the tasks that were stopped when we came (we continued them to work in them).
@@ -505,5 +516,3 @@ function clock(id: number): { tvSec: bigint; tvNsec: bigint } {
   sys('clock_gettime', [id, b]);
   return { tvSec: b.readBigInt64LE(0), tvNsec: b.readBigInt64LE(8) };
 }
-
-

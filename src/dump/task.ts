@@ -4,8 +4,8 @@ import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { getXstate, SIG, kcmp, KCMP, type Regs } from '../sys/index.js';
 import { regsToEntry } from '../resources/task/regs.js';
-import { Scratch, Remote, findSyscallInVdso, type Tracee } from '../ptrace/index.js';
-import { parseStat, parseStatus, parseMaps, type MapsEntry } from '../proc/index.js';
+import { Scratch, SafeRemote, type ScratchArea, type Remote, type Tracee } from '../ptrace/index.js';
+import { parseStat, parseStatus, parseMaps } from '../proc/index.js';
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
 import { fdinfo_entrySchema, fd_types, type fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import { fs_entrySchema, type fs_entry } from '../image/gen/fs_pb.js';
@@ -55,21 +55,23 @@ export interface TaskImages {
 const TASK_ALIVE = 1;
 const TASK_STOPPED = 3;
 
-/** Takes over a frozen task for injected syscalls (scratch page, signals blocked). */
-export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, leaderScratch?: Scratch): DumpTask {
+/**
+ * Takes over a frozen task for injected syscalls (scratch area, signals blocked), crash-safe: see
+ * ptrace/safe-remote.ts. `sharer`: a task already open whose memory this one shares (its thread
+ * leader, or the parent of a CLONE_VM child; that memory is saved with the sharer). `tasks`: how
+ * many tasks will work in the area this one maps (itself and its threads).
+ */
+export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: DumpTask, tasks = 1): DumpTask {
   const pid = tracee.tid;
   const regs = tracee.regs();
   // Before anything runs in the task: the first injected syscall makes the kernel drop it.
   const rseqAbort = rseqAbortIp(pid, regs.get('ip'));
-  const remote = new Remote(tracee, findSyscallInVdso(tracee.tgid));
-  let scratch: Scratch;
-  try {
-    // Threads share the leader's memory, so they share its scratch area too.
-    scratch = leaderScratch ? Scratch.at(remote, leaderScratch.addr, leaderScratch.size) : Scratch.map(remote, 4);
-  } catch (e) {
-    remote.restore();
-    throw e;
-  }
+  const backTo = rseqAbort === null ? regs : atAbort(regs, rseqAbort);
+  // A thread joins its leader's area; a CLONE_VM child maps one of its own (in the same memory),
+  // so that every area has exactly one slot per task and an orphan leaves none of it behind.
+  const remote = sharer && sharer.tracee.tgid === tracee.tgid ? SafeRemote.join(tracee, scratchArea(sharer), backTo) : SafeRemote.open(tracee, tasks, backTo);
+  const area = remote.area;
+  const scratch = Scratch.at(remote, area.addr, area.dataSize);
   return {
     pid,
     tracee,
@@ -79,14 +81,15 @@ export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, leaderScrat
     rseqAbort,
     stat: parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')),
     status: parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8')),
-    maps: leaderScratch ? [] : parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !isScratch(m, scratch)),
+    maps: sharer ? [] : parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !(m.start === area.addr && m.end === area.addr + BigInt(area.size))),
     log,
     ids,
   };
 }
 
-function isScratch(m: MapsEntry, s: Scratch): boolean {
-  return m.start === s.addr && m.end === s.addr + BigInt(s.size);
+function scratchArea(t: DumpTask): ScratchArea {
+  if (!(t.remote instanceof SafeRemote)) throw new Error(`pid ${t.pid}: not opened for dumping`);
+  return t.remote.area;
 }
 
 /** The registers of a thread frozen in an rseq critical section, moved to its abort handler. */
@@ -98,15 +101,11 @@ function atAbort(regs: Regs, abort: bigint): Regs {
 }
 
 /**
- * Puts the task back as it was (registers, mask; scratch unmapped by the leader); a thread that
- * was inside an rseq critical section goes on from the abort handler (see rseqAbortIp).
+ * Puts the task back as it was (registers, mask; scratch unmapped by the task that mapped it); a
+ * thread that was inside an rseq critical section goes on from the abort handler (see rseqAbortIp).
  */
 export function closeTask(t: DumpTask): void {
-  try {
-    t.scratch.unmap();
-  } finally {
-    t.remote.restore(t.rseqAbort === null ? undefined : atAbort(t.regs, t.rseqAbort));
-  }
+  t.remote.restore();
 }
 
 /** The per-thread half of a core image: registers, FPU, TLS, signal mask and thread state. */

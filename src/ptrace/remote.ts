@@ -1,6 +1,6 @@
 // Making a stopped task execute system calls for us: set its registers so that rip points at a
 // `syscall` instruction, single-step over it, read rax, and finally put the registers back.
-import { Regs, PTRACE_EVENT, SIG, getSigmask, setSigmask, errnoName, type SyscallName, NR } from '../sys/index.js';
+import { Regs, PTRACE_EVENT, SIG, getSigmask, setSigmask, errnoName, checkInterrupt, type SyscallName, NR } from '../sys/index.js';
 import { Tracee, TraceeError } from './tracee.js';
 
 export class RemoteSyscallError extends Error {
@@ -11,24 +11,30 @@ export class RemoteSyscallError extends Error {
 }
 
 const ALL_SIGNALS = (1n << 64n) - 1n;
+/**
+ * Every signal but SIGTRAP. A single step ends in a forced SIGTRAP, and the kernel, finding it
+ * blocked, would unblock it and reset the task's SIGTRAP handler to SIG_DFL.
+ */
+export const ALL_BUT_SIGTRAP = ALL_SIGNALS & ~(1n << BigInt(SIG.TRAP - 1));
 
 export type RemoteArg = number | bigint;
 
 export class Remote {
-  private readonly saved: Regs;
-  private readonly savedMask: bigint;
-  private active = true;
+  protected readonly saved: Regs;
+  protected readonly savedMask: bigint;
+  protected active = true;
   count = 0;
 
   /**
    * Takes over `t` (which must be in a ptrace stop). `syscallAt` is the address of a `0f 05`
-   * (syscall) instruction mapped executable in the task. Signals are blocked while we work so
-   * none is dequeued under us; restore() puts the mask back.
+   * (syscall) instruction mapped executable in the task. Signals (but SIGTRAP) are blocked while
+   * we work so none is dequeued under us; restore() puts the mask back. `blockNow` false: the
+   * subclass sets the mask itself, when it is safe to.
    */
-  constructor(readonly t: Tracee, public syscallAt: bigint) {
+  constructor(readonly t: Tracee, public syscallAt: bigint, blockNow = true) {
     this.saved = t.regs();
     this.savedMask = getSigmask(t.tid);
-    setSigmask(t.tid, ALL_SIGNALS);
+    if (blockNow) setSigmask(t.tid, ALL_BUT_SIGTRAP);
   }
 
   get originalRegs(): Regs {
@@ -42,6 +48,7 @@ export class Remote {
   /** Runs one syscall in the task; returns the raw signed result (-errno on failure). */
   raw(nr: number, args: RemoteArg[] = []): bigint {
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
+    checkInterrupt();
     const r = this.saved.clone();
     r.set('ax', nr);
     r.set('orig_ax', -1n); // not inside a syscall: no restart logic on resume

@@ -16,6 +16,8 @@ export class Tracee {
   /** Signals dequeued by a signal-delivery-stop while we froze the task; re-sent on release. */
   readonly deferredSignals: number[] = [];
   attached = true;
+  /** The PTRACE_O_* options in force (PTRACE_SETOPTIONS replaces them all: add to these). */
+  options = 0;
 
   private constructor(readonly tid: number, readonly tgid: number) {}
 
@@ -26,6 +28,7 @@ export class Tracee {
   static seize(tid: number, tgid: number, options = 0): Tracee {
     ptrace(PTRACE.SEIZE, tid, 0, options, `seize tid ${tid}`);
     const t = new Tracee(tid, tgid);
+    t.options = options;
     try {
       ptrace(PTRACE.INTERRUPT, tid);
       t.waitForInterrupt();

@@ -8,6 +8,7 @@ export const PTRACE = {
   CONT: 7,
   KILL: 8,
   SINGLESTEP: 9,
+  SYSCALL: 24,
   GETREGS: 12,
   SETREGS: 13,
   DETACH: 17,

@@ -7,3 +7,4 @@ export * from './proc-io.js';
 export * from './ptrace.js';
 export { cpuid, xsaveLayout } from './cpuid.js';
 export * from './socket.js';
+export * from './interrupt.js';
