@@ -234,8 +234,7 @@ describe('dump --leave-running leaves every target unchanged', () => {
 
   // Known bug, fixed separately in src/ptrace/remote.ts: single-stepping with SIGTRAP blocked
   // makes the kernel reset its handler to SIG_DFL. The comparison catches it (SigCgt loses it).
-  const todo = 'dump resets a SIGTRAP handler to SIG_DFL (the src/ptrace/remote.ts fix is pending)';
-  it('a SIGTRAP handler survives (python3: signal.signal(SIGTRAP, ...))', { timeout: 60_000, todo }, async () => {
+  it('a SIGTRAP handler survives (python3: signal.signal(SIGTRAP, ...))', { timeout: 60_000 }, async () => {
     const { t } = await readyPython('sigtrap', [
       'import os, signal, time',
       'hits = []',

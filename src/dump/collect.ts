@@ -169,3 +169,21 @@ function inVfork(pid: number): boolean {
     return false;
   }
 }
+
+/** A task or thread that exited (or became a zombie) between being listed and being seized. */
+export function endedMeanwhile(pid: number, tid: number): boolean {
+  try {
+    return /^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/** The plan of a task, or null when it is gone already (a child that exited and was reaped). */
+export function tryPlan(pid: number, ppid: number): TaskPlan | null {
+  try {
+    return planTask(pid, ppid);
+  } catch {
+    return null;
+  }
+}

@@ -1,6 +1,6 @@
 // `cryo dump`: check, freeze, collect, write, then release or kill. Any failure before the images
 // are complete puts every task back as it was and removes the partial image directory.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { sys, kill, closeFd, kcmp, KCMP, SIG, PAGE_SIZE, PTRACE_O, checkInterrupt } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
@@ -13,15 +13,16 @@ import { PE_PRESENT, PE_AS_PARENT, PE_NOT_PARENT } from '../image/pagemap.js';
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { cgroup_entrySchema } from '../image/gen/cgroup_pb.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
-import { dumpSeccomp, seccompMode, SECCOMP_MODE } from '../resources/task/seccomp.js';
+import { saveSeccomp, seccompMode } from '../resources/task/seccomp.js';
 import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
 import { task_kobj_ids_entrySchema } from '../image/gen/core_pb.js';
-import { collectTree, threadsOf, childrenOf, planTask, treeBlockers, type TaskPlan } from './collect.js';
-import { openTask, closeTask, dumpTask, dumpThreadCore, type TaskImages } from './task.js';
-import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
-import { copyPages, type PageRange, type ShmemRange } from '../resources/mm/dump.js';
+import { collectTree, threadsOf, childrenOf, treeBlockers, endedMeanwhile, tryPlan, type TaskPlan } from './collect.js';
+import { mergeShmem, uncoveredShmem } from './shmem.js';
+import { openTask, closeTask, dumpTask, dumpThreadCore, zombieCore, type TaskImages } from './task.js';
+import type { core_entry } from '../image/gen/core_pb.js';
+import { copyPages, type PageRange } from '../resources/mm/dump.js';
 import { FileTable } from '../resources/files/table.js';
 import { scanFiles } from '../resources/files/scan.js';
 import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
@@ -33,7 +34,6 @@ import { copyMemfdPages } from '../resources/files/memfd.js';
 import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
 import { ipc_shm_entrySchema } from '../image/gen/ipc-shm_pb.js';
 import { IdAllocator, type DumpTask } from '../resources/context.js';
-import { VMA } from '../resources/mm/vma-kind.js';
 import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
@@ -61,9 +61,7 @@ export interface DumpResult {
   totalMs: number;
 }
 
-
 const SCM_RIGHTS = 1;
-const TASK_DEAD = 2;
 
 export function dump(opts: DumpOptions): DumpResult {
   // --leave-running proves it: the same observable state before the freeze and after the release.
@@ -365,24 +363,6 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
   }
 }
 
-/** A task or thread that exited (or became a zombie) between being listed and being seized. */
-function endedMeanwhile(pid: number, tid: number): boolean {
-  try {
-    return /^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
-
-/** The plan of a task, or null when it is gone already (a child that exited and was reaped). */
-function tryPlan(pid: number, ppid: number): TaskPlan | null {
-  try {
-    return planTask(pid, ppid);
-  } catch {
-    return null;
-  }
-}
-
 /** A page sink that takes an interrupt between chunks (16 MiB at most). */
 const polled = (sink: { write(chunk: Buffer): void }) => (chunk: Buffer) => (checkInterrupt(), sink.write(chunk));
 
@@ -400,114 +380,6 @@ function restop(tasks: TaskPlan[]): void {
       /* gone */
     }
   }
-}
-
-/** The core image of a zombie: only its exit status (CRIU's TASK_DEAD). */
-function zombieCore(t: TaskPlan): core_entry {
-  return create(core_entrySchema, {
-    mtype: core_entry_march.X86_64,
-    tc: { taskState: TASK_DEAD, exitCode: t.exitStatus, personality: 0, flags: 0, blkSigset: 0n, comm: readComm(t.pid) },
-  });
-}
-
-function readComm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-/**
- * Pages of shared anonymous objects, by object: each page once, read from the first task that
- * has it present. `vaddr` stays the address in that task, `offset` the place in the object.
- */
-export function mergeShmem(ranges: (ShmemRange & { pid: number })[]): Map<bigint, (ShmemRange & { pid: number })[]> {
-  const out = new Map<bigint, (ShmemRange & { pid: number })[]>();
-  const byObj = new Map<bigint, (ShmemRange & { pid: number })[]>();
-  for (const r of ranges) byObj.set(r.shmid, [...(byObj.get(r.shmid) ?? []), r]);
-  for (const [shmid, list] of byObj) {
-    const taken = new Set<bigint>();
-    const pages: { off: bigint; pid: number; vaddr: bigint }[] = [];
-    for (const r of list) {
-      for (let i = 0; i < r.nrPages; i++) {
-        const off = r.offset + BigInt(i * PAGE_SIZE);
-        if (taken.has(off)) continue;
-        taken.add(off);
-        pages.push({ off, pid: r.pid, vaddr: r.vaddr + BigInt(i * PAGE_SIZE) });
-      }
-    }
-    pages.sort((a, b) => (a.off < b.off ? -1 : a.off > b.off ? 1 : 0));
-    const runs: (ShmemRange & { pid: number })[] = [];
-    for (const p of pages) {
-      const last = runs[runs.length - 1];
-      const size = BigInt(PAGE_SIZE);
-      if (last && last.pid === p.pid && last.offset + BigInt(last.nrPages) * size === p.off && last.vaddr + BigInt(last.nrPages) * size === p.vaddr) {
-        last.nrPages++;
-      } else {
-        runs.push({ shmid, offset: p.off, vaddr: p.vaddr, nrPages: 1, pid: p.pid });
-      }
-    }
-    out.set(shmid, runs);
-  }
-  return out;
-}
-
-/**
- * Every thread's seccomp state into its core (mode, newest filter) and the filter list of
- * seccomp.img, where each filter names the one installed before it (prev: index + 1); threads
- * with the same chain share its entries.
- */
-function saveSeccomp(frozen: Tracee[], cores: { tid: number; core: core_entry }[]): { filter: Buffer; prev?: number; flags?: number }[] {
-  const list: { filter: Buffer; prev?: number; flags?: number }[] = [];
-  const known = new Map<string, number>();
-  for (const { tid, core } of cores) {
-    if (!frozen.some((f) => f.tid === tid) || !core.threadCore) continue;
-    const s = dumpSeccomp(tid);
-    if (s.mode === SECCOMP_MODE.DISABLED) continue;
-    core.threadCore.seccompMode = s.mode;
-    let at = 0; // index + 1 of the newest filter so far
-    for (const f of s.filters) {
-      const key = `${at}:${f.flags}:${f.insns.toString('hex')}`;
-      let idx = known.get(key);
-      if (idx === undefined) {
-        list.push({ filter: f.insns, ...(at ? { prev: at } : {}), ...(f.flags ? { flags: f.flags } : {}) });
-        idx = list.length - 1;
-        known.set(key, idx);
-      }
-      at = idx + 1;
-    }
-    if (at) core.threadCore.seccompFilter = at - 1;
-  }
-  return list;
-}
-
-/**
- * A shared anonymous object is made again, and filled, by the first task that maps it: each of
- * its saved pages must lie in one of that task's mappings of it (others reach it through them).
- */
-function uncoveredShmem(images: TaskImages[], shmem: Map<bigint, (ShmemRange & { pid: number })[]>): string[] {
-  const out: string[] = [];
-  for (const [shmid, runs] of shmem) {
-    const first = images.find((i) => i.mm.vmas.some((v) => v.shmid === shmid && v.status & VMA.ANON_SHARED));
-    const views = first?.mm.vmas.filter((v) => v.shmid === shmid && v.status & VMA.ANON_SHARED) ?? [];
-    for (const r of runs) {
-      const end = r.offset + BigInt(r.nrPages * PAGE_SIZE);
-      const covered = (off: bigint): bigint | null => {
-        const v = views.find((w) => w.pgoff <= off && off < w.pgoff + (w.end - w.start));
-        return v ? v.pgoff + (v.end - v.start) : null;
-      };
-      for (let off = r.offset; off < end; ) {
-        const next = covered(off);
-        if (next === null) {
-          out.push(`shared anonymous memory ${shmid}: offset ${off} is mapped by pid ${r.pid} but not by pid ${first?.pid}, which maps it first — not supported yet`);
-          break;
-        }
-        off = next;
-      }
-    }
-  }
-  return out;
 }
 
 /** clock_gettime for the timens image (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */

@@ -7,6 +7,7 @@ import { regsToEntry } from '../resources/task/regs.js';
 import { Scratch, SafeRemote, type ScratchArea, type Remote, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps } from '../proc/index.js';
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
+import type { TaskPlan } from './collect.js';
 import { fdinfo_entrySchema, fd_types, type fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import { fs_entrySchema, type fs_entry } from '../image/gen/fs_pb.js';
 import { mm_entrySchema, type mm_entry } from '../image/gen/mm_pb.js';
@@ -246,4 +247,22 @@ function taskIds(t: DumpTask) {
     cgroupNsId: ns('cgroup'),
     timeNsId: ns('time'),
   };
+}
+
+const TASK_DEAD = 2;
+
+/** The core image of a zombie: only its exit status (CRIU's TASK_DEAD). */
+export function zombieCore(t: TaskPlan): core_entry {
+  return create(core_entrySchema, {
+    mtype: core_entry_march.X86_64,
+    tc: { taskState: TASK_DEAD, exitCode: t.exitStatus, personality: 0, flags: 0, blkSigset: 0n, comm: readComm(t.pid) },
+  });
+}
+
+function readComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }

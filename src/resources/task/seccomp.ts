@@ -7,6 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { PTRACE, PTRACE_O, PR, ptrace, sysTry, E, SysError } from '../../sys/index.js';
 import type { RestoreTask } from '../context.js';
+import type { Tracee } from '../../ptrace/index.js';
+import type { core_entry } from '../../image/gen/core_pb.js';
 import { UserError } from '../../util/errors.js';
 
 export const SECCOMP_MODE = { DISABLED: 0, STRICT: 1, FILTER: 2 } as const;
@@ -77,4 +79,33 @@ export function seccompChain(filters: { filter: Uint8Array; prev: number; flags:
     i = f.prev - 1;
   }
   return { mode, filters: chain };
+}
+
+/**
+ * Every thread's seccomp state into its core (mode, newest filter) and the filter list of
+ * seccomp.img, where each filter names the one installed before it (prev: index + 1); threads
+ * with the same chain share its entries.
+ */
+export function saveSeccomp(frozen: Tracee[], cores: { tid: number; core: core_entry }[]): { filter: Buffer; prev?: number; flags?: number }[] {
+  const list: { filter: Buffer; prev?: number; flags?: number }[] = [];
+  const known = new Map<string, number>();
+  for (const { tid, core } of cores) {
+    if (!frozen.some((f) => f.tid === tid) || !core.threadCore) continue;
+    const s = dumpSeccomp(tid);
+    if (s.mode === SECCOMP_MODE.DISABLED) continue;
+    core.threadCore.seccompMode = s.mode;
+    let at = 0; // index + 1 of the newest filter so far
+    for (const f of s.filters) {
+      const key = `${at}:${f.flags}:${f.insns.toString('hex')}`;
+      let idx = known.get(key);
+      if (idx === undefined) {
+        list.push({ filter: f.insns, ...(at ? { prev: at } : {}), ...(f.flags ? { flags: f.flags } : {}) });
+        idx = list.length - 1;
+        known.set(key, idx);
+      }
+      at = idx + 1;
+    }
+    if (at) core.threadCore.seccompFilter = at - 1;
+  }
+  return list;
 }
