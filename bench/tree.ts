@@ -1,13 +1,14 @@
 // Dump and restore time for process trees of 1, 10 and 100 processes and for one process with
 // 100 threads. Prints figures; asserts nothing about time.   node dist/bench/tree.js  (as root)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from '../src/dump/index.js';
 import { restore } from '../src/restore/index.js';
 import { pidExists, wait4, sys, PR } from '../src/sys/index.js';
 import { Log } from '../src/util/log.js';
+import { script, sessionPids } from './python-tree.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -21,34 +22,6 @@ function reap(pid: number): void {
   } catch {
     /* not ours (libuv's own child), or already reaped */
   }
-}
-
-/** python3 that forks `procs - 1` children (or starts `threads` threads), all sleeping. */
-function script(procs: number, threads: number): string {
-  return [
-    'import os, threading, time',
-    'os.closerange(3, 65536)',
-    `for _ in range(${procs - 1}):`,
-    '    if os.fork() == 0:',
-    '        time.sleep(1e6); os._exit(0)',
-    `for _ in range(${threads}): threading.Thread(target=time.sleep, args=(1e6,), daemon=True).start()`,
-    'print("ready", flush=True)',
-    'time.sleep(1e6)',
-  ].join('\n');
-}
-
-function sessionPids(sid: number): number[] {
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^\d+$/.test(n)) continue;
-    try {
-      const s = readFileSync(`/proc/${n}/stat`, 'utf8');
-      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[3]) === sid) out.push(Number(n));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
 }
 
 async function once(label: string, procs: number, threads: number): Promise<void> {

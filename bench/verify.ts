@@ -4,7 +4,7 @@
 // per dump).
 // Prints figures; asserts nothing about time.   node dist/bench/verify.js  (as root)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from '../src/dump/index.js';
@@ -14,38 +14,12 @@ import { restoredDifferences, type VerifyMode } from '../src/restore/verify.js';
 import { snapshotTree } from '../src/dump/unchanged.js';
 import { pidExists, wait4, sys, PR } from '../src/sys/index.js';
 import { Log } from '../src/util/log.js';
+import { script, sessionPids } from './python-tree.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Restored roots are our children and orphans come to us: reap them all before restoring again.
 sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
-
-function script(procs: number, threads: number): string {
-  return [
-    'import os, threading, time',
-    'os.closerange(3, 65536)',
-    `for _ in range(${procs - 1}):`,
-    '    if os.fork() == 0:',
-    '        time.sleep(1e6); os._exit(0)',
-    `for _ in range(${threads}): threading.Thread(target=time.sleep, args=(1e6,), daemon=True).start()`,
-    'print("ready", flush=True)',
-    'time.sleep(1e6)',
-  ].join('\n');
-}
-
-function sessionPids(sid: number): number[] {
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^\d+$/.test(n)) continue;
-    try {
-      const s = readFileSync(`/proc/${n}/stat`, 'utf8');
-      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[3]) === sid) out.push(Number(n));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
 
 /** Kills the session's processes (ours: the bench started them) and waits until every PID is free. */
 async function killAll(pids: number[]): Promise<void> {
