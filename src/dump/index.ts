@@ -14,6 +14,7 @@ import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { cgroup_entrySchema } from '../image/gen/cgroup_pb.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
 import { saveSeccomp, seccompMode } from '../resources/task/seccomp.js';
+import { restartedCall } from '../resources/task/regs.js';
 import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
@@ -89,6 +90,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     failpoint('dump:seize');
     // Top-down: once a task is frozen it cannot fork, so its children listed then are final.
     const live: TaskPlan[] = [];
+    const restarted = new Map<number, number | null>();
     for (let i = 0; i < tasks.length; i++) {
       const t = tasks[i]!;
       if (t.zombie) continue;
@@ -99,6 +101,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
         for (const tid of more) {
           checkInterrupt();
           try {
+            restarted.set(tid, restartedCall(t.pid, tid));
             // A filter must not judge (or kill the task for) the calls we inject.
             frozen.push(Tracee.seize(tid, t.pid, seccompMode(tid) ? PTRACE_O.SUSPEND_SECCOMP : 0));
           } catch (e) {
@@ -152,11 +155,13 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       const vmParent = t.ppid ? open.find((o) => o.pid === t.ppid && kcmp(t.ppid, t.pid, KCMP.VM) === 0) : undefined;
       checkInterrupt();
       const leader = openTask(leaderTracee, log, ids, vmParent, t.threads.length);
+      leader.restartedCall = restarted.get(leader.pid);
       open.push(leader);
       const others: DumpTask[] = [];
       for (const tr of frozen.filter((f) => f.tgid === t.pid && f.tid !== t.pid)) {
         checkInterrupt();
         const th = openTask(tr, log, ids, leader);
+        th.restartedCall = restarted.get(th.pid);
         open.push(th);
         others.push(th);
       }

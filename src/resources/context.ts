@@ -41,6 +41,8 @@ export interface DumpTask {
   scratch: Scratch;
   /** Registers as the task was frozen. */
   regs: Regs;
+  /** The call it restarts, when it was frozen in restart_syscall (read before the freeze). */
+  restartedCall?: number | null;
   /** Where it resumes if it was frozen inside an rseq critical section (its abort handler). */
   rseqAbort: bigint | null;
   stat: ProcStat;

@@ -1,4 +1,5 @@
 // General registers: what the task had when frozen, and how to make it go on where it was.
+import { readFileSync } from 'node:fs';
 import { Regs, REG_NAMES, ERESTART, EINTR, type RegName } from '../../sys/index.js';
 import { user_x86_regs_mode, type user_x86_regs_entry } from '../../image/gen/core-x86_pb.js';
 
@@ -38,6 +39,38 @@ export function callBeforeSyscall(code: Buffer): number | null {
     if (RESTARTABLE[nr]) return nr;
   }
   return null;
+}
+
+/** Where the kernel has a task sleep (/proc/TID/wchan) -> the timed call that sleeps there. */
+const CALL_BY_WCHAN: [RegExp, number][] = [
+  [/futex/, 202],
+  [/nanosleep|hrtimer/, 230],
+  [/poll/, 7],
+];
+
+/**
+ * The call a thread in restart_syscall restarts, from where it sleeps: read before it is frozen
+ * (frozen, it sleeps in ptrace_stop). Only for calls whose restart block is a timed wait.
+ */
+export function restartedCall(pid: number, tid: number): number | null {
+  try {
+    if (!readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').startsWith(`${NR_RESTART_SYSCALL} `)) return null;
+    const wchan = readFileSync(`/proc/${pid}/task/${tid}/wchan`, 'utf8');
+    return CALL_BY_WCHAN.find(([re]) => re.test(wchan))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A thread saved inside restart_syscall (-ERESTART_RESTARTBLOCK, orig_ax 219) is saved as being
+ * in the call it restarts, when that is known (the libc wrapper's code, or where it slept), so
+ * that a restore re-issues that call.
+ */
+export function namingRestartedCall(r: Regs, code: Buffer, fromWchan: number | null): void {
+  if (r.signed('orig_ax') !== BigInt(NR_RESTART_SYSCALL) || -r.signed('ax') !== BigInt(ERESTART.RESTARTBLOCK)) return;
+  const nr = callBeforeSyscall(code) ?? fromWchan;
+  if (nr !== null) r.set('orig_ax', BigInt(nr));
 }
 
 /**
