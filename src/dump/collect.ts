@@ -135,27 +135,33 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
   }
   for (const { t, maps } of live) {
     try {
-      blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps));
+      blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps), ...sharingBlockers(t, tasks));
     } catch (e) {
       if (!frozenByUs && ended(t.pid)) continue;
       throw e;
     }
-    if (!t.ppid) continue;
-    // Memory, fd table, fs context and signal handlers shared with the parent are restored
-    // shared (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND); a vfork still waiting is not.
-    const sharesVm = kcmp(t.ppid, t.pid, KCMP.VM) === 0;
-    if (sharesVm && inVfork(t.ppid)) blockers.push(`pid ${t.pid}: vfork child whose parent ${t.ppid} still waits for it to exec or exit — not supported`);
-    const sharing = sharesVm || kcmp(t.ppid, t.pid, KCMP.FILES) === 0 || kcmp(t.ppid, t.pid, KCMP.FS) === 0;
-    const parent = tasks.find((p) => p.pid === t.ppid);
-    // A task inherits its parent's session at fork; one in another session of the tree whose
-    // leader is alive (so no helper can stand in for it) cannot be put back there.
-    if (parent && t.sid !== parent.sid && t.sid !== t.pid && tasks.some((k) => k.pid === t.sid && !k.zombie)) {
-      blockers.push(`pid ${t.pid}: in session ${t.sid}, whose leader is in the tree but is not the session of its parent ${t.ppid} — not supported yet`);
-    }
-    // ...but not when the child must be forked through helpers (its session or group leader is gone).
-    if (sharing && parent && ((t.sid !== parent.sid && t.sid !== t.pid) || (t.pgid !== parent.pgid && t.pgid !== t.pid && !tasks.some((k) => k.pid === t.pgid)))) {
-      blockers.push(`pid ${t.pid}: shares memory, fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet`);
-    }
+  }
+  return blockers;
+}
+
+/** What a task shares with its parent that the restore cannot make again. */
+function sharingBlockers(t: TaskPlan, tasks: TaskPlan[]): string[] {
+  const blockers: string[] = [];
+  if (!t.ppid) return blockers;
+  // Memory, fd table, fs context and signal handlers shared with the parent are restored
+  // shared (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND); a vfork still waiting is not.
+  const sharesVm = kcmp(t.ppid, t.pid, KCMP.VM) === 0;
+  if (sharesVm && inVfork(t.ppid)) blockers.push(`pid ${t.pid}: vfork child whose parent ${t.ppid} still waits for it to exec or exit — not supported`);
+  const sharing = sharesVm || kcmp(t.ppid, t.pid, KCMP.FILES) === 0 || kcmp(t.ppid, t.pid, KCMP.FS) === 0;
+  const parent = tasks.find((p) => p.pid === t.ppid);
+  // A task inherits its parent's session at fork; one in another session of the tree whose
+  // leader is alive (so no helper can stand in for it) cannot be put back there.
+  if (parent && t.sid !== parent.sid && t.sid !== t.pid && tasks.some((k) => k.pid === t.sid && !k.zombie)) {
+    blockers.push(`pid ${t.pid}: in session ${t.sid}, whose leader is in the tree but is not the session of its parent ${t.ppid} — not supported yet`);
+  }
+  // ...but not when the child must be forked through helpers (its session or group leader is gone).
+  if (sharing && parent && ((t.sid !== parent.sid && t.sid !== t.pid) || (t.pgid !== parent.pgid && t.pgid !== t.pid && !tasks.some((k) => k.pid === t.pgid)))) {
+    blockers.push(`pid ${t.pid}: shares memory, fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet`);
   }
   return blockers;
 }
