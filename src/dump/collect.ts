@@ -28,8 +28,13 @@ export interface TaskPlan {
   exitStatus: number;
 }
 
+/** The task's threads; none when it has ended meanwhile. */
 export function threadsOf(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+  } catch {
+    return [];
+  }
 }
 
 export function childrenOf(pid: number): number[] {
