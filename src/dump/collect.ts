@@ -80,14 +80,6 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   return blockers;
 }
 
-/** The task is gone, or a zombie now: what it was doing a moment ago no longer matters. */
-function ended(pid: number): boolean {
-  try {
-    return /^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
 
 /** Lists the tree under `pid` (parents before children) and every reason it cannot be dumped. */
 export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskPlan[]; blockers: string[]; scan: FileScan } {
@@ -107,7 +99,7 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
       try {
         tasks.push(planTask(kid, t.pid));
       } catch (e) {
-        if (!ended(kid)) throw e; // a child that exited and was reaped since it was listed
+        if (!endedMeanwhile(kid, kid)) throw e; // a child that exited and was reaped since it was listed
       }
     }
   }
@@ -123,7 +115,7 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
     try {
       return [{ t, maps: parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')) }];
     } catch (e) {
-      if (!frozenByUs && ended(t.pid)) return [];
+      if (!frozenByUs && endedMeanwhile(t.pid, t.pid)) return [];
       throw e;
     }
   });
@@ -142,7 +134,7 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
     try {
       blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps), ...sharingBlockers(t, tasks));
     } catch (e) {
-      if (!frozenByUs && ended(t.pid)) continue;
+      if (!frozenByUs && endedMeanwhile(t.pid, t.pid)) continue;
       throw e;
     }
   }

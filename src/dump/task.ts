@@ -1,9 +1,9 @@
 // Dumping one frozen task into its image messages: core (registers, signals, timers, creds ...),
 // ids, fs, fd table, mm and the page ranges to save.
-import { readFileSync, readlinkSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { getXstate, SIG, kcmp, KCMP, type Regs } from '../sys/index.js';
-import { regsToEntry, namingRestartedCall } from '../resources/task/regs.js';
+import { regsToEntry, namingRestartedCall, readTaskCode } from '../resources/task/regs.js';
 import { Scratch, SafeRemote, type ScratchArea, type Remote, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps } from '../proc/index.js';
 import { core_entrySchema, core_entry_march, type core_entry } from '../image/gen/core_pb.js';
@@ -116,7 +116,7 @@ function dumpThreadParts(t: DumpTask) {
   const misc = dumpTaskMisc(t);
   const thread = dumpThreadState(t);
   const regs = t.regs.clone();
-  namingRestartedCall(regs, readCode(t.pid, regs.get('ip') - 26n, 24), t.restartedCall ?? null);
+  namingRestartedCall(regs, readTaskCode(t.pid, regs.get('ip') - 26n, 24), t.restartedCall ?? null);
   const gpregs = regsToEntry(regs);
   if (t.rseqAbort !== null) {
     gpregs.ip = t.rseqAbort;
@@ -269,17 +269,3 @@ function readComm(pid: number): string {
   }
 }
 
-/** Bytes of the task's code before a syscall instruction; empty where unreadable. */
-function readCode(pid: number, addr: bigint, n: number): Buffer {
-  const b = Buffer.alloc(n);
-  try {
-    const fd = openSync(`/proc/${pid}/mem`, 'r');
-    try {
-      return b.subarray(0, readSync(fd, b, 0, n, addr));
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return Buffer.alloc(0);
-  }
-}

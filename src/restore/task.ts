@@ -4,7 +4,6 @@ import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
   xsaveLayout, WAIT,
 } from '../sys/index.js';
-import { openSync, readSync, closeSync } from 'node:fs';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import { task_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
@@ -21,7 +20,7 @@ import { queuePending } from '../resources/task/pending.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
-import { registersForResume, regsFromEntry } from '../resources/task/regs.js';
+import { registersForResume, regsFromEntry, readTaskCode } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { restoreLocks } from '../resources/files/locks.js';
 import type { RestoreTask } from '../resources/context.js';
@@ -314,26 +313,13 @@ function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointIm
   queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false, tgid);
 }
 
-/** Bytes of a task's memory (its restored code), read through /proc; empty where unmapped. */
-function readTaskMemory(pid: number, addr: bigint, n: number): Buffer {
-  const b = Buffer.alloc(n);
-  let fd: number | null = null;
-  try {
-    fd = openSync(`/proc/${pid}/mem`, 'r');
-    return b.subarray(0, readSync(fd, b, 0, n, addr));
-  } catch {
-    return Buffer.alloc(0);
-  } finally {
-    if (fd !== null) closeSync(fd);
-  }
-}
 
 /** Final registers, FPU state, TLS slots and signal mask of one thread. */
 function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
   const tid = r.pid;
   const regs = regsFromEntry(core.threadInfo!.gpregs!);
   r.remote.finish();
-  r.tracee.setRegs(registersForResume(regs, (ip, n) => readTaskMemory(tid, ip - BigInt(n), n)));
+  r.tracee.setRegs(registersForResume(regs, (ip, n) => readTaskCode(tid, ip - BigInt(n), n)));
   restoreTls(tid, core.threadInfo!.tls);
   const fp = core.threadInfo!.fpregs;
   if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length));

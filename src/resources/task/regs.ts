@@ -1,5 +1,5 @@
 // General registers: what the task had when frozen, and how to make it go on where it was.
-import { readFileSync } from 'node:fs';
+import { readFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { Regs, REG_NAMES, ERESTART, EINTR, type RegName } from '../../sys/index.js';
 import { user_x86_regs_mode, type user_x86_regs_entry } from '../../image/gen/core-x86_pb.js';
 
@@ -105,4 +105,19 @@ export function registersForResume(dumped: Regs, codeBefore?: (ip: bigint, n: nu
   }
   r.set('orig_ax', -1n);
   return r;
+}
+
+/** `n` bytes of a task's memory at `addr` (its code before a syscall), through /proc; empty where unreadable. */
+export function readTaskCode(pid: number, addr: bigint, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  try {
+    const fd = openSync(`/proc/${pid}/mem`, 'r');
+    try {
+      return b.subarray(0, readSync(fd, b, 0, n, addr));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return Buffer.alloc(0);
+  }
 }
