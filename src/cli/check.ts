@@ -14,6 +14,7 @@ import type { ScanOptions } from '../resources/files/scan.js';
 import { parseMaps, PM_SOFT_DIRTY } from '../proc/index.js';
 import { sysTry, kcmp, KCMP, pidfdOpen, pidfdGetfd, closeFd, PR, xsaveLayout, alignedBuffer, addressOf } from '../sys/index.js';
 import { hex } from '../util/errors.js';
+import { blockerText } from '../util/blocker.js';
 
 interface Probe {
   name: string;
@@ -145,7 +146,7 @@ function printTree(pid: number, opts: ScanOptions): number {
   }
   if (blockers.length) {
     out(`cannot checkpoint pid ${pid}: ${blockers.length} blocker(s):`);
-    for (const b of blockers) out(`  ${b}`);
+    for (const b of blockers) out(`  ${blockerText(b)}`);
   } else {
     out(`pid ${pid} can be checkpointed (${tasks.length} task${tasks.length > 1 ? 's' : ''})`);
     if (outside) out(`  note: ${outside} fd(s) are pipes to processes outside the tree; a restore needs --inherit-fd for each`);

@@ -1,5 +1,6 @@
 // Before anything is touched: which tasks make up the tree, and whether cryo can checkpoint
 // every one of them. Every blocker is named, with the PID and the object.
+import { blockerFromText, type Blocker } from '../util/blocker.js';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { parseStat, parseStatus, parseMaps, statusNumber, type MapsEntry } from '../proc/index.js';
 import { kcmp, KCMP } from '../sys/index.js';
@@ -82,7 +83,7 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
 
 
 /** Lists the tree under `pid` (parents before children) and every reason it cannot be dumped. */
-export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskPlan[]; blockers: string[]; scan: FileScan } {
+export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskPlan[]; blockers: Blocker[]; scan: FileScan } {
   if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
   if (!existsSync(`/proc/${pid}`)) throw new UserError(`no process with PID ${pid}`);
   if (pid === process.pid) throw new UserError(`PID ${pid} is cryo itself`);
@@ -104,7 +105,7 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
     }
   }
   const scan = scanFiles(tasks.map((t) => t.pid), opts);
-  return { tasks, blockers: treeBlockers(tasks, false, scan), scan };
+  return { tasks, blockers: treeBlockers(tasks, false, scan).map(blockerFromText), scan };
 }
 
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */

@@ -1,9 +1,14 @@
 // Errors a user sees as one line: what, which object, why.
+import { blockerFromText, blockerText, type Blocker } from './blocker.js';
 
 /** The process uses something cryo cannot checkpoint; found before anything is touched. */
 export class UnsupportedError extends Error {
-  constructor(readonly blockers: string[]) {
-    super(blockers.length === 1 ? blockers[0] : `${blockers.length} blockers:\n  ${blockers.join('\n  ')}`);
+  readonly blockers: Blocker[];
+  constructor(found: (Blocker | string)[]) {
+    const blockers = found.map((b) => (typeof b === 'string' ? blockerFromText(b) : b));
+    const lines = blockers.map(blockerText);
+    super(lines.length === 1 ? lines[0] : `${lines.length} blockers:\n  ${lines.join('\n  ')}`);
+    this.blockers = blockers;
     this.name = 'UnsupportedError';
   }
 }
