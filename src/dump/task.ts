@@ -1,5 +1,6 @@
 // Dumping one frozen task into its image messages: core (registers, signals, timers, creds ...),
 // ids, fs, fd table, mm and the page ranges to save.
+import { dumpTimerSlack } from '../resources/task/timerslack.js';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { getXstate, SIG, kcmp, KCMP, type Regs } from '../sys/index.js';
@@ -139,11 +140,17 @@ function dumpThreadParts(t: DumpTask) {
     signalsP: { signals: peekPending(tid, false).map((siginfo) => ({ siginfo })) },
     creds: dumpCreds(t),
     comm: misc.comm,
+    ...timerSlackField(tid),
     ...(thread.rseq
       ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
       : {}),
   };
   return { threadInfo, threadCore, misc };
+}
+
+function timerSlackField(tid: number): { cryoTimerSlackNs?: bigint } {
+  const slack = dumpTimerSlack(tid);
+  return slack === null ? {} : { cryoTimerSlackNs: slack };
 }
 
 /** Core image of a thread other than the leader: its own state, plus its blocked mask. */

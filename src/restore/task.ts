@@ -1,11 +1,12 @@
 // Rebuilding one task (and, through it, its children) inside a freshly cloned process that
 // already has the right PID.
+import { restoreTimerSlack } from '../resources/task/timerslack.js';
 import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
   xsaveLayout, WAIT,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
-import { task_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
+import { task_core_entrySchema, thread_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
@@ -299,6 +300,7 @@ function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointIm
     schedPolicy: tcore.schedPolicy,
     schedPrio: tcore.schedPrio,
   });
+  if (hasField(thread_core_entrySchema, tcore, 'cryoTimerSlackNs')) restoreTimerSlack(r, tcore.cryoTimerSlackNs);
   // Filters while the task may still install them (root); suspended for us until release.
   if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
   restoreCreds(r, tcore.creds);

@@ -78,6 +78,7 @@ function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, b
   if (has(tcore, thread_core_entrySchema, 'schedNice')) s.set(`${p}nice`, String(tcore!.schedNice));
   if (has(tcore, thread_core_entrySchema, 'schedPolicy')) s.set(`${p}policy`, String(tcore!.schedPolicy));
   if (has(tcore, thread_core_entrySchema, 'schedPrio')) s.set(`${p}rt_priority`, String(tcore!.schedPrio));
+  if (has(tcore, thread_core_entrySchema, 'cryoTimerSlackNs')) s.set(`${p}timerslack`, String(tcore!.cryoTimerSlackNs));
   if (!has(tcore, thread_core_entrySchema, 'creds')) return;
   const c = tcore!.creds!;
   s.set(`${p}Uid`, `${c.uid} ${c.euid} ${c.suid} ${c.fsuid}`);

@@ -68,6 +68,7 @@ function observeThread(s: Snapshot, pid: number, tid: number): void {
   s.set(`${p}nice`, String(stat.nice));
   s.set(`${p}policy`, String(stat.policy));
   s.set(`${p}rt_priority`, String(stat.rtPriority));
+  s.set(`${p}timerslack`, read(`/proc/${tid}/timerslack_ns`).trim());
 }
 
 /** Each VMA: its range (in 'mappings'), perms, file and offset, and VmFlags. */
