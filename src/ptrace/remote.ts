@@ -23,6 +23,8 @@ export class Remote {
   protected readonly saved: Regs;
   protected readonly savedMask: bigint;
   protected active = true;
+  /** The last call ran to a syscall-exit stop (callWithoutStep): see finish(). */
+  private inSyscallStop = false;
   count = 0;
 
   /**
@@ -56,6 +58,7 @@ export class Remote {
     names.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
     r.set('ip', this.syscallAt);
     this.t.setRegs(r);
+    this.inSyscallStop = false;
     let st = this.t.step();
     // A job-control notification (PTRACE_EVENT_STOP, e.g. after a SIGCONT) can come before the
     // step is taken: the syscall has not run yet, so take the step again.
@@ -78,10 +81,34 @@ export class Remote {
     return res;
   }
 
+  /**
+   * Runs a syscall by name without single-stepping: to its syscall-exit stop (PTRACE_SYSCALL,
+   * entry then exit). A single step ends in a forced SIGTRAP, and the kernel resets an ignored
+   * SIGTRAP to SIG_DFL when it forces one: what must survive every step (the task's own SIG_IGN
+   * for SIGTRAP) is set by calls made this way, after the last step.
+   */
+  callWithoutStep(name: SyscallName, args: RemoteArg[] = [], detail?: string): bigint {
+    if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
+    const r = this.saved.clone();
+    r.set('ax', NR[name]);
+    r.set('orig_ax', -1n);
+    const names = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
+    names.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
+    r.set('ip', this.syscallAt);
+    this.t.setRegs(r);
+    this.t.syscallStops(NR[name]);
+    this.inSyscallStop = true;
+    this.count++;
+    const res = this.t.regs().signed('ax');
+    if (res < 0n && res >= -4095n) throw new RemoteSyscallError(this.t.tid, name, Number(-res), detail);
+    return res;
+  }
+
   /** Puts the task's registers and signal mask back as they were. */
   restore(regs: Regs = this.saved): void {
     if (!this.active) return;
     this.active = false;
+    this.leaveSyscallStop();
     this.t.setRegs(regs);
     setSigmask(this.t.tid, this.savedMask);
   }
@@ -89,5 +116,12 @@ export class Remote {
   /** For the restorer: end the session without restoring, the caller sets final state itself. */
   finish(): void {
     this.active = false;
+    this.leaveSyscallStop();
+  }
+
+  /** Registers set in a syscall-exit stop would miss the kernel's restart logic: see Tracee.interruptStop. */
+  private leaveSyscallStop(): void {
+    if (this.inSyscallStop) this.t.interruptStop();
+    this.inSyscallStop = false;
   }
 }

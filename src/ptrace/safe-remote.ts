@@ -341,23 +341,8 @@ export class SafeRemote extends Remote {
     this.t.setRegs(regs);
   }
 
-  /**
-   * Moves the task from a syscall-exit stop into an interrupt stop. The kernel restarts a system
-   * call the freeze interrupted (rax -ERESTART*) only on the signal path of the return to user
-   * mode, which a syscall-exit stop has already passed; an interrupt stop is on it. No user
-   * instruction runs in between: the stop comes on the way out of the kernel.
-   */
   private interruptStop(): void {
-    ptrace(PTRACE.INTERRUPT, this.t.tid);
-    ptrace(PTRACE.CONT, this.t.tid, 0, 0);
-    for (;;) {
-      const st = this.t.wait();
-      if (!st.stopped) throw new TraceeError(this.t.tid, 'died while being put back');
-      if (st.event === PTRACE_EVENT.STOP) break;
-      // A signal dequeued first: hold it back (re-sent on release) and go on to the interrupt.
-      if (st.event === 0 && st.stopSig !== SYSGOOD_TRAP) this.defer(st.stopSig);
-      ptrace(PTRACE.CONT, this.t.tid, 0, 0);
-    }
+    this.t.interruptStop();
     this.lastStop = 'interrupt';
   }
 }

@@ -1,7 +1,7 @@
 // A task under our ptrace control. All calls must come from the thread that attached (Node's
 // main thread): ptrace is per-thread on the tracer side.
 import {
-  PTRACE, PTRACE_EVENT, SIG, ptrace, ptraceTry, wait4, tgkill, getRegs, setRegs, Regs,
+  PTRACE, PTRACE_EVENT, PTRACE_O, SIG, ptrace, ptraceTry, wait4, tgkill, getRegs, setRegs, Regs,
   type WaitStatus, SysError, E,
 } from '../sys/index.js';
 
@@ -82,6 +82,48 @@ export class Tracee {
   step(): WaitStatus {
     ptrace(PTRACE.SINGLESTEP, this.tid, 0, 0);
     return this.wait();
+  }
+
+  /**
+   * Runs the task (whose registers are set to a syscall instruction) to the call's syscall-exit
+   * stop: PTRACE_SYSCALL to the entry stop, then to the exit stop. Job-control stops on the
+   * way are passed; reports the stops as SIGTRAP|0x80 (TRACESYSGOOD) so that no real SIGTRAP
+   * can pass for one.
+   */
+  syscallStops(nr: number): void {
+    if (!(this.options & PTRACE_O.TRACESYSGOOD)) {
+      this.options |= PTRACE_O.TRACESYSGOOD;
+      ptrace(PTRACE.SETOPTIONS, this.tid, 0, this.options);
+    }
+    for (let stops = 0; stops < 2; ) {
+      ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+      const st = this.wait();
+      if (!st.stopped) throw new TraceeError(this.tid, `died during injected syscall ${nr}`);
+      if (st.event === PTRACE_EVENT.STOP) continue;
+      if (st.stopSig !== (SIG.TRAP | 0x80) || st.event !== 0) {
+        throw new TraceeError(this.tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in injected syscall ${nr}`);
+      }
+      stops++;
+    }
+  }
+
+  /**
+   * Moves the task from a syscall-exit stop into an interrupt stop. The kernel restarts a system
+   * call the freeze interrupted (rax -ERESTART*) only on the signal path of the return to user
+   * mode, which a syscall-exit stop has already passed; an interrupt stop is on it. No user
+   * instruction runs in between: the stop comes on the way out of the kernel. A signal dequeued
+   * first is held back (re-sent on release).
+   */
+  interruptStop(): void {
+    ptrace(PTRACE.INTERRUPT, this.tid);
+    ptrace(PTRACE.CONT, this.tid, 0, 0);
+    for (;;) {
+      const st = this.wait();
+      if (!st.stopped) throw new TraceeError(this.tid, 'died while being put back');
+      if (st.event === PTRACE_EVENT.STOP) break;
+      if (st.event === 0 && st.stopSig !== (SIG.TRAP | 0x80) && !this.deferredSignals.includes(st.stopSig)) this.deferredSignals.push(st.stopSig);
+      ptrace(PTRACE.CONT, this.tid, 0, 0);
+    }
   }
 
   /** Lets the task run again and forget us; held-back signals are sent back to it. */

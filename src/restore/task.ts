@@ -12,7 +12,7 @@ import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
-import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
+import { restoreSigactions, restoreSigaltstack, restoreIgnoredSigtrap } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
 import { restorePosixTimers } from '../resources/task/posix-timers.js';
 import { restoreCgroups } from '../resources/task/cgroup.js';
@@ -181,11 +181,13 @@ export function restoreTask(
   // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso
   // (a task sharing the parent's memory leaves that to the parent, which still needs it).
   failpoint('restore:regs');
+  // No single step after this point: an ignored SIGTRAP would not survive one.
+  if (!shares('sighandId')) restoreIgnoredSigtrap(r, tc.sigactions);
   if (!sharesVm) {
     if (vdso === null) throw new UserError(`pid ${img.pid}: image has no vdso — cannot finish the restore`);
     const vdsoVma = img.memory.vmas.find((v) => v.start === vdso)!;
     remote.syscallAt = findSyscallIn(img.pid, vdso, Number(vdsoVma.end - vdsoVma.start));
-    call('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
+    remote.callWithoutStep('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
   }
 
   for (const w of work) finishThread(w, w === work[0] ? tc.blkSigset : (w.core.threadCore?.blkSigset ?? 0n));

@@ -42,20 +42,36 @@ export function dumpSigactions(t: DumpTask): SigactionData[] {
   }));
 }
 
+function sigactionStruct(sa: SigactionData): Buffer {
+  const b = Buffer.alloc(SA_SIZE);
+  b.writeBigUInt64LE(sa.sigaction, 0);
+  b.writeBigUInt64LE(sa.flags, 8);
+  b.writeBigUInt64LE(sa.restorer, 16);
+  b.writeBigUInt64LE(sa.mask, 24);
+  return b;
+}
+
 export function restoreSigactions(r: RestoreTask, sas: SigactionData[]): void {
   const sigs = sigactionSignals();
   sas.forEach((sa, i) => {
     const sig = sigs[i];
     // Every signal is set, defaults included: the stub inherited its parent's ignored signals.
     if (sig === undefined || (sa.sigaction > 1n && skip('sigaction'))) return;
-    const b = Buffer.alloc(SA_SIZE);
-    b.writeBigUInt64LE(sa.sigaction, 0);
-    b.writeBigUInt64LE(sa.flags, 8);
-    b.writeBigUInt64LE(sa.restorer, 16);
-    b.writeBigUInt64LE(sa.mask, 24);
     r.scratch.reset();
-    r.remote.call('rt_sigaction', [sig, r.scratch.put(b), 0, 8], `signal ${sig}`);
+    r.remote.call('rt_sigaction', [sig, r.scratch.put(sigactionStruct(sa)), 0, 8], `signal ${sig}`);
   });
+}
+
+/**
+ * An ignored SIGTRAP, set again after the task's (and its threads' and children's) last
+ * single step: each step ends in a forced SIGTRAP, which the kernel turns from SIG_IGN into
+ * SIG_DFL. Set without a step (Remote.callWithoutStep); nothing to do for any other disposition.
+ */
+export function restoreIgnoredSigtrap(r: RestoreTask, sas: SigactionData[]): void {
+  const sa = sas[sigactionSignals().indexOf(SIG.TRAP)];
+  if (!sa || sa.sigaction !== 1n) return;
+  r.scratch.reset();
+  r.remote.callWithoutStep('rt_sigaction', [SIG.TRAP, r.scratch.put(sigactionStruct(sa)), 0, 8], 'signal SIGTRAP (ignored)');
 }
 
 export function dumpSigaltstack(t: DumpTask): SigaltstackData {
