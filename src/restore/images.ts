@@ -33,6 +33,8 @@ import type { InotifyData } from '../resources/files/inotify.js';
 import type { FanotifyData } from '../resources/files/fanotify.js';
 import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
+import { vma_entrySchema, type vma_entry } from '../image/gen/vma_pb.js';
+import { hasField } from '../image/presence.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 
@@ -189,10 +191,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
     const ids = core.ids ?? (one(r.read(`ids-${pid}.img`), `ids-${pid}.img`) as NonNullable<core_entry['ids']>);
     const fdinfo = r.read(`fdinfo-${ids.filesId}.img`) as fdinfo_entry[];
     const priv = pagemapOf(r, `pagemap-${pid}.img`);
-    const vmas: VmaData[] = mm.vmas.map((v) => ({
-      start: v.start, end: v.end, pgoff: v.pgoff, shmid: v.shmid, prot: v.prot, flags: v.flags,
-      status: v.status, fd: Number(v.fd), madv: v.madv, fdflags: v.fdflags,
-    }));
+    const vmas = mm.vmas.map(vmaData);
     const shmem = new Map<bigint, { pages: PageRange[]; pagesFile: string }>();
     for (const v of vmas) {
       if (v.status & VMA.ANON_SHARED && !shmem.has(v.shmid)) {
@@ -303,5 +302,18 @@ function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<
       },
     });
   }
+  return out;
+}
+
+/**
+ * A VMA record as the restore uses it: a plain object whose optional fields exist only when the
+ * image has them (a decoded message would read an absent field as 0: fdflags 0 is O_RDONLY).
+ */
+function vmaData(v: vma_entry): VmaData {
+  const out: VmaData = { start: v.start, end: v.end, pgoff: v.pgoff, shmid: v.shmid, prot: v.prot, flags: v.flags, status: v.status, fd: Number(v.fd) };
+  if (hasField(vma_entrySchema, v, 'madv')) out.madv = v.madv;
+  if (hasField(vma_entrySchema, v, 'fdflags')) out.fdflags = v.fdflags;
+  if (hasField(vma_entrySchema, v, 'cryoLockOnfault')) out.cryoLockOnfault = v.cryoLockOnfault;
+  if (hasField(vma_entrySchema, v, 'cryoAccount')) out.cryoAccount = v.cryoAccount;
   return out;
 }

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vma.proto.
  */
 export const file_vma: GenFile = /*@__PURE__*/
-  fileDesc("Cgl2bWEucHJvdG8iiAIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAg", [file_opts]);
+  fileDesc("Cgl2bWEucHJvdG8inwIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAgSFQoMY3J5b19hY2NvdW50GOoHIAEoCA", [file_opts]);
 
 /**
  * One mapping. status holds CRIU's VMA_* bits (anon/file/shared/stack/vdso/...).
@@ -82,6 +82,14 @@ export type vma_entry = Message<"vma_entry"> & {
    * @generated from field: optional bool cryo_lock_onfault = 1001;
    */
   cryoLockOnfault: boolean;
+
+  /**
+   * cryo's own: the private mapping is accountable (VM_ACCOUNT, VmFlags ac): it was writable once
+   * and charged to the commit limit, even if it is read-only now. Mapped writable first again.
+   *
+   * @generated from field: optional bool cryo_account = 1002;
+   */
+  cryoAccount: boolean;
 };
 
 /**

@@ -22,6 +22,7 @@ export interface VmaData {
   madv?: bigint;
   fdflags?: number;
   cryoLockOnfault?: boolean;
+  cryoAccount?: boolean;
 }
 
 export interface MmData {
@@ -149,6 +150,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
       };
       if (madv) v.madv = madv;
       if (flagsSet.has('lf')) v.cryoLockOnfault = true;
+      if (flagsSet.has('ac') && !m.shared) v.cryoAccount = true;
       // A shared file mapping keeps VM_MAYWRITE (VmFlags mw) only when its file was open for
       // writing: the restore opens it so too, or the mapping loses mw and sh.
       if (isFile) v.fdflags = c.kind === 'file-shared' && flagsSet.has('mw') ? O.RDWR : O.RDONLY;

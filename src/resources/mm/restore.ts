@@ -86,6 +86,11 @@ export function inheritedVmas(img: MemoryImage, parent: MemoryImage | undefined)
   return out;
 }
 
+/** cryo's record that a private mapping is accountable (VmFlags ac); CRIU's images do not say. */
+function accountable(v: VmaData): boolean {
+  return !(v.flags & MAP.SHARED) && hasField(vma_entrySchema, v, 'cryoAccount') && v.cryoAccount === true;
+}
+
 export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryContext, kept: Set<VmaData>): { cowKept: number } {
   const call = r.remote.call.bind(r.remote);
   const fileFds = new Map<number, number>();
@@ -104,7 +109,9 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       // Writable while we fill it only if it holds saved pages (so it was written, and is
       // accountable): mapping a never-written read-only VMA writable would make it accountable,
       // and the kernel would then merge it with a neighbour it was separate from.
-      let fillProt = filled.has(v) || v.prot & PROT.WRITE || fedShared(v) ? v.prot | PROT.READ | PROT.WRITE : v.prot;
+      // A private mapping that was writable once is accountable (VM_ACCOUNT) for good: mapped
+      // writable first again, or it would lose that (and merge where it did not).
+      let fillProt = filled.has(v) || v.prot & PROT.WRITE || fedShared(v) || accountable(v) ? v.prot | PROT.READ | PROT.WRITE : v.prot;
       if (apart.has(v)) fillProt ^= PROT.EXEC;
       if (v.status & VMA.AREA_SYSVIPC) {
         const id = ctx.sysvIds.get(Number(v.shmid));
@@ -157,7 +164,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
 
     for (const v of img.vmas) {
       if (special(v) || kept.has(v)) continue;
-      const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE || fedShared(v));
+      const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE || fedShared(v) || accountable(v));
       if (apart.has(v) && !((v.madv ?? 0n) & (1n << BigInt(MADV_DONTFORK)))) call('madvise', [v.start, v.end - v.start, MADV_DOFORK], `mapping ${hex(v.start)}`);
       if (apart.has(v) || (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE) && !skip('mprotect'))) {
         call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
@@ -171,6 +178,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
     // Locks are not inherited through fork: kept (inherited) mappings are locked here too.
     for (const v of img.vmas) {
       if (special(v) || !(v.flags & MAP.LOCKED)) continue;
+      r.log.debug(`pid ${r.pid}: lock ${hex(v.start)}-${hex(v.end)}${v.cryoLockOnfault ? ' on fault' : ''}`);
       if (v.cryoLockOnfault) call('mlock2', [v.start, v.end - v.start, MLOCK_ONFAULT], `mlock2 ${hex(v.start)} on fault`);
       else call('mlock', [v.start, v.end - v.start], `mlock ${hex(v.start)}`);
     }
