@@ -18,7 +18,7 @@ import type { AnonRecord } from '../resources/files/anon.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
-import type { remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
+import { remap_file_path_entrySchema, type remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
 import { ghost_file_entrySchema, type ghost_file_entry } from '../image/gen/ghost-file_pb.js';
 import { isFieldSet } from '@bufbuild/protobuf';
 import type { GhostData } from '../resources/files/ghost.js';
@@ -280,7 +280,8 @@ function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<
   const out = new Map<number, { path: string; ghost: GhostData }>();
   if (!r.exists('remap-fpath.img')) return out;
   for (const m of r.read('remap-fpath.img') as remap_file_path_entry[]) {
-    if ((m.remapType ?? REMAP_GHOST) !== REMAP_GHOST) throw new UserError(`remap-fpath.img: file id ${m.origId}: remap type ${m.remapType} — not supported yet`);
+    // An absent type is the old format's ghost (a decoded absent enum would read 0, LINKED).
+    if ((hasField(remap_file_path_entrySchema, m, 'remapType') ? m.remapType : REMAP_GHOST) !== REMAP_GHOST) throw new UserError(`remap-fpath.img: file id ${m.origId}: remap type ${m.remapType} — not supported yet`);
     const reg = files.get(m.origId);
     if (!reg) throw new UserError(`remap-fpath.img: file id ${m.origId} missing from files.img`);
     const known = out.get(m.remapId);
