@@ -154,13 +154,13 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       // memory is the parent's and is saved with it.
       const vmParent = t.ppid ? open.find((o) => o.pid === t.ppid && kcmp(t.ppid, t.pid, KCMP.VM) === 0) : undefined;
       checkInterrupt();
-      const leader = openTask(leaderTracee, log, ids, vmParent, t.threads.length);
+      const leader = openTask(leaderTracee, log, ids, vmParent, t.threads.length, restarted.get(t.pid) ?? null);
       leader.restartedCall = restarted.get(leader.pid);
       open.push(leader);
       const others: DumpTask[] = [];
       for (const tr of frozen.filter((f) => f.tgid === t.pid && f.tid !== t.pid)) {
         checkInterrupt();
-        const th = openTask(tr, log, ids, leader);
+        const th = openTask(tr, log, ids, leader, 1, restarted.get(tr.tid) ?? null);
         th.restartedCall = restarted.get(th.pid);
         open.push(th);
         others.push(th);

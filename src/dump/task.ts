@@ -63,12 +63,12 @@ const TASK_STOPPED = 3;
  * leader, or the parent of a CLONE_VM child; that memory is saved with the sharer). `tasks`: how
  * many tasks will work in the area this one maps (itself and its threads).
  */
-export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: DumpTask, tasks = 1): DumpTask {
+export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: DumpTask, tasks = 1, restarted: number | null = null): DumpTask {
   const pid = tracee.tid;
   const regs = tracee.regs();
   // Before anything runs in the task: the first injected syscall makes the kernel drop it.
   const rseqAbort = rseqAbortIp(pid, regs.get('ip'));
-  const backTo = rseqAbort === null ? regs : atAbort(regs, rseqAbort);
+  const backTo = rseqAbort === null ? namedRestart(pid, regs, restarted) : atAbort(regs, rseqAbort);
   // A thread joins its leader's area; a CLONE_VM child maps one of its own (in the same memory),
   // so that every area has exactly one slot per task and an orphan leaves none of it behind.
   const remote = sharer && sharer.tracee.tgid === tracee.tgid ? SafeRemote.join(tracee, scratchArea(sharer), backTo) : SafeRemote.open(tracee, tasks, backTo);
@@ -92,6 +92,18 @@ export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: Du
 function scratchArea(t: DumpTask): ScratchArea {
   if (!(t.remote instanceof SafeRemote)) throw new Error(`pid ${t.pid}: not opened for dumping`);
   return t.remote.area;
+}
+
+/**
+ * The registers a task frozen in a timed wait (-ERESTART_RESTARTBLOCK) goes back to, with the call
+ * it restarts named. Released normally, the kernel restarts it through its restart block (the
+ * name changes nothing). Released by our crash, through its frame's rt_sigreturn (which resets
+ * the restart block: restart_syscall would return EINTR), it issues the named call again.
+ */
+function namedRestart(pid: number, regs: Regs, restarted: number | null): Regs {
+  const r = regs.clone();
+  namingRestartedCall(r, readTaskCode(pid, r.get('ip') - 26n, 24), restarted);
+  return r;
 }
 
 /** The registers of a thread frozen in an rseq critical section, moved to its abort handler. */

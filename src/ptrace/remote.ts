@@ -1,7 +1,8 @@
 // Making a stopped task execute system calls for us: set its registers so that rip points at a
 // `syscall` instruction, single-step over it, read rax, and finally put the registers back.
-import { Regs, PTRACE_EVENT, SIG, getSigmask, setSigmask, errnoName, checkInterrupt, type SyscallName, NR } from '../sys/index.js';
+import { Regs, PTRACE, PTRACE_EVENT, SIG, ptrace, getSigmask, setSigmask, errnoName, checkInterrupt, vmRead, vmWrite, type SyscallName, NR } from '../sys/index.js';
 import { Tracee, TraceeError } from './tracee.js';
+import { batchCode, callsThatFit } from './batch-code.js';
 
 export class RemoteSyscallError extends Error {
   constructor(readonly tid: number, readonly call: string, readonly errno: number, detail?: string) {
@@ -18,6 +19,26 @@ const ALL_SIGNALS = (1n << 64n) - 1n;
 export const ALL_BUT_SIGTRAP = ALL_SIGNALS & ~(1n << BigInt(SIG.TRAP - 1));
 
 export type RemoteArg = number | bigint;
+
+/** One call of a batch: by name, with the text its error names. */
+export interface BatchCall {
+  name: SyscallName;
+  args: RemoteArg[];
+  detail?: string;
+}
+
+/**
+ * Where a batch runs: `codeAt` is executable memory of the task that process_vm_writev can write
+ * (the restore's trampoline page past its first bytes), `resultsAt` scratch memory for 8 bytes a call.
+ */
+export interface BatchArea {
+  codeAt: bigint;
+  codeSize: number;
+  resultsAt: bigint;
+}
+
+/** A result slot no call wrote: below every error (-4095..-1), never a user address. */
+const NOT_RUN = -4096n;
 
 export class Remote {
   protected readonly saved: Regs;
@@ -102,6 +123,55 @@ export class Remote {
     const res = this.t.regs().signed('ax');
     if (res < 0n && res >= -4095n) throw new RemoteSyscallError(this.t.tid, name, Number(-res), detail);
     return res;
+  }
+
+  /**
+   * Runs `calls` in order, as few stops as the area allows (one stop runs a generated sequence
+   * and records each result), and returns their results. The first failing call ends its batch
+   * and throws RemoteSyscallError, as call() would; the calls before it have run.
+   */
+  batch(calls: BatchCall[], area: BatchArea): bigint[] {
+    if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
+    const per = callsThatFit(area.codeSize);
+    const out: bigint[] = [];
+    for (let i = 0; i < calls.length; i += per) out.push(...this.runBatch(calls.slice(i, i + per), area));
+    return out;
+  }
+
+  private runBatch(calls: BatchCall[], area: BatchArea): bigint[] {
+    checkInterrupt();
+    const tid = this.t.tid;
+    const coded = calls.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)) }));
+    const { code, trapAt } = batchCode(coded, area.codeAt, area.resultsAt);
+    const slots = Buffer.alloc(8 * calls.length);
+    for (let i = 0; i < calls.length; i++) slots.writeBigInt64LE(NOT_RUN, 8 * i);
+    vmWrite(tid, area.codeAt, code);
+    vmWrite(tid, area.resultsAt, slots);
+    const r = this.saved.clone();
+    r.set('orig_ax', -1n);
+    r.set('ip', area.codeAt);
+    this.t.setRegs(r);
+    this.inSyscallStop = false;
+    for (;;) {
+      ptrace(PTRACE.CONT, tid, 0, 0);
+      const st = this.t.wait();
+      if (!st.stopped) throw new TraceeError(tid, `died during a batch of ${calls.length} injected syscalls`);
+      if (st.event === PTRACE_EVENT.STOP) continue; // job control: go on where it is
+      if (st.stopSig === SIG.TRAP && st.event === 0 && this.t.regs().get('ip') === trapAt + 1n) break;
+      throw new TraceeError(tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in a batch of injected syscalls`);
+    }
+    const got = Buffer.alloc(8 * calls.length);
+    if (vmRead(tid, got, [{ addr: area.resultsAt, len: got.length }]) !== got.length) throw new TraceeError(tid, 'short read of batch results');
+    const results: bigint[] = [];
+    for (let i = 0; i < calls.length; i++) {
+      const res = got.readBigInt64LE(8 * i);
+      if (res === NOT_RUN) break;
+      this.count++;
+      if (res < 0n && res >= -4095n) throw new RemoteSyscallError(tid, calls[i]!.name, Number(-res), calls[i]!.detail);
+      results.push(res);
+    }
+    if (results.length !== calls.length) throw new TraceeError(tid, `batch stopped after ${results.length} of ${calls.length} calls`);
+    return results;
   }
 
   /** Puts the task's registers and signal mask back as they were. */

@@ -338,6 +338,9 @@ export class SafeRemote extends Remote {
     this.active = false;
     if (this.lastStop === 'syscall') this.interruptStop();
     setSigmask(this.t.tid, this.savedMask);
+    // In an interrupt stop the kernel restarts what the freeze interrupted, a timed wait
+    // (-ERESTART_RESTARTBLOCK) through its restart block, with the time left: no rt_sigreturn
+    // ran in the normal path, so the block is intact.
     this.t.setRegs(regs);
   }
 

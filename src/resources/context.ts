@@ -1,6 +1,6 @@
 // What a resource module gets to work with while one task is frozen (dump) or being rebuilt
 // (restore). Each module in resources/ reads from and writes into these.
-import type { Tracee, Remote, Scratch } from '../ptrace/index.js';
+import type { Tracee, Remote, Scratch, BatchCall } from '../ptrace/index.js';
 import type { Regs } from '../sys/index.js';
 import type { ProcStat, ProcStatus, MapsEntry } from '../proc/index.js';
 import type { Log } from '../util/log.js';
@@ -60,4 +60,16 @@ export interface RestoreTask {
   log: Log;
   /** PID of the restorer itself, for pidfd_getfd from inside the task. */
   restorerPid: number;
+  /** Executable memory of the task the restorer may write batches of calls into (see batchIn). */
+  batchCode: { at: bigint; size: number };
+}
+
+/**
+ * Runs `calls` in the task in as few stops as fit (Remote.batch), results in the scratch area:
+ * for runs of calls that do not depend on each other's results (the dispositions, the mappings).
+ */
+export function batchIn(r: RestoreTask, calls: BatchCall[]): bigint[] {
+  if (!calls.length) return [];
+  const resultsAt = r.scratch.alloc(8 * calls.length);
+  return r.remote.batch(calls, { codeAt: r.batchCode.at, codeSize: r.batchCode.size, resultsAt });
 }

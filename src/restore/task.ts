@@ -57,7 +57,9 @@ export function restoreTask(
   const remote = new Remote(tracee, trampoline);
   const scratchAddr = trampoline + BigInt(PAGE_SIZE);
   const scratch = Scratch.at(remote, scratchAddr, TRAMPOLINE_SIZE - PAGE_SIZE);
-  const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, restorerPid: process.pid };
+  // The trampoline's first page holds its `syscall; int3` and, past them, batches of calls.
+  const batchCode = { at: trampoline + BigInt(BATCH_CODE_OFFSET), size: PAGE_SIZE - BATCH_CODE_OFFSET };
+  const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, restorerPid: process.pid, batchCode };
   const call = remote.call.bind(remote);
   const tc = img.core.tc!;
 
@@ -195,6 +197,7 @@ export function restoreTask(
 }
 
 const TASK_STOPPED = 3;
+const BATCH_CODE_OFFSET = 64;
 
 /**
  * The task to fork `child` from, and the session and group the child starts in. Normally the

@@ -55,12 +55,13 @@ static void *sleeper(void *arg)
 {
 	(void)arg;
 	tids[NCOUNT + 1] = (pid_t)syscall(SYS_gettid);
-	struct timespec ts = { 2, 0 }, rem;
+	struct timespec ts = { 8, 0 }, rem;
 	int64_t t0 = mono_ns();
-	/* A whole 2 s of sleep, resumed after EINTR, must take at least 2 s overall. */
+	/* A whole 8 s of sleep, resumed after EINTR, must take at least 8 s overall: long enough
+	 * that the dump finds the thread still asleep on a loaded machine. */
 	while (nanosleep(&ts, &rem) != 0 && errno == EINTR)
 		ts = rem;
-	sleep_done = mono_ns() - t0 >= 2000000000LL - 50000000LL ? 1 : -1;
+	sleep_done = mono_ns() - t0 >= 8000000000LL - 50000000LL ? 1 : -1;
 	return NULL;
 }
 
@@ -70,7 +71,7 @@ static void *poller(void *arg)
 	tids[NCOUNT + 2] = (pid_t)syscall(SYS_gettid);
 	int r;
 	do
-		r = poll(NULL, 0, 1500);
+		r = poll(NULL, 0, 7000);
 	while (r < 0 && errno == EINTR);
 	poll_done = r == 0 ? 1 : -1;
 	return NULL;
@@ -130,11 +131,11 @@ int main(void)
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
 	syscall(SYS_tgkill, getpid(), before[NCOUNT + 3], SIGUSR1);
-	for (int i = 0; i < 300 && !(cond_woke && sleep_done && poll_done && sigwait_got); i++)
+	for (int i = 0; i < 1000 && !(cond_woke && sleep_done && poll_done && sigwait_got); i++)
 		sleep_ms(10);
 	CHECK(cond_woke, "futex waiter never woke");
-	CHECK(sleep_done == 1, "nanosleep of 2 s was cut short (%d)", sleep_done);
-	CHECK(poll_done == 1, "poll with a 1.5 s timeout did not time out cleanly (%d)", poll_done);
+	CHECK(sleep_done == 1, "nanosleep of 8 s was cut short (%d)", sleep_done);
+	CHECK(poll_done == 1, "poll with a 7 s timeout did not time out cleanly (%d)", poll_done);
 	CHECK(sigwait_got == SIGUSR1, "sigwaitinfo returned %d", sigwait_got);
 	stop = 1;
 	for (int i = 0; i < NCOUNT + 4; i++)

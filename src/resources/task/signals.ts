@@ -1,7 +1,8 @@
 // Signal dispositions (sigactions), the alternate signal stack and the blocked mask.
 // Only the task can read its sigactions and sigaltstack: they come from injected syscalls.
 import { SIG, NSIG } from '../../sys/index.js';
-import type { DumpTask, RestoreTask } from '../context.js';
+import { batchIn, type DumpTask, type RestoreTask } from '../context.js';
+import type { BatchCall } from '../../ptrace/index.js';
 import { skip } from '../../util/skip.js';
 
 export interface SigactionData {
@@ -51,15 +52,20 @@ function sigactionStruct(sa: SigactionData): Buffer {
   return b;
 }
 
+/** Every disposition in one batch of calls (one stop instead of 64). */
 export function restoreSigactions(r: RestoreTask, sas: SigactionData[]): void {
   const sigs = sigactionSignals();
+  r.scratch.reset();
+  const structs = Buffer.concat(sas.map(sigactionStruct));
+  const at = r.scratch.put(structs);
+  const calls: BatchCall[] = [];
   sas.forEach((sa, i) => {
     const sig = sigs[i];
     // Every signal is set, defaults included: the stub inherited its parent's ignored signals.
     if (sig === undefined || (sa.sigaction > 1n && skip('sigaction'))) return;
-    r.scratch.reset();
-    r.remote.call('rt_sigaction', [sig, r.scratch.put(sigactionStruct(sa)), 0, 8], `signal ${sig}`);
+    calls.push({ name: 'rt_sigaction', args: [sig, at + BigInt(i * SA_SIZE), 0, 8], detail: `signal ${sig}` });
   });
+  batchIn(r, calls);
 }
 
 /**
