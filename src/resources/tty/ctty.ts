@@ -1,0 +1,84 @@
+// Controlling terminals: making a restored session's terminal its controlling tty again, and
+// /dev/tty fds.
+//
+// TIOCSCTTY works only for the calling process (a session leader without a controlling tty), and
+// TIOCSPGRP only for a member of the session the tty controls, so these ioctls run in the
+// restored session leader: `TtyCaller` is "make this ioctl in that task" — a Remote injecting it
+// into the stopped leader (remoteTtyCaller), or this very process (localTtyCaller, for a process
+// that is itself the leader). The fd is the leader's own fd number of a slave: a slave of a pair
+// createPtyPair made, one opened with TIOCGPTPEER from a master handed in from outside (runc's
+// console master, --inherit-fd), or the caller's own terminal for --shell-job; the helper does
+// not care where it came from.
+import { fstatSync } from 'node:fs';
+import { create } from '@bufbuild/protobuf';
+import { tty_info_entrySchema, TtyType, type tty_info_entry } from '../../image/gen/tty_pb.js';
+import { TIOC, tcgets2, getLockedTermios, getWinsize, ioctlSetInt, ioctlValue, ioctlGetInt, vmWrite } from '../../sys/index.js';
+import type { Remote, Scratch } from '../../ptrace/index.js';
+import { classifyTty } from './classify.js';
+import { termiosToEntry, winsizeToEntry } from './termios-record.js';
+
+export interface TtyCaller {
+  /** ioctl(fd, req, value) in the task */
+  ioctlValue(fd: number, req: number, value: number, what: string): void;
+  /** ioctl(fd, req, &int) in the task, the int being `value` */
+  ioctlSetInt(fd: number, req: number, value: number, what: string): void;
+  /** ioctl(fd, req, &int) in the task, returning the int */
+  ioctlGetInt(fd: number, req: number, what: string): number;
+}
+
+export const localTtyCaller: TtyCaller = {
+  ioctlValue: (fd, req, value, what) => void ioctlValue(fd, req, value, what),
+  ioctlSetInt: (fd, req, value, what) => ioctlSetInt(fd, req, value, what),
+  ioctlGetInt: (fd, req, what) => ioctlGetInt(fd, req, what),
+};
+
+/** The ioctls injected into a stopped task; the int lives in 4 bytes of `scratch`. */
+export function remoteTtyCaller(remote: Remote, scratch: Scratch): TtyCaller {
+  const cell = scratch.alloc(4);
+  return {
+    ioctlValue: (fd, req, value, what) => void remote.call('ioctl', [fd, req, value], what),
+    ioctlSetInt: (fd, req, value, what) => {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(value, 0);
+      vmWrite(scratch.pid, cell, b);
+      remote.call('ioctl', [fd, req, cell], what);
+    },
+    ioctlGetInt: (fd, req, what) => {
+      remote.call('ioctl', [fd, req, cell], what);
+      return scratch.read(cell, 4).readInt32LE(0);
+    },
+  };
+}
+
+/**
+ * Makes `fd` (the leader's fd number of a terminal) the controlling terminal of the calling
+ * task's session and `pgrp` its foreground group. The task must be a session leader without a
+ * controlling terminal; `pgrp` a group of that session (0: leave the leader's own group, which
+ * TIOCSCTTY makes the foreground one). `steal`: take the terminal from another session (TIOCSCTTY
+ * with 1, needs CAP_SYS_ADMIN), as --shell-job may have to.
+ */
+export function makeControllingTty(caller: TtyCaller, fd: number, pgrp: number, steal = false): void {
+  caller.ioctlValue(fd, TIOC.TIOCSCTTY, steal ? 1 : 0, `TIOCSCTTY fd ${fd}`);
+  if (pgrp) caller.ioctlSetInt(fd, TIOC.TIOCSPGRP, pgrp, `TIOCSPGRP ${pgrp} fd ${fd}`);
+}
+
+/** CRIU's fixed tty_info id of /dev/tty files (CTTY_INDEX 1006, times two). */
+export const CTTY_INFO_ID = 1006 * 2;
+
+/**
+ * The tty_info_entry of a /dev/tty fd (type CTTY, one for the whole image, as CRIU writes it).
+ * Its file is bound to the opener's controlling terminal at open time, so on restore it is
+ * opened by the task itself (an injected open of /dev/tty) after its session has its
+ * controlling tty again; the settings belong to that terminal's own record. `session` is from
+ * /proc (TIOCGSID through /dev/tty answers only its own session's tasks).
+ */
+export function cttyInfoEntry(fd: number, session: { sid: number; pgrp: number } | null): tty_info_entry {
+  const st = fstatSync(fd);
+  if (classifyTty(st.rdev) !== 'ctty') throw new Error(`fd ${fd} is not /dev/tty`);
+  return create(tty_info_entrySchema, {
+    id: CTTY_INFO_ID, type: TtyType.CTTY, locked: false, exclusive: false, packetMode: false,
+    sid: session?.sid ?? 0, pgrp: session?.pgrp ?? 0, rdev: st.rdev >>> 0, dev: st.dev >>> 0,
+    termios: termiosToEntry(tcgets2(fd, '/dev/tty')), termiosLocked: termiosToEntry(getLockedTermios(fd, '/dev/tty')),
+    winsize: winsizeToEntry(getWinsize(fd, '/dev/tty')),
+  });
+}
