@@ -17,6 +17,8 @@ export const TIOC = {
   TIOCSPGRP: 0x5410,
   /** bytes written but not yet sent by the driver (ptys have no driver buffer: 0) */
   TIOCOUTQ: 0x5411,
+  /** push one byte into the terminal's input (CAP_SYS_ADMIN unless it is the caller's ctty) */
+  TIOCSTI: 0x5412,
   TIOCGWINSZ: 0x5413,
   TIOCSWINSZ: 0x5414,
   /** = TIOCINQ: bytes the line discipline would hand to read() now */

@@ -131,7 +131,10 @@ export function createPtyPair(rec: PtyPairRecord, opts: CreatePtyOptions = {}): 
       if (rec.fromMaster?.length) putQueuedOutput(slave, rec.fromMaster);
       if (si?.exclusive) ioctlValue(slave, TIOC.TIOCEXCL, 0, `exclusive ${what} slave`);
     }
-    if (rec.fromSlave?.length) putQueuedInput(master, rec.fromSlave);
+    if (rec.fromSlave?.length) {
+      if (slave < 0) throw new Error(`${what}: input queued for a slave, but the records have none`);
+      putQueuedInput(slave, rec.fromSlave);
+    }
     // The locked-termios mask after the queued data: writing it back changes termios for a while.
     if (set.locked) setLockedTermios(master, set.locked, what);
     if (mi?.exclusive) ioctlValue(master, TIOC.TIOCEXCL, 0, `exclusive ${what} master`);

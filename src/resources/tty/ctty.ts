@@ -51,15 +51,30 @@ export function remoteTtyCaller(remote: Remote, scratch: Scratch): TtyCaller {
 }
 
 /**
- * Makes `fd` (the leader's fd number of a terminal) the controlling terminal of the calling
- * task's session and `pgrp` its foreground group. The task must be a session leader without a
- * controlling terminal; `pgrp` a group of that session (0: leave the leader's own group, which
- * TIOCSCTTY makes the foreground one). `steal`: take the terminal from another session (TIOCSCTTY
- * with 1, needs CAP_SYS_ADMIN), as --shell-job may have to.
+ * Makes `fd` (the task's fd number of a terminal) the controlling terminal of the calling task's
+ * session. The task must be a session leader without one; and it must be done before the leader
+ * forks the rest of its session: a process gets its controlling tty only from TIOCSCTTY (leaders)
+ * or by inheriting it at fork, so a member forked earlier would have none. TIOCSCTTY makes the
+ * leader's group the foreground one. `steal`: take the terminal from another session (1, needs
+ * CAP_SYS_ADMIN), as --shell-job may have to.
  */
-export function makeControllingTty(caller: TtyCaller, fd: number, pgrp: number, steal = false): void {
+export function acquireControllingTty(caller: TtyCaller, fd: number, steal = false): void {
   caller.ioctlValue(fd, TIOC.TIOCSCTTY, steal ? 1 : 0, `TIOCSCTTY fd ${fd}`);
-  if (pgrp) caller.ioctlSetInt(fd, TIOC.TIOCSPGRP, pgrp, `TIOCSPGRP ${pgrp} fd ${fd}`);
+}
+
+/**
+ * Puts `pgrp` (a group of the caller's session that exists by now) in the foreground of the
+ * session's controlling terminal `fd`; called in a task of that session (its leader is in the
+ * foreground after TIOCSCTTY, so no SIGTTOU).
+ */
+export function setForegroundGroup(caller: TtyCaller, fd: number, pgrp: number): void {
+  caller.ioctlSetInt(fd, TIOC.TIOCSPGRP, pgrp, `TIOCSPGRP ${pgrp} fd ${fd}`);
+}
+
+/** Both at once, for a session whose members are all forked afterwards or in the leader's group. */
+export function makeControllingTty(caller: TtyCaller, fd: number, pgrp: number, steal = false): void {
+  acquireControllingTty(caller, fd, steal);
+  if (pgrp) setForegroundGroup(caller, fd, pgrp);
 }
 
 /** CRIU's fixed tty_info id of /dev/tty files (CTTY_INDEX 1006, times two). */

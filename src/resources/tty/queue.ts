@@ -11,9 +11,10 @@
 //   In canonical mode only complete lines (and lines ended by VEOF, kept as a VEOF character):
 //   a line typed without its end stays in the kernel, unreadable without switching ICANON off,
 //   which would destroy the line boundaries of the original. It is left out (FIONREAD does not
-//   count it either). The bytes go back through the master with echo, signals and input mapping
-//   off and ICANON as it was, so the same lines form again; a character escaped with VLNEXT
-//   inside such a line would be interpreted again.
+//   count it either). The bytes go back into the slave's line discipline with echo, signals and
+//   input mapping off and ICANON as it was, so the same lines form again; a character escaped with VLNEXT
+//   inside such a line would be interpreted again. The bytes go in with TIOCSTI (processed at
+//   once), not through the master (processed later, in a work item, under later termios).
 // - counts (FIONREAD on either end, TIOCOUTQ) are read without loss; TIOCOUTQ of a pty is 0.
 // Draining sets O_NONBLOCK on the description the task shares with us for the duration (the task
 // is frozen) and puts its flags back.
@@ -117,18 +118,24 @@ export function putQueuedOutput(slave: number, data: Buffer): void {
 }
 
 /**
- * Puts input back for the slave's reader: written into the master with input mapping, echo and
- * signals off, ICANON as it is (so the lines form again; ICANON itself is never toggled: that
- * would reset the line discipline's line boundaries). TCGETS2/TCSETS2 on a master reach the
- * slave's termios, the ones that process input.
+ * Puts input back for the slave's reader: each byte pushed into the slave's line discipline with
+ * TIOCSTI (needs CAP_SYS_ADMIN for a terminal that is not ours), with input mapping, echo and
+ * signals off and ICANON as it is, so the same lines form again (ICANON itself is never
+ * toggled: that would reset the line discipline's line boundaries). Not written into the
+ * master: the kernel processes what a master writes later, in a work item, under whatever
+ * termios are in force by then; TIOCSTI processes each byte before it returns.
  */
-export function putQueuedInput(master: number, data: Buffer): void {
+export function putQueuedInput(slave: number, data: Buffer): void {
   if (!data.length) return;
-  const t = tcgets2(master);
-  tcsets2(master, { ...t, iflag: 0, lflag: t.lflag & ICANON });
+  const t = tcgets2(slave);
+  tcsets2(slave, { ...t, iflag: 0, lflag: t.lflag & ICANON });
   try {
-    writeAll(master, data, `pty input`);
+    const one = Buffer.alloc(1);
+    for (let i = 0; i < data.length; i++) {
+      one[0] = data[i]!;
+      sys('ioctl', [slave, TIOC.TIOCSTI, one], `TIOCSTI: pty input, ${i} of ${data.length} bytes put back`);
+    }
   } finally {
-    tcsets2(master, t);
+    tcsets2(slave, t);
   }
 }
