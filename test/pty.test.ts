@@ -13,14 +13,14 @@ import { after, describe, it } from 'node:test';
 import { cleanup, startTarget, waitForLine, goAndWaitResult, trackPid, makeTempDir, buildTarget, type Target } from './lib/index.js';
 import { CRIT } from './lib/cryo.js';
 import { sleep, waitPidGone } from './lib/proc.js';
-import { pidfdOpen, pidfdGetfd, closeFd, ptyIndex, openPtyPeer, tcgets2, getWinsize, ioctlGetInt, TIOC, O, SysError, E } from '../src/sys/index.js';
+import { pidfdOpen, pidfdGetfd, closeFd, ptyIndex, openPtyPeer, tcgets2, getWinsize, ioctlGetInt, TIOC, O, F, sys, SysError, E } from '../src/sys/index.js';
 import { create } from '@bufbuild/protobuf';
 import { encodeImage } from '../src/image/io.js';
 import { fown_entrySchema } from '../src/image/gen/fown_pb.js';
 import { TtyType, type tty_info_entry } from '../src/image/gen/tty_pb.js';
 import { dumpPtyEnd, ptyInfoEntry, ttyFileEntry, ttyDataEntry, ptyInfoId, type PtyEnd } from '../src/resources/tty/pty.js';
 import { createPtyPair, PtyIndexError, openMasterAt, type PtyPair } from '../src/resources/tty/create.js';
-import { takeQueuedInput, takeQueuedOutput } from '../src/resources/tty/queue.js';
+import { takeQueuedInput, takeQueuedOutput, putQueuedInput, putQueuedOutput } from '../src/resources/tty/queue.js';
 import { cttyInfoEntry, acquireControllingTty, setForegroundGroup, remoteTtyCaller, CTTY_INFO_ID, type TtyCaller } from '../src/resources/tty/ctty.js';
 import { ttyBlockers, type SeenTty } from '../src/resources/tty/classify.js';
 import { parseStatTty, terminalSession, type StatTty } from '../src/proc/tty.js';
@@ -127,6 +127,19 @@ describe('ptys from outside', () => {
         d.fromMaster = out.data;
         d.masterHungUp = out.hungUp;
         if (s >= 0) d.fromSlave = takeQueuedInput(s, d.slave!.termios).data;
+        // As dump --leave-running must: put it back into the original, where it reads the same.
+        // Input only in raw mode: in canonical mode a pending partial line (A's "partial") stays
+        // in the kernel, and what is put back would queue behind it (see queue.ts).
+        if (s >= 0) {
+          const raw = (d.slave!.termios.lflag & 2) === 0;
+          for (let round = 0; round < 2; round++) {
+            putQueuedOutput(s, d.fromMaster);
+            if (raw) putQueuedInput(s, d.fromSlave);
+            if (round === 1) break;
+            assert.deepEqual(takeQueuedOutput(m, d.master.packetMode).data, d.fromMaster, `pair ${name}: output put back`);
+            if (raw) assert.deepEqual(takeQueuedInput(s, d.slave!.termios).data, d.fromSlave, `pair ${name}: input put back`);
+          }
+        }
         d.masterInfo = ptyInfoEntry(d.master);
         if (d.slave) d.slaveInfo = ptyInfoEntry(d.slave);
         dumped.set(name, d);
@@ -143,6 +156,16 @@ describe('ptys from outside', () => {
       assert.equal(b.master!.termios.ospeed, 9600, 'pair B speed (termios2)');
       assert.deepEqual(b.fromMaster, Buffer.from('out-B\x01\x02\xff', 'latin1'), 'pair B output queue, packet headers stripped');
       assert.equal(b.fromSlave.toString(), 'in-B', 'pair B input queue');
+      // The slave opened twice: one terminal, two descriptions with their own flags.
+      const sa2 = take(slavesA[1]);
+      ours.push(sa2);
+      const second = dumpPtyEnd(sa2, { session: terminalSession(stats, fs.fstatSync(sa2).rdev) });
+      assert.equal(ptyInfoId(second.index, second.end), a.slaveInfo!.id, 'both slave descriptions of A share one tty_info');
+      assert.deepEqual(second.termios, a.slave!.termios);
+      const sa1 = take(slavesA[0]);
+      ours.push(sa1);
+      const flagsOf = (fd: number) => sys('fcntl', [fd, F.GETFL]);
+      assert.deepEqual([flagsOf(sa1) & O.NONBLOCK, flagsOf(sa2) & O.NONBLOCK], [0, O.NONBLOCK], 'each description keeps its own flags (tty_file_entry.flags)');
       const c = dumped.get('C')!;
       assert.equal(c.fromMaster.toString(), 'bye', 'pair C: output written before the slave closed');
       assert.equal(c.masterHungUp, true, 'pair C: the master reads EIO (slave closed)');
@@ -245,6 +268,17 @@ describe('ptys from outside', () => {
     assert.equal(takeQueuedInput(a.slave, ta).data.toString(), 'hello\n', 'A: master -> slave');
     fs.writeSync(a.slave, 'world\n');
     assert.equal(takeQueuedOutput(a.master, false).data.toString(), 'hello\r\nworld\r\n', 'A: echo, then slave -> master (ONLCR)');
+
+    // A second description of A's slave (as the target had): the same terminal, its own flags.
+    const again = openPtyPeer(a.master, O.RDWR | O.NOCTTY | O.NONBLOCK | O.CLOEXEC);
+    try {
+      fs.writeSync(a.master, 'both\n');
+      assert.equal(takeQueuedInput(again, ta).data.toString(), 'both\n', 'A: the second slave description reads the same terminal');
+      assert.equal(sys('fcntl', [again, F.GETFL]) & O.NONBLOCK, O.NONBLOCK);
+      takeQueuedOutput(a.master, false); // the echo
+    } finally {
+      closeFd(again);
+    }
 
     const b = made.get('B')!;
     const tb = tcgets2(b.slave);
