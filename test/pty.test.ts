@@ -18,7 +18,7 @@ import { create } from '@bufbuild/protobuf';
 import { encodeImage } from '../src/image/io.js';
 import { fown_entrySchema } from '../src/image/gen/fown_pb.js';
 import { TtyType, type tty_info_entry } from '../src/image/gen/tty_pb.js';
-import { dumpPtyEnd, ptyInfoEntry, ttyFileEntry, ttyDataEntry, ptyInfoId, type PtyEnd } from '../src/resources/tty/pty.js';
+import { dumpPtyEnd, ptyInfoEntry, ttyFileEntry, ttyDataEntry, ptyInfoId, hasSettings, type PtyEnd } from '../src/resources/tty/pty.js';
 import { createPtyPair, PtyIndexError, openMasterAt, type PtyPair } from '../src/resources/tty/create.js';
 import { takeQueuedInput, takeQueuedOutput, putQueuedInput, putQueuedOutput } from '../src/resources/tty/queue.js';
 import { cttyInfoEntry, acquireControllingTty, setForegroundGroup, remoteTtyCaller, CTTY_INFO_ID, type TtyCaller } from '../src/resources/tty/ctty.js';
@@ -74,7 +74,7 @@ let target: Target;
 function closeMade(): void {
   for (const p of made.values()) {
     if (p.slave >= 0) closeFd(p.slave);
-    closeFd(p.master);
+    if (p.master >= 0) closeFd(p.master);
   }
   made.clear();
 }
@@ -145,6 +145,17 @@ describe('ptys from outside', () => {
         dumped.set(name, d);
       }
 
+      // E: a slave whose master was closed: hung up, no settings to read (reads give EOF).
+      const hung = /^HUNG E index=(\d+) slave=(\d+)/m.exec(log)!.slice(1).map(Number) as [number, number];
+      const se = take(hung[1]);
+      ours.push(se);
+      const e = dumpPtyEnd(se);
+      assert.deepEqual([e.hungUp, e.index, e.end], [true, hung[0], 'slave'], 'pair E: a hung-up slave');
+      assert.equal(fs.readSync(se, Buffer.alloc(8)), 0, 'pair E: the original reads EOF');
+      const eInfo = ptyInfoEntry(e);
+      assert.equal(hasSettings(eInfo), false, 'pair E: the record carries no settings (CRIU: a hung terminal)');
+      dumped.set('E', { index: e.index, slave: e, slaveInfo: eInfo, fromMaster: Buffer.alloc(0), fromSlave: Buffer.alloc(0), masterHungUp: false });
+
       const a = dumped.get('A')!;
       // Session and foreground group: through the master, and for the slave from /proc.
       assert.deepEqual([a.master!.sid, a.master!.pgrp], [child, grandchild], 'pair A master: session and foreground group');
@@ -183,19 +194,19 @@ describe('ptys from outside', () => {
       // Refusals, on the real fds: the whole tree is fine; the session child alone holds a
       // terminal from outside (its master is in the parent) and needs --shell-job.
       const seen: SeenTty[] = [];
-      for (const [pid, fds] of [[target.pid, [...pairs.values()].flatMap((p) => [p.master, p.slave]).concat(slavesA[1])], [child, [childSlaveFd, childTtyFd]]] as const) {
+      for (const [pid, fds] of [[target.pid, [...pairs.values()].flatMap((p) => [p.master, p.slave]).concat(slavesA[1], hung[1])], [child, [childSlaveFd, childTtyFd]]] as const) {
         const pf = pid === target.pid ? pidfd : cpidfd;
         for (const fd of fds) {
           if (fd < 0) continue;
           const f = take(fd, pf);
           const rdev = fs.fstatSync(f).rdev;
           const isMaster = fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === '/dev/ptmx';
-          const st = isMaster ? dumpPtyEnd(f) : null;
-          seen.push({ pid, fd, path: fs.readlinkSync(`/proc/${pid}/fd/${fd}`), rdev, index: st?.index, sid: st?.sid ?? terminalSession(stats, rdev)?.sid ?? 0, cttyRdev: statTty(pid).ttyNr });
+          const st = isMaster || fd === hung[1] ? dumpPtyEnd(f) : null;
+          seen.push({ pid, fd, path: fs.readlinkSync(`/proc/${pid}/fd/${fd}`), rdev, index: st?.index, sid: st?.sid ?? terminalSession(stats, rdev)?.sid ?? 0, cttyRdev: statTty(pid).ttyNr, hungUp: st?.hungUp });
           closeFd(f);
         }
       }
-      const all = new Set([...dumped.values()].map((d) => d.index));
+      const all = new Set([...pairs.values()].map((p) => p.index));
       assert.deepEqual(ttyBlockers(seen, { pids: new Set([target.pid, child, grandchild]), masterIndexes: all, shellJob: false }), []);
       const alone = ttyBlockers(seen.filter((s) => s.pid === child), { pids: new Set([child, grandchild]), masterIndexes: new Set(), shellJob: false });
       assert.equal(alone.length, 2, JSON.stringify(alone));
@@ -233,7 +244,7 @@ describe('ptys from outside', () => {
   });
 
   it('makes every pair again at its index, from the records, with the same state and data', async () => {
-    assert.ok(dumped.size === 4, 'needs the records of the previous test');
+    assert.ok(dumped.size === 5, 'needs the records of the previous test');
     for (const pid of [target.pid]) process.kill(pid, 'SIGKILL');
     await waitPidGone(target.pid);
     await cleanup(); // kills the session child and its group child (tracked by PID)
@@ -244,6 +255,13 @@ describe('ptys from outside', () => {
     for (const [name, d] of dumped) {
       const pair = createPtyPair({ index: d.index, master: d.masterInfo, slave: d.slaveInfo, fromMaster: d.fromMaster, fromSlave: d.fromSlave });
       made.set(name, pair);
+      if (name === 'E') {
+        assert.equal(pair.master, -1);
+        assert.throws(() => tcgets2(pair.slave), (x: unknown) => x instanceof SysError && x.errno === E.EIO, 'E: hung up again');
+        assert.equal(fs.readSync(pair.slave, Buffer.alloc(8)), 0, 'E: reads EOF like the original');
+        assert.equal(fs.fstatSync(pair.slave).rdev, d.slave!.rdev, 'E: the same device (index)');
+        continue;
+      }
       assert.equal(ptyIndex(pair.master), d.index, `pair ${name}: same index`);
       const now = dumpPtyEnd(pair.master);
       const was = d.master!;
@@ -413,14 +431,22 @@ describe('a live tmux server, from outside (exploratory)', () => {
         const pid = Number(p.split(' ')[0]);
         for (let i = 0; i < 500 && statTty(pid).ttyNr === 0; i++) await sleep(10);
       }
+      // A client connection may come and go while we look (tmux's own clients, just exited).
+      const link = (fd: number) => {
+        try {
+          return fs.readlinkSync(`/proc/${server}/fd/${fd}`);
+        } catch {
+          return null;
+        }
+      };
       const fds = fs.readdirSync(`/proc/${server}/fd`).map(Number).sort((x, y) => x - y);
-      const kinds = fds.map((fd) => `${fd}=${fs.readlinkSync(`/proc/${server}/fd/${fd}`)}`);
+      const kinds = fds.map((fd) => `${fd}=${link(fd) ?? '(closed meanwhile)'}`);
       t.diagnostic(`tmux ${version.stdout.trim()} server ${server} fds: ${kinds.join(' ')}`);
       const pidfd = pidfdOpen(server);
       const masters: PtyEnd[] = [];
       try {
         for (const fd of fds) {
-          if (fs.readlinkSync(`/proc/${server}/fd/${fd}`) !== '/dev/ptmx') continue;
+          if (link(fd) !== '/dev/ptmx') continue;
           const ours = pidfdGetfd(pidfd, fd);
           try {
             const e = dumpPtyEnd(ours);

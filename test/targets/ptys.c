@@ -14,6 +14,7 @@
  *     "in-B" (master -> slave).
  *  C: a master whose slave was opened, written to ("bye") and closed.
  *  D: a master still locked (no unlockpt), exclusive.
+ *  E: a slave whose master was closed (hung up by the kernel).
  */
 #include "common.h"
 #include <sys/ioctl.h>
@@ -166,11 +167,23 @@ int main(void)
 	if (ioctl(md, TIOCEXCL) < 0)
 		DIE("exclusive D");
 
+	/* E */
+	int me = open_master(1);
+	char slave_e[64];
+	ptsname_r(me, slave_e, sizeof(slave_e));
+	int se = open(slave_e, O_RDWR | O_NOCTTY);
+	if (se < 0)
+		DIE("open slave E");
+	int index_e = -1;
+	ioctl(me, TIOCGPTN, &index_e);
+	close(me);
+
 	print_pair("A", ma, sa1);
 	say("SLAVES A %d %d", sa1, sa2);
 	print_pair("B", mb, sb);
 	print_pair("C", mc, -1);
 	print_pair("D", md, -1);
+	say("HUNG E index=%d slave=%d", index_e, se);
 	ready();
 	for (;;)
 		pause();

@@ -57,6 +57,8 @@ export interface SeenTty {
   sid: number;
   /** for /dev/tty: the rdev of the task's controlling terminal (stat tty_nr), 0 if none */
   cttyRdev?: number;
+  /** a slave whose master was closed (dumpPtyEnd hungUp): no master exists anywhere */
+  hungUp?: boolean;
 }
 
 export interface TreeTtys {
@@ -102,6 +104,7 @@ export function ttyBlocker(s: SeenTty, tree: TreeTtys): Blocker | null {
       return refuse(s, `${s.path} is /dev/pts/${slaveIndex(real)}, a terminal from outside the tree`, SHELL_JOB_HINT);
     }
     case 'pty-slave':
+      if (s.hungUp) return null; // restored hung up, with a master of its own closed at once
       if (!tree.masterIndexes.has(s.index ?? slaveIndex(s.rdev)) && !tree.shellJob)
         return refuse(s, `terminal ${s.path} from outside the tree (its master is not in it)`, SHELL_JOB_HINT);
       return sessionBlocker(s, tree);
@@ -127,7 +130,7 @@ export function ttyBlockers(seen: readonly SeenTty[], tree: TreeTtys): Blocker[]
     if (b) out.push(b);
     const cls = classifyTty(s.rdev);
     const real = cls === 'ctty' ? s.cttyRdev ?? 0 : s.rdev;
-    if ((cls === 'pty-slave' || cls === 'ctty') && real && classifyTty(real) === 'pty-slave' && !tree.masterIndexes.has(slaveIndex(real)))
+    if ((cls === 'pty-slave' || cls === 'ctty') && !s.hungUp && real && classifyTty(real) === 'pty-slave' && !tree.masterIndexes.has(slaveIndex(real)))
       if (!outside.has(slaveIndex(real))) outside.set(slaveIndex(real), s);
   }
   if (tree.shellJob && outside.size > 1) {

@@ -16,6 +16,7 @@ import {
   type Termios, type Winsize,
 } from '../../sys/index.js';
 import { termiosFromEntry, winsizeFromEntry } from './termios-record.js';
+import { hasSettings } from './pty.js';
 import { putQueuedInput, putQueuedOutput } from './queue.js';
 
 export interface PtyPairRecord {
@@ -48,6 +49,7 @@ export interface CreatePtyOptions {
 
 export interface PtyPair {
   index: number;
+  /** -1 for a hung-up slave (its master was closed) */
   master: number;
   /** -1 when the records have no slave */
   slave: number;
@@ -111,6 +113,7 @@ export function createPtyPair(rec: PtyPairRecord, opts: CreatePtyOptions = {}): 
   const si = rec.slave;
   if (!mi && !si) throw new Error(`pty ${rec.index}: no record of either end`);
   const what = `pty ${rec.index}`;
+  if (!mi && !hasSettings(si!)) return hungUpSlave(rec.index, opts);
   const master = openMasterAt(rec.index, opts);
   let slave = -1;
   try {
@@ -149,6 +152,22 @@ export function createPtyPair(rec: PtyPairRecord, opts: CreatePtyOptions = {}): 
     if (slave >= 0) closeSync(slave);
     closeSync(master);
     throw e;
+  }
+}
+
+/**
+ * A slave whose master was closed (a record without settings and no master): made at its index
+ * and hung up the same way, by closing the new master. CRIU makes such a slave with a fake
+ * master too.
+ */
+function hungUpSlave(index: number, opts: CreatePtyOptions): PtyPair {
+  const master = openMasterAt(index, opts);
+  try {
+    ioctlSetInt(master, TIOC.TIOCSPTLCK, 0, `unlock pty ${index}`);
+    const slave = openPtyPeer(master, O.RDWR | O.NOCTTY | O.CLOEXEC | ((opts.slaveFlags ?? 0) & ~O.ACCMODE));
+    return { index, master: -1, slave };
+  } finally {
+    closeSync(master);
   }
 }
 

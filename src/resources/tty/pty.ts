@@ -17,7 +17,7 @@ import {
 } from '../../image/gen/tty_pb.js';
 import type { fown_entry } from '../../image/gen/fown_pb.js';
 import {
-  TIOC, tcgets2, getLockedTermios, getWinsize, ptyIndex, ioctlGetInt, ioctlGetIntTry,
+  TIOC, E, sysTry, tcgets2, getLockedTermios, getWinsize, ptyIndex, ioctlGetInt, ioctlGetIntTry,
   type Termios, type Winsize,
 } from '../../sys/index.js';
 import { classifyTty, slaveIndex } from './classify.js';
@@ -43,6 +43,11 @@ export interface PtyEnd {
   sid: number;
   pgrp: number;
   queued: QueueCounts;
+  /**
+   * Hung up: a slave whose master was closed (the kernel hangs it up; its ioctls answer EIO).
+   * Only index, rdev and dev mean anything then; the record carries no settings (as CRIU's).
+   */
+  hungUp: boolean;
   /** owner and mode of the slave's node in devpts (grantpt sets them), when it could be read */
   node?: { uid: number; gid: number; mode: number };
 }
@@ -67,6 +72,7 @@ export function dumpPtyEnd(fd: number, opts: DumpPtyOptions = {}): PtyEnd {
   const master = cls === 'pty-master';
   const index = master ? ptyIndex(fd) : slaveIndex(st.rdev);
   const what = `pty ${index} ${master ? 'master' : 'slave'}`;
+  if (!master && isHungUp(fd)) return hungUpEnd(index, st.rdev, st.dev);
   let sid = 0;
   let pgrp = 0;
   const sidQ = ioctlGetIntTry(fd, TIOC.TIOCGSID);
@@ -82,7 +88,7 @@ export function dumpPtyEnd(fd: number, opts: DumpPtyOptions = {}): PtyEnd {
     exclusive: ioctlGetInt(fd, TIOC.TIOCGEXCL, `TIOCGEXCL ${what}`) !== 0,
     locked: master ? ioctlGetInt(fd, TIOC.TIOCGPTLCK, `TIOCGPTLCK ${what}`) !== 0 : false,
     packetMode: master ? ioctlGetInt(fd, TIOC.TIOCGPKT, `TIOCGPKT ${what}`) !== 0 : false,
-    sid, pgrp, queued: queueCounts(fd),
+    sid, pgrp, queued: queueCounts(fd), hungUp: false,
   };
   try {
     const n = master ? statSync(`${opts.devpts ?? '/dev/pts'}/${index}`) : st;
@@ -93,6 +99,19 @@ export function dumpPtyEnd(fd: number, opts: DumpPtyOptions = {}): PtyEnd {
   return e;
 }
 
+function isHungUp(fd: number): boolean {
+  const r = sysTry('ioctl', [fd, TIOC.TCGETS2, Buffer.alloc(44)]);
+  return r.ret < 0 && r.errno === E.EIO;
+}
+
+function hungUpEnd(index: number, rdev: number, dev: number): PtyEnd {
+  const none: Termios = { iflag: 0, oflag: 0, cflag: 0, lflag: 0, line: 0, cc: new Array(19).fill(0), ispeed: 0, ospeed: 0 };
+  return {
+    end: 'slave', index, rdev, dev, termios: none, lockedTermios: none, winsize: { row: 0, col: 0, xpixel: 0, ypixel: 0 },
+    exclusive: false, locked: false, packetMode: false, sid: 0, pgrp: 0, queued: { readable: 0, unsent: 0 }, hungUp: true,
+  };
+}
+
 /** CRIU's tty_info_entry id of a pty end: index*2, +1 for the master. */
 export function ptyInfoId(index: number, end: 'master' | 'slave'): number {
   return index * 2 + (end === 'master' ? 1 : 0);
@@ -100,6 +119,12 @@ export function ptyInfoId(index: number, end: 'master' | 'slave'): number {
 
 /** The tty_info_entry CRIU writes for a pty end (tty-info.img, one per end per index). */
 export function ptyInfoEntry(e: PtyEnd): tty_info_entry {
+  if (e.hungUp) {
+    return create(tty_info_entrySchema, {
+      id: ptyInfoId(e.index, e.end), type: TtyType.PTY, locked: false, exclusive: false, packetMode: false,
+      sid: 0, pgrp: 0, rdev: e.rdev >>> 0, pty: { index: e.index }, dev: e.dev >>> 0,
+    });
+  }
   const info = create(tty_info_entrySchema, {
     id: ptyInfoId(e.index, e.end), type: TtyType.PTY, locked: e.locked, exclusive: e.exclusive,
     packetMode: e.packetMode, sid: e.sid, pgrp: e.pgrp, rdev: e.rdev >>> 0,
