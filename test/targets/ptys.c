@@ -62,7 +62,7 @@ static void write_str(int fd, const char *s, size_t n)
 }
 
 /* The session child: setsid, the slave as controlling tty, a foreground group child. */
-static void session_child(const char *slave, pid_t parent)
+static void session_child(const char *slave)
 {
 	if (setsid() < 0)
 		DIE("setsid");
@@ -85,7 +85,6 @@ static void session_child(const char *slave, pid_t parent)
 	if (tcsetpgrp(s, g) < 0)
 		DIE("tcsetpgrp");
 	say("SESSION child=%d grandchild=%d slavefd=%d ttyfd=%d", getpid(), g, s, tty);
-	(void)parent;
 	for (;;)
 		pause();
 }
@@ -102,7 +101,7 @@ int main(void)
 		DIE("fork");
 	if (c == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		session_child(slave_a, getppid());
+		session_child(slave_a);
 	}
 	/* Wait until the child session's foreground group is set (visible through the master). */
 	for (int i = 0;; i++) {

@@ -4,10 +4,11 @@
 // open the instance's ptmx until TIOCGPTN says the wanted one, holding the lower ones open on the
 // way and closing them after (CRIU's way). If the index is taken (its /dev/pts/N exists, or the
 // kernel hands out a higher one), that is an error naming it. Then, in an order where nothing
-// undoes what came before: unlock, open the slave (TIOCGPTPEER: no path lookup, O_NOCTTY),
-// termios before the locked-termios mask (a locked bit would stop TCSETS2 from setting it),
-// window size, packet mode, slave node owner, queued data, exclusive mode, and the lock last (a
-// locked pty refuses the slave open above).
+// undoes what came before: termios and window size through the master, packet mode; when a
+// slave is needed, unlock and open it (TIOCGPTPEER: no path lookup, O_NOCTTY), its node's owner,
+// the queued output, its exclusive mode; the queued input; the locked-termios mask (after
+// TCSETS2, which a locked bit would stop, and after the queued data, which changes termios for a
+// while); the master's exclusive mode; the lock last (a locked pty refuses slave opens).
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { isFieldSet } from '@bufbuild/protobuf';
 import { tty_info_entrySchema, type tty_info_entry } from '../../image/gen/tty_pb.js';
