@@ -4,27 +4,26 @@
 // from the records alone, and shows the new pairs have the same settings and modes, hold the
 // queued data and pass data both ways. Then makeControllingTty, injected into a second target
 // (test/targets/ctty.c), gives its session the recreated terminal with its member group in the
-// foreground, which that target checks itself. Last, an exploratory look at a live tmux server.
+// foreground, which that target checks itself. (tmux: pty-tmux.test.ts; pure refusals and
+// records: tty-records.test.ts.)
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { openSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cleanup, startTarget, waitForLine, goAndWaitResult, trackPid, makeTempDir, buildTarget, type Target } from './lib/index.js';
 import { CRIT } from './lib/cryo.js';
 import { sleep, waitPidGone } from './lib/proc.js';
-import { pidfdOpen, pidfdGetfd, closeFd, ptyIndex, openPtyPeer, tcgets2, getWinsize, ioctlGetInt, ioctlSetInt, TIOC, O, F, sys, SysError, E } from '../src/sys/index.js';
+import { pidfdOpen, pidfdGetfd, closeFd, ptyIndex, openPtyPeer, tcgets2, getWinsize, ioctlGetInt, TIOC, O, F, sys, SysError, E } from '../src/sys/index.js';
 import { create } from '@bufbuild/protobuf';
 import { encodeImage } from '../src/image/io.js';
 import { fown_entrySchema } from '../src/image/gen/fown_pb.js';
 import { TtyType, type tty_info_entry } from '../src/image/gen/tty_pb.js';
 import { dumpPtyEnd, ptyInfoEntry, ttyFileEntry, ttyDataEntry, ptyInfoId, hasSettings, type PtyEnd } from '../src/resources/tty/pty.js';
-import { createPtyPair, PtyIndexError, openMasterAt, applyTtyParams, type PtyPair } from '../src/resources/tty/create.js';
+import { createPtyPair, PtyIndexError, openMasterAt, type PtyPair } from '../src/resources/tty/create.js';
 import { takeQueuedInput, takeQueuedOutput, putQueuedInput, putQueuedOutput } from '../src/resources/tty/queue.js';
 import { cttyInfoEntry, acquireControllingTty, setForegroundGroup, remoteTtyCaller, CTTY_INFO_ID, type TtyCaller } from '../src/resources/tty/ctty.js';
-import { ttyBlockers, makeDev, type SeenTty } from '../src/resources/tty/classify.js';
-import { termiosToEntry, termiosFromEntry } from '../src/resources/tty/termios-record.js';
+import { ttyBlockers, type SeenTty } from '../src/resources/tty/classify.js';
 import { parseStatTty, terminalSession, type StatTty } from '../src/proc/tty.js';
 import { Tracee, Remote, Scratch, findSyscallInVdso } from '../src/ptrace/index.js';
 
@@ -370,182 +369,3 @@ function inject(pid: number, fn: (caller: TtyCaller) => void): void {
     tracee.release();
   }
 }
-
-/** PIDs of `pid`'s descendants (children first), from /proc/PID/task/TID/children. */
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  const walk = (p: number) => {
-    let tids: string[] = [];
-    try {
-      tids = fs.readdirSync(`/proc/${p}/task`);
-    } catch {
-      return;
-    }
-    for (const tid of tids) {
-      let kids = '';
-      try {
-        kids = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
-      } catch {
-        continue;
-      }
-      for (const k of kids.trim().split(/\s+/).filter(Boolean).map(Number)) {
-        out.push(k);
-        walk(k);
-      }
-    }
-  };
-  walk(pid);
-  return out;
-}
-
-describe('a live tmux server, from outside (exploratory)', () => {
-  it('holds one pty master per pane, each the controlling tty of the session of the shell in it', async (t) => {
-    const version = spawnSync('tmux', ['-V'], { encoding: 'utf8' });
-    assert.equal(version.status, 0, 'tmux is not installed (.ci/run installs it)');
-    const dir = makeTempDir('cryo-tmux-');
-    const sock = path.join(dir, 'sock');
-    const env = { PATH: '/usr/bin:/bin', TERM: 'xterm', HOME: dir, LC_ALL: 'C' };
-    const tmux = (...args: string[]) => {
-      // through launch: the server must not inherit the test runner's non-CLOEXEC fds
-      const r = spawnSync(buildTarget('launch'), ['tmux', '-S', sock, '-f', '/dev/null', ...args], { cwd: dir, env, encoding: 'utf8' });
-      assert.equal(r.status, 0, `tmux ${args.join(' ')}: ${r.stderr}`);
-      return r.stdout.trim();
-    };
-    tmux('new-session', '-d', '-s', 'cryo', '-x', '100', '-y', '30', "sh -c 'i=0; while :; do i=$((i+1)); echo line $i; sleep 0.2; done'");
-    const server = Number(tmux('display-message', '-p', '#{pid}'));
-    trackPid(server, ['tmux'], dir); // its cwd is `dir`: cleanup() kills it by PID if we do not
-    const kill = async () => {
-      const all = [server, ...descendants(server)];
-      for (const p of all) {
-        try {
-          process.kill(p, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-      for (const p of all) await waitPidGone(p);
-    };
-    try {
-      tmux('new-window', '-t', 'cryo', 'sh');
-      const panes = tmux('list-panes', '-s', '-t', 'cryo', '-F', '#{pane_pid} #{pane_tty} #{pane_width}x#{pane_height}').split('\n');
-      assert.equal(panes.length, 2, panes.join('; '));
-      for (const p of panes) {
-        const pid = Number(p.split(' ')[0]);
-        for (let i = 0; i < 500 && statTty(pid).ttyNr === 0; i++) await sleep(10);
-      }
-      // A client connection may come and go while we look (tmux's own clients, just exited).
-      const link = (fd: number) => {
-        try {
-          return fs.readlinkSync(`/proc/${server}/fd/${fd}`);
-        } catch {
-          return null;
-        }
-      };
-      const fds = fs.readdirSync(`/proc/${server}/fd`).map(Number).sort((x, y) => x - y);
-      const kinds = fds.map((fd) => `${fd}=${link(fd) ?? '(closed meanwhile)'}`);
-      t.diagnostic(`tmux ${version.stdout.trim()} server ${server} fds: ${kinds.join(' ')}`);
-      const pidfd = pidfdOpen(server);
-      const masters: PtyEnd[] = [];
-      try {
-        for (const fd of fds) {
-          if (link(fd) !== '/dev/ptmx') continue;
-          const ours = pidfdGetfd(pidfd, fd);
-          try {
-            const e = dumpPtyEnd(ours);
-            masters.push(e);
-            const canon = (e.termios.lflag & 2) !== 0;
-            t.diagnostic(`fd ${fd}: pty ${e.index} sid ${e.sid} fg ${e.pgrp} ${e.winsize.col}x${e.winsize.row} ${canon ? 'canonical' : 'raw'} ` +
-              `packet ${e.packetMode} locked ${e.locked} excl ${e.exclusive} readable ${e.queued.readable} node ${JSON.stringify(e.node)}`);
-          } finally {
-            closeFd(ours);
-          }
-        }
-      } finally {
-        closeFd(pidfd);
-      }
-      assert.equal(masters.length, 2, 'one master per pane');
-      for (const p of panes) {
-        const [pidS, tty, size] = p.split(' ');
-        const pid = Number(pidS);
-        const m = masters.find((e) => `/dev/pts/${e.index}` === tty);
-        assert.ok(m, `the master of ${tty} is in the server`);
-        assert.equal(m.sid, pid, `${tty}: the pane's shell leads the session it controls`);
-        assert.equal(statTty(pid).ttyNr, fs.statSync(tty!).rdev, `${tty}: the shell's controlling tty`);
-        assert.equal(m.pgrp, statTty(pid).tpgid, `${tty}: foreground group as the shell's /proc stat says`);
-        assert.equal(`${m.winsize.col}x${m.winsize.row}`, size, `${tty}: window size as tmux says`);
-      }
-    } finally {
-      await kill();
-    }
-  });
-});
-
-describe('terminal refusals and records (pure, on this machine\'s device numbers)', () => {
-  it('refuses consoles, virtual consoles, serial lines and unknown character devices by name', () => {
-    const tree = { pids: new Set([1000]), masterIndexes: new Set<number>(), shellJob: true };
-    const expect: [string, RegExp][] = [
-      ['/dev/console', /^console \/dev\/console/],
-      ['/dev/tty1', /^virtual console \/dev\/tty1/],
-      ['/dev/tty0', /^virtual console \/dev\/tty0/],
-      ['/dev/ttyS0', /^serial terminal \/dev\/ttyS0/],
-      ['/dev/null', /^terminal device \/dev\/null \(1:3\)/],
-    ];
-    for (const [dev, re] of expect) {
-      const rdev = fs.statSync(dev).rdev;
-      const [b] = ttyBlockers([{ pid: 1000, fd: 7, path: dev, rdev, sid: 0 }], tree);
-      assert.ok(b, `${dev} is refused even with --shell-job`);
-      assert.equal(b.kind, 'terminal');
-      assert.equal(b.fd, 7);
-      assert.match(b.reason, re);
-    }
-    // --shell-job takes one outside terminal, not two.
-    const outside = [3, 4].map((i) => ({ pid: 1000, fd: i, path: `/dev/pts/${i}`, rdev: makeDev(136, i), index: i, sid: 0 }));
-    assert.equal(ttyBlockers(outside.slice(0, 1), tree).length, 0);
-    const two = ttyBlockers(outside, tree);
-    assert.equal(two.length, 1);
-    assert.match(two[0]!.reason, /2 terminals from outside/);
-    // A session led from outside the tree needs --shell-job, with the hint.
-    const led = ttyBlockers([{ pid: 1000, fd: 5, path: '/dev/ptmx', rdev: makeDev(5, 2), index: 9, sid: 999 }], { ...tree, masterIndexes: new Set([9]), shellJob: false });
-    assert.equal(led.length, 1);
-    assert.match(led[0]!.reason, /session 999, led from outside/);
-    assert.match(led[0]!.hint!, /--shell-job/);
-  });
-
-  it('reads CRIU\'s packed c_cc, ignoring what CRIU\'s allocator left after the 32 bytes', () => {
-    const t = { iflag: 0o2400, oflag: 5, cflag: 0o277, lflag: 0o105073, line: 0, cc: [3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0], ispeed: 38400, ospeed: 38400 };
-    const e = termiosToEntry(t);
-    assert.equal(e.cCc.length, 19);
-    assert.equal(e.cCc[0], (3 | (28 << 8) | (127 << 16) | (21 << 24)) >>> 0);
-    assert.deepEqual(termiosFromEntry(e, 'x'), t);
-    const noisy = termiosToEntry(t);
-    for (let i = 8; i < 19; i++) noisy.cCc[i] = 0xdeadbeef;
-    assert.deepEqual(termiosFromEntry(noisy, 'x'), t);
-    const short = termiosToEntry(t);
-    short.cCc.length = 18;
-    assert.throws(() => termiosFromEntry(short, 'pty 3'), /pty 3: termios has 18 c_cc elements, 19 expected/);
-  });
-
-  it('applies a record to a terminal handed in from outside', () => {
-    // As runc hands cryo its console master: a pty cryo did not make, at whatever index.
-    const outside = openSync('/dev/ptmx', O.RDWR | O.NOCTTY | O.CLOEXEC);
-    try {
-      ioctlSetInt(outside, TIOC.TIOCSPTLCK, 0, 'unlock');
-      const info = ptyInfoEntry({ ...dumpPtyEnd(outside), winsize: { row: 33, col: 77, xpixel: 0, ypixel: 0 } });
-      info.termios!.cLflag &= ~0o10; // ECHO off
-      applyTtyParams(outside, info);
-      assert.deepEqual(getWinsize(outside), { row: 33, col: 77, xpixel: 0, ypixel: 0 });
-      assert.equal(tcgets2(outside).lflag & 0o10, 0);
-      const slave = openPtyPeer(outside, O.RDWR | O.NOCTTY | O.CLOEXEC);
-      try {
-        // The settings act: with ECHO off, what the master writes reaches the slave, no echo.
-        fs.writeSync(outside, 'abc\n');
-        assert.equal(takeQueuedInput(slave, tcgets2(slave)).data.toString(), 'abc\n');
-        assert.equal(takeQueuedOutput(outside, false).data.length, 0, 'no echo');
-      } finally {
-        closeFd(slave);
-      }
-    } finally {
-      closeFd(outside);
-    }
-  });
-});
