@@ -22,7 +22,7 @@ import { TtyType, type tty_info_entry } from '../src/image/gen/tty_pb.js';
 import { dumpPtyEnd, ptyInfoEntry, ttyFileEntry, ttyDataEntry, ptyInfoId, hasSettings, type PtyEnd } from '../src/resources/tty/pty.js';
 import { createPtyPair, PtyIndexError, openMasterAt, type PtyPair } from '../src/resources/tty/create.js';
 import { takeQueuedInput, takeQueuedOutput, putQueuedInput, putQueuedOutput } from '../src/resources/tty/queue.js';
-import { cttyInfoEntry, acquireControllingTty, setForegroundGroup, remoteTtyCaller, CTTY_INFO_ID, type TtyCaller } from '../src/resources/tty/ctty.js';
+import { cttyInfoEntry, acquireControllingTty, setForegroundGroup, remoteTtyCaller, openCttyInTask, CTTY_INFO_ID, type TtyCaller } from '../src/resources/tty/ctty.js';
 import { ttyBlockers, type SeenTty } from '../src/resources/tty/classify.js';
 import { parseStatTty, terminalSession, type StatTty } from '../src/proc/tty.js';
 import { Tracee, Remote, Scratch, findSyscallInVdso } from '../src/ptrace/index.js';
@@ -330,7 +330,10 @@ describe('ptys from outside', () => {
     fs.writeFileSync(path.join(t.dir, 'fds'), `${process.pid} ${a.slave}\n`);
     const fd = Number(/^LEADER pid=\d+ fd=(\d+)/m.exec(await waitForLine(t, 'LEADER', 20000))![1]);
     // As a restore must: the leader's TIOCSCTTY before its session's other tasks exist, ...
-    inject(t.pid, (caller) => acquireControllingTty(caller, fd));
+    inject(t.pid, (caller, remote, scratch) => {
+      acquireControllingTty(caller, fd);
+      openCttyInTask(remote, scratch, O.RDWR | O.CLOEXEC, 21); // a /dev/tty fd of the task's own
+    });
     fs.writeFileSync(path.join(t.dir, 'ctty-set'), '');
     const member = Number(/^MEMBER (\d+)/m.exec(await waitForLine(t, 'MEMBER', 20000))![1]);
     trackPid(member, t.argv, t.root);
@@ -354,13 +357,13 @@ describe('ptys from outside', () => {
 });
 
 /** Runs `fn` with a TtyCaller injecting into the stopped task `pid`, then lets it go on. */
-function inject(pid: number, fn: (caller: TtyCaller) => void): void {
+function inject(pid: number, fn: (caller: TtyCaller, remote: Remote, scratch: Scratch) => void): void {
   const tracee = Tracee.seize(pid, pid);
   try {
     const remote = new Remote(tracee, findSyscallInVdso(pid));
     const scratch = Scratch.map(remote, 1);
     try {
-      fn(remoteTtyCaller(remote, scratch));
+      fn(remoteTtyCaller(remote, scratch), remote, scratch);
     } finally {
       scratch.unmap();
       remote.restore();

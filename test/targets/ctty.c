@@ -7,8 +7,11 @@
  * (MEMBER line); the test injects TIOCSPGRP to put M's group in front and creates ./go. Checked
  * here, as the kernel tells it: TIOCGSID and getsid say this session, tcgetpgrp says M's group,
  * /dev/tty opens and is the same terminal; then M (the foreground group, so no SIGTTIN) reads a
- * line from /dev/tty, expects "ping", and answers "pong <pid>" on it. PASS/FAIL as usual.
+ * line from /dev/tty, expects "ping", and answers "pong <pid>" on it. The test also opens
+ * /dev/tty into fd 21 of this process by injection, checked here too. PASS/FAIL as usual.
  */
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include "common.h"
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -84,6 +87,12 @@ int main(void)
 		CHECK(ioctl(tty, TIOCGSID, &tsid) == 0 && tsid == getpid(), "/dev/tty TIOCGSID %d", tsid);
 		close(tty);
 	}
+	struct stat sb;
+	CHECK(fstat(21, &sb) == 0 && S_ISCHR(sb.st_mode) && sb.st_rdev == makedev(5, 0), "fd 21 is not /dev/tty");
+	CHECK((fcntl(21, F_GETFL) & O_ACCMODE) == O_RDWR && fcntl(21, F_GETFD) == FD_CLOEXEC, "fd 21 flags 0%o fd flags %d",
+	      fcntl(21, F_GETFL), fcntl(21, F_GETFD));
+	pid_t sid21 = -1;
+	CHECK(ioctl(21, TIOCGSID, &sid21) == 0 && sid21 == getpid(), "fd 21 (/dev/tty) TIOCGSID %d", sid21);
 	if (write_file("tty-ready", "", 0) < 0)
 		DIE("tty-ready");
 	int st = 0;

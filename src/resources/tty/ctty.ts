@@ -12,7 +12,7 @@
 import { fstatSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { tty_info_entrySchema, TtyType, type tty_info_entry } from '../../image/gen/tty_pb.js';
-import { TIOC, tcgets2, getLockedTermios, getWinsize, ioctlSetInt, ioctlValue, ioctlGetInt, vmWrite } from '../../sys/index.js';
+import { O, TIOC, tcgets2, getLockedTermios, getWinsize, ioctlSetInt, ioctlValue, ioctlGetInt, vmWrite } from '../../sys/index.js';
 import type { Remote, Scratch } from '../../ptrace/index.js';
 import { classifyTty } from './classify.js';
 import { termiosToEntry, winsizeToEntry } from './termios-record.js';
@@ -76,6 +76,25 @@ export function makeControllingTty(caller: TtyCaller, fd: number, pgrp: number, 
   acquireControllingTty(caller, fd, steal);
   if (pgrp) setForegroundGroup(caller, fd, pgrp);
 }
+
+/**
+ * Opens /dev/tty in the stopped task itself (its file binds to the opener's controlling
+ * terminal, so nobody else can open it for the task), after acquireControllingTty of its session,
+ * and moves it to `fd`. `flags` are the recorded open flags (O_NOCTTY is added: it changes
+ * nothing for /dev/tty and keeps the open from acquiring anything).
+ */
+export function openCttyInTask(remote: Remote, scratch: Scratch, flags: number, fd: number): void {
+  const path = scratch.putString('/dev/tty');
+  const got = Number(remote.call('openat', [AT_FDCWD, path, flags | O.NOCTTY], `open /dev/tty for fd ${fd}`));
+  if (got === fd) return;
+  try {
+    remote.call('dup3', [got, fd, flags & O.CLOEXEC], `/dev/tty to fd ${fd}`);
+  } finally {
+    remote.call('close', [got], 'temporary /dev/tty fd');
+  }
+}
+
+const AT_FDCWD = -100;
 
 /** CRIU's fixed tty_info id of /dev/tty files (CTTY_INDEX 1006, times two). */
 export const CTTY_INFO_ID = 1006 * 2;
