@@ -1,0 +1,36 @@
+// restore(): bring a tree back from a directory; the result says what happened, it does not throw.
+import { resolve } from 'node:path';
+import { restore as restoreTree, type RestoreOptions as EngineRestoreOptions } from '../restore/index.js';
+import type { ProgressSink } from '../util/progress.js';
+import { TimedLog } from './timed-log.js';
+import { countImages } from './counts.js';
+import { outcomeOf } from './outcome.js';
+import type { RestoreOptions, RestoreResult } from './types.js';
+
+export function restore(opts: RestoreOptions): RestoreResult {
+  const dir = resolve(opts.dir);
+  const log = new TimedLog(opts.logLevel ?? 0, opts.logFile);
+  const differences: string[] = [];
+  const onDifference = (line: string) => {
+    differences.push(line);
+    opts.onDifference?.(line);
+  };
+  const engine: EngineRestoreOptions & { onProgress?: ProgressSink } = {
+    dir, detach: opts.detach ?? true, pidfile: opts.pidfile, inherit: opts.inherit, trustImage: !!opts.trustImage,
+    shellJob: !!opts.shellJob, log, verify: opts.verify, onDifference, onProgress: opts.onProgress,
+  };
+  try {
+    const r = restoreTree(engine);
+    // After: the restore's own checks of the directory (owner, mode, access) come first.
+    const counts = log.step('count', () => countImages(dir));
+    const res: RestoreResult = { command: 'restore', verdict: 'done', dir, pid: r.pid, blockers: [], counts, timings: log.timings(), differences };
+    if (r.exitCode !== undefined) res.exitCode = r.exitCode;
+    return res;
+  } catch (e) {
+    const { signal: _unused, ...o } = outcomeOf(e);
+    if (log.toFile) log.error(o.error); // on stderr the CLI says it, once
+    return { command: 'restore', dir, ...o, timings: log.timings(), differences };
+  } finally {
+    log.close();
+  }
+}
