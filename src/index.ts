@@ -5,7 +5,7 @@ export { check } from './api/check.js';
 export { dump } from './api/dump.js';
 export { restore } from './api/restore.js';
 export type {
-  Verdict, Counts, Timings, LogOptions, CheckOptions, CheckResult, DumpOptions, DumpResult, RestoreOptions, RestoreResult,
+  Verdict, Counts, Timings, LogOptions, CheckOptions, CheckResult, KernelCheckResult, TreeCheckResult, DumpOptions, DumpResult, RestoreOptions, RestoreResult,
 } from './api/types.js';
 export type { KernelReport, TreeReport, TaskReport, Probe, Note, FdResource, MapResource, NsResource } from './check/report.js';
 export type { Blocker } from './util/blocker.js';

@@ -2,8 +2,12 @@
 import { checkKernel } from '../check/kernel.js';
 import { checkTree } from '../check/tree.js';
 import { TimedLog } from './timed-log.js';
-import type { CheckOptions, CheckResult } from './types.js';
+import type { CheckOptions, CheckResult, KernelCheckResult, TreeCheckResult } from './types.js';
 
+/** Without a pid: the kernel's features; with one: whether the tree under it can be checkpointed. */
+export function check(opts?: CheckOptions & { pid?: undefined }): KernelCheckResult;
+export function check(opts: CheckOptions & { pid: number }): TreeCheckResult;
+export function check(opts?: CheckOptions): CheckResult;
 export function check(opts: CheckOptions = {}): CheckResult {
   const clock = new TimedLog(-1); // no log output: check only reports
   if (opts.pid === undefined) return { command: 'check', target: 'kernel', ...checkKernel(), timings: clock.timings() };

@@ -22,3 +22,10 @@ export function countImages(dir: string, pages?: number): Counts {
     bytes,
   };
 }
+
+const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+
+/** `1 task, 2 threads, 3 fds, 1717 pages (6.7 MiB)`, for the log. */
+export function countsText(c: Counts): string {
+  return `${plural(c.tasks, 'task')}, ${plural(c.threads, 'thread')}, ${plural(c.fds, 'fd')}, ${plural(c.pages, 'page')} (${(c.bytes / 2 ** 20).toFixed(1)} MiB)`;
+}

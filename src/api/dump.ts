@@ -4,7 +4,7 @@ import { dump as dumpTree, type DumpOptions as EngineDumpOptions } from '../dump
 import { armInterrupts, SIG } from '../sys/index.js';
 import type { ProgressSink } from '../util/progress.js';
 import { TimedLog } from './timed-log.js';
-import { countImages } from './counts.js';
+import { countImages, countsText } from './counts.js';
 import { outcomeOf } from './outcome.js';
 import type { DumpOptions, DumpResult } from './types.js';
 
@@ -19,11 +19,14 @@ export function dump(opts: DumpOptions): DumpResult {
   // The dump runs synchronously: these signals only set a flag it polls, and it rolls back.
   const interrupts = opts.interruptible ? armInterrupts([SIG.INT, SIG.TERM, SIG.HUP]) : null;
   try {
+    log.info(`dump of pid ${opts.pid} into ${dir}${opts.leaveRunning ? ', leaving it running' : ''}`);
     const r = dumpTree(engine);
     interrupts?.disarm();
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
     const counts = log.step('count', () => countImages(dir, r.pagesWritten));
-    return { command: 'dump', verdict: 'done', pid: opts.pid, dir, blockers: [], counts, timings: log.timings({ frozenMs: r.frozenMs }) };
+    const timings = log.timings({ frozenMs: r.frozenMs });
+    log.info(`dump done: ${countsText(counts)} in ${timings.totalMs} ms`);
+    return { command: 'dump', verdict: 'done', pid: opts.pid, dir, blockers: [], counts, timings };
   } catch (e) {
     interrupts?.disarm();
     const o = outcomeOf(e);

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { restore as restoreTree, type RestoreOptions as EngineRestoreOptions } from '../restore/index.js';
 import type { ProgressSink } from '../util/progress.js';
 import { TimedLog } from './timed-log.js';
-import { countImages } from './counts.js';
+import { countImages, countsText } from './counts.js';
 import { outcomeOf } from './outcome.js';
 import type { RestoreOptions, RestoreResult } from './types.js';
 
@@ -20,10 +20,13 @@ export function restore(opts: RestoreOptions): RestoreResult {
     shellJob: !!opts.shellJob, log, verify: opts.verify, onDifference, onProgress: opts.onProgress,
   };
   try {
+    log.info(`restore from ${dir}${engine.detach ? '' : ', waiting for the restored tree to exit'}`);
     const r = restoreTree(engine);
     // After: the restore's own checks of the directory (owner, mode, access) come first.
     const counts = log.step('count', () => countImages(dir));
-    const res: RestoreResult = { command: 'restore', verdict: 'done', dir, pid: r.pid, blockers: [], counts, timings: log.timings(), differences };
+    const timings = log.timings();
+    log.info(`restore done: pid ${r.pid}, ${countsText(counts)} in ${timings.totalMs} ms`);
+    const res: RestoreResult = { command: 'restore', verdict: 'done', dir, pid: r.pid, blockers: [], counts, timings, differences };
     if (r.exitCode !== undefined) res.exitCode = r.exitCode;
     return res;
   } catch (e) {

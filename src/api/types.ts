@@ -48,10 +48,14 @@ export interface CheckOptions {
   fileLocks?: boolean;
 }
 
-export type CheckResult =
-  | ({ command: 'check'; target: 'kernel'; timings: Timings } & KernelReport)
+export type KernelCheckResult = { command: 'check'; target: 'kernel'; timings: Timings } & KernelReport;
+
+/** A tree that was looked at (ok or refused), or could not be (failed: no such PID, ...). */
+export type TreeCheckResult =
   | ({ command: 'check'; target: 'tree'; counts: Omit<Counts, 'pages' | 'bytes'> & { maps: number }; timings: Timings } & TreeReport)
   | { command: 'check'; target: 'tree'; pid: number; verdict: 'failed'; error: string; blockers: Blocker[]; timings: Timings };
+
+export type CheckResult = KernelCheckResult | TreeCheckResult;
 
 export interface DumpOptions extends LogOptions {
   pid: number;
