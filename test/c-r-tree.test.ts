@@ -244,7 +244,7 @@ describe('process trees', () => {
     const before = family(t.pid);
     const plain = cryo(['check', '-t', String(t.pid)]);
     assert.equal(plain.code, 3, plain.stdout);
-    assert.match(plain.stdout, /holds a flock write lock — pass --file-locks/);
+    assert.match(plain.stdout, /holds a flock write lock \(pass --file-locks/);
     assert.match(plain.stdout, /holds an OFD write lock/);
     const { dir, images } = await dumpAndKill(t, before.map((r) => r.pid), ['--file-locks']);
     const locks = (images.get('filelocks.img') as { entries: { flag: number; pid: number }[] }).entries;

@@ -5,14 +5,15 @@ import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { collectTree, type TaskPlan } from '../dump/collect.js';
 import { namespacesOf } from '../dump/namespaces.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
-import { memoryBlockers } from '../resources/mm/dump.js';
-import { fdBlocker, describeLink } from '../resources/files/kind.js';
+import { mappingBlockers } from '../resources/mm/dump.js';
+import { findFdBlocker, describeLink } from '../resources/files/kind.js';
 import { listFds } from '../resources/files/fds.js';
 import { pipeInode } from '../resources/files/pipe.js';
-import { inspectSocket, socketInode } from '../resources/files/socket.js';
+import { judgeSocket, socketInode } from '../resources/files/socket.js';
 import type { FileScan, ScanOptions } from '../resources/files/scan.js';
 import { parseMaps } from '../proc/index.js';
 import { hex } from '../util/errors.js';
+import { causeText, type BlockerCause } from '../util/blocker.js';
 import type { FdResource, MapResource, Note, NsResource, TaskReport, TreeReport } from './report.js';
 
 function commOf(pid: number): string {
@@ -34,22 +35,22 @@ function fdResource(pid: number, fd: number, scan: FileScan, notes: Note[]): FdR
     /* closed meanwhile */
   }
   let what = describeLink(link);
-  let blocker: string | null;
+  let cause: BlockerCause | null;
   try {
     const ino = socketInode(link);
     if (ino !== null) {
-      const s = inspectSocket(pid, fd, ino, scan);
+      const s = judgeSocket(pid, fd, ino, scan);
       what = s.text;
-      blocker = s.blocker;
+      cause = s.cause;
     } else {
-      blocker = fdBlocker(pid, fd, link, mode, scan);
+      cause = findFdBlocker(pid, fd, link, mode, scan);
     }
   } catch (e) {
-    blocker = `cannot inspect: ${(e as Error).message}`;
+    cause = { kind: 'fd', reason: `cannot inspect: ${(e as Error).message}` };
   }
-  if (blocker) {
-    // Producers still write "pid N fd M: <what> — <why>": keep only the why.
-    let why = blocker.replace(/^pid \d+ fd \d+: /, '');
+  if (cause) {
+    // A reason often starts with what the fd is ("netlink socket — not supported yet"): said once.
+    let why = causeText(cause);
     if (why.startsWith(what)) why = why.slice(what.length).replace(/^(: | — )/, '');
     return { fd, verdict: 'blocked', what, detail: why };
   }
@@ -63,10 +64,10 @@ function fdResource(pid: number, fd: number, scan: FileScan, notes: Note[]): FdR
 function mapResources(pid: number, ghostLimit: number): MapResource[] {
   return parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).map((m) => {
     const c = classifyVma(pid, m);
-    const b = memoryBlockers(pid, [m], ghostLimit)[0];
+    const b = mappingBlockers(pid, [m], ghostLimit)[0];
     const what = m.path ? `${m.path}${m.deleted ? ' (deleted)' : ''}` : '(anonymous)';
     const mapping = `${hex(m.start)}-${hex(m.end)}`;
-    if (b) return { mapping, verdict: 'blocked', what, detail: b.replace(/^pid \d+ mapping \S+: /, '') };
+    if (b) return { mapping, verdict: 'blocked', what, detail: causeText(b) };
     const kind = 'kind' in c ? c.kind : '';
     const ghost = m.deleted && kind.startsWith('file-') && !m.path.startsWith('/memfd:');
     return { mapping, verdict: 'ok', what, detail: `${kind}${ghost ? ', contents saved as a ghost file' : ''}` };
