@@ -39,6 +39,11 @@ function finish(r: CheckResult | DumpResult | RestoreResult, json: boolean, text
   process.exit('exitCode' in r && r.exitCode !== undefined ? r.exitCode : EXIT.done);
 }
 
+/** A progress line, unless --json, or the log itself goes to the terminal (-v3 and up without -o). */
+function drawProgress(o: { json?: boolean; verbosity: number; logFile?: string }): boolean {
+  return !o.json && !(o.verbosity >= 3 && !o.logFile);
+}
+
 function example(...lines: string[]): string {
   return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n${EXIT_CODES_HELP}`;
 }
@@ -77,7 +82,7 @@ addJsonOption(
     if (o.listFailSteps) return finishList(DUMP_STEPS);
     if (!o.tree) throw new UsageError('dump needs -t PID (the process to checkpoint), e.g. cryo dump -t 1234 -D /tmp/ckpt');
     if (!o.imagesDir) throw new UsageError('dump needs -D DIR (where to write the images), e.g. cryo dump -t 1234 -D /tmp/ckpt');
-    const progress = progressLine(process.stderr, !o.json);
+    const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
       fileLocks: !!o.fileLocks, verifyPages: !!o.verifyPages, logLevel: o.verbosity, logFile: o.logFile,
@@ -117,7 +122,7 @@ addJsonOption(
     if (o.listFailSteps) return finishList(RESTORE_STEPS);
     if (o.listSkipSteps) return finishList(SKIP_STEPS);
     if (!o.imagesDir) throw new UsageError('restore needs -D DIR (the images to restore), e.g. cryo restore -D /tmp/ckpt -d');
-    const progress = progressLine(process.stderr, !o.json);
+    const progress = progressLine(process.stderr, drawProgress(o));
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
       shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink,

@@ -28,7 +28,11 @@ export function progressLine(stream: NodeJS.WriteStream, wanted: boolean): Progr
     if (!bar) {
       if (performance.now() - started < DELAY_MS) return;
       bar = new cliProgress.SingleBar(
-        { stream, format: '{phase} [{bar}] {percentage}% | {done}/{all} MiB of memory | tasks {tasks}', hideCursor: true, barsize: 30, clearOnComplete: false },
+        {
+          stream, format: '{phase} [{bar}] {percentage}% | {done}/{all} MiB of memory | tasks {tasks}', barsize: 30, clearOnComplete: false,
+          // No SIGINT/SIGTERM handlers of its own: they would take the signal from the dump's rollback (sys/interrupt.ts).
+          gracefulExit: false, hideCursor: false,
+        },
         cliProgress.Presets.shades_classic,
       );
       bar.start(Math.max(p.bytesTotal, 1), p.bytesDone, payload(p));
