@@ -196,6 +196,10 @@ describe('exit codes', () => {
     const k = cryo(['check']);
     assert.equal(k.code, 0, cryoReport(k));
     assert.match(k.stdout, /everything cryo needs is there/);
+    const kj = json(cryo(['check', '--json']));
+    assert.equal(kj.verdict, 'ok');
+    assert.equal(kj.target, 'kernel');
+    assert.ok(kj.probes.some((p: { name: string; ok: boolean }) => p.name === 'root' && p.ok), JSON.stringify(kj.probes));
   });
 });
 

@@ -16,7 +16,7 @@ export function outcomeOf(e: unknown): Outcome {
   if (e instanceof UnsupportedError) return { verdict: 'refused', blockers: e.blockers, error: e.message };
   if (e instanceof InterruptedError) {
     const name = SIGNAL_NAMES[e.signal] ?? `signal ${e.signal}`;
-    return { verdict: 'failed', blockers: [], error: `interrupted by ${name}: the process was put back and left running, no images written`, signal: e.signal };
+    return { verdict: 'failed', blockers: [], error: `dump interrupted by ${name}: the process was put back and left running, no images written`, signal: e.signal };
   }
   return { verdict: 'failed', blockers: [], error: e instanceof Error ? e.message : String(e) };
 }
