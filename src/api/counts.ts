@@ -5,6 +5,7 @@ import { ImageDirReader } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
 import { PAGE_SIZE } from '../sys/index.js';
 import type { Counts } from './types.js';
+import type { Log } from '../util/log.js';
 
 /** Counts of a complete image directory; `pages` given (a dump knows what it wrote) or summed from pages-*.img. */
 export function countImages(dir: string, pages?: number): Counts {
@@ -23,9 +24,23 @@ export function countImages(dir: string, pages?: number): Counts {
   };
 }
 
+/**
+ * countImages after the work is done: a count that cannot be made (an image unreadable to us)
+ * must not turn a done dump or restore into a failed one. Logged, and left out.
+ */
+export function countsAfter(log: Log, dir: string, pages?: number): Counts | undefined {
+  try {
+    return log.step('count', () => countImages(dir, pages));
+  } catch (e) {
+    log.warn(`cannot count what ${dir} holds: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
 const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
 
 /** `1 task, 2 threads, 3 fds, 1717 pages (6.7 MiB)`, for the log. */
-export function countsText(c: Counts): string {
+export function countsText(c: Counts | undefined): string {
+  if (!c) return 'counts unknown';
   return `${plural(c.tasks, 'task')}, ${plural(c.threads, 'thread')}, ${plural(c.fds, 'fd')}, ${plural(c.pages, 'page')} (${(c.bytes / 2 ** 20).toFixed(1)} MiB)`;
 }

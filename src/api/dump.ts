@@ -4,13 +4,18 @@ import { dump as dumpTree, type DumpOptions as EngineDumpOptions } from '../dump
 import { armInterrupts, SIG } from '../sys/index.js';
 import type { ProgressSink } from '../util/progress.js';
 import { TimedLog } from './timed-log.js';
-import { countImages, countsText } from './counts.js';
+import { countsAfter, countsText } from './counts.js';
 import { outcomeOf } from './outcome.js';
 import type { DumpOptions, DumpResult } from './types.js';
 
 export function dump(opts: DumpOptions): DumpResult {
   const dir = resolve(opts.dir);
-  const log = new TimedLog(opts.logLevel ?? 0, opts.logFile);
+  let log: TimedLog;
+  try {
+    log = new TimedLog(opts.logLevel ?? 0, opts.logFile);
+  } catch (e) {
+    return { command: 'dump', pid: opts.pid, dir, ...outcomeOf(e), timings: { totalMs: 0, phases: {} } }; // the log file could not be made
+  }
   // onProgress: passed on for the engine to report to (its option types take it as it does).
   const engine: EngineDumpOptions & { onProgress?: ProgressSink } = {
     pid: opts.pid, dir, leaveRunning: !!opts.leaveRunning, extUnixSk: !!opts.extUnixSk,
@@ -23,7 +28,7 @@ export function dump(opts: DumpOptions): DumpResult {
     const r = dumpTree(engine);
     interrupts?.disarm();
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
-    const counts = log.step('count', () => countImages(dir, r.pagesWritten));
+    const counts = countsAfter(log, dir, r.pagesWritten);
     const timings = log.timings({ frozenMs: r.frozenMs });
     log.info(`dump done: ${countsText(counts)} in ${timings.totalMs} ms`);
     return { command: 'dump', verdict: 'done', pid: opts.pid, dir, blockers: [], counts, timings };
