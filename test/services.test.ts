@@ -13,9 +13,9 @@ import {
 
 after(cleanupTrees);
 
-/** `cryo check -t PID`: exit code and output. */
+/** `cryo check -t PID -v`: exit code and output (-v: every resource is listed, not only the blockers). */
 function check(pid: number): { code: number; out: string } {
-  const r = cryo(['check', '-t', String(pid)]);
+  const r = cryo(['check', '-t', String(pid), '-v']);
   return { code: r.code ?? -1, out: r.stdout + r.stderr };
 }
 
@@ -149,8 +149,8 @@ describe('unix peers outside the tree', () => {
     const t = await startTarget(['/usr/bin/python3', '-c', client], { name: 'ext-client' });
     await waitForLine(t, 'READY', 10_000);
     const c = check(t.pid);
-    assert.equal(c.code, 1, c.out);
-    assert.ok(c.out.includes(`its peer ${path} is outside the dumped tree — pass --ext-unix-sk`), c.out);
+    assert.equal(c.code, 3, c.out);
+    assert.ok(c.out.includes(`its peer ${path} is outside the dumped tree (pass --ext-unix-sk`), c.out);
     const d = dump(t, '1', { extraArgs: ['--ext-unix-sk'] });
     assert.equal(d.res.code, 0, cryoReport(d.res));
     await critDecodeAll(d.dir);
@@ -165,7 +165,7 @@ describe('refused before anything is touched', () => {
   it('an io_uring instance: check and dump name it, the process runs on', async () => {
     const t = await readyTarget('iouring');
     const c = check(t.pid);
-    assert.equal(c.code, 1, c.out);
+    assert.equal(c.code, 3, c.out);
     assert.match(c.out, new RegExp(`pid ${t.pid} fd \\d+: io_uring instance — not supported`));
     const d = dump(t, 'refused');
     assert.notEqual(d.res.code, 0);
@@ -189,7 +189,7 @@ describe('refused before anything is touched', () => {
     ]);
     const fd = ready.split(' ')[1];
     const c = check(t.pid);
-    assert.equal(c.code, 1, c.out);
+    assert.equal(c.code, 3, c.out);
     assert.ok(c.out.includes(`epoll instance watches a file (registered as fd ${fd}) that this task no longer has open`), c.out);
     await expectPass(t);
   });
@@ -205,7 +205,7 @@ describe('refused before anything is touched', () => {
     ]);
     const [, cport, lport] = ready.split(' ');
     const c = check(t.pid);
-    assert.equal(c.code, 1, c.out);
+    assert.equal(c.code, 3, c.out);
     assert.ok(c.out.includes(`TCPv4 socket 127.0.0.1:${cport} -> 127.0.0.1:${lport} established`), c.out);
     assert.ok(c.out.includes(`TCPv4 socket 127.0.0.1:${lport} -> 127.0.0.1:${cport} established`), c.out);
     assert.ok(c.out.includes(`TCPv4 socket 127.0.0.1:${lport} listening — ok`), c.out);

@@ -8,20 +8,28 @@ import { fileURLToPath } from 'node:url';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'cryo.js');
 
-// It closes whatever fds it inherited beyond stdio: an inherited pipe would be refused.
+// It closes whatever fds it inherited beyond stdio: an inherited pipe would be refused. Each
+// count is written to a temporary file renamed over counter.txt, so a reader never sees the file
+// truncated and empty (the demo reads it at any moment).
 const COUNTER = `
 import os, time
 os.closerange(3, 65536)
 n = 0
 while True:
     n += 1
-    with open("counter.txt", "w") as f:
+    with open("counter.txt.tmp", "w") as f:
         f.write(str(n))
+    os.replace("counter.txt.tmp", "counter.txt")
     time.sleep(0.1)
 `;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const count = (dir: string) => Number(readFileSync(join(dir, 'counter.txt'), 'utf8') || '0');
+function count(dir: string): number {
+  const text = readFileSync(join(dir, 'counter.txt'), 'utf8');
+  const n = Number(text);
+  if (!text || !Number.isInteger(n)) throw new Error(`counter.txt holds '${text}', not a count`);
+  return n;
+}
 
 function cryo(args: string[]): void {
   process.stdout.write(`$ cryo ${args.join(' ')}\n`);

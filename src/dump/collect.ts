@@ -1,10 +1,10 @@
 // Before anything is touched: which tasks make up the tree, and whether cryo can checkpoint
 // every one of them. Every blocker is named, with the PID and the object.
-import { blockerFromText, type Blocker } from '../util/blocker.js';
+import type { Blocker } from '../util/blocker.js';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { parseStat, parseStatus, parseMaps, statusNumber, type MapsEntry } from '../proc/index.js';
 import { kcmp, KCMP } from '../sys/index.js';
-import { memoryBlockers } from '../resources/mm/dump.js';
+import { mappingBlockers } from '../resources/mm/dump.js';
 import { isSysvShm, sysvShmBlockers } from '../resources/mm/sysv-shm.js';
 import { fdBlockers } from '../resources/files/fds.js';
 import { UserError } from '../util/errors.js';
@@ -68,15 +68,15 @@ export function planTask(pid: number, ppid: number): TaskPlan {
 }
 
 /** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
-export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[]): string[] {
-  const blockers: string[] = [];
+export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[]): Blocker[] {
+  const blockers: Blocker[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  if (stat.state === 't' && !frozenByUs) blockers.push(`pid ${pid}: stopped by a debugger — not supported`);
+  if (stat.state === 't' && !frozenByUs) blockers.push({ pid, kind: 'task', reason: 'stopped by a debugger — not supported' });
   const tracer = statusNumber(status, 'TracerPid');
-  if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push(`pid ${pid}: already traced by pid ${tracer}`);
+  if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push({ pid, kind: 'task', reason: `already traced by pid ${tracer}` });
   blockers.push(...namespaceBlockers(pid));
-  blockers.push(...memoryBlockers(pid, maps, scan.ghostLimit));
+  blockers.push(...mappingBlockers(pid, maps, scan.ghostLimit));
   blockers.push(...fdBlockers(pid, scan));
   return blockers;
 }
@@ -105,12 +105,12 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
     }
   }
   const scan = scanFiles(tasks.map((t) => t.pid), opts);
-  return { tasks, blockers: treeBlockers(tasks, false, scan).map(blockerFromText), scan };
+  return { tasks, blockers: treeBlockers(tasks, false, scan), scan };
 }
 
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */
-export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileScan): string[] {
-  const blockers: string[] = [];
+export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileScan): Blocker[] {
+  const blockers: Blocker[] = [];
   // Before the freeze a task may end while we look at it: it is then not part of the tree.
   const live = tasks.filter((t) => !t.zombie).flatMap((t) => {
     try {
@@ -126,9 +126,9 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
     // session or group, or join a group that exists then, nothing else.
     const parent = tasks.find((p) => p.pid === z.ppid);
     if (!parent) continue;
-    if (z.sid !== parent.sid && z.sid !== z.pid) blockers.push(`pid ${z.pid}: zombie in session ${z.sid}, which is neither its parent's nor its own — not supported yet`);
+    if (z.sid !== parent.sid && z.sid !== z.pid) blockers.push({ pid: z.pid, kind: 'session', reason: `zombie in session ${z.sid}, which is neither its parent's nor its own — not supported yet` });
     else if (z.pgid !== parent.pgid && z.pgid !== z.pid && !tasks.some((k) => k.pid === z.pgid && !k.zombie)) {
-      blockers.push(`pid ${z.pid}: zombie in process group ${z.pgid}, whose leader is not in the tree — not supported yet`);
+      blockers.push({ pid: z.pid, kind: 'session', reason: `zombie in process group ${z.pgid}, whose leader is not in the tree — not supported yet` });
     }
   }
   for (const { t, maps } of live) {
@@ -143,23 +143,23 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
 }
 
 /** What a task shares with its parent that the restore cannot make again. */
-function sharingBlockers(t: TaskPlan, tasks: TaskPlan[]): string[] {
-  const blockers: string[] = [];
+function sharingBlockers(t: TaskPlan, tasks: TaskPlan[]): Blocker[] {
+  const blockers: Blocker[] = [];
   if (!t.ppid) return blockers;
   // Memory, fd table, fs context and signal handlers shared with the parent are restored
   // shared (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND); a vfork still waiting is not.
   const sharesVm = kcmp(t.ppid, t.pid, KCMP.VM) === 0;
-  if (sharesVm && inVfork(t.ppid)) blockers.push(`pid ${t.pid}: vfork child whose parent ${t.ppid} still waits for it to exec or exit — not supported`);
+  if (sharesVm && inVfork(t.ppid)) blockers.push({ pid: t.pid, kind: 'task', reason: `vfork child whose parent ${t.ppid} still waits for it to exec or exit — not supported` });
   const sharing = sharesVm || kcmp(t.ppid, t.pid, KCMP.FILES) === 0 || kcmp(t.ppid, t.pid, KCMP.FS) === 0;
   const parent = tasks.find((p) => p.pid === t.ppid);
   // A task inherits its parent's session at fork; one in another session of the tree whose
   // leader is alive (so no helper can stand in for it) cannot be put back there.
   if (parent && t.sid !== parent.sid && t.sid !== t.pid && tasks.some((k) => k.pid === t.sid && !k.zombie)) {
-    blockers.push(`pid ${t.pid}: in session ${t.sid}, whose leader is in the tree but is not the session of its parent ${t.ppid} — not supported yet`);
+    blockers.push({ pid: t.pid, kind: 'session', reason: `in session ${t.sid}, whose leader is in the tree but is not the session of its parent ${t.ppid} — not supported yet` });
   }
   // ...but not when the child must be forked through helpers (its session or group leader is gone).
   if (sharing && parent && ((t.sid !== parent.sid && t.sid !== t.pid) || (t.pgid !== parent.pgid && t.pgid !== t.pid && !tasks.some((k) => k.pid === t.pgid)))) {
-    blockers.push(`pid ${t.pid}: shares memory, fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet`);
+    blockers.push({ pid: t.pid, kind: 'session', reason: `shares memory, fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet` });
   }
   return blockers;
 }

@@ -1,6 +1,7 @@
 // Namespaces: cryo restores tasks into its own namespaces, so a task living in other ones (a
 // container) cannot be checkpointed yet: its paths, PIDs and network would not mean the same.
 import { readlinkSync } from 'node:fs';
+import type { Blocker } from '../util/blocker.js';
 
 export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
 
@@ -22,8 +23,8 @@ export function namespacesOf(pid: number): { kind: string; link: string; same: b
   return out;
 }
 
-export function namespaceBlockers(pid: number): string[] {
+export function namespaceBlockers(pid: number): Blocker[] {
   return namespacesOf(pid)
     .filter((n) => !n.same)
-    .map((n) => `pid ${pid}: in its own ${n.kind} namespace (${n.link}) — namespaces are not supported yet`);
+    .map((n) => ({ pid, kind: 'namespace', reason: `in its own ${n.kind} namespace (${n.link}) — namespaces are not supported yet` }));
 }

@@ -4,6 +4,7 @@ import { PAGE_SIZE } from '../sys/index.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { ShmemRange } from '../resources/mm/dump.js';
 import type { TaskImages } from './task.js';
+import type { Blocker } from '../util/blocker.js';
 
 /**
  * Pages of shared anonymous objects, by object: each page once, read from the first task that
@@ -44,8 +45,8 @@ export function mergeShmem(ranges: (ShmemRange & { pid: number })[]): Map<bigint
  * A shared anonymous object is made again, and filled, by the first task that maps it: each of
  * its saved pages must lie in one of that task's mappings of it (others reach it through them).
  */
-export function uncoveredShmem(images: TaskImages[], shmem: Map<bigint, (ShmemRange & { pid: number })[]>): string[] {
-  const out: string[] = [];
+export function uncoveredShmem(images: TaskImages[], shmem: Map<bigint, (ShmemRange & { pid: number })[]>): Blocker[] {
+  const out: Blocker[] = [];
   for (const [shmid, runs] of shmem) {
     const first = images.find((i) => i.mm.vmas.some((v) => v.shmid === shmid && v.status & VMA.ANON_SHARED));
     const views = first?.mm.vmas.filter((v) => v.shmid === shmid && v.status & VMA.ANON_SHARED) ?? [];
@@ -58,7 +59,7 @@ export function uncoveredShmem(images: TaskImages[], shmem: Map<bigint, (ShmemRa
       for (let off = r.offset; off < end; ) {
         const next = covered(off);
         if (next === null) {
-          out.push(`shared anonymous memory ${shmid}: offset ${off} is mapped by pid ${r.pid} but not by pid ${first?.pid}, which maps it first — not supported yet`);
+          out.push({ pid: r.pid, kind: 'mapping', reason: `shared anonymous memory ${shmid}: offset ${off} is mapped by pid ${r.pid} but not by pid ${first?.pid}, which maps it first — not supported yet` });
           break;
         }
         off = next;

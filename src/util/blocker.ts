@@ -25,18 +25,25 @@ export function blockerWhere(b: Blocker): string {
 
 /** One line, as `check` and `dump` print it. */
 export function blockerText(b: Blocker): string {
-  return `${blockerWhere(b)}: ${b.reason}${b.hint ? ` (${b.hint})` : ''}`;
+  return `${blockerWhere(b)}: ${causeText(b)}`;
 }
 
-/**
- * TEMPORARY adapter while producers still build strings (`pid N[ fd M| mapping X]: reason`):
- * the kind-interface work replaces every producer with a Blocker built directly, then removes this.
- */
-export function blockerFromText(text: string): Blocker {
-  const m = /^pid (\d+)(?: fd (\d+)| mapping (\S+))?: ([\s\S]*)$/.exec(text);
-  if (!m) return { pid: 0, kind: 'tree', reason: text };
-  const b: Blocker = { pid: Number(m[1]), kind: m[2] ? 'fd' : m[3] ? 'mapping' : 'task', reason: m[4]! };
-  if (m[2]) b.fd = Number(m[2]);
-  if (m[3]) b.mapping = m[3];
+/** Where a blocker is, without what it is. */
+export type BlockerPlace = Pick<Blocker, 'pid' | 'fd' | 'mapping'>;
+
+/** What blocks, from a producer that does not know where (a socket judged by its diag entry). */
+export type BlockerCause = Pick<Blocker, 'kind' | 'reason' | 'hint'>;
+
+/** The blocker `cause` at `place`. */
+export function blockerAt(place: BlockerPlace, cause: BlockerCause): Blocker {
+  const b: Blocker = { pid: place.pid, kind: cause.kind, reason: cause.reason };
+  if (place.fd !== undefined) b.fd = place.fd;
+  if (place.mapping !== undefined) b.mapping = place.mapping;
+  if (cause.hint !== undefined) b.hint = cause.hint;
   return b;
+}
+
+/** The reason and hint of a cause as one text (what `check` prints after the fd). */
+export function causeText(c: BlockerCause): string {
+  return `${c.reason}${c.hint ? ` (${c.hint})` : ''}`;
 }

@@ -1,11 +1,10 @@
 // Errors a user sees as one line: what, which object, why.
-import { blockerFromText, blockerText, type Blocker } from './blocker.js';
+import { blockerText, type Blocker } from './blocker.js';
 
 /** The process uses something cryo cannot checkpoint; found before anything is touched. */
 export class UnsupportedError extends Error {
   readonly blockers: Blocker[];
-  constructor(found: (Blocker | string)[]) {
-    const blockers = found.map((b) => (typeof b === 'string' ? blockerFromText(b) : b));
+  constructor(blockers: Blocker[]) {
     const lines = blockers.map(blockerText);
     super(lines.length === 1 ? lines[0] : `${lines.length} blockers:\n  ${lines.join('\n  ')}`);
     this.blockers = blockers;

@@ -5,3 +5,5 @@ export * from './cryo.js';
 export * from './proc.js';
 export * from './target.js';
 export * from './tree.js';
+export * from './pty.js';
+export * from './prereq.js';

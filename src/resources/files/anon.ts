@@ -9,6 +9,7 @@ import type { signalfd_entrySchema } from '../../image/gen/signalfd_pb.js';
 import type { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
 import type { eventpoll_file_entrySchema, eventpoll_tfd_entrySchema } from '../../image/gen/eventpoll_pb.js';
 import type { FdInfo } from '../../proc/index.js';
+import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './reg.js';
 import { dumpInotify, createInotify, type InotifyData } from './inotify.js';
 import { dumpFanotify, createFanotify, type FanotifyData } from './fanotify.js';
@@ -130,12 +131,12 @@ export function epollHolders(pid: number, epfd: number, info: FdInfo): (number |
  * reused after registration is registered through another fd of the task on the same file. A
  * file the task holds no fd of any more (only another process does) cannot be.
  */
-export function epollBlocker(pid: number, epfd: number, where: string, info: FdInfo): string | null {
+export function epollBlocker(pid: number, epfd: number, info: FdInfo): Blocker | null {
   const holders = epollHolders(pid, epfd, info);
   const lost = holders.findIndex((h) => h === null);
   if (lost < 0) return null;
   const t = epollTarget(0, info.extra.get('tfd')![lost]!);
-  return `${where}: epoll instance watches a file (registered as fd ${t.tfd}) that this task no longer has open — not supported`;
+  return { pid, fd: epfd, kind: 'epoll', reason: `epoll instance watches a file (registered as fd ${t.tfd}) that this task no longer has open — not supported` };
 }
 
 /** struct epoll_event as x86_64 packs it: u32 events, u64 data. */

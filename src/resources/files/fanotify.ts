@@ -6,6 +6,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { fanotify_file_entrySchema, fanotify_mark_entrySchema } from '../../image/gen/fsnotify_pb.js';
 import { sys, O, F } from '../../sys/index.js';
 import type { FdInfo } from '../../proc/index.js';
+import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 import { NO_FOWN, type FownData } from './reg.js';
 import { handlePath, mountPath, parseHandle, type FileHandle } from './fhandle.js';
 
@@ -58,13 +59,14 @@ export function dumpFanotify(id: number, flags: number, fown: FownData, info: Fd
   return { id, flags, fown, faflags: hex(head.get('flags')), evflags: hex(head.get('event-flags')), mark };
 }
 
-export function fanotifyBlocker(where: string, info: FdInfo): string | null {
-  if (info.extra.has('fanotify sdev')) return `${where}: fanotify group with a filesystem-wide mark — not supported yet`;
+export function fanotifyBlocker(place: BlockerPlace, info: FdInfo): Blocker | null {
+  const refuse = (reason: string) => blockerAt(place, { kind: 'fanotify', reason });
+  if (info.extra.has('fanotify sdev')) return refuse('fanotify group with a filesystem-wide mark — not supported yet');
   const d = dumpFanotify(0, 0, NO_FOWN, info);
-  if (d.faflags & FAN_CLASS_MASK) return `${where}: fanotify group of a permission class — not supported`;
+  if (d.faflags & FAN_CLASS_MASK) return refuse('fanotify group of a permission class — not supported');
   for (const m of d.mark) {
-    if (m.ie && !m.ie.fHandle.path) return `${where}: fanotify mark on inode ${m.ie.iIno} whose path cannot be found — not supported`;
-    if (m.me && !m.me.path) return `${where}: fanotify mark on mount ${m.me.mntId} that cryo cannot see — not supported`;
+    if (m.ie && !m.ie.fHandle.path) return refuse(`fanotify mark on inode ${m.ie.iIno} whose path cannot be found — not supported`);
+    if (m.me && !m.me.path) return refuse(`fanotify mark on mount ${m.me.mntId} that cryo cannot see — not supported`);
   }
   return null;
 }

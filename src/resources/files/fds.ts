@@ -3,8 +3,9 @@
 import { readlinkSync, readFileSync, statSync, readdirSync, existsSync } from 'node:fs';
 import { O, kcmp, KCMP } from '../../sys/index.js';
 import { parseFdinfo } from '../../proc/index.js';
-import { UserError } from '../../util/errors.js';
-import { fdBlocker } from './kind.js';
+import { UnsupportedError } from '../../util/errors.js';
+import type { Blocker } from '../../util/blocker.js';
+import { findFdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
 import { anonKind, epollHolders, type AnonKind } from './anon.js';
 import { deletedPath } from './ghost.js';
@@ -29,9 +30,9 @@ export function listFds(pid: number): number[] {
   return readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
 }
 
-/** Every fd that cryo cannot checkpoint, as user-facing lines. */
-export function fdBlockers(pid: number, scan: FileScan): string[] {
-  const out: string[] = [];
+/** Every fd that cryo cannot checkpoint. */
+export function fdBlockers(pid: number, scan: FileScan): Blocker[] {
+  const out: Blocker[] = [];
   for (const fd of listFds(pid)) {
     let link: string;
     let mode: number | null = null;
@@ -45,12 +46,12 @@ export function fdBlockers(pid: number, scan: FileScan): string[] {
     } catch {
       /* leave null */
     }
-    let b: string | null;
+    let b: Blocker | null;
     try {
-      b = fdBlocker(pid, fd, link, mode, scan);
+      b = findFdBlocker(pid, fd, link, mode, scan);
     } catch (e) {
       if (!existsSync(`/proc/${pid}/fd/${fd}`)) continue; // closed while we looked
-      b = `pid ${pid} fd ${fd}: ${link} — cannot inspect: ${(e as Error).message}`;
+      b = { pid, fd, kind: 'file', reason: `${link} — cannot inspect: ${(e as Error).message}` };
     }
     if (b) out.push(b);
   }
@@ -86,8 +87,8 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
     // Sockets are inspected (and refused) by their own module, with the tree-wide view.
     ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files));
   } else {
-    const blocker = fdBlocker(pid, fd, link, st.mode, files.scan, info);
-    if (blocker) throw new UserError(blocker);
+    const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
+    if (blocker) throw new UnsupportedError([blocker]);
     if (anon) {
       id = files.addAnon(anon, flags, fown, info);
       if (anon === 'EVENTPOLL') noteEpollHolders(files, id, epollHolders(pid, fd, info));

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { chownSync, chmodSync, utimesSync, existsSync, readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
 import { O, sys } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
+import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 
 export interface GhostData {
   mode: number;
@@ -44,19 +45,20 @@ export function deletedPath(link: string): string | null {
  * Why a deleted file cannot be saved (null if it can). `source`: a /proc path that opens it
  * (fd or map_files link).
  */
-export function ghostBlocker(where: string, name: string, source: string, limit: number): string | null {
+export function ghostBlocker(place: BlockerPlace, name: string, source: string, limit: number): Blocker | null {
+  const refuse = (reason: string, hint?: string) => blockerAt(place, { kind: 'ghost', reason, ...(hint ? { hint } : {}) });
   let st;
   try {
     st = statSync(source);
   } catch (e) {
-    return `${where}: deleted file ${name} — cannot inspect: ${(e as Error).message}`;
+    return refuse(`deleted file ${name} — cannot inspect: ${(e as Error).message}`);
   }
   if (st.isDirectory()) return null; // an empty directory: created again, removed again
   if (st.isFIFO()) return null; // made again with mknod; its data goes with the FIFO's
-  if (st.isCharacterDevice()) return STATELESS_RDEVS.has(oldDev(st.rdev)) ? null : `${where}: deleted device node ${name} of a device with state — not supported`;
-  if (!st.isFile()) return `${where}: deleted ${name} is not a regular file — not supported`;
+  if (st.isCharacterDevice()) return STATELESS_RDEVS.has(oldDev(st.rdev)) ? null : refuse(`deleted device node ${name} of a device with state — not supported`);
+  if (!st.isFile()) return refuse(`deleted ${name} is not a regular file — not supported`);
   if (st.size > limit) {
-    return `${where}: file ${name} was deleted while in use and is ${st.size} bytes, over the ghost limit of ${limit} (raise it with --ghost-limit)`;
+    return refuse(`file ${name} was deleted while in use and is ${st.size} bytes, over the ghost limit of ${limit}`, 'raise it with --ghost-limit');
   }
   return null;
 }

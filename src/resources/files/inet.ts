@@ -11,6 +11,7 @@ import {
   getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, type InetAddr,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
+import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
 import type { FownData } from './reg.js';
 
@@ -85,14 +86,15 @@ export function describeInet(i: InetInfo): string {
   return `${proto}${v} socket ${where} ${STATE_NAME[i.state] ?? `state ${i.state}`}`;
 }
 
-export function inetBlocker(i: InetInfo): string | null {
+export function inetBlocker(i: InetInfo): BlockerCause | null {
+  const refuse = (reason: string): BlockerCause => ({ kind: 'socket', reason });
   if (!(i.proto === IPPROTO.TCP && i.type === SOCK.STREAM) && !(i.proto === IPPROTO.UDP && i.type === SOCK.DGRAM)) {
-    return `${describeInet(i)} — not supported`;
+    return refuse(`${describeInet(i)} — not supported`);
   }
   if (i.proto === IPPROTO.TCP && i.state !== TCP_STATE.LISTEN && i.state !== TCP_STATE.CLOSE) {
-    return `${describeInet(i)}: TCP connections — not supported yet`;
+    return refuse(`${describeInet(i)}: TCP connections — not supported yet`);
   }
-  if (i.pending) return `${describeInet(i)}: ${i.pending} connection(s) not accepted yet — not supported yet`;
+  if (i.pending) return refuse(`${describeInet(i)}: ${i.pending} connection(s) not accepted yet — not supported yet`);
   return null;
 }
 

@@ -6,6 +6,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { inotify_file_entrySchema, inotify_wd_entrySchema } from '../../image/gen/fsnotify_pb.js';
 import { sys, sysTry, O, E, F } from '../../sys/index.js';
 import type { FdInfo } from '../../proc/index.js';
+import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 import { NO_FOWN, type FownData } from './reg.js';
 import { handlePath, parseHandle, type FileHandle } from './fhandle.js';
 
@@ -40,9 +41,9 @@ export function dumpInotify(id: number, flags: number, fown: FownData, info: FdI
 }
 
 /** Why the instance cannot be dumped: a watched inode with no path left. */
-export function inotifyBlocker(where: string, info: FdInfo): string | null {
+export function inotifyBlocker(place: BlockerPlace, info: FdInfo): Blocker | null {
   for (const w of dumpInotify(0, 0, NO_FOWN, info).wd) {
-    if (!w.fHandle.path) return `${where}: inotify watch ${w.wd} on inode ${w.iIno} whose path cannot be found (deleted?) — not supported`;
+    if (!w.fHandle.path) return blockerAt(place, { kind: 'inotify', reason: `inotify watch ${w.wd} on inode ${w.iIno} whose path cannot be found (deleted?) — not supported` });
   }
   return null;
 }

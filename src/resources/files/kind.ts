@@ -1,7 +1,7 @@
 // What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
 // cryo does not support yet.
 import { anonKind, epollBlocker } from './anon.js';
-import { inspectSocket, socketInode } from './socket.js';
+import { socketBlocker, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
 import { isMemfd } from './memfd.js';
@@ -10,6 +10,7 @@ import { inotifyBlocker } from './inotify.js';
 import { fanotifyBlocker } from './fanotify.js';
 import { parseFdinfo, type FdInfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
+import { blockerText, type Blocker } from '../../util/blocker.js';
 
 export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
@@ -45,8 +46,7 @@ export function describeLink(link: string): string {
  * Why the fd cannot be dumped (null if it can). `info`: its fdinfo, when the caller has it
  * parsed already; read here otherwise (once, for every check that needs it).
  */
-export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): string | null {
-  const where = `pid ${pid} fd ${fd}`;
+export function findFdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): Blocker | null {
   if (!info) {
     try {
       info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
@@ -54,31 +54,36 @@ export function fdBlocker(pid: number, fd: number, link: string, mode: number | 
       return null; // closed meanwhile
     }
   }
-  return kindBlocker(pid, fd, where, link, mode, scan, info) ?? lockBlocker(where, fdLocks(info), scan.fileLocks);
+  return kindBlocker(pid, fd, link, mode, scan, info) ?? lockBlocker({ pid, fd }, fdLocks(info), scan.fileLocks);
 }
 
-function kindBlocker(pid: number, fd: number, where: string, link: string, mode: number | null, scan: FileScan, info: FdInfo): string | null {
+/** findFdBlocker as one line of text (what `check` printed before it read Blocker data). */
+export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): string | null {
+  const b = findFdBlocker(pid, fd, link, mode, scan, info);
+  return b && blockerText(b);
+}
+
+function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: FdInfo): Blocker | null {
+  const refuse = (kind: string, reason: string): Blocker => ({ pid, fd, kind, reason });
   const sock = socketInode(link);
-  if (sock !== null) {
-    const b = inspectSocket(pid, fd, sock, scan).blocker;
-    return b ? `${where}: ${b}` : null;
-  }
+  if (sock !== null) return socketBlocker(pid, fd, sock, scan);
   const anon = anonKind(link);
-  if (anon === 'INOTIFY') return inotifyBlocker(where, info);
-  if (anon === 'FANOTIFY') return fanotifyBlocker(where, info);
-  if (anon === 'EVENTPOLL') return epollBlocker(pid, fd, where, info);
+  if (anon === 'INOTIFY') return inotifyBlocker({ pid, fd }, info);
+  if (anon === 'FANOTIFY') return fanotifyBlocker({ pid, fd }, info);
+  if (anon === 'EVENTPOLL') return epollBlocker(pid, fd, info);
   if (anon) return null;
-  if (link.startsWith('anon_inode:')) return `${where}: ${describeLink(link)} — not supported yet`;
+  const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
+  if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
   if (isMemfd(link)) return null;
   const gone = deletedPath(link);
-  if (gone !== null) return ghostBlocker(where, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
+  if (gone !== null) return ghostBlocker({ pid, fd }, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
   if (link.startsWith('/dev/pts/') || link.startsWith('/dev/tty') || link === '/dev/ptmx' || link === '/dev/console') {
-    return `${where}: terminal ${link} — not supported yet (ptys come later)`;
+    return refuse('terminal', `terminal ${link} — not supported yet (ptys come later)`);
   }
-  if (mode === null) return `${where}: ${link} — cannot inspect`;
+  if (mode === null) return refuse('file', `${link} — cannot inspect`);
   const type = mode & 0o170000;
   if (type === 0o100000 || type === 0o040000) return null;
-  if (type === 0o020000) return STATELESS_DEVICES.has(link) ? null : `${where}: character device ${link} — not supported`;
+  if (type === 0o020000) return STATELESS_DEVICES.has(link) ? null : refuse('device', `character device ${link} — not supported`);
   if (type === 0o010000) return null; // pipes, and FIFOs by path
-  return `${where}: ${link} (file type 0${type.toString(8)}) — not supported`;
+  return refuse('file', `${link} (file type 0${type.toString(8)}) — not supported`);
 }

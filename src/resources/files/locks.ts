@@ -5,6 +5,7 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { file_lock_entrySchema } from '../../image/gen/file-lock_pb.js';
 import { parseLockLine, type FdInfo, type LockLine } from '../../proc/index.js';
+import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 import type { RestoreTask } from '../context.js';
 
 export type FileLockData = MessageInitShape<typeof file_lock_entrySchema> & {
@@ -34,11 +35,11 @@ function describe(l: LockLine): string {
 }
 
 /** Why the locks on this fd stop a dump (null if none, or if the user asked for them). */
-export function lockBlocker(where: string, locks: LockLine[], fileLocks: boolean): string | null {
+export function lockBlocker(place: BlockerPlace, locks: LockLine[], fileLocks: boolean): Blocker | null {
   if (!locks.length) return null;
   const lease = locks.find((l) => KIND[l.kind] === undefined || l.kind === 'LEASE');
-  if (lease) return `${where}: holds a ${lease.kind} — not supported`;
-  if (!fileLocks) return `${where}: holds ${describe(locks[0]!)} — pass --file-locks to checkpoint file locks`;
+  if (lease) return blockerAt(place, { kind: 'lock', reason: `holds a ${lease.kind} — not supported` });
+  if (!fileLocks) return blockerAt(place, { kind: 'lock', reason: `holds ${describe(locks[0]!)}`, hint: 'pass --file-locks to checkpoint file locks' });
   return null;
 }
 

@@ -4,7 +4,8 @@
 import { AF, SOL, SO, getsockoptInt, pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
 import type { FileScan } from './scan.js';
 import { dumpFd } from './fds.js';
-import { UserError } from '../../util/errors.js';
+import { UnsupportedError } from '../../util/errors.js';
+import { blockerAt, causeText, type Blocker, type BlockerCause } from '../../util/blocker.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
 import { inspectInet, describeInet, inetBlocker, dumpInetSk, type InetInfo } from './inet.js';
 import type { FileTable } from './table.js';
@@ -33,21 +34,33 @@ export function withOurCopy<T>(pid: number, fd: number, fn: (ours: number) => T)
 }
 
 /** The socket in words, and why it cannot be dumped (null if it can). */
-export function inspectSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; blocker: string | null } {
+export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
   const u = scan.unix.get(ino);
-  if (u) return { text: describeUnix(u), blocker: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
+  if (u) return { text: describeUnix(u), cause: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
   return withOurCopy(pid, fd, judgeCopy);
 }
 
+/** judgeSocket, the cause as one text (what `check` printed before it read Blocker data). */
+export function inspectSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; blocker: string | null } {
+  const { text, cause } = judgeSocket(pid, fd, ino, scan);
+  return { text, blocker: cause && causeText(cause) };
+}
+
+/** Why the socket behind the task's fd cannot be dumped (null if it can). */
+export function socketBlocker(pid: number, fd: number, ino: number, scan: FileScan): Blocker | null {
+  const { cause } = judgeSocket(pid, fd, ino, scan);
+  return cause && blockerAt({ pid, fd }, cause);
+}
+
 /** A socket that is not unix, judged through our copy `ours` of it; `inet` when it is one. */
-function judgeCopy(ours: number): { text: string; blocker: string | null; inet?: InetInfo } {
+function judgeCopy(ours: number): { text: string; cause: BlockerCause | null; inet?: InetInfo } {
   const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
   if (family === AF.INET || family === AF.INET6) {
     const inet = inspectInet(ours, family);
-    return { text: describeInet(inet), blocker: inetBlocker(inet), inet };
+    return { text: describeInet(inet), cause: inetBlocker(inet), inet };
   }
   const text = `${FAMILY_NAME[family] ?? `family ${family}`} socket`;
-  return { text, blocker: `${text} — not supported yet` };
+  return { text, cause: { kind: 'socket', reason: `${text} — not supported yet` } };
 }
 
 /**
@@ -56,8 +69,8 @@ function judgeCopy(ours: number): { text: string; blocker: string | null; inet?:
  */
 export function dumpSocket(pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable): { id: number; type: 'UNIXSK' | 'INETSK' } {
   const { scan } = files;
-  const refuse = (blocker: string | null) => {
-    if (blocker) throw new UserError(`pid ${pid} fd ${fd}: ${blocker}`);
+  const refuse = (cause: BlockerCause | null) => {
+    if (cause) throw new UnsupportedError([blockerAt({ pid, fd }, cause)]);
   };
   const id = files.entries.length + 1;
   const u = scan.unix.get(ino);
@@ -78,7 +91,7 @@ export function dumpSocket(pid: number, fd: number, ino: number, flags: number, 
       return { id, type: 'UNIXSK' as const };
     }
     const judged = judgeCopy(ours);
-    refuse(judged.blocker);
+    refuse(judged.cause);
     const { entry, warning } = dumpInetSk(ours, judged.inet!, id, ino, flags, fown);
     files.entries.push({ type: 'INETSK', id, isk: { ...entry, nsId: files.netNsId } });
     if (warning) files.warnings.push(`pid ${pid} fd ${fd}: ${warning}`);

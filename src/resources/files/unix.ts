@@ -11,6 +11,7 @@ import {
   sendWithFds, sys, O, F, type UnixDiag, type QueuedMessage,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
+import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
 import type { FownData } from './reg.js';
 
@@ -70,23 +71,24 @@ export function listenerOf(ino: number, all: Map<number, UnixDiag>): UnixDiag | 
 }
 
 /** Why this socket cannot be dumped (null if it can). `held`: socket inodes the tree holds. */
-export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<number>, extUnixSk: boolean): string | null {
-  if (isRelative(d.name)) return `${describeUnix(d)}: bound to a relative path — not supported yet`;
+export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<number>, extUnixSk: boolean): BlockerCause | null {
+  const refuse = (reason: string, hint?: string): BlockerCause => ({ kind: 'socket', reason: `${describeUnix(d)}: ${reason}`, ...(hint ? { hint } : {}) });
+  if (isRelative(d.name)) return refuse(`bound to a relative path — not supported yet`);
   // Connections waiting to be accepted are made again by their clients: each client must be
   // ours, and must not have written anything yet (that would sit in the unaccepted end).
   for (const ino of d.state === TCP_STATE.LISTEN ? d.icons : []) {
-    if (!held.has(ino)) return `${describeUnix(d)}: a connection not accepted yet comes from outside the dumped tree — not supported`;
+    if (!held.has(ino)) return refuse(`a connection not accepted yet comes from outside the dumped tree — not supported`);
     const sent = all.get(ino)?.wqueue ?? 0;
-    if (sent) return `${describeUnix(d)}: a connection not accepted yet has ${sent} bytes queued — not supported yet`;
+    if (sent) return refuse(`a connection not accepted yet has ${sent} bytes queued — not supported yet`);
   }
   if (d.peer && !held.has(d.peer)) {
     const peer = all.get(d.peer);
     const peerName = peer ? unixName(peer.name) : '';
-    if (!peerName) return `${describeUnix(d)}: its peer is outside the dumped tree and has no name — cannot be reconnected`;
+    if (!peerName) return refuse(`its peer is outside the dumped tree and has no name — cannot be reconnected`);
     if (isRelative(peer!.name)) {
-      return `${describeUnix(d)}: its peer ${peerName} is outside the dumped tree and bound to a relative path — cannot be reconnected`;
+      return refuse(`its peer ${peerName} is outside the dumped tree and bound to a relative path — cannot be reconnected`);
     }
-    if (!extUnixSk) return `${describeUnix(d)}: its peer ${peerName} is outside the dumped tree — pass --ext-unix-sk to reconnect to it on restore`;
+    if (!extUnixSk) return refuse(`its peer ${peerName} is outside the dumped tree`, 'pass --ext-unix-sk to reconnect to it on restore');
   }
   return null;
 }

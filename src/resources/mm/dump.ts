@@ -4,10 +4,11 @@
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, PR, O, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
-import { UnsupportedError, hex } from '../../util/errors.js';
+import { UnsupportedError } from '../../util/errors.js';
+import { blockerText, type Blocker } from '../../util/blocker.js';
 import { ghostBlocker } from '../files/ghost.js';
 import { isMemfd } from '../files/memfd.js';
-import { VMA, classifyVma, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
+import { VMA, classifyVma, mappingName, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
 import type { DumpTask } from '../context.js';
 
 export interface VmaData {
@@ -73,19 +74,23 @@ export interface MemoryPlan {
 }
 
 /** Checks every mapping before anything is touched; returns the blockers (empty if none). */
-export function memoryBlockers(pid: number, maps: MapsEntry[], ghostLimit: number): string[] {
-  const out: string[] = [];
+export function mappingBlockers(pid: number, maps: MapsEntry[], ghostLimit: number): Blocker[] {
+  const out: Blocker[] = [];
   for (const m of maps) {
     const c = classifyVma(pid, m);
     if ('blocker' in c) out.push(c.blocker);
     else if (m.deleted && (c.kind === 'file-private' || c.kind === 'file-shared') && !isMemfd(m.path)) {
       // Deleted files are saved as ghost files, up to the limit.
-      const where = `pid ${pid} mapping ${hex(m.start)}-${hex(m.end)}`;
-      const b = ghostBlocker(where, m.path, `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, ghostLimit);
+      const b = ghostBlocker({ pid, mapping: mappingName(m) }, m.path, `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, ghostLimit);
       if (b) out.push(b);
     }
   }
   return out;
+}
+
+/** mappingBlockers as text lines (what `check` printed before it read Blocker data). */
+export function memoryBlockers(pid: number, maps: MapsEntry[], ghostLimit: number): string[] {
+  return mappingBlockers(pid, maps, ghostLimit).map(blockerText);
 }
 
 function statusFor(kind: VmaKind, m: MapsEntry, heap: boolean): number {

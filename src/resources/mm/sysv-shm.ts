@@ -8,7 +8,9 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ipc_shm_entrySchema } from '../../image/gen/ipc-shm_pb.js';
 import { sys, sysTry, E, PAGE_SIZE } from '../../sys/index.js';
 import { parseSysvShm, SHM_DEST, type MapsEntry, type ShmSegment } from '../../proc/index.js';
-import { hex, UserError } from '../../util/errors.js';
+import { UserError } from '../../util/errors.js';
+import type { Blocker } from '../../util/blocker.js';
+import { mappingName } from './vma-kind.js';
 
 export type ShmEntry = MessageInitShape<typeof ipc_shm_entrySchema> & {
   desc: { key: number; uid: number; gid: number; cuid: number; cgid: number; mode: number; id: number };
@@ -38,26 +40,31 @@ const pageAlign = (n: bigint) => (n + BigInt(PAGE_SIZE - 1)) & ~BigInt(PAGE_SIZE
  * Why the tree's attachments cannot be saved: each must cover its whole segment, and every
  * attachment of a segment must be the tree's (the others would lose it).
  */
-export function sysvShmBlockers(attachments: { pid: number; m: MapsEntry }[]): string[] {
+export function sysvShmBlockers(attachments: { pid: number; m: MapsEntry }[]): Blocker[] {
   if (!attachments.length) return [];
   const segs = sysvSegments();
-  const out: string[] = [];
-  const count = new Map<number, number>();
+  const out: Blocker[] = [];
+  // Per segment: how often the tree attaches it, and one attachment to name it by.
+  const count = new Map<number, { n: number; pid: number; mapping: string }>();
   for (const { pid, m } of attachments) {
-    const where = `pid ${pid} mapping ${hex(m.start)}-${hex(m.end)}`;
+    const mapping = mappingName(m);
     const seg = segs.get(m.inode);
     if (!seg) {
-      out.push(`${where}: SysV shared memory segment ${m.inode} not found in /proc/sysvipc/shm`);
+      out.push({ pid, mapping, kind: 'sysv-shm', reason: `SysV shared memory segment ${m.inode} not found in /proc/sysvipc/shm` });
       continue;
     }
     if (m.offset !== 0n || m.end - m.start !== pageAlign(seg.size)) {
-      out.push(`${where}: part of SysV shared memory segment ${m.inode} (split by mprotect or munmap) — not supported yet`);
+      out.push({ pid, mapping, kind: 'sysv-shm', reason: `part of SysV shared memory segment ${m.inode} (split by mprotect or munmap) — not supported yet` });
     }
-    count.set(seg.shmid, (count.get(seg.shmid) ?? 0) + 1);
+    const c = count.get(seg.shmid) ?? { n: 0, pid, mapping };
+    c.n++;
+    count.set(seg.shmid, c);
   }
-  for (const [id, n] of count) {
+  for (const [id, { n, pid, mapping }] of count) {
     const seg = segs.get(id)!;
-    if (seg.nattch > n) out.push(`SysV shared memory segment ${id} (key ${seg.key}): attached ${seg.nattch - n} more time(s) outside the dumped tree — not supported`);
+    if (seg.nattch > n) {
+      out.push({ pid, mapping, kind: 'sysv-shm', reason: `SysV shared memory segment ${id} (key ${seg.key}): attached ${seg.nattch - n} more time(s) outside the dumped tree — not supported` });
+    }
   }
   return out;
 }

@@ -3,6 +3,7 @@
 import { statSync } from 'node:fs';
 import type { MapsEntry } from '../../proc/index.js';
 import { hex } from '../../util/errors.js';
+import type { Blocker } from '../../util/blocker.js';
 
 export const VMA = {
   AREA_REGULAR: 1 << 0,
@@ -24,26 +25,31 @@ export const VMA = {
 export type VmaKind = 'anon-private' | 'anon-shared' | 'file-private' | 'file-shared' | 'sysv-shm' | 'vdso' | 'vvar' | 'vsyscall';
 
 /** Classifies a mapping; returns a blocker message instead when cryo cannot handle it. */
-export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { blocker: string } {
-  const where = `pid ${pid} mapping ${hex(m.start)}-${hex(m.end)}`;
+export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { blocker: Blocker } {
+  const refuse = (reason: string) => ({ blocker: { pid, mapping: mappingName(m), kind: 'mapping', reason } });
   if (m.path === '[vdso]') return { kind: 'vdso' };
   if (m.path === '[vvar]' || m.path === '[vvar_vclock]') return { kind: 'vvar' };
   if (m.path === '[vsyscall]') return { kind: 'vsyscall' };
   // The inode of a SysV mapping is the segment id, and 0 is a valid one.
   if (m.path.startsWith('/SYSV')) return { kind: 'sysv-shm' }; // whole-segment checks: sysv-shm.ts
   if (m.inode === 0) {
-    if (m.shared) return { blocker: `${where}: shared mapping of an unknown kind (${m.path || 'no name'}) — not supported` };
+    if (m.shared) return refuse(`shared mapping of an unknown kind (${m.path || 'no name'}) — not supported`);
     return { kind: 'anon-private' };
   }
   if (m.path === '/dev/zero' || m.path.startsWith('/dev/zero ')) {
     if (m.shared) return { kind: 'anon-shared' };
     return { kind: 'anon-private' };
   }
-  if (m.path.startsWith('[')) return { blocker: `${where}: kernel mapping ${m.path} — not supported` };
+  if (m.path.startsWith('[')) return refuse(`kernel mapping ${m.path} — not supported`);
   // /dev/shm and other tmpfs files under /dev are files like any other; devices are not.
-  if (m.path.startsWith('/dev/') && !isRegularMapping(pid, m)) return { blocker: `${where}: device mapping ${m.path} — not supported` };
-  if (m.path.startsWith('anon_inode:')) return { blocker: `${where}: ${m.path} mapping — not supported` };
+  if (m.path.startsWith('/dev/') && !isRegularMapping(pid, m)) return refuse(`device mapping ${m.path} — not supported`);
+  if (m.path.startsWith('anon_inode:')) return refuse(`${m.path} mapping — not supported`);
   return { kind: m.shared ? 'file-shared' : 'file-private' };
+}
+
+/** A mapping as blockers name it: `0xSTART-0xEND`. */
+export function mappingName(m: MapsEntry): string {
+  return `${hex(m.start)}-${hex(m.end)}`;
 }
 
 /** madvise advice numbers that VmFlags show, as CRIU keeps them in VmaEntry.madv (1 << advice). */

@@ -1,0 +1,124 @@
+// The library's options and results (`import { check, dump, restore } from 'cryo'`). Results are
+// plain data: `cryo ... --json` prints them as they are, and the RPC to come sends them.
+import type { Blocker } from '../util/blocker.js';
+import type { ProgressSink } from '../util/progress.js';
+import type { KernelReport, TreeReport } from '../check/report.js';
+import type { VerifyMode } from '../restore/verify.js';
+
+/**
+ * done: the dump or restore happened. ok: check found nothing against it. refused: cannot be
+ * checkpointed (the blockers say why; nothing was touched). failed: it went wrong (a dump leaves
+ * the target running untouched, a restore leaves no process behind; `error` says what).
+ */
+export type Verdict = 'ok' | 'refused' | 'failed' | 'done';
+
+export interface Counts {
+  tasks: number;
+  threads: number;
+  fds: number;
+  /** Pages of memory written (dump) or in the images to read back (restore). */
+  pages: number;
+  bytes: number;
+}
+
+export interface Timings {
+  /** From the call to its return. */
+  totalMs: number;
+  /** How long the tasks were frozen (dump only). */
+  frozenMs?: number;
+  /** Each step the engine ran (`log.step`), summed over its runs, in the order first seen. */
+  phases: Record<string, number>;
+}
+
+/** Where the log goes: level 0 (errors) .. 4 (everything), to stderr or to a new file. */
+export interface LogOptions {
+  /** Default 0 for the library (errors only), 2 for the CLI. */
+  logLevel?: number;
+  logFile?: string;
+}
+
+/** What `check` tests besides the kernel. Without `pid`: the kernel's features. */
+export interface CheckOptions {
+  pid?: number;
+  /** As for dump: unix peers outside the tree are not blockers. */
+  extUnixSk?: boolean;
+  /** As for dump: deleted files up to this many bytes are not blockers (default 1 MiB). */
+  ghostLimit?: number;
+  /** As for dump: file locks are not blockers. */
+  fileLocks?: boolean;
+}
+
+export type KernelCheckResult = { command: 'check'; target: 'kernel'; timings: Timings } & KernelReport;
+
+/** A tree that was looked at (ok or refused), or could not be (failed: no such PID, ...). */
+export type TreeCheckResult =
+  | ({ command: 'check'; target: 'tree'; counts: Omit<Counts, 'pages' | 'bytes'> & { maps: number }; timings: Timings } & TreeReport)
+  | { command: 'check'; target: 'tree'; pid: number; verdict: 'failed'; error: string; blockers: Blocker[]; timings: Timings };
+
+export type CheckResult = KernelCheckResult | TreeCheckResult;
+
+export interface DumpOptions extends LogOptions {
+  pid: number;
+  /** Created if missing; must be empty. */
+  dir: string;
+  /** Keep the tree running after the checkpoint (proving it was left unchanged). */
+  leaveRunning?: boolean;
+  extUnixSk?: boolean;
+  ghostLimit?: number;
+  fileLocks?: boolean;
+  /** Checksum the page images in the manifest too. */
+  verifyPages?: boolean;
+  /** Called as memory is written and tasks are done. */
+  onProgress?: ProgressSink;
+  /**
+   * Catch SIGINT, SIGTERM and SIGHUP while the dump runs: the tree is put back and the result is
+   * 'failed' with the signal (the CLI does; a library caller may own its signals).
+   */
+  interruptible?: boolean;
+}
+
+export interface DumpResult {
+  command: 'dump';
+  verdict: 'done' | 'refused' | 'failed';
+  pid: number;
+  dir: string;
+  blockers: Blocker[];
+  /** Present when done. */
+  counts?: Counts;
+  timings: Timings;
+  error?: string;
+  /** The signal number that interrupted the dump (the tree was put back and left running). */
+  signal?: number;
+}
+
+export interface RestoreOptions extends LogOptions {
+  dir: string;
+  /** Return once the tree runs (default); false: wait for the root to exit. */
+  detach?: boolean;
+  pidfile?: string;
+  /** Our fds standing in for files of the image, by key (`pipe:[INO]`), as --inherit-fd. */
+  inherit?: Map<string, number>;
+  shellJob?: boolean;
+  trustImage?: boolean;
+  /** Compare the restored tasks with the images before they run (default 'on'). */
+  verify?: VerifyMode;
+  /** With verify 'warn', called with each difference (they are also in the result). */
+  onDifference?: (line: string) => void;
+  onProgress?: ProgressSink;
+}
+
+export interface RestoreResult {
+  command: 'restore';
+  verdict: 'done' | 'refused' | 'failed';
+  dir: string;
+  /** The restored root's PID (when done). */
+  pid?: number;
+  blockers: Blocker[];
+  counts?: Counts;
+  timings: Timings;
+  /** With verify 'warn': what differed. */
+  differences: string[];
+  /** Without detach: the restored root's exit status. */
+  exitCode?: number;
+  error?: string;
+}

@@ -1,0 +1,83 @@
+// Parsing of the command line's values, and the exit codes scripts can rely on.
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { fstatSync } from 'node:fs';
+
+/** Exit codes: documented in --help and the README. A dump interrupted by a signal exits 128+signal. */
+export const EXIT = {
+  /** Done (check: nothing against it). */
+  done: 0,
+  /** Failed: a dump leaves the target running untouched, a restore leaves no process behind. */
+  failed: 1,
+  /** Bad usage: unknown command or option, bad or missing value. */
+  usage: 2,
+  /** Refused: the tree cannot be checkpointed (the blockers are named), or the kernel lacks a feature. */
+  refused: 3,
+} as const;
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0    done (check: can be checkpointed; restore without -d: the restored process's own status)
+  1    failed (a dump leaves the process running untouched; a restore leaves no process behind)
+  2    bad usage (unknown option, bad or missing value)
+  3    refused: cannot be checkpointed, every blocker named (check, dump), or the kernel lacks
+       a feature cryo needs (check)
+  128+N  a dump interrupted by signal N (SIGINT, SIGTERM, SIGHUP): the process was put back`;
+
+/** Bad usage found after commander's own parsing (a missing -t, ...): exit 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** A PID as -t takes it: a positive decimal integer; anything else is named as it was given. */
+export function parsePid(text: string): number {
+  const t = text.trim();
+  const n = Number(t);
+  if (!/^\d+$/.test(t) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`not a PID: '${text}' (a process ID is a positive number, e.g. -t 1234)`);
+  return n;
+}
+
+/** A size with an optional K/M/G suffix (powers of 1024), as --ghost-limit takes it. */
+export function parseSize(text: string): number {
+  const m = /^(\d+)([KMG]?)B?$/i.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`not a size: ${text} (examples: 1048576, 512K, 4M)`);
+  return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+}
+
+/** -v LEVEL, -vLEVEL (CRIU's -v4), bare -v (3) or -vv.. (one more per v): 0..4, anything else refused. */
+export function parseVerbosity(text: string): number {
+  const t = text.trim();
+  const level = /^v*$/.test(t) ? 3 + t.length : /^\d$/.test(t) ? Number(t) : NaN;
+  if (!(level >= 0 && level <= 4)) throw new InvalidArgumentError(`'${text}' is not a level: 0 (errors only) .. 4 (everything), e.g. -v4`);
+  return level;
+}
+
+/** One --inherit-fd fd[N]:KEY, added to the map of the ones before: N must be open in cryo. */
+export function collectInherit(spec: string, map: Map<string, number>): Map<string, number> {
+  const m = /^fd\[(\d+)\]:(.+)$/.exec(spec);
+  if (!m) throw new InvalidArgumentError(`not fd[N]:KEY: ${spec} (example: fd[3]:pipe:[12345])`);
+  const fd = Number(m[1]);
+  try {
+    fstatSync(fd);
+  } catch {
+    throw new InvalidArgumentError(`fd ${fd} is not open in cryo (give it with a redirection such as 3>&1 or 3<pipe)`);
+  }
+  map.set(m[2]!, fd);
+  return map;
+}
+
+export function verbosityOption(help = "log level 0 (errors) .. 4 (everything, each step with its duration); -v4 is CRIU's spelling, -v alone is 3"): Option {
+  return new Option('-v, --verbosity [level]', help).preset('3').argParser(parseVerbosity).default(2);
+}
+
+export function addLogOptions(c: Command): Command {
+  return c
+    .addOption(verbosityOption())
+    .option('-o, --log-file <file>', 'write the log to FILE (at the chosen level) instead of stderr');
+}
+
+export function addJsonOption(c: Command): Command {
+  return c.option('--json', 'print the result as one JSON object on stdout (verdict, blockers, counts, timings) and nothing else there; no progress line');
+}
