@@ -22,6 +22,8 @@ export const PREREQUISITES: Prerequisite[] = [
   { program: 'python3', pkg: 'python3', why: 'python targets and the pty helper', find: '/usr/bin/python3' },
   { program: 'redis-server', pkg: 'redis-server', why: 'a real service checkpointed and restored', find: 'redis-server' },
   { program: 'redis-cli', pkg: 'redis-server', why: 'talking to it', find: 'redis-cli' },
+  { program: 'tmux', pkg: 'tmux', why: 'a real program holding ptys', find: 'tmux' },
+  { program: 'nft', pkg: 'nftables', why: 'the network lock of TCP dumps', find: 'nft' },
 ];
 
 function executable(file: string): boolean {
