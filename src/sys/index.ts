@@ -8,3 +8,4 @@ export * from './ptrace.js';
 export { cpuid, xsaveLayout } from './cpuid.js';
 export * from './socket.js';
 export * from './interrupt.js';
+export * from './tcp.js';
