@@ -158,7 +158,7 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
     connect(fd, encodeInetAddr(dst), `${what}: connect in repair mode`);
     // Handshake options before any data: the kernel refuses them (EPERM) once bytes were sent.
     setRepairOptions(fd, handshakeOptions(s));
-    if (has('timestamp')) setsockoptInt(fd, SOL.TCP, TCP_REPAIR_OPT.TIMESTAMP, s.timestamp ?? 0, `${what}: TCP_TIMESTAMP`);
+    if (has('timestamp')) setsockoptInt(fd, SOL.TCP, TCP_REPAIR_OPT.TIMESTAMP, (s.timestamp ?? 0) | 0, `${what}: TCP_TIMESTAMP`);
     refillQueues(fd, rec, unsent, what);
     if (has('sndWl1') && has('sndWnd') && has('maxWindow') && has('rcvWnd') && has('rcvWup')) {
       setRepairWindow(fd, { sndWl1: s.sndWl1!, sndWnd: s.sndWnd!, maxWindow: s.maxWindow!, rcvWnd: s.rcvWnd!, rcvWup: s.rcvWup! });

@@ -1,0 +1,229 @@
+// TCP repair and the network lock on real connections. A target (tcpconn.c) holds a client and a
+// server connected over loopback with data in flight both ways; the test takes the client's
+// socket (pidfd_getfd), locks the network, dumps the connection through images CRIU's crit
+// reads, closes every copy of the original silently (repair mode), recreates the connection in
+// this process from the images, and then talks to the target's server on it: the server checks
+// every byte's position in both streams and a clean EOF. The lock tests check packets really
+// stop and that no table outlives its owner.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { after, describe, it } from 'node:test';
+import { create } from '@bufbuild/protobuf';
+import { buildTarget, cleanup, critDecodeAll, killTarget, makeTempDir, startTarget, waitForLine, sleep } from './lib/index.js';
+import {
+  AF, SOL, SO, TCP_OPT, TCP_STATE, F, O, E, sys, sysTry, decodeInetAddr, getsockname,
+  getsockoptInt, setsockoptInt, pidfdOpen, pidfdGetfd, closeFd, tcpInfoHead, tcpRepairOn, getRepairWindow, selectRepairQueue, getQueueSeq,
+  TCP_QUEUE, TCP_REPAIR_OPT, TCPI_OPT, shutdown,
+} from '../src/sys/index.js';
+import { encodeImage, decodeImage } from '../src/image/io.js';
+import { inet_sk_entrySchema, type inet_sk_entry } from '../src/image/gen/sk-inet_pb.js';
+import { inspectInet } from '../src/resources/files/inet.js';
+import {
+  dumpTcpConnection, createTcpConnection, leaveRepair, releaseRepair, encodeTcpStreamImage, decodeTcpStreamImage, recordEnds,
+  type TcpConnectionRecord,
+} from '../src/resources/net/tcp-repair.js';
+import { lockNetwork, type NetworkLock } from '../src/resources/net/netlock.js';
+
+after(cleanup);
+
+const EXTRA = 100000; // as in tcpconn.c
+
+/** Byte i of stream direction d (0 client->server, 1 server->client), as tcpconn.c makes it. */
+function pattern(i: number, d: number): number {
+  return ((Math.imul(i, 0x9e3779b1) >>> 24) ^ (i >>> 8) ^ (d * 0x5a)) & 0xff;
+}
+
+function patternBuf(from: number, len: number, d: number): Buffer {
+  const b = Buffer.alloc(len);
+  for (let k = 0; k < len; k++) b[k] = pattern(from + k, d);
+  return b;
+}
+
+function firstMismatch(b: Buffer, from: number, d: number): number {
+  for (let k = 0; k < b.length; k++) if (b[k] !== pattern(from + k, d)) return k;
+  return -1;
+}
+
+function field(line: string, name: string): number {
+  const m = new RegExp(`${name}=(\\d+)`).exec(line);
+  assert.ok(m, `no ${name}= in "${line}"`);
+  return Number(m[1]);
+}
+
+/** Record -> inetsk.img + tcp-stream-INO.img (crit must decode both) -> record. */
+async function throughImages(rec: TcpConnectionRecord): Promise<TcpConnectionRecord> {
+  const dir = makeTempDir('cryo-tcp-img-');
+  const streamFile = `tcp-stream-${rec.sk.ino.toString(16)}.img`;
+  fs.writeFileSync(path.join(dir, 'inetsk.img'), encodeImage('INETSK', [create(inet_sk_entrySchema, rec.sk)]));
+  fs.writeFileSync(path.join(dir, streamFile), encodeTcpStreamImage(rec));
+  const crit = await critDecodeAll(dir);
+  const critStream = (crit.get(streamFile) as { entries: Array<Record<string, unknown>> }).entries[0]!;
+  assert.equal(critStream.inq_len, rec.stream.inqLen, 'crit reads our inq_len');
+  assert.equal(critStream.outq_len, rec.stream.outqLen, 'crit reads our outq_len');
+  const sk = decodeImage(fs.readFileSync(path.join(dir, 'inetsk.img')), 'inetsk.img').messages[0] as inet_sk_entry;
+  const s = decodeTcpStreamImage(fs.readFileSync(path.join(dir, streamFile)), streamFile);
+  assert.ok(s.inq.equals(rec.inq) && s.outq.equals(rec.outq), 'queue bytes survive the image');
+  return { sk: sk as unknown as TcpConnectionRecord['sk'], stream: s.stream as unknown as TcpConnectionRecord['stream'], inq: s.inq, outq: s.outq };
+}
+
+/** Talks on the recreated client: writes c2s..c2s+EXTRA, reads the whole server stream, then FIN and EOF. */
+async function converse(fd: number, c2s: number, s2cTotal: number): Promise<void> {
+  sys('fcntl', [fd, F.SETFL, O.RDWR | O.NONBLOCK]);
+  const out = patternBuf(c2s, EXTRA, 0);
+  const inBuf = Buffer.alloc(65536);
+  let wrote = 0;
+  let got = 0;
+  let finSent = false;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    let progress = false;
+    if (wrote < out.length) {
+      const chunk = out.subarray(wrote);
+      const r = sysTry('write', [fd, chunk, chunk.length]);
+      if (r.ret > 0) { wrote += r.ret; progress = true; } else assert.equal(r.errno, E.EAGAIN, `write on the restored connection: errno ${r.errno}`);
+    } else if (!finSent) {
+      shutdown(fd, 1, 'SHUT_WR'); // the server expects EOF after the last byte
+      finSent = true;
+    }
+    const r = sysTry('read', [fd, inBuf, inBuf.length]);
+    if (r.ret > 0) {
+      const b = inBuf.subarray(0, r.ret);
+      const bad = firstMismatch(b, got, 1);
+      assert.equal(bad, -1, `server byte ${got + bad} is ${b[bad]}, expected ${pattern(got + bad, 1)}`);
+      got += r.ret;
+      progress = true;
+    } else if (r.ret === 0) {
+      assert.equal(got, s2cTotal, `EOF from the server after ${got} bytes, expected ${s2cTotal}`);
+      assert.ok(finSent, 'the server closed before our FIN');
+      return;
+    } else assert.equal(r.errno, E.EAGAIN, `read on the restored connection: errno ${r.errno} after ${got} bytes`);
+    assert.ok(Date.now() < deadline, `no end of the exchange: wrote ${wrote}/${out.length}, read ${got}/${s2cTotal}`);
+    if (!progress) await sleep(5);
+  }
+}
+
+/**
+ * Drops, on input only, TCP packets from local port `port` (a table of the test's own, not
+ * named like cryo's locks); returns its removal.
+ */
+function dropArriving(port: number): () => void {
+  const name = `cryotest-${process.pid}-${port}`;
+  const nft = (args: string[], input?: string) => {
+    const r = spawnSync('nft', args, { input, encoding: 'utf8' });
+    assert.equal(r.status, 0, `nft ${args.join(' ')}: ${r.stderr}`);
+  };
+  nft(['-f', '-'], `table inet ${name} { chain input { type filter hook input priority -300; policy accept; tcp sport ${port} drop; }\n}\n`);
+  let gone = false;
+  return () => {
+    if (!gone) nft(['delete', 'table', 'inet', name]);
+    gone = true;
+  };
+}
+
+async function dumpAndRecreate(family: '4' | '6', note: (msg: string) => void): Promise<void> {
+  const af = family === '4' ? AF.INET : AF.INET6;
+  const t = await startTarget([buildTarget('tcpconn'), family], { name: `tcpconn${family}` });
+  let pidfd = -1;
+  let dup = -1;
+  let fresh = -1;
+  let lock: NetworkLock | null = null;
+  let lossy: (() => void) | null = null;
+  try {
+    const ready = await waitForLine(t, 'READY', 60_000);
+    const s2c = field(ready, 's2c');
+    pidfd = pidfdOpen(t.pid);
+    dup = pidfdGetfd(pidfd, field(ready, 'client'));
+    const info = inspectInet(dup, af);
+    assert.equal(info.state, TCP_STATE.ESTABLISHED);
+    const origOptions = tcpInfoHead(dup).options;
+    // A lossy wire first: what the client writes now leaves it but never reaches the server
+    // (the lock's own output rule would keep it from being sent at all: the kernel counts a
+    // packet dropped on output as not sent).
+    lossy = dropArriving(info.src.port);
+    process.kill(t.pid, 'SIGUSR1');
+    await waitForLine(t, 'SENT', 30_000);
+    // The lock: from here nothing leaves either end (a packet the kernel cannot send on output
+    // stays unsent in its queue); the client's corked write is never sent.
+    lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    lossy();
+    process.kill(t.pid, 'SIGUSR1');
+    const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
+
+    const rec = dumpTcpConnection(dup, af, { ino: 0x1234 });
+    const st = rec.stream;
+    assert.ok(tcpRepairOn(dup), 'the dumped socket stays in repair mode');
+    // The client read nothing: its receive queue is the server stream from byte 0.
+    assert.ok(st.inqLen > 0 && st.inqLen < s2c, `inq_len ${st.inqLen} of ${s2c} server bytes`);
+    assert.equal(firstMismatch(rec.inq, 0, 1), -1, 'receive queue bytes are the start of the server stream');
+    // 20000 bytes were acknowledged before the lock; the rest is in the send queue, the corked
+    // tail (and anything the window held back) never sent.
+    assert.equal(st.outqLen, c2s - 20000, 'send queue = what the server has not acknowledged');
+    assert.equal(firstMismatch(rec.outq, 20000, 0), -1, 'send queue bytes continue the client stream');
+    assert.ok((st.unsqLen ?? 0) >= 700 && (st.unsqLen ?? 0) < st.outqLen, `unsent ${st.unsqLen} of ${st.outqLen}: both sent-unacked and unsent bytes`);
+    assert.ok(st.mssClamp > 0 && st.optMask === origOptions && origOptions & TCPI_OPT.SACK, `mss ${st.mssClamp}, options ${st.optMask} (socket: ${origOptions})`);
+    assert.deepEqual(rec.sk.tcpOpts, { nodelay: true, cork: true, keepcnt: 5, keepidle: 77, keepintvl: 11 });
+    assert.equal(rec.sk.opts.soKeepalive, true);
+
+    note(`server stream ${s2c} bytes before the dump, ${st.inqLen} of them in the client's receive queue; send queue ${st.outqLen} (${st.unsqLen} unsent); mss ${st.mssClamp}, options 0x${st.optMask.toString(16)}, wscale ${st.sndWscale}/${st.rcvWscale}`);
+    const back = await throughImages(rec);
+    process.kill(t.pid, 'SIGUSR2');
+    await waitForLine(t, 'CLOSED', 30_000);
+    // Our copy is the last: closing it in repair mode sends neither FIN nor RST.
+    closeFd(dup);
+    dup = -1;
+
+    fresh = createTcpConnection(back);
+    assert.ok(tcpRepairOn(fresh), 'a recreated connection starts in repair mode');
+    selectRepairQueue(fresh, TCP_QUEUE.RECV);
+    assert.equal(getQueueSeq(fresh), st.inqSeq, 'receive sequence where the dump left it');
+    selectRepairQueue(fresh, TCP_QUEUE.SEND);
+    assert.equal(getQueueSeq(fresh), st.outqSeq, 'send sequence where the dump left it');
+    selectRepairQueue(fresh, TCP_QUEUE.NONE);
+    const w = getRepairWindow(fresh);
+    assert.deepEqual([w.sndWl1, w.sndWnd, w.maxWindow, w.rcvWnd, w.rcvWup], [st.sndWl1, st.sndWnd, st.maxWindow, st.rcvWnd, st.rcvWup], 'windows');
+    const ti = tcpInfoHead(fresh);
+    assert.equal(ti.state, TCP_STATE.ESTABLISHED);
+    assert.equal(ti.options, st.optMask, 'handshake options');
+    assert.equal(getsockoptInt(fresh, SOL.TCP, TCP_REPAIR_OPT.MAXSEG), st.mssClamp, 'mss clamp');
+    const ts = getsockoptInt(fresh, SOL.TCP, TCP_REPAIR_OPT.TIMESTAMP) >>> 0;
+    assert.ok(((ts - (st.timestamp ?? 0)) >>> 0) < 0x80000000, `timestamp clock went back: ${ts} < ${st.timestamp}`);
+    for (const [opt, want] of [[TCP_OPT.NODELAY, 1], [TCP_OPT.CORK, 1], [TCP_OPT.KEEPIDLE, 77], [TCP_OPT.KEEPINTVL, 11], [TCP_OPT.KEEPCNT, 5]]) {
+      assert.equal(getsockoptInt(fresh, SOL.TCP, opt!), want, `TCP option ${opt}`);
+    }
+    assert.equal(getsockoptInt(fresh, SOL.SOCKET, SO.KEEPALIVE), 1);
+    assert.equal(getsockoptInt(fresh, SOL.SOCKET, SO.RCVBUF), rec.sk.opts.soRcvbuf, 'receive buffer');
+    const ends = recordEnds(back.sk);
+    assert.deepEqual(decodeInetAddr(getsockname(fresh)), ends.src, 'same local address and port');
+
+    leaveRepair(fresh);
+    lock.release();
+    lock = null;
+    // The target's client would now uncork (the corked 700 bytes go out); then both sides talk.
+    setsockoptInt(fresh, SOL.TCP, TCP_OPT.CORK, 0);
+    fs.writeFileSync(path.join(t.dir, 'go'), '');
+    await converse(fresh, c2s, s2c + EXTRA);
+    const res = await waitForLine(t, ['PASS', 'FAIL'], 60_000);
+    assert.ok(res.startsWith('PASS'), t.log());
+  } finally {
+    if (dup >= 0) {
+      releaseRepair(dup);
+      closeFd(dup);
+    }
+    if (fresh >= 0) closeFd(fresh);
+    if (pidfd >= 0) closeFd(pidfd);
+    lock?.release();
+    lossy?.();
+    killTarget(t);
+  }
+}
+
+describe('tcp repair', () => {
+  it('an established IPv4 connection with data in flight both ways is dumped and recreated; the server sees every byte', async (tc) => {
+    await dumpAndRecreate('4', (m) => tc.diagnostic(m));
+  });
+  it('the same over IPv6', async (tc) => {
+    await dumpAndRecreate('6', (m) => tc.diagnostic(m));
+  });
+});
