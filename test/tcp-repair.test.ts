@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
-import { buildTarget, cleanup, critDecodeAll, killTarget, makeTempDir, startTarget, waitFor, waitForLine, sleep } from './lib/index.js';
+import { buildTarget, cleanup, critDecodeAll, killTarget, makeTempDir, startTarget, waitFor, waitForLine, sleep, type Target } from './lib/index.js';
 import {
   AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, F, O, E, sys, sysTry, socket, bind, listen, encodeInetAddr, decodeInetAddr, getsockname,
   getsockoptInt, setsockoptInt, pidfdOpen, pidfdGetfd, closeFd, tcpInfoHead, tcpRepairOn, getRepairWindow, selectRepairQueue, getQueueSeq,
@@ -21,7 +21,7 @@ import { encodeImage, decodeImage } from '../src/image/io.js';
 import { inet_sk_entrySchema, type inet_sk_entry } from '../src/image/gen/sk-inet_pb.js';
 import { inspectInet } from '../src/resources/files/inet.js';
 import {
-  dumpTcpConnection, createTcpConnection, leaveRepair, releaseRepair, encodeTcpStreamImage, decodeTcpStreamImage, recordEnds,
+  dumpTcpConnection, inRepair, createTcpConnection, leaveRepair, releaseRepair, encodeTcpStreamImage, decodeTcpStreamImage, recordEnds,
   type TcpConnectionRecord,
 } from '../src/resources/net/tcp-repair.js';
 import { lockNetwork, listLocks, sweepLeftovers, parseNetworkLockMode, type NetworkLock } from '../src/resources/net/netlock.js';
@@ -104,6 +104,19 @@ async function converse(fd: number, c2s: number, s2cTotal: number): Promise<void
   }
 }
 
+/** The target's client would now uncork (the corked 700 bytes go out); then both sides talk. */
+async function talkAndCheck(t: Target, fd: number, c2s: number, s2c: number): Promise<void> {
+  setsockoptInt(fd, SOL.TCP, TCP_OPT.CORK, 0);
+  fs.writeFileSync(path.join(t.dir, 'go'), '');
+  try {
+    await converse(fd, c2s, s2c + EXTRA);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n--- target log ---\n${t.log()}`, { cause: e });
+  }
+  const res = await waitForLine(t, ['PASS', 'FAIL'], 60_000);
+  assert.ok(res.startsWith('PASS'), t.log());
+}
+
 /**
  * Drops, on input only, TCP packets from local port `port` (a table of the test's own, not
  * named like cryo's locks); returns its removal.
@@ -122,7 +135,12 @@ function dropArriving(port: number): () => void {
   };
 }
 
-async function dumpAndRecreate(family: '4' | '6', note: (msg: string) => void): Promise<void> {
+/**
+ * recreate: the dump's copy is closed silently and the connection is rebuilt from the images.
+ * leave-running: a dump that fails after repair mode was entered, then one that succeeds; the
+ * socket is released (as `dump --leave-running` does) and the original connection goes on.
+ */
+async function dumpAndRecreate(family: '4' | '6', mode: 'recreate' | 'leave-running', note: (msg: string) => void): Promise<void> {
   const af = family === '4' ? AF.INET : AF.INET6;
   const t = await startTarget([buildTarget('tcpconn'), family], { name: `tcpconn${family}` });
   let pidfd = -1;
@@ -151,6 +169,14 @@ async function dumpAndRecreate(family: '4' | '6', note: (msg: string) => void): 
     process.kill(t.pid, 'SIGUSR1');
     const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
 
+    if (mode === 'leave-running') {
+      const dupFd = dup;
+      assert.throws(() => inRepair(dupFd, () => {
+        assert.ok(tcpRepairOn(dupFd));
+        throw new Error('a dump step fails');
+      }), /a dump step fails/);
+      assert.ok(!tcpRepairOn(dup), 'a failed dump takes the socket out of repair mode');
+    }
     const rec = dumpTcpConnection(dup, af, { ino: 0x1234 });
     const st = rec.stream;
     assert.ok(tcpRepairOn(dup), 'the dumped socket stays in repair mode');
@@ -168,6 +194,17 @@ async function dumpAndRecreate(family: '4' | '6', note: (msg: string) => void): 
 
     note(`server stream ${s2c} bytes before the dump, ${st.inqLen} of them in the client's receive queue; send queue ${st.outqLen} (${st.unsqLen} unsent); mss ${st.mssClamp}, options 0x${st.optMask.toString(16)}, wscale ${st.sndWscale}/${st.rcvWscale}`);
     const back = await throughImages(rec);
+    if (mode === 'leave-running') {
+      assert.equal(releaseRepair(dup), 0);
+      assert.ok(!tcpRepairOn(dup), 'released');
+      lock.release();
+      lock = null;
+      // The target hands its connection over to us, untouched by the dump.
+      process.kill(t.pid, 'SIGUSR2');
+      await waitForLine(t, 'CLOSED', 30_000);
+      await talkAndCheck(t, dup, c2s, s2c);
+      return;
+    }
     process.kill(t.pid, 'SIGUSR2');
     await waitForLine(t, 'CLOSED', 30_000);
     // Our copy is the last: closing it in repair mode sends neither FIN nor RST.
@@ -200,12 +237,7 @@ async function dumpAndRecreate(family: '4' | '6', note: (msg: string) => void): 
     leaveRepair(fresh);
     lock.release();
     lock = null;
-    // The target's client would now uncork (the corked 700 bytes go out); then both sides talk.
-    setsockoptInt(fresh, SOL.TCP, TCP_OPT.CORK, 0);
-    fs.writeFileSync(path.join(t.dir, 'go'), '');
-    await converse(fresh, c2s, s2c + EXTRA);
-    const res = await waitForLine(t, ['PASS', 'FAIL'], 60_000);
-    assert.ok(res.startsWith('PASS'), t.log());
+    await talkAndCheck(t, fresh, c2s, s2c);
   } finally {
     if (dup >= 0) {
       releaseRepair(dup);
@@ -221,10 +253,16 @@ async function dumpAndRecreate(family: '4' | '6', note: (msg: string) => void): 
 
 describe('tcp repair', () => {
   it('an established IPv4 connection with data in flight both ways is dumped and recreated; the server sees every byte', async (tc) => {
-    await dumpAndRecreate('4', (m) => tc.diagnostic(m));
+    await dumpAndRecreate('4', 'recreate', (m) => tc.diagnostic(m));
   });
   it('the same over IPv6', async (tc) => {
-    await dumpAndRecreate('6', (m) => tc.diagnostic(m));
+    await dumpAndRecreate('6', 'recreate', (m) => tc.diagnostic(m));
+  });
+  it('a failed dump and a --leave-running dump leave repair mode: the original connection goes on (v4)', async (tc) => {
+    await dumpAndRecreate('4', 'leave-running', (m) => tc.diagnostic(m));
+  });
+  it('the same over IPv6 (leave-running)', async (tc) => {
+    await dumpAndRecreate('6', 'leave-running', (m) => tc.diagnostic(m));
   });
 });
 

@@ -150,15 +150,16 @@ int main(int argc, char **argv)
 	uint32_t want_in = c2s + EXTRA, want_out = s2c + EXTRA, got = 0;
 	int eof = 0;
 	static unsigned char in[65536];
-	while (!eof && fail_count_ == 0) {
-		struct pollfd p = { srv, POLLIN | (s2c < want_out ? POLLOUT : 0), 0 };
+	/* The client may finish (FIN) before we do: a half-closed connection still takes our bytes. */
+	while ((!eof || s2c < want_out) && fail_count_ == 0) {
+		struct pollfd p = { srv, (eof ? 0 : POLLIN) | (s2c < want_out ? POLLOUT : 0), 0 };
 		if (poll(&p, 1, 60000) <= 0) {
 			fail("no progress for 60 s: read %u of %u, wrote %u of %u", got, want_in, s2c, want_out);
 			break;
 		}
 		if (p.revents & POLLOUT)
 			pump(srv, 1, &s2c, want_out);
-		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+		if (!eof && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
 			ssize_t n = recv(srv, in, sizeof(in), 0);
 			if (n < 0 && errno != EAGAIN && errno != EINTR)
 				fail("recv after %u bytes: %s", got, strerror(errno));

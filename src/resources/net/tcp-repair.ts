@@ -60,10 +60,19 @@ export function dumpTcpConnection(fd: number, family: number, ids: TcpSkIds = {}
   if (info.proto !== IPPROTO.TCP || info.type !== SOCK.STREAM) throw new Error(`${what}: not a TCP stream socket`);
   if (!DUMPABLE.has(info.state)) throw new Error(`${what}: only established connections are dumped so far`);
   const { entry: sk } = dumpInetSk(fd, info, ids.id ?? 0, ids.ino ?? 0, ids.flags ?? O.RDWR, ids.fown ?? { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 });
+  return { sk, ...inRepair(fd, () => readRepairState(fd, what)) };
+}
+
+/**
+ * Runs `read` with the socket in repair mode and leaves it there when `read` returns; when it
+ * throws, a socket that was not in repair mode before is taken out again (the connection goes on
+ * as if never touched) and the error goes on.
+ */
+export function inRepair<T>(fd: number, read: () => T): T {
   const wasOn = tcpRepairOn(fd);
   setTcpRepair(fd, TCP_REPAIR_MODE.ON);
   try {
-    return { sk, ...readRepairState(fd, what) };
+    return read();
   } catch (e) {
     if (!wasOn) releaseRepair(fd);
     throw e;
