@@ -68,38 +68,51 @@ async function throughImages(rec: TcpConnectionRecord): Promise<TcpConnectionRec
   return { sk: sk as unknown as TcpConnectionRecord['sk'], stream: s.stream as unknown as TcpConnectionRecord['stream'], inq: s.inq, outq: s.outq };
 }
 
-/** Talks on the recreated client: writes c2s..c2s+EXTRA, reads the whole server stream, then FIN and EOF. */
-async function converse(fd: number, c2s: number, s2cTotal: number): Promise<void> {
-  sys('fcntl', [fd, F.SETFL, O.RDWR | O.NONBLOCK]);
-  const out = patternBuf(c2s, EXTRA, 0);
+/** One side of a conversation: write stream bytes [from, to) of direction outDir, read bytes [0, inTo) of inDir, then FIN and EOF. */
+interface End {
+  name: string;
+  fd: number;
+  from: number;
+  to: number;
+  outDir: number;
+  inTo: number;
+  inDir: number;
+}
+
+/** Drives every end until each has written its part, sent FIN and read its peer's stream to EOF, checking every byte's position. */
+async function converse(ends: End[]): Promise<void> {
+  const st = ends.map((e) => {
+    sys('fcntl', [e.fd, F.SETFL, O.RDWR | O.NONBLOCK]);
+    return { e, out: patternBuf(e.from, e.to - e.from, e.outDir), wrote: 0, got: 0, fin: false, eof: false };
+  });
   const inBuf = Buffer.alloc(65536);
-  let wrote = 0;
-  let got = 0;
-  let finSent = false;
   const deadline = Date.now() + 180_000;
-  for (;;) {
+  while (st.some((x) => !x.eof)) {
     let progress = false;
-    if (wrote < out.length) {
-      const chunk = out.subarray(wrote);
-      const r = sysTry('write', [fd, chunk, chunk.length]);
-      if (r.ret > 0) { wrote += r.ret; progress = true; } else assert.equal(r.errno, E.EAGAIN, `write on the restored connection: errno ${r.errno}`);
-    } else if (!finSent) {
-      shutdown(fd, 1, 'SHUT_WR'); // the server expects EOF after the last byte
-      finSent = true;
+    for (const x of st) {
+      const { e } = x;
+      if (x.wrote < x.out.length) {
+        const chunk = x.out.subarray(x.wrote);
+        const r = sysTry('write', [e.fd, chunk, chunk.length]);
+        if (r.ret > 0) { x.wrote += r.ret; progress = true; } else assert.equal(r.errno, E.EAGAIN, `${e.name}: write: errno ${r.errno}`);
+      } else if (!x.fin) {
+        shutdown(e.fd, 1, 'SHUT_WR');
+        x.fin = true;
+      }
+      if (x.eof) continue;
+      const r = sysTry('read', [e.fd, inBuf, inBuf.length]);
+      if (r.ret > 0) {
+        const b = inBuf.subarray(0, r.ret);
+        const bad = firstMismatch(b, x.got, e.inDir);
+        assert.equal(bad, -1, `${e.name}: byte ${x.got + bad} is ${b[bad]}, expected ${pattern(x.got + bad, e.inDir)}`);
+        x.got += r.ret;
+        progress = true;
+      } else if (r.ret === 0) {
+        assert.equal(x.got, e.inTo, `${e.name}: EOF after ${x.got} bytes, expected ${e.inTo}`);
+        x.eof = true;
+      } else assert.equal(r.errno, E.EAGAIN, `${e.name}: read: errno ${r.errno} after ${x.got} bytes`);
     }
-    const r = sysTry('read', [fd, inBuf, inBuf.length]);
-    if (r.ret > 0) {
-      const b = inBuf.subarray(0, r.ret);
-      const bad = firstMismatch(b, got, 1);
-      assert.equal(bad, -1, `server byte ${got + bad} is ${b[bad]}, expected ${pattern(got + bad, 1)}`);
-      got += r.ret;
-      progress = true;
-    } else if (r.ret === 0) {
-      assert.equal(got, s2cTotal, `EOF from the server after ${got} bytes, expected ${s2cTotal}`);
-      assert.ok(finSent, 'the server closed before our FIN');
-      return;
-    } else assert.equal(r.errno, E.EAGAIN, `read on the restored connection: errno ${r.errno} after ${got} bytes`);
-    assert.ok(Date.now() < deadline, `no end of the exchange: wrote ${wrote}/${out.length}, read ${got}/${s2cTotal}`);
+    assert.ok(Date.now() < deadline, `no end of the exchange: ${st.map((x) => `${x.e.name} wrote ${x.wrote}/${x.out.length}, read ${x.got}/${x.e.inTo}`).join('; ')}`);
     if (!progress) await sleep(5);
   }
 }
@@ -109,7 +122,7 @@ async function talkAndCheck(t: Target, fd: number, c2s: number, s2c: number): Pr
   setsockoptInt(fd, SOL.TCP, TCP_OPT.CORK, 0);
   fs.writeFileSync(path.join(t.dir, 'go'), '');
   try {
-    await converse(fd, c2s, s2c + EXTRA);
+    await converse([{ name: 'client', fd, from: c2s, to: c2s + EXTRA, outDir: 0, inTo: s2c + EXTRA, inDir: 1 }]);
   } catch (e) {
     throw new Error(`${(e as Error).message}\n--- target log ---\n${t.log()}`, { cause: e });
   }
@@ -251,12 +264,90 @@ async function dumpAndRecreate(family: '4' | '6', mode: 'recreate' | 'leave-runn
   }
 }
 
+/** Both ends in the tree: the client and the server socket are dumped, closed, recreated, and talk to each other. */
+async function bothEnds(family: '4' | '6', note: (msg: string) => void): Promise<void> {
+  const af = family === '4' ? AF.INET : AF.INET6;
+  const t = await startTarget([buildTarget('tcpconn'), family, 'both'], { name: `tcpboth${family}` });
+  const fds: number[] = [];
+  const dups: number[] = [];
+  let lock: NetworkLock | null = null;
+  let lossy: (() => void) | null = null;
+  try {
+    const ready = await waitForLine(t, 'READY', 60_000);
+    const s2c = field(ready, 's2c');
+    const pidfd = pidfdOpen(t.pid);
+    fds.push(pidfd);
+    const cli = pidfdGetfd(pidfd, field(ready, 'client'));
+    dups.push(cli);
+    const srv = pidfdGetfd(pidfd, field(ready, 'server'));
+    dups.push(srv);
+    const info = inspectInet(cli, af);
+    lossy = dropArriving(info.src.port);
+    process.kill(t.pid, 'SIGUSR1');
+    await waitForLine(t, 'SENT', 30_000);
+    lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    lossy();
+    process.kill(t.pid, 'SIGUSR1');
+    const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
+
+    let ms = performance.now();
+    const recC = dumpTcpConnection(cli, af, { ino: 0x1001 });
+    const recS = dumpTcpConnection(srv, af, { ino: 0x1002 });
+    ms = performance.now() - ms;
+    // The two dumps agree: each side's unacknowledged data starts where its peer stopped receiving.
+    assert.equal((recC.stream.outqSeq - recC.stream.outqLen) >>> 0, recS.stream.inqSeq, 'client snd_una = server rcv_nxt');
+    assert.equal((recS.stream.outqSeq - recS.stream.outqLen) >>> 0, recC.stream.inqSeq, 'server snd_una = client rcv_nxt');
+    assert.equal(recS.stream.inqLen, 20000, 'the server holds the 20000 bytes it acknowledged');
+    assert.equal(firstMismatch(recS.inq, 0, 0), -1, 'server receive queue = client stream from 0');
+    assert.equal(recC.stream.inqLen + recS.stream.outqLen, s2c, 'client receive queue + server send queue = the whole server stream');
+    assert.equal(firstMismatch(recS.outq, recC.stream.inqLen, 1), -1, 'server send queue continues where the client receive queue ends');
+    note(`dumped both ends in ${ms.toFixed(1)} ms: server send queue ${recS.stream.outqLen} bytes (${recS.stream.unsqLen} unsent), client receive queue ${recC.stream.inqLen}`);
+    const backC = await throughImages(recC);
+    const backS = await throughImages(recS);
+    process.kill(t.pid, 'SIGUSR2');
+    assert.ok((await waitForLine(t, ['PASS', 'FAIL'], 30_000)).startsWith('PASS'), t.log());
+    for (const d of dups.splice(0)) closeFd(d); // in repair mode: silently
+
+    ms = performance.now();
+    const fc = createTcpConnection(backC);
+    fds.push(fc);
+    const fsrv = createTcpConnection(backS);
+    fds.push(fsrv);
+    ms = performance.now() - ms;
+    note(`recreated both ends in ${ms.toFixed(1)} ms`);
+    leaveRepair(fc);
+    leaveRepair(fsrv);
+    lock.release();
+    lock = null;
+    setsockoptInt(fc, SOL.TCP, TCP_OPT.CORK, 0);
+    await converse([
+      { name: 'client', fd: fc, from: c2s, to: c2s + EXTRA, outDir: 0, inTo: s2c + EXTRA, inDir: 1 },
+      { name: 'server', fd: fsrv, from: s2c, to: s2c + EXTRA, outDir: 1, inTo: c2s + EXTRA, inDir: 0 },
+    ]);
+  } finally {
+    for (const d of dups) {
+      releaseRepair(d);
+      closeFd(d);
+    }
+    for (const f of fds) closeFd(f);
+    lock?.release();
+    lossy?.();
+    killTarget(t);
+  }
+}
+
 describe('tcp repair', () => {
   it('an established IPv4 connection with data in flight both ways is dumped and recreated; the server sees every byte', async (tc) => {
     await dumpAndRecreate('4', 'recreate', (m) => tc.diagnostic(m));
   });
   it('the same over IPv6', async (tc) => {
     await dumpAndRecreate('6', 'recreate', (m) => tc.diagnostic(m));
+  });
+  it('both ends in the tree (v4): client and server are dumped, recreated and talk to each other', async (tc) => {
+    await bothEnds('4', (m) => tc.diagnostic(m));
+  });
+  it('both ends in the tree (v6)', async (tc) => {
+    await bothEnds('6', (m) => tc.diagnostic(m));
   });
   it('a failed dump and a --leave-running dump leave repair mode: the original connection goes on (v4)', async (tc) => {
     await dumpAndRecreate('4', 'leave-running', (m) => tc.diagnostic(m));

@@ -18,6 +18,8 @@
  *              writes EXTRA more bytes after its first s2c; then it expects EOF (the test
  *              shuts down its side) and closes. PASS when nothing was lost, duplicated,
  *              reordered or reset.
+ * With a second argument "both" the server's fd is closed too on SIGUSR2 (the test took both
+ * ends over) and the target ends there.
  * Stream byte i of direction d is pattern(i, d) (the test computes the same).
  */
 #include "common.h"
@@ -77,6 +79,7 @@ static long pump(int fd, uint32_t dir, uint32_t *pos, uint32_t limit)
 int main(int argc, char **argv)
 {
 	int v6 = argc > 1 && strcmp(argv[1], "6") == 0;
+	int both = argc > 2 && strcmp(argv[2], "both") == 0;
 	int fam = v6 ? AF_INET6 : AF_INET;
 	struct sockaddr_storage ss = { 0 };
 	socklen_t slen;
@@ -126,7 +129,7 @@ int main(int argc, char **argv)
 	}
 	if (pump(cli, 0, &c2s, 20000) != 20000)
 		DIE("client could not queue 20000 bytes");
-	say("READY client=%d s2c=%u", cli, s2c);
+	say("READY client=%d server=%d s2c=%u", cli, srv, s2c);
 
 	while (!usr1)
 		sleep_ms(10);
@@ -144,6 +147,12 @@ int main(int argc, char **argv)
 	while (!usr2)
 		sleep_ms(10);
 	close(cli);
+	if (both) {
+		/* The test took both ends: it recreates and drives them itself. */
+		close(srv);
+		say("CLOSED");
+		return finish();
+	}
 	say("CLOSED");
 
 	wait_go();
