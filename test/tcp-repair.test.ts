@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
-import { buildTarget, cleanup, critDecodeAll, killTarget, makeTempDir, startTarget, waitForLine, sleep, type Target } from './lib/index.js';
+import { buildTarget, cleanup, critDecodeAll, killTarget, makeTempDir, startTarget, waitFor, waitForLine, sleep, type Target } from './lib/index.js';
 import {
   AF, SOL, SO, TCP_OPT, TCP_STATE, F, O, E, sys, sysTry, decodeInetAddr, getsockname,
   getsockoptInt, setsockoptInt, pidfdOpen, pidfdGetfd, closeFd, tcpInfoHead, tcpRepairOn, getRepairWindow, selectRepairQueue, getQueueSeq,
@@ -335,6 +335,59 @@ async function bothEnds(family: '4' | '6', note: (msg: string) => void): Promise
   }
 }
 
+/** A connection this side has half-closed (FIN_WAIT2, the server in CLOSE_WAIT) goes on receiving after it is recreated. */
+async function halfClosed(family: '4' | '6'): Promise<void> {
+  const af = family === '4' ? AF.INET : AF.INET6;
+  const t = await startTarget([buildTarget('tcpconn'), family, 'half'], { name: `tcphalf${family}` });
+  const fds: number[] = [];
+  let dup = -1;
+  let lock: NetworkLock | null = null;
+  try {
+    const ready = await waitForLine(t, 'READY', 60_000);
+    const s2c = field(ready, 's2c');
+    const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
+    const pidfd = pidfdOpen(t.pid);
+    fds.push(pidfd);
+    dup = pidfdGetfd(pidfd, field(ready, 'client'));
+    const info = inspectInet(dup, af);
+    assert.equal(info.state, TCP_STATE.FIN_WAIT2);
+    lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    const rec = dumpTcpConnection(dup, af, { ino: 0x2001 });
+    assert.equal(rec.sk.state, TCP_STATE.FIN_WAIT2);
+    assert.equal(rec.stream.outqLen, 0, 'everything we sent, FIN included, was acknowledged');
+    assert.ok(rec.stream.inqLen > 0 && firstMismatch(rec.inq, 0, 1) === -1, 'receive queue = server stream from 0');
+    const back = await throughImages(rec);
+    process.kill(t.pid, 'SIGUSR2');
+    await waitForLine(t, 'CLOSED', 30_000);
+    closeFd(dup);
+    dup = -1;
+    const fresh = createTcpConnection(back);
+    fds.push(fresh);
+    assert.equal(tcpInfoHead(fresh).state, TCP_STATE.FIN_WAIT1, 'recreated with our FIN in flight again');
+    leaveRepair(fresh);
+    lock.release();
+    lock = null;
+    // The server (CLOSE_WAIT) acknowledges the duplicate FIN: we are half-closed as before.
+    assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.FIN_WAIT2, 60_000, 20), `state ${tcpInfoHead(fresh).state}, not FIN_WAIT2`);
+    fs.writeFileSync(path.join(t.dir, 'go'), '');
+    try {
+      await converse([{ name: 'client', fd: fresh, from: c2s, to: c2s, outDir: 0, inTo: s2c + EXTRA, inDir: 1 }]);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n--- target log ---\n${t.log()}`, { cause: e });
+    }
+    const res = await waitForLine(t, ['PASS', 'FAIL'], 60_000);
+    assert.ok(res.startsWith('PASS'), t.log());
+  } finally {
+    if (dup >= 0) {
+      releaseRepair(dup);
+      closeFd(dup);
+    }
+    for (const f of fds) closeFd(f);
+    lock?.release();
+    killTarget(t);
+  }
+}
+
 describe('tcp repair', () => {
   it('an established IPv4 connection with data in flight both ways is dumped and recreated; the server sees every byte', async (tc) => {
     await dumpAndRecreate('4', 'recreate', (m) => tc.diagnostic(m));
@@ -347,6 +400,12 @@ describe('tcp repair', () => {
   });
   it('both ends in the tree (v6)', async (tc) => {
     await bothEnds('6', (m) => tc.diagnostic(m));
+  });
+  it('a connection half-closed by this side (FIN_WAIT2) is recreated and goes on receiving (v4)', async () => {
+    await halfClosed('4');
+  });
+  it('half-closed over IPv6', async () => {
+    await halfClosed('6');
   });
   it('a failed dump and a --leave-running dump leave repair mode: the original connection goes on (v4)', async (tc) => {
     await dumpAndRecreate('4', 'leave-running', (m) => tc.diagnostic(m));

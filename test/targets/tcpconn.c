@@ -20,6 +20,8 @@
  *              reordered or reset.
  * With a second argument "both" the server's fd is closed too on SIGUSR2 (the test took both
  * ends over) and the target ends there.
+ * With "half" the client shuts down its sending side after its 20000 bytes and waits (in
+ * FIN_WAIT2) for SIGUSR2 at once, printing WROTE; after go the server expects no more client bytes.
  * Stream byte i of direction d is pattern(i, d) (the test computes the same).
  */
 #include "common.h"
@@ -80,6 +82,7 @@ int main(int argc, char **argv)
 {
 	int v6 = argc > 1 && strcmp(argv[1], "6") == 0;
 	int both = argc > 2 && strcmp(argv[2], "both") == 0;
+	int half = argc > 2 && strcmp(argv[2], "half") == 0;
 	int fam = v6 ? AF_INET6 : AF_INET;
 	struct sockaddr_storage ss = { 0 };
 	socklen_t slen;
@@ -129,10 +132,25 @@ int main(int argc, char **argv)
 	}
 	if (pump(cli, 0, &c2s, 20000) != 20000)
 		DIE("client could not queue 20000 bytes");
+	if (half) {
+		/* The client is done writing: its FIN is acknowledged (FIN_WAIT2; the server CLOSE_WAIT). */
+		if (shutdown(cli, SHUT_WR))
+			DIE("shutdown");
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+		for (int i = 0; i < 500 && (getsockopt(cli, IPPROTO_TCP, TCP_INFO, &ti, &tl) || ti.tcpi_state != TCP_FIN_WAIT2); i++)
+			sleep_ms(10);
+		if (ti.tcpi_state != TCP_FIN_WAIT2)
+			DIE("client in state %d after shutdown, not FIN_WAIT2", ti.tcpi_state);
+	}
 	say("READY client=%d server=%d s2c=%u", cli, srv, s2c);
 
-	while (!usr1)
+	while (!half && !usr1)
 		sleep_ms(10);
+	if (half) {
+		say("WROTE c2s=%u", c2s);
+		goto handover;
+	}
 	if (pump(cli, 0, &c2s, 50000) != 30000)
 		DIE("client could not write 30000 bytes");
 	say("SENT");
@@ -144,6 +162,7 @@ int main(int argc, char **argv)
 		DIE("client could not queue 700 corked bytes");
 	say("WROTE c2s=%u", c2s);
 
+handover:
 	while (!usr2)
 		sleep_ms(10);
 	close(cli);
@@ -156,7 +175,7 @@ int main(int argc, char **argv)
 	say("CLOSED");
 
 	wait_go();
-	uint32_t want_in = c2s + EXTRA, want_out = s2c + EXTRA, got = 0;
+	uint32_t want_in = c2s + (half ? 0 : EXTRA), want_out = s2c + EXTRA, got = 0;
 	int eof = 0;
 	static unsigned char in[65536];
 	/* The client may finish (FIN) before we do: a half-closed connection still takes our bytes. */

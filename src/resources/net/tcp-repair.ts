@@ -12,7 +12,7 @@ import { tcp_stream_entrySchema, tcp_opts_entrySchema, type tcp_stream_entry } f
 import { encodeImage, decodeImage } from '../../image/io.js';
 import { hasField } from '../../image/presence.js';
 import {
-  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, O, F, sys, socket, bind, connect,
+  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, O, F, sys, socket, bind, connect, shutdown,
   getsockoptInt, setsockoptInt, encodeInetAddr, closeFd, type InetAddr,
   TCP_REPAIR_OPT, TCP_REPAIR_MODE, TCP_QUEUE, TCPOPT, TCPI_OPT, SIOC, tcpInfoHead, ioctlInt,
   setTcpRepair, trySetTcpRepair, tcpRepairOn, selectRepairQueue, getQueueSeq, setQueueSeq,
@@ -45,8 +45,14 @@ export interface TcpSkIds {
   fown?: FownData;
 }
 
-/** States dumpTcpConnection handles (CRIU restores the others with extra tricks: not yet here). */
-const DUMPABLE = new Set<number>([TCP_STATE.ESTABLISHED]);
+/**
+ * States dumpTcpConnection handles: established, and half-closed by this side (our FIN sent,
+ * acknowledged or not). A FIN received from the peer (CLOSE_WAIT, LAST_ACK, CLOSING) would have
+ * to be replayed into the new socket as a packet: not done yet.
+ */
+const DUMPABLE = new Set<number>([TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2]);
+/** States in which this side has sent its FIN: the FIN takes one sequence number after the data. */
+const FIN_SENT = new Set<number>([TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSING, TCP_STATE.LAST_ACK]);
 
 /**
  * Dumps the connection `fd` is a socket of (our copy, from pidfd_getfd). The network must be
@@ -58,9 +64,9 @@ export function dumpTcpConnection(fd: number, family: number, ids: TcpSkIds = {}
   const info = inspectInet(fd, family);
   const what = describeInet(info);
   if (info.proto !== IPPROTO.TCP || info.type !== SOCK.STREAM) throw new Error(`${what}: not a TCP stream socket`);
-  if (!DUMPABLE.has(info.state)) throw new Error(`${what}: only established connections are dumped so far`);
+  if (!DUMPABLE.has(info.state)) throw new Error(`${what}: only established and FIN_WAIT connections are dumped so far`);
   const { entry: sk } = dumpInetSk(fd, info, ids.id ?? 0, ids.ino ?? 0, ids.flags ?? O.RDWR, ids.fown ?? { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 });
-  return { sk, ...inRepair(fd, () => readRepairState(fd, what)) };
+  return { sk, ...inRepair(fd, () => readRepairState(fd, what, info.state)) };
 }
 
 /**
@@ -79,18 +85,27 @@ export function inRepair<T>(fd: number, read: () => T): T {
   }
 }
 
-function readRepairState(fd: number, what: string): { stream: TcpStreamData; inq: Buffer; outq: Buffer } {
+function readRepairState(fd: number, what: string, expectState: number): { stream: TcpStreamData; inq: Buffer; outq: Buffer } {
   // The state again, now that repair mode holds it still: a FIN may have come in meanwhile.
   const ti = tcpInfoHead(fd);
-  if (!DUMPABLE.has(ti.state)) throw new Error(`${what}: state changed to ${ti.state} while dumping`);
+  if (ti.state !== expectState) throw new Error(`${what}: state changed to ${ti.state} while dumping`);
   const inqLen = ioctlInt(fd, SIOC.INQ, `${what}: SIOCINQ`);
-  const outqLen = ioctlInt(fd, SIOC.OUTQ, `${what}: SIOCOUTQ`);
-  const unsqLen = ioctlInt(fd, SIOC.OUTQNSD, `${what}: SIOCOUTQNSD`);
+  let outqLen = ioctlInt(fd, SIOC.OUTQ, `${what}: SIOCOUTQ`);
+  let unsqLen = ioctlInt(fd, SIOC.OUTQNSD, `${what}: SIOCOUTQNSD`);
   selectRepairQueue(fd, TCP_QUEUE.RECV);
   const inqSeq = getQueueSeq(fd);
   const inq = peekRepairQueue(fd, inqLen, `${what}: receive queue`);
   selectRepairQueue(fd, TCP_QUEUE.SEND);
-  const outqSeq = getQueueSeq(fd);
+  let outqSeq = getQueueSeq(fd);
+  if (FIN_SENT.has(ti.state)) {
+    // The image holds data only (as CRIU's): our FIN comes off the sequence and, while it is
+    // not acknowledged (FIN_WAIT1), off the queue lengths; restore sends it again.
+    outqSeq = (outqSeq - 1) >>> 0;
+    if (ti.state !== TCP_STATE.FIN_WAIT2) {
+      outqLen -= 1;
+      if (unsqLen > 0) unsqLen -= 1;
+    }
+  }
   const outq = peekRepairQueue(fd, outqLen, `${what}: send queue`);
   selectRepairQueue(fd, TCP_QUEUE.NONE);
   const w = getRepairWindow(fd);
@@ -169,6 +184,13 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
     setRepairOptions(fd, handshakeOptions(s));
     if (has('timestamp')) setsockoptInt(fd, SOL.TCP, TCP_REPAIR_OPT.TIMESTAMP, (s.timestamp ?? 0) | 0, `${what}: TCP_TIMESTAMP`);
     refillQueues(fd, rec, unsent, what);
+    if (FIN_SENT.has(sk.state)) {
+      // Our FIN again, queued after the data and counted as sent (repair mode, send queue):
+      // the retransmission the peer gets is a duplicate it acknowledges (FIN_WAIT1 -> FIN_WAIT2).
+      selectRepairQueue(fd, TCP_QUEUE.SEND);
+      shutdown(fd, 1, `${what}: shutdown(SHUT_WR) in repair mode`);
+      selectRepairQueue(fd, TCP_QUEUE.NONE);
+    }
     if (has('sndWl1') && has('sndWnd') && has('maxWindow') && has('rcvWnd') && has('rcvWup')) {
       setRepairWindow(fd, { sndWl1: s.sndWl1!, sndWnd: s.sndWnd!, maxWindow: s.maxWindow!, rcvWnd: s.rcvWnd!, rcvWup: s.rcvWup! });
     }
