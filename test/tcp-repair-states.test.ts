@@ -1,0 +1,155 @@
+// TCP repair of the other shapes a connection takes: both ends inside the tree (dumped,
+// cross-checked, recreated, talking to each other) and a connection this side has half-closed.
+// Same target and helpers as tcp-repair.test.ts.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { buildTarget, cleanup, killTarget, startTarget, waitFor, waitForLine } from './lib/index.js';
+import { EXTRA, field, firstMismatch, throughImages, converse, dropArriving } from './lib/tcp-stream.js';
+import { AF, SOL, TCP_OPT, TCP_STATE, setsockoptInt, pidfdOpen, pidfdGetfd, closeFd, tcpInfoHead } from '../src/sys/index.js';
+import { inspectInet } from '../src/resources/files/inet.js';
+import { dumpTcpConnection, createTcpConnection, leaveRepair, releaseRepair } from '../src/resources/net/tcp-repair.js';
+import { lockNetwork, type NetworkLock } from '../src/resources/net/netlock.js';
+
+after(cleanup);
+
+/** Both ends in the tree: the client and the server socket are dumped, closed, recreated, and talk to each other. */
+async function bothEnds(family: '4' | '6', note: (msg: string) => void): Promise<void> {
+  const af = family === '4' ? AF.INET : AF.INET6;
+  const t = await startTarget([buildTarget('tcpconn'), family, 'both'], { name: `tcpboth${family}` });
+  const fds: number[] = [];
+  const dups: number[] = [];
+  let lock: NetworkLock | null = null;
+  let lossy: (() => void) | null = null;
+  try {
+    const ready = await waitForLine(t, 'READY', 60_000);
+    const s2c = field(ready, 's2c');
+    const pidfd = pidfdOpen(t.pid);
+    fds.push(pidfd);
+    const cli = pidfdGetfd(pidfd, field(ready, 'client'));
+    dups.push(cli);
+    const srv = pidfdGetfd(pidfd, field(ready, 'server'));
+    dups.push(srv);
+    const info = inspectInet(cli, af);
+    lossy = dropArriving(info.src.port);
+    process.kill(t.pid, 'SIGUSR1');
+    await waitForLine(t, 'SENT', 30_000);
+    lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    lossy();
+    process.kill(t.pid, 'SIGUSR1');
+    const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
+
+    let ms = performance.now();
+    const recC = dumpTcpConnection(cli, af, { ino: 0x1001 });
+    const recS = dumpTcpConnection(srv, af, { ino: 0x1002 });
+    ms = performance.now() - ms;
+    // The two dumps agree: each side's unacknowledged data starts where its peer stopped receiving.
+    assert.equal((recC.stream.outqSeq - recC.stream.outqLen) >>> 0, recS.stream.inqSeq, 'client snd_una = server rcv_nxt');
+    assert.equal((recS.stream.outqSeq - recS.stream.outqLen) >>> 0, recC.stream.inqSeq, 'server snd_una = client rcv_nxt');
+    assert.equal(recS.stream.inqLen, 20000, 'the server holds the 20000 bytes it acknowledged');
+    assert.equal(firstMismatch(recS.inq, 0, 0), -1, 'server receive queue = client stream from 0');
+    assert.equal(recC.stream.inqLen + recS.stream.outqLen, s2c, 'client receive queue + server send queue = the whole server stream');
+    assert.equal(firstMismatch(recS.outq, recC.stream.inqLen, 1), -1, 'server send queue continues where the client receive queue ends');
+    note(`dumped both ends in ${ms.toFixed(1)} ms: server send queue ${recS.stream.outqLen} bytes (${recS.stream.unsqLen} unsent), client receive queue ${recC.stream.inqLen}`);
+    const backC = await throughImages(recC);
+    const backS = await throughImages(recS);
+    process.kill(t.pid, 'SIGUSR2');
+    assert.ok((await waitForLine(t, ['PASS', 'FAIL'], 30_000)).startsWith('PASS'), t.log());
+    for (const d of dups.splice(0)) closeFd(d); // in repair mode: silently
+
+    ms = performance.now();
+    const fc = createTcpConnection(backC);
+    fds.push(fc);
+    const fsrv = createTcpConnection(backS);
+    fds.push(fsrv);
+    ms = performance.now() - ms;
+    note(`recreated both ends in ${ms.toFixed(1)} ms`);
+    leaveRepair(fc);
+    leaveRepair(fsrv);
+    lock.release();
+    lock = null;
+    setsockoptInt(fc, SOL.TCP, TCP_OPT.CORK, 0);
+    await converse([
+      { name: 'client', fd: fc, from: c2s, to: c2s + EXTRA, outDir: 0, inTo: s2c + EXTRA, inDir: 1 },
+      { name: 'server', fd: fsrv, from: s2c, to: s2c + EXTRA, outDir: 1, inTo: c2s + EXTRA, inDir: 0 },
+    ]);
+  } finally {
+    for (const d of dups) {
+      releaseRepair(d);
+      closeFd(d);
+    }
+    for (const f of fds) closeFd(f);
+    lock?.release();
+    lossy?.();
+    killTarget(t);
+  }
+}
+
+/** A connection this side has half-closed (FIN_WAIT2, the server in CLOSE_WAIT) goes on receiving after it is recreated. */
+async function halfClosed(family: '4' | '6'): Promise<void> {
+  const af = family === '4' ? AF.INET : AF.INET6;
+  const t = await startTarget([buildTarget('tcpconn'), family, 'half'], { name: `tcphalf${family}` });
+  const fds: number[] = [];
+  let dup = -1;
+  let lock: NetworkLock | null = null;
+  try {
+    const ready = await waitForLine(t, 'READY', 60_000);
+    const s2c = field(ready, 's2c');
+    const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
+    const pidfd = pidfdOpen(t.pid);
+    fds.push(pidfd);
+    dup = pidfdGetfd(pidfd, field(ready, 'client'));
+    const info = inspectInet(dup, af);
+    assert.equal(info.state, TCP_STATE.FIN_WAIT2);
+    lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    const rec = dumpTcpConnection(dup, af, { ino: 0x2001 });
+    assert.equal(rec.sk.state, TCP_STATE.FIN_WAIT2);
+    assert.equal(rec.stream.outqLen, 0, 'everything we sent, FIN included, was acknowledged');
+    assert.ok(rec.stream.inqLen > 0 && firstMismatch(rec.inq, 0, 1) === -1, 'receive queue = server stream from 0');
+    const back = await throughImages(rec);
+    process.kill(t.pid, 'SIGUSR2');
+    await waitForLine(t, 'CLOSED', 30_000);
+    closeFd(dup);
+    dup = -1;
+    const fresh = createTcpConnection(back);
+    fds.push(fresh);
+    assert.equal(tcpInfoHead(fresh).state, TCP_STATE.FIN_WAIT1, 'recreated with our FIN in flight again');
+    leaveRepair(fresh);
+    lock.release();
+    lock = null;
+    // The server (CLOSE_WAIT) acknowledges the duplicate FIN: we are half-closed as before.
+    assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.FIN_WAIT2, 60_000, 20), `state ${tcpInfoHead(fresh).state}, not FIN_WAIT2`);
+    fs.writeFileSync(path.join(t.dir, 'go'), '');
+    try {
+      await converse([{ name: 'client', fd: fresh, from: c2s, to: c2s, outDir: 0, inTo: s2c + EXTRA, inDir: 1 }]);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n--- target log ---\n${t.log()}`, { cause: e });
+    }
+    const res = await waitForLine(t, ['PASS', 'FAIL'], 60_000);
+    assert.ok(res.startsWith('PASS'), t.log());
+  } finally {
+    if (dup >= 0) {
+      releaseRepair(dup);
+      closeFd(dup);
+    }
+    for (const f of fds) closeFd(f);
+    lock?.release();
+    killTarget(t);
+  }
+}
+
+describe('tcp repair: both ends, half-closed', () => {
+  it('both ends in the tree (v4): client and server are dumped, recreated and talk to each other', async (tc) => {
+    await bothEnds('4', (m) => tc.diagnostic(m));
+  });
+  it('both ends in the tree (v6)', async (tc) => {
+    await bothEnds('6', (m) => tc.diagnostic(m));
+  });
+  it('a connection half-closed by this side (FIN_WAIT2) is recreated and goes on receiving (v4)', async () => {
+    await halfClosed('4');
+  });
+  it('half-closed over IPv6', async () => {
+    await halfClosed('6');
+  });
+});
