@@ -37,7 +37,7 @@ try {
   for (const d of dups.splice(0)) closeFd(d);
   t0 = performance.now();
   for (const r of recs) fresh.push(createTcpConnection(r));
-  for (const f of fresh) leaveRepair(f);
+  for (const [k, f] of fresh.entries()) leaveRepair(f, recs[k]!);
   const tCreate = ms(t0);
   t0 = performance.now();
   lock.release();
@@ -53,7 +53,7 @@ try {
   console.log(`${n} connections (${2 * n} sockets): lock ${tLock} ms, dump ${tDump} ms, recreate + leave repair ${tCreate} ms, unlock ${tUnlock} ms; ${bad} ends without their data`);
 } finally {
   for (const d of dups) {
-    releaseRepair(d);
+    releaseRepair(d, false);
     closeFd(d);
   }
   for (const f of fresh) closeFd(f);

@@ -65,8 +65,8 @@ async function bothEnds(family: '4' | '6', note: (msg: string) => void): Promise
     fds.push(fsrv);
     ms = performance.now() - ms;
     note(`recreated both ends in ${ms.toFixed(1)} ms`);
-    leaveRepair(fc);
-    leaveRepair(fsrv);
+    leaveRepair(fc, backC);
+    leaveRepair(fsrv, backS);
     lock.release();
     lock = null;
     setsockoptInt(fc, SOL.TCP, TCP_OPT.CORK, 0);
@@ -76,7 +76,7 @@ async function bothEnds(family: '4' | '6', note: (msg: string) => void): Promise
     ]);
   } finally {
     for (const d of dups) {
-      releaseRepair(d);
+      releaseRepair(d, false);
       closeFd(d);
     }
     for (const f of fds) closeFd(f);
@@ -115,7 +115,7 @@ async function halfClosed(family: '4' | '6'): Promise<void> {
     const fresh = createTcpConnection(back);
     fds.push(fresh);
     assert.equal(tcpInfoHead(fresh).state, TCP_STATE.FIN_WAIT1, 'recreated with our FIN in flight again');
-    leaveRepair(fresh);
+    leaveRepair(fresh, back);
     lock.release();
     lock = null;
     // The server (CLOSE_WAIT) acknowledges the duplicate FIN: we are half-closed as before.
@@ -130,7 +130,7 @@ async function halfClosed(family: '4' | '6'): Promise<void> {
     assert.ok(res.startsWith('PASS'), t.log());
   } finally {
     if (dup >= 0) {
-      releaseRepair(dup);
+      releaseRepair(dup, false);
       closeFd(dup);
     }
     for (const f of fds) closeFd(f);

@@ -59,6 +59,7 @@ async function dumpAndRecreate(family: '4' | '6', mode: 'recreate' | 'leave-runn
         throw new Error('a dump step fails');
       }), /a dump step fails/);
       assert.ok(!tcpRepairOn(dup), 'a failed dump takes the socket out of repair mode');
+      assert.equal(getsockoptInt(dup, SOL.SOCKET, SO.REUSEADDR), 1, 'and gives it its SO_REUSEADDR back');
     }
     const rec = dumpTcpConnection(dup, af, { ino: 0x1234 });
     const st = rec.stream;
@@ -74,12 +75,14 @@ async function dumpAndRecreate(family: '4' | '6', mode: 'recreate' | 'leave-runn
     assert.ok(st.mssClamp > 0 && st.optMask === origOptions && origOptions & TCPI_OPT.SACK, `mss ${st.mssClamp}, options ${st.optMask} (socket: ${origOptions})`);
     assert.deepEqual(rec.sk.tcpOpts, { nodelay: true, cork: true, keepcnt: 5, keepidle: 77, keepintvl: 11 });
     assert.equal(rec.sk.opts.soKeepalive, true);
+    assert.equal(rec.sk.opts.reuseaddr, true, 'SO_REUSEADDR read before repair mode forces it');
 
     note(`server stream ${s2c} bytes before the dump, ${st.inqLen} of them in the client's receive queue; send queue ${st.outqLen} (${st.unsqLen} unsent); mss ${st.mssClamp}, options 0x${st.optMask.toString(16)}, wscale ${st.sndWscale}/${st.rcvWscale}`);
     const back = await throughImages(rec);
     if (mode === 'leave-running') {
-      assert.equal(releaseRepair(dup), 0);
+      assert.equal(releaseRepair(dup, rec.sk.opts.reuseaddr ?? false), 0);
       assert.ok(!tcpRepairOn(dup), 'released');
+      assert.equal(getsockoptInt(dup, SOL.SOCKET, SO.REUSEADDR), 1, 'the task\'s SO_REUSEADDR is back');
       lock.release();
       lock = null;
       // The target hands its connection over to us, untouched by the dump.
@@ -117,13 +120,14 @@ async function dumpAndRecreate(family: '4' | '6', mode: 'recreate' | 'leave-runn
     const ends = recordEnds(back.sk);
     assert.deepEqual(decodeInetAddr(getsockname(fresh)), ends.src, 'same local address and port');
 
-    leaveRepair(fresh);
+    leaveRepair(fresh, back);
+    assert.equal(getsockoptInt(fresh, SOL.SOCKET, SO.REUSEADDR), 1, 'SO_REUSEADDR as recorded after repair mode');
     lock.release();
     lock = null;
     await talkAndCheck(t, fresh, c2s, s2c);
   } finally {
     if (dup >= 0) {
-      releaseRepair(dup);
+      releaseRepair(dup, false);
       closeFd(dup);
     }
     if (fresh >= 0) closeFd(fresh);

@@ -2,7 +2,7 @@
  * tcpconn FAMILY(4|6): a TCP client and server of ours connected over loopback, with data in
  * flight both ways, for test/tcp-repair.test.ts (the test takes the client's socket over).
  *
- *   setup      client options set before any data: TCP_NODELAY, SO_KEEPALIVE with idle 77,
+ *   setup      client options set before any data: TCP_NODELAY, SO_REUSEADDR, SO_KEEPALIVE with idle 77,
  *              intvl 11, cnt 5, a small SO_RCVBUF (set before connect);
  *              server -> client: written until the server's send buffer is full (the client
  *              reads nothing: its receive queue is full, the rest waits in the server);
@@ -107,6 +107,7 @@ int main(int argc, char **argv)
 	if (cli < 0)
 		DIE("client socket");
 	setint(cli, SOL_SOCKET, SO_RCVBUF, 16384, "SO_RCVBUF");
+	setint(cli, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
 	setint(cli, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
 	setint(cli, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 	setint(cli, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");

@@ -12,7 +12,7 @@ import { tcp_stream_entrySchema, tcp_opts_entrySchema, type tcp_stream_entry } f
 import { encodeImage, decodeImage } from '../../image/io.js';
 import { hasField } from '../../image/presence.js';
 import {
-  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, O, F, sys, socket, bind, connect, shutdown,
+  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, O, F, sys, sysTry, socket, bind, connect, shutdown,
   getsockoptInt, setsockoptInt, encodeInetAddr, closeFd, type InetAddr,
   TCP_REPAIR_OPT, TCP_REPAIR_MODE, TCP_QUEUE, TCPOPT, TCPI_OPT, SIOC, tcpInfoHead, ioctlInt,
   setTcpRepair, trySetTcpRepair, tcpRepairOn, selectRepairQueue, getQueueSeq, setQueueSeq,
@@ -76,11 +76,12 @@ export function dumpTcpConnection(fd: number, family: number, ids: TcpSkIds = {}
  */
 export function inRepair<T>(fd: number, read: () => T): T {
   const wasOn = tcpRepairOn(fd);
+  const reuse = getsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR) !== 0;
   setTcpRepair(fd, TCP_REPAIR_MODE.ON);
   try {
     return read();
   } catch (e) {
-    if (!wasOn) releaseRepair(fd);
+    if (!wasOn) releaseRepair(fd, reuse);
     throw e;
   }
 }
@@ -126,19 +127,29 @@ function readRepairState(fd: number, what: string, expectState: number): { strea
 
 /**
  * Takes a dumped (or half-dumped) socket out of repair mode so the connection goes on where it
- * stood: for --leave-running and every failure path of a dump. Returns the errno (0 when done).
- * Never throws: it runs on cleanup paths that must reach every socket.
+ * stood: for --leave-running and every failure path of a dump. Repair mode forces address reuse
+ * on and leaving it clears it, so the task's own SO_REUSEADDR (read before the dump: the
+ * record's sk.opts.reuseaddr) is put back. Returns the errno (0 when done). Never throws: it
+ * runs on cleanup paths that must reach every socket.
  */
-export function releaseRepair(fd: number): number {
-  return trySetTcpRepair(fd, TCP_REPAIR_MODE.OFF);
+export function releaseRepair(fd: number, reuseaddr: boolean): number {
+  const errno = trySetTcpRepair(fd, TCP_REPAIR_MODE.OFF);
+  if (errno === 0 && reuseaddr) {
+    const one = Buffer.alloc(4);
+    one.writeInt32LE(1);
+    return sysTry('setsockopt', [fd, SOL.SOCKET, SO.REUSEADDR, one, 4]).errno;
+  }
+  return errno;
 }
 
 /**
  * The restored socket leaves repair mode as its task resumes: from here the kernel runs the
  * connection again (TCP_REPAIR_OFF sends a window probe, so the peer learns our window at once).
+ * Then SO_REUSEADDR as recorded (leaving repair mode clears it).
  */
-export function leaveRepair(fd: number): void {
+export function leaveRepair(fd: number, rec: TcpConnectionRecord): void {
   setTcpRepair(fd, TCP_REPAIR_MODE.OFF);
+  if (rec.sk.opts.reuseaddr) setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1, 'SO_REUSEADDR after repair mode');
 }
 
 function wordsToAddr(family: number, words: readonly number[], port: number): InetAddr {
