@@ -86,10 +86,15 @@ async function bothEnds(family: '4' | '6', note: (msg: string) => void): Promise
   }
 }
 
-/** A connection this side has half-closed (FIN_WAIT2, the server in CLOSE_WAIT) goes on receiving after it is recreated. */
-async function halfClosed(family: '4' | '6'): Promise<void> {
+/**
+ * half: a connection this side has half-closed (FIN_WAIT2, the server in CLOSE_WAIT) goes on
+ * receiving after it is recreated. peerclosed: one the server has half-closed (we are in
+ * CLOSE_WAIT with its last bytes unread) reads them, then EOF, and goes on sending.
+ */
+async function halfClosed(family: '4' | '6', shape: 'half' | 'peerclosed' = 'half'): Promise<void> {
   const af = family === '4' ? AF.INET : AF.INET6;
-  const t = await startTarget([buildTarget('tcpconn'), family, 'half'], { name: `tcphalf${family}` });
+  const t = await startTarget([buildTarget('tcpconn'), family, shape], { name: `tcp${shape}${family}` });
+  const state = shape === 'half' ? TCP_STATE.FIN_WAIT2 : TCP_STATE.CLOSE_WAIT;
   const fds: number[] = [];
   let dup = -1;
   let lock: NetworkLock | null = null;
@@ -101,11 +106,12 @@ async function halfClosed(family: '4' | '6'): Promise<void> {
     fds.push(pidfd);
     dup = pidfdGetfd(pidfd, field(ready, 'client'));
     const info = inspectInet(dup, af);
-    assert.equal(info.state, TCP_STATE.FIN_WAIT2);
+    assert.equal(info.state, state);
     lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
     const rec = dumpTcpConnection(dup, af, { ino: 0x2001 });
-    assert.equal(rec.sk.state, TCP_STATE.FIN_WAIT2);
-    assert.equal(rec.stream.outqLen, 0, 'everything we sent, FIN included, was acknowledged');
+    assert.equal(rec.sk.state, state);
+    if (shape === 'half') assert.equal(rec.stream.outqLen, 0, 'everything we sent, FIN included, was acknowledged');
+    else assert.equal(rec.stream.inqLen, s2c, 'the server\'s last bytes wait unread before its FIN');
     assert.ok(rec.stream.inqLen > 0 && firstMismatch(rec.inq, 0, 1) === -1, 'receive queue = server stream from 0');
     const back = await throughImages(rec);
     process.kill(t.pid, 'SIGUSR2');
@@ -114,15 +120,16 @@ async function halfClosed(family: '4' | '6'): Promise<void> {
     dup = -1;
     const fresh = createTcpConnection(back);
     fds.push(fresh);
-    assert.equal(tcpInfoHead(fresh).state, TCP_STATE.FIN_WAIT1, 'recreated with our FIN in flight again');
+    assert.equal(tcpInfoHead(fresh).state, shape === 'half' ? TCP_STATE.FIN_WAIT1 : TCP_STATE.CLOSE_WAIT, 'recreated with the FIN where it was');
     leaveRepair(fresh, back);
     lock.release();
     lock = null;
     // The server (CLOSE_WAIT) acknowledges the duplicate FIN: we are half-closed as before.
-    assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.FIN_WAIT2, 60_000, 20), `state ${tcpInfoHead(fresh).state}, not FIN_WAIT2`);
+    if (shape === 'half') assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.FIN_WAIT2, 60_000, 20), `state ${tcpInfoHead(fresh).state}, not FIN_WAIT2`);
     fs.writeFileSync(path.join(t.dir, 'go'), '');
     try {
-      await converse([{ name: 'client', fd: fresh, from: c2s, to: c2s, outDir: 0, inTo: s2c + EXTRA, inDir: 1 }]);
+      const more = shape === 'half' ? 0 : EXTRA;
+      await converse([{ name: 'client', fd: fresh, from: c2s, to: c2s + more, outDir: 0, inTo: s2c + EXTRA - more, inDir: 1 }]);
     } catch (e) {
       throw new Error(`${(e as Error).message}\n--- target log ---\n${t.log()}`, { cause: e });
     }
@@ -151,5 +158,11 @@ describe('tcp repair: both ends, half-closed', () => {
   });
   it('half-closed over IPv6', async () => {
     await halfClosed('6');
+  });
+  it('a connection the peer has closed (CLOSE_WAIT): its FIN is replayed, the last bytes then EOF are read, sending goes on (v4)', async () => {
+    await halfClosed('4', 'peerclosed');
+  });
+  it('CLOSE_WAIT over IPv6', async () => {
+    await halfClosed('6', 'peerclosed');
   });
 });

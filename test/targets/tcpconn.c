@@ -22,6 +22,8 @@
  * ends over) and the target ends there.
  * With "half" the client shuts down its sending side after its 20000 bytes and waits (in
  * FIN_WAIT2) for SIGUSR2 at once, printing WROTE; after go the server expects no more client bytes.
+ * With "peerclosed" the server writes 5000 bytes and shuts down its side at once: the client,
+ * reading nothing, is in CLOSE_WAIT with the 5000 bytes queued; after go the server writes nothing.
  * Stream byte i of direction d is pattern(i, d) (the test computes the same).
  */
 #include "common.h"
@@ -78,11 +80,23 @@ static long pump(int fd, uint32_t dir, uint32_t *pos, uint32_t limit)
 	return total;
 }
 
+/* Waits for the socket to reach a TCP state (the handshake of a shutdown is asynchronous). */
+static void await_state(int fd, int want)
+{
+	struct tcp_info ti = { 0 };
+	socklen_t tl = sizeof(ti);
+	for (int i = 0; i < 500 && (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) || ti.tcpi_state != want); i++)
+		sleep_ms(10);
+	if (ti.tcpi_state != want)
+		DIE("socket in state %d, not %d", ti.tcpi_state, want);
+}
+
 int main(int argc, char **argv)
 {
 	int v6 = argc > 1 && strcmp(argv[1], "6") == 0;
 	int both = argc > 2 && strcmp(argv[2], "both") == 0;
 	int half = argc > 2 && strcmp(argv[2], "half") == 0;
+	int peer_closed = argc > 2 && strcmp(argv[2], "peerclosed") == 0;
 	int fam = v6 ? AF_INET6 : AF_INET;
 	struct sockaddr_storage ss = { 0 };
 	socklen_t slen;
@@ -128,27 +142,23 @@ int main(int argc, char **argv)
 	uint32_t s2c = 0, c2s = 0;
 	/* Several rounds: the server's send buffer grows a little as the client acknowledges. */
 	for (int round = 0; round < 20; round++) {
-		pump(srv, 1, &s2c, 64u << 20);
+		pump(srv, 1, &s2c, peer_closed ? 5000 : 64u << 20);
 		sleep_ms(10);
 	}
+	if (peer_closed && shutdown(srv, SHUT_WR))
+		DIE("server shutdown");
 	if (pump(cli, 0, &c2s, 20000) != 20000)
 		DIE("client could not queue 20000 bytes");
-	if (half) {
-		/* The client is done writing: its FIN is acknowledged (FIN_WAIT2; the server CLOSE_WAIT). */
-		if (shutdown(cli, SHUT_WR))
-			DIE("shutdown");
-		struct tcp_info ti;
-		socklen_t tl = sizeof(ti);
-		for (int i = 0; i < 500 && (getsockopt(cli, IPPROTO_TCP, TCP_INFO, &ti, &tl) || ti.tcpi_state != TCP_FIN_WAIT2); i++)
-			sleep_ms(10);
-		if (ti.tcpi_state != TCP_FIN_WAIT2)
-			DIE("client in state %d after shutdown, not FIN_WAIT2", ti.tcpi_state);
-	}
+	/* half: the client is done writing, its FIN acknowledged (FIN_WAIT2, the server CLOSE_WAIT). */
+	if (half && shutdown(cli, SHUT_WR))
+		DIE("shutdown");
+	if (half || peer_closed)
+		await_state(cli, half ? TCP_FIN_WAIT2 : TCP_CLOSE_WAIT);
 	say("READY client=%d server=%d s2c=%u", cli, srv, s2c);
 
-	while (!half && !usr1)
+	while (!half && !peer_closed && !usr1)
 		sleep_ms(10);
-	if (half) {
+	if (half || peer_closed) {
 		say("WROTE c2s=%u", c2s);
 		goto handover;
 	}
@@ -176,7 +186,7 @@ handover:
 	say("CLOSED");
 
 	wait_go();
-	uint32_t want_in = c2s + (half ? 0 : EXTRA), want_out = s2c + EXTRA, got = 0;
+	uint32_t want_in = c2s + (half ? 0 : EXTRA), want_out = s2c + (peer_closed ? 0 : EXTRA), got = 0;
 	int eof = 0;
 	static unsigned char in[65536];
 	/* The client may finish (FIN) before we do: a half-closed connection still takes our bytes. */

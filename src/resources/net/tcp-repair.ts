@@ -21,6 +21,7 @@ import {
 import { inspectInet, dumpInetSk, describeInet, type InetSkData } from '../files/inet.js';
 import { restoreSkOpts } from '../files/sk-opts.js';
 import type { FownData } from '../files/reg.js';
+import { replayPeerFin } from './tcp-fin.js';
 
 export type TcpStreamData = MessageInitShape<typeof tcp_stream_entrySchema> & {
   inqLen: number; inqSeq: number; outqLen: number; outqSeq: number; optMask: number; sndWscale: number; mssClamp: number;
@@ -47,10 +48,12 @@ export interface TcpSkIds {
 
 /**
  * States dumpTcpConnection handles: established, and half-closed by this side (our FIN sent,
- * acknowledged or not). A FIN received from the peer (CLOSE_WAIT, LAST_ACK, CLOSING) would have
- * to be replayed into the new socket as a packet: not done yet.
+ * acknowledged or not), and closed by the peer (CLOSE_WAIT: its FIN is replayed, tcp-fin.ts).
+ * Both at once (LAST_ACK, CLOSING): not yet.
  */
-const DUMPABLE = new Set<number>([TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2]);
+const DUMPABLE = new Set<number>([TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT]);
+/** States in which the peer's FIN has arrived: it took one sequence number after the data. */
+const FIN_RCVD = new Set<number>([TCP_STATE.CLOSE_WAIT, TCP_STATE.CLOSING, TCP_STATE.LAST_ACK]);
 /** States in which this side has sent its FIN: the FIN takes one sequence number after the data. */
 const FIN_SENT = new Set<number>([TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSING, TCP_STATE.LAST_ACK]);
 
@@ -64,7 +67,7 @@ export function dumpTcpConnection(fd: number, family: number, ids: TcpSkIds = {}
   const info = inspectInet(fd, family);
   const what = describeInet(info);
   if (info.proto !== IPPROTO.TCP || info.type !== SOCK.STREAM) throw new Error(`${what}: not a TCP stream socket`);
-  if (!DUMPABLE.has(info.state)) throw new Error(`${what}: only established and FIN_WAIT connections are dumped so far`);
+  if (!DUMPABLE.has(info.state)) throw new Error(`${what}: only established, FIN_WAIT and CLOSE_WAIT connections are dumped so far`);
   const { entry: sk } = dumpInetSk(fd, info, ids.id ?? 0, ids.ino ?? 0, ids.flags ?? O.RDWR, ids.fown ?? { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 });
   return { sk, ...inRepair(fd, () => readRepairState(fd, what, info.state)) };
 }
@@ -94,7 +97,8 @@ function readRepairState(fd: number, what: string, expectState: number): { strea
   let outqLen = ioctlInt(fd, SIOC.OUTQ, `${what}: SIOCOUTQ`);
   let unsqLen = ioctlInt(fd, SIOC.OUTQNSD, `${what}: SIOCOUTQNSD`);
   selectRepairQueue(fd, TCP_QUEUE.RECV);
-  const inqSeq = getQueueSeq(fd);
+  // The peer's FIN off the sequence as well (SIOCINQ never counts it): restore replays it.
+  const inqSeq = (getQueueSeq(fd) - (FIN_RCVD.has(ti.state) ? 1 : 0)) >>> 0;
   const inq = peekRepairQueue(fd, inqLen, `${what}: receive queue`);
   selectRepairQueue(fd, TCP_QUEUE.SEND);
   let outqSeq = getQueueSeq(fd);
@@ -201,6 +205,12 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
       selectRepairQueue(fd, TCP_QUEUE.SEND);
       shutdown(fd, 1, `${what}: shutdown(SHUT_WR) in repair mode`);
       selectRepairQueue(fd, TCP_QUEUE.NONE);
+    }
+    if (FIN_RCVD.has(sk.state)) {
+      // Before the windows: the recorded ones already count the FIN's sequence number.
+      replayPeerFin(dst, src, s.inqSeq, (s.outqSeq - s.outqLen) >>> 0, (s.sndWnd ?? 0xffff) >>> s.sndWscale);
+      const now = tcpInfoHead(fd).state;
+      if (now !== sk.state) throw new Error(`${what}: state ${now} after replaying the peer's FIN, not ${sk.state}`);
     }
     if (has('sndWl1') && has('sndWnd') && has('maxWindow') && has('rcvWnd') && has('rcvWup')) {
       setRepairWindow(fd, { sndWl1: s.sndWl1!, sndWnd: s.sndWnd!, maxWindow: s.maxWindow!, rcvWnd: s.rcvWnd!, rcvWup: s.rcvWup! });
