@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { buildTarget, cleanup, killTarget, startTarget, waitFor, waitForLine } from './lib/index.js';
 import { EXTRA, field, firstMismatch, throughImages, converse, dropArriving } from './lib/tcp-stream.js';
-import { AF, SOL, TCP_OPT, TCP_STATE, setsockoptInt, pidfdOpen, pidfdGetfd, closeFd, tcpInfoHead } from '../src/sys/index.js';
+import { AF, SOL, TCP_OPT, TCP_STATE, setsockoptInt, shutdown, pidfdOpen, pidfdGetfd, closeFd, tcpInfoHead } from '../src/sys/index.js';
 import { inspectInet } from '../src/resources/files/inet.js';
 import { dumpTcpConnection, createTcpConnection, leaveRepair, releaseRepair } from '../src/resources/net/tcp-repair.js';
 import { lockNetwork, type NetworkLock } from '../src/resources/net/netlock.js';
@@ -146,6 +146,66 @@ async function halfClosed(family: '4' | '6', shape: 'half' | 'peerclosed' = 'hal
   }
 }
 
+/**
+ * LAST_ACK: the server closed, then we did, and the server's ACK of our FIN is lost (dropped):
+ * recreated in LAST_ACK, the connection hands over the server's last bytes and EOF, then our
+ * FIN is acknowledged again (the server's side answers from TIME_WAIT) and it is closed.
+ */
+async function lastAck(family: '4' | '6'): Promise<void> {
+  const af = family === '4' ? AF.INET : AF.INET6;
+  const t = await startTarget([buildTarget('tcpconn'), family, 'lastack'], { name: `tcplastack${family}` });
+  const fds: number[] = [];
+  let dup = -1;
+  let lock: NetworkLock | null = null;
+  let lossy: (() => void) | null = null;
+  try {
+    const ready = await waitForLine(t, 'READY', 60_000);
+    const s2c = field(ready, 's2c');
+    const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
+    const pidfd = pidfdOpen(t.pid);
+    fds.push(pidfd);
+    dup = pidfdGetfd(pidfd, field(ready, 'client'));
+    const info = inspectInet(dup, af);
+    assert.equal(info.state, TCP_STATE.CLOSE_WAIT);
+    // What the server sends from now on is lost; then we close our side (on our copy of the
+    // target's socket: the same socket), so our FIN reaches it but its ACK never comes back.
+    lossy = dropArriving(info.dst!.port);
+    shutdown(dup, 1, 'SHUT_WR');
+    assert.ok(await waitFor(() => tcpInfoHead(dup).state === TCP_STATE.LAST_ACK, 30_000, 20), `state ${tcpInfoHead(dup).state}`);
+    lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    lossy();
+    const rec = dumpTcpConnection(dup, af, { ino: 0x3001 });
+    assert.equal(rec.sk.state, TCP_STATE.LAST_ACK);
+    assert.equal(rec.stream.outqLen, 0, 'only our FIN is unacknowledged, and it is not data');
+    assert.equal(rec.stream.inqLen, s2c);
+    const back = await throughImages(rec);
+    process.kill(t.pid, 'SIGUSR2');
+    await waitForLine(t, 'CLOSED', 30_000);
+    closeFd(dup);
+    dup = -1;
+    const fresh = createTcpConnection(back);
+    fds.push(fresh);
+    assert.equal(tcpInfoHead(fresh).state, TCP_STATE.LAST_ACK);
+    leaveRepair(fresh, back);
+    await converse([{ name: 'client', fd: fresh, from: c2s, to: c2s, outDir: 0, inTo: s2c, inDir: 1 }]);
+    lock.release();
+    lock = null;
+    assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.CLOSE, 60_000, 20), `state ${tcpInfoHead(fresh).state}, not closed`);
+    fs.writeFileSync(path.join(t.dir, 'go'), '');
+    const res = await waitForLine(t, ['PASS', 'FAIL'], 60_000);
+    assert.ok(res.startsWith('PASS'), t.log());
+  } finally {
+    if (dup >= 0) {
+      releaseRepair(dup, false);
+      closeFd(dup);
+    }
+    for (const f of fds) closeFd(f);
+    lock?.release();
+    lossy?.();
+    killTarget(t);
+  }
+}
+
 describe('tcp repair: both ends, half-closed', () => {
   it('both ends in the tree (v4): client and server are dumped, recreated and talk to each other', async (tc) => {
     await bothEnds('4', (m) => tc.diagnostic(m));
@@ -164,5 +224,11 @@ describe('tcp repair: both ends, half-closed', () => {
   });
   it('CLOSE_WAIT over IPv6', async () => {
     await halfClosed('6', 'peerclosed');
+  });
+  it('LAST_ACK (both FINs, ours unacknowledged) is recreated and closes (v4)', async () => {
+    await lastAck('4');
+  });
+  it('LAST_ACK over IPv6', async () => {
+    await lastAck('6');
   });
 });

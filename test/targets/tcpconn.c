@@ -96,7 +96,9 @@ int main(int argc, char **argv)
 	int v6 = argc > 1 && strcmp(argv[1], "6") == 0;
 	int both = argc > 2 && strcmp(argv[2], "both") == 0;
 	int half = argc > 2 && strcmp(argv[2], "half") == 0;
-	int peer_closed = argc > 2 && strcmp(argv[2], "peerclosed") == 0;
+	/* lastack: as peerclosed, but the test closes the client's side too: no more client bytes. */
+	int last_ack = argc > 2 && strcmp(argv[2], "lastack") == 0;
+	int peer_closed = last_ack || (argc > 2 && strcmp(argv[2], "peerclosed") == 0);
 	int fam = v6 ? AF_INET6 : AF_INET;
 	struct sockaddr_storage ss = { 0 };
 	socklen_t slen;
@@ -186,7 +188,7 @@ handover:
 	say("CLOSED");
 
 	wait_go();
-	uint32_t want_in = c2s + (half ? 0 : EXTRA), want_out = s2c + (peer_closed ? 0 : EXTRA), got = 0;
+	uint32_t want_in = c2s + (half || last_ack ? 0 : EXTRA), want_out = s2c + (peer_closed ? 0 : EXTRA), got = 0;
 	int eof = 0;
 	static unsigned char in[65536];
 	/* The client may finish (FIN) before we do: a half-closed connection still takes our bytes. */

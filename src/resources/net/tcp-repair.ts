@@ -48,10 +48,12 @@ export interface TcpSkIds {
 
 /**
  * States dumpTcpConnection handles: established, and half-closed by this side (our FIN sent,
- * acknowledged or not), and closed by the peer (CLOSE_WAIT: its FIN is replayed, tcp-fin.ts).
- * Both at once (LAST_ACK, CLOSING): not yet.
+ * acknowledged or not), closed by the peer (CLOSE_WAIT: its FIN is replayed, tcp-fin.ts), and
+ * both (LAST_ACK, CLOSING).
  */
-const DUMPABLE = new Set<number>([TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT]);
+const DUMPABLE = new Set<number>([
+  TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING,
+]);
 /** States in which the peer's FIN has arrived: it took one sequence number after the data. */
 const FIN_RCVD = new Set<number>([TCP_STATE.CLOSE_WAIT, TCP_STATE.CLOSING, TCP_STATE.LAST_ACK]);
 /** States in which this side has sent its FIN: the FIN takes one sequence number after the data. */
@@ -67,7 +69,7 @@ export function dumpTcpConnection(fd: number, family: number, ids: TcpSkIds = {}
   const info = inspectInet(fd, family);
   const what = describeInet(info);
   if (info.proto !== IPPROTO.TCP || info.type !== SOCK.STREAM) throw new Error(`${what}: not a TCP stream socket`);
-  if (!DUMPABLE.has(info.state)) throw new Error(`${what}: only established, FIN_WAIT and CLOSE_WAIT connections are dumped so far`);
+  if (!DUMPABLE.has(info.state)) throw new Error(`${what}: TIME_WAIT, SYN and closed sockets are not dumped as connections`);
   const { entry: sk } = dumpInetSk(fd, info, ids.id ?? 0, ids.ino ?? 0, ids.flags ?? O.RDWR, ids.fown ?? { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 });
   return { sk, ...inRepair(fd, () => readRepairState(fd, what, info.state)) };
 }
@@ -199,19 +201,8 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
     setRepairOptions(fd, handshakeOptions(s));
     if (has('timestamp')) setsockoptInt(fd, SOL.TCP, TCP_REPAIR_OPT.TIMESTAMP, (s.timestamp ?? 0) | 0, `${what}: TCP_TIMESTAMP`);
     refillQueues(fd, rec, unsent, what);
-    if (FIN_SENT.has(sk.state)) {
-      // Our FIN again, queued after the data and counted as sent (repair mode, send queue):
-      // the retransmission the peer gets is a duplicate it acknowledges (FIN_WAIT1 -> FIN_WAIT2).
-      selectRepairQueue(fd, TCP_QUEUE.SEND);
-      shutdown(fd, 1, `${what}: shutdown(SHUT_WR) in repair mode`);
-      selectRepairQueue(fd, TCP_QUEUE.NONE);
-    }
-    if (FIN_RCVD.has(sk.state)) {
-      // Before the windows: the recorded ones already count the FIN's sequence number.
-      replayPeerFin(dst, src, s.inqSeq, (s.outqSeq - s.outqLen) >>> 0, (s.sndWnd ?? 0xffff) >>> s.sndWscale);
-      const now = tcpInfoHead(fd).state;
-      if (now !== sk.state) throw new Error(`${what}: state ${now} after replaying the peer's FIN, not ${sk.state}`);
-    }
+    // Before the windows: the recorded ones already count the FINs' sequence numbers.
+    restoreFins(fd, rec, src, dst, what);
     if (has('sndWl1') && has('sndWnd') && has('maxWindow') && has('rcvWnd') && has('rcvWup')) {
       setRepairWindow(fd, { sndWl1: s.sndWl1!, sndWnd: s.sndWnd!, maxWindow: s.maxWindow!, rcvWnd: s.rcvWnd!, rcvWup: s.rcvWup! });
     }
@@ -223,6 +214,30 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
     throw e;
   }
   return fd;
+}
+
+/**
+ * The FINs of a closing connection, in the order they happened: LAST_ACK is a close after the
+ * peer's FIN, CLOSING a FIN from each side crossing. Ours is queued after the data and counted
+ * as sent (repair mode, send queue): the retransmission the peer gets is a duplicate it
+ * acknowledges. The peer's is replayed as a packet (tcp-fin.ts).
+ */
+function restoreFins(fd: number, rec: TcpConnectionRecord, src: InetAddr, dst: InetAddr, what: string): void {
+  const { sk, stream: s } = rec;
+  const ours = () => {
+    selectRepairQueue(fd, TCP_QUEUE.SEND);
+    shutdown(fd, 1, `${what}: shutdown(SHUT_WR) in repair mode`);
+    selectRepairQueue(fd, TCP_QUEUE.NONE);
+  };
+  const theirs = () => replayPeerFin(dst, src, s.inqSeq, (s.outqSeq - s.outqLen) >>> 0, (s.sndWnd ?? 0xffff) >>> s.sndWscale);
+  const peerFirst = sk.state === TCP_STATE.LAST_ACK;
+  if (FIN_RCVD.has(sk.state) && peerFirst) theirs();
+  if (FIN_SENT.has(sk.state)) ours();
+  if (FIN_RCVD.has(sk.state) && !peerFirst) theirs();
+  const now = tcpInfoHead(fd).state;
+  // FIN_WAIT2 comes back as FIN_WAIT1 until the peer acknowledges our FIN again.
+  const want = sk.state === TCP_STATE.FIN_WAIT2 ? TCP_STATE.FIN_WAIT1 : sk.state;
+  if (now !== want) throw new Error(`${what}: state ${now} after restoring its FINs, not ${want}`);
 }
 
 function handshakeOptions(s: TcpStreamData): Array<[number, number]> {
