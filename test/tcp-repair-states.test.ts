@@ -88,13 +88,15 @@ async function bothEnds(family: '4' | '6', note: (msg: string) => void): Promise
 
 /**
  * half: a connection this side has half-closed (FIN_WAIT2, the server in CLOSE_WAIT) goes on
- * receiving after it is recreated. peerclosed: one the server has half-closed (we are in
+ * receiving after it is recreated; fin1 the same with the server's ACK of our FIN lost. peerclosed: one the server has half-closed (we are in
  * CLOSE_WAIT with its last bytes unread) reads them, then EOF, and goes on sending.
  */
-async function halfClosed(family: '4' | '6', shape: 'half' | 'peerclosed' = 'half'): Promise<void> {
+async function halfClosed(family: '4' | '6', shape: 'half' | 'fin1' | 'peerclosed' = 'half'): Promise<void> {
   const af = family === '4' ? AF.INET : AF.INET6;
   const t = await startTarget([buildTarget('tcpconn'), family, shape], { name: `tcp${shape}${family}` });
-  const state = shape === 'half' ? TCP_STATE.FIN_WAIT2 : TCP_STATE.CLOSE_WAIT;
+  const state = shape === 'half' ? TCP_STATE.FIN_WAIT2 : shape === 'fin1' ? TCP_STATE.FIN_WAIT1 : TCP_STATE.CLOSE_WAIT;
+  const ours = shape !== 'peerclosed';
+  let lossy: (() => void) | null = null;
   const fds: number[] = [];
   let dup = -1;
   let lock: NetworkLock | null = null;
@@ -106,11 +108,18 @@ async function halfClosed(family: '4' | '6', shape: 'half' | 'peerclosed' = 'hal
     fds.push(pidfd);
     dup = pidfdGetfd(pidfd, field(ready, 'client'));
     const info = inspectInet(dup, af);
-    assert.equal(info.state, state);
+    assert.equal(info.state, shape === 'fin1' ? TCP_STATE.ESTABLISHED : state);
+    if (shape === 'fin1') {
+      // The server's ACK of our FIN is lost: we stay in FIN_WAIT1.
+      lossy = dropArriving(info.dst!.port);
+      shutdown(dup, 1, 'SHUT_WR');
+      assert.ok(await waitFor(() => tcpInfoHead(dup).state === state, 30_000, 20), `state ${tcpInfoHead(dup).state}`);
+    }
     lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    lossy?.();
     const rec = dumpTcpConnection(dup, af, { ino: 0x2001 });
     assert.equal(rec.sk.state, state);
-    if (shape === 'half') assert.equal(rec.stream.outqLen, 0, 'everything we sent, FIN included, was acknowledged');
+    if (ours) assert.equal(rec.stream.outqLen, 0, 'all data acknowledged; the FIN is not data');
     else assert.equal(rec.stream.inqLen, s2c, 'the server\'s last bytes wait unread before its FIN');
     assert.ok(rec.stream.inqLen > 0 && firstMismatch(rec.inq, 0, 1) === -1, 'receive queue = server stream from 0');
     const back = await throughImages(rec);
@@ -120,15 +129,15 @@ async function halfClosed(family: '4' | '6', shape: 'half' | 'peerclosed' = 'hal
     dup = -1;
     const fresh = createTcpConnection(back);
     fds.push(fresh);
-    assert.equal(tcpInfoHead(fresh).state, shape === 'half' ? TCP_STATE.FIN_WAIT1 : TCP_STATE.CLOSE_WAIT, 'recreated with the FIN where it was');
+    assert.equal(tcpInfoHead(fresh).state, ours ? TCP_STATE.FIN_WAIT1 : TCP_STATE.CLOSE_WAIT, 'recreated with the FIN where it was');
     leaveRepair(fresh, back);
     lock.release();
     lock = null;
     // The server (CLOSE_WAIT) acknowledges the duplicate FIN: we are half-closed as before.
-    if (shape === 'half') assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.FIN_WAIT2, 60_000, 20), `state ${tcpInfoHead(fresh).state}, not FIN_WAIT2`);
+    if (ours) assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.FIN_WAIT2, 60_000, 20), `state ${tcpInfoHead(fresh).state}, not FIN_WAIT2`);
     fs.writeFileSync(path.join(t.dir, 'go'), '');
     try {
-      const more = shape === 'half' ? 0 : EXTRA;
+      const more = ours ? 0 : EXTRA;
       await converse([{ name: 'client', fd: fresh, from: c2s, to: c2s + more, outDir: 0, inTo: s2c + EXTRA - more, inDir: 1 }]);
     } catch (e) {
       throw new Error(`${(e as Error).message}\n--- target log ---\n${t.log()}`, { cause: e });
@@ -142,6 +151,7 @@ async function halfClosed(family: '4' | '6', shape: 'half' | 'peerclosed' = 'hal
     }
     for (const f of fds) closeFd(f);
     lock?.release();
+    lossy?.();
     killTarget(t);
   }
 }
@@ -218,6 +228,12 @@ describe('tcp repair: both ends, half-closed', () => {
   });
   it('half-closed over IPv6', async () => {
     await halfClosed('6');
+  });
+  it('FIN_WAIT1 (our FIN unacknowledged) is recreated, the FIN acknowledged again, receiving goes on (v4)', async () => {
+    await halfClosed('4', 'fin1');
+  });
+  it('FIN_WAIT1 over IPv6', async () => {
+    await halfClosed('6', 'fin1');
   });
   it('a connection the peer has closed (CLOSE_WAIT): its FIN is replayed, the last bytes then EOF are read, sending goes on (v4)', async () => {
     await halfClosed('4', 'peerclosed');

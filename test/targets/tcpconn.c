@@ -95,7 +95,9 @@ int main(int argc, char **argv)
 {
 	int v6 = argc > 1 && strcmp(argv[1], "6") == 0;
 	int both = argc > 2 && strcmp(argv[2], "both") == 0;
-	int half = argc > 2 && strcmp(argv[2], "half") == 0;
+	/* fin1: as half, but the test shuts the client down itself (with the FIN's ACK lost). */
+	int fin1 = argc > 2 && strcmp(argv[2], "fin1") == 0;
+	int half = fin1 || (argc > 2 && strcmp(argv[2], "half") == 0);
 	/* lastack: as peerclosed, but the test closes the client's side too: no more client bytes. */
 	int last_ack = argc > 2 && strcmp(argv[2], "lastack") == 0;
 	int peer_closed = last_ack || (argc > 2 && strcmp(argv[2], "peerclosed") == 0);
@@ -152,9 +154,9 @@ int main(int argc, char **argv)
 	if (pump(cli, 0, &c2s, 20000) != 20000)
 		DIE("client could not queue 20000 bytes");
 	/* half: the client is done writing, its FIN acknowledged (FIN_WAIT2, the server CLOSE_WAIT). */
-	if (half && shutdown(cli, SHUT_WR))
+	if (half && !fin1 && shutdown(cli, SHUT_WR))
 		DIE("shutdown");
-	if (half || peer_closed)
+	if ((half && !fin1) || peer_closed)
 		await_state(cli, half ? TCP_FIN_WAIT2 : TCP_CLOSE_WAIT);
 	say("READY client=%d server=%d s2c=%u", cli, srv, s2c);
 
