@@ -8,7 +8,7 @@ import { waitFor } from './lib/index.js';
 import {
   AF, SOCK, IPPROTO, TCP_STATE, E, sysTry, socket, bind, listen, encodeInetAddr, decodeInetAddr, getsockname, closeFd, tcpInfoHead,
 } from '../src/sys/index.js';
-import { lockNetwork, listLocks, sweepLeftovers, parseNetworkLockMode, type NetworkLock } from '../src/resources/net/netlock.js';
+import { lockNetwork, adoptLock, listLocks, sweepLeftovers, parseNetworkLockMode, type NetworkLock } from '../src/resources/net/netlock.js';
 
 /** A nonblocking TCP socket of ours bound to a free loopback port. */
 function boundSocket(af: number): { fd: number; port: number } {
@@ -87,6 +87,31 @@ describe('network lock', () => {
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
       mine.release();
     }
+  });
+
+  it('a lock held for the restore outlives its process and the sweep; the restore adopts and removes it', async () => {
+    const script = `import { lockNetwork } from ${JSON.stringify(new URL('../src/resources/net/netlock.js', import.meta.url).href)};
+      const l = lockNetwork('nftables', [], { heldForRestore: true }); const gone = lockNetwork('nftables', []);
+      l.keep(); console.log('LOCKED ' + l.name + ' ' + gone.name);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const [, kept, notKept] = /LOCKED (\S+) (\S+)/.exec(r.stdout)!;
+    assert.match(kept!, /^cryoh-/);
+    let names = listLocks().map((l) => l.name);
+    assert.ok(!names.includes(notKept!), 'an ordinary lock is released when its process exits');
+    try {
+      assert.ok(listLocks().some((l) => l.name === kept && l.heldForRestore), `kept: ${names.join(', ')}`);
+      assert.ok(!sweepLeftovers().includes(kept!), 'the sweep leaves a held lock');
+      assert.throws(() => adoptLock('nftables', notKept!), /not the name of a network lock cryo keeps/);
+      adoptLock('nftables', kept!).release();
+      names = listLocks().map((l) => l.name);
+      assert.ok(!names.includes(kept!), 'released by the restore');
+    } finally {
+      if (listLocks().some((l) => l.name === kept)) spawnSync('nft', ['delete', 'table', 'inet', kept!]);
+    }
+    const plain = lockNetwork('nftables', []);
+    assert.throws(() => plain.keep(), /not made to outlive/);
+    plain.release();
   });
 
   it('--network-lock takes nftables, iptables or skip; skip locks nothing; iptables needs its tools', () => {

@@ -6,8 +6,11 @@
 //
 // nftables (default): table `inet cryo-<pid>-<start>-<n>`, two sets of 4-tuples (both
 // directions of each connection), input and output chains that drop what matches, made and
-// removed in one `nft -f` transaction each. Packets carrying CRYO_MARK pass (for cryo's own
-// traffic to come, e.g. a page server on the same addresses).
+// removed in one `nft -f` transaction each. Packets carrying CRYO_MARK pass (the FIN a restore
+// replays, tcp-fin.ts; cryo's own traffic to come, e.g. a page server on the same addresses).
+// A dump that kills its tasks keeps its lock (`cryoh-...`, held for the restore) so that peers
+// outside the tree never reach the closed sockets; the restore adopts and removes it; sweeps
+// leave held locks alone.
 // iptables (fallback): a chain `CRYO-<pid>-<start>-<n>` in the filter table of iptables and
 // ip6tables, jumped to from INPUT and OUTPUT.
 // skip: no lock (the caller's choice: e.g. the network is already isolated).
@@ -40,10 +43,19 @@ export interface NetworkLock {
   readonly name: string;
   /** Removes the lock; safe to call more than once. Throws if the firewall refuses. */
   release(): void;
+  /**
+   * A lock made `heldForRestore`, after a dump that killed its tasks: it stays when this
+   * process exits (the peers outside must not reach the closed sockets), until the restore
+   * takes it over (adoptLock) and releases it. Throws for other locks.
+   */
+  keep(): void;
 }
 
-/** What marks a name as cryo's and says whose it is: owner pid, owner start time, sequence. */
-const NAME_RE = /^cryo-(\d+)-(\d+)-(\d+)$/i;
+/**
+ * What marks a name as cryo's and says whose it is: held for a restore ("cryoh"), owner pid,
+ * owner start time, sequence. (iptables chain names are at most 28 characters: this fits.)
+ */
+const NAME_RE = /^cryo(h?)-(\d+)-(\d+)-(\d+)$/i;
 
 function startTimeOf(pid: number): string | null {
   try {
@@ -148,10 +160,11 @@ function iptCreate(name: string, tuples: TcpTuple[]): void {
  * Locks the network for these connections. Throws, leaving nothing behind, if the firewall
  * refuses; the caller must then not freeze anything it would dump with --tcp-established.
  */
-export function lockNetwork(mode: NetworkLockMode, tuples: TcpTuple[]): NetworkLock {
-  if (mode === 'skip') return { mode, name: '', release() {} };
+export function lockNetwork(mode: NetworkLockMode, tuples: TcpTuple[], opts: { heldForRestore?: boolean } = {}): NetworkLock {
+  if (mode === 'skip') return { mode, name: '', release() {}, keep() {} };
   const start = startTimeOf(process.pid) ?? '0';
-  const name = `${mode === 'nftables' ? 'cryo' : 'CRYO'}-${process.pid}-${start}-${sequence++}`;
+  const prefix = (mode === 'nftables' ? 'cryo' : 'CRYO') + (opts.heldForRestore ? 'h' : '');
+  const name = `${prefix}-${process.pid}-${start}-${sequence++}`;
   if (mode === 'nftables') {
     const r = run('nft', ['-f', '-'], nftScript(name, tuples));
     // One transaction: a refused script created nothing.
@@ -164,10 +177,25 @@ export function lockNetwork(mode: NetworkLockMode, tuples: TcpTuple[]): NetworkL
       throw e;
     }
   }
+  return lockHandle(mode, name, opts.heldForRestore === true);
+}
+
+/** The lock a dump kept (its name, from the images), for the restore to release. */
+export function adoptLock(mode: 'nftables' | 'iptables', name: string): NetworkLock {
+  const m = NAME_RE.exec(name);
+  if (!m || !m[1]) throw new Error(`${name} is not the name of a network lock cryo keeps for a restore`);
+  return lockHandle(mode, name, true);
+}
+
+function lockHandle(mode: 'nftables' | 'iptables', name: string, heldForRestore: boolean): NetworkLock {
   let released = false;
   const lock: NetworkLock = {
     mode,
     name,
+    keep() {
+      if (!heldForRestore) throw new Error(`network lock ${name} was not made to outlive its process`);
+      held.delete(lock);
+    },
     release() {
       if (released) return;
       if (mode === 'nftables') nftDelete(name);
@@ -184,15 +212,16 @@ export function lockNetwork(mode: NetworkLockMode, tuples: TcpTuple[]): NetworkL
 }
 
 /** Names of cryo's locks present in the firewall (nftables tables, iptables chains). */
-export function listLocks(): { mode: 'nftables' | 'iptables'; name: string }[] {
-  const out: { mode: 'nftables' | 'iptables'; name: string }[] = [];
+export function listLocks(): { mode: 'nftables' | 'iptables'; name: string; heldForRestore: boolean }[] {
+  const out: { mode: 'nftables' | 'iptables'; name: string; heldForRestore: boolean }[] = [];
+  const heldName = (n: string) => NAME_RE.exec(n)![1] !== '';
   const nft = run('nft', ['list', 'tables', 'inet']);
-  if (nft.ok) for (const m of nft.out.matchAll(/^table inet (\S+)$/gm)) if (NAME_RE.test(m[1]!)) out.push({ mode: 'nftables', name: m[1]! });
+  if (nft.ok) for (const m of nft.out.matchAll(/^table inet (\S+)$/gm)) if (NAME_RE.test(m[1]!)) out.push({ mode: 'nftables', name: m[1]!, heldForRestore: heldName(m[1]!) });
   for (const cmd of IPT) {
     const r = run(cmd, ['-w', '-S']);
     if (!r.ok) continue;
     for (const m of r.out.matchAll(/^-N (\S+)$/gm)) {
-      if (NAME_RE.test(m[1]!) && !out.some((o) => o.mode === 'iptables' && o.name === m[1])) out.push({ mode: 'iptables', name: m[1]! });
+      if (NAME_RE.test(m[1]!) && !out.some((o) => o.mode === 'iptables' && o.name === m[1])) out.push({ mode: 'iptables', name: m[1]!, heldForRestore: heldName(m[1]!) });
     }
   }
   return out;
@@ -200,13 +229,14 @@ export function listLocks(): { mode: 'nftables' | 'iptables'; name: string }[] {
 
 /**
  * Removes the locks of cryo runs that are gone (no process with the owner's pid and start
- * time). A live run's lock is left alone. Returns the names removed.
+ * time). A live run's lock is left alone, and so is one held for a restore (its dump ended
+ * on purpose; the restore, or the user, removes it). Returns the names removed.
  */
 export function sweepLeftovers(): string[] {
   const removed: string[] = [];
   for (const l of listLocks()) {
     const m = NAME_RE.exec(l.name)!;
-    if (startTimeOf(Number(m[1])) === m[2]) continue;
+    if (l.heldForRestore || startTimeOf(Number(m[2])) === m[3]) continue;
     if (l.mode === 'nftables') nftDelete(l.name);
     else if (iptDelete(l.name).length) continue;
     removed.push(l.name);
