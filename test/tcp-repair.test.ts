@@ -5,6 +5,7 @@
 // this process from the images, and then talks to the target's server on it: the server checks
 // every byte's position in both streams and a clean EOF. (The lock itself: netlock.test.ts.)
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { buildTarget, cleanup, killTarget, startTarget, waitForLine } from './lib/index.js';
 import { field, firstMismatch, throughImages, talkAndCheck, dropArriving } from './lib/tcp-stream.js';
@@ -79,6 +80,11 @@ async function dumpAndRecreate(family: '4' | '6', mode: 'recreate' | 'leave-runn
 
     note(`server stream ${s2c} bytes before the dump, ${st.inqLen} of them in the client's receive queue; send queue ${st.outqLen} (${st.unsqLen} unsent); mss ${st.mssClamp}, options 0x${st.optMask.toString(16)}, wscale ${st.sndWscale}/${st.rcvWscale}`);
     const back = await throughImages(rec);
+    // A restore while the original still exists fails (the 4-tuple is taken) and leaves no
+    // socket behind; the original is not disturbed (the exchange below proves it).
+    const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+    assert.throws(() => createTcpConnection(back), /connect in repair mode\): EADDRNOTAVAIL/);
+    assert.equal(fs.readdirSync('/proc/self/fd').length, fdsBefore, 'the half-built socket is closed');
     if (mode === 'leave-running') {
       assert.equal(releaseRepair(dup, rec.sk.opts.reuseaddr ?? false), 0);
       assert.ok(!tcpRepairOn(dup), 'released');
