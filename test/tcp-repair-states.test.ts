@@ -216,6 +216,65 @@ async function lastAck(family: '4' | '6'): Promise<void> {
   }
 }
 
+/**
+ * CLOSING: both sides shut down at once and our FIN is lost (dropped): recreated in CLOSING, our
+ * side hands over the server's last bytes and EOF; once our FIN goes out again both sides close,
+ * and the server (the target's socket, taken over by the test) reads every client byte, then EOF.
+ */
+async function closing(family: '4' | '6'): Promise<void> {
+  const af = family === '4' ? AF.INET : AF.INET6;
+  const t = await startTarget([buildTarget('tcpconn'), family, 'closing'], { name: `tcpclosing${family}` });
+  const fds: number[] = [];
+  let dup = -1;
+  let lock: NetworkLock | null = null;
+  let lossy: (() => void) | null = null;
+  try {
+    const ready = await waitForLine(t, 'READY', 60_000);
+    const s2c = field(ready, 's2c');
+    const c2s = field(await waitForLine(t, 'WROTE', 30_000), 'c2s');
+    const pidfd = pidfdOpen(t.pid);
+    fds.push(pidfd);
+    dup = pidfdGetfd(pidfd, field(ready, 'client'));
+    const srv = pidfdGetfd(pidfd, field(ready, 'server'));
+    fds.push(srv);
+    const info = inspectInet(dup, af);
+    lossy = dropArriving(info.src.port);
+    shutdown(dup, 1, 'SHUT_WR'); // lost on the way
+    shutdown(srv, 1, 'SHUT_WR'); // arrives; our ACK of it is lost
+    assert.ok(await waitFor(() => tcpInfoHead(dup).state === TCP_STATE.CLOSING, 30_000, 20), `state ${tcpInfoHead(dup).state}`);
+    lock = lockNetwork('nftables', [{ src: info.src, dst: info.dst! }]);
+    lossy();
+    const rec = dumpTcpConnection(dup, af, { ino: 0x4001 });
+    assert.equal(rec.sk.state, TCP_STATE.CLOSING);
+    assert.equal(rec.stream.outqLen, 0, 'only our FIN is unacknowledged');
+    assert.equal(rec.stream.inqLen, s2c);
+    const back = await throughImages(rec);
+    process.kill(t.pid, 'SIGUSR2');
+    assert.ok((await waitForLine(t, ['PASS', 'FAIL'], 30_000)).startsWith('PASS'), t.log());
+    closeFd(dup);
+    dup = -1;
+    const fresh = createTcpConnection(back);
+    fds.push(fresh);
+    assert.equal(tcpInfoHead(fresh).state, TCP_STATE.CLOSING);
+    leaveRepair(fresh, back);
+    await converse([{ name: 'client', fd: fresh, from: c2s, to: c2s, outDir: 0, inTo: s2c, inDir: 1 }]);
+    lock.release();
+    lock = null;
+    await converse([{ name: 'server', fd: srv, from: s2c, to: s2c, outDir: 1, inTo: c2s, inDir: 0 }]);
+    assert.ok(await waitFor(() => tcpInfoHead(fresh).state === TCP_STATE.CLOSE && tcpInfoHead(srv).state === TCP_STATE.CLOSE, 60_000, 20),
+      `states ${tcpInfoHead(fresh).state} / ${tcpInfoHead(srv).state}, not closed`);
+  } finally {
+    if (dup >= 0) {
+      releaseRepair(dup, false);
+      closeFd(dup);
+    }
+    for (const f of fds) closeFd(f);
+    lock?.release();
+    lossy?.();
+    killTarget(t);
+  }
+}
+
 describe('tcp repair: both ends, half-closed', () => {
   it('both ends in the tree (v4): client and server are dumped, recreated and talk to each other', async (tc) => {
     await bothEnds('4', (m) => tc.diagnostic(m));
@@ -246,5 +305,11 @@ describe('tcp repair: both ends, half-closed', () => {
   });
   it('LAST_ACK over IPv6', async () => {
     await lastAck('6');
+  });
+  it('CLOSING (FINs crossed, ours lost) is recreated and both sides close (v4)', async () => {
+    await closing('4');
+  });
+  it('CLOSING over IPv6', async () => {
+    await closing('6');
   });
 });

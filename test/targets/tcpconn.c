@@ -101,6 +101,10 @@ int main(int argc, char **argv)
 	/* lastack: as peerclosed, but the test closes the client's side too: no more client bytes. */
 	int last_ack = argc > 2 && strcmp(argv[2], "lastack") == 0;
 	int peer_closed = last_ack || (argc > 2 && strcmp(argv[2], "peerclosed") == 0);
+	/* closing: 5000 bytes each way as peerclosed, nobody shuts down (the test does, on its
+	 * copies of both ends), both fds closed on SIGUSR2 as with "both". */
+	int closing = argc > 2 && strcmp(argv[2], "closing") == 0;
+	both |= closing;
 	int fam = v6 ? AF_INET6 : AF_INET;
 	struct sockaddr_storage ss = { 0 };
 	socklen_t slen;
@@ -146,7 +150,7 @@ int main(int argc, char **argv)
 	uint32_t s2c = 0, c2s = 0;
 	/* Several rounds: the server's send buffer grows a little as the client acknowledges. */
 	for (int round = 0; round < 20; round++) {
-		pump(srv, 1, &s2c, peer_closed ? 5000 : 64u << 20);
+		pump(srv, 1, &s2c, peer_closed || closing ? 5000 : 64u << 20);
 		sleep_ms(10);
 	}
 	if (peer_closed && shutdown(srv, SHUT_WR))
@@ -160,9 +164,9 @@ int main(int argc, char **argv)
 		await_state(cli, half ? TCP_FIN_WAIT2 : TCP_CLOSE_WAIT);
 	say("READY client=%d server=%d s2c=%u", cli, srv, s2c);
 
-	while (!half && !peer_closed && !usr1)
+	while (!half && !peer_closed && !closing && !usr1)
 		sleep_ms(10);
-	if (half || peer_closed) {
+	if (half || peer_closed || closing) {
 		say("WROTE c2s=%u", c2s);
 		goto handover;
 	}
