@@ -1,6 +1,7 @@
 // TCP repair of the other shapes a connection takes: both ends inside the tree (dumped,
-// cross-checked, recreated, talking to each other) and a connection this side has half-closed.
-// Same target and helpers as tcp-repair.test.ts.
+// cross-checked, recreated, talking to each other), and every closing state a socket with an fd
+// can be in: FIN_WAIT1/2 (we closed), CLOSE_WAIT (the peer did: its FIN is replayed), LAST_ACK
+// and CLOSING (both). Same target and helpers as tcp-repair.test.ts.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -24,6 +24,8 @@
  * FIN_WAIT2) for SIGUSR2 at once, printing WROTE; after go the server expects no more client bytes.
  * With "peerclosed" the server writes 5000 bytes and shuts down its side at once: the client,
  * reading nothing, is in CLOSE_WAIT with the 5000 bytes queued; after go the server writes nothing.
+ * "fin1", "lastack" and "closing" are variants in which the test shuts ends down itself, on its
+ * copies of the target's sockets, with packets dropped (see the comments at their flags).
  * Stream byte i of direction d is pattern(i, d) (the test computes the same).
  */
 #include "common.h"
