@@ -9,3 +9,4 @@ export { cpuid, xsaveLayout } from './cpuid.js';
 export * from './socket.js';
 export * from './interrupt.js';
 export * from './tty.js';
+export * from './tcp.js';
