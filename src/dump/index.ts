@@ -236,8 +236,13 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     writer.writeImage(
       'files.img',
       'FILES',
-      // Each record names its payload as file_entry does (reg, pipe, efd, sgfd, tfd, epfd).
-      files.entries.map((f) => create(file_entrySchema, { ...f, type: fd_types[f.type] })),
+      // Each record names its payload as file_entry does (reg, pipe, efd, sgfd, tfd, epfd); a
+      // registered kind names its own field.
+      files.entries.map((f) =>
+        f.type === 'KIND'
+          ? create(file_entrySchema, { id: f.id, type: fd_types[f.kind.type], [f.kind.field]: f.record })
+          : create(file_entrySchema, { ...f, type: fd_types[f.type] }),
+      ),
     );
     // Pipes and FIFOs keep their buffered bytes in images of the same shape.
     for (const [name, kind, data] of [['pipes-data.img', 'PIPES_DATA', files.pipeData], ['fifo-data.img', 'FIFO_DATA', files.fifoData]] as const) {

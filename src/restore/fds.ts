@@ -7,21 +7,42 @@ import { hasField } from '../image/presence.js';
 import { epollEvent } from '../resources/files/anon.js';
 import type { RestoreTask } from '../resources/context.js';
 import type { TaskImage } from './images.js';
+import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
+import type { FdPhase } from '../resources/files/fd-kind.js';
 import { openFile, type RestoreSession } from './files.js';
 
 const EPOLL_CTL_ADD = 1;
 
+/** When the fd is made: with the table, or (a kind that names tasks) once they all exist. */
+function phaseOf(session: RestoreSession, fi: fdinfo_entry): FdPhase {
+  return session.ckpt.kindFiles.get(fi.id)?.kind.phase ?? 'table';
+}
+
 /** Installs the fd table: files opened here, pulled in by the task with pidfd_getfd. */
 export function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSession): void {
-  const { ckpt } = session;
-  const call = r.remote.call.bind(r.remote);
   if (!img.fdinfo.length) return;
   const maxFd = Math.max(...img.fdinfo.map((f) => f.fd));
+  installFds(r, img.fdinfo.filter((fi) => phaseOf(session, fi) === 'table'), maxFd, session);
+  fillEpolls(r, img, maxFd, session);
+}
+
+/**
+ * The fds of kinds restored once the task's children and threads exist (pidfds): their numbers
+ * were left free by restoreFds.
+ */
+export function restoreFdsAfterChildren(r: RestoreTask, img: TaskImage, session: RestoreSession): void {
+  const late = img.fdinfo.filter((fi) => phaseOf(session, fi) === 'after-children');
+  if (late.length) installFds(r, late, Math.max(...img.fdinfo.map((f) => f.fd)), session);
+}
+
+/** Pulls `fds` into the task at their numbers; `maxFd`: the task's highest fd (temporaries go above). */
+function installFds(r: RestoreTask, fds: fdinfo_entry[], maxFd: number, session: RestoreSession): void {
+  const call = r.remote.call.bind(r.remote);
   const pidfd0 = call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
   const pidfd = call('fcntl', [pidfd0, F.DUPFD_CLOEXEC, maxFd + 1]);
   call('close', [pidfd0]);
   try {
-    for (const fi of img.fdinfo) {
+    for (const fi of fds) {
       const fd = openFile(session, fi.id, `fd ${fi.fd}`);
       // O_ASYNC registers the fd it is set through (SIGIO's si_fd): set by the task, on its own fd.
       const fl = sys('fcntl', [fd, F.GETFL]);
@@ -39,6 +60,11 @@ export function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSessi
   } finally {
     r.remote.raw(NR.close, [pidfd]);
   }
+}
+
+function fillEpolls(r: RestoreTask, img: TaskImage, maxFd: number, session: RestoreSession): void {
+  const { ckpt } = session;
+  const call = r.remote.call.bind(r.remote);
   // Now that every fd is in place, each epoll (once, in the first task that has it) gets its
   // targets back, registered by the task under their own fd numbers.
   for (const fi of img.fdinfo) {

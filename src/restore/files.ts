@@ -63,7 +63,9 @@ export function openFile(session: RestoreSession, id: number, what: string): num
   const anon = ckpt.anons.get(id);
   const fifo = ckpt.fifos.get(id);
   const memfd = ckpt.memfdFiles.get(id);
-  if (reg) {
+  const registered = ckpt.kindFiles.get(id);
+  if (registered) fd = registered.kind.open(registered.record, { what });
+  else if (reg) {
     const changed = session.unchecked.has(reg.name) ? null : changedSince(reg);
     if (changed) throw new UserError(`${what}: ${changed}`);
     const tmp = reg.flags & O_TMPFILE_BIT ? session.tmpfiles.get(reg.name) : undefined;

@@ -35,6 +35,8 @@ import { UserError } from '../util/errors.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
 import { VMA } from '../resources/mm/vma-kind.js';
+import { registeredKindOfEntry } from '../resources/files/registry.js';
+import type { AnyFdKind } from '../resources/files/fd-kind.js';
 
 export interface TaskImage {
   pid: number;
@@ -67,6 +69,8 @@ export interface CheckpointImage {
   tasks: TaskImage[];
   zombies: ZombieImage[];
   files: Map<number, reg_file_entry>;
+  /** Files of the registered kinds (resources/files/registry.ts), by file id. */
+  kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
   /** eventfd/signalfd/timerfd objects, by file id. */
   anons: Map<number, AnonRecord>;
   /** Pipe ends, by file id. */
@@ -155,9 +159,17 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   const inetSockets: InetSkData[] = [];
   const owners = new Map<number, FownData>();
   const fileIds = new Set<number>();
+  const kindFiles: CheckpointImage['kindFiles'] = new Map();
   for (const f of r.read('files.img') as file_entry[]) {
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
+    const registered = registeredKindOfEntry(f);
+    if (registered) {
+      const record = registered.kind.read(registered.payload, f.id);
+      kindFiles.set(f.id, { kind: registered.kind, record });
+      if (record.fown) owners.set(f.id, record.fown);
+      continue;
+    }
     const fown = [f.reg, f.pipe, f.efd, f.sgfd, f.epfd, f.tfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
@@ -246,7 +258,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   return ckpt;
 }

@@ -27,7 +27,7 @@ import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
 import type { RestoreSession } from './files.js';
-import { restoreFds } from './fds.js';
+import { restoreFds, restoreFdsAfterChildren } from './fds.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
@@ -168,6 +168,9 @@ export function restoreTask(
     const tr = new Remote(t, trampoline);
     work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
   }
+
+  // fds that name tasks (pidfds) once the task's children, zombies and threads exist.
+  if (!sharesFiles) restoreFdsAfterChildren(r, img, session);
 
   // POSIX timers once every thread they may signal exists, before credentials change.
   restorePosixTimers(r, tc.timers?.posix ?? []);

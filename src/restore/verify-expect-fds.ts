@@ -6,7 +6,7 @@ import { O } from '../sys/index.js';
 import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
 import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
 import { inotify_wd_entrySchema } from '../image/gen/fsnotify_pb.js';
-import { fdFlagSet, fileKindOf, signalSet, timespecText, OBJECT_KINDS, UNBLOCKABLE, type FdKind } from '../resources/observe/names.js';
+import { fdFlagSet, fileKindOf, signalSet, timespecText, OBJECT_KINDS, UNBLOCKABLE, type ObservedKind } from '../resources/observe/names.js';
 import { fdKey, lockText, timerfdArmed, epollTargetText, inotifyWatchText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
@@ -19,7 +19,7 @@ export function has(msg: Message | undefined, schema: DescMessage, name: string)
   return msg !== undefined && f !== undefined && isFieldSet(msg, f);
 }
 
-const ANON_KIND: Record<AnonRecord['type'], FdKind> = {
+const ANON_KIND: Record<AnonRecord['type'], ObservedKind> = {
   EVENTFD: 'eventfd', SIGNALFD: 'signalfd', TIMERFD: 'timerfd', EVENTPOLL: 'epoll', INOTIFY: 'inotify', FANOTIFY: 'fanotify',
 };
 
@@ -28,7 +28,9 @@ const F_WRLCK = 1;
 
 /** An fd's open file description as the images have it: kind, status flags, more by kind. */
 interface Described {
-  kind: FdKind;
+  kind: ObservedKind;
+  /** A registered kind's own expectations (resources/files/registry.ts). */
+  expect?: (s: Snapshot, key: string) => void;
   flags: number;
   reg?: { name: string; pos: bigint };
   anon?: AnonRecord;
@@ -37,6 +39,11 @@ interface Described {
 }
 
 function describe(ckpt: CheckpointImage, id: number): Described | null {
+  const registered = ckpt.kindFiles.get(id);
+  if (registered) {
+    const { kind, record } = registered;
+    return { kind: kind.name as ObservedKind, flags: record.flags, expect: (s, key) => kind.expect?.(record, s, key) };
+  }
   const reg = ckpt.files.get(id);
   if (reg) {
     const mode = has(reg as unknown as Message, reg_file_entrySchema, 'mode') ? reg.mode : 0o100000;
@@ -79,6 +86,7 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
     // An O_TMPFILE file is named after its inode (dir/#INO), which a new one cannot keep.
     if (d.reg && !(d.flags & O_TMPFILE_BIT)) s.set(`${key} path`, d.reg.name);
     if (d.anon) expectAnon(s, key, d.anon);
+    d.expect?.(s, key);
     if (d.opts) expectSocketOptions(s, key, d.opts);
     const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);
     if (mine.length) {

@@ -11,6 +11,8 @@ import { anonKind, epollHolders, type AnonKind } from './anon.js';
 import { deletedPath } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
+import { registeredKindOf } from './registry.js';
+import type { FileTypeName } from './fd-kind.js';
 import { socketInode, dumpSocket } from './socket.js';
 import { dumpFown } from './fown.js';
 import { NO_FOWN, fileStamp } from './reg.js';
@@ -20,7 +22,7 @@ import type { FileTable } from './table.js';
 export interface FdinfoData {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | AnonKind;
+  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | AnonKind | FileTypeName;
   fd: number;
 }
 
@@ -89,7 +91,11 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
-    if (anon) {
+    const registered = registeredKindOf(link, st.mode);
+    if (registered) {
+      type = registered.type;
+      id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown));
+    } else if (anon) {
       id = files.addAnon(anon, flags, fown, info);
       if (anon === 'EVENTPOLL') noteEpollHolders(files, id, epollHolders(pid, fd, info));
     }

@@ -8,11 +8,10 @@ import { isMemfd } from './memfd.js';
 import { fdLocks, lockBlocker } from './locks.js';
 import { inotifyBlocker } from './inotify.js';
 import { fanotifyBlocker } from './fanotify.js';
+import { registeredKindOf } from './registry.js';
 import { parseFdinfo, type FdInfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
 import { blockerText, type Blocker } from '../../util/blocker.js';
-
-export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
 /** Character devices whose state is nothing more than being open. */
 export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
@@ -67,6 +66,8 @@ function kindBlocker(pid: number, fd: number, link: string, mode: number | null,
   const refuse = (kind: string, reason: string): Blocker => ({ pid, fd, kind, reason });
   const sock = socketInode(link);
   if (sock !== null) return socketBlocker(pid, fd, sock, scan);
+  const registered = registeredKindOf(link, mode);
+  if (registered) return registered.blocker({ pid, fd, link, mode, info }, scan);
   const anon = anonKind(link);
   if (anon === 'INOTIFY') return inotifyBlocker({ pid, fd }, info);
   if (anon === 'FANOTIFY') return fanotifyBlocker({ pid, fd }, info);

@@ -12,6 +12,7 @@ import { inspectMemfd, type MemfdInode } from './memfd.js';
 import type { FileLockData } from './locks.js';
 import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
 import type { FdInfo } from '../../proc/index.js';
+import type { AnyFdKind } from './fd-kind.js';
 
 export type FileRecord =
   | AnonRecord
@@ -20,7 +21,16 @@ export type FileRecord =
   | { type: 'MEMFD'; id: number; memfd: { id: number; flags: number; pos: bigint; fown: FownData; inodeId: number } }
   | { type: 'FIFO'; id: number; fifo: { id: number; pipeId: number; regfId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
-  | { type: 'INETSK'; id: number; isk: InetSkData };
+  | { type: 'INETSK'; id: number; isk: InetSkData }
+  | KindRecord;
+
+/** The record of a registered kind (registry.ts), written into file_entry's field `kind.field`. */
+export interface KindRecord {
+  type: 'KIND';
+  id: number;
+  kind: AnyFdKind;
+  record: unknown;
+}
 
 /** An fd already dumped, to find others that share its open file description (kcmp). */
 export interface SeenFd {
@@ -114,6 +124,13 @@ export class FileTable {
   addAnon(kind: AnonKind, flags: number, fown: FownData, info: FdInfo): number {
     const id = this.entries.length + 1;
     this.entries.push(anonFromFdinfo(kind, id, flags, fown, info));
+    return id;
+  }
+
+  /** A registered kind's record; `dump` makes it for the file id given. */
+  addKind(kind: AnyFdKind, dump: (id: number) => unknown): number {
+    const id = this.entries.length + 1;
+    this.entries.push({ type: 'KIND', id, kind, record: dump(id) });
     return id;
   }
 

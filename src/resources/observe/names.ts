@@ -2,6 +2,7 @@
 // derives the same keys from the images: signal names, open flags, fd kinds, limits, mappings.
 import { O } from '../../sys/index.js';
 import { RLIM_INFINITY } from '../../proc/index.js';
+import { FD_KINDS, registeredKindOf, type RegisteredKindName } from '../files/registry.js';
 
 const SIGNALS = [
   '', 'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGKILL', 'SIGUSR1', 'SIGSEGV',
@@ -52,12 +53,13 @@ export function fdFlagSet(flags: number, cloexec: boolean, object: boolean): { s
   return { set };
 }
 
-export type FdKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'eventfd' | 'signalfd' | 'timerfd' | 'epoll' | 'inotify' | 'fanotify' | 'anon';
+/** What the verification calls an fd's kind (the registered kinds go by their own names). */
+export type ObservedKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'eventfd' | 'signalfd' | 'timerfd' | 'epoll' | 'inotify' | 'fanotify' | 'anon' | RegisteredKindName;
 
 /** Kinds whose access mode is the kernel's, not the opener's (see fdFlagSet). */
-export const OBJECT_KINDS = new Set<FdKind>(['socket', 'eventfd', 'signalfd', 'timerfd', 'epoll', 'inotify', 'fanotify', 'anon']);
+export const OBJECT_KINDS = new Set<ObservedKind>(['socket', 'eventfd', 'signalfd', 'timerfd', 'epoll', 'inotify', 'fanotify', 'anon', ...FD_KINDS.filter((k) => k.object).map((k) => k.name)]);
 
-const ANON: Record<string, FdKind> = {
+const ANON: Record<string, ObservedKind> = {
   'anon_inode:[eventfd]': 'eventfd',
   'anon_inode:[signalfd]': 'signalfd',
   'anon_inode:[timerfd]': 'timerfd',
@@ -67,15 +69,17 @@ const ANON: Record<string, FdKind> = {
 };
 
 /** The kind of an fd from its /proc/PID/fd link and the st_mode of what it opens. */
-export function fdKindOf(link: string, mode: number): FdKind {
+export function fdKindOf(link: string, mode: number): ObservedKind {
   if (link.startsWith('socket:[')) return 'socket';
   if (link.startsWith('pipe:[')) return 'pipe';
+  const registered = registeredKindOf(link, mode);
+  if (registered) return registered.name as RegisteredKindName;
   if (link.startsWith('anon_inode:')) return ANON[link] ?? 'anon';
   if (link.startsWith('/memfd:')) return 'memfd';
   return fileKindOf(mode);
 }
 
-export function fileKindOf(mode: number): FdKind {
+export function fileKindOf(mode: number): ObservedKind {
   const type = mode & 0o170000;
   if (type === 0o040000) return 'dir';
   if (type === 0o020000 || type === 0o060000) return 'device';

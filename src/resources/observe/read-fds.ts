@@ -4,8 +4,9 @@
 import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
 import { O, SO, SOL, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
 import { parseFdinfo, parseLockLine, type FdInfo } from '../../proc/index.js';
-import { fdKindOf, fdFlagSet, OBJECT_KINDS, signalSet, timespecText, stripDeleted, type FdKind } from './names.js';
+import { fdKindOf, fdFlagSet, OBJECT_KINDS, signalSet, timespecText, stripDeleted, type ObservedKind } from './names.js';
 import type { Snapshot } from './snapshot.js';
+import { registeredKindNamed } from '../files/registry.js';
 
 /** Socket options compared: key, option, the sk_opts_entry field(s), how the value reads. */
 export const SOCKET_OPTIONS = [
@@ -24,7 +25,7 @@ export const SOCKET_OPTIONS = [
   ['SO_OOBINLINE', SO.OOBINLINE, 'soOobinline', 'int'],
 ] as const;
 
-export function fdKey(fd: number, kind: FdKind): string {
+export function fdKey(fd: number, kind: ObservedKind): string {
   return `fd ${fd} (${kind})`;
 }
 
@@ -60,7 +61,8 @@ export function lockText(kind: string, type: string, start: bigint, end: bigint 
 
 const first = (info: FdInfo, k: string): string | undefined => info.extra.get(k)?.[0];
 
-function kindDetails(s: Snapshot, key: string, kind: FdKind, info: FdInfo): void {
+function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: FdInfo): void {
+  registeredKindNamed(kind)?.observe?.(info, s, key);
   switch (kind) {
     case 'eventfd': {
       const count = first(info, 'eventfd-count');
