@@ -71,7 +71,7 @@ export interface CheckpointImage {
   files: Map<number, reg_file_entry>;
   /** Files of the registered kinds (resources/files/registry.ts), by file id. */
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
-  /** eventfd/signalfd/timerfd objects, by file id. */
+  /** epoll, inotify and fanotify objects, by file id. */
   anons: Map<number, AnonRecord>;
   /** Pipe ends, by file id. */
   /** `external`: the other end was outside the tree (restored from --inherit-fd). */
@@ -170,14 +170,11 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       if (record.fown) owners.set(f.id, record.fown);
       continue;
     }
-    const fown = [f.reg, f.pipe, f.efd, f.sgfd, f.epfd, f.tfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
+    const fown = [f.reg, f.pipe, f.epfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags, external: f.pipe.cryoExternal });
-    else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: f.efd });
-    else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: f.sgfd });
     else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
-    else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: f.tfd });
     else if (f.ify) anons.set(f.id, { type: 'INOTIFY', id: f.id, ify: f.ify as InotifyData });
     else if (f.ffy) anons.set(f.id, { type: 'FANOTIFY', id: f.id, ffy: f.ffy as FanotifyData });
     else if (f.memfd) memfdFiles.set(f.id, { flags: f.memfd.flags, pos: f.memfd.pos, inodeId: f.memfd.inodeId });

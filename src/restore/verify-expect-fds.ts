@@ -6,8 +6,9 @@ import { O } from '../sys/index.js';
 import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
 import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
 import { inotify_wd_entrySchema } from '../image/gen/fsnotify_pb.js';
-import { fdFlagSet, fileKindOf, signalSet, timespecText, OBJECT_KINDS, UNBLOCKABLE, type ObservedKind } from '../resources/observe/names.js';
-import { fdKey, lockText, timerfdArmed, epollTargetText, inotifyWatchText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
+import { fdFlagSet } from '../resources/observe/names.js';
+import { fileKindOf, OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
+import { fdKey, lockText, epollTargetText, inotifyWatchText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
 import type { AnonRecord } from '../resources/files/anon.js';
@@ -20,7 +21,7 @@ export function has(msg: Message | undefined, schema: DescMessage, name: string)
 }
 
 const ANON_KIND: Record<AnonRecord['type'], ObservedKind> = {
-  EVENTFD: 'eventfd', SIGNALFD: 'signalfd', TIMERFD: 'timerfd', EVENTPOLL: 'epoll', INOTIFY: 'inotify', FANOTIFY: 'fanotify',
+  EVENTPOLL: 'epoll', INOTIFY: 'inotify', FANOTIFY: 'fanotify',
 };
 
 const LOCK_KIND: Record<number, string> = { 1: 'POSIX', 2: 'FLOCK', 4: 'OFDLCK' };
@@ -63,7 +64,7 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
   const anon = ckpt.anons.get(id);
   if (anon) {
     const rec = anon as unknown as Record<string, { flags: number }>;
-    const payload = rec.efd ?? rec.sgfd ?? rec.tfd ?? rec.epfd ?? rec.ify ?? rec.ffy;
+    const payload = rec.epfd ?? rec.ify ?? rec.ffy;
     return { kind: ANON_KIND[anon.type], flags: payload?.flags ?? 0, anon };
   }
   const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id);
@@ -99,23 +100,6 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
 
 function expectAnon(s: Snapshot, key: string, a: AnonRecord): void {
   switch (a.type) {
-    case 'EVENTFD':
-      s.set(`${key} count`, String(a.efd.counter));
-      s.set(`${key} semaphore`, a.efd.flags & 1 ? '1' : '0');
-      return;
-    case 'SIGNALFD':
-      s.set(`${key} sigmask`, signalSet(a.sgfd.sigmask & ~UNBLOCKABLE));
-      return;
-    case 'TIMERFD': {
-      const t = a.tfd;
-      s.set(`${key} clockid`, String(t.clockid));
-      s.set(`${key} interval`, timespecText(t.isec, t.insec));
-      // The time left is not compared: it went on running since the dump (the restore re-arms
-      // with what was left then). Ticks may only have grown.
-      s.set(`${key} armed`, timerfdArmed(t.vsec, t.vnsec, t.isec, t.insec));
-      s.set(`${key} ticks`, { atLeast: t.ticks });
-      return;
-    }
     case 'EVENTPOLL':
       s.set(`${key} targets`, { set: a.epfd.tfd.map((t) => epollTargetText(t.tfd, t.events, t.data)) });
       return;

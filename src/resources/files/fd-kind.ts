@@ -72,3 +72,13 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
 /** A kind with its record type forgotten, as the registry holds it. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyFdKind = FdKind<any>;
+
+/** The first value of an fdinfo line `key:` (throws when the kernel did not show it). */
+export function fdinfoField(info: FdInfo, key: string): string {
+  const v = info.extra.get(key)?.[0];
+  if (v === undefined) throw new Error(`fdinfo has no "${key}"`);
+  return v;
+}
+
+/** Status flags the object-creating calls (eventfd2, signalfd4, timerfd_create) accept. */
+export const CREATE_FLAGS = 0o4000 | 0o2000000; // O_NONBLOCK | O_CLOEXEC

@@ -4,7 +4,8 @@
 import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
 import { O, SO, SOL, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
 import { parseFdinfo, parseLockLine, type FdInfo } from '../../proc/index.js';
-import { fdKindOf, fdFlagSet, OBJECT_KINDS, signalSet, timespecText, stripDeleted, type ObservedKind } from './names.js';
+import { fdFlagSet, stripDeleted } from './names.js';
+import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
 import type { Snapshot } from './snapshot.js';
 import { registeredKindNamed } from '../files/registry.js';
 
@@ -59,34 +60,9 @@ export function lockText(kind: string, type: string, start: bigint, end: bigint 
   return `${kind} ${type} ${start}-${end ?? 'EOF'}`;
 }
 
-const first = (info: FdInfo, k: string): string | undefined => info.extra.get(k)?.[0];
-
 function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: FdInfo): void {
   registeredKindNamed(kind)?.observe?.(info, s, key);
   switch (kind) {
-    case 'eventfd': {
-      const count = first(info, 'eventfd-count');
-      if (count !== undefined) s.set(`${key} count`, String(BigInt('0x' + count)));
-      const sem = first(info, 'eventfd-semaphore');
-      if (sem !== undefined) s.set(`${key} semaphore`, sem);
-      return;
-    }
-    case 'signalfd': {
-      const mask = first(info, 'sigmask');
-      if (mask !== undefined) s.set(`${key} sigmask`, signalSet(BigInt('0x' + mask)));
-      return;
-    }
-    case 'timerfd': {
-      const ts = (k: string) => /\((-?\d+),\s*(-?\d+)\)/.exec(first(info, k) ?? '');
-      const value = ts('it_value');
-      const interval = ts('it_interval');
-      if (!value || !interval) return;
-      s.set(`${key} clockid`, first(info, 'clockid') ?? '');
-      s.set(`${key} interval`, timespecText(BigInt(interval[1]!), BigInt(interval[2]!)));
-      s.set(`${key} armed`, timerfdArmed(BigInt(value[1]!), BigInt(value[2]!), BigInt(interval[1]!), BigInt(interval[2]!)));
-      s.set(`${key} ticks`, first(info, 'ticks') ?? '');
-      return;
-    }
     case 'epoll': {
       const set = (info.extra.get('tfd') ?? []).map((l) => {
         const m = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)/.exec(l.trim());
@@ -106,11 +82,6 @@ function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: FdInfo)
     default:
       return;
   }
-}
-
-/** Armed: time left, or a period (an expired periodic timer goes on from its next period). */
-export function timerfdArmed(vsec: bigint, vnsec: bigint, isec: bigint, insec: bigint): string {
-  return vsec || vnsec || isec || insec ? 'armed' : 'disarmed';
 }
 
 export function epollTargetText(tfd: number, events: number, data: bigint): string {
