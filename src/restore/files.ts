@@ -13,6 +13,7 @@ import type { Tracee } from '../ptrace/index.js';
 import type { CheckpointImage } from './images.js';
 import { UserError } from '../util/errors.js';
 import type { Log } from '../util/log.js';
+import type { ProgressMeter } from '../util/progress-meter.js';
 
 /** State shared by the restore of every task of one checkpoint. */
 export interface RestoreSession {
@@ -47,6 +48,8 @@ export interface RestoreSession {
   stopped: number[];
   /** Pages of inherited memory found equal to the parent's and left shared. */
   cowKept: number;
+  /** Memory read into the tasks and tasks done, for the caller's progress. */
+  progress: ProgressMeter;
 }
 
 /**

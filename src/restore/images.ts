@@ -29,82 +29,17 @@ import type { FownData } from '../resources/files/reg.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
 import type { FileLockData } from '../resources/files/locks.js';
 import type { ShmImage, ShmEntry } from '../resources/mm/sysv-shm.js';
-import type { InotifyData } from '../resources/files/inotify.js';
-import type { FanotifyData } from '../resources/files/fanotify.js';
 import { UserError } from '../util/errors.js';
+import { SCM_RIGHTS } from '../sys/index.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
-import type { MemoryImage } from '../resources/mm/restore.js';
 import { VMA } from '../resources/mm/vma-kind.js';
+import { TASK_STATE } from '../image/task-state.js';
 import { registeredKindOfEntry } from '../resources/files/registry.js';
-import type { AnyFdKind } from '../resources/files/fd-kind.js';
 
-export interface TaskImage {
-  pid: number;
-  /** Threads other than the leader, in pstree order. */
-  threads: { tid: number; core: core_entry }[];
-  pstree: pstree_entry;
-  core: core_entry;
-  mm: mm_entry;
-  fs: fs_entry;
-  fdinfo: fdinfo_entry[];
-  memory: MemoryImage;
-  /** Which fd table, fs context, ... the task has (equal ids: shared with the parent). */
-  ids: NonNullable<core_entry['ids']>;
-}
+import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
-/** A zombie in the tree: only its exit status is restored. */
-export interface ZombieImage {
-  pid: number;
-  ppid: number;
-  pgid: number;
-  sid: number;
-  exitStatus: number;
-  comm: string;
-}
+export type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
-export interface CheckpointImage {
-  dir: string;
-  inventory: inventory_entry;
-  /** Live tasks, parents before children (the pstree order). */
-  tasks: TaskImage[];
-  zombies: ZombieImage[];
-  files: Map<number, reg_file_entry>;
-  /** Files of the registered kinds (resources/files/registry.ts), by file id. */
-  kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
-  /** epoll, inotify and fanotify objects, by file id. */
-  anons: Map<number, AnonRecord>;
-  /** Pipe ends, by file id. */
-  /** `external`: the other end was outside the tree (restored from --inherit-fd). */
-  pipes: Map<number, { pipeId: number; flags: number; external: boolean }>;
-  /** Data buffered in each pipe, by pipe id. */
-  pipeData: Map<number, PipeData>;
-  /** FIFO ends (by file id): the FIFO's inode and the REG entry with its path and flags. */
-  fifos: Map<number, { pipeId: number; regfId: number }>;
-  /** Data buffered in each FIFO, by its inode. */
-  fifoData: Map<number, PipeData>;
-  /** Unix sockets (including peers outside the tree) and inet sockets, by file id. */
-  unixSockets: UnixSkData[];
-  inetSockets: InetSkData[];
-  /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
-  skQueues: Map<number, QueuedData[]>;
-  /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
-  memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
-  /** seccomp.img: every filter, each naming the one installed before it (prev: index + 1). */
-  seccompFilters: { filter: Uint8Array; prev: number; flags: number }[];
-  /** cgroup.img: the cgroups of each set, by set id (core.tc.cg_set). */
-  cgroups: Map<number, CgroupMember[]>;
-  /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
-  owners: Map<number, FownData>;
-  memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
-  /** SysV shared memory segments the tree attaches. */
-  sysvShm: ShmImage[];
-  /** File locks to take again, by owner pid. */
-  locks: Map<number, FileLockData[]>;
-  /** Deleted files to create again for the restore (and remove after), by ghost id. */
-  ghosts: Map<number, { path: string; ghost: GhostData }>;
-}
-
-const TASK_DEAD = 2;
 
 
 function one<T>(list: T[], name: string): T {
@@ -170,13 +105,11 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       if (record.fown) owners.set(f.id, record.fown);
       continue;
     }
-    const fown = [f.reg, f.pipe, f.epfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
+    const fown = [f.reg, f.pipe, f.epfd, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags, external: f.pipe.cryoExternal });
     else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
-    else if (f.ify) anons.set(f.id, { type: 'INOTIFY', id: f.id, ify: f.ify as InotifyData });
-    else if (f.ffy) anons.set(f.id, { type: 'FANOTIFY', id: f.id, ffy: f.ffy as FanotifyData });
     else if (f.memfd) memfdFiles.set(f.id, { flags: f.memfd.flags, pos: f.memfd.pos, inodeId: f.memfd.inodeId });
     else if (f.fifo) fifos.set(f.id, { pipeId: f.fifo.pipeId, regfId: f.fifo.regfId ?? 0 });
     else if (f.usk) unixSockets.push(f.usk as UnixSkData);
@@ -188,7 +121,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   for (const pstree of trees) {
     const pid = pstree.pid;
     const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
-    if (core.tc?.taskState === TASK_DEAD) {
+    if (core.tc?.taskState === TASK_STATE.DEAD) {
       zombies.push({ pid, ppid: pstree.ppid, pgid: pstree.pgid, sid: pstree.sid, exitStatus: core.tc.exitCode, comm: core.tc.comm });
       continue;
     }
@@ -284,7 +217,6 @@ function readPipeData(r: ImageDirReader, name: string): Map<number, PipeData> {
 }
 
 const REMAP_GHOST = 1;
-const SCM_RIGHTS = 1;
 
 function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<number, { path: string; ghost: GhostData }> {
   const out = new Map<number, { path: string; ghost: GhostData }>();

@@ -5,10 +5,9 @@ import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { O } from '../sys/index.js';
 import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
 import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
-import { inotify_wd_entrySchema } from '../image/gen/fsnotify_pb.js';
 import { fdFlagSet } from '../resources/observe/names.js';
 import { fileKindOf, OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
-import { fdKey, lockText, epollTargetText, inotifyWatchText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
+import { fdKey, lockText, epollTargetText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
 import type { AnonRecord } from '../resources/files/anon.js';
@@ -21,7 +20,7 @@ export function has(msg: Message | undefined, schema: DescMessage, name: string)
 }
 
 const ANON_KIND: Record<AnonRecord['type'], ObservedKind> = {
-  EVENTPOLL: 'epoll', INOTIFY: 'inotify', FANOTIFY: 'fanotify',
+  EVENTPOLL: 'epoll',
 };
 
 const LOCK_KIND: Record<number, string> = { 1: 'POSIX', 2: 'FLOCK', 4: 'OFDLCK' };
@@ -63,9 +62,7 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
   if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };
   const anon = ckpt.anons.get(id);
   if (anon) {
-    const rec = anon as unknown as Record<string, { flags: number }>;
-    const payload = rec.epfd ?? rec.ify ?? rec.ffy;
-    return { kind: ANON_KIND[anon.type], flags: payload?.flags ?? 0, anon };
+    return { kind: ANON_KIND[anon.type], flags: anon.epfd.flags, anon };
   }
   const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id);
   if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
@@ -99,21 +96,7 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
 }
 
 function expectAnon(s: Snapshot, key: string, a: AnonRecord): void {
-  switch (a.type) {
-    case 'EVENTPOLL':
-      s.set(`${key} targets`, { set: a.epfd.tfd.map((t) => epollTargetText(t.tfd, t.events, t.data)) });
-      return;
-    case 'INOTIFY':
-      s.set(`${key} watches`, {
-        set: a.ify.wd.map((w) => {
-          const ignored = has(w as unknown as Message, inotify_wd_entrySchema, 'ignoredMask') ? (w.ignoredMask ?? 0) : 0;
-          return inotifyWatchText(w.wd, w.mask, ignored);
-        }),
-      });
-      return;
-    case 'FANOTIFY':
-      return; // marks are checked by the fanotify tests; fdinfo spells them per mark kind
-  }
+  s.set(`${key} targets`, { set: a.epfd.tfd.map((t) => epollTargetText(t.tfd, t.events, t.data)) });
 }
 
 /** The options the image records (sndbuf, rcvbuf and timeouts always; the rest if present). */

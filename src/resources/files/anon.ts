@@ -1,44 +1,30 @@
-// epoll, inotify and fanotify: kernel objects whose whole state shows in /proc/PID/fdinfo.
-// (eventfd, signalfd and timerfd are kinds of the registry: eventfd.ts, signalfd.ts, timerfd.ts.)
+// epoll instances, whose targets show in /proc/PID/fdinfo. (The other anon_inode objects —
+// eventfd, signalfd, timerfd, inotify, fanotify, pidfd — are kinds of the registry.)
 // Dumped from there; restored by creating the object in the restorer with that state and handing
 // it to the task like any open file.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { readdirSync } from 'node:fs';
 import { sys, isEpollTarget } from '../../sys/index.js';
 import type { eventpoll_file_entrySchema, eventpoll_tfd_entrySchema } from '../../image/gen/eventpoll_pb.js';
-import type { FdInfo } from '../../proc/index.js';
+import type { ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './reg.js';
-import { dumpInotify, createInotify, type InotifyData } from './inotify.js';
-import { dumpFanotify, createFanotify, type FanotifyData } from './fanotify.js';
 
-export type AnonKind = 'EVENTPOLL' | 'INOTIFY' | 'FANOTIFY';
+export type AnonKind = 'EVENTPOLL';
 
 /** One fd an epoll watches: its number in the task, the events and the user's data. */
 export type EpollTarget = MessageInitShape<typeof eventpoll_tfd_entrySchema> & { tfd: number; events: number; data: bigint };
 export type EventpollData = MessageInitShape<typeof eventpoll_file_entrySchema> & { flags: number; tfd: EpollTarget[] };
 
-export type AnonRecord =
-  | { type: 'EVENTPOLL'; id: number; epfd: EventpollData }
-  | { type: 'INOTIFY'; id: number; ify: InotifyData }
-  | { type: 'FANOTIFY'; id: number; ffy: FanotifyData };
+export type AnonRecord = { type: 'EVENTPOLL'; id: number; epfd: EventpollData };
 
 export function anonKind(link: string): AnonKind | null {
   if (link === 'anon_inode:[eventpoll]') return 'EVENTPOLL';
-  if (link === 'anon_inode:inotify') return 'INOTIFY';
-  if (link === 'anon_inode:[fanotify]') return 'FANOTIFY';
   return null;
 }
 
-export function anonFromFdinfo(kind: AnonKind, id: number, flags: number, fown: FownData, info: FdInfo): AnonRecord {
-  switch (kind) {
-    case 'INOTIFY':
-      return { type: kind, id, ify: dumpInotify(id, flags, fown, info) };
-    case 'FANOTIFY':
-      return { type: kind, id, ffy: dumpFanotify(id, flags, fown, info) };
-    case 'EVENTPOLL':
-      return { type: kind, id, epfd: { id, flags, fown, tfd: (info.extra.get('tfd') ?? []).map((l) => epollTarget(id, l)) } };
-  }
+export function anonFromFdinfo(kind: AnonKind, id: number, flags: number, fown: FownData, info: ProcFdinfo): AnonRecord {
+  return { type: kind, id, epfd: { id, flags, fown, tfd: (info.extra.get('tfd') ?? []).map((l) => epollTarget(id, l)) } };
 }
 
 const TFD_LINE = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)\s+pos:\s*(\d+)\s+ino:\s*([0-9a-f]+)\s+sdev:\s*([0-9a-f]+)/;
@@ -63,7 +49,7 @@ function epollTarget(id: number, line: string): EpollTarget {
  * registered number itself, or, when that fd was closed or reused since, another fd of the task
  * on the same file (found with kcmp); null where the task holds it nowhere.
  */
-export function epollHolders(pid: number, epfd: number, info: FdInfo): (number | null)[] {
+export function epollHolders(pid: number, epfd: number, info: ProcFdinfo): (number | null)[] {
   const seen = new Map<number, number>();
   let fds: number[] | null = null;
   return (info.extra.get('tfd') ?? []).map((line) => {
@@ -81,7 +67,7 @@ export function epollHolders(pid: number, epfd: number, info: FdInfo): (number |
  * reused after registration is registered through another fd of the task on the same file. A
  * file the task holds no fd of any more (only another process does) cannot be.
  */
-export function epollBlocker(pid: number, epfd: number, info: FdInfo): Blocker | null {
+export function epollBlocker(pid: number, epfd: number, info: ProcFdinfo): Blocker | null {
   const holders = epollHolders(pid, epfd, info);
   const lost = holders.findIndex((h) => h === null);
   if (lost < 0) return null;
@@ -102,12 +88,5 @@ export function epollEvent(t: EpollTarget): Buffer {
  * its targets are fds of the task, added by the task itself once its fd table is complete.
  */
 export function createAnon(rec: AnonRecord): number {
-  switch (rec.type) {
-    case 'INOTIFY':
-      return createInotify(rec.ify);
-    case 'FANOTIFY':
-      return createFanotify(rec.ffy);
-    case 'EVENTPOLL':
-      return sys('epoll_create1', [rec.epfd.flags & 0o2000000], `epoll ${rec.id}`);
-  }
+  return sys('epoll_create1', [rec.epfd.flags & 0o2000000], `epoll ${rec.id}`);
 }

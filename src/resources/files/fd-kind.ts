@@ -3,7 +3,7 @@
 // record is read back, how the restore makes it again and when, and what a restored fd of the
 // kind must show. The kinds are listed in registry.ts; the engine only iterates that list.
 import type { file_entry, fd_types } from '../../image/gen/fdinfo_pb.js';
-import type { FdInfo } from '../../proc/index.js';
+import type { ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './reg.js';
 import type { FileScan } from './scan.js';
@@ -17,7 +17,7 @@ export interface FdSeen {
   /** st_mode of what it opens (null: could not stat). */
   mode: number | null;
   /** Its parsed /proc/PID/fdinfo/FD. */
-  info: FdInfo;
+  info: ProcFdinfo;
 }
 
 /** The file_entry fields that carry a kind's record (everything but `type` and `id`). */
@@ -66,7 +66,7 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   /** What a restored fd of the kind must show, beyond kind and flags (from the image). */
   expect?(rec: R, s: FdObservation, key: string): void;
   /** What an fd of the kind shows (from /proc), under the same keys as expect(). */
-  observe?(info: FdInfo, s: FdObservation, key: string): void;
+  observe?(info: ProcFdinfo, s: FdObservation, key: string): void;
 }
 
 /** A kind with its record type forgotten, as the registry holds it. */
@@ -74,7 +74,7 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
 export type AnyFdKind = FdKind<any>;
 
 /** The first value of an fdinfo line `key:` (throws when the kernel did not show it). */
-export function fdinfoField(info: FdInfo, key: string): string {
+export function fdinfoField(info: ProcFdinfo, key: string): string {
   const v = info.extra.get(key)?.[0];
   if (v === undefined) throw new Error(`fdinfo has no "${key}"`);
   return v;

@@ -19,7 +19,12 @@ import { NO_FOWN, fileStamp } from './reg.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
 
-export interface FdinfoData {
+/**
+ * One fd of a task's table as fdinfo-N.img keeps it (CRIU's fdinfo_entry): the fd number, its
+ * FD_CLOEXEC, and the files.img id of its open file description. Not to be confused with
+ * ProcFdinfo, the parsed /proc/PID/fdinfo/N.
+ */
+export interface FdTableEntry {
   id: number;
   flags: number;
   type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | AnonKind | FileTypeName;
@@ -61,7 +66,7 @@ export function fdBlockers(pid: number, scan: FileScan): Blocker[] {
 }
 
 /** Dumps the fd table of a frozen task; shared descriptions (dup'ed fds) share one entry. */
-export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
+export function dumpFds(pid: number, files: FileTable): FdTableEntry[] {
   return listFds(pid).map((fd) => dumpFd(pid, fd, files));
 }
 
@@ -69,7 +74,7 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
  * Dumps one fd of `pid` (a task of the tree, or cryo itself for fds found in flight in a socket
  * queue) into the files table; an open file description seen before keeps its entry.
  */
-export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
+export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry {
   const seen = files.seenFds;
   const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
   const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
@@ -78,16 +83,16 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   const pipeId = pipeInode(link);
   const anon = anonKind(link);
   const sock = socketInode(link);
-  let type: FdinfoData['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
+  let type: FdTableEntry['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
   let id: number;
   const fown = twin ? NO_FOWN : dumpFown(pid, fd);
   if (twin) {
     id = twin.id;
-    if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdinfoData['type'];
+    if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdTableEntry['type'];
   } else if (sock !== null) {
     // Sockets are inspected (and refused) by their own module, with the tree-wide view.
-    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files));
+    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files, (ours) => dumpFd(process.pid, ours, files).id));
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);

@@ -6,10 +6,8 @@ import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockBlocker } from './locks.js';
-import { inotifyBlocker } from './inotify.js';
-import { fanotifyBlocker } from './fanotify.js';
 import { registeredKindOf } from './registry.js';
-import { parseFdinfo, type FdInfo } from '../../proc/index.js';
+import { parseFdinfo, type ProcFdinfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
 import { blockerText, type Blocker } from '../../util/blocker.js';
 
@@ -45,7 +43,7 @@ export function describeLink(link: string): string {
  * Why the fd cannot be dumped (null if it can). `info`: its fdinfo, when the caller has it
  * parsed already; read here otherwise (once, for every check that needs it).
  */
-export function findFdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): Blocker | null {
+export function findFdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: ProcFdinfo): Blocker | null {
   if (!info) {
     try {
       info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
@@ -57,20 +55,18 @@ export function findFdBlocker(pid: number, fd: number, link: string, mode: numbe
 }
 
 /** findFdBlocker as one line of text (what `check` printed before it read Blocker data). */
-export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): string | null {
+export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: ProcFdinfo): string | null {
   const b = findFdBlocker(pid, fd, link, mode, scan, info);
   return b && blockerText(b);
 }
 
-function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: FdInfo): Blocker | null {
+function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: ProcFdinfo): Blocker | null {
   const refuse = (kind: string, reason: string): Blocker => ({ pid, fd, kind, reason });
   const sock = socketInode(link);
   if (sock !== null) return socketBlocker(pid, fd, sock, scan);
   const registered = registeredKindOf(link, mode);
   if (registered) return registered.blocker({ pid, fd, link, mode, info }, scan);
   const anon = anonKind(link);
-  if (anon === 'INOTIFY') return inotifyBlocker({ pid, fd }, info);
-  if (anon === 'FANOTIFY') return fanotifyBlocker({ pid, fd }, info);
   if (anon === 'EVENTPOLL') return epollBlocker(pid, fd, info);
   if (anon) return null;
   const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);

@@ -3,7 +3,7 @@
 import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync } from 'node:fs';
 import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
-import { socketInode, withOurCopy } from './socket.js';
+import { socketInode, withOurCopy } from './our-copy.js';
 
 export interface ScanOptions {
   /** Unix peers outside the tree are allowed: reconnected by name on restore. */

@@ -11,7 +11,7 @@ import { readGhost, type GhostData } from './ghost.js';
 import { inspectMemfd, type MemfdInode } from './memfd.js';
 import type { FileLockData } from './locks.js';
 import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
-import type { FdInfo } from '../../proc/index.js';
+import type { ProcFdinfo } from '../../proc/index.js';
 import type { AnyFdKind } from './fd-kind.js';
 
 export type FileRecord =
@@ -121,7 +121,7 @@ export class FileTable {
     this.remaps.push({ origId: id, remapId: g });
   }
 
-  addAnon(kind: AnonKind, flags: number, fown: FownData, info: FdInfo): number {
+  addAnon(kind: AnonKind, flags: number, fown: FownData, info: ProcFdinfo): number {
     const id = this.entries.length + 1;
     this.entries.push(anonFromFdinfo(kind, id, flags, fown, info));
     return id;

@@ -2,7 +2,7 @@
 // all of it; the restore re-arms the timer with the time that was left and sets the ticks back.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
-import type { FdInfo } from '../../proc/index.js';
+import type { ProcFdinfo } from '../../proc/index.js';
 import { sys } from '../../sys/index.js';
 import { timespecText } from '../observe/names.js';
 import { CREATE_FLAGS, fdinfoField, type FdKind, type FdSeen } from './fd-kind.js';
@@ -20,7 +20,7 @@ function timespec(v: string | undefined): [bigint, bigint] | null {
   return m ? [BigInt(m[1]!), BigInt(m[2]!)] : null;
 }
 
-function mustTimespec(info: FdInfo, key: string): [bigint, bigint] {
+function mustTimespec(info: ProcFdinfo, key: string): [bigint, bigint] {
   const t = timespec(fdinfoField(info, key));
   if (!t) throw new Error(`bad timespec in fdinfo: ${key}: ${fdinfoField(info, key)}`);
   return t;

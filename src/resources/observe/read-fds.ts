@@ -3,7 +3,7 @@
 // targets, inotify watches, locks, socket options).
 import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
 import { O, SO, SOL, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
-import { parseFdinfo, parseLockLine, type FdInfo } from '../../proc/index.js';
+import { parseFdinfo, parseLockLine, type ProcFdinfo } from '../../proc/index.js';
 import { fdFlagSet, stripDeleted } from './names.js';
 import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
 import type { Snapshot } from './snapshot.js';
@@ -60,7 +60,7 @@ export function lockText(kind: string, type: string, start: bigint, end: bigint 
   return `${kind} ${type} ${start}-${end ?? 'EOF'}`;
 }
 
-function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: FdInfo): void {
+function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: ProcFdinfo): void {
   registeredKindNamed(kind)?.observe?.(info, s, key);
   switch (kind) {
     case 'epoll': {
@@ -71,14 +71,6 @@ function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: FdInfo)
       s.set(`${key} targets`, { set });
       return;
     }
-    case 'inotify': {
-      const set = (info.extra.get('inotify wd') ?? []).map((l) => {
-        const m = /^(\d+)\s+ino:\S+\s+sdev:\S+\s+mask:([0-9a-f]+)\s+ignored_mask:([0-9a-f]+)/.exec(l.trim());
-        return m ? inotifyWatchText(Number(m[1]), parseInt(m[2]!, 16), parseInt(m[3]!, 16)) : l;
-      });
-      s.set(`${key} watches`, { set });
-      return;
-    }
     default:
       return;
   }
@@ -86,10 +78,6 @@ function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: FdInfo)
 
 export function epollTargetText(tfd: number, events: number, data: bigint): string {
   return `fd ${tfd} events 0x${(events >>> 0).toString(16)} data 0x${data.toString(16)}`;
-}
-
-export function inotifyWatchText(wd: number, mask: number, ignored: number): string {
-  return `wd ${wd} mask 0x${(mask >>> 0).toString(16)} ignored 0x${(ignored >>> 0).toString(16)}`;
 }
 
 /** getsockopt on a dup of the task's socket (the same open file, so the same options). */
