@@ -9,7 +9,6 @@ import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
-import type { AnonRecord } from '../resources/files/anon.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { GhostData } from '../resources/files/ghost.js';
@@ -55,8 +54,6 @@ export interface CheckpointImage {
   files: Map<number, reg_file_entry>;
   /** Files of the registered kinds (resources/files/registry.ts), by file id. */
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
-  /** epolls, by file id. */
-  anons: Map<number, AnonRecord>;
   /** Pipe ends, by file id. */
   /** `external`: the other end was outside the tree (restored from --inherit-fd). */
   pipes: Map<number, { pipeId: number; flags: number; external: boolean }>;

@@ -6,7 +6,6 @@ import { F, O, sys } from '../sys/index.js';
 import { openRegFile, changedSince, O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { openMemfd } from '../resources/files/memfd.js';
-import { createAnon } from '../resources/files/anon.js';
 import { hasOwner, restoreFown } from '../resources/files/fown.js';
 import type { ShmemOwner } from '../resources/mm/restore.js';
 import type { Tracee } from '../ptrace/index.js';
@@ -34,8 +33,8 @@ export interface RestoreSession {
   unchecked: Set<string>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
   files: Map<number, number>;
-  /** Epolls whose targets were registered already, by file id. */
-  epollsFilled: Set<number>;
+  /** Records whose kind's afterTable hook ran already (see restore/fds.ts), by file id. */
+  afterTableDone: Set<number>;
   /** Pipes created so far, by pipe id. */
   pipes: Map<number, PipeEnds>;
   /** The memfds created for the restore, by inode id. */
@@ -63,7 +62,6 @@ export function openFile(session: RestoreSession, id: number, what: string): num
   if (fd !== undefined) return fd;
   const reg = ckpt.files.get(id);
   const pipe = ckpt.pipes.get(id);
-  const anon = ckpt.anons.get(id);
   const fifo = ckpt.fifos.get(id);
   const memfd = ckpt.memfdFiles.get(id);
   const registered = ckpt.kindFiles.get(id);
@@ -82,7 +80,6 @@ export function openFile(session: RestoreSession, id: number, what: string): num
     }
   }
   else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
-  else if (anon) fd = createAnon(anon);
   else if (fifo) {
     const path = ckpt.files.get(fifo.regfId);
     if (!path) throw new UserError(`FIFO file id ${id}: its path (file id ${fifo.regfId}) is missing from files.img`);

@@ -159,7 +159,7 @@ function newSession(ckpt: CheckpointImage, opts: RestoreOptions): RestoreSession
   return {
     ckpt, log: opts.log, trampoline: 0n, tmpfiles: new Map(), shmemSizes: shmemSizes(ckpt.tasks.flatMap((t) => t.memory.vmas)),
     inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(),
-    files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(),
+    files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), afterTableDone: new Set(),
     tracees: [], stopped: [], cowKept: 0, progress: new ProgressMeter('restore', opts.onProgress),
   };
 }

@@ -7,10 +7,9 @@ import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
 import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
 import { fdFlagSet } from '../resources/observe/names.js';
 import { fileKindOf, OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
-import { fdKey, lockText, epollTargetText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
+import { fdKey, lockText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
-import type { AnonRecord } from '../resources/files/anon.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 
 /** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
@@ -18,10 +17,6 @@ export function has(msg: Message | undefined, schema: DescMessage, name: string)
   const f = schema.field[name];
   return msg !== undefined && f !== undefined && isFieldSet(msg, f);
 }
-
-const ANON_KIND: Record<AnonRecord['type'], ObservedKind> = {
-  EVENTPOLL: 'epoll',
-};
 
 const LOCK_KIND: Record<number, string> = { 1: 'POSIX', 2: 'FLOCK', 4: 'OFDLCK' };
 const F_WRLCK = 1;
@@ -33,7 +28,6 @@ interface Described {
   expect?: (s: Snapshot, key: string) => void;
   flags: number;
   reg?: { name: string; pos: bigint };
-  anon?: AnonRecord;
   memfdPos?: bigint;
   opts?: SkOpts;
 }
@@ -60,10 +54,6 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
   }
   const memfd = ckpt.memfdFiles.get(id);
   if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };
-  const anon = ckpt.anons.get(id);
-  if (anon) {
-    return { kind: ANON_KIND[anon.type], flags: anon.epfd.flags, anon };
-  }
   const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id);
   if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
   return null;
@@ -83,7 +73,6 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
     if (d.memfdPos !== undefined) s.set(`${key} pos`, String(d.memfdPos));
     // An O_TMPFILE file is named after its inode (dir/#INO), which a new one cannot keep.
     if (d.reg && !(d.flags & O_TMPFILE_BIT)) s.set(`${key} path`, d.reg.name);
-    if (d.anon) expectAnon(s, key, d.anon);
     d.expect?.(s, key);
     if (d.opts) expectSocketOptions(s, key, d.opts);
     const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);
@@ -93,10 +82,6 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
       });
     }
   }
-}
-
-function expectAnon(s: Snapshot, key: string, a: AnonRecord): void {
-  s.set(`${key} targets`, { set: a.epfd.tfd.map((t) => epollTargetText(t.tfd, t.events, t.data)) });
 }
 
 /** The options the image records (sndbuf, rcvbuf and timeouts always; the rest if present). */

@@ -7,6 +7,7 @@ import type { ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './reg.js';
 import type { FileScan } from './scan.js';
+import type { RestoreTask } from '../context.js';
 
 /** What /proc says about one fd of a task, read once for every question a kind answers. */
 export interface FdSeen {
@@ -39,6 +40,15 @@ export interface FdOpenContext {
   what: string;
 }
 
+/** What a kind's afterTable() may use: the task (its table whole) and that table. */
+export interface FdTableContext {
+  task: RestoreTask;
+  /** The task's fds, with FD_CLOEXEC in bit 0 of `flags` (fdinfo_entry). */
+  table: { fd: number; flags: number }[];
+  /** The task's highest fd: temporaries go above it. */
+  maxFd: number;
+}
+
 /** Keys and values the verification compares, set by the image side and by the /proc side. */
 export interface FdObservation {
   set(key: string, value: string | { set: string[] } | { atLeast: bigint | number }): void;
@@ -63,6 +73,11 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   read(entry: unknown, id: number): R;
   /** Our fd on a new open file description like the record's, in the restorer. */
   open(rec: R, ctx: FdOpenContext): number;
+  /**
+   * Runs once the task's whole fd table is in place, for the first task that holds the record
+   * (an epoll registers its targets). `fd`: the record's fd number in that task.
+   */
+  afterTable?(rec: R, fd: number, t: FdTableContext): void;
   /** What a restored fd of the kind must show, beyond kind and flags (from the image). */
   expect?(rec: R, s: FdObservation, key: string): void;
   /** What an fd of the kind shows (from /proc), under the same keys as expect(). */

@@ -7,7 +7,6 @@ import { UnsupportedError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { findFdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
-import { anonKind, epollHolders, type AnonKind } from './anon.js';
 import { deletedPath } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
@@ -27,7 +26,7 @@ import type { FileTable } from './table.js';
 export interface FdTableEntry {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | AnonKind | FileTypeName;
+  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | FileTypeName;
   fd: number;
 }
 
@@ -81,9 +80,10 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
   const flags = info.flags & ~O.CLOEXEC;
   const pipeId = pipeInode(link);
-  const anon = anonKind(link);
   const sock = socketInode(link);
-  let type: FdTableEntry['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
+  const registered = registeredKindOf(link, st.mode);
+  // A shared description (a twin) keeps this type: a registered kind's is known from the link.
+  let type: FdTableEntry['type'] = registered?.type ?? (pipeId !== null ? 'PIPE' : 'REG');
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
   let id: number;
   const fown = twin ? NO_FOWN : dumpFown(pid, fd);
@@ -96,15 +96,9 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
-    const registered = registeredKindOf(link, st.mode);
     if (registered) {
-      type = registered.type;
       id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown));
-    } else if (anon) {
-      id = files.addAnon(anon, flags, fown, info);
-      if (anon === 'EVENTPOLL') noteEpollHolders(files, id, epollHolders(pid, fd, info));
-    }
-    else if (isMemfd(link)) {
+    } else if (isMemfd(link)) {
       type = 'MEMFD';
       id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, fown);
     } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
@@ -139,15 +133,4 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
   if (files.scan.fileLocks) files.locks.push(...lockEntries(pid, fd, fdLocks(info)));
   return { id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd };
-}
-
-
-/** Targets whose fd number was closed or reused since registration: which fd holds them now. */
-function noteEpollHolders(files: FileTable, id: number, holders: (number | null)[]): void {
-  const e = files.entries.find((x) => x.id === id);
-  if (e?.type !== 'EVENTPOLL') return;
-  e.epfd.tfd.forEach((t, i) => {
-    const h = holders[i];
-    if (h !== null && h !== undefined && h !== t.tfd) t.cryoFileFd = h;
-  });
 }

@@ -1,6 +1,5 @@
 // What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
 // cryo does not support yet.
-import { anonKind, epollBlocker } from './anon.js';
 import { socketBlocker, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
@@ -66,9 +65,6 @@ function kindBlocker(pid: number, fd: number, link: string, mode: number | null,
   if (sock !== null) return socketBlocker(pid, fd, sock, scan);
   const registered = registeredKindOf(link, mode);
   if (registered) return registered.blocker({ pid, fd, link, mode, info }, scan);
-  const anon = anonKind(link);
-  if (anon === 'EVENTPOLL') return epollBlocker(pid, fd, info);
-  if (anon) return null;
   const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
   if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
   if (isMemfd(link)) return null;

@@ -1,6 +1,6 @@
 // The fd kinds that implement the FdKind interface (fd-kind.ts). check, dump, the image reader,
 // the restore and the verification only iterate this list: a new kind is one module and one line
-// here. (The older kinds — reg/dir/chr, ghost, memfd, pipe/fifo, unix, inet, epoll — still have their branches in fds.ts, table.ts, restore/images.ts and restore/files.ts;
+// here. (The older kinds — reg/dir/chr, ghost, memfd, pipe/fifo, unix, inet — still have their branches in fds.ts, table.ts, restore/images.ts and restore/files.ts;
 // they move behind the interface one by one.)
 import type { AnyFdKind, FileEntryField } from './fd-kind.js';
 import { eventfdKind } from './eventfd.js';
@@ -8,9 +8,10 @@ import { signalfdKind } from './signalfd.js';
 import { timerfdKind } from './timerfd.js';
 import { inotifyKind } from './inotify.js';
 import { fanotifyKind } from './fanotify.js';
+import { epollKind } from './epoll.js';
 import { pidfdKind } from './pidfd.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, pidfdKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];

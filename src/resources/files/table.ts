@@ -10,12 +10,9 @@ import { O } from '../../sys/index.js';
 import { readGhost, type GhostData } from './ghost.js';
 import { inspectMemfd, type MemfdInode } from './memfd.js';
 import type { FileLockData } from './locks.js';
-import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
-import type { ProcFdinfo } from '../../proc/index.js';
 import type { AnyFdKind } from './fd-kind.js';
 
 export type FileRecord =
-  | AnonRecord
   | { type: 'REG'; id: number; reg: RegFileData }
   | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData; cryoExternal?: boolean } }
   | { type: 'MEMFD'; id: number; memfd: { id: number; flags: number; pos: bigint; fown: FownData; inodeId: number } }
@@ -119,12 +116,6 @@ export class FileTable {
       this.ghosts.set(g, readGhost(source));
     }
     this.remaps.push({ origId: id, remapId: g });
-  }
-
-  addAnon(kind: AnonKind, flags: number, fown: FownData, info: ProcFdinfo): number {
-    const id = this.entries.length + 1;
-    this.entries.push(anonFromFdinfo(kind, id, flags, fown, info));
-    return id;
   }
 
   /** A registered kind's record; `dump` makes it for the file id given. */

@@ -4,13 +4,12 @@
 import { FD_KINDS, registeredKindOf, type RegisteredKindName } from '../files/registry.js';
 
 /** What the verification calls an fd's kind (the registered kinds go by their own names). */
-export type ObservedKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'epoll' | 'anon' | RegisteredKindName;
+export type ObservedKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'anon' | RegisteredKindName;
 
 /** Kinds whose access mode is the kernel's, not the opener's (see fdFlagSet). */
-export const OBJECT_KINDS = new Set<ObservedKind>(['socket', 'epoll', 'anon', ...FD_KINDS.filter((k) => k.object).map((k) => k.name)]);
+export const OBJECT_KINDS = new Set<ObservedKind>(['socket', 'anon', ...FD_KINDS.filter((k) => k.object).map((k) => k.name)]);
 
 const ANON: Record<string, ObservedKind> = {
-  'anon_inode:[eventpoll]': 'epoll',
 };
 
 /** The kind of an fd from its /proc/PID/fd link and the st_mode of what it opens. */

@@ -63,21 +63,9 @@ export function lockText(kind: string, type: string, start: bigint, end: bigint 
 function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: ProcFdinfo): void {
   registeredKindNamed(kind)?.observe?.(info, s, key);
   switch (kind) {
-    case 'epoll': {
-      const set = (info.extra.get('tfd') ?? []).map((l) => {
-        const m = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)/.exec(l.trim());
-        return m ? epollTargetText(Number(m[1]), parseInt(m[2]!, 16), BigInt('0x' + m[3])) : l;
-      });
-      s.set(`${key} targets`, { set });
-      return;
-    }
     default:
       return;
   }
-}
-
-export function epollTargetText(tfd: number, events: number, data: bigint): string {
-  return `fd ${tfd} events 0x${(events >>> 0).toString(16)} data 0x${data.toString(16)}`;
 }
 
 /** getsockopt on a dup of the task's socket (the same open file, so the same options). */
