@@ -3,7 +3,7 @@
 import type { Blocker } from '../util/blocker.js';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { parseStat, parseStatus, parseMaps, statusNumber, type MapsEntry } from '../proc/index.js';
-import { kcmp, KCMP } from '../sys/index.js';
+import { kcmp, KCMP, NR } from '../sys/index.js';
 import { mappingBlockers } from '../resources/mm/dump.js';
 import { isSysvShm, sysvShmBlockers } from '../resources/mm/sysv-shm.js';
 import { fdBlockers } from '../resources/files/fds.js';
@@ -168,7 +168,7 @@ function sharingBlockers(t: TaskPlan, tasks: TaskPlan[]): Blocker[] {
 function inVfork(pid: number): boolean {
   try {
     const nr = Number(readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0]);
-    return nr === 58 || nr === 56 || nr === 435;
+    return nr === NR.vfork || nr === NR.clone || nr === NR.clone3;
   } catch {
     return false;
   }

@@ -12,17 +12,17 @@ import type { TaskPlan } from './collect.js';
 import { fdinfo_entrySchema, fd_types, type fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import { fs_entrySchema, type fs_entry } from '../image/gen/fs_pb.js';
 import { mm_entrySchema, type mm_entry } from '../image/gen/mm_pb.js';
-import { fpregsFromXsave, setXsaveLayout } from '../image/xsave.js';
-import { xsaveLayout } from '../sys/index.js';
+import { fpregsFromXsave } from '../image/xsave.js';
+import { TASK_STATE } from '../image/task-state.js';
+import { cpuXsaveLayout } from '../sys/index.js';
 
-setXsaveLayout(xsaveLayout());
 import { dumpSigactions, dumpSigaltstack } from '../resources/task/signals.js';
 import { dumpItimers } from '../resources/task/timers.js';
 import { dumpPosixTimers } from '../resources/task/posix-timers.js';
 import { dumpCgroups, type CgroupMember } from '../resources/task/cgroup.js';
 import { dumpRlimits } from '../resources/task/rlimits.js';
 import { dumpCreds } from '../resources/task/creds.js';
-import { dumpTaskMisc, dumpDumpable } from '../resources/task/misc.js';
+import { dumpTaskAttributes, dumpDumpable } from '../resources/task/attributes.js';
 import { dumpThreadState, rseqAbortIp } from '../resources/task/thread.js';
 import { peekPending } from '../resources/task/pending.js';
 import { dumpTls } from '../resources/task/tls.js';
@@ -54,8 +54,6 @@ export interface TaskImages {
   scratch: Scratch;
 }
 
-const TASK_ALIVE = 1;
-const TASK_STOPPED = 3;
 
 /**
  * Takes over a frozen task for injected syscalls (scratch area, signals blocked), crash-safe: see
@@ -126,7 +124,7 @@ export function closeTask(t: DumpTask): void {
 function dumpThreadParts(t: DumpTask) {
   const tid = t.pid;
   t.scratch.reset();
-  const misc = dumpTaskMisc(t);
+  const attrs = dumpTaskAttributes(t);
   const thread = dumpThreadState(t);
   const regs = t.regs.clone();
   namingRestartedCall(regs, readTaskCode(t.pid, regs.get('ip') - 26n, 24), t.restartedCall ?? null);
@@ -138,26 +136,26 @@ function dumpThreadParts(t: DumpTask) {
   const threadInfo = {
     clearTidAddr: thread.clearTidAddr,
     gpregs,
-    fpregs: fpregsFromXsave(getXstate(tid)),
+    fpregs: fpregsFromXsave(getXstate(tid), { layout: cpuXsaveLayout() }),
     tls: dumpTls(tid),
   };
   const threadCore = {
     futexRla: thread.robustHead,
     futexRlaLen: thread.robustLen,
-    schedNice: misc.schedNice,
-    schedPolicy: misc.schedPolicy,
-    ...(misc.schedPolicy !== 0 ? { schedPrio: misc.schedPrio } : {}),
+    schedNice: attrs.schedNice,
+    schedPolicy: attrs.schedPolicy,
+    ...(attrs.schedPolicy !== 0 ? { schedPrio: attrs.schedPrio } : {}),
     sas: dumpSigaltstack(t),
-    ...(misc.pdeathSig ? { pdeathSig: misc.pdeathSig } : {}),
+    ...(attrs.pdeathSig ? { pdeathSig: attrs.pdeathSig } : {}),
     signalsP: { signals: peekPending(tid, false).map((siginfo) => ({ siginfo })) },
     creds: dumpCreds(t),
-    comm: misc.comm,
+    comm: attrs.comm,
     ...timerSlackField(tid),
     ...(thread.rseq
       ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
       : {}),
   };
-  return { threadInfo, threadCore, misc };
+  return { threadInfo, threadCore, attrs };
 }
 
 function timerSlackField(tid: number): { cryoTimerSlackNs?: bigint } {
@@ -180,18 +178,18 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   failpoint('dump:task');
   const { pid } = t;
   const ids = taskIds(t); // first: namespace ids are numbered in CRIU's order (pid, net, ...)
-  const { threadInfo, threadCore, misc } = dumpThreadParts(t);
+  const { threadInfo, threadCore, attrs } = dumpThreadParts(t);
   const cgroups = dumpCgroups(pid);
   const core = create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
     threadInfo,
     tc: {
-      taskState: stopped ? TASK_STOPPED : TASK_ALIVE,
+      taskState: stopped ? TASK_STATE.STOPPED : TASK_STATE.ALIVE,
       exitCode: 0,
-      personality: misc.personality,
+      personality: attrs.personality,
       flags: t.stat.flags,
       blkSigset: t.remote.originalSigmask,
-      comm: misc.comm,
+      comm: attrs.comm,
       timers: { ...dumpItimers(t), posix: dumpPosixTimers(t) },
       cgSet: t.ids.id('cgset', JSON.stringify(cgroups)),
       rlimits: { rlimits: dumpRlimits(t) },
@@ -201,10 +199,10 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
           .filter((si) => !(stopped && si.readInt32LE(0) === SIG.CONT))
           .map((siginfo) => ({ siginfo })),
       },
-      loginuid: misc.loginuid,
-      oomScoreAdj: misc.oomScoreAdj,
+      loginuid: attrs.loginuid,
+      oomScoreAdj: attrs.oomScoreAdj,
       sigactions: dumpSigactions(t),
-      childSubreaper: misc.childSubreaper,
+      childSubreaper: attrs.childSubreaper,
     },
     threadCore,
   });
@@ -270,13 +268,11 @@ function taskIds(t: DumpTask) {
   };
 }
 
-const TASK_DEAD = 2;
-
 /** The core image of a zombie: only its exit status (CRIU's TASK_DEAD). */
 export function zombieCore(t: TaskPlan): core_entry {
   return create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
-    tc: { taskState: TASK_DEAD, exitCode: t.exitStatus, personality: 0, flags: 0, blkSigset: 0n, comm: readComm(t.pid) },
+    tc: { taskState: TASK_STATE.DEAD, exitCode: t.exitStatus, personality: 0, flags: 0, blkSigset: 0n, comm: readComm(t.pid) },
   });
 }
 

@@ -34,7 +34,6 @@ export {
   XFEATURE,
   XsaveError,
   fpregsFromXsave,
-  setXsaveLayout,
   unrepresentableXfeatures,
   xsaveFeatures,
   xsaveFromFpregs,

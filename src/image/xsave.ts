@@ -26,9 +26,8 @@
 // Offsets: in the standard format each component's offset is whatever CPUID leaf 0xD says, and
 // vendors differ. The table above is Intel's; AMD Zen 4 has no MPX and packs AVX-512 right after
 // AVX (opmask 832, ZMM_Hi256 896, Hi16_ZMM 1408). The image stores words, not offsets, so images
-// move between vendors; only the buffer layout must be the local CPU's. setXsaveLayout() installs
-// the CPU's layout once for the process (sys/cpuid.ts xsaveLayout() reads it); each call can
-// also take an explicit layout. Without either, the Intel offsets are used.
+// move between vendors; only the buffer layout must be the local CPU's: the engine passes it to
+// each call (sys/cpuid.ts cpuXsaveLayout() reads it once). Without one, Intel's offsets are used.
 //
 // Not representable in CRIU's entry, so NOT carried: AMX TILECFG/TILEDATA (bits 17, 18), APX
 // (bit 19) and any later user component. fpregsFromXsave() refuses a buffer where one of those is
@@ -112,22 +111,10 @@ const COMPONENTS: readonly Component[] = [
 /** Offset of each component bit in the standard-format buffer (CPUID.(EAX=0xD,ECX=bit).EBX). */
 export type XsaveLayout = ReadonlyMap<number, { offset: number }>;
 
-// The process-wide CPU layout, set by setXsaveLayout().
-let cpuLayout: XsaveLayout | undefined;
-
-/**
- * Install this CPU's layout (from CPUID leaf 0xD) for every later conversion in the process;
- * undefined goes back to Intel's offsets.
- */
-export function setXsaveLayout(layout: XsaveLayout | undefined): void {
-  cpuLayout = layout === undefined ? undefined : new Map([...layout].map(([b, l]) => [b, { offset: l.offset }]));
-}
-
-// Where a component sits: from the call's layout, else the installed CPU layout, else Intel's
-// table. A layout that lacks the component means this CPU does not have it: undefined.
+// Where a component sits: from the call's layout, else Intel's table. A layout that lacks the
+// component means this CPU does not have it: undefined.
 function offsetOf(c: Component, layout: XsaveLayout | undefined): number | undefined {
-  const active = layout ?? cpuLayout;
-  return active === undefined ? c.offset : active.get(c.bit)?.offset;
+  return layout === undefined ? c.offset : layout.get(c.bit)?.offset;
 }
 
 /** x87 + SSE live in the legacy area; they are always representable. */
@@ -200,7 +187,7 @@ export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean; la
     );
   }
   // GETREGSET leaves sw_reserved empty, so which components exist comes from the layout.
-  const layout = opts.layout ?? cpuLayout;
+  const layout = opts.layout;
   const enabled = xsaveFeatures(buf)?.xfeatures ?? (layout ? [...layout.keys()].reduce((m, b) => m | bit(b), 0b11n) : bv);
   const xsave = create(user_x86_xsave_entrySchema, { xstateBv: bv & REPRESENTABLE });
   for (const c of COMPONENTS) {
@@ -220,8 +207,8 @@ export function fpregsFromXsave(buf: Uint8Array, opts: { allowLoss?: boolean; la
  * Build a `size`-byte standard-format XSAVE buffer for PTRACE_SETREGSET(NT_X86_XSTATE) from
  * CRIU's entry. `size` is the length GETREGSET returned on the restoring machine. When
  * `xfeatures` (the restoring kernel's, see xsaveFeatures()) is given, components the image uses
- * but that machine lacks are an error instead of a kernel EINVAL later. `layout` overrides the
- * process-wide one from setXsaveLayout().
+ * but that machine lacks are an error instead of a kernel EINVAL later. `layout`: the CPU's
+ * (sys/cpuid.ts cpuXsaveLayout()); Intel's offsets without it.
  */
 export function xsaveFromFpregs(entry: UserX86FpregsEntry, size: number, xfeatures?: bigint, layout?: XsaveLayout): Buffer {
   if (size < FXSAVE_SIZE) throw new XsaveError(`xsave size ${size} is smaller than the ${FXSAVE_SIZE}-byte FXSAVE area`);

@@ -1,6 +1,7 @@
 // /proc/PID/fdinfo/N: position, open flags, mount id and the kind-specific lines after them.
 
-export interface FdInfo {
+/** /proc/PID/fdinfo/N parsed (not the image's fdinfo_entry, which is an fd table slot). */
+export interface ProcFdinfo {
   pos: bigint;
   flags: number;
   mntId: number;
@@ -9,8 +10,8 @@ export interface FdInfo {
   extra: Map<string, string[]>;
 }
 
-export function parseFdinfo(text: string): FdInfo {
-  const info: FdInfo = { pos: 0n, flags: 0, mntId: 0, ino: 0, extra: new Map() };
+export function parseFdinfo(text: string): ProcFdinfo {
+  const info: ProcFdinfo = { pos: 0n, flags: 0, mntId: 0, ino: 0, extra: new Map() };
   for (const line of text.split('\n')) {
     const i = line.indexOf(':');
     if (i <= 0) continue;

@@ -9,7 +9,7 @@
 //   8   ucontext: flags, link, uc_stack (24 bytes), sigcontext (256 bytes), sigmask (8)
 //   312 siginfo (128)
 //   448 XSAVE area, 64-byte aligned, then FP_XSTATE_MAGIC2
-import { Regs, xsaveLayout } from '../sys/index.js';
+import { Regs, cpuXsaveLayout } from '../sys/index.js';
 
 export const FPSTATE_OFFSET = 448;
 const UC = 8;
@@ -57,8 +57,6 @@ export function resumeRegs(regs: Regs): Regs {
   return r;
 }
 
-let layout: ReturnType<typeof xsaveLayout> | null = null;
-
 /**
  * How much of the XSAVE area rt_sigreturn may take: the kernel refuses (and then restores only
  * the legacy x87/SSE part) a size above the task's own buffer, which lacks AMX tile data unless
@@ -69,8 +67,7 @@ function xstateExtent(xstate: Buffer): { size: number; features: bigint } {
   if (!features) features = 3n;
   features &= ~(1n << BigInt(XFEATURE_XTILEDATA));
   let size = 576; // legacy area + XSAVE header
-  layout ??= xsaveLayout(); // CPUID, through koffi: once
-  for (const [bit, c] of layout) {
+  for (const [bit, c] of cpuXsaveLayout()) {
     if (features & (1n << BigInt(bit))) size = Math.max(size, c.offset + c.size);
   }
   return { size: Math.min(size, xstate.length), features };

@@ -6,13 +6,13 @@ import { F, O, sys } from '../sys/index.js';
 import { openRegFile, changedSince, O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { openMemfd } from '../resources/files/memfd.js';
-import { createAnon } from '../resources/files/anon.js';
 import { hasOwner, restoreFown } from '../resources/files/fown.js';
 import type { ShmemOwner } from '../resources/mm/restore.js';
 import type { Tracee } from '../ptrace/index.js';
 import type { CheckpointImage } from './images.js';
 import { UserError } from '../util/errors.js';
 import type { Log } from '../util/log.js';
+import type { ProgressMeter } from '../util/progress-meter.js';
 
 /** State shared by the restore of every task of one checkpoint. */
 export interface RestoreSession {
@@ -33,8 +33,8 @@ export interface RestoreSession {
   unchecked: Set<string>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
   files: Map<number, number>;
-  /** Epolls whose targets were registered already, by file id. */
-  epollsFilled: Set<number>;
+  /** Records whose kind's afterTable hook ran already (see restore/fds.ts), by file id. */
+  afterTableDone: Set<number>;
   /** Pipes created so far, by pipe id. */
   pipes: Map<number, PipeEnds>;
   /** The memfds created for the restore, by inode id. */
@@ -47,6 +47,8 @@ export interface RestoreSession {
   stopped: number[];
   /** Pages of inherited memory found equal to the parent's and left shared. */
   cowKept: number;
+  /** Memory read into the tasks and tasks done, for the caller's progress. */
+  progress: ProgressMeter;
 }
 
 /**
@@ -60,10 +62,11 @@ export function openFile(session: RestoreSession, id: number, what: string): num
   if (fd !== undefined) return fd;
   const reg = ckpt.files.get(id);
   const pipe = ckpt.pipes.get(id);
-  const anon = ckpt.anons.get(id);
   const fifo = ckpt.fifos.get(id);
   const memfd = ckpt.memfdFiles.get(id);
-  if (reg) {
+  const registered = ckpt.kindFiles.get(id);
+  if (registered) fd = registered.kind.open(registered.record, { what });
+  else if (reg) {
     const changed = session.unchecked.has(reg.name) ? null : changedSince(reg);
     if (changed) throw new UserError(`${what}: ${changed}`);
     const tmp = reg.flags & O_TMPFILE_BIT ? session.tmpfiles.get(reg.name) : undefined;
@@ -77,7 +80,6 @@ export function openFile(session: RestoreSession, id: number, what: string): num
     }
   }
   else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
-  else if (anon) fd = createAnon(anon);
   else if (fifo) {
     const path = ckpt.files.get(fifo.regfId);
     if (!path) throw new UserError(`FIFO file id ${id}: its path (file id ${fifo.regfId}) is missing from files.img`);

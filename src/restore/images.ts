@@ -14,7 +14,6 @@ import { validateCheckpoint, validatePstree } from './validate.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
-import type { AnonRecord } from '../resources/files/anon.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
@@ -29,80 +28,19 @@ import type { FownData } from '../resources/files/reg.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
 import type { FileLockData } from '../resources/files/locks.js';
 import type { ShmImage, ShmEntry } from '../resources/mm/sysv-shm.js';
-import type { InotifyData } from '../resources/files/inotify.js';
-import type { FanotifyData } from '../resources/files/fanotify.js';
 import { UserError } from '../util/errors.js';
+import { SCM_RIGHTS } from '../sys/index.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import { vma_entrySchema, type vma_entry } from '../image/gen/vma_pb.js';
 import { hasField } from '../image/presence.js';
-import type { MemoryImage } from '../resources/mm/restore.js';
 import { VMA } from '../resources/mm/vma-kind.js';
+import { TASK_STATE } from '../image/task-state.js';
+import { registeredKindOfEntry } from '../resources/files/registry.js';
 
-export interface TaskImage {
-  pid: number;
-  /** Threads other than the leader, in pstree order. */
-  threads: { tid: number; core: core_entry }[];
-  pstree: pstree_entry;
-  core: core_entry;
-  mm: mm_entry;
-  fs: fs_entry;
-  fdinfo: fdinfo_entry[];
-  memory: MemoryImage;
-  /** Which fd table, fs context, ... the task has (equal ids: shared with the parent). */
-  ids: NonNullable<core_entry['ids']>;
-}
+import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
-/** A zombie in the tree: only its exit status is restored. */
-export interface ZombieImage {
-  pid: number;
-  ppid: number;
-  pgid: number;
-  sid: number;
-  exitStatus: number;
-  comm: string;
-}
+export type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
-export interface CheckpointImage {
-  dir: string;
-  inventory: inventory_entry;
-  /** Live tasks, parents before children (the pstree order). */
-  tasks: TaskImage[];
-  zombies: ZombieImage[];
-  files: Map<number, reg_file_entry>;
-  /** eventfd/signalfd/timerfd objects, by file id. */
-  anons: Map<number, AnonRecord>;
-  /** Pipe ends, by file id. */
-  /** `external`: the other end was outside the tree (restored from --inherit-fd). */
-  pipes: Map<number, { pipeId: number; flags: number; external: boolean }>;
-  /** Data buffered in each pipe, by pipe id. */
-  pipeData: Map<number, PipeData>;
-  /** FIFO ends (by file id): the FIFO's inode and the REG entry with its path and flags. */
-  fifos: Map<number, { pipeId: number; regfId: number }>;
-  /** Data buffered in each FIFO, by its inode. */
-  fifoData: Map<number, PipeData>;
-  /** Unix sockets (including peers outside the tree) and inet sockets, by file id. */
-  unixSockets: UnixSkData[];
-  inetSockets: InetSkData[];
-  /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
-  skQueues: Map<number, QueuedData[]>;
-  /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
-  memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
-  /** seccomp.img: every filter, each naming the one installed before it (prev: index + 1). */
-  seccompFilters: { filter: Uint8Array; prev: number; flags: number }[];
-  /** cgroup.img: the cgroups of each set, by set id (core.tc.cg_set). */
-  cgroups: Map<number, CgroupMember[]>;
-  /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
-  owners: Map<number, FownData>;
-  memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
-  /** SysV shared memory segments the tree attaches. */
-  sysvShm: ShmImage[];
-  /** File locks to take again, by owner pid. */
-  locks: Map<number, FileLockData[]>;
-  /** Deleted files to create again for the restore (and remove after), by ghost id. */
-  ghosts: Map<number, { path: string; ghost: GhostData }>;
-}
-
-const TASK_DEAD = 2;
 
 
 function one<T>(list: T[], name: string): T {
@@ -150,26 +88,27 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   }
   const files = new Map<number, reg_file_entry>();
   const pipes = new Map<number, { pipeId: number; flags: number; external: boolean }>();
-  const anons = new Map<number, AnonRecord>();
   const fifos = new Map<number, { pipeId: number; regfId: number }>();
   const memfdFiles = new Map<number, { flags: number; pos: bigint; inodeId: number }>();
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
   const owners = new Map<number, FownData>();
   const fileIds = new Set<number>();
+  const kindFiles: CheckpointImage['kindFiles'] = new Map();
   for (const f of r.read('files.img') as file_entry[]) {
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
-    const fown = [f.reg, f.pipe, f.efd, f.sgfd, f.epfd, f.tfd, f.ify, f.ffy, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
+    const registered = registeredKindOfEntry(f);
+    if (registered) {
+      const record = registered.kind.read(registered.payload, f.id);
+      kindFiles.set(f.id, { kind: registered.kind, record });
+      if (record.fown) owners.set(f.id, record.fown);
+      continue;
+    }
+    const fown = [f.reg, f.pipe, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags, external: f.pipe.cryoExternal });
-    else if (f.efd) anons.set(f.id, { type: 'EVENTFD', id: f.id, efd: f.efd });
-    else if (f.sgfd) anons.set(f.id, { type: 'SIGNALFD', id: f.id, sgfd: f.sgfd });
-    else if (f.epfd) anons.set(f.id, { type: 'EVENTPOLL', id: f.id, epfd: f.epfd });
-    else if (f.tfd) anons.set(f.id, { type: 'TIMERFD', id: f.id, tfd: f.tfd });
-    else if (f.ify) anons.set(f.id, { type: 'INOTIFY', id: f.id, ify: f.ify as InotifyData });
-    else if (f.ffy) anons.set(f.id, { type: 'FANOTIFY', id: f.id, ffy: f.ffy as FanotifyData });
     else if (f.memfd) memfdFiles.set(f.id, { flags: f.memfd.flags, pos: f.memfd.pos, inodeId: f.memfd.inodeId });
     else if (f.fifo) fifos.set(f.id, { pipeId: f.fifo.pipeId, regfId: f.fifo.regfId ?? 0 });
     else if (f.usk) unixSockets.push(f.usk as UnixSkData);
@@ -181,7 +120,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   for (const pstree of trees) {
     const pid = pstree.pid;
     const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
-    if (core.tc?.taskState === TASK_DEAD) {
+    if (core.tc?.taskState === TASK_STATE.DEAD) {
       zombies.push({ pid, ppid: pstree.ppid, pgid: pstree.pgid, sid: pstree.sid, exitStatus: core.tc.exitCode, comm: core.tc.comm });
       continue;
     }
@@ -245,7 +184,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   return ckpt;
 }
@@ -274,7 +213,6 @@ function readPipeData(r: ImageDirReader, name: string): Map<number, PipeData> {
 }
 
 const REMAP_GHOST = 1;
-const SCM_RIGHTS = 1;
 
 function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<number, { path: string; ghost: GhostData }> {
   const out = new Map<number, { path: string; ghost: GhostData }>();

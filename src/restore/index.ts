@@ -2,8 +2,8 @@
 // with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
-import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
-import { readCheckpoint } from './images.js';
+import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, PAGE_SIZE, sys, kill } from '../sys/index.js';
+import { readCheckpoint, type CheckpointImage } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
 import { pidHolder } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
@@ -21,6 +21,8 @@ import { UserError } from '../util/errors.js';
 import { writeOutputFile } from '../util/outfile.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
+import type { ProgressSink } from '../util/progress.js';
+import { ProgressMeter } from '../util/progress-meter.js';
 import { verifyRestored, type VerifyMode } from './verify.js';
 
 export interface RestoreOptions {
@@ -41,6 +43,8 @@ export interface RestoreOptions {
   verify?: VerifyMode;
   /** Where --verify=warn prints each difference. */
   onDifference?: (line: string) => void;
+  /** Told as memory is read into the tasks and tasks are done (at most every 16 MiB, every task). */
+  onProgress?: ProgressSink;
 }
 
 export interface RestoreResult {
@@ -88,16 +92,18 @@ function waitPidGone(pid: number, ms: number, log: Log): void {
 export function restore(opts: RestoreOptions): RestoreResult {
   const { log } = opts;
   const t0 = performance.now();
-  checkRestorePrivileges();
-  if (!opts.trustImage) checkImageDirTrust(opts.dir);
-  failpoint('restore:read');
-  const ckpt = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
+  const ckpt = log.step('plan', () => {
+    checkRestorePrivileges();
+    if (!opts.trustImage) checkImageDirTrust(opts.dir);
+    failpoint('restore:read');
+    const c = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
+    checkInherited(c, opts.inherit ?? new Map());
+    const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
+    for (const t of c.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
+    for (const z of c.zombies) waitPidFree(z.pid, waitMs);
+    return c;
+  });
   const img = ckpt.tasks[0]!;
-  checkInherited(ckpt, opts.inherit ?? new Map());
-  const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
-  for (const t of ckpt.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
-  for (const z of ckpt.zombies) waitPidFree(z.pid, waitMs);
-
   // The root is our child (CLONE_PARENT) and we are a subreaper while we work, so that after a
   // failure every task comes back to us and is reaped at once. One exception: detached with a
   // parent-death signal, which our exit would fire; then the root is the stub's child, orphaned
@@ -106,62 +112,39 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const ourChild = !opts.detach || !pdeath;
   const wasSubreaper = isSubreaper();
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
+  const session = newSession(ckpt, opts);
+  session.progress.plan(memoryBytes(ckpt), ckpt.tasks.length);
+  const made: SharedObjects = { ghosts: [], segments: [] };
   let stub: Stub | null = null;
-  const session: RestoreSession = {
-    ckpt, log, trampoline: 0n, tmpfiles: new Map(), shmemSizes: shmemSizes(ckpt.tasks.flatMap((t) => t.memory.vmas)), inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(), files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), epollsFilled: new Set(), tracees: [], stopped: [], cowKept: 0,
-  };
-  const ghostsMade: { path: string; ghost: GhostData; parents: string[] }[] = [];
-  const segmentsMade: number[] = [];
   try {
-    // Deleted files exist again while the tasks open and map them (removed at the end).
-    for (const g of ckpt.ghosts.values()) {
-      // A file made with O_TMPFILE is made so again; its description is the one the tasks get.
-      const tmp = [...ckpt.files.values()].find((f) => f.name === g.path && f.flags & O_TMPFILE_BIT);
-      const made = createGhost(g.path, g.ghost, tmp?.flags);
-      ghostsMade.push({ ...g, parents: made.parents });
-      if (made.fd !== undefined) session.tmpfiles.set(g.path, made.fd);
-    }
-    createMemfds(session);
-    for (const g of ckpt.sysvShm) {
-      const { id, created } = createSegment(g);
-      session.sysvIds.set(g.entry.desc.id, id);
-      if (created) segmentsMade.push(id);
-    }
-    // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
-    createSockets(session);
-    failpoint('restore:stub');
-    stub = startStub(ckpt.tasks.flatMap((t) => t.memory.vmas), img.pid);
-    failpoint('restore:fork');
-    const root = forkWithPid(stub, img.pid, ourChild);
-    session.tracees.push(root);
-    session.trampoline = stub.trampoline;
-    killStub(stub);
-    stub = null;
-    restoreTask(root, img, session);
-    restoreOwners(session);
-    verifyRestored(ckpt, opts.verify ?? 'on', log, opts.onDifference);
-    failpoint('restore:resume');
-    if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
-    // Stopped tasks get their SIGSTOP before they run at all. Then children and threads first,
-    // the root last: nothing runs before its whole tree is ready.
-    for (const pid of session.stopped) kill(pid, SIG.STOP);
-    for (const t of [...session.tracees].reverse()) t.release();
-    // Segments that were removed before the dump go once their last attachment does, again.
-    for (const g of ckpt.sysvShm) if (wasRemoved(g)) removeSegment(session.sysvIds.get(g.entry.desc.id)!);
+    log.step('shared objects', () => createSharedObjects(session, made));
+    log.step('create tasks', () => {
+      failpoint('restore:stub');
+      stub = startStub(ckpt.tasks.flatMap((t) => t.memory.vmas), img.pid);
+      failpoint('restore:fork');
+      const root = forkWithPid(stub, img.pid, ourChild);
+      session.tracees.push(root);
+      session.trampoline = stub.trampoline;
+      killStub(stub);
+      stub = null;
+      // Each task's memory, files and state, top-down (see restoreTask for the order within one).
+      restoreTask(root, img, session);
+      restoreOwners(session);
+    });
+    log.step('verify', () => verifyRestored(ckpt, opts.verify ?? 'on', log, opts.onDifference));
+    log.step('resume', () => {
+      failpoint('restore:resume');
+      if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
+      resume(session);
+    });
   } catch (e) {
     if (stub) killStub(stub);
     removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);
-    for (const id of segmentsMade) removeSegment(id);
+    for (const id of made.segments) removeSegment(id);
     throw e;
   } finally {
     closeSessionFiles(session);
-    for (const g of ghostsMade.reverse()) {
-      try {
-        removeGhost(g.path, g.ghost, g.parents);
-      } catch (e) {
-        log.warn(`could not remove ${g.path} again: ${(e as Error).message}`);
-      }
-    }
+    removeGhosts(made.ghosts, log);
     if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
   }
   const ms = performance.now() - t0;
@@ -170,6 +153,71 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+function newSession(ckpt: CheckpointImage, opts: RestoreOptions): RestoreSession {
+  return {
+    ckpt, log: opts.log, trampoline: 0n, tmpfiles: new Map(), shmemSizes: shmemSizes(ckpt.tasks.flatMap((t) => t.memory.vmas)),
+    inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(),
+    files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), afterTableDone: new Set(),
+    tracees: [], stopped: [], cowKept: 0, progress: new ProgressMeter('restore', opts.onProgress),
+  };
+}
+
+/** Bytes of private memory the restore reads into the tasks (each address space once). */
+function memoryBytes(ckpt: CheckpointImage): number {
+  const byPid = new Map(ckpt.tasks.map((t) => [t.pid, t]));
+  const own = ckpt.tasks.filter((t) => byPid.get(t.pstree.ppid)?.ids.vmId !== t.ids.vmId);
+  return own.reduce((n, t) => n + t.memory.pages.reduce((m, p) => m + p.nrPages * PAGE_SIZE, 0), 0);
+}
+
+/** What the restore made outside the tasks, to undo: deleted files made again, SysV segments. */
+interface SharedObjects {
+  ghosts: { path: string; ghost: GhostData; parents: string[] }[];
+  segments: number[];
+}
+
+/** Objects of the checkpoint that tasks share and that exist before any task does. */
+function createSharedObjects(session: RestoreSession, made: SharedObjects): void {
+  const { ckpt } = session;
+  // Deleted files exist again while the tasks open and map them (removed at the end).
+  for (const g of ckpt.ghosts.values()) {
+    // A file made with O_TMPFILE is made so again; its description is the one the tasks get.
+    const tmp = [...ckpt.files.values()].find((f) => f.name === g.path && f.flags & O_TMPFILE_BIT);
+    const m = createGhost(g.path, g.ghost, tmp?.flags);
+    made.ghosts.push({ ...g, parents: m.parents });
+    if (m.fd !== undefined) session.tmpfiles.set(g.path, m.fd);
+  }
+  createMemfds(session);
+  for (const g of ckpt.sysvShm) {
+    const { id, created } = createSegment(g);
+    session.sysvIds.set(g.entry.desc.id, id);
+    if (created) made.segments.push(id);
+  }
+  // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
+  createSockets(session);
+}
+
+/**
+ * Lets the tree go: stopped tasks get their SIGSTOP before they run at all; then children and
+ * threads first, the root last, so nothing runs before its whole tree is ready.
+ */
+function resume(session: RestoreSession): void {
+  const { ckpt } = session;
+  for (const pid of session.stopped) kill(pid, SIG.STOP);
+  for (const t of [...session.tracees].reverse()) t.release();
+  // Segments that were removed before the dump go once their last attachment does, again.
+  for (const g of ckpt.sysvShm) if (wasRemoved(g)) removeSegment(session.sysvIds.get(g.entry.desc.id)!);
+}
+
+function removeGhosts(ghosts: SharedObjects['ghosts'], log: Log): void {
+  for (const g of ghosts.reverse()) {
+    try {
+      removeGhost(g.path, g.ghost, g.parents);
+    } catch (e) {
+      log.warn(`could not remove ${g.path} again: ${(e as Error).message}`);
+    }
+  }
 }
 
 /** memfds are made here; the tasks map them from /proc/<us>/fd/N and open fds from them. */

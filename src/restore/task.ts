@@ -3,13 +3,14 @@
 import { restoreTimerSlack } from '../resources/task/timerslack.js';
 import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
-  xsaveLayout, WAIT,
+  cpuXsaveLayout, WAIT,
 } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import { task_core_entrySchema, thread_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
-import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
+import { xsaveFromFpregs } from '../image/xsave.js';
+import { TASK_STATE } from '../image/task-state.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack, restoreIgnoredSigtrap } from '../resources/task/signals.js';
@@ -20,7 +21,7 @@ import { restoreSeccomp, seccompChain } from '../resources/task/seccomp.js';
 import { queuePending } from '../resources/task/pending.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
-import { restoreTaskMisc, restoreDumpable } from '../resources/task/misc.js';
+import { restoreTaskAttributes, restoreDumpable } from '../resources/task/attributes.js';
 import { registersForResume, regsFromEntry, readTaskCode } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { restoreLocks } from '../resources/files/locks.js';
@@ -28,12 +29,11 @@ import type { RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
 import type { RestoreSession } from './files.js';
-import { restoreFds } from './fds.js';
+import { restoreFds, restoreFdsAfterChildren } from './fds.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 
-setXsaveLayout(xsaveLayout());
 
 /** A thread being rebuilt: its tracee, injection context and image. */
 interface ThreadWork {
@@ -86,6 +86,7 @@ export function restoreTask(
     if (img.mm.thpDisabled) call('prctl', [PR.SET_THP_DISABLE, 1, 0, 0, 0], 'THP disabled');
     const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: session.unchecked, shmemSizes: session.shmemSizes }, kept);
     session.cowKept += mem.cowKept;
+    session.progress.bytes(img.memory.pages.reduce((n, p) => n + p.nrPages * PAGE_SIZE, 0));
     const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
     vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);
     log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
@@ -108,13 +109,13 @@ export function restoreTask(
   if (!shares('sighandId')) restoreSigactions(r, tc.sigactions);
   restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
     ? { real: tc.timers.real, virt: tc.timers.virt, prof: tc.timers.prof } : undefined);
-  restoreTaskMisc(r, {
+  restoreTaskAttributes(r, {
     personality: tc.personality,
     childSubreaper: tc.childSubreaper,
     oomScoreAdj: hasField(task_core_entrySchema, tc, 'oomScoreAdj') ? tc.oomScoreAdj : undefined,
     loginuid: hasField(task_core_entrySchema, tc, 'loginuid') ? tc.loginuid : undefined,
   });
-  restoreSession(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined));
+  restoreSessionAndGroup(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined));
 
   // Children: forked here (so they inherit this task's memory), then rebuilt, top-down. A child
   // in a session or group whose leader is gone is forked through helpers that hold the leader's
@@ -172,6 +173,9 @@ export function restoreTask(
     work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
   }
 
+  // fds that name tasks (pidfds) once the task's children, zombies and threads exist.
+  if (!sharesFiles) restoreFdsAfterChildren(r, img, session);
+
   // POSIX timers once every thread they may signal exists, before credentials change.
   restorePosixTimers(r, tc.timers?.posix ?? []);
 
@@ -193,10 +197,10 @@ export function restoreTask(
   }
 
   for (const w of work) finishThread(w, w === work[0] ? tc.blkSigset : (w.core.threadCore?.blkSigset ?? 0n));
-  if (tc.taskState === TASK_STOPPED) session.stopped.push(img.pid);
+  if (tc.taskState === TASK_STATE.STOPPED) session.stopped.push(img.pid);
+  session.progress.task();
 }
 
-const TASK_STOPPED = 3;
 const BATCH_CODE_OFFSET = 64;
 
 /**
@@ -298,7 +302,7 @@ function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointIm
   const tcore = core.threadCore;
   if (!tcore) return;
   restoreSigaltstack(r, tcore.sas);
-  restoreTaskMisc(r, {
+  restoreTaskAttributes(r, {
     comm: tcore.comm || core.tc?.comm,
     pdeathSig: tcore.pdeathSig,
     schedNice: tcore.schedNice,
@@ -329,7 +333,7 @@ function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
   r.tracee.setRegs(registersForResume(regs, (ip, n) => readTaskCode(tid, ip - BigInt(n), n)));
   restoreTls(tid, core.threadInfo!.tls);
   const fp = core.threadInfo!.fpregs;
-  if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length));
+  if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length, undefined, cpuXsaveLayout()));
   setSigmask(tid, sigmask);
 }
 
@@ -337,7 +341,7 @@ function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
  * Session and process group. `from`: the ones the task was forked into (undefined for the root).
  * A task that led one leads it again; a group led by another task of the tree is joined.
  */
-function restoreSession(r: RestoreTask, img: TaskImage, from?: { sid: number; pgid: number }): void {
+function restoreSessionAndGroup(r: RestoreTask, img: TaskImage, from?: { sid: number; pgid: number }): void {
   const { pid, sid, pgid } = img.pstree;
   if (sid === pid) r.remote.call('setsid', [], 'new session');
   else if (from && sid !== from.sid) throw new UserError(`pid ${pid}: could not be put in its session ${sid}`);

@@ -11,7 +11,7 @@ import type { VmaData, PageRange } from '../resources/mm/dump.js';
 import type { Manifest } from '../image/manifest.js';
 import { UserError, hex } from '../util/errors.js';
 import { pidHolder } from './pid-holder.js';
-import type { CheckpointImage, TaskImage } from './images.js';
+import type { CheckpointImage, TaskImage } from './checkpoint.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 /** Highest user address + 1 with 5-level paging; the vsyscall page lies above, alone. */

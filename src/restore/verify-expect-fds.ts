@@ -5,12 +5,11 @@ import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { O } from '../sys/index.js';
 import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
 import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
-import { inotify_wd_entrySchema } from '../image/gen/fsnotify_pb.js';
-import { fdFlagSet, fileKindOf, signalSet, timespecText, OBJECT_KINDS, UNBLOCKABLE, type FdKind } from '../resources/observe/names.js';
-import { fdKey, lockText, timerfdArmed, epollTargetText, inotifyWatchText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
+import { fdFlagSet } from '../resources/observe/names.js';
+import { fileKindOf, OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
+import { fdKey, lockText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
-import type { AnonRecord } from '../resources/files/anon.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 
 /** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
@@ -19,24 +18,26 @@ export function has(msg: Message | undefined, schema: DescMessage, name: string)
   return msg !== undefined && f !== undefined && isFieldSet(msg, f);
 }
 
-const ANON_KIND: Record<AnonRecord['type'], FdKind> = {
-  EVENTFD: 'eventfd', SIGNALFD: 'signalfd', TIMERFD: 'timerfd', EVENTPOLL: 'epoll', INOTIFY: 'inotify', FANOTIFY: 'fanotify',
-};
-
 const LOCK_KIND: Record<number, string> = { 1: 'POSIX', 2: 'FLOCK', 4: 'OFDLCK' };
 const F_WRLCK = 1;
 
 /** An fd's open file description as the images have it: kind, status flags, more by kind. */
 interface Described {
-  kind: FdKind;
+  kind: ObservedKind;
+  /** A registered kind's own expectations (resources/files/registry.ts). */
+  expect?: (s: Snapshot, key: string) => void;
   flags: number;
   reg?: { name: string; pos: bigint };
-  anon?: AnonRecord;
   memfdPos?: bigint;
   opts?: SkOpts;
 }
 
 function describe(ckpt: CheckpointImage, id: number): Described | null {
+  const registered = ckpt.kindFiles.get(id);
+  if (registered) {
+    const { kind, record } = registered;
+    return { kind: kind.name as ObservedKind, flags: record.flags, expect: (s, key) => kind.expect?.(record, s, key) };
+  }
   const reg = ckpt.files.get(id);
   if (reg) {
     const mode = has(reg as unknown as Message, reg_file_entrySchema, 'mode') ? reg.mode : 0o100000;
@@ -53,12 +54,6 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
   }
   const memfd = ckpt.memfdFiles.get(id);
   if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };
-  const anon = ckpt.anons.get(id);
-  if (anon) {
-    const rec = anon as unknown as Record<string, { flags: number }>;
-    const payload = rec.efd ?? rec.sgfd ?? rec.tfd ?? rec.epfd ?? rec.ify ?? rec.ffy;
-    return { kind: ANON_KIND[anon.type], flags: payload?.flags ?? 0, anon };
-  }
   const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id);
   if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
   return null;
@@ -78,7 +73,7 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
     if (d.memfdPos !== undefined) s.set(`${key} pos`, String(d.memfdPos));
     // An O_TMPFILE file is named after its inode (dir/#INO), which a new one cannot keep.
     if (d.reg && !(d.flags & O_TMPFILE_BIT)) s.set(`${key} path`, d.reg.name);
-    if (d.anon) expectAnon(s, key, d.anon);
+    d.expect?.(s, key);
     if (d.opts) expectSocketOptions(s, key, d.opts);
     const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);
     if (mine.length) {
@@ -86,41 +81,6 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
         set: mine.map((l) => lockText(LOCK_KIND[l.flag]!, l.type === F_WRLCK ? 'WRITE' : 'READ', l.start, l.len === 0n ? null : l.start + l.len - 1n)),
       });
     }
-  }
-}
-
-function expectAnon(s: Snapshot, key: string, a: AnonRecord): void {
-  switch (a.type) {
-    case 'EVENTFD':
-      s.set(`${key} count`, String(a.efd.counter));
-      s.set(`${key} semaphore`, a.efd.flags & 1 ? '1' : '0');
-      return;
-    case 'SIGNALFD':
-      s.set(`${key} sigmask`, signalSet(a.sgfd.sigmask & ~UNBLOCKABLE));
-      return;
-    case 'TIMERFD': {
-      const t = a.tfd;
-      s.set(`${key} clockid`, String(t.clockid));
-      s.set(`${key} interval`, timespecText(t.isec, t.insec));
-      // The time left is not compared: it went on running since the dump (the restore re-arms
-      // with what was left then). Ticks may only have grown.
-      s.set(`${key} armed`, timerfdArmed(t.vsec, t.vnsec, t.isec, t.insec));
-      s.set(`${key} ticks`, { atLeast: t.ticks });
-      return;
-    }
-    case 'EVENTPOLL':
-      s.set(`${key} targets`, { set: a.epfd.tfd.map((t) => epollTargetText(t.tfd, t.events, t.data)) });
-      return;
-    case 'INOTIFY':
-      s.set(`${key} watches`, {
-        set: a.ify.wd.map((w) => {
-          const ignored = has(w as unknown as Message, inotify_wd_entrySchema, 'ignoredMask') ? (w.ignoredMask ?? 0) : 0;
-          return inotifyWatchText(w.wd, w.mask, ignored);
-        }),
-      });
-      return;
-    case 'FANOTIFY':
-      return; // marks are checked by the fanotify tests; fdinfo spells them per mark kind
   }
 }
 

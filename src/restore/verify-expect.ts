@@ -43,7 +43,7 @@ export function expectedSnapshot(ckpt: CheckpointImage, img: TaskImage, parent: 
     s.set('SigCgt', signalSet(cgt));
   }
   if (has(tc, task_core_entrySchema, 'signalsS')) s.set('ShdPnd', pendingSet(tc.signalsS!.signals.map((q) => q.siginfo)));
-  // A root whose session is outside the image joins the restorer's (restoreSession warns).
+  // A root whose session is outside the image joins the restorer's (restoreSessionAndGroup warns).
   const { sid, pgid } = img.pstree;
   if (parent || sid === pid) {
     s.set('sid', String(sid));

@@ -32,6 +32,13 @@ export function cpuid(leaf: number, sub = 0): { eax: number; ebx: number; ecx: n
   return { eax: out.readUInt32LE(0), ebx: out.readUInt32LE(4), ecx: out.readUInt32LE(8), edx: out.readUInt32LE(12) };
 }
 
+let cpuLayout: ReadonlyMap<number, { offset: number; size: number }> | null = null;
+
+/** xsaveLayout() of this CPU, read once (the CPU does not change under a running process). */
+export function cpuXsaveLayout(): ReadonlyMap<number, { offset: number; size: number }> {
+  return (cpuLayout ??= xsaveLayout());
+}
+
 /** Standard-format offset and size of each XSAVE component this CPU supports (bit -> where). */
 export function xsaveLayout(): Map<number, { offset: number; size: number }> {
   const out = new Map<number, { offset: number; size: number }>();

@@ -22,7 +22,8 @@ export const TCP_STATE = {
   CLOSE_WAIT: 8, LAST_ACK: 9, LISTEN: 10, CLOSING: 11,
 } as const;
 export const MSG = { PEEK: 2, TRUNC: 0x20, DONTWAIT: 0x40, CTRUNC: 8, NOSIGNAL: 0x4000 } as const;
-const SCM_RIGHTS = 1;
+/** The control message type of fds in flight (linux/socket.h); also sk_packet_entry.scm type. */
+export const SCM_RIGHTS = 1;
 
 export function socket(family: number, type: number, protocol = 0): number {
   return sys('socket', [family, type | SOCK.CLOEXEC, protocol], `socket(${family}, ${type})`);

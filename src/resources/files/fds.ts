@@ -7,20 +7,26 @@ import { UnsupportedError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { findFdBlocker } from './kind.js';
 import { pipeInode, peekPipe } from './pipe.js';
-import { anonKind, epollHolders, type AnonKind } from './anon.js';
 import { deletedPath } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
+import { registeredKindOf } from './registry.js';
+import type { FileTypeName } from './fd-kind.js';
 import { socketInode, dumpSocket } from './socket.js';
 import { dumpFown } from './fown.js';
 import { NO_FOWN, fileStamp } from './reg.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
 
-export interface FdinfoData {
+/**
+ * One fd of a task's table as fdinfo-N.img keeps it (CRIU's fdinfo_entry): the fd number, its
+ * FD_CLOEXEC, and the files.img id of its open file description. Not to be confused with
+ * ProcFdinfo, the parsed /proc/PID/fdinfo/N.
+ */
+export interface FdTableEntry {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | AnonKind;
+  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | FileTypeName;
   fd: number;
 }
 
@@ -59,7 +65,7 @@ export function fdBlockers(pid: number, scan: FileScan): Blocker[] {
 }
 
 /** Dumps the fd table of a frozen task; shared descriptions (dup'ed fds) share one entry. */
-export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
+export function dumpFds(pid: number, files: FileTable): FdTableEntry[] {
   return listFds(pid).map((fd) => dumpFd(pid, fd, files));
 }
 
@@ -67,33 +73,32 @@ export function dumpFds(pid: number, files: FileTable): FdinfoData[] {
  * Dumps one fd of `pid` (a task of the tree, or cryo itself for fds found in flight in a socket
  * queue) into the files table; an open file description seen before keeps its entry.
  */
-export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
+export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry {
   const seen = files.seenFds;
   const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
   const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
   const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
   const flags = info.flags & ~O.CLOEXEC;
   const pipeId = pipeInode(link);
-  const anon = anonKind(link);
   const sock = socketInode(link);
-  let type: FdinfoData['type'] = anon ?? (pipeId !== null ? 'PIPE' : 'REG');
+  const registered = registeredKindOf(link, st.mode);
+  // A shared description (a twin) keeps this type: a registered kind's is known from the link.
+  let type: FdTableEntry['type'] = registered?.type ?? (pipeId !== null ? 'PIPE' : 'REG');
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
   let id: number;
   const fown = twin ? NO_FOWN : dumpFown(pid, fd);
   if (twin) {
     id = twin.id;
-    if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdinfoData['type'];
+    if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdTableEntry['type'];
   } else if (sock !== null) {
     // Sockets are inspected (and refused) by their own module, with the tree-wide view.
-    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files));
+    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files, (ours) => dumpFd(process.pid, ours, files).id));
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
-    if (anon) {
-      id = files.addAnon(anon, flags, fown, info);
-      if (anon === 'EVENTPOLL') noteEpollHolders(files, id, epollHolders(pid, fd, info));
-    }
-    else if (isMemfd(link)) {
+    if (registered) {
+      id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown));
+    } else if (isMemfd(link)) {
       type = 'MEMFD';
       id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, fown);
     } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
@@ -128,15 +133,4 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdinfoData {
   if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
   if (files.scan.fileLocks) files.locks.push(...lockEntries(pid, fd, fdLocks(info)));
   return { id, flags: info.flags & O.CLOEXEC ? FD_CLOEXEC : 0, type, fd };
-}
-
-
-/** Targets whose fd number was closed or reused since registration: which fd holds them now. */
-function noteEpollHolders(files: FileTable, id: number, holders: (number | null)[]): void {
-  const e = files.entries.find((x) => x.id === id);
-  if (e?.type !== 'EVENTPOLL') return;
-  e.epfd.tfd.forEach((t, i) => {
-    const h = holders[i];
-    if (h !== null && h !== undefined && h !== t.tfd) t.cryoFileFd = h;
-  });
 }

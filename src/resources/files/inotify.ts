@@ -3,12 +3,14 @@
 // same device) to find its path, saved beside the handle. Restored by watching the paths again
 // so that each watch gets its old wd. Events queued but not read are not saved.
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { inotify_file_entrySchema, inotify_wd_entrySchema } from '../../image/gen/fsnotify_pb.js';
+import { isFieldSet, type Message } from '@bufbuild/protobuf';
+import { inotify_wd_entrySchema, type inotify_file_entrySchema } from '../../image/gen/fsnotify_pb.js';
 import { sys, sysTry, O, E, F } from '../../sys/index.js';
-import type { FdInfo } from '../../proc/index.js';
+import type { ProcFdinfo } from '../../proc/index.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 import { NO_FOWN, type FownData } from './reg.js';
 import { handlePath, parseHandle, type FileHandle } from './fhandle.js';
+import type { FdKind, FdSeen } from './fd-kind.js';
 
 export type InotifyWatch = MessageInitShape<typeof inotify_wd_entrySchema> & {
   wd: number; mask: number; iIno: bigint; sDev: number;
@@ -30,7 +32,7 @@ function parseWatch(id: number, line: string): InotifyWatch {
 }
 
 /** The instance's watches, each with the path of what it watches. */
-export function dumpInotify(id: number, flags: number, fown: FownData, info: FdInfo): InotifyData {
+export function dumpInotify(id: number, flags: number, fown: FownData, info: ProcFdinfo): InotifyData {
   // parseFdinfo keys a line by what comes before its first colon: "inotify wd".
   const wd = (info.extra.get('inotify wd') ?? []).map((l) => parseWatch(id, `wd:${l}`));
   for (const w of wd) {
@@ -41,7 +43,7 @@ export function dumpInotify(id: number, flags: number, fown: FownData, info: FdI
 }
 
 /** Why the instance cannot be dumped: a watched inode with no path left. */
-export function inotifyBlocker(place: BlockerPlace, info: FdInfo): Blocker | null {
+export function inotifyBlocker(place: BlockerPlace, info: ProcFdinfo): Blocker | null {
   for (const w of dumpInotify(0, 0, NO_FOWN, info).wd) {
     if (!w.fHandle.path) return blockerAt(place, { kind: 'inotify', reason: `inotify watch ${w.wd} on inode ${w.iIno} whose path cannot be found (deleted?) — not supported` });
   }
@@ -82,3 +84,36 @@ export function createInotify(d: InotifyData): number {
   }
   return fd;
 }
+
+/** A watch as the verification spells it, from the image and from fdinfo alike. */
+export function inotifyWatchText(wd: number, mask: number, ignored: number): string {
+  return `wd ${wd} mask 0x${(mask >>> 0).toString(16)} ignored 0x${(ignored >>> 0).toString(16)}`;
+}
+
+export const inotifyKind = {
+  name: 'inotify' as const,
+  type: 'INOTIFY',
+  field: 'ify',
+  phase: 'table',
+  object: true,
+  recognise: (link: string) => link === 'anon_inode:inotify',
+  blocker: (f: FdSeen) => inotifyBlocker({ pid: f.pid, fd: f.fd }, f.info),
+  dump: (f: FdSeen, id: number, flags: number, fown: FownData) => dumpInotify(id, flags, fown, f.info),
+  // The decoded message itself: the verification asks it which optional fields it has.
+  read: (entry: unknown) => entry as InotifyData,
+  open: (rec: InotifyData) => createInotify(rec),
+  expect(rec: InotifyData, s, key) {
+    const set = rec.wd.map((w) => {
+      const ignored = isFieldSet(w as unknown as Message, inotify_wd_entrySchema.field.ignoredMask!) ? (w.ignoredMask ?? 0) : 0;
+      return inotifyWatchText(w.wd, w.mask, ignored);
+    });
+    s.set(`${key} watches`, { set });
+  },
+  observe(info, s, key) {
+    const set = (info.extra.get('inotify wd') ?? []).map((l) => {
+      const m = /^(\d+)\s+ino:\S+\s+sdev:\S+\s+mask:([0-9a-f]+)\s+ignored_mask:([0-9a-f]+)/.exec(l.trim());
+      return m ? inotifyWatchText(Number(m[1]), parseInt(m[2]!, 16), parseInt(m[3]!, 16)) : l;
+    });
+    s.set(`${key} watches`, { set });
+  },
+} satisfies FdKind<InotifyData>;

@@ -1,18 +1,14 @@
 // What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
 // cryo does not support yet.
-import { anonKind, epollBlocker } from './anon.js';
 import { socketBlocker, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockBlocker } from './locks.js';
-import { inotifyBlocker } from './inotify.js';
-import { fanotifyBlocker } from './fanotify.js';
-import { parseFdinfo, type FdInfo } from '../../proc/index.js';
+import { registeredKindOf } from './registry.js';
+import { parseFdinfo, type ProcFdinfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
 import { blockerText, type Blocker } from '../../util/blocker.js';
-
-export type FdKind = 'reg' | 'dir' | 'chr' | 'unsupported';
 
 /** Character devices whose state is nothing more than being open. */
 export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
@@ -46,7 +42,7 @@ export function describeLink(link: string): string {
  * Why the fd cannot be dumped (null if it can). `info`: its fdinfo, when the caller has it
  * parsed already; read here otherwise (once, for every check that needs it).
  */
-export function findFdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): Blocker | null {
+export function findFdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: ProcFdinfo): Blocker | null {
   if (!info) {
     try {
       info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
@@ -58,20 +54,17 @@ export function findFdBlocker(pid: number, fd: number, link: string, mode: numbe
 }
 
 /** findFdBlocker as one line of text (what `check` printed before it read Blocker data). */
-export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: FdInfo): string | null {
+export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: ProcFdinfo): string | null {
   const b = findFdBlocker(pid, fd, link, mode, scan, info);
   return b && blockerText(b);
 }
 
-function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: FdInfo): Blocker | null {
+function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: ProcFdinfo): Blocker | null {
   const refuse = (kind: string, reason: string): Blocker => ({ pid, fd, kind, reason });
   const sock = socketInode(link);
   if (sock !== null) return socketBlocker(pid, fd, sock, scan);
-  const anon = anonKind(link);
-  if (anon === 'INOTIFY') return inotifyBlocker({ pid, fd }, info);
-  if (anon === 'FANOTIFY') return fanotifyBlocker({ pid, fd }, info);
-  if (anon === 'EVENTPOLL') return epollBlocker(pid, fd, info);
-  if (anon) return null;
+  const registered = registeredKindOf(link, mode);
+  if (registered) return registered.blocker({ pid, fd, link, mode, info }, scan);
   const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
   if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
   if (isMemfd(link)) return null;

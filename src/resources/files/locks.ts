@@ -4,7 +4,7 @@
 // process, flock and OFD locks to the open file description the fd refers to.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { file_lock_entrySchema } from '../../image/gen/file-lock_pb.js';
-import { parseLockLine, type FdInfo, type LockLine } from '../../proc/index.js';
+import { parseLockLine, type ProcFdinfo, type LockLine } from '../../proc/index.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 import type { RestoreTask } from '../context.js';
 
@@ -23,7 +23,7 @@ const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 
-export function fdLocks(info: FdInfo): LockLine[] {
+export function fdLocks(info: ProcFdinfo): LockLine[] {
   return (info.extra.get('lock') ?? []).map(parseLockLine).filter((l): l is LockLine => l !== null);
 }
 

@@ -6,7 +6,7 @@ import { openSync, readSync, closeSync, fstatSync, writeSync } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { memfd_inode_entrySchema } from '../../image/gen/memfd_pb.js';
 import { sys, O, PAGE_SIZE } from '../../sys/index.js';
-import type { PageRange } from '../mm/dump.js';
+import type { PageRange } from '../mm/page-range.js';
 
 export type MemfdInode = MessageInitShape<typeof memfd_inode_entrySchema> & {
   name: string; uid: number; gid: number; size: bigint; shmid: number; seals: number; inodeId: bigint; mode: number;

@@ -3,7 +3,7 @@
 import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync } from 'node:fs';
 import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
-import { socketInode, withOurCopy } from './socket.js';
+import { socketInode, withOurCopy } from './our-copy.js';
 
 export interface ScanOptions {
   /** Unix peers outside the tree are allowed: reconnected by name on restore. */
@@ -20,6 +20,8 @@ export const DEFAULT_GHOST_LIMIT = 1 << 20;
 export interface FileScan {
   /** Every unix socket of the network namespace, by inode. */
   unix: Map<number, UnixDiag>;
+  /** The tree's processes (thread group ids). */
+  tree: Set<number>;
   /** Socket inodes some task of the tree has open. */
   held: Set<number>;
   extUnixSk: boolean;
@@ -58,6 +60,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
   const unix = held.size ? unixSockets() : new Map<number, UnixDiag>();
   for (const ino of inFlight(unix, where)) held.add(ino);
   return {
+    tree: new Set(pids),
     unix,
     held,
     extUnixSk: opts.extUnixSk ?? false,

@@ -1,9 +1,9 @@
 // Sockets of any family: which module handles a `socket:[N]` fd, what it is in words, whether it
 // can be dumped, and its dump into the files image. Unix sockets are known from one sock_diag
 // scan of the tree; the rest are inspected through our own copy of the task's socket.
-import { AF, SOL, SO, getsockoptInt, pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
+import { AF, SOL, SO, getsockoptInt } from '../../sys/index.js';
+import { withOurCopy } from './our-copy.js';
 import type { FileScan } from './scan.js';
-import { dumpFd } from './fds.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, causeText, type Blocker, type BlockerCause } from '../../util/blocker.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
@@ -11,27 +11,10 @@ import { inspectInet, describeInet, inetBlocker, dumpInetSk, type InetInfo } fro
 import type { FileTable } from './table.js';
 import type { FownData } from './reg.js';
 
+// check.ts and others name them through this module.
+export { socketInode, withOurCopy } from './our-copy.js';
+
 const FAMILY_NAME: Record<number, string> = { 16: 'netlink', 17: 'packet', 38: 'alg', 40: 'vsock', 44: 'xdp' };
-
-export function socketInode(link: string): number | null {
-  const m = /^socket:\[(\d+)\]$/.exec(link);
-  return m ? Number(m[1]) : null;
-}
-
-/** Runs `fn` on our own copy of the task's fd (the same open file description). */
-export function withOurCopy<T>(pid: number, fd: number, fn: (ours: number) => T): T {
-  const pidfd = pidfdOpen(pid);
-  try {
-    const ours = pidfdGetfd(pidfd, fd);
-    try {
-      return fn(ours);
-    } finally {
-      closeFd(ours);
-    }
-  } finally {
-    closeFd(pidfd);
-  }
-}
 
 /** The socket in words, and why it cannot be dumped (null if it can). */
 export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
@@ -66,8 +49,11 @@ function judgeCopy(ours: number): { text: string; cause: BlockerCause | null; in
 /**
  * Adds the socket behind the task's fd to the files image (refusing it as inspectSocket would);
  * returns its file id and kind. One copy of the task's socket serves the check and the dump.
+ * `dumpInFlight`: dumps one of our fds (a file in flight in the socket's queue), returns its id.
  */
-export function dumpSocket(pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable): { id: number; type: 'UNIXSK' | 'INETSK' } {
+export function dumpSocket(
+  pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable, dumpInFlight: (ours: number) => number,
+): { id: number; type: 'UNIXSK' | 'INETSK' } {
   const { scan } = files;
   const refuse = (cause: BlockerCause | null) => {
     if (cause) throw new UnsupportedError([blockerAt({ pid, fd }, cause)]);
@@ -82,7 +68,7 @@ export function dumpSocket(pid: number, fd: number, ino: number, flags: number, 
       // Fds in flight are dumped as files of ours, kept open until the dump ends (kcmp compares
       // later fds with them); a description also open in a task shares its entry.
       for (const m of queue) files.keepOpen.push(...m.fds);
-      for (const m of queue) files.skQueues.push({ idFor: id, data: m.data, rights: m.fds.map((f) => dumpFd(process.pid, f, files).id) });
+      for (const m of queue) files.skQueues.push({ idFor: id, data: m.data, rights: m.fds.map(dumpInFlight) });
       const peer = u.peer ? scan.unix.get(u.peer) : undefined;
       if (peer && !scan.held.has(peer.ino) && !files.entries.some((e) => e.type === 'UNIXSK' && e.usk.ino === peer.ino)) {
         const peerId = files.entries.length + 1;

@@ -10,17 +10,24 @@ import { O } from '../../sys/index.js';
 import { readGhost, type GhostData } from './ghost.js';
 import { inspectMemfd, type MemfdInode } from './memfd.js';
 import type { FileLockData } from './locks.js';
-import { anonFromFdinfo, type AnonRecord, type AnonKind } from './anon.js';
-import type { FdInfo } from '../../proc/index.js';
+import type { AnyFdKind } from './fd-kind.js';
 
 export type FileRecord =
-  | AnonRecord
   | { type: 'REG'; id: number; reg: RegFileData }
   | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData; cryoExternal?: boolean } }
   | { type: 'MEMFD'; id: number; memfd: { id: number; flags: number; pos: bigint; fown: FownData; inodeId: number } }
   | { type: 'FIFO'; id: number; fifo: { id: number; pipeId: number; regfId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
-  | { type: 'INETSK'; id: number; isk: InetSkData };
+  | { type: 'INETSK'; id: number; isk: InetSkData }
+  | KindRecord;
+
+/** The record of a registered kind (registry.ts), written into file_entry's field `kind.field`. */
+export interface KindRecord {
+  type: 'KIND';
+  id: number;
+  kind: AnyFdKind;
+  record: unknown;
+}
 
 /** An fd already dumped, to find others that share its open file description (kcmp). */
 export interface SeenFd {
@@ -111,9 +118,10 @@ export class FileTable {
     this.remaps.push({ origId: id, remapId: g });
   }
 
-  addAnon(kind: AnonKind, flags: number, fown: FownData, info: FdInfo): number {
+  /** A registered kind's record; `dump` makes it for the file id given. */
+  addKind(kind: AnyFdKind, dump: (id: number) => unknown): number {
     const id = this.entries.length + 1;
-    this.entries.push(anonFromFdinfo(kind, id, flags, fown, info));
+    this.entries.push({ type: 'KIND', id, kind, record: dump(id) });
     return id;
   }
 

@@ -10,6 +10,7 @@ import { ghostBlocker } from '../files/ghost.js';
 import { isMemfd } from '../files/memfd.js';
 import { VMA, classifyVma, mappingName, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
 import type { DumpTask } from '../context.js';
+import type { PageRange } from './page-range.js';
 
 export interface VmaData {
   start: bigint;
@@ -45,18 +46,8 @@ export interface MmData {
   thpDisabled: boolean;
 }
 
-/** A run of pages to save: where it is in the task, and how many pages. */
-export interface PageRange {
-  vaddr: bigint;
-  nrPages: number;
-  /**
-   * Whether the parent in the tree had these very pages (copy-on-write, never written since the
-   * fork): if so, a child restored by fork from its restored parent keeps them without comparing;
-   * if not, they were the child's own and are written without comparing. Unknown (undefined):
-   * compare.
-   */
-  asParent?: boolean;
-}
+// PageRange (page-range.ts) is named through this module too.
+export type { PageRange } from './page-range.js';
 
 /** Something to save for a shared anonymous object (keyed by its shmem inode). */
 export interface ShmemRange extends PageRange {

@@ -52,37 +52,6 @@ export function fdFlagSet(flags: number, cloexec: boolean, object: boolean): { s
   return { set };
 }
 
-export type FdKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'eventfd' | 'signalfd' | 'timerfd' | 'epoll' | 'inotify' | 'fanotify' | 'anon';
-
-/** Kinds whose access mode is the kernel's, not the opener's (see fdFlagSet). */
-export const OBJECT_KINDS = new Set<FdKind>(['socket', 'eventfd', 'signalfd', 'timerfd', 'epoll', 'inotify', 'fanotify', 'anon']);
-
-const ANON: Record<string, FdKind> = {
-  'anon_inode:[eventfd]': 'eventfd',
-  'anon_inode:[signalfd]': 'signalfd',
-  'anon_inode:[timerfd]': 'timerfd',
-  'anon_inode:[eventpoll]': 'epoll',
-  'anon_inode:inotify': 'inotify',
-  'anon_inode:[fanotify]': 'fanotify',
-};
-
-/** The kind of an fd from its /proc/PID/fd link and the st_mode of what it opens. */
-export function fdKindOf(link: string, mode: number): FdKind {
-  if (link.startsWith('socket:[')) return 'socket';
-  if (link.startsWith('pipe:[')) return 'pipe';
-  if (link.startsWith('anon_inode:')) return ANON[link] ?? 'anon';
-  if (link.startsWith('/memfd:')) return 'memfd';
-  return fileKindOf(mode);
-}
-
-export function fileKindOf(mode: number): FdKind {
-  const type = mode & 0o170000;
-  if (type === 0o040000) return 'dir';
-  if (type === 0o020000 || type === 0o060000) return 'device';
-  if (type === 0o010000) return 'fifo';
-  return 'file';
-}
-
 /** /proc/PID/limits row names, by RLIMIT_* number. */
 const RLIMIT_NAMES = [
   'Max cpu time', 'Max file size', 'Max data size', 'Max stack size', 'Max core file size', 'Max resident set',

@@ -3,9 +3,11 @@
 // targets, inotify watches, locks, socket options).
 import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
 import { O, SO, SOL, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
-import { parseFdinfo, parseLockLine, type FdInfo } from '../../proc/index.js';
-import { fdKindOf, fdFlagSet, OBJECT_KINDS, signalSet, timespecText, stripDeleted, type FdKind } from './names.js';
+import { parseFdinfo, parseLockLine, type ProcFdinfo } from '../../proc/index.js';
+import { fdFlagSet, stripDeleted } from './names.js';
+import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
 import type { Snapshot } from './snapshot.js';
+import { registeredKindNamed } from '../files/registry.js';
 
 /** Socket options compared: key, option, the sk_opts_entry field(s), how the value reads. */
 export const SOCKET_OPTIONS = [
@@ -24,7 +26,7 @@ export const SOCKET_OPTIONS = [
   ['SO_OOBINLINE', SO.OOBINLINE, 'soOobinline', 'int'],
 ] as const;
 
-export function fdKey(fd: number, kind: FdKind): string {
+export function fdKey(fd: number, kind: ObservedKind): string {
   return `fd ${fd} (${kind})`;
 }
 
@@ -58,65 +60,12 @@ export function lockText(kind: string, type: string, start: bigint, end: bigint 
   return `${kind} ${type} ${start}-${end ?? 'EOF'}`;
 }
 
-const first = (info: FdInfo, k: string): string | undefined => info.extra.get(k)?.[0];
-
-function kindDetails(s: Snapshot, key: string, kind: FdKind, info: FdInfo): void {
+function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: ProcFdinfo): void {
+  registeredKindNamed(kind)?.observe?.(info, s, key);
   switch (kind) {
-    case 'eventfd': {
-      const count = first(info, 'eventfd-count');
-      if (count !== undefined) s.set(`${key} count`, String(BigInt('0x' + count)));
-      const sem = first(info, 'eventfd-semaphore');
-      if (sem !== undefined) s.set(`${key} semaphore`, sem);
-      return;
-    }
-    case 'signalfd': {
-      const mask = first(info, 'sigmask');
-      if (mask !== undefined) s.set(`${key} sigmask`, signalSet(BigInt('0x' + mask)));
-      return;
-    }
-    case 'timerfd': {
-      const ts = (k: string) => /\((-?\d+),\s*(-?\d+)\)/.exec(first(info, k) ?? '');
-      const value = ts('it_value');
-      const interval = ts('it_interval');
-      if (!value || !interval) return;
-      s.set(`${key} clockid`, first(info, 'clockid') ?? '');
-      s.set(`${key} interval`, timespecText(BigInt(interval[1]!), BigInt(interval[2]!)));
-      s.set(`${key} armed`, timerfdArmed(BigInt(value[1]!), BigInt(value[2]!), BigInt(interval[1]!), BigInt(interval[2]!)));
-      s.set(`${key} ticks`, first(info, 'ticks') ?? '');
-      return;
-    }
-    case 'epoll': {
-      const set = (info.extra.get('tfd') ?? []).map((l) => {
-        const m = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)/.exec(l.trim());
-        return m ? epollTargetText(Number(m[1]), parseInt(m[2]!, 16), BigInt('0x' + m[3])) : l;
-      });
-      s.set(`${key} targets`, { set });
-      return;
-    }
-    case 'inotify': {
-      const set = (info.extra.get('inotify wd') ?? []).map((l) => {
-        const m = /^(\d+)\s+ino:\S+\s+sdev:\S+\s+mask:([0-9a-f]+)\s+ignored_mask:([0-9a-f]+)/.exec(l.trim());
-        return m ? inotifyWatchText(Number(m[1]), parseInt(m[2]!, 16), parseInt(m[3]!, 16)) : l;
-      });
-      s.set(`${key} watches`, { set });
-      return;
-    }
     default:
       return;
   }
-}
-
-/** Armed: time left, or a period (an expired periodic timer goes on from its next period). */
-export function timerfdArmed(vsec: bigint, vnsec: bigint, isec: bigint, insec: bigint): string {
-  return vsec || vnsec || isec || insec ? 'armed' : 'disarmed';
-}
-
-export function epollTargetText(tfd: number, events: number, data: bigint): string {
-  return `fd ${tfd} events 0x${(events >>> 0).toString(16)} data 0x${data.toString(16)}`;
-}
-
-export function inotifyWatchText(wd: number, mask: number, ignored: number): string {
-  return `wd ${wd} mask 0x${(mask >>> 0).toString(16)} ignored 0x${(ignored >>> 0).toString(16)}`;
 }
 
 /** getsockopt on a dup of the task's socket (the same open file, so the same options). */

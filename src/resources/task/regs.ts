@@ -1,6 +1,6 @@
 // General registers: what the task had when frozen, and how to make it go on where it was.
 import { readFileSync, openSync, readSync, closeSync } from 'node:fs';
-import { Regs, REG_NAMES, ERESTART, EINTR, type RegName } from '../../sys/index.js';
+import { Regs, REG_NAMES, ERESTART, EINTR, NR, type RegName } from '../../sys/index.js';
 import { user_x86_regs_mode, type user_x86_regs_entry } from '../../image/gen/core-x86_pb.js';
 
 /** user_regs_struct names to the image's field names (orig_ax -> origAx ...). */
@@ -25,7 +25,7 @@ export function regsFromEntry(e: user_x86_regs_entry): Regs {
 
 /** Calls that return -ERESTART_RESTARTBLOCK when stopped with time left, and how they restart. */
 const RESTARTABLE: Record<number, string> = { 7: 'poll', 35: 'nanosleep', 202: 'futex', 230: 'clock_nanosleep' };
-const NR_RESTART_SYSCALL = 219;
+const NR_RESTART_SYSCALL = NR.restart_syscall;
 
 /**
  * The call a task sits in when the kernel shows restart_syscall (it was stopped once already and

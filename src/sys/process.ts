@@ -1,4 +1,5 @@
-// Wrappers for the process-level syscalls the dumper and restorer call on their own behalf.
+// Wrappers for the process-level syscalls (wait, signals, pidfds, remote memory, limits, kcmp) the
+// dumper and restorer call on their own behalf.
 import { sys, sysTry, addressOf } from './libc.js';
 import { E, SysError } from './errno.js';
 import { WAIT } from './consts.js';

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { PR, sys } from '../../sys/index.js';
 import type { DumpTask, RestoreTask } from '../context.js';
 
-export interface TaskMiscData {
+export interface TaskAttributes {
   comm: string;
   personality: number;
   pdeathSig: number;
@@ -20,7 +20,7 @@ function readProcNumber(pid: number, file: string, radix = 10): number {
   return parseInt(readFileSync(`/proc/${pid}/${file}`, 'utf8').trim(), radix);
 }
 
-export function dumpTaskMisc(t: DumpTask): TaskMiscData {
+export function dumpTaskAttributes(t: DumpTask): TaskAttributes {
   const intBuf = t.scratch.alloc(4);
   t.remote.call('prctl', [PR.GET_PDEATHSIG, intBuf, 0, 0, 0]);
   const pdeathSig = t.scratch.read(intBuf, 4).readInt32LE(0);
@@ -39,7 +39,7 @@ export function dumpTaskMisc(t: DumpTask): TaskMiscData {
   };
 }
 
-export function restoreTaskMisc(r: RestoreTask, m: Partial<TaskMiscData>): void {
+export function restoreTaskAttributes(r: RestoreTask, m: Partial<TaskAttributes>): void {
   const call = r.remote.call.bind(r.remote);
   r.scratch.reset();
   if (m.comm !== undefined) call('prctl', [PR.SET_NAME, r.scratch.putString(m.comm.slice(0, 15)), 0, 0, 0], 'comm');

@@ -1,0 +1,97 @@
+// Freezing a tree: every thread of every task seized and interrupted, top-down, with threads and
+// children born meanwhile taken too and tasks that ended meanwhile dropped. Undone (by the
+// caller) with release(), or kill() once the images are complete.
+import { existsSync } from 'node:fs';
+import { kill, SIG, PTRACE_O, checkInterrupt } from '../sys/index.js';
+import { Tracee } from '../ptrace/index.js';
+import { seccompMode } from '../resources/task/seccomp.js';
+import { restartedCall } from '../resources/task/regs.js';
+import { threadsOf, childrenOf, endedMeanwhile, tryPlan, type TaskPlan } from './collect.js';
+
+export interface FrozenTree {
+  /** Every thread we hold, in seize order. */
+  frozen: Tracee[];
+  /** The live tasks of the tree (zombies are in `tasks` only). */
+  live: TaskPlan[];
+  /** Each thread's interrupted system call to restart, by TID (see restartedCall). */
+  restarted: Map<number, number | null>;
+}
+
+/**
+ * Seizes `tasks` (parents before children; children found meanwhile are appended, tasks that
+ * are gone are removed) into `frozen`, which the caller owns: on a throw it releases what is in
+ * it. Top-down: once a task is frozen it cannot fork, so its children listed then are final.
+ */
+export function freezeTree(tasks: TaskPlan[], frozen: Tracee[]): FrozenTree {
+  const live: TaskPlan[] = [];
+  const restarted = new Map<number, number | null>();
+  for (let i = 0; i < tasks.length; i++) {
+    const t = tasks[i]!;
+    if (t.zombie) continue;
+    seizeThreads(t, i === 0, frozen, restarted);
+    if (!frozen.some((f) => f.tid === t.pid)) {
+      // The task ended before we held it: gone (dropped below), or now a zombie of the tree.
+      const again = tryPlan(t.pid, t.ppid);
+      if (again?.zombie) Object.assign(t, again);
+      continue;
+    }
+    // A task in group stop would stop again at every step we make it take: continue it. The
+    // SIGCONT stays blocked and pending while we work; the task is stopped again on release.
+    if (t.stopped) kill(t.pid, SIG.CONT);
+    live.push(t);
+    for (const kid of childrenOf(t.pid)) {
+      if (tasks.some((k) => k.pid === kid)) continue;
+      const plan = tryPlan(kid, t.pid);
+      if (plan) tasks.push(plan);
+    }
+  }
+  for (let i = tasks.length - 1; i >= 0; i--) {
+    // A child listed before the freeze may have been reaped since.
+    if (!tasks[i]!.zombie && !frozen.some((f) => f.tgid === tasks[i]!.pid)) tasks.splice(i, 1);
+    // A zombie listed then may have been reaped before its parent was frozen.
+    else if (tasks[i]!.zombie && tryPlan(tasks[i]!.pid, tasks[i]!.ppid)?.zombie !== true) tasks.splice(i, 1);
+  }
+  return { frozen, live, restarted };
+}
+
+/**
+ * Seizes every thread of `t`. Threads may be born while we seize: list again until no new one
+ * appears. Threads may also end meanwhile: they are simply not part of the checkpoint (but the
+ * root's leader must be held).
+ */
+function seizeThreads(t: TaskPlan, isRoot: boolean, frozen: Tracee[], restarted: Map<number, number | null>): void {
+  const failed = new Set<number>();
+  for (let more = t.threads; more.length; ) {
+    for (const tid of more) {
+      checkInterrupt();
+      try {
+        restarted.set(tid, restartedCall(t.pid, tid));
+        // A filter must not judge (or kill the task for) the calls we inject.
+        frozen.push(Tracee.seize(tid, t.pid, seccompMode(tid) ? PTRACE_O.SUSPEND_SECCOMP : 0));
+      } catch (e) {
+        if (isRoot && tid === t.pid) throw e;
+        if (!endedMeanwhile(t.pid, tid)) throw e;
+        failed.add(tid);
+      }
+    }
+    const now = existsSync(`/proc/${t.pid}/task`) ? threadsOf(t.pid) : [];
+    more = now.filter((tid) => !failed.has(tid) && !frozen.some((f) => f.tid === tid));
+    t.threads = now.filter((tid) => frozen.some((f) => f.tid === tid));
+  }
+}
+
+/**
+ * Stops again the tasks that were stopped when we came (we continued them to work in them).
+ * Sent while they are still ours, so the stop (which also drops our pending SIGCONT) is the first
+ * thing they meet when released.
+ */
+export function restop(tasks: TaskPlan[]): void {
+  for (const t of tasks) {
+    if (!t.stopped) continue;
+    try {
+      kill(t.pid, SIG.STOP);
+    } catch {
+      /* gone */
+    }
+  }
+}

@@ -1,0 +1,59 @@
+// The images of the tree's open files: files.img (one entry per open file description; a
+// registered kind names its own field), the bytes buffered in pipes and FIFOs, messages queued in
+// sockets, file locks, memfd inodes, and the contents of deleted files (ghosts).
+import { create } from '@bufbuild/protobuf';
+import { SCM_RIGHTS } from '../sys/index.js';
+import type { ImageDirWriter } from '../image/dir.js';
+import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
+import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
+import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
+import { remap_file_path_entrySchema, remap_type } from '../image/gen/remap-file-path_pb.js';
+import { ghost_file_entrySchema } from '../image/gen/ghost-file_pb.js';
+import { memfd_inode_entrySchema } from '../image/gen/memfd_pb.js';
+import { file_lock_entrySchema } from '../image/gen/file-lock_pb.js';
+import type { FileTable } from '../resources/files/table.js';
+
+export function writeFileImages(writer: ImageDirWriter, files: FileTable): void {
+  writer.writeImage(
+    'files.img',
+    'FILES',
+    // Each record names its payload as file_entry does (reg, pipe, epfd, ...); a registered kind
+    // names its own field.
+    files.entries.map((f) =>
+      f.type === 'KIND'
+        ? create(file_entrySchema, { id: f.id, type: fd_types[f.kind.type], [f.kind.field]: f.record })
+        : create(file_entrySchema, { ...f, type: fd_types[f.type] }),
+    ),
+  );
+  // Pipes and FIFOs keep their buffered bytes in images of the same shape.
+  for (const [name, kind, data] of [['pipes-data.img', 'PIPES_DATA', files.pipeData], ['fifo-data.img', 'FIFO_DATA', files.fifoData]] as const) {
+    if (!data.size) continue;
+    writer.writeImage(
+      name,
+      kind,
+      [...data.values()].map((d) => ({ msg: create(pipe_data_entrySchema, { pipeId: d.pipeId, bytes: d.data.length, size: d.size }), payload: d.data })),
+    );
+  }
+  if (files.skQueues.length) {
+    writer.writeImage(
+      'sk-queues.img',
+      'SK_QUEUES',
+      files.skQueues.map((q) => ({
+        msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length, scm: q.rights.length ? [{ type: SCM_RIGHTS, rights: q.rights }] : [] }),
+        payload: q.data,
+      })),
+    );
+  }
+  if (files.locks.length) writer.writeImage('filelocks.img', 'FILE_LOCKS', files.locks.map((l) => create(file_lock_entrySchema, l)));
+  if (files.memfds.size) {
+    writer.writeImage('memfd.img', 'MEMFD_INODE', [...files.memfds.values()].map(({ source: _, ...m }) => create(memfd_inode_entrySchema, m)));
+  }
+  if (!files.remaps.length) return;
+  writer.writeImage('remap-fpath.img', 'REMAP_FPATH', files.remaps.map((r) => create(remap_file_path_entrySchema, { ...r, remapType: remap_type.GHOST })));
+  for (const [id, g] of files.ghosts) {
+    const mtim = { tvSec: g.mtimSec, tvUsec: g.mtimUsec };
+    writer.writeImage(`ghost-file-${id}.img`, 'GHOST_FILE', [
+      { msg: create(ghost_file_entrySchema, { uid: g.uid, gid: g.gid, mode: g.mode, size: g.size, mtim, atim: mtim, ...(g.rdev !== undefined ? { rdev: g.rdev } : {}) }), payload: g.data },
+    ]);
+  }
+}

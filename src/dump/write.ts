@@ -1,0 +1,106 @@
+// The images of the tree itself: pstree, per task core/ids/mm/fs/fdinfo (an fd table shared by
+// CLONE_FILES once), the threads' cores, SysV segments, cgroup sets, seccomp filters, the clocks
+// for the time namespace, the dump's statistics, and the inventory, written last.
+import { create } from '@bufbuild/protobuf';
+import { sys } from '../sys/index.js';
+import type { ImageDirWriter } from '../image/dir.js';
+import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
+import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
+import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
+import { cgroup_entrySchema } from '../image/gen/cgroup_pb.js';
+import { timens_entrySchema } from '../image/gen/timens_pb.js';
+import { stats_entrySchema } from '../image/gen/stats_pb.js';
+import { task_kobj_ids_entrySchema, type core_entry } from '../image/gen/core_pb.js';
+import { ipc_shm_entrySchema } from '../image/gen/ipc-shm_pb.js';
+import type { CgroupMember } from '../resources/task/cgroup.js';
+import type { saveSeccomp } from '../resources/task/seccomp.js';
+import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
+import { zombieCore, type TaskImages } from './task.js';
+import type { TaskPlan } from './collect.js';
+
+export interface TreeImages {
+  tasks: TaskPlan[];
+  images: TaskImages[];
+  threadCores: { tid: number; core: core_entry }[];
+  seccompFilters: ReturnType<typeof saveSeccomp>;
+}
+
+export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
+  const { tasks, images } = t;
+  writer.writeImage('pstree.img', 'PSTREE', tasks.map((k) => create(pstree_entrySchema, { pid: k.pid, ppid: k.ppid, pgid: k.pgid, sid: k.sid, threads: k.threads })));
+  for (const z of tasks.filter((k) => k.zombie)) writer.writeImage(`core-${z.pid}.img`, 'CORE', [zombieCore(z)]);
+  const tables = new Set<number>();
+  for (const img of images) {
+    writer.writeImage(`core-${img.pid}.img`, 'CORE', [img.core]);
+    writer.writeImage(`ids-${img.pid}.img`, 'IDS', [create(task_kobj_ids_entrySchema, img.ids)]);
+    writer.writeImage(`mm-${img.pid}.img`, 'MM', [img.mm]);
+    writer.writeImage(`fs-${img.pid}.img`, 'FS', [img.fs]);
+    if (!tables.has(img.ids.filesId)) writer.writeImage(`fdinfo-${img.ids.filesId}.img`, 'FDINFO', img.fdinfo);
+    tables.add(img.ids.filesId);
+  }
+  for (const th of t.threadCores) writer.writeImage(`core-${th.tid}.img`, 'CORE', [th.core]);
+  // SysV segments the tree attaches, each once (read while the tree is frozen).
+  const segs = new Map<number, ShmImage>();
+  const known = images.some((i) => i.sysvShm.length) ? sysvSegments() : new Map();
+  for (const a of images.flatMap((i) => i.sysvShm)) {
+    if (!segs.has(a.shmid)) segs.set(a.shmid, dumpSegment(known.get(a.shmid)!, a.source));
+  }
+  if (segs.size) {
+    writer.writeImage(`ipcns-shm-${images[0]!.ids.ipcNsId}.img`, 'IPCNS_SHM', [...segs.values()].map((g) => ({ msg: create(ipc_shm_entrySchema, g.entry), payload: g.data })));
+  }
+  // Each distinct set of cgroups once; tasks name theirs by id (core.tc.cg_set).
+  const cgSets = new Map<number, CgroupMember[]>();
+  for (const img of images) cgSets.set(img.core.tc!.cgSet, img.cgroups);
+  writer.writeImage('cgroup.img', 'CGROUP', [create(cgroup_entrySchema, { sets: [...cgSets].map(([id, ctls]) => ({ id, ctls })) })]);
+  writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, { seccompFilters: t.seccompFilters })]);
+  writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
+}
+
+/** Times of the dump (ms since its start) and pages, as CRIU's stats-dump has them (in µs). */
+export function writeStats(writer: ImageDirWriter, s: { frozenAt: number; memDoneAt: number; endAt: number; pagesWritten: number }): void {
+  const us = (ms: number) => Math.round(ms * 1000);
+  writer.writeImage('stats-dump', 'STATS', [
+    create(stats_entrySchema, {
+      dump: {
+        freezingTime: us(s.frozenAt),
+        frozenTime: us(s.endAt - s.frozenAt),
+        memdumpTime: us(s.memDoneAt - s.frozenAt),
+        memwriteTime: us(s.memDoneAt - s.frozenAt),
+        pagesScanned: BigInt(s.pagesWritten),
+        pagesSkippedParent: 0n,
+        pagesWritten: BigInt(s.pagesWritten),
+        pagesLazy: 0n,
+        irmapResolve: 0,
+        pagePipes: 0n,
+        pagePipeBufs: 0n,
+        shpagesScanned: 0n,
+        shpagesSkippedParent: 0n,
+        shpagesWritten: 0n,
+      },
+    }),
+  ]);
+}
+
+/** The inventory, last: a directory without it is not a checkpoint. */
+export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: TaskImages): void {
+  const ledInside = (id: number) => tasks.some((t) => t.pid === id);
+  writer.noteExternal({ sessions: tasks.map((t) => t.sid).filter((s) => !ledInside(s)), groups: tasks.map((t) => t.pgid).filter((g) => !ledInside(g)) });
+  writer.finish(
+    create(inventory_entrySchema, {
+      imgVersion: 2,
+      fdinfoPerId: true,
+      rootIds: root.ids,
+      nsPerId: true,
+      rootCgSet: root.core.tc!.cgSet,
+      lsmtype: lsmtype.NO_LSM,
+      networkLockMethod: 0,
+    }),
+  );
+}
+
+/** clock_gettime for the timens image (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */
+function clock(id: number): { tvSec: bigint; tvNsec: bigint } {
+  const b = Buffer.alloc(16);
+  sys('clock_gettime', [id, b]);
+  return { tvSec: b.readBigInt64LE(0), tvNsec: b.readBigInt64LE(8) };
+}

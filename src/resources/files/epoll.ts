@@ -1,0 +1,136 @@
+// epoll instances: the targets each watches (fd number, events, user data) show in fdinfo. The
+// restore creates an empty epoll; once the task's fd table is whole, the task itself registers
+// each target again under the fd number it was registered with (the kind's afterTable hook).
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { readdirSync } from 'node:fs';
+import { sys, isEpollTarget, O, F } from '../../sys/index.js';
+import { eventpoll_tfd_entrySchema, type eventpoll_file_entrySchema } from '../../image/gen/eventpoll_pb.js';
+import { hasField } from '../../image/presence.js';
+import type { ProcFdinfo } from '../../proc/index.js';
+import type { Blocker } from '../../util/blocker.js';
+import type { FownData } from './reg.js';
+import type { FdKind, FdSeen, FdTableContext } from './fd-kind.js';
+
+/** One fd an epoll watches: its number in the task, the events and the user's data. */
+export type EpollTarget = MessageInitShape<typeof eventpoll_tfd_entrySchema> & { tfd: number; events: number; data: bigint };
+export type EventpollData = MessageInitShape<typeof eventpoll_file_entrySchema> & { id: number; flags: number; fown: FownData; tfd: EpollTarget[] };
+
+const TFD_LINE = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)\s+pos:\s*(\d+)\s+ino:\s*([0-9a-f]+)\s+sdev:\s*([0-9a-f]+)/;
+const EPOLL_CTL_ADD = 1;
+
+/** A "tfd:" line of an epoll's fdinfo. */
+function epollTarget(id: number, line: string): EpollTarget {
+  const m = TFD_LINE.exec(line.trim());
+  if (!m) throw new Error(`unparsable epoll fdinfo line: tfd: ${line}`);
+  return {
+    id,
+    tfd: Number(m[1]),
+    events: parseInt(m[2]!, 16) >>> 0,
+    data: BigInt('0x' + m[3]),
+    pos: BigInt(m[4]!),
+    inode: BigInt('0x' + m[5]),
+    dev: parseInt(m[6]!, 16),
+  };
+}
+
+/**
+ * The fd of `pid` that holds what epoll `epfd` watches under each of its registrations: the
+ * registered number itself, or, when that fd was closed or reused since, another fd of the task
+ * on the same file (found with kcmp); null where the task holds it nowhere.
+ */
+export function epollHolders(pid: number, epfd: number, info: ProcFdinfo): (number | null)[] {
+  const seen = new Map<number, number>();
+  let fds: number[] | null = null;
+  return (info.extra.get('tfd') ?? []).map((line) => {
+    const t = epollTarget(0, line);
+    const toff = seen.get(t.tfd) ?? 0;
+    seen.set(t.tfd, toff + 1);
+    if (isEpollTarget(pid, t.tfd, epfd, t.tfd, toff)) return t.tfd;
+    fds ??= readdirSync(`/proc/${pid}/fd`).map(Number);
+    return fds.find((fd) => isEpollTarget(pid, fd, epfd, t.tfd, toff)) ?? null;
+  });
+}
+
+/**
+ * An epoll target is registered again under its fd number; one whose number was closed or
+ * reused after registration is registered through another fd of the task on the same file. A
+ * file the task holds no fd of any more (only another process does) cannot be.
+ */
+export function epollBlocker(pid: number, epfd: number, info: ProcFdinfo): Blocker | null {
+  const holders = epollHolders(pid, epfd, info);
+  const lost = holders.findIndex((h) => h === null);
+  if (lost < 0) return null;
+  const t = epollTarget(0, info.extra.get('tfd')![lost]!);
+  return { pid, fd: epfd, kind: 'epoll', reason: `epoll instance watches a file (registered as fd ${t.tfd}) that this task no longer has open — not supported` };
+}
+
+/** struct epoll_event as x86_64 packs it: u32 events, u64 data. */
+export function epollEvent(t: EpollTarget): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt32LE(t.events >>> 0, 0);
+  b.writeBigUInt64LE(t.data, 4);
+  return b;
+}
+
+/** A target as the verification spells it, from the image and from fdinfo alike. */
+export function epollTargetText(tfd: number, events: number, data: bigint): string {
+  return `fd ${tfd} events 0x${(events >>> 0).toString(16)} data 0x${data.toString(16)}`;
+}
+
+/** Registers every target again, from inside the task whose table is whole (`epfd`: its epoll). */
+function fillEpoll(rec: EventpollData, epfd: number, t: FdTableContext): void {
+  const call = t.task.remote.call.bind(t.task.remote);
+  for (const target of rec.tfd) {
+    t.task.scratch.reset();
+    const what = `epoll fd ${epfd} target fd ${target.tfd}`;
+    const ev = t.task.scratch.put(epollEvent(target));
+    if (!hasField(eventpoll_tfd_entrySchema, target, 'cryoFileFd') || target.cryoFileFd === target.tfd) {
+      call('epoll_ctl', [epfd, EPOLL_CTL_ADD, target.tfd, ev], what);
+      continue;
+    }
+    // Registered under a number that was closed or reused since: the file (held by another fd)
+    // goes under that number for the registration, and whatever is there now comes back.
+    const inUse = t.table.find((f) => f.fd === target.tfd);
+    const saved = inUse ? call('fcntl', [target.tfd, F.DUPFD_CLOEXEC, t.maxFd + 1], what) : -1n;
+    call('dup3', [target.cryoFileFd!, target.tfd, 0], what);
+    call('epoll_ctl', [epfd, EPOLL_CTL_ADD, target.tfd, ev], what);
+    if (inUse) {
+      call('dup3', [saved, target.tfd, inUse.flags & 1 ? O.CLOEXEC : 0], what);
+      call('close', [saved]);
+    } else {
+      call('close', [target.tfd]);
+    }
+  }
+}
+
+export const epollKind = {
+  name: 'epoll' as const,
+  type: 'EVENTPOLL',
+  field: 'epfd',
+  phase: 'table',
+  object: true,
+  recognise: (link: string) => link === 'anon_inode:[eventpoll]',
+  blocker: (f: FdSeen) => epollBlocker(f.pid, f.fd, f.info),
+  dump(f: FdSeen, id: number, flags: number, fown: FownData): EventpollData {
+    const tfd = (f.info.extra.get('tfd') ?? []).map((l) => epollTarget(id, l));
+    // Targets whose fd number was closed or reused since registration: which fd holds them now.
+    const holders = epollHolders(f.pid, f.fd, f.info);
+    tfd.forEach((t, i) => {
+      const h = holders[i];
+      if (h !== null && h !== undefined && h !== t.tfd) t.cryoFileFd = h;
+    });
+    return { id, flags, fown, tfd };
+  },
+  read: (entry: unknown) => entry as EventpollData,
+  // Empty: its targets are fds of the task, added by the task once its table is whole.
+  open: (rec: EventpollData) => sys('epoll_create1', [rec.flags & O.CLOEXEC], `epoll ${rec.id}`),
+  afterTable: fillEpoll,
+  expect: (rec: EventpollData, s, key) => s.set(`${key} targets`, { set: rec.tfd.map((t) => epollTargetText(t.tfd, t.events, t.data)) }),
+  observe(info, s, key) {
+    const set = (info.extra.get('tfd') ?? []).map((l) => {
+      const m = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)/.exec(l.trim());
+      return m ? epollTargetText(Number(m[1]), parseInt(m[2]!, 16), BigInt('0x' + m[3])) : l;
+    });
+    s.set(`${key} targets`, { set });
+  },
+} satisfies FdKind<EventpollData>;

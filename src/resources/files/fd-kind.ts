@@ -1,0 +1,99 @@
+// The interface one kind of fd implements (in the spirit of CRIU's fdtype_ops, but typed): how
+// an fd of the kind is recognised, what blocks it, its dump into a files.img record, how the
+// record is read back, how the restore makes it again and when, and what a restored fd of the
+// kind must show. The kinds are listed in registry.ts; the engine only iterates that list.
+import type { file_entry, fd_types } from '../../image/gen/fdinfo_pb.js';
+import type { ProcFdinfo } from '../../proc/index.js';
+import type { Blocker } from '../../util/blocker.js';
+import type { FownData } from './reg.js';
+import type { FileScan } from './scan.js';
+import type { RestoreTask } from '../context.js';
+
+/** What /proc says about one fd of a task, read once for every question a kind answers. */
+export interface FdSeen {
+  pid: number;
+  fd: number;
+  /** readlink of /proc/PID/fd/FD. */
+  link: string;
+  /** st_mode of what it opens (null: could not stat). */
+  mode: number | null;
+  /** Its parsed /proc/PID/fdinfo/FD. */
+  info: ProcFdinfo;
+}
+
+/** The file_entry fields that carry a kind's record (everything but `type` and `id`). */
+export type FileEntryField = Exclude<keyof file_entry, 'type' | 'id' | '$typeName' | '$unknown'>;
+
+/** A name of fd_types (CRIU's file type enum), as files.img's `type` spells it. */
+export type FileTypeName = keyof typeof fd_types;
+
+/**
+ * When the restore makes the kind's fds. 'table': with the task's fd table (opened in the
+ * restorer, pulled into the task). 'after-children': once the task's children and threads
+ * exist, because the object names a process of the tree (pidfds).
+ */
+export type FdPhase = 'table' | 'after-children';
+
+/** What a kind's open() may use in the restore. */
+export interface FdOpenContext {
+  /** What the fd is, for error messages (`fd 5 of pid 42`). */
+  what: string;
+}
+
+/** What a kind's afterTable() may use: the task (its table whole) and that table. */
+export interface FdTableContext {
+  task: RestoreTask;
+  /** The task's fds, with FD_CLOEXEC in bit 0 of `flags` (fdinfo_entry). */
+  table: { fd: number; flags: number }[];
+  /** The task's highest fd: temporaries go above it. */
+  maxFd: number;
+}
+
+/** Keys and values the verification compares, set by the image side and by the /proc side. */
+export interface FdObservation {
+  set(key: string, value: string | { set: string[] } | { atLeast: bigint | number }): void;
+}
+
+export interface FdKind<R extends { id: number; flags: number; fown?: FownData }> {
+  /** The kind as users and the verification name it ('pidfd'). */
+  readonly name: string;
+  /** Its file_entry type and the file_entry field that holds its record. */
+  readonly type: FileTypeName;
+  readonly field: FileEntryField;
+  readonly phase: FdPhase;
+  /** A kernel object whose access mode is the kernel's (only O_NONBLOCK is compared). */
+  readonly object: boolean;
+  /** Whether an fd is of this kind, from its link (and mode). */
+  recognise(link: string, mode: number | null): boolean;
+  /** Why this fd cannot be dumped (null if it can). */
+  blocker(f: FdSeen, scan: FileScan): Blocker | null;
+  /** The record of the fd's open file description, file id `id`; `flags` without O_CLOEXEC. */
+  dump(f: FdSeen, id: number, flags: number, fown: FownData): R;
+  /** The record from a files.img entry's field (already known to be set); throws on nonsense. */
+  read(entry: unknown, id: number): R;
+  /** Our fd on a new open file description like the record's, in the restorer. */
+  open(rec: R, ctx: FdOpenContext): number;
+  /**
+   * Runs once the task's whole fd table is in place, for the first task that holds the record
+   * (an epoll registers its targets). `fd`: the record's fd number in that task.
+   */
+  afterTable?(rec: R, fd: number, t: FdTableContext): void;
+  /** What a restored fd of the kind must show, beyond kind and flags (from the image). */
+  expect?(rec: R, s: FdObservation, key: string): void;
+  /** What an fd of the kind shows (from /proc), under the same keys as expect(). */
+  observe?(info: ProcFdinfo, s: FdObservation, key: string): void;
+}
+
+/** A kind with its record type forgotten, as the registry holds it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyFdKind = FdKind<any>;
+
+/** The first value of an fdinfo line `key:` (throws when the kernel did not show it). */
+export function fdinfoField(info: ProcFdinfo, key: string): string {
+  const v = info.extra.get(key)?.[0];
+  if (v === undefined) throw new Error(`fdinfo has no "${key}"`);
+  return v;
+}
+
+/** Status flags the object-creating calls (eventfd2, signalfd4, timerfd_create) accept. */
+export const CREATE_FLAGS = 0o4000 | 0o2000000; // O_NONBLOCK | O_CLOEXEC

@@ -1,0 +1,33 @@
+// The fd kinds that implement the FdKind interface (fd-kind.ts). check, dump, the image reader,
+// the restore and the verification only iterate this list: a new kind is one module and one line
+// here. (The older kinds — reg/dir/chr, ghost, memfd, pipe/fifo, unix, inet — still have their branches in fds.ts, table.ts, restore/images.ts and restore/files.ts;
+// they move behind the interface one by one.)
+import type { AnyFdKind, FileEntryField } from './fd-kind.js';
+import { eventfdKind } from './eventfd.js';
+import { signalfdKind } from './signalfd.js';
+import { timerfdKind } from './timerfd.js';
+import { inotifyKind } from './inotify.js';
+import { fanotifyKind } from './fanotify.js';
+import { epollKind } from './epoll.js';
+import { pidfdKind } from './pidfd.js';
+
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind] as const;
+
+/** The names the registered kinds go by (what the verification calls their fds). */
+export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];
+
+/** The registered kind of an fd, from its /proc link and mode; null for the other kinds. */
+export function registeredKindOf(link: string, mode: number | null): AnyFdKind | null {
+  return (FD_KINDS as readonly AnyFdKind[]).find((k) => k.recognise(link, mode)) ?? null;
+}
+
+/** The registered kind called `name` (the verification's name for its fds), if any. */
+export function registeredKindNamed(name: string): AnyFdKind | null {
+  return (FD_KINDS as readonly AnyFdKind[]).find((k) => k.name === name) ?? null;
+}
+
+/** The registered kind whose record a files.img entry carries, with that record; null if none. */
+export function registeredKindOfEntry(entry: Partial<Record<FileEntryField, unknown>>): { kind: AnyFdKind; payload: unknown } | null {
+  for (const k of FD_KINDS as readonly AnyFdKind[]) if (entry[k.field]) return { kind: k, payload: entry[k.field] };
+  return null;
+}

@@ -1,0 +1,89 @@
+// timerfds: a clock, the time left, the interval and the expirations not read yet. fdinfo shows
+// all of it; the restore re-arms the timer with the time that was left and sets the ticks back.
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
+import type { ProcFdinfo } from '../../proc/index.js';
+import { sys } from '../../sys/index.js';
+import { timespecText } from '../observe/names.js';
+import { CREATE_FLAGS, fdinfoField, type FdKind, type FdSeen } from './fd-kind.js';
+import type { FownData } from './reg.js';
+
+export type TimerfdData = MessageInitShape<typeof timerfd_entrySchema> & {
+  id: number; flags: number; fown: FownData; clockid: number; ticks: bigint; vsec: bigint; vnsec: bigint; isec: bigint; insec: bigint;
+};
+
+const TFD_IOC_SET_TICKS = 0x40085400;
+
+/** "(sec, nsec)" as fdinfo prints a timespec; null when the line is not one. */
+function timespec(v: string | undefined): [bigint, bigint] | null {
+  const m = /\((-?\d+),\s*(-?\d+)\)/.exec(v ?? '');
+  return m ? [BigInt(m[1]!), BigInt(m[2]!)] : null;
+}
+
+function mustTimespec(info: ProcFdinfo, key: string): [bigint, bigint] {
+  const t = timespec(fdinfoField(info, key));
+  if (!t) throw new Error(`bad timespec in fdinfo: ${key}: ${fdinfoField(info, key)}`);
+  return t;
+}
+
+/** Armed: time left, or a period (an expired periodic timer goes on from its next period). */
+export function timerfdArmed(vsec: bigint, vnsec: bigint, isec: bigint, insec: bigint): string {
+  return vsec || vnsec || isec || insec ? 'armed' : 'disarmed';
+}
+
+export const timerfdKind = {
+  name: 'timerfd' as const,
+  type: 'TIMERFD',
+  field: 'tfd',
+  phase: 'table',
+  object: true,
+  recognise: (link: string) => link === 'anon_inode:[timerfd]',
+  blocker: () => null,
+  dump(f: FdSeen, id: number, flags: number, fown: FownData): TimerfdData {
+    const [vsec, vnsec] = mustTimespec(f.info, 'it_value');
+    const [isec, insec] = mustTimespec(f.info, 'it_interval');
+    return {
+      id, flags, fown, vsec, vnsec, isec, insec,
+      clockid: Number(fdinfoField(f.info, 'clockid')),
+      ticks: BigInt(fdinfoField(f.info, 'ticks')),
+      settimeFlags: parseInt(fdinfoField(f.info, 'settime flags'), 8),
+    };
+  },
+  read: (entry: unknown, id: number) => ({ ...(entry as TimerfdData), id }),
+  open(t: TimerfdData): number {
+    const fd = sys('timerfd_create', [t.clockid, t.flags & CREATE_FLAGS], `timerfd ${t.id}`);
+    // fdinfo shows the time left, so re-arm relative to now (settime flags 0). A periodic
+    // timer that expired and was not read yet shows 0 left: the kernel would go on from the
+    // next period, so arm it for one interval.
+    const expired = !t.vsec && !t.vnsec;
+    const spec = Buffer.alloc(32);
+    spec.writeBigInt64LE(t.isec, 0);
+    spec.writeBigInt64LE(t.insec, 8);
+    spec.writeBigInt64LE(expired ? t.isec : t.vsec, 16);
+    spec.writeBigInt64LE(expired ? t.insec : t.vnsec, 24);
+    if (!expired || t.isec || t.insec) sys('timerfd_settime', [fd, 0, spec, 0], `timerfd ${t.id}`);
+    if (t.ticks) {
+      const ticks = Buffer.alloc(8);
+      ticks.writeBigUInt64LE(t.ticks);
+      sys('ioctl', [fd, TFD_IOC_SET_TICKS, ticks], `timerfd ${t.id} ticks`);
+    }
+    return fd;
+  },
+  expect(t: TimerfdData, s, key) {
+    s.set(`${key} clockid`, String(t.clockid));
+    s.set(`${key} interval`, timespecText(t.isec, t.insec));
+    // The time left is not compared: it went on running since the dump (the restore re-arms
+    // with what was left then). Ticks may only have grown.
+    s.set(`${key} armed`, timerfdArmed(t.vsec, t.vnsec, t.isec, t.insec));
+    s.set(`${key} ticks`, { atLeast: t.ticks });
+  },
+  observe(info, s, key) {
+    const value = timespec(info.extra.get('it_value')?.[0]);
+    const interval = timespec(info.extra.get('it_interval')?.[0]);
+    if (!value || !interval) return;
+    s.set(`${key} clockid`, info.extra.get('clockid')?.[0] ?? '');
+    s.set(`${key} interval`, timespecText(interval[0], interval[1]));
+    s.set(`${key} armed`, timerfdArmed(value[0], value[1], interval[0], interval[1]));
+    s.set(`${key} ticks`, info.extra.get('ticks')?.[0] ?? '');
+  },
+} satisfies FdKind<TimerfdData>;

@@ -1,0 +1,33 @@
+// The kind the verification gives an fd (the key `fd N (KIND)` of a snapshot), from its /proc
+// link on the /proc side and from its image on the other; the registered kinds
+// (resources/files/registry.ts) go by their own names.
+import { FD_KINDS, registeredKindOf, type RegisteredKindName } from '../files/registry.js';
+
+/** What the verification calls an fd's kind (the registered kinds go by their own names). */
+export type ObservedKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'anon' | RegisteredKindName;
+
+/** Kinds whose access mode is the kernel's, not the opener's (see fdFlagSet). */
+export const OBJECT_KINDS = new Set<ObservedKind>(['socket', 'anon', ...FD_KINDS.filter((k) => k.object).map((k) => k.name)]);
+
+const ANON: Record<string, ObservedKind> = {
+};
+
+/** The kind of an fd from its /proc/PID/fd link and the st_mode of what it opens. */
+export function fdKindOf(link: string, mode: number): ObservedKind {
+  if (link.startsWith('socket:[')) return 'socket';
+  if (link.startsWith('pipe:[')) return 'pipe';
+  const registered = registeredKindOf(link, mode);
+  if (registered) return registered.name as RegisteredKindName;
+  if (link.startsWith('anon_inode:')) return ANON[link] ?? 'anon';
+  if (link.startsWith('/memfd:')) return 'memfd';
+  return fileKindOf(mode);
+}
+
+export function fileKindOf(mode: number): ObservedKind {
+  const type = mode & 0o170000;
+  if (type === 0o040000) return 'dir';
+  if (type === 0o020000 || type === 0o060000) return 'device';
+  if (type === 0o010000) return 'fifo';
+  return 'file';
+}
+

@@ -1,0 +1,86 @@
+// What a restore works from: the checkpoint as read and cross-checked by images.ts, each task's
+// images, the zombies, and the tree-wide objects (files, pipes, sockets, segments ...). Types only,
+// so that the reader and its validation (validate.ts) both use them without importing each other.
+import type { inventory_entry } from '../image/gen/inventory_pb.js';
+import type { pstree_entry } from '../image/gen/pstree_pb.js';
+import type { core_entry } from '../image/gen/core_pb.js';
+import type { mm_entry } from '../image/gen/mm_pb.js';
+import type { fs_entry } from '../image/gen/fs_pb.js';
+import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
+import type { reg_file_entry } from '../image/gen/regfile_pb.js';
+import type { PipeData } from '../resources/files/pipe.js';
+import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
+import type { InetSkData } from '../resources/files/inet.js';
+import type { GhostData } from '../resources/files/ghost.js';
+import type { CgroupMember } from '../resources/task/cgroup.js';
+import type { FownData } from '../resources/files/reg.js';
+import type { MemfdInode } from '../resources/files/memfd.js';
+import type { FileLockData } from '../resources/files/locks.js';
+import type { ShmImage } from '../resources/mm/sysv-shm.js';
+import type { PageRange } from '../resources/mm/page-range.js';
+import type { MemoryImage } from '../resources/mm/restore.js';
+import type { AnyFdKind } from '../resources/files/fd-kind.js';
+
+export interface TaskImage {
+  pid: number;
+  /** Threads other than the leader, in pstree order. */
+  threads: { tid: number; core: core_entry }[];
+  pstree: pstree_entry;
+  core: core_entry;
+  mm: mm_entry;
+  fs: fs_entry;
+  fdinfo: fdinfo_entry[];
+  memory: MemoryImage;
+  /** Which fd table, fs context, ... the task has (equal ids: shared with the parent). */
+  ids: NonNullable<core_entry['ids']>;
+}
+
+/** A zombie in the tree: only its exit status is restored. */
+export interface ZombieImage {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  exitStatus: number;
+  comm: string;
+}
+
+export interface CheckpointImage {
+  dir: string;
+  inventory: inventory_entry;
+  /** Live tasks, parents before children (the pstree order). */
+  tasks: TaskImage[];
+  zombies: ZombieImage[];
+  files: Map<number, reg_file_entry>;
+  /** Files of the registered kinds (resources/files/registry.ts), by file id. */
+  kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
+  /** Pipe ends, by file id. */
+  /** `external`: the other end was outside the tree (restored from --inherit-fd). */
+  pipes: Map<number, { pipeId: number; flags: number; external: boolean }>;
+  /** Data buffered in each pipe, by pipe id. */
+  pipeData: Map<number, PipeData>;
+  /** FIFO ends (by file id): the FIFO's inode and the REG entry with its path and flags. */
+  fifos: Map<number, { pipeId: number; regfId: number }>;
+  /** Data buffered in each FIFO, by its inode. */
+  fifoData: Map<number, PipeData>;
+  /** Unix sockets (including peers outside the tree) and inet sockets, by file id. */
+  unixSockets: UnixSkData[];
+  inetSockets: InetSkData[];
+  /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
+  skQueues: Map<number, QueuedData[]>;
+  /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
+  memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
+  /** seccomp.img: every filter, each naming the one installed before it (prev: index + 1). */
+  seccompFilters: { filter: Uint8Array; prev: number; flags: number }[];
+  /** cgroup.img: the cgroups of each set, by set id (core.tc.cg_set). */
+  cgroups: Map<number, CgroupMember[]>;
+  /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
+  owners: Map<number, FownData>;
+  memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
+  /** SysV shared memory segments the tree attaches. */
+  sysvShm: ShmImage[];
+  /** File locks to take again, by owner pid. */
+  locks: Map<number, FileLockData[]>;
+  /** Deleted files to create again for the restore (and remove after), by ghost id. */
+  ghosts: Map<number, { path: string; ghost: GhostData }>;
+}
