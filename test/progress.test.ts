@@ -15,9 +15,7 @@ describe('progress line', () => {
   const BIG = ['import os, time', 'b = bytearray(b"\\x5a") * (512 << 20)', 'print("READY", flush=True)', 'while not os.path.exists("go"): time.sleep(0.01)', 'print("PASS" if b[12345] == 0x5a and b[-1] == 0x5a else "FAIL: memory", flush=True)'];
   const bar = /(dump|restore) \[[^\]]*\] +\d+% \| \d+\/\d+ MiB of memory \| tasks \d+\/\d+/;
 
-  // TODO at merge: drop `todo` once the engine reports progress (DumpOptions/RestoreOptions
-  // onProgress, being done on branch wt-kinds); until then no line can appear and this fails.
-  it('on a terminal: dump and restore draw it; with stderr a pipe, or with --json, they do not', { todo: 'needs the engine to report progress (wt-kinds)' }, async () => {
+  it('on a terminal: dump and restore draw it; with stderr a pipe, or with --json, they do not', async () => {
     const { t } = await readyPython('progress', BIG);
     const env = { CRYO_PROGRESS_DELAY_MS: '0' };
     const piped = spawnSync(process.execPath, [CRYO_BIN, 'dump', '-t', String(t.pid), '-D', path.join(t.root, 'img-piped'), '--leave-running'], { env: { ...process.env, ...env }, encoding: 'utf8' });
