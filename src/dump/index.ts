@@ -39,6 +39,7 @@ import { UnsupportedError } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
 import { provenUnchanged } from './unchanged.js';
+import { dumperIds } from './ids.js';
 
 export interface DumpOptions {
   pid: number;
@@ -145,6 +146,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     if (again.length) throw new UnsupportedError(again);
 
     const ids = new IdAllocator();
+    const rootIds = dumperIds(ids); // first: cryo's own objects take CRIU's first ids
     const files = (table = new FileTable(scan));
     const images: TaskImages[] = [];
     const threadCores: { tid: number; core: core_entry }[] = [];
@@ -320,7 +322,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       create(inventory_entrySchema, {
         imgVersion: 2,
         fdinfoPerId: true,
-        rootIds: root.ids,
+        rootIds,
         nsPerId: true,
         rootCgSet: root.core.tc!.cgSet,
         lsmtype: lsmtype.NO_LSM,
