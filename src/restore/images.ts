@@ -1,5 +1,7 @@
 // Reading and cross-checking the images one task's restore needs, with errors that say which
 // file is missing or wrong.
+import { planVdso } from '../resources/mm/vdso-image.js';
+import { withFileOffsets } from '../resources/mm/layout.js';
 import { ImageDirReader, INVENTORY_FILE } from '../image/dir.js';
 import { verifyManifest } from '../image/manifest.js';
 import type { inventory_entry } from '../image/gen/inventory_pb.js';
@@ -209,7 +211,8 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
         if (!c.threadInfo?.gpregs) throw new UserError(`core-${tid}.img: no x86_64 registers`);
         return { tid, core: c };
       });
-    tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, ids, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
+    const vdso = planVdso(pid, vmas, withFileOffsets(priv.pages), priv.pagesFile);
+    tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, ids, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped, ...(vdso ? { vdso } : {}) } });
   }
   const pipeData = readPipeData(r, 'pipes-data.img');
   const fifoData = readPipeData(r, 'fifo-data.img');

@@ -10,6 +10,7 @@ import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
+import { proxyVdso } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
@@ -84,7 +85,9 @@ export function restoreTask(
     const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: session.unchecked, shmemSizes: session.shmemSizes }, kept);
     session.cowKept += mem.cowKept;
     const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
-    vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);
+    const plan = img.memory.vdso;
+    const busy = [...img.memory.vmas, { start: trampoline, end: trampoline + BigInt(TRAMPOLINE_SIZE) }];
+    vdso = keptVdso ? keptVdso.start : plan?.kind === 'proxy' ? proxyVdso(r, plan, busy) : restoreVdso(r, img.memory.vmas);
     log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
   }
 
