@@ -10,7 +10,7 @@ import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs, setXsaveLayout } from '../image/xsave.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
-import { proxyVdso } from '../resources/mm/vdso-image.js';
+import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
@@ -185,8 +185,8 @@ export function restoreTask(
   failpoint('restore:regs');
   if (!sharesVm) {
     if (vdso === null) throw new UserError(`pid ${img.pid}: image has no vdso — cannot finish the restore`);
-    const vdsoVma = img.memory.vmas.find((v) => v.start === vdso)!;
-    remote.syscallAt = findSyscallIn(img.pid, vdso, Number(vdsoVma.end - vdsoVma.start));
+    const area = vdsoSyscallArea(img.memory.vdso, img.memory.vmas, vdso);
+    remote.syscallAt = findSyscallIn(img.pid, area.start, area.len);
     call('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
   }
 

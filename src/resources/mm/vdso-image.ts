@@ -70,7 +70,7 @@ export interface VdsoMapping {
 
 export type VdsoPlan =
   | { kind: 'kernel'; mapped: VdsoMapping[] }
-  | { kind: 'proxy'; old: VmaData; code: Buffer; patches: { off: number; name: string; target: VdsoSymbol }[]; mapped: VdsoMapping[] };
+  | { kind: 'proxy'; old: VmaData; code: Buffer; patches: { off: number; name: string; target: VdsoSymbol }[]; mapped: VdsoMapping[]; running?: VdsoMapping };
 
 const kernelArea = (v: VmaData) => (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)) !== 0;
 
@@ -192,7 +192,19 @@ export function proxyVdso(r: RestoreTask, plan: Extract<VdsoPlan, { kind: 'proxy
     closeSync(mem);
   }
   r.remote.call('mprotect', [old.start, len, old.prot], `old vdso copy at ${hex(old.start)}`);
+  plan.running = { start: newVdso, end: newVdso + kern.vdsoSize, prot: PROT.READ | PROT.EXEC };
   plan.mapped = [{ start: old.start, end: old.end, prot: old.prot }, ...kern.pieces.map((p) => ({ start: base + p.off, end: base + p.off + p.size, prot: p.prot }))];
   r.log.info(`pid ${r.pid}: vdso of another kernel at ${hex(old.start)} proxied to the running one at ${hex(newVdso)} (${plan.patches.map((p) => p.name).join(', ')})`);
   return old.start;
+}
+
+/**
+ * Where to look for a `syscall` instruction in the restored task's vdso (the last injected call
+ * runs from there): the running kernel's vdso when the old one is a proxy (its code is another
+ * kernel's, possibly none of it usable), else the vdso VMA itself.
+ */
+export function vdsoSyscallArea(plan: VdsoPlan | undefined, vmas: VmaData[], vdso: bigint): { start: bigint; len: number } {
+  if (plan?.kind === 'proxy' && plan.running) return { start: plan.running.start, len: Number(plan.running.end - plan.running.start) };
+  const v = vmas.find((w) => w.start === vdso)!;
+  return { start: v.start, len: Number(v.end - v.start) };
 }
