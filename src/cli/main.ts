@@ -7,6 +7,8 @@ import { restore } from '../restore/index.js';
 import { showImage } from '../image/show.js';
 import { runDemo } from './demo.js';
 import { runCheck } from './check.js';
+import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
+import { DEFAULT_CPU_CAP } from '../resources/task/cpu.js';
 import { DEFAULT_GHOST_LIMIT } from '../resources/files/scan.js';
 import { Log } from '../util/log.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
@@ -142,6 +144,7 @@ addLogOptions(
     )
     .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
     .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images (needed for such images written by CRIU); it joins this one')
+    .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
     .option('--trust-image', 'restore images that are not owned by the restoring user or are writable by others (an image can make the restore open any file and grant any credentials)')
     .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit')
     .option('--list-skip-steps', 'print the step names CRYO_SKIP accepts (restore steps left out on purpose), and exit'),
@@ -158,7 +161,7 @@ addLogOptions(
   const log = makeLog(o);
   try {
     const onDifference = (line: string) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`);
-    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage, shellJob: !!o.shellJob, log, verify: o.verify as VerifyMode, onDifference });
+    const r = restore({ dir: resolve(o.imagesDir), detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage, shellJob: !!o.shellJob, log, verify: o.verify as VerifyMode, onDifference, cpuCap: o.cpuCap });
     log.close();
     if (r.exitCode !== undefined) process.exit(r.exitCode);
   } catch (e) {
@@ -208,6 +211,8 @@ program
       fail(e);
     }
   });
+
+registerCpuinfo(program, (e) => fail(e));
 
 // Accept CRIU's "-v4" spelling: commander would read it as -v with value "4" already.
 program.parseAsync(process.argv).catch((e) => fail(e));

@@ -40,6 +40,7 @@ import { failpoint } from '../util/failpoint.js';
 import type { Log } from '../util/log.js';
 import { provenUnchanged } from './unchanged.js';
 import { dumperIds } from './ids.js';
+import { cpuinfoImage } from '../resources/task/cpu.js';
 
 export interface DumpOptions {
   pid: number;
@@ -291,6 +292,7 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     for (const img of images) cgSets.set(img.core.tc!.cgSet, img.cgroups);
     writer.writeImage('cgroup.img', 'CGROUP', [create(cgroup_entrySchema, { sets: [...cgSets].map(([id, ctls]) => ({ id, ctls })) })]);
     writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, { seccompFilters })]);
+    writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have
     writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
     const tEnd = performance.now();
     writer.writeImage('stats-dump', 'STATS', [

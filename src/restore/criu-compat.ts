@@ -9,6 +9,9 @@ import { creds_entrySchema } from '../image/gen/creds_pb.js';
 import { UserError } from '../util/errors.js';
 import type { Log } from '../util/log.js';
 import type { CheckpointImage } from './images.js';
+import { ImageDirReader } from '../image/dir.js';
+import type { cpuinfo_entry } from '../image/gen/cpuinfo_pb.js';
+import { checkCpu, parseCpuCap, DEFAULT_CPU_CAP } from '../resources/task/cpu.js';
 
 const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE', 'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
 const CAP_SYS_RESOURCE = 24;
@@ -21,8 +24,11 @@ function haveSysResource(): boolean {
 }
 
 /** Refuses what cryo cannot restore from these images, naming the field; adapts what it can. */
-export function checkRestorable(ckpt: CheckpointImage, log: Log): void {
+export function checkRestorable(ckpt: CheckpointImage, log: Log, cpuCap = DEFAULT_CPU_CAP): void {
   refuseInventory(ckpt);
+  const r = ImageDirReader.open(ckpt.dir);
+  if (r.exists('cpuinfo.img')) checkCpu(r.read('cpuinfo.img')[0] as cpuinfo_entry, parseCpuCap(cpuCap));
+  else log.info('no cpuinfo.img: the CPU is not compared');
   refuseNamespaces(ckpt);
   refuseCreds(ckpt);
   clampHardLimits(ckpt, log);

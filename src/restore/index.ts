@@ -42,6 +42,8 @@ export interface RestoreOptions {
   verify?: VerifyMode;
   /** Where --verify=warn prints each difference. */
   onDifference?: (line: string) => void;
+  /** What of cpuinfo.img this CPU must have (--cpu-cap, resources/task/cpu.ts; default fpu,ins). */
+  cpuCap?: string;
 }
 
 export interface RestoreResult {
@@ -93,7 +95,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (!opts.trustImage) checkImageDirTrust(opts.dir);
   failpoint('restore:read');
   const ckpt = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
-  checkRestorable(ckpt, log);
+  checkRestorable(ckpt, log, opts.cpuCap);
   const img = ckpt.tasks[0]!;
   checkInherited(ckpt, opts.inherit ?? new Map());
   const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);

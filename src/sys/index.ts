@@ -5,6 +5,6 @@ export * from './nr.js';
 export { sys, sysTry, posixSpawn, addressOf, alignedBuffer, type SysArg } from './libc.js';
 export * from './proc-io.js';
 export * from './ptrace.js';
-export { cpuid, xsaveLayout } from './cpuid.js';
+export { cpuid, xsaveLayout, xgetbv } from './cpuid.js';
 export * from './socket.js';
 export * from './interrupt.js';
