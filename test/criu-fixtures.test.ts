@@ -4,10 +4,15 @@
 // data, on SIGUSR1). Every restored PID is killed afterwards, and only if it runs what we restored.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, cryo, cryoReport, describePid, makeTempDir, cleanup, pidExists, procStat, readCmdline, waitFor, waitPidGone, statusField } from './lib/index.js';
+import { decodeImageAs, encodeImage } from '../src/image/io.js';
+import { inventory_entrySchema } from '../src/image/gen/inventory_pb.js';
+import { task_kobj_ids_entrySchema, core_entrySchema } from '../src/image/gen/core_pb.js';
+import type { GenMessage } from '@bufbuild/protobuf/codegenv2';
+import type { Message } from '@bufbuild/protobuf';
 
 const SRV = '/srv/fixtures';
 const restored: { pid: number; cmd: string }[] = [];
@@ -54,9 +59,9 @@ async function needFree(pids: number[]): Promise<void> {
   }
 }
 
-function restoreFixture(dir: string, root: number, cmd: string, extra: string[] = []) {
+function restoreFixture(dir: string, root: number, cmd: string, extra: string[] = [], extraFds: number[] = []) {
   const pidfile = path.join(path.dirname(dir), 'pidfile');
-  const res = cryo(['restore', '-D', dir, '-d', '--pidfile', pidfile, ...extra, '-v4', '-o', path.join(path.dirname(dir), 'restore.log')]);
+  const res = cryo(['restore', '-D', dir, '-d', '--pidfile', pidfile, ...extra, '-v4', '-o', path.join(path.dirname(dir), 'restore.log')], { extraFds });
   if (res.code === 0) restored.push({ pid: root, cmd });
   return { res, pid: fs.existsSync(pidfile) ? Number(fs.readFileSync(pidfile, 'utf8')) : null };
 }
@@ -78,6 +83,51 @@ describe("CRIU 4.2's images restored by cryo", () => {
     assert.equal(fs.readlinkSync('/proc/26162/cwd'), SRV);
     // CRIU saved the vdso's pages: they are the running kernel's or a proxy, never written into it.
     assert.ok(fs.readFileSync('/proc/26162/maps', 'utf8').includes('[vdso]'));
+    // fd 251 led to a pipe outside the dumped process: without --inherit-fd a pipe of its own.
+    assert.match(fs.readlinkSync('/proc/26162/fd/251'), /^pipe:\[\d+\]$/);
+    process.kill(26162, 'SIGKILL');
+    assert.ok(await waitPidGone(26162, 10_000), describePid(26162));
+  });
+
+  it("simple-sleep's inherited pipe (fd 251) is ours with --inherit-fd fd[3]:pipe:[296888]", async () => {
+    await needFree([26162]);
+    const dir = copyFixture('simple-sleep');
+    // An fd of ours (node's pipe to cat, a socket) stands in for it: cryo gets it as its fd 3.
+    const reader = spawn('cat', [], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      const wr = (reader.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+      const { res } = restoreFixture(dir, 26162, 'sleep 1000', ['--inherit-fd', 'fd[3]:pipe:[296888]'], [wr]);
+      assert.equal(res.code, 0, cryoReport(res));
+      assert.equal(fs.readlinkSync('/proc/26162/fd/251'), fs.readlinkSync(`/proc/self/fd/${wr}`), 'fd 251 is the one given');
+    } finally {
+      reader.kill('SIGKILL');
+      if (readCmdline(26162)?.join(' ') === 'sleep 1000') process.kill(26162, 'SIGKILL');
+      assert.ok(await waitPidGone(26162, 10_000), describePid(26162));
+    }
+  });
+
+  it('what cryo cannot honour in a CRIU image is refused, named, before any task exists', async () => {
+    /** A copy of simple-sleep with one message of one image changed. */
+    const broken = <T extends Message>(file: string, schema: GenMessage<T>, change: (m: T) => void): string => {
+      const dir = copyFixture('simple-sleep');
+      const [m] = decodeImageAs(fs.readFileSync(path.join(dir, file)), schema);
+      change(m!);
+      fs.writeFileSync(path.join(dir, file), encodeImage(file === 'inventory.img' ? 'INVENTORY' : file.startsWith('ids') ? 'IDS' : 'CORE', [m!]), { mode: 0o600 });
+      return dir;
+    };
+    const cases: [string, RegExp][] = [
+      [broken('inventory.img', inventory_entrySchema, (i) => (i.pluginsEntry = { $typeName: 'plugins_entry', plugins: ['amdgpu_plugin'] } as never)), /inventory.img plugins_entry: .*amdgpu_plugin/],
+      [broken('inventory.img', inventory_entrySchema, (i) => (i.fdinfoPerId = false)), /inventory.img fdinfo_per_id is not set/],
+      [broken('ids-26162.img', task_kobj_ids_entrySchema, (i) => (i.utsNsId = 99)), /ids-26162.img uts_ns_id 99 differs from the dumper's/],
+      [broken('ids-26162.img', task_kobj_ids_entrySchema, (i) => (i.timeNsId = 98)), /ids-26162.img time_ns_id 98 differs/],
+      [broken('core-26162.img', core_entrySchema, (c) => (c.threadCore!.creds!.lsmProfile = 'unconfined_u:system_r')), /creds.lsm_profile "unconfined_u:system_r"/],
+    ];
+    for (const [dir, why] of cases) {
+      const { res } = restoreFixture(dir, 26162, 'sleep 1000');
+      assert.notEqual(res.code, 0, `restored anyway: ${why}`);
+      assert.match(res.stderr, why);
+      assert.ok(!pidExists(26162) || procStat(26162)?.state === 'Z' || readCmdline(26162)?.join(' ') !== 'sleep 1000', `a task was created: ${describePid(26162)}`);
+    }
   });
 
   it('tree: bash and its two sleeps, same PIDs, group and session; bash still reaps them', async () => {

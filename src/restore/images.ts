@@ -214,8 +214,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
         if (!c.threadInfo?.gpregs) throw new UserError(`core-${tid}.img: no x86_64 registers`);
         return { tid, core: c };
       });
-    const vdso = planVdso(pid, vmas, withFileOffsets(priv.pages), priv.pagesFile);
-    tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, ids, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped, ...(vdso ? { vdso } : {}) } });
+    tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, ids, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
   }
   const pipeData = readPipeData(r, 'pipes-data.img');
   const fifoData = readPipeData(r, 'fifo-data.img');
@@ -254,6 +253,11 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   }
   const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, anons, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
+  // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
+  for (const t of tasks) {
+    const vdso = planVdso(t.pid, t.memory.vmas, withFileOffsets(t.memory.pages), t.memory.pagesFile);
+    if (vdso) t.memory.vdso = vdso;
+  }
   return ckpt;
 }
 

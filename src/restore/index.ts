@@ -2,7 +2,7 @@
 // with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
-import { checkRestorable } from './criu-compat.js';
+import { checkRestorable, markInherited } from './criu-compat.js';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, sys, kill } from '../sys/index.js';
 import { readCheckpoint } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
@@ -96,6 +96,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   failpoint('restore:read');
   const ckpt = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
   checkRestorable(ckpt, log, opts.cpuCap);
+  markInherited(ckpt, opts.inherit ?? new Map());
   const img = ckpt.tasks[0]!;
   checkInherited(ckpt, opts.inherit ?? new Map());
   const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
