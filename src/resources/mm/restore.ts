@@ -30,8 +30,7 @@ export interface MemoryImage {
   /** Shared anonymous objects: shmid -> saved ranges (vaddr is the offset in the object). */
   shmem: Map<bigint, { pages: PageRange[]; pagesFile: string }>;
   files: Map<number, MappedFile>;
-  /** How the vdso comes back (vdso-image.ts planVdso), decided when the images are read. */
-  vdso?: VdsoPlan;
+  vdso?: VdsoPlan; // how the vdso comes back (vdso-image.ts planVdso), decided at image read
 }
 
 const special = (v: VmaData) => (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL)) !== 0;
