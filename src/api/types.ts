@@ -105,6 +105,8 @@ export interface RestoreOptions extends LogOptions {
   /** With verify 'warn', called with each difference (they are also in the result). */
   onDifference?: (line: string) => void;
   onProgress?: ProgressSink;
+  /** What of the image's cpuinfo.img this CPU must have (--cpu-cap: fpu, ins, cpu, all, none; default fpu,ins). */
+  cpuCap?: string;
 }
 
 export interface RestoreResult {

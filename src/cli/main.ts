@@ -3,6 +3,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { check, dump, restore, type CheckResult, type DumpResult, type RestoreResult } from '../index.js';
 import { runDemo } from './demo.js';
+import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
+import { DEFAULT_CPU_CAP } from '../resources/task/cpu.js';
 import { runShow } from './show.js';
 import { checkText } from './print-check.js';
 import { progressLine } from './progress-line.js';
@@ -111,6 +113,7 @@ addJsonOption(
         new Map<string, number>(),
       )
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
+      .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
       .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images (needed for such images written by CRIU); it joins this one')
       .option('--trust-image', 'restore images that are not owned by the restoring user or are writable by others (an image can make the restore open any file and grant any credentials)')
       .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit')
@@ -125,7 +128,7 @@ addJsonOption(
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
-      shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink,
+      shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink, cpuCap: o.cpuCap,
       onDifference: (line) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`),
     });
     progress.stop();
@@ -171,5 +174,7 @@ program
 function finishList(steps: readonly string[]): void {
   process.stdout.write(steps.join('\n') + '\n');
 }
+
+registerCpuinfo(program, (e) => fail(e));
 
 program.parseAsync(process.argv).catch((e) => fail(e));

@@ -21,6 +21,7 @@ import { writeFileImages } from './write-files.js';
 import { writeTreeImages, writeStats, writeInventory } from './write.js';
 import { closeTask } from './task.js';
 import { provenUnchanged } from './unchanged.js';
+import { cpuinfoImage } from '../resources/task/cpu.js';
 
 export interface DumpOptions {
   pid: number;
@@ -98,11 +99,12 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       failpoint('dump:write');
       writeTreeImages(writer, { tasks, images, threadCores, seccompFilters });
       writeFileImages(writer, table);
+      writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have
       for (const w of table.warnings) log.warn(w);
       writeStats(writer, { frozenAt, memDoneAt, endAt: since(), pagesWritten });
       checkInterrupt();
       failpoint('dump:inventory');
-      writeInventory(writer, tasks, images[0]!);
+      writeInventory(writer, tasks, images[0]!, collected.rootIds);
     });
     done = true;
     const frozenMs = since() - frozenAt;

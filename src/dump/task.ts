@@ -1,6 +1,7 @@
 // Dumping one frozen task into its image messages: core (registers, signals, timers, creds ...),
 // ids, fs, fd table, mm and the page ranges to save.
 import { dumpTimerSlack } from '../resources/task/timerslack.js';
+import { sharesWithDumper, DUMPER_KEY } from './ids.js';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { getXstate, SIG, kcmp, KCMP, type Regs } from '../sys/index.js';
@@ -249,6 +250,7 @@ function taskIds(t: DumpTask) {
   // Memory, an fd table, fs context or signal handlers shared with the parent get its id.
   const shared = (kind: string, type: number) => {
     const ppid = String(t.stat.ppid);
+    if (sharesWithDumper(t.ids, kind, t.pid)) return t.ids.alias(kind, key, DUMPER_KEY);
     if (t.ids.has(kind, ppid) && kcmp(t.stat.ppid, t.pid, type) === 0) return t.ids.alias(kind, key, ppid);
     return t.ids.id(kind, key);
   };

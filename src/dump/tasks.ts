@@ -1,6 +1,7 @@
 // Collecting a frozen tree, task by task: each task taken over for injected syscalls (its
 // threads and CLONE_VM children working in its scratch area), then its state, memory plan and
 // fd table dumped, and each other thread's core.
+import { dumperIds } from './ids.js';
 import { kcmp, KCMP, checkInterrupt } from '../sys/index.js';
 import type { Tracee } from '../ptrace/index.js';
 import type { core_entry } from '../image/gen/core_pb.js';
@@ -14,6 +15,8 @@ import type { FrozenTree } from './freeze.js';
 export interface CollectedTree {
   images: TaskImages[];
   threadCores: { tid: number; core: core_entry }[];
+  /** cryo's own objects' ids: inventory.img's root_ids. */
+  rootIds: TaskImages['ids'];
 }
 
 /**
@@ -22,6 +25,7 @@ export interface CollectedTree {
  */
 export function collectTasks(tree: FrozenTree, files: FileTable, open: DumpTask[], log: Log, meter: ProgressMeter): CollectedTree {
   const ids = new IdAllocator();
+  const rootIds = dumperIds(ids); // first: cryo's own objects take CRIU's first ids
   const images: TaskImages[] = [];
   const threadCores: CollectedTree['threadCores'] = [];
   const take = (tr: Tracee, sharer?: DumpTask, threads?: number) => {
@@ -41,5 +45,5 @@ export function collectTasks(tree: FrozenTree, files: FileTable, open: DumpTask[
     for (const th of others) threadCores.push({ tid: th.pid, core: dumpThreadCore(th) });
     meter.task();
   }
-  return { images, threadCores };
+  return { images, threadCores, rootIds };
 }

@@ -82,14 +82,15 @@ export function writeStats(writer: ImageDirWriter, s: { frozenAt: number; memDon
 }
 
 /** The inventory, last: a directory without it is not a checkpoint. */
-export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: TaskImages): void {
+/** inventory.img, last. `rootIds`: cryo's own kernel objects' ids (CRIU's root_ids stand for the dumper). */
+export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: TaskImages, rootIds: TaskImages['ids']): void {
   const ledInside = (id: number) => tasks.some((t) => t.pid === id);
   writer.noteExternal({ sessions: tasks.map((t) => t.sid).filter((s) => !ledInside(s)), groups: tasks.map((t) => t.pgid).filter((g) => !ledInside(g)) });
   writer.finish(
     create(inventory_entrySchema, {
       imgVersion: 2,
       fdinfoPerId: true,
-      rootIds: root.ids,
+      rootIds,
       nsPerId: true,
       rootCgSet: root.core.tc!.cgSet,
       lsmtype: lsmtype.NO_LSM,

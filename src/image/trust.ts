@@ -15,7 +15,7 @@ function ownerProblem(st: fs.Stats, uid: number): string | null {
 }
 
 /** Throws an ImageError naming the first file that cannot be trusted. */
-export function checkImageDirTrust(dir: string, uid = process.geteuid?.() ?? 0): void {
+export function checkImageDirTrust(dir: string, uid = process.geteuid?.() ?? 0, depth = 0): void {
   const refuse = (file: string, why: string) =>
     new ImageError('DIR', file, `${why} — an image can make a restore open any file and grant any credentials; refusing (check where it came from, then use --trust-image)`);
   let st: fs.Stats;
@@ -41,7 +41,14 @@ export function checkImageDirTrust(dir: string, uid = process.geteuid?.() ?? 0):
   for (const name of names.sort()) {
     const file = path.join(dir, name);
     const fst = fs.lstatSync(file);
-    if (fst.isSymbolicLink()) throw refuse(file, 'is a symlink');
+    if (fst.isSymbolicLink()) {
+      // The link to the previous dump of an incremental chain (CRIU's): trusted as its target is.
+      if (name === 'parent' && depth < 64) {
+        checkImageDirTrust(fs.realpathSync(file), uid, depth + 1);
+        continue;
+      }
+      throw refuse(file, 'is a symlink');
+    }
     if (!fst.isFile() && !fst.isDirectory()) throw refuse(file, 'is not a regular file');
     const why = ownerProblem(fst, uid);
     if (why) throw refuse(file, `is ${why}`);

@@ -1,5 +1,8 @@
 // Reading and cross-checking the images one task's restore needs, with errors that say which
 // file is missing or wrong.
+import { composeWithParents } from './parent-pages.js';
+import { planVdso } from '../resources/mm/vdso-image.js';
+import { withFileOffsets } from '../resources/mm/layout.js';
 import { ImageDirReader, INVENTORY_FILE } from '../image/dir.js';
 import { verifyManifest } from '../image/manifest.js';
 import type { inventory_entry } from '../image/gen/inventory_pb.js';
@@ -59,16 +62,18 @@ function pagemapOf(r: ImageDirReader, name: string): { pages: PageRange[]; pages
   const entries = r.read(name) as unknown[];
   if (!entries.length) throw new UserError(`${name}: empty pagemap`);
   const head = entries[0] as pagemap_head;
+  let inParent = false;
   const pages = (entries.slice(1) as pagemap_entry[]).map((e) => {
     const flags = pagemapEntryFlags(e);
-    // Pages in a parent image (incremental dumps) are not in this pages file. (PE_LAZY only
-    // says they may be served lazily: CRIU sets it on present anonymous pages.)
-    if (flags & PE_PARENT || !(flags & PE_PRESENT)) {
-      throw new UserError(`${name}: pages at 0x${e.vaddr.toString(16)} have flags 0x${flags.toString(16)} (in a parent image, or absent) — not supported`);
+    // PE_LAZY only says they may be served lazily: CRIU sets it on present anonymous pages.
+    if (!(flags & (PE_PARENT | PE_PRESENT))) {
+      throw new UserError(`${name}: pages at 0x${e.vaddr.toString(16)} have flags 0x${flags.toString(16)} (absent: served by a page server) — not supported`);
     }
-    return { vaddr: e.vaddr, nrPages: e.nrPages ? Number(e.nrPages) : e.compatNrPages, ...asParent(flags) };
+    if (flags & PE_PARENT) inParent = true;
+    return { vaddr: e.vaddr, nrPages: e.nrPages ? Number(e.nrPages) : e.compatNrPages, ...(flags & PE_PARENT ? {} : asParent(flags)) };
   });
-  return { pages, pagesFile: r.path(`pages-${head.pagesId}.img`) };
+  // Pages in a parent image (incremental dumps): one file of the whole chain's pages, in order.
+  return { pages, pagesFile: inParent ? composeWithParents(r.dir, name) : r.path(`pages-${head.pagesId}.img`) };
 }
 
 /** `shellJob`: the root may be in a session or group led from outside (CRIU's --shell-job). */
@@ -186,6 +191,11 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   }
   const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
+  // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
+  for (const t of tasks) {
+    const vdso = planVdso(t.pid, t.memory.vmas, withFileOffsets(t.memory.pages), t.memory.pagesFile);
+    if (vdso) t.memory.vdso = vdso;
+  }
   return ckpt;
 }
 

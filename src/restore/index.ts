@@ -2,6 +2,7 @@
 // with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
+import { checkRestorable, markInherited } from './criu-compat.js';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, PAGE_SIZE, sys, kill } from '../sys/index.js';
 import { readCheckpoint, type CheckpointImage } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
@@ -45,6 +46,8 @@ export interface RestoreOptions {
   onDifference?: (line: string) => void;
   /** Told as memory is read into the tasks and tasks are done (at most every 16 MiB, every task). */
   onProgress?: ProgressSink;
+  /** What of cpuinfo.img this CPU must have (--cpu-cap, resources/task/cpu.ts; default fpu,ins). */
+  cpuCap?: string;
 }
 
 export interface RestoreResult {
@@ -97,6 +100,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
     if (!opts.trustImage) checkImageDirTrust(opts.dir);
     failpoint('restore:read');
     const c = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
+    checkRestorable(c, log, opts.cpuCap);
+    markInherited(c, opts.inherit ?? new Map());
     checkInherited(c, opts.inherit ?? new Map());
     const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
     for (const t of c.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);

@@ -12,6 +12,7 @@ import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs } from '../image/xsave.js';
 import { TASK_STATE } from '../image/task-state.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
+import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack, restoreIgnoredSigtrap } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
@@ -88,7 +89,9 @@ export function restoreTask(
     session.cowKept += mem.cowKept;
     session.progress.bytes(img.memory.pages.reduce((n, p) => n + p.nrPages * PAGE_SIZE, 0));
     const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);
-    vdso = keptVdso ? keptVdso.start : restoreVdso(r, img.memory.vmas);
+    const plan = img.memory.vdso;
+    const busy = [...img.memory.vmas, { start: trampoline, end: trampoline + BigInt(TRAMPOLINE_SIZE) }];
+    vdso = keptVdso ? keptVdso.start : plan?.kind === 'proxy' ? proxyVdso(r, plan, busy) : restoreVdso(r, img.memory.vmas);
     log.debug(`pid ${img.pid}: memory restored (${remote.count} injected syscalls, ${mem.cowKept} pages left shared)`);
   }
 
@@ -191,8 +194,8 @@ export function restoreTask(
   if (!shares('sighandId')) restoreIgnoredSigtrap(r, tc.sigactions);
   if (!sharesVm) {
     if (vdso === null) throw new UserError(`pid ${img.pid}: image has no vdso — cannot finish the restore`);
-    const vdsoVma = img.memory.vmas.find((v) => v.start === vdso)!;
-    remote.syscallAt = findSyscallIn(img.pid, vdso, Number(vdsoVma.end - vdsoVma.start));
+    const area = vdsoSyscallArea(img.memory.vdso, img.memory.vmas, vdso);
+    remote.syscallAt = findSyscallIn(img.pid, area.start, area.len);
     remote.callWithoutStep('munmap', [trampoline, TRAMPOLINE_SIZE], 'trampoline');
   }
 

@@ -96,7 +96,15 @@ const VMFLAGS_RESTORED = [...Object.keys(MADV_BY_VMFLAG), 'gd', 'nr'];
 
 function expectMappings(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): void {
   const ranges: string[] = [];
+  // The kernel's own mappings are where the restore put them (vdso-image.ts), not as recorded.
+  const plan = img.memory.vdso;
+  for (const m of plan?.mapped ?? []) {
+    const key = mappingKey(m.start, m.end);
+    ranges.push(key.slice('mapping '.length));
+    s.set(key, permsOf((m.prot & 1) !== 0, false, (m.prot & 4) !== 0, false));
+  }
   for (const v of img.mm.vmas) {
+    if (plan && v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)) continue;
     const key = mappingKey(v.start, v.end);
     ranges.push(key.slice('mapping '.length));
     s.set(key, permsOf((v.prot & 1) !== 0, (v.prot & 2) !== 0, (v.prot & 4) !== 0, (v.flags & MAP.SHARED) !== 0));

@@ -14,13 +14,22 @@ const CODE = [
   0x41, 0x89, 0x48, 0x08, 0x41, 0x89, 0x50, 0x0c, 0x5b, 0xc3,
 ];
 
+// mov ecx,edi; xgetbv; shl rdx,32; or rax,rdx; ret — in a page of its own.
+const XGETBV_CODE = [0x89, 0xf9, 0x0f, 0x01, 0xd0, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xd0, 0xc3];
+
 let fn: ((leaf: number, sub: number, out: Buffer) => void) | null = null;
+let xgetbvFn: ((xcr: number) => bigint) | null = null;
 
 function cpuidFn(): (leaf: number, sub: number, out: Buffer) => void {
   if (fn) return fn;
   const page = mmap(null, 4096, 7, 0x22, -1, 0); // PROT_RWX, MAP_PRIVATE|MAP_ANONYMOUS
   if (!page || koffi.address(page) === 0xffffffffffffffffn) throw new Error('cannot map a page for CPUID');
   new Uint8Array(koffi.view(page, 4096)).set(CODE);
+  const xpage = mmap(null, 4096, 7, 0x22, -1, 0);
+  if (!xpage || koffi.address(xpage) === 0xffffffffffffffffn) throw new Error('cannot map a page for XGETBV');
+  new Uint8Array(koffi.view(xpage, 4096)).set(XGETBV_CODE);
+  const xproto = koffi.proto('uint64_t cryo_xgetbv(uint32_t xcr)');
+  xgetbvFn = (xcr) => BigInt(koffi.call(xpage, xproto, xcr));
   const proto = koffi.proto('void cryo_cpuid(uint32_t leaf, uint32_t sub, void *out)');
   fn = (leaf, sub, out) => koffi.call(page, proto, leaf, sub, out);
   return fn;
@@ -50,4 +59,10 @@ export function xsaveLayout(): Map<number, { offset: number; size: number }> {
     if (c.eax) out.set(bit, { offset: c.ebx, size: c.eax });
   }
   return out;
+}
+
+/** XGETBV: extended control register `xcr` (0: XCR0, the XSAVE features the kernel enabled). */
+export function xgetbv(xcr = 0): bigint {
+  cpuidFn();
+  return xgetbvFn!(xcr);
 }

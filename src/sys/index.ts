@@ -5,7 +5,7 @@ export * from './nr.js';
 export { sys, sysTry, posixSpawn, addressOf, alignedBuffer, type SysArg } from './libc.js';
 export * from './process.js';
 export * from './ptrace.js';
-export { cpuid, xsaveLayout, cpuXsaveLayout } from './cpuid.js';
+export { cpuid, xsaveLayout, cpuXsaveLayout, xgetbv } from './cpuid.js';
 export * from './socket.js';
 export * from './interrupt.js';
 export * from './tty.js';

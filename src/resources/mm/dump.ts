@@ -1,6 +1,6 @@
 // Dumping a task's address space: the VMA list (mm image), and the contents of the pages that
 // matter (pagemap + pages images). Private file mappings only save pages that differ from the
-// file; vdso/vvar/vsyscall are the kernel's and are not saved.
+// file; vvar/vsyscall are the kernel's and are not saved (the vdso's bytes are, for another kernel).
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, PR, O, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
@@ -157,6 +157,8 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
         sysvShm.push({ shmid: m.inode, source: `/proc/${t.pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}` });
         continue;
       }
+      // The vdso's bytes are saved, as CRIU does: a restore on another kernel proxies them.
+      if (c.kind === 'vdso') privatePages.push({ vaddr: m.start, nrPages: Number((m.end - m.start) / BigInt(PAGE_SIZE)) });
       if (c.kind === 'vdso' || c.kind === 'vvar' || c.kind === 'vsyscall' || c.kind === 'file-shared') continue;
       for (const run of presentRuns(pagemapFd, m, c.kind === 'file-private')) {
         const vaddr = m.start + BigInt(run.first * PAGE_SIZE);

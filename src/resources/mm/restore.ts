@@ -15,6 +15,7 @@ import { attachArgs } from './sysv-shm.js';
 import { VMA } from './vma-kind.js';
 import type { VmaData, PageRange } from './dump.js';
 import type { RestoreTask } from '../context.js';
+import { withoutKernelPages, type VdsoPlan } from './vdso-image.js';
 
 /** Highest address of a 4-level-paging user address space (TASK_SIZE_MAX). */
 const TASK_SIZE = 0x7ffffffff000n;
@@ -29,6 +30,7 @@ export interface MemoryImage {
   /** Shared anonymous objects: shmid -> saved ranges (vaddr is the offset in the object). */
   shmem: Map<bigint, { pages: PageRange[]; pagesFile: string }>;
   files: Map<number, MappedFile>;
+  vdso?: VdsoPlan; // how the vdso comes back (vdso-image.ts planVdso), decided at image read
 }
 
 const special = (v: VmaData) => (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL)) !== 0;
@@ -82,7 +84,7 @@ export function inheritedVmas(img: MemoryImage, parent: MemoryImage | undefined)
   for (const v of img.vmas) if (!special(v) && theirs.has(vmaKey(v, img.files))) out.add(v);
   // The vdso is the kernel's: the same addresses in both means the inherited one is right.
   const vdsoOf = (m: MemoryImage) => m.vmas.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)).map((v) => `${v.start}-${v.end}`).join(',');
-  if (vdsoOf(img) === vdsoOf(parent)) for (const v of img.vmas) if (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)) out.add(v);
+  if (vdsoOf(img) === vdsoOf(parent) && img.vdso?.kind !== 'proxy') for (const v of img.vmas) if (v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)) out.add(v);
   return out;
 }
 
@@ -152,7 +154,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
 
     failpoint('restore:pages');
     const { fresh, inherited } = splitByKept(withFileOffsets(img.pages), kept);
-    fillPages(r, img.pagesFile, fresh);
+    fillPages(r, img.pagesFile, withoutKernelPages(fresh, img.vmas));
     cowKept = writeChangedPages(r.pid, img.pagesFile, inherited);
     if (ctx.parent) dropStalePages(r, img, ctx.parent, kept);
     for (const [shmid, sh] of img.shmem) {

@@ -1,0 +1,112 @@
+// What an image (CRIU's or cryo's) records that cryo cannot restore as recorded, decided once the
+// images are read and before any task is created: each is honoured, adapted with a warning
+// naming it, or refused with the field named.
+import { readFileSync } from 'node:fs';
+import { isFieldSet } from '@bufbuild/protobuf';
+import { prlimit } from '../sys/index.js';
+import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
+import { creds_entrySchema } from '../image/gen/creds_pb.js';
+import { UserError } from '../util/errors.js';
+import type { Log } from '../util/log.js';
+import type { CheckpointImage } from './images.js';
+import { ImageDirReader } from '../image/dir.js';
+import type { cpuinfo_entry } from '../image/gen/cpuinfo_pb.js';
+import { checkCpu, parseCpuCap, DEFAULT_CPU_CAP } from '../resources/task/cpu.js';
+
+const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE', 'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
+const CAP_SYS_RESOURCE = 24;
+const NS_KINDS = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
+
+/** Whether cryo holds CAP_SYS_RESOURCE (without it a hard limit cannot be raised). */
+function haveSysResource(): boolean {
+  const eff = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  return ((BigInt('0x' + eff) >> BigInt(CAP_SYS_RESOURCE)) & 1n) === 1n;
+}
+
+/** Refuses what cryo cannot restore from these images, naming the field; adapts what it can. */
+export function checkRestorable(ckpt: CheckpointImage, log: Log, cpuCap = DEFAULT_CPU_CAP): void {
+  refuseInventory(ckpt);
+  const r = ImageDirReader.open(ckpt.dir);
+  if (r.exists('cpuinfo.img')) checkCpu(r.read('cpuinfo.img')[0] as cpuinfo_entry, parseCpuCap(cpuCap));
+  else log.info('no cpuinfo.img: the CPU is not compared');
+  refuseNamespaces(ckpt);
+  refuseCreds(ckpt);
+  clampHardLimits(ckpt, log);
+}
+
+function refuseInventory(ckpt: CheckpointImage): void {
+  const inv = ckpt.inventory;
+  const field = (f: string) => `inventory.img ${f}`;
+  if (inv.imgVersion !== 2) throw new UserError(`${field('img_version')} is ${inv.imgVersion}: only version 2 images are supported`);
+  if (!isFieldSet(inv, inventory_entrySchema.field.fdinfoPerId) || !inv.fdinfoPerId) throw new UserError(`${field('fdinfo_per_id')} is not set: images this old are not supported (nor by CRIU)`);
+  if (!inv.rootIds) throw new UserError(`${field('root_ids')} is missing: the dumper's ids are needed to tell shared objects`);
+  const plugins = inv.pluginsEntry?.plugins ?? [];
+  if (plugins.length) throw new UserError(`${field('plugins_entry')}: the images need the CRIU plugin(s) ${plugins.join(', ')} — not supported`);
+  if (isFieldSet(inv, inventory_entrySchema.field.lsmtype) && inv.lsmtype !== lsmtype.NO_LSM) {
+    // Only an issue if some task has a profile to restore (checked with the creds).
+    const labelled = ckpt.tasks.some((t) => [t.core, ...t.threads.map((th) => th.core)].some((c) => c.threadCore?.creds?.lsmProfile));
+    if (labelled) throw new UserError(`${field('lsmtype')} is ${lsmtype[inv.lsmtype]} and tasks have LSM profiles — restoring them is not supported`);
+  }
+  if (isFieldSet(inv, inventory_entrySchema.field.preDumpMode) && inv.preDumpMode !== 0 && !ckpt.tasks.length) throw new UserError(`${field('pre_dump_mode')}: a pre-dump is not a restorable checkpoint`);
+}
+
+/**
+ * The tasks must live in the namespaces of the dumper (root_ids): CRIU restores a differing
+ * namespace as a new one from its own images (utsns-N.img ...), which cryo does not do yet. A
+ * differing time namespace is the one timens-0.img describes; equal, that image is unused (as in
+ * CRIU).
+ */
+function refuseNamespaces(ckpt: CheckpointImage): void {
+  const root = ckpt.inventory.rootIds!;
+  for (const t of ckpt.tasks) {
+    for (const ns of NS_KINDS) {
+      const key = `${ns}NsId` as const;
+      const mine = t.ids[key];
+      // Old images may leave the newer namespace kinds out: nothing to compare then.
+      if (!mine || !root[key]) continue;
+      if (mine !== root[key]) {
+        throw new UserError(`pid ${t.pid}: ids-${t.pid}.img ${ns}_ns_id ${mine} differs from the dumper's (${root[key]}): the task had a ${ns} namespace of its own — restoring namespaces is not supported yet`);
+      }
+    }
+  }
+}
+
+function refuseCreds(ckpt: CheckpointImage): void {
+  for (const t of ckpt.tasks) {
+    for (const [tid, core] of [[t.pid, t.core], ...t.threads.map((th) => [th.tid, th.core] as const)] as const) {
+      const c = core.threadCore?.creds;
+      if (!c) continue;
+      for (const f of ['lsmProfile', 'lsmSockcreate'] as const) {
+        if (isFieldSet(c, creds_entrySchema.field[f]) && c[f]) throw new UserError(`tid ${tid}: core-${tid}.img creds.${f === 'lsmProfile' ? 'lsm_profile' : 'lsm_sockcreate'} "${c[f]}" — LSM labels are not restored`);
+      }
+    }
+  }
+}
+
+/**
+ * A hard limit above cryo's own cannot be set without CAP_SYS_RESOURCE (prlimit64: EPERM). The
+ * defaults of RLIMIT_NPROC and RLIMIT_SIGPENDING are computed from the machine's memory, so an
+ * image from another machine often has slightly higher ones: such a limit is lowered to cryo's
+ * own, with a warning naming it (the verify step then expects the lowered value).
+ */
+function clampHardLimits(ckpt: CheckpointImage, log: Log): void {
+  if (haveSysResource()) return;
+  for (const t of ckpt.tasks) {
+    t.core.tc?.rlimits?.rlimits.forEach((l, res) => {
+      const own = prlimit(0, res);
+      if (l.max <= own.max) return;
+      log.warn(`pid ${t.pid}: RLIMIT_${RLIMIT_NAMES[res] ?? res} hard limit ${l.max} is above what cryo may set without CAP_SYS_RESOURCE: restored as ${own.max}`);
+      l.max = own.max;
+      if (l.cur > l.max) l.cur = l.max;
+    });
+  }
+}
+
+/**
+ * CRIU's images do not say which pipes led outside the dumped tree (its inherited fds): a pipe
+ * given with --inherit-fd is treated as such (restored from the fd given, which is whatever the
+ * caller has: a pipe, a FIFO, a socket; the verify step does not expect a pipe of the image's).
+ */
+export function markInherited(ckpt: CheckpointImage, inherit: Map<string, number>): void {
+  for (const p of ckpt.pipes.values()) if (inherit.has(`pipe:[${p.pipeId}]`)) p.external = true;
+}
