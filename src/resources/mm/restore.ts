@@ -1,6 +1,7 @@
 // Rebuilding an address space inside the new task: drop what the stub brought, map each VMA at
 // its address, fill saved pages with pread64 from the pages image (run by the task itself, so the
 // kernel copies straight from the page cache), put the protections back, then the vdso.
+import { intersect, subtract, type Span } from './spans.js';
 import { changedSince, type FileStamp } from '../files/reg.js';
 import { keptApart, mapShmemAtOffset, throughViews, withFileOffsets, MADV_DONTFORK, MADV_DOFORK, MLOCK_ONFAULT, type FileRange } from './layout.js';
 export { shmemSizes } from './layout.js';
@@ -293,50 +294,6 @@ function dropStalePages(r: RestoreTask, img: MemoryImage, parent: MemoryImage, k
     const start = BigInt(a) * BigInt(PAGE_SIZE);
     r.remote.call('madvise', [start, BigInt(b - a) * BigInt(PAGE_SIZE), MADV_DONTNEED], `drop stale pages at ${hex(start)}`);
   }
-}
-
-/** A half-open range of page numbers. */
-type Span = [number, number];
-
-function normalize(spans: Span[]): Span[] {
-  const out: Span[] = [];
-  for (const [a, b] of [...spans].sort((x, y) => x[0] - y[0])) {
-    const last = out[out.length - 1];
-    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
-    else if (b > a) out.push([a, b]);
-  }
-  return out;
-}
-
-function intersect(xs: Span[], ys: Span[]): Span[] {
-  const a = normalize(xs);
-  const b = normalize(ys);
-  const out: Span[] = [];
-  for (let i = 0, j = 0; i < a.length && j < b.length; ) {
-    const lo = Math.max(a[i]![0], b[j]![0]);
-    const hi = Math.min(a[i]![1], b[j]![1]);
-    if (lo < hi) out.push([lo, hi]);
-    if (a[i]![1] < b[j]![1]) i++;
-    else j++;
-  }
-  return out;
-}
-
-function subtract(xs: Span[], ys: Span[]): Span[] {
-  const b = normalize(ys);
-  const out: Span[] = [];
-  for (const [s0, e] of normalize(xs)) {
-    let s = s0;
-    for (const [c, d] of b) {
-      if (d <= s) continue;
-      if (c >= e) break;
-      if (c > s) out.push([s, c]);
-      s = Math.max(s, d);
-      if (s >= e) break;
-    }
-    if (s < e) out.push([s, e]);
-  }
-  return out;
 }
 
 const MADV_DONTNEED = 4;
