@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget,
-  waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, readyPython, dumpAndKill, type Target,
+  waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, readyPython, dumpAndKill, descendants, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -188,6 +188,7 @@ describe('refused before anything is touched', () => {
       'print("PASS", flush=True)',
     ]);
     const fd = ready.split(' ')[1];
+    descendants(t.pid); // its sleeping child too, for the cleanup
     const c = check(t.pid);
     assert.equal(c.code, 3, c.out);
     assert.ok(c.out.includes(`epoll instance watches a file (registered as fd ${fd}) that this task no longer has open`), c.out);
