@@ -98,7 +98,15 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
   const call = r.remote.call.bind(r.remote);
   const fileFds = new Map<number, number>();
   const created = new Map<bigint, VmaData>();
-  const filled = vmasWithPages(img);
+  // Saved pages in a private mapping that was never writable (written through /proc/PID/mem or
+  // ptrace, as a debugger sets breakpoints): mapping it writable to fill it would make it
+  // accountable, so they go in from outside, through /proc/PID/mem. Only cryo's images say which
+  // mappings are accountable; CRIU's are filled writable.
+  const knowsAccount = img.vmas.some((v) => hasField(vma_entrySchema, v, 'cryoAccount'));
+  const forced = new Set(
+    [...vmasWithPages(img)].filter((v) => knowsAccount && !(v.flags & MAP.SHARED) && !(v.prot & PROT.WRITE) && !accountable(v)),
+  );
+  const filled = new Set([...vmasWithPages(img)].filter((v) => !forced.has(v)));
   const apart = keptApart(img.vmas, filled);
   // A shared anonymous object's pages go in through any of its mappings: each is writable then.
   const fedShared = (v: VmaData) => (v.status & VMA.ANON_SHARED) !== 0 && !(v.status & VMA.AREA_SYSVIPC) && img.shmem.has(v.shmid);
@@ -155,7 +163,9 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
 
     failpoint('restore:pages');
     const { fresh, inherited } = splitByKept(withFileOffsets(img.pages), kept);
-    fillPages(r, img.pagesFile, withoutKernelPages(fresh, img.vmas));
+    const { fresh: injected, inherited: fromOutside } = splitByKept(fresh, forced);
+    fillPages(r, img.pagesFile, withoutKernelPages(injected, img.vmas));
+    writeChangedPages(r.pid, img.pagesFile, fromOutside.map((f) => ({ ...f, asParent: false })));
     cowKept = writeChangedPages(r.pid, img.pagesFile, inherited);
     if (ctx.parent) dropStalePages(r, img, ctx.parent, kept);
     for (const [shmid, sh] of img.shmem) {
