@@ -8,7 +8,7 @@ import { fdLocks, lockBlocker } from './locks.js';
 import { registeredKindOf } from './registry.js';
 import { parseFdinfo, type ProcFdinfo } from '../../proc/index.js';
 import { readFileSync } from 'node:fs';
-import { blockerText, type Blocker } from '../../util/blocker.js';
+import type { Blocker } from '../../util/blocker.js';
 
 /** Character devices whose state is nothing more than being open. */
 export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
@@ -51,12 +51,6 @@ export function findFdBlocker(pid: number, fd: number, link: string, mode: numbe
     }
   }
   return kindBlocker(pid, fd, link, mode, scan, info) ?? lockBlocker({ pid, fd }, fdLocks(info), scan.fileLocks);
-}
-
-/** findFdBlocker as one line of text (what `check` printed before it read Blocker data). */
-export function fdBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info?: ProcFdinfo): string | null {
-  const b = findFdBlocker(pid, fd, link, mode, scan, info);
-  return b && blockerText(b);
 }
 
 function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: ProcFdinfo): Blocker | null {

@@ -5,7 +5,7 @@ import { AF, SOL, SO, getsockoptInt } from '../../sys/index.js';
 import { withOurCopy } from './our-copy.js';
 import type { FileScan } from './scan.js';
 import { UnsupportedError } from '../../util/errors.js';
-import { blockerAt, causeText, type Blocker, type BlockerCause } from '../../util/blocker.js';
+import { blockerAt, type Blocker, type BlockerCause } from '../../util/blocker.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
 import { inspectInet, describeInet, inetBlocker, dumpInetSk, type InetInfo } from './inet.js';
 import type { FileTable } from './table.js';
@@ -21,12 +21,6 @@ export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan
   const u = scan.unix.get(ino);
   if (u) return { text: describeUnix(u), cause: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
   return withOurCopy(pid, fd, judgeCopy);
-}
-
-/** judgeSocket, the cause as one text (what `check` printed before it read Blocker data). */
-export function inspectSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; blocker: string | null } {
-  const { text, cause } = judgeSocket(pid, fd, ino, scan);
-  return { text, blocker: cause && causeText(cause) };
 }
 
 /** Why the socket behind the task's fd cannot be dumped (null if it can). */
@@ -47,7 +41,7 @@ function judgeCopy(ours: number): { text: string; cause: BlockerCause | null; in
 }
 
 /**
- * Adds the socket behind the task's fd to the files image (refusing it as inspectSocket would);
+ * Adds the socket behind the task's fd to the files image (refusing it as judgeSocket would);
  * returns its file id and kind. One copy of the task's socket serves the check and the dump.
  * `dumpInFlight`: dumps one of our fds (a file in flight in the socket's queue), returns its id.
  */

@@ -5,7 +5,7 @@ import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, PR, O, alignedBuffer } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
-import { blockerText, type Blocker } from '../../util/blocker.js';
+import type { Blocker } from '../../util/blocker.js';
 import { ghostBlocker } from '../files/ghost.js';
 import { isMemfd } from '../files/memfd.js';
 import { VMA, classifyVma, mappingName, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
@@ -77,11 +77,6 @@ export function mappingBlockers(pid: number, maps: MapsEntry[], ghostLimit: numb
     }
   }
   return out;
-}
-
-/** mappingBlockers as text lines (what `check` printed before it read Blocker data). */
-export function memoryBlockers(pid: number, maps: MapsEntry[], ghostLimit: number): string[] {
-  return mappingBlockers(pid, maps, ghostLimit).map(blockerText);
 }
 
 function statusFor(kind: VmaKind, m: MapsEntry, heap: boolean): number {
