@@ -20,6 +20,9 @@ export const ALL_BUT_SIGTRAP = ALL_SIGNALS & ~(1n << BigInt(SIG.TRAP - 1));
 
 export type RemoteArg = number | bigint;
 
+/** The syscall argument registers, in order. */
+const ARG_REGS = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
+
 /** One call of a batch: by name, with the text its error names. */
 export interface BatchCall {
   name: SyscallName;
@@ -68,15 +71,20 @@ export class Remote {
     return this.savedMask;
   }
 
+  /** The task's own registers with syscall `nr` and its arguments loaded (rip is the caller's). */
+  protected callRegs(nr: number, args: RemoteArg[]): Regs {
+    const r = this.saved.clone();
+    r.set('ax', nr);
+    r.set('orig_ax', -1n); // not inside a syscall: no restart logic on resume
+    ARG_REGS.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
+    return r;
+  }
+
   /** Runs one syscall in the task; returns the raw signed result (-errno on failure). */
   raw(nr: number, args: RemoteArg[] = []): bigint {
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
     checkInterrupt();
-    const r = this.saved.clone();
-    r.set('ax', nr);
-    r.set('orig_ax', -1n); // not inside a syscall: no restart logic on resume
-    const names = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
-    names.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
+    const r = this.callRegs(nr, args);
     r.set('ip', this.syscallAt);
     this.t.setRegs(r);
     this.inSyscallStop = false;
@@ -110,11 +118,7 @@ export class Remote {
    */
   callWithoutStep(name: SyscallName, args: RemoteArg[] = [], detail?: string): bigint {
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
-    const r = this.saved.clone();
-    r.set('ax', NR[name]);
-    r.set('orig_ax', -1n);
-    const names = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
-    names.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
+    const r = this.callRegs(NR[name], args);
     r.set('ip', this.syscallAt);
     this.t.setRegs(r);
     this.t.syscallStops(NR[name]);

@@ -56,7 +56,6 @@ function freeSpot(maps: MapsEntry[], size: number): bigint | null {
   return best - BigInt(size) - PAGE;
 }
 const RED_ZONE = 128n;
-const ARG_REGS = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
 
 type Bootstrap = { kind: 'stack'; frame: bigint; gadgets: Gadgets } | { kind: 'window'; vdsoSyscall: bigint };
 
@@ -197,14 +196,6 @@ export class SafeRemote extends Remote {
     if (m.path !== '[stack]' && !guarded) return null;
     vmWrite(this.t.tid, at, buildSigframe(at, this.backTo, this.savedMask, this.xstate, g.restorer));
     return at;
-  }
-
-  private callRegs(nr: number, args: RemoteArg[]): Regs {
-    const r = this.saved.clone();
-    r.set('ax', nr);
-    r.set('orig_ax', -1n); // not inside a syscall: no restart logic on resume
-    ARG_REGS.forEach((n, i) => r.set(n, BigInt.asUintN(64, BigInt(args[i] ?? 0))));
-    return r;
   }
 
   /** Puts `munmapRet` just below the stack frame; returns the stack pointer that returns into it. */
