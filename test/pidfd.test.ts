@@ -71,4 +71,32 @@ describe('pidfds', () => {
     assert.equal(runningProblem(t), null, 'the refused target runs on');
     await expectPass(t);
   });
+
+  it("a pidfd to a sibling (made after its holder by the restore) is refused by check and dump, and the tree runs on", async () => {
+    const { t } = await readyPython('pidfd-sibling', [
+      'import os, time',
+      'b = os.fork()',
+      'if b == 0:',
+      '    time.sleep(1e6)',
+      'a = os.fork()',
+      'if a == 0:',
+      '    fd = os.pidfd_open(b)',
+      '    open("a-ready", "w").write(str(fd))',
+      '    time.sleep(1e6)',
+      'while not os.path.exists("a-ready"): time.sleep(0.01)',
+      'print("READY", a, b, open("a-ready").read(), flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'os.kill(a, 9); os.kill(b, 9); os.waitpid(a, 0); os.waitpid(b, 0)',
+      'print("PASS", flush=True)',
+    ]);
+    const [, a, b, fd] = /READY (\d+) (\d+) (\d+)/.exec(t.log())!;
+    descendants(t.pid);
+    const c = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(c.code, 3, cryoReport(c)); // 3: refused
+    assert.match(c.stdout, new RegExp(`pid ${a} fd ${fd}: pidfd of pid ${b}, which is neither an ancestor nor a descendant of its holder`));
+    const d = dump(t, 'sibling');
+    assert.equal(d.res.code, 3, cryoReport(d.res));
+    assert.equal(runningProblem(t), null, 'the refused tree runs on');
+    await expectPass(t);
+  });
 });

@@ -11,6 +11,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { O, sys, posixSpawn, wait4 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
+import { parseStat } from '../../proc/index.js';
 import type { FdKind, FdSeen } from './fd-kind.js';
 import type { FownData } from './reg.js';
 import type { FileScan } from './scan.js';
@@ -37,6 +38,20 @@ function pidOf(f: FdSeen): number | null {
 }
 
 /** The thread group `pid` (a process or one of its threads) belongs to, or null when gone. */
+/** Whether `ancestor` is among the parents of `pid`, going up only through the dumped tree. */
+function inLineOf(pid: number, ancestor: number, tree: Set<number>): boolean {
+  for (let p = parentOf(pid); p !== null && tree.has(p); p = parentOf(p)) if (p === ancestor) return true;
+  return false;
+}
+
+function parentOf(pid: number): number | null {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ppid;
+  } catch {
+    return null;
+  }
+}
+
 function tgidOf(pid: number): number | null {
   try {
     const m = /^Tgid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -73,7 +88,12 @@ export const pidfdKind = {
     if (pid === null) return { pid: f.pid, fd: f.fd, kind: 'pidfd', reason: 'pidfd whose fdinfo has no Pid line — cannot inspect' };
     if (pid === -1) return null;
     const tgid = tgidOf(pid);
-    if (tgid !== null && scan.tree.has(tgid)) return null;
+    if (tgid !== null && scan.tree.has(tgid)) {
+      // The restore opens a pidfd once its holder's children exist: its target must be the
+      // holder, an ancestor or a descendant (a sibling's branch is made later: ESRCH).
+      if (tgid === f.pid || inLineOf(f.pid, tgid, scan.tree) || inLineOf(tgid, f.pid, scan.tree)) return null;
+      return { pid: f.pid, fd: f.fd, kind: 'pidfd', reason: `pidfd of pid ${pid}, which is neither an ancestor nor a descendant of its holder — not supported yet` };
+    }
     return { pid: f.pid, fd: f.fd, kind: 'pidfd', reason: `pidfd of pid ${pid}, which is outside the dumped tree — not supported`, hint: 'dump the tree that holds that process too' };
   },
   dump(f: FdSeen, id: number, flags: number, fown: FownData): PidfdRecord {
