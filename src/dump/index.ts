@@ -20,7 +20,7 @@ import { plannedBytes, writePages } from './pages.js';
 import { writeFileImages } from './write-files.js';
 import { writeTreeImages, writeStats, writeInventory } from './write.js';
 import { closeTask } from './task.js';
-import { provenUnchanged } from './unchanged.js';
+import { LeaveRunningProof } from './unchanged.js';
 import { cpuinfoImage } from '../resources/task/cpu.js';
 
 export interface DumpOptions {
@@ -48,12 +48,9 @@ export interface DumpResult {
 }
 
 export function dump(opts: DumpOptions): DumpResult {
-  // --leave-running proves it: the same observable state before the freeze and after the release.
-  return opts.leaveRunning ? provenUnchanged(opts.pid, opts.log, () => dumpAndRelease(opts)) : dumpAndRelease(opts);
-}
-
-function dumpAndRelease(opts: DumpOptions): DumpResult {
   const { log } = opts;
+  // --leave-running proves it: the same observable state under the freeze, before and after.
+  const proof = opts.leaveRunning ? new LeaveRunningProof(log) : null;
   const t0 = performance.now();
   const since = () => performance.now() - t0;
   const { tasks } = log.step('check', () => {
@@ -72,9 +69,11 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
   const open: DumpTask[] = [];
   let done = false;
   let files: FileTable | null = null;
+  let result: DumpResult;
   try {
     failpoint('dump:seize');
     const tree = log.step('freeze', () => freezeTree(tasks, frozen));
+    proof?.frozen(tree.live.map((t) => t.pid));
     const frozenAt = since();
     log.info(`frozen ${tasks.length} tasks in ${frozenAt.toFixed(1)} ms`);
     const collected = log.step('collect', () => {
@@ -109,10 +108,10 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
     done = true;
     const frozenMs = since() - frozenAt;
     // The images are complete: now the tasks may go on, or go away.
-    log.step('release', () => release(tasks, frozen, open, opts.leaveRunning));
+    log.step('release', () => release(tasks, frozen, open, proof));
     const totalMs = since();
     log.info(`dump done in ${totalMs.toFixed(1)} ms, ${pagesWritten} pages`);
-    return { pids: tasks.map((t) => t.pid), pagesWritten, frozenMs, totalMs };
+    result = { pids: tasks.map((t) => t.pid), pagesWritten, frozenMs, totalMs };
   } catch (e) {
     log.info(`dump failed: ${(e as Error).message}; putting the tasks back`);
     putBack(tasks, frozen, open, log);
@@ -121,12 +120,16 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
   } finally {
     for (const fd of (files as FileTable | null)?.keepOpen ?? []) closeFd(fd);
   }
+  // Released: a task the dump changed runs changed all the same, and the error says how.
+  proof?.verdict(tasks.filter((t) => t.stopped && !t.zombie).map((t) => t.pid));
+  return result;
 }
 
 /** After a complete dump: the tasks go on (--leave-running) or are killed. */
-function release(tasks: TaskPlan[], frozen: Tracee[], open: DumpTask[], leaveRunning: boolean): void {
+function release(tasks: TaskPlan[], frozen: Tracee[], open: DumpTask[], proof: LeaveRunningProof | null): void {
   for (const t of open.splice(0).reverse()) closeTask(t);
-  if (leaveRunning) {
+  if (proof) {
+    proof.putBack();
     restop(tasks);
     for (const tr of frozen) tr.release();
     return;

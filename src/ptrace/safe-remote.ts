@@ -28,6 +28,7 @@ import { TraceeError, type Tracee } from './tracee.js';
 import { buildSigframe, FPSTATE_OFFSET } from './sigframe.js';
 import { findGadgets, type Gadgets } from './gadgets.js';
 import { codePage, MARKER_STOP_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
+import { skip } from '../util/skip.js';
 import { ScratchArea, type Slot } from './scratch-area.js';
 import { pickMarker } from './marker.js';
 import { findSyscallInVdso } from './syscall-site.js';
@@ -311,7 +312,7 @@ export class SafeRemote extends Remote {
     if (!this.active) return;
     this.active = false;
     let err: unknown = null;
-    if (this.bootstrap && this.area_) {
+    if (this.bootstrap && this.area_ && !skip('scratch-unmap')) {
       try {
         this.outsideCall(NR.munmap, [this.area_.addr, this.area_.size], 'munmap');
       } catch (e) {

@@ -2,6 +2,7 @@
 // with clone3(set_tid) from a stub, rebuild it and (top-down, each forked by its restored parent)
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
+import { sleepMs } from '../util/sleep.js';
 import { checkRestorable, markInherited } from './criu-compat.js';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, PAGE_SIZE, sys, kill } from '../sys/index.js';
 import { readCheckpoint, type CheckpointImage } from './images.js';
@@ -55,10 +56,6 @@ export interface RestoreResult {
   ms: number;
   /** Exit status of the restored root when not detached. */
   exitCode?: number;
-}
-
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** Waits (bounded) until nothing holds `pid`, zombies included; false if it still does. */

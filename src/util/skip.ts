@@ -1,7 +1,7 @@
-// Fault injection of the other kind: CRYO_SKIP=<step>[,<step>...] makes the restore silently
-// leave out one thing it should do (the first time it would do it), so tests can prove that the
-// verification before release notices (see restore/verify.ts). Unlike CRYO_FAIL_AT nothing
-// throws: the restore goes on, wrong.
+// Fault injection of the other kind: CRYO_SKIP=<step>[,<step>...] makes the restore (or the
+// dump) silently leave out one thing it should do (the first time it would do it), so tests can
+// prove that the verification before release notices (restore/verify.ts; for a --leave-running
+// dump, dump/unchanged.ts). Unlike CRYO_FAIL_AT nothing throws: the work goes on, wrong.
 
 export const SKIP_STEPS = [
   // pipeEnd: the first pipe end whose image flags have O_NONBLOCK gets it without.
@@ -12,6 +12,8 @@ export const SKIP_STEPS = [
   'sigaction',
   // restoreSkOpts: the first socket whose SO_RCVBUF differs from a fresh one keeps the default.
   'sk-rcvbuf',
+  // SafeRemote.restore: the first task's injected-call area stays mapped in it (a dump's damage).
+  'scratch-unmap',
 ] as const;
 
 export type SkipStep = (typeof SKIP_STEPS)[number];
