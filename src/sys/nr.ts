@@ -11,6 +11,7 @@ export const NR = {
   brk: 12,
   rt_sigaction: 13,
   rt_sigprocmask: 14,
+  statfs: 137,
   rt_sigtimedwait: 128,
   rt_sigqueueinfo: 129,
   ioctl: 16,

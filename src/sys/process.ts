@@ -151,3 +151,13 @@ export function isEpollTarget(pid: number, fd: number, epfd: number, tfd: number
   slot.writeUInt32LE(toff, 8);
   return sysTry('kcmp', [pid, pid, KCMP_EPOLL_TFD, fd, slot]).ret === 0;
 }
+
+/** Filesystem magic numbers (statfs f_type) cryo tells apart. */
+export const FS_MAGIC = { MQUEUE: 0x19800202 } as const;
+
+/** The f_type of the filesystem `path` is on (statfs(2)); null if it cannot be reached. */
+export function filesystemType(path: string): number | null {
+  const buf = Buffer.alloc(120); // struct statfs: f_type is its first field (a long)
+  const r = sysTry('statfs', [Buffer.from(path + '\0'), buf]);
+  return r.ret < 0 ? null : Number(buf.readBigInt64LE(0));
+}

@@ -1,0 +1,75 @@
+// Objects whose fd looks like a plain file but cannot be opened again by its path are refused by
+// check and by dump before anything is touched, named (a restore that found out later would
+// have lost a killed tree): a POSIX message queue (its /proc link is the queue's name) and a
+// file whose path was overmounted after it was opened.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { cleanupTrees, cryo, cryoReport, expectPass, readyPython, statusField, targetReport, type Target } from './lib/index.js';
+
+after(cleanupTrees);
+
+/** check -t exits 3 naming `reason` for `fd`; dump exits 3 with the same; the target runs on untouched. */
+function refusedBoth(t: Target, fd: number, reason: RegExp): void {
+  const c = cryo(['check', '-t', String(t.pid)]);
+  assert.equal(c.code, 3, cryoReport(c));
+  assert.match(c.stdout, new RegExp(`^pid ${t.pid} fd ${fd}: ${reason.source}`, 'm'), cryoReport(c));
+  const dir = path.join(t.root, 'img');
+  const d = cryo(['dump', '-t', String(t.pid), '-D', dir]);
+  assert.equal(d.code, 3, cryoReport(d));
+  assert.match(d.stderr, new RegExp(`pid ${t.pid} fd ${fd}: ${reason.source}`), cryoReport(d));
+  assert.equal(fs.existsSync(path.join(dir, 'inventory.img')), false, 'no image left that looks complete');
+  assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
+  assert.match(statusField(t.pid, 'State') ?? '', /^[SR]/, `still running\n${targetReport(t)}`);
+}
+
+describe('an fd that cannot be opened again by its path is refused before anything is touched', () => {
+  for (const named of [true, false]) {
+    it(`a POSIX message queue (mq_open), ${named ? 'with its name' : 'unlinked'}: named as one`, { timeout: 60_000 }, async () => {
+      const name = `/cryo-test-${process.pid}-${named ? 'named' : 'unlinked'}`;
+      const { t, ready } = await readyPython('mqueue', [
+        'import ctypes, os, time',
+        'libc = ctypes.CDLL(None, use_errno=True)',
+        `name = ${JSON.stringify(name)}.encode()`,
+        'fd = libc.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, None)',
+        'assert fd >= 0, ctypes.get_errno()',
+        // Unlinked, the open queue lives on nameless (its /proc link reads as a deleted file).
+        ...(named ? [] : ['libc.mq_unlink(name)']),
+        'assert libc.mq_send(fd, b"kept", 4, 0) == 0',
+        'print(f"READY {fd}", flush=True)',
+        'while not os.path.exists("go"): time.sleep(0.01)',
+        'libc.mq_unlink(name)',
+        'buf = ctypes.create_string_buffer(8192)',
+        'n = libc.mq_receive(fd, buf, 8192, None)',
+        'print("PASS" if buf.raw[:n] == b"kept" else f"FAIL: queue has {buf.raw[:n]!r}", flush=True)',
+      ]);
+      const fd = Number(ready.split(' ')[1]);
+      refusedBoth(t, fd, new RegExp(`POSIX message queue ${name} \\(mq_open\\) — not supported yet`));
+      await expectPass(t);
+    });
+  }
+
+  it('a file whose directory was overmounted after it was opened: its path leads elsewhere', { timeout: 60_000 }, async () => {
+    const { t, ready } = await readyPython('overmount', [
+      'import os, time',
+      'os.mkdir("d")',
+      'with open("d/data", "w") as f: f.write("under the mount")',
+      'fd = os.open("d/data", os.O_RDONLY)',
+      'print(f"READY {fd}", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'got = os.pread(fd, 100, 0)',
+      'print("PASS" if got == b"under the mount" else f"FAIL: read {got!r}", flush=True)',
+    ]);
+    const fd = Number(ready.split(' ')[1]);
+    const dir = path.join(t.dir, 'd');
+    execFileSync('mount', ['-t', 'tmpfs', 'cryo-test', dir]);
+    try {
+      refusedBoth(t, fd, /.*\/d\/data: its path leads nowhere \(overmounted since it was opened/);
+    } finally {
+      execFileSync('umount', [dir]);
+    }
+    await expectPass(t);
+  });
+});
