@@ -7,7 +7,7 @@ import { E, SysError } from './errno.js';
 export const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
 export const SOL = { SOCKET: 1, IP: 0, IPV6: 41, TCP: 6 } as const;
-export const IPPROTO = { TCP: 6, UDP: 17 } as const;
+export const IPPROTO = { TCP: 6, UDP: 17, RAW: 255 } as const;
 export const SO = {
   DEBUG: 1, REUSEADDR: 2, TYPE: 3, ERROR: 4, DONTROUTE: 5, BROADCAST: 6, SNDBUF: 7, RCVBUF: 8,
   KEEPALIVE: 9, OOBINLINE: 10, NO_CHECK: 11, PRIORITY: 12, LINGER: 13, REUSEPORT: 15, PASSCRED: 16,
@@ -138,6 +138,8 @@ export interface QueuedMessage {
    * the caller closes them.
    */
   fds: number[];
+  /** Who sent it (a datagram socket's msg_name), when asked for. */
+  from?: Buffer;
 }
 
 /**
@@ -146,7 +148,7 @@ export interface QueuedMessage {
  * Stream data comes back in the pieces the kernel returns (a piece ends where fds are attached),
  * not as the sender wrote it. An empty datagram cannot be stepped over: it ends the list.
  */
-export function peekQueue(fd: number, maxMessage: number): QueuedMessage[] {
+export function peekQueue(fd: number, maxMessage: number, opts: { senders?: boolean } = {}): QueuedMessage[] {
   const saved = getsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF);
   setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, 0, 'SO_PEEK_OFF');
   const data = Buffer.alloc(maxMessage);
@@ -155,6 +157,8 @@ export function peekQueue(fd: number, maxMessage: number): QueuedMessage[] {
   iov.writeBigUInt64LE(addressOf(data), 0);
   iov.writeBigUInt64LE(BigInt(data.length), 8);
   const msg = Buffer.alloc(56);
+  const name = Buffer.alloc(128); // a sockaddr_storage
+  if (opts.senders) msg.writeBigUInt64LE(addressOf(name), 0);
   msg.writeBigUInt64LE(addressOf(iov), 16);
   msg.writeBigUInt64LE(1n, 24);
   msg.writeBigUInt64LE(addressOf(control), 32);
@@ -162,6 +166,7 @@ export function peekQueue(fd: number, maxMessage: number): QueuedMessage[] {
   try {
     for (;;) {
       msg.writeBigUInt64LE(BigInt(control.length), 40);
+      if (opts.senders) msg.writeUInt32LE(name.length, 8);
       const r = sysTry('recvmsg', [fd, msg, MSG.PEEK | MSG.DONTWAIT | MSG_CMSG_CLOEXEC]);
       if (r.ret < 0) {
         if (r.errno === E.EAGAIN) break;
@@ -174,7 +179,8 @@ export function peekQueue(fd: number, maxMessage: number): QueuedMessage[] {
         throw new Error(`a queued message is larger than ${maxMessage} bytes or carries too many fds`);
       }
       if (r.ret === 0 && fds.length === 0) break; // a stream at EOF, or an empty datagram
-      out.push({ data: Buffer.from(data.subarray(0, r.ret)), fds });
+      const from = opts.senders ? { from: Buffer.from(name.subarray(0, msg.readUInt32LE(8))) } : {};
+      out.push({ data: Buffer.from(data.subarray(0, r.ret)), fds, ...from });
     }
   } catch (e) {
     for (const m of out) for (const f of m.fds) sys('close', [f]);

@@ -2,12 +2,13 @@
 // and connected, with their options. Everything comes from our copy of the task's socket
 // (getsockname, getpeername, TCP_INFO, getsockopt). Established TCP connections need TCP repair
 // mode and are refused for now, naming the connection.
+import { dumpUdpQueue, refillUdpQueue, type DatagramRecord } from '../net/udp-queue.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
 import { tcp_opts_entrySchema } from '../../image/gen/tcp-stream_pb.js';
 import { hasField } from '../../image/presence.js';
 import {
-  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, socket, bind, listen, connect, sys, sysTry, O, F,
+  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, socket, bind, listen, connect, sys, O, F,
   getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, type InetAddr,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
@@ -35,7 +36,6 @@ export interface InetInfo {
   pending: number;
 }
 
-const FIONREAD = 0x541b;
 const STATE_NAME: Record<number, string> = {
   1: 'established', 2: 'syn-sent', 3: 'syn-recv', 4: 'fin-wait-1', 5: 'fin-wait-2', 6: 'time-wait',
   7: 'closed', 8: 'close-wait', 9: 'last-ack', 10: 'listening', 11: 'closing',
@@ -127,9 +127,11 @@ export function dumpInetSk(fd: number, i: InetInfo, id: number, ino: number, fla
       keepintvl: getsockoptInt(fd, SOL.TCP, TCP_OPT.KEEPINTVL),
     };
   }
-  const n = Buffer.alloc(4);
-  const queued = i.proto === IPPROTO.UDP && sysTry('ioctl', [fd, FIONREAD, n]).ret === 0 && n.readInt32LE(0) > 0;
-  return queued ? { entry, warning: `${describeInet(i)}: datagrams waiting in it are not saved (as after a packet loss)` } : { entry };
+  if (i.proto === IPPROTO.UDP) {
+    const queue = dumpUdpQueue(fd);
+    if (queue.length) entry.cryoRcvQueue = queue;
+  }
+  return { entry };
 }
 
 /** A new socket as the entry describes it, in the restorer: bound, listening or connected. */
@@ -169,6 +171,7 @@ export function restoreInetSk(e: InetSkData): number {
     setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, e.opts.reuseaddr ? 1 : 0);
     if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what);
     if (e.proto === IPPROTO.UDP && info.dst) connect(fd, encodeInetAddr(info.dst), what);
+    if (e.proto === IPPROTO.UDP && e.cryoRcvQueue?.length) refillUdpQueue(fd, e.cryoRcvQueue as DatagramRecord[], what);
     const fl = e.flags & ~(O.ACCMODE | O.CLOEXEC);
     if (fl) sys('fcntl', [fd, F.SETFL, fl]);
   } catch (err) {
