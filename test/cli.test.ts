@@ -23,11 +23,11 @@ function json(r: CryoResult): Record<string, any> {
   return v;
 }
 
-/** A python target holding a netlink socket: a blocker cryo names. */
-async function netlinkTarget(): Promise<{ t: Target; fd: number }> {
-  const { t, ready } = await readyPython('netlink', [
+/** A python target holding a packet socket: a blocker cryo names. */
+async function packetTarget(): Promise<{ t: Target; fd: number }> {
+  const { t, ready } = await readyPython('packet', [
     'import socket, os, time',
-    's = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)',
+    's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)',
     'print("READY", s.fileno(), flush=True)',
     'while not os.path.exists("go"): time.sleep(0.01)',
     'print("PASS", flush=True)',
@@ -74,11 +74,11 @@ describe('--json and the text layout of check', () => {
   });
 
   it('check -t of a tree with a blocker: exit 3, the blocker first, then the verdict; --json names it as data', async () => {
-    const { t, fd } = await netlinkTarget();
+    const { t, fd } = await packetTarget();
     const text = cryo(['check', '-t', String(t.pid)]);
     assert.equal(text.code, 3, cryoReport(text));
     const lines = text.stdout.trim().split('\n');
-    assert.deepEqual(lines, [`pid ${t.pid} fd ${fd}: netlink socket — not supported yet`, `cannot checkpoint pid ${t.pid}: 1 blocker (every resource with -v)`]);
+    assert.deepEqual(lines, [`pid ${t.pid} fd ${fd}: packet socket — not supported yet`, `cannot checkpoint pid ${t.pid}: 1 blocker (every resource with -v)`]);
     const r = cryo(['check', '-t', String(t.pid), '--json']);
     assert.equal(r.code, 3, cryoReport(r));
     const c = json(r);
@@ -86,7 +86,7 @@ describe('--json and the text layout of check', () => {
     assert.equal(c.blockers.length, 1);
     assert.equal(c.blockers[0].pid, t.pid);
     assert.equal(c.blockers[0].fd, fd);
-    assert.match(c.blockers[0].reason, /netlink socket/);
+    assert.match(c.blockers[0].reason, /packet socket/);
     const f = c.tasks[0].fds.find((x: { fd: number }) => x.fd === fd);
     assert.equal(f.verdict, 'blocked');
     untouched(t);
@@ -132,11 +132,11 @@ describe('--json and the text layout of check', () => {
 
 describe('exit codes', () => {
   it('3 refused: dump of a tree with a blocker names it, as text and as --json, and leaves it untouched', async () => {
-    const { t, fd } = await netlinkTarget();
+    const { t, fd } = await packetTarget();
     const dir = path.join(t.root, 'img-refused');
     const d = cryo(['dump', '-t', String(t.pid), '-D', dir]);
     assert.equal(d.code, 3, cryoReport(d));
-    assert.equal(d.stderr.trim(), `cryo: cannot checkpoint: pid ${t.pid} fd ${fd}: netlink socket — not supported yet`);
+    assert.equal(d.stderr.trim(), `cryo: cannot checkpoint: pid ${t.pid} fd ${fd}: packet socket — not supported yet`);
     const j = cryo(['dump', '-t', String(t.pid), '-D', dir, '--json']);
     assert.equal(j.code, 3, cryoReport(j));
     const v = json(j);
@@ -257,11 +257,11 @@ describe('library API', () => {
     assert.ok(r.target === 'tree' && r.verdict === 'ok');
     assert.equal(r.tasks[0]!.pid, t.pid);
     assert.equal(r.counts.tasks, 1);
-    const { t: bad, fd } = await netlinkTarget();
+    const { t: bad, fd } = await packetTarget();
     const refused = lib.check({ pid: bad.pid });
     assert.equal(refused.verdict, 'refused');
     assert.deepEqual(refused.blockers.map((b) => [b.pid, b.fd]), [[bad.pid, fd]]);
-    assert.match(lib.blockerText(refused.blockers[0]!), new RegExp(`^pid ${bad.pid} fd ${fd}: netlink socket`));
+    assert.match(lib.blockerText(refused.blockers[0]!), new RegExp(`^pid ${bad.pid} fd ${fd}: packet socket`));
     const gone = lib.check({ pid: 999999999 });
     assert.equal(gone.verdict, 'failed');
     assert.ok('error' in gone && /no process with PID 999999999/.test(gone.error));

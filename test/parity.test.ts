@@ -99,18 +99,18 @@ test('a sleep dump has the files and fields of CRIU 4.2\'s', async () => {
   assert.deepEqual(idsOf(join(dir, 'img')), idsOf(FIXTURE), 'root_ids, ids-PID.img and the fd table name as CRIU 4.2 writes them');
 });
 
-// A netlink socket stands for every kind cryo does not checkpoint yet.
+// A packet socket stands for every kind cryo does not checkpoint yet.
 const WITH_SOCKET = (n: number) =>
-  `exec python3 -c "import os, socket; a = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); os.dup2(a.fileno(), 7); os.execvp('sleep', ['sleep', '${n}'])"`;
+  `exec python3 -c "import os, socket; a = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0); os.dup2(a.fileno(), 7); os.execvp('sleep', ['sleep', '${n}'])"`;
 
-test('a process holding a netlink socket is refused, named, and keeps running', async () => {
+test('a process holding a packet socket is refused, named, and keeps running', async () => {
   const pid = startClean(WITH_SOCKET(1001));
   await waitExec(pid, 'sleep');
   const dir = mkdtempSync(join(tmpdir(), 'cryo-refuse-'));
   dirs.push(dir);
   const r = cryo('dump', '-t', String(pid), '-D', join(dir, 'img'));
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: netlink socket — not supported yet`));
+  assert.match(r.stderr, new RegExp(`pid ${pid} fd 7: packet socket — not supported yet`));
   assert.equal(r.stderr.trim().split('\n').length, 1, `one line of error: ${r.stderr}`);
   assert.ok(!existsSync(join(dir, 'img', 'inventory.img')), 'no complete-looking image directory');
   const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2];
@@ -133,8 +133,8 @@ test('cryo check: the kernel, a checkpointable process, and a blocker named', as
   await waitExec(bad, 'sleep');
   const refused = cryo('check', '-t', String(bad), '-v');
   assert.equal(refused.status, 3, 'refused: exit 3');
-  assert.match(refused.stdout, new RegExp(`pid ${bad} fd 7: netlink socket — not supported yet`));
-  assert.match(refused.stdout, /fd 7 +netlink socket — not supported yet/);
+  assert.match(refused.stdout, new RegExp(`pid ${bad} fd 7: packet socket — not supported yet`));
+  assert.match(refused.stdout, /fd 7 +packet socket — not supported yet/);
   assert.match(readFileSync(`/proc/${bad}/status`, 'utf8'), /TracerPid:\s+0/);
 });
 

@@ -11,6 +11,7 @@ import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
+import type { NetlinkSkData } from '../resources/files/netlink.js';
 import type { GhostData } from '../resources/files/ghost.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { FownData } from '../resources/files/reg.js';
@@ -63,9 +64,10 @@ export interface CheckpointImage {
   fifos: Map<number, { pipeId: number; regfId: number }>;
   /** Data buffered in each FIFO, by its inode. */
   fifoData: Map<number, PipeData>;
-  /** Unix sockets (including peers outside the tree) and inet sockets, by file id. */
+  /** Unix sockets (including peers outside the tree), inet and netlink sockets, by file id. */
   unixSockets: UnixSkData[];
   inetSockets: InetSkData[];
+  netlinkSockets: NetlinkSkData[];
   /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
   skQueues: Map<number, QueuedData[]>;
   /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */

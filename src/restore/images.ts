@@ -19,6 +19,7 @@ import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
 import type { PipeData } from '../resources/files/pipe.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
+import type { NetlinkSkData } from '../resources/files/netlink.js';
 import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import { remap_file_path_entrySchema, type remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
 import { ghost_file_entrySchema, type ghost_file_entry } from '../image/gen/ghost-file_pb.js';
@@ -97,6 +98,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   const memfdFiles = new Map<number, { flags: number; pos: bigint; inodeId: number }>();
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
+  const netlinkSockets: NetlinkSkData[] = [];
   const owners = new Map<number, FownData>();
   const fileIds = new Set<number>();
   const kindFiles: CheckpointImage['kindFiles'] = new Map();
@@ -110,7 +112,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       if (record.fown) owners.set(f.id, record.fown);
       continue;
     }
-    const fown = [f.reg, f.pipe, f.memfd, f.usk, f.isk].find((x) => x)?.fown;
+    const fown = [f.reg, f.pipe, f.memfd, f.usk, f.isk, f.nlsk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
     else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags, external: f.pipe.cryoExternal });
@@ -118,6 +120,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
     else if (f.fifo) fifos.set(f.id, { pipeId: f.fifo.pipeId, regfId: f.fifo.regfId ?? 0 });
     else if (f.usk) unixSockets.push(f.usk as UnixSkData);
     else if (f.isk) inetSockets.push(f.isk as InetSkData);
+    else if (f.nlsk) netlinkSockets.push(f.nlsk as NetlinkSkData);
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
   const zombies: ZombieImage[] = [];
@@ -189,7 +192,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {

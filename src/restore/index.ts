@@ -14,6 +14,7 @@ import { restoreTask } from './task.js';
 import { closeSessionFiles, openFile, restoreOwners, checkInherited, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
+import { restoreNetlinkSk } from '../resources/files/netlink.js';
 import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
 import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { createMemfd } from '../resources/files/memfd.js';
@@ -236,6 +237,7 @@ function createMemfds(session: RestoreSession): void {
 function createSockets(session: RestoreSession): void {
   const { ckpt, files } = session;
   for (const e of ckpt.inetSockets) files.set(e.id, restoreInetSk(e));
+  for (const e of ckpt.netlinkSockets) files.set(e.id, restoreNetlinkSk(e));
   if (!ckpt.unixSockets.length) return;
   const made = restoreUnixSockets(ckpt.unixSockets, ckpt.skQueues, (id) => openFile(session, id, 'a file in flight in a socket'));
   for (const [id, fd] of made) files.set(id, fd);

@@ -249,7 +249,7 @@ function validateFileRefs(ckpt: CheckpointImage, fileIds: Set<number>): void {
   for (const id of ckpt.pipeData.keys()) if (!pipeIds.has(id)) throw new UserError(`pipes-data.img: data for pipe ${id}, which no file of the tree opens`);
   const fifoIds = new Set([...ckpt.fifos.values()].map((f) => f.pipeId));
   for (const id of ckpt.fifoData.keys()) if (!fifoIds.has(id)) throw new UserError(`fifo-data.img: data for FIFO ${id}, which no file of the tree opens`);
-  const sockets = new Set([...ckpt.unixSockets.map((s) => s.id), ...ckpt.inetSockets.map((s) => s.id)]);
+  const sockets = new Set([...ckpt.unixSockets, ...ckpt.inetSockets, ...ckpt.netlinkSockets].map((s) => s.id));
   for (const [id, q] of ckpt.skQueues) {
     if (!sockets.has(id)) throw new UserError(`sk-queues.img: messages queued on socket ${id}, missing from files.img`);
     for (const m of q) for (const r of m.rights) if (!fileIds.has(r)) throw new UserError(`sk-queues.img: a message on socket ${id} carries file id ${r}, missing from files.img`);

@@ -54,7 +54,7 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
   }
   const memfd = ckpt.memfdFiles.get(id);
   if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };
-  const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id);
+  const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id) ?? ckpt.netlinkSockets.find((n) => n.id === id);
   if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
   return null;
 }

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sk-netlink.proto.
  */
 export const file_sk_netlink: GenFile = /*@__PURE__*/
-  fileDesc("ChBzay1uZXRsaW5rLnByb3RvIvEBChBuZXRsaW5rX3NrX2VudHJ5EgoKAmlkGAEgAigNEgsKA2lubxgCIAIoDRIQCghwcm90b2NvbBgDIAIoDRINCgVzdGF0ZRgEIAIoDRIUCgVmbGFncxgGIAIoDUIF0j8CCAESDgoGcG9ydGlkGAcgAigNEg4KBmdyb3VwcxgIIAMoDRISCgpkc3RfcG9ydGlkGAkgAigNEhEKCWRzdF9ncm91cBgKIAIoDRIZCgRmb3duGAsgAigLMgsuZm93bl9lbnRyeRIcCgRvcHRzGAwgAigLMg4uc2tfb3B0c19lbnRyeRINCgVuc19pZBgNIAEoDQ", [file_opts, file_fown, file_sk_opts]);
+  fileDesc("ChBzay1uZXRsaW5rLnByb3RvIp8CChBuZXRsaW5rX3NrX2VudHJ5EgoKAmlkGAEgAigNEgsKA2lubxgCIAIoDRIQCghwcm90b2NvbBgDIAIoDRINCgVzdGF0ZRgEIAIoDRIUCgVmbGFncxgGIAIoDUIF0j8CCAESDgoGcG9ydGlkGAcgAigNEg4KBmdyb3VwcxgIIAMoDRISCgpkc3RfcG9ydGlkGAkgAigNEhEKCWRzdF9ncm91cBgKIAIoDRIZCgRmb3duGAsgAigLMgsuZm93bl9lbnRyeRIcCgRvcHRzGAwgAigLMg4uc2tfb3B0c19lbnRyeRINCgVuc19pZBgNIAEoDRIYCg9jcnlvX25sX29wdGlvbnMY6QcgASgNEhIKCWNyeW9fdHlwZRjqByABKA0", [file_opts, file_fown, file_sk_opts]);
 
 /**
  * @generated from message netlink_sk_entry
@@ -86,6 +86,21 @@ export type netlink_sk_entry = Message<"netlink_sk_entry"> & {
    * @generated from field: optional uint32 ns_id = 13;
    */
   nsId: number;
+
+  /**
+   * cryo: the SOL_NETLINK options turned on (bit N: option N: NETLINK_PKTINFO 3, BROADCAST_ERROR 4,
+   * NO_ENOBUFS 5, LISTEN_ALL_NSID 8, CAP_ACK 10, EXT_ACK 11, GET_STRICT_CHK 12).
+   *
+   * @generated from field: optional uint32 cryo_nl_options = 1001;
+   */
+  cryoNlOptions: number;
+
+  /**
+   * cryo: the socket's type (SOCK_RAW or SOCK_DGRAM; CRIU assumes SOCK_RAW).
+   *
+   * @generated from field: optional uint32 cryo_type = 1002;
+   */
+  cryoType: number;
 };
 
 /**

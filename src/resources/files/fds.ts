@@ -26,7 +26,7 @@ import type { FileTable } from './table.js';
 export interface FdTableEntry {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | FileTypeName;
+  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | 'NETLINKSK' | FileTypeName;
   fd: number;
 }
 

@@ -8,13 +8,14 @@ import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, type Blocker, type BlockerCause } from '../../util/blocker.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
 import { inspectInet, describeInet, inetBlocker, dumpInetSk, type InetInfo } from './inet.js';
+import { inspectNetlink, describeNetlink, netlinkBlocker, dumpNetlinkSk, type NetlinkInfo } from './netlink.js';
 import type { FileTable } from './table.js';
 import type { FownData } from './reg.js';
 
 // check.ts and others name them through this module.
 export { socketInode, withOurCopy } from './our-copy.js';
 
-const FAMILY_NAME: Record<number, string> = { 16: 'netlink', 17: 'packet', 38: 'alg', 40: 'vsock', 44: 'xdp' };
+const FAMILY_NAME: Record<number, string> = { 17: 'packet', 38: 'alg', 40: 'vsock', 44: 'xdp' };
 
 /** The socket in words, and why it cannot be dumped (null if it can). */
 export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
@@ -30,11 +31,15 @@ export function socketBlocker(pid: number, fd: number, ino: number, scan: FileSc
 }
 
 /** A socket that is not unix, judged through our copy `ours` of it; `inet` when it is one. */
-function judgeCopy(ours: number): { text: string; cause: BlockerCause | null; inet?: InetInfo } {
+function judgeCopy(ours: number): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
   const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
   if (family === AF.INET || family === AF.INET6) {
     const inet = inspectInet(ours, family);
     return { text: describeInet(inet), cause: inetBlocker(inet), inet };
+  }
+  if (family === AF.NETLINK) {
+    const netlink = inspectNetlink(ours);
+    return { text: describeNetlink(netlink), cause: netlinkBlocker(netlink), netlink };
   }
   const text = `${FAMILY_NAME[family] ?? `family ${family}`} socket`;
   return { text, cause: { kind: 'socket', reason: `${text} — not supported yet` } };
@@ -47,7 +52,7 @@ function judgeCopy(ours: number): { text: string; cause: BlockerCause | null; in
  */
 export function dumpSocket(
   pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable, dumpInFlight: (ours: number) => number,
-): { id: number; type: 'UNIXSK' | 'INETSK' } {
+): { id: number; type: 'UNIXSK' | 'INETSK' | 'NETLINKSK' } {
   const { scan } = files;
   const refuse = (cause: BlockerCause | null) => {
     if (cause) throw new UnsupportedError([blockerAt({ pid, fd }, cause)]);
@@ -72,6 +77,10 @@ export function dumpSocket(
     }
     const judged = judgeCopy(ours);
     refuse(judged.cause);
+    if (judged.netlink) {
+      files.entries.push({ type: 'NETLINKSK', id, nlsk: { ...dumpNetlinkSk(ours, judged.netlink, id, ino, flags, fown), nsId: files.netNsId } });
+      return { id, type: 'NETLINKSK' as const };
+    }
     const { entry, warning } = dumpInetSk(ours, judged.inet!, id, ino, flags, fown);
     files.entries.push({ type: 'INETSK', id, isk: { ...entry, nsId: files.netNsId } });
     if (warning) files.warnings.push(`pid ${pid} fd ${fd}: ${warning}`);

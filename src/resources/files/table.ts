@@ -4,6 +4,7 @@ import type { RegFileData, FownData } from './reg.js';
 import type { PipeData } from './pipe.js';
 import type { UnixSkData } from './unix.js';
 import type { InetSkData } from './inet.js';
+import type { NetlinkSkData } from './netlink.js';
 import type { FileScan } from './scan.js';
 import { statSync } from 'node:fs';
 import { O } from '../../sys/index.js';
@@ -19,6 +20,7 @@ export type FileRecord =
   | { type: 'FIFO'; id: number; fifo: { id: number; pipeId: number; regfId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
   | { type: 'INETSK'; id: number; isk: InetSkData }
+  | { type: 'NETLINKSK'; id: number; nlsk: NetlinkSkData }
   | KindRecord;
 
 /** The record of a registered kind (registry.ts), written into file_entry's field `kind.field`. */
