@@ -204,6 +204,17 @@ describe('exit codes', () => {
 });
 
 describe('first contact', () => {
+  it("restore takes the flags scripts pass to CRIU's dump and restore alike (--file-locks, --ext-unix-sk)", async () => {
+    const t = await readyTarget('locks');
+    const dir = path.join(t.root, 'img-flags');
+    const d = cryo(['dump', '-t', String(t.pid), '-D', dir, '--file-locks', '--ext-unix-sk']);
+    assert.equal(d.code, 0, cryoReport(d));
+    assert.ok(await waitPidGone(t.pid), 'the dump ended the process');
+    const r = cryo(['restore', '-D', dir, '-d', '--file-locks', '--ext-unix-sk']);
+    assert.equal(r.code, 0, cryoReport(r));
+    await expectPass(t);
+  });
+
   it('show of a directory or a missing file says so in words', () => {
     const d = cryo(['show', '/tmp']);
     assert.equal(d.code, 1);

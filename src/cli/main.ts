@@ -115,6 +115,10 @@ addJsonOption(
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
       .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images (needed for such images written by CRIU); it joins this one')
+      // CRIU's restore takes these too (runc and scripts pass the dump's flags again): what the
+      // images hold is restored either way.
+      .option('--file-locks', "accepted as CRIU does: the images' file locks are restored with or without it")
+      .option('--ext-unix-sk', 'accepted as CRIU does: unix peers outside the tree are reconnected by name with or without it')
       .option('--trust-image', 'restore images that are not owned by the restoring user or are writable by others (an image can make the restore open any file and grant any credentials)')
       .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit')
       .option('--list-skip-steps', 'print the step names CRYO_SKIP accepts (restore steps left out on purpose), and exit'),
