@@ -1,6 +1,7 @@
 // Dumping one frozen task into its image messages: core (registers, signals, timers, creds ...),
 // ids, fs, fd table, mm and the page ranges to save.
 import { dumpTimerSlack } from '../resources/task/timerslack.js';
+import { dumpPlacement } from '../resources/task/placement.js';
 import { sharesWithDumper, DUMPER_KEY } from './ids.js';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
@@ -152,11 +153,18 @@ function dumpThreadParts(t: DumpTask) {
     creds: dumpCreds(t),
     comm: attrs.comm,
     ...timerSlackField(tid),
+    ...placementFields(tid),
     ...(thread.rseq
       ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
       : {}),
   };
   return { threadInfo, threadCore, attrs };
+}
+
+/** Affinity and I/O priority, only where they differ from a new process's. */
+function placementFields(tid: number): { cryoCpuAffinity?: bigint[]; cryoIoprio?: number } {
+  const p = dumpPlacement(tid);
+  return { ...(p?.affinity ? { cryoCpuAffinity: p.affinity } : {}), ...(p?.ioprio ? { cryoIoprio: p.ioprio } : {}) };
 }
 
 function timerSlackField(tid: number): { cryoTimerSlackNs?: bigint } {

@@ -1,6 +1,7 @@
 // Rebuilding one task (and, through it, its children) inside a freshly cloned process that
 // already has the right PID.
 import { restoreTimerSlack } from '../resources/task/timerslack.js';
+import { restorePlacement } from '../resources/task/placement.js';
 import {
   PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
   cpuXsaveLayout, WAIT,
@@ -313,6 +314,10 @@ function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointIm
     schedPrio: tcore.schedPrio,
   });
   if (hasField(thread_core_entrySchema, tcore, 'cryoTimerSlackNs')) restoreTimerSlack(r, tcore.cryoTimerSlackNs);
+  restorePlacement(r.tracee.tid, {
+    affinity: tcore.cryoCpuAffinity.length ? tcore.cryoCpuAffinity : null,
+    ioprio: hasField(thread_core_entrySchema, tcore, 'cryoIoprio') ? tcore.cryoIoprio! : 0,
+  });
   // Filters while the task may still install them (root); suspended for us until release.
   if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
   restoreCreds(r, tcore.creds);

@@ -5,6 +5,7 @@ import { task_core_entrySchema, thread_core_entrySchema, type core_entry } from 
 import { creds_entrySchema } from '../image/gen/creds_pb.js';
 import { MAP } from '../sys/index.js';
 import { sigactionSignals } from '../resources/task/signals.js';
+import { affinityCpus, affinityText } from '../resources/task/placement.js';
 import { VMA, MADV_BY_VMFLAG } from '../resources/mm/vma-kind.js';
 import {
   signalSet, UNBLOCKABLE, limitKey, limitValue, mappingKey, permsOf, threadPrefix, capHex,
@@ -79,6 +80,8 @@ function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, b
   if (has(tcore, thread_core_entrySchema, 'schedPolicy')) s.set(`${p}policy`, String(tcore!.schedPolicy));
   if (has(tcore, thread_core_entrySchema, 'schedPrio')) s.set(`${p}rt_priority`, String(tcore!.schedPrio));
   if (has(tcore, thread_core_entrySchema, 'cryoTimerSlackNs')) s.set(`${p}timerslack`, String(tcore!.cryoTimerSlackNs));
+  if (tcore?.cryoCpuAffinity.length) s.set(`${p}affinity`, affinityText(affinityCpus(tcore.cryoCpuAffinity)));
+  if (has(tcore, thread_core_entrySchema, 'cryoIoprio')) s.set(`${p}ioprio`, String(tcore!.cryoIoprio));
   if (!has(tcore, thread_core_entrySchema, 'creds')) return;
   const c = tcore!.creds!;
   s.set(`${p}Uid`, `${c.uid} ${c.euid} ${c.suid} ${c.fsuid}`);

@@ -3,6 +3,7 @@
 // dispositions, session, limits, personality, fs context, mappings (with VmFlags) and fds. Only
 // reads: the process is not stopped or touched (sockets are looked at through a dup from pidfd).
 import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
+import { affinityText, cpuList, ioprioOf } from '../task/placement.js';
 import { parseStat, parseStatus, parseLimits, parseMaps, parseSmapsVmFlags, statusHex } from '../../proc/index.js';
 import { signalSet, limitKey, limitValue, mappingKey, permsOf, threadPrefix, stripDeleted } from './names.js';
 import { readFds } from './read-fds.js';
@@ -69,6 +70,8 @@ function observeThread(s: Snapshot, pid: number, tid: number): void {
   s.set(`${p}policy`, String(stat.policy));
   s.set(`${p}rt_priority`, String(stat.rtPriority));
   s.set(`${p}timerslack`, read(`/proc/${tid}/timerslack_ns`).trim());
+  s.set(`${p}affinity`, affinityText(cpuList(status.get('Cpus_allowed_list') ?? '')));
+  s.set(`${p}ioprio`, String(ioprioOf(tid)));
 }
 
 /** Each VMA: its range (in 'mappings'), perms, file and offset, and VmFlags. */
