@@ -387,6 +387,78 @@ static void inet_check(struct inst *in, int final)
 	sockopts_check(in, s->fd, &s->o);
 }
 
+/* ---- udp-queue: datagrams waiting in a bound UDP socket, from a sender socket of its own ---- */
+
+#define UDPQ_MAX 6
+
+struct udpq_st {
+	int fd, from, fam, n;
+	int len[UDPQ_MAX];
+	unsigned seed;
+	struct sockaddr_in6 sender;
+	socklen_t slen;
+};
+
+static void udpq_fill(unsigned char *buf, const struct udpq_st *s, int i)
+{
+	for (int j = 0; j < s->len[i]; j++)
+		buf[j] = (unsigned char)(s->seed + (unsigned)i * 31u + (unsigned)j);
+}
+
+static int udpq_build(struct inst *in, struct rng *r)
+{
+	struct udpq_st *s = ST_OF(in, struct udpq_st);
+	s->fam = rng_one_in(r, 2) ? AF_INET : AF_INET6;
+	s->fd = socket(s->fam, SOCK_DGRAM, 0);
+	s->from = socket(s->fam, SOCK_DGRAM, 0);
+	if (s->fd < 0 || s->from < 0)
+		DIE("socket udp");
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr *a = s->fam == AF_INET ? (struct sockaddr *)&a4 : (struct sockaddr *)&a6;
+	socklen_t al = s->fam == AF_INET ? sizeof(a4) : sizeof(a6);
+	if (bind(s->fd, a, al) != 0 || bind(s->from, a, al) != 0)
+		DIE("bind udp");
+	struct sockaddr_in6 to;
+	socklen_t tl = sizeof(to);
+	getsockname(s->fd, (struct sockaddr *)&to, &tl);
+	s->slen = sizeof(s->sender);
+	getsockname(s->from, (struct sockaddr *)&s->sender, &s->slen);
+	s->n = (int)rng_range(r, 1, UDPQ_MAX);
+	s->seed = (unsigned)rng_next(r);
+	static unsigned char buf[4096];
+	for (int i = 0; i < s->n; i++) {
+		s->len[i] = (int)rng_range(r, 1, (long)sizeof(buf));
+		udpq_fill(buf, s, i);
+		if (sendto(s->from, buf, (size_t)s->len[i], 0, (struct sockaddr *)&to, tl) != s->len[i])
+			DIE("sendto udp");
+	}
+	s->fd = place_fd(r, s->fd);
+	describe(in, "fd=%d family=%d datagrams=%d", s->fd, s->fam, s->n);
+	return 0;
+}
+
+static void udpq_check(struct inst *in, int final)
+{
+	struct udpq_st *s = ST_OF(in, struct udpq_st);
+	static unsigned char got[8192], want[4096];
+	for (int i = 0; i < (final ? s->n : 1); i++) {
+		struct sockaddr_in6 from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(s->fd, got, sizeof(got), MSG_DONTWAIT | (final ? 0 : MSG_PEEK), (struct sockaddr *)&from, &fl);
+		if (n < 0) {
+			IFAIL(in, "fd %d: datagram %d of %d missing (errno %d)", s->fd, i, s->n, errno);
+			return;
+		}
+		udpq_fill(want, s, i);
+		ICHECK(in, n == s->len[i] && memcmp(got, want, (size_t)n) == 0, "fd %d: datagram %d: %zd bytes, expected %d", s->fd, i,
+		       n, s->len[i]);
+		ICHECK(in, fl == s->slen && memcmp(&from, &s->sender, fl) == 0, "fd %d: datagram %d from another sender", s->fd, i);
+	}
+	if (final)
+		ICHECK(in, recv(s->fd, got, sizeof(got), MSG_DONTWAIT) < 0, "fd %d: more datagrams than the %d sent", s->fd, s->n);
+}
+
 const struct item items_sockets[] = {
 	{ "unix-pair", 4, pair_build, pair_check, NULL },
 	{ "unix-path", 3, unix_path_build, named_check, NULL },
@@ -395,5 +467,6 @@ const struct item items_sockets[] = {
 	{ "unix-dgram-self", 2, unix_self_build, named_check, NULL },
 	{ "so-linger", 2, linger_build, linger_check, NULL },
 	{ "inet", 4, inet_build, inet_check, NULL },
+	{ "udp-queue", 2, udpq_build, udpq_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };

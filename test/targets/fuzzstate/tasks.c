@@ -1,5 +1,7 @@
 /* fuzzstate items: rlimits, umask, cwd, nice, prctl values, file locks, a seccomp filter. */
 #include "fuzz.h"
+#include <sched.h>
+#include <sys/syscall.h>
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -227,6 +229,61 @@ PRCTL_ITEM(nnp_build, P_NNP)
 PRCTL_ITEM(thp_build, P_THP)
 PRCTL_ITEM(slack_build, P_SLACK)
 
+/* ---- where it runs: CPU affinity and I/O priority of the main thread ------------------------ */
+
+struct placement_st {
+	cpu_set_t cpus;
+	int ioprio;
+};
+
+static int affinity_build(struct inst *in, struct rng *r)
+{
+	struct placement_st *s = ST_OF(in, struct placement_st);
+	cpu_set_t all;
+	if (sched_getaffinity(0, sizeof(all), &all) != 0)
+		DIE("sched_getaffinity");
+	if (CPU_COUNT(&all) < 2)
+		return 1; /* nothing to choose from */
+	do {
+		CPU_ZERO(&s->cpus);
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &all) && rng_one_in(r, 2))
+				CPU_SET(c, &s->cpus);
+	} while (CPU_COUNT(&s->cpus) == 0 || CPU_EQUAL(&s->cpus, &all));
+	if (sched_setaffinity(0, sizeof(s->cpus), &s->cpus) != 0)
+		DIE("sched_setaffinity");
+	describe(in, "%d cpus", CPU_COUNT(&s->cpus));
+	return 0;
+}
+
+static void affinity_check(struct inst *in, int final)
+{
+	(void)final;
+	struct placement_st *s = ST_OF(in, struct placement_st);
+	cpu_set_t now;
+	ICHECK(in, sched_getaffinity(0, sizeof(now), &now) == 0 && CPU_EQUAL(&now, &s->cpus), "affinity %d cpus, expected %d",
+	       CPU_COUNT(&now), CPU_COUNT(&s->cpus));
+}
+
+static int ioprio_build(struct inst *in, struct rng *r)
+{
+	struct placement_st *s = ST_OF(in, struct placement_st);
+	/* best-effort level 0-7 (class 2), or idle (class 3) */
+	s->ioprio = rng_one_in(r, 4) ? 3 << 13 : (2 << 13) | (int)rng_range(r, 0, 7);
+	if (syscall(SYS_ioprio_set, 1, 0, s->ioprio) != 0)
+		DIE("ioprio_set");
+	describe(in, "0x%x", s->ioprio);
+	return 0;
+}
+
+static void ioprio_check(struct inst *in, int final)
+{
+	(void)final;
+	struct placement_st *s = ST_OF(in, struct placement_st);
+	long now = syscall(SYS_ioprio_get, 1, 0);
+	ICHECK(in, now == s->ioprio, "ioprio 0x%lx, expected 0x%x", now, s->ioprio);
+}
+
 /* ---- file-lock: flock, POSIX and OFD locks on a file of its own (dumped with --file-locks) - */
 
 struct lock_st {
@@ -337,6 +394,8 @@ const struct item items_tasks[] = {
 	{ "no-new-privs", 1, nnp_build, prctl_check, NULL },
 	{ "thp-disable", 1, thp_build, prctl_check, NULL },
 	{ "timerslack", 1, slack_build, prctl_check, NULL },
+	{ "cpu-affinity", 1, affinity_build, affinity_check, NULL },
+	{ "ioprio", 1, ioprio_build, ioprio_check, NULL },
 	{ "file-lock", 3, lock_build, lock_check, NULL },
 	{ "seccomp", 1, seccomp_build, seccomp_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
