@@ -267,5 +267,6 @@ function vmaData(v: vma_entry): VmaData {
   if (hasField(vma_entrySchema, v, 'fdflags')) out.fdflags = v.fdflags;
   if (hasField(vma_entrySchema, v, 'cryoLockOnfault')) out.cryoLockOnfault = v.cryoLockOnfault;
   if (hasField(vma_entrySchema, v, 'cryoAccount')) out.cryoAccount = v.cryoAccount;
+  if (hasField(vma_entrySchema, v, 'cryoSealed')) out.cryoSealed = v.cryoSealed;
   return out;
 }

@@ -12,7 +12,7 @@ import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs } from '../image/xsave.js';
 import { TASK_STATE } from '../image/task-state.js';
-import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
+import { dropMemory, restoreMemory, restoreVdso, inheritedVmas, sealMappings } from '../resources/mm/restore.js';
 import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigactions, restoreSigaltstack, restoreIgnoredSigtrap } from '../resources/task/signals.js';
@@ -191,6 +191,8 @@ export function restoreTask(
   // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso
   // (a task sharing the parent's memory leaves that to the parent, which still needs it).
   failpoint('restore:regs');
+  // Sealed mappings are sealed last: nothing maps, protects or advises them any more.
+  if (!sharesVm) sealMappings(r, img.memory);
   // No single step after this point: an ignored SIGTRAP would not survive one.
   if (!shares('sighandId')) restoreIgnoredSigtrap(r, tc.sigactions);
   if (!sharesVm) {

@@ -94,8 +94,8 @@ function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, b
   }
 }
 
-/** The VmFlags a restore sets: madvise advice, stack growth (MAP_GROWSDOWN), MAP_NORESERVE. */
-const VMFLAGS_RESTORED = [...Object.keys(MADV_BY_VMFLAG), 'gd', 'nr'];
+/** The VmFlags a restore sets: madvise advice, stack growth (MAP_GROWSDOWN), MAP_NORESERVE, seals. */
+const VMFLAGS_RESTORED = [...Object.keys(MADV_BY_VMFLAG), 'gd', 'nr', 'sl'];
 
 function expectMappings(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): void {
   const ranges: string[] = [];
@@ -120,6 +120,7 @@ function expectMappings(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): voi
     for (const [code, advice] of Object.entries(MADV_BY_VMFLAG)) if (v.madv & (1n << BigInt(advice))) want.push(code);
     if (v.flags & MAP.GROWSDOWN) want.push('gd');
     if (v.flags & MAP.NORESERVE) want.push('nr');
+    if (v.cryoSealed) want.push('sl');
     s.set(`${key} VmFlags`, { set: want.sort(), only: VMFLAGS_RESTORED });
   }
   s.set('mappings', { set: ranges });

@@ -121,6 +121,7 @@ export const NR = {
   seccomp: 317,
   memfd_create: 319,
   mlock2: 325,
+  mseal: 462,
   pidfd_open: 434,
   clone3: 435,
   close_range: 436,

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vma.proto.
  */
 export const file_vma: GenFile = /*@__PURE__*/
-  fileDesc("Cgl2bWEucHJvdG8inwIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAgSFQoMY3J5b19hY2NvdW50GOoHIAEoCA", [file_opts]);
+  fileDesc("Cgl2bWEucHJvdG8itQIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAgSFQoMY3J5b19hY2NvdW50GOoHIAEoCBIUCgtjcnlvX3NlYWxlZBjrByABKAg", [file_opts]);
 
 /**
  * One mapping. status holds CRIU's VMA_* bits (anon/file/shared/stack/vdso/...).
@@ -90,6 +90,14 @@ export type vma_entry = Message<"vma_entry"> & {
    * @generated from field: optional bool cryo_account = 1002;
    */
   cryoAccount: boolean;
+
+  /**
+   * cryo's own: the mapping is sealed (mseal, VmFlags sl): sealed again once the task's restore
+   * is done with it.
+   *
+   * @generated from field: optional bool cryo_sealed = 1003;
+   */
+  cryoSealed: boolean;
 };
 
 /**

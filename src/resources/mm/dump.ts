@@ -25,6 +25,7 @@ export interface VmaData {
   fdflags?: number;
   cryoLockOnfault?: boolean;
   cryoAccount?: boolean;
+  cryoSealed?: boolean;
 }
 
 export interface MmData {
@@ -142,6 +143,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
       if (madv) v.madv = madv;
       if (flagsSet.has('lf')) v.cryoLockOnfault = true;
       if (flagsSet.has('ac') && !m.shared) v.cryoAccount = true;
+      if (flagsSet.has('sl')) v.cryoSealed = true;
       // A shared file mapping keeps VM_MAYWRITE (VmFlags mw) only when its file was open for
       // writing: the restore opens it so too, or the mapping loses mw and sh.
       if (isFile) v.fdflags = c.kind === 'file-shared' && flagsSet.has('mw') ? O.RDWR : O.RDONLY;

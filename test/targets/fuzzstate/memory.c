@@ -145,6 +145,35 @@ static int mlock_build(struct inst *in, struct rng *r)
 	return 0;
 }
 
+/* ---- mseal: part of an anonymous mapping sealed (VmFlags sl), some of it read-only first ---- */
+
+static int mseal_build(struct inst *in, struct rng *r)
+{
+	struct mapping_st *s = ST_OF(in, struct mapping_st);
+	struct region *g = &s->g;
+	g->npages = (int)rng_range(r, 1, 16);
+	size_t len = (size_t)g->npages * PAGE;
+	int shared = rng_one_in(r, 3);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		DIE("mmap");
+	g->addr = (uintptr_t)p;
+	for (int i = 0; i < g->npages; i++)
+		if (rng_one_in(r, 2)) {
+			g->seed[i] = rng_next(r) | 1;
+			fill_page(g->addr + (uintptr_t)i * PAGE, g->seed[i]);
+		}
+	int p0 = (int)rng_below(r, (uint64_t)g->npages), p1 = (int)rng_range(r, p0 + 1, g->npages);
+	int ro = rng_one_in(r, 2);
+	if (ro && mprotect((void *)(g->addr + (uintptr_t)p0 * PAGE), (size_t)(p1 - p0) * PAGE, PROT_READ) != 0)
+		DIE("mprotect");
+	if (syscall(462 /* mseal */, g->addr + (uintptr_t)p0 * PAGE, (size_t)(p1 - p0) * PAGE, 0) != 0)
+		return 1; /* a kernel without mseal (before 6.10) */
+	describe(in, "%s pages=%d sealed=[%d,%d)%s", shared ? "shared" : "private", g->npages, p0, p1, ro ? " read-only" : "");
+	region_snapshot(g);
+	return 0;
+}
+
 /* ---- mremap-shared: MAP_SHARED anonymous memory moved/grown by mremap, partly unmapped ----- */
 
 static int mremap_build(struct inst *in, struct rng *r)
@@ -348,6 +377,7 @@ const struct item items_memory[] = {
 	{ "map-memfd-shared", 3, map_memfd_shared_build, mapping_check, NULL },
 	{ "map-memfd-shared-mprotect", 2, map_memfd_shared_mprotect_build, mapping_check, NULL },
 	{ "mlock", 3, mlock_build, mapping_check, NULL },
+	{ "mseal", 2, mseal_build, mapping_check, NULL },
 	{ "mremap-shared", 2, mremap_build, mapping_check, NULL },
 	{ "file-multimap", 2, multimap_build, multimap_check, NULL },
 	{ "sysv-shm", 2, shm_build, shm_check, shm_settle },
