@@ -1,7 +1,8 @@
 // Objects whose fd looks like a plain file but cannot be opened again by its path are refused by
 // check and by dump before anything is touched, named (a restore that found out later would
 // have lost a killed tree): a POSIX message queue (its /proc link is the queue's name) and a
-// file whose path was overmounted after it was opened.
+// file whose path was overmounted after it was opened; memfd_secret memory. A process that set
+// PR_SET_MDWE is refused by the dump (its injected code needs memory both writable and executable).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -70,6 +71,42 @@ describe('an fd that cannot be opened again by its path is refused before anythi
     } finally {
       execFileSync('umount', [dir]);
     }
+    await expectPass(t);
+  });
+
+  it('memfd_secret memory (its pages cannot be read from outside, by design): named', { timeout: 60_000 }, async () => {
+    const { t, ready } = await readyPython('secretmem', [
+      'import ctypes, os, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'fd = libc.syscall(447, 0)  # memfd_secret',
+      'assert fd >= 0, ctypes.get_errno()',
+      'os.ftruncate(fd, 4096)',
+      'print(f"READY {fd}", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'print("PASS" if os.fstat(fd).st_size == 4096 else "FAIL: size changed", flush=True)',
+    ]);
+    const fd = Number(ready.split(' ')[1]);
+    refusedBoth(t, fd, /memfd_secret memory — its pages cannot be read from outside the process, by design; not supported/);
+    await expectPass(t);
+  });
+});
+
+describe('a process that refuses writable and executable memory (PR_SET_MDWE)', () => {
+  it('is refused by dump (exit 3), named; /proc does not show it, so check cannot; the target runs on untouched', { timeout: 60_000 }, async () => {
+    const { t } = await readyPython('mdwe', [
+      'import ctypes, os, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'assert libc.prctl(65, 1, 0, 0, 0) == 0, ctypes.get_errno()  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'print("PASS" if libc.prctl(66, 0, 0, 0, 0) == 1 else "FAIL: MDWE lost", flush=True)',
+    ]);
+    const dir = path.join(t.root, 'img');
+    const d = cryo(['dump', '-t', String(t.pid), '-D', dir]);
+    assert.equal(d.code, 3, cryoReport(d));
+    assert.match(d.stderr, new RegExp(`pid ${t.pid}: refuses memory both writable and executable \\(prctl PR_SET_MDWE`), cryoReport(d));
+    assert.equal(fs.existsSync(path.join(dir, 'inventory.img')), false);
+    assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
     await expectPass(t);
   });
 });

@@ -18,7 +18,7 @@
 // recognisably one: [stack], or a pthread stack above its guard page) leaves its part behind.
 import { readFileSync } from 'node:fs';
 import {
-  Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, ptrace, setSigmask, getXstate, vmWrite,
+  E, Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, ptrace, setSigmask, getXstate, vmWrite,
   checkInterrupt, type SyscallName,
 } from '../sys/index.js';
 import { parseMaps, type MapsEntry } from '../proc/index.js';
@@ -29,6 +29,7 @@ import { buildSigframe, FPSTATE_OFFSET } from './sigframe.js';
 import { findGadgets, type Gadgets } from './gadgets.js';
 import { codePage, MARKER_STOP_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
 import { skip } from '../util/skip.js';
+import { UnsupportedError } from '../util/errors.js';
 import { ScratchArea, type Slot } from './scratch-area.js';
 import { pickMarker } from './marker.js';
 import { findSyscallInVdso } from './syscall-site.js';
@@ -123,7 +124,7 @@ export class SafeRemote extends Remote {
       } catch {
         /* the first error says what went wrong */
       }
-      throw e;
+      throw deniedWriteExec(e, t.tgid) ?? e;
     }
     return r;
   }
@@ -345,4 +346,17 @@ export class SafeRemote extends Remote {
 function checked(tid: number, name: string, ret: bigint): bigint {
   if (ret < 0n && ret >= -4095n) throw new RemoteSyscallError(tid, name as SyscallName, Number(-ret), 'scratch');
   return ret;
+}
+
+/**
+ * The area is writable and executable: a process that set PR_SET_MDWE (systemd's
+ * MemoryDenyWriteExecute= does) gets EACCES for it. Said as a refusal naming why (the task is
+ * as it was), not as a failed syscall. /proc does not show the setting, so check cannot tell.
+ */
+function deniedWriteExec(e: unknown, pid: number): UnsupportedError | null {
+  if (!(e instanceof RemoteSyscallError) || e.call !== 'mmap' || e.errno !== E.EACCES) return null;
+  return new UnsupportedError([{
+    pid, kind: 'task',
+    reason: 'refuses memory both writable and executable (prctl PR_SET_MDWE, as systemd\'s MemoryDenyWriteExecute= sets) — not supported yet',
+  }]);
 }

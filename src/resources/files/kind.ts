@@ -63,6 +63,7 @@ function kindBlocker(pid: number, fd: number, link: string, mode: number | null,
   const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
   if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
   if (isMemfd(link)) return null;
+  if (link.startsWith('/secretmem')) return refuse('secretmem', 'memfd_secret memory — its pages cannot be read from outside the process, by design; not supported');
   // Before the ghost-file test: an unlinked queue's link reads as a deleted file.
   if (mode !== null && (mode & 0o170000) === 0o100000 && filesystemType(`/proc/${pid}/fd/${fd}`) === FS_MAGIC.MQUEUE) {
     return refuse('mqueue', `POSIX message queue ${link.replace(/ \(deleted\)$/, '')} (mq_open) — not supported yet`);

@@ -40,6 +40,7 @@ export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { bl
     if (m.shared) return { kind: 'anon-shared' };
     return { kind: 'anon-private' };
   }
+  if (m.path.startsWith('/secretmem')) return refuse(`memfd_secret memory — its pages cannot be read from outside the process, by design; not supported`);
   if (m.path.startsWith('[')) return refuse(`kernel mapping ${m.path} — not supported`);
   // /dev/shm and other tmpfs files under /dev are files like any other; devices are not.
   if (m.path.startsWith('/dev/') && !isRegularMapping(pid, m)) return refuse(`device mapping ${m.path} — not supported`);
