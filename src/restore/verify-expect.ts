@@ -2,6 +2,7 @@
 // observer reads (resources/observe). Only what cryo restores today and what the image actually
 // records (presence from the schema: images written by CRIU may lack fields).
 import { task_core_entrySchema, thread_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
+import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { creds_entrySchema } from '../image/gen/creds_pb.js';
 import { MAP } from '../sys/index.js';
 import { sigactionSignals } from '../resources/task/signals.js';
@@ -56,6 +57,7 @@ export function expectedSnapshot(ckpt: CheckpointImage, img: TaskImage, parent: 
   if (has(lead, thread_core_entrySchema, 'seccompMode')) s.set('Seccomp', String(lead!.seccompMode));
   if (lead?.creds && has(lead.creds, creds_entrySchema, 'noNewPrivs')) s.set('NoNewPrivs', String(lead.creds.noNewPrivs));
   if (has(tc, task_core_entrySchema, 'oomScoreAdj')) s.set('oom_score_adj', String(tc.oomScoreAdj));
+  if (has(img.mm, mm_entrySchema, 'cryoKsmMergeAny')) s.set('ksm_merge_any', img.mm.cryoKsmMergeAny ? 'yes' : 'no');
   if (has(tc, task_core_entrySchema, 'rlimits')) tc.rlimits!.rlimits.forEach((l, res) => s.set(limitKey(res), limitValue(l.cur, l.max)));
   s.set('umask', img.fs.umask.toString(8).padStart(4, '0'));
   const cwd = ckpt.files.get(img.fs.cwdId);

@@ -45,6 +45,7 @@ export interface MmData {
   vmas: VmaData[];
   dumpable: number;
   thpDisabled: boolean;
+  cryoKsmMergeAny?: boolean;
 }
 
 // PageRange (page-range.ts) is named through this module too.
@@ -218,6 +219,21 @@ function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean): Ge
   if (pending) yield pending;
 }
 
+/** Whether KSM merges every mapping of the process (PR_SET_MEMORY_MERGE): /proc/PID/ksm_stat. */
+export function ksmMergeAny(pid: number): boolean | null {
+  try {
+    return /^ksm_merge_any: yes$/m.test(readFileSync(`/proc/${pid}/ksm_stat`, 'utf8'));
+  } catch {
+    return null; // a kernel without KSM
+  }
+}
+
+/** Written whenever the kernel has KSM, false too: a forked child inherits the setting. */
+function ksmField(pid: number): { cryoKsmMergeAny?: boolean } {
+  const any = ksmMergeAny(pid);
+  return any === null ? {} : { cryoKsmMergeAny: any };
+}
+
 /** The mm-wide fields: from /proc/PID/stat, brk from the task, auxv from /proc. */
 export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): Omit<MmData, 'vmas'> {
   const brk = BigInt.asUintN(64, t.remote.call('brk', [0]));
@@ -237,6 +253,7 @@ export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): 
     mmSavedAuxv: parseAuxv(readFileSync(`/proc/${t.pid}/auxv`)),
     dumpable,
     thpDisabled: t.remote.call('prctl', [PR.GET_THP_DISABLE, 0, 0, 0, 0]) === 1n,
+    ...ksmField(t.pid),
   };
 }
 

@@ -4,6 +4,7 @@
 // reads: the process is not stopped or touched (sockets are looked at through a dup from pidfd).
 import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { affinityText, cpuList, ioprioOf } from '../task/placement.js';
+import { ksmMergeAny } from '../mm/dump.js';
 import { parseStat, parseStatus, parseLimits, parseMaps, parseSmapsVmFlags, statusHex } from '../../proc/index.js';
 import { signalSet, limitKey, limitValue, mappingKey, permsOf, threadPrefix, stripDeleted } from './names.js';
 import { readFds } from './read-fds.js';
@@ -40,6 +41,8 @@ export function observeProcess(pid: number, opts: ObserveOptions): Snapshot {
   s.set('sid', String(stat.sid));
   s.set('personality', read(`/proc/${pid}/personality`).trim());
   s.set('oom_score_adj', read(`/proc/${pid}/oom_score_adj`).trim());
+  const ksm = ksmMergeAny(pid);
+  if (ksm !== null) s.set('ksm_merge_any', ksm ? 'yes' : 'no');
   s.set('cwd', stripDeleted(readlinkSync(`/proc/${pid}/cwd`)));
   s.set('root', stripDeleted(readlinkSync(`/proc/${pid}/root`)));
   if (opts.unrecorded) {

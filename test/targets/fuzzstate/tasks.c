@@ -152,7 +152,10 @@ struct prctl_st {
 	char name[16];
 };
 
-enum { P_COMM, P_SUBREAPER, P_DUMPABLE, P_NNP, P_THP, P_SLACK };
+enum { P_COMM, P_SUBREAPER, P_DUMPABLE, P_NNP, P_THP, P_SLACK, P_KSM };
+
+#define PR_SET_MEMORY_MERGE_ 67 /* linux/prctl.h, 6.4 */
+#define PR_GET_MEMORY_MERGE_ 68
 
 static long prctl_get(int which, char *name)
 {
@@ -170,6 +173,8 @@ static long prctl_get(int which, char *name)
 		return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
 	case P_THP:
 		return prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+	case P_KSM:
+		return prctl(PR_GET_MEMORY_MERGE_, 0, 0, 0, 0);
 	default:
 		return prctl(PR_GET_TIMERSLACK);
 	}
@@ -195,6 +200,12 @@ static int prctl_common(struct inst *in, struct rng *r, int which)
 		break;
 	case P_THP:
 		prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+		break;
+	case P_KSM:
+		/* It marks every mapping mergeable (VmFlags mg), those other items recorded too:
+		 * only as the seed's first item. */
+		if (in->idx != 0 || prctl(PR_SET_MEMORY_MERGE_, 1, 0, 0, 0) != 0)
+			return 1; /* a kernel without KSM */
 		break;
 	default:
 		prctl(PR_SET_TIMERSLACK, (unsigned long)rng_range(r, 1, 1000000));
@@ -228,6 +239,7 @@ PRCTL_ITEM(dumpable_build, P_DUMPABLE)
 PRCTL_ITEM(nnp_build, P_NNP)
 PRCTL_ITEM(thp_build, P_THP)
 PRCTL_ITEM(slack_build, P_SLACK)
+PRCTL_ITEM(ksm_build, P_KSM)
 
 /* ---- where it runs: CPU affinity and I/O priority of the main thread ------------------------ */
 
@@ -394,6 +406,7 @@ const struct item items_tasks[] = {
 	{ "no-new-privs", 1, nnp_build, prctl_check, NULL },
 	{ "thp-disable", 1, thp_build, prctl_check, NULL },
 	{ "timerslack", 1, slack_build, prctl_check, NULL },
+	{ "ksm-merge-any", 1, ksm_build, prctl_check, NULL },
 	{ "cpu-affinity", 1, affinity_build, affinity_check, NULL },
 	{ "ioprio", 1, ioprio_build, ioprio_check, NULL },
 	{ "file-lock", 3, lock_build, lock_check, NULL },
