@@ -11,6 +11,7 @@ import {
   cryo, cryoReport, dump, restore, cleanupTrees, descendants, readyTarget, readyPython, dumpAndKill, checkRestore, expectPass,
   runningProblem,
 } from './lib/index.js';
+import { waitPidGone } from './lib/proc.js';
 
 after(cleanupTrees);
 
@@ -68,6 +69,23 @@ describe('c/r ptys', () => {
     assert.equal(d.res.code, 0, cryoReport(d.res));
     assert.match(cryoReport(d.res, 100_000), /--leave-running: 3 tasks compared before and after the dump in [\d.]+ ms: 0 differences/);
     assert.equal(runningProblem(t), null, 'the target runs on');
+    await expectPass(t);
+  });
+
+  it('a dump that fails after the queues were read leaves them queued; a restore that fails leaves nothing, and the next one works', async () => {
+    const t = await readyTarget('crpty');
+    const { c, g } = kids(t.log());
+    const tree = descendants(t.pid);
+    const failed = dump(t, 'fail', { env: { CRYO_FAIL_AT: 'dump:write' } });
+    assert.equal(failed.res.code, 1, cryoReport(failed.res));
+    assert.equal(runningProblem(t), null, 'the target runs on after the failed dump');
+    const { dir } = await dumpAndKill(t, tree);
+    // Fails once the session child exists (its terminal taken, the pair made): nothing stays.
+    const bad = restore(t, dir, 'fail', { env: { CRYO_FAIL_AT: 'restore:creds' } });
+    assert.equal(bad.res.code, 1, cryoReport(bad.res));
+    for (const p of [t.pid, c, g]) assert.ok(await waitPidGone(p, 20_000), `pid ${p} left behind by the failed restore`);
+    checkRestore(t, restore(t, dir, '2'));
+    // The data queued before the failed dump is still there: the target reads it after restore.
     await expectPass(t);
   });
 
