@@ -19,7 +19,7 @@ export function dump(opts: DumpOptions): DumpResult {
   // onProgress: passed on for the engine to report to (its option types take it as it does).
   const engine: EngineDumpOptions & { onProgress?: ProgressSink } = {
     pid: opts.pid, dir, leaveRunning: !!opts.leaveRunning, extUnixSk: !!opts.extUnixSk,
-    ghostLimit: opts.ghostLimit, fileLocks: !!opts.fileLocks, verifyPages: !!opts.verifyPages, log, onProgress: opts.onProgress,
+    ghostLimit: opts.ghostLimit, fileLocks: !!opts.fileLocks, shellJob: !!opts.shellJob, verifyPages: !!opts.verifyPages, log, onProgress: opts.onProgress,
   };
   // The dump runs synchronously: these signals only set a flag it polls, and it rolls back.
   const interrupts = opts.interruptible ? armInterrupts([SIG.INT, SIG.TERM, SIG.HUP]) : null;

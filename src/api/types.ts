@@ -46,6 +46,8 @@ export interface CheckOptions {
   ghostLimit?: number;
   /** As for dump: file locks are not blockers. */
   fileLocks?: boolean;
+  /** As for dump: a terminal from outside the tree is not a blocker. */
+  shellJob?: boolean;
 }
 
 export type KernelCheckResult = { command: 'check'; target: 'kernel'; timings: Timings } & KernelReport;
@@ -66,6 +68,8 @@ export interface DumpOptions extends LogOptions {
   extUnixSk?: boolean;
   ghostLimit?: number;
   fileLocks?: boolean;
+  /** The tree's terminal from outside (the caller's) is reattached on restore (`restore --shell-job`). */
+  shellJob?: boolean;
   /** Checksum the page images in the manifest too. */
   verifyPages?: boolean;
   /** Called as memory is written and tasks are done. */

@@ -75,6 +75,7 @@ addJsonOption(
       .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree (restore connects them to that name again)')
       .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
       .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
+      .option('-j, --shell-job', 'the tree may hold the terminal it was started from (a pty from outside the tree): `restore --shell-job` attaches it to the terminal the restore runs on')
       .option('--verify-pages', 'checksum the page images too (by default the manifest records their sizes; the restore then reads every page once more to check it)')
       .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
   ),
@@ -87,7 +88,7 @@ addJsonOption(
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
-      fileLocks: !!o.fileLocks, verifyPages: !!o.verifyPages, logLevel: o.verbosity, logFile: o.logFile,
+      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, logLevel: o.verbosity, logFile: o.logFile,
       onProgress: progress.sink, interruptible: true,
     });
     progress.stop();
@@ -114,7 +115,7 @@ addJsonOption(
       )
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
-      .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images (needed for such images written by CRIU); it joins this one')
+      .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images; it joins this one, and a terminal from outside the dumped tree (dump --shell-job) is replaced by the one cryo runs on, with the job in its foreground')
       // CRIU's restore takes these too (runc and scripts pass the dump's flags again): what the
       // images hold is restored either way.
       .option('--file-locks', "accepted as CRIU does: the images' file locks are restored with or without it")
@@ -152,11 +153,12 @@ addJsonOption(
     .option('--ext-unix-sk', 'as for dump: unix peers outside the tree are not blockers')
     .option('--ghost-limit <size>', 'as for dump: deleted files up to SIZE are not blockers', parseSize, DEFAULT_GHOST_LIMIT)
     .option('--file-locks', 'as for dump: file locks are not blockers')
+    .option('-j, --shell-job', 'as for dump: a terminal from outside the tree is not a blocker')
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
 )
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
   .action((o) => {
-    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks });
+    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
 

@@ -7,6 +7,7 @@ import { kcmp, KCMP, NR } from '../sys/index.js';
 import { mappingBlockers } from '../resources/mm/dump.js';
 import { isSysvShm, sysvShmBlockers } from '../resources/mm/sysv-shm.js';
 import { fdBlockers } from '../resources/files/fds.js';
+import { cttyBlocker } from '../resources/files/tty.js';
 import { UserError } from '../util/errors.js';
 import { namespaceBlockers } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
@@ -78,6 +79,8 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   blockers.push(...namespaceBlockers(pid));
   blockers.push(...mappingBlockers(pid, maps, scan.ghostLimit));
   blockers.push(...fdBlockers(pid, scan));
+  const ctty = cttyBlocker(pid, scan.terminals);
+  if (ctty) blockers.push(ctty);
   return blockers;
 }
 

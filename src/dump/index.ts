@@ -33,6 +33,8 @@ export interface DumpOptions {
   ghostLimit?: number;
   /** Save file locks (flock, POSIX, OFD). */
   fileLocks?: boolean;
+  /** A terminal from outside the tree (the caller's) is allowed: the restore attaches its own (--shell-job). */
+  shellJob?: boolean;
   /** Checksum the page images in the manifest too (a restore then reads them once more). */
   verifyPages?: boolean;
   log: Log;

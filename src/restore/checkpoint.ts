@@ -20,7 +20,7 @@ import type { FileLockData } from '../resources/files/locks.js';
 import type { ShmImage } from '../resources/mm/sysv-shm.js';
 import type { PageRange } from '../resources/mm/page-range.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
-import type { AnyFdKind } from '../resources/files/fd-kind.js';
+import type { AnyFdKind, KindImages } from '../resources/files/fd-kind.js';
 
 export interface TaskImage {
   pid: number;
@@ -55,6 +55,8 @@ export interface CheckpointImage {
   files: Map<number, reg_file_entry>;
   /** Files of the registered kinds (resources/files/registry.ts), by file id. */
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
+  /** What the registered kinds read beside files.img and keep for the restore (their session hooks get it). */
+  kindImages: KindImages;
   /** Pipe ends, by file id. */
   /** `external`: the other end was outside the tree (restored from --inherit-fd). */
   pipes: Map<number, { pipeId: number; flags: number; external: boolean }>;

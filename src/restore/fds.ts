@@ -10,7 +10,8 @@ import { openFile, type RestoreSession } from './files.js';
 
 /** When the fd is made: with the table, or (a kind that names tasks) once they all exist. */
 function phaseOf(session: RestoreSession, fi: fdinfo_entry): FdPhase {
-  return session.ckpt.kindFiles.get(fi.id)?.kind.phase ?? 'table';
+  const k = session.ckpt.kindFiles.get(fi.id);
+  return k ? (k.kind.phaseOf?.(k.record) ?? k.kind.phase) : 'table';
 }
 
 /** Installs the fd table: files opened here, pulled in by the task with pidfd_getfd. */
@@ -26,8 +27,16 @@ export function restoreFds(r: RestoreTask, img: TaskImage, session: RestoreSessi
  * were left free by restoreFds.
  */
 export function restoreFdsAfterChildren(r: RestoreTask, img: TaskImage, session: RestoreSession): void {
+  if (!img.fdinfo.length) return;
+  const maxFd = Math.max(...img.fdinfo.map((f) => f.fd));
   const late = img.fdinfo.filter((fi) => phaseOf(session, fi) === 'after-children');
-  if (late.length) installFds(r, late, Math.max(...img.fdinfo.map((f) => f.fd)), session);
+  if (late.length) installFds(r, late, maxFd, session);
+  // Those the task opens itself (/dev/tty: its session has its controlling terminal by now).
+  for (const fi of img.fdinfo.filter((f) => phaseOf(session, f) === 'in-task')) {
+    const k = session.ckpt.kindFiles.get(fi.id)!;
+    if (!k.kind.openInTask) throw new Error(`kind ${k.kind.name}: phase 'in-task' without openInTask`);
+    k.kind.openInTask(k.record, fi.fd, { task: r, table: img.fdinfo, maxFd });
+  }
 }
 
 /** Pulls `fds` into the task at their numbers; `maxFd`: the task's highest fd (temporaries go above). */

@@ -40,6 +40,7 @@ import { hasField } from '../image/presence.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import { TASK_STATE } from '../image/task-state.js';
 import { registeredKindOfEntry } from '../resources/files/registry.js';
+import type { KindImages } from '../resources/files/fd-kind.js';
 
 import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
@@ -102,12 +103,13 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   const owners = new Map<number, FownData>();
   const fileIds = new Set<number>();
   const kindFiles: CheckpointImage['kindFiles'] = new Map();
+  const kindImages = kindImagesOf(r, opts.shellJob ?? false);
   for (const f of r.read('files.img') as file_entry[]) {
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
     const registered = registeredKindOfEntry(f);
     if (registered) {
-      const record = registered.kind.read(registered.payload, f.id);
+      const record = registered.kind.read(registered.payload, f.id, kindImages);
       kindFiles.set(f.id, { kind: registered.kind, record });
       if (record.fown) owners.set(f.id, record.fown);
       continue;
@@ -192,7 +194,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, skQueues, ghosts: readGhosts(r, files) };
+  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, kindImages, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {
@@ -200,6 +202,19 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
     if (vdso) t.memory.vdso = vdso;
   }
   return ckpt;
+}
+
+/** The images beside files.img the registered kinds read, and their state for one restore. */
+function kindImagesOf(r: ImageDirReader, shellJob: boolean): KindImages {
+  const state = new Map<string, unknown>();
+  return {
+    read: (name) => (r.exists(name) ? r.read(name) : undefined),
+    memo<T>(key: string, make: () => T): T {
+      if (!state.has(key)) state.set(key, make());
+      return state.get(key) as T;
+    },
+    shellJob,
+  };
 }
 
 function readSeccomp(r: ImageDirReader): CheckpointImage['seccompFilters'] {

@@ -32,6 +32,8 @@ import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
 import type { RestoreSession } from './files.js';
 import { restoreFds, restoreFdsAfterChildren } from './fds.js';
+import { FD_KINDS } from '../resources/files/registry.js';
+import type { AnyFdKind } from '../resources/files/fd-kind.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
@@ -122,6 +124,8 @@ export function restoreTask(
     loginuid: hasField(task_core_entrySchema, tc, 'loginuid') ? tc.loginuid : undefined,
   });
   restoreSessionAndGroup(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined));
+  // Before any fork: a session leader takes its controlling terminal (inherited at fork only).
+  for (const k of FD_KINDS as readonly AnyFdKind[]) k.afterSetsid?.(r, ckpt.kindImages);
 
   // Children: forked here (so they inherit this task's memory), then rebuilt, top-down. A child
   // in a session or group whose leader is gone is forked through helpers that hold the leader's
@@ -179,6 +183,8 @@ export function restoreTask(
     work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
   }
 
+  // A terminal's foreground group, from its leader, once it exists.
+  for (const k of FD_KINDS as readonly AnyFdKind[]) k.afterChildren?.(r, ckpt.kindImages);
   // fds that name tasks (pidfds) once the task's children, zombies and threads exist.
   if (!sharesFiles) restoreFdsAfterChildren(r, img, session);
 

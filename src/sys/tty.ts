@@ -159,7 +159,16 @@ export function ptyIndex(master: number): number {
   return ioctlGetInt(master, TIOC.TIOCGPTN, `TIOCGPTN fd ${master}`);
 }
 
-/** Opens the slave of `master` (works even if /dev/pts is not this devpts instance). */
+const O_CLOEXEC = 0o2000000;
+const F_SETFD = 2;
+
+/**
+ * Opens the slave of `master` (works even if /dev/pts is not this devpts instance). O_CLOEXEC
+ * becomes FD_CLOEXEC of our fd: TIOCGPTPEER would keep it in the file's own flags, which every
+ * fd on it (pidfd_getfd's copy in a task) would then show in fdinfo.
+ */
 export function openPtyPeer(master: number, flags: number): number {
-  return ioctlValue(master, TIOC.TIOCGPTPEER, flags, `TIOCGPTPEER fd ${master}`);
+  const fd = ioctlValue(master, TIOC.TIOCGPTPEER, flags & ~O_CLOEXEC, `TIOCGPTPEER fd ${master}`);
+  if (flags & O_CLOEXEC) sys('fcntl', [fd, F_SETFD, 1], `FD_CLOEXEC of the slave of fd ${master}`);
+  return fd;
 }

@@ -30,14 +30,41 @@ export type FileTypeName = keyof typeof fd_types;
 /**
  * When the restore makes the kind's fds. 'table': with the task's fd table (opened in the
  * restorer, pulled into the task). 'after-children': once the task's children and threads
- * exist, because the object names a process of the tree (pidfds).
+ * exist, because the object names a process of the tree (pidfds). 'in-task': at the same
+ * time, but opened by the task itself (openInTask): /dev/tty names the opener's controlling
+ * terminal, which the restorer cannot open for it.
  */
-export type FdPhase = 'table' | 'after-children';
+export type FdPhase = 'table' | 'after-children' | 'in-task';
 
 /** What a kind's open() may use in the restore. */
 export interface FdOpenContext {
   /** What the fd is, for error messages (`fd 5 of pid 42`). */
   what: string;
+}
+
+/** What a kind's dump() may use beyond the fd: the tree-wide view and a way to add a path entry. */
+export interface FdDumpContext {
+  scan: FileScan;
+  /** Adds a REG entry (path, flags, mode) to files.img and returns its id (CRIU's regf_id). */
+  addPath(name: string, flags: number, mode: number): number;
+}
+
+/** Images beside files.img a kind reads its records with, and per-restore state it keeps. */
+export interface KindImages {
+  /** The entries of an image of the directory, or undefined when it has none. */
+  read(name: string): unknown[] | undefined;
+  /** State kept for the whole restore under `key` (made on first use). */
+  memo<T>(key: string, make: () => T): T;
+  /** --shell-job was given. */
+  shellJob: boolean;
+}
+
+/** An image a kind writes beside files.img from all its records (tty-info.img). */
+export interface KindImage {
+  file: string;
+  /** Its magic's name in image/magic.ts. */
+  kind: string;
+  entries: unknown[];
 }
 
 /** What a kind's afterTable() may use: the task (its table whole) and that table. */
@@ -68,9 +95,15 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   /** Why this fd cannot be dumped (null if it can). */
   blocker(f: FdSeen, scan: FileScan): Blocker | null;
   /** The record of the fd's open file description, file id `id`; `flags` without O_CLOEXEC. */
-  dump(f: FdSeen, id: number, flags: number, fown: FownData): R;
+  dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): R;
+  /** Images beside files.img made from all the dump's records of the kind. */
+  images?(records: R[]): KindImage[];
   /** The record from a files.img entry's field (already known to be set); throws on nonsense. */
-  read(entry: unknown, id: number): R;
+  read(entry: unknown, id: number, images: KindImages): R;
+  /** The phase of one record, when it is not the kind's `phase` for all of them. */
+  phaseOf?(rec: R): FdPhase;
+  /** For phase 'in-task': makes the fd `fd` in the task itself. */
+  openInTask?(rec: R, fd: number, t: FdTableContext): void;
   /** Our fd on a new open file description like the record's, in the restorer. */
   open(rec: R, ctx: FdOpenContext): number;
   /**
@@ -78,6 +111,14 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
    * (an epoll registers its targets). `fd`: the record's fd number in that task.
    */
   afterTable?(rec: R, fd: number, t: FdTableContext): void;
+  /**
+   * Session hooks, for kinds whose objects belong to a session (a controlling terminal): run in
+   * every restored task, `afterSetsid` once it is in its session and group and before it forks
+   * (a process gets a controlling terminal only from TIOCSCTTY or at fork), `afterChildren`
+   * once its children and their groups exist (the terminal's foreground group).
+   */
+  afterSetsid?(t: RestoreTask, images: KindImages): void;
+  afterChildren?(t: RestoreTask, images: KindImages): void;
   /** What a restored fd of the kind must show, beyond kind and flags (from the image). */
   expect?(rec: R, s: FdObservation, key: string): void;
   /** What an fd of the kind shows (from /proc), under the same keys as expect(). */

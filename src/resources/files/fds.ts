@@ -97,7 +97,7 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
     if (registered) {
-      id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown));
+      id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, { scan: files.scan, addPath: (n, fl, m) => files.addPath(n, fl, m) }));
     } else if (isMemfd(link)) {
       type = 'MEMFD';
       id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, fown);

@@ -70,9 +70,6 @@ function kindBlocker(pid: number, fd: number, link: string, mode: number | null,
   }
   const gone = deletedPath(link);
   if (gone !== null) return ghostBlocker({ pid, fd }, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
-  if (link.startsWith('/dev/pts/') || link.startsWith('/dev/tty') || link === '/dev/ptmx' || link === '/dev/console') {
-    return refuse('terminal', `terminal ${link} — not supported yet (ptys come later)`);
-  }
   if (mode === null) return refuse('file', `${link} — cannot inspect`);
   const type = mode & 0o170000;
   if (type === 0o100000 || type === 0o040000) return pathBlocker(pid, fd, link);

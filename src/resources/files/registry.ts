@@ -10,8 +10,9 @@ import { inotifyKind } from './inotify.js';
 import { fanotifyKind } from './fanotify.js';
 import { epollKind } from './epoll.js';
 import { pidfdKind } from './pidfd.js';
+import { ttyKind } from './tty.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];

@@ -4,6 +4,7 @@ import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync } from 'n
 import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
 import { socketInode, withOurCopy } from './our-copy.js';
+import { scanTerminals, type TreeTerminals } from './tty-scan.js';
 
 export interface ScanOptions {
   /** Unix peers outside the tree are allowed: reconnected by name on restore. */
@@ -12,6 +13,8 @@ export interface ScanOptions {
   ghostLimit?: number;
   /** File locks are saved (otherwise a task holding one is refused). */
   fileLocks?: boolean;
+  /** The tree's terminal from outside is the caller's, reattached on restore (--shell-job). */
+  shellJob?: boolean;
 }
 
 /** CRIU's default ghost limit: 1 MiB. */
@@ -29,6 +32,8 @@ export interface FileScan {
   fileLocks: boolean;
   /** Pipes whose other end is held outside the tree, by pipe inode: who holds it, in words. */
   pipePeers: Map<number, string>;
+  /** The tree's terminals (tty-scan.ts). */
+  terminals: TreeTerminals;
 }
 
 export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
@@ -67,6 +72,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
     fileLocks: opts.fileLocks ?? false,
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
+    terminals: scanTerminals(pids, opts.shellJob ?? false),
   };
 }
 

@@ -1,6 +1,6 @@
 // The files image: one entry per open file description or mapped/used file, shared by every
 // task and image that refers to it by id.
-import type { RegFileData, FownData } from './reg.js';
+import { NO_FOWN, type RegFileData, type FownData } from './reg.js';
 import type { PipeData } from './pipe.js';
 import type { UnixSkData } from './unix.js';
 import type { InetSkData } from './inet.js';
@@ -123,8 +123,16 @@ export class FileTable {
   /** A registered kind's record; `dump` makes it for the file id given. */
   addKind(kind: AnyFdKind, dump: (id: number) => unknown): number {
     const id = this.entries.length + 1;
-    this.entries.push({ type: 'KIND', id, kind, record: dump(id) });
+    // In place before dump() runs: it may add entries of its own (a tty's path, addPath).
+    const entry: KindRecord = { type: 'KIND', id, kind, record: null };
+    this.entries.push(entry);
+    entry.record = dump(id);
     return id;
+  }
+
+  /** A path entry a kind refers to (a tty's /dev/pts/N, CRIU's regf_id): opened by nobody. */
+  addPath(name: string, flags: number, mode: number): number {
+    return this.add({ flags, pos: 0n, fown: NO_FOWN, name, mode });
   }
 
   addPipe(pipeId: number, flags: number, fown: FownData): number {

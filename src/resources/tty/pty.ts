@@ -99,7 +99,8 @@ export function dumpPtyEnd(fd: number, opts: DumpPtyOptions = {}): PtyEnd {
   return e;
 }
 
-function isHungUp(fd: number): boolean {
+/** A slave whose master was closed: its ioctls answer EIO. */
+export function isHungUp(fd: number): boolean {
   const r = sysTry('ioctl', [fd, TIOC.TCGETS2, Buffer.alloc(44)]);
   return r.ret < 0 && r.errno === E.EIO;
 }
