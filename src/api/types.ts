@@ -46,6 +46,8 @@ export interface CheckOptions {
   ghostLimit?: number;
   /** As for dump: file locks are not blockers. */
   fileLocks?: boolean;
+  /** As for dump: TCP connections are not blockers. */
+  tcpEstablished?: boolean;
 }
 
 export type KernelCheckResult = { command: 'check'; target: 'kernel'; timings: Timings } & KernelReport;
@@ -68,6 +70,10 @@ export interface DumpOptions extends LogOptions {
   fileLocks?: boolean;
   /** Checksum the page images in the manifest too. */
   verifyPages?: boolean;
+  /** Checkpoint TCP connections (TCP repair; CRIU's --tcp-established) instead of refusing them. */
+  tcpEstablished?: boolean;
+  /** How their packets are held off while frozen: nftables (default), iptables or skip. */
+  networkLock?: 'nftables' | 'iptables' | 'skip';
   /** Called as memory is written and tasks are done. */
   onProgress?: ProgressSink;
   /**
@@ -107,6 +113,10 @@ export interface RestoreOptions extends LogOptions {
   onProgress?: ProgressSink;
   /** What of the image's cpuinfo.img this CPU must have (--cpu-cap: fpu, ins, cpu, all, none; default fpu,ins). */
   cpuCap?: string;
+  /** The images hold TCP connections: restore them (CRIU's --tcp-established; refused without). */
+  tcpEstablished?: boolean;
+  /** How their packets are held off until the tree runs, when the dump's lock is gone (default nftables). */
+  networkLock?: 'nftables' | 'iptables' | 'skip';
 }
 
 export interface RestoreResult {

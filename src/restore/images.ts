@@ -39,6 +39,7 @@ import { hasField } from '../image/presence.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import { TASK_STATE } from '../image/task-state.js';
 import { registeredKindOfEntry } from '../resources/files/registry.js';
+import { readTcpConnections } from '../resources/net/tcp-restore.js';
 
 import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
@@ -189,7 +190,8 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, skQueues, ghosts: readGhosts(r, files) };
+  const tcpConnections = tcpOf(r, inetSockets);
+  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {
@@ -197,6 +199,14 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
     if (vdso) t.memory.vdso = vdso;
   }
   return ckpt;
+}
+
+function tcpOf(r: ImageDirReader, inet: InetSkData[]): CheckpointImage['tcpConnections'] {
+  try {
+    return readTcpConnections(r, inet);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
 }
 
 function readSeccomp(r: ImageDirReader): CheckpointImage['seccompFilters'] {

@@ -12,6 +12,8 @@ export interface ScanOptions {
   ghostLimit?: number;
   /** File locks are saved (otherwise a task holding one is refused). */
   fileLocks?: boolean;
+  /** TCP connections are dumped in repair mode (--tcp-established), not refused. */
+  tcpEstablished?: boolean;
 }
 
 /** CRIU's default ghost limit: 1 MiB. */
@@ -27,6 +29,7 @@ export interface FileScan {
   extUnixSk: boolean;
   ghostLimit: number;
   fileLocks: boolean;
+  tcpEstablished: boolean;
   /** Pipes whose other end is held outside the tree, by pipe inode: who holds it, in words. */
   pipePeers: Map<number, string>;
 }
@@ -66,6 +69,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     extUnixSk: opts.extUnixSk ?? false,
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
     fileLocks: opts.fileLocks ?? false,
+    tcpEstablished: opts.tcpEstablished ?? false,
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
   };
 }

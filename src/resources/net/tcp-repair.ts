@@ -289,10 +289,15 @@ function restoreTcpOpts(fd: number, rec: TcpConnectionRecord, what: string): voi
   if (o.soKeepalive && getsockoptInt(fd, SOL.SOCKET, SO.KEEPALIVE) !== 1) setsockoptInt(fd, SOL.SOCKET, SO.KEEPALIVE, 1, `${what}: SO_KEEPALIVE`);
 }
 
+/** CRIU's name of a connection's image: tcp-stream-%x.img of the socket's inode. */
+export function tcpStreamImageName(ino: number): string {
+  return `tcp-stream-${(ino >>> 0).toString(16)}.img`;
+}
+
 /** tcp-stream-INO.img (CRIU's TCP_STREAM image): the entry, then the receive queue, then the send queue. */
 export function encodeTcpStreamImage(rec: TcpConnectionRecord): Buffer {
   const msg = create(tcp_stream_entrySchema, rec.stream);
-  return encodeImage('TCP_STREAM', [{ msg, payload: Buffer.concat([rec.inq, rec.outq]) }], `tcp-stream-${(rec.sk.ino >>> 0).toString(16)}.img`);
+  return encodeImage('TCP_STREAM', [{ msg, payload: Buffer.concat([rec.inq, rec.outq]) }], tcpStreamImageName(rec.sk.ino));
 }
 
 /** The stream part of a record from a TCP_STREAM image (CRIU's or cryo's). */
