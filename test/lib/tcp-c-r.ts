@@ -97,3 +97,13 @@ function listeningPort(pid: number): number | null {
   }
   return null;
 }
+
+/**
+ * For after(): removes the locks that appeared since `before` (a failed test may leave a kill-
+ * dump's lock, which would fail the next tests' checks); returns their names.
+ */
+export function removeNewTables(before: string[]): string[] {
+  const extra = cryoTables().filter((n) => !before.includes(n));
+  for (const n of extra) spawnSync('nft', ['delete', 'table', 'inet', n]);
+  return extra;
+}
