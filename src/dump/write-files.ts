@@ -46,7 +46,7 @@ export function writeFileImages(writer: ImageDirWriter, files: FileTable): void 
     );
   }
   // CRIU's tcp-stream-<socket inode, hex>.img: each connection's state and queue bytes.
-  for (const c of files.tcp?.connections ?? []) writer.writeRaw(tcpStreamImageName(c.rec.sk.ino), encodeTcpStreamImage(c.rec));
+  for (const c of files.tcp?.connections ?? []) writer.writeRaw(tcpStreamImageName(c.rec.sk.ino), encodeTcpStreamImage(c.rec), { syncLater: true });
   if (files.locks.length) writer.writeImage('filelocks.img', 'FILE_LOCKS', files.locks.map((l) => create(file_lock_entrySchema, l)));
   if (files.memfds.size) {
     writer.writeImage('memfd.img', 'MEMFD_INODE', [...files.memfds.values()].map(({ source: _, ...m }) => create(memfd_inode_entrySchema, m)));
