@@ -132,7 +132,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let stub: Stub | null = null;
   let tcp: TcpRestore | null = null;
   try {
-    if (ckpt.tcpConnections.size || ckpt.inventory.dumpCriuRunId) {
+    // (CRIU names its run in dump_criu_run_id whatever it dumped: only cryo's kept locks count.)
+    if (ckpt.tcpConnections.size || /^cryoh-/i.test(ckpt.inventory.dumpCriuRunId ?? '')) {
       tcp = log.step('lock network', () => TcpRestore.start(ckpt.tcpConnections, ckpt.inventory, opts.networkLock ?? 'nftables'));
       session.tcp = tcp;
       if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
