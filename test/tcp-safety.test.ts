@@ -103,7 +103,7 @@ describe('tcp safety', () => {
         // The guard acts once cryo is gone: give it the time it needs.
         let problem: string | null = null;
         await waitFor(() => (problem = untouched(t, client, `${signal} after ${delay} ms`)) === null, 15_000, 50);
-        assert.equal(problem, null);
+        assert.equal(problem, null, `${problem}\n${targetReport(t)}\n--- dump log ---\n${fs.existsSync(`${dir}.log`) ? fs.readFileSync(`${dir}.log`, 'utf8').slice(-2500) : ''}`);
       }
     }
     console.log(seen.join('\n'));
