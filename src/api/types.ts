@@ -48,6 +48,8 @@ export interface CheckOptions {
   fileLocks?: boolean;
   /** As for dump: a terminal from outside the tree is not a blocker. */
   shellJob?: boolean;
+  /** As for dump: TCP connections are not blockers. */
+  tcpEstablished?: boolean;
 }
 
 export type KernelCheckResult = { command: 'check'; target: 'kernel'; timings: Timings } & KernelReport;
@@ -72,6 +74,10 @@ export interface DumpOptions extends LogOptions {
   shellJob?: boolean;
   /** Checksum the page images in the manifest too. */
   verifyPages?: boolean;
+  /** Checkpoint TCP connections (TCP repair; CRIU's --tcp-established) instead of refusing them. */
+  tcpEstablished?: boolean;
+  /** How their packets are held off while frozen: nftables (default), iptables or skip. */
+  networkLock?: 'nftables' | 'iptables' | 'skip';
   /** Called as memory is written and tasks are done. */
   onProgress?: ProgressSink;
   /**
@@ -111,6 +117,10 @@ export interface RestoreOptions extends LogOptions {
   onProgress?: ProgressSink;
   /** What of the image's cpuinfo.img this CPU must have (--cpu-cap: fpu, ins, cpu, all, none; default fpu,ins). */
   cpuCap?: string;
+  /** The images hold TCP connections: restore them (CRIU's --tcp-established; refused without). */
+  tcpEstablished?: boolean;
+  /** How their packets are held off until the tree runs, when the dump's lock is gone (default nftables). */
+  networkLock?: 'nftables' | 'iptables' | 'skip';
 }
 
 export interface RestoreResult {

@@ -8,7 +8,7 @@ import { DEFAULT_CPU_CAP } from '../resources/task/cpu.js';
 import { runShow } from './show.js';
 import { checkText } from './print-check.js';
 import { progressLine } from './progress-line.js';
-import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, addLogOptions, addJsonOption, verbosityOption } from './options.js';
+import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, addLogOptions, addJsonOption, verbosityOption, networkLockOption } from './options.js';
 import { DEFAULT_GHOST_LIMIT } from '../resources/files/scan.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
@@ -76,6 +76,8 @@ addJsonOption(
       .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
       .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
       .option('-j, --shell-job', 'the tree may hold the terminal it was started from (a pty from outside the tree): `restore --shell-job` attaches it to the terminal the restore runs on')
+      .option('--tcp-established', 'checkpoint established TCP connections (TCP repair; the network is locked for them while frozen and, after a kill, until the restore)')
+      .addOption(networkLockOption())
       .option('--verify-pages', 'checksum the page images too (by default the manifest records their sizes; the restore then reads every page once more to check it)')
       .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
   ),
@@ -88,7 +90,7 @@ addJsonOption(
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
-      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, logLevel: o.verbosity, logFile: o.logFile,
+      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, logLevel: o.verbosity, logFile: o.logFile,
       onProgress: progress.sink, interruptible: true,
     });
     progress.stop();
@@ -115,6 +117,8 @@ addJsonOption(
       )
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
+      .option('--tcp-established', 'restore the TCP connections of the images (needed when they hold any)')
+      .addOption(networkLockOption())
       .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images; it joins this one, and a terminal from outside the dumped tree (dump --shell-job) is replaced by the one cryo runs on, with the job in its foreground')
       // CRIU's restore takes these too (runc and scripts pass the dump's flags again): what the
       // images hold is restored either way.
@@ -134,6 +138,7 @@ addJsonOption(
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
       shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink, cpuCap: o.cpuCap,
+      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock,
       onDifference: (line) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`),
     });
     progress.stop();
@@ -154,11 +159,12 @@ addJsonOption(
     .option('--ghost-limit <size>', 'as for dump: deleted files up to SIZE are not blockers', parseSize, DEFAULT_GHOST_LIMIT)
     .option('--file-locks', 'as for dump: file locks are not blockers')
     .option('-j, --shell-job', 'as for dump: a terminal from outside the tree is not a blocker')
+    .option('--tcp-established', 'as for dump: TCP connections are not blockers')
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
 )
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
   .action((o) => {
-    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob });
+    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
 

@@ -72,6 +72,13 @@ export function verbosityOption(help = "log level 0 (errors) .. 4 (everything, e
   return new Option('-v, --verbosity [level]', help).preset('3').argParser(parseVerbosity).default(2);
 }
 
+/** --network-lock (CRIU's): how packets of dumped TCP connections are held off. */
+export function networkLockOption(): Option {
+  return new Option('--network-lock <method>', 'with --tcp-established: lock the connections with nftables (a table of cryo\'s own), iptables (a chain), or skip (the network is isolated already)')
+    .choices(['nftables', 'iptables', 'skip'])
+    .default('nftables');
+}
+
 export function addLogOptions(c: Command): Command {
   return c
     .addOption(verbosityOption())

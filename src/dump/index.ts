@@ -22,6 +22,8 @@ import { writeTreeImages, writeStats, writeInventory } from './write.js';
 import { closeTask } from './task.js';
 import { LeaveRunningProof } from './unchanged.js';
 import { cpuinfoImage } from '../resources/task/cpu.js';
+import { TcpDump } from '../resources/net/tcp-dump.js';
+import type { NetworkLockMode } from '../resources/net/netlock.js';
 
 export interface DumpOptions {
   pid: number;
@@ -37,6 +39,10 @@ export interface DumpOptions {
   shellJob?: boolean;
   /** Checksum the page images in the manifest too (a restore then reads them once more). */
   verifyPages?: boolean;
+  /** Dump TCP connections in repair mode (--tcp-established), the network locked meanwhile. */
+  tcpEstablished?: boolean;
+  /** How the network is locked for them (--network-lock; default nftables). */
+  networkLock?: NetworkLockMode;
   log: Log;
   /** Told as pages are written and tasks done (at most every 16 MiB, every task). */
   onProgress?: ProgressSink;
@@ -55,7 +61,7 @@ export function dump(opts: DumpOptions): DumpResult {
   const proof = opts.leaveRunning ? new LeaveRunningProof(log) : null;
   const t0 = performance.now();
   const since = () => performance.now() - t0;
-  const { tasks } = log.step('check', () => {
+  const { tasks, scan: checkScan } = log.step('check', () => {
     failpoint('dump:collect');
     const c = collectTree(opts.pid, opts);
     if (c.blockers.length) throw new UnsupportedError(c.blockers);
@@ -72,7 +78,10 @@ export function dump(opts: DumpOptions): DumpResult {
   let done = false;
   let files: FileTable | null = null;
   let result: DumpResult;
+  let tcp: TcpDump | null = null;
   try {
+    const live = tasks.filter((t) => !t.zombie).map((t) => t.pid);
+    if (opts.tcpEstablished) tcp = log.step('tcp guard', () => TcpDump.start(opts.networkLock ?? 'nftables', live, checkScan));
     failpoint('dump:seize');
     const tree = log.step('freeze', () => freezeTree(tasks, frozen));
     proof?.frozen(tree.live.map((t) => t.pid));
@@ -84,6 +93,12 @@ export function dump(opts: DumpOptions): DumpResult {
       const again = treeBlockers(tasks, true, scan);
       if (again.length) throw new UnsupportedError(again);
       files = new FileTable(scan);
+      if (tcp) {
+        // Right after the freeze, before any socket is read: the tree's connections locked.
+        files.tcp = tcp;
+        const n = log.step('lock network', () => tcp!.lockTree(live, scan, !opts.leaveRunning));
+        if (n) log.info(`network locked for ${n} TCP connection(s)`);
+      }
       meter.plan(0, tree.live.length);
       return collectTasks(tree, files, open, log, meter);
     });
@@ -105,18 +120,19 @@ export function dump(opts: DumpOptions): DumpResult {
       writeStats(writer, { frozenAt, memDoneAt, endAt: since(), pagesWritten });
       checkInterrupt();
       failpoint('dump:inventory');
-      writeInventory(writer, tasks, images[0]!, collected.rootIds);
+      writeInventory(writer, tasks, images[0]!, collected.rootIds, tcp?.lockInfo ?? undefined);
+      tcp?.complete();
     });
     done = true;
     const frozenMs = since() - frozenAt;
     // The images are complete: now the tasks may go on, or go away.
-    log.step('release', () => release(tasks, frozen, open, proof));
+    log.step('release', () => release(tasks, frozen, open, proof, tcp, log));
     const totalMs = since();
     log.info(`dump done in ${totalMs.toFixed(1)} ms, ${pagesWritten} pages`);
     result = { pids: tasks.map((t) => t.pid), pagesWritten, frozenMs, totalMs };
   } catch (e) {
     log.info(`dump failed: ${(e as Error).message}; putting the tasks back`);
-    putBack(tasks, frozen, open, log);
+    putBack(tasks, frozen, open, log, tcp);
     if (!done) writer.abort();
     throw e;
   } finally {
@@ -128,10 +144,12 @@ export function dump(opts: DumpOptions): DumpResult {
 }
 
 /** After a complete dump: the tasks go on (--leave-running) or are killed. */
-function release(tasks: TaskPlan[], frozen: Tracee[], open: DumpTask[], proof: LeaveRunningProof | null): void {
+function release(tasks: TaskPlan[], frozen: Tracee[], open: DumpTask[], proof: LeaveRunningProof | null, tcp: TcpDump | null, log: Log): void {
   for (const t of open.splice(0).reverse()) closeTask(t);
   if (proof) {
     proof.putBack();
+    // Connections out of repair mode and the lock gone before the tasks run again.
+    for (const e of tcp?.release() ?? []) log.error(e);
     restop(tasks);
     for (const tr of frozen) tr.release();
     return;
@@ -141,10 +159,13 @@ function release(tasks: TaskPlan[], frozen: Tracee[], open: DumpTask[], proof: L
   // reaped by its parent before that: wait for every non-leader thread.
   for (const tr of frozen) if (tr.tid !== tr.tgid) tr.waitGone();
   for (const tr of frozen) tr.release();
+  // The tasks are dead: our copies of their sockets close silently, the lock waits for the restore.
+  tcp?.keepForRestore();
 }
 
 /** After a failure: every task as it was when we came, running (or stopped) again. */
-function putBack(tasks: TaskPlan[], frozen: Tracee[], open: DumpTask[], log: Log): void {
+function putBack(tasks: TaskPlan[], frozen: Tracee[], open: DumpTask[], log: Log, tcp: TcpDump | null): void {
+  for (const e of tcp?.release() ?? []) log.error(e);
   for (const t of open.reverse()) {
     try {
       closeTask(t);

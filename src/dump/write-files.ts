@@ -14,6 +14,7 @@ import { ghost_file_entrySchema } from '../image/gen/ghost-file_pb.js';
 import { memfd_inode_entrySchema } from '../image/gen/memfd_pb.js';
 import { file_lock_entrySchema } from '../image/gen/file-lock_pb.js';
 import type { FileTable } from '../resources/files/table.js';
+import { encodeTcpStreamImage, tcpStreamImageName } from '../resources/net/tcp-repair.js';
 
 export function writeFileImages(writer: ImageDirWriter, files: FileTable): void {
   writer.writeImage(
@@ -52,6 +53,8 @@ export function writeFileImages(writer: ImageDirWriter, files: FileTable): void 
       })),
     );
   }
+  // CRIU's tcp-stream-<socket inode, hex>.img: each connection's state and queue bytes.
+  for (const c of files.tcp?.connections ?? []) writer.writeRaw(tcpStreamImageName(c.rec.sk.ino), encodeTcpStreamImage(c.rec), { syncLater: true });
   if (files.locks.length) writer.writeImage('filelocks.img', 'FILE_LOCKS', files.locks.map((l) => create(file_lock_entrySchema, l)));
   if (files.memfds.size) {
     writer.writeImage('memfd.img', 'MEMFD_INODE', [...files.memfds.values()].map(({ source: _, ...m }) => create(memfd_inode_entrySchema, m)));

@@ -83,7 +83,8 @@ export function writeStats(writer: ImageDirWriter, s: { frozenAt: number; memDon
 
 /** The inventory, last: a directory without it is not a checkpoint. */
 /** inventory.img, last. `rootIds`: cryo's own kernel objects' ids (CRIU's root_ids stand for the dumper). */
-export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: TaskImages, rootIds: TaskImages['ids']): void {
+/** `netLock`: the network lock a kill-dump keeps for the restore (CRIU's fields: method, run id). */
+export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: TaskImages, rootIds: TaskImages['ids'], netLock?: { method: number; name: string }): void {
   const ledInside = (id: number) => tasks.some((t) => t.pid === id);
   writer.noteExternal({ sessions: tasks.map((t) => t.sid).filter((s) => !ledInside(s)), groups: tasks.map((t) => t.pgid).filter((g) => !ledInside(g)) });
   writer.finish(
@@ -94,7 +95,8 @@ export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: 
       nsPerId: true,
       rootCgSet: root.core.tc!.cgSet,
       lsmtype: lsmtype.NO_LSM,
-      networkLockMethod: 0,
+      networkLockMethod: netLock?.method ?? 0,
+      ...(netLock ? { dumpCriuRunId: netLock.name } : {}),
     }),
   );
 }

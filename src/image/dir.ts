@@ -20,6 +20,7 @@ import { decodeImage, decodeImageAs, encodeImage, type DecodedImage, type ImageE
 import { CRTOOLS_IMAGES_V1_1, kindByName, kindForFileName } from "./magic.js";
 import { FileDigest, MANIFEST_FILE, manifestBytes, type ExternalIds, type ManifestFile } from "./manifest.js";
 import { Sink, writeAll, errno, ioError, type RawImageSink } from "./raw-sink.js";
+import { sys } from "../sys/index.js";
 
 export type { RawImageSink } from "./raw-sink.js";
 
@@ -42,6 +43,8 @@ export class ImageDirWriter {
   /** What cryo-manifest.json will say about each file written. */
   private readonly digests = new Map<string, ManifestFile>();
   private external: ExternalIds | undefined;
+  /** Files written without their own fsync (writeRaw's syncLater): one syncfs covers them in finish(). */
+  private unsynced = 0;
 
   private constructor(
     readonly dir: string,
@@ -103,9 +106,9 @@ export class ImageDirWriter {
   }
 
   /** Write a raw file (pages, a tarball, ...) in one go. */
-  writeRaw(name: string, data: Uint8Array | readonly Uint8Array[]): void {
+  writeRaw(name: string, data: Uint8Array | readonly Uint8Array[], opts: { syncLater?: boolean } = {}): void {
     this.checkWritable(name);
-    this.writeFile(name, data instanceof Uint8Array ? [data] : data);
+    this.writeFile(name, data instanceof Uint8Array ? [data] : data, opts.syncLater);
   }
 
   /** Records, in the manifest, the sessions and groups of the tree led from outside it. */
@@ -142,6 +145,8 @@ export class ImageDirWriter {
     const inv = new FileDigest("sha256");
     inv.update(bytes);
     this.digests.set(INVENTORY_FILE, inv.entry());
+    // Many small files (a tcp-stream image per connection) cost an fsync each: one syncfs instead.
+    if (this.unsynced && this.doFsync) this.syncFs();
     this.writeFile(MANIFEST_FILE, [manifestBytes(this.digests, this.external)]);
     this.syncDir();
     const tmp = this.path(INVENTORY_TMP);
@@ -216,7 +221,17 @@ export class ImageDirWriter {
     }
   }
 
-  private writeFile(name: string, bufs: readonly Uint8Array[]): void {
+  private syncFs(): void {
+    const fd = fs.openSync(this.dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      sys("syncfs", [fd], `syncfs of ${this.dir}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.unsynced = 0;
+  }
+
+  private writeFile(name: string, bufs: readonly Uint8Array[], syncLater = false): void {
     const fd = this.createFile(name);
     const digest = new FileDigest("sha256");
     try {
@@ -225,7 +240,8 @@ export class ImageDirWriter {
         digest.update(b);
       }
       if (name !== INVENTORY_TMP && name !== MANIFEST_FILE) this.digests.set(name, digest.entry());
-      if (this.doFsync) fs.fsyncSync(fd);
+      if (this.doFsync && !syncLater) fs.fsyncSync(fd);
+      if (syncLater) this.unsynced++;
     } catch (e) {
       throw ioError(this.path(name), "cannot write image file", e);
     } finally {

@@ -21,6 +21,7 @@ import type { ShmImage } from '../resources/mm/sysv-shm.js';
 import type { PageRange } from '../resources/mm/page-range.js';
 import type { MemoryImage } from '../resources/mm/restore.js';
 import type { AnyFdKind, KindImages } from '../resources/files/fd-kind.js';
+import type { TcpConnectionRecord } from '../resources/net/tcp-repair.js';
 
 export interface TaskImage {
   pid: number;
@@ -70,6 +71,8 @@ export interface CheckpointImage {
   unixSockets: UnixSkData[];
   inetSockets: InetSkData[];
   netlinkSockets: NetlinkSkData[];
+  /** The inet sockets that are TCP connections, by file id, with their tcp-stream images. */
+  tcpConnections: Map<number, TcpConnectionRecord>;
   /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
   skQueues: Map<number, QueuedData[]>;
   /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */

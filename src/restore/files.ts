@@ -13,6 +13,7 @@ import type { CheckpointImage } from './images.js';
 import { UserError } from '../util/errors.js';
 import type { Log } from '../util/log.js';
 import type { ProgressMeter } from '../util/progress-meter.js';
+import type { TcpRestore } from '../resources/net/tcp-restore.js';
 
 /** State shared by the restore of every task of one checkpoint. */
 export interface RestoreSession {
@@ -49,6 +50,8 @@ export interface RestoreSession {
   cowKept: number;
   /** Memory read into the tasks and tasks done, for the caller's progress. */
   progress: ProgressMeter;
+  /** The TCP connections and their network lock (--tcp-established). */
+  tcp?: TcpRestore;
 }
 
 /**

@@ -41,6 +41,7 @@ import { VMA } from '../resources/mm/vma-kind.js';
 import { TASK_STATE } from '../image/task-state.js';
 import { registeredKindOfEntry } from '../resources/files/registry.js';
 import type { KindImages } from '../resources/files/fd-kind.js';
+import { readTcpConnections } from '../resources/net/tcp-restore.js';
 
 import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
@@ -194,7 +195,8 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, kindImages, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, skQueues, ghosts: readGhosts(r, files) };
+  const tcpConnections = tcpOf(r, inetSockets);
+  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, kindImages, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {
@@ -215,6 +217,14 @@ function kindImagesOf(r: ImageDirReader, shellJob: boolean): KindImages {
     },
     shellJob,
   };
+}
+
+function tcpOf(r: ImageDirReader, inet: InetSkData[]): CheckpointImage['tcpConnections'] {
+  try {
+    return readTcpConnections(r, inet);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
 }
 
 function readSeccomp(r: ImageDirReader): CheckpointImage['seccompFilters'] {

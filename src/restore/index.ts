@@ -15,6 +15,8 @@ import { closeSessionFiles, openFile, restoreOwners, checkInherited, type Restor
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { restoreNetlinkSk } from '../resources/files/netlink.js';
+import { TcpRestore } from '../resources/net/tcp-restore.js';
+import type { NetworkLockMode } from '../resources/net/netlock.js';
 import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
 import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { createMemfd } from '../resources/files/memfd.js';
@@ -50,6 +52,10 @@ export interface RestoreOptions {
   onProgress?: ProgressSink;
   /** What of cpuinfo.img this CPU must have (--cpu-cap, resources/task/cpu.ts; default fpu,ins). */
   cpuCap?: string;
+  /** Restore TCP connections (--tcp-established); images holding any are refused without. */
+  tcpEstablished?: boolean;
+  /** The lock made when the dump's is gone (default nftables). */
+  networkLock?: NetworkLockMode;
 }
 
 export interface RestoreResult {
@@ -101,6 +107,9 @@ export function restore(opts: RestoreOptions): RestoreResult {
     checkRestorable(c, log, opts.cpuCap);
     markInherited(c, opts.inherit ?? new Map());
     checkInherited(c, opts.inherit ?? new Map());
+    if (c.tcpConnections.size && !opts.tcpEstablished) {
+      throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established`);
+    }
     const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
     for (const t of c.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
     for (const z of c.zombies) waitPidFree(z.pid, waitMs);
@@ -119,7 +128,14 @@ export function restore(opts: RestoreOptions): RestoreResult {
   session.progress.plan(memoryBytes(ckpt), ckpt.tasks.length);
   const made: SharedObjects = { ghosts: [], segments: [] };
   let stub: Stub | null = null;
+  let tcp: TcpRestore | null = null;
   try {
+    // (CRIU names its run in dump_criu_run_id whatever it dumped: only cryo's kept locks count.)
+    if (ckpt.tcpConnections.size || /^cryoh-/i.test(ckpt.inventory.dumpCriuRunId ?? '')) {
+      tcp = log.step('lock network', () => TcpRestore.start(ckpt.tcpConnections, ckpt.inventory, opts.networkLock ?? 'nftables'));
+      session.tcp = tcp;
+      if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
+    }
     log.step('shared objects', () => createSharedObjects(session, made));
     log.step('create tasks', () => {
       failpoint('restore:stub');
@@ -138,15 +154,20 @@ export function restore(opts: RestoreOptions): RestoreResult {
     log.step('resume', () => {
       failpoint('restore:resume');
       if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
+      // Repair mode is left as late as can be: the connections run from the tasks' first step.
+      tcp?.leaveRepair();
       resume(session);
     });
   } catch (e) {
+    tcp?.abort();
     if (stub) killStub(stub);
     removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);
     for (const id of made.segments) removeSegment(id);
     throw e;
   } finally {
     closeSessionFiles(session);
+    // After the close: a failed restore's sockets are gone (silently) before packets pass again.
+    releaseLock(tcp, log);
     removeGhosts(made.ghosts, log);
     if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
   }
@@ -213,6 +234,14 @@ function resume(session: RestoreSession): void {
   for (const g of ckpt.sysvShm) if (wasRemoved(g)) removeSegment(session.sysvIds.get(g.entry.desc.id)!);
 }
 
+function releaseLock(tcp: TcpRestore | null, log: Log): void {
+  try {
+    tcp?.releaseLock();
+  } catch (e) {
+    log.error((e as Error).message);
+  }
+}
+
 function removeGhosts(ghosts: SharedObjects['ghosts'], log: Log): void {
   for (const g of ghosts.reverse()) {
     try {
@@ -236,7 +265,10 @@ function createMemfds(session: RestoreSession): void {
 /** Inet sockets, then unix sockets, whose queues may carry any of them (or other files). */
 function createSockets(session: RestoreSession): void {
   const { ckpt, files } = session;
-  for (const e of ckpt.inetSockets) files.set(e.id, restoreInetSk(e));
+  for (const e of ckpt.inetSockets) {
+    const conn = ckpt.tcpConnections.get(e.id);
+    files.set(e.id, conn ? session.tcp!.create(conn) : restoreInetSk(e));
+  }
   for (const e of ckpt.netlinkSockets) files.set(e.id, restoreNetlinkSk(e));
   if (!ckpt.unixSockets.length) return;
   const made = restoreUnixSockets(ckpt.unixSockets, ckpt.skQueues, (id) => openFile(session, id, 'a file in flight in a socket'));

@@ -104,6 +104,7 @@ export const NR = {
   epoll_create1: 291,
   dup3: 292,
   pipe2: 293,
+  syncfs: 306,
   timer_create: 222,
   timer_settime: 223,
   timer_gettime: 224,

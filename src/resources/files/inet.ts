@@ -1,7 +1,8 @@
 // IPv4 and IPv6 sockets: TCP listening (and not yet connected) sockets and UDP sockets, bound
 // and connected, with their options. Everything comes from our copy of the task's socket
-// (getsockname, getpeername, TCP_INFO, getsockopt). Established TCP connections need TCP repair
-// mode and are refused for now, naming the connection.
+// (getsockname, getpeername, TCP_INFO, getsockopt). TCP connections (established or closing)
+// are refused, named with both addresses, unless --tcp-established is given: then
+// resources/net/tcp-dump.ts dumps them in repair mode (this module writes their inet_sk_entry).
 import { dumpUdpQueue, refillUdpQueue, type DatagramRecord } from '../net/udp-queue.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
@@ -86,13 +87,30 @@ export function describeInet(i: InetInfo): string {
   return `${proto}${v} socket ${where} ${STATE_NAME[i.state] ?? `state ${i.state}`}`;
 }
 
-export function inetBlocker(i: InetInfo): BlockerCause | null {
-  const refuse = (reason: string): BlockerCause => ({ kind: 'socket', reason });
+/**
+ * States of a TCP connection that TCP repair dumps and recreates (resources/net/tcp-repair.ts):
+ * established, and closing with an fd still open (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING).
+ */
+const CONNECTION_STATES = new Set<number>([
+  TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING,
+]);
+
+/** A TCP socket with a connection that --tcp-established dumps. */
+export function isTcpConnection(i: Pick<InetInfo, 'proto' | 'type' | 'state'>): boolean {
+  return i.proto === IPPROTO.TCP && i.type === SOCK.STREAM && CONNECTION_STATES.has(i.state);
+}
+
+/** `tcpEstablished`: --tcp-established was given (connections are dumped, not refused). */
+export function inetBlocker(i: InetInfo, tcpEstablished = false): BlockerCause | null {
+  const refuse = (reason: string, hint?: string): BlockerCause => (hint ? { kind: 'socket', reason, hint } : { kind: 'socket', reason });
   if (!(i.proto === IPPROTO.TCP && i.type === SOCK.STREAM) && !(i.proto === IPPROTO.UDP && i.type === SOCK.DGRAM)) {
     return refuse(`${describeInet(i)} — not supported`);
   }
+  if (isTcpConnection(i)) {
+    return tcpEstablished ? null : refuse(`${describeInet(i)}: a TCP connection`, '--tcp-established checkpoints it');
+  }
   if (i.proto === IPPROTO.TCP && i.state !== TCP_STATE.LISTEN && i.state !== TCP_STATE.CLOSE) {
-    return refuse(`${describeInet(i)}: TCP connections — not supported yet`);
+    return refuse(`${describeInet(i)}: TCP sockets in this state — not supported yet`);
   }
   if (i.pending) return refuse(`${describeInet(i)}: ${i.pending} connection(s) not accepted yet — not supported yet`);
   return null;

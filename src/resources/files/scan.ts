@@ -15,6 +15,8 @@ export interface ScanOptions {
   fileLocks?: boolean;
   /** The tree's terminal from outside is the caller's, reattached on restore (--shell-job). */
   shellJob?: boolean;
+  /** TCP connections are dumped in repair mode (--tcp-established), not refused. */
+  tcpEstablished?: boolean;
 }
 
 /** CRIU's default ghost limit: 1 MiB. */
@@ -30,6 +32,7 @@ export interface FileScan {
   extUnixSk: boolean;
   ghostLimit: number;
   fileLocks: boolean;
+  tcpEstablished: boolean;
   /** Pipes whose other end is held outside the tree, by pipe inode: who holds it, in words. */
   pipePeers: Map<number, string>;
   /** The tree's terminals (tty-scan.ts). */
@@ -71,6 +74,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     extUnixSk: opts.extUnixSk ?? false,
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
     fileLocks: opts.fileLocks ?? false,
+    tcpEstablished: opts.tcpEstablished ?? false,
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
     terminals: scanTerminals(pids, opts.shellJob ?? false),
   };

@@ -7,7 +7,7 @@ import type { FileScan } from './scan.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, type Blocker, type BlockerCause } from '../../util/blocker.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
-import { inspectInet, describeInet, inetBlocker, dumpInetSk, type InetInfo } from './inet.js';
+import { inspectInet, describeInet, inetBlocker, dumpInetSk, isTcpConnection, type InetInfo } from './inet.js';
 import { inspectNetlink, describeNetlink, netlinkBlocker, dumpNetlinkSk, type NetlinkInfo } from './netlink.js';
 import type { FileTable } from './table.js';
 import type { FownData } from './reg.js';
@@ -21,7 +21,7 @@ const FAMILY_NAME: Record<number, string> = { 17: 'packet', 38: 'alg', 40: 'vsoc
 export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
   const u = scan.unix.get(ino);
   if (u) return { text: describeUnix(u), cause: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
-  return withOurCopy(pid, fd, judgeCopy);
+  return withOurCopy(pid, fd, (ours) => judgeCopy(ours, scan.tcpEstablished));
 }
 
 /** Why the socket behind the task's fd cannot be dumped (null if it can). */
@@ -31,11 +31,12 @@ export function socketBlocker(pid: number, fd: number, ino: number, scan: FileSc
 }
 
 /** A socket that is not unix, judged through our copy `ours` of it; `inet` when it is one. */
-function judgeCopy(ours: number): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
+function judgeCopy(ours: number, tcpEstablished: boolean): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
   const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
   if (family === AF.INET || family === AF.INET6) {
     const inet = inspectInet(ours, family);
-    return { text: describeInet(inet), cause: inetBlocker(inet), inet };
+    const text = describeInet(inet) + (tcpEstablished && isTcpConnection(inet) ? ' (dumped in TCP repair mode: --tcp-established)' : '');
+    return { text, cause: inetBlocker(inet, tcpEstablished), inet };
   }
   if (family === AF.NETLINK) {
     const netlink = inspectNetlink(ours);
@@ -75,11 +76,18 @@ export function dumpSocket(
       }
       return { id, type: 'UNIXSK' as const };
     }
-    const judged = judgeCopy(ours);
+    const judged = judgeCopy(ours, scan.tcpEstablished);
     refuse(judged.cause);
     if (judged.netlink) {
       files.entries.push({ type: 'NETLINKSK', id, nlsk: { ...dumpNetlinkSk(ours, judged.netlink, id, ino, flags, fown), nsId: files.netNsId } });
       return { id, type: 'NETLINKSK' as const };
+    }
+    if (isTcpConnection(judged.inet!)) {
+      // With --tcp-established (the blocker said so): its queues and sequence numbers too.
+      if (!files.tcp) throw new Error(`pid ${pid} fd ${fd}: a TCP connection, but the dump holds no network lock for it`);
+      const rec = files.tcp.dump(ours, judged.inet!, { id, ino, flags, fown });
+      files.entries.push({ type: 'INETSK', id, isk: { ...rec.sk, nsId: files.netNsId } });
+      return { id, type: 'INETSK' as const };
     }
     const { entry, warning } = dumpInetSk(ours, judged.inet!, id, ino, flags, fown);
     files.entries.push({ type: 'INETSK', id, isk: { ...entry, nsId: files.netNsId } });

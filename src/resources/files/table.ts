@@ -12,6 +12,7 @@ import { readGhost, type GhostData } from './ghost.js';
 import { inspectMemfd, type MemfdInode } from './memfd.js';
 import type { FileLockData } from './locks.js';
 import type { AnyFdKind } from './fd-kind.js';
+import type { TcpDump } from '../net/tcp-dump.js';
 
 export type FileRecord =
   | { type: 'REG'; id: number; reg: RegFileData }
@@ -60,6 +61,8 @@ export class FileTable {
   readonly buildIds = new Map<string, number[] | undefined>();
   /** Id of the network namespace the sockets live in (the tree's, which is cryo's own). */
   netNsId = 0;
+  /** With --tcp-established: the network lock and the connections dumped in repair mode. */
+  tcp: TcpDump | null = null;
   /** What will not come back exactly as it was, for the log. */
   readonly warnings: string[] = [];
 

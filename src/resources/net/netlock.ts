@@ -160,11 +160,13 @@ function iptCreate(name: string, tuples: TcpTuple[]): void {
  * Locks the network for these connections. Throws, leaving nothing behind, if the firewall
  * refuses; the caller must then not freeze anything it would dump with --tcp-established.
  */
-export function lockNetwork(mode: NetworkLockMode, tuples: TcpTuple[], opts: { heldForRestore?: boolean } = {}): NetworkLock {
+export function lockNetwork(mode: NetworkLockMode, tuples: TcpTuple[], opts: { heldForRestore?: boolean; onName?: (name: string) => void } = {}): NetworkLock {
   if (mode === 'skip') return { mode, name: '', release() {}, keep() {} };
   const start = startTimeOf(process.pid) ?? '0';
   const prefix = (mode === 'nftables' ? 'cryo' : 'CRYO') + (opts.heldForRestore ? 'h' : '');
   const name = `${prefix}-${process.pid}-${start}-${sequence++}`;
+  // Told before the table exists: whoever must remove it if we die knows it in time.
+  opts.onName?.(name);
   if (mode === 'nftables') {
     const r = run('nft', ['-f', '-'], nftScript(name, tuples));
     // One transaction: a refused script created nothing.
@@ -178,6 +180,21 @@ export function lockNetwork(mode: NetworkLockMode, tuples: TcpTuple[], opts: { h
     }
   }
   return lockHandle(mode, name, opts.heldForRestore === true);
+}
+
+/** Removes a lock by name (the dump's guard, after cryo died); gone already is fine. */
+export function removeLock(mode: 'nftables' | 'iptables', name: string): void {
+  if (!NAME_RE.test(name)) throw new Error(`${name} is not the name of one of cryo's network locks`);
+  if (mode === 'nftables') nftDelete(name);
+  else {
+    const errors = iptDelete(name);
+    if (errors.length) throw new Error(`cannot remove the network lock (chain ${name}): ${errors.join('; ')}`);
+  }
+}
+
+/** Whether a lock of that name is in the firewall. */
+export function lockExists(mode: 'nftables' | 'iptables', name: string): boolean {
+  return listLocks().some((l) => l.mode === mode && l.name === name);
 }
 
 /** The lock a dump kept (its name, from the images), for the restore to release. */

@@ -249,6 +249,17 @@ function handshakeOptions(s: TcpStreamData): Array<[number, number]> {
 }
 
 function refillQueues(fd: number, rec: TcpConnectionRecord, unsent: number, what: string): void {
+  // The send queue is charged by its buffers' size, not its bytes: re-queued in other segments
+  // the same bytes may not fit the recorded SO_SNDBUF (EAGAIN). Room for them, then the
+  // recorded size again (the kernel keeps queued bytes above it; the task waits as it did).
+  const sndbuf = getsockoptInt(fd, SOL.SOCKET, SO.SNDBUF);
+  const roomy = rec.outq.length > 0 && sndbuf < 4 * rec.outq.length;
+  if (roomy) setsockoptInt(fd, SOL.SOCKET, SO.SNDBUFFORCE, 2 * rec.outq.length + (1 << 20), `${what}: room for the send queue`);
+  fillQueues(fd, rec, unsent, what);
+  if (roomy) setsockoptInt(fd, SOL.SOCKET, SO.SNDBUFFORCE, sndbuf / 2, `${what}: SO_SNDBUF back to ${sndbuf}`);
+}
+
+function fillQueues(fd: number, rec: TcpConnectionRecord, unsent: number, what: string): void {
   selectRepairQueue(fd, TCP_QUEUE.RECV);
   sendAllNoWait(fd, rec.inq, `${what}: refilling the receive queue`);
   // What was sent once goes back in repair mode: the kernel counts it as in flight, to be
@@ -289,10 +300,15 @@ function restoreTcpOpts(fd: number, rec: TcpConnectionRecord, what: string): voi
   if (o.soKeepalive && getsockoptInt(fd, SOL.SOCKET, SO.KEEPALIVE) !== 1) setsockoptInt(fd, SOL.SOCKET, SO.KEEPALIVE, 1, `${what}: SO_KEEPALIVE`);
 }
 
+/** CRIU's name of a connection's image: tcp-stream-%x.img of the socket's inode. */
+export function tcpStreamImageName(ino: number): string {
+  return `tcp-stream-${(ino >>> 0).toString(16)}.img`;
+}
+
 /** tcp-stream-INO.img (CRIU's TCP_STREAM image): the entry, then the receive queue, then the send queue. */
 export function encodeTcpStreamImage(rec: TcpConnectionRecord): Buffer {
   const msg = create(tcp_stream_entrySchema, rec.stream);
-  return encodeImage('TCP_STREAM', [{ msg, payload: Buffer.concat([rec.inq, rec.outq]) }], `tcp-stream-${(rec.sk.ino >>> 0).toString(16)}.img`);
+  return encodeImage('TCP_STREAM', [{ msg, payload: Buffer.concat([rec.inq, rec.outq]) }], tcpStreamImageName(rec.sk.ino));
 }
 
 /** The stream part of a record from a TCP_STREAM image (CRIU's or cryo's). */
