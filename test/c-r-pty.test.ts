@@ -67,7 +67,7 @@ describe('c/r ptys', () => {
     descendants(t.pid);
     const d = dump(t, 'lr', { leaveRunning: true });
     assert.equal(d.res.code, 0, cryoReport(d.res));
-    assert.match(cryoReport(d.res, 100_000), /--leave-running: 3 tasks compared before and after the dump in [\d.]+ ms: 0 differences/);
+    assert.match(cryoReport(d.res, 100_000), /--leave-running: 3 tasks compared under the freeze in [\d.]+ ms: 0 differences/);
     assert.equal(runningProblem(t), null, 'the target runs on');
     await expectPass(t);
   });
