@@ -68,14 +68,14 @@ export function planTask(pid: number, ppid: number): TaskPlan {
 }
 
 /** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
-export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[]): Blocker[] {
+export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[], root = pid): Blocker[] {
   const blockers: Blocker[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   if (stat.state === 't' && !frozenByUs) blockers.push({ pid, kind: 'task', reason: 'stopped by a debugger — not supported' });
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push({ pid, kind: 'task', reason: `already traced by pid ${tracer}` });
-  blockers.push(...namespaceBlockers(pid));
+  blockers.push(...namespaceBlockers(pid, root));
   blockers.push(...mappingBlockers(pid, maps, scan.ghostLimit));
   blockers.push(...fdBlockers(pid, scan));
   return blockers;
@@ -133,7 +133,7 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
   }
   for (const { t, maps } of live) {
     try {
-      blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps), ...sharingBlockers(t, tasks));
+      blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps, tasks[0]!.pid), ...sharingBlockers(t, tasks));
     } catch (e) {
       if (!frozenByUs && endedMeanwhile(t.pid, t.pid)) continue;
       throw e;
