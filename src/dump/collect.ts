@@ -8,7 +8,7 @@ import { mappingBlockers } from '../resources/mm/dump.js';
 import { isSysvShm, sysvShmBlockers } from '../resources/mm/sysv-shm.js';
 import { fdBlockers } from '../resources/files/fds.js';
 import { UserError } from '../util/errors.js';
-import { namespaceBlockers } from './namespaces.js';
+import { namespaceBlockers, nsLink } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 
 /** Task flag of kernel threads (linux/sched.h), in field 9 of /proc/PID/stat. */
@@ -120,7 +120,14 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
       throw e;
     }
   });
-  blockers.push(...sysvShmBlockers(live.flatMap(({ t, maps }) => maps.filter(isSysvShm).map((m) => ({ pid: t.pid, m })))));
+  // Segments of cryo's IPC namespace are judged here; a tree's own IPC namespace is saved whole
+  // (resources/ns), where only an attachment that does not start at the segment is refused.
+  const hostIpc = nsLink('self', 'ipc');
+  const attached = live.flatMap(({ t, maps }) => maps.filter(isSysvShm).map((m) => ({ pid: t.pid, m, host: nsLink(t.pid, 'ipc') === hostIpc })));
+  blockers.push(...sysvShmBlockers(attached.filter((a) => a.host)));
+  for (const { pid, m } of attached.filter((a) => !a.host && a.m.offset !== 0n)) {
+    blockers.push({ pid, mapping: `${m.start.toString(16)}-${m.end.toString(16)}`, kind: 'sysv-shm', reason: `part of SysV shared memory segment ${m.inode} (split by mprotect or munmap) — not supported yet` });
+  }
   for (const z of tasks.filter((t) => t.zombie)) {
     // A zombie is made again by a fork from its parent, then setsid/setpgid: it can lead its own
     // session or group, or join a group that exists then, nothing else.

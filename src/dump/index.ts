@@ -22,6 +22,7 @@ import { writeTreeImages, writeStats, writeInventory } from './write.js';
 import { closeTask } from './task.js';
 import { provenUnchanged } from './unchanged.js';
 import { cpuinfoImage } from '../resources/task/cpu.js';
+import { dumpTreeNamespaces, writeNsImages } from '../resources/ns/index.js';
 
 export interface DumpOptions {
   pid: number;
@@ -86,6 +87,8 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       meter.plan(0, tree.live.length);
       return collectTasks(tree, files, open, log, meter);
     });
+    // The root's own UTS and IPC namespaces (a container's), read from inside them.
+    const namespaces = log.step('namespaces', () => dumpTreeNamespaces(opts.pid));
     const table = files!;
     const { images, threadCores } = collected;
     failpoint('dump:pages');
@@ -97,7 +100,8 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       // Before the cores are written: it sets their seccomp fields.
       const seccompFilters = saveSeccomp(frozen, [...images.map((i) => ({ tid: i.pid, core: i.core })), ...threadCores]);
       failpoint('dump:write');
-      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters });
+      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc') });
+      writeNsImages(writer, images[0]!.ids, namespaces.state);
       writeFileImages(writer, table);
       writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have
       for (const w of table.warnings) log.warn(w);

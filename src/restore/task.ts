@@ -183,7 +183,7 @@ export function restoreTask(
   restorePosixTimers(r, tc.timers?.posix ?? []);
 
   failpoint('restore:creds');
-  for (const w of work) restoreThread(w, img.pid, ckpt);
+  for (const w of work) restoreThread(w, ckpt);
   if (!sharesVm) restoreDumpable(r, hasField(mm_entrySchema, img.mm, 'dumpable') ? img.mm.dumpable : undefined);
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
 
@@ -301,7 +301,7 @@ function exitTask(t: Tracee, how: number | { signal: number; pid: number }, tram
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
 
 /** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
-function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointImage): void {
+function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): void {
   const tcore = core.threadCore;
   if (!tcore) return;
   restoreSigaltstack(r, tcore.sas);
@@ -324,7 +324,7 @@ function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointIm
       ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
       : null,
   });
-  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false, tgid);
+  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
 }
 
 
