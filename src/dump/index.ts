@@ -88,7 +88,10 @@ function dumpAndRelease(opts: DumpOptions): DumpResult {
       return collectTasks(tree, files, open, log, meter);
     });
     // The root's own UTS and IPC namespaces (a container's), read from inside them.
-    const namespaces = log.step('namespaces', () => dumpTreeNamespaces(opts.pid));
+    const namespaces = log.step('namespaces', () => {
+      failpoint('dump:namespaces');
+      return dumpTreeNamespaces(opts.pid);
+    });
     const table = files!;
     const { images, threadCores } = collected;
     failpoint('dump:pages');

@@ -78,7 +78,11 @@ export function dumpMsgQueues(): MsgQueue[] {
 
 /** Sets the next id the kernel hands out for `kind` (sem, msg, shm); -1 for "any". */
 export function setNextId(kind: 'sem' | 'msg' | 'shm', id: number): void {
-  writeFileSync(`/proc/sys/kernel/${kind}_next_id`, String(id));
+  try {
+    writeFileSync(`/proc/sys/kernel/${kind}_next_id`, String(id));
+  } catch (e) {
+    throw new UserError(`cannot set kernel.${kind}_next_id to ${id}: ${(e as Error).message}`);
+  }
 }
 
 function created(what: string, d: IpcDesc, r: { ret: number; errno: number }): number {

@@ -2,6 +2,7 @@
 // mqueue ones, and the next-id counters. Read and written through /proc/sys, which answers for
 // the IPC namespace of the calling thread (the ns helper, after setns).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { UserError } from '../../util/errors.js';
 
 /** Field name of ipc_var_entry (camelCase, as generated) -> sysctl path. */
 export const IPC_VAR_FILES = {
@@ -32,6 +33,14 @@ export interface IpcVars {
 
 const path = (p: string) => `/proc/sys/${p}`;
 
+function writeSysctl(p: string, value: string): void {
+  try {
+    writeFileSync(path(p), value);
+  } catch (e) {
+    throw new UserError(`cannot set ${p.replace(/\//g, '.')} to ${value} in the new IPC namespace: ${(e as Error).message}`);
+  }
+}
+
 function read(p: string): string | undefined {
   return existsSync(path(p)) ? readFileSync(path(p), 'utf8').trim() : undefined;
 }
@@ -53,13 +62,19 @@ export function dumpIpcVars(): IpcVars {
 /** Limits first (the objects must fit in them); only those that differ are written. */
 export function restoreIpcLimits(v: IpcVars): void {
   const write = (p: string, want: string) => {
-    if (read(p) !== undefined && read(p) !== want) writeFileSync(path(p), want);
+    if (read(p) !== undefined && read(p) !== want) writeSysctl(p, want);
   };
   if (v.semCtls.length === 4) write('kernel/sem', v.semCtls.join('\t'));
   for (const [k, want] of Object.entries(v.values)) write(IPC_VAR_FILES[k as keyof typeof IPC_VAR_FILES], want);
 }
 
-/** The counters last: creating the objects with their old ids used them up. */
+/**
+ * The counters last: creating the objects with their old ids used them up (the kernel sets a
+ * counter back to -1 once it served). An unset one (-1) stays so: writing -1 is refused.
+ */
 export function restoreIpcNextIds(v: IpcVars): void {
-  for (const [k, p] of Object.entries(IPC_NEXT_IDS)) writeFileSync(path(p), String(v.nextIds[k as keyof typeof IPC_NEXT_IDS] ?? -1));
+  for (const [k, p] of Object.entries(IPC_NEXT_IDS)) {
+    const id = v.nextIds[k as keyof typeof IPC_NEXT_IDS];
+    if (id !== undefined) writeSysctl(p, String(id));
+  }
 }

@@ -34,6 +34,17 @@ export function threadNsPid(nsThreads: readonly number[], levels: number, index:
   return nsThreads.slice(index * levels, (index + 1) * levels);
 }
 
+const localMaps = new WeakMap<object, (pid: number) => number>();
+/** localPidMap of a checkpoint's tasks and zombies, made once per checkpoint. */
+export function localPids(ckpt: { tasks: { pstree: Parameters<typeof localPidMap>[0][number] }[]; zombies: { pid: number; nsPid: number[] }[] }): (pid: number) => number {
+  let m = localMaps.get(ckpt);
+  if (!m) {
+    m = localPidMap([...ckpt.tasks.map((t) => t.pstree), ...ckpt.zombies.map((z) => ({ pid: z.pid, threads: [], cryoNsPid: z.nsPid, cryoNsThreads: [] }))]);
+    localMaps.set(ckpt, m);
+  }
+  return m;
+}
+
 /**
  * The PID a task of the tree sees for another one (its innermost level) — what an injected
  * setpgid or kill must name — from host PIDs; unchanged for a tree in cryo's namespace.

@@ -1,0 +1,90 @@
+// A tree in its own PID, UTS and IPC namespaces (`unshare --fork --pid --uts --ipc`, the
+// target being the namespaces' init, PID 1 inside): checkpointed and restored through the CLI.
+// The target (test/targets/nsinit.c) and its two children check their PIDs inside, the
+// hostname, the semaphore values, the messages in order with their types, the shm contents and
+// the ipc ids themselves; the test checks the host PIDs and NSpid of every task, the images
+// with crit, and `nsenter -t PID -u hostname` against the restored tree.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { after, describe, it } from 'node:test';
+import {
+  buildTarget, startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
+  runningProblem, critDecodeAll, statusField, type Target,
+} from './lib/index.js';
+
+after(cleanupTrees);
+
+/** unshare's child, the namespaces' init, as the Target the harness follows (same cwd and log). */
+async function readyNsInit(): Promise<{ unshare: Target; t: Target }> {
+  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--uts', '--ipc', buildTarget('nsinit')], { name: 'nsinit' });
+  await waitForLine(unshare, 'READY', 30_000);
+  const kids = descendants(unshare.pid).slice(1);
+  const init = kids.find((p) => statusField(p, 'NSpid')?.split(/\s+/).pop() === '1');
+  assert.ok(init, `no init among ${kids.join(' ')}\n${unshare.log()}`);
+  const t: Target = { ...unshare, pid: init, argv: [buildTarget('nsinit')] };
+  return { unshare, t };
+}
+
+/** Every task of the tree with its NSpid (host PID, PID inside). */
+function nsPids(root: number): string[] {
+  return descendants(root).map((p) => `${p}: ${statusField(p, 'NSpid')}`);
+}
+
+function hostnameInside(pid: number): string {
+  return execFileSync('nsenter', ['-t', String(pid), '-u', 'hostname'], { encoding: 'utf8' }).trim();
+}
+
+describe('c/r in PID, UTS and IPC namespaces of its own', () => {
+  it('check -t names each namespace with its verdict', async () => {
+    const { t } = await readyNsInit();
+    const c = cryo(['check', '-t', String(t.pid), '-v']);
+    assert.equal(c.code, 0, cryoReport(c));
+    for (const kind of ['pid', 'uts', 'ipc']) assert.match(c.stdout, new RegExp(`ns   ${kind} .* — ok \\(its own: saved and made again\\)`));
+    assert.match(c.stdout, /ns   mnt .* — ok \(cryo's own\)/);
+    assert.match(c.stdout, /ns   pid .* — ok \(the tree root's\)/, 'the children share the root\'s PID namespace');
+    // A child of the init is not its namespace's init: refused, named.
+    const child = descendants(t.pid)[1]!;
+    const refused = cryo(['check', '-t', String(child)]);
+    assert.equal(refused.code, 3, cryoReport(refused));
+    assert.match(refused.stdout, /PID 2 in its PID namespace, not its init/);
+    await expectPass(t);
+  });
+
+  it('dumped (killed) and restored: same PIDs inside and outside, hostname, semaphores, messages, shm, ids', async () => {
+    const { unshare, t } = await readyNsInit();
+    const before = nsPids(t.pid);
+    assert.equal(before.length, 3, before.join('\n'));
+    assert.equal(hostnameInside(t.pid), 'cryo-ns-host');
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    const images = await critDecodeAll(d.dir);
+    const names = fs.readdirSync(d.dir);
+    for (const prefix of ['utsns-', 'ipcns-var-', 'ipcns-sem-', 'ipcns-msg-', 'ipcns-shm-']) assert.ok(names.some((n) => n.startsWith(prefix)), `${prefix}*.img in ${names.join(' ')}`);
+    assert.ok(images.size > 0);
+    const uts = cryo(['show', `${d.dir}/${names.find((n) => n.startsWith('utsns-'))}`]);
+    assert.match(uts.stdout, /"nodename": "cryo-ns-host"/);
+    const pstree = cryo(['show', `${d.dir}/pstree.img`]);
+    assert.match(pstree.stdout, /"cryo_ns_pid": \[\s*1\s*\]/, pstree.stdout);
+    // unshare sees its child die and goes; then the PIDs are free.
+    for (const pid of [unshare.pid, ...before.map((l) => Number(l.split(':')[0]))]) {
+      for (let i = 0; i < 500 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 10));
+    }
+    checkRestore(t, restore(t, d.dir, '1'));
+    assert.deepEqual(nsPids(t.pid), before, 'every task has its host PID and its PID inside again');
+    assert.equal(hostnameInside(t.pid), 'cryo-ns-host', 'nsenter into the restored UTS namespace');
+    await expectPass(t);
+  });
+
+  it('dump --leave-running: nothing changes and the tree goes on', async () => {
+    const { t } = await readyNsInit();
+    const before = nsPids(t.pid);
+    const d = dump(t, 'lr', { leaveRunning: true });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    assert.match(cryoReport(d.res, 100_000), /--leave-running: 3 tasks compared before and after the dump in [\d.]+ ms: 0 differences/);
+    await critDecodeAll(d.dir);
+    assert.equal(runningProblem(t), null, 'the init runs on');
+    assert.deepEqual(nsPids(t.pid), before);
+    await expectPass(t);
+  });
+});
