@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
-  runningProblem, critDecodeAll, statusField, type Target,
+  runningProblem, critDecodeAll, statusField, readyPython, pidExists, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -85,6 +85,43 @@ describe('c/r in PID, UTS and IPC namespaces of its own', () => {
     await critDecodeAll(d.dir);
     assert.equal(runningProblem(t), null, 'the init runs on');
     assert.deepEqual(nsPids(t.pid), before);
+    await expectPass(t);
+  });
+
+  it('a restore that fails in the namespaces step leaves no process behind, and the next one works', async () => {
+    const { unshare, t } = await readyNsInit();
+    const pids = descendants(t.pid);
+    const d = dump(t, 'f');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    for (const pid of [unshare.pid, ...pids]) {
+      for (let i = 0; i < 500 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 10));
+    }
+    const bad = restore(t, d.dir, 'f', { env: { CRYO_FAIL_AT: 'restore:namespaces' } });
+    assert.notEqual(bad.res.code, 0, cryoReport(bad.res));
+    assert.match(bad.res.stderr, /injected failure at restore:namespaces/);
+    for (const pid of pids) assert.equal(pidExists(pid), false, `pid ${pid} left behind by the failed restore`);
+    checkRestore(t, restore(t, d.dir, 'f2'));
+    await expectPass(t);
+  });
+
+  it("a task that unshared a namespace of its own under a root in the host's is refused, named, and runs on", async () => {
+    const { t } = await readyPython('ns-elsewhere', [
+      'import os, subprocess, time',
+      "kid = subprocess.Popen(['/usr/bin/unshare', '--uts', '/bin/sleep', '1000'])",
+      "while open(f'/proc/{kid.pid}/comm').read().strip() != 'sleep': time.sleep(0.01)",
+      'print("READY", kid.pid, flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'kid.kill(); kid.wait()',
+      'print("PASS", flush=True)',
+    ]);
+    const kid = Number(/READY (\d+)/.exec(t.log())![1]);
+    descendants(t.pid);
+    const c = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(c.code, 3, cryoReport(c));
+    assert.match(c.stdout, new RegExp(`pid ${kid}: in a uts namespace \\(uts:\\[\\d+\\]\\) that is neither cryo's nor the tree root's`));
+    const d = dump(t, 'elsewhere');
+    assert.equal(d.res.code, 3, cryoReport(d.res));
+    assert.equal(runningProblem(t), null, 'the refused tree runs on');
     await expectPass(t);
   });
 });
