@@ -4,6 +4,7 @@
 // reads: the process is not stopped or touched (sockets are looked at through a dup from pidfd).
 import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { parseStat, parseStatus, parseLimits, parseMaps, parseSmapsVmFlags, statusHex } from '../../proc/index.js';
+import { dumperLevels } from '../ns/pid.js';
 import { signalSet, limitKey, limitValue, mappingKey, permsOf, threadPrefix, stripDeleted } from './names.js';
 import { readFds } from './read-fds.js';
 import type { Snapshot } from './snapshot.js';
@@ -37,6 +38,8 @@ export function observeProcess(pid: number, opts: ObserveOptions): Snapshot {
   s.set('umask', status.get('Umask') ?? '');
   s.set('pgid', String(stat.pgid));
   s.set('sid', String(stat.sid));
+  // Its PIDs in the PID namespaces below cryo's (a container's task): '' in cryo's own.
+  s.set('NSpid', (status.get('NSpid') ?? '').split(/\s+/).slice(dumperLevels()).join(' '));
   s.set('personality', read(`/proc/${pid}/personality`).trim());
   s.set('oom_score_adj', read(`/proc/${pid}/oom_score_adj`).trim());
   s.set('cwd', stripDeleted(readlinkSync(`/proc/${pid}/cwd`)));
