@@ -2,7 +2,8 @@
  * nsinit: the init (PID 1) of its own PID, UTS and IPC namespaces, started by
  * `unshare --fork --pid --uts --ipc`. It leads its own session, sets a hostname and a domain
  * name, creates two semaphore sets (one IPC_PRIVATE, one keyed) with values, a message queue
- * holding messages of several types, and a keyed shm segment it attaches and fills, then forks
+ * holding messages of several types, a keyed shm segment it attaches and fills, and a private
+ * one it attaches, fills and removes (IPC_RMID: it must come back still removed), then forks
  * two children. READY prints the ids. After go every process checks its PID inside (init 1,
  * children as forked, parent 1); the init checks the hostname, domain name, the semaphore
  * values, the messages in order with their types, the segment's contents, and that every key
@@ -74,6 +75,11 @@ int main(void)
 	if (shm == (void *)-1)
 		DIE("shmat");
 	pattern_fill(shm, SHM_SIZE, 77);
+	int gone = shmget(IPC_PRIVATE, 8192, 0600);
+	char *gshm = gone < 0 ? (void *)-1 : shmat(gone, NULL, 0);
+	if (gshm == (void *)-1 || shmctl(gone, IPC_RMID, NULL) < 0)
+		DIE("removed segment");
+	pattern_fill(gshm, 8192, 78);
 
 	pid_t kids[2];
 	for (int k = 0; k < 2; k++) {
@@ -95,7 +101,7 @@ int main(void)
 	static struct fdset fds;
 	if (fdset_take(&fds) < 0)
 		DIE("fdset_take");
-	say("ids sem %d %d msg %d shm %d kids %d %d", semp, semid, msqid, shmid, kids[0], kids[1]);
+	say("ids sem %d %d msg %d shm %d %d kids %d %d", semp, semid, msqid, shmid, gone, kids[0], kids[1]);
 	ready();
 	wait_go();
 
@@ -106,6 +112,10 @@ int main(void)
 	memset(name, 0, sizeof name);
 	CHECK(getdomainname(name, sizeof name) == 0 && strcmp(name, DOMAIN) == 0, "domain name '%s'", name);
 	check_shared(semid, shmid, shm, "init");
+	struct shmid_ds gds;
+	CHECK(shmctl(gone, IPC_STAT, &gds) == 0 && (gds.shm_perm.mode & SHM_DEST) && gds.shm_nattch >= 1, "removed segment %d: mode 0%o, %lu attached (%s)",
+	      gone, gds.shm_perm.mode, (unsigned long)gds.shm_nattch, strerror(errno));
+	CHECK(pattern_check(gshm, 8192, 78) < 0, "removed segment: contents differ");
 	unsigned short pnow[2] = { 0 };
 	CHECK(semctl(semp, 0, GETALL, pnow) == 0 && pnow[0] == 3 && pnow[1] == 4, "private set %d: %u %u", semp, pnow[0], pnow[1]);
 	struct semid_ds sds;
