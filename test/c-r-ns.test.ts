@@ -124,4 +124,33 @@ describe('c/r in PID, UTS and IPC namespaces of its own', () => {
     assert.equal(runningProblem(t), null, 'the refused tree runs on');
     await expectPass(t);
   });
+
+  it('a root with UTS and IPC namespaces of its own in the host PID namespace: hostname and a queue come back', async () => {
+    const { t } = await readyPython('uts-only', [
+      'import os, socket, time, ctypes',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'assert libc.unshare(0x4000000 | 0x8000000) == 0  # CLONE_NEWUTS | CLONE_NEWIPC',
+      "socket.sethostname('cryo-uts-only')",
+      'q = libc.msgget(0x4e53aa01, 0o1000 | 0o600)',
+      "buf = ctypes.create_string_buffer(b'\\x07' + b'\\0' * 7 + b'kept')",
+      'assert libc.msgsnd(q, buf, 4, 0) == 0',
+      'print("READY", q, flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'out = ctypes.create_string_buffer(64)',
+      'n = libc.msgrcv(q, out, 56, 0, 0o4000)',
+      "ok = socket.gethostname() == 'cryo-uts-only' and libc.msgget(0x4e53aa01, 0) == q and n == 4 and out.raw[8:12] == b'kept' and out.raw[0] == 7",
+      "print('PASS' if ok else f'FAIL: host {socket.gethostname()} n {n} {out.raw[:12]!r}', flush=True)",
+    ]);
+    const c = cryo(['check', '-t', String(t.pid), '-v']);
+    assert.equal(c.code, 0, cryoReport(c));
+    assert.match(c.stdout, /ns   pid .* — ok \(cryo's own\)/);
+    assert.match(c.stdout, /ns   uts .* — ok \(its own: saved and made again\)/);
+    const d = dump(t, 'u');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    await critDecodeAll(d.dir);
+    for (let i = 0; i < 500 && fs.existsSync(`/proc/${t.pid}`); i++) await new Promise((r) => setTimeout(r, 10));
+    checkRestore(t, restore(t, d.dir, 'u'));
+    assert.equal(hostnameInside(t.pid), 'cryo-uts-only');
+    await expectPass(t);
+  });
 });
