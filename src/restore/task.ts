@@ -214,8 +214,6 @@ export function restoreTask(
 
 const BATCH_CODE_OFFSET = 64;
 
-
-
 /**
  * The task to fork `child` from, and the session and group the child starts in. Normally the
  * parent itself. When the child's session or group leader is gone (not in the tree), helpers
