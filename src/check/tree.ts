@@ -3,7 +3,7 @@
 // nothing: the target is not stopped or traced.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { collectTree, type TaskPlan } from '../dump/collect.js';
-import { namespacesOf } from '../dump/namespaces.js';
+import { judgeNamespaces } from '../dump/namespaces.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
 import { mappingBlockers } from '../resources/mm/dump.js';
 import { findFdBlocker, describeLink } from '../resources/files/kind.js';
@@ -74,19 +74,21 @@ function mapResources(pid: number, ghostLimit: number): MapResource[] {
   });
 }
 
-function nsResources(pid: number): NsResource[] {
-  return namespacesOf(pid).map((n) =>
-    n.same ? { kind: n.kind, verdict: 'ok', what: n.link, detail: "cryo's own" } : { kind: n.kind, verdict: 'blocked', what: n.link, detail: 'its own: not supported yet' },
+const NS_DETAIL = { host: "cryo's own", own: 'its own: saved and made again', tree: "the tree root's", other: '' } as const;
+
+function nsResources(pid: number, root: number): NsResource[] {
+  return judgeNamespaces(pid, root).map((n) =>
+    n.blocked ? { kind: n.kind, verdict: 'blocked', what: n.link, detail: n.blocked } : { kind: n.kind, verdict: 'ok', what: n.link, detail: NS_DETAIL[n.owner] },
   );
 }
 
-function taskReport(t: TaskPlan, scan: FileScan, notes: Note[]): TaskReport {
+function taskReport(t: TaskPlan, root: number, scan: FileScan, notes: Note[]): TaskReport {
   const state = t.zombie ? 'zombie' : t.stopped ? 'stopped' : 'running';
   const r: TaskReport = { pid: t.pid, comm: commOf(t.pid), ppid: t.ppid, pgid: t.pgid, sid: t.sid, state, threads: t.threads.length, fds: [], maps: [], namespaces: [] };
   if (t.zombie) return r;
   r.fds = listFds(t.pid).map((fd) => fdResource(t.pid, fd, scan, notes));
   r.maps = mapResources(t.pid, scan.ghostLimit);
-  r.namespaces = nsResources(t.pid);
+  r.namespaces = nsResources(t.pid, root);
   return r;
 }
 
@@ -94,6 +96,6 @@ function taskReport(t: TaskPlan, scan: FileScan, notes: Note[]): TaskReport {
 export function checkTree(pid: number, opts: ScanOptions = {}): TreeReport {
   const { tasks, blockers, scan } = collectTree(pid, opts);
   const notes: Note[] = [];
-  const reports = tasks.map((t) => taskReport(t, scan, notes));
+  const reports = tasks.map((t) => taskReport(t, pid, scan, notes));
   return { pid, verdict: blockers.length ? 'refused' : 'ok', blockers, notes, tasks: reports };
 }

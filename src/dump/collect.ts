@@ -9,7 +9,7 @@ import { isSysvShm, sysvShmBlockers } from '../resources/mm/sysv-shm.js';
 import { fdBlockers } from '../resources/files/fds.js';
 import { cttyBlocker } from '../resources/files/tty.js';
 import { UserError } from '../util/errors.js';
-import { namespaceBlockers } from './namespaces.js';
+import { namespaceBlockers, nsLink } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 
 /** Task flag of kernel threads (linux/sched.h), in field 9 of /proc/PID/stat. */
@@ -69,14 +69,14 @@ export function planTask(pid: number, ppid: number): TaskPlan {
 }
 
 /** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
-export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[]): Blocker[] {
+export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[], root = pid): Blocker[] {
   const blockers: Blocker[] = [];
   const status = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   if (stat.state === 't' && !frozenByUs) blockers.push({ pid, kind: 'task', reason: 'stopped by a debugger — not supported' });
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push({ pid, kind: 'task', reason: `already traced by pid ${tracer}` });
-  blockers.push(...namespaceBlockers(pid));
+  blockers.push(...namespaceBlockers(pid, root));
   blockers.push(...mappingBlockers(pid, maps, scan.ghostLimit));
   blockers.push(...fdBlockers(pid, scan));
   const ctty = cttyBlocker(pid, scan.terminals);
@@ -123,7 +123,14 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
       throw e;
     }
   });
-  blockers.push(...sysvShmBlockers(live.flatMap(({ t, maps }) => maps.filter(isSysvShm).map((m) => ({ pid: t.pid, m })))));
+  // Segments of cryo's IPC namespace are judged here; a tree's own IPC namespace is saved whole
+  // (resources/ns), where only an attachment that does not start at the segment is refused.
+  const hostIpc = nsLink('self', 'ipc');
+  const attached = live.flatMap(({ t, maps }) => maps.filter(isSysvShm).map((m) => ({ pid: t.pid, m, host: nsLink(t.pid, 'ipc') === hostIpc })));
+  blockers.push(...sysvShmBlockers(attached.filter((a) => a.host)));
+  for (const { pid, m } of attached.filter((a) => !a.host && a.m.offset !== 0n)) {
+    blockers.push({ pid, mapping: `${m.start.toString(16)}-${m.end.toString(16)}`, kind: 'sysv-shm', reason: `part of SysV shared memory segment ${m.inode} (split by mprotect or munmap) — not supported yet` });
+  }
   for (const z of tasks.filter((t) => t.zombie)) {
     // A zombie is made again by a fork from its parent, then setsid/setpgid: it can lead its own
     // session or group, or join a group that exists then, nothing else.
@@ -136,7 +143,7 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
   }
   for (const { t, maps } of live) {
     try {
-      blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps), ...sharingBlockers(t, tasks));
+      blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps, tasks[0]!.pid), ...sharingBlockers(t, tasks));
     } catch (e) {
       if (!frozenByUs && endedMeanwhile(t.pid, t.pid)) continue;
       throw e;

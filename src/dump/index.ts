@@ -24,6 +24,7 @@ import { LeaveRunningProof } from './unchanged.js';
 import { cpuinfoImage } from '../resources/task/cpu.js';
 import { TcpDump } from '../resources/net/tcp-dump.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
+import { dumpTreeNamespaces, writeNsImages } from '../resources/ns/index.js';
 
 export interface DumpOptions {
   pid: number;
@@ -102,6 +103,11 @@ export function dump(opts: DumpOptions): DumpResult {
       meter.plan(0, tree.live.length);
       return collectTasks(tree, files, open, log, meter);
     });
+    // The root's own UTS and IPC namespaces (a container's), read from inside them.
+    const namespaces = log.step('namespaces', () => {
+      failpoint('dump:namespaces');
+      return dumpTreeNamespaces(opts.pid);
+    });
     const table = files!;
     const { images, threadCores } = collected;
     failpoint('dump:pages');
@@ -113,7 +119,8 @@ export function dump(opts: DumpOptions): DumpResult {
       // Before the cores are written: it sets their seccomp fields.
       const seccompFilters = saveSeccomp(frozen, [...images.map((i) => ({ tid: i.pid, core: i.core })), ...threadCores]);
       failpoint('dump:write');
-      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters });
+      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc') });
+      writeNsImages(writer, images[0]!.ids, namespaces.state);
       writeFileImages(writer, table);
       writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have
       for (const w of table.warnings) log.warn(w);

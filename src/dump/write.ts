@@ -16,6 +16,7 @@ import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { saveSeccomp } from '../resources/task/seccomp.js';
 import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
 import { zombieCore, type TaskImages } from './task.js';
+import { nsPidsBelow } from '../resources/ns/index.js';
 import type { TaskPlan } from './collect.js';
 
 export interface TreeImages {
@@ -23,11 +24,17 @@ export interface TreeImages {
   images: TaskImages[];
   threadCores: { tid: number; core: core_entry }[];
   seccompFilters: ReturnType<typeof saveSeccomp>;
+  /** The root has an IPC namespace of its own: its segments are saved whole with it (resources/ns). */
+  ownIpcNs: boolean;
 }
 
 export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
   const { tasks, images } = t;
-  writer.writeImage('pstree.img', 'PSTREE', tasks.map((k) => create(pstree_entrySchema, { pid: k.pid, ppid: k.ppid, pgid: k.pgid, sid: k.sid, threads: k.threads })));
+  writer.writeImage('pstree.img', 'PSTREE', tasks.map((k) => {
+    // The PIDs below cryo's level of a tree in a PID namespace of its own.
+    const { nsPid, nsThreads } = nsPidsBelow(k.pid, k.zombie ? [] : k.threads);
+    return create(pstree_entrySchema, { pid: k.pid, ppid: k.ppid, pgid: k.pgid, sid: k.sid, threads: k.threads, cryoNsPid: nsPid, cryoNsThreads: nsThreads });
+  }));
   for (const z of tasks.filter((k) => k.zombie)) writer.writeImage(`core-${z.pid}.img`, 'CORE', [zombieCore(z)]);
   const tables = new Set<number>();
   for (const img of images) {
@@ -41,8 +48,8 @@ export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
   for (const th of t.threadCores) writer.writeImage(`core-${th.tid}.img`, 'CORE', [th.core]);
   // SysV segments the tree attaches, each once (read while the tree is frozen).
   const segs = new Map<number, ShmImage>();
-  const known = images.some((i) => i.sysvShm.length) ? sysvSegments() : new Map();
-  for (const a of images.flatMap((i) => i.sysvShm)) {
+  const known = images.some((i) => i.sysvShm.length) && !t.ownIpcNs ? sysvSegments() : new Map();
+  for (const a of t.ownIpcNs ? [] : images.flatMap((i) => i.sysvShm)) {
     if (!segs.has(a.shmid)) segs.set(a.shmid, dumpSegment(known.get(a.shmid)!, a.source));
   }
   if (segs.size) {

@@ -10,9 +10,14 @@ export const CLONE_ARGS_SIZE = 88;
 export interface CloneArgs {
   flags: bigint;
   exitSignal: number;
-  /** The PID/TID the new task must get (clone3 set_tid, innermost namespace only). */
-  setTid: number;
+  /**
+   * The PID/TID the new task must get (clone3 set_tid): one number in the caller's PID
+   * namespace, or one per level, innermost first (a task of a container: [inside, host]).
+   */
+  setTid: number | number[];
 }
+
+const CLONE_NEWPID = 0x20000000n;
 
 /**
  * Runs clone3 in `remote`'s task with the arguments written at `argsAddr` (a writable page in the
@@ -21,14 +26,18 @@ export interface CloneArgs {
 export function injectClone3(remote: Remote, argsAddr: bigint, a: CloneArgs): Tracee {
   const t = remote.t;
   const tidArray = argsAddr + 128n;
-  if (128 + 8 > PAGE_SIZE) throw new Error('unreachable');
+  const tids = typeof a.setTid === 'number' ? [a.setTid] : a.setTid;
+  if (128 + 4 * tids.length > PAGE_SIZE) throw new Error('unreachable');
+  // clone3 returns the PID in the caller's namespace: the outer one of a new PID namespace's
+  // init (set_tid[1]), else the innermost one (set_tid[0]), which a parent inside shares.
+  const wanted = (a.flags & CLONE_NEWPID) !== 0n ? tids[1] ?? tids[0]! : tids[0]!;
   const args = Buffer.alloc(CLONE_ARGS_SIZE);
   args.writeBigUInt64LE(a.flags, 0);
   args.writeBigUInt64LE(BigInt(a.exitSignal), 32);
   args.writeBigUInt64LE(tidArray, 64); // set_tid
-  args.writeBigUInt64LE(1n, 72); // set_tid_size
-  const tid = Buffer.alloc(4);
-  tid.writeInt32LE(a.setTid, 0);
+  args.writeBigUInt64LE(BigInt(tids.length), 72); // set_tid_size
+  const tid = Buffer.alloc(4 * tids.length);
+  tids.forEach((v, i) => tid.writeInt32LE(v, i * 4));
   vmWrite(t.tid, argsAddr, args);
   vmWrite(t.tid, tidArray, tid);
 
@@ -46,12 +55,12 @@ export function injectClone3(remote: Remote, argsAddr: bigint, a: CloneArgs): Tr
     ptrace(PTRACE.SINGLESTEP, t.tid, 0, 0);
     st = t.wait();
     const ret = t.regs().signed('ax');
-    if (ret !== BigInt(a.setTid)) throw new TraceeError(t.tid, `clone3 returned ${ret}, wanted ${a.setTid}`);
+    if (ret !== BigInt(wanted)) throw new TraceeError(t.tid, `clone3 returned ${ret}, wanted ${wanted}`);
     const thread = (a.flags & 0x10000n) !== 0n;
     return Tracee.adopt(child, thread ? t.tgid : child);
   }
   const ret = t.regs().signed('ax');
-  throw new CloneError(a.setTid, Number(-ret), st.raw);
+  throw new CloneError(tids[tids.length - 1]!, Number(-ret), st.raw);
 }
 
 export class CloneError extends Error {

@@ -269,8 +269,9 @@ export class SafeRemote extends Remote {
       return this.syscallStops(nr);
     }
     r.set('ip', slot.code);
-    r.set('r13', this.t.tgid);
-    r.set('r14', this.t.tid);
+    // The task's own ids: in a PID namespace of its own, cryo's numbers name other tasks or none.
+    r.set('r13', this.t.ownIds().tgid);
+    r.set('r14', this.t.ownIds().tid);
     r.set('r15', this.marker);
     this.t.setRegs(r);
     this.maskOnce();

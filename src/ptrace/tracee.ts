@@ -5,6 +5,8 @@ import {
   type WaitStatus, SysError, E,
 } from '../sys/index.js';
 
+import { readFileSync } from 'node:fs';
+
 export class TraceeError extends Error {
   constructor(readonly tid: number, message: string) {
     super(`tid ${tid}: ${message}`);
@@ -20,6 +22,20 @@ export class Tracee {
   options = 0;
 
   private constructor(readonly tid: number, readonly tgid: number) {}
+
+  private own?: { tgid: number; tid: number };
+  /**
+   * The task's TGID and TID as it sees them itself, in its own (innermost) PID namespace: what a
+   * syscall injected into it (tgkill, rt_sigqueueinfo) must name. tgid/tid are cryo's view.
+   */
+  ownIds(): { tgid: number; tid: number } {
+    if (!this.own) {
+      const status = readFileSync(`/proc/${this.tgid}/task/${this.tid}/status`, 'utf8');
+      const last = (key: string, dflt: number) => Number(new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(status)?.[1]?.trim().split(/\s+/).pop() ?? dflt);
+      this.own = { tgid: last('NStgid', this.tgid), tid: last('NSpid', this.tid) };
+    }
+    return this.own;
+  }
 
   /**
    * PTRACE_SEIZE + PTRACE_INTERRUPT, then wait until the task sits in a ptrace stop.

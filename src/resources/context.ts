@@ -60,6 +60,8 @@ export interface RestoreTask {
   log: Log;
   /** PID of the restorer itself, for pidfd_getfd from inside the task. */
   restorerPid: number;
+  /** A pidfd of the restorer the task holds already (a task in a PID namespace of its own). */
+  restorerPidfd?: number;
   /** Executable memory of the task the restorer may write batches of calls into (see batchIn). */
   batchCode: { at: bigint; size: number };
 }

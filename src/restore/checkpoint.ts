@@ -1,6 +1,7 @@
 // What a restore works from: the checkpoint as read and cross-checked by images.ts, each task's
 // images, the zombies, and the tree-wide objects (files, pipes, sockets, segments ...). Types only,
 // so that the reader and its validation (validate.ts) both use them without importing each other.
+import type { RootNamespaces } from '../resources/ns/restore.js';
 import type { inventory_entry } from '../image/gen/inventory_pb.js';
 import type { pstree_entry } from '../image/gen/pstree_pb.js';
 import type { core_entry } from '../image/gen/core_pb.js';
@@ -45,6 +46,8 @@ export interface ZombieImage {
   sid: number;
   exitStatus: number;
   comm: string;
+  /** Its PIDs below the dumper's level (pstree cryo_ns_pid): made again in its PID namespace. */
+  nsPid: number[];
 }
 
 export interface CheckpointImage {
@@ -84,7 +87,9 @@ export interface CheckpointImage {
   /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
   owners: Map<number, FownData>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
-  /** SysV shared memory segments the tree attaches. */
+  /** The root's own PID, UTS and IPC namespaces (resources/ns), with what was in them. */
+  namespaces: RootNamespaces;
+  /** SysV shared memory segments the tree attaches (or, in its own IPC namespace, all of them). */
   sysvShm: ShmImage[];
   /** File locks to take again, by owner pid. */
   locks: Map<number, FileLockData[]>;

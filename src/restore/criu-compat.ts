@@ -15,7 +15,6 @@ import { checkCpu, parseCpuCap, DEFAULT_CPU_CAP } from '../resources/task/cpu.js
 
 const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE', 'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
 const CAP_SYS_RESOURCE = 24;
-const NS_KINDS = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
 
 /** Whether cryo holds CAP_SYS_RESOURCE (without it a hard limit cannot be raised). */
 function haveSysResource(): boolean {
@@ -29,7 +28,7 @@ export function checkRestorable(ckpt: CheckpointImage, log: Log, cpuCap = DEFAUL
   const r = ImageDirReader.open(ckpt.dir);
   if (r.exists('cpuinfo.img')) checkCpu(r.read('cpuinfo.img')[0] as cpuinfo_entry, parseCpuCap(cpuCap));
   else log.info('no cpuinfo.img: the CPU is not compared');
-  refuseNamespaces(ckpt);
+  // Namespaces: judged as the images are read (resources/ns/restore.ts readRootNamespaces).
   refuseCreds(ckpt);
   clampHardLimits(ckpt, log);
 }
@@ -48,27 +47,6 @@ function refuseInventory(ckpt: CheckpointImage): void {
     if (labelled) throw new UserError(`${field('lsmtype')} is ${lsmtype[inv.lsmtype]} and tasks have LSM profiles — restoring them is not supported`);
   }
   if (isFieldSet(inv, inventory_entrySchema.field.preDumpMode) && inv.preDumpMode !== 0 && !ckpt.tasks.length) throw new UserError(`${field('pre_dump_mode')}: a pre-dump is not a restorable checkpoint`);
-}
-
-/**
- * The tasks must live in the namespaces of the dumper (root_ids): CRIU restores a differing
- * namespace as a new one from its own images (utsns-N.img ...), which cryo does not do yet. A
- * differing time namespace is the one timens-0.img describes; equal, that image is unused (as in
- * CRIU).
- */
-function refuseNamespaces(ckpt: CheckpointImage): void {
-  const root = ckpt.inventory.rootIds!;
-  for (const t of ckpt.tasks) {
-    for (const ns of NS_KINDS) {
-      const key = `${ns}NsId` as const;
-      const mine = t.ids[key];
-      // Old images may leave the newer namespace kinds out: nothing to compare then.
-      if (!mine || !root[key]) continue;
-      if (mine !== root[key]) {
-        throw new UserError(`pid ${t.pid}: ids-${t.pid}.img ${ns}_ns_id ${mine} differs from the dumper's (${root[key]}): the task had a ${ns} namespace of its own — restoring namespaces is not supported yet`);
-      }
-    }
-  }
 }
 
 function refuseCreds(ckpt: CheckpointImage): void {

@@ -42,9 +42,9 @@ export function restoreFdsAfterChildren(r: RestoreTask, img: TaskImage, session:
 /** Pulls `fds` into the task at their numbers; `maxFd`: the task's highest fd (temporaries go above). */
 function installFds(r: RestoreTask, fds: fdinfo_entry[], maxFd: number, session: RestoreSession): void {
   const call = r.remote.call.bind(r.remote);
-  const pidfd0 = call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
+  const pidfd0 = r.restorerPidfd ?? call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
   const pidfd = call('fcntl', [pidfd0, F.DUPFD_CLOEXEC, maxFd + 1]);
-  call('close', [pidfd0]);
+  if (r.restorerPidfd === undefined) call('close', [pidfd0]);
   try {
     for (const fi of fds) {
       const fd = openFile(session, fi.id, `fd ${fi.fd}`);

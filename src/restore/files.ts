@@ -22,6 +22,11 @@ export interface RestoreSession {
   /** The trampoline, at the same address in every task (children inherit it). */
   trampoline: bigint;
   shmemOwners: Map<bigint, ShmemOwner>;
+  /**
+   * A tree in a PID namespace of its own cannot name cryo (pidfd_open from inside fails): its
+   * tasks inherit a pidfd of cryo at this fd, above every fd of the images (resources/ns).
+   */
+  restorerPidfd?: number;
   /** SysV segments made for the restore: id in the image -> id now. */
   sysvIds: Map<number, number>;
   /** Files made again with O_TMPFILE, by path: the description of the entry that made it. */

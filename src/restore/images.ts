@@ -1,5 +1,6 @@
 // Reading and cross-checking the images one task's restore needs, with errors that say which
 // file is missing or wrong.
+import { readRootNamespaces } from '../resources/ns/restore.js';
 import { composeWithParents } from './parent-pages.js';
 import { planVdso } from '../resources/mm/vdso-image.js';
 import { withFileOffsets } from '../resources/mm/layout.js';
@@ -132,7 +133,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
     const pid = pstree.pid;
     const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
     if (core.tc?.taskState === TASK_STATE.DEAD) {
-      zombies.push({ pid, ppid: pstree.ppid, pgid: pstree.pgid, sid: pstree.sid, exitStatus: core.tc.exitCode, comm: core.tc.comm });
+      zombies.push({ pid, ppid: pstree.ppid, pgid: pstree.pgid, sid: pstree.sid, exitStatus: core.tc.exitCode, comm: core.tc.comm, nsPid: pstree.cryoNsPid });
       continue;
     }
     if (!core.threadInfo?.gpregs || !core.tc) throw new UserError(`core-${pid}.img: no x86_64 registers or task state`);
@@ -196,7 +197,8 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
     }
   }
   const tcpConnections = tcpOf(r, inetSockets);
-  const ckpt = { dir: r.dir, inventory, tasks, zombies, files, sysvShm, kindFiles, kindImages, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
+  const namespaces = tasks.length && inventory.rootIds ? readRootNamespaces(r, inventory.rootIds, tasks) : { own: new Set<string>(), state: {} };
+  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups: readCgroups(r), seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {

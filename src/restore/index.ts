@@ -29,6 +29,8 @@ import type { Log } from '../util/log.js';
 import type { ProgressSink } from '../util/progress.js';
 import { ProgressMeter } from '../util/progress-meter.js';
 import { verifyRestored, type VerifyMode } from './verify.js';
+import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments } from '../resources/ns/restore.js';
+import { setTidArray } from '../resources/ns/pid.js';
 
 export interface RestoreOptions {
   dir: string;
@@ -141,8 +143,15 @@ export function restore(opts: RestoreOptions): RestoreResult {
       failpoint('restore:stub');
       stub = startStub(ckpt.tasks.flatMap((t) => t.memory.vmas), img.pid);
       failpoint('restore:fork');
-      const root = forkWithPid(stub, img.pid, ourChild);
+      const ns = ckpt.namespaces;
+      if (ns.own.has('pid')) session.restorerPidfd = 1 + Math.max(2, ...ckpt.tasks.flatMap((t) => t.fdinfo.map((f) => f.fd)));
+      const root = forkWithPid(stub, img.pid, ourChild, {
+        flags: rootCloneFlags(ns), setTid: setTidArray(img.pid, img.pstree.cryoNsPid), ...(session.restorerPidfd !== undefined ? { pidfdAt: session.restorerPidfd } : {}),
+      });
       session.tracees.push(root);
+      // The root's new UTS and IPC namespaces get their contents before it uses them.
+      failpoint('restore:namespaces');
+      for (const [old, id] of restoreRootNamespaces(root.tid, ns)) session.sysvIds.set(old, id);
       session.trampoline = stub.trampoline;
       killStub(stub);
       stub = null;
@@ -213,7 +222,8 @@ function createSharedObjects(session: RestoreSession, made: SharedObjects): void
     if (m.fd !== undefined) session.tmpfiles.set(g.path, m.fd);
   }
   createMemfds(session);
-  for (const g of ckpt.sysvShm) {
+  // In the root's own IPC namespace the segments are made there, once it exists (resources/ns).
+  for (const g of ckpt.namespaces.own.has('ipc') ? [] : ckpt.sysvShm) {
     const { id, created } = createSegment(g);
     session.sysvIds.set(g.entry.desc.id, id);
     if (created) made.segments.push(id);
@@ -231,7 +241,9 @@ function resume(session: RestoreSession): void {
   for (const pid of session.stopped) kill(pid, SIG.STOP);
   for (const t of [...session.tracees].reverse()) t.release();
   // Segments that were removed before the dump go once their last attachment does, again.
-  for (const g of ckpt.sysvShm) if (wasRemoved(g)) removeSegment(session.sysvIds.get(g.entry.desc.id)!);
+  const removed = ckpt.sysvShm.filter(wasRemoved).map((g) => session.sysvIds.get(g.entry.desc.id)!);
+  if (ckpt.namespaces.own.has('ipc')) removeRemovedSegments(ckpt.tasks[0]!.pid, removed);
+  else for (const id of removed) removeSegment(id);
 }
 
 function releaseLock(tcp: TcpRestore | null, log: Log): void {

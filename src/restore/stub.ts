@@ -72,16 +72,23 @@ export function startStub(imageVmas: { start: bigint; end: bigint }[], avoidPid:
  * Runs clone3(set_tid = [pid]) in the stub, at the trampoline. The new task is a child of the
  * stub's parent (CLONE_PARENT: ours), is auto-attached (PTRACE_O_TRACEFORK) and starts stopped.
  */
-export function forkWithPid(stub: Stub, pid: number, asOurChild: boolean): Tracee {
+export function forkWithPid(stub: Stub, pid: number, asOurChild: boolean, ns: { flags: number; setTid: number[]; pidfdAt?: number } = { flags: 0, setTid: [pid] }): Tracee {
   stub.remote.syscallAt = stub.trampoline;
+  if (ns.pidfdAt !== undefined) {
+    // A root in a new PID namespace cannot name cryo: it inherits a pidfd of cryo from the stub.
+    const fd = stub.remote.call('pidfd_open', [process.pid, 0], 'pidfd of cryo in the stub');
+    stub.remote.call('dup3', [fd, ns.pidfdAt, 0], `pidfd of cryo at fd ${ns.pidfdAt}`);
+    stub.remote.call('close', [fd]);
+  }
   try {
     return injectClone3(stub.remote, stub.trampoline + BigInt(PAGE_SIZE), {
       // exit_signal 0 with CLONE_PARENT: the child inherits the stub's (SIGCHLD); the kernel
       // refuses any other value. Without it the task is the stub's child, orphaned when the stub
       // goes (before any of its state, a parent-death signal say, is restored).
-      flags: asOurChild ? BigInt(CLONE.PARENT) : 0n,
+      // ns: the root's new PID, UTS and IPC namespaces (resources/ns/restore.ts), if it had any.
+      flags: BigInt((asOurChild ? CLONE.PARENT : 0) | ns.flags),
       exitSignal: asOurChild ? 0 : SIG.CHLD,
-      setTid: pid,
+      setTid: ns.setTid,
     });
   } catch (e) {
     if (e instanceof CloneError && e.errno === 17) throw new UserError(e.message);

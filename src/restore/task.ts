@@ -37,6 +37,7 @@ import type { AnyFdKind } from '../resources/files/fd-kind.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
+import { setTidArray, threadNsPid, localPids } from '../resources/ns/pid.js';
 
 
 /** A thread being rebuilt: its tracee, injection context and image. */
@@ -63,7 +64,8 @@ export function restoreTask(
   const scratch = Scratch.at(remote, scratchAddr, TRAMPOLINE_SIZE - PAGE_SIZE);
   // The trampoline's first page holds its `syscall; int3` and, past them, batches of calls.
   const batchCode = { at: trampoline + BigInt(BATCH_CODE_OFFSET), size: PAGE_SIZE - BATCH_CODE_OFFSET };
-  const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, restorerPid: process.pid, batchCode };
+  const parked = session.restorerPidfd;
+  const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, restorerPid: process.pid, batchCode, ...(parked !== undefined ? { restorerPidfd: parked } : {}) };
   const call = remote.call.bind(remote);
   const tc = img.core.tc!;
 
@@ -78,7 +80,10 @@ export function restoreTask(
   const shares = (kind: 'vmId' | 'filesId' | 'fsId' | 'sighandId') => parent !== undefined && img.ids[kind] === parent.ids[kind];
   const sharesVm = shares('vmId');
   const sharesFiles = shares('filesId');
-  if (!sharesFiles) call('close_range', [0, 0xffffffff, 0]);
+  if (!sharesFiles && parked !== undefined) {
+    call('close_range', [0, parked - 1, 0]); // all but the inherited pidfd of cryo (closed below)
+    call('close_range', [parked + 1, 0xffffffff, 0]);
+  } else if (!sharesFiles) call('close_range', [0, 0xffffffff, 0]);
   let vdso: bigint | null = null;
   if (!sharesVm) {
     const kept = inheritedVmas(img.memory, parent?.memory);
@@ -123,7 +128,7 @@ export function restoreTask(
     oomScoreAdj: hasField(task_core_entrySchema, tc, 'oomScoreAdj') ? tc.oomScoreAdj : undefined,
     loginuid: hasField(task_core_entrySchema, tc, 'loginuid') ? tc.loginuid : undefined,
   });
-  restoreSessionAndGroup(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined));
+  restoreSessionAndGroup(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined), localPids(ckpt));
   // Before any fork: a session leader takes its controlling terminal (inherited at fork only).
   for (const k of FD_KINDS as readonly AnyFdKind[]) k.afterSetsid?.(r, ckpt.kindImages);
 
@@ -144,7 +149,7 @@ export function restoreTask(
     const ct = injectClone3(forker, scratch.alloc(256), {
       flags: viaHelper ? BigInt(CLONE.PARENT) : BigInt(share),
       exitSignal: viaHelper ? 0 : SIG.CHLD,
-      setTid: child.pid,
+      setTid: setTidArray(child.pid, child.pstree.cryoNsPid),
     });
     session.tracees.push(ct);
     restoreTask(ct, child, session, img, from);
@@ -156,8 +161,8 @@ export function restoreTask(
   const zombies = ckpt.zombies.filter((t) => t.ppid === img.pid);
   for (const z of zombies) {
     scratch.reset();
-    const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: z.pid });
-    makeZombie(zt, z, img.pstree, trampoline);
+    const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: setTidArray(z.pid, z.nsPid) });
+    makeZombie(zt, z, img.pstree, trampoline, localPids(ckpt));
   }
   if (helpers.size || zombies.length) {
     // The helpers' and zombies' deaths queued a SIGCHLD the task does not have (a traced task
@@ -175,9 +180,11 @@ export function restoreTask(
 
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
   const work: ThreadWork[] = [{ r, core: img.core }];
+  const levels = img.pstree.cryoNsPid.length;
   for (const th of img.threads) {
     scratch.reset();
-    const t = injectClone3(remote, scratch.alloc(256), { flags: THREAD_FLAGS, exitSignal: 0, setTid: th.tid });
+    const nsTid = threadNsPid(img.pstree.cryoNsThreads, levels, img.pstree.threads.indexOf(th.tid));
+    const t = injectClone3(remote, scratch.alloc(256), { flags: THREAD_FLAGS, exitSignal: 0, setTid: setTidArray(th.tid, nsTid) });
     session.tracees.push(t);
     const tr = new Remote(t, trampoline);
     work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
@@ -187,12 +194,13 @@ export function restoreTask(
   for (const k of FD_KINDS as readonly AnyFdKind[]) k.afterChildren?.(r, ckpt.kindImages);
   // fds that name tasks (pidfds) once the task's children, zombies and threads exist.
   if (!sharesFiles) restoreFdsAfterChildren(r, img, session);
+  if (!sharesFiles && parked !== undefined) call('close', [parked], 'the pidfd of cryo');
 
   // POSIX timers once every thread they may signal exists, before credentials change.
   restorePosixTimers(r, tc.timers?.posix ?? []);
 
   failpoint('restore:creds');
-  for (const w of work) restoreThread(w, img.pid, ckpt);
+  for (const w of work) restoreThread(w, ckpt);
   if (!sharesVm) restoreDumpable(r, hasField(mm_entrySchema, img.mm, 'dumpable') ? img.mm.dumpable : undefined);
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
 
@@ -238,6 +246,8 @@ function forkerFor(
   let from = { sid: parent.pstree.sid, pgid: parent.pstree.pgid };
   const helper = (hpid: number, leads: 'session' | 'group'): void => {
     let h = helpers.get(hpid);
+    // Inside a PID namespace the gone leader's PID there is unknown: no helper can stand in.
+    if (!h && child.pstree.cryoNsPid.length) throw new UserError(`pid ${pid}: its ${leads} leader ${hpid} is gone and the task is in a PID namespace of its own — not supported yet`);
     if (!h) {
       const args = session.trampoline + BigInt(PAGE_SIZE) + 2048n; // clone args, in the scratch area
       const viaHelper = forker !== parentRemote;
@@ -267,19 +277,19 @@ function forkerFor(
 }
 
 /** A zombie: a fresh child that exits at once the way the dumped one did; its parent reaps it. */
-function makeZombie(t: Tracee, z: ZombieImage, parent: { sid: number; pgid: number }, trampoline: bigint): void {
+function makeZombie(t: Tracee, z: ZombieImage, parent: { sid: number; pgid: number }, trampoline: bigint, local: (pid: number) => number): void {
   const remote = new Remote(t, trampoline);
   const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_SIZE - PAGE_SIZE);
   remote.call('prctl', [PR.SET_NAME, scratch.putString(z.comm.slice(0, 15)), 0, 0, 0], 'zombie comm');
   // Its session and group as it left them (a shell's job that died leads its own group).
   if (z.sid === z.pid) remote.call('setsid', [], `zombie ${z.pid} session`);
   else if (z.sid !== parent.sid) throw new UserError(`zombie ${z.pid}: its session ${z.sid} is not its parent's — not supported yet`);
-  if (z.pgid !== parent.pgid && z.sid !== z.pid) remote.call('setpgid', [0, z.pgid === z.pid ? 0 : z.pgid], `zombie ${z.pid} process group ${z.pgid}`);
+  if (z.pgid !== parent.pgid && z.sid !== z.pid) remote.call('setpgid', [0, z.pgid === z.pid ? 0 : local(z.pgid)], `zombie ${z.pid} process group ${z.pgid}`);
   const termsig = z.exitStatus & 0x7f;
   // Default action for the signal it died of, which it then sends itself.
   if (termsig) remote.call('rt_sigaction', [termsig, 0, 0, 8]);
   remote.finish();
-  exitTask(t, termsig ? { signal: termsig, pid: z.pid } : (z.exitStatus >> 8) & 0xff, trampoline);
+  exitTask(t, termsig ? { signal: termsig, pid: t.ownIds().tid } : (z.exitStatus >> 8) & 0xff, trampoline);
 }
 
 /**
@@ -312,7 +322,7 @@ function exitTask(t: Tracee, how: number | { signal: number; pid: number }, tram
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
 
 /** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
-function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointImage): void {
+function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): void {
   const tcore = core.threadCore;
   if (!tcore) return;
   restoreSigaltstack(r, tcore.sas);
@@ -339,7 +349,7 @@ function restoreThread({ r, core }: ThreadWork, tgid: number, ckpt: CheckpointIm
       ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
       : null,
   });
-  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false, tgid);
+  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
 }
 
 
@@ -359,14 +369,14 @@ function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
  * Session and process group. `from`: the ones the task was forked into (undefined for the root).
  * A task that led one leads it again; a group led by another task of the tree is joined.
  */
-function restoreSessionAndGroup(r: RestoreTask, img: TaskImage, from?: { sid: number; pgid: number }): void {
+function restoreSessionAndGroup(r: RestoreTask, img: TaskImage, from: { sid: number; pgid: number } | undefined, local: (pid: number) => number): void {
   const { pid, sid, pgid } = img.pstree;
   if (sid === pid) r.remote.call('setsid', [], 'new session');
   else if (from && sid !== from.sid) throw new UserError(`pid ${pid}: could not be put in its session ${sid}`);
   if (pgid === pid) {
     if (sid !== pid) r.remote.call('setpgid', [0, 0], 'new process group');
   } else if (from && pgid !== from.pgid) {
-    r.remote.call('setpgid', [0, pgid], `process group ${pgid}`);
+    r.remote.call('setpgid', [0, local(pgid)], `process group ${pgid}`);
   } else if (!from && sid !== pid) {
     r.log.warn(`pid ${pid}: session ${sid} / group ${pgid} are outside the image; it joins the restorer's`);
   }

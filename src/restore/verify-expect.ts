@@ -51,6 +51,7 @@ export function expectedSnapshot(ckpt: CheckpointImage, img: TaskImage, parent: 
     s.set('sid', String(sid));
     s.set('pgid', String(pgid));
   }
+  s.set('NSpid', img.pstree.cryoNsPid.join(' '));
   s.set('personality', tc.personality.toString(16).padStart(8, '0'));
   // Process-wide in /proc/PID/status: what the leader thread has.
   const lead = img.core.threadCore;

@@ -126,6 +126,17 @@ export const NR = {
   pidfd_open: 434,
   clone3: 435,
   close_range: 436,
+  // SysV semaphores and message queues, namespaces (resources/ns/)
+  semget: 64,
+  semctl: 66,
+  msgget: 68,
+  msgsnd: 69,
+  msgrcv: 70,
+  msgctl: 71,
+  sethostname: 170,
+  setdomainname: 171,
+  unshare: 272,
+  setns: 308,
   pidfd_getfd: 438,
 } as const;
 

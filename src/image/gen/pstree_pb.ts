@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pstree.proto.
  */
 export const file_pstree: GenFile = /*@__PURE__*/
-  fileDesc("Cgxwc3RyZWUucHJvdG8iVQoMcHN0cmVlX2VudHJ5EgsKA3BpZBgBIAIoDRIMCgRwcGlkGAIgAigNEgwKBHBnaWQYAyACKA0SCwoDc2lkGAQgAigNEg8KB3RocmVhZHMYBSADKA0");
+  fileDesc("Cgxwc3RyZWUucHJvdG8ihQEKDHBzdHJlZV9lbnRyeRILCgNwaWQYASACKA0SDAoEcHBpZBgCIAIoDRIMCgRwZ2lkGAMgAigNEgsKA3NpZBgEIAIoDRIPCgd0aHJlYWRzGAUgAygNEhQKC2NyeW9fbnNfcGlkGOkHIAMoDRIYCg9jcnlvX25zX3RocmVhZHMY6gcgAygN");
 
 /**
  * One process: its pid, parent pid, process group, session and thread ids.
@@ -49,6 +49,22 @@ export type pstree_entry = Message<"pstree_entry"> & {
    * @generated from field: repeated uint32 threads = 5;
    */
   threads: number[];
+
+  /**
+   * cryo's own: a task in a PID namespace below the dumper's (a container's init and its
+   * descendants) has a PID at each level. pid and threads are the dumper's level; these are the
+   * levels below it, outermost first, as /proc/PID/status NSpid lists them after the dumper's
+   * own (one value per level; cryo_ns_threads: the same for each thread of `threads`, in order,
+   * levels of one thread together). Empty when the task is in the dumper's PID namespace.
+   *
+   * @generated from field: repeated uint32 cryo_ns_pid = 1001;
+   */
+  cryoNsPid: number[];
+
+  /**
+   * @generated from field: repeated uint32 cryo_ns_threads = 1002;
+   */
+  cryoNsThreads: number[];
 };
 
 /**

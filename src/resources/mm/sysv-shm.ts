@@ -3,7 +3,7 @@
 // a VMA with the SYSVIPC status and the segment id. On restore the segment is made again with
 // its old id (shm_next_id) and contents, the tasks attach it where it was, and a segment that
 // had been removed (IPC_RMID) is removed again once everyone is attached.
-import { readFileSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { readFileSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ipc_shm_entrySchema } from '../../image/gen/ipc-shm_pb.js';
 import { sys, sysTry, E, PAGE_SIZE } from '../../sys/index.js';
@@ -74,13 +74,33 @@ export function dumpSegment(seg: ShmSegment, source: string): ShmImage {
   const data = readFileSync(source).subarray(0, Number(seg.size));
   const padded = Buffer.alloc((data.length + 3) & ~3);
   data.copy(padded);
-  return {
-    entry: {
-      desc: { key: seg.key, uid: seg.uid, gid: seg.gid, cuid: seg.cuid, cgid: seg.cgid, mode: seg.perms, id: seg.shmid },
-      size: seg.size,
-    },
-    data: padded,
-  };
+  return { entry: segmentEntry(seg), data: padded };
+}
+
+function segmentEntry(seg: ShmSegment): ShmEntry {
+  return { desc: { key: seg.key, uid: seg.uid, gid: seg.gid, cuid: seg.cuid, cgid: seg.cgid, mode: seg.perms, id: seg.shmid }, size: seg.size };
+}
+
+/**
+ * Every segment of the caller's IPC namespace with its contents, read through an attachment of
+ * our own (read-only): for a namespace dumped whole, where a segment may be attached by no one.
+ */
+export function dumpAllSegments(): ShmImage[] {
+  return [...sysvSegments().values()].map((seg) => {
+    const addr = BigInt.asUintN(64, BigInt(sys('shmat', [seg.shmid, 0, SHM_RDONLY], `segment ${seg.shmid}`)));
+    try {
+      const data = Buffer.alloc((Number(seg.size) + 3) & ~3);
+      const mem = openSync('/proc/self/mem', 'r');
+      try {
+        readSync(mem, data, 0, Number(seg.size), Number(addr));
+      } finally {
+        closeSync(mem);
+      }
+      return { entry: segmentEntry(seg), data };
+    } finally {
+      sys('shmdt', [addr]);
+    }
+  });
 }
 
 /**

@@ -6,6 +6,7 @@ import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { affinityText, cpuList, ioprioOf } from '../task/placement.js';
 import { ksmMergeAny } from '../mm/dump.js';
 import { parseStat, parseStatus, parseLimits, parseMaps, parseSmapsVmFlags, statusHex } from '../../proc/index.js';
+import { dumperLevels } from '../ns/pid.js';
 import { signalSet, limitKey, limitValue, mappingKey, permsOf, threadPrefix, stripDeleted } from './names.js';
 import { readFds } from './read-fds.js';
 import type { Snapshot } from './snapshot.js';
@@ -39,6 +40,8 @@ export function observeProcess(pid: number, opts: ObserveOptions): Snapshot {
   s.set('umask', status.get('Umask') ?? '');
   s.set('pgid', String(stat.pgid));
   s.set('sid', String(stat.sid));
+  // Its PIDs in the PID namespaces below cryo's (a container's task): '' in cryo's own.
+  s.set('NSpid', (status.get('NSpid') ?? '').split(/\s+/).slice(dumperLevels()).join(' '));
   s.set('personality', read(`/proc/${pid}/personality`).trim());
   s.set('oom_score_adj', read(`/proc/${pid}/oom_score_adj`).trim());
   const ksm = ksmMergeAny(pid);

@@ -28,13 +28,15 @@ export function peekPending(tid: number, shared: boolean): Buffer[] {
  * rt_sigqueueinfo, a thread's own with rt_tgsigqueueinfo, which names the thread by its
  * process (`tgid`, the leader's PID) and its TID.
  */
-export function queuePending(r: RestoreTask, infos: Uint8Array[], shared: boolean, tgid = r.pid): void {
+export function queuePending(r: RestoreTask, infos: Uint8Array[], shared: boolean): void {
+  // Named as the task sees itself (its own PID namespace).
+  const own = r.tracee.ownIds();
   for (const info of infos) {
     const b = Buffer.from(info);
     const sig = b.readInt32LE(0);
     r.scratch.reset();
     const addr = r.scratch.put(b);
-    if (shared) r.remote.call('rt_sigqueueinfo', [r.pid, sig, addr], `pending signal ${sig}`);
-    else r.remote.call('rt_tgsigqueueinfo', [tgid, r.pid, sig, addr], `pending signal ${sig}`);
+    if (shared) r.remote.call('rt_sigqueueinfo', [own.tgid, sig, addr], `pending signal ${sig}`);
+    else r.remote.call('rt_tgsigqueueinfo', [own.tgid, own.tid, sig, addr], `pending signal ${sig}`);
   }
 }

@@ -1,0 +1,78 @@
+// Which namespaces of a task cryo can checkpoint. Shared with cryo (the host's, the usual case):
+// nothing to save. The tree's root's own PID, UTS and IPC namespaces (a container made with
+// `unshare --fork --pid --uts --ipc`, the root being its init): saved and made again. Anything
+// else — a task of the tree in a namespace that is neither cryo's nor its root's (it setns'd
+// elsewhere), a PID namespace whose init is not the root, mount, net, user, cgroup and time
+// namespaces of its own — is refused, named.
+import { readlinkSync } from 'node:fs';
+import type { Blocker } from '../../util/blocker.js';
+import { nsPidOf, dumperLevels } from './pid.js';
+
+export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
+/** The kinds a tree's root may have of its own. */
+export const OWN_NS_KINDS = ['pid', 'uts', 'ipc'] as const;
+
+export function nsLink(pid: number | 'self', kind: string): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/${kind}`);
+  } catch {
+    return null;
+  }
+}
+
+export interface NsVerdict {
+  kind: string;
+  link: string;
+  /** 'host': cryo's own; 'own': the root's, saved; 'tree': the root's, shared by this task. */
+  owner: 'host' | 'own' | 'tree' | 'other';
+  /** Why it cannot be checkpointed; null when it can. */
+  blocked: string | null;
+}
+
+/** Each namespace of task `pid` of the tree under `root`, judged. */
+export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
+  const out: NsVerdict[] = [];
+  for (const kind of NS_KINDS) {
+    const link = nsLink(pid, kind);
+    if (!link) continue;
+    if (link === nsLink('self', kind)) {
+      out.push({ kind, link, owner: 'host', blocked: null });
+      continue;
+    }
+    const ownable = (OWN_NS_KINDS as readonly string[]).includes(kind);
+    if (!ownable) {
+      out.push({ kind, link, owner: 'other', blocked: `in its own ${kind} namespace (${link}) — not supported yet` });
+    } else if (pid !== root) {
+      const rootLink = nsLink(root, kind);
+      out.push(link === rootLink
+        ? { kind, link, owner: 'tree', blocked: null }
+        : { kind, link, owner: 'other', blocked: `in a ${kind} namespace (${link}) that is neither cryo's nor the tree root's (${rootLink}) — not supported` });
+    } else {
+      out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : null });
+    }
+  }
+  // unshare(CLONE_NEWPID) without a fork: the task's next child would start a namespace of its own.
+  const forKids = nsLink(pid, 'pid_for_children');
+  const own = nsLink(pid, 'pid');
+  if (forKids && own && forKids !== own) {
+    out.push({ kind: 'pid_for_children', link: forKids, owner: 'other', blocked: `its children go into another PID namespace (${forKids}, unshare(CLONE_NEWPID)) — not supported` });
+  }
+  return out;
+}
+
+/** The root's own PID namespace must be one level below cryo's, with the root as its init. */
+function pidNsProblem(pid: number): string | null {
+  const levels = nsPidOf(pid);
+  if (levels.length !== dumperLevels() + 1) return `in a PID namespace ${levels.length - dumperLevels()} levels below cryo's — only one level is supported`;
+  if (levels[levels.length - 1] !== 1) return `PID ${levels[levels.length - 1]} in its PID namespace, not its init — checkpoint the namespace's init (PID 1 inside) instead`;
+  return null;
+}
+
+export function namespaceBlockers(pid: number, root: number): Blocker[] {
+  return judgeNamespaces(pid, root).flatMap((n) => (n.blocked ? [{ pid, kind: 'namespace', reason: n.blocked }] : []));
+}
+
+/** The kinds (of OWN_NS_KINDS) the root has of its own, and so must be saved. */
+export function ownNamespaces(root: number): Set<string> {
+  return new Set(judgeNamespaces(root, root).filter((n) => n.owner === 'own').map((n) => n.kind));
+}

@@ -1,0 +1,67 @@
+// The restore side of a tree's own namespaces. Which ones the root had of its own comes from its
+// ids against inventory root_ids (CRIU's rule: a namespace id unequal to the dumper's is a new
+// namespace of that kind). The root is cloned straight into new PID, UTS and IPC namespaces
+// (clone3 CLONE_NEWPID|NEWUTS|NEWIPC, set_tid [1, host PID]); before anything else of it is
+// restored, the ns helper enters its UTS and IPC namespaces and makes the hostname, the limits,
+// the semaphore sets, message queues and shm segments again, with their ids.
+import { CLONE } from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
+import type { ImageDirReader } from '../../image/dir.js';
+import { readNsImages } from './images.js';
+import { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } from './state.js';
+import { OWN_NS_KINDS } from './judge.js';
+
+type Ids = Partial<Record<`${'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time'}NsId`, number>>;
+
+export interface RootNamespaces {
+  /** The kinds (pid, uts, ipc) the root had of its own. */
+  own: Set<string>;
+  state: NsState;
+}
+
+const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
+
+/**
+ * The root's own namespaces, read from their images; refuses a kind cryo cannot make (mount,
+ * net, user, cgroup, time) and a task whose namespace is neither the dumper's nor the root's.
+ */
+export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number } }[]): RootNamespaces {
+  const root = tasks[0]!;
+  const own = new Set<string>();
+  for (const kind of ALL) {
+    const key = `${kind}NsId` as const;
+    const mine = root.ids[key];
+    // Old images may leave the newer namespace kinds out: nothing to compare then.
+    if (!mine || !dumper[key] || mine === dumper[key]) continue;
+    if (!(OWN_NS_KINDS as readonly string[]).includes(kind)) {
+      throw new UserError(`pid ${root.pid}: ids-${root.pid}.img ${kind}_ns_id ${mine} differs from the dumper's (${dumper[key]}): the task had a ${kind} namespace of its own — restoring it is not supported yet`);
+    }
+    own.add(kind);
+  }
+  for (const t of tasks.slice(1)) {
+    for (const kind of ALL) {
+      const key = `${kind}NsId` as const;
+      const mine = t.ids[key];
+      if (!mine || !dumper[key] || mine === dumper[key] || mine === root.ids[key]) continue;
+      throw new UserError(`pid ${t.pid}: ids-${t.pid}.img ${kind}_ns_id ${mine} is neither the dumper's (${dumper[key]}) nor the root's (${root.ids[key]}) — not supported`);
+    }
+  }
+  return { own, state: readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') }) };
+}
+
+/** clone3 flags that make the root's new namespaces. */
+export function rootCloneFlags(ns: RootNamespaces): number {
+  return (ns.own.has('pid') ? CLONE.NEWPID : 0) | (ns.own.has('uts') ? CLONE.NEWUTS : 0) | (ns.own.has('ipc') ? CLONE.NEWIPC : 0);
+}
+
+const helperKinds = (ns: RootNamespaces) => (['uts', 'ipc'] as NsHelperKind[]).filter((k) => ns.own.has(k));
+
+/** Fills the new namespaces of the just-cloned root `pid`; old -> new shm segment ids. */
+export function restoreRootNamespaces(pid: number, ns: RootNamespaces): Map<number, number> {
+  return restoreNsState(pid, helperKinds(ns), ns.state);
+}
+
+/** Segments removed (IPC_RMID) before the dump, removed again inside the root's namespace. */
+export function removeRemovedSegments(pid: number, ids: number[]): void {
+  removeNsSegments(pid, ids);
+}
