@@ -38,13 +38,25 @@ export function treeConnections(pids: number[], scan: FileScan): { pid: number; 
     }
     for (const name of fds) {
       const fd = Number(name);
-      const ino = socketInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      // Before the freeze (the guard's start) the task may close an fd while we look: skip it.
+      // Under the freeze nothing closes, and the dump itself reads every fd again.
+      let ino: number | null;
+      try {
+        ino = socketInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      } catch {
+        continue;
+      }
       if (ino === null || scan.unix.has(ino) || seen.has(ino)) continue;
       seen.add(ino);
-      const info = withOurCopy(pid, fd, (ours): InetInfo | null => {
-        const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
-        return family === AF.INET || family === AF.INET6 ? inspectInet(ours, family) : null;
-      });
+      let info: InetInfo | null;
+      try {
+        info = withOurCopy(pid, fd, (ours): InetInfo | null => {
+          const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
+          return family === AF.INET || family === AF.INET6 ? inspectInet(ours, family) : null;
+        });
+      } catch {
+        continue;
+      }
       if (info && info.dst && isTcpConnection(info)) out.push({ pid, fd, tuple: { src: info.src, dst: info.dst } });
     }
   }
