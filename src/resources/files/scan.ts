@@ -4,6 +4,7 @@ import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync } from 'n
 import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
 import { socketInode, withOurCopy } from './our-copy.js';
+import { DEFAULT_GHOST_LIMIT } from '../../util/option-defaults.js';
 
 export interface ScanOptions {
   /** Unix peers outside the tree are allowed: reconnected by name on restore. */
@@ -14,8 +15,7 @@ export interface ScanOptions {
   fileLocks?: boolean;
 }
 
-/** CRIU's default ghost limit: 1 MiB. */
-export const DEFAULT_GHOST_LIMIT = 1 << 20;
+export { DEFAULT_GHOST_LIMIT };
 
 export interface FileScan {
   /** Every unix socket of the network namespace, by inode. */
