@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
+import { VERSION } from './version.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, addLogOptions, addJsonOption, verbosityOption } from './options.js';
 import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
@@ -51,7 +52,7 @@ const program = new Command();
 program
   .name('cryo')
   .description("Checkpoint/restore for Linux processes, in CRIU's image format.\nRun as root.")
-  .version('0.1.0')
+  .version(VERSION)
   // Usage errors (commander's and ours) exit 2; help and --version 0.
   .exitOverride((e: CommanderError) => process.exit(e.exitCode === 0 ? EXIT.done : EXIT.usage))
   .configureOutput({ outputError: (s, write) => write(`cryo: ${s.replace(/^error: /, '')}`) })
