@@ -3,7 +3,7 @@
 // memory to speak of), each the median of several runs. Prints figures; asserts nothing.
 //   node dist/bench/startup.js [--runs 7]      (as root)
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,17 +13,31 @@ import { median, flagNumber } from './figures.js';
 const CRYO = fileURLToPath(new URL('../../bin/cryo.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Wall time of one command, in ms; throws with its stderr if it fails. */
-function wall(args: string[]): number {
+const TIME = '/usr/bin/time';
+
+/**
+ * Wall time of one command, and its CPU time (user + system, from /usr/bin/time when there: a
+ * figure a busy machine changes much less), in ms; throws with its stderr if it fails.
+ */
+function wall(args: string[]): [number, number] {
+  const cpuFile = join(tmpdir(), `cryo-bench-cpu-${process.pid}`);
+  const timed = existsSync(TIME);
+  const argv = timed ? [TIME, '-f', '%U %S', '-o', cpuFile, process.execPath, ...args] : [process.execPath, ...args];
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`node ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
-  return ms;
+  let cpu = NaN;
+  if (timed) {
+    const [u, sy] = readFileSync(cpuFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+    cpu = ((u ?? NaN) + (sy ?? NaN)) * 1000;
+    rmSync(cpuFile, { force: true });
+  }
+  return [ms, cpu];
 }
 
 /** One dump and one restore of a fresh `sleep 1000`, through the CLI; the sleep is killed by PID. */
-async function trivialOnce(): Promise<[number, number]> {
+async function trivialOnce(): Promise<[number, number][]> {
   const dir = mkdtempSync(join(tmpdir(), 'cryo-bench-start-'));
   // Through python3 only to close the fds this bench may have inherited (a pipe of its caller's
   // would be an external pipe in the image), then exec: the PID is the sleep's.
@@ -50,35 +64,36 @@ async function trivialOnce(): Promise<[number, number]> {
   }
 }
 
+/** Each figure as [wall, cpu] medians, in ms. */
 export interface StartupFigures {
-  nodeMs: number;
-  versionMs: number;
-  helpMs: number;
-  dumpMs: number;
-  restoreMs: number;
+  node: [number, number];
+  version: [number, number];
+  help: [number, number];
+  dump: [number, number];
+  restore: [number, number];
 }
+
+const medians = (xs: [number, number][]): [number, number] => [median(xs.map((x) => x[0])), median(xs.map((x) => x[1]))];
 
 /** Medians of `runs` runs of each, interleaved so that a busy moment of the machine hits all alike. */
 export async function startupFigures(runs: number): Promise<StartupFigures> {
-  const t: Record<keyof StartupFigures, number[]> = { nodeMs: [], versionMs: [], helpMs: [], dumpMs: [], restoreMs: [] };
+  const t: Record<keyof StartupFigures, [number, number][]> = { node: [], version: [], help: [], dump: [], restore: [] };
   for (let i = 0; i < runs; i++) {
-    t.nodeMs.push(wall(['-e', '0']));
-    t.versionMs.push(wall([CRYO, '--version']));
-    t.helpMs.push(wall([CRYO, '--help']));
+    t.node.push(wall(['-e', '0']));
+    t.version.push(wall([CRYO, '--version']));
+    t.help.push(wall([CRYO, '--help']));
     const [d, r] = await trivialOnce();
-    t.dumpMs.push(d);
-    t.restoreMs.push(r);
+    t.dump.push(d!);
+    t.restore.push(r!);
   }
-  return {
-    nodeMs: median(t.nodeMs), versionMs: median(t.versionMs), helpMs: median(t.helpMs),
-    dumpMs: median(t.dumpMs), restoreMs: median(t.restoreMs),
-  };
+  return { node: medians(t.node), version: medians(t.version), help: medians(t.help), dump: medians(t.dump), restore: medians(t.restore) };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const f = await startupFigures(flagNumber('--runs', 7));
+  const ms = (x: [number, number]) => `${x[0].toFixed(0)} ms (cpu ${x[1].toFixed(0)} ms)`;
   console.log(
-    `node -e 0 ${f.nodeMs.toFixed(0)} ms; cryo --version ${f.versionMs.toFixed(0)} ms (${(f.versionMs / f.nodeMs).toFixed(2)}x), ` +
-      `--help ${f.helpMs.toFixed(0)} ms; sleep: dump ${f.dumpMs.toFixed(0)} ms, restore ${f.restoreMs.toFixed(0)} ms (wall, CLI)`,
+    `start-up, medians, wall (cpu): node -e 0 ${ms(f.node)}; cryo --version ${ms(f.version)}, ${(f.version[0] / f.node[0]).toFixed(2)}x wall, ` +
+      `${(f.version[1] / f.node[1]).toFixed(2)}x cpu; --help ${ms(f.help)}; sleep: dump ${ms(f.dump)}, restore ${ms(f.restore)} (CLI)`,
   );
 }
