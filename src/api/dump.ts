@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { dump as dumpTree, type DumpOptions as EngineDumpOptions } from '../dump/index.js';
 import { armInterrupts, SIG } from '../sys/index.js';
+import { traceeStopCount } from '../ptrace/index.js';
 import type { ProgressSink } from '../util/progress.js';
 import { TimedLog } from './timed-log.js';
 import { countsAfter, countsText } from './counts.js';
@@ -26,12 +27,13 @@ export function dump(opts: DumpOptions): DumpResult {
   const interrupts = opts.interruptible ? armInterrupts([SIG.INT, SIG.TERM, SIG.HUP]) : null;
   try {
     log.info(`dump of pid ${opts.pid} into ${dir}${opts.leaveRunning ? ', leaving it running' : ''}`);
+    const stops0 = traceeStopCount();
     const r = dumpTree(engine);
     interrupts?.disarm();
     log.info(`frozen for ${r.frozenMs.toFixed(1)} ms`);
     const counts = countsAfter(log, dir, r.pagesWritten);
     const timings = log.timings({ frozenMs: r.frozenMs });
-    log.info(`dump done: ${countsText(counts)} in ${timings.totalMs} ms`);
+    log.info(`dump done: ${countsText(counts)} in ${timings.totalMs} ms, ${traceeStopCount() - stops0} ptrace stops`);
     return { command: 'dump', verdict: 'done', pid: opts.pid, dir, blockers: [], counts, timings };
   } catch (e) {
     interrupts?.disarm();

@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { restore as restoreTree, type RestoreOptions as EngineRestoreOptions } from '../restore/index.js';
 import type { ProgressSink } from '../util/progress.js';
+import { traceeStopCount } from '../ptrace/index.js';
 import { TimedLog } from './timed-log.js';
 import { countsAfter, countsText } from './counts.js';
 import { outcomeOf } from './outcome.js';
@@ -28,11 +29,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
   };
   try {
     log.info(`restore from ${dir}${engine.detach ? '' : ', waiting for the restored tree to exit'}`);
+    const stops0 = traceeStopCount();
     const r = restoreTree(engine);
     // After: the restore's own checks of the directory (owner, mode, access) come first.
     const counts = countsAfter(log, dir);
     const timings = log.timings();
-    log.info(`restore done: pid ${r.pid}, ${countsText(counts)} in ${timings.totalMs} ms`);
+    log.info(`restore done: pid ${r.pid}, ${countsText(counts)} in ${timings.totalMs} ms, ${traceeStopCount() - stops0} ptrace stops`);
     const res: RestoreResult = { command: 'restore', verdict: 'done', dir, pid: r.pid, blockers: [], counts, timings, differences };
     if (r.exitCode !== undefined) res.exitCode = r.exitCode;
     return res;

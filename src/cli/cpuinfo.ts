@@ -4,10 +4,14 @@
 import { mkdirSync, writeFileSync, renameSync, readFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { encodeImage, decodeImageAs } from '../image/io.js';
-import { cpuinfo_entrySchema } from '../image/gen/cpuinfo_pb.js';
-import { cpuinfoImage, checkCpu, parseCpuCap, DEFAULT_CPU_CAP, CPU_CAPS } from '../resources/task/cpu.js';
 import { UserError } from '../util/errors.js';
+import { DEFAULT_CPU_CAP, CPU_CAPS } from '../util/option-defaults.js';
+
+// The image code and the CPU probes load when a cpuinfo command runs, not for every `cryo` start.
+const engine = async () => {
+  const [io, gen, cpu] = await Promise.all([import('../image/io.js'), import('../image/gen/cpuinfo_pb.js'), import('../resources/task/cpu.js')]);
+  return { ...io, ...gen, ...cpu };
+};
 
 export const CPU_CAP_HELP = `what of the images' CPU (cpuinfo.img) this one must have: ${CPU_CAPS.join(', ')}, comma-separated (default ${DEFAULT_CPU_CAP})`;
 
@@ -17,9 +21,10 @@ export function registerCpuinfo(program: Command, fail: (e: unknown) => never): 
     .command('dump')
     .description('write this CPU\'s features into DIR/cpuinfo.img (CRIU\'s format)')
     .option('-D, --images-dir <dir>', 'directory to write cpuinfo.img into (created if missing)')
-    .action((o) => {
+    .action(async (o) => {
       try {
         if (!o.imagesDir) throw new UserError('cpuinfo dump needs -D DIR');
+        const { encodeImage, cpuinfoImage } = await engine();
         const dir = resolve(o.imagesDir);
         mkdirSync(dir, { recursive: true, mode: 0o700 });
         const tmp = join(dir, `.cpuinfo.img.${process.pid}`);
@@ -34,9 +39,10 @@ export function registerCpuinfo(program: Command, fail: (e: unknown) => never): 
     .description('check that this CPU has what DIR/cpuinfo.img records (exit 0), or name what it lacks (exit 1)')
     .option('-D, --images-dir <dir>', 'directory holding cpuinfo.img')
     .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
-    .action((o) => {
+    .action(async (o) => {
       try {
         if (!o.imagesDir) throw new UserError('cpuinfo check needs -D DIR');
+        const { decodeImageAs, cpuinfo_entrySchema, checkCpu, parseCpuCap } = await engine();
         const file = join(resolve(o.imagesDir), 'cpuinfo.img');
         if (!existsSync(file)) throw new UserError(`${file}: no such file`);
         const [entry] = decodeImageAs(readFileSync(file), cpuinfo_entrySchema, 'cpuinfo.img');

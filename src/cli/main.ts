@@ -1,18 +1,16 @@
 // The command line: CRIU's command and flag names where CRIU has them. A thin layer over the
 // library (src/index.ts): parse, call, print the result (text or --json), exit with its code.
+// Start-up matters (`cryo --version` should cost little more than `node -e 0`, a trivial dump
+// well under 100 ms): this module loads commander and the option texts only; each command's
+// action imports the engine when it runs (`await import`), so --help loads none of it.
 import { Command, CommanderError, Option } from 'commander';
-import { check, dump, restore, type CheckResult, type DumpResult, type RestoreResult } from '../index.js';
-import { runDemo } from './demo.js';
+import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
-import { DEFAULT_CPU_CAP } from '../resources/task/cpu.js';
-import { runShow } from './show.js';
-import { checkText } from './print-check.js';
-import { progressLine } from './progress-line.js';
+import { VERSION } from './version.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, addLogOptions, addJsonOption, verbosityOption, networkLockOption } from './options.js';
-import { DEFAULT_GHOST_LIMIT } from '../resources/files/scan.js';
+import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
-import { VERIFY_MODES, type VerifyMode } from '../restore/verify.js';
 
 // `cryo check -t PID | head` closes our stdout early: that is not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -54,7 +52,7 @@ const program = new Command();
 program
   .name('cryo')
   .description("Checkpoint/restore for Linux processes, in CRIU's image format.\nRun as root.")
-  .version('0.1.0')
+  .version(VERSION)
   // Usage errors (commander's and ours) exit 2; help and --version 0.
   .exitOverride((e: CommanderError) => process.exit(e.exitCode === 0 ? EXIT.done : EXIT.usage))
   .configureOutput({ outputError: (s, write) => write(`cryo: ${s.replace(/^error: /, '')}`) })
@@ -83,10 +81,11 @@ addJsonOption(
   ),
 )
   .addHelpText('after', example('cryo dump -t 1234 -D /tmp/ckpt --leave-running -v4 -o /tmp/ckpt.log'))
-  .action((o) => {
+  .action(async (o) => {
     if (o.listFailSteps) return finishList(DUMP_STEPS);
     if (!o.tree) throw new UsageError('dump needs -t PID (the process to checkpoint), e.g. cryo dump -t 1234 -D /tmp/ckpt');
     if (!o.imagesDir) throw new UsageError('dump needs -D DIR (where to write the images), e.g. cryo dump -t 1234 -D /tmp/ckpt');
+    const [{ dump }, { progressLine }] = await Promise.all([import('../api/dump.js'), import('./progress-line.js')]);
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
@@ -130,10 +129,11 @@ addJsonOption(
   ),
 )
   .addHelpText('after', example('cryo restore -D /tmp/ckpt -d --pidfile /tmp/ckpt.pid'))
-  .action((o) => {
+  .action(async (o) => {
     if (o.listFailSteps) return finishList(RESTORE_STEPS);
     if (o.listSkipSteps) return finishList(SKIP_STEPS);
     if (!o.imagesDir) throw new UsageError('restore needs -D DIR (the images to restore), e.g. cryo restore -D /tmp/ckpt -d');
+    const [{ restore }, { progressLine }] = await Promise.all([import('../api/restore.js'), import('./progress-line.js')]);
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
@@ -163,7 +163,8 @@ addJsonOption(
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
 )
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
-  .action((o) => {
+  .action(async (o) => {
+    const [{ check }, { checkText }] = await Promise.all([import('../api/check.js'), import('./print-check.js')]);
     const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
@@ -173,14 +174,14 @@ program
   .description('Print an image file as JSON, the way `crit show` does.')
   .argument('<file>', 'an image file, e.g. DIR/core-1234.img')
   .addHelpText('after', example('cryo show /tmp/ckpt/pstree.img'))
-  .action((file: string) => runShow(file));
+  .action(async (file: string) => (await import('./show.js')).runShow(file));
 
 program
   .command('demo')
   .description('Start a counter process, checkpoint it, kill it, restore it and show it goes on counting.')
   .addHelpText('after', example('sudo npx cryo demo'))
   .action(async () => {
-    await runDemo();
+    await (await import('./demo.js')).runDemo();
   });
 
 function finishList(steps: readonly string[]): void {

@@ -1,7 +1,8 @@
 // Machine code for a batch of system calls run in one stop: for each call, load rax and the six
 // argument registers, `syscall`, store rax in the call's result slot, and jump to the end on an
-// error (-4095..-1), so a failed call stops the ones after it. The end is an `int3`: the task
-// stops there with a SIGTRAP the tracer takes. Pure: builds bytes, touches nothing.
+// error (-4095..-1), so a failed call stops the ones after it. The end is an `int3` (the task
+// stops there with a SIGTRAP the tracer takes), or a jump to code of the caller's (the dump's
+// crash-safe exit, which stops on its marker signal). Pure: builds bytes, touches nothing.
 
 export interface CodedCall {
   nr: number;
@@ -20,17 +21,19 @@ const ARG_LOADS = [
 /** Bytes of one call's code. */
 export const BYTES_PER_CALL = 10 * 7 + 2 + 10 + 6 + 6;
 
-/** How many calls fit in `size` bytes of code (one byte goes to the final int3). */
-export function callsThatFit(size: number): number {
-  return Math.floor((size - 1) / BYTES_PER_CALL);
+const END_JUMP_BYTES = 5; // jmp rel32
+
+/** How many calls fit in `size` bytes of code (one byte goes to the final int3, five to a jump). */
+export function callsThatFit(size: number, endsInJump = false): number {
+  return Math.floor((size - (endsInJump ? END_JUMP_BYTES : 1)) / BYTES_PER_CALL);
 }
 
 /**
  * The code of `calls`, to be placed at `codeAt`; call i stores its rax at `resultsAt + 8 * i`.
- * Returns the bytes and the address of the final int3.
+ * Returns the bytes and the address of the final int3 (or, with `endJumpTo`, of a jump there).
  */
-export function batchCode(calls: readonly CodedCall[], codeAt: bigint, resultsAt: bigint): { code: Buffer; trapAt: bigint } {
-  const code = Buffer.alloc(calls.length * BYTES_PER_CALL + 1);
+export function batchCode(calls: readonly CodedCall[], codeAt: bigint, resultsAt: bigint, endJumpTo?: bigint): { code: Buffer; trapAt: bigint } {
+  const code = Buffer.alloc(calls.length * BYTES_PER_CALL + (endJumpTo === undefined ? 1 : END_JUMP_BYTES));
   let o = 0;
   const imm64 = (prefix: readonly number[], v: bigint) => {
     code[o++] = prefix[0]!;
@@ -52,6 +55,12 @@ export function batchCode(calls: readonly CodedCall[], codeAt: bigint, resultsAt
     code.writeInt32LE(end - (o + 4), o);
     o += 4;
   });
-  code[o] = 0xcc; // int3
+  if (endJumpTo === undefined) code[o] = 0xcc; // int3
+  else {
+    const rel = endJumpTo - (codeAt + BigInt(end + END_JUMP_BYTES));
+    if (rel < -(1n << 31n) || rel >= 1n << 31n) throw new RangeError('batch code too far from its end');
+    code[o] = 0xe9; // jmp rel32
+    code.writeInt32LE(Number(rel), o + 1);
+  }
   return { code, trapAt: codeAt + BigInt(end) };
 }

@@ -11,7 +11,11 @@
 // and returns to its own code.
 
 export const MARKER_STOP_AT = 21; // rip in the marker's stop: just after the tgkill
+/** Just after the marker site's syscall: where a batch (SafeRemote.batch) ends, with its rax. */
+export const MARKER_TAIL_AT = 2;
 export const SYSCALL_SITE_OFFSET = 128;
+/** Past both entry points (codePage's 256 bytes): the rest of the page holds a batch's code. */
+export const BATCH_CODE_AT = 256;
 const SYSCALL_EXIT_AT = 2;
 
 const MARKER_HEAD = [

@@ -43,6 +43,31 @@ export interface BatchArea {
 /** A result slot no call wrote: below every error (-4095..-1), never a user address. */
 const NOT_RUN = -4096n;
 
+/** The result slots of `calls` before a batch runs: none written. */
+export function unwrittenSlots(n: number): Buffer {
+  const slots = Buffer.alloc(8 * n);
+  for (let i = 0; i < n; i++) slots.writeBigInt64LE(NOT_RUN, 8 * i);
+  return slots;
+}
+
+/**
+ * A batch's results read back from `resultsAt`: each call's rax; throws RemoteSyscallError for the
+ * first that failed (the ones after it did not run), as call() would.
+ */
+export function batchResults(tid: number, calls: readonly BatchCall[], resultsAt: bigint): bigint[] {
+  const got = Buffer.alloc(8 * calls.length);
+  if (vmRead(tid, got, [{ addr: resultsAt, len: got.length }]) !== got.length) throw new TraceeError(tid, 'short read of batch results');
+  const results: bigint[] = [];
+  for (let i = 0; i < calls.length; i++) {
+    const res = got.readBigInt64LE(8 * i);
+    if (res === NOT_RUN) break;
+    if (res < 0n && res >= -4095n) throw new RemoteSyscallError(tid, calls[i]!.name, Number(-res), calls[i]!.detail);
+    results.push(res);
+  }
+  if (results.length !== calls.length) throw new TraceeError(tid, `batch stopped after ${results.length} of ${calls.length} calls`);
+  return results;
+}
+
 export class Remote {
   protected readonly saved: Regs;
   protected readonly savedMask: bigint;
@@ -147,10 +172,8 @@ export class Remote {
     const tid = this.t.tid;
     const coded = calls.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)) }));
     const { code, trapAt } = batchCode(coded, area.codeAt, area.resultsAt);
-    const slots = Buffer.alloc(8 * calls.length);
-    for (let i = 0; i < calls.length; i++) slots.writeBigInt64LE(NOT_RUN, 8 * i);
     vmWrite(tid, area.codeAt, code);
-    vmWrite(tid, area.resultsAt, slots);
+    vmWrite(tid, area.resultsAt, unwrittenSlots(calls.length));
     const r = this.saved.clone();
     r.set('orig_ax', -1n);
     r.set('ip', area.codeAt);
@@ -164,18 +187,8 @@ export class Remote {
       if (st.stopSig === SIG.TRAP && st.event === 0 && this.t.regs().get('ip') === trapAt + 1n) break;
       throw new TraceeError(tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in a batch of injected syscalls`);
     }
-    const got = Buffer.alloc(8 * calls.length);
-    if (vmRead(tid, got, [{ addr: area.resultsAt, len: got.length }]) !== got.length) throw new TraceeError(tid, 'short read of batch results');
-    const results: bigint[] = [];
-    for (let i = 0; i < calls.length; i++) {
-      const res = got.readBigInt64LE(8 * i);
-      if (res === NOT_RUN) break;
-      this.count++;
-      if (res < 0n && res >= -4095n) throw new RemoteSyscallError(tid, calls[i]!.name, Number(-res), calls[i]!.detail);
-      results.push(res);
-    }
-    if (results.length !== calls.length) throw new TraceeError(tid, `batch stopped after ${results.length} of ${calls.length} calls`);
-    return results;
+    this.count += calls.length;
+    return batchResults(tid, calls, area.resultsAt);
   }
 
   /** Puts the task's registers and signal mask back as they were. */

@@ -18,16 +18,17 @@
 // recognisably one: [stack], or a pthread stack above its guard page) leaves its part behind.
 import { readFileSync } from 'node:fs';
 import {
-  E, Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, ptrace, setSigmask, getXstate, vmWrite,
+  E, Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite,
   checkInterrupt, type SyscallName,
 } from '../sys/index.js';
 import { parseMaps, type MapsEntry } from '../proc/index.js';
-import { Remote, RemoteSyscallError, type RemoteArg } from './remote.js';
+import { Remote, RemoteSyscallError, batchResults, unwrittenSlots, type BatchCall, type RemoteArg } from './remote.js';
+import { batchCode, callsThatFit } from './batch-code.js';
 export { ScratchArea } from './scratch-area.js';
 import { TraceeError, type Tracee } from './tracee.js';
 import { buildSigframe, FPSTATE_OFFSET } from './sigframe.js';
 import { findGadgets, type Gadgets } from './gadgets.js';
-import { codePage, MARKER_STOP_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
+import { codePage, BATCH_CODE_AT, MARKER_STOP_AT, MARKER_TAIL_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
 import { skip } from '../util/skip.js';
 import { UnsupportedError } from '../util/errors.js';
 import { ScratchArea, type Slot } from './scratch-area.js';
@@ -269,27 +270,61 @@ export class SafeRemote extends Remote {
       return this.syscallStops(nr);
     }
     r.set('ip', slot.code);
+    this.count++;
+    return this.runToMarker(r, `injected syscall ${nr}`).signed('r12');
+  }
+
+  /**
+   * Runs `calls` (independent, each harmless to run to the end: reads of the task's state) in as
+   * few stops as fit: generated code in this task's code page, past its entry points, makes each
+   * call and stores its result in the scratch data at `resultsAt`, then jumps to the marker
+   * site's tail (the tgkill stop, then the exit). Orphaned mid-batch, the task runs the rest of
+   * it and leaves through that exit as from a single call. Without a marker, one call at a time.
+   * (Only `area.resultsAt` is used: the code goes in the task's own code page.)
+   */
+  override batch(calls: BatchCall[], area: { resultsAt: bigint }): bigint[] {
+    const { resultsAt } = area;
+    if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
+    if (!this.marker) return calls.map((c) => this.call(c.name, c.args, c.detail));
+    const codeAt = this.slot!.code + BigInt(BATCH_CODE_AT);
+    const per = callsThatFit(PAGE_SIZE - BATCH_CODE_AT, true);
+    const out: bigint[] = [];
+    for (let i = 0; i < calls.length; i += per) {
+      checkInterrupt();
+      const part = calls.slice(i, i + per);
+      const coded = part.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)) }));
+      vmWrite(this.t.tid, codeAt, batchCode(coded, codeAt, resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
+      vmWrite(this.t.tid, resultsAt, unwrittenSlots(part.length));
+      const r = this.callRegs(0, []);
+      r.set('sp', this.slot!.frame + 8n);
+      r.set('ip', codeAt);
+      this.runToMarker(r, `a batch of ${part.length} injected syscalls`);
+      this.count += part.length;
+      out.push(...batchResults(this.t.tid, part, resultsAt));
+    }
+    return out;
+  }
+
+  /** Runs the task from `r` (in its code page) to the marker's stop; returns the registers there. */
+  private runToMarker(r: Regs, what: string): Regs {
     // The task's own ids: in a PID namespace of its own, cryo's numbers name other tasks or none.
     r.set('r13', this.t.ownIds().tgid);
     r.set('r14', this.t.ownIds().tid);
     r.set('r15', this.marker);
     this.t.setRegs(r);
     this.maskOnce();
-    const stopAt = slot.code + BigInt(MARKER_STOP_AT);
+    const stopAt = this.slot!.code + BigInt(MARKER_STOP_AT);
     for (;;) {
       ptrace(PTRACE.CONT, this.t.tid, 0, 0);
       const st = this.t.wait();
-      if (!st.stopped) throw new TraceeError(this.t.tid, `died during injected syscall ${nr}`);
+      if (!st.stopped) throw new TraceeError(this.t.tid, `died during ${what}`);
       if (st.event === PTRACE_EVENT.STOP) continue; // job control: resume where it is
       if (st.event !== 0 || st.stopSig !== this.marker) {
-        throw new TraceeError(this.t.tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in injected syscall ${nr}`);
+        throw new TraceeError(this.t.tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in ${what}`);
       }
       this.lastStop = 'signal';
       const now = this.t.regs();
-      if (now.get('ip') === stopAt) {
-        this.count++;
-        return now.signed('r12');
-      }
+      if (now.get('ip') === stopAt) return now;
       // The same signal sent by someone else: give it back on release.
       this.defer(this.marker);
     }

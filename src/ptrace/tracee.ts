@@ -82,6 +82,7 @@ export class Tracee {
 
   wait(): WaitStatus {
     const st = wait4(this.tid);
+    traceeStops++;
     if (!st) throw new TraceeError(this.tid, 'wait returned nothing');
     if (st.exited || st.signaled) this.attached = false;
     return st;
@@ -180,4 +181,15 @@ export class Tracee {
     }
     this.attached = false;
   }
+}
+
+let traceeStops = 0;
+
+/**
+ * How many times a tracee stopped for us (each a round trip through the scheduler, the cost the
+ * batching of injected calls cuts), since this process started: the log and the benchmarks
+ * report it, a figure that does not depend on how busy the machine is.
+ */
+export function traceeStopCount(): number {
+  return traceeStops;
 }

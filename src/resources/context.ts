@@ -1,7 +1,7 @@
 // What a resource module gets to work with while one task is frozen (dump) or being rebuilt
 // (restore). Each module in resources/ reads from and writes into these.
-import type { Tracee, Remote, Scratch, BatchCall } from '../ptrace/index.js';
-import type { Regs } from '../sys/index.js';
+import { SafeRemote, type Tracee, type Remote, type Scratch, type BatchCall, type RemoteArg } from '../ptrace/index.js';
+import type { Regs, SyscallName } from '../sys/index.js';
 import type { ProcStat, ProcStatus, MapsEntry } from '../proc/index.js';
 import type { Log } from '../util/log.js';
 
@@ -74,4 +74,36 @@ export function batchIn(r: RestoreTask, calls: BatchCall[]): bigint[] {
   if (!calls.length) return [];
   const resultsAt = r.scratch.alloc(8 * calls.length);
   return r.remote.batch(calls, { codeAt: r.batchCode.at, codeSize: r.batchCode.size, resultsAt });
+}
+
+/**
+ * Runs `calls` in a frozen task being dumped in as few stops as fit (SafeRemote.batch, crash-safe
+ * like a single call): for reads of its state that do not depend on each other (the 64
+ * dispositions, the limits). Results land in the scratch data.
+ */
+export function batchInDump(t: DumpTask, calls: BatchCall[]): bigint[] {
+  if (!calls.length) return [];
+  if (!(t.remote instanceof SafeRemote)) return calls.map((c) => t.remote.call(c.name, c.args, c.detail));
+  return t.remote.batch(calls, { resultsAt: t.scratch.alloc(8 * calls.length) });
+}
+
+/**
+ * Calls whose results nothing needs (mmap MAP_FIXED, mprotect, madvise, mlock, close), made in
+ * order in as few stops as fit: queued, and run by flush() before anything that depends on them
+ * (a call whose result is needed, a read of the task's memory or mappings). A failing call
+ * throws from flush() as it would have from call(); the ones after it have not run.
+ */
+export class CallQueue {
+  private calls: BatchCall[] = [];
+  constructor(private readonly r: RestoreTask) {}
+
+  add(name: SyscallName, args: RemoteArg[], detail?: string): void {
+    this.calls.push({ name, args, ...(detail !== undefined ? { detail } : {}) });
+  }
+
+  flush(): void {
+    const calls = this.calls;
+    this.calls = [];
+    batchIn(this.r, calls);
+  }
 }

@@ -9,9 +9,9 @@ import { UserError } from '../util/errors.js';
 import type { Log } from '../util/log.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 import { signalName } from '../resources/observe/names.js';
+import { VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 
-export const VERIFY_MODES = ['on', 'warn', 'off'] as const;
-export type VerifyMode = (typeof VERIFY_MODES)[number];
+export { VERIFY_MODES, type VerifyMode };
 
 /** The restored state differs from the images; `differences` has every one. */
 export class VerifyError extends UserError {

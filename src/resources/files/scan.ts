@@ -5,6 +5,7 @@ import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
 import { socketInode, withOurCopy } from './our-copy.js';
 import { scanTerminals, type TreeTerminals } from './tty-scan.js';
+import { DEFAULT_GHOST_LIMIT } from '../../util/option-defaults.js';
 
 export interface ScanOptions {
   /** Unix peers outside the tree are allowed: reconnected by name on restore. */
@@ -19,8 +20,7 @@ export interface ScanOptions {
   tcpEstablished?: boolean;
 }
 
-/** CRIU's default ghost limit: 1 MiB. */
-export const DEFAULT_GHOST_LIMIT = 1 << 20;
+export { DEFAULT_GHOST_LIMIT };
 
 export interface FileScan {
   /** Every unix socket of the network namespace, by inode. */

@@ -15,7 +15,7 @@ import { skip } from '../../util/skip.js';
 import { attachArgs } from './sysv-shm.js';
 import { VMA } from './vma-kind.js';
 import type { VmaData, PageRange } from './dump.js';
-import type { RestoreTask } from '../context.js';
+import { CallQueue, batchIn, type RestoreTask } from '../context.js';
 import { withoutKernelPages, type VdsoPlan } from './vdso-image.js';
 
 /** Highest address of a 4-level-paging user address space (TASK_SIZE_MAX). */
@@ -96,6 +96,9 @@ function accountable(v: VmaData): boolean {
 
 export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryContext, kept: Set<VmaData>): { cowKept: number } {
   const call = r.remote.call.bind(r.remote);
+  // The layout's mmap/mprotect/madvise/mlock runs go in batches (a stop per ~40 calls, not one
+  // each); anything that needs a result or sees the mappings flushes the queue first.
+  const q = new CallQueue(r);
   const fileFds = new Map<number, number>();
   const created = new Map<bigint, VmaData>();
   // Saved pages in a private mapping that was never writable (written through /proc/PID/mem or
@@ -127,23 +130,27 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       if (v.status & VMA.AREA_SYSVIPC) {
         const id = ctx.sysvIds.get(Number(v.shmid));
         if (id === undefined) throw new UserError(`${where}: SysV segment ${v.shmid} is not in the images`);
-        call('shmat', attachArgs(id, v.start, (v.prot & PROT.WRITE) !== 0), where);
+        q.add('shmat', attachArgs(id, v.start, (v.prot & PROT.WRITE) !== 0), where);
       } else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const mayWrite = hasField(vma_entrySchema, v, 'fdflags') ? (v.fdflags! & O.ACCMODE) === O.RDWR : (v.prot & PROT.WRITE) !== 0;
         const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && mayWrite, fileFds, ctx.unchecked);
         const prot = v.status & VMA.FILE_SHARED ? v.prot : fillProt;
-        call('mmap', [v.start, len, prot, (v.flags & ~(MAP.ANONYMOUS | MAP.LOCKED)) | MAP.FIXED, fd, v.pgoff], where);
+        q.add('mmap', [v.start, len, prot, (v.flags & ~(MAP.ANONYMOUS | MAP.LOCKED)) | MAP.FIXED, fd, v.pgoff], where);
       } else if (v.status & VMA.ANON_SHARED) {
         const owner = ctx.shmemOwners.get(v.shmid);
         if (!owner) {
           // The object is as big as its furthest mapping, in any task (split or mremap'ed views).
           const size = ctx.shmemSizes.get(v.shmid) ?? v.pgoff + len;
-          if (v.pgoff === 0n && size === len) call('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED, -1, 0], where);
-          else mapShmemAtOffset(r, v, size, fillProt, where);
+          if (v.pgoff === 0n && size === len) q.add('mmap', [v.start, len, fillProt, MAP.SHARED | MAP.ANONYMOUS | MAP.FIXED, -1, 0], where);
+          else {
+            q.flush();
+            mapShmemAtOffset(r, v, size, fillProt, where);
+          }
           ctx.shmemOwners.set(v.shmid, { pid: r.pid, start: v.start, end: v.end, pgoff: v.pgoff });
           created.set(v.shmid, v);
         } else {
           // The same object, through the mapping that made it (in this task or another one).
+          q.flush();
           r.scratch.reset();
           const self = owner.pid === r.pid ? 'self' : String(owner.pid);
           const path = r.scratch.putString(`/proc/${self}/map_files/${owner.start.toString(16)}-${owner.end.toString(16)}`);
@@ -152,13 +159,14 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
           call('close', [fd]);
         }
       } else {
-        call('mmap', [v.start, len, fillProt, (v.flags & ~MAP.LOCKED) | MAP.FIXED | MAP.ANONYMOUS, -1, 0], where);
+        q.add('mmap', [v.start, len, fillProt, (v.flags & ~MAP.LOCKED) | MAP.FIXED | MAP.ANONYMOUS, -1, 0], where);
       }
     }
     // Mapped apart, kept apart while filled: a page fault would share the neighbour's anonymous
     // pages object (and so allow a merge later) unless the flags differ beyond the protection.
-    for (const v of apart) if (!kept.has(v)) call('madvise', [v.start, v.end - v.start, MADV_DONTFORK], `mapping ${hex(v.start)} kept apart`);
-    for (const fd of fileFds.values()) call('close', [fd]);
+    for (const v of apart) if (!kept.has(v)) q.add('madvise', [v.start, v.end - v.start, MADV_DONTFORK], `mapping ${hex(v.start)} kept apart`);
+    for (const fd of fileFds.values()) q.add('close', [fd]);
+    q.flush();
     fileFds.clear();
 
     failpoint('restore:pages');
@@ -178,13 +186,13 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
     for (const v of img.vmas) {
       if (special(v) || kept.has(v)) continue;
       const wasFilledRw = !(v.status & VMA.FILE_SHARED) && (filled.has(v) || v.prot & PROT.WRITE || fedShared(v) || accountable(v));
-      if (apart.has(v) && !((v.madv ?? 0n) & (1n << BigInt(MADV_DONTFORK)))) call('madvise', [v.start, v.end - v.start, MADV_DOFORK], `mapping ${hex(v.start)}`);
+      if (apart.has(v) && !((v.madv ?? 0n) & (1n << BigInt(MADV_DONTFORK)))) q.add('madvise', [v.start, v.end - v.start, MADV_DOFORK], `mapping ${hex(v.start)}`);
       if (apart.has(v) || (wasFilledRw && v.prot !== (v.prot | PROT.READ | PROT.WRITE) && !skip('mprotect'))) {
-        call('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
+        q.add('mprotect', [v.start, v.end - v.start, v.prot], `mapping ${hex(v.start)}`);
       }
       if (v.madv) {
         for (let adv = 0; adv < 64; adv++) {
-          if (v.madv & (1n << BigInt(adv))) call('madvise', [v.start, v.end - v.start, adv], `madvise ${adv} at ${hex(v.start)}`);
+          if (v.madv & (1n << BigInt(adv))) q.add('madvise', [v.start, v.end - v.start, adv], `madvise ${adv} at ${hex(v.start)}`);
         }
       }
     }
@@ -192,9 +200,10 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
     for (const v of img.vmas) {
       if (special(v) || !(v.flags & MAP.LOCKED)) continue;
       r.log.debug(`pid ${r.pid}: lock ${hex(v.start)}-${hex(v.end)}${v.cryoLockOnfault ? ' on fault' : ''}`);
-      if (v.cryoLockOnfault) call('mlock2', [v.start, v.end - v.start, MLOCK_ONFAULT], `mlock2 ${hex(v.start)} on fault`);
-      else call('mlock', [v.start, v.end - v.start], `mlock ${hex(v.start)}`);
+      if (v.cryoLockOnfault) q.add('mlock2', [v.start, v.end - v.start, MLOCK_ONFAULT], `mlock2 ${hex(v.start)} on fault`);
+      else q.add('mlock', [v.start, v.end - v.start], `mlock ${hex(v.start)}`);
     }
+    q.flush();
   } finally {
     for (const fd of fileFds.values()) r.remote.raw(NR.close, [fd]);
   }
@@ -345,19 +354,27 @@ function fillPages(r: RestoreTask, pagesFile: string, ranges: FileRange[]): void
   let fd = r.remote.raw(NR.open, [path, O.RDONLY | O.DIRECT, 0]);
   if (fd < 0n) fd = r.remote.call('open', [path, O.RDONLY, 0], pagesFile);
   try {
+    // Every range's pread64s (at most 1 GiB each) in batches; a short read (end of file, or the
+    // kernel stopping early) is finished one call at a time.
+    const reads: { addr: bigint; off: bigint; len: bigint }[] = [];
     for (const p of ranges) {
-      let off = p.off;
-      let left = BigInt(p.nrPages * PAGE_SIZE);
-      let addr = p.vaddr;
-      while (left > 0n) {
-        const chunk = left > 1n << 30n ? 1n << 30n : left;
-        const n = r.remote.call('pread64', [fd, addr, chunk, off], `pages at ${hex(addr)}`);
+      const end = p.vaddr + BigInt(p.nrPages * PAGE_SIZE);
+      for (let addr = p.vaddr; addr < end; addr += 1n << 30n) {
+        reads.push({ addr, off: p.off + (addr - p.vaddr), len: end - addr > 1n << 30n ? 1n << 30n : end - addr });
+      }
+    }
+    const got = batchIn(r, reads.map((x) => ({ name: 'pread64', args: [fd, x.addr, x.len, x.off], detail: `pages at ${hex(x.addr)}` })));
+    reads.forEach((x, i) => {
+      let n = got[i]!;
+      for (let { addr, off, len } = x; ; ) {
         if (n <= 0n) throw new UserError(`${pagesFile} is shorter than its pagemap says (at offset ${off})`);
         addr += n;
         off += n;
-        left -= n;
+        len -= n;
+        if (len <= 0n) break;
+        n = r.remote.call('pread64', [fd, addr, len, off], `pages at ${hex(addr)}`);
       }
-    }
+    });
   } finally {
     r.remote.raw(NR.close, [fd]);
   }

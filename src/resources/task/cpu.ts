@@ -18,11 +18,11 @@ import { create } from '@bufbuild/protobuf';
 import { cpuid, xgetbv } from '../../sys/index.js';
 import { cpuinfo_x86_entrySchema, cpuinfo_x86_entry_vendor, cpuinfo_entrySchema, type cpuinfo_x86_entry, type cpuinfo_entry } from '../../image/gen/cpuinfo_pb.js';
 import { UserError } from '../../util/errors.js';
+import { CPU_CAPS, DEFAULT_CPU_CAP } from '../../util/option-defaults.js';
 import { CPUID_WORDS, NCAPINTS, CAPABILITY_VER, INSTRUCTION_FEATURES, VOLATILE_FEATURES, XFEATURE_NAMES, featureName } from './cpu-features.js';
 
-export const CPU_CAPS = ['fpu', 'ins', 'cpu', 'all', 'none'] as const;
+export { CPU_CAPS, DEFAULT_CPU_CAP };
 export type CpuCap = 'fpu' | 'ins' | 'cpu';
-export const DEFAULT_CPU_CAP = 'fpu,ins';
 
 /** `--cpu-cap` text (comma-separated) as the set of checks to make. */
 export function parseCpuCap(text: string): Set<CpuCap> {

@@ -7,7 +7,7 @@ import { isFieldSet } from '@bufbuild/protobuf';
 import { PR } from '../../sys/index.js';
 import { statusIds, statusGroups, statusHex, type ProcStatus } from '../../proc/index.js';
 import { creds_entrySchema, type creds_entry } from '../../image/gen/creds_pb.js';
-import type { DumpTask, RestoreTask } from '../context.js';
+import { CallQueue, type DumpTask, type RestoreTask } from '../context.js';
 
 export interface CredsData {
   uid: number;
@@ -120,7 +120,10 @@ function capHeader(): Buffer {
  */
 export function restoreCreds(r: RestoreTask, c: creds_entry | undefined): void {
   if (!c) return;
-  const call = r.remote.call.bind(r.remote);
+  // In order, in two batches (a stop each, not one per call): up to the capget whose result the
+  // inheritable set needs, then the rest.
+  const q = new CallQueue(r);
+  const call = q.add.bind(q);
   r.scratch.reset();
   const hdr = r.scratch.put(capHeader());
   const what = (step: string) => `${step} (credentials of thread ${r.pid})`;
@@ -134,6 +137,7 @@ export function restoreCreds(r: RestoreTask, c: creds_entry | undefined): void {
 
   const now = r.scratch.alloc(24);
   call('capget', [hdr, now], what('capget'));
+  q.flush();
   const held = r.scratch.read(now, 24);
   const heldPrm = BigInt(held.readUInt32LE(4)) | (BigInt(held.readUInt32LE(16)) << 32n);
   const inh = capValue(c.capInh);
@@ -156,4 +160,5 @@ export function restoreCreds(r: RestoreTask, c: creds_entry | undefined): void {
     call('prctl', [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], what('no_new_privs'));
   }
   call('capset', [hdr, r.scratch.put(capData(capValue(c.capEff), capValue(c.capPrm), inh))], what('capabilities'));
+  q.flush();
 }

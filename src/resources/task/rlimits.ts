@@ -2,7 +2,8 @@
 // CAP_SYS_RESOURCE, which a root dumper may lack: a non-root target's limits would be out of
 // reach); set from outside with prlimit64 while the restored task is still root.
 import { prlimit, RLIMIT_NLIMITS } from '../../sys/index.js';
-import type { DumpTask } from '../context.js';
+import { batchInDump, type DumpTask } from '../context.js';
+import type { BatchCall } from '../../ptrace/index.js';
 
 export interface RlimitData {
   cur: bigint;
@@ -12,9 +13,9 @@ export interface RlimitData {
 export function dumpRlimits(t: DumpTask): RlimitData[] {
   t.scratch.reset();
   const buf = t.scratch.alloc(16 * RLIMIT_NLIMITS);
-  for (let res = 0; res < RLIMIT_NLIMITS; res++) {
-    t.remote.call('prlimit64', [0, res, 0, buf + BigInt(16 * res)], `rlimit ${res}`);
-  }
+  const calls: BatchCall[] = [];
+  for (let res = 0; res < RLIMIT_NLIMITS; res++) calls.push({ name: 'prlimit64', args: [0, res, 0, buf + BigInt(16 * res)], detail: `rlimit ${res}` });
+  batchInDump(t, calls); // one stop, not 16
   const raw = t.scratch.read(buf, 16 * RLIMIT_NLIMITS);
   const out: RlimitData[] = [];
   for (let res = 0; res < RLIMIT_NLIMITS; res++) out.push({ cur: raw.readBigUInt64LE(16 * res), max: raw.readBigUInt64LE(16 * res + 8) });

@@ -1,7 +1,7 @@
 // Signal dispositions (sigactions), the alternate signal stack and the blocked mask.
 // Only the task can read its sigactions and sigaltstack: they come from injected syscalls.
 import { SIG, NSIG } from '../../sys/index.js';
-import { batchIn, type DumpTask, type RestoreTask } from '../context.js';
+import { batchIn, batchInDump, type DumpTask, type RestoreTask } from '../context.js';
 import type { BatchCall } from '../../ptrace/index.js';
 import { skip } from '../../util/skip.js';
 
@@ -32,7 +32,8 @@ export function sigactionSignals(): number[] {
 export function dumpSigactions(t: DumpTask): SigactionData[] {
   const sigs = sigactionSignals();
   const buf = t.scratch.alloc(SA_SIZE * sigs.length);
-  sigs.forEach((sig, i) => t.remote.call('rt_sigaction', [sig, 0, buf + BigInt(i * SA_SIZE), 8], `signal ${sig}`));
+  // One batch (a stop or two) instead of a stop per signal.
+  batchInDump(t, sigs.map((sig, i) => ({ name: 'rt_sigaction', args: [sig, 0, buf + BigInt(i * SA_SIZE), 8], detail: `signal ${sig}` })));
   const raw = t.scratch.read(buf, SA_SIZE * sigs.length);
   return sigs.map((_, i) => ({
     sigaction: raw.readBigUInt64LE(i * SA_SIZE),
