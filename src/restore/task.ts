@@ -1,30 +1,21 @@
 // Rebuilding one task (and, through it, its children) inside a freshly cloned process that
-// already has the right PID.
-import { restoreTimerSlack } from '../resources/task/timerslack.js';
-import { restorePlacement } from '../resources/task/placement.js';
-import {
-  PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, getXstate, setXstate, setSigmask, prlimit, ptrace,
-  cpuXsaveLayout, WAIT,
-} from '../sys/index.js';
+// already has the right PID. Each thread's own state is restore/thread.ts.
+import { PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, setSigmask, prlimit, ptrace, WAIT } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
-import { task_core_entrySchema, thread_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
+import { task_core_entrySchema } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
-import { xsaveFromFpregs } from '../image/xsave.js';
 import { TASK_STATE } from '../image/task-state.js';
-import { dropMemory, restoreMemory, restoreVdso, inheritedVmas, sealMappings } from '../resources/mm/restore.js';
+import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
+import { sealMappings } from '../resources/mm/seal.js';
 import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
-import { unregisterInheritedRseq, restoreThreadState } from '../resources/task/thread.js';
-import { restoreSigactions, restoreSigaltstack, restoreIgnoredSigtrap } from '../resources/task/signals.js';
+import { unregisterInheritedRseq } from '../resources/task/thread.js';
+import { restoreSigactions, restoreIgnoredSigtrap } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
 import { restorePosixTimers } from '../resources/task/posix-timers.js';
 import { restoreCgroups } from '../resources/task/cgroup.js';
-import { restoreSeccomp, seccompChain } from '../resources/task/seccomp.js';
 import { queuePending } from '../resources/task/pending.js';
-import { restoreTls } from '../resources/task/tls.js';
-import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskAttributes, restoreDumpable } from '../resources/task/attributes.js';
-import { registersForResume, regsFromEntry, readTaskCode } from '../resources/task/regs.js';
 import { restoreFs } from '../resources/fs.js';
 import { restoreLocks } from '../resources/files/locks.js';
 import type { RestoreTask } from '../resources/context.js';
@@ -38,13 +29,9 @@ import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import { setTidArray, threadNsPid, localPids } from '../resources/ns/pid.js';
+import { restoreThread, finishThread, type ThreadWork } from './thread.js';
 
 
-/** A thread being rebuilt: its tracee, injection context and image. */
-interface ThreadWork {
-  r: RestoreTask;
-  core: core_entry;
-}
 
 /**
  * Rebuilds the task in `tracee` (its leader, just cloned with its PID), forks and rebuilds its
@@ -320,50 +307,6 @@ function exitTask(t: Tracee, how: number | { signal: number; pid: number }, tram
 }
 
 const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM);
-
-/** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
-function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): void {
-  const tcore = core.threadCore;
-  if (!tcore) return;
-  restoreSigaltstack(r, tcore.sas);
-  restoreTaskAttributes(r, {
-    comm: tcore.comm || core.tc?.comm,
-    pdeathSig: tcore.pdeathSig,
-    schedNice: tcore.schedNice,
-    schedPolicy: tcore.schedPolicy,
-    schedPrio: tcore.schedPrio,
-  });
-  if (hasField(thread_core_entrySchema, tcore, 'cryoTimerSlackNs')) restoreTimerSlack(r, tcore.cryoTimerSlackNs);
-  restorePlacement(r.tracee.tid, {
-    affinity: tcore.cryoCpuAffinity.length ? tcore.cryoCpuAffinity : null,
-    ioprio: hasField(thread_core_entrySchema, tcore, 'cryoIoprio') ? tcore.cryoIoprio! : 0,
-  });
-  // Filters while the task may still install them (root); suspended for us until release.
-  if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
-  restoreCreds(r, tcore.creds);
-  restoreThreadState(r, {
-    clearTidAddr: core.threadInfo!.clearTidAddr,
-    robustHead: tcore.futexRla,
-    robustLen: tcore.futexRlaLen,
-    rseq: tcore.rseqEntry && tcore.rseqEntry.rseqAbiPointer
-      ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
-      : null,
-  });
-  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
-}
-
-
-/** Final registers, FPU state, TLS slots and signal mask of one thread. */
-function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
-  const tid = r.pid;
-  const regs = regsFromEntry(core.threadInfo!.gpregs!);
-  r.remote.finish();
-  r.tracee.setRegs(registersForResume(regs, (ip, n) => readTaskCode(tid, ip - BigInt(n), n)));
-  restoreTls(tid, core.threadInfo!.tls);
-  const fp = core.threadInfo!.fpregs;
-  if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length, undefined, cpuXsaveLayout()));
-  setSigmask(tid, sigmask);
-}
 
 /**
  * Session and process group. `from`: the ones the task was forked into (undefined for the root).

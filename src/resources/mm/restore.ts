@@ -381,17 +381,6 @@ function fillPages(r: RestoreTask, pagesFile: string, ranges: FileRange[]): void
 }
 
 /** Maps the kernel's vdso back at the address the task had it, via arch_prctl(ARCH_MAP_VDSO_64). */
-/**
- * Seals the mappings that were sealed (mseal): the last thing done to the task's memory, once its
- * children were forked (a child inherits the seal, and would have its own restore refused) and
- * nothing is left to map, protect or advise in them.
- */
-export function sealMappings(r: RestoreTask, img: MemoryImage): void {
-  for (const v of img.vmas) {
-    if (v.cryoSealed) r.remote.call('mseal', [v.start, v.end - v.start, 0], `mseal ${hex(v.start)}-${hex(v.end)}`);
-  }
-}
-
 export function restoreVdso(r: RestoreTask, vmas: VmaData[]): bigint | null {
   failpoint('restore:vdso');
   const vvar = vmas.filter((v) => v.status & VMA.AREA_VVAR).sort((a, b) => (a.start < b.start ? -1 : 1))[0];

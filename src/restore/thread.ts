@@ -1,0 +1,69 @@
+// One thread's own state in the restore: set by the thread itself (alt stack, name, scheduling,
+// timer slack, placement, seccomp, creds, rseq and futex lists, its pending signals), then its
+// final registers, FPU state, TLS and mask once nothing more is injected.
+import { getXstate, setXstate, setSigmask, cpuXsaveLayout } from '../sys/index.js';
+import { thread_core_entrySchema, type core_entry } from '../image/gen/core_pb.js';
+import { hasField } from '../image/presence.js';
+import { xsaveFromFpregs } from '../image/xsave.js';
+import { restoreTimerSlack } from '../resources/task/timerslack.js';
+import { restorePlacement } from '../resources/task/placement.js';
+import { restoreThreadState } from '../resources/task/thread.js';
+import { restoreSigaltstack } from '../resources/task/signals.js';
+import { restoreSeccomp, seccompChain } from '../resources/task/seccomp.js';
+import { queuePending } from '../resources/task/pending.js';
+import { restoreTls } from '../resources/task/tls.js';
+import { restoreCreds } from '../resources/task/creds.js';
+import { restoreTaskAttributes } from '../resources/task/attributes.js';
+import { registersForResume, regsFromEntry, readTaskCode } from '../resources/task/regs.js';
+import type { RestoreTask } from '../resources/context.js';
+import type { CheckpointImage } from './images.js';
+
+/** A thread being rebuilt: its tracee, injection context and image. */
+export interface ThreadWork {
+  r: RestoreTask;
+  core: core_entry;
+}
+
+/** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
+export function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): void {
+  const tcore = core.threadCore;
+  if (!tcore) return;
+  restoreSigaltstack(r, tcore.sas);
+  restoreTaskAttributes(r, {
+    comm: tcore.comm || core.tc?.comm,
+    pdeathSig: tcore.pdeathSig,
+    schedNice: tcore.schedNice,
+    schedPolicy: tcore.schedPolicy,
+    schedPrio: tcore.schedPrio,
+  });
+  if (hasField(thread_core_entrySchema, tcore, 'cryoTimerSlackNs')) restoreTimerSlack(r, tcore.cryoTimerSlackNs);
+  restorePlacement(r.tracee.tid, {
+    affinity: tcore.cryoCpuAffinity.length ? tcore.cryoCpuAffinity : null,
+    ioprio: hasField(thread_core_entrySchema, tcore, 'cryoIoprio') ? tcore.cryoIoprio! : 0,
+  });
+  // Filters while the task may still install them (root); suspended for us until release.
+  if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
+  restoreCreds(r, tcore.creds);
+  restoreThreadState(r, {
+    clearTidAddr: core.threadInfo!.clearTidAddr,
+    robustHead: tcore.futexRla,
+    robustLen: tcore.futexRlaLen,
+    rseq: tcore.rseqEntry && tcore.rseqEntry.rseqAbiPointer
+      ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
+      : null,
+  });
+  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
+}
+
+
+/** Final registers, FPU state, TLS slots and signal mask of one thread. */
+export function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {
+  const tid = r.pid;
+  const regs = regsFromEntry(core.threadInfo!.gpregs!);
+  r.remote.finish();
+  r.tracee.setRegs(registersForResume(regs, (ip, n) => readTaskCode(tid, ip - BigInt(n), n)));
+  restoreTls(tid, core.threadInfo!.tls);
+  const fp = core.threadInfo!.fpregs;
+  if (fp) setXstate(tid, xsaveFromFpregs(fp, getXstate(tid).length, undefined, cpuXsaveLayout()));
+  setSigmask(tid, sigmask);
+}
