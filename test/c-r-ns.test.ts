@@ -81,7 +81,7 @@ describe('c/r in PID, UTS and IPC namespaces of its own', () => {
     const before = nsPids(t.pid);
     const d = dump(t, 'lr', { leaveRunning: true });
     assert.equal(d.res.code, 0, cryoReport(d.res));
-    assert.match(cryoReport(d.res, 100_000), /--leave-running: 3 tasks compared before and after the dump in [\d.]+ ms: 0 differences/);
+    assert.match(cryoReport(d.res, 100_000), /--leave-running: 3 tasks compared under the freeze in [\d.]+ ms: 0 differences/);
     await critDecodeAll(d.dir);
     assert.equal(runningProblem(t), null, 'the init runs on');
     assert.deepEqual(nsPids(t.pid), before);

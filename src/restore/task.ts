@@ -184,7 +184,7 @@ export function restoreTask(
   if (!sharesFiles && parked !== undefined) call('close', [parked], 'the pidfd of cryo');
 
   // POSIX timers once every thread they may signal exists, before credentials change.
-  restorePosixTimers(r, tc.timers?.posix ?? []);
+  restorePosixTimers(r, tc.timers?.posix ?? [], localPids(ckpt));
 
   failpoint('restore:creds');
   for (const w of work) restoreThread(w, ckpt);

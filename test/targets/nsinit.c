@@ -8,7 +8,8 @@
  * children as forked, parent 1); the init checks the hostname, domain name, the semaphore
  * values, the messages in order with their types, the segment's contents, and that every key
  * still names the object of the same id. The children look at the semaphores and the segment
- * too (same namespace), then exit 0.
+ * too (same namespace), then exit 0. The init also holds a POSIX timer that signals one thread
+ * (SIGEV_THREAD_ID, its own TID: 1 inside, another number outside), armed for an hour.
  */
 #include "common.h"
 
@@ -17,6 +18,9 @@
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
+#include <sys/syscall.h>
 
 #define SEM_KEY 0x4e530001
 #define MSG_KEY 0x4e530002
@@ -98,6 +102,12 @@ int main(void)
 			_exit(fail_count_ ? 1 : 0);
 		}
 	}
+	timer_t tid_timer;
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN + 2 };
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	struct itimerspec hour = { .it_value = { .tv_sec = 3600 }, .it_interval = { .tv_sec = 3600 } };
+	if (timer_create(CLOCK_MONOTONIC, &sev, &tid_timer) != 0 || timer_settime(tid_timer, 0, &hour, NULL) != 0)
+		DIE("timer_create (SIGEV_THREAD_ID)");
 	static struct fdset fds;
 	if (fdset_take(&fds) < 0)
 		DIE("fdset_take");
@@ -106,6 +116,9 @@ int main(void)
 	wait_go();
 
 	CHECK(getpid() == 1, "init: getpid() %d", getpid());
+	struct itimerspec left;
+	CHECK(timer_gettime(tid_timer, &left) == 0 && left.it_interval.tv_sec == 3600 && left.it_value.tv_sec > 3000,
+	      "thread-targeted timer: interval %ld s, %ld s left", (long)left.it_interval.tv_sec, (long)left.it_value.tv_sec);
 	CHECK(getsid(0) == 1 && getpgid(0) == 1, "init: session %d group %d", getsid(0), getpgid(0));
 	char name[128] = { 0 };
 	CHECK(gethostname(name, sizeof name) == 0 && strcmp(name, HOST) == 0, "hostname '%s'", name);

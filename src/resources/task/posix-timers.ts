@@ -49,27 +49,29 @@ export function dumpPosixTimers(t: DumpTask): PosixTimerData[] {
   });
 }
 
-function sigevent(p: PosixTimerData): Buffer {
+function sigevent(p: PosixTimerData, local: (pid: number) => number): Buffer {
   const b = Buffer.alloc(SIGEVENT_SIZE);
   b.writeBigUInt64LE(BigInt.asUintN(64, p.sivalPtr), 0);
   b.writeInt32LE(p.siSigno, 8);
   b.writeInt32LE(p.itSigevNotify, 12);
-  if (p.itSigevNotify & SIGEV_THREAD_ID) b.writeInt32LE(p.notifyThreadId ?? 0, 16);
+  if (p.itSigevNotify & SIGEV_THREAD_ID) b.writeInt32LE(local(p.notifyThreadId ?? 0), 16);
   return b;
 }
 
 /**
  * Creates the timers again in the task (its leader), each under its old id: with
  * PR_TIMER_CREATE_RESTORE_IDS the kernel takes the id from timer_create's out-parameter; older
- * kernels hand ids out in order, so create and delete until the id comes up.
+ * kernels hand ids out in order, so create and delete until the id comes up. `local`: the TID
+ * the task itself sees for a thread the image names (the kernel reads the sigevent's thread in
+ * the caller's PID namespace; the image has cryo's numbers).
  */
-export function restorePosixTimers(r: RestoreTask, timers: PosixTimerData[]): void {
+export function restorePosixTimers(r: RestoreTask, timers: PosixTimerData[], local: (pid: number) => number = (p) => p): void {
   if (!timers.length) return;
   const call = r.remote.call.bind(r.remote);
   const restoreIds = r.remote.raw(NR.prctl, [PR.TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0]) === 0n;
   for (const p of [...timers].sort((a, b) => a.itId - b.itId)) {
     r.scratch.reset();
-    const sev = r.scratch.put(sigevent(p));
+    const sev = r.scratch.put(sigevent(p, local));
     const idBuf = Buffer.alloc(4);
     idBuf.writeInt32LE(p.itId);
     const idAddr = r.scratch.put(idBuf);
