@@ -125,6 +125,40 @@ describe('c/r in PID, UTS and IPC namespaces of its own', () => {
     await expectPass(t);
   });
 
+  it('a task inside the PID namespace whose session leader is gone is refused by check and dump, named (the restore cannot stand in for the leader there)', async () => {
+    const script = [
+      'import os, sys, time',
+      'r, w = os.pipe()',
+      'kid = os.fork()',
+      'if kid == 0:',
+      '    os.setsid()',
+      '    if os.fork() == 0:',
+      '        os.close(r); os.write(w, str(os.getpid()).encode()); os.close(w)',
+      '        while True: time.sleep(1)',
+      '    os._exit(0)',
+      'os.waitpid(kid, 0); os.close(w)',
+      'inside = int(os.read(r, 32))',
+      'print("READY", inside, flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'os.kill(inside, 9); os.waitpid(inside, 0)',
+      'print("PASS", flush=True)',
+    ];
+    const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--uts', '--ipc', '/usr/bin/python3', '-c', script.join('\n')], { name: 'ns-gone-leader' });
+    await waitForLine(unshare, 'READY', 30_000);
+    const kids = descendants(unshare.pid).slice(1);
+    const init = kids.find((p) => statusField(p, 'NSpid')?.split(/\s+/).pop() === '1');
+    assert.ok(init, `no init among ${kids.join(' ')}\n${unshare.log()}`);
+    const orphan = kids.find((p) => p !== init)!;
+    const t: Target = { ...unshare, pid: init };
+    const c = cryo(['check', '-t', String(init)]);
+    assert.equal(c.code, 3, cryoReport(c));
+    assert.match(c.stdout, new RegExp(`pid ${orphan}: in a session or process group whose leader is gone, inside a PID namespace of its own`), cryoReport(c));
+    const d = dump(t, 'gone-leader');
+    assert.equal(d.res.code, 3, cryoReport(d.res));
+    assert.equal(statusField(init, 'TracerPid'), '0', 'not traced');
+    await expectPass(t);
+  });
+
   it('a root with UTS and IPC namespaces of its own in the host PID namespace: hostname and a queue come back', async () => {
     const { t } = await readyPython('uts-only', [
       'import os, socket, time, ctypes',

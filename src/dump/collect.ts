@@ -1,5 +1,6 @@
 // Before anything is touched: which tasks make up the tree, and whether cryo can checkpoint
 // every one of them. Every blocker is named, with the PID and the object.
+import { nsPidOf, dumperLevels } from '../resources/ns/pid.js';
 import type { Blocker } from '../util/blocker.js';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { parseStat, parseStatus, parseMaps, statusNumber, type MapsEntry } from '../proc/index.js';
@@ -170,6 +171,13 @@ function sharingBlockers(t: TaskPlan, tasks: TaskPlan[]): Blocker[] {
   // ...but not when the child must be forked through helpers (its session or group leader is gone).
   if (sharing && parent && ((t.sid !== parent.sid && t.sid !== t.pid) || (t.pgid !== parent.pgid && t.pgid !== t.pid && !tasks.some((k) => k.pid === t.pgid)))) {
     blockers.push({ pid: t.pid, kind: 'session', reason: `shares memory, fd table or cwd with its parent ${t.ppid} but is in a session or group whose leader is gone — not supported yet` });
+  }
+  // Inside the tree's own PID namespace no helper can stand in for a gone leader: its PID there
+  // is not known (the restore forks helpers with the leader's PID in the task's namespace).
+  const goneLeader = (p: number) => !tasks.some((k) => k.pid === p);
+  if (parent && nsPidOf(t.pid).length > dumperLevels()
+    && ((t.sid !== parent.sid && t.sid !== t.pid && goneLeader(t.sid)) || (t.pgid !== parent.pgid && t.pgid !== t.pid && goneLeader(t.pgid)))) {
+    blockers.push({ pid: t.pid, kind: 'session', reason: `in a session or process group whose leader is gone, inside a PID namespace of its own — not supported yet` });
   }
   return blockers;
 }
