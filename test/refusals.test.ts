@@ -110,31 +110,3 @@ describe('a process that refuses writable and executable memory (PR_SET_MDWE)', 
     await expectPass(t);
   });
 });
-
-describe('a task holding a SysV semaphore undo list (semop with SEM_UNDO)', () => {
-  it('is refused by check and dump, named; one that used semop without it is not', { timeout: 60_000 }, async () => {
-    const script = (flags: number) => [
-      'import ctypes, os, time',
-      'libc = ctypes.CDLL(None, use_errno=True)',
-      'class sembuf(ctypes.Structure): _fields_ = [("num", ctypes.c_ushort), ("op", ctypes.c_short), ("flg", ctypes.c_short)]',
-      'semid = libc.semget(0, 1, 0o1600)',
-      `assert libc.semop(semid, ctypes.byref(sembuf(0, 1, ${flags})), 1) == 0`,
-      'print("READY", flush=True)',
-      'while not os.path.exists("go"): time.sleep(0.01)',
-      'libc.semctl(semid, 0, 0)  # IPC_RMID',
-      'print("PASS", flush=True)',
-    ];
-    const { t: undo } = await readyPython('sem-undo', script(0x1000));
-    const c = cryo(['check', '-t', String(undo.pid)]);
-    assert.equal(c.code, 3, cryoReport(c));
-    assert.match(c.stdout, new RegExp(`^pid ${undo.pid}: holds a SysV semaphore undo list \\(semop with SEM_UNDO\\) — not supported yet`, 'm'));
-    const d = cryo(['dump', '-t', String(undo.pid), '-D', path.join(undo.root, 'img')]);
-    assert.equal(d.code, 3, cryoReport(d));
-    await expectPass(undo);
-    const { t: plain } = await readyPython('sem-plain', script(0));
-    const ok = cryo(['check', '-t', String(plain.pid)]);
-    assert.equal(ok.code, 0, cryoReport(ok));
-    await expectPass(plain);
-  });
-});
-

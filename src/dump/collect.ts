@@ -1,6 +1,5 @@
 // Before anything is touched: which tasks make up the tree, and whether cryo can checkpoint
 // every one of them. Every blocker is named, with the PID and the object.
-import { hasSemUndo } from '../resources/task/sem-undo.js';
 import { nsPidOf, dumperLevels } from '../resources/ns/pid.js';
 import type { Blocker } from '../util/blocker.js';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
@@ -78,11 +77,6 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   if (stat.state === 't' && !frozenByUs) blockers.push({ pid, kind: 'task', reason: 'stopped by a debugger — not supported' });
   const tracer = statusNumber(status, 'TracerPid');
   if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push({ pid, kind: 'task', reason: `already traced by pid ${tracer}` });
-  // A SysV semaphore undo list is not saved: the restored task would lose the adjustments the
-  // kernel makes when it exits.
-  if (hasSemUndo(pid)) {
-    blockers.push({ pid, kind: 'task', reason: 'holds a SysV semaphore undo list (semop with SEM_UNDO) — not supported yet' });
-  }
   blockers.push(...namespaceBlockers(pid, root));
   blockers.push(...mappingBlockers(pid, maps, scan.ghostLimit));
   blockers.push(...fdBlockers(pid, scan));
