@@ -2,6 +2,7 @@
 // ids, fs, fd table, mm and the page ranges to save.
 import { dumpTimerSlack } from '../resources/task/timerslack.js';
 import { dumpPlacement } from '../resources/task/placement.js';
+import { dumpSpeculation } from '../resources/task/speculation.js';
 import { sharesWithDumper, DUMPER_KEY } from './ids.js';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
@@ -154,11 +155,18 @@ function dumpThreadParts(t: DumpTask) {
     comm: attrs.comm,
     ...timerSlackField(tid),
     ...placementFields(tid),
+    ...speculationField(t),
     ...(thread.rseq
       ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
       : {}),
   };
   return { threadInfo, threadCore, attrs };
+}
+
+/** The speculation controls the thread chose, if any. */
+function speculationField(t: DumpTask): { cryoSpeculation?: number[] } {
+  const pairs = dumpSpeculation(t);
+  return pairs.length ? { cryoSpeculation: pairs } : {};
 }
 
 /** Affinity and I/O priority, only where they differ from a new process's. */

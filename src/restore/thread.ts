@@ -7,6 +7,7 @@ import { hasField } from '../image/presence.js';
 import { xsaveFromFpregs } from '../image/xsave.js';
 import { restoreTimerSlack } from '../resources/task/timerslack.js';
 import { restorePlacement } from '../resources/task/placement.js';
+import { restoreSpeculation } from '../resources/task/speculation.js';
 import { restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreSeccomp, seccompChain } from '../resources/task/seccomp.js';
@@ -41,6 +42,7 @@ export function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): v
     affinity: tcore.cryoCpuAffinity.length ? tcore.cryoCpuAffinity : null,
     ioprio: hasField(thread_core_entrySchema, tcore, 'cryoIoprio') ? tcore.cryoIoprio! : 0,
   });
+  restoreSpeculation(r, tcore.cryoSpeculation);
   // Filters while the task may still install them (root); suspended for us until release.
   if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
   restoreCreds(r, tcore.creds);

@@ -7,6 +7,7 @@ import { creds_entrySchema } from '../image/gen/creds_pb.js';
 import { MAP } from '../sys/index.js';
 import { sigactionSignals } from '../resources/task/signals.js';
 import { affinityCpus, affinityText } from '../resources/task/placement.js';
+import { speculationStatus } from '../resources/task/speculation.js';
 import { VMA, MADV_BY_VMFLAG } from '../resources/mm/vma-kind.js';
 import {
   signalSet, UNBLOCKABLE, limitKey, limitValue, mappingKey, permsOf, threadPrefix, capHex,
@@ -85,6 +86,11 @@ function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, b
   if (has(tcore, thread_core_entrySchema, 'cryoTimerSlackNs')) s.set(`${p}timerslack`, String(tcore!.cryoTimerSlackNs));
   if (tcore?.cryoCpuAffinity.length) s.set(`${p}affinity`, affinityText(affinityCpus(tcore.cryoCpuAffinity)));
   if (has(tcore, thread_core_entrySchema, 'cryoIoprio')) s.set(`${p}ioprio`, String(tcore!.cryoIoprio));
+  const spec = tcore?.cryoSpeculation ?? [];
+  for (let i = 0; i + 1 < spec.length; i += 2) {
+    const line = speculationStatus(spec[i]!, spec[i + 1]!);
+    if (line) s.set(`${p}${line[0]}`, line[1]);
+  }
   if (!has(tcore, thread_core_entrySchema, 'creds')) return;
   const c = tcore!.creds!;
   s.set(`${p}Uid`, `${c.uid} ${c.euid} ${c.suid} ${c.fsuid}`);

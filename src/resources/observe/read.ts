@@ -5,6 +5,7 @@
 import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { affinityText, cpuList, ioprioOf } from '../task/placement.js';
 import { ksmMergeAny } from '../mm/dump.js';
+import { SPECULATION_STATUS } from '../task/speculation.js';
 import { parseStat, parseStatus, parseLimits, parseMaps, parseSmapsVmFlags, statusHex } from '../../proc/index.js';
 import { dumperLevels } from '../ns/pid.js';
 import { signalSet, limitKey, limitValue, mappingKey, permsOf, threadPrefix, stripDeleted } from './names.js';
@@ -78,6 +79,7 @@ function observeThread(s: Snapshot, pid: number, tid: number): void {
   s.set(`${p}timerslack`, read(`/proc/${tid}/timerslack_ns`).trim());
   s.set(`${p}affinity`, affinityText(cpuList(status.get('Cpus_allowed_list') ?? '')));
   s.set(`${p}ioprio`, String(ioprioOf(tid)));
+  for (const line of SPECULATION_STATUS) if (status.has(line)) s.set(`${p}${line}`, status.get(line)!);
 }
 
 /** Each VMA: its range (in 'mappings'), perms, file and offset, and VmFlags. */

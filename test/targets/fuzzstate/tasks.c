@@ -296,6 +296,40 @@ static void ioprio_check(struct inst *in, int final)
 	ICHECK(in, now == s->ioprio, "ioprio 0x%lx, expected 0x%x", now, s->ioprio);
 }
 
+/* ---- speculation: a speculation control the process turned on (PR_SET_SPECULATION_CTRL) ------ */
+
+struct spec_st {
+	int which, ctrl;
+	long value; /* what PR_GET_SPECULATION_CTRL said right after */
+};
+
+static int spec_build(struct inst *in, struct rng *r)
+{
+	struct spec_st *s = ST_OF(in, struct spec_st);
+	static int taken; /* one instance per control: a later one would change an earlier's */
+	s->which = (int)rng_below(r, 2); /* store bypass, indirect branch */
+	if (taken & (1 << s->which))
+		return 1;
+	s->ctrl = rng_one_in(r, 2) ? 8 /* PR_SPEC_FORCE_DISABLE */ : 4 /* PR_SPEC_DISABLE */;
+	long now = prctl(52 /* PR_GET_SPECULATION_CTRL */, s->which, 0, 0, 0);
+	if (now < 0 || !(now & 1) || (now & 8))
+		return 1; /* not the process's to choose on this CPU, or forced already */
+	if (prctl(53 /* PR_SET_SPECULATION_CTRL */, s->which, s->ctrl, 0, 0) != 0)
+		return 1;
+	taken |= 1 << s->which;
+	s->value = prctl(52, s->which, 0, 0, 0);
+	describe(in, "which=%d ctrl=%d value=%ld", s->which, s->ctrl, s->value);
+	return 0;
+}
+
+static void spec_check(struct inst *in, int final)
+{
+	(void)final;
+	struct spec_st *s = ST_OF(in, struct spec_st);
+	long now = prctl(52, s->which, 0, 0, 0);
+	ICHECK(in, now == s->value, "speculation control %d is %ld, expected %ld", s->which, now, s->value);
+}
+
 /* ---- file-lock: flock, POSIX and OFD locks on a file of its own (dumped with --file-locks) - */
 
 struct lock_st {
@@ -409,6 +443,7 @@ const struct item items_tasks[] = {
 	{ "ksm-merge-any", 1, ksm_build, prctl_check, NULL },
 	{ "cpu-affinity", 1, affinity_build, affinity_check, NULL },
 	{ "ioprio", 1, ioprio_build, ioprio_check, NULL },
+	{ "speculation", 2, spec_build, spec_check, NULL },
 	{ "file-lock", 3, lock_build, lock_check, NULL },
 	{ "seccomp", 1, seccomp_build, seccomp_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
