@@ -3,7 +3,7 @@
 //   node dist/bench/redis.js [100000 1000000]     (as root, redis-server installed)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './free-port.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from '../src/dump/index.js';
@@ -17,14 +17,6 @@ function cli(port: number, ...args: string[]): string {
   const r = spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`redis-cli ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 function rssMiB(pid: number): number {

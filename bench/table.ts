@@ -7,7 +7,7 @@
 //                            [--redis 1000000] [--limits-mib 1024]     (as root; 0 or '' skips)
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './free-port.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sys, PR } from '../src/sys/index.js';
@@ -46,14 +46,6 @@ function criuState(): string {
   if (r.status === 0) return 'criu check: ok (side-by-side CRIU runs are not implemented: CRIU columns are issue 11\'s figures)';
   const why = `${r.stderr}${r.stdout}`.trim().split('\n').pop() ?? '';
   return `criu check fails here (${why}): CRIU columns are issue 11's figures`;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 interface Row {

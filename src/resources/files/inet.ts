@@ -9,12 +9,12 @@ import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
 import { tcp_opts_entrySchema } from '../../image/gen/tcp-stream_pb.js';
 import { hasField } from '../../image/presence.js';
 import {
-  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, socket, bind, listen, connect, sys, O, F,
+  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, socket, bind, listen, connect,
   getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, type InetAddr,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { BlockerCause } from '../../util/blocker.js';
-import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
+import { dumpSkOpts, restoreSkOpts, finishSocket, type SkOpts } from './sk-opts.js';
 import type { FownData } from './reg.js';
 
 type TcpOpts = { nodelay?: boolean; cork?: boolean; keepcnt?: number; keepidle?: number; keepintvl?: number };
@@ -161,7 +161,7 @@ export function restoreInetSk(e: InetSkData): number {
   };
   const what = describeInet(info);
   const fd = socket(e.family, e.type, e.proto);
-  try {
+  return finishSocket(fd, e.flags, () => {
     if (e.family === AF.INET6 && hasField(inet_sk_entrySchema, e, 'v6only')) setsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0, `${what}: IPV6_V6ONLY`);
     restoreSkOpts(fd, e.opts, what);
     const t = e.tcpOpts;
@@ -190,11 +190,5 @@ export function restoreInetSk(e: InetSkData): number {
     if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what);
     if (e.proto === IPPROTO.UDP && info.dst) connect(fd, encodeInetAddr(info.dst), what);
     if (e.proto === IPPROTO.UDP && e.cryoRcvQueue?.length) refillUdpQueue(fd, e.cryoRcvQueue as DatagramRecord[], what);
-    const fl = e.flags & ~(O.ACCMODE | O.CLOEXEC);
-    if (fl) sys('fcntl', [fd, F.SETFL, fl]);
-  } catch (err) {
-    sys('close', [fd]);
-    throw err;
-  }
-  return fd;
+  });
 }

@@ -8,11 +8,11 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { netlink_sk_entrySchema } from '../../image/gen/sk-netlink_pb.js';
 import { hasField } from '../../image/presence.js';
 import {
-  AF, SOCK, SOL, SO, MSG, E, O, F, socket, bind, connect, sys, sysTry, getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt,
+  AF, SOCK, SOL, SO, MSG, E, socket, bind, connect, sysTry, getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { BlockerCause } from '../../util/blocker.js';
-import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
+import { dumpSkOpts, restoreSkOpts, finishSocket, type SkOpts } from './sk-opts.js';
 import type { FownData } from './reg.js';
 
 export type NetlinkSkData = MessageInitShape<typeof netlink_sk_entrySchema> & {
@@ -117,7 +117,7 @@ export function restoreNetlinkSk(e: NetlinkSkData): number {
   const type = hasField(netlink_sk_entrySchema, e, 'cryoType') ? e.cryoType! : SOCK.RAW;
   const what = `netlink socket (${PROTOCOL_NAME[e.protocol] ?? `protocol ${e.protocol}`}, port ${e.portid})`;
   const fd = socket(AF.NETLINK, type, e.protocol);
-  try {
+  return finishSocket(fd, e.flags, () => {
     restoreSkOpts(fd, e.opts, what);
     const groups = e.groups ?? [];
     if (e.portid || groups[0]) {
@@ -135,11 +135,5 @@ export function restoreNetlinkSk(e: NetlinkSkData): number {
     const options = hasField(netlink_sk_entrySchema, e, 'cryoNlOptions') ? e.cryoNlOptions! : 0;
     for (const o of NL_OPTIONS) if (options & (1 << o)) setsockoptInt(fd, SOL_NETLINK, o, 1, `${what}: option ${o}`);
     if (e.state === CONNECTED) connect(fd, encodeNl(e.dstPortid, e.dstGroup), what);
-    const fl = e.flags & ~(O.ACCMODE | O.CLOEXEC);
-    if (fl) sys('fcntl', [fd, F.SETFL, fl]);
-  } catch (err) {
-    sys('close', [fd]);
-    throw err;
-  }
-  return fd;
+  });
 }

@@ -4,7 +4,7 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
 import { hasField } from '../../image/presence.js';
-import { getsockoptInt, getsockoptRaw, setsockoptInt, setsockoptRaw, SOL, SO, sysTry } from '../../sys/index.js';
+import { getsockoptInt, getsockoptRaw, setsockoptInt, setsockoptRaw, SOL, SO, O, F, sys, sysTry } from '../../sys/index.js';
 import { skip } from '../../util/skip.js';
 
 export type SkOpts = MessageInitShape<typeof sk_opts_entrySchema> & {
@@ -112,4 +112,20 @@ export function restoreSkOpts(fd: number, o: SkOpts, what: string): void {
     setsockoptRaw(fd, SOL.SOCKET, SO.LINGER, b, `${what}: SO_LINGER`);
   }
   if (has('soBoundDev') && o.soBoundDev) setsockoptRaw(fd, SOL.SOCKET, SO_BINDTODEVICE, Buffer.from(o.soBoundDev + '\0'), `${what}: SO_BINDTODEVICE ${o.soBoundDev}`);
+}
+
+/**
+ * Finishes a new socket of ours: `build` binds, connects or fills it; then it gets the image's
+ * status flags (O_NONBLOCK, O_ASYNC ...). Closed again if anything fails.
+ */
+export function finishSocket(fd: number, flags: number, build: () => void): number {
+  try {
+    build();
+    const fl = flags & ~(O.ACCMODE | O.CLOEXEC);
+    if (fl) sys('fcntl', [fd, F.SETFL, fl]);
+  } catch (err) {
+    sys('close', [fd]);
+    throw err;
+  }
+  return fd;
 }
