@@ -125,10 +125,9 @@ export function createSegment(img: ShmImage): { id: number; created: boolean } {
   } catch {
     /* not settable here */
   }
-  if (r.ret < 0 && r.errno === E.ENOSPC) {
-    writeFileSync('/proc/sys/kernel/shm_next_id', '-1');
-    r = get(); // the old id is taken: any id will do
-  }
+  // The old id is taken by another segment: under another id the program's shmctl(id) and the
+  // ids it handed to others would name something else, so the restore refuses.
+  if (r.ret < 0 && r.errno === E.ENOSPC) throw new UserError(`SysV shared memory id ${d.id} is taken by another segment — cannot restore segment ${d.id} with its id`);
   if (r.ret < 0) {
     if (r.errno === E.EEXIST) throw new UserError(`SysV shared memory key ${d.key} is taken by another segment (still attached?) — cannot restore segment ${d.id}`);
     throw new UserError(`cannot create SysV shared memory segment ${d.id}: errno ${r.errno}`);
