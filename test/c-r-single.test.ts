@@ -12,8 +12,7 @@
 // the dir is 0700 and files 0600. After every restore: same PID (also in --pidfile), same
 // cmdline, its own session, not stopped or traced; /proc/PID/maps seen from outside equals the
 // one before the first dump (targets whose layout is stable).
-// Then: failure injection (CRYO_FAIL_AT=<step> for every step listed by
-// `cryo dump|restore --list-fail-steps`) and restores from damaged images.
+// Failure injection and damaged images: c-r-failures.test.ts.
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -21,33 +20,24 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget,
-  checkImages,
   cleanup,
   cryoReport,
   currentSyscall,
   describePid,
-  diffMaps,
-  dump,
-  findProcesses,
   goAndWaitResult,
   killTarget,
-  listFailSteps,
   mapsSnapshot,
-  oneLineErrorProblem,
-  pidExists,
   procStat,
-  readCwd,
-  restore,
   runningProblem,
   sleep,
   startTarget,
-  targetReport,
   waitFor,
   waitForLine,
   waitPidGone,
   type CryoResult,
   type Target,
 } from './lib/index.js';
+import { report, dumpOk, restoreOk, killAndWait, checkMaps, startC } from './lib/single.js';
 
 // ---- subjects ---------------------------------------------------------------------------------
 
@@ -69,10 +59,6 @@ interface Subject {
   mark(t: Target): number;
   /** final check after the last restore; throws (assert) with the full context on failure */
   verify(t: Target, ctx: VerifyContext): Promise<void>;
-}
-
-function report(title: string, t: Target, runs: CryoResult[] = []): string {
-  return [title, targetReport(t), ...runs.map((r) => cryoReport(r))].join('\n');
 }
 
 async function verifyGo(t: Target): Promise<void> {
@@ -233,49 +219,6 @@ const SUBJECTS: Subject[] = [
 
 // ---- steps ------------------------------------------------------------------------------------
 
-async function dumpOk(t: Target, label: string, runs: CryoResult[], leaveRunning = false): Promise<string> {
-  const d = dump(t, label, { leaveRunning });
-  runs.push(d.res);
-  if (d.res.code !== 0) assert.fail(report(`dump ${label} of ${t.name} failed`, t, runs));
-  try {
-    await checkImages(d.dir, t.pid);
-  } catch (e) {
-    assert.fail(report(`images of dump ${label}: ${(e as Error).message}`, t, runs));
-  }
-  if (leaveRunning) {
-    await sleep(50);
-    const p = runningProblem(t);
-    if (p) assert.fail(report(`after dump --leave-running the original is not running normally: ${p}`, t, runs));
-    if (/^FAIL/m.test(t.log())) assert.fail(report('the original reported FAIL after dump --leave-running', t, runs));
-  } else if (!(await waitPidGone(t.pid))) {
-    assert.fail(
-      report(`dump ${label} (without --leave-running) exited 0 but PID ${t.pid} is still there: ${describePid(t.pid)}`, t, runs),
-    );
-  }
-  return d.dir;
-}
-
-async function restoreOk(t: Target, dir: string, label: string, runs: CryoResult[]): Promise<void> {
-  if (pidExists(t.pid)) assert.fail(report(`PID ${t.pid} is not free before restore ${label}: ${describePid(t.pid)}`, t, runs));
-  const r = restore(t, dir, label);
-  runs.push(r.res);
-  if (r.res.code !== 0) assert.fail(report(`restore ${label} of ${t.name} failed`, t, runs));
-  if (r.pidFromFile !== t.pid)
-    assert.fail(report(`--pidfile holds ${r.pidFromFile}, expected the original PID ${t.pid}`, t, runs));
-  const p = runningProblem(t);
-  if (p) assert.fail(report(`after restore ${label}: ${p}`, t, runs));
-}
-
-async function killAndWait(t: Target, runs: CryoResult[]): Promise<void> {
-  if (!killTarget(t)) assert.fail(report(`cannot kill ${describePid(t.pid)}: not our target`, t, runs));
-  if (!(await waitPidGone(t.pid))) assert.fail(report(`killed PID ${t.pid} did not go away: ${describePid(t.pid)}`, t, runs));
-}
-
-function checkMaps(t: Target, before: string[], when: string, runs: CryoResult[]): void {
-  const d = diffMaps(before, mapsSnapshot(t.pid));
-  if (d) assert.fail(report(`/proc/${t.pid}/maps ${when} differs from before the dump: ${d}`, t, runs));
-}
-
 async function scenario(s: Subject, mode: Exclude<Mode, 'baseline'>): Promise<void> {
   const t = await s.start();
   const runs: CryoResult[] = [];
@@ -384,189 +327,3 @@ describe('waits resumed through restart_syscall', () => {
  * this target's temp dir (not matched by cmdline: another test run may be using the same
  * cached binary at the same time).
  */
-function leftovers(t: Target): number[] {
-  return findProcesses((pid) => {
-    if (pid === t.pid) return true;
-    if (pid === process.pid) return false;
-    const cwd = readCwd(pid);
-    return cwd !== null && (cwd === t.root || cwd.startsWith(t.root + '/'));
-  });
-}
-
-async function assertNoLeftovers(t: Target, what: string, runs: CryoResult[]): Promise<void> {
-  if (await waitFor(() => leftovers(t).length === 0, 15000, 50)) return;
-  const l = leftovers(t);
-  assert.fail(report(`${what} left process(es) behind after 15 s:\n${l.map(describePid).join('\n')}`, t, runs));
-}
-
-const FAIL_TARGETS = ['memory', 'regs'];
-
-async function startC(name: string): Promise<Target> {
-  const t = await startTarget([buildTarget(name)], { name });
-  await waitForLine(t, 'READY');
-  return t;
-}
-
-describe('failure injection: a failed dump leaves the target running and intact', () => {
-  after(cleanup);
-  for (const name of FAIL_TARGETS) {
-    it(name, { timeout: 600_000 }, async (tt) => {
-      const steps = listFailSteps('dump'); // throws (fails this test) when the CLI lacks it
-      for (const step of steps) {
-        await tt.test(`CRYO_FAIL_AT=${step}`, { timeout: 60_000 }, async () => {
-          const t = await startC(name);
-          const runs: CryoResult[] = [];
-          const maps0 = mapsSnapshot(t.pid);
-          const d = dump(t, `fail-${step}`, { env: { CRYO_FAIL_AT: step } });
-          runs.push(d.res);
-          if (d.res.code === 0) assert.fail(report(`dump with CRYO_FAIL_AT=${step} exited 0`, t, runs));
-          const one = oneLineErrorProblem(d.res);
-          if (one) assert.fail(report(`failed dump (CRYO_FAIL_AT=${step}): ${one}`, t, runs));
-          await sleep(100);
-          const p = runningProblem(t);
-          if (p) assert.fail(report(`after the failed dump (CRYO_FAIL_AT=${step}) the target is not running normally: ${p}`, t, runs));
-          checkMaps(t, maps0, `after the failed dump (CRYO_FAIL_AT=${step})`, runs);
-          const r = await goAndWaitResult(t);
-          if (!r.pass) assert.fail(report(`after the failed dump (CRYO_FAIL_AT=${step}) the target reported ${r.line}`, t, runs));
-        });
-      }
-    });
-  }
-});
-
-describe('failure injection: a failed restore leaves no process behind', () => {
-  after(cleanup);
-  for (const name of FAIL_TARGETS) {
-    it(name, { timeout: 900_000 }, async (tt) => {
-      const steps = listFailSteps('restore');
-      const t = await startC(name);
-      const runs: CryoResult[] = [];
-      const dir = await dumpOk(t, 'base', runs);
-      for (const step of steps) {
-        await tt.test(`CRYO_FAIL_AT=${step}`, { timeout: 60_000 }, async () => {
-          const stepRuns = [...runs];
-          const r = restore(t, dir, `fail-${step}`, { env: { CRYO_FAIL_AT: step } });
-          stepRuns.push(r.res);
-          if (r.res.code === 0) {
-            killTarget(t);
-            await waitPidGone(t.pid);
-            assert.fail(report(`restore with CRYO_FAIL_AT=${step} exited 0`, t, stepRuns));
-          }
-          const one = oneLineErrorProblem(r.res);
-          await assertNoLeftovers(t, `restore with CRYO_FAIL_AT=${step}`, stepRuns);
-          if (one) assert.fail(report(`failed restore (CRYO_FAIL_AT=${step}): ${one}`, t, stepRuns));
-        });
-      }
-      // the images are still good and the failed attempts did not spoil anything
-      await assertNoLeftovers(t, 'the failed restores', runs);
-      await restoreOk(t, dir, 'after-failures', runs);
-      const r = await goAndWaitResult(t);
-      if (!r.pass) assert.fail(report(`restore after the failed attempts: target reported ${r.line}`, t, runs));
-    });
-  }
-});
-
-// ---- damaged images ---------------------------------------------------------------------------
-
-interface Damage {
-  name: string;
-  apply(dir: string, pid: number): void;
-}
-
-function u32At(file: string, offset: number): number {
-  return fs.readFileSync(file).readUInt32LE(offset);
-}
-
-function setU32(file: string, offset: number, value: number): void {
-  const b = fs.readFileSync(file);
-  b.writeUInt32LE(value >>> 0, offset);
-  fs.writeFileSync(file, b);
-}
-
-/** Deterministic garbage (xorshift32). */
-function garbage(n: number, seed = 0x12345678): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-
-function firstPagesFile(dir: string): string {
-  const f = fs
-    .readdirSync(dir)
-    .filter((n) => /^pages-\d+\.img$/.test(n))
-    .sort()[0];
-  if (!f) throw new Error(`no pages-*.img in ${dir}`);
-  return path.join(dir, f);
-}
-
-const DAMAGES: Damage[] = [
-  {
-    name: 'truncated core-PID.img',
-    apply: (dir, pid) => {
-      const f = path.join(dir, `core-${pid}.img`);
-      fs.truncateSync(f, Math.floor(fs.statSync(f).size / 2));
-    },
-  },
-  { name: 'wrong magic in inventory.img', apply: (dir) => setU32(path.join(dir, 'inventory.img'), 0, 0xdeadbeef) },
-  {
-    // a valid magic, but the one of another image type (mm)
-    name: 'core-PID.img carrying the mm image magic',
-    apply: (dir, pid) => setU32(path.join(dir, `core-${pid}.img`), 4, u32At(path.join(dir, `mm-${pid}.img`), 4)),
-  },
-  { name: 'missing pagemap-PID.img', apply: (dir, pid) => fs.rmSync(path.join(dir, `pagemap-${pid}.img`)) },
-  { name: 'missing mm-PID.img', apply: (dir, pid) => fs.rmSync(path.join(dir, `mm-${pid}.img`)) },
-  {
-    name: 'garbage after the magic in inventory.img',
-    apply: (dir) => {
-      const f = path.join(dir, 'inventory.img');
-      const b = fs.readFileSync(f);
-      garbage(b.length - 4).copy(b, 4);
-      fs.writeFileSync(f, b);
-    },
-  },
-  {
-    name: 'truncated pages-N.img (fewer pages than pagemap promises)',
-    apply: (dir) => {
-      const f = firstPagesFile(dir);
-      const size = fs.statSync(f).size;
-      fs.truncateSync(f, Math.max(0, size - 2 * 4096));
-    },
-  },
-];
-
-describe('damaged images: restore fails cleanly', () => {
-  after(cleanup);
-  it('memory', { timeout: 600_000 }, async (tt) => {
-    const t = await startC('memory');
-    const runs: CryoResult[] = [];
-    const dir = await dumpOk(t, 'pristine', runs);
-    for (const dmg of DAMAGES) {
-      await tt.test(dmg.name, { timeout: 60_000 }, async () => {
-        const bad = path.join(t.root, `img-bad-${DAMAGES.indexOf(dmg)}`);
-        fs.cpSync(dir, bad, { recursive: true });
-        dmg.apply(bad, t.pid);
-        const stepRuns = [...runs];
-        const r = restore(t, bad, `bad-${DAMAGES.indexOf(dmg)}`);
-        stepRuns.push(r.res);
-        if (r.res.code === 0) {
-          killTarget(t);
-          await waitPidGone(t.pid);
-          assert.fail(report(`restore from images with ${dmg.name} exited 0`, t, stepRuns));
-        }
-        await assertNoLeftovers(t, `restore from images with ${dmg.name}`, stepRuns);
-        const one = oneLineErrorProblem(r.res);
-        if (one) assert.fail(report(`restore from images with ${dmg.name}: ${one}`, t, stepRuns));
-      });
-    }
-    await assertNoLeftovers(t, 'the restores from damaged images', runs);
-    await restoreOk(t, dir, 'pristine', runs);
-    const r = await goAndWaitResult(t);
-    if (!r.pass) assert.fail(report(`restore from the pristine images: target reported ${r.line}`, t, runs));
-  });
-});
