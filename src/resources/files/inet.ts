@@ -4,6 +4,7 @@
 // are refused, named with both addresses, unless --tcp-established is given: then
 // resources/net/tcp-dump.ts dumps them in repair mode (this module writes their inet_sk_entry).
 import { dumpUdpQueue, refillUdpQueue, type DatagramRecord } from '../net/udp-queue.js';
+import { addrToWords, wordsToBytes } from '../net/addr-words.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
 import { tcp_opts_entrySchema } from '../../image/gen/tcp-stream_pb.js';
@@ -116,16 +117,13 @@ export function inetBlocker(i: InetInfo, tcpEstablished = false): BlockerCause |
   return null;
 }
 
-/** An address as CRIU stores it: the network-order bytes read as native 32-bit words. */
+/** An address as CRIU stores it (addr-words.ts). */
 function addrWords(a: InetAddr | null): number[] {
-  if (!a) return [];
-  return Array.from({ length: a.addr.length / 4 }, (_, i) => a.addr.readUInt32LE(i * 4));
+  return a ? addrToWords(a.addr) : [];
 }
 
 function wordsAddr(family: number, words: number[], port: number): InetAddr {
-  const addr = Buffer.alloc(family === AF.INET ? 4 : 16);
-  words.forEach((w, i) => addr.writeUInt32LE(w >>> 0, i * 4));
-  return { family, port, addr };
+  return { family, port, addr: wordsToBytes(words, family === AF.INET ? 4 : 16) };
 }
 
 /** The image entry of one socket, from our copy `fd` of it. */

@@ -1,6 +1,7 @@
 // The TCP guard's own program (see tcp-guard.ts): `node tcp-guard-main.js`, started by a dump,
 // commands on stdin, one answer line each on stdout. It never touches the tree while cryo lives;
 // it acts only when its stdin closes without "done" (cryo died).
+import { sleepMs } from '../../util/sleep.js';
 import { readSync, writeSync, readFileSync } from 'node:fs';
 import { pidfdOpen, pidfdGetfd, closeFd, getsockoptInt, SOL, SO, tcpRepairOn } from '../../sys/index.js';
 import { parseStat } from '../../proc/stat.js';
@@ -19,10 +20,6 @@ function alive(p: { pid: number; start: string }): boolean {
   } catch {
     return false;
   }
-}
-
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** cryo died: put back what it left, unless its dump was complete and its tree is gone. */

@@ -22,6 +22,7 @@ import { inspectInet, dumpInetSk, describeInet, type InetSkData } from '../files
 import { restoreSkOpts } from '../files/sk-opts.js';
 import type { FownData } from '../files/reg.js';
 import { replayPeerFin } from './tcp-fin.js';
+import { wordsToBytes } from './addr-words.js';
 
 export type TcpStreamData = MessageInitShape<typeof tcp_stream_entrySchema> & {
   inqLen: number; inqSeq: number; outqLen: number; outqSeq: number; optMask: number; sndWscale: number; mssClamp: number;
@@ -159,10 +160,9 @@ export function leaveRepair(fd: number, rec: TcpConnectionRecord): void {
 }
 
 function wordsToAddr(family: number, words: readonly number[], port: number): InetAddr {
-  const addr = Buffer.alloc(family === AF.INET ? 4 : 16);
-  if (words.length * 4 !== addr.length) throw new Error(`an address of ${words.length} words for family ${family}`);
-  words.forEach((w, i) => addr.writeUInt32LE(w >>> 0, i * 4));
-  return { family, port, addr };
+  const size = family === AF.INET ? 4 : 16;
+  if (words.length * 4 !== size) throw new Error(`an address of ${words.length} words for family ${family}`);
+  return { family, port, addr: wordsToBytes(words, size) };
 }
 
 /** Both ends of a recorded connection. */

@@ -9,26 +9,20 @@ import {
   AF, SOCK, IPPROTO, socket, send, sys, peekQueue, getsockname, decodeInetAddr, encodeInetAddr, type InetAddr,
 } from '../../sys/index.js';
 import { sleepMs } from '../../util/sleep.js';
+import { addrToWords, wordsToBytes } from './addr-words.js';
 
 export type DatagramRecord = MessageInitShape<typeof cryo_datagram_entrySchema> & { data: Uint8Array; srcAddr: number[]; srcPort: number };
 
 /** Largest UDP payload over IPv4 or IPv6 without jumbograms. */
 const MAX_DATAGRAM = 65535;
 
-/** Network-order address bytes as CRIU's 32-bit words (read as native words). */
-const toWords = (b: Buffer): number[] => Array.from({ length: b.length / 4 }, (_, i) => b.readUInt32LE(i * 4));
-const fromWords = (w: number[]): Buffer => {
-  const b = Buffer.alloc(w.length * 4);
-  w.forEach((x, i) => b.writeUInt32LE(x >>> 0, i * 4));
-  return b;
-};
 
 /** Every datagram in `fd`'s receive queue (our copy of the socket), oldest first, left in place. */
 export function dumpUdpQueue(fd: number): DatagramRecord[] {
   return peekQueue(fd, MAX_DATAGRAM, { senders: true }).map((m) => {
     for (const f of m.fds) sys('close', [f]);
     const from = decodeInetAddr(m.from!);
-    return { data: m.data, srcAddr: toWords(from.addr), srcPort: from.port };
+    return { data: m.data, srcAddr: addrToWords(from.addr), srcPort: from.port };
   });
 }
 
@@ -112,7 +106,7 @@ export function refillUdpQueue(fd: number, queue: DatagramRecord[], what: string
   };
   try {
     for (const d of queue) {
-      const src = fromWords(d.srcAddr);
+      const src = wordsToBytes(d.srcAddr);
       const v4src = src.length === 4 ? src : mappedV4(src);
       const data = Buffer.from(d.data);
       if (v4src) {

@@ -18,9 +18,11 @@ export interface Placement {
   ioprio: number;
 }
 
-/** CPUs the machine could ever run (the default affinity covers them all). */
-function possibleCpus(): Set<number> {
-  return new Set(cpuList(readFileSync('/sys/devices/system/cpu/possible', 'utf8')));
+let possible: number[] | undefined;
+/** CPUs the machine could ever run (the default affinity covers them all); read once per run. */
+function possibleCpus(): number[] {
+  possible ??= cpuList(readFileSync('/sys/devices/system/cpu/possible', 'utf8'));
+  return possible;
 }
 
 /** CPU numbers from a list such as "0-3,8". */
@@ -58,8 +60,8 @@ export function dumpPlacement(tid: number): Placement | null {
   if (r.ret < 0 || io.ret < 0) return null;
   const cpus: number[] = [];
   for (let i = 0; i < r.ret; i++) for (let b = 0; b < 8; b++) if ((buf[i]! >> b) & 1) cpus.push(i * 8 + b);
-  const all = possibleCpus();
-  const everything = [...all].every((c) => cpus.includes(c));
+  const mine = new Set(cpus);
+  const everything = possibleCpus().every((c) => mine.has(c));
   return { affinity: everything ? null : words(cpus), ioprio: io.ret };
 }
 
