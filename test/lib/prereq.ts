@@ -24,6 +24,9 @@ export const PREREQUISITES: Prerequisite[] = [
   { program: 'redis-cli', pkg: 'redis-server', why: 'talking to it', find: 'redis-cli' },
   { program: 'tmux', pkg: 'tmux', why: 'a real program holding ptys', find: 'tmux' },
   { program: 'nft', pkg: 'nftables', why: 'the network lock of TCP dumps', find: 'nft' },
+  { program: 'ip', pkg: 'iproute2', why: 'a netlink notification the netlink test waits for', find: 'ip' },
+  { program: 'unshare', pkg: 'util-linux', why: 'the namespace tests start their trees with it', find: '/usr/bin/unshare' },
+  { program: 'nsenter', pkg: 'util-linux', why: 'the namespace tests look inside with it', find: 'nsenter' },
 ];
 
 function executable(file: string): boolean {
