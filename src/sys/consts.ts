@@ -66,6 +66,9 @@ export const SIG = {
 } as const;
 export const NSIG = 64;
 
+/** lseek whence values that walk a sparse file's (or a shmem object's) data and holes. */
+export const SEEK = { DATA: 3, HOLE: 4 } as const;
+
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 export const MAP = {
   SHARED: 0x01,

@@ -2,7 +2,7 @@
 // matter (pagemap + pages images). Private file mappings only save pages that differ from the
 // file; vvar/vsyscall are the kernel's and are not saved (the vdso's bytes are, for another kernel).
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { PAGE_SIZE, PROT, MAP, PR, O, alignedBuffer } from '../../sys/index.js';
+import { PAGE_SIZE, PROT, MAP, PR, O, SEEK, alignedBuffer, sysTry } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
@@ -158,11 +158,16 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
       // The vdso's bytes are saved, as CRIU does: a restore on another kernel proxies them.
       if (c.kind === 'vdso') privatePages.push({ vaddr: m.start, nrPages: Number((m.end - m.start) / BigInt(PAGE_SIZE)) });
       if (c.kind === 'vdso' || c.kind === 'vvar' || c.kind === 'vsyscall' || c.kind === 'file-shared') continue;
+      if (c.kind === 'anon-shared') {
+        for (const run of shmemRuns(t.pid, m)) {
+          const vaddr = m.start + BigInt(run.first * PAGE_SIZE);
+          shmemPages.push({ vaddr, nrPages: run.count, shmid: BigInt(m.inode), offset: m.offset + BigInt(run.first * PAGE_SIZE) });
+        }
+        continue;
+      }
       for (const run of presentRuns(pagemapFd, m, c.kind === 'file-private')) {
         const vaddr = m.start + BigInt(run.first * PAGE_SIZE);
-        if (c.kind === 'anon-shared') {
-          shmemPages.push({ vaddr, nrPages: run.count, shmid: BigInt(m.inode), offset: m.offset + BigInt(run.first * PAGE_SIZE) });
-        } else if (parentFd !== null) {
+        if (parentFd !== null) {
           privatePages.push(...markShared(pagemapFd, parentFd, vaddr, run.count));
         } else {
           privatePages.push({ vaddr, nrPages: run.count });
@@ -217,6 +222,32 @@ function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean): Ge
     }
   }
   if (pending) yield pending;
+}
+
+/**
+ * The pages a shared anonymous mapping shows that its object holds, from the object itself
+ * (SEEK_DATA/SEEK_HOLE on /proc/PID/map_files), not from the task's page table: a page written
+ * by a task that has since exited or unmapped it, or dropped from this one by MADV_DONTNEED, is
+ * in the object but not in pagemap, and a dump that read pagemap lost it silently.
+ */
+function* shmemRuns(pid: number, m: MapsEntry): Generator<{ first: number; count: number }> {
+  const fd = openSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, 'r');
+  try {
+    const lo = Number(m.offset);
+    const hi = lo + Number(m.end - m.start);
+    for (let pos = lo; pos < hi; ) {
+      const data = sysTry('lseek', [fd, pos, SEEK.DATA]);
+      if (data.ret < 0 || data.ret >= hi) return; // ENXIO: no data after pos
+      const hole = sysTry('lseek', [fd, data.ret, SEEK.HOLE]);
+      const end = Math.min(hole.ret < 0 ? hi : hole.ret, hi);
+      const from = Math.floor(data.ret / PAGE_SIZE) * PAGE_SIZE;
+      const to = Math.ceil(end / PAGE_SIZE) * PAGE_SIZE;
+      yield { first: (from - lo) / PAGE_SIZE, count: (to - from) / PAGE_SIZE };
+      pos = to;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Whether KSM merges every mapping of the process (PR_SET_MEMORY_MERGE): /proc/PID/ksm_stat. */
