@@ -239,7 +239,7 @@ describe('process trees', () => {
     await expectPass(t);
   });
 
-  it('file locks (flock, POSIX, OFD) are held by the same owners after restore (--file-locks)', async () => {
+  it('file locks (flock, POSIX, OFD) and leases are held by the same owners after restore (--file-locks)', async () => {
     const t = await readyTarget('locks');
     const before = family(t.pid);
     const plain = cryo(['check', '-t', String(t.pid)]);
@@ -247,8 +247,11 @@ describe('process trees', () => {
     assert.match(plain.stdout, /holds a flock write lock \(pass --file-locks/);
     assert.match(plain.stdout, /holds an OFD write lock/);
     const { dir, images } = await dumpAndKill(t, before.map((r) => r.pid), ['--file-locks']);
-    const locks = (images.get('filelocks.img') as { entries: { flag: number; pid: number }[] }).entries;
+    const locks = (images.get('filelocks.img') as { entries: { flag: number; type: number; pid: number }[] }).entries;
     assert.ok(locks.some((l) => l.flag === 2) && locks.some((l) => l.flag === 1 && l.pid !== t.pid), JSON.stringify(locks));
+    // The read lease is on a description the child shares (it shows through both fds, as the flock does).
+    const leases = locks.filter((l) => l.flag === 8);
+    assert.ok(leases.some((l) => l.type === 0 && l.pid === t.pid) && leases.some((l) => l.type === 1 && l.pid !== t.pid), `a read and a write lease: ${JSON.stringify(locks)}`);
     checkRestore(t, restore(t, dir, '1'));
     await expectPass(t);
   });

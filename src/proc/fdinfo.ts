@@ -43,6 +43,8 @@ export function parseFdinfo(text: string): ProcFdinfo {
 /** A file lock as /proc/locks and the `lock:` lines of fdinfo show it. */
 export interface LockLine {
   kind: 'POSIX' | 'FLOCK' | 'OFDLCK' | 'LEASE' | string;
+  /** ADVISORY or MANDATORY for locks; ACTIVE, or BREAKING/BREAKER while a lease is being broken. */
+  mode: string;
   /** READ or WRITE (a lease may say BREAKING, UNLCK ...). */
   type: string;
   pid: number;
@@ -53,7 +55,7 @@ export interface LockLine {
 
 /** `1: POSIX  ADVISORY  WRITE 3302 00:2e:20 0 EOF` (also with the `->` of a blocked waiter). */
 export function parseLockLine(line: string): LockLine | null {
-  const m = /^\d+:\s+(\S+)\s+(?:\S+\s+)?(READ|WRITE|UNLCK|\S+)\s+(-?\d+)\s+\S+:\S+:\d+\s+(\d+)\s+(\d+|EOF)$/.exec(line.trim());
+  const m = /^\d+:\s+(\S+)\s+(?:(\S+)\s+)?(READ|WRITE|UNLCK|\S+)\s+(-?\d+)\s+\S+:\S+:\d+\s+(\d+)\s+(\d+|EOF)$/.exec(line.trim());
   if (!m) return null;
-  return { kind: m[1]!, type: m[2]!, pid: Number(m[3]), start: BigInt(m[4]!), end: m[5] === 'EOF' ? null : BigInt(m[5]!) };
+  return { kind: m[1]!, mode: m[2] ?? '', type: m[3]!, pid: Number(m[4]), start: BigInt(m[5]!), end: m[6] === 'EOF' ? null : BigInt(m[6]!) };
 }

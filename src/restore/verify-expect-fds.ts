@@ -10,6 +10,7 @@ import { fileKindOf, OBJECT_KINDS, type ObservedKind } from '../resources/observ
 import { fdKey, lockText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
+import { optLabel, optText, recordBytes, type ProtoOpt } from '../resources/files/sk-proto-opts.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 
 /** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
@@ -18,7 +19,7 @@ export function has(msg: Message | undefined, schema: DescMessage, name: string)
   return msg !== undefined && f !== undefined && isFieldSet(msg, f);
 }
 
-const LOCK_KIND: Record<number, string> = { 1: 'POSIX', 2: 'FLOCK', 4: 'OFDLCK' };
+const LOCK_KIND: Record<number, string> = { 1: 'POSIX', 2: 'FLOCK', 4: 'OFDLCK', 8: 'LEASE' };
 const F_WRLCK = 1;
 
 /** An fd's open file description as the images have it: kind, status flags, more by kind. */
@@ -95,4 +96,5 @@ function expectSocketOptions(s: Snapshot, key: string, opts: SkOpts): void {
     if (!has(opts as unknown as Message, sk_opts_entrySchema, field)) continue;
     s.set(`${key} ${name}`, how === 'bool' ? (rec[field] ? '1' : '0') : String(rec[field]));
   }
+  for (const o of (opts.cryoOpts ?? []) as ProtoOpt[]) s.set(`${key} ${optLabel(o)}`, optText(recordBytes(o)));
 }

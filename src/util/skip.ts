@@ -12,6 +12,8 @@ export const SKIP_STEPS = [
   'sigaction',
   // restoreSkOpts: the first socket whose SO_RCVBUF differs from a fresh one keeps the default.
   'sk-rcvbuf',
+  // restoreSkOpts: the first socket with options beyond CRIU's set (cryo_opts) gets none of them.
+  'sk-proto-opts',
   // SafeRemote.restore: the first task's injected-call area stays mapped in it (a dump's damage).
   'scratch-unmap',
 ] as const;

@@ -4,6 +4,8 @@
  *   b   POSIX write lock on bytes 10-19 and read lock from 100 to EOF by the parent; POSIX read
  *       lock on 50-59 by the child
  *   c   OFD write lock on bytes 0-99 (owned by the open file description)
+ *   d   a read lease (F_SETLEASE F_RDLCK) by the parent, e a write lease by the child: each
+ *       checked with F_GETLEASE by its holder (opening the file to test it would start a break)
  * After go a helper forked then (holding no lock) probes each: a conflicting lock must be
  * refused and F_GETLK must name the same owner as before the checkpoint.
  */
@@ -53,9 +55,12 @@ static int probe(pid_t parent, pid_t kid)
 
 int main(void)
 {
-	if (write_file("a", "a", 1) || write_file("b", "b", 1) || write_file("c", "c", 1))
+	if (write_file("a", "a", 1) || write_file("b", "b", 1) || write_file("c", "c", 1) || write_file("d", "d", 1) ||
+	    write_file("e", "e", 1))
 		DIE("files");
-	int a = open("a", O_RDWR), b = open("b", O_RDWR), c = open("c", O_RDWR);
+	int a = open("a", O_RDWR), b = open("b", O_RDWR), c = open("c", O_RDWR), d = open("d", O_RDONLY);
+	if (fcntl(d, F_SETLEASE, F_RDLCK))
+		DIE("read lease");
 	if (flock(a, LOCK_EX) || setlk(b, F_SETLK, F_WRLCK, 10, 10) || setlk(b, F_SETLK, F_RDLCK, 100, 0) ||
 	    setlk(c, F_OFD_SETLK, F_WRLCK, 0, 100))
 		DIE("lock");
@@ -63,7 +68,12 @@ int main(void)
 	if (kid == 0) {
 		if (setlk(b, F_SETLK, F_RDLCK, 50, 10))
 			_exit(3);
+		int e = open("e", O_RDWR);
+		if (e < 0 || fcntl(e, F_SETLEASE, F_WRLCK))
+			_exit(4);
 		wait_go();
+		if (fcntl(e, F_GETLEASE) != F_WRLCK)
+			_exit(5);
 		sleep_ms(500); /* hold the lock while the parent probes */
 		_exit(0);
 	}
@@ -76,6 +86,7 @@ int main(void)
 	int st = 0;
 	CHECK(waitpid(helper, &st, 0) == helper && WIFEXITED(st) && WEXITSTATUS(st) == 0, "probe failed (0x%x)", st);
 	CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+	CHECK(fcntl(d, F_GETLEASE) == F_RDLCK, "F_GETLEASE on d: %d, not F_RDLCK", fcntl(d, F_GETLEASE));
 	CHECK(flock(a, LOCK_UN) == 0 && setlk(b, F_SETLK, F_UNLCK, 0, 0) == 0, "cannot unlock");
 	return finish();
 }

@@ -16,7 +16,43 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sk-opts.proto.
  */
 export const file_sk_opts: GenFile = /*@__PURE__*/
-  fileDesc("Cg1zay1vcHRzLnByb3RvIqQECg1za19vcHRzX2VudHJ5EhEKCXNvX3NuZGJ1ZhgBIAIoDRIRCglzb19yY3ZidWYYAiACKA0SFgoOc29fc25kX3Rtb19zZWMYAyACKAQSFwoPc29fc25kX3Rtb191c2VjGAQgAigEEhYKDnNvX3Jjdl90bW9fc2VjGAUgAigEEhcKD3NvX3Jjdl90bW9fdXNlYxgGIAIoBBIRCglyZXVzZWFkZHIYByABKAgSEwoLc29fcHJpb3JpdHkYCCABKA0SEwoLc29fcmN2bG93YXQYCSABKA0SDwoHc29fbWFyaxgKIAEoDRITCgtzb19wYXNzY3JlZBgLIAEoCBISCgpzb19wYXNzc2VjGAwgASgIEhQKDHNvX2RvbnRyb3V0ZRgNIAEoCBITCgtzb19ub19jaGVjaxgOIAEoCBIUCgxzb19ib3VuZF9kZXYYDyABKAkSEQoJc29fZmlsdGVyGBAgAygGEhQKDHNvX3JldXNlcG9ydBgRIAEoCBIUCgxzb19icm9hZGNhc3QYEiABKAgSFAoMc29fa2VlcGFsaXZlGBMgASgIEhMKC3RjcF9rZWVwY250GBQgASgNEhQKDHRjcF9rZWVwaWRsZRgVIAEoDRIVCg10Y3Bfa2VlcGludHZsGBYgASgNEhQKDHNvX29vYmlubGluZRgXIAEoDRIRCglzb19saW5nZXIYGCABKA0SEwoLc29fYnVmX2xvY2sYGSABKA0qNgoLc2tfc2h1dGRvd24SCAoETk9ORRAAEggKBFJFQUQQARIJCgVXUklURRACEggKBEJPVEgQAw");
+  fileDesc("Cg1zay1vcHRzLnByb3RvIk0KEmNyeW9fc29ja29wdF9lbnRyeRINCgVsZXZlbBgBIAIoDRIMCgRuYW1lGAIgAigNEg0KBXZhbHVlGAMgASgFEgsKA3JhdxgEIAEoDCLNBAoNc2tfb3B0c19lbnRyeRIRCglzb19zbmRidWYYASACKA0SEQoJc29fcmN2YnVmGAIgAigNEhYKDnNvX3NuZF90bW9fc2VjGAMgAigEEhcKD3NvX3NuZF90bW9fdXNlYxgEIAIoBBIWCg5zb19yY3ZfdG1vX3NlYxgFIAIoBBIXCg9zb19yY3ZfdG1vX3VzZWMYBiACKAQSEQoJcmV1c2VhZGRyGAcgASgIEhMKC3NvX3ByaW9yaXR5GAggASgNEhMKC3NvX3Jjdmxvd2F0GAkgASgNEg8KB3NvX21hcmsYCiABKA0SEwoLc29fcGFzc2NyZWQYCyABKAgSEgoKc29fcGFzc3NlYxgMIAEoCBIUCgxzb19kb250cm91dGUYDSABKAgSEwoLc29fbm9fY2hlY2sYDiABKAgSFAoMc29fYm91bmRfZGV2GA8gASgJEhEKCXNvX2ZpbHRlchgQIAMoBhIUCgxzb19yZXVzZXBvcnQYESABKAgSFAoMc29fYnJvYWRjYXN0GBIgASgIEhQKDHNvX2tlZXBhbGl2ZRgTIAEoCBITCgt0Y3Bfa2VlcGNudBgUIAEoDRIUCgx0Y3Bfa2VlcGlkbGUYFSABKA0SFQoNdGNwX2tlZXBpbnR2bBgWIAEoDRIUCgxzb19vb2JpbmxpbmUYFyABKA0SEQoJc29fbGluZ2VyGBggASgNEhMKC3NvX2J1Zl9sb2NrGBkgASgNEicKCWNyeW9fb3B0cxjpByADKAsyEy5jcnlvX3NvY2tvcHRfZW50cnkqNgoLc2tfc2h1dGRvd24SCAoETk9ORRAAEggKBFJFQUQQARIJCgVXUklURRACEggKBEJPVEgQAw");
+
+/**
+ * cryo's own: an option beyond the fields below, recorded only where it differs from a fresh
+ * socket of the same kind. Integer options (4 bytes) in `value`, others as the bytes getsockopt
+ * returned in `raw`.
+ *
+ * @generated from message cryo_sockopt_entry
+ */
+export type cryo_sockopt_entry = Message<"cryo_sockopt_entry"> & {
+  /**
+   * @generated from field: required uint32 level = 1;
+   */
+  level: number;
+
+  /**
+   * @generated from field: required uint32 name = 2;
+   */
+  name: number;
+
+  /**
+   * @generated from field: optional int32 value = 3;
+   */
+  value: number;
+
+  /**
+   * @generated from field: optional bytes raw = 4;
+   */
+  raw: Uint8Array;
+};
+
+/**
+ * Describes the message cryo_sockopt_entry.
+ * Use `create(cryo_sockopt_entrySchema)` to create a new message.
+ */
+export const cryo_sockopt_entrySchema: GenMessage<cryo_sockopt_entry> = /*@__PURE__*/
+  messageDesc(file_sk_opts, 0);
 
 /**
  * @generated from message sk_opts_entry
@@ -146,6 +182,11 @@ export type sk_opts_entry = Message<"sk_opts_entry"> & {
    * @generated from field: optional uint32 so_buf_lock = 25;
    */
   soBufLock: number;
+
+  /**
+   * @generated from field: repeated cryo_sockopt_entry cryo_opts = 1001;
+   */
+  cryoOpts: cryo_sockopt_entry[];
 };
 
 /**
@@ -153,7 +194,7 @@ export type sk_opts_entry = Message<"sk_opts_entry"> & {
  * Use `create(sk_opts_entrySchema)` to create a new message.
  */
 export const sk_opts_entrySchema: GenMessage<sk_opts_entry> = /*@__PURE__*/
-  messageDesc(file_sk_opts, 0);
+  messageDesc(file_sk_opts, 1);
 
 /**
  * @generated from enum sk_shutdown

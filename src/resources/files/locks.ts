@@ -1,7 +1,9 @@
-// File locks (flock, POSIX and OFD), saved with --file-locks as CRIU's file_lock_entry. The
-// `lock:` lines of /proc/PID/fdinfo/N name the locks taken through that fd. Each lock is taken
-// again by its owner task on the same fd once its fd table is back: POSIX locks belong to the
-// process, flock and OFD locks to the open file description the fd refers to.
+// File locks (flock, POSIX and OFD) and leases, saved with --file-locks as CRIU's
+// file_lock_entry. The `lock:` lines of /proc/PID/fdinfo/N name the locks taken through that fd.
+// Each lock is taken again by its owner task on the same fd once its fd table is back: POSIX
+// locks belong to the process, flock and OFD locks and leases to the open file description the
+// fd refers to. A lease being broken (another process is waiting for it) is refused: the break
+// is the kernel's, between that process and this one, and cannot be put back.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { file_lock_entrySchema } from '../../image/gen/file-lock_pb.js';
 import { parseLockLine, type ProcFdinfo, type LockLine } from '../../proc/index.js';
@@ -19,6 +21,7 @@ const F_RDLCK = 0;
 const F_WRLCK = 1;
 const F_SETLK = 6;
 const F_OFD_SETLK = 37;
+const F_SETLEASE = 1024;
 const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -31,14 +34,17 @@ function describe(l: LockLine): string {
   const rw = l.type === 'WRITE' ? 'write' : 'read';
   if (l.kind === 'FLOCK') return `a flock ${rw} lock`;
   if (l.kind === 'OFDLCK') return `an OFD ${rw} lock`;
+  if (l.kind === 'LEASE') return `a ${rw} lease`;
   return `a ${l.kind} ${rw} lock`;
 }
 
 /** Why the locks on this fd stop a dump (null if none, or if the user asked for them). */
 export function lockBlocker(place: BlockerPlace, locks: LockLine[], fileLocks: boolean): Blocker | null {
   if (!locks.length) return null;
-  const lease = locks.find((l) => KIND[l.kind] === undefined || l.kind === 'LEASE');
-  if (lease) return blockerAt(place, { kind: 'lock', reason: `holds a ${lease.kind} — not supported` });
+  const odd = locks.find((l) => KIND[l.kind] === undefined);
+  if (odd) return blockerAt(place, { kind: 'lock', reason: `holds a ${odd.kind} lock — not supported` });
+  const breaking = locks.find((l) => l.kind === 'LEASE' && (l.mode !== 'ACTIVE' || (l.type !== 'READ' && l.type !== 'WRITE')));
+  if (breaking) return blockerAt(place, { kind: 'lock', reason: `holds a ${breaking.type.toLowerCase()} lease that another process is breaking (${breaking.mode}) — not supported`, hint: 'retry once the lease holder has given it up' });
   if (!fileLocks) return blockerAt(place, { kind: 'lock', reason: `holds ${describe(locks[0]!)}`, hint: 'pass --file-locks to checkpoint file locks' });
   return null;
 }
@@ -57,7 +63,11 @@ export function lockEntries(pid: number, fd: number, locks: LockLine[]): FileLoc
 /** Takes the task's locks again, from inside it (after its fds are in place). */
 export function restoreLocks(r: RestoreTask, locks: FileLockData[]): void {
   for (const l of locks) {
-    const what = `fd ${l.fd}: ${l.flag === FL.FLOCK ? 'flock' : l.flag === FL.OFD ? 'OFD lock' : 'POSIX lock'} at ${l.start}`;
+    const what = `fd ${l.fd}: ${l.flag === FL.FLOCK ? 'flock' : l.flag === FL.OFD ? 'OFD lock' : l.flag === FL.LEASE ? 'lease' : 'POSIX lock'} at ${l.start}`;
+    if (l.flag === FL.LEASE) {
+      r.remote.call('fcntl', [l.fd, F_SETLEASE, l.type], what);
+      continue;
+    }
     if (l.flag === FL.FLOCK) {
       r.remote.call('flock', [l.fd, (l.type === F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB], what);
       continue;

@@ -6,6 +6,7 @@ import { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
 import { hasField } from '../../image/presence.js';
 import { getsockoptInt, getsockoptRaw, setsockoptInt, setsockoptRaw, SOL, SO, O, F, sys, sysTry } from '../../sys/index.js';
 import { skip } from '../../util/skip.js';
+import { dumpProtoOpts, restoreProtoOpts, type ProtoOpt } from './sk-proto-opts.js';
 
 export type SkOpts = MessageInitShape<typeof sk_opts_entrySchema> & {
   soSndbuf: number;
@@ -73,6 +74,8 @@ export function dumpSkOpts(fd: number): SkOpts {
   if (linger.readInt32LE(0)) o.soLinger = linger.readInt32LE(4);
   const dev = getsockoptRaw(fd, SOL.SOCKET, SO_BINDTODEVICE, 16).toString('utf8').replace(/\0.*$/s, '');
   if (dev) o.soBoundDev = dev;
+  const more = dumpProtoOpts(fd);
+  if (more.length) o.cryoOpts = more;
   return o;
 }
 
@@ -112,6 +115,7 @@ export function restoreSkOpts(fd: number, o: SkOpts, what: string): void {
     setsockoptRaw(fd, SOL.SOCKET, SO.LINGER, b, `${what}: SO_LINGER`);
   }
   if (has('soBoundDev') && o.soBoundDev) setsockoptRaw(fd, SOL.SOCKET, SO_BINDTODEVICE, Buffer.from(o.soBoundDev + '\0'), `${what}: SO_BINDTODEVICE ${o.soBoundDev}`);
+  if (o.cryoOpts?.length && !skip('sk-proto-opts')) restoreProtoOpts(fd, o.cryoOpts as ProtoOpt[], what);
 }
 
 /**
