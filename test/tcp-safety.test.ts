@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
-  CRYO_BIN, cryoReport, dump, restore, goAndWaitResult, listFailSteps, runningProblem, targetReport, waitFor, type Target,
+  CRYO_BIN, cryoReport, dump, noteCryoPid, restore, goAndWaitResult, listFailSteps, runningProblem, targetReport, waitFor, type Target,
 } from './lib/index.js';
 import { allGone, checkRestore, cleanupTrees } from './lib/tree.js';
 import { pidExists } from './lib/proc.js';
@@ -52,6 +52,7 @@ async function passes(t: Target): Promise<void> {
 async function dumpKilledAfter(t: Target, dir: string, signal: NodeJS.Signals, delayMs: number): Promise<{ code: number | null; signal: string | null }> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const child = spawn(process.execPath, [CRYO_BIN, 'dump', '-t', String(t.pid), '-D', dir, ...TCP, '-v4', '-o', `${dir}.log`], { stdio: 'ignore' });
+  if (child.pid) noteCryoPid(child.pid);
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('exit', (code, sig) => resolve({ code, signal: sig })));
   let ended = false;
   void exited.then(() => (ended = true));

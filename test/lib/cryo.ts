@@ -48,6 +48,17 @@ let seq = 0;
  * process the engine leaves behind holding them cannot make this hang. CRYO_FAIL_AT is never
  * inherited from the test's own environment, only passed through opts.env.
  */
+/**
+ * PIDs of the cryo processes this test process started: what they leave (a network lock is
+ * named after its cryo's PID) can be told from what other runs on the machine leave.
+ */
+export const cryoPids = new Set<number>();
+
+/** For a cryo started by other means than cryo() (spawn, to kill it). */
+export function noteCryoPid(pid: number): void {
+  cryoPids.add(pid);
+}
+
 export function cryo(args: string[], opts: CryoOptions = {}): CryoResult {
   const n = ++seq;
   const outPath = path.join(scratch(), `${n}.out`);
@@ -67,6 +78,7 @@ export function cryo(args: string[], opts: CryoOptions = {}): CryoResult {
     cwd: REPO_ROOT,
   });
   const ms = Date.now() - t0;
+  if (r.pid) noteCryoPid(r.pid);
   fs.closeSync(outFd);
   fs.closeSync(errFd);
   const stdout = fs.readFileSync(outPath, 'utf8');

@@ -6,14 +6,19 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { AF, SOL, SO, getsockoptInt, pidfdOpen, pidfdGetfd, closeFd, tcpRepairOn } from '../../src/sys/index.js';
 import { buildTarget } from './build.js';
+import { cryoPids } from './cryo.js';
 import { startTarget, waitForLine, type Target } from './target.js';
 import { descendants } from './tree.js';
 
-/** Names of cryo's nftables tables (cryo-... while a dump runs, cryoh-... kept for a restore). */
+/**
+ * Names of the nftables tables of the cryo processes this test process started (cryo-... while
+ * a dump runs, cryoh-... kept for a restore; named after the PID of the cryo that made it).
+ * Other engineers' cryo runs make tables of their own at the same time: those are not listed.
+ */
 export function cryoTables(): string[] {
   const r = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' });
   assert.equal(r.status, 0, `nft list tables: ${r.stderr}`);
-  return [...r.stdout.matchAll(/^table inet (cryoh?-\S+)$/gm)].map((m) => m[1]!);
+  return [...r.stdout.matchAll(/^table inet (cryoh?-(\d+)-\S+)$/gm)].filter((m) => cryoPids.has(Number(m[2]))).map((m) => m[1]!);
 }
 
 /** The fds of `pid` that are TCP sockets in repair mode (none, for a healthy process). */
@@ -99,8 +104,8 @@ function listeningPort(pid: number): number | null {
 }
 
 /**
- * For after(): removes the locks that appeared since `before` (a failed test may leave a kill-
- * dump's lock, which would fail the next tests' checks); returns their names.
+ * For after(): removes the locks of this test's cryo runs that appeared since `before` (a failed
+ * test may leave a kill-dump's lock); returns their names. Nobody else's are touched.
  */
 export function removeNewTables(before: string[]): string[] {
   const extra = cryoTables().filter((n) => !before.includes(n));
