@@ -121,6 +121,8 @@ export interface RestoreOptions extends LogOptions {
   tcpEstablished?: boolean;
   /** How their packets are held off until the tree runs, when the dump's lock is gone (default nftables). */
   networkLock?: 'nftables' | 'iptables' | 'skip';
+  /** External resources, CRIU's --external syntax: veth[INSIDE]:OUTSIDE (the host end's name). */
+  external?: string[];
 }
 
 export interface RestoreResult {

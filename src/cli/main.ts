@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
 import { VERSION } from './version.js';
-import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, addLogOptions, addJsonOption, verbosityOption, networkLockOption } from './options.js';
+import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, addLogOptions, addJsonOption, verbosityOption, networkLockOption } from './options.js';
 import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
@@ -114,6 +114,12 @@ addJsonOption(
         collectInherit,
         new Map<string, number>(),
       )
+      .option(
+        '--external <kind[key]:value>',
+        "an external resource of the images, CRIU's syntax: veth[INSIDE]:OUTSIDE names the host end of the tree's veth INSIDE (by default the name it had at dump) (repeatable)",
+        collectExternal,
+        [] as string[],
+      )
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
       .option('--tcp-established', 'restore the TCP connections of the images (needed when they hold any)')
@@ -138,7 +144,7 @@ addJsonOption(
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
       shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink, cpuCap: o.cpuCap,
-      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock,
+      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, external: o.external,
       onDifference: (line) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`),
     });
     progress.stop();

@@ -55,6 +55,12 @@ export function parseVerbosity(text: string): number {
 }
 
 /** One --inherit-fd fd[N]:KEY, added to the map of the ones before: N must be open in cryo. */
+/** Repeatable --external RESOURCE (CRIU's syntax, e.g. veth[eth0]:host0), in order. */
+export function collectExternal(spec: string, list: string[]): string[] {
+  if (!/^[a-z]+\[[^\]]+\](:.*)?$/.test(spec)) throw new InvalidArgumentError(`not KIND[KEY]:VALUE: ${spec} (example: veth[eth0]:host0)`);
+  return [...list, spec];
+}
+
 export function collectInherit(spec: string, map: Map<string, number>): Map<string, number> {
   const m = /^fd\[(\d+)\]:(.+)$/.exec(spec);
   if (!m) throw new InvalidArgumentError(`not fd[N]:KEY: ${spec} (example: fd[3]:pipe:[12345])`);

@@ -25,6 +25,7 @@ import { cpuinfoImage } from '../resources/task/cpu.js';
 import { TcpDump } from '../resources/net/tcp-dump.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
 import { dumpTreeNamespaces, writeNsImages } from '../resources/ns/index.js';
+import { writeNetnsImages } from '../resources/netns/index.js';
 
 export interface DumpOptions {
   pid: number;
@@ -103,7 +104,7 @@ export function dump(opts: DumpOptions): DumpResult {
       meter.plan(0, tree.live.length);
       return collectTasks(tree, files, open, log, meter);
     });
-    // The root's own UTS and IPC namespaces (a container's), read from inside them.
+    // The root's own UTS, IPC and network namespaces (a container's), read from inside them.
     const namespaces = log.step('namespaces', () => {
       failpoint('dump:namespaces');
       return dumpTreeNamespaces(opts.pid);
@@ -121,6 +122,7 @@ export function dump(opts: DumpOptions): DumpResult {
       failpoint('dump:write');
       writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc') });
       writeNsImages(writer, images[0]!.ids, namespaces.state);
+      if (namespaces.net) writeNetnsImages(writer, images[0]!.ids.netNsId, namespaces.net);
       writeFileImages(writer, table);
       writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have
       for (const w of table.warnings) log.warn(w);

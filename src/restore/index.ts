@@ -31,6 +31,7 @@ import { ProgressMeter } from '../util/progress-meter.js';
 import { verifyRestored, type VerifyMode } from './verify.js';
 import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments } from '../resources/ns/restore.js';
 import { setTidArray } from '../resources/ns/pid.js';
+import { NetnsRestore } from '../resources/netns/index.js';
 
 export interface RestoreOptions {
   dir: string;
@@ -58,6 +59,8 @@ export interface RestoreOptions {
   tcpEstablished?: boolean;
   /** The lock made when the dump's is gone (default nftables). */
   networkLock?: NetworkLockMode;
+  /** --external: veth[INSIDE]:OUTSIDE names the host end of a veth of the tree's namespace. */
+  external?: string[];
 }
 
 export interface RestoreResult {
@@ -109,6 +112,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     checkRestorable(c, log, opts.cpuCap);
     markInherited(c, opts.inherit ?? new Map());
     checkInherited(c, opts.inherit ?? new Map());
+    if (c.namespaces.net) for (const p of NetnsRestore.problems(c.namespaces.net)) throw new UserError(p);
     if (c.tcpConnections.size && !opts.tcpEstablished) {
       throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established`);
     }
@@ -131,6 +135,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const made: SharedObjects = { ghosts: [], segments: [] };
   let stub: Stub | null = null;
   let tcp: TcpRestore | null = null;
+  let netns: NetnsRestore | null = null;
   try {
     // (CRIU names its run in dump_criu_run_id whatever it dumped: only cryo's kept locks count.)
     if (ckpt.tcpConnections.size || /^cryoh-/i.test(ckpt.inventory.dumpCriuRunId ?? '')) {
@@ -138,10 +143,15 @@ export function restore(opts: RestoreOptions): RestoreResult {
       session.tcp = tcp;
       if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
     }
-    log.step('shared objects', () => createSharedObjects(session, made));
+    // The tree's own network namespace, whole, before its sockets and tasks are made in it.
+    if (ckpt.namespaces.net) netns = log.step('network namespace', () => NetnsRestore.create(ckpt.namespaces.net!, outsideNames(opts.external ?? [])));
+    failpoint('restore:netns');
+    log.step('shared objects', () => createSharedObjects(session, made, netns));
     log.step('create tasks', () => {
       failpoint('restore:stub');
-      stub = startStub(ckpt.tasks.flatMap((t) => t.memory.vmas), img.pid);
+      const vmas = ckpt.tasks.flatMap((t) => t.memory.vmas);
+      // Started inside the tree's network namespace, the stub gives it to the root it clones.
+      stub = netns ? netns.run(() => startStub(vmas, img.pid)) : startStub(vmas, img.pid);
       failpoint('restore:fork');
       const ns = ckpt.namespaces;
       if (ns.own.has('pid')) session.restorerPidfd = 1 + Math.max(2, ...ckpt.tasks.flatMap((t) => t.fdinfo.map((f) => f.fd)));
@@ -169,12 +179,14 @@ export function restore(opts: RestoreOptions): RestoreResult {
     });
   } catch (e) {
     tcp?.abort();
+    netns?.abort();
     if (stub) killStub(stub);
     removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);
     for (const id of made.segments) removeSegment(id);
     throw e;
   } finally {
     closeSessionFiles(session);
+    netns?.close();
     // After the close: a failed restore's sockets are gone (silently) before packets pass again.
     releaseLock(tcp, log);
     removeGhosts(made.ghosts, log);
@@ -211,7 +223,7 @@ interface SharedObjects {
 }
 
 /** Objects of the checkpoint that tasks share and that exist before any task does. */
-function createSharedObjects(session: RestoreSession, made: SharedObjects): void {
+function createSharedObjects(session: RestoreSession, made: SharedObjects, netns: NetnsRestore | null): void {
   const { ckpt } = session;
   // Deleted files exist again while the tasks open and map them (removed at the end).
   for (const g of ckpt.ghosts.values()) {
@@ -229,7 +241,9 @@ function createSharedObjects(session: RestoreSession, made: SharedObjects): void
     if (created) made.segments.push(id);
   }
   // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
-  createSockets(session);
+  // A socket belongs to the network namespace it was made in: the tree's own, when it has one.
+  if (netns) netns.run(() => createSockets(session));
+  else createSockets(session);
 }
 
 /**
@@ -285,6 +299,17 @@ function createSockets(session: RestoreSession): void {
   if (!ckpt.unixSockets.length) return;
   const made = restoreUnixSockets(ckpt.unixSockets, ckpt.skQueues, (id) => openFile(session, id, 'a file in flight in a socket'));
   for (const [id, fd] of made) files.set(id, fd);
+}
+
+/** The host-end names given with --external veth[INSIDE]:OUTSIDE, by inside name. */
+function outsideNames(specs: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const s of specs) {
+    const m = /^veth\[([^\]]+)\]:(.+)$/.exec(s);
+    if (!m) throw new UserError(`--external ${s}: not supported (only veth[INSIDE]:OUTSIDE)`);
+    out.set(m[1]!, m[2]!);
+  }
+  return out;
 }
 
 function isSubreaper(): boolean {

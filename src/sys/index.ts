@@ -11,3 +11,5 @@ export * from './sockopt-names.js';
 export * from './interrupt.js';
 export * from './tty.js';
 export * from './tcp.js';
+export * from './netlink.js';
+export * from './netns.js';

@@ -15,6 +15,7 @@ export const DUMP_STEPS = [
 
 export const RESTORE_STEPS = [
   'restore:read',
+  'restore:netns',
   'restore:stub',
   'restore:fork',
   'restore:namespaces',

@@ -25,7 +25,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netdev.proto.
  */
 export const file_netdev: GenFile = /*@__PURE__*/
-  fileDesc("CgxuZXRkZXYucHJvdG8i3QIKEG5ldF9kZXZpY2VfZW50cnkSFgoEdHlwZRgBIAIoDjIILm5kX3R5cGUSDwoHaWZpbmRleBgCIAIoDRILCgNtdHUYAyACKA0SFAoFZmxhZ3MYBCACKA1CBdI/AggBEgwKBG5hbWUYBSACKAkSHAoDdHVuGAYgASgLMg8udHVuX2xpbmtfZW50cnkSDwoHYWRkcmVzcxgHIAEoDBIMCgRjb25mGAggAygFEhwKBWNvbmY0GAkgAygLMg0uc3lzY3RsX2VudHJ5EhwKBWNvbmY2GAogAygLMg0uc3lzY3RsX2VudHJ5EiQKB21hY3ZsYW4YCyABKAsyEy5tYWN2bGFuX2xpbmtfZW50cnkSFAoMcGVlcl9pZmluZGV4GAwgASgNEhEKCXBlZXJfbnNpZBgNIAEoDRIOCgZtYXN0ZXIYDiABKA0SFwoDc2l0GA8gASgLMgouc2l0X2VudHJ5IjcKCG5ldG5zX2lkEhQKDHRhcmdldF9uc19pZBgBIAIoDRIVCg1uZXRuc2lkX3ZhbHVlGAIgAigFIqoCCgtuZXRuc19lbnRyeRIQCghkZWZfY29uZhgBIAMoBRIQCghhbGxfY29uZhgCIAMoBRIgCglkZWZfY29uZjQYAyADKAsyDS5zeXNjdGxfZW50cnkSIAoJYWxsX2NvbmY0GAQgAygLMg0uc3lzY3RsX2VudHJ5EiAKCWRlZl9jb25mNhgFIAMoCzINLnN5c2N0bF9lbnRyeRIgCglhbGxfY29uZjYYBiADKAsyDS5zeXNjdGxfZW50cnkSGAoFbnNpZHMYByADKAsyCS5uZXRuc19pZBIPCgdleHRfa2V5GAggASgJEiAKCXVuaXhfY29uZhgJIAMoCzINLnN5c2N0bF9lbnRyeRIiCgtpcHY0X3N5c2N0bBgKIAMoCzINLnN5c2N0bF9lbnRyeSpkCgduZF90eXBlEgwKCExPT1BCQUNLEAESCAoEVkVUSBACEgcKA1RVThADEgsKB0VYVExJTksQBBIJCgVWRU5FVBAFEgoKBkJSSURHRRAGEgsKB01BQ1ZMQU4QBxIHCgNTSVQQCA", [file_macvlan, file_opts, file_tun, file_sysctl, file_sit]);
+  fileDesc("CgxuZXRkZXYucHJvdG8ijQMKEG5ldF9kZXZpY2VfZW50cnkSFgoEdHlwZRgBIAIoDjIILm5kX3R5cGUSDwoHaWZpbmRleBgCIAIoDRILCgNtdHUYAyACKA0SFAoFZmxhZ3MYBCACKA1CBdI/AggBEgwKBG5hbWUYBSACKAkSHAoDdHVuGAYgASgLMg8udHVuX2xpbmtfZW50cnkSDwoHYWRkcmVzcxgHIAEoDBIMCgRjb25mGAggAygFEhwKBWNvbmY0GAkgAygLMg0uc3lzY3RsX2VudHJ5EhwKBWNvbmY2GAogAygLMg0uc3lzY3RsX2VudHJ5EiQKB21hY3ZsYW4YCyABKAsyEy5tYWN2bGFuX2xpbmtfZW50cnkSFAoMcGVlcl9pZmluZGV4GAwgASgNEhEKCXBlZXJfbnNpZBgNIAEoDRIOCgZtYXN0ZXIYDiABKA0SFwoDc2l0GA8gASgLMgouc2l0X2VudHJ5EhcKDmNyeW9fcGVlcl9uYW1lGOkHIAEoCRIVCgxjcnlvX3N5c2N0bHMY6gcgAygJIjcKCG5ldG5zX2lkEhQKDHRhcmdldF9uc19pZBgBIAIoDRIVCg1uZXRuc2lkX3ZhbHVlGAIgAigFIsECCgtuZXRuc19lbnRyeRIQCghkZWZfY29uZhgBIAMoBRIQCghhbGxfY29uZhgCIAMoBRIgCglkZWZfY29uZjQYAyADKAsyDS5zeXNjdGxfZW50cnkSIAoJYWxsX2NvbmY0GAQgAygLMg0uc3lzY3RsX2VudHJ5EiAKCWRlZl9jb25mNhgFIAMoCzINLnN5c2N0bF9lbnRyeRIgCglhbGxfY29uZjYYBiADKAsyDS5zeXNjdGxfZW50cnkSGAoFbnNpZHMYByADKAsyCS5uZXRuc19pZBIPCgdleHRfa2V5GAggASgJEiAKCXVuaXhfY29uZhgJIAMoCzINLnN5c2N0bF9lbnRyeRIiCgtpcHY0X3N5c2N0bBgKIAMoCzINLnN5c2N0bF9lbnRyeRIVCgxjcnlvX3N5c2N0bHMY6QcgAygJKmQKB25kX3R5cGUSDAoITE9PUEJBQ0sQARIICgRWRVRIEAISBwoDVFVOEAMSCwoHRVhUTElOSxAEEgkKBVZFTkVUEAUSCgoGQlJJREdFEAYSCwoHTUFDVkxBThAHEgcKA1NJVBAI", [file_macvlan, file_opts, file_tun, file_sysctl, file_sit]);
 
 /**
  * @generated from message net_device_entry
@@ -105,6 +105,21 @@ export type net_device_entry = Message<"net_device_entry"> & {
    * @generated from field: optional sit_entry sit = 15;
    */
   sit?: sit_entry | undefined;
+
+  /**
+   * cryo: a veth whose peer is in the dumper's network namespace: the peer's name there.
+   *
+   * @generated from field: optional string cryo_peer_name = 1001;
+   */
+  cryoPeerName: string;
+
+  /**
+   * cryo: the link's own sysctls as "ipv4/NAME=VALUE" or "ipv6/NAME=VALUE"
+   * (net.ipv4.conf.LINK.NAME, net.ipv6.conf.LINK.NAME).
+   *
+   * @generated from field: repeated string cryo_sysctls = 1002;
+   */
+  cryoSysctls: string[];
 };
 
 /**
@@ -189,6 +204,14 @@ export type netns_entry = Message<"netns_entry"> & {
    * @generated from field: repeated sysctl_entry ipv4_sysctl = 10;
    */
   ipv4Sysctl: sysctl_entry[];
+
+  /**
+   * cryo: the namespace's sysctls as "PATH=VALUE", PATH under /proc/sys/net
+   * (ipv4/ip_forward, ipv4/conf/all/forwarding, ipv6/conf/default/disable_ipv6, ...).
+   *
+   * @generated from field: repeated string cryo_sysctls = 1001;
+   */
+  cryoSysctls: string[];
 };
 
 /**

@@ -2,7 +2,7 @@
 // allows: the view every file module judges its fds and mappings against.
 import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync } from 'node:fs';
 import { pipeInode } from './pipe.js';
-import { unixSockets, peekQueue, closeFd, TCP_STATE, type UnixDiag } from '../../sys/index.js';
+import { unixSockets, peekQueue, closeFd, TCP_STATE, withNetns, openNetns, type UnixDiag } from '../../sys/index.js';
 import { socketInode, withOurCopy } from './our-copy.js';
 import { scanTerminals, type TreeTerminals } from './tty-scan.js';
 import { DEFAULT_GHOST_LIMIT } from '../../util/option-defaults.js';
@@ -39,6 +39,27 @@ export interface FileScan {
   terminals: TreeTerminals;
 }
 
+/**
+ * The unix sockets of the tree's network namespace (the root's: a task in another is refused by
+ * resources/ns): sock_diag answers for the namespace its netlink socket was made in.
+ */
+function treeUnixSockets(root: number): Map<number, UnixDiag> {
+  const link = (p: number | 'self') => readlinkSync(`/proc/${p}/ns/net`);
+  let theirs: string;
+  try {
+    theirs = link(root);
+  } catch {
+    return unixSockets();
+  }
+  if (theirs === link('self')) return unixSockets();
+  const fd = openNetns(root);
+  try {
+    return withNetns(fd, unixSockets);
+  } finally {
+    closeFd(fd);
+  }
+}
+
 export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
   const held = new Set<number>();
   const where = new Map<number, { pid: number; fd: number }>();
@@ -65,7 +86,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
       }
     }
   }
-  const unix = held.size ? unixSockets() : new Map<number, UnixDiag>();
+  const unix = held.size ? treeUnixSockets(pids[0]!) : new Map<number, UnixDiag>();
   for (const ino of inFlight(unix, where)) held.add(ino);
   return {
     tree: new Set(pids),

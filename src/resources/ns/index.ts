@@ -3,6 +3,7 @@
 // through the ns helper, and images.ts).
 import { ownNamespaces } from './judge.js';
 import { dumpNsState, type NsHelperKind, type NsState } from './state.js';
+import { readNetns, type NetnsState } from '../netns/index.js';
 
 export { judgeNamespaces, namespaceBlockers, ownNamespaces, nsLink, NS_KINDS } from './judge.js';
 export { nsPidsBelow, setTidArray, threadNsPid, localPidMap } from './pid.js';
@@ -13,11 +14,13 @@ export interface TreeNamespaces {
   /** The kinds the root has of its own (pid, uts, ipc). */
   own: Set<string>;
   state: NsState;
+  /** The root's own network namespace (resources/netns), read from cryo through setns. */
+  net?: NetnsState;
 }
 
-/** Reads the root's own UTS and IPC namespaces (the tree frozen: nothing in them changes). */
+/** Reads the root's own UTS, IPC and network namespaces (the tree frozen: nothing in them changes). */
 export function dumpTreeNamespaces(root: number): TreeNamespaces {
   const own = ownNamespaces(root);
   const kinds = (['uts', 'ipc'] as NsHelperKind[]).filter((k) => own.has(k));
-  return { own, state: dumpNsState(root, kinds) };
+  return { own, state: dumpNsState(root, kinds), ...(own.has('net') ? { net: readNetns(root) } : {}) };
 }

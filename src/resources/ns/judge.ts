@@ -1,16 +1,18 @@
 // Which namespaces of a task cryo can checkpoint. Shared with cryo (the host's, the usual case):
-// nothing to save. The tree's root's own PID, UTS and IPC namespaces (a container made with
-// `unshare --fork --pid --uts --ipc`, the root being its init): saved and made again. Anything
+// nothing to save. The tree's root's own PID, UTS, IPC and network namespaces (a container made
+// with `unshare --fork --pid --uts --ipc --net`, the root being its init): saved and made again
+// (a network namespace only with links resources/netns supports). Anything
 // else — a task of the tree in a namespace that is neither cryo's nor its root's (it setns'd
 // elsewhere), a PID namespace whose init is not the root, mount, net, user, cgroup and time
 // namespaces of its own — is refused, named.
 import { readlinkSync } from 'node:fs';
 import type { Blocker } from '../../util/blocker.js';
 import { nsPidOf, dumperLevels } from './pid.js';
+import { netnsProblems } from '../netns/index.js';
 
 export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
 /** The kinds a tree's root may have of its own. */
-export const OWN_NS_KINDS = ['pid', 'uts', 'ipc'] as const;
+export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net'] as const;
 
 export function nsLink(pid: number | 'self', kind: string): string | null {
   try {
@@ -48,7 +50,7 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
         ? { kind, link, owner: 'tree', blocked: null }
         : { kind, link, owner: 'other', blocked: `in a ${kind} namespace (${link}) that is neither cryo's nor the tree root's (${rootLink}) — not supported` });
     } else {
-      out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : null });
+      out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : kind === 'net' ? netProblem(pid) : null });
     }
   }
   // unshare(CLONE_NEWPID) without a fork: the task's next child would start a namespace of its own.
@@ -58,6 +60,12 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
     out.push({ kind: 'pid_for_children', link: forKids, owner: 'other', blocked: `its children go into another PID namespace (${forKids}, unshare(CLONE_NEWPID)) — not supported` });
   }
   return out;
+}
+
+/** The root's own network namespace: its links (loopback, veth) and no TCP connection. */
+function netProblem(pid: number): string | null {
+  const p = netnsProblems(pid);
+  return p.length ? `its own network namespace (${nsLink(pid, 'net')}): ${p.join('; ')}` : null;
 }
 
 /** The root's own PID namespace must be one level below cryo's, with the root as its init. */

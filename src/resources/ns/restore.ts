@@ -10,6 +10,7 @@ import type { ImageDirReader } from '../../image/dir.js';
 import { readNsImages } from './images.js';
 import { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } from './state.js';
 import { OWN_NS_KINDS } from './judge.js';
+import { readNetnsImages, type NetnsState } from '../netns/index.js';
 
 type Ids = Partial<Record<`${'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time'}NsId`, number>>;
 
@@ -17,15 +18,17 @@ export interface RootNamespaces {
   /** The kinds (pid, uts, ipc) the root had of its own. */
   own: Set<string>;
   state: NsState;
+  /** The root's own network namespace, made before any task (resources/netns). */
+  net?: NetnsState;
 }
 
 const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
 
 /**
  * The root's own namespaces, read from their images; refuses a kind cryo cannot make (mount,
- * net, user, cgroup, time) and a task whose namespace is neither the dumper's nor the root's.
+ * user, cgroup, time) and a task whose namespace is neither the dumper's nor the root's.
  */
-export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number } }[]): RootNamespaces {
+export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number } }[]): RootNamespaces {
   const root = tasks[0]!;
   const own = new Set<string>();
   for (const kind of ALL) {
@@ -46,7 +49,7 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
       throw new UserError(`pid ${t.pid}: ids-${t.pid}.img ${kind}_ns_id ${mine} is neither the dumper's (${dumper[key]}) nor the root's (${root.ids[key]}) — not supported`);
     }
   }
-  return { own, state: readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') }) };
+  return { own, state: readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') }), ...(own.has('net') ? { net: readNetnsImages(r, root.ids.netNsId) } : {}) };
 }
 
 /** clone3 flags that make the root's new namespaces. */

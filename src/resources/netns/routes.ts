@@ -1,0 +1,31 @@
+// Routes of a network namespace's main table (IPv4 and IPv6), kept as the RTM_NEWROUTE messages
+// of an RTM_GETROUTE dump (what `ip route save` writes, CRIU's route-N.img / route6-N.img) and
+// sent back once the links are up. Routes the kernel makes by itself (protocol kernel: an
+// address's prefix route, IPv6 link-local) come back with their addresses and are not sent.
+import { Rtnl, RTM, NLM_F, nlAttrs, nlBody, E, AF, SysError } from '../../sys/index.js';
+
+const RTMSG = 12;
+const RTA_TABLE = 15;
+const RT_TABLE_MAIN = 254;
+const RTPROT_KERNEL = 2;
+
+function rtmsg(family: number): Buffer {
+  const b = Buffer.alloc(RTMSG);
+  b.writeUInt8(family, 0);
+  return b;
+}
+
+const tableOf = (msg: Buffer): number => nlAttrs(nlBody(msg), RTMSG).get(RTA_TABLE)?.readUInt32LE(0) ?? nlBody(msg).readUInt8(4);
+
+/** The main table's routes of one family. */
+export const readRoutes = (rtnl: Rtnl, family: typeof AF.INET | typeof AF.INET6): Buffer[] =>
+  rtnl.dump(RTM.GETROUTE, rtmsg(family)).filter((m) => tableOf(m) === RT_TABLE_MAIN);
+
+export function addRoutes(rtnl: Rtnl, msgs: Buffer[]): void {
+  for (const m of msgs) {
+    const body = Buffer.from(nlBody(m));
+    if (body.readUInt8(5) === RTPROT_KERNEL) continue;
+    const e = rtnl.tryRequest(RTM.NEWROUTE, NLM_F.CREATE | NLM_F.EXCL, body);
+    if (e && e !== E.EEXIST) throw new SysError('rtnetlink', e, `a route (family ${body.readUInt8(0)}, /${body.readUInt8(1)}) of the main table`);
+  }
+}

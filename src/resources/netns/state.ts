@@ -1,0 +1,160 @@
+// What cryo saves of a tree's own network namespace, read while the tree is frozen (the dump) or
+// just to judge it (check), and the one restore of it: a new namespace made before any task or
+// socket, filled, and held by an fd until the tree is in it.
+import { closeSync, readFileSync } from 'node:fs';
+import { Rtnl, AF, withNetns, newNetns, openNetns } from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
+import { readLinks, hostPeers, linkProblems, createLinks, linksUp, removeLinks, type NetLink } from './links.js';
+import { readAddrs, addAddrs, settleAddrs } from './addrs.js';
+import { readRoutes, addRoutes } from './routes.js';
+import { readNetnsSysctls, readLinkSysctls, writeNetnsSysctls, writeLinkSysctls } from './sysctls.js';
+import { readNft, writeNft, nftInstalled } from './nft.js';
+
+export interface NetnsState {
+  links: NetLink[];
+  /** Raw RTM_NEWADDR / RTM_NEWROUTE messages (addrs.ts, routes.ts). */
+  addrs: Buffer[];
+  routes: Buffer[];
+  routes6: Buffer[];
+  sysctls: string[];
+  /** `nft -j list ruleset`, or null: no rules (or no nft). */
+  nft: string | null;
+}
+
+/** The links of task `pid`'s namespace, each external veth with its name in cryo's. */
+function readNamed(fd: number, rest: (rtnl: Rtnl) => void): NetLink[] {
+  const links = withNetns(fd, () => {
+    const rtnl = new Rtnl();
+    try {
+      const l = readLinks(rtnl);
+      rest(rtnl);
+      return l;
+    } finally {
+      rtnl.close();
+    }
+  });
+  if (links.some((l) => l.peerNsid !== undefined)) {
+    const host = new Rtnl();
+    try {
+      const peers = hostPeers(host, fd);
+      for (const l of links) if (l.peerNsid !== undefined && peers.has(l.ifindex)) l.peerName = peers.get(l.ifindex)!;
+    } finally {
+      host.close();
+    }
+  }
+  return links;
+}
+
+export function readNetns(pid: number): NetnsState {
+  const fd = openNetns(pid);
+  try {
+    const s: NetnsState = { links: [], addrs: [], routes: [], routes6: [], sysctls: [], nft: null };
+    s.links = readNamed(fd, (rtnl) => {
+      s.addrs = readAddrs(rtnl);
+      s.routes = readRoutes(rtnl, AF.INET);
+      s.routes6 = readRoutes(rtnl, AF.INET6);
+    });
+    withNetns(fd, () => {
+      s.sysctls = readNetnsSysctls();
+      for (const l of s.links) l.sysctls = readLinkSysctls(l.name);
+      s.nft = readNft();
+    });
+    return s;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** TCP states a socket of the namespace may be in: listening, closed, or TIME_WAIT (nobody's). */
+const QUIET_TCP = new Set(['0A', '07', '06']);
+
+/** Why the namespace of `pid` (the tree's root) cannot be checkpointed; empty when it can. */
+export function netnsProblems(pid: number): string[] {
+  const fd = openNetns(pid);
+  let links: NetLink[];
+  try {
+    links = readNamed(fd, () => {});
+  } finally {
+    closeSync(fd);
+  }
+  const out = linkProblems(links);
+  for (const f of ['tcp', 'tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/net/${f}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const busy = text.split('\n').slice(1).filter((l) => l.trim() && !QUIET_TCP.has(l.trim().split(/\s+/)[3] ?? ''));
+    if (busy.length) out.push(`${busy.length} TCP connection(s) (${f}) inside the tree's own network namespace — not supported`);
+  }
+  return out;
+}
+
+/** A restored namespace, held by `fd` while the tree is made; the host ends of external veths. */
+export class NetnsRestore {
+  private constructor(
+    readonly fd: number,
+    private readonly hostLinks: string[],
+  ) {}
+
+  /** Refusals found before anything is made (no nft for the images' rules). */
+  static problems(s: NetnsState): string[] {
+    return s.nft && !nftInstalled() ? ['the images hold nftables rules of the network namespace and nft is not installed'] : [];
+  }
+
+  /** `outside`: --external veth[INSIDE]:OUTSIDE names; others keep the name they had. */
+  static create(s: NetnsState, outside: Map<string, string>): NetnsRestore {
+    const fd = newNetns();
+    const made: string[] = [];
+    const hostFd = openNetns(process.pid);
+    try {
+      withNetns(fd, () => {
+        writeNetnsSysctls(s.sysctls);
+        const rtnl = new Rtnl();
+        try {
+          createLinks(rtnl, s.links, (l) => outside.get(l.name) ?? l.peerName ?? '', hostFd, made);
+          for (const l of s.links) writeLinkSysctls(l.name, l.sysctls);
+          addAddrs(rtnl, s.addrs);
+          linksUp(rtnl, s.links);
+          settleAddrs(rtnl, s.addrs);
+          addRoutes(rtnl, [...s.routes, ...s.routes6]);
+        } finally {
+          rtnl.close();
+        }
+        if (s.nft) writeNft(s.nft);
+      });
+    } catch (e) {
+      removeHostLinks(made);
+      closeSync(fd);
+      throw e instanceof UserError ? e : new UserError(`the network namespace: ${(e as Error).message}`);
+    } finally {
+      closeSync(hostFd);
+    }
+    return new NetnsRestore(fd, made);
+  }
+
+  /** Runs `fn` inside the namespace (what it creates, sockets and processes, is born there). */
+  run<T>(fn: () => T): T {
+    return withNetns(this.fd, fn);
+  }
+
+  /** After a failed restore: the host ends go now (the namespace itself goes with its last user). */
+  abort(): void {
+    removeHostLinks(this.hostLinks);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+function removeHostLinks(names: string[]): void {
+  if (!names.length) return;
+  const host = new Rtnl();
+  try {
+    removeLinks(host, names);
+  } finally {
+    host.close();
+  }
+}
