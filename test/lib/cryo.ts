@@ -210,7 +210,7 @@ export function imageFiles(dir: string): string[] {
     .readdirSync(dir)
     .filter((f) => fs.statSync(path.join(dir, f)).isFile())
     // cryo-manifest.json is cryo's own (JSON, not a CRIU image; CRIU ignores it).
-    .filter((f) => !/^pages-\d+\.img$/.test(f) && !f.endsWith('.log') && f !== 'cryo-manifest.json')
+    .filter((f) => !/^(pages|ifaddr|route6?|nftables)-\d+\.img$/.test(f) && !f.endsWith('.log') && f !== 'cryo-manifest.json')
     .sort();
 }
 

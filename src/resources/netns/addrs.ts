@@ -38,9 +38,22 @@ function requestBody(msg: Buffer, extra: number): Buffer {
 
 const savedFlags = (msg: Buffer): number => nlAttrs(nlBody(msg), IFADDRMSG).get(IFA_FLAGS)?.readUInt32LE(0) ?? nlBody(msg).readUInt8(2);
 
+/**
+ * ::1 on the loopback: the kernel gives it to lo as lo comes up, without the prefix route an
+ * added address gets (which would be one route more than the dump saw).
+ */
+function madeByKernel(m: Buffer, loopback: number): boolean {
+  const { family, prefixlen, ifindex } = addrOf(m);
+  if (family !== AF.INET6 || prefixlen !== 128 || ifindex !== loopback) return false;
+  const a = nlAttrs(nlBody(m), IFADDRMSG);
+  const raw = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
+  return !!raw && raw.equals(Buffer.from('00000000000000000000000000000001', 'hex'));
+}
+
 /** Adds the saved addresses (the links still down); one the kernel made already is kept. */
-export function addAddrs(rtnl: Rtnl, msgs: Buffer[]): void {
+export function addAddrs(rtnl: Rtnl, msgs: Buffer[], loopback: number): void {
   for (const m of msgs) {
+    if (madeByKernel(m, loopback)) continue;
     const v6 = addrOf(m).family === AF.INET6;
     const e = rtnl.tryRequest(RTM.NEWADDR, NLM_F.CREATE | NLM_F.EXCL, requestBody(m, v6 ? IFA_F_NODAD : 0));
     if (e && e !== E.EEXIST) throw new SysError('rtnetlink', e, `address ${describeAddr(m)}`);
@@ -48,9 +61,9 @@ export function addAddrs(rtnl: Rtnl, msgs: Buffer[]): void {
 }
 
 /** Once the links are up: IPv6 addresses that had no IFA_F_NODAD get their own flags back. */
-export function settleAddrs(rtnl: Rtnl, msgs: Buffer[]): void {
+export function settleAddrs(rtnl: Rtnl, msgs: Buffer[], loopback: number): void {
   for (const m of msgs) {
-    if (addrOf(m).family !== AF.INET6 || savedFlags(m) & IFA_F_NODAD) continue;
+    if (addrOf(m).family !== AF.INET6 || savedFlags(m) & IFA_F_NODAD || madeByKernel(m, loopback)) continue;
     const body = requestBody(m, 0);
     body.writeUInt8(body.readUInt8(2) & ~IFA_F_NODAD, 2);
     rtnl.request(RTM.NEWADDR, NLM_F.REPLACE, body, `flags of address ${describeAddr(m)}`);

@@ -8,6 +8,8 @@ const RTMSG = 12;
 const RTA_TABLE = 15;
 const RT_TABLE_MAIN = 254;
 const RTPROT_KERNEL = 2;
+/** rtm_flags a request may carry (RTNH_F_PERVASIVE, RTNH_F_ONLINK): the kernel refuses its own (linkdown, dead, offload). */
+const REQUEST_FLAGS = 0x2 | 0x4;
 
 function rtmsg(family: number): Buffer {
   const b = Buffer.alloc(RTMSG);
@@ -25,6 +27,7 @@ export function addRoutes(rtnl: Rtnl, msgs: Buffer[]): void {
   for (const m of msgs) {
     const body = Buffer.from(nlBody(m));
     if (body.readUInt8(5) === RTPROT_KERNEL) continue;
+    body.writeUInt32LE(body.readUInt32LE(8) & REQUEST_FLAGS, 8);
     const e = rtnl.tryRequest(RTM.NEWROUTE, NLM_F.CREATE | NLM_F.EXCL, body);
     if (e && e !== E.EEXIST) throw new SysError('rtnetlink', e, `a route (family ${body.readUInt8(0)}, /${body.readUInt8(1)}) of the main table`);
   }

@@ -115,9 +115,10 @@ export class NetnsRestore {
         try {
           createLinks(rtnl, s.links, (l) => outside.get(l.name) ?? l.peerName ?? '', hostFd, made);
           for (const l of s.links) writeLinkSysctls(l.name, l.sysctls);
-          addAddrs(rtnl, s.addrs);
+          const lo = s.links.find((l) => l.kind === 'loopback')?.ifindex ?? 1;
+          addAddrs(rtnl, s.addrs, lo);
           linksUp(rtnl, s.links);
-          settleAddrs(rtnl, s.addrs);
+          settleAddrs(rtnl, s.addrs, lo);
           addRoutes(rtnl, [...s.routes, ...s.routes6]);
         } finally {
           rtnl.close();
