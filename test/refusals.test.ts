@@ -74,6 +74,31 @@ describe('an fd that cannot be opened again by its path is refused before anythi
     await expectPass(t);
   });
 
+  it('an inotify watch on a deleted file that only a process outside the tree holds open: named', { timeout: 60_000 }, async () => {
+    const { t, ready } = await readyPython('inotify-gone', [
+      'import ctypes, os, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'fd = libc.inotify_init1(os.O_NONBLOCK)',
+      'open("gone.txt", "w").close()',
+      'wd = libc.inotify_add_watch(fd, b"gone.txt", 0x2)',  // IN_MODIFY
+      'assert wd == 1, ctypes.get_errno()',
+      'print(f"READY {fd}", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'print("PASS", flush=True)',
+    ]);
+    const fd = Number(ready.split(' ')[1]);
+    // The kernel drops a watch when its file's last link and last opener go: ours keeps it.
+    const file = path.join(t.dir, 'gone.txt');
+    const held = fs.openSync(file, 'r');
+    try {
+      fs.unlinkSync(file);
+      refusedBoth(t, fd, /inotify watch 1 on .*\/gone\.txt, deleted and open nowhere in the tree — not supported/);
+    } finally {
+      fs.closeSync(held);
+    }
+    await expectPass(t);
+  });
+
   it('memfd_secret memory (its pages cannot be read from outside, by design): named', { timeout: 60_000 }, async () => {
     const { t, ready } = await readyPython('secretmem', [
       'import ctypes, os, time',

@@ -9,3 +9,4 @@ export * from './smaps.js';
 export * from './sysvipc.js';
 export * from './timers.js';
 export * from './limits.js';
+export * from './igmp.js';

@@ -113,6 +113,14 @@ export function restoreOwners(session: RestoreSession): void {
   }
 }
 
+/** Each kind's last word on its objects before the tasks run (see FdKind.beforeResume). */
+export function beforeResumeKinds(session: RestoreSession): void {
+  for (const [id, { kind, record }] of session.ckpt.kindFiles) {
+    const fd = session.files.get(id);
+    if (kind.beforeResume && fd !== undefined) kind.beforeResume(record, fd);
+  }
+}
+
 /** Closes the restore-wide open files once every task has its own. */
 export function closeSessionFiles(session: RestoreSession): void {
   const fds = new Set([...session.files.values(), ...session.tmpfiles.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values(), ...session.memfds.values()]);

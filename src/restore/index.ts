@@ -11,7 +11,7 @@ import { pidHolder } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
-import { closeSessionFiles, openFile, restoreOwners, checkInherited, type RestoreSession } from './files.js';
+import { closeSessionFiles, openFile, restoreOwners, checkInherited, beforeResumeKinds, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { restoreNetlinkSk } from '../resources/files/netlink.js';
@@ -173,6 +173,9 @@ export function restore(opts: RestoreOptions): RestoreResult {
     log.step('resume', () => {
       failpoint('restore:resume');
       if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
+      // Deleted files are deleted again before any task runs (or sees them in their directory).
+      removeGhosts(made.ghosts.splice(0), log);
+      beforeResumeKinds(session);
       // Repair mode is left as late as can be: the connections run from the tasks' first step.
       tcp?.leaveRepair();
       resume(session);

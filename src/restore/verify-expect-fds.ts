@@ -11,6 +11,7 @@ import { fdKey, lockText, SOCKET_OPTIONS } from '../resources/observe/read-fds.j
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
 import { optLabel, optText, recordBytes, type ProtoOpt } from '../resources/files/sk-proto-opts.js';
+import { membershipText, type McastRecord } from '../resources/net/mcast.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 
 /** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
@@ -55,7 +56,13 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
   }
   const memfd = ckpt.memfdFiles.get(id);
   if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };
-  const sk = ckpt.unixSockets.find((u) => u.id === id) ?? ckpt.inetSockets.find((i) => i.id === id) ?? ckpt.netlinkSockets.find((n) => n.id === id);
+  const inet = ckpt.inetSockets.find((i) => i.id === id);
+  const groups = (inet?.cryoMcast ?? []) as McastRecord[];
+  if (inet && groups.length) {
+    const set = groups.map((m) => membershipText(inet.family, m.ifname, m.group, m.mode, m.sources));
+    return { kind: 'socket', flags: inet.flags, opts: inet.opts, expect: (s, key) => s.set(`${key} multicast`, { set }) };
+  }
+  const sk = ckpt.unixSockets.find((u) => u.id === id) ?? inet ?? ckpt.netlinkSockets.find((n) => n.id === id);
   if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
   return null;
 }

@@ -13,3 +13,4 @@ export * from './tty.js';
 export * from './tcp.js';
 export * from './netlink.js';
 export * from './netns.js';
+export * from './mcast.js';

@@ -7,10 +7,12 @@
  *                 "reno"
  *   tcp unbound   TCP_NOTSENT_LOWAT, TCP_SYNCNT, TCP_LINGER2
  *   unix dgram    SO_TIMESTAMPNS, SO_PEEK_OFF 0
+ *   multicast     a udp4 socket on the wildcard address that joined 239.1.2.3 on lo (any
+ *                 source) and 239.1.2.4 from 127.0.0.1 only (a source-specific join)
  * After go: every option reads back as it did before the checkpoint, and they still work: a
  * datagram to the udp4 server arrives with its IP_PKTINFO and SO_TIMESTAMP control messages, a
  * client of the listener is accepted once it has sent (TCP_DEFER_ACCEPT), the unix pair hands
- * out a datagram with SCM_TIMESTAMPNS.
+ * out a datagram with SCM_TIMESTAMPNS, and datagrams sent to both groups reach the member.
  */
 #include "common.h"
 
@@ -19,6 +21,7 @@
 #include <netinet/udp.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <net/if.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -32,7 +35,7 @@ struct opt {
 	int got;
 };
 
-static int u4, u4c, u6, tl, tu, ux[2];
+static int u4, u4c, u6, tl, tu, ux[2], um;
 
 static struct opt opts[] = {
 	{ &u4, IPPROTO_IP, IP_TOS, 0x10, "IP_TOS", 0 },
@@ -84,6 +87,41 @@ static void congestion(int fd, char *out, size_t n)
 		snprintf(out, n, "?");
 }
 
+static void group_addr(struct sockaddr_storage *ss, const char *addr)
+{
+	struct sockaddr_in *a = (struct sockaddr_in *)ss;
+	memset(ss, 0, sizeof(*ss));
+	a->sin_family = AF_INET;
+	inet_pton(AF_INET, addr, &a->sin_addr);
+}
+
+/* The socket's filter for a group on lo: mode, source count; -1 when not a member. */
+static int msfilter(int fd, const char *group, int *nsrc)
+{
+	char buf[sizeof(struct group_filter) + 4 * sizeof(struct sockaddr_storage)];
+	struct group_filter *f = (struct group_filter *)buf;
+	memset(buf, 0, sizeof(buf));
+	f->gf_interface = if_nametoindex("lo");
+	group_addr(&f->gf_group, group);
+	f->gf_numsrc = 4;
+	socklen_t l = sizeof(buf);
+	if (getsockopt(fd, IPPROTO_IP, MCAST_MSFILTER, f, &l))
+		return -1;
+	*nsrc = (int)f->gf_numsrc;
+	return (int)f->gf_fmode;
+}
+
+static int mcast_send(const char *group, int port)
+{
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	struct in_addr lo = { htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in d = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, group, &d.sin_addr);
+	int ok = setsockopt(s, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof(lo)) == 0 && sendto(s, group, strlen(group), 0, (struct sockaddr *)&d, sizeof(d)) > 0;
+	close(s);
+	return ok;
+}
+
 int main(void)
 {
 	struct fdset fds;
@@ -107,6 +145,16 @@ int main(void)
 	srv.sin_port = htons((uint16_t)port_of(u4));
 	if (connect(u4c, (struct sockaddr *)&srv, sizeof(srv)))
 		DIE("connect udp");
+	um = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in any = { .sin_family = AF_INET };
+	struct group_req gr = { .gr_interface = if_nametoindex("lo") };
+	group_addr(&gr.gr_group, "239.1.2.3");
+	struct group_source_req gs = { .gsr_interface = if_nametoindex("lo") };
+	group_addr(&gs.gsr_group, "239.1.2.4");
+	group_addr(&gs.gsr_source, "127.0.0.1");
+	if (um < 0 || bind(um, (struct sockaddr *)&any, sizeof(any)) || setsockopt(um, IPPROTO_IP, MCAST_JOIN_GROUP, &gr, sizeof(gr)) ||
+	    setsockopt(um, IPPROTO_IP, MCAST_JOIN_SOURCE_GROUP, &gs, sizeof(gs)))
+		DIE("multicast joins");
 	for (int i = 0; i < NOPTS; i++)
 		opts[i].got = get(*opts[i].fd, opts[i].level, opts[i].name);
 	char cc0[16];
@@ -164,6 +212,20 @@ int main(void)
 	for (struct cmsghdr *k = CMSG_FIRSTHDR(&m); k; k = CMSG_NXTHDR(&m, k))
 		ts |= k->cmsg_level == SOL_SOCKET && k->cmsg_type == SCM_TIMESTAMPNS;
 	CHECK(ts, "unix datagram without SCM_TIMESTAMPNS");
+
+	/* multicast: both groups still joined, with their filters, and datagrams arrive */
+	int n1 = -1, n2 = -1;
+	int m1 = msfilter(um, "239.1.2.3", &n1), m2 = msfilter(um, "239.1.2.4", &n2);
+	CHECK(m1 == MCAST_EXCLUDE && n1 == 0, "239.1.2.3: mode %d with %d sources, not joined from any source", m1, n1);
+	CHECK(m2 == MCAST_INCLUDE && n2 == 1, "239.1.2.4: mode %d with %d sources, not the source-specific join", m2, n2);
+	int mport = port_of(um);
+	CHECK(mcast_send("239.1.2.3", mport) && mcast_send("239.1.2.4", mport), "cannot send to the groups");
+	struct timeval tv = { 2, 0 };
+	setsockopt(um, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int got = 0;
+	for (int k = 0; k < 2; k++)
+		got += recv(um, buf, sizeof(buf), 0) > 0;
+	CHECK(got == 2, "%d of the 2 multicast datagrams arrived", got);
 	fdset_compare(&fds);
 	return finish();
 }

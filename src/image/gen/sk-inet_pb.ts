@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sk-inet.proto.
  */
 export const file_sk_inet: GenFile = /*@__PURE__*/
-  fileDesc("Cg1zay1pbmV0LnByb3RvIl4KEWlwX29wdHNfcmF3X2VudHJ5Eg8KB2hkcmluY2wYASABKAgSEAoIbm9kZWZyYWcYAiABKAgSEAoIY2hlY2tzdW0YAyABKAgSFAoMaWNtcHZfZmlsdGVyGAQgAygNIm0KDWlwX29wdHNfZW50cnkSEAoIZnJlZWJpbmQYASABKAgSHwoDcmF3GAQgASgLMhIuaXBfb3B0c19yYXdfZW50cnkSDwoHcGt0aW5mbxgFIAEoCBILCgN0b3MYBiABKA0SCwoDdHRsGAcgASgNIoAECg1pbmV0X3NrX2VudHJ5EgoKAmlkGAEgAigNEgsKA2lubxgCIAIoDRIXCgZmYW1pbHkYAyACKA1CB9I/BDICc2sSFQoEdHlwZRgEIAIoDUIH0j8EMgJzaxIWCgVwcm90bxgFIAIoDUIH0j8EMgJzaxIWCgVzdGF0ZRgGIAIoDUIH0j8EMgJzaxIQCghzcmNfcG9ydBgHIAIoDRIQCghkc3RfcG9ydBgIIAIoDRIUCgVmbGFncxgJIAIoDUIF0j8CCAESDwoHYmFja2xvZxgKIAIoDRIXCghzcmNfYWRkchgLIAMoDUIF0j8CEAESFwoIZHN0X2FkZHIYDCADKA1CBdI/AhABEhkKBGZvd24YDSACKAsyCy5mb3duX2VudHJ5EhwKBG9wdHMYDiACKAsyDi5za19vcHRzX2VudHJ5Eg4KBnY2b25seRgPIAEoCBIfCgdpcF9vcHRzGBAgASgLMg4uaXBfb3B0c19lbnRyeRIOCgZpZm5hbWUYESABKAkSDQoFbnNfaWQYEiABKA0SHgoIc2h1dGRvd24YEyABKA4yDC5za19zaHV0ZG93bhIhCgh0Y3Bfb3B0cxgUIAEoCzIPLnRjcF9vcHRzX2VudHJ5Ei0KDmNyeW9fcmN2X3F1ZXVlGOkHIAMoCzIULmNyeW9fZGF0YWdyYW1fZW50cnkiTgoTY3J5b19kYXRhZ3JhbV9lbnRyeRIMCgRkYXRhGAEgAigMEhcKCHNyY19hZGRyGAIgAygNQgXSPwIQARIQCghzcmNfcG9ydBgDIAIoDQ", [file_opts, file_fown, file_sk_opts, file_tcp_stream]);
+  fileDesc("Cg1zay1pbmV0LnByb3RvIl4KEWlwX29wdHNfcmF3X2VudHJ5Eg8KB2hkcmluY2wYASABKAgSEAoIbm9kZWZyYWcYAiABKAgSEAoIY2hlY2tzdW0YAyABKAgSFAoMaWNtcHZfZmlsdGVyGAQgAygNIm0KDWlwX29wdHNfZW50cnkSEAoIZnJlZWJpbmQYASABKAgSHwoDcmF3GAQgASgLMhIuaXBfb3B0c19yYXdfZW50cnkSDwoHcGt0aW5mbxgFIAEoCBILCgN0b3MYBiABKA0SCwoDdHRsGAcgASgNIqgECg1pbmV0X3NrX2VudHJ5EgoKAmlkGAEgAigNEgsKA2lubxgCIAIoDRIXCgZmYW1pbHkYAyACKA1CB9I/BDICc2sSFQoEdHlwZRgEIAIoDUIH0j8EMgJzaxIWCgVwcm90bxgFIAIoDUIH0j8EMgJzaxIWCgVzdGF0ZRgGIAIoDUIH0j8EMgJzaxIQCghzcmNfcG9ydBgHIAIoDRIQCghkc3RfcG9ydBgIIAIoDRIUCgVmbGFncxgJIAIoDUIF0j8CCAESDwoHYmFja2xvZxgKIAIoDRIXCghzcmNfYWRkchgLIAMoDUIF0j8CEAESFwoIZHN0X2FkZHIYDCADKA1CBdI/AhABEhkKBGZvd24YDSACKAsyCy5mb3duX2VudHJ5EhwKBG9wdHMYDiACKAsyDi5za19vcHRzX2VudHJ5Eg4KBnY2b25seRgPIAEoCBIfCgdpcF9vcHRzGBAgASgLMg4uaXBfb3B0c19lbnRyeRIOCgZpZm5hbWUYESABKAkSDQoFbnNfaWQYEiABKA0SHgoIc2h1dGRvd24YEyABKA4yDC5za19zaHV0ZG93bhIhCgh0Y3Bfb3B0cxgUIAEoCzIPLnRjcF9vcHRzX2VudHJ5Ei0KDmNyeW9fcmN2X3F1ZXVlGOkHIAMoCzIULmNyeW9fZGF0YWdyYW1fZW50cnkSJgoKY3J5b19tY2FzdBjqByADKAsyES5jcnlvX21jYXN0X2VudHJ5ImEKEGNyeW9fbWNhc3RfZW50cnkSDgoGaWZuYW1lGAEgAigJEg8KB2lmaW5kZXgYAiACKA0SDQoFZ3JvdXAYAyACKAwSDAoEbW9kZRgEIAIoDRIPCgdzb3VyY2VzGAUgAygMIk4KE2NyeW9fZGF0YWdyYW1fZW50cnkSDAoEZGF0YRgBIAIoDBIXCghzcmNfYWRkchgCIAMoDUIF0j8CEAESEAoIc3JjX3BvcnQYAyACKA0", [file_opts, file_fown, file_sk_opts, file_tcp_stream]);
 
 /**
  * @generated from message ip_opts_raw_entry
@@ -204,6 +204,13 @@ export type inet_sk_entry = Message<"inet_sk_entry"> & {
    * @generated from field: repeated cryo_datagram_entry cryo_rcv_queue = 1001;
    */
   cryoRcvQueue: cryo_datagram_entry[];
+
+  /**
+   * cryo: the multicast groups the socket joined, with their source filters (CRIU has none).
+   *
+   * @generated from field: repeated cryo_mcast_entry cryo_mcast = 1002;
+   */
+  cryoMcast: cryo_mcast_entry[];
 };
 
 /**
@@ -212,6 +219,46 @@ export type inet_sk_entry = Message<"inet_sk_entry"> & {
  */
 export const inet_sk_entrySchema: GenMessage<inet_sk_entry> = /*@__PURE__*/
   messageDesc(file_sk_inet, 2);
+
+/**
+ * cryo: one joined group: on which interface (by name, for another host; the index as it was),
+ * the group's address, the filter mode (MCAST_INCLUDE 1, MCAST_EXCLUDE 0) and its sources.
+ *
+ * @generated from message cryo_mcast_entry
+ */
+export type cryo_mcast_entry = Message<"cryo_mcast_entry"> & {
+  /**
+   * @generated from field: required string ifname = 1;
+   */
+  ifname: string;
+
+  /**
+   * @generated from field: required uint32 ifindex = 2;
+   */
+  ifindex: number;
+
+  /**
+   * @generated from field: required bytes group = 3;
+   */
+  group: Uint8Array;
+
+  /**
+   * @generated from field: required uint32 mode = 4;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: repeated bytes sources = 5;
+   */
+  sources: Uint8Array[];
+};
+
+/**
+ * Describes the message cryo_mcast_entry.
+ * Use `create(cryo_mcast_entrySchema)` to create a new message.
+ */
+export const cryo_mcast_entrySchema: GenMessage<cryo_mcast_entry> = /*@__PURE__*/
+  messageDesc(file_sk_inet, 3);
 
 /**
  * cryo: one queued datagram and who sent it (the restore puts it back as sent by them).
@@ -240,5 +287,5 @@ export type cryo_datagram_entry = Message<"cryo_datagram_entry"> & {
  * Use `create(cryo_datagram_entrySchema)` to create a new message.
  */
 export const cryo_datagram_entrySchema: GenMessage<cryo_datagram_entry> = /*@__PURE__*/
-  messageDesc(file_sk_inet, 3);
+  messageDesc(file_sk_inet, 4);
 

@@ -119,6 +119,11 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
    */
   afterSetsid?(t: RestoreTask, images: KindImages): void;
   afterChildren?(t: RestoreTask, images: KindImages): void;
+  /**
+   * Runs in the restorer on its own fd of the record just before the tasks run, once the
+   * restore's temporary files are gone (an inotify instance drops the events the restore caused).
+   */
+  beforeResume?(rec: R, ourFd: number): void;
   /** What a restored fd of the kind must show, beyond kind and flags (from the image). */
   expect?(rec: R, s: FdObservation, key: string): void;
   /** What an fd of the kind shows (from /proc), under the same keys as expect(). */

@@ -48,6 +48,15 @@ export function mountPath(id: number): string | null {
 
 /** The path of the inode a handle names; null if it cannot be found or was deleted. */
 export function handlePath(sdev: number, h: FileHandle): string | null {
+  const t = handleTarget(sdev, h);
+  return t && !t.deleted ? t.path : null;
+}
+
+/**
+ * Where the inode a handle names is: its path, and whether it was deleted (the path is then
+ * the one it had, as /proc shows it). Null if the handle cannot be opened.
+ */
+export function handleTarget(sdev: number, h: FileHandle): { path: string; deleted: boolean } | null {
   const mnt = mountOfDev(sdev);
   if (mnt === null) return null;
   const fh = Buffer.alloc(8 + h.handle.length * 8);
@@ -60,7 +69,7 @@ export function handlePath(sdev: number, h: FileHandle): string | null {
     if (r.ret < 0) return null;
     try {
       const p = readlinkSync(`/proc/self/fd/${r.ret}`);
-      return p.endsWith(' (deleted)') ? null : p;
+      return p.endsWith(' (deleted)') ? { path: p.slice(0, -' (deleted)'.length), deleted: true } : { path: p, deleted: false };
     } finally {
       closeSync(r.ret);
     }

@@ -5,6 +5,7 @@
 // resources/net/tcp-dump.ts dumps them in repair mode (this module writes their inet_sk_entry).
 import { dumpUdpQueue, refillUdpQueue, type DatagramRecord } from '../net/udp-queue.js';
 import { addrToWords, wordsToBytes } from '../net/addr-words.js';
+import { restoreMemberships, type McastRecord } from '../net/mcast.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
 import { tcp_opts_entrySchema } from '../../image/gen/tcp-stream_pb.js';
@@ -185,6 +186,7 @@ export function restoreInetSk(e: InetSkData): number {
       }
     }
     setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, e.opts.reuseaddr ? 1 : 0);
+    if (e.cryoMcast?.length) restoreMemberships(fd, e.family, e.cryoMcast as McastRecord[], what);
     if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what);
     if (e.proto === IPPROTO.UDP && info.dst) connect(fd, encodeInetAddr(info.dst), what);
     if (e.proto === IPPROTO.UDP && e.cryoRcvQueue?.length) refillUdpQueue(fd, e.cryoRcvQueue as DatagramRecord[], what);

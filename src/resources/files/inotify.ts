@@ -1,15 +1,20 @@
 // inotify instances: each watch (wd, mask, watched inode) from the `inotify` lines of fdinfo.
 // The inode is named by a file handle there; cryo opens it (open_by_handle_at on a mount of the
 // same device) to find its path, saved beside the handle. Restored by watching the paths again
-// so that each watch gets its old wd. Events queued but not read are not saved.
+// so that each watch gets its old wd. Events queued but not read are not saved. A watch on a
+// file deleted since (`tail -f` of a rotated log) keeps the path it had when the tree holds the
+// file open or mapped: the restore makes it again there as a ghost, watches it, and removes it
+// before the tasks run; the events the restore itself caused (the removal, its own opens) are
+// read off the new instance just before they do.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { isFieldSet, type Message } from '@bufbuild/protobuf';
 import { inotify_wd_entrySchema, type inotify_file_entrySchema } from '../../image/gen/fsnotify_pb.js';
-import { sys, sysTry, O, E, F } from '../../sys/index.js';
+import { sys, sysTry, O, E, F, TIOC } from '../../sys/index.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 import { NO_FOWN, type FownData } from './reg.js';
-import { handlePath, parseHandle, type FileHandle } from './fhandle.js';
+import { handleTarget, parseHandle, type FileHandle } from './fhandle.js';
+import type { FileScan } from './scan.js';
 import type { FdKind, FdSeen } from './fd-kind.js';
 
 export type InotifyWatch = MessageInitShape<typeof inotify_wd_entrySchema> & {
@@ -20,6 +25,7 @@ export type InotifyData = MessageInitShape<typeof inotify_file_entrySchema> & { 
 
 const LINE = /wd:(\d+)\s+ino:([0-9a-f]+)\s+sdev:([0-9a-f]+)\s+mask:([0-9a-f]+)\s+ignored_mask:([0-9a-f]+)\s+fhandle-bytes:([0-9a-f]+)\s+fhandle-type:([0-9a-f]+)\s+f_handle:([0-9a-f]*)/;
 const KEEP = O.NONBLOCK | O.CLOEXEC;
+const FIONREAD = TIOC.FIONREAD;
 
 function parseWatch(id: number, line: string): InotifyWatch {
   const m = LINE.exec(line);
@@ -31,23 +37,42 @@ function parseWatch(id: number, line: string): InotifyWatch {
   };
 }
 
-/** The instance's watches, each with the path of what it watches. */
-export function dumpInotify(id: number, flags: number, fown: FownData, info: ProcFdinfo): InotifyData {
+/**
+ * The instance's watches, each with the path of what it watches: for a deleted file, the path
+ * it had, when the tree holds that very inode (the ghost the restore makes there).
+ */
+export function dumpInotify(id: number, flags: number, fown: FownData, info: ProcFdinfo, scan: Pick<FileScan, 'deletedFiles'>): InotifyData {
   // parseFdinfo keys a line by what comes before its first colon: "inotify wd".
   const wd = (info.extra.get('inotify wd') ?? []).map((l) => parseWatch(id, `wd:${l}`));
   for (const w of wd) {
-    const path = handlePath(w.sDev, w.fHandle);
-    if (path !== null) w.fHandle.path = path;
+    const t = handleTarget(w.sDev, w.fHandle);
+    if (t && (!t.deleted || scan.deletedFiles().get(t.path) === w.iIno)) w.fHandle.path = t.path;
   }
   return { id, flags, fown, wd };
 }
 
 /** Why the instance cannot be dumped: a watched inode with no path left. */
-export function inotifyBlocker(place: BlockerPlace, info: ProcFdinfo): Blocker | null {
-  for (const w of dumpInotify(0, 0, NO_FOWN, info).wd) {
-    if (!w.fHandle.path) return blockerAt(place, { kind: 'inotify', reason: `inotify watch ${w.wd} on inode ${w.iIno} whose path cannot be found (deleted?) — not supported` });
+export function inotifyBlocker(place: BlockerPlace, info: ProcFdinfo, scan: Pick<FileScan, 'deletedFiles'>): Blocker | null {
+  for (const w of dumpInotify(0, 0, NO_FOWN, info, scan).wd) {
+    if (w.fHandle.path) continue;
+    const t = handleTarget(w.sDev, w.fHandle);
+    const reason = t?.deleted
+      ? `inotify watch ${w.wd} on ${t.path}, deleted and open nowhere in the tree — not supported`
+      : `inotify watch ${w.wd} on inode ${w.iIno} whose path cannot be found — not supported`;
+    return blockerAt(place, { kind: 'inotify', reason });
   }
   return null;
+}
+
+/** Reads off every event queued now (without blocking, whatever the instance's flags). */
+export function drainInotify(fd: number): void {
+  const n = Buffer.alloc(4);
+  for (;;) {
+    sys('ioctl', [fd, FIONREAD, n], 'inotify FIONREAD');
+    const bytes = n.readInt32LE(0);
+    if (bytes <= 0) return;
+    sys('read', [fd, Buffer.alloc(bytes), bytes], 'draining inotify');
+  }
 }
 
 /**
@@ -97,11 +122,12 @@ export const inotifyKind = {
   phase: 'table',
   object: true,
   recognise: (link: string) => link === 'anon_inode:inotify',
-  blocker: (f: FdSeen) => inotifyBlocker({ pid: f.pid, fd: f.fd }, f.info),
-  dump: (f: FdSeen, id: number, flags: number, fown: FownData) => dumpInotify(id, flags, fown, f.info),
+  blocker: (f: FdSeen, scan: FileScan) => inotifyBlocker({ pid: f.pid, fd: f.fd }, f.info, scan),
+  dump: (f: FdSeen, id: number, flags: number, fown: FownData, ctx) => dumpInotify(id, flags, fown, f.info, ctx.scan),
   // The decoded message itself: the verification asks it which optional fields it has.
   read: (entry: unknown) => entry as InotifyData,
   open: (rec: InotifyData) => createInotify(rec),
+  beforeResume: (_rec: InotifyData, fd: number) => drainInotify(fd),
   expect(rec: InotifyData, s, key) {
     const set = rec.wd.map((w) => {
       const ignored = isFieldSet(w as unknown as Message, inotify_wd_entrySchema.field.ignoredMask!) ? (w.ignoredMask ?? 0) : 0;

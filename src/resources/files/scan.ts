@@ -1,6 +1,6 @@
 // What the open files of a whole tree look like, taken once per check or dump, and what the user
 // allows: the view every file module judges its fds and mappings against.
-import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, withNetns, openNetns, type UnixDiag } from '../../sys/index.js';
 import { socketInode, withOurCopy } from './our-copy.js';
@@ -37,6 +37,11 @@ export interface FileScan {
   pipePeers: Map<number, string>;
   /** The tree's terminals (tty-scan.ts). */
   terminals: TreeTerminals;
+  /**
+   * Deleted files the tree holds open or mapped (made again for the restore as ghosts): inode
+   * by the path they had. Read on first use.
+   */
+  deletedFiles(): Map<string, bigint>;
 }
 
 /**
@@ -98,7 +103,46 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     tcpEstablished: opts.tcpEstablished ?? false,
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
     terminals: scanTerminals(pids, opts.shellJob ?? false),
+    deletedFiles: lazy(() => heldDeleted(pids)),
   };
+}
+
+function lazy<T>(make: () => T): () => T {
+  let v: T | undefined;
+  return () => (v ??= make());
+}
+
+const DELETED = ' (deleted)';
+
+/** Deleted files behind the tree's fds and mappings: inode by former path. */
+function heldDeleted(pids: number[]): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  const note = (link: string, source: string) => {
+    if (!link.endsWith(DELETED)) return;
+    try {
+      out.set(link.slice(0, -DELETED.length), statSync(source, { bigint: true }).ino);
+    } catch {
+      /* closed or unmapped meanwhile */
+    }
+  };
+  for (const pid of pids) {
+    for (const dir of ['fd', 'map_files']) {
+      let names: string[] = [];
+      try {
+        names = readdirSync(`/proc/${pid}/${dir}`);
+      } catch {
+        continue;
+      }
+      for (const n of names) {
+        try {
+          note(readlinkSync(`/proc/${pid}/${dir}/${n}`), `/proc/${pid}/${dir}/${n}`);
+        } catch {
+          /* gone meanwhile */
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** Which end of a pipe an fd is: the /proc fd link's own mode says (r-x read, -wx write). */

@@ -1,7 +1,8 @@
 // Sockets of any family: which module handles a `socket:[N]` fd, what it is in words, whether it
 // can be dumped, and its dump into the files image. Unix sockets are known from one sock_diag
 // scan of the tree; the rest are inspected through our own copy of the task's socket.
-import { AF, SOL, SO, getsockoptInt } from '../../sys/index.js';
+import { AF, SOL, SO, SOCK, getsockoptInt } from '../../sys/index.js';
+import { dumpMemberships } from '../net/mcast.js';
 import { withOurCopy } from './our-copy.js';
 import type { FileScan } from './scan.js';
 import { UnsupportedError } from '../../util/errors.js';
@@ -90,6 +91,10 @@ export function dumpSocket(
       return { id, type: 'INETSK' as const };
     }
     const { entry, warning } = dumpInetSk(ours, judged.inet!, id, ino, flags, fown);
+    if (entry.type !== SOCK.STREAM) {
+      const groups = dumpMemberships(pid, ours, entry.family);
+      if (groups.length) entry.cryoMcast = groups;
+    }
     files.entries.push({ type: 'INETSK', id, isk: { ...entry, nsId: files.netNsId } });
     if (warning) files.warnings.push(`pid ${pid} fd ${fd}: ${warning}`);
     return { id, type: 'INETSK' as const };

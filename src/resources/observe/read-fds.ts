@@ -2,13 +2,14 @@
 // or getsockopt shows for its kind (eventfd count, timerfd settings, signalfd mask, epoll
 // targets, inotify watches, locks, socket options).
 import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
-import { O, SO, SOL, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
+import { O, SO, SOL, AF, SOCK, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
 import { parseFdinfo, parseLockLine, type ProcFdinfo } from '../../proc/index.js';
 import { fdFlagSet, stripDeleted } from './names.js';
 import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
 import type { Snapshot } from './snapshot.js';
 import { registeredKindNamed } from '../files/registry.js';
 import { optionsFor, optText, readOpt } from '../files/sk-proto-opts.js';
+import { dumpMemberships, membershipText } from '../net/mcast.js';
 
 function sockInt(fd: number, opt: number): number {
   const b = Buffer.alloc(4);
@@ -56,7 +57,7 @@ export function readFds(s: Snapshot, pid: number, sockets: boolean): void {
       if (locks.length) s.set(`${key} locks`, { set: locks.map((l) => lockText(l.kind, l.type, l.start, l.end)) });
       if (kind === 'socket' && sockets) {
         if (pidfd < 0) pidfd = pidfdOpen(pid);
-        socketOptions(s, key, pidfd, fd);
+        socketOptions(s, key, pidfd, fd, pid);
       }
     }
   } finally {
@@ -77,7 +78,7 @@ function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: ProcFdi
 }
 
 /** getsockopt on a dup of the task's socket (the same open file, so the same options). */
-function socketOptions(s: Snapshot, key: string, pidfd: number, fd: number): void {
+function socketOptions(s: Snapshot, key: string, pidfd: number, fd: number, pid: number): void {
   let mine: number;
   try {
     mine = pidfdGetfd(pidfd, fd);
@@ -97,6 +98,10 @@ function socketOptions(s: Snapshot, key: string, pidfd: number, fd: number): voi
     for (const o of optionsFor(kind)) {
       const v = readOpt(mine, o);
       if (v) s.set(`${key} ${o.label}`, optText(v));
+    }
+    if ((kind.domain === AF.INET || kind.domain === AF.INET6) && kind.type !== SOCK.STREAM) {
+      const set = dumpMemberships(pid, mine, kind.domain).map((m) => membershipText(kind.domain, m.ifname, m.group, m.mode, m.sources));
+      if (set.length) s.set(`${key} multicast`, { set });
     }
   } finally {
     closeFd(mine);
