@@ -254,6 +254,28 @@ describe('c/r in a network namespace of its own', () => {
     assert.equal(runningProblem(t), null, 'the refused tree runs on');
     await expectPass(t);
   });
+
+  it('nftables rules with no nft on the machine to save them are refused by check and dump; without rules the namespace passes', async () => {
+    const { t } = await startServer('nonft', []);
+    inside(t.pid, ['ip', 'link', 'set', 'lo', 'up']);
+    inside(t.pid, ['ip', 'link', 'add', `nN${tag}`, 'type', 'veth', 'peer', 'name', `nM${tag}`]);
+    inside(t.pid, ['ip', 'addr', 'add', `${subnet}.1/24`, 'dev', `nN${tag}`]);
+    inside(t.pid, ['ip', '-6', 'addr', 'add', `fd00:${tag.toString(16)}::1/64`, 'dev', `nN${tag}`, 'nodad']);
+    inside(t.pid, ['ip', 'link', 'set', `nN${tag}`, 'up']);
+    await ready(t);
+    // nft lives in /usr/sbin: without it on PATH cryo cannot run it (and asks the kernel instead).
+    const noNft = { PATH: '/usr/bin:/bin' };
+    const clean = cryo(['check', '-t', String(t.pid)], { env: noNft });
+    assert.equal(clean.code, 0, cryoReport(clean));
+    inside(t.pid, ['nft', 'add', 'table', 'ip', `nonft${tag}`]);
+    const c = cryo(['check', '-t', String(t.pid)], { env: noNft });
+    assert.equal(c.code, 3, cryoReport(c));
+    assert.match(c.stdout, /nftables tables and no nft on this machine to save them/);
+    const d = dump(t, 'nonft', { env: noNft });
+    assert.equal(d.res.code, 3, cryoReport(d.res));
+    assert.equal(runningProblem(t), null, 'the refused tree runs on');
+    await expectPass(t);
+  });
 });
 
 /** Connects from the host, sends `text`, resolves with the whole reply. */

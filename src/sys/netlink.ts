@@ -8,6 +8,7 @@ import { SysError } from './errno.js';
 import { AF, SOCK } from './socket.js';
 
 const NETLINK_ROUTE = 0;
+export const NETLINK_NETFILTER = 12;
 export const RTM = {
   NEWLINK: 16, DELLINK: 17, GETLINK: 18, SETLINK: 19, NEWADDR: 20, DELADDR: 21, GETADDR: 22,
   NEWROUTE: 24, DELROUTE: 25, GETROUTE: 26, NEWNSID: 88, GETNSID: 90,
@@ -62,9 +63,9 @@ export class Rtnl {
   private readonly fd: number;
   private seq = 1;
 
-  /** A NETLINK_ROUTE socket in the calling thread's network namespace. */
-  constructor() {
-    this.fd = sys('socket', [AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_ROUTE], 'rtnetlink socket');
+  /** A NETLINK_ROUTE (or `protocol`) socket in the calling thread's network namespace. */
+  constructor(protocol = NETLINK_ROUTE) {
+    this.fd = sys('socket', [AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, protocol], 'netlink socket');
   }
 
   close(): void {

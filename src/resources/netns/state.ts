@@ -8,7 +8,7 @@ import { readLinks, hostPeers, linkProblems, createLinks, linksUp, removeLinks, 
 import { readAddrs, addAddrs, settleAddrs } from './addrs.js';
 import { readRoutes, addRoutes } from './routes.js';
 import { readNetnsSysctls, readLinkSysctls, writeNetnsSysctls, writeLinkSysctls } from './sysctls.js';
-import { readNft, writeNft, nftInstalled } from './nft.js';
+import { readNft, writeNft, nftInstalled, nftProblem } from './nft.js';
 
 export interface NetnsState {
   links: NetLink[];
@@ -70,14 +70,18 @@ const QUIET_TCP = new Set(['0A', '07', '06']);
 
 /** Why the namespace of `pid` (the tree's root) cannot be checkpointed; empty when it can. */
 export function netnsProblems(pid: number): string[] {
+  const legacy = ['ip_tables_names', 'ip6_tables_names'].flatMap((f) => readLines(`/proc/${pid}/net/${f}`));
   const fd = openNetns(pid);
   let links: NetLink[];
+  let nft: string | null;
   try {
     links = readNamed(fd, () => {});
+    nft = withNetns(fd, () => nftProblem(legacy));
   } finally {
     closeSync(fd);
   }
   const out = linkProblems(links);
+  if (nft) out.push(nft);
   for (const f of ['tcp', 'tcp6']) {
     let text = '';
     try {
@@ -89,6 +93,14 @@ export function netnsProblems(pid: number): string[] {
     if (busy.length) out.push(`${busy.length} TCP connection(s) (${f}) inside the tree's own network namespace — not supported`);
   }
   return out;
+}
+
+function readLines(file: string): string[] {
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
 }
 
 /** A restored namespace, held by `fd` while the tree is made; the host ends of external veths. */
