@@ -208,7 +208,7 @@ describe('fault injection: a restore that gets one thing wrong', () => {
  * is taken under the freeze, so its thread set is fixed while it is compared.
  */
 const LEAVE_RUNNING: { name: string; args?: string[]; dumpArgs?: string[] }[] = [
-  ...['memory', 'regs', 'tls', 'signals', 'timers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'counter', 'threads'].map((name) => ({ name })),
+  ...['memory', 'regs', 'tls', 'signals', 'timers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'counter', 'threads', 'mdwe', 'sockopts', 'shmem'].map((name) => ({ name })),
   ...['orphans', 'pipes', 'ghost', 'fifo', 'memfd', 'clonefiles', 'sysvshm', 'clonevm'].map((name) => ({ name })),
   { name: 'locks', dumpArgs: ['--file-locks'] },
   { name: 'tree', args: ['16'] },

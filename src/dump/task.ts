@@ -84,7 +84,8 @@ export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: Du
     rseqAbort,
     stat: parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')),
     status: parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8')),
-    maps: sharer ? [] : parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !(m.start === area.addr && m.end === area.addr + BigInt(area.size))),
+    // The area is one mapping, or two (data, then slots) when the task refuses write+execute.
+    maps: sharer ? [] : parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => !(m.start >= area.addr && m.end <= area.addr + BigInt(area.size))),
     log,
     ids,
   };

@@ -18,7 +18,7 @@
 // recognisably one: [stack], or a pthread stack above its guard page) leaves its part behind.
 import { readFileSync } from 'node:fs';
 import {
-  E, Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite,
+  E, Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite, memWrite,
   checkInterrupt, type SyscallName,
 } from '../sys/index.js';
 import { parseMaps, type MapsEntry } from '../proc/index.js';
@@ -30,7 +30,6 @@ import { buildSigframe, FPSTATE_OFFSET } from './sigframe.js';
 import { findGadgets, type Gadgets } from './gadgets.js';
 import { codePage, BATCH_CODE_AT, MARKER_STOP_AT, MARKER_TAIL_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
 import { skip } from '../util/skip.js';
-import { UnsupportedError } from '../util/errors.js';
 import { ScratchArea, type Slot } from './scratch-area.js';
 import { pickMarker } from './marker.js';
 import { findSyscallInVdso } from './syscall-site.js';
@@ -112,11 +111,25 @@ export class SafeRemote extends Remote {
       const b = r.bootstrap;
       const spot = b.kind === 'stack' && b.gadgets.munmapRet ? freeSpot(maps, size) : null;
       const undo = spot !== null && b.kind === 'stack' ? r.chainUndo(b.frame, b.gadgets.munmapRet!) : undefined;
-      const addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, [spot ?? 0, size, prot, flags | (spot !== null ? MAP_FIXED_NOREPLACE : 0), -1, 0], 'mmap', undo));
+      const mmapArgs = (p: number) => [spot ?? 0, size, p, flags | (spot !== null ? MAP_FIXED_NOREPLACE : 0), -1, 0];
+      let addr: bigint;
+      let codeReadOnly = false;
+      try {
+        addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, mmapArgs(prot), 'mmap', undo));
+      } catch (e) {
+        if (!deniedWriteExec(e)) throw e;
+        // PR_SET_MDWE: executable but not writable, then the data pages writable but not
+        // executable (neither gains execute); the code goes in through /proc/PID/mem.
+        addr = BigInt.asUintN(64, r.outsideCall(NR.mmap, mmapArgs(PROT.READ | PROT.EXEC), 'mmap', undo));
+        codeReadOnly = true;
+        const { dataSize } = ScratchArea.layout(tasks, r.xstate.length);
+        r.outsideCall(NR.mprotect, [addr, dataSize, PROT.READ | PROT.WRITE], 'mprotect');
+      }
       // First thing, before the code is written: orphaned from here on, the task unmaps the
       // area again (from the gadget) before its rt_sigreturn.
       r.parkOnUnmap(addr, size);
       r.area_ = ScratchArea.at(addr, tasks, r.xstate.length, gadgets);
+      r.area_.codeReadOnly = codeReadOnly;
       // The owner's part: the data pages and its slot, right after them, and the slots not taken.
       r.takeSlot(stackFrame, (slot) => ({ start: addr, len: Number(slot.start - addr) + slot.size }), true);
     } catch (e) {
@@ -125,7 +138,7 @@ export class SafeRemote extends Remote {
       } catch {
         /* the first error says what went wrong */
       }
-      throw deniedWriteExec(e, t.tgid) ?? e;
+      throw e;
     }
     return r;
   }
@@ -157,8 +170,8 @@ export class SafeRemote extends Remote {
     const slot = area.takeSlot();
     const g = area.gadgets;
     const exit = stackFrame !== null && g ? { ...part(slot), stackFrame, syscallRet: g.syscallRet } : null;
-    vmWrite(this.t.tid, slot.code, codePage(exit ? { ...exit, tail: owner ? area.freeTail() : undefined } : null));
-    vmWrite(this.t.tid, slot.frame, buildSigframe(slot.frame, this.backTo, this.savedMask, this.xstate));
+    this.writeSlot(slot.code, codePage(exit ? { ...exit, tail: owner ? area.freeTail() : undefined } : null));
+    this.writeSlot(slot.frame, buildSigframe(slot.frame, this.backTo, this.savedMask, this.xstate));
     this.slot = slot;
     this.syscallAt = slot.code;
     if (owner && exit) area.owner = { code: slot.code, exit };
@@ -178,7 +191,13 @@ export class SafeRemote extends Remote {
   /** The owner stands in a stop (its exit code not running): its exit can change under it. */
   private refreshOwnerExit(): void {
     const o = this.area.owner;
-    if (o) vmWrite(this.t.tid, o.code, codePage({ ...o.exit, tail: this.area.freeTail() }));
+    if (o) this.writeSlot(o.code, codePage({ ...o.exit, tail: this.area.freeTail() }));
+  }
+
+  /** Code or a frame into the task's slots (see ScratchArea.codeReadOnly). */
+  private writeSlot(addr: bigint, data: Buffer): void {
+    if (this.area.codeReadOnly) memWrite(this.t.tid, addr, data);
+    else vmWrite(this.t.tid, addr, data);
   }
 
   /**
@@ -293,7 +312,7 @@ export class SafeRemote extends Remote {
       checkInterrupt();
       const part = calls.slice(i, i + per);
       const coded = part.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)) }));
-      vmWrite(this.t.tid, codeAt, batchCode(coded, codeAt, resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
+      this.writeSlot(codeAt, batchCode(coded, codeAt, resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
       vmWrite(this.t.tid, resultsAt, unwrittenSlots(part.length));
       const r = this.callRegs(0, []);
       r.set('sp', this.slot!.frame + 8n);
@@ -385,14 +404,9 @@ function checked(tid: number, name: string, ret: bigint): bigint {
 }
 
 /**
- * The area is writable and executable: a process that set PR_SET_MDWE (systemd's
- * MemoryDenyWriteExecute= does) gets EACCES for it. Said as a refusal naming why (the task is
- * as it was), not as a failed syscall. /proc does not show the setting, so check cannot tell.
+ * A writable and executable mmap refused with EACCES: the process set PR_SET_MDWE (systemd's
+ * MemoryDenyWriteExecute= does). /proc does not show the setting; this is how cryo learns it.
  */
-function deniedWriteExec(e: unknown, pid: number): UnsupportedError | null {
-  if (!(e instanceof RemoteSyscallError) || e.call !== 'mmap' || e.errno !== E.EACCES) return null;
-  return new UnsupportedError([{
-    pid, kind: 'task',
-    reason: 'refuses memory both writable and executable (prctl PR_SET_MDWE, as systemd\'s MemoryDenyWriteExecute= sets) — not supported yet',
-  }]);
+function deniedWriteExec(e: unknown): boolean {
+  return e instanceof RemoteSyscallError && e.call === 'mmap' && e.errno === E.EACCES;
 }

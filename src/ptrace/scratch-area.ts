@@ -19,6 +19,12 @@ export class ScratchArea {
   private used = 0;
   /** The owner's code page and exit, rewritten as slots are taken (see freeTail). */
   owner: { code: bigint; exit: UnmapExit } | null = null;
+  /**
+   * The slots (code and frames) are read and execute only, the data pages read and write: the
+   * task refuses memory both writable and executable (PR_SET_MDWE). Code is then written through
+   * /proc/PID/mem, which writes past the protection.
+   */
+  codeReadOnly = false;
 
   private constructor(
     readonly addr: bigint,

@@ -124,6 +124,9 @@ export const PR = {
   GET_THP_DISABLE: 42,
   SET_THP_DISABLE: 41,
   SET_MEMORY_MERGE: 67,
+  /** Memory-deny-write-execute (systemd's MemoryDenyWriteExecute=): flags REFUSE_EXEC_GAIN 1, NO_INHERIT 2. */
+  SET_MDWE: 65,
+  GET_MDWE: 66,
   CAPBSET_DROP: 24,
   CAP_AMBIENT: 47,
   CAP_AMBIENT_RAISE: 2,

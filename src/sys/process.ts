@@ -1,5 +1,6 @@
 // Wrappers for the process-level syscalls (wait, signals, pidfds, remote memory, limits, kcmp) the
 // dumper and restorer call on their own behalf.
+import { openSync, writeSync, closeSync } from 'node:fs';
 import { sys, sysTry, addressOf } from './libc.js';
 import { E, SysError } from './errno.js';
 import { WAIT } from './consts.js';
@@ -104,6 +105,20 @@ export function vmWrite(pid: number, addr: bigint, src: Buffer): void {
   const remote = iovecs([{ addr, len: src.length }]);
   const n = sys('process_vm_writev', [pid, local, 1, remote, 1, 0], `pid ${pid} at 0x${addr.toString(16)}`);
   if (n !== src.length) throw new SysError('process_vm_writev', E.EFAULT, `short write at 0x${addr.toString(16)}`);
+}
+
+/**
+ * Writes into the task's memory through /proc/PID/mem, which writes past the page protections
+ * (as a debugger does): for code in a mapping that may not be writable (PR_SET_MDWE).
+ */
+export function memWrite(pid: number, addr: bigint, src: Buffer): void {
+  const fd = openSync(`/proc/${pid}/mem`, 'r+');
+  try {
+    const n = writeSync(fd, src, 0, src.length, Number(addr));
+    if (n !== src.length) throw new SysError('write', E.EFAULT, `/proc/${pid}/mem: short write at 0x${addr.toString(16)}`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export interface Rlimit {

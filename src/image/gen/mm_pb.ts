@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mm.proto.
  */
 export const file_mm: GenFile = /*@__PURE__*/
-  fileDesc("CghtbS5wcm90byI+Cg5haW9fcmluZ19lbnRyeRIKCgJpZBgBIAIoBBIOCgZucl9yZXEYAiACKA0SEAoIcmluZ19sZW4YAyACKA0i6wMKCG1tX2VudHJ5EhwKDW1tX3N0YXJ0X2NvZGUYASACKARCBdI/AggBEhoKC21tX2VuZF9jb2RlGAIgAigEQgXSPwIIARIcCg1tbV9zdGFydF9kYXRhGAMgAigEQgXSPwIIARIaCgttbV9lbmRfZGF0YRgEIAIoBEIF0j8CCAESHQoObW1fc3RhcnRfc3RhY2sYBSACKARCBdI/AggBEhsKDG1tX3N0YXJ0X2JyaxgGIAIoBEIF0j8CCAESFQoGbW1fYnJrGAcgAigEQgXSPwIIARIbCgxtbV9hcmdfc3RhcnQYCCACKARCBdI/AggBEhkKCm1tX2FyZ19lbmQYCSACKARCBdI/AggBEhsKDG1tX2Vudl9zdGFydBgKIAIoBEIF0j8CCAESGQoKbW1fZW52X2VuZBgLIAIoBEIF0j8CCAESEwoLZXhlX2ZpbGVfaWQYDCACKA0SFQoNbW1fc2F2ZWRfYXV4dhgNIAMoBBIYCgR2bWFzGA4gAygLMgoudm1hX2VudHJ5EhAKCGR1bXBhYmxlGA8gASgFEh0KBGFpb3MYECADKAsyDy5haW9fcmluZ19lbnRyeRIUCgx0aHBfZGlzYWJsZWQYESABKAgSGwoSY3J5b19rc21fbWVyZ2VfYW55GOkHIAEoCA", [file_opts, file_vma]);
+  fileDesc("CghtbS5wcm90byI+Cg5haW9fcmluZ19lbnRyeRIKCgJpZBgBIAIoBBIOCgZucl9yZXEYAiACKA0SEAoIcmluZ19sZW4YAyACKA0i/wMKCG1tX2VudHJ5EhwKDW1tX3N0YXJ0X2NvZGUYASACKARCBdI/AggBEhoKC21tX2VuZF9jb2RlGAIgAigEQgXSPwIIARIcCg1tbV9zdGFydF9kYXRhGAMgAigEQgXSPwIIARIaCgttbV9lbmRfZGF0YRgEIAIoBEIF0j8CCAESHQoObW1fc3RhcnRfc3RhY2sYBSACKARCBdI/AggBEhsKDG1tX3N0YXJ0X2JyaxgGIAIoBEIF0j8CCAESFQoGbW1fYnJrGAcgAigEQgXSPwIIARIbCgxtbV9hcmdfc3RhcnQYCCACKARCBdI/AggBEhkKCm1tX2FyZ19lbmQYCSACKARCBdI/AggBEhsKDG1tX2Vudl9zdGFydBgKIAIoBEIF0j8CCAESGQoKbW1fZW52X2VuZBgLIAIoBEIF0j8CCAESEwoLZXhlX2ZpbGVfaWQYDCACKA0SFQoNbW1fc2F2ZWRfYXV4dhgNIAMoBBIYCgR2bWFzGA4gAygLMgoudm1hX2VudHJ5EhAKCGR1bXBhYmxlGA8gASgFEh0KBGFpb3MYECADKAsyDy5haW9fcmluZ19lbnRyeRIUCgx0aHBfZGlzYWJsZWQYESABKAgSGwoSY3J5b19rc21fbWVyZ2VfYW55GOkHIAEoCBISCgljcnlvX21kd2UY6gcgASgN", [file_opts, file_vma]);
 
 /**
  * @generated from message aio_ring_entry
@@ -147,6 +147,13 @@ export type mm_entry = Message<"mm_entry"> & {
    * @generated from field: optional bool cryo_ksm_merge_any = 1001;
    */
   cryoKsmMergeAny: boolean;
+
+  /**
+   * cryo: PR_GET_MDWE's flags (refuse memory that gains execute; not inherited), when set.
+   *
+   * @generated from field: optional uint32 cryo_mdwe = 1002;
+   */
+  cryoMdwe: number;
 };
 
 /**

@@ -46,6 +46,7 @@ export interface MmData {
   dumpable: number;
   thpDisabled: boolean;
   cryoKsmMergeAny?: boolean;
+  cryoMdwe?: number;
 }
 
 // PageRange (page-range.ts) is named through this module too.
@@ -285,7 +286,19 @@ export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): 
     dumpable,
     thpDisabled: t.remote.call('prctl', [PR.GET_THP_DISABLE, 0, 0, 0, 0]) === 1n,
     ...ksmField(t.pid),
+    ...mdweField(t),
   };
+}
+
+/** PR_SET_MDWE's flags, only when set (a kernel before 6.3 has no such prctl: EINVAL). */
+function mdweField(t: DumpTask): { cryoMdwe?: number } {
+  let flags = 0n;
+  try {
+    flags = t.remote.call('prctl', [PR.GET_MDWE, 0, 0, 0, 0]);
+  } catch {
+    return {};
+  }
+  return flags ? { cryoMdwe: Number(flags) } : {};
 }
 
 /**

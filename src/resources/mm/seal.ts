@@ -1,8 +1,10 @@
-// Sealed mappings (mseal(2), VmFlags sl): vma_entry cryo_sealed. The dump only records the seal;
-// the restore seals again once nothing more is done to the mappings.
+// The last word on a task's memory, once nothing more is mapped, protected or advised in it:
+// sealed mappings (mseal(2), VmFlags sl: vma_entry cryo_sealed) and memory-deny-write-execute
+// (PR_SET_MDWE: mm_entry cryo_mdwe), which would refuse the restore's own mprotect to r-x.
 import type { RestoreTask } from '../context.js';
 import { hex } from '../../util/errors.js';
 import type { MemoryImage } from './restore.js';
+import { PR } from '../../sys/index.js';
 
 /**
  * Seals the mappings that were sealed (mseal): the last thing done to the task's memory, once its
@@ -13,4 +15,15 @@ export function sealMappings(r: RestoreTask, img: MemoryImage): void {
   for (const v of img.vmas) {
     if (v.cryoSealed) r.remote.call('mseal', [v.start, v.end - v.start, 0], `mseal ${hex(v.start)}-${hex(v.end)}`);
   }
+}
+
+/**
+ * Sets PR_SET_MDWE again (after the task's children were forked: they have their own, or none,
+ * and would inherit it), and reads it back: a kernel that took other flags fails the restore.
+ */
+export function denyWriteExec(r: RestoreTask, flags: number): void {
+  if (!flags) return;
+  r.remote.call('prctl', [PR.SET_MDWE, flags, 0, 0, 0], 'PR_SET_MDWE');
+  const got = Number(r.remote.call('prctl', [PR.GET_MDWE, 0, 0, 0, 0], 'PR_GET_MDWE'));
+  if (got !== flags) throw new Error(`pid ${r.pid}: PR_SET_MDWE ${flags} reads back as ${got}`);
 }
