@@ -199,7 +199,7 @@ describe('c/r in a network namespace of its own', () => {
     assert.match(t.log(), new RegExp(`served ${subnet.replace(/\./g, '\\.')}\\.2`));
   });
 
-  it('a restore failing at restore:netns leaves no process and no host veth; the next one works', async () => {
+  it('a restore failing at restore:netns (or whose namespace differs from the images) leaves no process and no host veth; the next one works', async () => {
     const { t } = await startServer('fail', []);
     const outside = `hF${tag}`;
     const inner = `eF${tag}`;
@@ -218,6 +218,12 @@ describe('c/r in a network namespace of its own', () => {
       assert.equal(pidExists(t.pid), false, `${step}: pid ${t.pid} left behind`);
       assert.equal(hostHas(outside), false, `${step}: host veth ${outside} left behind`);
     }
+    // A route left out on purpose: the verification of the namespace names it, before any task.
+    const skipped = restore(t, d.dir, 'skip', { env: { CRYO_SKIP: 'netns-route' } });
+    assert.notEqual(skipped.res.code, 0, cryoReport(skipped.res));
+    assert.match(skipped.res.stderr, /the restored network namespace differs from the images, nothing was resumed: a route \(.*\) is missing/);
+    assert.equal(pidExists(t.pid), false, 'CRYO_SKIP=netns-route: no process left behind');
+    assert.equal(hostHas(outside), false, 'CRYO_SKIP=netns-route: no host veth left behind');
     checkRestore(t, restore(t, d.dir, 'fail-ok'));
     assert.ok(hostHas(outside), 'the host end keeps its name without --external');
     await expectPass(t);

@@ -144,7 +144,11 @@ export function restore(opts: RestoreOptions): RestoreResult {
       if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
     }
     // The tree's own network namespace, whole, before its sockets and tasks are made in it.
-    if (ckpt.namespaces.net) netns = log.step('network namespace', () => NetnsRestore.create(ckpt.namespaces.net!, outsideNames(opts.external ?? [])));
+    if (ckpt.namespaces.net) {
+      const want = ckpt.namespaces.net;
+      netns = log.step('network namespace', () => NetnsRestore.create(want, outsideNames(opts.external ?? [])));
+      netns.verify(want, opts.verify ?? 'on', (line) => { log.warn(`verify: ${line}`); opts.onDifference?.(line); });
+    }
     failpoint('restore:netns');
     log.step('shared objects', () => createSharedObjects(session, made, netns));
     log.step('create tasks', () => {

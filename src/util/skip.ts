@@ -16,6 +16,8 @@ export const SKIP_STEPS = [
   'sk-proto-opts',
   // SafeRemote.restore: the first task's injected-call area stays mapped in it (a dump's damage).
   'scratch-unmap',
+  // addRoutes: the first saved route of the tree's network namespace is not sent.
+  'netns-route',
 ] as const;
 
 export type SkipStep = (typeof SKIP_STEPS)[number];

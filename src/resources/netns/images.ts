@@ -8,7 +8,7 @@ import type { ImageDirWriter, ImageDirReader } from '../../image/dir.js';
 import { net_device_entrySchema, netns_entrySchema, nd_type, type net_device_entry, type netns_entry } from '../../image/gen/netdev_pb.js';
 import { hasField } from '../../image/presence.js';
 import { UserError } from '../../util/errors.js';
-import type { NetnsState } from './state.js';
+import type { NetnsState } from './model.js';
 import type { NetLink } from './links.js';
 
 const IFADDR_MAGIC = 0x47361222;

@@ -3,6 +3,7 @@
 // sent back once the links are up. Routes the kernel makes by itself (protocol kernel: an
 // address's prefix route, IPv6 link-local) come back with their addresses and are not sent.
 import { Rtnl, RTM, NLM_F, nlAttrs, nlBody, E, AF, SysError } from '../../sys/index.js';
+import { skip } from '../../util/skip.js';
 
 const RTMSG = 12;
 const RTA_TABLE = 15;
@@ -23,10 +24,13 @@ const tableOf = (msg: Buffer): number => nlAttrs(nlBody(msg), RTMSG).get(RTA_TAB
 export const readRoutes = (rtnl: Rtnl, family: typeof AF.INET | typeof AF.INET6): Buffer[] =>
   rtnl.dump(RTM.GETROUTE, rtmsg(family)).filter((m) => tableOf(m) === RT_TABLE_MAIN);
 
+/** The saved routes the restore sends (those the kernel makes by itself are not). */
+export const sentRoutes = (msgs: Buffer[]): Buffer[] => msgs.filter((m) => nlBody(m).readUInt8(5) !== RTPROT_KERNEL);
+
 export function addRoutes(rtnl: Rtnl, msgs: Buffer[]): void {
-  for (const m of msgs) {
+  for (const m of sentRoutes(msgs)) {
+    if (skip('netns-route')) continue;
     const body = Buffer.from(nlBody(m));
-    if (body.readUInt8(5) === RTPROT_KERNEL) continue;
     body.writeUInt32LE(body.readUInt32LE(8) & REQUEST_FLAGS, 8);
     const e = rtnl.tryRequest(RTM.NEWROUTE, NLM_F.CREATE | NLM_F.EXCL, body);
     if (e && e !== E.EEXIST) throw new SysError('rtnetlink', e, `a route (family ${body.readUInt8(0)}, /${body.readUInt8(1)}) of the main table`);

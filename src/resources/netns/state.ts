@@ -9,17 +9,11 @@ import { readAddrs, addAddrs, settleAddrs } from './addrs.js';
 import { readRoutes, addRoutes } from './routes.js';
 import { readNetnsSysctls, readLinkSysctls, writeNetnsSysctls, writeLinkSysctls } from './sysctls.js';
 import { readNft, writeNft, nftInstalled, nftProblem } from './nft.js';
+import { netnsDifferences } from './verify.js';
+import type { NetnsState } from './model.js';
 
-export interface NetnsState {
-  links: NetLink[];
-  /** Raw RTM_NEWADDR / RTM_NEWROUTE messages (addrs.ts, routes.ts). */
-  addrs: Buffer[];
-  routes: Buffer[];
-  routes6: Buffer[];
-  sysctls: string[];
-  /** `nft -j list ruleset`, or null: no rules (or no nft). */
-  nft: string | null;
-}
+export type { NetnsState } from './model.js';
+
 
 /** The links of task `pid`'s namespace, each external veth with its name in cryo's. */
 function readNamed(fd: number, rest: (rtnl: Rtnl) => void): NetLink[] {
@@ -145,6 +139,18 @@ export class NetnsRestore {
       closeSync(hostFd);
     }
     return new NetnsRestore(fd, made);
+  }
+
+  /**
+   * The namespace compared with the images (verify.ts): 'on' throws on a difference, 'warn'
+   * reports each and goes on, 'off' does not look.
+   */
+  verify(s: NetnsState, mode: 'on' | 'warn' | 'off', report: (line: string) => void): string[] {
+    if (mode === 'off') return [];
+    const diffs = this.run(() => netnsDifferences(s));
+    if (diffs.length && mode === 'on') throw new UserError(`the restored network namespace differs from the images, nothing was resumed: ${diffs.join('; ')}`);
+    for (const d of diffs) report(`network namespace: ${d}`);
+    return diffs;
   }
 
   /** Runs `fn` inside the namespace (what it creates, sockets and processes, is born there). */
