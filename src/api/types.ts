@@ -50,6 +50,8 @@ export interface CheckOptions {
   shellJob?: boolean;
   /** As for dump: TCP connections are not blockers. */
   tcpEstablished?: boolean;
+  /** As for dump: mounts from the host named by mount point (--external mnt[MOUNTPOINT]:KEY). */
+  externalMounts?: Map<string, string>;
 }
 
 export type KernelCheckResult = { command: 'check'; target: 'kernel'; timings: Timings } & KernelReport;
@@ -78,6 +80,8 @@ export interface DumpOptions extends LogOptions {
   tcpEstablished?: boolean;
   /** How their packets are held off while frozen: nftables (default), iptables or skip. */
   networkLock?: 'nftables' | 'iptables' | 'skip';
+  /** A container's mounts from the host: mount point -> key (--external mnt[MOUNTPOINT]:KEY). */
+  externalMounts?: Map<string, string>;
   /** Called as memory is written and tasks are done. */
   onProgress?: ProgressSink;
   /**
@@ -121,8 +125,12 @@ export interface RestoreOptions extends LogOptions {
   tcpEstablished?: boolean;
   /** How their packets are held off until the tree runs, when the dump's lock is gone (default nftables). */
   networkLock?: 'nftables' | 'iptables' | 'skip';
-  /** External resources, CRIU's --external syntax: veth[INSIDE]:OUTSIDE (the host end's name). */
+  /** External resources, CRIU's --external syntax: veth[INSIDE]:OUTSIDE (the host end's name), mnt[KEY]:PATH (a host path bound where the dump saved a mount of key KEY). */
   external?: string[];
+  /** Where a container's root directory is now (--root; default: where it was at dump time). */
+  root?: string;
+  /** Host paths of a container's external mounts by key (--ext-mount-map KEY:PATH). */
+  extMounts?: Map<string, string>;
 }
 
 export interface RestoreResult {

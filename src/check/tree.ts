@@ -4,6 +4,7 @@
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { collectTree, type TaskPlan } from '../dump/collect.js';
 import { judgeNamespaces } from '../dump/namespaces.js';
+import { mountVerdicts } from '../resources/mnt/index.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
 import { mappingBlockers } from '../resources/mm/dump.js';
 import { findFdBlocker, describeLink } from '../resources/files/kind.js';
@@ -76,10 +77,13 @@ function mapResources(pid: number, ghostLimit: number): MapResource[] {
 
 const NS_DETAIL = { host: "cryo's own", own: 'its own: saved and made again', tree: "the tree root's", other: '' } as const;
 
-function nsResources(pid: number, root: number): NsResource[] {
-  return judgeNamespaces(pid, root).map((n) =>
+function nsResources(pid: number, root: number, external: Map<string, string>): NsResource[] {
+  const ns: NsResource[] = judgeNamespaces(pid, root).map((n) =>
     n.blocked ? { kind: n.kind, verdict: 'blocked', what: n.link, detail: n.blocked } : { kind: n.kind, verdict: 'ok', what: n.link, detail: NS_DETAIL[n.owner] },
   );
+  // The root's own mount namespace: each of its mounts, after the namespaces.
+  if (pid !== root) return ns;
+  return [...ns, ...mountVerdicts(root, external).map((m): NsResource => (m.blocked ? { kind: 'mount', verdict: 'blocked', what: m.what, detail: m.blocked } : { kind: 'mount', verdict: 'ok', what: m.what, detail: m.detail }))];
 }
 
 function taskReport(t: TaskPlan, root: number, scan: FileScan, notes: Note[]): TaskReport {
@@ -88,7 +92,7 @@ function taskReport(t: TaskPlan, root: number, scan: FileScan, notes: Note[]): T
   if (t.zombie) return r;
   r.fds = listFds(t.pid).map((fd) => fdResource(t.pid, fd, scan, notes));
   r.maps = mapResources(t.pid, scan.ghostLimit);
-  r.namespaces = nsResources(t.pid, root);
+  r.namespaces = nsResources(t.pid, root, scan.externalMounts);
   return r;
 }
 

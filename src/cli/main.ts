@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
 import { VERSION } from './version.js';
-import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, addLogOptions, addJsonOption, verbosityOption, networkLockOption } from './options.js';
+import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectExtMount, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption } from './options.js';
 import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
@@ -76,6 +76,8 @@ addJsonOption(
       .option('-j, --shell-job', 'the tree may hold the terminal it was started from (a pty from outside the tree): `restore --shell-job` attaches it to the terminal the restore runs on')
       .option('--tcp-established', 'checkpoint established TCP connections (TCP repair; the network is locked for them while frozen and, after a kill, until the restore)')
       .addOption(networkLockOption())
+      .option('--external <mnt[MOUNTPOINT]:KEY>', "a mount of the container's namespace that comes from the host (a bind of a host directory or file), saved by KEY only: the restore binds the path given for KEY there (repeatable; CRIU's syntax)", collectExtMount, new Map<string, string>())
+      .option('--ext-mount-map <MOUNTPOINT:KEY>', 'the same as --external mnt[MOUNTPOINT]:KEY (CRIU\'s older spelling)', collectExtMountMap, new Map<string, string>())
       .option('--verify-pages', 'checksum the page images too (by default the manifest records their sizes; the restore then reads every page once more to check it)')
       .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
   ),
@@ -90,6 +92,7 @@ addJsonOption(
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
       fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, logLevel: o.verbosity, logFile: o.logFile,
+      externalMounts: new Map([...o.extMountMap, ...o.external]),
       onProgress: progress.sink, interruptible: true,
     });
     progress.stop();
@@ -116,7 +119,7 @@ addJsonOption(
       )
       .option(
         '--external <kind[key]:value>',
-        "an external resource of the images, CRIU's syntax: veth[INSIDE]:OUTSIDE names the host end of the tree's veth INSIDE (by default the name it had at dump) (repeatable)",
+        "an external resource of the images, CRIU's syntax: veth[INSIDE]:OUTSIDE names the host end of the tree's veth INSIDE (by default the name it had at dump); mnt[KEY]:PATH is the host path bound where the dump saved an external mount of key KEY (repeatable)",
         collectExternal,
         [] as string[],
       )
@@ -124,6 +127,8 @@ addJsonOption(
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
       .option('--tcp-established', 'restore the TCP connections of the images (needed when they hold any)')
       .addOption(networkLockOption())
+      .option('--root <dir>', "where the container's root directory is now, when it moved since the dump (default: the directory it was)")
+      .option('--ext-mount-map <KEY:PATH>', 'the same as --external mnt[KEY]:PATH', collectExtMountMap, new Map<string, string>())
       .option('-j, --shell-job', 'the root process may be in a session or process group led from outside the images; it joins this one, and a terminal from outside the dumped tree (dump --shell-job) is replaced by the one cryo runs on, with the job in its foreground')
       // CRIU's restore takes these too (runc and scripts pass the dump's flags again): what the
       // images hold is restored either way.
@@ -144,7 +149,7 @@ addJsonOption(
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
       shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink, cpuCap: o.cpuCap,
-      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, external: o.external,
+      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, external: o.external, root: o.root, extMounts: o.extMountMap,
       onDifference: (line) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`),
     });
     progress.stop();
@@ -166,12 +171,13 @@ addJsonOption(
     .option('--file-locks', 'as for dump: file locks are not blockers')
     .option('-j, --shell-job', 'as for dump: a terminal from outside the tree is not a blocker')
     .option('--tcp-established', 'as for dump: TCP connections are not blockers')
+    .option('--external <mnt[MOUNTPOINT]:KEY>', 'as for dump: that mount comes from the host, not a blocker', collectExtMount, new Map<string, string>())
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
 )
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
   .action(async (o) => {
     const [{ check }, { checkText }] = await Promise.all([import('../api/check.js'), import('./print-check.js')]);
-    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished });
+    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, externalMounts: o.external });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
 

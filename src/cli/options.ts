@@ -74,6 +74,22 @@ export function collectInherit(spec: string, map: Map<string, number>): Map<stri
   return map;
 }
 
+/** One dump --external mnt[MOUNTPOINT]:KEY (CRIU's), added to the map MOUNTPOINT -> KEY. */
+export function collectExtMount(spec: string, map: Map<string, string>): Map<string, string> {
+  const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(spec);
+  if (!m) throw new InvalidArgumentError(`not mnt[MOUNTPOINT]:KEY: ${spec} (example: mnt[/data]:data)`);
+  map.set(m[1]!, m[2]!);
+  return map;
+}
+
+/** One --ext-mount-map A:B (CRIU's older spelling: MOUNTPOINT:KEY at dump, KEY:PATH at restore). */
+export function collectExtMountMap(spec: string, map: Map<string, string>): Map<string, string> {
+  const m = /^([^:]+):(.+)$/.exec(spec);
+  if (!m) throw new InvalidArgumentError(`not A:B: ${spec} (example: /data:data at dump, data:/srv/data at restore)`);
+  map.set(m[1]!, m[2]!);
+  return map;
+}
+
 export function verbosityOption(help = "log level 0 (errors) .. 4 (everything, each step with its duration); -v4 is CRIU's spelling, -v alone is 3"): Option {
   return new Option('-v, --verbosity [level]', help).preset('3').argParser(parseVerbosity).default(2);
 }

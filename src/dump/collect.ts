@@ -12,6 +12,7 @@ import { cttyBlocker } from '../resources/files/tty.js';
 import { UserError } from '../util/errors.js';
 import { namespaceBlockers, nsLink } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
+import { mountBlockers } from '../resources/mnt/index.js';
 
 /** Task flag of kernel threads (linux/sched.h), in field 9 of /proc/PID/stat. */
 const PF_KTHREAD = 0x00200000;
@@ -142,6 +143,8 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
       blockers.push({ pid: z.pid, kind: 'session', reason: `zombie in process group ${z.pgid}, whose leader is not in the tree — not supported yet` });
     }
   }
+  // A container's mount namespace: every mount judged, and what would be opened by a host path.
+  if (live.length) blockers.push(...mountBlockers(tasks[0]!.pid, live.map(({ t }) => t.pid), scan.externalMounts, scan.unix));
   for (const { t, maps } of live) {
     try {
       blockers.push(...taskBlockers(t.pid, frozenByUs, scan, maps, tasks[0]!.pid), ...sharingBlockers(t, tasks));

@@ -26,6 +26,7 @@ import { TcpDump } from '../resources/net/tcp-dump.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
 import { dumpTreeNamespaces, writeNsImages } from '../resources/ns/index.js';
 import { writeNetnsImages } from '../resources/netns/index.js';
+import { dumpTreeMounts, writeMntImages } from '../resources/mnt/index.js';
 
 export interface DumpOptions {
   pid: number;
@@ -45,6 +46,8 @@ export interface DumpOptions {
   tcpEstablished?: boolean;
   /** How the network is locked for them (--network-lock; default nftables). */
   networkLock?: NetworkLockMode;
+  /** --external mnt[MOUNTPOINT]:KEY: mounts of a container's namespace that come from the host. */
+  externalMounts?: Map<string, string>;
   log: Log;
   /** Told as pages are written and tasks done (at most every 16 MiB, every task). */
   onProgress?: ProgressSink;
@@ -109,6 +112,11 @@ export function dump(opts: DumpOptions): DumpResult {
       failpoint('dump:namespaces');
       return dumpTreeNamespaces(opts.pid);
     });
+    // The root's own mount namespace: its mounts and its tmpfs contents (resources/mnt).
+    const mounts = log.step('mounts', () => {
+      failpoint('dump:mounts');
+      return dumpTreeMounts(opts.pid, opts.externalMounts ?? new Map());
+    });
     const table = files!;
     const { images, threadCores } = collected;
     failpoint('dump:pages');
@@ -123,6 +131,7 @@ export function dump(opts: DumpOptions): DumpResult {
       writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc') });
       writeNsImages(writer, images[0]!.ids, namespaces.state);
       if (namespaces.net) writeNetnsImages(writer, images[0]!.ids.netNsId, namespaces.net);
+      if (mounts) writeMntImages(writer, images[0]!.ids.mntNsId, mounts.mounts, mounts.tars);
       writeFileImages(writer, table);
       writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have
       for (const w of table.warnings) log.warn(w);

@@ -10,3 +10,4 @@ export * from './sysvipc.js';
 export * from './timers.js';
 export * from './limits.js';
 export * from './igmp.js';
+export * from './mountinfo.js';

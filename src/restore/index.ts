@@ -32,6 +32,8 @@ import { verifyRestored, type VerifyMode } from './verify.js';
 import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments } from '../resources/ns/restore.js';
 import { setTidArray } from '../resources/ns/pid.js';
 import { NetnsRestore } from '../resources/netns/index.js';
+import { buildMounts, checkMountTargets } from '../resources/mnt/restore.js';
+import { setTreeRoot } from '../resources/mnt/root-path.js';
 
 export interface RestoreOptions {
   dir: string;
@@ -61,6 +63,10 @@ export interface RestoreOptions {
   networkLock?: NetworkLockMode;
   /** --external: veth[INSIDE]:OUTSIDE names the host end of a veth of the tree's namespace. */
   external?: string[];
+  /** --root: where the container's root directory is now (default: where it was). */
+  root?: string;
+  /** --ext-mount-map KEY:PATH (and --external mnt[KEY]:PATH, in `external`): host paths of the external mounts. */
+  extMounts?: Map<string, string>;
 }
 
 export interface RestoreResult {
@@ -113,6 +119,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     markInherited(c, opts.inherit ?? new Map());
     checkInherited(c, opts.inherit ?? new Map());
     if (c.namespaces.net) for (const p of NetnsRestore.problems(c.namespaces.net)) throw new UserError(p);
+    if (c.namespaces.mounts) checkMountTargets(c.namespaces.mounts, mountTargets(opts));
     if (c.tcpConnections.size && !opts.tcpEstablished) {
       throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established`);
     }
@@ -150,7 +157,6 @@ export function restore(opts: RestoreOptions): RestoreResult {
       netns.verify(want, opts.verify ?? 'on', (line) => { log.warn(`verify: ${line}`); opts.onDifference?.(line); });
     }
     failpoint('restore:netns');
-    log.step('shared objects', () => createSharedObjects(session, made, netns));
     log.step('create tasks', () => {
       failpoint('restore:stub');
       const vmas = ckpt.tasks.flatMap((t) => t.memory.vmas);
@@ -166,6 +172,16 @@ export function restore(opts: RestoreOptions): RestoreResult {
       // The root's new UTS and IPC namespaces get their contents before it uses them.
       failpoint('restore:namespaces');
       for (const [old, id] of restoreRootNamespaces(root.tid, ns)) session.sysvIds.set(old, id);
+      if (ns.mounts) {
+        // Its mount tree before anything of it, or of the tree, is opened by path (root-path.ts).
+        log.step('mounts', () => {
+          failpoint('restore:mounts');
+          buildMounts(root, stub!.trampoline, ns.mounts!, mountTargets(opts));
+        });
+        setTreeRoot(root.tid);
+      }
+      // After the root's namespaces exist: files opened by path are opened in its mount namespace.
+      log.step('shared objects', () => createSharedObjects(session, made, netns));
       session.trampoline = stub.trampoline;
       killStub(stub);
       stub = null;
@@ -198,6 +214,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     releaseLock(tcp, log);
     removeGhosts(made.ghosts, log);
     if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
+    setTreeRoot(null);
   }
   const ms = performance.now() - t0;
   const n = ckpt.tasks.length + ckpt.zombies.length;
@@ -205,6 +222,16 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+/** --root, and the host paths of external mounts: --ext-mount-map KEY:PATH, --external mnt[KEY]:PATH. */
+function mountTargets(opts: RestoreOptions): { root?: string; external: Map<string, string> } {
+  const external = new Map(opts.extMounts ?? []);
+  for (const s of opts.external ?? []) {
+    const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(s);
+    if (m) external.set(m[1]!, m[2]!);
+  }
+  return { ...(opts.root ? { root: opts.root } : {}), external };
 }
 
 function newSession(ckpt: CheckpointImage, opts: RestoreOptions): RestoreSession {
@@ -312,8 +339,9 @@ function createSockets(session: RestoreSession): void {
 function outsideNames(specs: string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const s of specs) {
+    if (s.startsWith('mnt[')) continue; // mounts: mountTargets
     const m = /^veth\[([^\]]+)\]:(.+)$/.exec(s);
-    if (!m) throw new UserError(`--external ${s}: not supported (only veth[INSIDE]:OUTSIDE)`);
+    if (!m) throw new UserError(`--external ${s}: not supported (only veth[INSIDE]:OUTSIDE and mnt[KEY]:PATH)`);
     out.set(m[1]!, m[2]!);
   }
   return out;

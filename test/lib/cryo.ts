@@ -204,13 +204,13 @@ export function listFailSteps(cmd: 'dump' | 'restore'): string[] {
 
 // ---- images ----------------------------------------------------------------------------------
 
-/** Files in an image dir that crit must decode: all regular files but pages-*.img, *.log and cryo's manifest. */
+/** Files in an image dir that crit must decode: all regular files but pages-*.img, tmpfs tar streams, *.log and cryo's manifest. */
 export function imageFiles(dir: string): string[] {
   return fs
     .readdirSync(dir)
     .filter((f) => fs.statSync(path.join(dir, f)).isFile())
     // cryo-manifest.json is cryo's own (JSON, not a CRIU image; CRIU ignores it).
-    .filter((f) => !/^(pages|ifaddr|route6?|nftables)-\d+\.img$/.test(f) && !f.endsWith('.log') && f !== 'cryo-manifest.json')
+    .filter((f) => !/^(pages|ifaddr|route6?|nftables)-\d+\.img$/.test(f) && !/^tmpfs-dev-\d+\.tar\.gz\.img$/.test(f) && !f.endsWith('.log') && f !== 'cryo-manifest.json')
     .sort();
 }
 

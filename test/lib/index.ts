@@ -7,3 +7,4 @@ export * from './target.js';
 export * from './tree.js';
 export * from './pty.js';
 export * from './prereq.js';
+export * from './container.js';

@@ -27,6 +27,7 @@ export const PREREQUISITES: Prerequisite[] = [
   { program: 'ip', pkg: 'iproute2', why: 'a netlink notification the netlink test waits for', find: 'ip' },
   { program: 'unshare', pkg: 'util-linux', why: 'the namespace tests start their trees with it', find: '/usr/bin/unshare' },
   { program: 'nsenter', pkg: 'util-linux', why: 'the namespace tests look inside with it', find: 'nsenter' },
+  { program: 'busybox', pkg: 'busybox-static', why: 'the container tests build their rootfs from it', find: '/bin/busybox' },
 ];
 
 function executable(file: string): boolean {

@@ -6,6 +6,7 @@ import { hasField } from '../../image/presence.js';
 import { buildIdWords } from './build-id.js';
 import { O, sys } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
+import { hostPath } from '../mnt/root-path.js';
 
 export interface FownData {
   uid: number;
@@ -50,7 +51,7 @@ export function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "m
   const flags = (openFlags(reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY | O.DIRECTORY)) | O.CLOEXEC | (isDir ? O.DIRECTORY : 0);
   let fd: number;
   try {
-    fd = openSync(reg.name, flags);
+    fd = openSync(hostPath(reg.name), flags);
   } catch (e) {
     throw new UserError(`cannot open ${reg.name}: ${(e as Error).message}`);
   }
@@ -75,7 +76,7 @@ export function changedSince(f: FileStamp): string | null {
   if (!has('size') && !has('cryoMtimeNs') && !f.buildId?.length) return null;
   let st;
   try {
-    st = statSync(f.name, { bigint: true });
+    st = statSync(hostPath(f.name), { bigint: true });
   } catch (e) {
     return `${f.name} is gone: ${(e as Error).message}`;
   }
@@ -83,7 +84,7 @@ export function changedSince(f: FileStamp): string | null {
   if (has('size') && st.size !== f.size) return `${f.name} changed since the dump (size ${st.size}, was ${f.size})`;
   if (has('cryoMtimeNs') && st.mtimeNs !== f.cryoMtimeNs) return `${f.name} changed since the dump (modified after it)`;
   if (f.buildId?.length) {
-    const now = buildIdWords(f.name);
+    const now = buildIdWords(hostPath(f.name));
     if (!now || now.join(',') !== f.buildId.join(',')) return `${f.name} changed since the dump (another build-id: a different binary)`;
   }
   return null;

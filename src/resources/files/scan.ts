@@ -18,6 +18,8 @@ export interface ScanOptions {
   shellJob?: boolean;
   /** TCP connections are dumped in repair mode (--tcp-established), not refused. */
   tcpEstablished?: boolean;
+  /** --external mnt[MOUNTPOINT]:KEY: a container's mounts from the host, bound again at restore. */
+  externalMounts?: Map<string, string>;
 }
 
 export { DEFAULT_GHOST_LIMIT };
@@ -33,6 +35,7 @@ export interface FileScan {
   ghostLimit: number;
   fileLocks: boolean;
   tcpEstablished: boolean;
+  externalMounts: Map<string, string>;
   /** Pipes whose other end is held outside the tree, by pipe inode: who holds it, in words. */
   pipePeers: Map<number, string>;
   /** The tree's terminals (tty-scan.ts). */
@@ -101,6 +104,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
     fileLocks: opts.fileLocks ?? false,
     tcpEstablished: opts.tcpEstablished ?? false,
+    externalMounts: opts.externalMounts ?? new Map(),
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
     terminals: scanTerminals(pids, opts.shellJob ?? false),
     deletedFiles: lazy(() => heldDeleted(pids)),

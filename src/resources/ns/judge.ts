@@ -1,9 +1,10 @@
 // Which namespaces of a task cryo can checkpoint. Shared with cryo (the host's, the usual case):
-// nothing to save. The tree's root's own PID, UTS, IPC and network namespaces (a container made
-// with `unshare --fork --pid --uts --ipc --net`, the root being its init): saved and made again
-// (a network namespace only with links resources/netns supports). Anything
+// nothing to save. The tree's root's own PID, UTS, IPC, network and mount namespaces (a
+// container made with `unshare --fork --pid --uts --ipc --net --mount`, the root being its init):
+// saved and made again (a network namespace only with links resources/netns supports, a mount
+// namespace only with mounts resources/mnt supports). Anything
 // else — a task of the tree in a namespace that is neither cryo's nor its root's (it setns'd
-// elsewhere), a PID namespace whose init is not the root, mount, net, user, cgroup and time
+// elsewhere), a PID namespace whose init is not the root, user, cgroup and time
 // namespaces of its own — is refused, named.
 import { readlinkSync } from 'node:fs';
 import type { Blocker } from '../../util/blocker.js';
@@ -12,7 +13,7 @@ import { netnsProblems } from '../netns/index.js';
 
 export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
 /** The kinds a tree's root may have of its own. */
-export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net'] as const;
+export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt'] as const;
 
 export function nsLink(pid: number | 'self', kind: string): string | null {
   try {

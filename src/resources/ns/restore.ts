@@ -11,6 +11,7 @@ import { readNsImages } from './images.js';
 import { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } from './state.js';
 import { OWN_NS_KINDS } from './judge.js';
 import { readNetnsImages, type NetnsState } from '../netns/index.js';
+import { readSavedMounts, type SavedMounts } from '../mnt/restore.js';
 
 type Ids = Partial<Record<`${'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time'}NsId`, number>>;
 
@@ -20,13 +21,15 @@ export interface RootNamespaces {
   state: NsState;
   /** The root's own network namespace, made before any task (resources/netns). */
   net?: NetnsState;
+  /** The root's own mount namespace (resources/mnt), made by buildMounts once it exists. */
+  mounts?: SavedMounts;
 }
 
 const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
 
 /**
- * The root's own namespaces, read from their images; refuses a kind cryo cannot make (mount,
- * user, cgroup, time) and a task whose namespace is neither the dumper's nor the root's.
+ * The root's own namespaces, read from their images; refuses a kind cryo cannot make (user,
+ * cgroup, time) and a task whose namespace is neither the dumper's nor the root's.
  */
 export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number } }[]): RootNamespaces {
   const root = tasks[0]!;
@@ -49,12 +52,17 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
       throw new UserError(`pid ${t.pid}: ids-${t.pid}.img ${kind}_ns_id ${mine} is neither the dumper's (${dumper[key]}) nor the root's (${root.ids[key]}) — not supported`);
     }
   }
-  return { own, state: readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') }), ...(own.has('net') ? { net: readNetnsImages(r, root.ids.netNsId) } : {}) };
+  const state = readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') });
+  return {
+    own, state,
+    ...(own.has('net') ? { net: readNetnsImages(r, root.ids.netNsId) } : {}),
+    ...(own.has('mnt') ? { mounts: readSavedMounts(r, root.ids.mntNsId!) } : {}),
+  };
 }
 
 /** clone3 flags that make the root's new namespaces. */
 export function rootCloneFlags(ns: RootNamespaces): number {
-  return (ns.own.has('pid') ? CLONE.NEWPID : 0) | (ns.own.has('uts') ? CLONE.NEWUTS : 0) | (ns.own.has('ipc') ? CLONE.NEWIPC : 0);
+  return (ns.own.has('pid') ? CLONE.NEWPID : 0) | (ns.own.has('uts') ? CLONE.NEWUTS : 0) | (ns.own.has('ipc') ? CLONE.NEWIPC : 0) | (ns.own.has('mnt') ? CLONE.NEWNS : 0);
 }
 
 const helperKinds = (ns: RootNamespaces) => (['uts', 'ipc'] as NsHelperKind[]).filter((k) => ns.own.has(k));
