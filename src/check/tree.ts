@@ -2,7 +2,7 @@
 // with a verdict, the blockers (the same ones a dump would refuse with) and notes. Touches
 // nothing: the target is not stopped or traced.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
-import { collectTree, type TaskPlan } from '../dump/collect.js';
+import { collectTree, endedMeanwhile, type TaskPlan } from '../dump/collect.js';
 import { judgeNamespaces } from '../dump/namespaces.js';
 import { mountVerdicts } from '../resources/mnt/index.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
@@ -100,6 +100,14 @@ function taskReport(t: TaskPlan, root: number, scan: FileScan, notes: Note[]): T
 export function checkTree(pid: number, opts: ScanOptions = {}): TreeReport {
   const { tasks, blockers, scan } = collectTree(pid, opts);
   const notes: Note[] = [];
-  const reports = tasks.map((t) => taskReport(t, pid, scan, notes));
+  // A task that ends while it is looked at (a shell's short-lived child) is no longer part of the tree.
+  const reports = tasks.flatMap((t) => {
+    try {
+      return [taskReport(t, pid, scan, notes)];
+    } catch (e) {
+      if (t.pid !== pid && endedMeanwhile(t.pid, t.pid)) return [];
+      throw e;
+    }
+  });
   return { pid, verdict: blockers.length ? 'refused' : 'ok', blockers, notes, tasks: reports };
 }
