@@ -85,6 +85,22 @@ describe('c/r of a container with a mount namespace of its own', () => {
     await expectRunningAgain(c, { mounts, pids, before: d.before });
   });
 
+  it('dump --leave-running: nothing of the container changes and it goes on', async () => {
+    const c = await startContainer();
+    const mounts = normalMountinfo(c.t.pid);
+    const pids = lastingPids(c.t.pid);
+    const d = dump(c.t, 'lr', { leaveRunning: true });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    assert.match(cryoReport(d.res, 100_000), /--leave-running: \d+ tasks compared under the freeze in [\d.]+ ms: 0 differences/);
+    await critDecodeAll(d.dir);
+    assert.equal(runningProblem(c.t), null);
+    assert.deepEqual(lastingPids(c.t.pid), pids);
+    assert.deepEqual(normalMountinfo(c.t.pid), mounts);
+    const n = counter(c.t.pid);
+    assert.ok(await waitFor(() => counter(c.t.pid) > n, 10_000), 'the counter goes on');
+    assert.match(await httpGet(c.port), /hello from/);
+  });
+
   it('restored after its rootfs moved elsewhere (--root)', async () => {
     const c = await startContainer();
     const mounts = normalMountinfo(c.t.pid);
