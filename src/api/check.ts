@@ -12,7 +12,7 @@ export function check(opts: CheckOptions = {}): CheckResult {
   const clock = new TimedLog(-1); // no log output: check only reports
   if (opts.pid === undefined) return { command: 'check', target: 'kernel', ...checkKernel(), timings: clock.timings() };
   try {
-    const r = checkTree(opts.pid, { extUnixSk: opts.extUnixSk, ghostLimit: opts.ghostLimit, fileLocks: opts.fileLocks, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, externalMounts: opts.externalMounts ?? new Map() });
+    const r = checkTree(opts.pid, { extUnixSk: opts.extUnixSk, ghostLimit: opts.ghostLimit, fileLocks: opts.fileLocks, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, externalMounts: opts.externalMounts ?? new Map(), freezeCgroup: opts.freezeCgroup });
     const counts = {
       tasks: r.tasks.length,
       threads: r.tasks.reduce((n, t) => n + t.threads, 0),
@@ -21,6 +21,6 @@ export function check(opts: CheckOptions = {}): CheckResult {
     };
     return { command: 'check', target: 'tree', ...r, counts, timings: clock.timings() };
   } catch (e) {
-    return { command: 'check', target: 'tree', pid: opts.pid, verdict: 'failed', error: e instanceof Error ? e.message : String(e), blockers: [], timings: clock.timings() };
+    return { command: 'check', target: 'tree', pid: opts.pid, verdict: 'failed', error: e instanceof Error ? (process.env.CRYO_DEBUG ? String(e.stack) : e.message) : String(e), blockers: [], timings: clock.timings() };
   }
 }

@@ -52,6 +52,8 @@ export interface CheckOptions {
   tcpEstablished?: boolean;
   /** As for dump: mounts from the host named by mount point (--external mnt[MOUNTPOINT]:KEY). */
   externalMounts?: Map<string, string>;
+  /** As for dump: judge the cgroup --freeze-cgroup would freeze ('' for the root's own). */
+  freezeCgroup?: string;
 }
 
 export type KernelCheckResult = { command: 'check'; target: 'kernel'; timings: Timings } & KernelReport;
@@ -82,6 +84,11 @@ export interface DumpOptions extends LogOptions {
   networkLock?: 'nftables' | 'iptables' | 'skip';
   /** A container's mounts from the host: mount point -> key (--external mnt[MOUNTPOINT]:KEY). */
   externalMounts?: Map<string, string>;
+  /**
+   * Freeze the tree through its v2 cgroup while it is seized (CRIU's --freeze-cgroup): this
+   * cgroup directory, or '' for the root's own cgroup. It must hold the tree and nothing else.
+   */
+  freezeCgroup?: string;
   /** Called as memory is written and tasks are done. */
   onProgress?: ProgressSink;
   /**

@@ -2,7 +2,7 @@
 // with a verdict, the blockers (the same ones a dump would refuse with) and notes. Touches
 // nothing: the target is not stopped or traced.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
-import { collectTree, endedMeanwhile, type TaskPlan } from '../dump/collect.js';
+import { collectTree, endedMeanwhile, type TaskPlan, type CollectOptions } from '../dump/collect.js';
 import { judgeNamespaces } from '../dump/namespaces.js';
 import { mountVerdicts } from '../resources/mnt/index.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
@@ -11,7 +11,7 @@ import { findFdBlocker, describeLink } from '../resources/files/kind.js';
 import { listFds } from '../resources/files/fds.js';
 import { pipeInode } from '../resources/files/pipe.js';
 import { judgeSocket, socketInode } from '../resources/files/socket.js';
-import type { FileScan, ScanOptions } from '../resources/files/scan.js';
+import type { FileScan } from '../resources/files/scan.js';
 import { parseMaps } from '../proc/index.js';
 import { hex } from '../util/errors.js';
 import { causeText, type BlockerCause } from '../util/blocker.js';
@@ -97,7 +97,7 @@ function taskReport(t: TaskPlan, root: number, scan: FileScan, notes: Note[]): T
 }
 
 /** Everything `check -t` knows about the tree under `pid`. Throws UserError for a bad PID. */
-export function checkTree(pid: number, opts: ScanOptions = {}): TreeReport {
+export function checkTree(pid: number, opts: CollectOptions = {}): TreeReport {
   const { tasks, blockers, scan } = collectTree(pid, opts);
   const notes: Note[] = [];
   // A task that ends while it is looked at (a shell's short-lived child) is no longer part of the tree.

@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
 import { VERSION } from './version.js';
-import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectExtMount, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption } from './options.js';
+import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectExtMount, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption, FREEZE_CGROUP_HELP, freezeCgroupArg } from './options.js';
 import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
@@ -78,6 +78,7 @@ addJsonOption(
       .addOption(networkLockOption())
       .option('--external <mnt[MOUNTPOINT]:KEY>', "a mount of the container's namespace that comes from the host (a bind of a host directory or file), saved by KEY only: the restore binds the path given for KEY there (repeatable; CRIU's syntax)", collectExtMount, new Map<string, string>())
       .option('--ext-mount-map <MOUNTPOINT:KEY>', 'the same as --external mnt[MOUNTPOINT]:KEY (CRIU\'s older spelling)', collectExtMountMap, new Map<string, string>())
+      .option('--freeze-cgroup [dir]', FREEZE_CGROUP_HELP)
       .option('--verify-pages', 'checksum the page images too (by default the manifest records their sizes; the restore then reads every page once more to check it)')
       .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
   ),
@@ -91,7 +92,7 @@ addJsonOption(
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
-      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, logLevel: o.verbosity, logFile: o.logFile,
+      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), logLevel: o.verbosity, logFile: o.logFile,
       externalMounts: new Map([...o.extMountMap, ...o.external]),
       onProgress: progress.sink, interruptible: true,
     });
@@ -172,12 +173,13 @@ addJsonOption(
     .option('-j, --shell-job', 'as for dump: a terminal from outside the tree is not a blocker')
     .option('--tcp-established', 'as for dump: TCP connections are not blockers')
     .option('--external <mnt[MOUNTPOINT]:KEY>', 'as for dump: that mount comes from the host, not a blocker', collectExtMount, new Map<string, string>())
+    .option('--freeze-cgroup [dir]', 'as for dump: judge the cgroup it would freeze')
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
 )
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
   .action(async (o) => {
     const [{ check }, { checkText }] = await Promise.all([import('../api/check.js'), import('./print-check.js')]);
-    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, externalMounts: o.external });
+    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, externalMounts: o.external, freezeCgroup: freezeCgroupArg(o.freezeCgroup) });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
 

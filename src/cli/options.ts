@@ -110,3 +110,13 @@ export function addLogOptions(c: Command): Command {
 export function addJsonOption(c: Command): Command {
   return c.option('--json', 'print the result as one JSON object on stdout (verdict, blockers, counts, timings) and nothing else there; no progress line');
 }
+
+export const FREEZE_CGROUP_HELP =
+  "freeze the tree through its cgroup v2 (cgroup.freeze) while it is seized: race-free for a tree that forks all the time. " +
+  "DIR: the cgroup's directory (default: the root's own cgroup); it must hold the tree and nothing else, and is thawed on every exit path";
+
+/** --freeze-cgroup [dir]: absent, given alone (the root's own cgroup: ''), or a directory. */
+export function freezeCgroupArg(v: unknown): string | undefined {
+  if (v === undefined || v === false) return undefined;
+  return v === true ? '' : String(v);
+}

@@ -13,6 +13,12 @@ import { UserError } from '../util/errors.js';
 import { namespaceBlockers, nsLink } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 import { mountBlockers } from '../resources/mnt/index.js';
+import { frozenCgroupBlocker, freezeTargetOf, outsideBlocker, type FreezeTarget } from '../resources/cgroup/freeze.js';
+
+export interface CollectOptions extends ScanOptions {
+  /** --freeze-cgroup: the cgroup directory to freeze, or '' for the root's own v2 cgroup. */
+  freezeCgroup?: string;
+}
 
 /** Task flag of kernel threads (linux/sched.h), in field 9 of /proc/PID/stat. */
 const PF_KTHREAD = 0x00200000;
@@ -83,12 +89,14 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   blockers.push(...fdBlockers(pid, scan));
   const ctty = cttyBlocker(pid, scan.terminals);
   if (ctty) blockers.push(ctty);
+  const frozen = frozenCgroupBlocker(pid);
+  if (frozen) blockers.push(frozen);
   return blockers;
 }
 
 
 /** Lists the tree under `pid` (parents before children) and every reason it cannot be dumped. */
-export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskPlan[]; blockers: Blocker[]; scan: FileScan } {
+export function collectTree(pid: number, opts: CollectOptions = {}): { tasks: TaskPlan[]; blockers: Blocker[]; scan: FileScan; cgroup: FreezeTarget | null } {
   if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`invalid PID ${pid}`);
   if (!existsSync(`/proc/${pid}`)) throw new UserError(`no process with PID ${pid}`);
   if (pid === process.pid) throw new UserError(`PID ${pid} is cryo itself`);
@@ -110,7 +118,18 @@ export function collectTree(pid: number, opts: ScanOptions = {}): { tasks: TaskP
     }
   }
   const scan = scanFiles(tasks.map((t) => t.pid), opts);
-  return { tasks, blockers: treeBlockers(tasks, false, scan), scan };
+  const blockers = treeBlockers(tasks, false, scan);
+  let cgroup: FreezeTarget | null = null;
+  if (opts.freezeCgroup !== undefined) {
+    const judged = freezeTargetOf(pid, opts.freezeCgroup);
+    blockers.push(...judged.blockers);
+    cgroup = judged.target;
+    for (const t of cgroup ? tasks.filter((k) => !k.zombie) : []) {
+      const b = outsideBlocker(cgroup!, t.pid);
+      if (b && !endedMeanwhile(t.pid, t.pid)) blockers.push(b);
+    }
+  }
+  return { tasks, blockers, scan, cgroup };
 }
 
 /** Every blocker of the live tasks of a tree, and of what parents and children share. */

@@ -1,12 +1,18 @@
 // Freezing a tree: every thread of every task seized and interrupted, top-down, with threads and
 // children born meanwhile taken too and tasks that ended meanwhile dropped. Undone (by the
-// caller) with release(), or kill() once the images are complete.
+// caller) with release(), or kill() once the images are complete. With --freeze-cgroup the
+// tree's cgroup is frozen first (resources/cgroup/freeze.ts), so the tree stands still meanwhile.
 import { existsSync } from 'node:fs';
 import { kill, SIG, PTRACE_O, checkInterrupt } from '../sys/index.js';
 import { Tracee } from '../ptrace/index.js';
 import { seccompMode } from '../resources/task/seccomp.js';
 import { restartedCall } from '../resources/task/regs.js';
 import { threadsOf, childrenOf, endedMeanwhile, tryPlan, type TaskPlan } from './collect.js';
+import { CgroupFreeze, outsideBlocker, type FreezeTarget } from '../resources/cgroup/freeze.js';
+import { FreezeGuard } from '../resources/cgroup/freeze-guard.js';
+import { cgroupsBelow, procsOf } from '../resources/cgroup/hierarchy.js';
+import { UnsupportedError } from '../util/errors.js';
+import type { Log } from '../util/log.js';
 
 export interface FrozenTree {
   /** Every thread we hold, in seize order. */
@@ -93,5 +99,41 @@ export function restop(tasks: TaskPlan[]): void {
     } catch {
       /* gone */
     }
+  }
+}
+
+/**
+ * --freeze-cgroup: the cgroup frozen (and its guard started) around `seize`, which seizes the
+ * tree while nothing in it runs; thawed once every task is held, or on any failure. Under the
+ * freeze the cgroup's processes must be exactly the tree's (one born or moved in since the check
+ * would be frozen with it, or left running).
+ */
+export function holdingCgroup<T>(target: FreezeTarget | null, tasks: TaskPlan[], log: Log, seize: () => T): T {
+  if (!target) return seize();
+  const guard = FreezeGuard.start(target.dir);
+  const cg = new CgroupFreeze(target);
+  let thawed = false;
+  try {
+    const { ms } = cg.freeze();
+    log.info(`cgroup ${target.dir} frozen in ${ms.toFixed(1)} ms`);
+    const out = seize();
+    const held = new Set(tasks.map((t) => t.pid));
+    const blockers = cgroupsBelow(target.dir).flatMap((d) => procsOf(d).filter((p) => !held.has(p))
+      .map((p) => ({ pid: p, kind: 'cgroup', reason: `--freeze-cgroup: in ${d} but not in the tree — freezing the cgroup froze it too` })));
+    for (const t of tasks.filter((k) => !k.zombie)) {
+      const b = outsideBlocker(target, t.pid);
+      if (b) blockers.push(b);
+    }
+    if (blockers.length) throw new UnsupportedError(blockers);
+    return out;
+  } finally {
+    try {
+      cg.thaw();
+      thawed = true;
+    } catch (e) {
+      log.error(`--freeze-cgroup: could not thaw ${target.dir}: ${(e as Error).message}`);
+    }
+    // Not thawed: the guard is left to try, once its pipe closes.
+    if (thawed) guard.done();
   }
 }

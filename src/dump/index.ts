@@ -14,7 +14,7 @@ import type { Log } from '../util/log.js';
 import type { ProgressSink } from '../util/progress.js';
 import { ProgressMeter } from '../util/progress-meter.js';
 import { collectTree, treeBlockers, type TaskPlan } from './collect.js';
-import { freezeTree, restop } from './freeze.js';
+import { freezeTree, restop, holdingCgroup } from './freeze.js';
 import { collectTasks } from './tasks.js';
 import { plannedBytes, writePages } from './pages.js';
 import { writeFileImages } from './write-files.js';
@@ -48,6 +48,8 @@ export interface DumpOptions {
   networkLock?: NetworkLockMode;
   /** --external mnt[MOUNTPOINT]:KEY: mounts of a container's namespace that come from the host. */
   externalMounts?: Map<string, string>;
+  /** --freeze-cgroup: freeze this cgroup directory ('' for the root's own v2 cgroup) while the tree is seized. */
+  freezeCgroup?: string;
   log: Log;
   /** Told as pages are written and tasks done (at most every 16 MiB, every task). */
   onProgress?: ProgressSink;
@@ -66,7 +68,7 @@ export function dump(opts: DumpOptions): DumpResult {
   const proof = opts.leaveRunning ? new LeaveRunningProof(log) : null;
   const t0 = performance.now();
   const since = () => performance.now() - t0;
-  const { tasks, scan: checkScan } = log.step('check', () => {
+  const { tasks, scan: checkScan, cgroup } = log.step('check', () => {
     failpoint('dump:collect');
     const c = collectTree(opts.pid, opts);
     if (c.blockers.length) throw new UnsupportedError(c.blockers);
@@ -87,8 +89,10 @@ export function dump(opts: DumpOptions): DumpResult {
   try {
     const live = tasks.filter((t) => !t.zombie).map((t) => t.pid);
     if (opts.tcpEstablished) tcp = log.step('tcp guard', () => TcpDump.start(opts.networkLock ?? 'nftables', live, checkScan));
-    failpoint('dump:seize');
-    const tree = log.step('freeze', () => freezeTree(tasks, frozen));
+    const tree = log.step('freeze', () => holdingCgroup(cgroup, tasks, log, () => {
+      failpoint('dump:seize');
+      return freezeTree(tasks, frozen);
+    }));
     proof?.frozen(tree.live.map((t) => t.pid));
     const frozenAt = since();
     log.info(`frozen ${tasks.length} tasks in ${frozenAt.toFixed(1)} ms`);

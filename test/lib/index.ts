@@ -8,3 +8,4 @@ export * from './tree.js';
 export * from './pty.js';
 export * from './prereq.js';
 export * from './container.js';
+export * from './cgroup.js';
