@@ -1,6 +1,7 @@
 // The library's options and results (`import { check, dump, restore } from 'cryo'`). Results are
 // plain data: `cryo ... --json` prints them as they are, and the RPC to come sends them.
 import type { Blocker } from '../util/blocker.js';
+import type { CgroupMode } from '../util/option-defaults.js';
 import type { ProgressSink } from '../util/progress.js';
 import type { KernelReport, TreeReport } from '../check/report.js';
 import type { VerifyMode } from '../restore/verify.js';
@@ -89,6 +90,8 @@ export interface DumpOptions extends LogOptions {
    * cgroup directory, or '' for the root's own cgroup. It must hold the tree and nothing else.
    */
   freezeCgroup?: string;
+  /** Save the tree's cgroups with their settings (CRIU's --manage-cgroups; 'ignore': only which cgroup each task is in). */
+  manageCgroups?: CgroupMode;
   /** Called as memory is written and tasks are done. */
   onProgress?: ProgressSink;
   /**
@@ -132,6 +135,8 @@ export interface RestoreOptions extends LogOptions {
   tcpEstablished?: boolean;
   /** How their packets are held off until the tree runs, when the dump's lock is gone (default nftables). */
   networkLock?: 'nftables' | 'iptables' | 'skip';
+  /** The images' cgroup settings: into the cgroups the restore makes (soft, default), into all (full), or no cgroup touched (ignore). */
+  manageCgroups?: CgroupMode;
   /** External resources, CRIU's --external syntax: veth[INSIDE]:OUTSIDE (the host end's name), mnt[KEY]:PATH (a host path bound where the dump saved a mount of key KEY). */
   external?: string[];
   /** Where a container's root directory is now (--root; default: where it was at dump time). */

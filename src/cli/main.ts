@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
 import { VERSION } from './version.js';
-import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectExtMount, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption, FREEZE_CGROUP_HELP, freezeCgroupArg } from './options.js';
+import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectExtMount, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption, FREEZE_CGROUP_HELP, freezeCgroupArg, manageCgroupsOption } from './options.js';
 import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
@@ -79,6 +79,7 @@ addJsonOption(
       .option('--external <mnt[MOUNTPOINT]:KEY>', "a mount of the container's namespace that comes from the host (a bind of a host directory or file), saved by KEY only: the restore binds the path given for KEY there (repeatable; CRIU's syntax)", collectExtMount, new Map<string, string>())
       .option('--ext-mount-map <MOUNTPOINT:KEY>', 'the same as --external mnt[MOUNTPOINT]:KEY (CRIU\'s older spelling)', collectExtMountMap, new Map<string, string>())
       .option('--freeze-cgroup [dir]', FREEZE_CGROUP_HELP)
+      .addOption(manageCgroupsOption('save the cgroups the tree is in with their settings (memory, cpu, pids, ... limits), for restore --manage-cgroups; ignore: only which cgroup each task is in'))
       .option('--verify-pages', 'checksum the page images too (by default the manifest records their sizes; the restore then reads every page once more to check it)')
       .option('--list-fail-steps', 'print the step names CRYO_FAIL_AT accepts, and exit'),
   ),
@@ -92,7 +93,7 @@ addJsonOption(
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
-      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), logLevel: o.verbosity, logFile: o.logFile,
+      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), manageCgroups: o.manageCgroups, logLevel: o.verbosity, logFile: o.logFile,
       externalMounts: new Map([...o.extMountMap, ...o.external]),
       onProgress: progress.sink, interruptible: true,
     });
@@ -124,6 +125,7 @@ addJsonOption(
         collectExternal,
         [] as string[],
       )
+      .addOption(manageCgroupsOption("the images' cgroups: made again if missing, with their saved settings; soft (default): settings only into the cgroups it makes, full: into every one (and fail when one cannot be set), ignore: every task stays in cryo's cgroups"))
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
       .option('--tcp-established', 'restore the TCP connections of the images (needed when they hold any)')
@@ -150,7 +152,7 @@ addJsonOption(
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
       shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink, cpuCap: o.cpuCap,
-      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, external: o.external, root: o.root, extMounts: o.extMountMap,
+      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, external: o.external, root: o.root, extMounts: o.extMountMap, manageCgroups: o.manageCgroups,
       onDifference: (line) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`),
     });
     progress.stop();

@@ -1,6 +1,7 @@
 // Parsing of the command line's values, and the exit codes scripts can rely on.
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { fstatSync } from 'node:fs';
+import { CGROUP_MODES } from '../util/option-defaults.js';
 
 /** Exit codes: documented in --help and the README. A dump interrupted by a signal exits 128+signal. */
 export const EXIT = {
@@ -119,4 +120,9 @@ export const FREEZE_CGROUP_HELP =
 export function freezeCgroupArg(v: unknown): string | undefined {
   if (v === undefined || v === false) return undefined;
   return v === true ? '' : String(v);
+}
+
+/** --manage-cgroups [mode] (CRIU's modes; alone: soft). */
+export function manageCgroupsOption(help: string): Option {
+  return new Option('--manage-cgroups [mode]', help).choices(CGROUP_MODES).preset('soft');
 }

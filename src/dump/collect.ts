@@ -13,6 +13,7 @@ import { UserError } from '../util/errors.js';
 import { namespaceBlockers, nsLink } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 import { mountBlockers } from '../resources/mnt/index.js';
+import { threadCgroupBlocker } from '../resources/task/cgroup.js';
 import { frozenCgroupBlocker, freezeTargetOf, outsideBlocker, type FreezeTarget } from '../resources/cgroup/freeze.js';
 
 export interface CollectOptions extends ScanOptions {
@@ -91,6 +92,8 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   if (ctty) blockers.push(ctty);
   const frozen = frozenCgroupBlocker(pid);
   if (frozen) blockers.push(frozen);
+  const split = threadCgroupBlocker(pid);
+  if (split) blockers.push(split);
   return blockers;
 }
 

@@ -15,6 +15,7 @@ import type { ProgressSink } from '../util/progress.js';
 import { ProgressMeter } from '../util/progress-meter.js';
 import { collectTree, treeBlockers, type TaskPlan } from './collect.js';
 import { freezeTree, restop, holdingCgroup } from './freeze.js';
+import { dumpCgroupDirs, type CgroupMode } from '../resources/cgroup/manage.js';
 import { collectTasks } from './tasks.js';
 import { plannedBytes, writePages } from './pages.js';
 import { writeFileImages } from './write-files.js';
@@ -48,6 +49,8 @@ export interface DumpOptions {
   networkLock?: NetworkLockMode;
   /** --external mnt[MOUNTPOINT]:KEY: mounts of a container's namespace that come from the host. */
   externalMounts?: Map<string, string>;
+  /** --manage-cgroups: save the tree's cgroups with their settings (not with 'ignore'). */
+  manageCgroups?: CgroupMode;
   /** --freeze-cgroup: freeze this cgroup directory ('' for the root's own v2 cgroup) while the tree is seized. */
   freezeCgroup?: string;
   log: Log;
@@ -132,7 +135,8 @@ export function dump(opts: DumpOptions): DumpResult {
       // Before the cores are written: it sets their seccomp fields.
       const seccompFilters = saveSeccomp(frozen, [...images.map((i) => ({ tid: i.pid, core: i.core })), ...threadCores]);
       failpoint('dump:write');
-      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc') });
+      const cgroupDirs = opts.manageCgroups && opts.manageCgroups !== 'ignore' ? dumpCgroupDirs(images.map((i) => i.cgroups)) : [];
+      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc'), cgroupDirs });
       writeNsImages(writer, images[0]!.ids, namespaces.state);
       if (namespaces.net) writeNetnsImages(writer, images[0]!.ids.netNsId, namespaces.net);
       if (mounts) writeMntImages(writer, images[0]!.ids.mntNsId, mounts.mounts, mounts.tars);

@@ -7,7 +7,7 @@ import type { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
 import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
-import { cgroup_entrySchema } from '../image/gen/cgroup_pb.js';
+import { cgroup_entrySchema, type cg_controller_entry } from '../image/gen/cgroup_pb.js';
 import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
 import { task_kobj_ids_entrySchema, type core_entry } from '../image/gen/core_pb.js';
@@ -26,6 +26,8 @@ export interface TreeImages {
   seccompFilters: ReturnType<typeof saveSeccomp>;
   /** The root has an IPC namespace of its own: its segments are saved whole with it (resources/ns). */
   ownIpcNs: boolean;
+  /** --manage-cgroups: the tree's cgroups with their settings (resources/cgroup/manage.ts). */
+  cgroupDirs?: cg_controller_entry[];
 }
 
 export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
@@ -58,7 +60,7 @@ export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
   // Each distinct set of cgroups once; tasks name theirs by id (core.tc.cg_set).
   const cgSets = new Map<number, CgroupMember[]>();
   for (const img of images) cgSets.set(img.core.tc!.cgSet, img.cgroups);
-  writer.writeImage('cgroup.img', 'CGROUP', [create(cgroup_entrySchema, { sets: [...cgSets].map(([id, ctls]) => ({ id, ctls })) })]);
+  writer.writeImage('cgroup.img', 'CGROUP', [create(cgroup_entrySchema, { sets: [...cgSets].map(([id, ctls]) => ({ id, ctls })), controllers: t.cgroupDirs ?? [] })]);
   writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, { seccompFilters: t.seccompFilters })]);
   writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
 }

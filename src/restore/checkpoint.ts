@@ -15,6 +15,7 @@ import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
 import type { GhostData } from '../resources/files/ghost.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
+import type { cg_controller_entry } from '../image/gen/cgroup_pb.js';
 import type { FownData } from '../resources/files/reg.js';
 import type { MemfdInode } from '../resources/files/memfd.js';
 import type { FileLockData } from '../resources/files/locks.js';
@@ -84,6 +85,8 @@ export interface CheckpointImage {
   seccompFilters: { filter: Uint8Array; prev: number; flags: number }[];
   /** cgroup.img: the cgroups of each set, by set id (core.tc.cg_set). */
   cgroups: Map<number, CgroupMember[]>;
+  /** cgroup.img's controllers: the tree's cgroups with their settings (dump --manage-cgroups). */
+  cgroupDirs: cg_controller_entry[];
   /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
   owners: Map<number, FownData>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;

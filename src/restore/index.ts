@@ -34,6 +34,7 @@ import { setTidArray } from '../resources/ns/pid.js';
 import { NetnsRestore } from '../resources/netns/index.js';
 import { buildMounts, checkMountTargets } from '../resources/mnt/restore.js';
 import { setTreeRoot } from '../resources/mnt/root-path.js';
+import { CgroupRestore, type CgroupMode } from '../resources/cgroup/manage.js';
 
 export interface RestoreOptions {
   dir: string;
@@ -67,6 +68,8 @@ export interface RestoreOptions {
   root?: string;
   /** --ext-mount-map KEY:PATH (and --external mnt[KEY]:PATH, in `external`): host paths of the external mounts. */
   extMounts?: Map<string, string>;
+  /** --manage-cgroups: which cgroups get the images' settings (default soft: those it makes). */
+  manageCgroups?: CgroupMode;
 }
 
 export interface RestoreResult {
@@ -143,7 +146,15 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let stub: Stub | null = null;
   let tcp: TcpRestore | null = null;
   let netns: NetnsRestore | null = null;
+  let cgroups: CgroupRestore | null = null;
   try {
+    // The tree's cgroups exist, with their settings, before any task is put in them.
+    cgroups = log.step('cgroups', () => {
+      const mode = opts.manageCgroups ?? 'soft';
+      if (mode === 'ignore') ckpt.cgroups.clear(); // every task stays in ours
+      return CgroupRestore.prepare([...ckpt.cgroups.values()], ckpt.cgroupDirs, mode, log);
+    });
+    failpoint('restore:cgroups');
     // (CRIU names its run in dump_criu_run_id whatever it dumped: only cryo's kept locks count.)
     if (ckpt.tcpConnections.size || /^cryoh-/i.test(ckpt.inventory.dumpCriuRunId ?? '')) {
       tcp = log.step('lock network', () => TcpRestore.start(ckpt.tcpConnections, ckpt.inventory, opts.networkLock ?? 'nftables'));
@@ -206,6 +217,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     if (stub) killStub(stub);
     removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);
     for (const id of made.segments) removeSegment(id);
+    cgroups?.undo();
     throw e;
   } finally {
     closeSessionFiles(session);

@@ -16,6 +16,7 @@ export const DUMP_STEPS = [
 
 export const RESTORE_STEPS = [
   'restore:read',
+  'restore:cgroups',
   'restore:netns',
   'restore:stub',
   'restore:fork',

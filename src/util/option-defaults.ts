@@ -12,3 +12,7 @@ export type VerifyMode = (typeof VERIFY_MODES)[number];
 /** `--cpu-cap` words (CRIU's), and cryo's default. */
 export const CPU_CAPS = ['fpu', 'ins', 'cpu', 'all', 'none'] as const;
 export const DEFAULT_CPU_CAP = 'fpu,ins';
+
+/** `--manage-cgroups` modes (CRIU's): settings into the cgroups a restore makes, into all, or no cgroup touched. */
+export const CGROUP_MODES = ['soft', 'full', 'ignore'] as const;
+export type CgroupMode = (typeof CGROUP_MODES)[number];

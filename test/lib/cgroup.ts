@@ -1,6 +1,7 @@
 // cgroups for tests: every cgroup a test makes is below one parent of this test process's own
-// (`cryo-test-<pid>` at the top of the v2 hierarchy, wherever this machine mounts it), made
-// on first use and removed, bottom-up, by removeTestCgroups(); nothing else is ever touched.
+// (`cryo-test-<pid>` at the top of the v2 hierarchy, or of a v1 one, wherever this machine
+// mounts them), made on first use and removed, bottom-up, by removeTestCgroups(); nothing else
+// is ever touched.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sleep } from './proc.js';
@@ -14,19 +15,43 @@ export function v2Mount(): string {
   throw new Error('no cgroup2 mount here');
 }
 
-const made: string[] = [];
-let parent: string | null = null;
-
-/** A new cgroup below the test's own parent, named NAME-<n>: its directory. */
-export function makeCgroup(name: string, under?: string): string {
-  if (!parent) {
-    parent = path.join(v2Mount(), `cryo-test-${process.pid}`);
-    fs.mkdirSync(parent);
-    made.push(parent);
+/** The mount point of the v1 hierarchy carrying `controller`, or null. */
+export function v1Mount(controller: string): string | null {
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [pre, post] = line.split(' - ');
+    const f = post?.split(' ');
+    if (f?.[0] === 'cgroup' && f[2]?.split(',').includes(controller)) return pre!.split(' ')[4]!;
   }
-  const dir = path.join(under ?? parent, `${name}-${made.length}`);
+  return null;
+}
+
+/** The test's own parent in each hierarchy it used (by mount point). */
+const parents = new Map<string, string>();
+let counter = 0;
+
+function parentIn(mount: string): string {
+  let p = parents.get(mount);
+  if (!p) {
+    p = path.join(mount, `cryo-test-${process.pid}`);
+    fs.mkdirSync(p);
+    parents.set(mount, p);
+  }
+  return p;
+}
+
+/** A new cgroup NAME-<n> below the test's own parent (of the v2 hierarchy, or `under`): its directory. */
+export function makeCgroup(name: string, under?: string): string {
+  const dir = path.join(under ?? parentIn(v2Mount()), `${name}-${++counter}`);
   fs.mkdirSync(dir);
-  made.push(dir);
+  return dir;
+}
+
+/** The same in the v1 hierarchy of `controller` (this machine may be hybrid); null when there is none. */
+export function makeV1Cgroup(controller: string, name: string): string | null {
+  const mount = v1Mount(controller);
+  if (!mount) return null;
+  const dir = path.join(parentIn(mount), `${name}-${++counter}`);
+  fs.mkdirSync(dir);
   return dir;
 }
 
@@ -58,7 +83,7 @@ export function cgroupOf(pid: number): string {
 export async function removeTestCgroups(): Promise<string[]> {
   const left: string[] = [];
   // Also the cgroups a restore made again below ours (a test's own, recreated from its images).
-  const all = parent && fs.existsSync(parent) ? below(parent) : [];
+  const all = [...parents.values()].filter((p) => fs.existsSync(p)).flatMap(below);
   for (const dir of all.reverse()) {
     try {
       if (fs.existsSync(path.join(dir, 'cgroup.freeze'))) fs.writeFileSync(path.join(dir, 'cgroup.freeze'), '0');
@@ -88,8 +113,7 @@ export async function removeTestCgroups(): Promise<string[]> {
     }
     if (!ok) left.push(`${dir} (procs: ${cgroupProcsSafe(dir).join(' ') || 'none'})`);
   }
-  made.length = 0;
-  parent = null;
+  parents.clear();
   return left;
 }
 
@@ -107,4 +131,10 @@ function cgroupProcsSafe(dir: string): number[] {
   } catch {
     return [];
   }
+}
+
+/** Task `pid`'s cgroup directory in the v1 hierarchy of `controller`. */
+export function v1CgroupOf(pid: number, controller: string): string {
+  const line = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.split(':')[1]?.split(',').includes(controller))!;
+  return path.join(v1Mount(controller)!, line.split(':')[2]!).replace(/\/+$/, '');
 }

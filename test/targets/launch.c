@@ -7,8 +7,8 @@
  * non-CLOEXEC pipe of whatever started node, for instance) never reach the target: the engine
  * does not support pipes yet, and a target's fd table must be what the target itself set up.
  * After the exec the process is the target itself (same PID, its own cmdline).
- * CRYO_LAUNCH_CGROUP=DIR (taken out of the environment): the process first moves itself into the
- * cgroup at DIR (its cgroup.procs), so the target starts there.
+ * CRYO_LAUNCH_CGROUP=DIR[:DIR...] (taken out of the environment): the process first moves itself
+ * into the cgroup at each DIR (its cgroup.procs; one per hierarchy), so the target starts there.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -27,17 +27,21 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: launch PROGRAM [ARGS...]\n");
 		return 126;
 	}
-	const char *cg = getenv("CRYO_LAUNCH_CGROUP");
-	if (cg) {
-		char path[4096], pid[32];
-		snprintf(path, sizeof path, "%s/cgroup.procs", cg);
-		int fd = open(path, O_WRONLY);
+	/* CRYO_LAUNCH_CGROUP=DIR[:DIR...]: one cgroup per hierarchy. */
+	const char *cgs = getenv("CRYO_LAUNCH_CGROUP");
+	if (cgs) {
+		char list[8192], path[4200], pid[32];
+		snprintf(list, sizeof list, "%s", cgs);
 		int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
-		if (fd < 0 || write(fd, pid, (size_t)n) != n) {
-			fprintf(stderr, "launch: cannot move into %s: %s\n", cg, strerror(errno));
-			return 126;
+		for (char *save = NULL, *cg = strtok_r(list, ":", &save); cg; cg = strtok_r(NULL, ":", &save)) {
+			snprintf(path, sizeof path, "%s/cgroup.procs", cg);
+			int fd = open(path, O_WRONLY);
+			if (fd < 0 || write(fd, pid, (size_t)n) != n) {
+				fprintf(stderr, "launch: cannot move into %s: %s\n", cg, strerror(errno));
+				return 126;
+			}
+			close(fd);
 		}
-		close(fd);
 		unsetenv("CRYO_LAUNCH_CGROUP");
 	}
 	if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {

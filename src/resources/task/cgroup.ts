@@ -2,7 +2,8 @@
 // hierarchies and the v2 unified one), from /proc/PID/cgroup. A restored process starts in the
 // restorer's; where the image says otherwise it is moved (the cgroup made if it is gone), right
 // after it is created and before its memory comes back, so its pages are charged where they were.
-import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import type { Blocker } from '../../util/blocker.js';
 import { UserError } from '../../util/errors.js';
 import { cgroupMounts, cgroupDir } from '../cgroup/hierarchy.js';
 
@@ -46,4 +47,31 @@ export function restoreCgroups(pid: number, want: CgroupMember[]): void {
       throw new UserError(`${what}: cannot move it there: ${(e as Error).message}`);
     }
   }
+}
+
+/**
+ * A thread in another cgroup than its process (a threaded cgroup v2, or a v1 hierarchy's
+ * tasks file): only the process's membership is saved, so that thread would come back elsewhere.
+ */
+export function threadCgroupBlocker(pid: number): Blocker | null {
+  let own: string;
+  let tids: string[];
+  try {
+    own = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null; // gone: not part of the tree
+  }
+  for (const tid of tids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/cgroup`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    if (text === own) continue;
+    const other = parseCgroups(text).find((m, i) => m.path !== parseCgroups(own)[i]?.path);
+    return { pid, kind: 'cgroup', reason: `thread ${tid} is in cgroup ${other ? `${other.name || '(v2)'}:${other.path}` : 'another'} than its process — threads in cgroups of their own are not supported` };
+  }
+  return null;
 }
