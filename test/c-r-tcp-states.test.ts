@@ -5,13 +5,19 @@
 // CLOSE_WAIT (a half-closed connection with data flowing the other way), FIN_WAIT1 (our FIN
 // queued behind unsent bytes), LAST_ACK, CLOSING; IPv4 and IPv6; kill and --leave-running. The
 // images decode with crit and hold the states; no lock and no socket in repair mode remains.
+// A connect in progress (SYN_SENT, tcpsynsent.c) to a server of the test whose answers are
+// dropped meanwhile completes after the restore, on one connection that carries both streams;
+// without --tcp-established it is refused, named. A listener with connections waiting in its
+// accept queue is refused by check and dump, named with the reason (none is lost silently).
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import { after, describe, it } from 'node:test';
 import {
-  buildTarget, cryoReport, critDecodeAll, dump, restore, goAndWaitResult, startTarget, waitForLine, runningProblem, targetReport, type Target,
+  buildTarget, cryo, cryoReport, critDecodeAll, dump, restore, goAndWaitResult, startTarget, waitForLine, runningProblem, targetReport, type Target,
 } from './lib/index.js';
-import { allGone, checkRestore, cleanupTrees } from './lib/tree.js';
+import { allGone, checkRestore, cleanupTrees, readyPython, expectPass } from './lib/tree.js';
 import { cryoTables, removeNewTables, socketsInRepair } from './lib/tcp-c-r.js';
+import { dropArriving, firstMismatch, patternBuf } from './lib/tcp-stream.js';
 import { TCP_STATE } from '../src/sys/index.js';
 
 const tablesBefore = cryoTables();
@@ -96,4 +102,103 @@ describe('c/r tcp closing states', () => {
       await passes(t);
     });
   }
+});
+
+/**
+ * A server of the test for tcpsynsent.c: counts connections, checks the 100000 bytes of
+ * direction 0, answers with 50000 of direction 1 and closes.
+ */
+async function synServer(family: '4' | '6'): Promise<{ port: number; conns: () => number; done: Promise<string | null>; close: () => void }> {
+  let n = 0;
+  let finish: (r: string | null) => void = () => {};
+  const done = new Promise<string | null>((r) => (finish = r));
+  const srv = net.createServer((sock) => {
+    n++;
+    const got: Buffer[] = [];
+    sock.on('data', (b) => got.push(b));
+    sock.on('error', (e) => finish(`server: ${e.message}`));
+    sock.on('end', () => {
+      const all = Buffer.concat(got);
+      const bad = firstMismatch(all, 0, 0);
+      if (all.length !== 100000 || bad >= 0) return finish(`server got ${all.length} bytes, first wrong at ${bad}`);
+      sock.end(patternBuf(0, 50000, 1));
+      finish(null);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, family === '4' ? '127.0.0.1' : '::1', r));
+  return { port: (srv.address() as net.AddressInfo).port, conns: () => n, done, close: () => srv.close() };
+}
+
+describe('c/r tcp connect in progress', () => {
+  for (const [family, leave] of [['4', false], ['6', false], ['4', true]] as const) {
+    it(`SYN_SENT (v${family}${leave ? ', --leave-running' : ''}): the connect completes after the ${leave ? 'dump' : 'restore'}, same port, both streams whole`, async () => {
+      const server = await synServer(family);
+      const letThrough = dropArriving(server.port);
+      try {
+        const t = await startTarget([buildTarget('tcpsynsent'), family, String(server.port)], { name: `tcpsynsent${family}` });
+        await waitForLine(t, 'READY', 60_000);
+        const d = dump(t, leave ? 'lr' : 'kill', { extraArgs: TCP, leaveRunning: leave });
+        assert.equal(d.res.code, 0, `dump failed\n${cryoReport(d.res)}\n${targetReport(t)}`);
+        if (!leave) await allGone([t.pid]);
+        assert.deepEqual(await imageStates(d.dir), [TCP_STATE.SYN_SENT], 'files.img holds the connect in progress');
+        if (!leave) checkRestore(t, restore(t, d.dir, 'kill', { extraArgs: TCP }));
+        noLeftovers(t);
+        letThrough();
+        await passes(t);
+        assert.equal(await server.done, null);
+        assert.equal(server.conns(), 1, 'one connection reached the server');
+      } finally {
+        letThrough();
+        server.close();
+      }
+    });
+  }
+});
+
+describe('c/r tcp refusals', () => {
+  it('SYN_SENT without --tcp-established: check and dump name the connect in progress with both addresses', async () => {
+    const server = await synServer('4');
+    const letThrough = dropArriving(server.port);
+    try {
+      const t = await startTarget([buildTarget('tcpsynsent'), '4', String(server.port)], { name: 'tcpsynsent-refused' });
+      await waitForLine(t, 'READY', 60_000);
+      const c = cryo(['check', '-t', String(t.pid), '-v']);
+      assert.equal(c.code, 3, cryoReport(c));
+      assert.match(c.stdout, new RegExp(`TCPv4 socket 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:${server.port} syn-sent: a TCP connection \\(--tcp-established checkpoints it\\)`));
+      const d = dump(t, 'refused');
+      assert.equal(d.res.code, 3, cryoReport(d.res));
+      assert.match(d.res.stderr, /syn-sent: a TCP connection/);
+      assert.equal(runningProblem(t), null);
+      letThrough();
+      await passes(t);
+    } finally {
+      letThrough();
+      server.close();
+    }
+  });
+
+  it('a listener with connections in its accept queue: check and dump refuse it, naming why; nothing is lost', async () => {
+    // The program accepts its two waiting connections only after go and checks what each carries.
+    const { t } = await readyPython('tcppending', [
+      'import socket, os, time',
+      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)',
+      'cs = [socket.create_connection(s.getsockname()) for _ in range(2)]',
+      'for i, c in enumerate(cs): c.sendall(b"hello %d" % i)',
+      'time.sleep(0.2)',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'got = sorted(s.accept()[0].recv(100) for _ in range(2))',
+      'print("PASS" if got == [b"hello 0", b"hello 1"] else "FAIL: %r" % got, flush=True)',
+    ]);
+    for (const flags of [[], TCP]) {
+      const c = cryo(['check', '-t', String(t.pid), '-v', ...flags]);
+      assert.equal(c.code, 3, cryoReport(c));
+      assert.match(c.stdout, /TCPv4 socket 127\.0\.0\.1:\d+ listening: 2 connection\(s\) waiting in its accept queue — cannot be restored \(no kernel call puts a connection back into an accept queue\) \(let the program accept them before the dump\)/);
+    }
+    const d = dump(t, 'refused', { extraArgs: TCP });
+    assert.equal(d.res.code, 3, cryoReport(d.res));
+    assert.match(d.res.stderr, /2 connection\(s\) waiting in its accept queue/);
+    assert.equal(runningProblem(t), null);
+    await expectPass(t);
+  });
 });

@@ -11,3 +11,4 @@ export * from './timers.js';
 export * from './limits.js';
 export * from './igmp.js';
 export * from './mountinfo.js';
+export * from './net-tcp.js';

@@ -6,6 +6,7 @@
 import { dumpUdpQueue, refillUdpQueue, type DatagramRecord } from '../net/udp-queue.js';
 import { addrToWords, wordsToBytes } from '../net/addr-words.js';
 import { restoreMemberships, type McastRecord } from '../net/mcast.js';
+import { readFileSync, readlinkSync } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
 import { tcp_opts_entrySchema } from '../../image/gen/tcp-stream_pb.js';
@@ -15,6 +16,7 @@ import {
   getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, type InetAddr,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
+import { parseNetTcp } from '../../proc/net-tcp.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, restoreSkOpts, finishSocket, type SkOpts } from './sk-opts.js';
 import type { FownData } from './reg.js';
@@ -44,7 +46,19 @@ const STATE_NAME: Record<number, string> = {
   7: 'closed', 8: 'close-wait', 9: 'last-ack', 10: 'listening', 11: 'closing',
 };
 
-export function inspectInet(fd: number, family: number): InetInfo {
+/**
+ * The peer a connect in progress (SYN_SENT) is for: getpeername says ENOTCONN until the
+ * handshake is done, so it comes from /proc/PID/net/tcp{,6} (PID's namespace is the socket's).
+ */
+function connectingTo(fd: number, family: number, pid: number): InetAddr | null {
+  const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+  if (!m) return null;
+  const e = parseNetTcp(readFileSync(`/proc/${pid}/net/tcp${family === AF.INET6 ? '6' : ''}`, 'utf8')).find((x) => x.inode === Number(m[1]));
+  return e ? { family, port: e.remote.port, addr: e.remote.addr } : null;
+}
+
+/** `pid`: a task holding the socket (for the peer of a connect in progress). */
+export function inspectInet(fd: number, family: number, pid?: number): InetInfo {
   const type = getsockoptInt(fd, SOL.SOCKET, SO.TYPE);
   const proto = getsockoptInt(fd, SOL.SOCKET, SO.PROTOCOL);
   const src = decodeInetAddr(getsockname(fd));
@@ -61,6 +75,10 @@ export function inspectInet(fd: number, family: number): InetInfo {
     if (state === TCP_STATE.LISTEN) {
       pending = info.readUInt32LE(24);
       backlog = info.readUInt32LE(28);
+    }
+    if (state === TCP_STATE.SYN_SENT && !dst && pid !== undefined) {
+      const to = connectingTo(fd, family, pid);
+      if (to) return { family, type, proto, state, src, dst: to, backlog, pending };
     }
   }
   return { family, type, proto, state, src, dst, backlog, pending };
@@ -91,10 +109,11 @@ export function describeInet(i: InetInfo): string {
 
 /**
  * States of a TCP connection that TCP repair dumps and recreates (resources/net/tcp-repair.ts):
- * established, and closing with an fd still open (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING).
+ * established, closing with an fd still open (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING), and
+ * a connect in progress (SYN_SENT: the same first sequence number, connected again on resume).
  */
 const CONNECTION_STATES = new Set<number>([
-  TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING,
+  TCP_STATE.ESTABLISHED, TCP_STATE.SYN_SENT, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING,
 ]);
 
 /** A TCP socket with a connection that --tcp-established dumps. */
@@ -108,13 +127,21 @@ export function inetBlocker(i: InetInfo, tcpEstablished = false): BlockerCause |
   if (!(i.proto === IPPROTO.TCP && i.type === SOCK.STREAM) && !(i.proto === IPPROTO.UDP && i.type === SOCK.DGRAM)) {
     return refuse(`${describeInet(i)} — not supported`);
   }
+  if (isTcpConnection(i) && !i.dst) return refuse(`${describeInet(i)}: a connect in progress whose peer cannot be found`);
   if (isTcpConnection(i)) {
     return tcpEstablished ? null : refuse(`${describeInet(i)}: a TCP connection`, '--tcp-established checkpoints it');
   }
   if (i.proto === IPPROTO.TCP && i.state !== TCP_STATE.LISTEN && i.state !== TCP_STATE.CLOSE) {
     return refuse(`${describeInet(i)}: TCP sockets in this state — not supported yet`);
   }
-  if (i.pending) return refuse(`${describeInet(i)}: ${i.pending} connection(s) not accepted yet — not supported yet`);
+  // The kernel has no call that puts a connection into a listener's accept queue: taken out of
+  // it (accept) to be dumped, it could not go back there at restore, nor after a failed dump.
+  if (i.pending) {
+    return refuse(
+      `${describeInet(i)}: ${i.pending} connection(s) waiting in its accept queue — cannot be restored (no kernel call puts a connection back into an accept queue)`,
+      'let the program accept them before the dump',
+    );
+  }
   return null;
 }
 

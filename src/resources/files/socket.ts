@@ -22,7 +22,7 @@ const FAMILY_NAME: Record<number, string> = { 17: 'packet', 38: 'alg', 40: 'vsoc
 export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
   const u = scan.unix.get(ino);
   if (u) return { text: describeUnix(u), cause: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
-  return withOurCopy(pid, fd, (ours) => judgeCopy(ours, scan.tcpEstablished));
+  return withOurCopy(pid, fd, (ours) => judgeCopy(pid, ours, scan.tcpEstablished));
 }
 
 /** Why the socket behind the task's fd cannot be dumped (null if it can). */
@@ -32,10 +32,10 @@ export function socketBlocker(pid: number, fd: number, ino: number, scan: FileSc
 }
 
 /** A socket that is not unix, judged through our copy `ours` of it; `inet` when it is one. */
-function judgeCopy(ours: number, tcpEstablished: boolean): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
+function judgeCopy(pid: number, ours: number, tcpEstablished: boolean): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
   const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
   if (family === AF.INET || family === AF.INET6) {
-    const inet = inspectInet(ours, family);
+    const inet = inspectInet(ours, family, pid);
     const text = describeInet(inet) + (tcpEstablished && isTcpConnection(inet) ? ' (dumped in TCP repair mode: --tcp-established)' : '');
     return { text, cause: inetBlocker(inet, tcpEstablished), inet };
   }
@@ -77,7 +77,7 @@ export function dumpSocket(
       }
       return { id, type: 'UNIXSK' as const };
     }
-    const judged = judgeCopy(ours, scan.tcpEstablished);
+    const judged = judgeCopy(pid, ours, scan.tcpEstablished);
     refuse(judged.cause);
     if (judged.netlink) {
       files.entries.push({ type: 'NETLINKSK', id, nlsk: { ...dumpNetlinkSk(ours, judged.netlink, id, ino, flags, fown), nsId: files.netNsId } });

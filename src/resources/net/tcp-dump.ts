@@ -52,7 +52,7 @@ export function treeConnections(pids: number[], scan: FileScan): { pid: number; 
       try {
         info = withOurCopy(pid, fd, (ours): InetInfo | null => {
           const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
-          return family === AF.INET || family === AF.INET6 ? inspectInet(ours, family) : null;
+          return family === AF.INET || family === AF.INET6 ? inspectInet(ours, family, pid) : null;
         });
       } catch {
         continue;
@@ -102,7 +102,7 @@ export class TcpDump {
   /** One connection, from our copy `ours` of its socket (it stays in repair mode; a copy is kept). */
   dump(ours: number, info: InetInfo, ids: { id: number; ino: number; flags: number; fown: FownData }): TcpConnectionRecord {
     if (!this.lock) throw new Error('a TCP connection appeared after the network was locked');
-    const rec = dumpTcpConnection(ours, info.family, ids);
+    const rec = dumpTcpConnection(ours, info.family, ids, info);
     const keep = sysTry('fcntl', [ours, F.DUPFD_CLOEXEC, 0]);
     if (keep.ret < 0) {
       releaseRepair(ours, rec.sk.opts.reuseaddr ?? false);

@@ -18,7 +18,8 @@ import {
   setTcpRepair, trySetTcpRepair, tcpRepairOn, selectRepairQueue, getQueueSeq, setQueueSeq,
   setRepairOptions, getRepairWindow, setRepairWindow, peekRepairQueue, sendAllNoWait,
 } from '../../sys/index.js';
-import { inspectInet, dumpInetSk, describeInet, type InetSkData } from '../files/inet.js';
+import { inspectInet, dumpInetSk, describeInet, type InetSkData, type InetInfo } from '../files/inet.js';
+import { readSynSent, createSynSent, connectAgain } from './synsent.js';
 import { restoreSkOpts } from '../files/sk-opts.js';
 import type { FownData } from '../files/reg.js';
 import { replayPeerFin } from './tcp-fin.js';
@@ -48,12 +49,12 @@ export interface TcpSkIds {
 }
 
 /**
- * States dumpTcpConnection handles: established, and half-closed by this side (our FIN sent,
+ * States dumpTcpConnection handles: a connect in progress (SYN_SENT, synsent.ts), established, and half-closed by this side (our FIN sent,
  * acknowledged or not), closed by the peer (CLOSE_WAIT: its FIN is replayed, tcp-fin.ts), and
  * both (LAST_ACK, CLOSING).
  */
 const DUMPABLE = new Set<number>([
-  TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING,
+  TCP_STATE.SYN_SENT, TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING,
 ]);
 /** States in which the peer's FIN has arrived: it took one sequence number after the data. */
 const FIN_RCVD = new Set<number>([TCP_STATE.CLOSE_WAIT, TCP_STATE.CLOSING, TCP_STATE.LAST_ACK]);
@@ -66,13 +67,16 @@ const FIN_SENT = new Set<number>([TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_
  * lost from the image. Leaves the socket in repair mode on success (the caller calls
  * releaseRepair() unless the task is killed); on failure puts it back as it was and throws.
  */
-export function dumpTcpConnection(fd: number, family: number, ids: TcpSkIds = {}): TcpConnectionRecord {
-  const info = inspectInet(fd, family);
+export function dumpTcpConnection(fd: number, family: number, ids: TcpSkIds = {}, seen?: InetInfo): TcpConnectionRecord {
+  // `seen`: the caller's inspection, which knows the task (the peer of a SYN_SENT socket).
+  const info = seen ?? inspectInet(fd, family);
+  if (!info.dst) throw new Error(`${describeInet(info)}: no peer address`);
   const what = describeInet(info);
   if (info.proto !== IPPROTO.TCP || info.type !== SOCK.STREAM) throw new Error(`${what}: not a TCP stream socket`);
   if (!DUMPABLE.has(info.state)) throw new Error(`${what}: TIME_WAIT, SYN and closed sockets are not dumped as connections`);
   const { entry: sk } = dumpInetSk(fd, info, ids.id ?? 0, ids.ino ?? 0, ids.flags ?? O.RDWR, ids.fown ?? { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 });
-  return { sk, ...inRepair(fd, () => readRepairState(fd, what, info.state)) };
+  const read = info.state === TCP_STATE.SYN_SENT ? () => synSentState(fd, what) : () => readRepairState(fd, what, info.state);
+  return { sk, ...inRepair(fd, read) };
 }
 
 /**
@@ -90,6 +94,13 @@ export function inRepair<T>(fd: number, read: () => T): T {
     if (!wasOn) releaseRepair(fd, reuse);
     throw e;
   }
+}
+
+/** A connect in progress: no queues, no options negotiated yet (synsent.ts). */
+function synSentState(fd: number, what: string): { stream: TcpStreamData; inq: Buffer; outq: Buffer } {
+  const r = readSynSent(fd, what);
+  const stream: TcpStreamData = { inqLen: 0, inqSeq: 0, outqLen: 0, outqSeq: r.outqSeq, unsqLen: 0, optMask: 0, sndWscale: 0, mssClamp: r.mssClamp, timestamp: r.timestamp };
+  return { stream, inq: Buffer.alloc(0), outq: Buffer.alloc(0) };
 }
 
 function readRepairState(fd: number, what: string, expectState: number): { stream: TcpStreamData; inq: Buffer; outq: Buffer } {
@@ -155,6 +166,10 @@ export function releaseRepair(fd: number, reuseaddr: boolean): number {
  * Then SO_REUSEADDR as recorded (leaving repair mode clears it).
  */
 export function leaveRepair(fd: number, rec: TcpConnectionRecord): void {
+  if (rec.sk.state === TCP_STATE.SYN_SENT) {
+    const ts = hasField(tcp_stream_entrySchema, rec.stream, 'timestamp') ? rec.stream.timestamp ?? 0 : undefined;
+    return connectAgain(fd, recordEnds(rec.sk).dst, ts, rec.sk.opts.reuseaddr ?? false);
+  }
   setTcpRepair(fd, TCP_REPAIR_MODE.OFF);
   if (rec.sk.opts.reuseaddr) setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1, 'SO_REUSEADDR after repair mode');
 }
@@ -183,6 +198,7 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
   const has = (f: string) => hasField(tcp_stream_entrySchema, s, f);
   const unsent = has('unsqLen') ? s.unsqLen ?? 0 : 0;
   if (unsent > s.outqLen) throw new Error(`${what}: ${unsent} unsent bytes in a ${s.outqLen}-byte send queue`);
+  if (sk.state === TCP_STATE.SYN_SENT) return createSynSent(sk, s.outqSeq, src, what);
   const fd = socket(sk.family, SOCK.STREAM, IPPROTO.TCP);
   try {
     setTcpRepair(fd, TCP_REPAIR_MODE.ON);
