@@ -15,6 +15,7 @@ import { after, describe, it } from 'node:test';
 import {
   startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
   runningProblem, critDecodeAll, statusField, pidExists, waitPidGone, goAndWaitResult, targetReport, type Target,
+  startContainer, killContainers, counter, busyboxIsStatic,
 } from './lib/index.js';
 
 const tag = process.pid % 100000;
@@ -23,6 +24,7 @@ const subnet = `10.${200 + (process.pid % 50)}.${(process.pid >> 6) % 250}`;
 const hostLinks = new Set<string>();
 
 after(async () => {
+  killContainers();
   await cleanupTrees();
   for (const l of hostLinks) spawnSync('ip', ['link', 'del', l]);
 });
@@ -106,8 +108,8 @@ async function startServer(name: string, ns: string[]): Promise<{ launcher: Targ
 const readlink = (p: string) => { try { return fs.readlinkSync(p); } catch { return ''; } };
 const readFile = (p: string) => { try { return fs.readFileSync(p, 'utf8'); } catch { return ''; } };
 
-async function waitFor(ok: () => boolean, ms = 10_000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) if (ok()) return true;
+async function waitFor(ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) if (await ok()) return true;
   return ok();
 }
 
@@ -259,6 +261,43 @@ describe('c/r in a network namespace of its own', () => {
     assert.match(d.res.stdout + d.res.stderr, new RegExp(`mv${tag} is a macvlan`));
     assert.equal(runningProblem(t), null, 'the refused tree runs on');
     await expectPass(t);
+  });
+
+  it('a busybox container with --net: a veth to the host, its address, httpd served over it before and after the restore', async () => {
+    assert.ok(busyboxIsStatic(), '/bin/busybox must be the static one (Debian busybox-static)');
+    const c = await startContainer([], { net: true });
+    const outside = `hC${tag}`;
+    hostLinks.add(outside);
+    const csub = `${subnet.split('.').slice(0, 2).join('.')}.${((process.pid >> 6) % 250) + 1}`;
+    host(['ip', 'link', 'add', outside, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(c.t.pid)]);
+    inside(c.t.pid, ['ip', 'addr', 'add', `${csub}.1/24`, 'dev', 'eth0']);
+    inside(c.t.pid, ['ip', 'link', 'set', 'eth0', 'up']);
+    inside(c.t.pid, ['ip', 'route', 'add', 'default', 'via', `${csub}.2`]);
+    const hostUp = () => {
+      host(['ip', 'addr', 'add', `${csub}.2/24`, 'dev', outside]);
+      host(['ip', 'link', 'set', outside, 'up']);
+    };
+    hostUp();
+    const get = async () => (await fetch(`http://${csub}.1:${c.port}/`, { signal: AbortSignal.timeout(5000) })).text();
+    assert.ok(await waitFor(async () => (await get().catch(() => '')).includes(c.token)), 'httpd answers over the container\'s own address');
+    const before = await netState(c.t.pid);
+    const pids = descendants(c.t.pid);
+    const count = counter(c.t.pid);
+    const d = dump(c.t, 'ctr');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    await critDecodeAll(d.dir);
+    await goneAfterKill([c.unshare.pid, ...pids]);
+    assert.ok(await waitFor(() => !hostHas(outside)), 'the host end went with the namespace');
+    checkRestore(c.t, restore(c.t, d.dir, 'ctr'));
+    assert.deepEqual(descendants(c.t.pid).length, pids.length, 'the same number of tasks');
+    assert.ok(hostHas(outside), 'the host end is back under its name');
+    // The host end comes back down and unconfigured (the outside is the caller's): set up again
+    // as before, the inside has its carrier and shows what it showed.
+    hostUp();
+    assert.ok(await waitFor(() => !inside(c.t.pid, ['ip', 'route']).includes('linkdown')), 'carrier inside once the host end is up');
+    assert.deepEqual(await netState(c.t.pid), before, 'nsenter --net shows the same links, addresses and routes');
+    assert.ok(await waitFor(async () => (await get().catch(() => '')).includes(c.token)), 'httpd answers over the container\'s address after the restore');
+    assert.ok(await waitFor(() => counter(c.t.pid) > count), 'the counter goes on');
   });
 
   it('nftables rules with no nft on the machine to save them are refused by check and dump; without rules the namespace passes', async () => {

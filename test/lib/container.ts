@@ -56,7 +56,7 @@ export function busyboxIsStatic(): boolean {
   }
 }
 
-function buildRootfs(root: string, port: number, token: string): void {
+function buildRootfs(root: string, port: number, token: string, net: boolean): void {
   for (const d of ['bin', 'proc', 'sys', 'dev', 'tmp', 'www', 'www2', 'etc', 'mnt/hidden', 'data']) fs.mkdirSync(path.join(root, d), { recursive: true });
   fs.copyFileSync(BUSYBOX, path.join(root, 'bin/busybox'));
   fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
@@ -66,7 +66,8 @@ function buildRootfs(root: string, port: number, token: string): void {
   fs.writeFileSync(path.join(root, 'init.sh'), [
     '#!/bin/sh',
     'exec </dev/null >/tmp/init.log 2>&1',
-    `busybox httpd -f -p 127.0.0.1:${port} -h /www &`,
+    // In a network namespace of its own httpd serves on every address there (the test gives it one).
+    `busybox httpd -f -p ${net ? '' : '127.0.0.1:'}${port} -h /www &`,
     'i=0',
     'while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.3; done',
     '',
@@ -75,14 +76,16 @@ function buildRootfs(root: string, port: number, token: string): void {
 
 /**
  * Starts a container; `setup`: more shell lines run before pivot_root ($R is the rootfs, $B
- * the base dir, both host paths).
+ * the base dir, both host paths). `net`: in a network namespace of its own too (lo up, nothing
+ * else: the caller adds its links; httpd is not waited for on the host's loopback then).
  */
-export async function startContainer(setup: string[] = []): Promise<Container> {
+export async function startContainer(setup: string[] = [], opts: { net?: boolean } = {}): Promise<Container> {
+  const net = opts.net ?? false;
   const base = makeTempDir('cryo-mnt-');
   const rootfs = path.join(base, 'rootfs');
   const token = `cryo-mnt-${process.pid}-${randomBytes(6).toString('hex')}`;
   const port = await freePort();
-  buildRootfs(rootfs, port, token);
+  buildRootfs(rootfs, port, token, net);
   const script = path.join(base, 'setup.sh');
   fs.writeFileSync(script, [
     '#!/bin/sh',
@@ -104,12 +107,13 @@ export async function startContainer(setup: string[] = []): Promise<Container> {
     'mount -t sysfs sysfs $R/mnt/hidden',
     'mount -t tmpfs -o size=1m tmpfs $R/mnt',
     'echo over > $R/mnt/over',
+    ...(net ? ['ip link set lo up'] : []),
     ...setup,
     'cd $R; mkdir -p .old; pivot_root . .old; /bin/busybox umount -l /.old; /bin/busybox rmdir /.old',
     'exec /bin/busybox setsid /bin/sh /init.sh',
     '',
   ].join('\n'), { mode: 0o755 });
-  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', '/bin/sh', script], { name: 'container' });
+  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', ...(net ? ['--net'] : []), '/bin/sh', script], { name: 'container' });
   let init = 0;
   const ok = await waitFor(() => {
     if (!pidExists(unshare.pid)) return true;
@@ -119,7 +123,7 @@ export async function startContainer(setup: string[] = []): Promise<Container> {
   assert.ok(ok && init > 0 && pidExists(init), `the container did not start\n${unshare.log()}`);
   live.add({ pid: init, token });
   const t: Target = { ...unshare, pid: init, argv: ['/bin/sh', '/init.sh'] };
-  await waitForHttp(port, 10_000);
+  if (!net) await waitForHttp(port, 10_000);
   return { unshare, t, rootfs, base, port, token };
 }
 
