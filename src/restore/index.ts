@@ -183,12 +183,11 @@ export function restore(opts: RestoreOptions): RestoreResult {
       // The root's new UTS and IPC namespaces get their contents before it uses them.
       failpoint('restore:namespaces');
       for (const [old, id] of restoreRootNamespaces(root.tid, ns)) session.sysvIds.set(old, id);
+      // Every restore passes the step, with a mount namespace or without (as restore:netns).
+      failpoint('restore:mounts');
       if (ns.mounts) {
         // Its mount tree before anything of it, or of the tree, is opened by path (root-path.ts).
-        log.step('mounts', () => {
-          failpoint('restore:mounts');
-          buildMounts(root, stub!.trampoline, ns.mounts!, mountTargets(opts));
-        });
+        log.step('mounts', () => buildMounts(root, stub!.trampoline, ns.mounts!, mountTargets(opts)));
         setTreeRoot(root.tid);
       }
       // After the root's namespaces exist: files opened by path are opened in its mount namespace.
