@@ -80,7 +80,9 @@ async function netState(pid: number): Promise<Record<string, unknown>> {
     kind: (l.linkinfo as { info_kind?: string } | undefined)?.info_kind ?? l.link_type,
     addrs: ((l.addr_info ?? []) as Record<string, unknown>[]).map((a) => `${a.family} ${a.local}/${a.prefixlen} ${a.scope} ${Object.keys(a).filter((k) => a[k] === true).sort().join(',')}`).sort(),
   }));
-  const routes = (v: string) => json(inside(pid, ['ip', '-j', v, 'route', 'show', 'table', 'main'])).map((r) => JSON.stringify(r)).sort();
+  // linkdown is the carrier of the moment (the host end's state), not the route's configuration.
+  const carrierless = (r: Record<string, unknown>) => ({ ...r, flags: ((r.flags as string[] | undefined) ?? []).filter((f) => f !== 'linkdown') });
+  const routes = (v: string) => json(inside(pid, ['ip', '-j', v, 'route', 'show', 'table', 'main'])).map((r) => JSON.stringify(carrierless(r as Record<string, unknown>))).sort();
   const sysctl = (n: string) => inside(pid, ['sysctl', '-n', n]).trim();
   return {
     links, routes4: routes('-4'), routes6: routes('-6'),
