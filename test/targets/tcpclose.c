@@ -22,6 +22,7 @@
  * Stream byte i of direction d (0: a -> b, 1: b -> a) is pattern(i, d).
  */
 #include "common.h"
+#include "loopback.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -127,19 +128,8 @@ int main(int argc, char **argv)
 	if (!half && !fin1 && !lastack && !closing)
 		DIE("unknown mode %s", mode);
 	int fam = v6 ? AF_INET6 : AF_INET;
-	struct sockaddr_storage ss = { 0 };
-	socklen_t slen;
-	if (v6) {
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-		a6->sin6_family = AF_INET6;
-		a6->sin6_addr = in6addr_loopback;
-		slen = sizeof(*a6);
-	} else {
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-		a4->sin_family = AF_INET;
-		a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		slen = sizeof(*a4);
-	}
+	struct sockaddr_storage ss;
+	socklen_t slen = loopback(v6, &ss, 0);
 	int lsk = socket(fam, SOCK_STREAM, 0);
 	if (lsk < 0)
 		DIE("listener socket");

@@ -29,6 +29,7 @@
  * Stream byte i of direction d is pattern(i, d) (the test computes the same).
  */
 #include "common.h"
+#include "loopback.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -108,19 +109,8 @@ int main(int argc, char **argv)
 	int closing = argc > 2 && strcmp(argv[2], "closing") == 0;
 	both |= closing;
 	int fam = v6 ? AF_INET6 : AF_INET;
-	struct sockaddr_storage ss = { 0 };
-	socklen_t slen;
-	if (v6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_loopback;
-		slen = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		slen = sizeof(*a);
-	}
+	struct sockaddr_storage ss;
+	socklen_t slen = loopback(v6, &ss, 0);
 	int lsk = socket(fam, SOCK_STREAM, 0);
 	if (lsk < 0 || bind(lsk, (struct sockaddr *)&ss, slen) || listen(lsk, 1))
 		DIE("listener");

@@ -18,6 +18,7 @@
  * its fd table as it was. In pair mode the server reports the client's result too.
  */
 #include "common.h"
+#include "loopback.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -136,23 +137,6 @@ static void nonblock(int fd)
 {
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK))
 		DIE("O_NONBLOCK");
-}
-
-static socklen_t loopback(int v6, struct sockaddr_storage *ss, int port)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (v6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_loopback;
-		a->sin6_port = htons((uint16_t)port);
-		return sizeof(*a);
-	}
-	struct sockaddr_in *a = (struct sockaddr_in *)ss;
-	a->sin_family = AF_INET;
-	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	a->sin_port = htons((uint16_t)port);
-	return sizeof(*a);
 }
 
 static int listener(int v6, int *port)

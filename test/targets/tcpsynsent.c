@@ -7,6 +7,7 @@
  * PASS when the connection came up and nothing was lost, duplicated or reordered.
  */
 #include "common.h"
+#include "loopback.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -44,21 +45,8 @@ int main(int argc, char **argv)
 		DIE("usage: tcpsynsent 4|6 PORT");
 	int v6 = strcmp(argv[1], "6") == 0;
 	int port = atoi(argv[2]);
-	struct sockaddr_storage ss = { 0 };
-	socklen_t slen;
-	if (v6) {
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-		a6->sin6_family = AF_INET6;
-		a6->sin6_addr = in6addr_loopback;
-		a6->sin6_port = htons((uint16_t)port);
-		slen = sizeof(*a6);
-	} else {
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-		a4->sin_family = AF_INET;
-		a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		a4->sin_port = htons((uint16_t)port);
-		slen = sizeof(*a4);
-	}
+	struct sockaddr_storage ss;
+	socklen_t slen = loopback(v6, &ss, port);
 	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		DIE("socket");
