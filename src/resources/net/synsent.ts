@@ -7,12 +7,12 @@
 // answered (its SYN-ACK dropped by the network lock) sees a retransmission of the same SYN, with
 // timestamps that go on from the ones it saw.
 import {
-  AF, SOCK, SOL, SO, IPPROTO, IPV6_V6ONLY, O, F, sys, sysTry, socket, bind, encodeInetAddr, setsockoptInt, getsockoptInt, closeFd,
+  AF, SOCK, SOL, SO, IPPROTO, IPV6_V6ONLY, O, F, sys, sysTry, socket, bind, encodeInetAddr, setsockoptInt, getsockoptInt,
   TCP_REPAIR_OPT, TCP_REPAIR_MODE, TCP_QUEUE, SIOC, ioctlInt, setTcpRepair, selectRepairQueue, getQueueSeq, setQueueSeq, type InetAddr,
 } from '../../sys/index.js';
 import { hasField } from '../../image/presence.js';
 import { inet_sk_entrySchema } from '../../image/gen/sk-inet_pb.js';
-import { restoreSkOpts } from '../files/sk-opts.js';
+import { restoreSkOpts, finishSocket } from '../files/sk-opts.js';
 import type { InetSkData } from '../files/inet.js';
 
 const EINPROGRESS = 115;
@@ -35,7 +35,8 @@ export function readSynSent(fd: number, what: string): { outqSeq: number; mssCla
 /** A closed socket bound where the connect was made from, its next SYN at the recorded sequence. */
 export function createSynSent(sk: InetSkData, outqSeq: number, src: InetAddr, what: string): number {
   const fd = socket(sk.family, SOCK.STREAM, IPPROTO.TCP);
-  try {
+  // The image's status flags (O_NONBLOCK ...) last; closed again if anything fails.
+  return finishSocket(fd, sk.flags, () => {
     setTcpRepair(fd, TCP_REPAIR_MODE.ON);
     if (sk.family === AF.INET6 && hasField(inet_sk_entrySchema, sk, 'v6only')) setsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY, sk.v6only ? 1 : 0, `${what}: IPV6_V6ONLY`);
     restoreSkOpts(fd, sk.opts, what);
@@ -44,13 +45,7 @@ export function createSynSent(sk: InetSkData, outqSeq: number, src: InetAddr, wh
     selectRepairQueue(fd, TCP_QUEUE.SEND);
     setQueueSeq(fd, (outqSeq - 1) >>> 0);
     selectRepairQueue(fd, TCP_QUEUE.NONE);
-    const fl = sk.flags & ~(O.ACCMODE | O.CLOEXEC);
-    if (fl) sys('fcntl', [fd, F.SETFL, fl]);
-  } catch (e) {
-    closeFd(fd);
-    throw e;
-  }
-  return fd;
+  });
 }
 
 /**

@@ -12,15 +12,15 @@ import { tcp_stream_entrySchema, tcp_opts_entrySchema, type tcp_stream_entry } f
 import { encodeImage, decodeImage } from '../../image/io.js';
 import { hasField } from '../../image/presence.js';
 import {
-  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, O, F, sys, sysTry, socket, bind, connect, shutdown,
-  getsockoptInt, setsockoptInt, encodeInetAddr, closeFd, type InetAddr,
+  AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, O, sysTry, socket, bind, connect, shutdown,
+  getsockoptInt, setsockoptInt, encodeInetAddr, type InetAddr,
   TCP_REPAIR_OPT, TCP_REPAIR_MODE, TCP_QUEUE, TCPOPT, TCPI_OPT, SIOC, tcpInfoHead, ioctlInt,
   setTcpRepair, trySetTcpRepair, tcpRepairOn, selectRepairQueue, getQueueSeq, setQueueSeq,
   setRepairOptions, getRepairWindow, setRepairWindow, peekRepairQueue, sendAllNoWait,
 } from '../../sys/index.js';
 import { inspectInet, dumpInetSk, describeInet, type InetSkData, type InetInfo } from '../files/inet.js';
 import { readSynSent, createSynSent, connectAgain } from './synsent.js';
-import { restoreSkOpts } from '../files/sk-opts.js';
+import { restoreSkOpts, finishSocket } from '../files/sk-opts.js';
 import type { FownData } from '../files/reg.js';
 import { replayPeerFin } from './tcp-fin.js';
 import { wordsToBytes } from './addr-words.js';
@@ -200,7 +200,8 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
   if (unsent > s.outqLen) throw new Error(`${what}: ${unsent} unsent bytes in a ${s.outqLen}-byte send queue`);
   if (sk.state === TCP_STATE.SYN_SENT) return createSynSent(sk, s.outqSeq, src, what);
   const fd = socket(sk.family, SOCK.STREAM, IPPROTO.TCP);
-  try {
+  // The image's status flags (O_NONBLOCK ...) last; closed again if anything fails.
+  return finishSocket(fd, sk.flags, () => {
     setTcpRepair(fd, TCP_REPAIR_MODE.ON);
     if (sk.family === AF.INET6 && hasField(inet_sk_entrySchema, sk, 'v6only')) setsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY, sk.v6only ? 1 : 0, `${what}: IPV6_V6ONLY`);
     // Buffers before the queues: a receive queue larger than a fresh socket's buffer must fit.
@@ -223,13 +224,7 @@ export function createTcpConnection(rec: TcpConnectionRecord): number {
       setRepairWindow(fd, { sndWl1: s.sndWl1!, sndWnd: s.sndWnd!, maxWindow: s.maxWindow!, rcvWnd: s.rcvWnd!, rcvWup: s.rcvWup! });
     }
     restoreTcpOpts(fd, rec, what);
-    const fl = sk.flags & ~(O.ACCMODE | O.CLOEXEC);
-    if (fl) sys('fcntl', [fd, F.SETFL, fl]);
-  } catch (e) {
-    closeFd(fd);
-    throw e;
-  }
-  return fd;
+  });
 }
 
 /**
