@@ -12,7 +12,7 @@ import { inotify_wd_entrySchema, type inotify_file_entrySchema } from '../../ima
 import { sys, sysTry, O, E, F, TIOC } from '../../sys/index.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
-import { NO_FOWN, type FownData } from './reg.js';
+import type { FownData } from './reg.js';
 import { handleTarget, parseHandle, type FileHandle } from './fhandle.js';
 import type { FileScan } from './scan.js';
 import type { FdKind, FdSeen } from './fd-kind.js';
@@ -37,25 +37,34 @@ function parseWatch(id: number, line: string): InotifyWatch {
   };
 }
 
+/** The watches of fdinfo, each with where its inode is now (null: the handle opens nothing). */
+function watchesOf(id: number, info: ProcFdinfo): { w: InotifyWatch; at: { path: string; deleted: boolean } | null }[] {
+  // parseFdinfo keys a line by what comes before its first colon: "inotify wd".
+  return (info.extra.get('inotify wd') ?? []).map((l) => {
+    const w = parseWatch(id, `wd:${l}`);
+    return { w, at: handleTarget(w.sDev, w.fHandle) };
+  });
+}
+
+/** Whether the restore can watch it again: a path, or a deleted file the tree holds (its ghost). */
+function reachable(w: InotifyWatch, at: { path: string; deleted: boolean } | null, scan: Pick<FileScan, 'deletedFiles'>): boolean {
+  return at !== null && (!at.deleted || scan.deletedFiles().get(at.path) === w.iIno);
+}
+
 /**
  * The instance's watches, each with the path of what it watches: for a deleted file, the path
  * it had, when the tree holds that very inode (the ghost the restore makes there).
  */
 export function dumpInotify(id: number, flags: number, fown: FownData, info: ProcFdinfo, scan: Pick<FileScan, 'deletedFiles'>): InotifyData {
-  // parseFdinfo keys a line by what comes before its first colon: "inotify wd".
-  const wd = (info.extra.get('inotify wd') ?? []).map((l) => parseWatch(id, `wd:${l}`));
-  for (const w of wd) {
-    const t = handleTarget(w.sDev, w.fHandle);
-    if (t && (!t.deleted || scan.deletedFiles().get(t.path) === w.iIno)) w.fHandle.path = t.path;
-  }
-  return { id, flags, fown, wd };
+  const watches = watchesOf(id, info);
+  for (const { w, at } of watches) if (reachable(w, at, scan)) w.fHandle.path = at!.path;
+  return { id, flags, fown, wd: watches.map(({ w }) => w) };
 }
 
 /** Why the instance cannot be dumped: a watched inode with no path left. */
 export function inotifyBlocker(place: BlockerPlace, info: ProcFdinfo, scan: Pick<FileScan, 'deletedFiles'>): Blocker | null {
-  for (const w of dumpInotify(0, 0, NO_FOWN, info, scan).wd) {
-    if (w.fHandle.path) continue;
-    const t = handleTarget(w.sDev, w.fHandle);
+  for (const { w, at: t } of watchesOf(0, info)) {
+    if (reachable(w, t, scan)) continue;
     const reason = t?.deleted
       ? `inotify watch ${w.wd} on ${t.path}, deleted and open nowhere in the tree — not supported`
       : `inotify watch ${w.wd} on inode ${w.iIno} whose path cannot be found — not supported`;

@@ -20,7 +20,8 @@ interface SocketKind {
   protocol: number;
 }
 
-function kindOf(fd: number): SocketKind {
+/** Family, type and protocol of a socket. */
+export function socketKind(fd: number): SocketKind {
   return { domain: getsockoptInt(fd, SOL.SOCKET, SO.DOMAIN), type: getsockoptInt(fd, SOL.SOCKET, SO.TYPE), protocol: getsockoptInt(fd, SOL.SOCKET, SO.PROTOCOL) };
 }
 
@@ -87,7 +88,7 @@ function connected(fd: number): boolean {
 
 /** The options of our copy of a socket that differ from a fresh socket's. */
 export function dumpProtoOpts(fd: number): ProtoOpt[] {
-  const k = kindOf(fd);
+  const k = socketKind(fd);
   const ref = freshValues(k);
   if (!ref) return [];
   const isConnected = connected(fd);
@@ -101,8 +102,10 @@ export function dumpProtoOpts(fd: number): ProtoOpt[] {
   return out;
 }
 
+const EVERY_OPT = [...SOCKET_LEVEL_OPTS, ...IP_LEVEL_OPTS, ...IPV6_LEVEL_OPTS, ...TCP_LEVEL_OPTS, ...UDP_LEVEL_OPTS];
+
 function nameOf(level: number, name: number): SockoptName | undefined {
-  return [...SOCKET_LEVEL_OPTS, ...IP_LEVEL_OPTS, ...IPV6_LEVEL_OPTS, ...TCP_LEVEL_OPTS, ...UDP_LEVEL_OPTS].find((o) => o.level === level && o.name === name);
+  return EVERY_OPT.find((o) => o.level === level && o.name === name);
 }
 
 /** The bytes a record holds, as getsockopt gave them. */

@@ -8,15 +8,9 @@ import { fdFlagSet, stripDeleted } from './names.js';
 import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
 import type { Snapshot } from './snapshot.js';
 import { registeredKindNamed } from '../files/registry.js';
-import { optionsFor, optText, readOpt } from '../files/sk-proto-opts.js';
+import { optionsFor, optText, readOpt, socketKind } from '../files/sk-proto-opts.js';
 import { dumpMemberships, membershipText } from '../net/mcast.js';
 
-function sockInt(fd: number, opt: number): number {
-  const b = Buffer.alloc(4);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(4);
-  return sysTry('getsockopt', [fd, SOL.SOCKET, opt, b, len]).ret < 0 ? -1 : b.readInt32LE(0);
-}
 
 /** Socket options compared: key, option, the sk_opts_entry field(s), how the value reads. */
 export const SOCKET_OPTIONS = [
@@ -94,7 +88,7 @@ function socketOptions(s: Snapshot, key: string, pidfd: number, fd: number, pid:
       const v = how === 'timeval' ? `${buf.readBigInt64LE(0)}.${buf.readBigInt64LE(8)}` : how === 'bool' ? (buf.readInt32LE(0) ? '1' : '0') : String(buf.readInt32LE(0));
       s.set(`${key} ${name}`, v);
     }
-    const kind = { domain: sockInt(mine, SO.DOMAIN), type: sockInt(mine, SO.TYPE), protocol: sockInt(mine, SO.PROTOCOL) };
+    const kind = socketKind(mine);
     for (const o of optionsFor(kind)) {
       const v = readOpt(mine, o);
       if (v) s.set(`${key} ${o.label}`, optText(v));
