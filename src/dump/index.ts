@@ -25,7 +25,7 @@ import { LeaveRunningProof } from './unchanged.js';
 import { cpuinfoImage } from '../resources/task/cpu.js';
 import { TcpDump } from '../resources/net/tcp-dump.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
-import { dumpTreeNamespaces, writeNsImages } from '../resources/ns/index.js';
+import { dumpTreeNamespaces, writeNsImages, writeTimensImage } from '../resources/ns/index.js';
 import { writeNetnsImages } from '../resources/netns/index.js';
 import { dumpTreeMounts, writeMntImages } from '../resources/mnt/index.js';
 
@@ -114,7 +114,7 @@ export function dump(opts: DumpOptions): DumpResult {
       meter.plan(0, tree.live.length);
       return collectTasks(tree, files, open, log, meter);
     });
-    // The root's own UTS, IPC and network namespaces (a container's), read from inside them.
+    // The root's own UTS, IPC, network and time namespaces (a container's).
     const namespaces = log.step('namespaces', () => {
       failpoint('dump:namespaces');
       return dumpTreeNamespaces(opts.pid);
@@ -139,6 +139,7 @@ export function dump(opts: DumpOptions): DumpResult {
       writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc'), cgroupDirs });
       writeNsImages(writer, images[0]!.ids, namespaces.state);
       if (namespaces.net) writeNetnsImages(writer, images[0]!.ids.netNsId, namespaces.net);
+      if (namespaces.time) writeTimensImage(writer, images[0]!.ids.timeNsId, namespaces.time);
       if (mounts) writeMntImages(writer, images[0]!.ids.mntNsId, mounts.mounts, mounts.tars);
       writeFileImages(writer, table);
       writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have

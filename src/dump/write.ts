@@ -2,13 +2,11 @@
 // CLONE_FILES once), the threads' cores, SysV segments, cgroup sets, seccomp filters, the clocks
 // for the time namespace, the dump's statistics, and the inventory, written last.
 import { create } from '@bufbuild/protobuf';
-import { sys } from '../sys/index.js';
 import type { ImageDirWriter } from '../image/dir.js';
 import { pstree_entrySchema } from '../image/gen/pstree_pb.js';
 import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
 import { seccomp_entrySchema } from '../image/gen/seccomp_pb.js';
 import { cgroup_entrySchema, type cg_controller_entry } from '../image/gen/cgroup_pb.js';
-import { timens_entrySchema } from '../image/gen/timens_pb.js';
 import { stats_entrySchema } from '../image/gen/stats_pb.js';
 import { task_kobj_ids_entrySchema, type core_entry } from '../image/gen/core_pb.js';
 import { ipc_shm_entrySchema } from '../image/gen/ipc-shm_pb.js';
@@ -16,7 +14,7 @@ import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { saveSeccomp } from '../resources/task/seccomp.js';
 import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
 import { zombieCore, type TaskImages } from './task.js';
-import { nsPidsBelow } from '../resources/ns/index.js';
+import { nsPidsBelow, timensEntry, hostClocks } from '../resources/ns/index.js';
 import type { TaskPlan } from './collect.js';
 
 export interface TreeImages {
@@ -62,7 +60,8 @@ export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
   for (const img of images) cgSets.set(img.core.tc!.cgSet, img.cgroups);
   writer.writeImage('cgroup.img', 'CGROUP', [create(cgroup_entrySchema, { sets: [...cgSets].map(([id, ctls]) => ({ id, ctls })), controllers: t.cgroupDirs ?? [] })]);
   writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, { seccompFilters: t.seccompFilters })]);
-  writer.writeImage('timens-0.img', 'TIMENS', [create(timens_entrySchema, { monotonic: clock(1), boottime: clock(7) })]);
+  // The host's clocks (CRIU writes them for a tree without a time namespace of its own).
+  writer.writeImage('timens-0.img', 'TIMENS', [timensEntry({ clocks: hostClocks() })]);
 }
 
 /** Times of the dump (ms since its start) and pages, as CRIU's stats-dump has them (in µs). */
@@ -108,11 +107,4 @@ export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: 
       ...(netLock ? { dumpCriuRunId: netLock.name } : {}),
     }),
   );
-}
-
-/** clock_gettime for the timens image (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */
-function clock(id: number): { tvSec: bigint; tvNsec: bigint } {
-  const b = Buffer.alloc(16);
-  sys('clock_gettime', [id, b]);
-  return { tvSec: b.readBigInt64LE(0), tvNsec: b.readBigInt64LE(8) };
 }

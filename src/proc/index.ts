@@ -12,3 +12,4 @@ export * from './limits.js';
 export * from './igmp.js';
 export * from './mountinfo.js';
 export * from './net-tcp.js';
+export * from './timens.js';

@@ -155,6 +155,8 @@ export const CLONE = {
   NEWUTS: 0x4000000,
   NEWIPC: 0x8000000,
   NEWPID: 0x20000000,
+  NEWTIME: 0x80,
+  NEWCGROUP: 0x2000000,
 } as const;
 
 export const RLIMIT_NLIMITS = 16;

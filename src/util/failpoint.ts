@@ -19,6 +19,7 @@ export const RESTORE_STEPS = [
   'restore:cgroups',
   'restore:netns',
   'restore:stub',
+  'restore:timens',
   'restore:fork',
   'restore:namespaces',
   'restore:mounts',

@@ -1,5 +1,6 @@
 // cryo image schema: timens.proto
-// Offsets of a time namespace for CLOCK_MONOTONIC and CLOCK_BOOTTIME (timens-N.img).
+// Clocks of a time namespace, CLOCK_MONOTONIC and CLOCK_BOOTTIME as seen inside it at the dump
+// (timens-N.img).
 // Wire-compatible with CRIU's file of the same name (same message names, field numbers and
 // types; package-less like CRIU's). Fields are listed in field-number order so that
 // re-encoding reproduces CRIU's byte order.
@@ -16,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file timens.proto.
  */
 export const file_timens: GenFile = /*@__PURE__*/
-  fileDesc("Cgx0aW1lbnMucHJvdG8iKwoIdGltZXNwZWMSDgoGdHZfc2VjGAEgAigEEg8KB3R2X25zZWMYAiACKAQiSQoMdGltZW5zX2VudHJ5EhwKCW1vbm90b25pYxgBIAIoCzIJLnRpbWVzcGVjEhsKCGJvb3R0aW1lGAIgAigLMgkudGltZXNwZWM");
+  fileDesc("Cgx0aW1lbnMucHJvdG8iKwoIdGltZXNwZWMSDgoGdHZfc2VjGAEgAigEEg8KB3R2X25zZWMYAiACKAQipQEKDHRpbWVuc19lbnRyeRIcCgltb25vdG9uaWMYASACKAsyCS50aW1lc3BlYxIbCghib290dGltZRgCIAIoCzIJLnRpbWVzcGVjEiEKGGNyeW9fbW9ub3RvbmljX29mZnNldF9ucxjpByABKBISIAoXY3J5b19ib290dGltZV9vZmZzZXRfbnMY6gcgASgSEhUKDGNyeW9fYm9vdF9pZBjrByABKAk");
 
 /**
  * @generated from message timespec
@@ -53,6 +54,26 @@ export type timens_entry = Message<"timens_entry"> & {
    * @generated from field: required timespec boottime = 2;
    */
   boottime?: timespec | undefined;
+
+  /**
+   * cryo's own: the namespace's offsets as /proc/PID/timens_offsets shows them (signed ns), and
+   * the boot they belong to (/proc/sys/kernel/random/boot_id). A restore on the same boot writes
+   * these offsets again; after a reboot (or without them: a CRIU image) the offsets are worked
+   * out from the clocks above, as CRIU does, so the clocks go on from the dumped values.
+   *
+   * @generated from field: optional sint64 cryo_monotonic_offset_ns = 1001;
+   */
+  cryoMonotonicOffsetNs: bigint;
+
+  /**
+   * @generated from field: optional sint64 cryo_boottime_offset_ns = 1002;
+   */
+  cryoBoottimeOffsetNs: bigint;
+
+  /**
+   * @generated from field: optional string cryo_boot_id = 1003;
+   */
+  cryoBootId: string;
 };
 
 /**

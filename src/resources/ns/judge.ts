@@ -1,11 +1,11 @@
 // Which namespaces of a task cryo can checkpoint. Shared with cryo (the host's, the usual case):
-// nothing to save. The tree's root's own PID, UTS, IPC, network and mount namespaces (a
-// container made with `unshare --fork --pid --uts --ipc --net --mount`, the root being its init):
-// saved and made again (a network namespace only with links resources/netns supports, a mount
-// namespace only with mounts resources/mnt supports). Anything
-// else — a task of the tree in a namespace that is neither cryo's nor its root's (it setns'd
-// elsewhere), a PID namespace whose init is not the root, user, cgroup and time
-// namespaces of its own — is refused, named.
+// nothing to save. The tree's root's own PID, UTS, IPC, network, mount and time namespaces (a
+// container made with `unshare --fork --pid --uts --ipc --net --mount --time`, the root being its
+// init): saved and made again (a network namespace only with links resources/netns supports, a
+// mount namespace only with mounts resources/mnt supports). Anything else — a task of the tree in
+// a namespace that is neither cryo's nor its root's (it setns'd elsewhere), a PID namespace whose
+// init is not the root, children going into another PID or time namespace than the task's own
+// (unshare without a fork), user and cgroup namespaces of its own — is refused, named.
 import { readlinkSync } from 'node:fs';
 import type { Blocker } from '../../util/blocker.js';
 import { nsPidOf, dumperLevels } from './pid.js';
@@ -13,7 +13,7 @@ import { netnsProblems } from '../netns/index.js';
 
 export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
 /** The kinds a tree's root may have of its own. */
-export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt'] as const;
+export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'time'] as const;
 
 export function nsLink(pid: number | 'self', kind: string): string | null {
   try {
@@ -54,11 +54,15 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
       out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : kind === 'net' ? netProblem(pid) : null });
     }
   }
-  // unshare(CLONE_NEWPID) without a fork: the task's next child would start a namespace of its own.
-  const forKids = nsLink(pid, 'pid_for_children');
-  const own = nsLink(pid, 'pid');
-  if (forKids && own && forKids !== own) {
-    out.push({ kind: 'pid_for_children', link: forKids, owner: 'other', blocked: `its children go into another PID namespace (${forKids}, unshare(CLONE_NEWPID)) — not supported` });
+  // unshare(CLONE_NEWPID or CLONE_NEWTIME) without a fork: the task's next child would start a
+  // namespace of its own.
+  for (const kind of ['pid', 'time'] as const) {
+    const forKids = nsLink(pid, `${kind}_for_children`);
+    const own = nsLink(pid, kind);
+    if (forKids && own && forKids !== own) {
+      const flag = kind === 'pid' ? 'CLONE_NEWPID' : 'CLONE_NEWTIME';
+      out.push({ kind: `${kind}_for_children`, link: forKids, owner: 'other', blocked: `its children go into another ${kind === 'pid' ? 'PID' : 'time'} namespace (${forKids}, unshare(${flag})) — not supported` });
+    }
   }
   return out;
 }

@@ -12,6 +12,9 @@ import { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } fro
 import { OWN_NS_KINDS } from './judge.js';
 import { readNetnsImages, type NetnsState } from '../netns/index.js';
 import { readSavedMounts, type SavedMounts } from '../mnt/restore.js';
+import { readTimensImage, type TimensState } from './time.js';
+
+export { timensForStub, offsetsText } from './time.js';
 
 type Ids = Partial<Record<`${'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time'}NsId`, number>>;
 
@@ -23,13 +26,15 @@ export interface RootNamespaces {
   net?: NetnsState;
   /** The root's own mount namespace (resources/mnt), made by buildMounts once it exists. */
   mounts?: SavedMounts;
+  /** The root's own time namespace (time.ts), made in the stub before it clones the root. */
+  time?: TimensState;
 }
 
 const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
 
 /**
  * The root's own namespaces, read from their images; refuses a kind cryo cannot make (user,
- * cgroup, time) and a task whose namespace is neither the dumper's nor the root's.
+ * cgroup) and a task whose namespace is neither the dumper's nor the root's.
  */
 export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number } }[]): RootNamespaces {
   const root = tasks[0]!;
@@ -57,6 +62,7 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
     own, state,
     ...(own.has('net') ? { net: readNetnsImages(r, root.ids.netNsId) } : {}),
     ...(own.has('mnt') ? { mounts: readSavedMounts(r, root.ids.mntNsId!) } : {}),
+    ...(own.has('time') ? { time: readTimensImage(r, root.ids.timeNsId!) } : {}),
   };
 }
 
