@@ -25,7 +25,7 @@ import { LeaveRunningProof } from './unchanged.js';
 import { cpuinfoImage } from '../resources/task/cpu.js';
 import { TcpDump } from '../resources/net/tcp-dump.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
-import { dumpTreeNamespaces, writeNsImages, writeTimensImage } from '../resources/ns/index.js';
+import { dumpTreeNamespaces, writeNsImages, writeTimensImage, withCgnsPrefix } from '../resources/ns/index.js';
 import { writeNetnsImages } from '../resources/netns/index.js';
 import { dumpTreeMounts, writeMntImages } from '../resources/mnt/index.js';
 
@@ -126,6 +126,8 @@ export function dump(opts: DumpOptions): DumpResult {
     });
     const table = files!;
     const { images, threadCores } = collected;
+    // In the root's cgroup namespace every task's cgroups carry its root (cg_member_entry cgns_prefix).
+    if (namespaces.cgns) for (const i of images) i.cgroups = withCgnsPrefix(i.pid, i.cgroups, namespaces.cgns);
     failpoint('dump:pages');
     meter.plan(plannedBytes(images, table), tree.live.length);
     const pagesWritten = log.step('pages', () => writePages(writer, images, table, meter));

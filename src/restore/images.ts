@@ -26,7 +26,7 @@ import { remap_file_path_entrySchema, type remap_file_path_entry } from '../imag
 import { ghost_file_entrySchema, type ghost_file_entry } from '../image/gen/ghost-file_pb.js';
 import { isFieldSet } from '@bufbuild/protobuf';
 import type { GhostData } from '../resources/files/ghost.js';
-import type { cgroup_entry } from '../image/gen/cgroup_pb.js';
+import { cg_member_entrySchema, type cgroup_entry } from '../image/gen/cgroup_pb.js';
 import type { seccomp_entry } from '../image/gen/seccomp_pb.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { FownData } from '../resources/files/reg.js';
@@ -237,7 +237,9 @@ function readSeccomp(r: ImageDirReader): CheckpointImage['seccompFilters'] {
 function readCgroups(r: ImageDirReader): Map<number, CgroupMember[]> {
   const out = new Map<number, CgroupMember[]>();
   if (!r.exists('cgroup.img')) return out;
-  for (const e of r.read('cgroup.img') as cgroup_entry[]) for (const set of e.sets) out.set(set.id, set.ctls.map((c) => ({ name: c.name, path: c.path })));
+  for (const e of r.read('cgroup.img') as cgroup_entry[]) {
+    for (const set of e.sets) out.set(set.id, set.ctls.map((c) => ({ name: c.name, path: c.path, ...(hasField(cg_member_entrySchema, c, 'cgnsPrefix') ? { cgnsPrefix: c.cgnsPrefix } : {}) })));
+  }
   return out;
 }
 

@@ -29,7 +29,7 @@ import type { Log } from '../util/log.js';
 import type { ProgressSink } from '../util/progress.js';
 import { ProgressMeter } from '../util/progress-meter.js';
 import { verifyRestored, type VerifyMode } from './verify.js';
-import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments, timensForStub, offsetsText } from '../resources/ns/restore.js';
+import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments, stubNamespaces } from '../resources/ns/restore.js';
 import { setTidArray } from '../resources/ns/pid.js';
 import { NetnsRestore } from '../resources/netns/index.js';
 import { buildMounts, checkMountTargets } from '../resources/mnt/restore.js';
@@ -174,9 +174,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
       // Started inside the tree's network namespace, the stub gives it to the root it clones.
       stub = netns ? netns.run(() => startStub(vmas, img.pid)) : startStub(vmas, img.pid);
       const ns = ckpt.namespaces;
-      // The stub makes the time namespace; the root it clones is its first task (resources/ns/time.ts).
-      if (ns.time) log.info(`time namespace: ${offsetsText(timensForStub(stub.remote, stub.tracee.tid, ns.time))}`);
-      failpoint('restore:timens'); // every restore passes it, as restore:netns
+      // The stub makes the time namespace and stands in the cgroup namespace's roots: the root it clones gets both.
+      for (const line of stubNamespaces(stub.remote, stub.tracee.tid, ns, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0))) log.info(line);
       failpoint('restore:fork');
       if (ns.own.has('pid')) session.restorerPidfd = 1 + Math.max(2, ...ckpt.tasks.flatMap((t) => t.fdinfo.map((f) => f.fd)));
       const root = forkWithPid(stub, img.pid, ourChild, {

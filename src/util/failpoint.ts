@@ -20,6 +20,7 @@ export const RESTORE_STEPS = [
   'restore:netns',
   'restore:stub',
   'restore:timens',
+  'restore:cgns',
   'restore:fork',
   'restore:namespaces',
   'restore:mounts',

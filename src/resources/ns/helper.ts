@@ -8,6 +8,7 @@
 //   node helper.js dump PID uts,ipc      -> stdout: NsState as JSON
 //   node helper.js restore PID uts,ipc   <- stdin: NsState; -> stdout: {shmIds: [[old, new]...]}
 //   node helper.js rmshm PID id...       removes segments (removed before the dump) again
+//   node helper.js cgroup PID            -> stdout: /proc/PID/cgroup as PID's cgroup namespace shows it
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import { sys, CLONE } from '../../sys/index.js';
 import { dumpAllSegments, createSegment, removeSegment, type ShmImage } from '../mm/sysv-shm.js';
@@ -52,6 +53,17 @@ function main(argv: string[]): void {
   const [mode, pidText, ...rest] = argv;
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`bad pid ${pidText}`);
+  if (mode === 'cgroup') {
+    // The paths are shown relative to the reader's cgroup namespace: this thread's, once it is PID's.
+    const fd = openSync(`/proc/${pid}/ns/cgroup`, 'r');
+    try {
+      sys('setns', [fd, CLONE.NEWCGROUP], `cgroup namespace of pid ${pid}`);
+    } finally {
+      closeSync(fd);
+    }
+    process.stdout.write(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+    return;
+  }
   if (mode === 'rmshm') {
     enter(pid, 'ipc');
     for (const id of rest) removeSegment(Number(id));

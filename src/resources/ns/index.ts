@@ -5,12 +5,14 @@ import { ownNamespaces } from './judge.js';
 import { dumpNsState, type NsHelperKind, type NsState } from './state.js';
 import { readNetns, type NetnsState } from '../netns/index.js';
 import { dumpTimens, type TimensState } from './time.js';
+import { cgnsRoots } from './cgroup.js';
 
 export { judgeNamespaces, namespaceBlockers, ownNamespaces, nsLink, NS_KINDS } from './judge.js';
 export { nsPidsBelow, setTidArray, threadNsPid, localPidMap } from './pid.js';
 export { writeNsImages, readNsImages } from './images.js';
 export { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } from './state.js';
 export { writeTimensImage, timensEntry, hostClocks, type TimensState } from './time.js';
+export { withCgnsPrefix } from './cgroup.js';
 
 export interface TreeNamespaces {
   /** The kinds the root has of its own (pid, uts, ipc). */
@@ -20,6 +22,8 @@ export interface TreeNamespaces {
   net?: NetnsState;
   /** The root's own time namespace: its offsets and clocks (time.ts). */
   time?: TimensState;
+  /** The root's own cgroup namespace: its root in each hierarchy (cgroup.ts). */
+  cgns?: Map<string, string>;
 }
 
 /** Reads the root's own UTS, IPC, network and time namespaces (the tree frozen: nothing in them changes). */
@@ -30,5 +34,6 @@ export function dumpTreeNamespaces(root: number): TreeNamespaces {
     own, state: dumpNsState(root, kinds),
     ...(own.has('net') ? { net: readNetns(root) } : {}),
     ...(own.has('time') ? { time: dumpTimens(root) } : {}),
+    ...(own.has('cgroup') ? { cgns: cgnsRoots(root) } : {}),
   };
 }

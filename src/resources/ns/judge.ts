@@ -1,19 +1,22 @@
 // Which namespaces of a task cryo can checkpoint. Shared with cryo (the host's, the usual case):
 // nothing to save. The tree's root's own PID, UTS, IPC, network, mount and time namespaces (a
 // container made with `unshare --fork --pid --uts --ipc --net --mount --time`, the root being its
-// init): saved and made again (a network namespace only with links resources/netns supports, a
-// mount namespace only with mounts resources/mnt supports). Anything else — a task of the tree in
+// init), and its cgroup namespace: saved and made again (a network namespace only with links
+// resources/netns supports, a mount namespace only with mounts resources/mnt supports, a cgroup
+// namespace only with every task's cgroups below its root). Anything else — a task of the tree in
 // a namespace that is neither cryo's nor its root's (it setns'd elsewhere), a PID namespace whose
 // init is not the root, children going into another PID or time namespace than the task's own
-// (unshare without a fork), user and cgroup namespaces of its own — is refused, named.
-import { readlinkSync } from 'node:fs';
+// (unshare without a fork), a user namespace of its own — is refused, named.
+import { readlinkSync, readFileSync } from 'node:fs';
 import type { Blocker } from '../../util/blocker.js';
 import { nsPidOf, dumperLevels } from './pid.js';
 import { netnsProblems } from '../netns/index.js';
+import { cgnsRoots, cgnsMemberProblem } from './cgroup.js';
+import { parseCgroups } from '../task/cgroup.js';
 
 export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
 /** The kinds a tree's root may have of its own. */
-export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'time'] as const;
+export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'time', 'cgroup'] as const;
 
 export function nsLink(pid: number | 'self', kind: string): string | null {
   try {
@@ -48,10 +51,10 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
     } else if (pid !== root) {
       const rootLink = nsLink(root, kind);
       out.push(link === rootLink
-        ? { kind, link, owner: 'tree', blocked: null }
+        ? { kind, link, owner: 'tree', blocked: kind === 'cgroup' ? cgroupMemberProblem(pid, root) : null }
         : { kind, link, owner: 'other', blocked: `in a ${kind} namespace (${link}) that is neither cryo's nor the tree root's (${rootLink}) — not supported` });
     } else {
-      out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : kind === 'net' ? netProblem(pid) : null });
+      out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : kind === 'net' ? netProblem(pid) : kind === 'cgroup' ? cgroupNsProblem(pid) : null });
     }
   }
   // unshare(CLONE_NEWPID or CLONE_NEWTIME) without a fork: the task's next child would start a
@@ -71,6 +74,27 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
 function netProblem(pid: number): string | null {
   const p = netnsProblems(pid);
   return p.length ? `its own network namespace (${nsLink(pid, 'net')}): ${p.join('; ')}` : null;
+}
+
+/** The root's own cgroup namespace: each of its cgroups at or below the namespace's root. */
+function cgroupNsProblem(pid: number): string | null {
+  try {
+    cgnsRoots(pid);
+    return null;
+  } catch (e) {
+    return `its own cgroup namespace (${nsLink(pid, 'cgroup')}): ${(e as Error).message}`;
+  }
+}
+
+/** A task in the root's cgroup namespace, in other cgroups than the root: they must be below its roots. */
+function cgroupMemberProblem(pid: number, root: number): string | null {
+  try {
+    const mine = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    if (mine === readFileSync(`/proc/${root}/cgroup`, 'utf8')) return null;
+    return cgnsMemberProblem(parseCgroups(mine), cgnsRoots(root));
+  } catch (e) {
+    return `its cgroups in the tree's cgroup namespace: ${(e as Error).message}`;
+  }
 }
 
 /** The root's own PID namespace must be one level below cryo's, with the root as its init. */

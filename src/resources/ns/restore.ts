@@ -12,9 +12,11 @@ import { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } fro
 import { OWN_NS_KINDS } from './judge.js';
 import { readNetnsImages, type NetnsState } from '../netns/index.js';
 import { readSavedMounts, type SavedMounts } from '../mnt/restore.js';
-import { readTimensImage, type TimensState } from './time.js';
-
-export { timensForStub, offsetsText } from './time.js';
+import { readTimensImage, timensForStub, offsetsText, type TimensState } from './time.js';
+import { cgnsRootMembers } from './cgroup.js';
+import { restoreCgroups, type CgroupMember } from '../task/cgroup.js';
+import type { Remote } from '../../ptrace/index.js';
+import { failpoint } from '../../util/failpoint.js';
 
 type Ids = Partial<Record<`${'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time'}NsId`, number>>;
 
@@ -33,8 +35,8 @@ export interface RootNamespaces {
 const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
 
 /**
- * The root's own namespaces, read from their images; refuses a kind cryo cannot make (user,
- * cgroup) and a task whose namespace is neither the dumper's nor the root's.
+ * The root's own namespaces, read from their images; refuses a kind cryo cannot make (user)
+ * and a task whose namespace is neither the dumper's nor the root's.
  */
 export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number } }[]): RootNamespaces {
   const root = tasks[0]!;
@@ -68,7 +70,27 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
 
 /** clone3 flags that make the root's new namespaces. */
 export function rootCloneFlags(ns: RootNamespaces): number {
-  return (ns.own.has('pid') ? CLONE.NEWPID : 0) | (ns.own.has('uts') ? CLONE.NEWUTS : 0) | (ns.own.has('ipc') ? CLONE.NEWIPC : 0) | (ns.own.has('mnt') ? CLONE.NEWNS : 0);
+  const flags = { pid: CLONE.NEWPID, uts: CLONE.NEWUTS, ipc: CLONE.NEWIPC, mnt: CLONE.NEWNS, cgroup: CLONE.NEWCGROUP } as const;
+  return Object.entries(flags).reduce((f, [kind, flag]) => (ns.own.has(kind) ? f | flag : f), 0);
+}
+
+/**
+ * What the stub does before it clones the root: it unshares the time namespace and gets its
+ * offsets (time.ts), and it is moved into the cgroup namespace's roots, which a new cgroup
+ * namespace takes from its maker's cgroups (cgroup.ts; `rootCgroups` are the root's members,
+ * none under --manage-cgroups ignore: then the roots are cryo's cgroups). Lines for the log.
+ */
+export function stubNamespaces(stub: Remote, stubPid: number, ns: RootNamespaces, rootCgroups: CgroupMember[] | undefined): string[] {
+  const out: string[] = [];
+  if (ns.time) out.push(`time namespace: ${offsetsText(timensForStub(stub, stubPid, ns.time))}`);
+  failpoint('restore:timens'); // every restore passes both, as restore:netns
+  if (ns.own.has('cgroup') && rootCgroups) {
+    const roots = cgnsRootMembers(rootCgroups);
+    restoreCgroups(stubPid, roots);
+    out.push(`cgroup namespace rooted at ${roots.map((m) => `${m.name || '(v2)'}:${m.path}`).join(' ')}`);
+  }
+  failpoint('restore:cgns');
+  return out;
 }
 
 const helperKinds = (ns: RootNamespaces) => (['uts', 'ipc'] as NsHelperKind[]).filter((k) => ns.own.has(k));

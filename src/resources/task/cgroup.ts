@@ -11,6 +11,8 @@ import { cgroupMounts, cgroupDir } from '../cgroup/hierarchy.js';
 export interface CgroupMember {
   name: string;
   path: string;
+  /** In a cgroup namespace of the tree's: the length of the leading part of `path` that is its root (resources/ns/cgroup.ts). */
+  cgnsPrefix?: number;
 }
 
 export function parseCgroups(text: string): CgroupMember[] {
@@ -28,9 +30,9 @@ export function dumpCgroups(pid: number): CgroupMember[] {
   return parseCgroups(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
 }
 
-/** Moves the (just created) process `pid` into the cgroups of `want` that the restorer is not in. */
+/** Moves the (just created) process `pid` into the cgroups of `want` it is not in (it starts in its creator's). */
 export function restoreCgroups(pid: number, want: CgroupMember[]): void {
-  const mine = new Map(dumpCgroups(process.pid).map((m) => [m.name, m.path]));
+  const mine = new Map(dumpCgroups(pid).map((m) => [m.name, m.path]));
   const mounts = cgroupMounts();
   for (const m of want) {
     if (mine.get(m.name) === m.path) continue;
