@@ -80,6 +80,18 @@ describe('c/r in a cgroup namespace of its own', () => {
     await expectPass(t);
   });
 
+  it('dump --leave-running: nothing changes, the same namespace and cgroups, and the tree goes on', async () => {
+    const { t, kid, dir, sub } = await readyCgns();
+    const ns = cgNs(t.pid);
+    const d = dump(t, 'lr', { leaveRunning: true });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    assert.match(cryoReport(d.res, 100_000), /--leave-running: 2 tasks compared under the freeze in [\d.]+ ms: 0 differences/);
+    await critDecodeAll(d.dir);
+    assert.equal(runningProblem(t), null, 'the root runs on');
+    assert.deepEqual([cgNs(t.pid), cgNs(kid), cgroupOf(t.pid), cgroupOf(kid)], [ns, ns, dir, sub]);
+    await expectPass(t);
+  });
+
   it('a restore that fails at its cgroup namespace step leaves no process behind, and the next one works', async () => {
     const { unshare, t, kid } = await readyCgns();
     const d = dump(t, 'f');

@@ -86,6 +86,19 @@ describe('c/r in a time namespace of its own', () => {
     await expectPassWithClock(t);
   });
 
+  it('dump --leave-running: nothing changes, the same namespace and offsets, and the tree goes on', async () => {
+    const { t, kid } = await readyTimens();
+    const ns = timeNs(t.pid);
+    const d = dump(t, 'lr', { leaveRunning: true });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    assert.match(cryoReport(d.res, 100_000), /--leave-running: 2 tasks compared under the freeze in [\d.]+ ms: 0 differences/);
+    await critDecodeAll(d.dir);
+    assert.equal(runningProblem(t), null, 'the root runs on');
+    assert.deepEqual([timeNs(t.pid), timeNs(kid)], [ns, ns]);
+    assert.equal(fs.readFileSync(`/proc/${t.pid}/timens_offsets`, 'utf8'), OFFSETS);
+    await expectPassWithClock(t);
+  });
+
   it('a restore that fails at its time namespace step leaves no process behind, and the next one works', async () => {
     const { unshare, t, kid } = await readyTimens();
     const d = dump(t, 'f');

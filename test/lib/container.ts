@@ -1,6 +1,6 @@
 // A busybox container for the mount-namespace tests and bench/container.ts: a rootfs built at
 // test time from Debian's busybox-static, entered with `unshare --fork --pid --mount --uts
-// --ipc` and pivot_root by a setup script (the new namespace's PID 1) that mounts proc, a
+// --ipc --cgroup` and pivot_root by a setup script (the new namespace's PID 1) that mounts proc, a
 // tmpfs /tmp with a file in it, /dev as a tmpfs with device nodes, devpts (its own instance),
 // mqueue, sysfs read-only, a bind of a directory of the rootfs, a sysfs hidden under a tmpfs
 // mounted over it, and whatever `setup` adds; then it execs the container's init (setsid
@@ -113,7 +113,7 @@ export async function startContainer(setup: string[] = [], opts: { net?: boolean
     'exec /bin/busybox setsid /bin/sh /init.sh',
     '',
   ].join('\n'), { mode: 0o755 });
-  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', ...(net ? ['--net'] : []), '/bin/sh', script], { name: 'container' });
+  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', '--cgroup', ...(net ? ['--net'] : []), '/bin/sh', script], { name: 'container' });
   let init = 0;
   const ok = await waitFor(() => {
     if (!pidExists(unshare.pid)) return true;
