@@ -53,6 +53,8 @@ interface Row {
   label: string;
   dumpMs: number;
   restoreMs: number;
+  dumpCpuMs: number;
+  restoreCpuMs: number;
   stops: string;
   bytes: number;
   maxRssKiB: number[];
@@ -62,6 +64,8 @@ interface Row {
 async function dumpRestore(key: string, label: string, start: () => Promise<Workload | null>): Promise<Row | null> {
   const d: number[] = [];
   const r: number[] = [];
+  const dc: number[] = [];
+  const rc: number[] = [];
   const rss: number[] = [];
   let bytes = 0;
   let stops = '';
@@ -77,6 +81,8 @@ async function dumpRestore(key: string, label: string, start: () => Promise<Work
       w.checkRestored?.();
       d.push(dump.wallMs);
       r.push(restore.wallMs);
+      dc.push(dump.cpuMs ?? NaN);
+      rc.push(restore.cpuMs ?? NaN);
       bytes = (dump.result as { counts?: { bytes?: number } }).counts?.bytes ?? 0;
       rss.push(Math.max(dump.maxRssKiB ?? 0, restore.maxRssKiB ?? 0));
       stops = `${dump.stops ?? '?'} / ${restore.stops ?? '?'}`;
@@ -85,7 +91,7 @@ async function dumpRestore(key: string, label: string, start: () => Promise<Work
       rmSync(w.dir, { recursive: true, force: true });
     }
   }
-  return { key, label, dumpMs: median(d), restoreMs: median(r), stops, bytes, maxRssKiB: rss };
+  return { key, label, dumpMs: median(d), restoreMs: median(r), dumpCpuMs: median(dc), restoreCpuMs: median(rc), stops, bytes, maxRssKiB: rss };
 }
 
 /** Time frozen in a --leave-running dump (the engine's own figure), median of the runs. */
@@ -110,17 +116,17 @@ function printRow(row: Row): void {
   const before = ISSUE[row.key];
   const gb = row.key.startsWith('mem ') ? ` (${(row.bytes / 1e9 / (row.dumpMs / 1000)).toFixed(2)} / ${(row.bytes / 1e9 / (row.restoreMs / 1000)).toFixed(2)} GB/s)` : '';
   const ratio = before ? ` | ${(row.dumpMs / 1000 / before.criu[0]).toFixed(1)}x / ${(row.restoreMs / 1000 / before.criu[1]).toFixed(1)}x` : ' | -';
-  console.log(`| ${row.label} | ${s(row.dumpMs)} / ${s(row.restoreMs)} s${gb} | ${row.stops} | ${before ? pair(before.cryo) : '-'} | ${before ? pair(before.criu) : '-'}${ratio} |`);
+  console.log(`| ${row.label} | ${s(row.dumpMs)} / ${s(row.restoreMs)} s${gb} | ${s(row.dumpCpuMs)} / ${s(row.restoreCpuMs)} s | ${row.stops} | ${before ? pair(before.cryo) : '-'} | ${before ? pair(before.criu) : '-'}${ratio} |`);
 }
 
 console.log(`cryo benchmark: ${RUNS} run(s) per case, medians; wall time of the CLI (start-up included)`);
 console.log(criuState());
-console.log('| case | cryo now: dump / restore | ptrace stops | cryo before (issue 11) | CRIU 4.2 (issue 11) | now/CRIU |');
-console.log('|---|---|---|---|---|---|');
+console.log('| case | cryo now: dump / restore | CPU time: dump / restore | ptrace stops | cryo before (issue 11) | CRIU 4.2 (issue 11) | now/CRIU |');
+console.log('|---|---|---|---|---|---|---|');
 const rows: Row[] = [];
 const run = async (key: string, label: string, start: () => Promise<Workload | null>) => {
   const row = await dumpRestore(key, label, start);
-  if (!row) console.log(`| ${label} | not run (missing program) | | | | |`);
+  if (!row) console.log(`| ${label} | not run (missing program) | | | | | |`);
   else {
     rows.push(row);
     printRow(row);

@@ -121,6 +121,8 @@ export interface CliRun {
   stops?: number;
   result: { verdict: string; error?: string; timings: { totalMs: number; frozenMs?: number } };
   maxRssKiB?: number;
+  /** User + system CPU time of the CLI process and its children (from /usr/bin/time). */
+  cpuMs?: number;
 }
 
 export function cryoCli(args: string[], dir: string): CliRun {
@@ -129,7 +131,7 @@ export function cryoCli(args: string[], dir: string): CliRun {
   const logFile = join(dir, `log-${tag}`);
   const timed = existsSync(TIME);
   const cmd = [process.execPath, CRYO, ...args, '--json', '-v3', '-o', logFile];
-  const argv = timed ? [TIME, '-f', '%M', '-o', rssFile, ...cmd] : cmd;
+  const argv = timed ? [TIME, '-f', '%M %U %S', '-o', rssFile, ...cmd] : cmd;
   const t0 = performance.now();
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
   const wallMs = performance.now() - t0;
@@ -140,9 +142,11 @@ export function cryoCli(args: string[], dir: string): CliRun {
     throw new Error(`cryo ${args.join(' ')}: exit ${r.status}, no JSON result: ${r.stderr.slice(-500)}`);
   }
   if (r.status !== 0 || result.verdict !== 'done') throw new Error(`cryo ${args.join(' ')}: ${result.verdict}: ${result.error ?? r.stderr.slice(-500)}`);
-  const maxRssKiB = timed && existsSync(rssFile) ? Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) : undefined;
+  const timeLine = timed && existsSync(rssFile) ? readFileSync(rssFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) : [];
+  const maxRssKiB = timeLine[0];
+  const cpuMs = timeLine.length === 3 ? (timeLine[1]! + timeLine[2]!) * 1000 : undefined;
   rmSync(rssFile, { force: true });
   const stops = /(\d+) ptrace stops/.exec(existsSync(logFile) ? readFileSync(logFile, 'utf8') : '')?.[1];
   rmSync(logFile, { force: true });
-  return { wallMs, result, maxRssKiB, ...(stops !== undefined ? { stops: Number(stops) } : {}) };
+  return { wallMs, result, maxRssKiB, cpuMs, ...(stops !== undefined ? { stops: Number(stops) } : {}) };
 }

@@ -43,7 +43,11 @@ export class ImageDirWriter {
   /** What cryo-manifest.json will say about each file written. */
   private readonly digests = new Map<string, ManifestFile>();
   private external: ExternalIds | undefined;
-  /** Files written without their own fsync (writeRaw's syncLater): one syncfs covers them in finish(). */
+  /**
+   * Files written without their own fsync (every image but the manifest and the inventory): one
+   * syncfs covers them in finish(). An fsync each cost a journal commit each: a tree of 50 tasks
+   * writes ~360 files, and their fsyncs were 0.28 s of a 1.15 s dump.
+   */
   private unsynced = 0;
 
   private constructor(
@@ -102,7 +106,7 @@ export class ImageDirWriter {
     if (named !== kind) {
       throw new ImageError("UNKNOWN_KIND", this.path(fileName), `not a file name for a ${kind.name} image (expected ${kind.files.join(" or ")})`);
     }
-    this.writeFile(fileName, [encodeImage(kind.name, entries, this.path(fileName))]);
+    this.writeFile(fileName, [encodeImage(kind.name, entries, this.path(fileName))], true);
   }
 
   /** Write a raw file (pages, a tarball, ...) in one go. */
@@ -121,9 +125,10 @@ export class ImageDirWriter {
     this.checkWritable(name);
     const fd = this.createFile(name, opts.direct ? fs.constants.O_DIRECT : 0);
     const digest = new FileDigest(this.hashRaw ? "crc32" : "size");
-    const sink = new Sink(name, fd, this.path(name), this.doFsync, digest, (done) => {
+    const sink = new Sink(name, fd, this.path(name), false, digest, (done) => {
       this.sinks.delete(sink);
       if (done) this.digests.set(name, digest.entry());
+      if (done) this.unsynced++;
     });
     this.sinks.add(sink);
     return sink;
@@ -145,7 +150,6 @@ export class ImageDirWriter {
     const inv = new FileDigest("sha256");
     inv.update(bytes);
     this.digests.set(INVENTORY_FILE, inv.entry());
-    // Many small files (a tcp-stream image per connection) cost an fsync each: one syncfs instead.
     if (this.unsynced && this.doFsync) this.syncFs();
     this.writeFile(MANIFEST_FILE, [manifestBytes(this.digests, this.external)]);
     this.syncDir();

@@ -14,7 +14,7 @@ export interface RawImageSink {
   write(buf: Uint8Array): void;
   /** Append several buffers in one system call where possible. */
   writev(bufs: readonly Uint8Array[]): void;
-  /** fsync and close. Idempotent. */
+  /** Close (fsync'd when the sink was made so; the directory writer's one syncfs covers its own). Idempotent. */
   close(): void;
 }
 

@@ -7,8 +7,8 @@ import { keptApart, mapShmemAtOffset, throughViews, withFileOffsets, MADV_DONTFO
 export { shmemSizes } from './layout.js';
 import { vma_entrySchema } from '../../image/gen/vma_pb.js';
 import { hasField } from '../../image/presence.js';
-import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
-import { PAGE_SIZE, PROT, MAP, O, ARCH, NR, alignedBuffer } from '../../sys/index.js';
+import { PAGE_SIZE, PROT, MAP, O, ARCH, NR } from '../../sys/index.js';
+import { writeChangedPages } from './changed-pages.js';
 import { hex, UserError } from '../../util/errors.js';
 import { failpoint } from '../../util/failpoint.js';
 import { skip } from '../../util/skip.js';
@@ -238,70 +238,6 @@ function splitByKept(ranges: FileRange[], kept: Set<VmaData>): { fresh: FileRang
     }
   }
   return { fresh, inherited };
-}
-
-/**
- * For inherited VMAs: write only the pages whose saved content differs from what the fork gave
- * (through /proc/PID/mem, which may write read-only private pages). Equal pages stay shared with
- * the parent. Returns how many pages were left shared.
- */
-function writeChangedPages(pid: number, pagesFile: string, ranges: FileRange[]): number {
-  if (!ranges.length) return 0;
-  const CHUNK = 1024; // pages: 4 MiB per comparison
-  // Page-aligned buffers: the image is read with O_DIRECT (it was written that way, so it is
-  // not in the page cache, and filling the cache first would cost more than the read).
-  const want = alignedBuffer(CHUNK * PAGE_SIZE);
-  const have = Buffer.allocUnsafeSlow(CHUNK * PAGE_SIZE);
-  let img: number;
-  try {
-    img = openSync(pagesFile, constants.O_RDONLY | constants.O_DIRECT);
-  } catch {
-    img = openSync(pagesFile, 'r');
-  }
-  const mem = openSync(`/proc/${pid}/mem`, 'r+');
-  let same = 0;
-  try {
-    for (const r of ranges) {
-      // The very pages the parent had at dump time: what the fork gave us is them already.
-      if (r.asParent) {
-        same += r.nrPages;
-        continue;
-      }
-      for (let done = 0; done < r.nrPages; done += CHUNK) {
-        const n = Math.min(CHUNK, r.nrPages - done);
-        const bytes = n * PAGE_SIZE;
-        const addr = r.vaddr + BigInt(done * PAGE_SIZE);
-        if (readSync(img, want, 0, bytes, Number(r.off) + done * PAGE_SIZE) !== bytes) {
-          throw new UserError(`${pagesFile} is shorter than its pagemap says`);
-        }
-        // The child's own pages at dump time: write them (as the original, they are not shared).
-        if (r.asParent === false) {
-          writeSync(mem, want, 0, bytes, Number(addr));
-          continue;
-        }
-        // Through /proc/PID/mem, not process_vm_readv: that one pins pages, and pinning a
-        // page shared copy-on-write makes the kernel give the task its own copy (unshare).
-        if (readSync(mem, have, 0, bytes, Number(addr)) !== bytes) throw new UserError(`pid ${pid}: cannot read inherited memory at ${hex(addr)}`);
-        if (want.compare(have, 0, bytes, 0, bytes) === 0) {
-          same += n;
-          continue;
-        }
-        for (let i = 0; i < n; i++) {
-          const o = i * PAGE_SIZE;
-          if (want.compare(have, o, o + PAGE_SIZE, o, o + PAGE_SIZE) === 0) {
-            same++;
-            continue;
-          }
-          // /proc/PID/mem may write pages that are read-only for the task itself.
-          writeSync(mem, want, o, PAGE_SIZE, Number(addr) + o);
-        }
-      }
-    }
-  } finally {
-    closeSync(img);
-    closeSync(mem);
-  }
-  return same;
 }
 
 /** Pages the parent had in an inherited private VMA and the child did not: drop the copies. */
