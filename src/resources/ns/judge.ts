@@ -47,7 +47,7 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
     }
     const ownable = (OWN_NS_KINDS as readonly string[]).includes(kind);
     if (!ownable) {
-      out.push({ kind, link, owner: 'other', blocked: `in its own ${kind} namespace (${link}) — not supported yet` });
+      out.push({ kind, link, owner: 'other', blocked: kind === 'user' ? userNsRefusal(pid, link) : `in its own ${kind} namespace (${link}) — not supported yet` });
     } else if (pid !== root) {
       const rootLink = nsLink(root, kind);
       out.push(link === rootLink
@@ -74,6 +74,22 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
 function netProblem(pid: number): string | null {
   const p = netnsProblems(pid);
   return p.length ? `its own network namespace (${nsLink(pid, 'net')}): ${p.join('; ')}` : null;
+}
+
+/**
+ * A user namespace of its own is refused, with its maps: the restore hands every fd it opens to
+ * its task with pidfd_getfd, which the kernel refuses (EPERM, a ptrace access check against
+ * cryo) to a task in a child user namespace; making one needs another hand-over (SCM_RIGHTS).
+ */
+function userNsRefusal(pid: number, link: string): string {
+  const map = (f: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${f}`, 'utf8').trim().split('\n').map((l) => l.trim().split(/\s+/).join(' ')).join(', ') || 'none';
+    } catch {
+      return '?';
+    }
+  };
+  return `in a user namespace of its own (${link}, uid_map ${map('uid_map')}, gid_map ${map('gid_map')}) — not supported yet: the restore hands each fd to its task with pidfd_getfd, which the kernel refuses to a task in a child user namespace`;
 }
 
 /** The root's own cgroup namespace: each of its cgroups at or below the namespace's root. */
