@@ -6,6 +6,10 @@
 // timens-N.img (crit and cryo show), and checks a failed restore at its step leaves no process.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { decodeImage, encodeImage } from '../src/image/io.js';
+import { timens_entrySchema, type timens_entry } from '../src/image/gen/timens_pb.js';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
@@ -17,13 +21,13 @@ after(cleanupTrees);
 const OFFSETS = 'monotonic         500         0\nboottime         1000         0\n';
 
 /** unshare's child (the root, in the new time namespace) as the Target the harness follows. */
-async function readyTimens(): Promise<{ unshare: Target; t: Target; kid: number }> {
-  const argv = ['/usr/bin/unshare', '--time', '--fork', '--monotonic', '500', '--boottime', '1000', buildTarget('timens')];
+async function readyTimens(args: string[] = []): Promise<{ unshare: Target; t: Target; kid: number }> {
+  const argv = ['/usr/bin/unshare', '--time', '--fork', '--monotonic', '500', '--boottime', '1000', buildTarget('timens'), ...args];
   const unshare = await startTarget(argv, { name: 'timens' });
   await waitForLine(unshare, 'READY', 30_000);
   const [, root, kid] = descendants(unshare.pid);
   assert.ok(root && kid, `no root and child under unshare ${unshare.pid}\n${unshare.log()}`);
-  return { unshare, t: { ...unshare, pid: root, argv: [buildTarget('timens')] }, kid };
+  return { unshare, t: { ...unshare, pid: root, argv: argv.slice(7) }, kid };
 }
 
 const timeNs = (pid: number) => fs.readlinkSync(`/proc/${pid}/ns/time`);
@@ -97,6 +101,31 @@ describe('c/r in a time namespace of its own', () => {
     assert.deepEqual([timeNs(t.pid), timeNs(kid)], [ns, ns]);
     assert.equal(fs.readFileSync(`/proc/${t.pid}/timens_offsets`, 'utf8'), OFFSETS);
     await expectPassWithClock(t);
+  });
+
+  it('images without cryo\'s offsets (as CRIU writes them): the offsets are the dumped clocks less the host\'s at the restore, the clocks go on', async () => {
+    const { unshare, t, kid } = await readyTimens(['--any-offsets']);
+    const d0 = process.hrtime.bigint();
+    const d = dump(t, 'criu');
+    const d1 = process.hrtime.bigint();
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    const id = /"time_ns_id": (\d+)/.exec(cryo(['show', `${d.dir}/ids-${t.pid}.img`]).stdout)?.[1];
+    const file = path.join(d.dir, `timens-${id}.img`);
+    const [e] = decodeImage(fs.readFileSync(file), file).messages as timens_entry[];
+    fs.writeFileSync(file, encodeImage('TIMENS', [create(timens_entrySchema, { monotonic: e!.monotonic, boottime: e!.boottime })]));
+    fs.rmSync(path.join(d.dir, 'cryo-manifest.json'));
+    assert.doesNotMatch(cryo(['show', file]).stdout, /cryo_/);
+    await goneAll([unshare.pid, t.pid, kid]);
+    const r0 = process.hrtime.bigint();
+    checkRestore(t, restore(t, d.dir, 'criu'));
+    const r1 = process.hrtime.bigint();
+    const m = /^monotonic\s+(-?\d+)\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${t.pid}/timens_offsets`, 'utf8'))!;
+    const offset = BigInt(m[1]!) * 1_000_000_000n + BigInt(m[2]!);
+    // The dumped clock was the host's (between d0 and d1) plus 500 s; the offset is it less the host's (between r0 and r1).
+    const lo = d0 + 500_000_000_000n - r1;
+    const hi = d1 + 500_000_000_000n - r0;
+    assert.ok(lo <= offset && offset <= hi, `monotonic offset ${offset} not within ${lo}..${hi}`);
+    await expectPass(t);
   });
 
   it('a restore that fails at its time namespace step leaves no process behind, and the next one works', async () => {
