@@ -12,10 +12,12 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
-  critDecodeAll, pidExists, runningProblem, makeCgroup, cgroupOf, v2Mount, removeTestCgroups, type Target,
+  critDecodeAll, pidExists, runningProblem, makeCgroup, cgroupOf, v2Mount, removeTestCgroups, startContainer, killContainers,
+  normalMountinfo, nsenterMnt, waitFor, type Target,
 } from './lib/index.js';
 
 after(async () => {
+  killContainers();
   await cleanupTrees();
   assert.deepEqual(await removeTestCgroups(), [], 'every test cgroup removed');
 });
@@ -103,5 +105,25 @@ describe('c/r in a cgroup namespace of its own', () => {
     for (const pid of [t.pid, kid]) assert.equal(pidExists(pid), false, `pid ${pid} left behind by the failed restore`);
     checkRestore(t, restore(t, d.dir, 'f2'));
     await expectPass(t);
+  });
+
+  it('a container in a cgroup of its own with cgroup2 mounted inside its namespace: the same mount root and view after the restore', async () => {
+    const dir = makeCgroup('cgns-box');
+    const c = await startContainer(['mount -t cgroup2 none $R/sys/fs/cgroup'], { cgroup: dir });
+    const mounts = normalMountinfo(c.t.pid);
+    // cryo sees the mount's root as the namespace's root, the container's cgroup.
+    assert.ok(mounts.some((l) => l.includes(` /${path.relative(v2Mount(), dir)} /sys/fs/cgroup `) && l.includes(' - cgroup2 ')), mounts.join('\n'));
+    const chk = cryo(['check', '-t', String(c.t.pid), '-v']);
+    assert.equal(chk.code, 0, cryoReport(chk));
+    assert.match(chk.stdout, /\/sys\/fs\/cgroup \(cgroup2\) — ok \(made anew\)/, chk.stdout);
+    const pids = descendants(c.t.pid);
+    const d = dump(c.t, 'box');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    await critDecodeAll(d.dir);
+    for (const pid of [c.unshare.pid, ...pids]) assert.ok(await waitFor(() => !pidExists(pid), 10_000), `pid ${pid} still there after the dump`);
+    checkRestore(c.t, restore(c.t, d.dir, 'box'));
+    assert.deepEqual(normalMountinfo(c.t.pid), mounts);
+    assert.equal(cgroupOf(c.t.pid), dir);
+    assert.match(nsenterMnt(c.t.pid, ['-C', '/bin/busybox', 'cat', '/proc/1/cgroup']), /^0::\/$/m);
   });
 });

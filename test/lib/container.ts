@@ -77,9 +77,10 @@ function buildRootfs(root: string, port: number, token: string, net: boolean): v
 /**
  * Starts a container; `setup`: more shell lines run before pivot_root ($R is the rootfs, $B
  * the base dir, both host paths). `net`: in a network namespace of its own too (lo up, nothing
- * else: the caller adds its links; httpd is not waited for on the host's loopback then).
+ * else: the caller adds its links; httpd is not waited for on the host's loopback then). `cgroup`:
+ * started in that cgroup v2 directory (the root of its cgroup namespace then).
  */
-export async function startContainer(setup: string[] = [], opts: { net?: boolean } = {}): Promise<Container> {
+export async function startContainer(setup: string[] = [], opts: { net?: boolean; cgroup?: string } = {}): Promise<Container> {
   const net = opts.net ?? false;
   const base = makeTempDir('cryo-mnt-');
   const rootfs = path.join(base, 'rootfs');
@@ -113,7 +114,7 @@ export async function startContainer(setup: string[] = [], opts: { net?: boolean
     'exec /bin/busybox setsid /bin/sh /init.sh',
     '',
   ].join('\n'), { mode: 0o755 });
-  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', '--cgroup', ...(net ? ['--net'] : []), '/bin/sh', script], { name: 'container' });
+  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', '--cgroup', ...(net ? ['--net'] : []), '/bin/sh', script], { name: 'container', ...(opts.cgroup ? { env: { CRYO_LAUNCH_CGROUP: opts.cgroup } } : {}) });
   let init = 0;
   const ok = await waitFor(() => {
     if (!pidExists(unshare.pid)) return true;

@@ -2,12 +2,13 @@
 // again (plan.ts), blockers for `check` and the dump, and the dump itself (entries + tmpfs
 // contents) while the tree is frozen. The restore side is restore.ts.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { parseMountInfo } from '../../proc/mountinfo.js';
+import { parseMountInfo, type MountInfo } from '../../proc/mountinfo.js';
 import type { Blocker } from '../../util/blocker.js';
 import { planMounts, type PlannedMount } from './plan.js';
 import { packTmpfs } from './tmpfs.js';
 import { kdev } from './flags.js';
 import { treePath } from './root-path.js';
+import { cgnsRoots } from '../ns/cgroup.js';
 
 export { writeMntImages, readMntImages } from './images.js';
 
@@ -19,7 +20,19 @@ export function ownMountNs(root: number): boolean {
 }
 
 function planOf(root: number, external: Map<string, string>) {
-  return planMounts(parseMountInfo(readFileSync(`/proc/${root}/mountinfo`, 'utf8')), parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')), external);
+  const tree = parseMountInfo(readFileSync(`/proc/${root}/mountinfo`, 'utf8'));
+  return planMounts(tree, parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')), external, cgroupRootFor(root, tree));
+}
+
+/** The v2 root of the root's own cgroup namespace, asked of it only for a cgroup2 mounted below the top. */
+function cgroupRootFor(root: number, tree: MountInfo[]): string | undefined {
+  if (!tree.some((m) => m.fsType === 'cgroup2' && m.root !== '/')) return undefined;
+  if (readlinkSync(`/proc/${root}/ns/cgroup`) === readlinkSync('/proc/self/ns/cgroup')) return undefined;
+  try {
+    return cgnsRoots(root).get('');
+  } catch {
+    return undefined; // the namespace itself is refused, named, by resources/ns
+  }
 }
 
 /**
@@ -101,7 +114,7 @@ const HOW = { root: 'the root: bound again from its directory (or --root)', fs: 
 export function mountVerdicts(root: number, external: Map<string, string>): { what: string; blocked: string | null; detail: string }[] {
   if (!ownMountNs(root)) return [];
   const tree = parseMountInfo(readFileSync(`/proc/${root}/mountinfo`, 'utf8'));
-  const plan = planMounts(tree, parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')), external);
+  const plan = planMounts(tree, parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')), external, cgroupRootFor(root, tree));
   return tree.map((m) => {
     const what = `${m.mountPoint} (${m.fsType})`;
     const problem = plan.problems.find((p) => p.startsWith(`mount ${m.mountPoint} (`));

@@ -38,9 +38,11 @@ export function hostPathOf(m: MountInfo, host: MountInfo[]): string | undefined 
 
 /**
  * Judges the mounts of a task's namespace (`tree`, its mountinfo, in order) against cryo's own
- * (`host`). `external`: mount point -> key (--external mnt[MOUNTPOINT]:KEY).
+ * (`host`). `external`: mount point -> key (--external mnt[MOUNTPOINT]:KEY). `cgroupRoot`: the
+ * v2 root of the tree's own cgroup namespace (cryo's path): a cgroup2 mounted inside it shows
+ * that root, and mounted anew inside the restored namespace it has it again.
  */
-export function planMounts(tree: MountInfo[], host: MountInfo[], external: Map<string, string>): MountPlan {
+export function planMounts(tree: MountInfo[], host: MountInfo[], external: Map<string, string>, cgroupRoot?: string): MountPlan {
   const problems: string[] = [];
   const mounts: PlannedMount[] = [];
   const ids = new Set(tree.map((m) => m.mountId));
@@ -92,7 +94,7 @@ export function planMounts(tree: MountInfo[], host: MountInfo[], external: Map<s
       return fuse ? `a FUSE filesystem (${m.fsType}) — its server is outside the dump: not supported`
         : `a ${m.fsType} filesystem, which cryo does not make again — if it comes from the host, name it with --external mnt[${m.mountPoint}]:KEY (bound from the host at restore)`;
     }
-    if (m.root !== '/') return `a bind of ${m.root} of a ${m.fsType} that is not mounted whole in the container — not supported`;
+    if (m.root !== '/' && !(m.fsType === 'cgroup2' && m.root === cgroupRoot)) return `a bind of ${m.root} of a ${m.fsType} that is not mounted whole in the container — not supported`;
     const shared = PRIVATE_INSTANCE_FS.has(m.fsType) ? host.find((h) => sameSb(h, m)) : undefined;
     if (shared) return `the host's own ${m.fsType} (mounted at ${shared.mountPoint} here) — name it with --external mnt[${m.mountPoint}]:KEY`;
     return { kind: 'fs', info: m };

@@ -38,8 +38,11 @@ export interface MountTargets {
 const under = (path: string, dir: string) => dir === '/' || path === dir || path.startsWith(dir + '/');
 const rest = (path: string, dir: string) => (dir === '/' ? path : path.slice(dir.length)) || '/';
 
-/** The mounts of namespace `nsId` from the images, each with how it is made. */
-export function readSavedMounts(r: ImageDirReader, nsId: number): SavedMounts {
+/**
+ * The mounts of namespace `nsId` from the images, each with how it is made. `cgroupRoot`: the v2
+ * root of the tree's own cgroup namespace, which a cgroup2 mounted anew inside it has.
+ */
+export function readSavedMounts(r: ImageDirReader, nsId: number, cgroupRoot?: string): SavedMounts {
   const entries = readMntImages(r, nsId);
   const steps: Step[] = [];
   const tars = new Map<number, Buffer>();
@@ -51,7 +54,7 @@ export function readSavedMounts(r: ImageDirReader, nsId: number): SavedMounts {
       if (s.kind === 'external' || s.e.rootDev !== e.rootDev || !under(e.root, s.e.root)) continue;
       return steps.push({ e, kind: 'bind', from: j, rel: rest(e.root, s.e.root) });
     }
-    if (e.root !== '/') throw new UserError(`${e.mountpoint}: a bind of ${e.root} of a ${e.fsname} not mounted whole in the images — not supported`);
+    if (e.root !== '/' && !(e.fsname === 'cgroup2' && e.root === cgroupRoot)) throw new UserError(`${e.mountpoint}: a bind of ${e.root} of a ${e.fsname} not mounted whole in the images — not supported`);
     if (e.fsname === 'tmpfs') {
       const name = tmpfsImageName(e.rootDev);
       if (!r.exists(name)) throw new UserError(`tmpfs at ${e.mountpoint}: its contents (${name}) are missing`);

@@ -38,7 +38,7 @@ const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as con
  * The root's own namespaces, read from their images; refuses a kind cryo cannot make (user)
  * and a task whose namespace is neither the dumper's nor the root's.
  */
-export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number } }[]): RootNamespaces {
+export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number } }[], rootCgroups?: CgroupMember[]): RootNamespaces {
   const root = tasks[0]!;
   const own = new Set<string>();
   for (const kind of ALL) {
@@ -63,7 +63,8 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
   return {
     own, state,
     ...(own.has('net') ? { net: readNetnsImages(r, root.ids.netNsId) } : {}),
-    ...(own.has('mnt') ? { mounts: readSavedMounts(r, root.ids.mntNsId!) } : {}),
+    // A cgroup2 mounted inside the root's own cgroup namespace has its v2 root, and gets it again.
+    ...(own.has('mnt') ? { mounts: readSavedMounts(r, root.ids.mntNsId!, own.has('cgroup') ? cgnsRootMembers(rootCgroups ?? []).find((m) => m.name === '')?.path : undefined) } : {}),
     ...(own.has('time') ? { time: readTimensImage(r, root.ids.timeNsId!) } : {}),
   };
 }
