@@ -7,7 +7,7 @@ import { checkRestorable, markInherited } from './criu-compat.js';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, PAGE_SIZE, sys, kill } from '../sys/index.js';
 import { readCheckpoint, type CheckpointImage } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
-import { pidHolder } from './pid-holder.js';
+import { waitPidFree, waitPidGone } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
@@ -77,37 +77,6 @@ export interface RestoreResult {
   ms: number;
   /** Exit status of the restored root when not detached. */
   exitCode?: number;
-}
-
-/** Waits (bounded) until nothing holds `pid`, zombies included; false if it still does. */
-function waitUntilFree(pid: number, ms: number): boolean {
-  const deadline = Date.now() + ms;
-  while (pidExists(pid)) {
-    if (Date.now() > deadline) return false;
-    sleepMs(2);
-  }
-  return true;
-}
-
-/**
- * A dumped task's PID is free only once its parent (often init, here slow) has reaped it: wait
- * for a holder that is ending, but fail at once when a live task holds the PID (the checkpointed
- * process still running, or another one that got the PID): waiting would not free it.
- */
-export function waitPidFree(pid: number, ms: number): void {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const h = pidHolder(pid);
-    if (h.kind === 'free') return;
-    if (h.kind === 'live') throw new UserError(`PID ${pid} is in use by a running ${h.what} — cannot restore with its PID (is the checkpointed process still running?)`);
-    if (Date.now() > deadline) throw new UserError(`PID ${pid} is still held by an exiting task after ${ms} ms — cannot restore it with its PID`);
-    sleepMs(2);
-  }
-}
-
-/** After a failed detached restore the killed task is init's to reap: wait until it has. */
-function waitPidGone(pid: number, ms: number, log: Log): void {
-  if (!waitUntilFree(pid, ms)) log.warn(`pid ${pid}: killed, but not yet reaped by its new parent`);
 }
 
 export function restore(opts: RestoreOptions): RestoreResult {

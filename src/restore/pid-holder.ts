@@ -1,7 +1,10 @@
 // Who holds a PID the restore needs: nobody, a task on its way out (worth waiting for), or a
-// live task (waiting would not free it).
+// live task (waiting would not free it); and the restore's waits for a PID to be free.
 import { readFileSync } from 'node:fs';
 import { pidExists } from '../sys/index.js';
+import { sleepMs } from '../util/sleep.js';
+import { UserError } from '../util/errors.js';
+import type { Log } from '../util/log.js';
 import { parseStat, parseStatus, statusHex, statusNumber } from '../proc/index.js';
 
 const PF_EXITING = 0x4;
@@ -24,4 +27,35 @@ export function pidHolder(pid: number): PidHolder {
   const tgid = statusNumber(status, 'Tgid');
   const who = tgid === pid ? `process ${pid}` : `thread ${pid} of process ${tgid}`;
   return { kind: 'live', what: `${who} (${stat.comm}, state ${stat.state})` };
+}
+
+/** Waits (bounded) until nothing holds `pid`, zombies included; false if it still does. */
+function waitUntilFree(pid: number, ms: number): boolean {
+  const deadline = Date.now() + ms;
+  while (pidExists(pid)) {
+    if (Date.now() > deadline) return false;
+    sleepMs(2);
+  }
+  return true;
+}
+
+/**
+ * A dumped task's PID is free only once its parent (often init, here slow) has reaped it: wait
+ * for a holder that is ending, but fail at once when a live task holds the PID (the checkpointed
+ * process still running, or another one that got the PID): waiting would not free it.
+ */
+export function waitPidFree(pid: number, ms: number): void {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const h = pidHolder(pid);
+    if (h.kind === 'free') return;
+    if (h.kind === 'live') throw new UserError(`PID ${pid} is in use by a running ${h.what} — cannot restore with its PID (is the checkpointed process still running?)`);
+    if (Date.now() > deadline) throw new UserError(`PID ${pid} is still held by an exiting task after ${ms} ms — cannot restore it with its PID`);
+    sleepMs(2);
+  }
+}
+
+/** After a failed detached restore the killed task is init's to reap: wait until it has. */
+export function waitPidGone(pid: number, ms: number, log: Log): void {
+  if (!waitUntilFree(pid, ms)) log.warn(`pid ${pid}: killed, but not yet reaped by its new parent`);
 }
