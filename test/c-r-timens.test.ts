@@ -21,13 +21,13 @@ after(cleanupTrees);
 const OFFSETS = 'monotonic         500         0\nboottime         1000         0\n';
 
 /** unshare's child (the root, in the new time namespace) as the Target the harness follows. */
-async function readyTimens(args: string[] = []): Promise<{ unshare: Target; t: Target; kid: number }> {
-  const argv = ['/usr/bin/unshare', '--time', '--fork', '--monotonic', '500', '--boottime', '1000', buildTarget('timens'), ...args];
+async function readyTimens(args: string[] = [], moreNs: string[] = []): Promise<{ unshare: Target; t: Target; kid: number }> {
+  const argv = ['/usr/bin/unshare', ...moreNs, '--time', '--fork', '--monotonic', '500', '--boottime', '1000', buildTarget('timens'), ...args];
   const unshare = await startTarget(argv, { name: 'timens' });
   await waitForLine(unshare, 'READY', 30_000);
   const [, root, kid] = descendants(unshare.pid);
   assert.ok(root && kid, `no root and child under unshare ${unshare.pid}\n${unshare.log()}`);
-  return { unshare, t: { ...unshare, pid: root, argv: argv.slice(7) }, kid };
+  return { unshare, t: { ...unshare, pid: root, argv: argv.slice(7 + moreNs.length) }, kid };
 }
 
 const timeNs = (pid: number) => fs.readlinkSync(`/proc/${pid}/ns/time`);
@@ -87,6 +87,19 @@ describe('c/r in a time namespace of its own', () => {
     assert.equal(fs.readFileSync(`/proc/${t.pid}/timens_offsets`, 'utf8'), OFFSETS);
     assert.notEqual(timeNs(t.pid), fs.readlinkSync('/proc/self/ns/time'), 'a namespace of its own');
     assert.equal(timeNs(kid), timeNs(t.pid), 'the child in the root\'s namespace');
+    await expectPassWithClock(t);
+  });
+
+  it('with PID, UTS and IPC namespaces of its own too (the root their init): restored in all of them, the same offsets', async () => {
+    const { unshare, t, kid } = await readyTimens([], ['--pid', '--uts', '--ipc']);
+    assert.equal(fs.readFileSync(`/proc/${t.pid}/status`, 'utf8').match(/^NSpid:\s+\d+\s+(\d+)$/m)?.[1], '1', 'the root is PID 1 inside');
+    const d = dump(t, 'pid');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    await goneAll([unshare.pid, t.pid, kid]);
+    checkRestore(t, restore(t, d.dir, 'pid'));
+    assert.equal(fs.readFileSync(`/proc/${t.pid}/timens_offsets`, 'utf8'), OFFSETS);
+    for (const kind of ['time', 'pid', 'uts', 'ipc']) assert.notEqual(fs.readlinkSync(`/proc/${t.pid}/ns/${kind}`), fs.readlinkSync(`/proc/self/ns/${kind}`), kind);
+    assert.equal(timeNs(kid), timeNs(t.pid));
     await expectPassWithClock(t);
   });
 
