@@ -26,6 +26,7 @@ import { dumpCgroups, type CgroupMember } from '../resources/task/cgroup.js';
 import { dumpRlimits } from '../resources/task/rlimits.js';
 import { dumpCreds } from '../resources/task/creds.js';
 import { dumpTaskAttributes, dumpDumpable } from '../resources/task/attributes.js';
+import { mceKillField } from '../resources/task/mce-kill.js';
 import { dumpThreadState, rseqAbortIp } from '../resources/task/thread.js';
 import { peekPending } from '../resources/task/pending.js';
 import { dumpTls } from '../resources/task/tls.js';
@@ -157,6 +158,7 @@ function dumpThreadParts(t: DumpTask) {
     ...timerSlackField(tid),
     ...placementFields(tid),
     ...speculationField(t),
+    ...mceKillField(t.stat.flags),
     ...(thread.rseq
       ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
       : {}),
@@ -244,6 +246,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   }, parentPid);
   const mm = create(mm_entrySchema, {
     ...dumpMmFields(t, exeId, dumpDumpable(t)),
+    ...(plan.mlockall ? { cryoMlockall: plan.mlockall } : {}),
     vmas: plan.vmas.map((v) => ({ ...v, fd: BigInt(v.fd) })),
   });
 

@@ -7,7 +7,7 @@ import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
 import { TASK_STATE } from '../image/task-state.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
-import { sealMappings, denyWriteExec } from '../resources/mm/seal.js';
+import { sealMappings, denyWriteExec, lockFutureMappings } from '../resources/mm/seal.js';
 import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq } from '../resources/task/thread.js';
 import { restoreSigactions, restoreIgnoredSigtrap } from '../resources/task/signals.js';
@@ -197,6 +197,7 @@ export function restoreTask(
   // Sealed mappings are sealed last: nothing maps, protects or advises them any more.
   if (!sharesVm) sealMappings(r, img.memory);
   if (!sharesVm && hasField(mm_entrySchema, img.mm, 'cryoMdwe')) denyWriteExec(r, img.mm.cryoMdwe ?? 0);
+  if (!sharesVm && hasField(mm_entrySchema, img.mm, 'cryoMlockall')) lockFutureMappings(r, img.mm.cryoMlockall ?? 0);
   // No single step after this point: an ignored SIGTRAP would not survive one.
   if (!shares('sighandId')) restoreIgnoredSigtrap(r, tc.sigactions);
   if (!sharesVm) {

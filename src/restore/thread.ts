@@ -15,6 +15,7 @@ import { queuePending } from '../resources/task/pending.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskAttributes } from '../resources/task/attributes.js';
+import { restoreMceKill } from '../resources/task/mce-kill.js';
 import { registersForResume, regsFromEntry, readTaskCode } from '../resources/task/regs.js';
 import type { RestoreTask } from '../resources/context.js';
 import type { CheckpointImage } from './images.js';
@@ -43,6 +44,7 @@ export function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): v
     ioprio: hasField(thread_core_entrySchema, tcore, 'cryoIoprio') ? tcore.cryoIoprio! : 0,
   });
   restoreSpeculation(r, tcore.cryoSpeculation);
+  if (hasField(thread_core_entrySchema, tcore, 'cryoMceKill')) restoreMceKill(r, tcore.cryoMceKill!);
   // Filters while the task may still install them (root); suspended for us until release.
   if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
   restoreCreds(r, tcore.creds);

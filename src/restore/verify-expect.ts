@@ -8,6 +8,7 @@ import { MAP } from '../sys/index.js';
 import { sigactionSignals } from '../resources/task/signals.js';
 import { affinityCpus, affinityText } from '../resources/task/placement.js';
 import { speculationStatus } from '../resources/task/speculation.js';
+import { mceKillText } from '../resources/task/mce-kill.js';
 import { VMA, MADV_BY_VMFLAG } from '../resources/mm/vma-kind.js';
 import {
   signalSet, UNBLOCKABLE, limitKey, limitValue, mappingKey, permsOf, threadPrefix, capHex,
@@ -82,6 +83,7 @@ function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, b
   if (comm) s.set(`${p}comm`, comm.slice(0, 15));
   if (has(tcore, thread_core_entrySchema, 'schedNice')) s.set(`${p}nice`, String(tcore!.schedNice));
   if (has(tcore, thread_core_entrySchema, 'schedPolicy')) s.set(`${p}policy`, String(tcore!.schedPolicy));
+  s.set(`${p}mce`, mceKillText(has(tcore, thread_core_entrySchema, 'cryoMceKill') ? tcore!.cryoMceKill : undefined));
   if (has(tcore, thread_core_entrySchema, 'schedPrio')) s.set(`${p}rt_priority`, String(tcore!.schedPrio));
   if (has(tcore, thread_core_entrySchema, 'cryoTimerSlackNs')) s.set(`${p}timerslack`, String(tcore!.cryoTimerSlackNs));
   if (tcore?.cryoCpuAffinity.length) s.set(`${p}affinity`, affinityText(affinityCpus(tcore.cryoCpuAffinity)));

@@ -124,6 +124,8 @@ export const PR = {
   GET_THP_DISABLE: 42,
   SET_THP_DISABLE: 41,
   SET_MEMORY_MERGE: 67,
+  /** Machine-check kill policy of the thread: PR_MCE_KILL_SET (1) early (1) or late (0). */
+  MCE_KILL: 33,
   /** Memory-deny-write-execute (systemd's MemoryDenyWriteExecute=): flags REFUSE_EXEC_GAIN 1, NO_INHERIT 2. */
   SET_MDWE: 65,
   GET_MDWE: 66,

@@ -36,6 +36,7 @@
 #include "fuzzstate/children.c"
 #include "fuzzstate/clones.c"
 #include "fuzzstate/netopts.c"
+#include "fuzzstate/process.c"
 
 #define MAX_INSTANCES 40
 
@@ -44,7 +45,7 @@ static const struct item *const *catalogue_tables(void)
 	static const struct item *const tables[] = { items_signals, items_timers, items_files,
 						     items_pipes, items_anonfds, items_sockets,
 						     items_memory, items_tasks, items_threads, items_children, items_scm_rights,
-						     items_clones, items_netopts,
+						     items_clones, items_netopts, items_process,
 						     NULL };
 	return tables;
 }

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mm.proto.
  */
 export const file_mm: GenFile = /*@__PURE__*/
-  fileDesc("CghtbS5wcm90byI+Cg5haW9fcmluZ19lbnRyeRIKCgJpZBgBIAIoBBIOCgZucl9yZXEYAiACKA0SEAoIcmluZ19sZW4YAyACKA0i/wMKCG1tX2VudHJ5EhwKDW1tX3N0YXJ0X2NvZGUYASACKARCBdI/AggBEhoKC21tX2VuZF9jb2RlGAIgAigEQgXSPwIIARIcCg1tbV9zdGFydF9kYXRhGAMgAigEQgXSPwIIARIaCgttbV9lbmRfZGF0YRgEIAIoBEIF0j8CCAESHQoObW1fc3RhcnRfc3RhY2sYBSACKARCBdI/AggBEhsKDG1tX3N0YXJ0X2JyaxgGIAIoBEIF0j8CCAESFQoGbW1fYnJrGAcgAigEQgXSPwIIARIbCgxtbV9hcmdfc3RhcnQYCCACKARCBdI/AggBEhkKCm1tX2FyZ19lbmQYCSACKARCBdI/AggBEhsKDG1tX2Vudl9zdGFydBgKIAIoBEIF0j8CCAESGQoKbW1fZW52X2VuZBgLIAIoBEIF0j8CCAESEwoLZXhlX2ZpbGVfaWQYDCACKA0SFQoNbW1fc2F2ZWRfYXV4dhgNIAMoBBIYCgR2bWFzGA4gAygLMgoudm1hX2VudHJ5EhAKCGR1bXBhYmxlGA8gASgFEh0KBGFpb3MYECADKAsyDy5haW9fcmluZ19lbnRyeRIUCgx0aHBfZGlzYWJsZWQYESABKAgSGwoSY3J5b19rc21fbWVyZ2VfYW55GOkHIAEoCBISCgljcnlvX21kd2UY6gcgASgN", [file_opts, file_vma]);
+  fileDesc("CghtbS5wcm90byI+Cg5haW9fcmluZ19lbnRyeRIKCgJpZBgBIAIoBBIOCgZucl9yZXEYAiACKA0SEAoIcmluZ19sZW4YAyACKA0ilwQKCG1tX2VudHJ5EhwKDW1tX3N0YXJ0X2NvZGUYASACKARCBdI/AggBEhoKC21tX2VuZF9jb2RlGAIgAigEQgXSPwIIARIcCg1tbV9zdGFydF9kYXRhGAMgAigEQgXSPwIIARIaCgttbV9lbmRfZGF0YRgEIAIoBEIF0j8CCAESHQoObW1fc3RhcnRfc3RhY2sYBSACKARCBdI/AggBEhsKDG1tX3N0YXJ0X2JyaxgGIAIoBEIF0j8CCAESFQoGbW1fYnJrGAcgAigEQgXSPwIIARIbCgxtbV9hcmdfc3RhcnQYCCACKARCBdI/AggBEhkKCm1tX2FyZ19lbmQYCSACKARCBdI/AggBEhsKDG1tX2Vudl9zdGFydBgKIAIoBEIF0j8CCAESGQoKbW1fZW52X2VuZBgLIAIoBEIF0j8CCAESEwoLZXhlX2ZpbGVfaWQYDCACKA0SFQoNbW1fc2F2ZWRfYXV4dhgNIAMoBBIYCgR2bWFzGA4gAygLMgoudm1hX2VudHJ5EhAKCGR1bXBhYmxlGA8gASgFEh0KBGFpb3MYECADKAsyDy5haW9fcmluZ19lbnRyeRIUCgx0aHBfZGlzYWJsZWQYESABKAgSGwoSY3J5b19rc21fbWVyZ2VfYW55GOkHIAEoCBISCgljcnlvX21kd2UY6gcgASgNEhYKDWNyeW9fbWxvY2thbGwY6wcgASgN", [file_opts, file_vma]);
 
 /**
  * @generated from message aio_ring_entry
@@ -154,6 +154,14 @@ export type mm_entry = Message<"mm_entry"> & {
    * @generated from field: optional uint32 cryo_mdwe = 1002;
    */
   cryoMdwe: number;
+
+  /**
+   * cryo: mlockall's MCL_FUTURE (2), with MCL_ONFAULT (4), when set: every later mapping is
+   * locked (mm->def_flags; CRIU does not keep it, and nothing but a new mapping shows it).
+   *
+   * @generated from field: optional uint32 cryo_mlockall = 1003;
+   */
+  cryoMlockall: number;
 };
 
 /**

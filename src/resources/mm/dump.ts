@@ -65,6 +65,24 @@ export interface MemoryPlan {
   shmemPages: ShmemRange[];
   /** SysV segments attached, with a /proc path that reads each. */
   sysvShm: { shmid: number; source: string }[];
+  /** mlockall's MCL_FUTURE (| MCL_ONFAULT) when the task set it, else 0 (see futureLocking). */
+  mlockall: number;
+}
+
+const MCL_FUTURE = 2;
+const MCL_ONFAULT = 4;
+
+/**
+ * Whether new mappings of the task are locked (mlockall MCL_FUTURE: mm->def_flags, which nothing
+ * in /proc shows but a mapping made after it). cryo's scratch area is such a mapping: the task
+ * mmapped it for us a moment ago, so its VmFlags say (lo, and lf for MCL_ONFAULT).
+ */
+function futureLocking(vmFlags: Map<bigint, Set<string>>, scratch: bigint): number {
+  let best: bigint | null = null;
+  for (const start of vmFlags.keys()) if (start <= scratch && (best === null || start > best)) best = start;
+  const f = best === null ? undefined : vmFlags.get(best);
+  if (!f?.has('lo')) return 0;
+  return MCL_FUTURE | (f.has('lf') ? MCL_ONFAULT : 0);
 }
 
 /** Checks every mapping before anything is touched; returns the blockers (empty if none). */
@@ -179,7 +197,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
     closeSync(pagemapFd);
     if (parentFd !== null) closeSync(parentFd);
   }
-  return { vmas, privatePages, shmemPages, sysvShm };
+  return { vmas, privatePages, shmemPages, sysvShm, mlockall: t.maps.length ? futureLocking(vmFlags, t.scratch.addr) : 0 };
 }
 
 const PAGEMAP_CHUNK_PAGES = 65536;

@@ -1,6 +1,7 @@
 // The last word on a task's memory, once nothing more is mapped, protected or advised in it:
 // sealed mappings (mseal(2), VmFlags sl: vma_entry cryo_sealed) and memory-deny-write-execute
-// (PR_SET_MDWE: mm_entry cryo_mdwe), which would refuse the restore's own mprotect to r-x.
+// (PR_SET_MDWE: mm_entry cryo_mdwe), which would refuse the restore's own mprotect to r-x, and
+// mlockall's MCL_FUTURE (mm_entry cryo_mlockall), which would lock what the restore still maps.
 import type { RestoreTask } from '../context.js';
 import { hex } from '../../util/errors.js';
 import type { MemoryImage } from './restore.js';
@@ -26,4 +27,13 @@ export function denyWriteExec(r: RestoreTask, flags: number): void {
   r.remote.call('prctl', [PR.SET_MDWE, flags, 0, 0, 0], 'PR_SET_MDWE');
   const got = Number(r.remote.call('prctl', [PR.GET_MDWE, 0, 0, 0, 0], 'PR_GET_MDWE'));
   if (got !== flags) throw new Error(`pid ${r.pid}: PR_SET_MDWE ${flags} reads back as ${got}`);
+}
+
+/**
+ * mlockall(MCL_FUTURE [| MCL_ONFAULT]) again: without MCL_CURRENT it only marks the mappings to
+ * come (the task's own locked mappings were locked one by one with the layout). Not inherited by
+ * a fork, so after the task's children exist.
+ */
+export function lockFutureMappings(r: RestoreTask, flags: number): void {
+  if (flags) r.remote.call('mlockall', [flags], `mlockall ${flags}`);
 }

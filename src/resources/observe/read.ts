@@ -6,6 +6,8 @@ import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { affinityText, cpuList, ioprioOf } from '../task/placement.js';
 import { ksmMergeAny } from '../mm/dump.js';
 import { SPECULATION_STATUS } from '../task/speculation.js';
+import { schedPolicyOf } from '../task/attributes.js';
+import { observedMceKill } from '../task/mce-kill.js';
 import { parseStat, parseStatus, parseLimits, parseMaps, parseSmapsVmFlags, statusHex } from '../../proc/index.js';
 import { dumperLevels } from '../ns/pid.js';
 import { signalSet, limitKey, limitValue, mappingKey, permsOf, threadPrefix, stripDeleted } from './names.js';
@@ -74,7 +76,8 @@ function observeThread(s: Snapshot, pid: number, tid: number): void {
   s.set(`${p}Groups`, { set: (status.get('Groups') ?? '').split(/\s+/).filter(Boolean) });
   for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) s.set(`${p}${cap}`, status.get(cap) ?? '');
   s.set(`${p}nice`, String(stat.nice));
-  s.set(`${p}policy`, String(stat.policy));
+  s.set(`${p}policy`, String(schedPolicyOf(tid, stat.policy)));
+  s.set(`${p}mce`, observedMceKill(stat.flags));
   s.set(`${p}rt_priority`, String(stat.rtPriority));
   s.set(`${p}timerslack`, read(`/proc/${tid}/timerslack_ns`).trim());
   s.set(`${p}affinity`, affinityText(cpuList(status.get('Cpus_allowed_list') ?? '')));

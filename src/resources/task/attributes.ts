@@ -1,7 +1,7 @@
 // Small per-task attributes: comm, personality, parent-death signal, child subreaper,
 // oom_score_adj, loginuid, scheduling. Read from /proc or by the task; restored by the task.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { PR, sys } from '../../sys/index.js';
+import { PR, sys, sysTry } from '../../sys/index.js';
 import type { DumpTask, RestoreTask } from '../context.js';
 
 export interface TaskAttributes {
@@ -34,9 +34,19 @@ export function dumpTaskAttributes(t: DumpTask): TaskAttributes {
     oomScoreAdj: readProcNumber(t.pid, 'oom_score_adj'),
     loginuid: Number(readFileSync(`/proc/${t.pid}/loginuid`, 'utf8').trim()) >>> 0,
     schedNice: t.stat.nice,
-    schedPolicy: t.stat.policy,
+    schedPolicy: schedPolicyOf(t.pid, t.stat.policy),
     schedPrio: t.stat.rtPriority,
   };
+}
+
+/**
+ * The thread's scheduling policy as sched_getscheduler gives it: with SCHED_RESET_ON_FORK
+ * (0x40000000: its children start with the default policy and nice), which /proc's stat leaves
+ * out. `fallback` (stat's) when the thread is gone.
+ */
+export function schedPolicyOf(tid: number, fallback: number): number {
+  const r = sysTry('sched_getscheduler', [tid]);
+  return r.ret >= 0 ? r.ret : fallback;
 }
 
 export function restoreTaskAttributes(r: RestoreTask, m: Partial<TaskAttributes>): void {
