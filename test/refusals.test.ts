@@ -2,7 +2,8 @@
 // check and by dump before anything is touched, named (a restore that found out later would
 // have lost a killed tree): a POSIX message queue (its /proc link is the queue's name) and a
 // file whose path was overmounted after it was opened; memfd_secret memory; an inotify watch on a
-// deleted file that only a process outside the tree holds.
+// deleted file that only a process outside the tree holds; a thread with an fd table or fs context
+// of its own.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -114,4 +115,39 @@ describe('an fd that cannot be opened again by its path is refused before anythi
     refusedBoth(t, fd, /memfd_secret memory — its pages cannot be read from outside the process, by design; not supported/);
     await expectPass(t);
   });
+});
+
+describe('a thread that left its process\'s fd table or fs context is refused, named (it would come back with the leader\'s)', () => {
+  for (const [flag, what, reason] of [
+    [0x400, 'CLONE_FILES', /has an fd table of its own \(unshare\(CLONE_FILES\) in the thread\) — not supported yet/],
+    [0x200, 'CLONE_FS', /has a cwd, root and umask of its own \(unshare\(CLONE_FS\) in the thread\) — not supported yet/],
+  ] as const) {
+    it(`unshare(${what}) in a thread: check -t and dump refuse it by its TID, the process runs on`, { timeout: 60_000 }, async () => {
+      const { t, ready } = await readyPython(`thread-${what}`, [
+        'import ctypes, os, threading, time',
+        'libc = ctypes.CDLL(None, use_errno=True)',
+        'started = threading.Event()',
+        'tid = []',
+        'def run():',
+        `    assert libc.unshare(${flag}) == 0, ctypes.get_errno()`,
+        '    tid.append(threading.get_native_id()); started.set()',
+        '    while not os.path.exists("go"): time.sleep(0.01)',
+        'th = threading.Thread(target=run); th.start(); started.wait()',
+        'print(f"READY {tid[0]}", flush=True)',
+        'th.join()',
+        'print("PASS", flush=True)',
+      ]);
+      const tid = Number(ready.split(' ')[1]);
+      const c = cryo(['check', '-t', String(t.pid)]);
+      assert.equal(c.code, 3, cryoReport(c));
+      assert.match(c.stdout, new RegExp(`^pid ${t.pid}: thread ${tid} ${reason.source}`, 'm'), cryoReport(c));
+      const dir = path.join(t.root, 'img');
+      const d = cryo(['dump', '-t', String(t.pid), '-D', dir]);
+      assert.equal(d.code, 3, cryoReport(d));
+      assert.match(d.stderr, new RegExp(`pid ${t.pid}: thread ${tid} ${reason.source}`), cryoReport(d));
+      assert.equal(fs.existsSync(path.join(dir, 'inventory.img')), false, 'no image left that looks complete');
+      assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
+      await expectPass(t);
+    });
+  }
 });

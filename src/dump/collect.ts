@@ -14,6 +14,7 @@ import { namespaceBlockers, nsLink } from './namespaces.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 import { mountBlockers } from '../resources/mnt/index.js';
 import { threadCgroupBlocker } from '../resources/task/cgroup.js';
+import { threadSharingBlockers } from '../resources/task/thread-sharing.js';
 import { frozenCgroupBlocker, freezeTargetOf, outsideBlocker, type FreezeTarget } from '../resources/cgroup/freeze.js';
 
 export interface CollectOptions extends ScanOptions {
@@ -94,6 +95,7 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   if (frozen) blockers.push(frozen);
   const split = threadCgroupBlocker(pid);
   if (split) blockers.push(split);
+  blockers.push(...threadSharingBlockers(pid));
   return blockers;
 }
 
