@@ -37,7 +37,7 @@ import { NO_FOWN, fileStamp } from '../resources/files/reg.js';
 import { deletedPath } from '../resources/files/ghost.js';
 import { isMemfd } from '../resources/files/memfd.js';
 import type { FileTable } from '../resources/files/table.js';
-import type { DumpTask, IdAllocator } from '../resources/context.js';
+import { ReadQueue, type DumpTask, type IdAllocator } from '../resources/context.js';
 import type { Log } from '../util/log.js';
 import { failpoint } from '../util/failpoint.js';
 
@@ -129,8 +129,16 @@ export function closeTask(t: DumpTask): void {
 function dumpThreadParts(t: DumpTask) {
   const tid = t.pid;
   t.scratch.reset();
-  const attrs = dumpTaskAttributes(t);
-  const thread = dumpThreadState(t);
+  // The thread's own reads of its state: one batch, one stop.
+  const q = new ReadQueue(t);
+  const attrsOf = dumpTaskAttributes(t, q);
+  const threadOf = dumpThreadState(t, q);
+  const sasOf = dumpSigaltstack(t, q);
+  const credsOf = dumpCreds(t, q);
+  const speculationOf = dumpSpeculation(q);
+  q.run();
+  const attrs = attrsOf();
+  const thread = threadOf();
   const regs = t.regs.clone();
   namingRestartedCall(regs, readTaskCode(t.pid, regs.get('ip') - 26n, 24), t.restartedCall ?? null);
   const gpregs = regsToEntry(regs);
@@ -150,14 +158,14 @@ function dumpThreadParts(t: DumpTask) {
     schedNice: attrs.schedNice,
     schedPolicy: attrs.schedPolicy,
     ...(attrs.schedPolicy !== 0 ? { schedPrio: attrs.schedPrio } : {}),
-    sas: dumpSigaltstack(t),
+    sas: sasOf(),
     ...(attrs.pdeathSig ? { pdeathSig: attrs.pdeathSig } : {}),
     signalsP: { signals: peekPending(tid, false).map((siginfo) => ({ siginfo })) },
-    creds: dumpCreds(t),
+    creds: credsOf(),
     comm: attrs.comm,
     ...timerSlackField(tid),
     ...placementFields(tid),
-    ...speculationField(t),
+    ...speculationField(speculationOf()),
     ...mceKillField(t.stat.flags),
     ...(thread.rseq
       ? { rseqEntry: { rseqAbiPointer: thread.rseq.ptr, rseqAbiSize: thread.rseq.size, signature: thread.rseq.signature } }
@@ -167,8 +175,7 @@ function dumpThreadParts(t: DumpTask) {
 }
 
 /** The speculation controls the thread chose, if any. */
-function speculationField(t: DumpTask): { cryoSpeculation?: number[] } {
-  const pairs = dumpSpeculation(t);
+function speculationField(pairs: number[]): { cryoSpeculation?: number[] } {
   return pairs.length ? { cryoSpeculation: pairs } : {};
 }
 

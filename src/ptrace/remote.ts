@@ -28,6 +28,8 @@ export interface BatchCall {
   name: SyscallName;
   args: RemoteArg[];
   detail?: string;
+  /** An error result is the call's answer (a probe), not the end of the batch. */
+  mayFail?: boolean;
 }
 
 /**
@@ -61,7 +63,7 @@ export function batchResults(tid: number, calls: readonly BatchCall[], resultsAt
   for (let i = 0; i < calls.length; i++) {
     const res = got.readBigInt64LE(8 * i);
     if (res === NOT_RUN) break;
-    if (res < 0n && res >= -4095n) throw new RemoteSyscallError(tid, calls[i]!.name, Number(-res), calls[i]!.detail);
+    if (res < 0n && res >= -4095n && !calls[i]!.mayFail) throw new RemoteSyscallError(tid, calls[i]!.name, Number(-res), calls[i]!.detail);
     results.push(res);
   }
   if (results.length !== calls.length) throw new TraceeError(tid, `batch stopped after ${results.length} of ${calls.length} calls`);
@@ -170,7 +172,7 @@ export class Remote {
   private runBatch(calls: BatchCall[], area: BatchArea): bigint[] {
     checkInterrupt();
     const tid = this.t.tid;
-    const coded = calls.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)) }));
+    const coded = calls.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)), mayFail: c.mayFail === true }));
     const { code, trapAt } = batchCode(coded, area.codeAt, area.resultsAt);
     vmWrite(tid, area.codeAt, code);
     vmWrite(tid, area.resultsAt, unwrittenSlots(calls.length));

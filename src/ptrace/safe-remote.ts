@@ -304,14 +304,14 @@ export class SafeRemote extends Remote {
   override batch(calls: BatchCall[], area: { resultsAt: bigint }): bigint[] {
     const { resultsAt } = area;
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
-    if (!this.marker) return calls.map((c) => this.call(c.name, c.args, c.detail));
+    if (!this.marker) return calls.map((c) => (c.mayFail ? this.raw(NR[c.name], c.args) : this.call(c.name, c.args, c.detail)));
     const codeAt = this.slot!.code + BigInt(BATCH_CODE_AT);
     const per = callsThatFit(PAGE_SIZE - BATCH_CODE_AT, true);
     const out: bigint[] = [];
     for (let i = 0; i < calls.length; i += per) {
       checkInterrupt();
       const part = calls.slice(i, i + per);
-      const coded = part.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)) }));
+      const coded = part.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)), mayFail: c.mayFail === true }));
       this.writeSlot(codeAt, batchCode(coded, codeAt, resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
       vmWrite(this.t.tid, resultsAt, unwrittenSlots(part.length));
       const r = this.callRegs(0, []);

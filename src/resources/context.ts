@@ -1,7 +1,7 @@
 // What a resource module gets to work with while one task is frozen (dump) or being rebuilt
 // (restore). Each module in resources/ reads from and writes into these.
 import { SafeRemote, type Tracee, type Remote, type Scratch, type BatchCall, type RemoteArg } from '../ptrace/index.js';
-import type { Regs, SyscallName } from '../sys/index.js';
+import { NR, type Regs, type SyscallName } from '../sys/index.js';
 import type { ProcStat, ProcStatus, MapsEntry } from '../proc/index.js';
 import type { Log } from '../util/log.js';
 
@@ -83,8 +83,32 @@ export function batchIn(r: RestoreTask, calls: BatchCall[]): bigint[] {
  */
 export function batchInDump(t: DumpTask, calls: BatchCall[]): bigint[] {
   if (!calls.length) return [];
-  if (!(t.remote instanceof SafeRemote)) return calls.map((c) => t.remote.call(c.name, c.args, c.detail));
+  if (!(t.remote instanceof SafeRemote)) return calls.map((c) => (c.mayFail ? t.remote.raw(NR[c.name], c.args) : t.remote.call(c.name, c.args, c.detail)));
   return t.remote.batch(calls, { resultsAt: t.scratch.alloc(8 * calls.length) });
+}
+
+/**
+ * A thread's reads of its own state gathered from several modules and run as one batch
+ * (batchInDump): each module adds its calls and gets back a function that gives its result
+ * once run() has run. A thread's attributes, tid address, alt stack, securebits and
+ * speculation controls were eight stops of their own.
+ */
+export class ReadQueue {
+  private calls: BatchCall[] = [];
+  private results: bigint[] | null = null;
+  constructor(private readonly t: DumpTask) {}
+
+  add(name: SyscallName, args: RemoteArg[], opts: { detail?: string; mayFail?: boolean } = {}): () => bigint {
+    const i = this.calls.push({ name, args, ...opts }) - 1;
+    return () => {
+      if (!this.results) throw new Error(`pid ${this.t.pid}: a queued read (${name}) used before the queue ran`);
+      return this.results[i]!;
+    };
+  }
+
+  run(): void {
+    this.results = batchInDump(this.t, this.calls);
+  }
 }
 
 /**

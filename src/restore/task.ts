@@ -18,7 +18,7 @@ import { queuePending } from '../resources/task/pending.js';
 import { restoreTaskAttributes, restoreDumpable } from '../resources/task/attributes.js';
 import { restoreFs } from '../resources/fs.js';
 import { restoreLocks } from '../resources/files/locks.js';
-import type { RestoreTask } from '../resources/context.js';
+import { CallQueue, type RestoreTask } from '../resources/context.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import type { TaskImage, CheckpointImage, ZombieImage } from './images.js';
 import type { RestoreSession } from './files.js';
@@ -109,12 +109,15 @@ export function restoreTask(
   if (!shares('sighandId')) restoreSigactions(r, tc.sigactions);
   restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
     ? { real: tc.timers.real, virt: tc.timers.virt, prof: tc.timers.prof } : undefined);
+  r.scratch.reset();
+  const attrs = new CallQueue(r);
   restoreTaskAttributes(r, {
     personality: tc.personality,
     childSubreaper: tc.childSubreaper,
     oomScoreAdj: hasField(task_core_entrySchema, tc, 'oomScoreAdj') ? tc.oomScoreAdj : undefined,
     loginuid: hasField(task_core_entrySchema, tc, 'loginuid') ? tc.loginuid : undefined,
-  });
+  }, attrs);
+  attrs.flush();
   restoreSessionAndGroup(r, img, from ?? (parent ? { sid: parent.pstree.sid, pgid: parent.pstree.pgid } : undefined), localPids(ckpt));
   // Before any fork: a session leader takes its controlling terminal (inherited at fork only).
   for (const k of FD_KINDS as readonly AnyFdKind[]) k.afterSetsid?.(r, ckpt.kindImages);

@@ -17,7 +17,7 @@ import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskAttributes } from '../resources/task/attributes.js';
 import { restoreMceKill } from '../resources/task/mce-kill.js';
 import { registersForResume, regsFromEntry, readTaskCode } from '../resources/task/regs.js';
-import type { RestoreTask } from '../resources/context.js';
+import { CallQueue, type RestoreTask } from '../resources/context.js';
 import type { CheckpointImage } from './images.js';
 
 /** A thread being rebuilt: its tracee, injection context and image. */
@@ -30,24 +30,27 @@ export interface ThreadWork {
 export function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): void {
   const tcore = core.threadCore;
   if (!tcore) return;
-  restoreSigaltstack(r, tcore.sas);
+  // Everything up to the credentials' capget is one batch, the rest of them another: a thread's
+  // own state was ten stops or so. The queued calls' buffers share the scratch area until then.
+  r.scratch.reset();
+  const q = new CallQueue(r);
+  restoreSigaltstack(r, tcore.sas, q);
   restoreTaskAttributes(r, {
     comm: tcore.comm || core.tc?.comm,
     pdeathSig: tcore.pdeathSig,
     schedNice: tcore.schedNice,
     schedPolicy: tcore.schedPolicy,
     schedPrio: tcore.schedPrio,
-  });
-  if (hasField(thread_core_entrySchema, tcore, 'cryoTimerSlackNs')) restoreTimerSlack(r, tcore.cryoTimerSlackNs);
+  }, q);
+  if (hasField(thread_core_entrySchema, tcore, 'cryoTimerSlackNs')) restoreTimerSlack(q, tcore.cryoTimerSlackNs);
   restorePlacement(r.tracee.tid, {
     affinity: tcore.cryoCpuAffinity.length ? tcore.cryoCpuAffinity : null,
     ioprio: hasField(thread_core_entrySchema, tcore, 'cryoIoprio') ? tcore.cryoIoprio! : 0,
   });
-  restoreSpeculation(r, tcore.cryoSpeculation);
+  restoreSpeculation(q, tcore.cryoSpeculation);
   if (hasField(thread_core_entrySchema, tcore, 'cryoMceKill')) restoreMceKill(r, tcore.cryoMceKill!);
-  // Filters while the task may still install them (root); suspended for us until release.
-  if (tcore.seccompMode) restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
-  restoreCreds(r, tcore.creds);
+  // rseq, robust list and tid address need no privilege, and seccomp is suspended for us: they
+  // go before the filters and credentials, in the same batch as the rest.
   restoreThreadState(r, {
     clearTidAddr: core.threadInfo!.clearTidAddr,
     robustHead: tcore.futexRla,
@@ -55,7 +58,14 @@ export function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): v
     rseq: tcore.rseqEntry && tcore.rseqEntry.rseqAbiPointer
       ? { ptr: tcore.rseqEntry.rseqAbiPointer, size: tcore.rseqEntry.rseqAbiSize, signature: tcore.rseqEntry.signature }
       : null,
-  });
+  }, q);
+  // Filters while the task may still install them (root); suspended for us until release.
+  if (tcore.seccompMode) {
+    q.flush();
+    restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
+    r.scratch.reset();
+  }
+  restoreCreds(r, tcore.creds, q);
   queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
 }
 

@@ -101,7 +101,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
   // The layout's mmap/mprotect/madvise/mlock runs go in batches (a stop per ~40 calls, not one
   // each); anything that needs a result or sees the mappings flushes the queue first.
   const q = new CallQueue(r);
-  const fileFds = new Map<number, number>();
+  let fileFds = new Map<number, number>();
   const created = new Map<bigint, VmaData>();
   // Saved pages in a private mapping that was never writable (written through /proc/PID/mem or
   // ptrace, as a debugger sets breakpoints): mapping it writable to fill it would make it
@@ -118,6 +118,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
   let cowKept = 0;
   try {
     failpoint('restore:mm');
+    fileFds = openMappedFiles(r, img, img.vmas.filter((v) => !special(v) && !kept.has(v)), ctx.unchecked);
     for (const v of img.vmas) {
       if (special(v) || kept.has(v)) continue;
       const len = v.end - v.start;
@@ -134,8 +135,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
         if (id === undefined) throw new UserError(`${where}: SysV segment ${v.shmid} is not in the images`);
         q.add('shmat', attachArgs(id, v.start, (v.prot & PROT.WRITE) !== 0), where);
       } else if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-        const mayWrite = hasField(vma_entrySchema, v, 'fdflags') ? (v.fdflags! & O.ACCMODE) === O.RDWR : (v.prot & PROT.WRITE) !== 0;
-        const fd = openMappedFile(r, img, Number(v.shmid), (v.status & VMA.FILE_SHARED) !== 0 && mayWrite, fileFds, ctx.unchecked);
+        const fd = fileFds.get(fileNeed(v).key)!;
         const prot = v.status & VMA.FILE_SHARED ? v.prot : fillProt;
         q.add('mmap', [v.start, len, prot, (v.flags & ~(MAP.ANONYMOUS | MAP.LOCKED)) | MAP.FIXED, fd, v.pgoff], where);
       } else if (v.status & VMA.ANON_SHARED) {
@@ -269,19 +269,43 @@ function vmasWithPages(img: MemoryImage): Set<VmaData> {
   return out;
 }
 
-/** The task's fd on a mapped file, one per file and access mode (a shared writable mapping needs O_RDWR). */
-function openMappedFile(r: RestoreTask, img: MemoryImage, id: number, writable: boolean, fds: Map<number, number>, unchecked: Set<string>): number {
-  const key = id * 2 + (writable ? 1 : 0);
-  const have = fds.get(key);
-  if (have !== undefined) return have;
-  const f = img.files.get(id);
-  if (!f) throw new UserError(`mm image refers to file id ${id}, which files.img does not have`);
-  const changed = unchecked.has(f.name) ? null : changedSince(f);
-  if (changed) throw new UserError(`mapped file ${changed}`);
-  r.scratch.reset();
-  const fd = Number(r.remote.call('open', [r.scratch.putString(f.name), writable ? O.RDWR : O.RDONLY, 0], f.name));
-  fds.set(key, fd);
-  return fd;
+/** The mapped file a file VMA needs open, and how: a shared writable mapping needs O_RDWR. */
+function fileNeed(v: VmaData): { id: number; writable: boolean; key: number } {
+  const mayWrite = hasField(vma_entrySchema, v, 'fdflags') ? (v.fdflags! & O.ACCMODE) === O.RDWR : (v.prot & PROT.WRITE) !== 0;
+  const writable = (v.status & VMA.FILE_SHARED) !== 0 && mayWrite;
+  return { id: Number(v.shmid), writable, key: Number(v.shmid) * 2 + (writable ? 1 : 0) };
+}
+
+const OPENS_PER_BATCH = 16; // their paths share the scratch area (4 pages) with the results
+
+/**
+ * The task's fds on every file its VMAs map, one per file and access mode, opened by the task in
+ * batches (a process maps tens of libraries: an injected open each was a third of its stops).
+ */
+function openMappedFiles(r: RestoreTask, img: MemoryImage, vmas: VmaData[], unchecked: Set<string>): Map<number, number> {
+  const needs = new Map<number, { id: number; writable: boolean }>();
+  for (const v of vmas) if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & VMA.AREA_SYSVIPC)) needs.set(fileNeed(v).key, fileNeed(v));
+  const list = [...needs].map(([key, n]) => {
+    const f = img.files.get(n.id);
+    if (!f) throw new UserError(`mm image refers to file id ${n.id}, which files.img does not have`);
+    const changed = unchecked.has(f.name) ? null : changedSince(f);
+    if (changed) throw new UserError(`mapped file ${changed}`);
+    return { key, name: f.name, writable: n.writable };
+  });
+  const fds = new Map<number, number>();
+  for (let i = 0; i < list.length; i += OPENS_PER_BATCH) {
+    const part = list.slice(i, i + OPENS_PER_BATCH);
+    r.scratch.reset();
+    const calls = part.map((f) => ({ name: 'open' as const, args: [r.scratch.putString(f.name), f.writable ? O.RDWR : O.RDONLY, 0], detail: f.name }));
+    try {
+      batchIn(r, calls).forEach((fd, j) => fds.set(part[j]!.key, Number(fd)));
+    } catch (e) {
+      // The opens before the failing one ran: close them here (the caller never gets the map).
+      for (const fd of fds.values()) r.remote.raw(NR.close, [fd]);
+      throw e;
+    }
+  }
+  return fds;
 }
 
 /** pread64s each range from the pages file (opened by the task) into place. */

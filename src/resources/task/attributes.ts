@@ -2,7 +2,7 @@
 // oom_score_adj, loginuid, scheduling. Read from /proc or by the task; restored by the task.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { PR, sys, sysTry } from '../../sys/index.js';
-import type { DumpTask, RestoreTask } from '../context.js';
+import type { CallQueue, DumpTask, ReadQueue, RestoreTask } from '../context.js';
 
 export interface TaskAttributes {
   comm: string;
@@ -20,12 +20,16 @@ function readProcNumber(pid: number, file: string, radix = 10): number {
   return parseInt(readFileSync(`/proc/${pid}/${file}`, 'utf8').trim(), radix);
 }
 
-export function dumpTaskAttributes(t: DumpTask): TaskAttributes {
-  const intBuf = t.scratch.alloc(4);
-  t.remote.call('prctl', [PR.GET_PDEATHSIG, intBuf, 0, 0, 0]);
-  const pdeathSig = t.scratch.read(intBuf, 4).readInt32LE(0);
-  t.remote.call('prctl', [PR.GET_CHILD_SUBREAPER, intBuf, 0, 0, 0]);
-  const childSubreaper = t.scratch.read(intBuf, 4).readInt32LE(0) !== 0;
+/** The thread's attributes, once `q` ran. */
+export function dumpTaskAttributes(t: DumpTask, q: ReadQueue): () => TaskAttributes {
+  const deathBuf = t.scratch.alloc(4);
+  const reaperBuf = t.scratch.alloc(4);
+  q.add('prctl', [PR.GET_PDEATHSIG, deathBuf, 0, 0, 0]);
+  q.add('prctl', [PR.GET_CHILD_SUBREAPER, reaperBuf, 0, 0, 0]);
+  return () => attributes(t, t.scratch.read(deathBuf, 4).readInt32LE(0), t.scratch.read(reaperBuf, 4).readInt32LE(0) !== 0);
+}
+
+function attributes(t: DumpTask, pdeathSig: number, childSubreaper: boolean): TaskAttributes {
   return {
     comm: readFileSync(`/proc/${t.pid}/comm`, 'utf8').replace(/\n$/, ''),
     personality: readProcNumber(t.pid, 'personality', 16),
@@ -49,9 +53,9 @@ export function schedPolicyOf(tid: number, fallback: number): number {
   return r.ret >= 0 ? r.ret : fallback;
 }
 
-export function restoreTaskAttributes(r: RestoreTask, m: Partial<TaskAttributes>): void {
-  const call = r.remote.call.bind(r.remote);
-  r.scratch.reset();
+/** Queued on `q` (the caller flushes it; scratch strings stay until then). */
+export function restoreTaskAttributes(r: RestoreTask, m: Partial<TaskAttributes>, q: CallQueue): void {
+  const call = q.add.bind(q);
   if (m.comm !== undefined) call('prctl', [PR.SET_NAME, r.scratch.putString(m.comm.slice(0, 15)), 0, 0, 0], 'comm');
   if (m.personality !== undefined) call('personality', [m.personality]);
   if (m.pdeathSig) call('prctl', [PR.SET_PDEATHSIG, m.pdeathSig, 0, 0, 0], 'pdeath signal');

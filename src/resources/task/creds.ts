@@ -7,7 +7,7 @@ import { isFieldSet } from '@bufbuild/protobuf';
 import { PR } from '../../sys/index.js';
 import { statusIds, statusGroups, statusHex, type ProcStatus } from '../../proc/index.js';
 import { creds_entrySchema, type creds_entry } from '../../image/gen/creds_pb.js';
-import { CallQueue, type DumpTask, type RestoreTask } from '../context.js';
+import type { CallQueue, DumpTask, ReadQueue, RestoreTask } from '../context.js';
 
 export interface CredsData {
   uid: number;
@@ -67,9 +67,10 @@ export function credsFromStatus(s: ProcStatus, secbits: number): CredsData {
   };
 }
 
-export function dumpCreds(t: DumpTask): CredsData {
-  const secbits = Number(t.remote.call('prctl', [PR.GET_SECUREBITS, 0, 0, 0, 0]));
-  return credsFromStatus(t.status, secbits);
+/** The thread's credentials (from /proc and its securebits), once `q` ran. */
+export function dumpCreds(t: DumpTask, q: ReadQueue): () => CredsData {
+  const secbits = q.add('prctl', [PR.GET_SECUREBITS, 0, 0, 0, 0]);
+  return () => credsFromStatus(t.status, Number(secbits()));
 }
 
 /** The highest capability number the running kernel knows (cap_last_cap). */
@@ -118,13 +119,12 @@ function capHeader(): Buffer {
  * Ambient capabilities survive step 9 because a real thread's ambient set is inside its
  * permitted and inheritable sets (the kernel keeps that invariant).
  */
-export function restoreCreds(r: RestoreTask, c: creds_entry | undefined): void {
-  if (!c) return;
+export function restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: CallQueue): void {
+  if (!c) return q.flush();
   // In order, in two batches (a stop each, not one per call): up to the capget whose result the
-  // inheritable set needs, then the rest.
-  const q = new CallQueue(r);
+  // inheritable set needs, then the rest. `q` may hold the thread's calls before these (they
+  // go in the first batch); the caller reset the scratch area, whose strings they may use.
   const call = q.add.bind(q);
-  r.scratch.reset();
   const hdr = r.scratch.put(capHeader());
   const what = (step: string) => `${step} (credentials of thread ${r.pid})`;
 

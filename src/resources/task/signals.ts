@@ -1,7 +1,7 @@
 // Signal dispositions (sigactions), the alternate signal stack and the blocked mask.
 // Only the task can read its sigactions and sigaltstack: they come from injected syscalls.
 import { SIG, NSIG } from '../../sys/index.js';
-import { batchIn, batchInDump, type DumpTask, type RestoreTask } from '../context.js';
+import { batchIn, batchInDump, type CallQueue, type DumpTask, type ReadQueue, type RestoreTask } from '../context.js';
 import type { BatchCall } from '../../ptrace/index.js';
 import { skip } from '../../util/skip.js';
 
@@ -81,20 +81,22 @@ export function restoreIgnoredSigtrap(r: RestoreTask, sas: SigactionData[]): voi
   r.remote.callWithoutStep('rt_sigaction', [SIG.TRAP, r.scratch.put(sigactionStruct(sa)), 0, 8], 'signal SIGTRAP (ignored)');
 }
 
-export function dumpSigaltstack(t: DumpTask): SigaltstackData {
+/** The thread's alternate signal stack, once `q` ran. */
+export function dumpSigaltstack(t: DumpTask, q: ReadQueue): () => SigaltstackData {
   const buf = t.scratch.alloc(24);
-  t.remote.call('sigaltstack', [0, buf]);
-  const raw = t.scratch.read(buf, 24);
-  return { ssSp: raw.readBigUInt64LE(0), ssFlags: raw.readUInt32LE(8), ssSize: raw.readBigUInt64LE(16) }; // SS_AUTODISARM is bit 31: unsigned
+  q.add('sigaltstack', [0, buf]);
+  return () => {
+    const raw = t.scratch.read(buf, 24);
+    return { ssSp: raw.readBigUInt64LE(0), ssFlags: raw.readUInt32LE(8), ssSize: raw.readBigUInt64LE(16) }; // SS_AUTODISARM is bit 31: unsigned
+  };
 }
 
-export function restoreSigaltstack(r: RestoreTask, sas: SigaltstackData | undefined): void {
+export function restoreSigaltstack(r: RestoreTask, sas: SigaltstackData | undefined, q: CallQueue): void {
   if (!sas || sas.ssFlags & SS_DISABLE) return;
   const b = Buffer.alloc(24);
   b.writeBigUInt64LE(sas.ssSp, 0);
   // SS_ONSTACK is a report, not a request: the kernel only accepts 0 or SS_AUTODISARM.
   b.writeUInt32LE((sas.ssFlags & ~1) >>> 0, 8);
   b.writeBigUInt64LE(sas.ssSize, 16);
-  r.scratch.reset();
-  r.remote.call('sigaltstack', [r.scratch.put(b), 0]);
+  q.add('sigaltstack', [r.scratch.put(b), 0], 'alternate signal stack');
 }

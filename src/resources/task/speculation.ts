@@ -3,8 +3,7 @@
 // and a forced one cannot be undone. Read by the thread (PR_GET_SPECULATION_CTRL), kept in
 // thread_core_entry 1004 as (which, control) pairs, set again by the thread before its seccomp
 // filters (which could forbid the call). CRIU does not keep them.
-import { NR } from '../../sys/index.js';
-import type { DumpTask, RestoreTask } from '../context.js';
+import type { CallQueue, ReadQueue } from '../context.js';
 
 const PR_GET_SPECULATION_CTRL = 52;
 const PR_SET_SPECULATION_CTRL = 53;
@@ -15,21 +14,24 @@ const FORCE_DISABLE = 8;
 const DISABLE_NOEXEC = 16;
 const WHICH = [0, 1, 2]; // store bypass, indirect branch, L1D flush
 
-/** (which, control) pairs of what the thread turned on; empty when it chose nothing. */
-export function dumpSpeculation(t: DumpTask): number[] {
-  const out: number[] = [];
-  for (const which of WHICH) {
-    const v = Number(t.remote.raw(NR.prctl, [PR_GET_SPECULATION_CTRL, which, 0, 0, 0]));
-    if (v < 0 || !(v & PR_SPEC_PRCTL)) continue; // unknown here, or not the thread's to choose
-    const ctrl = v & FORCE_DISABLE ? FORCE_DISABLE : v & DISABLE_NOEXEC ? DISABLE_NOEXEC : v & DISABLE ? DISABLE : 0;
-    if (ctrl) out.push(which, ctrl);
-  }
-  return out;
+/** (which, control) pairs of what the thread turned on (empty when it chose nothing), once `q` ran. */
+export function dumpSpeculation(q: ReadQueue): () => number[] {
+  const got = WHICH.map((which) => q.add('prctl', [PR_GET_SPECULATION_CTRL, which, 0, 0, 0], { mayFail: true }));
+  return () => {
+    const out: number[] = [];
+    WHICH.forEach((which, i) => {
+      const v = Number(got[i]!());
+      if (v < 0 || !(v & PR_SPEC_PRCTL)) return; // unknown here, or not the thread's to choose
+      const ctrl = v & FORCE_DISABLE ? FORCE_DISABLE : v & DISABLE_NOEXEC ? DISABLE_NOEXEC : v & DISABLE ? DISABLE : 0;
+      if (ctrl) out.push(which, ctrl);
+    });
+    return out;
+  };
 }
 
-export function restoreSpeculation(r: RestoreTask, pairs: readonly number[]): void {
+export function restoreSpeculation(q: CallQueue, pairs: readonly number[]): void {
   for (let i = 0; i + 1 < pairs.length; i += 2) {
-    r.remote.call('prctl', [PR_SET_SPECULATION_CTRL, pairs[i]!, pairs[i + 1]!, 0, 0], `speculation control ${pairs[i]}`);
+    q.add('prctl', [PR_SET_SPECULATION_CTRL, pairs[i]!, pairs[i + 1]!, 0, 0], `speculation control ${pairs[i]}`);
   }
 }
 

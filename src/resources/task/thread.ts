@@ -1,7 +1,7 @@
 // Per-thread kernel state the task registered itself: clear-child-tid address (set_tid_address),
 // robust futex list, rseq area. Dumped with ptrace/injection, restored by the task itself.
 import { PR, RSEQ_FLAG_UNREGISTER, getRobustList, getRseqConfig, vmRead, vmWrite } from '../../sys/index.js';
-import type { DumpTask, RestoreTask } from '../context.js';
+import type { CallQueue, DumpTask, ReadQueue, RestoreTask } from '../context.js';
 
 export interface ThreadRegsState {
   clearTidAddr: bigint;
@@ -33,10 +33,14 @@ export function rseqAbortIp(tid: number, ip: bigint): bigint | null {
   return ip >= start && ip < start + postCommitOffset ? abort : null;
 }
 
-export function dumpThreadState(t: DumpTask): ThreadRegsState {
+/** The thread's tid address, robust list and rseq registration, once `q` ran. */
+export function dumpThreadState(t: DumpTask, q: ReadQueue): () => ThreadRegsState {
   const buf = t.scratch.alloc(8);
-  t.remote.call('prctl', [PR.GET_TID_ADDRESS, buf, 0, 0, 0]);
-  const clearTidAddr = t.scratch.read(buf, 8).readBigUInt64LE(0);
+  q.add('prctl', [PR.GET_TID_ADDRESS, buf, 0, 0, 0]);
+  return () => threadState(t, t.scratch.read(buf, 8).readBigUInt64LE(0));
+}
+
+function threadState(t: DumpTask, clearTidAddr: bigint): ThreadRegsState {
   const robust = getRobustList(t.pid);
   const rs = getRseqConfig(t.pid);
   return {
@@ -53,12 +57,13 @@ export function unregisterInheritedRseq(r: RestoreTask): void {
   if (rs.ptr !== 0n) r.remote.call('rseq', [rs.ptr, rs.size, RSEQ_FLAG_UNREGISTER, rs.signature], 'unregister stub rseq');
 }
 
-export function restoreThreadState(r: RestoreTask, s: ThreadRegsState): void {
+/** Queued on `q` (the caller flushes it). */
+export function restoreThreadState(r: RestoreTask, s: ThreadRegsState, q: CallQueue): void {
   if (s.rseq) {
     // No critical section is in progress any more (see rseqAbortIp): clear rseq_cs.
     vmWrite(r.pid, s.rseq.ptr + 8n, Buffer.alloc(8));
-    r.remote.call('rseq', [s.rseq.ptr, s.rseq.size, 0, s.rseq.signature], 'rseq');
+    q.add('rseq', [s.rseq.ptr, s.rseq.size, 0, s.rseq.signature], 'rseq');
   }
-  if (s.robustHead !== 0n) r.remote.call('set_robust_list', [s.robustHead, s.robustLen], 'robust list');
-  r.remote.call('set_tid_address', [s.clearTidAddr]);
+  if (s.robustHead !== 0n) q.add('set_robust_list', [s.robustHead, s.robustLen], 'robust list');
+  q.add('set_tid_address', [s.clearTidAddr], 'tid address');
 }

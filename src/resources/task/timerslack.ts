@@ -3,7 +3,7 @@
 // thread itself. CRIU's images have no field for it: kept in thread_core_entry 1001.
 import { readFileSync } from 'node:fs';
 import { PR } from '../../sys/index.js';
-import type { RestoreTask } from '../context.js';
+import type { CallQueue } from '../context.js';
 
 /** The thread's slack in ns; null when it cannot be read (the thread ended meanwhile). */
 export function dumpTimerSlack(tid: number): bigint | null {
@@ -18,6 +18,6 @@ export function dumpTimerSlack(tid: number): bigint | null {
  * Set by the thread. 0 is what an RT or deadline thread reads (the kernel gives them no slack
  * and ignores the call): nothing to set.
  */
-export function restoreTimerSlack(r: RestoreTask, slack: bigint): void {
-  if (slack > 0n) r.remote.call('prctl', [PR.SET_TIMERSLACK, slack, 0, 0, 0], 'timer slack');
+export function restoreTimerSlack(q: CallQueue, slack: bigint): void {
+  if (slack > 0n) q.add('prctl', [PR.SET_TIMERSLACK, slack, 0, 0, 0], 'timer slack');
 }
