@@ -9,7 +9,7 @@ import { classifyVma } from '../resources/mm/vma-kind.js';
 import { mappingBlockers } from '../resources/mm/dump.js';
 import { findFdBlocker, describeLink } from '../resources/files/kind.js';
 import { listFds } from '../resources/files/fds.js';
-import { pipeInode } from '../resources/files/pipe.js';
+import { pipeInode } from '../resources/files/our-copy.js';
 import { judgeSocket, socketInode } from '../resources/files/socket.js';
 import type { FileScan } from '../resources/files/scan.js';
 import { parseMaps } from '../proc/index.js';

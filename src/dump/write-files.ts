@@ -1,13 +1,12 @@
 // The images of the tree's open files: files.img (one entry per open file description; a
-// registered kind names its own field), the bytes buffered in pipes and FIFOs, messages queued in
-// sockets, file locks, memfd inodes, and the contents of deleted files (ghosts).
+// registered kind names its own field, and writes its own images: a tty's, a pipe's bytes),
+// messages queued in sockets, file locks, memfd inodes, and the contents of deleted files (ghosts).
 import { create, type Message } from '@bufbuild/protobuf';
-import { FD_KINDS } from '../resources/files/registry.js';
+import { FD_KINDS, recordsOf } from '../resources/files/registry.js';
 import type { AnyFdKind } from '../resources/files/fd-kind.js';
 import { SCM_RIGHTS } from '../sys/index.js';
 import type { ImageDirWriter } from '../image/dir.js';
 import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
-import { pipe_data_entrySchema } from '../image/gen/pipe-data_pb.js';
 import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
 import { remap_file_path_entrySchema, remap_type } from '../image/gen/remap-file-path_pb.js';
 import { ghost_file_entrySchema } from '../image/gen/ghost-file_pb.js';
@@ -28,20 +27,11 @@ export function writeFileImages(writer: ImageDirWriter, files: FileTable): void 
         : create(file_entrySchema, { ...f, type: fd_types[f.type] }),
     ),
   );
-  // Images a kind makes from all its records (tty-info.img, tty-data.img).
+  // Images a kind makes from all its records (tty-info.img, tty-data.img, pipes-data.img).
   for (const kind of FD_KINDS as readonly AnyFdKind[]) {
     if (!kind.images) continue;
-    const records = files.entries.flatMap((f) => (f.type === 'KIND' && f.kind === kind ? [f.record] : []));
-    if (records.length) for (const img of kind.images(records)) writer.writeImage(img.file, img.kind, img.entries as Message[]);
-  }
-  // Pipes and FIFOs keep their buffered bytes in images of the same shape.
-  for (const [name, kind, data] of [['pipes-data.img', 'PIPES_DATA', files.pipeData], ['fifo-data.img', 'FIFO_DATA', files.fifoData]] as const) {
-    if (!data.size) continue;
-    writer.writeImage(
-      name,
-      kind,
-      [...data.values()].map((d) => ({ msg: create(pipe_data_entrySchema, { pipeId: d.pipeId, bytes: d.data.length, size: d.size }), payload: d.data })),
-    );
+    const records = recordsOf(kind, files.entries);
+    if (records.length) for (const img of kind.images(records, files.dumpContext)) writer.writeImage(img.file, img.kind, img.entries as Message[]);
   }
   if (files.skQueues.length) {
     writer.writeImage(

@@ -9,7 +9,6 @@ import type { mm_entry } from '../image/gen/mm_pb.js';
 import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
-import type { PipeData } from '../resources/files/pipe.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
@@ -62,15 +61,6 @@ export interface CheckpointImage {
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
   /** What the registered kinds read beside files.img and keep for the restore (their session hooks get it). */
   kindImages: KindImages;
-  /** Pipe ends, by file id. */
-  /** `external`: the other end was outside the tree (restored from --inherit-fd). */
-  pipes: Map<number, { pipeId: number; flags: number; external: boolean }>;
-  /** Data buffered in each pipe, by pipe id. */
-  pipeData: Map<number, PipeData>;
-  /** FIFO ends (by file id): the FIFO's inode and the REG entry with its path and flags. */
-  fifos: Map<number, { pipeId: number; regfId: number }>;
-  /** Data buffered in each FIFO, by its inode. */
-  fifoData: Map<number, PipeData>;
   /** Unix sockets (including peers outside the tree), inet and netlink sockets, by file id. */
   unixSockets: UnixSkData[];
   inetSockets: InetSkData[];
@@ -87,7 +77,7 @@ export interface CheckpointImage {
   cgroups: Map<number, CgroupMember[]>;
   /** cgroup.img's controllers: the tree's cgroups with their settings (dump --manage-cgroups). */
   cgroupDirs: cg_controller_entry[];
-  /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id; for a FIFO, on its path's entry. */
+  /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id (a FIFO's, from its path's entry). */
   owners: Map<number, FownData>;
   memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
   /** The root's own PID, UTS and IPC namespaces (resources/ns), with what was in them. */

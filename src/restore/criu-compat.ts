@@ -79,12 +79,3 @@ function clampHardLimits(ckpt: CheckpointImage, log: Log): void {
     });
   }
 }
-
-/**
- * CRIU's images do not say which pipes led outside the dumped tree (its inherited fds): a pipe
- * given with --inherit-fd is treated as such (restored from the fd given, which is whatever the
- * caller has: a pipe, a FIFO, a socket; the verify step does not expect a pipe of the image's).
- */
-export function markInherited(ckpt: CheckpointImage, inherit: Map<string, number>): void {
-  for (const p of ckpt.pipes.values()) if (inherit.has(`pipe:[${p.pipeId}]`)) p.external = true;
-}

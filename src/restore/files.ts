@@ -4,9 +4,10 @@
 import { closeSync } from 'node:fs';
 import { F, O, sys } from '../sys/index.js';
 import { openRegFile, changedSince, O_TMPFILE_BIT } from '../resources/files/reg.js';
-import { createPipe, pipeEnd, openFifoEnd, type PipeEnds } from '../resources/files/pipe.js';
 import { openMemfd } from '../resources/files/memfd.js';
 import { hasOwner, restoreFown } from '../resources/files/fown.js';
+import { FD_KINDS, recordsOf } from '../resources/files/registry.js';
+import type { AnyFdKind } from '../resources/files/fd-kind.js';
 import type { ShmemOwner } from '../resources/mm/restore.js';
 import type { Tracee } from '../ptrace/index.js';
 import type { CheckpointImage } from './images.js';
@@ -41,12 +42,8 @@ export interface RestoreSession {
   files: Map<number, number>;
   /** Records whose kind's afterTable hook ran already (see restore/fds.ts), by file id. */
   afterTableDone: Set<number>;
-  /** Pipes created so far, by pipe id. */
-  pipes: Map<number, PipeEnds>;
   /** The memfds created for the restore, by inode id. */
   memfds: Map<number, number>;
-  /** A read-write fd on each FIFO restored so far, by its inode, held until the tree is back. */
-  fifoKeepers: Map<number, number>;
   /** Every task and thread created so far, for the final release or the cleanup. */
   tracees: Tracee[];
   /** Tasks to leave stopped (SIGSTOP) after release. */
@@ -69,11 +66,9 @@ export function openFile(session: RestoreSession, id: number, what: string): num
   let fd = ours.get(id);
   if (fd !== undefined) return fd;
   const reg = ckpt.files.get(id);
-  const pipe = ckpt.pipes.get(id);
-  const fifo = ckpt.fifos.get(id);
   const memfd = ckpt.memfdFiles.get(id);
   const registered = ckpt.kindFiles.get(id);
-  if (registered) fd = registered.kind.open(registered.record, { what });
+  if (registered) fd = registered.kind.open(registered.record, { what, images: ckpt.kindImages, inherit: session.inherit });
   else if (reg) {
     const changed = session.unchecked.has(reg.name) ? null : changedSince(reg);
     if (changed) throw new UserError(`${what}: ${changed}`);
@@ -88,18 +83,7 @@ export function openFile(session: RestoreSession, id: number, what: string): num
     }
   }
   else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
-  else if (fifo) {
-    const path = ckpt.files.get(fifo.regfId);
-    if (!path) throw new UserError(`FIFO file id ${id}: its path (file id ${fifo.regfId}) is missing from files.img`);
-    fd = openFifoEnd(path.name, path.flags, session.fifoKeepers, ckpt.fifoData.get(fifo.pipeId), fifo.pipeId);
-  } else if (pipe && session.inherit.has(`pipe:[${pipe.pipeId}]`)) {
-    fd = sys('fcntl', [session.inherit.get(`pipe:[${pipe.pipeId}]`)!, F.DUPFD_CLOEXEC, 0], `--inherit-fd for pipe:[${pipe.pipeId}]`);
-    sys('fcntl', [fd, F.SETFL, pipe.flags & ~(O.ACCMODE | O.CLOEXEC)]);
-  } else if (pipe) {
-    let ends = session.pipes.get(pipe.pipeId);
-    if (!ends) session.pipes.set(pipe.pipeId, (ends = createPipe(ckpt.pipeData.get(pipe.pipeId))));
-    fd = pipeEnd(ends, pipe.flags);
-  } else throw new UserError(`${what} refers to file id ${id}, missing from files.img (or of a kind not supported)`);
+  else throw new UserError(`${what} refers to file id ${id}, missing from files.img (or of a kind not supported)`);
   ours.set(id, fd);
   return fd;
 }
@@ -107,8 +91,7 @@ export function openFile(session: RestoreSession, id: number, what: string): num
 /** Owners of the open files, set once every task they may name exists (before any runs). */
 export function restoreOwners(session: RestoreSession): void {
   for (const [id, fd] of session.files) {
-    const fifo = session.ckpt.fifos.get(id);
-    const f = session.ckpt.owners.get(fifo ? fifo.regfId : id);
+    const f = session.ckpt.owners.get(id);
     if (hasOwner(f)) restoreFown(fd, f, `file id ${id}`);
   }
 }
@@ -123,24 +106,20 @@ export function beforeResumeKinds(session: RestoreSession): void {
 
 /** Closes the restore-wide open files once every task has its own. */
 export function closeSessionFiles(session: RestoreSession): void {
-  const fds = new Set([...session.files.values(), ...session.tmpfiles.values(), ...[...session.pipes.values()].flatMap((p) => [p.r, p.w]), ...session.fifoKeepers.values(), ...session.memfds.values()]);
+  // A kind's own fds (a pipe's ends) may be the records' too: each is closed once.
+  const held = (FD_KINDS as readonly AnyFdKind[]).flatMap((k) => k.release?.(session.ckpt.kindImages) ?? []);
+  const fds = new Set([...session.files.values(), ...session.tmpfiles.values(), ...held, ...session.memfds.values()]);
   for (const fd of fds) closeSync(fd);
   session.files.clear();
   session.tmpfiles.clear();
-  session.pipes.clear();
-  session.fifoKeepers.clear();
   session.memfds.clear();
 }
 
 
 /**
- * Every pipe that led outside the dumped tree needs a stand-in from --inherit-fd: refused before
- * anything is created, naming what to pass.
+ * Each kind's look at its records with the --inherit-fd given, before anything is created: a
+ * pipe that led outside the dumped tree needs a stand-in, refused naming what to pass.
  */
-export function checkInherited(ckpt: CheckpointImage, inherit: Map<string, number>): void {
-  const missing = new Set<string>();
-  for (const p of ckpt.pipes.values()) if (p.external && !inherit.has(`pipe:[${p.pipeId}]`)) missing.add(`pipe:[${p.pipeId}]`);
-  if (!missing.size) return;
-  const args = [...missing].map((k) => `--inherit-fd 'fd[N]:${k}'`).join(' ');
-  throw new UserError(`the image has ${missing.size} pipe(s) whose other end was outside the dumped tree; give cryo an fd for each: ${args}`);
+export function planKinds(ckpt: CheckpointImage, inherit: Map<string, number>): void {
+  for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.plan?.(recordsOf(kind, ckpt.kindFiles.values()), inherit);
 }

@@ -16,8 +16,6 @@ import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
 import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT, PE_PRESENT, PE_PARENT } from '../image/pagemap.js';
 import { validateCheckpoint, validatePstree } from './validate.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
-import type { pipe_data_entry } from '../image/gen/pipe-data_pb.js';
-import type { PipeData } from '../resources/files/pipe.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
@@ -40,8 +38,8 @@ import { vma_entrySchema, type vma_entry } from '../image/gen/vma_pb.js';
 import { hasField } from '../image/presence.js';
 import { VMA } from '../resources/mm/vma-kind.js';
 import { TASK_STATE } from '../image/task-state.js';
-import { registeredKindOfEntry } from '../resources/files/registry.js';
-import type { KindImages } from '../resources/files/fd-kind.js';
+import { FD_KINDS, recordsOf, registeredKindOfEntry } from '../resources/files/registry.js';
+import { newKindState, type AnyFdKind, type KindImages } from '../resources/files/fd-kind.js';
 import { readTcpConnections } from '../resources/net/tcp-restore.js';
 
 import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
@@ -96,8 +94,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
     known.add(t.pid);
   }
   const files = new Map<number, reg_file_entry>();
-  const pipes = new Map<number, { pipeId: number; flags: number; external: boolean }>();
-  const fifos = new Map<number, { pipeId: number; regfId: number }>();
   const memfdFiles = new Map<number, { flags: number; pos: bigint; inodeId: number }>();
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
@@ -105,8 +101,9 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   const owners = new Map<number, FownData>();
   const fileIds = new Set<number>();
   const kindFiles: CheckpointImage['kindFiles'] = new Map();
-  const kindImages = kindImagesOf(r, opts.shellJob ?? false);
-  for (const f of r.read('files.img') as file_entry[]) {
+  const fileEntries = r.read('files.img') as file_entry[];
+  const kindImages = kindImagesOf(r, fileEntries, opts.shellJob ?? false);
+  for (const f of fileEntries) {
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
     const registered = registeredKindOfEntry(f);
@@ -116,17 +113,16 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       if (record.fown) owners.set(f.id, record.fown);
       continue;
     }
-    const fown = [f.reg, f.pipe, f.memfd, f.usk, f.isk, f.nlsk].find((x) => x)?.fown;
+    const fown = [f.reg, f.memfd, f.usk, f.isk, f.nlsk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
     if (f.reg) files.set(f.id, f.reg);
-    else if (f.pipe) pipes.set(f.id, { pipeId: f.pipe.pipeId, flags: f.pipe.flags, external: f.pipe.cryoExternal });
     else if (f.memfd) memfdFiles.set(f.id, { flags: f.memfd.flags, pos: f.memfd.pos, inodeId: f.memfd.inodeId });
-    else if (f.fifo) fifos.set(f.id, { pipeId: f.fifo.pipeId, regfId: f.fifo.regfId ?? 0 });
     else if (f.usk) unixSockets.push(f.usk as UnixSkData);
     else if (f.isk) inetSockets.push(f.isk as InetSkData);
     else if (f.nlsk) netlinkSockets.push(f.nlsk as NetlinkSkData);
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
+  for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.validate?.(recordsOf(kind, kindFiles.values()), kindImages);
   const zombies: ZombieImage[] = [];
   const tasks: TaskImage[] = [];
   for (const pstree of trees) {
@@ -161,8 +157,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       });
     tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, ids, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
   }
-  const pipeData = readPipeData(r, 'pipes-data.img');
-  const fifoData = readPipeData(r, 'fifo-data.img');
   const skQueues = new Map<number, QueuedData[]>();
   if (r.exists('sk-queues.img')) {
     for (const e of r.readImage('sk-queues.img').entries) {
@@ -199,7 +193,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
   const tcpConnections = tcpOf(r, inetSockets);
   const cgroups = readCgroups(r);
   const namespaces = tasks.length && inventory.rootIds ? readRootNamespaces(r, inventory.rootIds, tasks, cgroups.get(tasks[0]!.core.tc?.cgSet ?? 0)) : { own: new Set<string>(), state: {} };
-  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, pipes, pipeData, fifos, fifoData, memfdFiles, memfdInodes, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
+  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, memfdFiles, memfdInodes, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {
@@ -210,14 +204,13 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
 }
 
 /** The images beside files.img the registered kinds read, and their state for one restore. */
-function kindImagesOf(r: ImageDirReader, shellJob: boolean): KindImages {
-  const state = new Map<string, unknown>();
+function kindImagesOf(r: ImageDirReader, entries: file_entry[], shellJob: boolean): KindImages {
+  const paths = new Map(entries.flatMap((f) => (f.reg ? [[f.id, f.reg] as const] : [])));
   return {
-    read: (name) => (r.exists(name) ? r.read(name) : undefined),
-    memo<T>(key: string, make: () => T): T {
-      if (!state.has(key)) state.set(key, make());
-      return state.get(key) as T;
-    },
+    read: (name) => r.tryRead(name),
+    readWithPayloads: (name) => (r.exists(name) ? r.readImage(name).entries.map((e) => ({ msg: e.msg, payload: e.payload ?? Buffer.alloc(0) })) : undefined),
+    pathEntry: (id) => paths.get(id),
+    ...newKindState(),
     shellJob,
   };
 }
@@ -240,17 +233,6 @@ function readCgroups(r: ImageDirReader): Map<number, CgroupMember[]> {
   if (!r.exists('cgroup.img')) return out;
   for (const e of r.read('cgroup.img') as cgroup_entry[]) {
     for (const set of e.sets) out.set(set.id, set.ctls.map((c) => ({ name: c.name, path: c.path, ...(hasField(cg_member_entrySchema, c, 'cgnsPrefix') ? { cgnsPrefix: c.cgnsPrefix } : {}) })));
-  }
-  return out;
-}
-
-/** pipes-data.img or fifo-data.img: the bytes buffered in each, by pipe id. */
-function readPipeData(r: ImageDirReader, name: string): Map<number, PipeData> {
-  const out = new Map<number, PipeData>();
-  if (!r.exists(name)) return out;
-  for (const e of r.readImage(name).entries) {
-    const d = e.msg as pipe_data_entry;
-    out.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, d.bytes)) });
   }
   return out;
 }

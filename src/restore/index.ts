@@ -3,7 +3,7 @@
 // its tree, and let them all go. On any failure every process created for the restore is killed
 // and reaped: nothing half-restored is left behind.
 import { sleepMs } from '../util/sleep.js';
-import { checkRestorable, markInherited } from './criu-compat.js';
+import { checkRestorable } from './criu-compat.js';
 import { pidExists, wait4, PTRACE, ptraceTry, SIG, PR, WAIT, PAGE_SIZE, sys, kill } from '../sys/index.js';
 import { readCheckpoint, type CheckpointImage } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
@@ -11,7 +11,7 @@ import { waitPidFree, waitPidGone } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
-import { closeSessionFiles, openFile, restoreOwners, checkInherited, beforeResumeKinds, type RestoreSession } from './files.js';
+import { closeSessionFiles, openFile, restoreOwners, planKinds, beforeResumeKinds, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk } from '../resources/files/inet.js';
 import { restoreNetlinkSk } from '../resources/files/netlink.js';
@@ -88,8 +88,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     failpoint('restore:read');
     const c = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
     checkRestorable(c, log, opts.cpuCap);
-    markInherited(c, opts.inherit ?? new Map());
-    checkInherited(c, opts.inherit ?? new Map());
+    planKinds(c, opts.inherit ?? new Map());
     if (c.namespaces.net) for (const p of NetnsRestore.problems(c.namespaces.net)) throw new UserError(p);
     if (c.namespaces.mounts) checkMountTargets(c.namespaces.mounts, mountTargets(opts));
     if (c.tcpConnections.size && !opts.tcpEstablished) {
@@ -220,7 +219,7 @@ function newSession(ckpt: CheckpointImage, opts: RestoreOptions): RestoreSession
   return {
     ckpt, log: opts.log, trampoline: 0n, tmpfiles: new Map(), shmemSizes: shmemSizes(ckpt.tasks.flatMap((t) => t.memory.vmas)),
     inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(),
-    files: new Map(), pipes: new Map(), fifoKeepers: new Map(), memfds: new Map(), sysvIds: new Map(), afterTableDone: new Set(),
+    files: new Map(), memfds: new Map(), sysvIds: new Map(), afterTableDone: new Set(),
     tracees: [], stopped: [], cowKept: 0, progress: new ProgressMeter('restore', opts.onProgress),
   };
 }

@@ -38,21 +38,14 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
   const registered = ckpt.kindFiles.get(id);
   if (registered) {
     const { kind, record } = registered;
+    // A pipe that led outside the tree is whatever --inherit-fd gave in its place.
+    if (kind.inherited?.(record)) return null;
     return { kind: kind.name as ObservedKind, flags: record.flags, expect: (s, key) => kind.expect?.(record, s, key) };
   }
   const reg = ckpt.files.get(id);
   if (reg) {
     const mode = has(reg as unknown as Message, reg_file_entrySchema, 'mode') ? reg.mode : 0o100000;
     return { kind: fileKindOf(mode), flags: reg.flags, reg: { name: reg.name, pos: reg.pos } };
-  }
-  const pipe = ckpt.pipes.get(id);
-  // A pipe that led outside the tree is whatever --inherit-fd gave in its place.
-  if (pipe?.external) return null;
-  if (pipe) return { kind: 'pipe', flags: pipe.flags };
-  const fifo = ckpt.fifos.get(id);
-  if (fifo) {
-    const path = ckpt.files.get(fifo.regfId);
-    return path ? { kind: 'fifo', flags: path.flags, reg: { name: path.name, pos: 0n } } : null;
   }
   const memfd = ckpt.memfdFiles.get(id);
   if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };

@@ -3,6 +3,7 @@
 // record is read back, how the restore makes it again and when, and what a restored fd of the
 // kind must show. The kinds are listed in registry.ts; the engine only iterates that list.
 import type { file_entry, fd_types } from '../../image/gen/fdinfo_pb.js';
+import type { reg_file_entry } from '../../image/gen/regfile_pb.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './reg.js';
@@ -36,25 +37,52 @@ export type FileTypeName = keyof typeof fd_types;
  */
 export type FdPhase = 'table' | 'after-children' | 'in-task';
 
+/** State a kind keeps for the whole dump or the whole restore, under `key` (made on first use). */
+export interface KindState {
+  memo<T>(key: string, make: () => T): T;
+}
+
+/** A fresh store of kind state (one per dump, one per restore). */
+export function newKindState(): KindState {
+  const state = new Map<string, unknown>();
+  return {
+    memo<T>(key: string, make: () => T): T {
+      if (!state.has(key)) state.set(key, make());
+      return state.get(key) as T;
+    },
+  };
+}
+
 /** What a kind's open() may use in the restore. */
 export interface FdOpenContext {
   /** What the fd is, for error messages (`fd 5 of pid 42`). */
   what: string;
+  /** The kind's images and restore-wide state (as read() had them). */
+  images: KindImages;
+  /** --inherit-fd: our fds that stand for files of the image, by CRIU's key (`pipe:[INO]`). */
+  inherit: Map<string, number>;
 }
 
 /** What a kind's dump() may use beyond the fd: the tree-wide view and a way to add a path entry. */
-export interface FdDumpContext {
+export interface FdDumpContext extends KindState {
   scan: FileScan;
-  /** Adds a REG entry (path, flags, mode) to files.img and returns its id (CRIU's regf_id). */
-  addPath(name: string, flags: number, mode: number): number;
+  /**
+   * Adds a REG entry (path, flags, mode) to files.img and returns its id (CRIU's regf_id);
+   * `more.ghostSource`: the file was deleted, a /proc path that still opens it (saved as a ghost).
+   */
+  addPath(name: string, flags: number, mode: number, more?: { fown?: FownData; ghostSource?: string }): number;
+  /** Says what will not come back exactly as it was, in the dump's log. */
+  warn(text: string): void;
 }
 
 /** Images beside files.img a kind reads its records with, and per-restore state it keeps. */
-export interface KindImages {
+export interface KindImages extends KindState {
   /** The entries of an image of the directory, or undefined when it has none. */
   read(name: string): unknown[] | undefined;
-  /** State kept for the whole restore under `key` (made on first use). */
-  memo<T>(key: string, make: () => T): T;
+  /** The same with each entry's payload (the bytes after it: pipe data), or undefined. */
+  readWithPayloads(name: string): { msg: unknown; payload: Buffer }[] | undefined;
+  /** A REG entry of files.img a record names (CRIU's regf_id), wherever it stands in the file. */
+  pathEntry(id: number): reg_file_entry | undefined;
   /** --shell-job was given. */
   shellJob: boolean;
 }
@@ -64,6 +92,7 @@ export interface KindImage {
   file: string;
   /** Its magic's name in image/magic.ts. */
   kind: string;
+  /** Messages, or { msg, payload } for an image whose entries carry bytes. */
   entries: unknown[];
 }
 
@@ -96,10 +125,17 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   blocker(f: FdSeen, scan: FileScan): Blocker | null;
   /** The record of the fd's open file description, file id `id`; `flags` without O_CLOEXEC. */
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): R;
-  /** Images beside files.img made from all the dump's records of the kind. */
-  images?(records: R[]): KindImage[];
+  /** Images beside files.img made from all the dump's records of the kind (and its dump state). */
+  images?(records: R[], state: KindState): KindImage[];
   /** The record from a files.img entry's field (already known to be set); throws on nonsense. */
   read(entry: unknown, id: number, images: KindImages): R;
+  /** Once every record is read: what the kind's own images hold must belong to them (throws). */
+  validate?(records: R[], images: KindImages): void;
+  /**
+   * Before the restore makes anything: the kind's records with the --inherit-fd given; throws
+   * when a record needs a stand-in that was not given (a pipe that led outside the tree).
+   */
+  plan?(records: R[], inherit: Map<string, number>): void;
   /** The phase of one record, when it is not the kind's `phase` for all of them. */
   phaseOf?(rec: R): FdPhase;
   /** For phase 'in-task': makes the fd `fd` in the task itself. */
@@ -124,6 +160,13 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
    * restore's temporary files are gone (an inotify instance drops the events the restore caused).
    */
   beforeResume?(rec: R, ourFd: number): void;
+  /**
+   * Closes what the kind made for the whole restore (a pipe's ends, a FIFO's keeper) once every
+   * task has its own fds, or the restore failed. The records' own fds are the engine's to close.
+   */
+  release?(images: KindImages): void;
+  /** The record's fd is whatever --inherit-fd gave in its place: nothing is expected of it. */
+  inherited?(rec: R): boolean;
   /** What a restored fd of the kind must show, beyond kind and flags (from the image). */
   expect?(rec: R, s: FdObservation, key: string): void;
   /** What an fd of the kind shows (from /proc), under the same keys as expect(). */

@@ -6,7 +6,6 @@ import { parseFdinfo } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { findFdBlocker } from './kind.js';
-import { pipeInode, peekPipe } from './pipe.js';
 import { deletedPath } from './ghost.js';
 import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
@@ -26,7 +25,7 @@ import type { FileTable } from './table.js';
 export interface FdTableEntry {
   id: number;
   flags: number;
-  type: 'REG' | 'PIPE' | 'FIFO' | 'MEMFD' | 'UNIXSK' | 'INETSK' | 'NETLINKSK' | FileTypeName;
+  type: 'REG' | 'MEMFD' | 'UNIXSK' | 'INETSK' | 'NETLINKSK' | FileTypeName;
   fd: number;
 }
 
@@ -79,11 +78,10 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
   const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
   const flags = info.flags & ~O.CLOEXEC;
-  const pipeId = pipeInode(link);
   const sock = socketInode(link);
   const registered = registeredKindOf(link, st.mode);
   // A shared description (a twin) keeps this type: a registered kind's is known from the link.
-  let type: FdTableEntry['type'] = registered?.type ?? (pipeId !== null ? 'PIPE' : 'REG');
+  let type: FdTableEntry['type'] = registered?.type ?? 'REG';
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
   let id: number;
   const fown = twin ? NO_FOWN : dumpFown(pid, fd);
@@ -97,23 +95,10 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
     if (registered) {
-      id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, { scan: files.scan, addPath: (n, fl, m) => files.addPath(n, fl, m) }));
+      id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, files.dumpContext));
     } else if (isMemfd(link)) {
       type = 'MEMFD';
       id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, fown);
-    } else if ((st.mode & 0o170000) === 0o010000 && pipeId === null) {
-      type = 'FIFO';
-      // A FIFO removed from its directory is made again there for the restore (a ghost node).
-      const gone = deletedPath(link);
-      id = files.addFifo(st.ino, { flags, pos: 0n, fown, name: gone ?? link, mode: st.mode }, gone !== null ? `/proc/${pid}/fd/${fd}` : undefined);
-      if (!files.fifoData.has(st.ino)) files.fifoData.set(st.ino, peekPipe(pid, fd, st.ino));
-    } else if (pipeId !== null) {
-      id = files.addPipe(pipeId, flags, fown);
-      const peer = files.scan.pipePeers.get(pipeId);
-      if (peer) files.warnings.push(`pid ${pid} fd ${fd}: ${peer} — restore it with --inherit-fd fd[N]:pipe:[${pipeId}] (N: an fd of cryo restore's for the other side)`);
-      // The bytes in a pipe that leads outside stay there for the other side: not saved.
-      if (!files.pipeData.has(pipeId) && !peer) files.pipeData.set(pipeId, peekPipe(pid, fd, pipeId));
-
     } else {
       const gone = deletedPath(link);
       id = files.add(

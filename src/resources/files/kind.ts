@@ -74,7 +74,6 @@ function kindBlocker(pid: number, fd: number, link: string, mode: number | null,
   const type = mode & 0o170000;
   if (type === 0o100000 || type === 0o040000) return pathBlocker(pid, fd, link);
   if (type === 0o020000) return STATELESS_DEVICES.has(link) ? null : refuse('device', `character device ${link} — not supported`);
-  if (type === 0o010000) return null; // pipes, and FIFOs by path
   return refuse('file', `${link} (file type 0${type.toString(8)}) — not supported`);
 }
 

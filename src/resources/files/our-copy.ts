@@ -2,6 +2,12 @@
 // description (pidfd_getfd), through which sockets and other objects are inspected directly.
 import { pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
 
+/** The pipe inode of a `pipe:[N]` link. */
+export function pipeInode(link: string): number | null {
+  const m = /^pipe:\[(\d+)\]$/.exec(link);
+  return m ? Number(m[1]) : null;
+}
+
 export function socketInode(link: string): number | null {
   const m = /^socket:\[(\d+)\]$/.exec(link);
   return m ? Number(m[1]) : null;

@@ -1,7 +1,8 @@
 // The fd kinds that implement the FdKind interface (fd-kind.ts). check, dump, the image reader,
 // the restore and the verification only iterate this list: a new kind is one module and one line
-// here. (The older kinds — reg/dir/chr, ghost, memfd, pipe/fifo, unix, inet — still have their branches in fds.ts, table.ts, restore/images.ts and restore/files.ts;
-// they move behind the interface one by one.)
+// here. (The older kinds — reg/dir/chr, ghost, memfd, unix, inet, netlink — still have their
+// branches in fds.ts, table.ts, restore/images.ts and restore/files.ts; they move behind the
+// interface one by one.)
 import type { AnyFdKind, FileEntryField } from './fd-kind.js';
 import { eventfdKind } from './eventfd.js';
 import { signalfdKind } from './signalfd.js';
@@ -11,8 +12,10 @@ import { fanotifyKind } from './fanotify.js';
 import { epollKind } from './epoll.js';
 import { pidfdKind } from './pidfd.js';
 import { ttyKind } from './tty.js';
+import { pipeKind } from './pipe.js';
+import { fifoKind } from './fifo.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];
@@ -25,6 +28,13 @@ export function registeredKindOf(link: string, mode: number | null): AnyFdKind |
 /** The registered kind called `name` (the verification's name for its fds), if any. */
 export function registeredKindNamed(name: string): AnyFdKind | null {
   return (FD_KINDS as readonly AnyFdKind[]).find((k) => k.name === name) ?? null;
+}
+
+/** The records of `kind` among files that carry a kind and its record (dump or restore side). */
+export function recordsOf<R>(kind: AnyFdKind, files: Iterable<object>): R[] {
+  const out: R[] = [];
+  for (const f of files as Iterable<{ kind?: AnyFdKind; record?: unknown }>) if (f.kind === kind) out.push(f.record as R);
+  return out;
 }
 
 /** The registered kind whose record a files.img entry carries, with that record; null if none. */

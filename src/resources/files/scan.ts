@@ -1,9 +1,8 @@
 // What the open files of a whole tree look like, taken once per check or dump, and what the user
 // allows: the view every file module judges its fds and mappings against.
 import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync, statSync } from 'node:fs';
-import { pipeInode } from './pipe.js';
 import { unixSockets, peekQueue, closeFd, TCP_STATE, withNetns, openNetns, type UnixDiag } from '../../sys/index.js';
-import { socketInode, withOurCopy } from './our-copy.js';
+import { pipeInode, socketInode, withOurCopy } from './our-copy.js';
 import { scanTerminals, type TreeTerminals } from './tty-scan.js';
 import { DEFAULT_GHOST_LIMIT } from '../../util/option-defaults.js';
 

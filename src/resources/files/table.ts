@@ -1,7 +1,6 @@
 // The files image: one entry per open file description or mapped/used file, shared by every
 // task and image that refers to it by id.
 import { NO_FOWN, type RegFileData, type FownData } from './reg.js';
-import type { PipeData } from './pipe.js';
 import type { UnixSkData } from './unix.js';
 import type { InetSkData } from './inet.js';
 import type { NetlinkSkData } from './netlink.js';
@@ -11,14 +10,12 @@ import { O } from '../../sys/index.js';
 import { readGhost, type GhostData } from './ghost.js';
 import { inspectMemfd, type MemfdInode } from './memfd.js';
 import type { FileLockData } from './locks.js';
-import type { AnyFdKind } from './fd-kind.js';
+import { newKindState, type AnyFdKind, type FdDumpContext } from './fd-kind.js';
 import type { TcpDump } from '../net/tcp-dump.js';
 
 export type FileRecord =
   | { type: 'REG'; id: number; reg: RegFileData }
-  | { type: 'PIPE'; id: number; pipe: { id: number; pipeId: number; flags: number; fown: FownData; cryoExternal?: boolean } }
   | { type: 'MEMFD'; id: number; memfd: { id: number; flags: number; pos: bigint; fown: FownData; inodeId: number } }
-  | { type: 'FIFO'; id: number; fifo: { id: number; pipeId: number; regfId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
   | { type: 'INETSK'; id: number; isk: InetSkData }
   | { type: 'NETLINKSK'; id: number; nlsk: NetlinkSkData }
@@ -45,10 +42,6 @@ export class FileTable {
   readonly entries: FileRecord[] = [];
   /** Every fd dumped so far, across all tasks of the tree. */
   readonly seenFds: SeenFd[] = [];
-  /** Buffered data of each pipe, by pipe inode (saved once per pipe). */
-  readonly pipeData = new Map<number, PipeData>();
-  /** Buffered data of each FIFO, by inode (fifo-data.img). */
-  readonly fifoData = new Map<number, PipeData>();
   /** Messages waiting in sockets' receive queues, in queue order (sk-queues.img). */
   readonly skQueues: { idFor: number; data: Buffer; rights: number[] }[] = [];
   /** Fds of ours (in flight in socket queues) that must stay open until the dump is written. */
@@ -76,8 +69,20 @@ export class FileTable {
   /** The MEMFD entry each mapped memfd inode got (mappings share one entry per inode). */
   private memfdMapped = new Map<string, number>();
 
+  /** What a registered kind's dump() and images() are given besides the fd. */
+  readonly dumpContext: FdDumpContext;
+
   /** The tree-wide view the fds are judged against (sockets, user options). */
-  constructor(readonly scan: FileScan) {}
+  constructor(readonly scan: FileScan) {
+    this.dumpContext = {
+      scan,
+      // A path entry a kind refers to (a tty's /dev/pts/N, a FIFO's path: CRIU's regf_id).
+      addPath: (name, flags, mode, more) => this.add({ flags, pos: 0n, fown: more?.fown ?? NO_FOWN, name, mode }, more?.ghostSource),
+      warn: (text) => this.warnings.push(text),
+      // What the registered kinds keep for the whole dump (a pipe's bytes), by their keys.
+      ...newKindState(),
+    };
+  }
 
   private memfdInode(source: string, path: string): bigint {
     const st = statSync(source);
@@ -133,24 +138,6 @@ export class FileTable {
     return id;
   }
 
-  /** A path entry a kind refers to (a tty's /dev/pts/N, CRIU's regf_id): opened by nobody. */
-  addPath(name: string, flags: number, mode: number): number {
-    return this.add({ flags, pos: 0n, fown: NO_FOWN, name, mode });
-  }
-
-  addPipe(pipeId: number, flags: number, fown: FownData): number {
-    const id = this.entries.length + 1;
-    const external = this.scan.pipePeers.has(pipeId);
-    this.entries.push({ type: 'PIPE', id, pipe: { id, pipeId, flags, fown, ...(external ? { cryoExternal: true } : {}) } });
-    return id;
-  }
-  /** A FIFO end: its path as a REG entry, and the FIFO entry pointing at it. */
-  addFifo(pipeId: number, reg: Omit<RegFileData, 'id'>, ghostSource?: string): number {
-    const regfId = this.add(reg, ghostSource);
-    const id = this.entries.length + 1;
-    this.entries.push({ type: 'FIFO', id, fifo: { id, pipeId, regfId } });
-    return id;
-  }
 
   private byPath = new Map<string, number>();
 
