@@ -28,6 +28,12 @@ export const PREREQUISITES: Prerequisite[] = [
   { program: 'unshare', pkg: 'util-linux', why: 'the namespace tests start their trees with it', find: '/usr/bin/unshare' },
   { program: 'nsenter', pkg: 'util-linux', why: 'the namespace tests look inside with it', find: 'nsenter' },
   { program: 'busybox', pkg: 'busybox-static', why: 'the container tests build their rootfs from it', find: '/bin/busybox' },
+  { program: 'postgres', pkg: 'postgresql', why: 'a real multi-process server checkpointed and restored', find: '/usr/lib/postgresql/*/bin/postgres' },
+  { program: 'psql', pkg: 'postgresql-client', why: 'talking to it', find: 'psql' },
+  { program: 'nginx', pkg: 'nginx-light', why: 'a real master/worker server checkpointed and restored', find: '/usr/sbin/nginx' },
+  { program: 'memcached', pkg: 'memcached', why: 'a real threaded server checkpointed and restored', find: '/usr/bin/memcached' },
+  { program: 'javac', pkg: 'default-jdk-headless', why: 'a JVM checkpointed and restored', find: 'javac' },
+  { program: 'setpriv', pkg: 'util-linux', why: 'starting PostgreSQL as its own user', find: 'setpriv' },
 ];
 
 function executable(file: string): boolean {
@@ -40,6 +46,19 @@ function executable(file: string): boolean {
 }
 
 function found(find: string): boolean {
+  // One `*` segment (a versioned directory such as /usr/lib/postgresql/15): any entry there.
+  const star = find.split('/').indexOf('*');
+  if (star > 0) {
+    const parts = find.split('/');
+    const dir = parts.slice(0, star).join('/');
+    let entries: string[] = [];
+    try {
+      entries = fs.readdirSync(dir);
+    } catch {
+      return false;
+    }
+    return entries.some((e) => found([dir, e, ...parts.slice(star + 1)].join('/')));
+  }
   if (find.includes('/')) return executable(find);
   return (process.env.PATH ?? '').split(':').some((dir) => dir && executable(path.join(dir, find)));
 }

@@ -35,6 +35,9 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** the program rewrites its own cmdline (redis-server): wait only until launch has exec'd it */
   retitles?: boolean;
+  /** argv[0] runs another program in its place (a shell script ending in exec, setpriv): wait until
+   * the process's executable is this one */
+  execs?: string;
 }
 
 interface Tracked {
@@ -123,11 +126,19 @@ export async function startTarget(argv: string[], opts: StartOptions = {}): Prom
   // wait for launch to exec the program itself
   const execd = await waitFor(() => {
     const cmd = readCmdline(pid);
-    if (opts.retitles) return fs.existsSync(`/proc/${pid}/exe`) && fs.realpathSync(`/proc/${pid}/exe`) === fs.realpathSync(argv[0]!);
+    if (opts.retitles || opts.execs) return exeIs(pid, opts.execs ?? argv[0]!);
     return cmd !== null && cmd.join('\0') === argv.join('\0');
   }, 5000);
   if (!execd) throw new TargetError(`${argv[0]} did not start\n${targetReport(t)}`);
   return t;
+}
+
+function exeIs(pid: number, program: string): boolean {
+  try {
+    return fs.realpathSync(`/proc/${pid}/exe`) === fs.realpathSync(program);
+  } catch {
+    return false;
+  }
 }
 
 /** Track a PID that was not started by startTarget (e.g. restored from foreign images). */
