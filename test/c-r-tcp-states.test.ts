@@ -164,7 +164,7 @@ describe('c/r tcp refusals', () => {
       await waitForLine(t, 'READY', 60_000);
       const c = cryo(['check', '-t', String(t.pid), '-v']);
       assert.equal(c.code, 3, cryoReport(c));
-      assert.match(c.stdout, new RegExp(`TCPv4 socket 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:${server.port} syn-sent: a TCP connection \\(--tcp-established checkpoints it\\)`));
+      assert.match(c.stdout, new RegExp(`TCPv4 socket 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:${server.port} syn-sent: a TCP connection \\(--tcp-established checkpoints it, --tcp-close restores it closed\\)`));
       const d = dump(t, 'refused');
       assert.equal(d.res.code, 3, cryoReport(d.res));
       assert.match(d.res.stderr, /syn-sent: a TCP connection/);

@@ -172,13 +172,13 @@ describe('c/r tcp', () => {
     const { t } = await startPair('6');
     const c = cryo(['check', '-t', String(t.pid), '-v']);
     assert.equal(c.code, 3, cryoReport(c));
-    assert.match(c.stdout, /TCPv6 socket \[::1\]:\d+ -> \[::1\]:\d+ established: a TCP connection \(--tcp-established checkpoints it\)/);
+    assert.match(c.stdout, /TCPv6 socket \[::1\]:\d+ -> \[::1\]:\d+ established: a TCP connection \(--tcp-established checkpoints it, --tcp-close restores it closed\)/);
     const ok = cryo(['check', '-t', String(t.pid), '-v', '--tcp-established']);
     assert.equal(ok.code, 0, cryoReport(ok));
     assert.match(ok.stdout, /TCPv6 socket \[::1\]:\d+ -> \[::1\]:\d+ established \(dumped in TCP repair mode: --tcp-established\)/);
     const d = dump(t, 'refused');
     assert.equal(d.res.code, 3, cryoReport(d.res));
-    assert.match(d.res.stderr, /established: a TCP connection \(--tcp-established checkpoints it\)/);
+    assert.match(d.res.stderr, /established: a TCP connection \(--tcp-established checkpoints it, --tcp-close restores it closed\)/);
     assert.equal(runningProblem(t), null);
     await passes(t);
   });

@@ -151,3 +151,22 @@ describe('a thread that left its process\'s fd table or fs context is refused, n
     });
   }
 });
+
+describe('an IP socket cryo cannot make again is named by its kind and protocol', () => {
+  for (const [family, v, proto, name] of [['AF_INET', '4', 'IPPROTO_ICMP', 'ICMP'], ['AF_INET6', '6', 'IPPROTO_ICMPV6', 'ICMPv6']] as const) {
+    it(`a raw IPv${v} socket for ${name}: "raw IPv${v} socket (protocol ${name})", with the address it is bound to`, { timeout: 60_000 }, async () => {
+      const { t, ready } = await readyPython(`raw-${name}`, [
+        'import os, socket, time',
+        `s = socket.socket(socket.${family}, socket.SOCK_RAW, socket.${proto})`,
+        `s.bind(('${v === '4' ? '127.0.0.1' : '::1'}', 0))`,
+        'print(f"READY {s.fileno()}", flush=True)',
+        'while not os.path.exists("go"): time.sleep(0.01)',
+        'print("PASS" if s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_RAW else "FAIL", flush=True)',
+      ]);
+      const fd = Number(ready.split(' ')[1]);
+      const where = v === '4' ? '127\\.0\\.0\\.1' : '\\[::1\\]';
+      refusedBoth(t, fd, new RegExp(`raw IPv${v} socket \\(protocol ${name}\\), bound to ${where} — not supported`));
+      await expectPass(t);
+    });
+  }
+});

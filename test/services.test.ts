@@ -213,7 +213,7 @@ describe('refused before anything is touched', () => {
     const d = dump(t, 'refused');
     assert.equal(d.res.code, 3, cryoReport(d.res));
     // Refused without the flag that covers it (c-r-tcp.test.ts checkpoints such connections).
-    assert.match(d.res.stderr, /established: a TCP connection \(--tcp-established checkpoints it\)/);
+    assert.match(d.res.stderr, /established: a TCP connection \(--tcp-established checkpoints it, --tcp-close restores it closed\)/);
     await expectPass(t);
   });
 });

@@ -51,6 +51,8 @@ export interface CheckOptions {
   shellJob?: boolean;
   /** As for dump: TCP connections are not blockers. */
   tcpEstablished?: boolean;
+  /** As for dump: TCP connections are not blockers (they would be restored closed). */
+  tcpClose?: boolean;
   /** As for dump: mounts from the host named by mount point (--external mnt[MOUNTPOINT]:KEY). */
   externalMounts?: Map<string, string>;
   /** As for dump: judge the cgroup --freeze-cgroup would freeze ('' for the root's own). */
@@ -81,6 +83,11 @@ export interface DumpOptions extends LogOptions {
   verifyPages?: boolean;
   /** Checkpoint TCP connections (TCP repair; CRIU's --tcp-established) instead of refusing them. */
   tcpEstablished?: boolean;
+  /**
+   * Save TCP connections to be restored closed (CRIU's --tcp-close; over tcpEstablished): no
+   * repair mode, no network lock; the restore gives the program a socket shut down both ways.
+   */
+  tcpClose?: boolean;
   /** How their packets are held off while frozen: nftables (default), iptables or skip. */
   networkLock?: 'nftables' | 'iptables' | 'skip';
   /** A container's mounts from the host: mount point -> key (--external mnt[MOUNTPOINT]:KEY). */
@@ -133,6 +140,11 @@ export interface RestoreOptions extends LogOptions {
   cpuCap?: string;
   /** The images hold TCP connections: restore them (CRIU's --tcp-established; refused without). */
   tcpEstablished?: boolean;
+  /**
+   * The images' TCP connections come back closed (CRIU's --tcp-close): needed for images dumped
+   * with it; over tcpEstablished for images dumped in repair mode.
+   */
+  tcpClose?: boolean;
   /** How their packets are held off until the tree runs, when the dump's lock is gone (default nftables). */
   networkLock?: 'nftables' | 'iptables' | 'skip';
   /** The images' cgroup settings: into the cgroups the restore makes (soft, default), into all (full), or no cgroup touched (ignore). */

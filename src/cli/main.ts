@@ -75,6 +75,7 @@ addJsonOption(
       .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
       .option('-j, --shell-job', 'the tree may hold the terminal it was started from (a pty from outside the tree): `restore --shell-job` attaches it to the terminal the restore runs on')
       .option('--tcp-established', 'checkpoint established TCP connections (TCP repair; the network is locked for them while frozen and, after a kill, until the restore)')
+      .option('--tcp-close', 'save TCP connections (established or closing) to be restored closed: the program reads end of file on them; no repair mode, no network lock (over --tcp-established)')
       .addOption(networkLockOption())
       .option('--external <mnt[MOUNTPOINT]:KEY>', "a mount of the container's namespace that comes from the host (a bind of a host directory or file), saved by KEY only: the restore binds the path given for KEY there (repeatable; CRIU's syntax)", collectExtMount, new Map<string, string>())
       .option('--ext-mount-map <MOUNTPOINT:KEY>', 'the same as --external mnt[MOUNTPOINT]:KEY (CRIU\'s older spelling)', collectExtMountMap, new Map<string, string>())
@@ -93,7 +94,7 @@ addJsonOption(
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
-      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), manageCgroups: o.manageCgroups, logLevel: o.verbosity, logFile: o.logFile,
+      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), manageCgroups: o.manageCgroups, logLevel: o.verbosity, logFile: o.logFile,
       externalMounts: new Map([...o.extMountMap, ...o.external]),
       onProgress: progress.sink, interruptible: true,
     });
@@ -129,6 +130,7 @@ addJsonOption(
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
       .option('--tcp-established', 'restore the TCP connections of the images (needed when they hold any)')
+      .option('--tcp-close', 'restore the TCP connections of the images closed (needed for images dumped with --tcp-close; over --tcp-established): the program reads end of file on them')
       .addOption(networkLockOption())
       .option('--root <dir>', "where the container's root directory is now, when it moved since the dump (default: the directory it was)")
       .option('--ext-mount-map <KEY:PATH>', 'the same as --external mnt[KEY]:PATH', collectExtMountMap, new Map<string, string>())
@@ -152,7 +154,7 @@ addJsonOption(
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
       shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink, cpuCap: o.cpuCap,
-      tcpEstablished: !!o.tcpEstablished, networkLock: o.networkLock, external: o.external, root: o.root, extMounts: o.extMountMap, manageCgroups: o.manageCgroups,
+      tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, networkLock: o.networkLock, external: o.external, root: o.root, extMounts: o.extMountMap, manageCgroups: o.manageCgroups,
       onDifference: (line) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`),
     });
     progress.stop();
@@ -174,6 +176,7 @@ addJsonOption(
     .option('--file-locks', 'as for dump: file locks are not blockers')
     .option('-j, --shell-job', 'as for dump: a terminal from outside the tree is not a blocker')
     .option('--tcp-established', 'as for dump: TCP connections are not blockers')
+    .option('--tcp-close', 'as for dump: TCP connections are not blockers (they would be restored closed)')
     .option('--external <mnt[MOUNTPOINT]:KEY>', 'as for dump: that mount comes from the host, not a blocker', collectExtMount, new Map<string, string>())
     .option('--freeze-cgroup [dir]', 'as for dump: judge the cgroup it would freeze')
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
@@ -181,7 +184,7 @@ addJsonOption(
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
   .action(async (o) => {
     const [{ check }, { checkText }] = await Promise.all([import('../api/check.js'), import('./print-check.js')]);
-    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, externalMounts: o.external, freezeCgroup: freezeCgroupArg(o.freezeCgroup) });
+    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, externalMounts: o.external, freezeCgroup: freezeCgroupArg(o.freezeCgroup) });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
 

@@ -45,6 +45,11 @@ export interface DumpOptions {
   verifyPages?: boolean;
   /** Dump TCP connections in repair mode (--tcp-established), the network locked meanwhile. */
   tcpEstablished?: boolean;
+  /**
+   * Dump them as closed sockets instead (--tcp-close, over --tcp-established as in CRIU): no
+   * repair mode, no lock; inventory.img says so and the restore makes them closed.
+   */
+  tcpClose?: boolean;
   /** How the network is locked for them (--network-lock; default nftables). */
   networkLock?: NetworkLockMode;
   /** --external mnt[MOUNTPOINT]:KEY: mounts of a container's namespace that come from the host. */
@@ -91,7 +96,7 @@ export function dump(opts: DumpOptions): DumpResult {
   let tcp: TcpDump | null = null;
   try {
     const live = tasks.filter((t) => !t.zombie).map((t) => t.pid);
-    if (opts.tcpEstablished) tcp = log.step('tcp guard', () => TcpDump.start(opts.networkLock ?? 'nftables', live, checkScan));
+    if (opts.tcpEstablished && !opts.tcpClose) tcp = log.step('tcp guard', () => TcpDump.start(opts.networkLock ?? 'nftables', live, checkScan));
     const tree = log.step('freeze', () => holdingCgroup(cgroup, tasks, log, () => {
       failpoint('dump:seize');
       return freezeTree(tasks, frozen);
@@ -149,7 +154,7 @@ export function dump(opts: DumpOptions): DumpResult {
       writeStats(writer, { frozenAt, memDoneAt, endAt: since(), pagesWritten });
       checkInterrupt();
       failpoint('dump:inventory');
-      writeInventory(writer, tasks, images[0]!, collected.rootIds, tcp?.lockInfo ?? undefined);
+      writeInventory(writer, tasks, images[0]!, collected.rootIds, { netLock: tcp?.lockInfo ?? undefined, tcpClose: !!opts.tcpClose });
       tcp?.complete();
     });
     done = true;

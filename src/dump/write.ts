@@ -92,7 +92,9 @@ export function writeStats(writer: ImageDirWriter, s: { frozenAt: number; memDon
 /** The inventory, last: a directory without it is not a checkpoint. */
 /** inventory.img, last. `rootIds`: cryo's own kernel objects' ids (CRIU's root_ids stand for the dumper). */
 /** `netLock`: the network lock a kill-dump keeps for the restore (CRIU's fields: method, run id). */
-export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: TaskImages, rootIds: TaskImages['ids'], netLock?: { method: number; name: string }): void {
+/** `netLock`: the lock a kill-dump keeps for the restore; `tcpClose`: connections were dumped to be restored closed (CRIU's field). */
+export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: TaskImages, rootIds: TaskImages['ids'], tcp: { netLock?: { method: number; name: string }; tcpClose: boolean }): void {
+  const { netLock } = tcp;
   const ledInside = (id: number) => tasks.some((t) => t.pid === id);
   writer.noteExternal({ sessions: tasks.map((t) => t.sid).filter((s) => !ledInside(s)), groups: tasks.map((t) => t.pgid).filter((g) => !ledInside(g)) });
   writer.finish(
@@ -105,6 +107,7 @@ export function writeInventory(writer: ImageDirWriter, tasks: TaskPlan[], root: 
       lsmtype: lsmtype.NO_LSM,
       networkLockMethod: netLock?.method ?? 0,
       ...(netLock ? { dumpCriuRunId: netLock.name } : {}),
+      ...(tcp.tcpClose ? { tcpClose: true } : {}),
     }),
   );
 }

@@ -79,7 +79,8 @@ function pagemapOf(r: ImageDirReader, name: string): { pages: PageRange[]; pages
 }
 
 /** `shellJob`: the root may be in a session or group led from outside (CRIU's --shell-job). */
-export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): CheckpointImage {
+/** `tcpClose`: restore --tcp-close (the TCP connections come back closed, no stream is read). */
+export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose?: boolean } = {}): CheckpointImage {
   const r = ImageDirReader.open(dir);
   // Every file as the dump wrote it, before anything is decoded (CRIU's images have no manifest).
   const manifest = verifyManifest(r.dir, INVENTORY_FILE);
@@ -190,7 +191,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean } = {}): 
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const tcpConnections = tcpOf(r, inetSockets);
+  const tcpConnections = tcpOf(r, inetSockets, inventory, opts.tcpClose ?? false);
   const cgroups = readCgroups(r);
   const namespaces = tasks.length && inventory.rootIds ? readRootNamespaces(r, inventory.rootIds, tasks, cgroups.get(tasks[0]!.core.tc?.cgSet ?? 0)) : { own: new Set<string>(), state: {} };
   const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, memfdFiles, memfdInodes, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
@@ -215,9 +216,9 @@ function kindImagesOf(r: ImageDirReader, entries: file_entry[], shellJob: boolea
   };
 }
 
-function tcpOf(r: ImageDirReader, inet: InetSkData[]): CheckpointImage['tcpConnections'] {
+function tcpOf(r: ImageDirReader, inet: InetSkData[], inv: inventory_entry, tcpClose: boolean): CheckpointImage['tcpConnections'] {
   try {
-    return readTcpConnections(r, inet);
+    return readTcpConnections(r, inet, inv, tcpClose);
   } catch (e) {
     throw new UserError((e as Error).message);
   }

@@ -13,7 +13,7 @@ import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
 import { closeSessionFiles, openFile, restoreOwners, planKinds, beforeResumeKinds, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
-import { restoreInetSk } from '../resources/files/inet.js';
+import { restoreInetSk, isTcpConnection } from '../resources/files/inet.js';
 import { restoreNetlinkSk } from '../resources/files/netlink.js';
 import { TcpRestore } from '../resources/net/tcp-restore.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
@@ -60,6 +60,8 @@ export interface RestoreOptions {
   cpuCap?: string;
   /** Restore TCP connections (--tcp-established); images holding any are refused without. */
   tcpEstablished?: boolean;
+  /** Restore them closed (--tcp-close; over --tcp-established): needed for images dumped with it. */
+  tcpClose?: boolean;
   /** The lock made when the dump's is gone (default nftables). */
   networkLock?: NetworkLockMode;
   /** --external: veth[INSIDE]:OUTSIDE names the host end of a veth of the tree's namespace. */
@@ -86,14 +88,16 @@ export function restore(opts: RestoreOptions): RestoreResult {
     checkRestorePrivileges();
     if (!opts.trustImage) checkImageDirTrust(opts.dir);
     failpoint('restore:read');
-    const c = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false });
+    const c = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false, tcpClose: opts.tcpClose ?? false });
     checkRestorable(c, log, opts.cpuCap);
     planKinds(c, opts.inherit ?? new Map());
     if (c.namespaces.net) for (const p of NetnsRestore.problems(c.namespaces.net)) throw new UserError(p);
     if (c.namespaces.mounts) checkMountTargets(c.namespaces.mounts, mountTargets(opts));
     if (c.tcpConnections.size && !opts.tcpEstablished) {
-      throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established`);
+      throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established (or closed, with --tcp-close)`);
     }
+    const closed = opts.tcpClose ? c.inetSockets.filter((sk) => isTcpConnection(sk)).length : 0;
+    if (closed) log.info(`${closed} TCP connection(s) restored closed (--tcp-close)`);
     const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
     for (const t of c.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
     for (const z of c.zombies) waitPidFree(z.pid, waitMs);

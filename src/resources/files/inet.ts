@@ -13,7 +13,7 @@ import { tcp_opts_entrySchema } from '../../image/gen/tcp-stream_pb.js';
 import { hasField } from '../../image/presence.js';
 import {
   AF, SOCK, SOL, SO, IPPROTO, TCP_OPT, TCP_STATE, IPV6_V6ONLY, socket, bind, listen, connect,
-  getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, type InetAddr,
+  getsockname, getpeername, getsockoptInt, getsockoptRaw, setsockoptInt, decodeInetAddr, encodeInetAddr, sysTry, E, type InetAddr,
 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { parseNetTcp } from '../../proc/net-tcp.js';
@@ -40,6 +40,8 @@ export interface InetInfo {
   backlog: number;
   pending: number;
 }
+
+const SHUT_RDWR = 2;
 
 const STATE_NAME: Record<number, string> = {
   1: 'established', 2: 'syn-sent', 3: 'syn-recv', 4: 'fin-wait-1', 5: 'fin-wait-2', 6: 'time-wait',
@@ -100,11 +102,29 @@ function formatAddr(a: InetAddr): string {
   return `[${text}]:${a.port}`;
 }
 
+/** Protocol names for the sockets cryo refuses (IANA numbers, IPPROTO_*). */
+const PROTO_NAME: Record<number, string> = { 1: 'ICMP', 2: 'IGMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP', 136: 'UDP-Lite', 255: 'raw IP', 262: 'MPTCP' };
+const TYPE_NAME: Record<number, string> = { 1: 'stream', 2: 'datagram', 3: 'raw', 5: 'seqpacket' };
+
+function isAny(a: InetAddr): boolean {
+  return a.port === 0 && a.addr.every((b) => b === 0);
+}
+
+/** "TCPv4 socket 127.0.0.1:80 -> 127.0.0.1:5000 established"; others by type and protocol. */
 export function describeInet(i: InetInfo): string {
-  const proto = i.proto === IPPROTO.TCP ? 'TCP' : i.proto === IPPROTO.UDP ? 'UDP' : `IP protocol ${i.proto}`;
   const v = i.family === AF.INET6 ? 'v6' : 'v4';
-  const where = i.dst ? `${formatAddr(i.src)} -> ${formatAddr(i.dst)}` : formatAddr(i.src);
-  return `${proto}${v} socket ${where} ${STATE_NAME[i.state] ?? `state ${i.state}`}`;
+  const tcp = i.proto === IPPROTO.TCP && i.type === SOCK.STREAM;
+  if (tcp || (i.proto === IPPROTO.UDP && i.type === SOCK.DGRAM)) {
+    const where = i.dst ? `${formatAddr(i.src)} -> ${formatAddr(i.dst)}` : formatAddr(i.src);
+    // A UDP socket has no connection state: only connected or not (the arrow says which).
+    return `${tcp ? 'TCP' : 'UDP'}${v} socket ${where}${tcp ? ` ${STATE_NAME[i.state] ?? `state ${i.state}`}` : ''}`;
+  }
+  // A raw socket's "port" is its protocol number, and TCP's states mean nothing here.
+  const host = (a: InetAddr) => (i.type === SOCK.RAW ? formatAddr({ ...a, port: 0 }).replace(/:0$/, '') : formatAddr(a));
+  const bound = isAny(i.src) || (i.type === SOCK.RAW && i.src.addr.every((b) => b === 0)) ? '' : `, bound to ${host(i.src)}`;
+  const peer = i.dst ? `, connected to ${host(i.dst)}` : '';
+  const proto = PROTO_NAME[i.proto] ?? `number ${i.proto}`;
+  return `${TYPE_NAME[i.type] ?? `type ${i.type}`} IP${v} socket (protocol ${proto})${bound}${peer}`;
 }
 
 /**
@@ -121,15 +141,26 @@ export function isTcpConnection(i: Pick<InetInfo, 'proto' | 'type' | 'state'>): 
   return i.proto === IPPROTO.TCP && i.type === SOCK.STREAM && CONNECTION_STATES.has(i.state);
 }
 
-/** `tcpEstablished`: --tcp-established was given (connections are dumped, not refused). */
-export function inetBlocker(i: InetInfo, tcpEstablished = false): BlockerCause | null {
+/**
+ * What the user allows for the tree's TCP connections: dump them in TCP repair mode
+ * (--tcp-established), or as closed sockets (--tcp-close; it wins when both are given, as in
+ * CRIU: no repair mode, no network lock, the connection is let go).
+ */
+export interface TcpPolicy {
+  tcpEstablished: boolean;
+  tcpClose: boolean;
+}
+
+/** Why the socket cannot be dumped under `tcp` (null if it can). */
+export function inetBlocker(i: InetInfo, tcp: TcpPolicy): BlockerCause | null {
   const refuse = (reason: string, hint?: string): BlockerCause => (hint ? { kind: 'socket', reason, hint } : { kind: 'socket', reason });
   if (!(i.proto === IPPROTO.TCP && i.type === SOCK.STREAM) && !(i.proto === IPPROTO.UDP && i.type === SOCK.DGRAM)) {
     return refuse(`${describeInet(i)} — not supported`);
   }
-  if (isTcpConnection(i) && !i.dst) return refuse(`${describeInet(i)}: a connect in progress whose peer cannot be found`);
+  if (isTcpConnection(i) && tcp.tcpClose) return null; // restored closed: neither peer nor queues matter
+  if (isTcpConnection(i) && !i.dst) return refuse(`${describeInet(i)}: a connect in progress whose peer cannot be found`, '--tcp-close restores it closed');
   if (isTcpConnection(i)) {
-    return tcpEstablished ? null : refuse(`${describeInet(i)}: a TCP connection`, '--tcp-established checkpoints it');
+    return tcp.tcpEstablished ? null : refuse(`${describeInet(i)}: a TCP connection`, '--tcp-established checkpoints it, --tcp-close restores it closed');
   }
   if (i.proto === IPPROTO.TCP && i.state !== TCP_STATE.LISTEN && i.state !== TCP_STATE.CLOSE) {
     return refuse(`${describeInet(i)}: TCP sockets in this state — not supported yet`);
@@ -178,14 +209,26 @@ export function dumpInetSk(fd: number, i: InetInfo, id: number, ino: number, fla
   return { entry };
 }
 
-/** A new socket as the entry describes it, in the restorer: bound, listening or connected. */
+/**
+ * A new socket as the entry describes it, in the restorer: bound, listening or connected. An
+ * entry in a connection's state reaches here only without its tcp-stream image, that is with
+ * --tcp-close (tcp-restore.ts makes the others): it comes back as a TCP socket of the same
+ * family and options that is shut down both ways and bound nowhere, what CRIU's --tcp-close
+ * gives too. To the program it is a connection the peer closed: read() returns 0 (end of
+ * file), write() fails with EPIPE (and SIGPIPE), poll() reports POLLIN|POLLOUT|POLLHUP|POLLRDHUP
+ * at once, so an event loop wakes and finds it over; getpeername() says ENOTCONN. Not a reset
+ * (ECONNRESET): only a RST from a peer sets that error, and nothing needs to be sent or locked
+ * for a socket nobody can reach. Not bound to its old address: an accepted connection shares
+ * its port with the listener, and no packet is ever meant to arrive for it.
+ */
 export function restoreInetSk(e: InetSkData): number {
   const src = wordsAddr(e.family, e.srcAddr, e.srcPort);
   const info: InetInfo = {
     family: e.family, type: e.type, proto: e.proto, state: e.state, src,
     dst: e.dstAddr.length ? wordsAddr(e.family, e.dstAddr, e.dstPort) : null, backlog: e.backlog, pending: 0,
   };
-  const what = describeInet(info);
+  const closed = isTcpConnection(e);
+  const what = describeInet(info) + (closed ? ' (restored closed: --tcp-close)' : '');
   const fd = socket(e.family, e.type, e.proto);
   return finishSocket(fd, e.flags, () => {
     if (e.family === AF.INET6 && hasField(inet_sk_entrySchema, e, 'v6only')) setsockoptInt(fd, SOL.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0, `${what}: IPV6_V6ONLY`);
@@ -202,6 +245,13 @@ export function restoreInetSk(e: InetSkData): number {
       setIf(TCP_OPT.KEEPCNT, 'keepcnt');
       setIf(TCP_OPT.KEEPIDLE, 'keepidle');
       setIf(TCP_OPT.KEEPINTVL, 'keepintvl');
+    }
+    if (closed) {
+      setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, e.opts.reuseaddr ? 1 : 0);
+      // On a socket never connected the kernel answers ENOTCONN but sets both shutdown bits.
+      const r = sysTry('shutdown', [fd, SHUT_RDWR]);
+      if (r.ret < 0 && r.errno !== E.ENOTCONN) throw new Error(`${what}: shutdown: errno ${r.errno}`);
+      return;
     }
     // The old owner's connections may linger in TIME_WAIT on this port: bind as if reuse were on.
     setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);

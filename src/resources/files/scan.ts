@@ -17,6 +17,8 @@ export interface ScanOptions {
   shellJob?: boolean;
   /** TCP connections are dumped in repair mode (--tcp-established), not refused. */
   tcpEstablished?: boolean;
+  /** TCP connections are dumped as closed sockets (--tcp-close; over --tcp-established), not refused. */
+  tcpClose?: boolean;
   /** --external mnt[MOUNTPOINT]:KEY: a container's mounts from the host, bound again at restore. */
   externalMounts?: Map<string, string>;
 }
@@ -34,6 +36,7 @@ export interface FileScan {
   ghostLimit: number;
   fileLocks: boolean;
   tcpEstablished: boolean;
+  tcpClose: boolean;
   externalMounts: Map<string, string>;
   /** Pipes whose other end is held outside the tree, by pipe inode: who holds it, in words. */
   pipePeers: Map<number, string>;
@@ -103,6 +106,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     ghostLimit: opts.ghostLimit ?? DEFAULT_GHOST_LIMIT,
     fileLocks: opts.fileLocks ?? false,
     tcpEstablished: opts.tcpEstablished ?? false,
+    tcpClose: opts.tcpClose ?? false,
     externalMounts: opts.externalMounts ?? new Map(),
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
     terminals: scanTerminals(pids, opts.shellJob ?? false),

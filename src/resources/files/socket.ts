@@ -8,7 +8,7 @@ import type { FileScan } from './scan.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, type Blocker, type BlockerCause } from '../../util/blocker.js';
 import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
-import { inspectInet, describeInet, inetBlocker, dumpInetSk, isTcpConnection, type InetInfo } from './inet.js';
+import { inspectInet, describeInet, inetBlocker, dumpInetSk, isTcpConnection, type InetInfo, type TcpPolicy } from './inet.js';
 import { inspectNetlink, describeNetlink, netlinkBlocker, dumpNetlinkSk, type NetlinkInfo } from './netlink.js';
 import type { FileTable } from './table.js';
 import type { FownData } from './reg.js';
@@ -22,7 +22,7 @@ const FAMILY_NAME: Record<number, string> = { 17: 'packet', 38: 'alg', 40: 'vsoc
 export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
   const u = scan.unix.get(ino);
   if (u) return { text: describeUnix(u), cause: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
-  return withOurCopy(pid, fd, (ours) => judgeCopy(pid, ours, scan.tcpEstablished));
+  return withOurCopy(pid, fd, (ours) => judgeCopy(pid, ours, scan));
 }
 
 /** Why the socket behind the task's fd cannot be dumped (null if it can). */
@@ -32,12 +32,12 @@ export function socketBlocker(pid: number, fd: number, ino: number, scan: FileSc
 }
 
 /** A socket that is not unix, judged through our copy `ours` of it; `inet` when it is one. */
-function judgeCopy(pid: number, ours: number, tcpEstablished: boolean): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
+function judgeCopy(pid: number, ours: number, tcp: TcpPolicy): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
   const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
   if (family === AF.INET || family === AF.INET6) {
     const inet = inspectInet(ours, family, pid);
-    const text = describeInet(inet) + (tcpEstablished && isTcpConnection(inet) ? ' (dumped in TCP repair mode: --tcp-established)' : '');
-    return { text, cause: inetBlocker(inet, tcpEstablished), inet };
+    const how = !isTcpConnection(inet) ? '' : tcp.tcpClose ? ' (restored closed: --tcp-close)' : tcp.tcpEstablished ? ' (dumped in TCP repair mode: --tcp-established)' : '';
+    return { text: describeInet(inet) + how, cause: inetBlocker(inet, tcp), inet };
   }
   if (family === AF.NETLINK) {
     const netlink = inspectNetlink(ours);
@@ -77,14 +77,15 @@ export function dumpSocket(
       }
       return { id, type: 'UNIXSK' as const };
     }
-    const judged = judgeCopy(pid, ours, scan.tcpEstablished);
+    const judged = judgeCopy(pid, ours, scan);
     refuse(judged.cause);
     if (judged.netlink) {
       files.entries.push({ type: 'NETLINKSK', id, nlsk: { ...dumpNetlinkSk(ours, judged.netlink, id, ino, flags, fown), nsId: files.netNsId } });
       return { id, type: 'NETLINKSK' as const };
     }
-    if (isTcpConnection(judged.inet!)) {
+    if (isTcpConnection(judged.inet!) && !scan.tcpClose) {
       // With --tcp-established (the blocker said so): its queues and sequence numbers too.
+      // With --tcp-close only its inet_sk_entry, below: the restore makes it closed.
       if (!files.tcp) throw new Error(`pid ${pid} fd ${fd}: a TCP connection, but the dump holds no network lock for it`);
       const rec = files.tcp.dump(ours, judged.inet!, { id, ino, flags, fown });
       files.entries.push({ type: 'INETSK', id, isk: { ...rec.sk, nsId: files.netNsId } });

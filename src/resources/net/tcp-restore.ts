@@ -13,9 +13,19 @@ import { createTcpConnection, decodeTcpStreamImage, leaveRepair, recordEnds, tcp
 import { adoptLock, lockExists, lockNetwork, sweepLeftovers, type NetworkLock, type NetworkLockMode } from './netlock.js';
 import { LOCK_METHOD } from './tcp-dump.js';
 
-/** The connections of the images, by file id (a socket entry whose state is a connection's). */
-export function readTcpConnections(r: ImageDirReader, inet: InetSkData[]): Map<number, TcpConnectionRecord> {
+/**
+ * The connections of the images to restore in repair mode, by file id (a socket entry whose
+ * state is a connection's). With `tcpClose` (restore --tcp-close) none: files/inet.ts makes every
+ * one a closed socket, whatever the dump saved. Images dumped with --tcp-close hold no stream
+ * to restore, and need that flag (as CRIU's restore does).
+ */
+export function readTcpConnections(r: ImageDirReader, inet: InetSkData[], inv: inventory_entry, tcpClose: boolean): Map<number, TcpConnectionRecord> {
   const out = new Map<number, TcpConnectionRecord>();
+  if (tcpClose) return out;
+  if (isFieldSet(inv, inventory_entrySchema.field.tcpClose) && inv.tcpClose) {
+    const n = inet.filter((sk) => isTcpConnection(sk)).length;
+    throw new Error(`the images were dumped with --tcp-close: restore with --tcp-close (their ${n} TCP connection(s) come back closed)`);
+  }
   for (const sk of inet) {
     if (!isTcpConnection(sk)) continue;
     const name = tcpStreamImageName(sk.ino);
