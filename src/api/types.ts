@@ -55,6 +55,8 @@ export interface CheckOptions {
   tcpClose?: boolean;
   /** As for dump: mounts from the host named by mount point (--external mnt[MOUNTPOINT]:KEY). */
   externalMounts?: Map<string, string>;
+  /** As for dump: terminals from outside (--external tty[RDEV:DEV], normalised keys). */
+  externalTtys?: Set<string>;
   /** As for dump: judge the cgroup --freeze-cgroup would freeze ('' for the root's own). */
   freezeCgroup?: string;
 }
@@ -92,6 +94,11 @@ export interface DumpOptions extends LogOptions {
   networkLock?: 'nftables' | 'iptables' | 'skip';
   /** A container's mounts from the host: mount point -> key (--external mnt[MOUNTPOINT]:KEY). */
   externalMounts?: Map<string, string>;
+  /**
+   * Terminals from outside the tree that the caller hands back at restore (--external
+   * tty[RDEV:DEV]; keys as util/ext-tty.ts writes them): restore's inherit gives one for each.
+   */
+  externalTtys?: Set<string>;
   /**
    * Freeze the tree through its v2 cgroup while it is seized (CRIU's --freeze-cgroup): this
    * cgroup directory, or '' for the root's own cgroup. It must hold the tree and nothing else.

@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
 import { VERSION } from './version.js';
-import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectExtMount, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption, FREEZE_CGROUP_HELP, freezeCgroupArg, manageCgroupsOption } from './options.js';
+import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectDumpExternal, noDumpExternals, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption, FREEZE_CGROUP_HELP, freezeCgroupArg, manageCgroupsOption } from './options.js';
 import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
@@ -77,7 +77,7 @@ addJsonOption(
       .option('--tcp-established', 'checkpoint established TCP connections (TCP repair; the network is locked for them while frozen and, after a kill, until the restore)')
       .option('--tcp-close', 'save TCP connections (established or closing) to be restored closed: the program reads end of file on them; no repair mode, no network lock (over --tcp-established)')
       .addOption(networkLockOption())
-      .option('--external <mnt[MOUNTPOINT]:KEY>', "a mount of the container's namespace that comes from the host (a bind of a host directory or file), saved by KEY only: the restore binds the path given for KEY there (repeatable; CRIU's syntax)", collectExtMount, new Map<string, string>())
+      .option('--external <mnt[MOUNTPOINT]:KEY|tty[RDEV:DEV]>', "mnt[MOUNTPOINT]:KEY: a mount of the container's namespace that comes from the host (a bind of a host directory or file), saved by KEY only: the restore binds the path given for KEY there; tty[RDEV:DEV]: the terminal of that st_rdev and st_dev (hex) is the caller's (runc's console): restore --inherit-fd fd[N]:tty[RDEV:DEV] hands one in (repeatable; CRIU's syntax)", collectDumpExternal, noDumpExternals())
       .option('--ext-mount-map <MOUNTPOINT:KEY>', 'the same as --external mnt[MOUNTPOINT]:KEY (CRIU\'s older spelling)', collectExtMountMap, new Map<string, string>())
       .option('--freeze-cgroup [dir]', FREEZE_CGROUP_HELP)
       .addOption(manageCgroupsOption('save the cgroups the tree is in with their settings (memory, cpu, pids, ... limits), for restore --manage-cgroups; ignore: only which cgroup each task is in'))
@@ -95,7 +95,7 @@ addJsonOption(
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
       fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), manageCgroups: o.manageCgroups, logLevel: o.verbosity, logFile: o.logFile,
-      externalMounts: new Map([...o.extMountMap, ...o.external]),
+      externalMounts: new Map([...o.extMountMap, ...o.external.mounts]), externalTtys: o.external.ttys,
       onProgress: progress.sink, interruptible: true,
     });
     progress.stop();
@@ -116,7 +116,7 @@ addJsonOption(
       .option('--pidfile <file>', 'write the PID of the restored process to FILE')
       .option(
         '--inherit-fd <fd[N]:key>',
-        "use cryo's own fd N for the image's file KEY, e.g. fd[3]:pipe:[12345] for a pipe whose other end was outside the dumped tree (repeatable; CRIU's syntax)",
+        "use cryo's own fd N for the image's file KEY, e.g. fd[3]:pipe:[12345] for a pipe whose other end was outside the dumped tree, fd[3]:tty[RDEV:DEV] for a terminal dumped with --external tty[RDEV:DEV] (a pty slave, or its master; repeatable; CRIU's syntax)",
         collectInherit,
         new Map<string, number>(),
       )
@@ -177,14 +177,14 @@ addJsonOption(
     .option('-j, --shell-job', 'as for dump: a terminal from outside the tree is not a blocker')
     .option('--tcp-established', 'as for dump: TCP connections are not blockers')
     .option('--tcp-close', 'as for dump: TCP connections are not blockers (they would be restored closed)')
-    .option('--external <mnt[MOUNTPOINT]:KEY>', 'as for dump: that mount comes from the host, not a blocker', collectExtMount, new Map<string, string>())
+    .option('--external <mnt[MOUNTPOINT]:KEY|tty[RDEV:DEV]>', 'as for dump: that mount comes from the host, that terminal from the caller; not blockers', collectDumpExternal, noDumpExternals())
     .option('--freeze-cgroup [dir]', 'as for dump: judge the cgroup it would freeze')
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
 )
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
   .action(async (o) => {
     const [{ check }, { checkText }] = await Promise.all([import('../api/check.js'), import('./print-check.js')]);
-    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, externalMounts: o.external, freezeCgroup: freezeCgroupArg(o.freezeCgroup) });
+    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, externalMounts: o.external.mounts, externalTtys: o.external.ttys, freezeCgroup: freezeCgroupArg(o.freezeCgroup) });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
 

@@ -2,6 +2,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { fstatSync } from 'node:fs';
 import { CGROUP_MODES } from '../util/option-defaults.js';
+import { parseExtTty } from '../util/ext-tty.js';
 
 /** Exit codes: documented in --help and the README. A dump interrupted by a signal exits 128+signal. */
 export const EXIT = {
@@ -64,23 +65,51 @@ export function collectExternal(spec: string, list: string[]): string[] {
 
 export function collectInherit(spec: string, map: Map<string, number>): Map<string, number> {
   const m = /^fd\[(\d+)\]:(.+)$/.exec(spec);
-  if (!m) throw new InvalidArgumentError(`not fd[N]:KEY: ${spec} (example: fd[3]:pipe:[12345])`);
+  if (!m) throw new InvalidArgumentError(`not fd[N]:KEY: ${spec} (examples: fd[3]:pipe:[12345], fd[3]:tty[8800:19])`);
   const fd = Number(m[1]);
   try {
     fstatSync(fd);
   } catch {
     throw new InvalidArgumentError(`fd ${fd} is not open in cryo (give it with a redirection such as 3>&1 or 3<pipe)`);
   }
-  map.set(m[2]!, fd);
+  let key = m[2]!;
+  try {
+    key = parseExtTty(key) ?? key; // tty[RDEV:DEV] as the images name it
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  map.set(key, fd);
   return map;
 }
 
-/** One dump --external mnt[MOUNTPOINT]:KEY (CRIU's), added to the map MOUNTPOINT -> KEY. */
-export function collectExtMount(spec: string, map: Map<string, string>): Map<string, string> {
+/** What dump and check take with --external (CRIU's syntax): mounts from the host, terminals from outside. */
+export interface DumpExternals {
+  /** mnt[MOUNTPOINT]:KEY, as MOUNTPOINT -> KEY */
+  mounts: Map<string, string>;
+  /** tty[RDEV:DEV], normalised (util/ext-tty.ts) */
+  ttys: Set<string>;
+}
+
+export function noDumpExternals(): DumpExternals {
+  return { mounts: new Map(), ttys: new Set() };
+}
+
+/** One dump --external mnt[MOUNTPOINT]:KEY or tty[RDEV:DEV], added to those before. */
+export function collectDumpExternal(spec: string, acc: DumpExternals): DumpExternals {
+  let tty: string | null;
+  try {
+    tty = parseExtTty(spec);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  if (tty) {
+    acc.ttys.add(tty);
+    return acc;
+  }
   const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(spec);
-  if (!m) throw new InvalidArgumentError(`not mnt[MOUNTPOINT]:KEY: ${spec} (example: mnt[/data]:data)`);
-  map.set(m[1]!, m[2]!);
-  return map;
+  if (!m) throw new InvalidArgumentError(`not mnt[MOUNTPOINT]:KEY or tty[RDEV:DEV]: ${spec} (examples: mnt[/data]:data, tty[8800:19])`);
+  acc.mounts.set(m[1]!, m[2]!);
+  return acc;
 }
 
 /** One --ext-mount-map A:B (CRIU's older spelling: MOUNTPOINT:KEY at dump, KEY:PATH at restore). */

@@ -54,6 +54,8 @@ export interface DumpOptions {
   networkLock?: NetworkLockMode;
   /** --external mnt[MOUNTPOINT]:KEY: mounts of a container's namespace that come from the host. */
   externalMounts?: Map<string, string>;
+  /** --external tty[RDEV:DEV]: terminals from outside, recorded as CRIU's EXT_TTY (resources/tty/external.ts). */
+  externalTtys?: ReadonlySet<string>;
   /** --manage-cgroups: save the tree's cgroups with their settings (not with 'ignore'). */
   manageCgroups?: CgroupMode;
   /** --freeze-cgroup: freeze this cgroup directory ('' for the root's own v2 cgroup) while the tree is seized. */

@@ -21,6 +21,8 @@ export interface ScanOptions {
   tcpClose?: boolean;
   /** --external mnt[MOUNTPOINT]:KEY: a container's mounts from the host, bound again at restore. */
   externalMounts?: Map<string, string>;
+  /** --external tty[RDEV:DEV]: terminals from outside, handed in at restore (keys, resources/tty/external.ts). */
+  externalTtys?: ReadonlySet<string>;
 }
 
 export { DEFAULT_GHOST_LIMIT };
@@ -109,7 +111,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     tcpClose: opts.tcpClose ?? false,
     externalMounts: opts.externalMounts ?? new Map(),
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
-    terminals: scanTerminals(pids, opts.shellJob ?? false),
+    terminals: scanTerminals(pids, opts.shellJob ?? false, opts.externalTtys),
     deletedFiles: lazy(() => heldDeleted(pids)),
   };
 }

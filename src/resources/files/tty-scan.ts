@@ -2,11 +2,11 @@
 // masters the tree holds (a slave whose master is among them is restorable), where one fd of
 // each end is (the dump reads queued data through them), every task's /proc stat (the session
 // and foreground group of a slave only /proc tells from outside), and the ptys from outside the
-// tree (--shell-job reattaches one of them).
+// tree (--shell-job reattaches one of them) but those named --external.
 import { readdirSync, readlinkSync, readFileSync, statSync } from 'node:fs';
 import { ptyIndex } from '../../sys/index.js';
 import { parseStatTty, type StatTty } from '../../proc/tty.js';
-import { classifyTty, slaveIndex, type TreeTtys } from '../tty/classify.js';
+import { classifyTty, isExternal, slaveIndex, type TreeTtys } from '../tty/classify.js';
 import { withOurCopy } from './our-copy.js';
 
 export interface FdAt {
@@ -32,11 +32,12 @@ export function isTerminalLink(link: string): boolean {
   return link.startsWith('/dev/pts/') || link === '/dev/ptmx' || link.startsWith('/dev/tty') || link === '/dev/console';
 }
 
-export function scanTerminals(pids: readonly number[], shellJob: boolean): TreeTerminals {
+/** `external`: the keys of --external tty[RDEV:DEV] (resources/tty/external.ts). */
+export function scanTerminals(pids: readonly number[], shellJob: boolean, external: ReadonlySet<string> = new Set()): TreeTerminals {
   const t: TreeTerminals = {
-    pids: new Set(pids), masterIndexes: new Set(), shellJob, stats: [], masters: new Map(), slaves: new Map(), outside: [], drained: new Set(),
+    pids: new Set(pids), masterIndexes: new Set(), shellJob, external, stats: [], masters: new Map(), slaves: new Map(), outside: [], drained: new Set(),
   };
-  const slaveRdevs: number[] = [];
+  const slaveRdevs: { rdev: number; dev?: number }[] = [];
   for (const pid of pids) {
     try {
       t.stats.push(parseStatTty(readFileSync(`/proc/${pid}/stat`, 'utf8')));
@@ -60,7 +61,7 @@ export function scanTerminals(pids: readonly number[], shellJob: boolean): TreeT
           t.masterIndexes.add(index);
           if (!t.masters.has(index)) t.masters.set(index, { pid, fd });
         } else if (cls === 'pty-slave') {
-          slaveRdevs.push(rdev);
+          slaveRdevs.push({ rdev, dev: statSync(`/proc/${pid}/fd/${fd}`).dev });
           if (!t.slaves.has(slaveIndex(rdev))) t.slaves.set(slaveIndex(rdev), { pid, fd });
         }
       } catch {
@@ -68,9 +69,10 @@ export function scanTerminals(pids: readonly number[], shellJob: boolean): TreeT
       }
     }
   }
-  // Outside ptys: slaves held, and controlling terminals (a job whose stdio is redirected still has one).
-  for (const rdev of [...slaveRdevs, ...t.stats.map((s) => s.ttyNr)]) {
-    if (!rdev || classifyTty(rdev) !== 'pty-slave') continue;
+  // Outside ptys: slaves held, and controlling terminals (a job whose stdio is redirected still
+  // has one); not those the caller named with --external.
+  for (const { rdev, dev } of [...slaveRdevs, ...t.stats.map((s): { rdev: number; dev?: number } => ({ rdev: s.ttyNr }))]) {
+    if (!rdev || classifyTty(rdev) !== 'pty-slave' || isExternal(t, rdev, dev)) continue;
     const index = slaveIndex(rdev);
     if (!t.masterIndexes.has(index) && !t.outside.includes(index)) t.outside.push(index);
   }

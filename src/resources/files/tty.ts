@@ -14,13 +14,14 @@
 // own description like the original; /dev/tty is opened by the task itself (phase 'in-task')
 // once its session has its controlling terminal again (the session hooks below).
 import { statSync } from 'node:fs';
-import { create } from '@bufbuild/protobuf';
+import { create, isFieldSet } from '@bufbuild/protobuf';
 import { tty_info_entrySchema, tty_data_entrySchema, TtyType, type tty_info_entry, type tty_data_entry, type tty_file_entry } from '../../image/gen/tty_pb.js';
 import { O, TIOC, ioctlGetInt, ioctlGetIntTry, ptyIndex, tcgets2 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { terminalSession } from '../../proc/tty.js';
-import { classifyTty, slaveIndex, ttyBlocker, type SeenTty } from '../tty/classify.js';
+import { classifyTty, slaveIndex, ttyBlocker, isExternal, outsideHint, extTtyKey, type SeenTty } from '../tty/classify.js';
+import { extTtyId, extTtyInfoEntry, isExternalTty } from '../tty/external.js';
 import { dumpPtyEnd, ptyInfoEntry, ptyInfoId, isHungUp, ttyDataEntry } from '../tty/pty.js';
 import { cttyInfoEntry, openCttyInTask, CTTY_INFO_ID } from '../tty/ctty.js';
 import { takeQueuedInput, takeQueuedOutput, putQueuedInput, putQueuedOutput } from '../tty/queue.js';
@@ -44,12 +45,12 @@ export interface TtyRecord {
   terminals?: RestoreTerminals;
 }
 
-const SHELL_JOB_HINT = 'run it with --shell-job to reattach it to the terminal cryo runs on, or start it detached (setsid, a terminal of its own)';
 
 /** What a terminal fd is, as classify.ts judges it. */
 function seenTty(f: FdSeen, t: TreeTerminals): SeenTty {
-  const rdev = statSync(`/proc/${f.pid}/fd/${f.fd}`).rdev;
-  const s: SeenTty = { pid: f.pid, fd: f.fd, path: f.link, rdev, sid: 0 };
+  const st = statSync(`/proc/${f.pid}/fd/${f.fd}`);
+  const rdev = st.rdev;
+  const s: SeenTty = { pid: f.pid, fd: f.fd, path: f.link, rdev, dev: st.dev, sid: 0 };
   const cls = classifyTty(rdev);
   if (cls === 'pty-master') {
     withOurCopy(f.pid, f.fd, (ours) => {
@@ -75,11 +76,22 @@ export function cttyBlocker(pid: number, t: TreeTerminals): Blocker | null {
   const nr = t.stats.find((s) => s.pid === pid)?.ttyNr ?? 0;
   if (!nr) return null;
   const cls = classifyTty(nr);
+  if (isExternal(t, nr)) return null; // --external tty[RDEV:DEV]: the restore is handed one
   if (cls === 'pty-slave') {
     if (t.masterIndexes.has(slaveIndex(nr)) || t.shellJob) return null;
-    return { pid, kind: 'terminal', reason: `its controlling terminal /dev/pts/${slaveIndex(nr)} is from outside the tree`, hint: SHELL_JOB_HINT };
+    return { pid, kind: 'terminal', reason: `its controlling terminal /dev/pts/${slaveIndex(nr)} is from outside the tree`, hint: outsideHint(slaveKey(pid, nr)) };
   }
   return { pid, kind: 'terminal', reason: `its controlling terminal is a ${cls} (${nr >>> 8 & 0xfff}:${nr & 0xff}) — not supported` };
+}
+
+/** CRIU's key of the task's pty slave `rdev`, its devpts instance found in the task's own /dev/pts. */
+function slaveKey(pid: number, rdev: number): string | undefined {
+  try {
+    const st = statSync(`/proc/${pid}/root/dev/pts/${slaveIndex(rdev)}`);
+    return st.rdev === rdev ? extTtyKey(rdev, st.dev) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Takes the pair's queued bytes in both directions and puts them back (see the header). */
@@ -124,7 +136,7 @@ export const ttyKind = {
     const t = scan.terminals;
     const s = seenTty(f, t);
     const b = ttyBlocker(s, t);
-    if (b || !t.shellJob || s.hungUp) return b;
+    if (b || !t.shellJob || s.hungUp || isExternal(t, s.rdev, s.dev)) return b;
     // --shell-job reattaches one terminal from outside: the first one seen.
     const real = classifyTty(s.rdev) === 'ctty' ? s.cttyRdev ?? 0 : s.rdev;
     if (classifyTty(real) !== 'pty-slave' || t.masterIndexes.has(slaveIndex(real)) || t.outside[0] === slaveIndex(real)) return null;
@@ -135,6 +147,11 @@ export const ttyKind = {
     const st = statSync(`/proc/${f.pid}/fd/${f.fd}`);
     const cls = classifyTty(st.rdev);
     const regfId = ctx.addPath(f.link, flags, st.mode);
+    if (cls !== 'ctty' && isExternal(t, st.rdev, st.dev)) {
+      const infoId = extTtyId([...t.external!].indexOf(extTtyKey(st.rdev, st.dev)));
+      const info = withOurCopy(f.pid, f.fd, (ours) => extTtyInfoEntry(ours, infoId, terminalSession(t.stats, st.rdev)));
+      return { id, ttyInfoId: info.id, flags, fown, regfId, info, data: [] };
+    }
     if (cls === 'ctty') {
       const nr = t.stats.find((x) => x.pid === f.pid)?.ttyNr ?? 0;
       const info = withOurCopy(f.pid, f.fd, (ours) => cttyInfoEntry(ours, nr ? terminalSession(t.stats, nr) : null));
@@ -158,6 +175,10 @@ export const ttyKind = {
     const terminals = terminalsOf(images);
     const info = terminals.infos.get(e.ttyInfoId);
     if (!info) throw new UserError(`files.img: tty file ${id} refers to tty-info ${e.ttyInfoId}, missing from tty-info.img`);
+    if (isExternalTty(info)) {
+      if (!isFieldSet(info, tty_info_entrySchema.field.dev)) throw new UserError(`tty-info.img: external terminal ${info.id} without its dev`);
+      return { id, ttyInfoId: e.ttyInfoId, flags: e.flags, fown: e.fown as FownData, terminals };
+    }
     if (info.type !== TtyType.PTY && info.type !== TtyType.CTTY) throw new UserError(`tty-info.img: tty ${info.id} of type ${TtyType[info.type] ?? info.type} — not supported`);
     if (info.type === TtyType.PTY && !info.pty) throw new UserError(`tty-info.img: pty ${info.id} has no index`);
     if (terminals.isOutside(info) && !images.shellJob) {
@@ -165,10 +186,15 @@ export const ttyKind = {
     }
     return { id, ttyInfoId: e.ttyInfoId, flags: e.flags, fown: e.fown as FownData, terminals };
   },
+  // --inherit-fd fd[N]:tty[RDEV:DEV]: the terminal to use for each external one of the images.
+  plan(records: TtyRecord[], inherit: Map<string, number>): void {
+    records[0]?.terminals!.takeExternal(inherit);
+  },
   phaseOf: (rec: TtyRecord) => (rec.ttyInfoId === CTTY_INFO_ID ? 'in-task' : 'table'),
   open(rec: TtyRecord): number {
     const terms = rec.terminals!;
     const info = terms.infos.get(rec.ttyInfoId)!;
+    if (isExternalTty(info)) return terms.openExternal(info, rec.flags);
     const index = info.pty!.index;
     if (terms.isOutside(info)) return terms.openCallerTerminal(info, rec.flags);
     return info.id === ptyInfoId(index, 'master') ? terms.openMaster(index, rec.flags) : terms.openSlave(index, rec.flags);

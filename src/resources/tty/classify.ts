@@ -3,6 +3,9 @@
 // and `check` ask before touching anything. Device majors are the kernel's (linux/major.h), the
 // same classes CRIU's get_tty_driver() makes.
 import type { Blocker } from '../../util/blocker.js';
+import { extTtyKey } from '../../util/ext-tty.js';
+
+export { extTtyKey };
 
 export type TtyClass =
   | 'pty-master' // /dev/ptmx (5:2) or a legacy-range master (128..135)
@@ -51,6 +54,8 @@ export interface SeenTty {
   /** what /proc/PID/fd/N says, for messages */
   path: string;
   rdev: number;
+  /** st_dev of the file (a slave's devpts instance): with rdev, CRIU's key of a terminal */
+  dev?: number;
   /** pty index: TIOCGPTN of a master, the minor of a slave */
   index?: number;
   /** the session the terminal is the controlling tty of (0: none), from TIOCGSID or /proc stat */
@@ -68,9 +73,23 @@ export interface TreeTtys {
   masterIndexes: ReadonlySet<number>;
   /** --shell-job: the tree's terminal from outside is the caller's, attached again on restore */
   shellJob: boolean;
+  /** --external tty[RDEV:DEV]: terminals from outside the caller hands back at restore (external.ts), by key */
+  external?: ReadonlySet<string>;
 }
 
-const SHELL_JOB_HINT = 'run it with --shell-job to reattach it to the terminal cryo runs on, or start it detached (setsid, a terminal of its own)';
+/** Is the terminal named with --external? A controlling tty is known by its rdev only (/proc stat's tty_nr). */
+export function isExternal(tree: TreeTtys, rdev: number, dev?: number): boolean {
+  if (!tree.external?.size) return false;
+  if (dev !== undefined) return tree.external.has(extTtyKey(rdev, dev));
+  const prefix = `tty[${rdev.toString(16)}:`;
+  return [...tree.external].some((k) => k.startsWith(prefix));
+}
+
+/** What to do about a terminal from outside the tree; `key` when its device is known. */
+export function outsideHint(key?: string): string {
+  const k = key ?? 'tty[RDEV:DEV]';
+  return `run it with --shell-job to reattach it to the terminal cryo runs on, name it with --external ${k} to hand a terminal in at restore (--inherit-fd fd[N]:${k}), or start it detached (setsid, a terminal of its own)`;
+}
 
 function refuse(s: SeenTty, reason: string, hint?: string): Blocker {
   const b: Blocker = { pid: s.pid, fd: s.fd, kind: 'terminal', reason };
@@ -86,6 +105,14 @@ function refuse(s: SeenTty, reason: string, hint?: string): Blocker {
  */
 export function ttyBlocker(s: SeenTty, tree: TreeTtys): Blocker | null {
   const cls = classifyTty(s.rdev);
+  if (cls === 'ctty' && s.cttyRdev && isExternal(tree, s.cttyRdev)) return null; // opened in the task once its terminal is back
+  if (cls !== 'ctty' && s.dev !== undefined && isExternal(tree, s.rdev, s.dev)) {
+    if (cls === 'pty-slave' && tree.masterIndexes.has(s.index ?? slaveIndex(s.rdev))) {
+      return refuse(s, `terminal ${s.path} is named with --external ${extTtyKey(s.rdev, s.dev)}, but its master is in the tree`);
+    }
+    return null; // the caller's: handed in at restore (--inherit-fd), whoever leads its session
+  }
+  const hint = outsideHint(s.dev !== undefined ? extTtyKey(s.rdev, s.dev) : undefined);
   switch (cls) {
     case 'console':
       return refuse(s, `console ${s.path} — not supported`);
@@ -101,12 +128,12 @@ export function ttyBlocker(s: SeenTty, tree: TreeTtys): Blocker | null {
       const realCls = classifyTty(real);
       if (realCls !== 'pty-slave') return refuse(s, `${s.path} is ${realCls} ${devMajor(real)}:${devMinor(real)} — not supported`);
       if (tree.masterIndexes.has(slaveIndex(real)) || tree.shellJob) return sessionBlocker(s, tree);
-      return refuse(s, `${s.path} is /dev/pts/${slaveIndex(real)}, a terminal from outside the tree`, SHELL_JOB_HINT);
+      return refuse(s, `${s.path} is /dev/pts/${slaveIndex(real)}, a terminal from outside the tree`, outsideHint());
     }
     case 'pty-slave':
       if (s.hungUp) return null; // restored hung up, with a master of its own closed at once
       if (!tree.masterIndexes.has(s.index ?? slaveIndex(s.rdev)) && !tree.shellJob)
-        return refuse(s, `terminal ${s.path} from outside the tree (its master is not in it)`, SHELL_JOB_HINT);
+        return refuse(s, `terminal ${s.path} from outside the tree (its master is not in it)`, hint);
       return sessionBlocker(s, tree);
     case 'pty-master':
       return sessionBlocker(s, tree);
@@ -115,7 +142,7 @@ export function ttyBlocker(s: SeenTty, tree: TreeTtys): Blocker | null {
 
 function sessionBlocker(s: SeenTty, tree: TreeTtys): Blocker | null {
   if (!s.sid || tree.pids.has(s.sid) || tree.shellJob) return null;
-  return refuse(s, `terminal ${s.path} is the controlling terminal of session ${s.sid}, led from outside the tree`, SHELL_JOB_HINT);
+  return refuse(s, `terminal ${s.path} is the controlling terminal of session ${s.sid}, led from outside the tree`, outsideHint(s.dev !== undefined ? extTtyKey(s.rdev, s.dev) : undefined));
 }
 
 /**
@@ -130,7 +157,8 @@ export function ttyBlockers(seen: readonly SeenTty[], tree: TreeTtys): Blocker[]
     if (b) out.push(b);
     const cls = classifyTty(s.rdev);
     const real = cls === 'ctty' ? s.cttyRdev ?? 0 : s.rdev;
-    if ((cls === 'pty-slave' || cls === 'ctty') && !s.hungUp && real && classifyTty(real) === 'pty-slave' && !tree.masterIndexes.has(slaveIndex(real)))
+    const ext = cls === 'ctty' ? isExternal(tree, real) : s.dev !== undefined && isExternal(tree, s.rdev, s.dev);
+    if ((cls === 'pty-slave' || cls === 'ctty') && !s.hungUp && !ext && real && classifyTty(real) === 'pty-slave' && !tree.masterIndexes.has(slaveIndex(real)))
       if (!outside.has(slaveIndex(real))) outside.set(slaveIndex(real), s);
   }
   if (tree.shellJob && outside.size > 1) {

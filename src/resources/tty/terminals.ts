@@ -21,12 +21,15 @@ import { classifyTty, slaveIndex } from './classify.js';
 import { hasSettings, ptyInfoId } from './pty.js';
 import { createPtyPair, applyTtyParams, type PtyPair } from './create.js';
 import { remoteTtyCaller, acquireControllingTty, setForegroundGroup } from './ctty.js';
+import { isExternalTty, keyOfInfo, openExternalTty } from './external.js';
 
 export class RestoreTerminals {
   readonly infos = new Map<number, tty_info_entry>();
   readonly data = new Map<number, Buffer>();
   private pairs = new Map<number, PtyPair & { slaveHeld: boolean }>();
   private callerTty: { path: string; applied: boolean } | null = null;
+  /** --inherit-fd: cryo's fd for each external terminal (external.ts), by key. */
+  private external = new Map<string, number>();
 
   constructor(infos: tty_info_entry[], data: tty_data_entry[], readonly shellJob: boolean) {
     for (const i of infos) {
@@ -104,9 +107,35 @@ export class RestoreTerminals {
     return fd;
   }
 
-  /** The pty whose session is `sid` (its slave's record says so), if the images have one. */
+  /**
+   * Before anything is made: the fd given for each external terminal of the images; one missing
+   * is refused, naming what to pass.
+   */
+  takeExternal(inherit: Map<string, number>): void {
+    const keys = [...new Set([...this.infos.values()].filter(isExternalTty).map(keyOfInfo))];
+    const missing = keys.filter((k) => !inherit.has(k));
+    if (missing.length) {
+      throw new UserError(`the images hold terminal(s) from outside the dumped tree (dump --external): give one for each with ${missing.map((k) => `--inherit-fd 'fd[N]:${k}'`).join(' ')} (N: an fd of cryo restore's on a terminal, a pty slave or its master)`);
+    }
+    for (const k of keys) this.external.set(k, inherit.get(k)!);
+  }
+
+  /** A new description of the terminal given for an external one, with the record's flags. */
+  openExternal(info: tty_info_entry, flags: number): number {
+    const key = keyOfInfo(info);
+    const given = this.external.get(key);
+    if (given === undefined) throw new UserError(`terminal ${key} from outside the dumped tree: restore with --inherit-fd 'fd[N]:${key}'`);
+    return openExternalTty(given, flags, key);
+  }
+
+  /** The terminal of session `sid` in the images: a pty of the tree, or an external one. */
   private sessionPty(sid: number): tty_info_entry | undefined {
-    return [...this.infos.values()].find((i) => i.type === TtyType.PTY && i.pty && i.sid === sid && hasSettings(i) && this.hasMaster(i.pty.index));
+    return [...this.infos.values()].find((i) => i.sid === sid && (isExternalTty(i) || (i.type === TtyType.PTY && i.pty && hasSettings(i) && this.hasMaster(i.pty.index))));
+  }
+
+  /** A new description of a session's terminal (sessionPty's), for the session hooks. */
+  private openForSession(info: tty_info_entry): number {
+    return isExternalTty(info) ? this.openExternal(info, O.RDWR) : this.openSlave(info.pty!.index, O.RDWR);
   }
 
   /** In a task just put in its session: a leader takes its terminal as controlling tty. */
@@ -116,7 +145,7 @@ export class RestoreTerminals {
     if (st.sid !== r.pid) return;
     const info = this.sessionPty(r.pid);
     if (!info) return;
-    const ours = this.openSlave(info.pty!.index, O.RDWR);
+    const ours = this.openForSession(info);
     try {
       withFdInTask(r, ours, (fd) => acquireControllingTty(remoteTtyCaller(r.remote, r.scratch), fd));
     } finally {
@@ -133,7 +162,7 @@ export class RestoreTerminals {
     const outside = this.shellJob ? [...this.infos.values()].find((i) => this.isOutside(i)) : undefined;
     const info = tree && tree.pgrp === r.pid ? tree : outside && outside.pgrp === r.pid ? outside : undefined;
     if (!info || info.pgrp === st.sid) return; // the leader's own group is in front since TIOCSCTTY
-    const ours = info === tree ? this.openSlave(info.pty!.index, O.RDWR) : openSync(callerTerminalPath(), O.RDWR | O.NOCTTY | O.CLOEXEC);
+    const ours = info === tree ? this.openForSession(info) : openSync(callerTerminalPath(), O.RDWR | O.NOCTTY | O.CLOEXEC);
     const mask = getSigmask(r.pid);
     try {
       setSigmask(r.pid, mask | (1n << BigInt(SIG.TTOU - 1)));
