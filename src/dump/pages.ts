@@ -1,13 +1,15 @@
 // The memory of a frozen tree into pagemap + pages images: each task's private pages, each
-// shared anonymous object once (from whichever tasks have its pages), each memfd once (read from
-// the file itself). Interrupts are taken between chunks; progress is counted per chunk.
+// shared anonymous object once (from whichever tasks have its pages), and what the fd kinds save
+// the same way (each memfd once, read from the file itself). Interrupts are taken between
+// chunks; progress is counted per chunk.
 import { create } from '@bufbuild/protobuf';
 import { PAGE_SIZE, checkInterrupt } from '../sys/index.js';
 import type { ImageDirWriter } from '../image/dir.js';
 import { pagemap_headSchema, pagemap_entrySchema } from '../image/gen/pagemap_pb.js';
 import { PE_PRESENT, PE_AS_PARENT, PE_NOT_PARENT } from '../image/pagemap.js';
 import { copyPages, type PageRange } from '../resources/mm/dump.js';
-import { copyMemfdPages } from '../resources/files/memfd.js';
+import { FD_KINDS } from '../resources/files/registry.js';
+import type { AnyFdKind, KindPages } from '../resources/files/fd-kind.js';
 import type { FileTable } from '../resources/files/table.js';
 import { UnsupportedError } from '../util/errors.js';
 import type { ProgressMeter } from '../util/progress-meter.js';
@@ -17,11 +19,16 @@ import type { TaskImages } from './task.js';
 /** A run of pages for one pagemap: `at` is what it records, the bytes are read from `pid` at `vaddr`. */
 type Run = PageRange & { pid: number; at: bigint };
 
+/** Contents the fd kinds save as shmem pagemaps (memfds), from their dump state. */
+function kindPages(files: FileTable): KindPages[] {
+  return (FD_KINDS as readonly AnyFdKind[]).flatMap((k) => k.pages?.(files.dumpContext) ?? []);
+}
+
 /** Bytes of memory the dump will write (for the progress total). */
 export function plannedBytes(images: TaskImages[], files: FileTable): number {
   const pages = (rs: PageRange[]) => rs.reduce((n, r) => n + r.nrPages, 0);
-  const memfds = [...files.memfds.values()].reduce((n, m) => n + Math.ceil(Number(m.size) / PAGE_SIZE) * PAGE_SIZE, 0);
-  return images.reduce((n, i) => n + (pages(i.privatePages) + pages(i.shmemPages)) * PAGE_SIZE, 0) + memfds;
+  const kinds = kindPages(files).reduce((n, k) => n + k.bytes, 0);
+  return images.reduce((n, i) => n + (pages(i.privatePages) + pages(i.shmemPages)) * PAGE_SIZE, 0) + kinds;
 }
 
 /** Writes every pagemap and pages image; returns the number of pages written. */
@@ -60,14 +67,14 @@ export function writePages(writer: ImageDirWriter, images: TaskImages[], files: 
   const uncovered = uncoveredShmem(images, shmem);
   if (uncovered.length) throw new UnsupportedError(uncovered);
   for (const [shmid, runs] of shmem) writeRuns(`pagemap-shmem-${shmid}.img`, runs.map((r) => ({ ...r, at: r.offset })));
-  // memfd contents: one shmem pagemap per inode, read from the file itself.
-  for (const m of files.memfds.values()) {
+  // A kind's contents (a memfd's: one shmem pagemap per inode, read from the file itself).
+  for (const k of kindPages(files)) {
     pagesId++;
     const sink = writer.openRaw(`pages-${pagesId}.img`);
-    const runs = copyMemfdPages(m.source, m.size, sinkOf(sink));
+    const runs = k.copy(sinkOf(sink));
     sink.close();
     pagesWritten += runs.reduce((n, r) => n + r.nrPages, 0);
-    writePagemap(`pagemap-shmem-${m.shmid}.img`, runs.map((r) => ({ ...r, at: r.vaddr })));
+    writePagemap(k.pagemap, runs.map((r) => ({ ...r, at: r.vaddr })));
   }
   return pagesWritten;
 }

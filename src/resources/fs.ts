@@ -3,7 +3,7 @@ import { readlinkSync } from 'node:fs';
 import { statusUmask } from '../proc/index.js';
 import type { DumpTask, RestoreTask } from './context.js';
 import type { FileTable } from './files/table.js';
-import { NO_FOWN } from './files/reg.js';
+import { NO_FOWN } from './files/fown.js';
 import { deletedPath } from './files/ghost.js';
 
 export interface FsData {

@@ -12,15 +12,12 @@ import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
-import type { GhostData } from '../resources/files/ghost.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { cg_controller_entry } from '../image/gen/cgroup_pb.js';
-import type { FownData } from '../resources/files/reg.js';
-import type { MemfdInode } from '../resources/files/memfd.js';
+import type { FownData } from '../resources/files/fown.js';
 import type { FileLockData } from '../resources/files/locks.js';
 import type { ShmImage } from '../resources/mm/sysv-shm.js';
-import type { PageRange } from '../resources/mm/page-range.js';
-import type { MemoryImage } from '../resources/mm/restore.js';
+import type { MemoryImage, MappedFile } from '../resources/mm/restore.js';
 import type { AnyFdKind, KindImages } from '../resources/files/fd-kind.js';
 import type { TcpConnectionRecord } from '../resources/net/tcp-repair.js';
 
@@ -56,6 +53,7 @@ export interface CheckpointImage {
   /** Live tasks, parents before children (the pstree order). */
   tasks: TaskImage[];
   zombies: ZombieImage[];
+  /** The REG entries of files.img, by file id: the paths fds, mappings, exe, cwd and root name. */
   files: Map<number, reg_file_entry>;
   /** Files of the registered kinds (resources/files/registry.ts), by file id. */
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
@@ -69,8 +67,11 @@ export interface CheckpointImage {
   tcpConnections: Map<number, TcpConnectionRecord>;
   /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
   skQueues: Map<number, QueuedData[]>;
-  /** memfd fds (by file id) and the memfd inodes they open, by inode id, with their pages. */
-  memfdFiles: Map<number, { flags: number; pos: bigint; inodeId: number }>;
+  /**
+   * What each file id a mapping names opens (a path, our memfd), filled once the kinds have
+   * made their objects (restore/files.ts prepareKinds); every task's memory.files is this map.
+   */
+  mappedFiles: Map<number, MappedFile>;
   /** seccomp.img: every filter, each naming the one installed before it (prev: index + 1). */
   seccompFilters: { filter: Uint8Array; prev: number; flags: number }[];
   /** cgroup.img: the cgroups of each set, by set id (core.tc.cg_set). */
@@ -79,13 +80,10 @@ export interface CheckpointImage {
   cgroupDirs: cg_controller_entry[];
   /** Owners of open files (F_SETOWN_EX, F_SETSIG), by file id (a FIFO's, from its path's entry). */
   owners: Map<number, FownData>;
-  memfdInodes: Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>;
   /** The root's own PID, UTS and IPC namespaces (resources/ns), with what was in them. */
   namespaces: RootNamespaces;
   /** SysV shared memory segments the tree attaches (or, in its own IPC namespace, all of them). */
   sysvShm: ShmImage[];
   /** File locks to take again, by owner pid. */
   locks: Map<number, FileLockData[]>;
-  /** Deleted files to create again for the restore (and remove after), by ghost id. */
-  ghosts: Map<number, { path: string; ghost: GhostData }>;
 }

@@ -1,10 +1,8 @@
-// The open files of a restore: each open file description of files.img opened or created once
-// in the restorer (tasks that share one share it), handed to the tasks, given its owner back once
-// every task exists, and closed when the tree is back.
+// The open files of a restore: what the kinds make before any task (prepareKinds), each open
+// file description of files.img opened or created once in the restorer (tasks that share one
+// share it), handed to the tasks, given its owner back once every task exists, and closed when
+// the tree is back; what the kinds made outside the restorer is undone before the tasks run.
 import { closeSync } from 'node:fs';
-import { F, O, sys } from '../sys/index.js';
-import { openRegFile, changedSince, O_TMPFILE_BIT } from '../resources/files/reg.js';
-import { openMemfd } from '../resources/files/memfd.js';
 import { hasOwner, restoreFown } from '../resources/files/fown.js';
 import { FD_KINDS, recordsOf } from '../resources/files/registry.js';
 import type { AnyFdKind } from '../resources/files/fd-kind.js';
@@ -30,20 +28,14 @@ export interface RestoreSession {
   restorerPidfd?: number;
   /** SysV segments made for the restore: id in the image -> id now. */
   sysvIds: Map<number, number>;
-  /** Files made again with O_TMPFILE, by path: the description of the entry that made it. */
-  tmpfiles: Map<string, number>;
   /** Size of each shared anonymous object (see shmemSizes). */
   shmemSizes: Map<bigint, bigint>;
   /** --inherit-fd: our fds that stand for files of the image, by CRIU's key (`pipe:[INO]`). */
   inherit: Map<string, number>;
-  /** Paths cryo made for the restore (deleted files): not compared with the dumped file. */
-  unchecked: Set<string>;
   /** Open file descriptions, by files.img id: opened once, so tasks that share one share it. */
   files: Map<number, number>;
   /** Records whose kind's afterTable hook ran already (see restore/fds.ts), by file id. */
   afterTableDone: Set<number>;
-  /** The memfds created for the restore, by inode id. */
-  memfds: Map<number, number>;
   /** Every task and thread created so far, for the final release or the cleanup. */
   tracees: Tracee[];
   /** Tasks to leave stopped (SIGSTOP) after release. */
@@ -65,25 +57,9 @@ export function openFile(session: RestoreSession, id: number, what: string): num
   const ours = session.files;
   let fd = ours.get(id);
   if (fd !== undefined) return fd;
-  const reg = ckpt.files.get(id);
-  const memfd = ckpt.memfdFiles.get(id);
   const registered = ckpt.kindFiles.get(id);
-  if (registered) fd = registered.kind.open(registered.record, { what, images: ckpt.kindImages, inherit: session.inherit });
-  else if (reg) {
-    const changed = session.unchecked.has(reg.name) ? null : changedSince(reg);
-    if (changed) throw new UserError(`${what}: ${changed}`);
-    const tmp = reg.flags & O_TMPFILE_BIT ? session.tmpfiles.get(reg.name) : undefined;
-    if (tmp !== undefined) {
-      session.tmpfiles.delete(reg.name);
-      fd = tmp;
-      sys('lseek', [fd, reg.pos, 0], `${what}: position`);
-      sys('fcntl', [fd, F.SETFL, reg.flags & ~(O.ACCMODE | O.CLOEXEC)]);
-    } else {
-      fd = openRegFile(reg);
-    }
-  }
-  else if (memfd) fd = openMemfd(session.memfds.get(memfd.inodeId)!, memfd.flags, memfd.pos);
-  else throw new UserError(`${what} refers to file id ${id}, missing from files.img (or of a kind not supported)`);
+  if (!registered) throw new UserError(`${what} refers to file id ${id}, missing from files.img (or of a kind not supported)`);
+  fd = registered.kind.open(registered.record, { what, images: ckpt.kindImages, inherit: session.inherit });
   ours.set(id, fd);
   return fd;
 }
@@ -108,11 +84,30 @@ export function beforeResumeKinds(session: RestoreSession): void {
 export function closeSessionFiles(session: RestoreSession): void {
   // A kind's own fds (a pipe's ends) may be the records' too: each is closed once.
   const held = (FD_KINDS as readonly AnyFdKind[]).flatMap((k) => k.release?.(session.ckpt.kindImages) ?? []);
-  const fds = new Set([...session.files.values(), ...session.tmpfiles.values(), ...held, ...session.memfds.values()]);
+  const fds = new Set([...session.files.values(), ...held]);
   for (const fd of fds) closeSync(fd);
   session.files.clear();
-  session.tmpfiles.clear();
-  session.memfds.clear();
+}
+
+/**
+ * Phase 'before-tasks': each kind makes what its records need outside every task (deleted
+ * files again, memfds), once the root's namespaces exist; then what each mapped file id opens.
+ */
+export function prepareKinds(session: RestoreSession): void {
+  const { ckpt } = session;
+  for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.prepare?.(recordsOf(kind, ckpt.kindFiles.values()), { images: ckpt.kindImages, warn: (text) => session.log.warn(text) });
+  for (const [id, { kind, record }] of ckpt.kindFiles) {
+    const m = kind.mapped?.(record, ckpt.kindImages);
+    if (m) ckpt.mappedFiles.set(id, m);
+  }
+}
+
+/**
+ * Undoes what the kinds made outside the restorer (the deleted files are deleted again): before
+ * any task runs or sees them, and after a failure. Each kind undoes only what is left.
+ */
+export function unmakeKinds(session: RestoreSession): void {
+  for (const kind of FD_KINDS as readonly AnyFdKind[]) for (const failed of kind.unmake?.(session.ckpt.kindImages) ?? []) session.log.warn(failed);
 }
 
 

@@ -14,21 +14,16 @@ import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry, file_entry } from '../image/gen/fdinfo_pb.js';
 import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
 import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT, PE_PRESENT, PE_PARENT } from '../image/pagemap.js';
-import { validateCheckpoint, validatePstree } from './validate.js';
+import { validateCheckpoint, validatePstree, checkPageImage } from './validate.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
 import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
 import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
-import { remap_file_path_entrySchema, type remap_file_path_entry } from '../image/gen/remap-file-path_pb.js';
-import { ghost_file_entrySchema, type ghost_file_entry } from '../image/gen/ghost-file_pb.js';
-import { isFieldSet } from '@bufbuild/protobuf';
-import type { GhostData } from '../resources/files/ghost.js';
 import { cg_member_entrySchema, type cgroup_entry } from '../image/gen/cgroup_pb.js';
 import type { seccomp_entry } from '../image/gen/seccomp_pb.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
-import type { FownData } from '../resources/files/reg.js';
-import type { MemfdInode } from '../resources/files/memfd.js';
+import type { FownData } from '../resources/files/fown.js';
 import type { FileLockData } from '../resources/files/locks.js';
 import type { ShmImage, ShmEntry } from '../resources/mm/sysv-shm.js';
 import { UserError } from '../util/errors.js';
@@ -94,8 +89,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
     if (t.ppid !== 0 && !known.has(t.ppid)) throw new UserError(`pstree.img: pid ${t.pid} comes before its parent ${t.ppid}`);
     known.add(t.pid);
   }
-  const files = new Map<number, reg_file_entry>();
-  const memfdFiles = new Map<number, { flags: number; pos: bigint; inodeId: number }>();
   const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
   const netlinkSockets: NetlinkSkData[] = [];
@@ -103,7 +96,9 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
   const fileIds = new Set<number>();
   const kindFiles: CheckpointImage['kindFiles'] = new Map();
   const fileEntries = r.read('files.img') as file_entry[];
-  const kindImages = kindImagesOf(r, fileEntries, opts.shellJob ?? false);
+  // The REG entries: the paths fds, mappings, exe, cwd and root name.
+  const files = new Map(fileEntries.flatMap((f) => (f.reg ? [[f.id, f.reg] as const] : [])));
+  const kindImages = kindImagesOf(r, files, opts.shellJob ?? false);
   for (const f of fileEntries) {
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
@@ -114,11 +109,9 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
       if (record.fown) owners.set(f.id, record.fown);
       continue;
     }
-    const fown = [f.reg, f.memfd, f.usk, f.isk, f.nlsk].find((x) => x)?.fown;
+    const fown = [f.usk, f.isk, f.nlsk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
-    if (f.reg) files.set(f.id, f.reg);
-    else if (f.memfd) memfdFiles.set(f.id, { flags: f.memfd.flags, pos: f.memfd.pos, inodeId: f.memfd.inodeId });
-    else if (f.usk) unixSockets.push(f.usk as UnixSkData);
+    if (f.usk) unixSockets.push(f.usk as UnixSkData);
     else if (f.isk) inetSockets.push(f.isk as InetSkData);
     else if (f.nlsk) netlinkSockets.push(f.nlsk as NetlinkSkData);
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
@@ -126,6 +119,9 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
   for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.validate?.(recordsOf(kind, kindFiles.values()), kindImages);
   const zombies: ZombieImage[] = [];
   const tasks: TaskImage[] = [];
+  // What each mapped file id opens: one map for every task, filled once the kinds have made
+  // their objects (restore/files.ts prepareKinds: a memfd's is our fd of it).
+  const mapped: CheckpointImage['mappedFiles'] = new Map();
   for (const pstree of trees) {
     const pid = pstree.pid;
     const core = one(r.read(`core-${pid}.img`), `core-${pid}.img`) as core_entry;
@@ -147,8 +143,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
         shmem.set(v.shmid, r.exists(name) ? pagemapOf(r, name) : { pages: [], pagesFile: '' });
       }
     }
-    const mapped = new Map<number, { name: string; size?: bigint }>();
-    for (const [id, f] of files) mapped.set(id, { name: f.name, ...(f.size ? { size: f.size } : {}) });
     const threads = pstree.threads
       .filter((tid) => tid !== pid)
       .map((tid) => {
@@ -171,14 +165,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
       skQueues.set(p.idFor, list);
     }
   }
-  const memfdInodes = new Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>();
-  if (r.exists('memfd.img')) {
-    for (const m of r.read('memfd.img') as MemfdInode[]) {
-      const name = `pagemap-shmem-${m.shmid}.img`;
-      memfdInodes.set(Number(m.inodeId), { inode: m, ...(r.exists(name) ? pagemapOf(r, name) : { pages: [], pagesFile: '' }) });
-    }
-  }
-  for (const [id, f] of memfdFiles) if (!memfdInodes.has(f.inodeId)) throw new UserError(`files.img: memfd file id ${id} refers to inode ${f.inodeId}, missing from memfd.img`);
   const locks = new Map<number, FileLockData[]>();
   if (r.exists('filelocks.img')) {
     for (const l of r.read('filelocks.img') as FileLockData[]) locks.set(l.pid, [...(locks.get(l.pid) ?? []), l]);
@@ -194,7 +180,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
   const tcpConnections = tcpOf(r, inetSockets, inventory, opts.tcpClose ?? false);
   const cgroups = readCgroups(r);
   const namespaces = tasks.length && inventory.rootIds ? readRootNamespaces(r, inventory.rootIds, tasks, cgroups.get(tasks[0]!.core.tc?.cgSet ?? 0)) : { own: new Set<string>(), state: {} };
-  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, memfdFiles, memfdInodes, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues, ghosts: readGhosts(r, files) };
+  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, mappedFiles: mapped, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {
@@ -205,12 +191,18 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
 }
 
 /** The images beside files.img the registered kinds read, and their state for one restore. */
-function kindImagesOf(r: ImageDirReader, entries: file_entry[], shellJob: boolean): KindImages {
-  const paths = new Map(entries.flatMap((f) => (f.reg ? [[f.id, f.reg] as const] : [])));
+function kindImagesOf(r: ImageDirReader, paths: Map<number, reg_file_entry>, shellJob: boolean): KindImages {
   return {
     read: (name) => r.tryRead(name),
     readWithPayloads: (name) => (r.exists(name) ? r.readImage(name).entries.map((e) => ({ msg: e.msg, payload: e.payload ?? Buffer.alloc(0) })) : undefined),
     pathEntry: (id) => paths.get(id),
+    pagemap(name) {
+      if (!r.exists(name)) return undefined;
+      const p = pagemapOf(r, name);
+      checkPageImage(p.pages, p.pagesFile, name);
+      return p;
+    },
+    madePaths: new Set(),
     ...newKindState(),
     shellJob,
   };
@@ -234,38 +226,6 @@ function readCgroups(r: ImageDirReader): Map<number, CgroupMember[]> {
   if (!r.exists('cgroup.img')) return out;
   for (const e of r.read('cgroup.img') as cgroup_entry[]) {
     for (const set of e.sets) out.set(set.id, set.ctls.map((c) => ({ name: c.name, path: c.path, ...(hasField(cg_member_entrySchema, c, 'cgnsPrefix') ? { cgnsPrefix: c.cgnsPrefix } : {}) })));
-  }
-  return out;
-}
-
-const REMAP_GHOST = 1;
-
-function readGhosts(r: ImageDirReader, files: Map<number, reg_file_entry>): Map<number, { path: string; ghost: GhostData }> {
-  const out = new Map<number, { path: string; ghost: GhostData }>();
-  if (!r.exists('remap-fpath.img')) return out;
-  for (const m of r.read('remap-fpath.img') as remap_file_path_entry[]) {
-    // An absent type is the old format's ghost (a decoded absent enum would read 0, LINKED).
-    if ((hasField(remap_file_path_entrySchema, m, 'remapType') ? m.remapType : REMAP_GHOST) !== REMAP_GHOST) throw new UserError(`remap-fpath.img: file id ${m.origId}: remap type ${m.remapType} — not supported yet`);
-    const reg = files.get(m.origId);
-    if (!reg) throw new UserError(`remap-fpath.img: file id ${m.origId} missing from files.img`);
-    const known = out.get(m.remapId);
-    if (known) {
-      if (known.path !== reg.name) throw new UserError(`ghost file ${m.remapId} is used under two names (${known.path}, ${reg.name})`);
-      continue;
-    }
-    const name = `ghost-file-${m.remapId}.img`;
-    const [first] = r.readImage(name).entries;
-    const g = first?.msg as ghost_file_entry | undefined;
-    if (!g || g.chunks) throw new UserError(`${name}: ${g ? 'chunked ghost files are not supported yet' : 'empty'}`);
-    out.set(m.remapId, {
-      path: reg.name,
-      ghost: {
-        mode: g.mode, uid: g.uid, gid: g.gid, size: g.size ?? 0n,
-        mtimSec: g.mtim?.tvSec ?? 0n, mtimUsec: g.mtim?.tvUsec ?? 0n,
-        data: Buffer.from(first!.payload ?? Buffer.alloc(0)),
-        ...(isFieldSet(g, ghost_file_entrySchema.field.rdev) ? { rdev: g.rdev } : {}),
-      },
-    });
   }
   return out;
 }

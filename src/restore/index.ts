@@ -11,15 +11,12 @@ import { waitPidFree, waitPidGone } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
-import { closeSessionFiles, openFile, restoreOwners, planKinds, beforeResumeKinds, type RestoreSession } from './files.js';
+import { closeSessionFiles, openFile, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
 import { restoreInetSk, isTcpConnection } from '../resources/files/inet.js';
 import { restoreNetlinkSk } from '../resources/files/netlink.js';
 import { TcpRestore } from '../resources/net/tcp-restore.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
-import { createGhost, removeGhost, type GhostData } from '../resources/files/ghost.js';
-import { O_TMPFILE_BIT } from '../resources/files/reg.js';
-import { createMemfd } from '../resources/files/memfd.js';
 import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
 import { shmemSizes } from '../resources/mm/restore.js';
 import { UserError } from '../util/errors.js';
@@ -114,7 +111,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   const session = newSession(ckpt, opts);
   session.progress.plan(memoryBytes(ckpt), ckpt.tasks.length);
-  const made: SharedObjects = { ghosts: [], segments: [] };
+  const made: SharedObjects = { segments: [] };
   let stub: Stub | null = null;
   let tcp: TcpRestore | null = null;
   let netns: NetnsRestore | null = null;
@@ -178,7 +175,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
       failpoint('restore:resume');
       if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
       // Deleted files are deleted again before any task runs (or sees them in their directory).
-      removeGhosts(made.ghosts.splice(0), log);
+      unmakeKinds(session);
       beforeResumeKinds(session);
       // Repair mode is left as late as can be: the connections run from the tasks' first step.
       tcp?.leaveRepair();
@@ -197,7 +194,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     netns?.close();
     // After the close: a failed restore's sockets are gone (silently) before packets pass again.
     releaseLock(tcp, log);
-    removeGhosts(made.ghosts, log);
+    unmakeKinds(session);
     if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
     setTreeRoot(null);
   }
@@ -221,9 +218,9 @@ function mountTargets(opts: RestoreOptions): { root?: string; external: Map<stri
 
 function newSession(ckpt: CheckpointImage, opts: RestoreOptions): RestoreSession {
   return {
-    ckpt, log: opts.log, trampoline: 0n, tmpfiles: new Map(), shmemSizes: shmemSizes(ckpt.tasks.flatMap((t) => t.memory.vmas)),
-    inherit: opts.inherit ?? new Map(), unchecked: new Set([...ckpt.ghosts.values()].map((g) => g.path)), shmemOwners: new Map(),
-    files: new Map(), memfds: new Map(), sysvIds: new Map(), afterTableDone: new Set(),
+    ckpt, log: opts.log, trampoline: 0n, shmemSizes: shmemSizes(ckpt.tasks.flatMap((t) => t.memory.vmas)),
+    inherit: opts.inherit ?? new Map(), shmemOwners: new Map(),
+    files: new Map(), sysvIds: new Map(), afterTableDone: new Set(),
     tracees: [], stopped: [], cowKept: 0, progress: new ProgressMeter('restore', opts.onProgress),
   };
 }
@@ -235,24 +232,17 @@ function memoryBytes(ckpt: CheckpointImage): number {
   return own.reduce((n, t) => n + t.memory.pages.reduce((m, p) => m + p.nrPages * PAGE_SIZE, 0), 0);
 }
 
-/** What the restore made outside the tasks, to undo: deleted files made again, SysV segments. */
+/** What the restore made outside the tasks, to undo: SysV segments (the kinds undo their own). */
 interface SharedObjects {
-  ghosts: { path: string; ghost: GhostData; parents: string[] }[];
   segments: number[];
 }
 
 /** Objects of the checkpoint that tasks share and that exist before any task does. */
 function createSharedObjects(session: RestoreSession, made: SharedObjects, netns: NetnsRestore | null): void {
   const { ckpt } = session;
-  // Deleted files exist again while the tasks open and map them (removed at the end).
-  for (const g of ckpt.ghosts.values()) {
-    // A file made with O_TMPFILE is made so again; its description is the one the tasks get.
-    const tmp = [...ckpt.files.values()].find((f) => f.name === g.path && f.flags & O_TMPFILE_BIT);
-    const m = createGhost(g.path, g.ghost, tmp?.flags);
-    made.ghosts.push({ ...g, parents: m.parents });
-    if (m.fd !== undefined) session.tmpfiles.set(g.path, m.fd);
-  }
-  createMemfds(session);
+  // Deleted files exist again while the tasks open and map them (removed before they run), and
+  // memfds, which the tasks map from our fds.
+  prepareKinds(session);
   // In the root's own IPC namespace the segments are made there, once it exists (resources/ns).
   for (const g of ckpt.namespaces.own.has('ipc') ? [] : ckpt.sysvShm) {
     const { id, created } = createSegment(g);
@@ -284,26 +274,6 @@ function releaseLock(tcp: TcpRestore | null, log: Log): void {
     tcp?.releaseLock();
   } catch (e) {
     log.error((e as Error).message);
-  }
-}
-
-function removeGhosts(ghosts: SharedObjects['ghosts'], log: Log): void {
-  for (const g of ghosts.reverse()) {
-    try {
-      removeGhost(g.path, g.ghost, g.parents);
-    } catch (e) {
-      log.warn(`could not remove ${g.path} again: ${(e as Error).message}`);
-    }
-  }
-}
-
-/** memfds are made here; the tasks map them from /proc/<us>/fd/N and open fds from them. */
-function createMemfds(session: RestoreSession): void {
-  const { ckpt } = session;
-  for (const [inodeId, m] of ckpt.memfdInodes) session.memfds.set(inodeId, createMemfd(m.inode, m.pages, m.pagesFile));
-  for (const [id, f] of ckpt.memfdFiles) {
-    const name = `/proc/${process.pid}/fd/${session.memfds.get(f.inodeId)}`;
-    for (const t of ckpt.tasks) t.memory.files.set(id, { name });
   }
 }
 

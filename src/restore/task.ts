@@ -82,7 +82,7 @@ export function restoreTask(
     if (img.mm.thpDisabled) call('prctl', [PR.SET_THP_DISABLE, 1, 0, 0, 0], 'THP disabled');
     // Before the mappings come back, as when the program set it: each new one is mergeable.
     if (hasField(mm_entrySchema, img.mm, 'cryoKsmMergeAny')) call('prctl', [PR.SET_MEMORY_MERGE, img.mm.cryoKsmMergeAny ? 1 : 0, 0, 0, 0], 'KSM merge-any');
-    const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: session.unchecked, shmemSizes: session.shmemSizes }, kept);
+    const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: ckpt.kindImages.madePaths, shmemSizes: session.shmemSizes }, kept);
     session.cowKept += mem.cowKept;
     session.progress.bytes(img.memory.pages.reduce((n, p) => n + p.nrPages * PAGE_SIZE, 0));
     const keptVdso = [...kept].find((v) => v.status & VMA.AREA_VDSO);

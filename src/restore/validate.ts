@@ -226,21 +226,29 @@ function validatePages(ckpt: CheckpointImage): void {
       add(s.pagesFile, s.pages, `pagemap-shmem-${shmid}.img`);
     }
   }
-  for (const m of ckpt.memfdInodes.values()) {
-    checkRanges(m.pages, `pagemap-shmem-${m.inode.shmid}.img`);
-    add(m.pagesFile, m.pages, `pagemap-shmem-${m.inode.shmid}.img`);
+  for (const [file, { pages, what }] of byFile) checkPagesFile(file, pages, what);
+}
+
+/** A pages file holds exactly the pages `what` (its pagemap) lists. */
+function checkPagesFile(file: string, pages: PageRange[], what: string): void {
+  const want = pages.reduce((n, p) => n + p.nrPages, 0) * PAGE_SIZE;
+  let size = 0;
+  try {
+    size = statSync(file).size;
+  } catch {
+    if (want === 0) return;
+    throw new UserError(`${file}: missing, but ${what} lists ${want / PAGE_SIZE} pages in it`);
   }
-  for (const [file, { pages, what }] of byFile) {
-    const want = pages.reduce((n, p) => n + p.nrPages, 0) * PAGE_SIZE;
-    let size = 0;
-    try {
-      size = statSync(file).size;
-    } catch {
-      if (want === 0) continue;
-      throw new UserError(`${file}: missing, but ${what} lists ${want / PAGE_SIZE} pages in it`);
-    }
-    if (size !== want) throw new UserError(`${file}: ${size} bytes, but ${what} lists ${want / PAGE_SIZE} pages (${want} bytes): truncated or damaged`);
-  }
+  if (size !== want) throw new UserError(`${file}: ${size} bytes, but ${what} lists ${want / PAGE_SIZE} pages (${want} bytes): truncated or damaged`);
+}
+
+/**
+ * A shmem pagemap an fd kind reads (a memfd's contents, KindImages.pagemap): its ranges sane and
+ * its pages file of their size, as validatePages checks the tasks' own.
+ */
+export function checkPageImage(pages: PageRange[], pagesFile: string, pagemap: string): void {
+  checkRanges(pages, pagemap);
+  if (pagesFile) checkPagesFile(pagesFile, pages, pagemap);
 }
 
 /** Queued data, locks and ghosts belong to objects the tree has (a kind checks its own images: FdKind.validate). */

@@ -1,12 +1,10 @@
 // The fd table part of what a restored task must show: per fd its kind, flags, position or path,
 // and the kind-specific state the images record (see resources/observe/read-fds.ts).
 import { isFieldSet, type DescMessage, type Message } from '@bufbuild/protobuf';
-import { O_TMPFILE_BIT } from '../resources/files/reg.js';
 import { O } from '../sys/index.js';
-import { reg_file_entrySchema } from '../image/gen/regfile_pb.js';
 import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
 import { fdFlagSet } from '../resources/observe/names.js';
-import { fileKindOf, OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
+import { OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
 import { fdKey, lockText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
@@ -29,8 +27,6 @@ interface Described {
   /** A registered kind's own expectations (resources/files/registry.ts). */
   expect?: (s: Snapshot, key: string) => void;
   flags: number;
-  reg?: { name: string; pos: bigint };
-  memfdPos?: bigint;
   opts?: SkOpts;
 }
 
@@ -40,15 +36,8 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
     const { kind, record } = registered;
     // A pipe that led outside the tree is whatever --inherit-fd gave in its place.
     if (kind.inherited?.(record)) return null;
-    return { kind: kind.name as ObservedKind, flags: record.flags, expect: (s, key) => kind.expect?.(record, s, key) };
+    return { kind: (kind.recordName?.(record) ?? kind.name) as ObservedKind, flags: record.flags, expect: (s, key) => kind.expect?.(record, s, key) };
   }
-  const reg = ckpt.files.get(id);
-  if (reg) {
-    const mode = has(reg as unknown as Message, reg_file_entrySchema, 'mode') ? reg.mode : 0o100000;
-    return { kind: fileKindOf(mode), flags: reg.flags, reg: { name: reg.name, pos: reg.pos } };
-  }
-  const memfd = ckpt.memfdFiles.get(id);
-  if (memfd) return { kind: 'memfd', flags: memfd.flags, memfdPos: memfd.pos };
   const inet = ckpt.inetSockets.find((i) => i.id === id);
   const groups = (inet?.cryoMcast ?? []) as McastRecord[];
   if (inet && groups.length) {
@@ -68,12 +57,7 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
     if (!d) continue; // restore itself refuses what it does not know
     const key = fdKey(fi.fd, d.kind);
     s.set(key, fdFlagSet(d.flags & ~O.CLOEXEC, (fi.flags & 1) !== 0, OBJECT_KINDS.has(d.kind)));
-    // Positions of regular files and memfds only: a directory's is a filesystem cookie, and
-    // pipes, sockets and kernel objects have none.
-    if (d.kind === 'file' && d.reg) s.set(`${key} pos`, String(d.reg.pos));
-    if (d.memfdPos !== undefined) s.set(`${key} pos`, String(d.memfdPos));
-    // An O_TMPFILE file is named after its inode (dir/#INO), which a new one cannot keep.
-    if (d.reg && !(d.flags & O_TMPFILE_BIT)) s.set(`${key} path`, d.reg.name);
+    // Positions and paths are the kinds' own (regular files and memfds have positions).
     d.expect?.(s, key);
     if (d.opts) expectSocketOptions(s, key, d.opts);
     const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);

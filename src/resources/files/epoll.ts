@@ -8,7 +8,7 @@ import { eventpoll_tfd_entrySchema, type eventpoll_file_entrySchema } from '../.
 import { hasField } from '../../image/presence.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 import type { FdKind, FdSeen, FdTableContext } from './fd-kind.js';
 
 /** One fd an epoll watches: its number in the task, the events and the user's data. */

@@ -5,7 +5,7 @@ import { writeSync } from 'node:fs';
 import type { eventfd_file_entrySchema } from '../../image/gen/eventfd_pb.js';
 import { sys } from '../../sys/index.js';
 import { CREATE_FLAGS, fdinfoField, type FdKind, type FdSeen } from './fd-kind.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 
 export type EventfdData = MessageInitShape<typeof eventfd_file_entrySchema> & { id: number; flags: number; counter: bigint; fown: FownData };
 

@@ -7,7 +7,7 @@ import type { fanotify_file_entrySchema, fanotify_mark_entrySchema } from '../..
 import { sys, O, F } from '../../sys/index.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
-import { NO_FOWN, type FownData } from './reg.js';
+import { NO_FOWN, type FownData } from './fown.js';
 import { handlePath, mountPath, parseHandle, type FileHandle } from './fhandle.js';
 import type { FdKind, FdSeen } from './fd-kind.js';
 

@@ -6,7 +6,8 @@ import type { file_entry, fd_types } from '../../image/gen/fdinfo_pb.js';
 import type { reg_file_entry } from '../../image/gen/regfile_pb.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
+import type { PageRange } from '../mm/page-range.js';
 import type { FileScan } from './scan.js';
 import type { RestoreTask } from '../context.js';
 
@@ -36,6 +37,8 @@ export type FileTypeName = keyof typeof fd_types;
  * terminal, which the restorer cannot open for it.
  */
 export type FdPhase = 'table' | 'after-children' | 'in-task';
+// (A kind's objects that exist before any task — phase 'before-tasks' — are made by prepare():
+// its records' fds are still opened with the table, from what prepare() made.)
 
 /** State a kind keeps for the whole dump or the whole restore, under `key` (made on first use). */
 export interface KindState {
@@ -83,8 +86,41 @@ export interface KindImages extends KindState {
   readWithPayloads(name: string): { msg: unknown; payload: Buffer }[] | undefined;
   /** A REG entry of files.img a record names (CRIU's regf_id), wherever it stands in the file. */
   pathEntry(id: number): reg_file_entry | undefined;
+  /**
+   * A pagemap of the directory (a shmem one: a memfd's contents) with its pages file, its ranges
+   * and its size already checked; undefined when the directory has none.
+   */
+  pagemap(name: string): { pages: PageRange[]; pagesFile: string } | undefined;
+  /**
+   * Paths the restore makes itself (deleted files made again): opening them is not checked
+   * against the dumped file's size and mtime, by fds and by mappings alike.
+   */
+  madePaths: Set<string>;
   /** --shell-job was given. */
   shellJob: boolean;
+}
+
+/** What a kind's prepare() may use: its images and restore-wide state, and the restore's log. */
+export interface FdPrepareContext {
+  images: KindImages;
+  warn(text: string): void;
+}
+
+/** What a mapping of a file opens: a path (an image's, or our fd's through /proc) and its size. */
+export interface MappedPath {
+  name: string;
+  size?: bigint;
+}
+
+/**
+ * Contents a kind saves as a shmem pagemap with the memory (a memfd's), written by the dump's
+ * page writer with its progress and interrupt checks: `bytes` for the progress total, `copy`
+ * hands the non-zero pages to `sink` in order and returns them as ranges of page offsets.
+ */
+export interface KindPages {
+  pagemap: string;
+  bytes: number;
+  copy(sink: (chunk: Buffer) => void): PageRange[];
 }
 
 /** An image a kind writes beside files.img from all its records (tty-info.img). */
@@ -127,6 +163,8 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): R;
   /** Images beside files.img made from all the dump's records of the kind (and its dump state). */
   images?(records: R[], state: KindState): KindImage[];
+  /** Contents saved as shmem pagemaps beside the memory, from the dump state (memfd pages). */
+  pages?(state: KindState): KindPages[];
   /** The record from a files.img entry's field (already known to be set); throws on nonsense. */
   read(entry: unknown, id: number, images: KindImages): R;
   /** Once every record is read: what the kind's own images hold must belong to them (throws). */
@@ -136,6 +174,21 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
    * when a record needs a stand-in that was not given (a pipe that led outside the tree).
    */
   plan?(records: R[], inherit: Map<string, number>): void;
+  /**
+   * Phase 'before-tasks': once the root's namespaces exist and before any task is made, makes
+   * what the kind's records need outside every task (deleted files again at their paths, memfds
+   * with their contents). What it made is kept in `ctx.images.memo`, for open(), mapped(),
+   * release() and unmake(); a failure part-way leaves unmake() able to undo what was made.
+   */
+  prepare?(records: R[], ctx: FdPrepareContext): void;
+  /**
+   * Undoes what prepare() made outside the restorer (removes the deleted files made again):
+   * just before the tasks run, and again after a failed restore (then only what is left).
+   * Returns what could not be undone, for the log.
+   */
+  unmake?(images: KindImages): string[];
+  /** What a mapping of the record's file opens (once prepare() ran): a file's path, a memfd's fd. */
+  mapped?(rec: R, images: KindImages): MappedPath | undefined;
   /** The phase of one record, when it is not the kind's `phase` for all of them. */
   phaseOf?(rec: R): FdPhase;
   /** For phase 'in-task': makes the fd `fd` in the task itself. */
@@ -165,6 +218,13 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
    * task has its own fds, or the restore failed. The records' own fds are the engine's to close.
    */
   release?(images: KindImages): void;
+  /**
+   * The verification's name of one fd of the kind when it is not `name`: `nameOf` from the mode
+   * /proc shows, `recordName` from the record (regular files 'file', directories 'dir',
+   * character devices 'device').
+   */
+  nameOf?(mode: number): string;
+  recordName?(rec: R): string;
   /** The record's fd is whatever --inherit-fd gave in its place: nothing is expected of it. */
   inherited?(rec: R): boolean;
   /** What a restored fd of the kind must show, beyond kind and flags (from the image). */

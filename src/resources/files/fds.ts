@@ -6,14 +6,11 @@ import { parseFdinfo } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { findFdBlocker } from './kind.js';
-import { deletedPath } from './ghost.js';
-import { isMemfd } from './memfd.js';
 import { fdLocks, lockEntries } from './locks.js';
 import { registeredKindOf } from './registry.js';
 import type { FileTypeName } from './fd-kind.js';
 import { socketInode, dumpSocket } from './socket.js';
-import { dumpFown } from './fown.js';
-import { NO_FOWN, fileStamp } from './reg.js';
+import { dumpFown, NO_FOWN } from './fown.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
 
@@ -94,26 +91,9 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
-    if (registered) {
-      id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, files.dumpContext));
-    } else if (isMemfd(link)) {
-      type = 'MEMFD';
-      id = files.addMemfd(`/proc/${pid}/fd/${fd}`, link, flags, info.pos, fown);
-    } else {
-      const gone = deletedPath(link);
-      id = files.add(
-        {
-          flags,
-          pos: info.pos,
-          fown: fown,
-          name: gone ?? link,
-          mode: st.mode,
-          // A log others may append to is not held to its size: O_APPEND writes go to the end anyway.
-          ...((st.mode & 0o170000) === 0o100000 && !(flags & O.APPEND) ? fileStamp(`/proc/${pid}/fd/${fd}`) : {}),
-        },
-        gone !== null ? `/proc/${pid}/fd/${fd}` : undefined,
-      );
-    }
+    // Every fd that is not a socket and not refused above is of a registered kind.
+    if (!registered) throw new Error(`pid ${pid} fd ${fd}: ${link}: no fd kind takes it`);
+    id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, files.dumpContext));
   }
   if (!twin) seen.push({ pid, fd, ino: st.ino, dev: st.dev, id });
   if (files.scan.fileLocks) files.locks.push(...lockEntries(pid, fd, fdLocks(info)));

@@ -9,7 +9,7 @@ import { UserError } from '../../util/errors.js';
 import type { fifo_entry } from '../../image/gen/fifo_pb.js';
 import type { FdKind, FdSeen, FdDumpContext, FdOpenContext, KindImages, KindState } from './fd-kind.js';
 import type { FileScan } from './scan.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
 import { pipeInode } from './our-copy.js';
 import { peekPipe, fillPipe, bufferedData, dataImages, readData, checkDataOwners, type PipeDataImage } from './pipe.js';

@@ -3,7 +3,17 @@
 // the restorer's copy once every task of the tree exists (an owner may be any of them).
 import { F, sys, sysTry, pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
 import { readFileSync } from 'node:fs';
-import { NO_FOWN, type FownData } from './reg.js';
+
+/** An open file description's owner as fown_entry records it (F_SETOWN_EX, F_SETSIG). */
+export interface FownData {
+  uid: number;
+  euid: number;
+  signum: number;
+  pidType: number;
+  pid: number;
+}
+
+export const NO_FOWN: FownData = { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 };
 
 /** The owner of `ours` (our copy of a task's fd); uid and euid are the task's, as CRIU records. */
 export function readFown(ours: number, pid: number): FownData {

@@ -12,7 +12,7 @@ import { inotify_wd_entrySchema, type inotify_file_entrySchema } from '../../ima
 import { sys, sysTry, O, E, F, TIOC } from '../../sys/index.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 import { handleTarget, parseHandle, type FileHandle } from './fhandle.js';
 import type { FileScan } from './scan.js';
 import type { FdKind, FdSeen } from './fd-kind.js';

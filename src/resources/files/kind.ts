@@ -1,18 +1,12 @@
-// What kind of object an fd refers to, from its /proc/PID/fd link; the blocker text for kinds
-// cryo does not support yet.
+// What stops an fd from being dumped: its kind's blocker (registry.ts; sockets judged by
+// socket.ts), its locks, or, for what no kind takes, the text for what cryo does not support yet.
 import { socketBlocker, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
-import { deletedPath, ghostBlocker } from './ghost.js';
-import { isMemfd } from './memfd.js';
 import { fdLocks, lockBlocker } from './locks.js';
 import { registeredKindOf } from './registry.js';
 import { parseFdinfo, type ProcFdinfo } from '../../proc/index.js';
-import { readFileSync, statSync } from 'node:fs';
-import { filesystemType, FS_MAGIC } from '../../sys/index.js';
+import { readFileSync } from 'node:fs';
 import type { Blocker } from '../../util/blocker.js';
-
-/** Character devices whose state is nothing more than being open. */
-export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
 
 /** Kernel objects behind anon_inode links, as a user would call them. */
 const ANON_NAMES: Record<string, string> = {
@@ -62,43 +56,7 @@ function kindBlocker(pid: number, fd: number, link: string, mode: number | null,
   if (registered) return registered.blocker({ pid, fd, link, mode, info }, scan);
   const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
   if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
-  if (isMemfd(link)) return null;
   if (link.startsWith('/secretmem')) return refuse('secretmem', 'memfd_secret memory — its pages cannot be read from outside the process, by design; not supported');
-  // Before the ghost-file test: an unlinked queue's link reads as a deleted file.
-  if (mode !== null && (mode & 0o170000) === 0o100000 && filesystemType(`/proc/${pid}/fd/${fd}`) === FS_MAGIC.MQUEUE) {
-    return refuse('mqueue', `POSIX message queue ${link.replace(/ \(deleted\)$/, '')} (mq_open) — not supported yet`);
-  }
-  const gone = deletedPath(link);
-  if (gone !== null) return ghostBlocker({ pid, fd }, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
   if (mode === null) return refuse('file', `${link} — cannot inspect`);
-  const type = mode & 0o170000;
-  if (type === 0o100000 || type === 0o040000) return pathBlocker(pid, fd, link);
-  if (type === 0o020000) return STATELESS_DEVICES.has(link) ? null : refuse('device', `character device ${link} — not supported`);
-  return refuse('file', `${link} (file type 0${type.toString(8)}) — not supported`);
-}
-
-/**
- * A regular file or directory is opened again by its path on restore, so the path must lead to
- * the inode the fd has open (in the task's root). It does not for a path overmounted since it
- * was opened, or a file of a mount the task cannot see by path: refused
- * here, before anything is touched, rather than failing the restore of a killed tree.
- */
-function pathBlocker(pid: number, fd: number, link: string): Blocker | null {
-  const refuse = (kind: string, reason: string): Blocker => ({ pid, fd, kind, reason });
-  const proc = `/proc/${pid}/fd/${fd}`;
-  let open;
-  try {
-    open = statSync(proc, { bigint: true });
-  } catch {
-    return null; // closed meanwhile
-  }
-  let named = null;
-  try {
-    if (link.startsWith('/')) named = statSync(`/proc/${pid}/root${link}`, { bigint: true });
-  } catch {
-    /* nothing there */
-  }
-  if (named && named.dev === open.dev && named.ino === open.ino) return null;
-  const where = named ? 'to another file' : 'nowhere';
-  return refuse('file', `${link}: its path leads ${where} (overmounted since it was opened, or on a mount the task cannot reach by path) — not supported`);
+  return refuse('file', `${link} (file type 0${(mode & 0o170000).toString(8)}) — not supported`);
 }

@@ -1,12 +1,17 @@
-// memfd: an anonymous file with a name, a size, seals and contents, used through fds and
-// mappings. Saved once per inode (memfd.img) with its non-zero pages as a shmem pagemap; every
-// fd is a MEMFD entry (flags, position) pointing at its inode. Restored with memfd_create in the
-// restorer: fds are new opens of it, mappings are made by the task from /proc/<restorer>/fd/N.
-import { openSync, readSync, closeSync, fstatSync, writeSync } from 'node:fs';
-import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { memfd_inode_entrySchema } from '../../image/gen/memfd_pb.js';
+// memfds (the kind 'memfd'): an anonymous file with a name, a size, seals and contents, used
+// through fds and mappings. Saved once per inode (memfd.img) with its non-zero pages as a shmem
+// pagemap written with the memory (FdKind.pages); every fd, and every memfd mapped, is a MEMFD
+// entry (flags, position) pointing at its inode. Restored with memfd_create in the restorer
+// before any task (prepare): fds are new opens of it, mappings are made by the task from
+// /proc/<restorer>/fd/N (mapped).
+import { openSync, readSync, closeSync, fstatSync, writeSync, statSync } from 'node:fs';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { memfd_inode_entrySchema, type memfd_file_entry } from '../../image/gen/memfd_pb.js';
 import { sys, O, PAGE_SIZE } from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
 import type { PageRange } from '../mm/page-range.js';
+import type { FownData } from './fown.js';
+import type { FdKind, FdSeen, FdDumpContext, FdOpenContext, FdPrepareContext, KindImages, KindState } from './fd-kind.js';
 
 export type MemfdInode = MessageInitShape<typeof memfd_inode_entrySchema> & {
   name: string; uid: number; gid: number; size: bigint; shmid: number; seals: number; inodeId: bigint; mode: number;
@@ -119,3 +124,86 @@ export function openMemfd(memfd: number, flags: number, pos: bigint): number {
   if (pos) sys('lseek', [fd, pos, 0], 'memfd position');
   return fd;
 }
+
+export interface MemfdRecord {
+  id: number;
+  flags: number;
+  pos: bigint;
+  fown: FownData;
+  /** Its inode's id in memfd.img. */
+  inodeId: number;
+}
+
+/** The dump's memfd inodes, by dev:ino, each with a /proc path that opens it (while frozen). */
+const dumpedInodes = (state: KindState) => state.memo('memfd inodes', () => new Map<string, MemfdInode & { source: string }>());
+
+/**
+ * The MEMFD record of file `id`: one open file description (flags, position) of the memfd that
+ * `source` (a /proc fd or map_files link) opens; its inode is inspected once per dump.
+ */
+export function memfdRecord(state: KindState, id: number, source: string, path: string, flags: number, pos: bigint, fown: FownData): MemfdRecord {
+  const st = statSync(source);
+  const key = `${st.dev}:${st.ino}`;
+  const inodes = dumpedInodes(state);
+  let m = inodes.get(key);
+  if (!m) {
+    m = { ...inspectMemfd(source, path, inodes.size + 1), source };
+    inodes.set(key, m);
+  }
+  return { id, flags, pos, fown, inodeId: Number(m.inodeId) };
+}
+
+/** memfd.img's inodes, by inode id, with their pages, read once for the restore. */
+const imageInodes = (images: KindImages) =>
+  images.memo('memfd.img read', () => {
+    const out = new Map<number, { inode: MemfdInode; pages: PageRange[]; pagesFile: string }>();
+    for (const m of (images.read('memfd.img') ?? []) as MemfdInode[]) {
+      out.set(Number(m.inodeId), { inode: m, ...(images.pagemap(`pagemap-shmem-${m.shmid}.img`) ?? { pages: [], pagesFile: '' }) });
+    }
+    return out;
+  });
+
+/** Our memfd of each inode, by inode id, made by prepare(). */
+const madeMemfds = (images: KindImages) => images.memo('memfds made', () => new Map<number, number>());
+
+export const memfdKind = {
+  name: 'memfd' as const,
+  type: 'MEMFD',
+  field: 'memfd',
+  phase: 'table',
+  object: false,
+  recognise: (link: string) => isMemfd(link),
+  blocker: () => null,
+  dump: (f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext) => memfdRecord(ctx, id, `/proc/${f.pid}/fd/${f.fd}`, f.link, flags, f.info.pos, fown),
+  images(_records: MemfdRecord[], state: KindState) {
+    const inodes = [...dumpedInodes(state).values()];
+    return inodes.length ? [{ file: 'memfd.img', kind: 'MEMFD_INODE', entries: inodes.map(({ source: _, ...m }) => create(memfd_inode_entrySchema, m)) }] : [];
+  },
+  pages: (state: KindState) =>
+    [...dumpedInodes(state).values()].map((m) => ({
+      pagemap: `pagemap-shmem-${m.shmid}.img`,
+      bytes: Math.ceil(Number(m.size) / PAGE_SIZE) * PAGE_SIZE,
+      copy: (sink: (chunk: Buffer) => void) => copyMemfdPages(m.source, m.size, sink),
+    })),
+  read(entry: unknown, id: number): MemfdRecord {
+    const e = entry as memfd_file_entry;
+    return { id, flags: e.flags, pos: e.pos, fown: e.fown!, inodeId: e.inodeId };
+  },
+  validate(records: MemfdRecord[], images: KindImages): void {
+    const inodes = imageInodes(images);
+    for (const r of records) if (!inodes.has(r.inodeId)) throw new UserError(`files.img: memfd file id ${r.id} refers to inode ${r.inodeId}, missing from memfd.img`);
+  },
+  prepare(_records: MemfdRecord[], ctx: FdPrepareContext): void {
+    const made = madeMemfds(ctx.images);
+    for (const [inodeId, m] of imageInodes(ctx.images)) made.set(inodeId, createMemfd(m.inode, m.pages, m.pagesFile));
+  },
+  open: (rec: MemfdRecord, ctx: FdOpenContext) => openMemfd(madeMemfds(ctx.images).get(rec.inodeId)!, rec.flags, rec.pos),
+  mapped: (rec: MemfdRecord, images: KindImages) => ({ name: `/proc/${process.pid}/fd/${madeMemfds(images).get(rec.inodeId)}` }),
+  release(images: KindImages): number[] {
+    const made = madeMemfds(images);
+    const fds = [...made.values()];
+    made.clear();
+    return fds;
+  },
+  expect: (rec: MemfdRecord, s, key) => s.set(`${key} pos`, String(rec.pos)),
+} satisfies FdKind<MemfdRecord>;

@@ -13,7 +13,7 @@ import {
 import { UserError } from '../../util/errors.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, restoreSkOpts, finishSocket, type SkOpts } from './sk-opts.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 
 export type NetlinkSkData = MessageInitShape<typeof netlink_sk_entrySchema> & {
   id: number; ino: number; protocol: number; state: number; flags: number; portid: number; groups: number[];

@@ -13,7 +13,7 @@ import { O, sys, posixSpawn, wait4 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { parseStat } from '../../proc/index.js';
 import type { FdKind, FdSeen } from './fd-kind.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 import type { FileScan } from './scan.js';
 
 /** PIDFD_THREAD (linux/pidfd.h): the pidfd names a thread, not a thread group. Equal to O_EXCL. */

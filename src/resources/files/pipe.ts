@@ -12,7 +12,7 @@ import { UserError } from '../../util/errors.js';
 import { pipe_data_entrySchema, type pipe_data_entry } from '../../image/gen/pipe-data_pb.js';
 import type { pipe_entry } from '../../image/gen/pipe_pb.js';
 import type { FdKind, FdSeen, FdDumpContext, FdOpenContext, KindImage, KindImages, KindState } from './fd-kind.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 import { pipeInode } from './our-copy.js';
 
 const SPLICE_F_NONBLOCK = 2;

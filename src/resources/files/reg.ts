@@ -1,20 +1,25 @@
-// Regular files, directories and stateless character devices: dumped as path + flags + position,
-// restored by opening the path in the restorer and handing the open file to the task.
+// Regular files, directories and stateless character devices (the kind 'file'): a REG entry of
+// files.img (path, flags, position, and a stamp of size, mtime and build-id), opened again by its
+// path in the restorer and handed to the task. REG entries are also the path table the rest of
+// the images name (exe, cwd, root, mapped files, a FIFO's or a tty's path: FileTable.add), and
+// a deleted file's entry has its contents saved beside it (ghosts.ts): made again before the
+// tasks, removed before they run.
 import { openSync, closeSync, statSync } from 'node:fs';
 import { reg_file_entrySchema } from '../../image/gen/regfile_pb.js';
 import { hasField } from '../../image/presence.js';
 import { buildIdWords } from './build-id.js';
-import { O, sys } from '../../sys/index.js';
+import { O, F, sys, filesystemType, FS_MAGIC } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
+import type { Blocker } from '../../util/blocker.js';
 import { hostPath } from '../mnt/root-path.js';
-
-export interface FownData {
-  uid: number;
-  euid: number;
-  signum: number;
-  pidType: number;
-  pid: number;
-}
+import type { FownData } from './fown.js';
+import type { FdKind, FdSeen, FdDumpContext, FdOpenContext, FdPrepareContext, KindImages, KindState } from './fd-kind.js';
+import type { FileScan } from './scan.js';
+import { deletedPath, ghostBlocker } from './ghost.js';
+import { saveGhost, ghostImages, readGhosts, makeGhosts, unmakeGhosts, ghostTmpfiles } from './ghosts.js';
+import { isMemfd } from './memfd.js';
+// FownData and NO_FOWN moved to fown.ts; re-exported for inet.ts and tty.ts (another branch edits them).
+export { NO_FOWN, type FownData } from './fown.js';
 
 export interface RegFileData {
   id: number;
@@ -28,8 +33,6 @@ export interface RegFileData {
   /** mtime at dump time (ns), cryo's own field: a restore refuses a file changed since. */
   cryoMtimeNs?: bigint;
 }
-
-export const NO_FOWN: FownData = { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 };
 
 /** __O_TMPFILE: kept in the status flags of a file made with O_TMPFILE (with O_DIRECTORY). */
 export const O_TMPFILE_BIT = 0o20000000;
@@ -103,3 +106,124 @@ export function fileStamp(path: string, buildIds?: Map<string, number[] | undefi
   const id = buildIds.get(key);
   return id ? { ...stamp, buildId: id } : stamp;
 }
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFCHR = 0o020000;
+
+/** Character devices whose state is nothing more than being open. */
+export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
+
+/** What the verification calls an fd on a path, from the mode of what it opens. */
+export function pathKindName(mode: number): 'file' | 'dir' | 'device' | 'fifo' {
+  const type = mode & S_IFMT;
+  if (type === S_IFDIR) return 'dir';
+  if (type === S_IFCHR || type === 0o060000) return 'device';
+  if (type === 0o010000) return 'fifo';
+  return 'file';
+}
+
+/**
+ * The REG record of file `id`; `ghostSource`: the file was deleted, a /proc path that still opens
+ * it (its contents are saved, once per inode, in `state`).
+ */
+export function regRecord(id: number, reg: Omit<RegFileData, 'id'>, ghostSource: string | undefined, state: KindState): RegFileData {
+  if (ghostSource) saveGhost(state, id, ghostSource);
+  return { ...reg, id };
+}
+
+/**
+ * A regular file or directory is opened again by its path on restore, so the path must lead to
+ * the inode the fd has open (in the task's root). It does not for a path overmounted since it
+ * was opened, or a file of a mount the task cannot see by path: refused
+ * here, before anything is touched, rather than failing the restore of a killed tree.
+ */
+function pathBlocker(pid: number, fd: number, link: string): Blocker | null {
+  const proc = `/proc/${pid}/fd/${fd}`;
+  let open;
+  try {
+    open = statSync(proc, { bigint: true });
+  } catch {
+    return null; // closed meanwhile
+  }
+  let named = null;
+  try {
+    if (link.startsWith('/')) named = statSync(`/proc/${pid}/root${link}`, { bigint: true });
+  } catch {
+    /* nothing there */
+  }
+  if (named && named.dev === open.dev && named.ino === open.ino) return null;
+  const where = named ? 'to another file' : 'nowhere';
+  return { pid, fd, kind: 'file', reason: `${link}: its path leads ${where} (overmounted since it was opened, or on a mount the task cannot reach by path) — not supported` };
+}
+
+/** The verification's name of a record's fd (an entry without a mode is a regular file's). */
+const regName = (rec: RegFileData) => pathKindName(hasField(reg_file_entrySchema, rec, 'mode') ? rec.mode! : S_IFREG);
+
+export const regKind = {
+  name: 'file' as const,
+  type: 'REG',
+  field: 'reg',
+  phase: 'table',
+  object: false,
+  // Whatever is opened by a path and left by the other kinds: memfds and secret memory have
+  // paths of their own, FIFOs and ttys are listed before this kind in the registry.
+  recognise: (link: string, mode: number | null) =>
+    mode !== null && [S_IFREG, S_IFDIR, S_IFCHR].includes(mode & S_IFMT) && !link.startsWith('anon_inode:') && !isMemfd(link) && !link.startsWith('/secretmem'),
+  blocker(f: FdSeen, scan: FileScan): Blocker | null {
+    const { pid, fd, link } = f;
+    const type = f.mode! & S_IFMT;
+    // Before the ghost-file test: an unlinked queue's link reads as a deleted file.
+    if (type === S_IFREG && filesystemType(`/proc/${pid}/fd/${fd}`) === FS_MAGIC.MQUEUE) {
+      return { pid, fd, kind: 'mqueue', reason: `POSIX message queue ${link.replace(/ \(deleted\)$/, '')} (mq_open) — not supported yet` };
+    }
+    const gone = deletedPath(link);
+    if (gone !== null) return ghostBlocker({ pid, fd }, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
+    if (type === S_IFREG || type === S_IFDIR) return pathBlocker(pid, fd, link);
+    return STATELESS_DEVICES.has(link) ? null : { pid, fd, kind: 'device', reason: `character device ${link} — not supported` };
+  },
+  dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): RegFileData {
+    const source = `/proc/${f.pid}/fd/${f.fd}`;
+    const gone = deletedPath(f.link);
+    const mode = f.mode!;
+    // A log others may append to is not held to its size: O_APPEND writes go to the end anyway.
+    const stamp = (mode & S_IFMT) === S_IFREG && !(flags & O.APPEND) ? fileStamp(source) : {};
+    return regRecord(id, { flags, pos: f.info.pos, fown, name: gone ?? f.link, mode, ...stamp }, gone !== null ? source : undefined, ctx);
+  },
+  images: (_records: RegFileData[], state: KindState) => ghostImages(state),
+  // The entry as decoded: its optional fields answer hasField from the wire (changedSince).
+  read: (entry: unknown) => entry as RegFileData,
+  validate: (_records: RegFileData[], images: KindImages) => void readGhosts(images),
+  prepare(records: RegFileData[], ctx: FdPrepareContext): void {
+    // A file made with O_TMPFILE is made so again; its description is the one the tasks get.
+    makeGhosts(ctx.images, (path) => records.find((r) => r.name === path && r.flags & O_TMPFILE_BIT)?.flags);
+  },
+  unmake: (images: KindImages) => unmakeGhosts(images),
+  open(rec: RegFileData, ctx: FdOpenContext): number {
+    const changed = ctx.images.madePaths.has(rec.name) ? null : changedSince(rec);
+    if (changed) throw new UserError(`${ctx.what}: ${changed}`);
+    const tmpfiles = ghostTmpfiles(ctx.images);
+    const tmp = rec.flags & O_TMPFILE_BIT ? tmpfiles.get(rec.name) : undefined;
+    if (tmp === undefined) return openRegFile(rec);
+    tmpfiles.delete(rec.name);
+    sys('lseek', [tmp, rec.pos, 0], `${ctx.what}: position`);
+    sys('fcntl', [tmp, F.SETFL, rec.flags & ~(O.ACCMODE | O.CLOEXEC)]);
+    return tmp;
+  },
+  mapped: (rec: RegFileData) => ({ name: rec.name, ...(rec.size ? { size: rec.size } : {}) }),
+  release(images: KindImages): number[] {
+    const tmpfiles = ghostTmpfiles(images);
+    const fds = [...tmpfiles.values()];
+    tmpfiles.clear();
+    return fds;
+  },
+  nameOf: (mode: number) => pathKindName(mode),
+  recordName: regName,
+  expect(rec: RegFileData, s, key) {
+    // A directory's position is a filesystem cookie; an O_TMPFILE file is named after its inode
+    // (dir/#INO), which a new one cannot keep.
+    if (regName(rec) === 'file') s.set(`${key} pos`, String(rec.pos));
+    if (!(rec.flags & O_TMPFILE_BIT)) s.set(`${key} path`, rec.name);
+  },
+} satisfies FdKind<RegFileData>;

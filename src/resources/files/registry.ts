@@ -1,8 +1,9 @@
 // The fd kinds that implement the FdKind interface (fd-kind.ts). check, dump, the image reader,
 // the restore and the verification only iterate this list: a new kind is one module and one line
-// here. (The older kinds — reg/dir/chr, ghost, memfd, unix, inet, netlink — still have their
-// branches in fds.ts, table.ts, restore/images.ts and restore/files.ts; they move behind the
-// interface one by one.)
+// here. An fd is of the first kind that recognises it: the kind of files opened by a path (reg)
+// comes last, it takes what the others leave. (Sockets — unix, inet, netlink — still have their
+// branches in fds.ts, table.ts, restore/images.ts and restore/index.ts: they need a phase before
+// the tasks for all of them at once, and their queue images.)
 import type { AnyFdKind, FileEntryField } from './fd-kind.js';
 import { eventfdKind } from './eventfd.js';
 import { signalfdKind } from './signalfd.js';
@@ -14,8 +15,10 @@ import { pidfdKind } from './pidfd.js';
 import { ttyKind } from './tty.js';
 import { pipeKind } from './pipe.js';
 import { fifoKind } from './fifo.js';
+import { memfdKind } from './memfd.js';
+import { regKind } from './reg.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];

@@ -4,7 +4,7 @@ import type { signalfd_entrySchema } from '../../image/gen/signalfd_pb.js';
 import { sys } from '../../sys/index.js';
 import { signalSet, UNBLOCKABLE } from '../observe/names.js';
 import { CREATE_FLAGS, fdinfoField, type FdKind, type FdSeen } from './fd-kind.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 
 export type SignalfdData = MessageInitShape<typeof signalfd_entrySchema> & { id: number; flags: number; sigmask: bigint; fown: FownData };
 

@@ -11,7 +11,7 @@ import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
 import { inspectInet, describeInet, inetBlocker, dumpInetSk, isTcpConnection, type InetInfo, type TcpPolicy } from './inet.js';
 import { inspectNetlink, describeNetlink, netlinkBlocker, dumpNetlinkSk, type NetlinkInfo } from './netlink.js';
 import type { FileTable } from './table.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 
 // check.ts and others name them through this module.
 export { socketInode, withOurCopy } from './our-copy.js';

@@ -1,21 +1,19 @@
 // The files image: one entry per open file description or mapped/used file, shared by every
 // task and image that refers to it by id.
-import { NO_FOWN, type RegFileData, type FownData } from './reg.js';
+import { regKind, regRecord, type RegFileData } from './reg.js';
+import { NO_FOWN, type FownData } from './fown.js';
 import type { UnixSkData } from './unix.js';
 import type { InetSkData } from './inet.js';
 import type { NetlinkSkData } from './netlink.js';
 import type { FileScan } from './scan.js';
 import { statSync } from 'node:fs';
 import { O } from '../../sys/index.js';
-import { readGhost, type GhostData } from './ghost.js';
-import { inspectMemfd, type MemfdInode } from './memfd.js';
+import { memfdKind, memfdRecord } from './memfd.js';
 import type { FileLockData } from './locks.js';
 import { newKindState, type AnyFdKind, type FdDumpContext } from './fd-kind.js';
 import type { TcpDump } from '../net/tcp-dump.js';
 
 export type FileRecord =
-  | { type: 'REG'; id: number; reg: RegFileData }
-  | { type: 'MEMFD'; id: number; memfd: { id: number; flags: number; pos: bigint; fown: FownData; inodeId: number } }
   | { type: 'UNIXSK'; id: number; usk: UnixSkData }
   | { type: 'INETSK'; id: number; isk: InetSkData }
   | { type: 'NETLINKSK'; id: number; nlsk: NetlinkSkData }
@@ -59,13 +57,6 @@ export class FileTable {
   /** What will not come back exactly as it was, for the log. */
   readonly warnings: string[] = [];
 
-  /** Contents of deleted files, by ghost id (one per inode), and which file ids use each. */
-  readonly ghosts = new Map<number, GhostData>();
-  readonly remaps: { origId: number; remapId: number }[] = [];
-  private ghostByInode = new Map<string, number>();
-
-  /** memfd inodes, by dev:ino, with a /proc path that opens each (valid while the tree is frozen). */
-  readonly memfds = new Map<string, MemfdInode & { source: string }>();
   /** The MEMFD entry each mapped memfd inode got (mappings share one entry per inode). */
   private memfdMapped = new Map<string, number>();
 
@@ -84,48 +75,16 @@ export class FileTable {
     };
   }
 
-  private memfdInode(source: string, path: string): bigint {
-    const st = statSync(source);
-    const key = `${st.dev}:${st.ino}`;
-    let m = this.memfds.get(key);
-    if (!m) {
-      m = { ...inspectMemfd(source, path, this.memfds.size + 1), source };
-      this.memfds.set(key, m);
-    }
-    return m.inodeId;
-  }
-
-  /** An fd on a memfd: its own description (flags, position) on the shared inode. */
-  addMemfd(source: string, path: string, flags: number, pos: bigint, fown: FownData): number {
-    const inodeId = Number(this.memfdInode(source, path));
-    const id = this.entries.length + 1;
-    this.entries.push({ type: 'MEMFD', id, memfd: { id, flags, pos, fown, inodeId } });
-    return id;
-  }
-
   /** A memfd mapping (no fd needed): one read-write entry per inode. */
   mappedMemfd(source: string, path: string, fown: FownData): number {
     const st = statSync(source);
     const key = `${st.dev}:${st.ino}`;
     let id = this.memfdMapped.get(key);
     if (id === undefined) {
-      id = this.addMemfd(source, path, O.RDWR, 0n, fown);
+      id = this.addKind(memfdKind, (fileId) => memfdRecord(this.dumpContext, fileId, source, path, O.RDWR, 0n, fown));
       this.memfdMapped.set(key, id);
     }
     return id;
-  }
-
-  /** File `id` is a deleted file, readable through `source`: its contents are saved once. */
-  private ghost(id: number, source: string): void {
-    const st = statSync(source);
-    const key = `${st.dev}:${st.ino}`;
-    let g = this.ghostByInode.get(key);
-    if (g === undefined) {
-      g = this.ghostByInode.size + 1;
-      this.ghostByInode.set(key, g);
-      this.ghosts.set(g, readGhost(source));
-    }
-    this.remaps.push({ origId: id, remapId: g });
   }
 
   /** A registered kind's record; `dump` makes it for the file id given. */
@@ -141,12 +100,12 @@ export class FileTable {
 
   private byPath = new Map<string, number>();
 
-  /** `ghostSource`: the file was deleted; a /proc path that still opens it. */
+  /**
+   * A REG entry (a path the images name: a mapping, exe, cwd, root, a kind's path);
+   * `ghostSource`: the file was deleted, a /proc path that still opens it.
+   */
   add(reg: Omit<RegFileData, 'id'>, ghostSource?: string): number {
-    const id = this.entries.length + 1;
-    this.entries.push({ type: 'REG', id, reg: { ...reg, id } });
-    if (ghostSource) this.ghost(id, ghostSource);
-    return id;
+    return this.addKind(regKind, (id) => regRecord(id, reg, ghostSource, this.dumpContext));
   }
 
   /** A file used by path only (exe, mapping, cwd, root): one entry per distinct path+mode. */

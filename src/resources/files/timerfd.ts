@@ -6,7 +6,7 @@ import type { ProcFdinfo } from '../../proc/index.js';
 import { sys } from '../../sys/index.js';
 import { timespecText } from '../observe/names.js';
 import { CREATE_FLAGS, fdinfoField, type FdKind, type FdSeen } from './fd-kind.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 
 export type TimerfdData = MessageInitShape<typeof timerfd_entrySchema> & {
   id: number; flags: number; fown: FownData; clockid: number; ticks: bigint; vsec: bigint; vnsec: bigint; isec: bigint; insec: bigint;

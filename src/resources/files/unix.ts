@@ -13,7 +13,7 @@ import {
 import { UserError } from '../../util/errors.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, restoreSkOpts, type SkOpts } from './sk-opts.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 
 export type UnixSkData = MessageInitShape<typeof unix_sk_entrySchema> & {
   id: number; ino: number; type: number; state: number; flags: number; uflags: number; backlog: number;

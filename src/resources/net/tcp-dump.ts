@@ -11,7 +11,7 @@ import { AF, SOL, SO, getsockoptInt, sysTry, closeFd, F } from '../../sys/index.
 import { socketInode, withOurCopy } from '../files/our-copy.js';
 import { inspectInet, isTcpConnection, type InetInfo } from '../files/inet.js';
 import type { FileScan } from '../files/scan.js';
-import type { FownData } from '../files/reg.js';
+import type { FownData } from '../files/fown.js';
 import { dumpTcpConnection, releaseRepair, type TcpConnectionRecord } from './tcp-repair.js';
 import { lockNetwork, sweepLeftovers, type NetworkLock, type NetworkLockMode, type TcpTuple } from './netlock.js';
 import { TcpGuard } from './tcp-guard.js';

@@ -21,7 +21,7 @@ import {
 import { inspectInet, dumpInetSk, describeInet, type InetSkData, type InetInfo } from '../files/inet.js';
 import { readSynSent, createSynSent, connectAgain } from './synsent.js';
 import { restoreSkOpts, finishSocket } from '../files/sk-opts.js';
-import type { FownData } from '../files/reg.js';
+import type { FownData } from '../files/fown.js';
 import { replayPeerFin } from './tcp-fin.js';
 import { wordsToBytes } from './addr-words.js';
 

@@ -2,6 +2,7 @@
 // link on the /proc side and from its image on the other; the registered kinds
 // (resources/files/registry.ts) go by their own names.
 import { FD_KINDS, registeredKindOf, type RegisteredKindName } from '../files/registry.js';
+import { pathKindName } from '../files/reg.js';
 
 /** What the verification calls an fd's kind (the registered kinds go by their own names). */
 export type ObservedKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'anon' | RegisteredKindName;
@@ -17,17 +18,8 @@ export function fdKindOf(link: string, mode: number): ObservedKind {
   if (link.startsWith('socket:[')) return 'socket';
   if (link.startsWith('pipe:[')) return 'pipe';
   const registered = registeredKindOf(link, mode);
-  if (registered) return registered.name as RegisteredKindName;
+  if (registered) return (registered.nameOf?.(mode) ?? registered.name) as ObservedKind;
   if (link.startsWith('anon_inode:')) return ANON[link] ?? 'anon';
-  if (link.startsWith('/memfd:')) return 'memfd';
-  return fileKindOf(mode);
-}
-
-export function fileKindOf(mode: number): ObservedKind {
-  const type = mode & 0o170000;
-  if (type === 0o040000) return 'dir';
-  if (type === 0o020000 || type === 0o060000) return 'device';
-  if (type === 0o010000) return 'fifo';
-  return 'file';
+  return pathKindName(mode);
 }
 
