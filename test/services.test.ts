@@ -175,23 +175,66 @@ describe('refused before anything is touched', () => {
   });
 
   // (One closed but still held through a dup in the same task is restored: the fdstate target.)
-  it('an epoll target the task no longer has open at all (only its child does): named', async () => {
+  it('epoll targets held only by another task of the tree (a fork that closed or kept them) still fire', async () => {
+    const { t, ready } = await readyPython('epoll-elsewhere', [
+      'import select, os, time, sys',
+      '# The parent watches r1, then leaves it to its child A only; child B inherits ep2 watching r2',
+      '# and closes r2, which only the parent keeps (a forked worker of an asyncio program).',
+      'r1, w1 = os.pipe(); ep1 = select.epoll(); ep1.register(r1, select.EPOLLIN)',
+      'a = os.fork()',
+      'if a == 0:',
+      '    time.sleep(1e6)',
+      'os.close(r1)',
+      'r2, w2 = os.pipe(); ep2 = select.epoll(); ep2.register(r2, select.EPOLLIN | select.EPOLLET)',
+      'b = os.fork()',
+      'if b == 0:',
+      '    os.close(r2)',
+      '    while not os.path.exists("go"): time.sleep(0.01)',
+      '    os.write(w2, b"x")',
+      '    ev = ep2.poll(5)',
+      '    os._exit(0 if ev == [(r2, select.EPOLLIN)] else 1)',
+      'ep2.close()',
+      'print("READY", r1, r2, a, b, flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'quiet = ep1.poll(0)',
+      'os.write(w1, b"y")',
+      'ev = ep1.poll(5)',
+      '_, st = os.waitpid(b, 0)',
+      'ok = quiet == [] and ev == [(r1, select.EPOLLIN)] and st == 0',
+      'print("PASS" if ok else f"FAIL: before {quiet} after {ev} child B status {st}", flush=True)',
+    ]);
+    const [, , , a, b] = ready.split(' ').map(Number);
+    descendants(t.pid); // its children too, for the cleanup
+    const c = check(t.pid);
+    assert.equal(c.code, 0, c.out);
+    const { dir } = await dumpAndKill(t, [t.pid, a!, b!]);
+    // cryo's own fields (CRIU's crit does not know them): as cryo shows the image.
+    const shown = cryo(['show', `${dir}/files.img`]);
+    assert.equal(shown.code, 0, cryoReport(shown));
+    const tfds = (JSON.parse(shown.stdout) as { entries: Entry[] }).entries
+      .filter((e) => e.type === 'EVENTPOLL').flatMap((e) => (e.epfd as { tfd: Entry[] }).tfd);
+    assert.ok(tfds.some((x) => x.cryo_holder_pid === a), `a target held by child A: ${JSON.stringify(tfds)}`);
+    assert.ok(tfds.some((x) => x.cryo_holder_pid === t.pid), `a target held by the parent: ${JSON.stringify(tfds)}`);
+    checkRestore(t, restore(t, dir, '1'));
+    await expectPass(t);
+  });
+
+  it('an epoll target no task of the tree has open any more: named', async () => {
     const { t, ready } = await readyPython('epoll-stale', [
-      'import select, os, time',
+      'import select, os, time, socket',
+      '# A pipe end sent over a unix socket and closed: only the message in flight holds it.',
       'r, w = os.pipe()',
       'ep = select.epoll(); ep.register(r, select.EPOLLIN)',
-      'if os.fork() == 0:',
-      '    time.sleep(1e6)',
-      'os.close(r)',
+      'x, y = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)',
+      'socket.send_fds(x, [b"m"], [r]); os.close(r)',
       'print("READY", r, flush=True)',
       'while not os.path.exists("go"): time.sleep(0.01)',
       'print("PASS", flush=True)',
     ]);
     const fd = ready.split(' ')[1];
-    descendants(t.pid); // its sleeping child too, for the cleanup
     const c = check(t.pid);
     assert.equal(c.code, 3, c.out);
-    assert.ok(c.out.includes(`epoll instance watches a file (registered as fd ${fd}) that this task no longer has open`), c.out);
+    assert.ok(c.out.includes(`epoll instance watches a file (registered as fd ${fd}) that no task of the tree has open any more`), c.out);
     await expectPass(t);
   });
 

@@ -5,7 +5,8 @@ import { O, F, NR, sys } from '../sys/index.js';
 import type { RestoreTask } from '../resources/context.js';
 import type { TaskImage } from './images.js';
 import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
-import type { FdPhase } from '../resources/files/fd-kind.js';
+import type { FdPhase, FdTableContext } from '../resources/files/fd-kind.js';
+import { UserError } from '../util/errors.js';
 import { openFile, type RestoreSession } from './files.js';
 
 /** When the fd is made: with the table, or (a kind that names tasks) once they all exist. */
@@ -35,7 +36,7 @@ export function restoreFdsAfterChildren(r: RestoreTask, img: TaskImage, session:
   for (const fi of img.fdinfo.filter((f) => phaseOf(session, f) === 'in-task')) {
     const k = session.ckpt.kindFiles.get(fi.id)!;
     if (!k.kind.openInTask) throw new Error(`kind ${k.kind.name}: phase 'in-task' without openInTask`);
-    k.kind.openInTask(k.record, fi.fd, { task: r, table: img.fdinfo, maxFd });
+    k.kind.openInTask(k.record, fi.fd, tableContext(r, img, maxFd, session));
   }
 }
 
@@ -75,6 +76,20 @@ function afterTable(r: RestoreTask, img: TaskImage, maxFd: number, session: Rest
     const k = session.ckpt.kindFiles.get(fi.id);
     if (!k?.kind.afterTable || session.afterTableDone.has(fi.id)) continue;
     session.afterTableDone.add(fi.id);
-    k.kind.afterTable(k.record, fi.fd, { task: r, table: img.fdinfo, maxFd });
+    k.kind.afterTable(k.record, fi.fd, tableContext(r, img, maxFd, session));
   }
+}
+
+/** What a kind's hooks get of a task whose table is whole. */
+function tableContext(r: RestoreTask, img: TaskImage, maxFd: number, session: RestoreSession): FdTableContext {
+  return {
+    task: r,
+    table: img.fdinfo,
+    maxFd,
+    pullFile(pid, fd, at) {
+      const fi = session.ckpt.tasks.find((t) => t.pid === pid)?.fdinfo.find((f) => f.fd === fd);
+      if (!fi) throw new UserError(`pid ${r.pid}: the images name fd ${fd} of pid ${pid} as the holder of a file it needs, but that task has no such fd`);
+      installFds(r, [{ ...fi, fd: at, flags: 0 }], maxFd, session);
+    },
+  };
 }

@@ -156,15 +156,16 @@ export function kcmp(pid1: number, pid2: number, type: number, idx1 = 0, idx2 = 
 const KCMP_EPOLL_TFD = 7;
 
 /**
- * Whether `fd` of `pid` is the very file registered in the epoll `epfd` under fd number `tfd`
- * (the `toff`-th registration under that number).
+ * Whether fd `fd` of task `holder` is the file that epoll `epfd` of task `pid` watches under
+ * registration (`tfd`, `toff`): kcmp(KCMP_EPOLL_TFD) compares a file of its first task with a
+ * target of an epoll of its second.
  */
-export function isEpollTarget(pid: number, fd: number, epfd: number, tfd: number, toff: number): boolean {
+export function isEpollTarget(pid: number, fd: number, epfd: number, tfd: number, toff: number, holder = pid): boolean {
   const slot = Buffer.alloc(12);
   slot.writeUInt32LE(epfd, 0);
   slot.writeUInt32LE(tfd, 4);
   slot.writeUInt32LE(toff, 8);
-  return sysTry('kcmp', [pid, pid, KCMP_EPOLL_TFD, fd, slot]).ret === 0;
+  return sysTry('kcmp', [holder, pid, KCMP_EPOLL_TFD, fd, slot]).ret === 0;
 }
 
 /** Filesystem magic numbers (statfs f_type) cryo tells apart. */

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file eventpoll.proto.
  */
 export const file_eventpoll: GenFile = /*@__PURE__*/
-  fileDesc("Cg9ldmVudHBvbGwucHJvdG8ijAEKE2V2ZW50cG9sbF90ZmRfZW50cnkSCgoCaWQYASACKA0SCwoDdGZkGAIgAigNEg4KBmV2ZW50cxgDIAIoDRIMCgRkYXRhGAQgAigEEgsKA2RldhgFIAEoDRINCgVpbm9kZRgGIAEoBBILCgNwb3MYByABKAQSFQoMY3J5b19maWxlX2ZkGOkHIAEoDSJvChRldmVudHBvbGxfZmlsZV9lbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRIZCgRmb3duGAMgAigLMgsuZm93bl9lbnRyeRIhCgN0ZmQYBCADKAsyFC5ldmVudHBvbGxfdGZkX2VudHJ5", [file_fown]);
+  fileDesc("Cg9ldmVudHBvbGwucHJvdG8ipgEKE2V2ZW50cG9sbF90ZmRfZW50cnkSCgoCaWQYASACKA0SCwoDdGZkGAIgAigNEg4KBmV2ZW50cxgDIAIoDRIMCgRkYXRhGAQgAigEEgsKA2RldhgFIAEoDRINCgVpbm9kZRgGIAEoBBILCgNwb3MYByABKAQSFQoMY3J5b19maWxlX2ZkGOkHIAEoDRIYCg9jcnlvX2hvbGRlcl9waWQY6gcgASgNIm8KFGV2ZW50cG9sbF9maWxlX2VudHJ5EgoKAmlkGAEgAigNEg0KBWZsYWdzGAIgAigNEhkKBGZvd24YAyACKAsyCy5mb3duX2VudHJ5EiEKA3RmZBgEIAMoCzIULmV2ZW50cG9sbF90ZmRfZW50cnk", [file_fown]);
 
 /**
  * @generated from message eventpoll_tfd_entry
@@ -66,6 +66,14 @@ export type eventpoll_tfd_entry = Message<"eventpoll_tfd_entry"> & {
    * @generated from field: optional uint32 cryo_file_fd = 1001;
    */
   cryoFileFd: number;
+
+  /**
+   * cryo's own: the task of the tree whose fd `cryo_file_fd` holds the watched file, when the
+   * epoll's own task holds it nowhere any more (a child that closed what its parent still has).
+   *
+   * @generated from field: optional uint32 cryo_holder_pid = 1002;
+   */
+  cryoHolderPid: number;
 };
 
 /**

@@ -2,14 +2,15 @@
 // restore creates an empty epoll; once the task's fd table is whole, the task itself registers
 // each target again under the fd number it was registered with (the kind's afterTable hook).
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { sys, isEpollTarget, O, F } from '../../sys/index.js';
 import { eventpoll_tfd_entrySchema, type eventpoll_file_entrySchema } from '../../image/gen/eventpoll_pb.js';
 import { hasField } from '../../image/presence.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './fown.js';
-import type { FdKind, FdSeen, FdTableContext } from './fd-kind.js';
+import type { FdDumpContext, FdKind, FdSeen, FdTableContext } from './fd-kind.js';
+import type { FileScan } from './scan.js';
 
 /** One fd an epoll watches: its number in the task, the events and the user's data. */
 export type EpollTarget = MessageInitShape<typeof eventpoll_tfd_entrySchema> & { tfd: number; events: number; data: bigint };
@@ -33,35 +34,72 @@ function epollTarget(id: number, line: string): EpollTarget {
   };
 }
 
+/** Where a watched file is held now: a task of the tree (the epoll's own first) and its fd. */
+export interface EpollHolder {
+  pid: number;
+  fd: number;
+}
+
+function fdsOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /**
- * The fd of `pid` that holds what epoll `epfd` watches under each of its registrations: the
- * registered number itself, or, when that fd was closed or reused since, another fd of the task
- * on the same file (found with kcmp); null where the task holds it nowhere.
+ * Who holds what epoll `epfd` of `pid` watches, for each of its registrations: the registered
+ * number itself, or, when that fd was closed or reused since, another fd of the task on the same
+ * file, or else an fd of another task of `tree` (a child that closed what its parent still holds,
+ * as a forked worker of an asyncio program does); null where no task of the tree holds it.
+ * kcmp(KCMP_EPOLL_TFD) tells which.
  */
-export function epollHolders(pid: number, epfd: number, info: ProcFdinfo): (number | null)[] {
+export function epollHolders(pid: number, epfd: number, info: ProcFdinfo, tree: Iterable<number>): (EpollHolder | null)[] {
   const seen = new Map<number, number>();
-  let fds: number[] | null = null;
+  const fds = new Map<number, number[]>();
+  const fdsOnce = (p: number): number[] => fds.get(p) ?? fds.set(p, fdsOf(p)).get(p)!;
   return (info.extra.get('tfd') ?? []).map((line) => {
     const t = epollTarget(0, line);
     const toff = seen.get(t.tfd) ?? 0;
     seen.set(t.tfd, toff + 1);
-    if (isEpollTarget(pid, t.tfd, epfd, t.tfd, toff)) return t.tfd;
-    fds ??= readdirSync(`/proc/${pid}/fd`).map(Number);
-    return fds.find((fd) => isEpollTarget(pid, fd, epfd, t.tfd, toff)) ?? null;
+    if (isEpollTarget(pid, t.tfd, epfd, t.tfd, toff)) return { pid, fd: t.tfd };
+    for (const p of [pid, ...[...tree].filter((q) => q !== pid)]) {
+      const fd = fdsOnce(p).find((n) => isEpollTarget(pid, n, epfd, t.tfd, toff, p));
+      if (fd !== undefined) return { pid: p, fd };
+    }
+    return null;
   });
+}
+
+/** Links of fds the restore makes only after the tables (pidfds) or in their task (/dev/tty). */
+const LATE_LINK = /^(anon_inode:\[pidfd\]|\/dev\/tty)$/;
+
+function linkOf(h: EpollHolder): string {
+  try {
+    return readlinkSync(`/proc/${h.pid}/fd/${h.fd}`);
+  } catch {
+    return '';
+  }
 }
 
 /**
  * An epoll target is registered again under its fd number; one whose number was closed or
- * reused after registration is registered through another fd of the task on the same file. A
- * file the task holds no fd of any more (only another process does) cannot be.
+ * reused after registration is registered through the fd that holds the file now, in this task
+ * or in another of the tree. A file no task of the tree holds any more cannot be; nor one held
+ * only by another task as a pidfd or /dev/tty (made after the fd tables).
  */
-export function epollBlocker(pid: number, epfd: number, info: ProcFdinfo): Blocker | null {
-  const holders = epollHolders(pid, epfd, info);
-  const lost = holders.findIndex((h) => h === null);
-  if (lost < 0) return null;
-  const t = epollTarget(0, info.extra.get('tfd')![lost]!);
-  return { pid, fd: epfd, kind: 'epoll', reason: `epoll instance watches a file (registered as fd ${t.tfd}) that this task no longer has open — not supported` };
+export function epollBlocker(pid: number, epfd: number, info: ProcFdinfo, tree: Iterable<number>): Blocker | null {
+  const holders = epollHolders(pid, epfd, info, tree);
+  const lines = info.extra.get('tfd') ?? [];
+  for (const [i, h] of holders.entries()) {
+    const t = epollTarget(0, lines[i]!);
+    if (h === null)
+      return { pid, fd: epfd, kind: 'epoll', reason: `epoll instance watches a file (registered as fd ${t.tfd}) that no task of the tree has open any more — not supported` };
+    if (h.pid !== pid && LATE_LINK.test(linkOf(h)))
+      return { pid, fd: epfd, kind: 'epoll', reason: `epoll instance watches a ${linkOf(h)} (registered as fd ${t.tfd}) that only pid ${h.pid} holds (fd ${h.fd}) — not supported` };
+  }
+  return null;
 }
 
 /** struct epoll_event as x86_64 packs it: u32 events, u64 data. */
@@ -84,15 +122,19 @@ function fillEpoll(rec: EventpollData, epfd: number, t: FdTableContext): void {
     t.task.scratch.reset();
     const what = `epoll fd ${epfd} target fd ${target.tfd}`;
     const ev = t.task.scratch.put(epollEvent(target));
-    if (!hasField(eventpoll_tfd_entrySchema, target, 'cryoFileFd') || target.cryoFileFd === target.tfd) {
+    // Held by another task of the tree only (maybe under the same number): from the restorer.
+    const elsewhere = hasField(eventpoll_tfd_entrySchema, target, 'cryoHolderPid');
+    if (!elsewhere && (!hasField(eventpoll_tfd_entrySchema, target, 'cryoFileFd') || target.cryoFileFd === target.tfd)) {
       call('epoll_ctl', [epfd, EPOLL_CTL_ADD, target.tfd, ev], what);
       continue;
     }
-    // Registered under a number that was closed or reused since: the file (held by another fd)
-    // goes under that number for the registration, and whatever is there now comes back.
+    // Registered under a number that was closed or reused since: the file (held by another fd,
+    // of this task or another) goes under that number for the registration, and whatever is
+    // there now comes back.
     const inUse = t.table.find((f) => f.fd === target.tfd);
     const saved = inUse ? call('fcntl', [target.tfd, F.DUPFD_CLOEXEC, t.maxFd + 1], what) : -1n;
-    call('dup3', [target.cryoFileFd!, target.tfd, 0], what);
+    if (elsewhere) t.pullFile(target.cryoHolderPid!, target.cryoFileFd!, target.tfd);
+    else call('dup3', [target.cryoFileFd!, target.tfd, 0], what);
     call('epoll_ctl', [epfd, EPOLL_CTL_ADD, target.tfd, ev], what);
     if (inUse) {
       call('dup3', [saved, target.tfd, inUse.flags & 1 ? O.CLOEXEC : 0], what);
@@ -110,14 +152,16 @@ export const epollKind = {
   phase: 'table',
   object: true,
   recognise: (link: string) => link === 'anon_inode:[eventpoll]',
-  blocker: (f: FdSeen) => epollBlocker(f.pid, f.fd, f.info),
-  dump(f: FdSeen, id: number, flags: number, fown: FownData): EventpollData {
+  blocker: (f: FdSeen, scan: FileScan) => epollBlocker(f.pid, f.fd, f.info, scan.tree),
+  dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): EventpollData {
     const tfd = (f.info.extra.get('tfd') ?? []).map((l) => epollTarget(id, l));
     // Targets whose fd number was closed or reused since registration: which fd holds them now.
-    const holders = epollHolders(f.pid, f.fd, f.info);
+    const holders = epollHolders(f.pid, f.fd, f.info, ctx.scan.tree);
     tfd.forEach((t, i) => {
       const h = holders[i];
-      if (h !== null && h !== undefined && h !== t.tfd) t.cryoFileFd = h;
+      if (!h || (h.pid === f.pid && h.fd === t.tfd)) return;
+      t.cryoFileFd = h.fd;
+      if (h.pid !== f.pid) t.cryoHolderPid = h.pid;
     });
     return { id, flags, fown, tfd };
   },

@@ -139,6 +139,12 @@ export interface FdTableContext {
   table: { fd: number; flags: number }[];
   /** The task's highest fd: temporaries go above it. */
   maxFd: number;
+  /**
+   * Puts at fd `at` of this task (replacing what is there) the open file description that task
+   * `pid` of the images has at its fd `fd`: a file this task holds no fd of (an epoll's target
+   * that only another task kept). Throws when the images give that task no such fd.
+   */
+  pullFile(pid: number, fd: number, at: number): void;
 }
 
 /** Keys and values the verification compares, set by the image side and by the /proc side. */
