@@ -21,7 +21,7 @@ import {
   E, Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite, memWrite,
   checkInterrupt, type SyscallName,
 } from '../sys/index.js';
-import { parseMaps, type MapsEntry } from '../proc/index.js';
+import { parseMaps } from '../proc/index.js';
 import { Remote, RemoteSyscallError, batchResults, unwrittenSlots, type BatchCall, type RemoteArg } from './remote.js';
 import { batchCode, callsThatFit } from './batch-code.js';
 export { ScratchArea } from './scratch-area.js';
@@ -33,32 +33,10 @@ import { skip } from '../util/skip.js';
 import { ScratchArea, type Slot } from './scratch-area.js';
 import { pickMarker } from './marker.js';
 import { findSyscallInVdso } from './syscall-site.js';
+import { freeSpot, stackFrameSpot } from './placement.js';
 
 const SYSGOOD_TRAP = SIG.TRAP | 0x80;
 const MAP_FIXED_NOREPLACE = 0x100000;
-const PAGE = 4096n;
-
-/**
- * A free place for `size` bytes: just below the lowest mapping above the largest hole (the one
- * between the heap and the libraries), a page away from it; not next to the stack.
- */
-function freeSpot(maps: MapsEntry[], size: number): bigint | null {
-  let best: bigint | null = null;
-  let bestGap = 0n;
-  for (let i = 1; i < maps.length; i++) {
-    const next = maps[i]!;
-    if (next.path === '[stack]' || next.start >= 1n << 47n) continue;
-    const gap = next.start - maps[i - 1]!.end;
-    if (gap > bestGap) {
-      bestGap = gap;
-      best = next.start;
-    }
-  }
-  if (best === null || bestGap < BigInt(size) + 4n * PAGE) return null;
-  return best - BigInt(size) - PAGE;
-}
-const RED_ZONE = 128n;
-
 type Bootstrap = { kind: 'stack'; frame: bigint; gadgets: Gadgets } | { kind: 'window'; vdsoSyscall: bigint };
 
 export class SafeRemote extends Remote {
@@ -201,21 +179,12 @@ export class SafeRemote extends Remote {
   }
 
   /**
-   * Writes the task's signal frame below the red zone of its own stack (where the kernel would
-   * put a signal frame) and returns its address; null if the stack pointer is not on a mapping
-   * that is recognisably a stack with room for it: [stack], or a pthread stack (anonymous, right
-   * above its PROT_NONE guard). Elsewhere (a Go goroutine stack in a heap arena) the memory
-   * below rsp may be someone else's.
+   * Writes the task's signal frame on its own stack, below the red zone (where the kernel would
+   * put a signal frame: stackFrameSpot), and returns its address; null if there is no such place.
    */
   private placeStackFrame(g: Gadgets, maps = parseMaps(readFileSync(`/proc/${this.t.tgid}/maps`, 'utf8'))): bigint | null {
-    const sp = this.saved.get('sp');
-    const at = (sp - RED_ZONE - BigInt(FPSTATE_OFFSET + this.xstate.length + 4)) & ~63n;
-    const i = maps.findIndex((m) => m.start < sp && sp <= m.end);
-    const m = maps[i];
-    if (!m || at < m.start || !m.write || m.shared) return null;
-    const below = maps[i - 1];
-    const guarded = m.path === '' && m.inode === 0 && below !== undefined && below.end === m.start && !below.read && !below.write && !below.exec;
-    if (m.path !== '[stack]' && !guarded) return null;
+    const at = stackFrameSpot(maps, this.saved.get('sp'), FPSTATE_OFFSET + this.xstate.length + 4);
+    if (at === null) return null;
     vmWrite(this.t.tid, at, buildSigframe(at, this.backTo, this.savedMask, this.xstate, g.restorer));
     return at;
   }
