@@ -23,9 +23,9 @@ import { dumpSigactions, dumpSigaltstack } from '../resources/task/signals.js';
 import { dumpItimers } from '../resources/task/timers.js';
 import { dumpPosixTimers } from '../resources/task/posix-timers.js';
 import { dumpCgroups, type CgroupMember } from '../resources/task/cgroup.js';
-import { dumpRlimits } from '../resources/task/rlimits.js';
+import { dumpTaskResources } from '../resources/task/registry.js';
 import { dumpCreds } from '../resources/task/creds.js';
-import { dumpTaskAttributes, dumpDumpable } from '../resources/task/attributes.js';
+import { dumpTaskAttributes } from '../resources/task/attributes.js';
 import { mceKillField } from '../resources/task/mce-kill.js';
 import { dumpThreadState, rseqAbortIp } from '../resources/task/thread.js';
 import { peekPending } from '../resources/task/pending.js';
@@ -208,6 +208,8 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   const ids = taskIds(t); // first: namespace ids are numbered in CRIU's order (pid, net, ...)
   const { threadInfo, threadCore, attrs } = dumpThreadParts(t);
   const cgroups = dumpCgroups(pid);
+  // The task resources' own fields (resources/task/registry.ts: rlimits, dumpable).
+  const own = dumpTaskResources(t);
   const core = create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
     threadInfo,
@@ -220,7 +222,6 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       comm: attrs.comm,
       timers: { ...dumpItimers(t), posix: dumpPosixTimers(t) },
       cgSet: t.ids.id('cgset', JSON.stringify(cgroups)),
-      rlimits: { rlimits: dumpRlimits(t) },
       // A stopped task holds the SIGCONT we sent to work in it: not part of its state.
       signalsS: {
         signals: peekPending(pid, true)
@@ -231,6 +232,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       oomScoreAdj: attrs.oomScoreAdj,
       sigactions: dumpSigactions(t),
       childSubreaper: attrs.childSubreaper,
+      ...own.tc,
     },
     threadCore,
   });
@@ -253,7 +255,8 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
     );
   }, parentPid);
   const mm = create(mm_entrySchema, {
-    ...dumpMmFields(t, exeId, dumpDumpable(t)),
+    ...dumpMmFields(t, exeId),
+    ...own.mm,
     ...(plan.mlockall ? { cryoMlockall: plan.mlockall } : {}),
     vmas: plan.vmas.map((v) => ({ ...v, fd: BigInt(v.fd) })),
   });

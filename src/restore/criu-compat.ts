@@ -1,9 +1,7 @@
 // What an image (CRIU's or cryo's) records that cryo cannot restore as recorded, decided once the
 // images are read and before any task is created: each is honoured, adapted with a warning
 // naming it, or refused with the field named.
-import { readFileSync } from 'node:fs';
 import { isFieldSet } from '@bufbuild/protobuf';
-import { prlimit } from '../sys/index.js';
 import { inventory_entrySchema, lsmtype } from '../image/gen/inventory_pb.js';
 import { creds_entrySchema } from '../image/gen/creds_pb.js';
 import { UserError } from '../util/errors.js';
@@ -12,15 +10,7 @@ import type { CheckpointImage } from './images.js';
 import { ImageDirReader } from '../image/dir.js';
 import type { cpuinfo_entry } from '../image/gen/cpuinfo_pb.js';
 import { checkCpu, parseCpuCap, DEFAULT_CPU_CAP } from '../resources/task/cpu.js';
-
-const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE', 'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
-const CAP_SYS_RESOURCE = 24;
-
-/** Whether cryo holds CAP_SYS_RESOURCE (without it a hard limit cannot be raised). */
-function haveSysResource(): boolean {
-  const eff = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
-  return ((BigInt('0x' + eff) >> BigInt(CAP_SYS_RESOURCE)) & 1n) === 1n;
-}
+import { TASK_RESOURCES } from '../resources/task/registry.js';
 
 /** Refuses what cryo cannot restore from these images, naming the field; adapts what it can. */
 export function checkRestorable(ckpt: CheckpointImage, log: Log, cpuCap = DEFAULT_CPU_CAP): void {
@@ -30,7 +20,7 @@ export function checkRestorable(ckpt: CheckpointImage, log: Log, cpuCap = DEFAUL
   else log.info('no cpuinfo.img: the CPU is not compared');
   // Namespaces: judged as the images are read (resources/ns/restore.ts readRootNamespaces).
   refuseCreds(ckpt);
-  clampHardLimits(ckpt, log);
+  adaptTaskResources(ckpt, log);
 }
 
 function refuseInventory(ckpt: CheckpointImage): void {
@@ -61,21 +51,7 @@ function refuseCreds(ckpt: CheckpointImage): void {
   }
 }
 
-/**
- * A hard limit above cryo's own cannot be set without CAP_SYS_RESOURCE (prlimit64: EPERM). The
- * defaults of RLIMIT_NPROC and RLIMIT_SIGPENDING are computed from the machine's memory, so an
- * image from another machine often has slightly higher ones: such a limit is lowered to cryo's
- * own, with a warning naming it (the verify step then expects the lowered value).
- */
-function clampHardLimits(ckpt: CheckpointImage, log: Log): void {
-  if (haveSysResource()) return;
-  for (const t of ckpt.tasks) {
-    t.core.tc?.rlimits?.rlimits.forEach((l, res) => {
-      const own = prlimit(0, res);
-      if (l.max <= own.max) return;
-      log.warn(`pid ${t.pid}: RLIMIT_${RLIMIT_NAMES[res] ?? res} hard limit ${l.max} is above what cryo may set without CAP_SYS_RESOURCE: restored as ${own.max}`);
-      l.max = own.max;
-      if (l.cur > l.max) l.cur = l.max;
-    });
-  }
+/** Each task resource's look at its fields (resources/task/resource.ts adapt: rlimits lowered). */
+function adaptTaskResources(ckpt: CheckpointImage, log: Log): void {
+  for (const t of ckpt.tasks) for (const res of TASK_RESOURCES) res.adapt?.({ pid: t.pid, tc: t.core.tc!, mm: t.mm }, (text) => log.warn(text));
 }

@@ -1,6 +1,6 @@
 // Rebuilding one task (and, through it, its children) inside a freshly cloned process that
 // already has the right PID. Each thread's own state is restore/thread.ts.
-import { PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, setSigmask, prlimit, ptrace, WAIT } from '../sys/index.js';
+import { PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, setSigmask, ptrace, WAIT } from '../sys/index.js';
 import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
 import { task_core_entrySchema } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
@@ -15,7 +15,9 @@ import { restoreItimers } from '../resources/task/timers.js';
 import { restorePosixTimers } from '../resources/task/posix-timers.js';
 import { restoreCgroups } from '../resources/task/cgroup.js';
 import { queuePending } from '../resources/task/pending.js';
-import { restoreTaskAttributes, restoreDumpable } from '../resources/task/attributes.js';
+import { restoreTaskAttributes } from '../resources/task/attributes.js';
+import { TASK_RESOURCES } from '../resources/task/registry.js';
+import type { TaskStage } from '../resources/task/resource.js';
 import { restoreFs } from '../resources/fs.js';
 import { restoreLocks } from '../resources/files/locks.js';
 import { CallQueue, type RestoreTask } from '../resources/context.js';
@@ -66,6 +68,10 @@ export function restoreTask(
   // (CLONE_FS) or signal handlers (CLONE_SIGHAND) got them restored already, with the parent's.
   const shares = (kind: 'vmId' | 'filesId' | 'fsId' | 'sighandId') => parent !== undefined && img.ids[kind] === parent.ids[kind];
   const sharesVm = shares('vmId');
+  // The task resources (resources/task/registry.ts) of one stage; an address space's once.
+  const resourcesAt = (stage: TaskStage) => {
+    for (const res of TASK_RESOURCES) if (res.stage === stage && !(res.perMm && sharesVm)) res.restore(r, { pid: img.pid, tc, mm: img.mm });
+  };
   const sharesFiles = shares('filesId');
   if (!sharesFiles && parked !== undefined) {
     call('close_range', [0, parked - 1, 0]); // all but the inherited pidfd of cryo (closed below)
@@ -166,7 +172,7 @@ export function restoreTask(
 
   // Limits once the children are made: a child may have kept a hard limit higher than its
   // parent's (lowered after the fork), which it could not get back without CAP_SYS_RESOURCE.
-  if (tc.rlimits) tc.rlimits.rlimits.forEach((l, res) => prlimit(img.pid, res, { cur: l.cur, max: l.max }));
+  resourcesAt('after-children'); // rlimits
 
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
   const work: ThreadWork[] = [{ r, core: img.core }];
@@ -191,7 +197,7 @@ export function restoreTask(
 
   failpoint('restore:creds');
   for (const w of work) restoreThread(w, ckpt);
-  if (!sharesVm) restoreDumpable(r, hasField(mm_entrySchema, img.mm, 'dumpable') ? img.mm.dumpable : undefined);
+  resourcesAt('after-creds'); // the dumpable flag (a change of credentials resets it)
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
 
   // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso

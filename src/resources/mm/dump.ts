@@ -43,7 +43,6 @@ export interface MmData {
   exeFileId: number;
   mmSavedAuxv: bigint[];
   vmas: VmaData[];
-  dumpable: number;
   thpDisabled: boolean;
   cryoKsmMergeAny?: boolean;
   cryoMdwe?: number;
@@ -285,7 +284,7 @@ function ksmField(pid: number): { cryoKsmMergeAny?: boolean } {
 }
 
 /** The mm-wide fields: from /proc/PID/stat, brk from the task, auxv from /proc. */
-export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): Omit<MmData, 'vmas'> {
+export function dumpMmFields(t: DumpTask, exeFileId: number): Omit<MmData, 'vmas'> {
   const brk = BigInt.asUintN(64, t.remote.call('brk', [0]));
   return {
     mmStartCode: t.stat.startCode,
@@ -301,7 +300,6 @@ export function dumpMmFields(t: DumpTask, exeFileId: number, dumpable: number): 
     mmEnvEnd: t.stat.envEnd,
     exeFileId,
     mmSavedAuxv: parseAuxv(readFileSync(`/proc/${t.pid}/auxv`)),
-    dumpable,
     thpDisabled: t.remote.call('prctl', [PR.GET_THP_DISABLE, 0, 0, 0, 0]) === 1n,
     ...ksmField(t.pid),
     ...mdweField(t),

@@ -3,6 +3,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { PR, sys, sysTry } from '../../sys/index.js';
 import type { CallQueue, DumpTask, ReadQueue, RestoreTask } from '../context.js';
+import { mm_entrySchema } from '../../image/gen/mm_pb.js';
+import { hasField } from '../../image/presence.js';
+import type { TaskResource } from './resource.js';
 
 export interface TaskAttributes {
   comm: string;
@@ -76,11 +79,16 @@ export function restoreTaskAttributes(r: RestoreTask, m: Partial<TaskAttributes>
   }
 }
 
-export function dumpDumpable(t: DumpTask): number {
-  return Number(t.remote.call('prctl', [PR.GET_DUMPABLE, 0, 0, 0, 0]));
-}
-
-export function restoreDumpable(r: RestoreTask, dumpable: number | undefined): void {
-  if (dumpable === undefined) return;
-  r.remote.call('prctl', [PR.SET_DUMPABLE, dumpable, 0, 0, 0], 'dumpable');
-}
+/**
+ * The dumpable flag (mm_entry.dumpable, PR_SET_DUMPABLE), a task resource (resource.ts): it
+ * belongs to the address space, and is set again after the credentials, whose change resets it.
+ */
+export const dumpableResource: TaskResource = {
+  name: 'dumpable',
+  stage: 'after-creds',
+  perMm: true,
+  dump: (t) => ({ mm: { dumpable: Number(t.remote.call('prctl', [PR.GET_DUMPABLE, 0, 0, 0, 0])) } }),
+  restore(r, img) {
+    if (hasField(mm_entrySchema, img.mm, 'dumpable')) r.remote.call('prctl', [PR.SET_DUMPABLE, img.mm.dumpable, 0, 0, 0], 'dumpable');
+  },
+};

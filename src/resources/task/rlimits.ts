@@ -1,9 +1,12 @@
-// Resource limits. Read by the task itself (prlimit64 on another process needs a matching uid or
-// CAP_SYS_RESOURCE, which a root dumper may lack: a non-root target's limits would be out of
-// reach); set from outside with prlimit64 while the restored task is still root.
+// Resource limits (task_core_entry.rlimits), a task resource (resource.ts). Read by the task
+// itself (prlimit64 on another process needs a matching uid or CAP_SYS_RESOURCE, which a root
+// dumper may lack: a non-root target's limits would be out of reach); set from outside with
+// prlimit64 while the restored task is still root, once its children are made.
+import { readFileSync } from 'node:fs';
 import { prlimit, RLIMIT_NLIMITS } from '../../sys/index.js';
 import { batchInDump, type DumpTask } from '../context.js';
 import type { BatchCall } from '../../ptrace/index.js';
+import type { TaskResource, TaskImageFields } from './resource.js';
 
 export interface RlimitData {
   cur: bigint;
@@ -22,6 +25,38 @@ export function dumpRlimits(t: DumpTask): RlimitData[] {
   return out;
 }
 
-export function restoreRlimits(pid: number, limits: RlimitData[]): void {
-  limits.forEach((l, res) => prlimit(pid, res, l));
+const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE', 'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
+const CAP_SYS_RESOURCE = 24;
+
+/** Whether cryo holds CAP_SYS_RESOURCE (without it a hard limit cannot be raised). */
+function haveSysResource(): boolean {
+  const eff = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  return ((BigInt('0x' + eff) >> BigInt(CAP_SYS_RESOURCE)) & 1n) === 1n;
 }
+
+/**
+ * A hard limit above cryo's own cannot be set without CAP_SYS_RESOURCE (prlimit64: EPERM). The
+ * defaults of RLIMIT_NPROC and RLIMIT_SIGPENDING are computed from the machine's memory, so an
+ * image from another machine often has slightly higher ones: such a limit is lowered to cryo's
+ * own, with a warning naming it (the verify step then expects the lowered value).
+ */
+function clampHardLimits(img: TaskImageFields, warn: (text: string) => void): void {
+  if (!img.tc.rlimits || haveSysResource()) return;
+  img.tc.rlimits.rlimits.forEach((l, res) => {
+    const own = prlimit(0, res);
+    if (l.max <= own.max) return;
+    warn(`pid ${img.pid}: RLIMIT_${RLIMIT_NAMES[res] ?? res} hard limit ${l.max} is above what cryo may set without CAP_SYS_RESOURCE: restored as ${own.max}`);
+    l.max = own.max;
+    if (l.cur > l.max) l.cur = l.max;
+  });
+}
+
+export const rlimitsResource: TaskResource = {
+  name: 'rlimits',
+  stage: 'after-children',
+  dump: (t) => ({ tc: { rlimits: { rlimits: dumpRlimits(t) } } }),
+  adapt: clampHardLimits,
+  restore(r, img) {
+    img.tc.rlimits?.rlimits.forEach((l, res) => prlimit(r.pid, res, { cur: l.cur, max: l.max }));
+  },
+};

@@ -1,0 +1,19 @@
+// The task-level resources behind the TaskResource interface (resource.ts): the dump merges
+// their fields, the restore adapts and restores them by iterating this list, at each one's stage.
+import type { TaskFields, TaskResource } from './resource.js';
+import { rlimitsResource } from './rlimits.js';
+import { dumpableResource } from './attributes.js';
+import type { DumpTask } from '../context.js';
+
+export const TASK_RESOURCES: readonly TaskResource[] = [rlimitsResource, dumpableResource];
+
+/** Every resource's image fields for the frozen task, merged (each sets fields of its own). */
+export function dumpTaskResources(t: DumpTask): Required<TaskFields> {
+  const out: Required<TaskFields> = { tc: {}, mm: {} };
+  for (const res of TASK_RESOURCES) {
+    const f = res.dump(t);
+    Object.assign(out.tc, f.tc);
+    Object.assign(out.mm, f.mm);
+  }
+  return out;
+}
