@@ -78,7 +78,7 @@ async function once(n: number, mode: Mode): Promise<void> {
     console.log(
       `${String(n).padStart(5)} connections, ${mode === 'pair' ? 'both ends in the tree' : 'server outside      '}: ` +
         `frozen ${d.timings.frozenMs?.toFixed(0)} ms (lock ${p(d, 'lock network')}, collect ${p(d, 'collect')}, write ${p(d, 'write')}), ` +
-        `dump ${d.timings.totalMs.toFixed(0)} ms (guard start ${p(d, 'tcp guard')}); ` +
+        `dump ${d.timings.totalMs.toFixed(0)} ms (guard start ${p(d, 'tcp guard')}, tcp-stream images made before the freeze ${p(d, 'reserve images')}); ` +
         `restore ${r.timings.totalMs.toFixed(0)} ms (lock ${p(r, 'lock network')}, sockets ${p(r, 'shared objects')}, verify ${p(r, 'verify')}, resume ${p(r, 'resume')}); ` +
         `${up} of ${sockets} sockets ESTABLISHED after the restore${peer}`,
     );

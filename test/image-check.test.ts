@@ -192,4 +192,23 @@ describe('cryo-manifest.json', () => {
     assert.ok(verifyManifest(d, 'inventory.img'));
     if (haveFixtures) assert.equal(verifyManifest(path.join(FIXTURES, 'tree'), 'inventory.img'), null);
   });
+
+  test('files reserved ahead (a dump\'s tcp-stream images, before the freeze): written ones kept, the rest gone at finish and at abort', () => {
+    const d = path.join(tmp, `w-${++n}`);
+    const w = ImageDirWriter.create(d, { fsync: false });
+    w.reserve(['tcp-stream-1.img', 'tcp-stream-2.img']);
+    assert.deepEqual(fs.readdirSync(d).sort(), ['tcp-stream-1.img', 'tcp-stream-2.img'], 'created at once, empty');
+    assert.throws(() => w.reserve(['tcp-stream-1.img']), /written twice/);
+    w.writeRaw('tcp-stream-1.img', Buffer.from('stream'));
+    assert.throws(() => w.writeRaw('tcp-stream-1.img', Buffer.from('again')), /written twice/);
+    w.finish(create(inventory_entrySchema, { imgVersion: 2 }));
+    assert.deepEqual(fs.readdirSync(d).sort(), [MANIFEST_FILE, 'inventory.img', 'tcp-stream-1.img'], 'the one never written is gone');
+    assert.deepEqual(Object.keys(verifyManifest(d, 'inventory.img')!.files).sort(), ['inventory.img', 'tcp-stream-1.img']);
+    assert.equal(fs.readFileSync(path.join(d, 'tcp-stream-1.img'), 'utf8'), 'stream');
+    const a = path.join(tmp, `w-${++n}`);
+    const wa = ImageDirWriter.create(a, { fsync: false });
+    wa.reserve(['tcp-stream-3.img']);
+    wa.abort();
+    assert.equal(fs.existsSync(a), false, 'abort removes reserved files with the directory');
+  });
 });

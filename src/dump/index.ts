@@ -98,7 +98,11 @@ export function dump(opts: DumpOptions): DumpResult {
   let tcp: TcpDump | null = null;
   try {
     const live = tasks.filter((t) => !t.zombie).map((t) => t.pid);
-    if (opts.tcpEstablished && !opts.tcpClose) tcp = log.step('tcp guard', () => TcpDump.start(opts.networkLock ?? 'nftables', live, checkScan));
+    if (opts.tcpEstablished && !opts.tcpClose) {
+      tcp = log.step('tcp guard', () => TcpDump.start(opts.networkLock ?? 'nftables', live, checkScan));
+      // Their tcp-stream images created now, empty: under the freeze only written (dir.ts reserve).
+      log.step('reserve images', () => writer.reserve(tcp!.expectedImages));
+    }
     const tree = log.step('freeze', () => holdingCgroup(cgroup, tasks, log, () => {
       failpoint('dump:seize');
       return freezeTree(tasks, frozen);

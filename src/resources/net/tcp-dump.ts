@@ -12,7 +12,7 @@ import { socketInode, withOurCopy } from '../files/our-copy.js';
 import { inspectInet, isTcpConnection, type InetInfo } from '../files/inet.js';
 import type { FileScan } from '../files/scan.js';
 import type { FownData } from '../files/fown.js';
-import { dumpTcpConnection, releaseRepair, type TcpConnectionRecord } from './tcp-repair.js';
+import { dumpTcpConnection, releaseRepair, tcpStreamImageName, type TcpConnectionRecord } from './tcp-repair.js';
 import { lockNetwork, sweepLeftovers, type NetworkLock, type NetworkLockMode, type TcpTuple } from './netlock.js';
 import { TcpGuard } from './tcp-guard.js';
 
@@ -26,8 +26,8 @@ export interface DumpedConnection {
 }
 
 /** The TCP connections (not listeners, not UDP) among the tree's fds, as the lock names them. */
-export function treeConnections(pids: number[], scan: FileScan): { pid: number; fd: number; tuple: TcpTuple }[] {
-  const out: { pid: number; fd: number; tuple: TcpTuple }[] = [];
+export function treeConnections(pids: number[], scan: FileScan): { pid: number; fd: number; ino: number; tuple: TcpTuple }[] {
+  const out: { pid: number; fd: number; ino: number; tuple: TcpTuple }[] = [];
   const seen = new Set<number>();
   for (const pid of pids) {
     let fds: string[];
@@ -57,7 +57,7 @@ export function treeConnections(pids: number[], scan: FileScan): { pid: number; 
       } catch {
         continue;
       }
-      if (info && info.dst && isTcpConnection(info)) out.push({ pid, fd, tuple: { src: info.src, dst: info.dst } });
+      if (info && info.dst && isTcpConnection(info)) out.push({ pid, fd, ino, tuple: { src: info.src, dst: info.dst } });
     }
   }
   return out;
@@ -67,6 +67,8 @@ export class TcpDump {
   readonly connections: DumpedConnection[] = [];
   private lock: NetworkLock | null = null;
   private guard: TcpGuard | null = null;
+  /** The tcp-stream images of the connections seen before the freeze (the images to reserve). */
+  expectedImages: string[] = [];
 
   private constructor(readonly mode: NetworkLockMode, private readonly tree: number[]) {}
 
@@ -78,7 +80,9 @@ export class TcpDump {
     sweepLeftovers();
     const d = new TcpDump(mode, tree);
     // Started now (a process takes ~50 ms to start), while nothing is frozen yet.
-    if (treeConnections(tree, scan).length) d.guard = TcpGuard.start(tree);
+    const seen = treeConnections(tree, scan);
+    if (seen.length) d.guard = TcpGuard.start(tree);
+    d.expectedImages = seen.map((c) => tcpStreamImageName(c.ino));
     return d;
   }
 
