@@ -5,7 +5,8 @@
 // to give; with it the dump records CRIU's EXT_TTY (crit decodes it); a restore without the
 // --inherit-fd is refused, naming it; with another pty of the test's handed in (its slave, or its
 // master), the program finds that terminal as its controlling tty, in the foreground, on both fds,
-// writes to it (the test reads it on its master) and reads what the test types.
+// writes to it (the test reads it on its master) and reads what the test types. A --leave-running
+// dump leaves it on its own terminal, working; a pty whose master is in the tree cannot be named.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -96,4 +97,36 @@ describe('c/r a terminal from outside: --external tty[RDEV:DEV], --inherit-fd fd
       }
     });
   }
+
+  it('--leave-running with --external: the program keeps its terminal, untouched', async () => {
+    const a = new OwnedPty();
+    try {
+      const { t } = await readyPython('ext-tty-lr', program(a.path));
+      const d = dump(t, 'lr', { leaveRunning: true, extraArgs: ['--external', keyOf(a.path)] });
+      assert.equal(d.res.code, 0, `dump failed\n${cryoReport(d.res)}`);
+      fs.writeFileSync(path.join(t.dir, 'expect'), a.path);
+      const pass = expectPass(t);
+      await a.waitFor(/HELLO FROM THE RESTORED PROGRAM/);
+      a.type('typed after the restore\n');
+      await pass;
+    } finally {
+      a.close();
+    }
+  });
+
+  it('a pty whose master is in the tree cannot be named --external: refused, named', async () => {
+    const { t, ready } = await readyPython('ext-tty-own', [
+      'import os, time',
+      'm, s = os.openpty()',
+      "print(f'READY {os.ttyname(s)}', flush=True)",
+      "while not os.path.exists('go'): time.sleep(0.01)",
+      "print('PASS', flush=True)",
+    ]);
+    const slavePath = ready.split(' ')[1]!;
+    const key = keyOf(slavePath);
+    const c = cryo(['check', '-t', String(t.pid), '--external', key]);
+    assert.equal(c.code, 3, cryoReport(c));
+    assert.match(c.stdout, new RegExp(`terminal ${esc(slavePath)} is named with --external ${esc(key)}, but its master is in the tree`));
+    await expectPass(t);
+  });
 });
