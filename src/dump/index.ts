@@ -25,7 +25,7 @@ import { LeaveRunningProof } from './unchanged.js';
 import { cpuinfoImage } from '../resources/task/cpu.js';
 import { TcpDump } from '../resources/net/tcp-dump.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
-import { dumpTreeNamespaces, writeNsImages, writeTimensImage, withCgnsPrefix } from '../resources/ns/index.js';
+import { dumpTreeNamespaces, writeNsImages, writeTimensImage, withCgnsPrefix, writeUsernsImage, credsInside } from '../resources/ns/index.js';
 import { writeNetnsImages } from '../resources/netns/index.js';
 import { dumpTreeMounts, writeMntImages } from '../resources/mnt/index.js';
 
@@ -139,6 +139,13 @@ export function dump(opts: DumpOptions): DumpResult {
     const { images, threadCores } = collected;
     // In the root's cgroup namespace every task's cgroups carry its root (cg_member_entry cgns_prefix).
     if (namespaces.cgns) for (const i of images) i.cgroups = withCgnsPrefix(i.pid, i.cgroups, namespaces.cgns);
+    // In the root's user namespace the credentials are kept as its tasks see them (CRIU's rule).
+    if (namespaces.user) {
+      for (const i of images) {
+        const tc = i.core.threadCore;
+        if (i.ids.userNsId === images[0]!.ids.userNsId && tc?.creds) tc.creds = credsInside(tc.creds, namespaces.user, `pid ${i.pid}`);
+      }
+    }
     failpoint('dump:pages');
     meter.plan(plannedBytes(images, table), tree.live.length);
     const pagesWritten = log.step('pages', () => writePages(writer, images, table, meter));
@@ -153,6 +160,7 @@ export function dump(opts: DumpOptions): DumpResult {
       writeNsImages(writer, images[0]!.ids, namespaces.state);
       if (namespaces.net) writeNetnsImages(writer, images[0]!.ids.netNsId, namespaces.net);
       if (namespaces.time) writeTimensImage(writer, images[0]!.ids.timeNsId, namespaces.time);
+      if (namespaces.user) writeUsernsImage(writer, images[0]!.ids.userNsId, namespaces.user);
       if (mounts) writeMntImages(writer, images[0]!.ids.mntNsId, mounts.mounts, mounts.tars);
       writeFileImages(writer, table);
       writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have

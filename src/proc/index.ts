@@ -13,3 +13,4 @@ export * from './igmp.js';
 export * from './mountinfo.js';
 export * from './net-tcp.js';
 export * from './timens.js';
+export * from './id-map.js';

@@ -2,6 +2,7 @@
 // file description of files.img opened or created once in the restorer (tasks that share one
 // share it), handed to the tasks, given its owner back once every task exists, and closed when
 // the tree is back; what the kinds made outside the restorer is undone before the tasks run.
+import type { UsernsState } from '../resources/ns/user.js';
 import { closeSync } from 'node:fs';
 import { hasOwner, restoreFown } from '../resources/files/fown.js';
 import { FD_KINDS, recordsOf } from '../resources/files/registry.js';
@@ -26,6 +27,8 @@ export interface RestoreSession {
    * tasks inherit a pidfd of cryo at this fd, above every fd of the images (resources/ns).
    */
   restorerPidfd?: number;
+  /** The tree's own user namespace: its id (ids user_ns_id), cryo's fd of it and its maps (resources/ns/user-restore.ts). */
+  userns?: { id: number; fd: number; state: UsernsState };
   /** SysV segments made for the restore: id in the image -> id now. */
   sysvIds: Map<number, number>;
   /** Size of each shared anonymous object (see shmemSizes). */

@@ -9,7 +9,7 @@ import { readCheckpoint, type CheckpointImage } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
 import { waitPidFree, waitPidGone } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
-import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
+import { startStub, forkWithPid, killStub, withSeized, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
 import { closeSessionFiles, openFile, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
@@ -26,7 +26,8 @@ import type { Log } from '../util/log.js';
 import type { ProgressSink } from '../util/progress.js';
 import { ProgressMeter } from '../util/progress-meter.js';
 import { verifyRestored, type VerifyMode } from './verify.js';
-import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments, stubNamespaces } from '../resources/ns/restore.js';
+import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments, stubNamespaces, makerNamespaces } from '../resources/ns/restore.js';
+import { joinMadeNamespaces, closeMadeUserns, type MadeUserns } from '../resources/ns/user-restore.js';
 import { setTidArray } from '../resources/ns/pid.js';
 import { NetnsRestore } from '../resources/netns/index.js';
 import { buildMounts, checkMountTargets } from '../resources/mnt/restore.js';
@@ -116,6 +117,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let tcp: TcpRestore | null = null;
   let netns: NetnsRestore | null = null;
   let cgroups: CgroupRestore | null = null;
+  let userns: MadeUserns | null = null;
   try {
     // The tree's cgroups exist, with their settings, before any task is put in them.
     cgroups = log.step('cgroups', () => {
@@ -130,10 +132,19 @@ export function restore(opts: RestoreOptions): RestoreResult {
       session.tcp = tcp;
       if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
     }
+    // The tree's own user namespace and those it owns, made by a task inside it (user-restore.ts).
+    const user = ckpt.namespaces.user;
+    if (user) {
+      const made = log.step('user namespace', () => withSeized(img.pid, (m, pid) => makerNamespaces(m, pid, ckpt.namespaces, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0))));
+      userns = made.made;
+      for (const line of made.lines) log.info(line);
+      session.userns = { id: img.ids.userNsId, fd: userns.user, state: user };
+    }
     // The tree's own network namespace, whole, before its sockets and tasks are made in it.
     if (ckpt.namespaces.net) {
       const want = ckpt.namespaces.net;
-      netns = log.step('network namespace', () => NetnsRestore.create(want, outsideNames(opts.external ?? [])));
+      const madeNet = userns?.net;
+      netns = log.step('network namespace', () => NetnsRestore.create(want, outsideNames(opts.external ?? []), madeNet !== undefined ? `/proc/self/fd/${madeNet}` : undefined));
       netns.verify(want, opts.verify ?? 'on', (line) => { log.warn(`verify: ${line}`); opts.onDifference?.(line); });
     }
     failpoint('restore:netns');
@@ -143,6 +154,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
       // Started inside the tree's network namespace, the stub gives it to the root it clones.
       stub = netns ? netns.run(() => startStub(vmas, img.pid)) : startStub(vmas, img.pid);
       const ns = ckpt.namespaces;
+      if (userns) joinMadeNamespaces(stub.remote, userns);
       // The stub makes the time namespace and stands in the cgroup namespace's roots: the root it clones gets both.
       for (const line of stubNamespaces(stub.remote, stub.tracee.tid, ns, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0))) log.info(line);
       failpoint('restore:fork');
@@ -192,6 +204,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   } finally {
     closeSessionFiles(session);
     netns?.close();
+    if (userns) closeMadeUserns(userns);
     // After the close: a failed restore's sockets are gone (silently) before packets pass again.
     releaseLock(tcp, log);
     unmakeKinds(session);

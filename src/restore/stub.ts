@@ -34,10 +34,14 @@ export function findGap(busy: { start: bigint; end: bigint }[]): bigint {
   return cand;
 }
 
-export function startStub(imageVmas: { start: bigint; end: bigint }[], avoidPid: number): Stub {
+/**
+ * A seized `sleep` of ours (not `avoidPid`), stopped, with a Remote on its vdso's syscall: the
+ * stub, or the user namespace's maker (resources/ns/user-restore.ts).
+ */
+export function spawnSeized(avoidPid: number): { tracee: Tracee; remote: Remote } {
   let pid = posixSpawn(sleepBinary(), ['sleep', '1000000'], []);
   if (pid === avoidPid) {
-    // The stub took the very PID we want: drop it and take another.
+    // It took the very PID we want: drop it and take another.
     const again = posixSpawn(sleepBinary(), ['sleep', '1000000'], []);
     process.kill(pid, 'SIGKILL');
     wait4(pid);
@@ -52,7 +56,27 @@ export function startStub(imageVmas: { start: bigint; end: bigint }[], avoidPid:
     throw e;
   }
   try {
-    const remote = new Remote(tracee, findSyscallInVdso(pid));
+    return { tracee, remote: new Remote(tracee, findSyscallInVdso(pid)) };
+  } catch (e) {
+    killStub({ tracee });
+    throw e;
+  }
+}
+
+/** Runs `fn` in a seized process of ours (the user namespace's maker), killed and reaped after. */
+export function withSeized<T>(avoidPid: number, fn: (remote: Remote, pid: number) => T): T {
+  const { tracee, remote } = spawnSeized(avoidPid);
+  try {
+    return fn(remote, tracee.tid);
+  } finally {
+    killStub({ tracee });
+  }
+}
+
+export function startStub(imageVmas: { start: bigint; end: bigint }[], avoidPid: number): Stub {
+  const { tracee, remote } = spawnSeized(avoidPid);
+  const pid = tracee.tid;
+  try {
     const stubMaps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8')).filter((m) => m.path !== '[vsyscall]');
     const trampoline = findGap([...imageVmas.filter((v) => v.start < 0x800000000000n), ...stubMaps]);
     remote.call(

@@ -32,6 +32,7 @@ import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import { setTidArray, threadNsPid, localPids } from '../resources/ns/pid.js';
 import { restoreThread, finishThread, type ThreadWork } from './thread.js';
+import { enterUserns } from '../resources/ns/user-restore.js';
 
 
 
@@ -57,6 +58,7 @@ export function restoreTask(
   const r: RestoreTask = { pid: img.pid, tracee, remote, scratch, log, restorerPid: process.pid, batchCode, ...(parked !== undefined ? { restorerPidfd: parked } : {}) };
   const call = remote.call.bind(remote);
   const tc = img.core.tc!;
+  const userns = session.userns && img.ids.userNsId === session.userns.id ? session.userns : undefined;
 
   // What the stub or the parent handed down: rseq registration, fds and memory. Mappings
   // identical to the parent's are kept, so copy-on-write sharing survives the restore.
@@ -175,7 +177,7 @@ export function restoreTask(
   resourcesAt('after-children'); // rlimits
 
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
-  const work: ThreadWork[] = [{ r, core: img.core }];
+  const work: ThreadWork[] = [{ r, core: img.core, groupsSet: userns !== undefined }];
   const levels = img.pstree.cryoNsPid.length;
   for (const th of img.threads) {
     scratch.reset();
@@ -190,6 +192,9 @@ export function restoreTask(
   for (const k of FD_KINDS as readonly AnyFdKind[]) k.afterChildren?.(r, ckpt.kindImages);
   // fds that name tasks (pidfds) once the task's children, zombies and threads exist.
   if (!sharesFiles) restoreFdsAfterChildren(r, img, session);
+  // Into the tree's user namespace once nothing more needs cryo's privileges here (its children
+  // are forked with set_tid, its fds are in): its credentials are the namespace's ids.
+  if (userns) enterUserns(r, userns.fd, userns.state, img.core.threadCore?.creds?.groups ?? []);
   if (!sharesFiles && parked !== undefined) call('close', [parked], 'the pidfd of cryo');
 
   // POSIX timers once every thread they may signal exists, before credentials change.

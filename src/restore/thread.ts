@@ -24,10 +24,12 @@ import type { CheckpointImage } from './images.js';
 export interface ThreadWork {
   r: RestoreTask;
   core: core_entry;
+  /** Its groups are set already (before it joined the tree's user namespace). */
+  groupsSet?: boolean;
 }
 
 /** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
-export function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): void {
+export function restoreThread({ r, core, groupsSet }: ThreadWork, ckpt: CheckpointImage): void {
   const tcore = core.threadCore;
   if (!tcore) return;
   // Everything up to the credentials' capget is one batch, the rest of them another: a thread's
@@ -65,7 +67,7 @@ export function restoreThread({ r, core }: ThreadWork, ckpt: CheckpointImage): v
     restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
     r.scratch.reset();
   }
-  restoreCreds(r, tcore.creds, q);
+  restoreCreds(r, tcore.creds, q, groupsSet === true);
   queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
 }
 

@@ -16,6 +16,7 @@ import {
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import { expectFds, has } from './verify-expect-fds.js';
 import type { CheckpointImage, TaskImage } from './images.js';
+import { credsOutside, type UsernsState } from '../resources/ns/user.js';
 
 /** Signals named by queued siginfos (si_signo is their first int). */
 function pendingSet(infos: Uint8Array[]): { set: string[] } {
@@ -29,10 +30,12 @@ export function expectedSnapshot(ckpt: CheckpointImage, img: TaskImage, parent: 
   const { pid } = img;
   const tc = img.core.tc!;
   s.set('threads', { set: [pid, ...img.threads.map((t) => t.tid)].map(String) });
-  expectThread(s, pid, pid, img.core, tc.blkSigset);
+  // The images keep a task's ids as it sees them in the tree's user namespace; /proc shows cryo's.
+  const user = ckpt.namespaces.user && img.ids.userNsId === ckpt.tasks[0]!.ids.userNsId ? ckpt.namespaces.user : undefined;
+  expectThread(s, pid, pid, img.core, tc.blkSigset, user);
   for (const th of img.threads) {
     const tcore = th.core.threadCore;
-    expectThread(s, pid, th.tid, th.core, has(tcore, thread_core_entrySchema, 'blkSigset') ? tcore!.blkSigset : undefined);
+    expectThread(s, pid, th.tid, th.core, has(tcore, thread_core_entrySchema, 'blkSigset') ? tcore!.blkSigset : undefined, user);
   }
 
   if (tc.sigactions.length) {
@@ -73,7 +76,7 @@ export function expectedSnapshot(ckpt: CheckpointImage, img: TaskImage, parent: 
   return s;
 }
 
-function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, blocked: bigint | undefined): void {
+function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, blocked: bigint | undefined, user: UsernsState | undefined): void {
   const p = threadPrefix(pid, tid);
   const tcore = core.threadCore;
   if (blocked !== undefined) s.set(`${p}SigBlk`, signalSet(blocked & ~UNBLOCKABLE));
@@ -94,7 +97,7 @@ function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, b
     if (line) s.set(`${p}${line[0]}`, line[1]);
   }
   if (!has(tcore, thread_core_entrySchema, 'creds')) return;
-  const c = tcore!.creds!;
+  const c = user ? credsOutside(tcore!.creds!, user, `pid ${tid}`) : tcore!.creds!;
   s.set(`${p}Uid`, `${c.uid} ${c.euid} ${c.suid} ${c.fsuid}`);
   s.set(`${p}Gid`, `${c.gid} ${c.egid} ${c.sgid} ${c.fsgid}`);
   s.set(`${p}Groups`, { set: c.groups.map(String) });

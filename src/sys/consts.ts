@@ -159,6 +159,8 @@ export const CLONE = {
   NEWPID: 0x20000000,
   NEWTIME: 0x80,
   NEWCGROUP: 0x2000000,
+  NEWUSER: 0x10000000,
+  NEWNET: 0x40000000,
 } as const;
 
 export const RLIMIT_NLIMITS = 16;

@@ -14,3 +14,4 @@ export * from './tcp.js';
 export * from './netlink.js';
 export * from './netns.js';
 export * from './mcast.js';
+export * from './nsfs.js';

@@ -21,6 +21,7 @@ export const RESTORE_STEPS = [
   'restore:stub',
   'restore:timens',
   'restore:cgns',
+  'restore:userns',
   'restore:fork',
   'restore:namespaces',
   'restore:mounts',

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file userns.proto.
  */
 export const file_userns: GenFile = /*@__PURE__*/
-  fileDesc("Cgx1c2VybnMucHJvdG8iQwoOdWlkX2dpZF9leHRlbnQSDQoFZmlyc3QYASACKA0SEwoLbG93ZXJfZmlyc3QYAiACKA0SDQoFY291bnQYAyACKA0iUgoMdXNlcm5zX2VudHJ5EiAKB3VpZF9tYXAYASADKAsyDy51aWRfZ2lkX2V4dGVudBIgCgdnaWRfbWFwGAIgAygLMg8udWlkX2dpZF9leHRlbnQ");
+  fileDesc("Cgx1c2VybnMucHJvdG8iQwoOdWlkX2dpZF9leHRlbnQSDQoFZmlyc3QYASACKA0SEwoLbG93ZXJfZmlyc3QYAiACKA0SDQoFY291bnQYAyACKA0iiQEKDHVzZXJuc19lbnRyeRIgCgd1aWRfbWFwGAEgAygLMg8udWlkX2dpZF9leHRlbnQSIAoHZ2lkX21hcBgCIAMoCzIPLnVpZF9naWRfZXh0ZW50EhwKE2NyeW9fc2V0Z3JvdXBzX2RlbnkY6QcgASgIEhcKDmNyeW9fb3duZXJfdWlkGOoHIAEoDQ");
 
 /**
  * @generated from message uid_gid_extent
@@ -58,6 +58,22 @@ export type userns_entry = Message<"userns_entry"> & {
    * @generated from field: repeated uid_gid_extent gid_map = 2;
    */
   gidMap: uid_gid_extent[];
+
+  /**
+   * cryo: /proc/PID/setgroups said "deny" (setgroups(2) refused inside, as after an unprivileged
+   * gid_map write); written before gid_map at restore.
+   *
+   * @generated from field: optional bool cryo_setgroups_deny = 1001;
+   */
+  cryoSetgroupsDeny: boolean;
+
+  /**
+   * cryo: the namespace's owner (ioctl NS_GET_OWNER_UID, in the dumper's namespace): the euid of
+   * its creator, which holds every capability in it from outside.
+   *
+   * @generated from field: optional uint32 cryo_owner_uid = 1002;
+   */
+  cryoOwnerUid: number;
 };
 
 /**

@@ -1,7 +1,7 @@
 // What cryo saves of a tree's own network namespace, read while the tree is frozen (the dump) or
 // just to judge it (check), and the one restore of it: a new namespace made before any task or
 // socket, filled, and held by an fd until the tree is in it.
-import { closeSync, readFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync } from 'node:fs';
 import { Rtnl, AF, withNetns, newNetns, openNetns } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { readLinks, hostPeers, linkProblems, createLinks, linksUp, removeLinks, type NetLink } from './links.js';
@@ -109,9 +109,12 @@ export class NetnsRestore {
     return s.nft && !nftInstalled() ? ['the images hold nftables rules of the network namespace and nft is not installed'] : [];
   }
 
-  /** `outside`: --external veth[INSIDE]:OUTSIDE names; others keep the name they had. */
-  static create(s: NetnsState, outside: Map<string, string>): NetnsRestore {
-    const fd = newNetns();
+  /**
+   * `outside`: --external veth[INSIDE]:OUTSIDE names; others keep the name they had. `inside`: the
+   * path of a new namespace made already (one owned by the tree's user namespace), else a new one.
+   */
+  static create(s: NetnsState, outside: Map<string, string>, inside?: string): NetnsRestore {
+    const fd = inside ? openSync(inside, 'r') : newNetns();
     const made: string[] = [];
     const hostFd = openNetns(process.pid);
     try {

@@ -6,6 +6,7 @@ import { dumpNsState, type NsHelperKind, type NsState } from './state.js';
 import { readNetns, type NetnsState } from '../netns/index.js';
 import { dumpTimens, type TimensState } from './time.js';
 import { cgnsRoots } from './cgroup.js';
+import { dumpUserns, type UsernsState } from './user.js';
 
 export { judgeNamespaces, namespaceBlockers, ownNamespaces, nsLink, NS_KINDS } from './judge.js';
 export { nsPidsBelow, setTidArray, threadNsPid, localPidMap } from './pid.js';
@@ -13,6 +14,7 @@ export { writeNsImages, readNsImages } from './images.js';
 export { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } from './state.js';
 export { writeTimensImage, timensEntry, hostClocks, type TimensState } from './time.js';
 export { withCgnsPrefix } from './cgroup.js';
+export { writeUsernsImage, credsInside, type UsernsState } from './user.js';
 
 export interface TreeNamespaces {
   /** The kinds the root has of its own (pid, uts, ipc). */
@@ -24,9 +26,11 @@ export interface TreeNamespaces {
   time?: TimensState;
   /** The root's own cgroup namespace: its root in each hierarchy (cgroup.ts). */
   cgns?: Map<string, string>;
+  /** The root's own user namespace: its maps (user.ts). */
+  user?: UsernsState;
 }
 
-/** Reads the root's own UTS, IPC, network and time namespaces (the tree frozen: nothing in them changes). */
+/** Reads the root's own UTS, IPC, network, time, cgroup and user namespaces (the tree frozen: nothing in them changes). */
 export function dumpTreeNamespaces(root: number): TreeNamespaces {
   const own = ownNamespaces(root);
   const kinds = (['uts', 'ipc'] as NsHelperKind[]).filter((k) => own.has(k));
@@ -35,5 +39,6 @@ export function dumpTreeNamespaces(root: number): TreeNamespaces {
     ...(own.has('net') ? { net: readNetns(root) } : {}),
     ...(own.has('time') ? { time: dumpTimens(root) } : {}),
     ...(own.has('cgroup') ? { cgns: cgnsRoots(root) } : {}),
+    ...(own.has('user') ? { user: dumpUserns(root) } : {}),
   };
 }

@@ -3,11 +3,13 @@
 // container made with `unshare --fork --pid --uts --ipc --net --mount --time`, the root being its
 // init), and its cgroup namespace: saved and made again (a network namespace only with links
 // resources/netns supports, a mount namespace only with mounts resources/mnt supports, a cgroup
-// namespace only with every task's cgroups below its root). Anything else — a task of the tree in
-// a namespace that is neither cryo's nor its root's (it setns'd elsewhere), a PID namespace whose
-// init is not the root, children going into another PID or time namespace than the task's own
-// (unshare without a fork), a user namespace of its own — is refused, named.
+// namespace only with every task's cgroups below its root), and its user namespace (user.ts: one
+// level below cryo's, owning the root's other namespaces, its tasks single-threaded with mapped
+// ids). Anything else — a task of the tree in a namespace that is neither cryo's nor its root's
+// (it setns'd elsewhere), a PID namespace whose init is not the root, children going into another
+// PID or time namespace than the task's own (unshare without a fork) — is refused, named.
 import { readlinkSync, readFileSync } from 'node:fs';
+import { rootUsernsProblem, usernsMemberProblem } from './user.js';
 import type { Blocker } from '../../util/blocker.js';
 import { nsPidOf, dumperLevels } from './pid.js';
 import { netnsProblems } from '../netns/index.js';
@@ -16,7 +18,7 @@ import { parseCgroups } from '../task/cgroup.js';
 
 export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
 /** The kinds a tree's root may have of its own. */
-export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'time', 'cgroup'] as const;
+export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'time', 'cgroup', 'user'] as const;
 
 export function nsLink(pid: number | 'self', kind: string): string | null {
   try {
@@ -47,14 +49,14 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
     }
     const ownable = (OWN_NS_KINDS as readonly string[]).includes(kind);
     if (!ownable) {
-      out.push({ kind, link, owner: 'other', blocked: kind === 'user' ? userNsRefusal(pid, link) : `in its own ${kind} namespace (${link}) — not supported yet` });
+      out.push({ kind, link, owner: 'other', blocked: `in its own ${kind} namespace (${link}) — not supported yet` });
     } else if (pid !== root) {
       const rootLink = nsLink(root, kind);
       out.push(link === rootLink
-        ? { kind, link, owner: 'tree', blocked: kind === 'cgroup' ? cgroupMemberProblem(pid, root) : null }
+        ? { kind, link, owner: 'tree', blocked: kind === 'cgroup' ? cgroupMemberProblem(pid, root) : kind === 'user' ? usernsMemberProblem(pid, root) : null }
         : { kind, link, owner: 'other', blocked: `in a ${kind} namespace (${link}) that is neither cryo's nor the tree root's (${rootLink}) — not supported` });
     } else {
-      out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : kind === 'net' ? netProblem(pid) : kind === 'cgroup' ? cgroupNsProblem(pid) : null });
+      out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : kind === 'net' ? netProblem(pid) : kind === 'cgroup' ? cgroupNsProblem(pid) : kind === 'user' ? userProblem(pid) : null });
     }
   }
   // unshare(CLONE_NEWPID or CLONE_NEWTIME) without a fork: the task's next child would start a
@@ -76,20 +78,10 @@ function netProblem(pid: number): string | null {
   return p.length ? `its own network namespace (${nsLink(pid, 'net')}): ${p.join('; ')}` : null;
 }
 
-/**
- * A user namespace of its own is refused, with its maps: the restore hands every fd it opens to
- * its task with pidfd_getfd, which the kernel refuses (EPERM, a ptrace access check against
- * cryo) to a task in a child user namespace; making one needs another hand-over (SCM_RIGHTS).
- */
-function userNsRefusal(pid: number, link: string): string {
-  const map = (f: string) => {
-    try {
-      return readFileSync(`/proc/${pid}/${f}`, 'utf8').trim().split('\n').map((l) => l.trim().split(/\s+/).join(' ')).join(', ') || 'none';
-    } catch {
-      return '?';
-    }
-  };
-  return `in a user namespace of its own (${link}, uid_map ${map('uid_map')}, gid_map ${map('gid_map')}) — not supported yet: the restore hands each fd to its task with pidfd_getfd, which the kernel refuses to a task in a child user namespace`;
+/** The root's own user namespace, owning its other own namespaces; the root itself a member that can join it. */
+function userProblem(root: number): string | null {
+  const own = OWN_NS_KINDS.filter((k) => k !== 'user' && nsLink(root, k) !== nsLink('self', k));
+  return rootUsernsProblem(root, own) ?? usernsMemberProblem(root, root);
 }
 
 /** The root's own cgroup namespace: each of its cgroups at or below the namespace's root. */

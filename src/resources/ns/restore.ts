@@ -17,6 +17,8 @@ import { cgnsRootMembers } from './cgroup.js';
 import { restoreCgroups, type CgroupMember } from '../task/cgroup.js';
 import type { Remote } from '../../ptrace/index.js';
 import { failpoint } from '../../util/failpoint.js';
+import { readUsernsImage, usernsText, PID_REFUSAL, type UsernsState } from './user.js';
+import { makeUserns, type MadeUserns } from './user-restore.js';
 
 type Ids = Partial<Record<`${'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time'}NsId`, number>>;
 
@@ -30,6 +32,8 @@ export interface RootNamespaces {
   mounts?: SavedMounts;
   /** The root's own time namespace (time.ts), made in the stub before it clones the root. */
   time?: TimensState;
+  /** The root's own user namespace (user.ts), made with the others by a maker (user-restore.ts). */
+  user?: UsernsState;
 }
 
 const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as const;
@@ -38,7 +42,7 @@ const ALL = ['pid', 'net', 'ipc', 'uts', 'mnt', 'user', 'cgroup', 'time'] as con
  * The root's own namespaces, read from their images; refuses a kind cryo cannot make (user)
  * and a task whose namespace is neither the dumper's nor the root's.
  */
-export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number } }[], rootCgroups?: CgroupMember[]): RootNamespaces {
+export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid: number; ids: Ids & { utsNsId: number; ipcNsId: number; netNsId: number }; threads: unknown[] }[], rootCgroups?: CgroupMember[]): RootNamespaces {
   const root = tasks[0]!;
   const own = new Set<string>();
   for (const kind of ALL) {
@@ -59,6 +63,12 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
       throw new UserError(`pid ${t.pid}: ids-${t.pid}.img ${kind}_ns_id ${mine} is neither the dumper's (${dumper[key]}) nor the root's (${root.ids[key]}) — not supported`);
     }
   }
+  if (own.has('user')) {
+    // Each task joins the user namespace with setns, which the kernel refuses to several threads (user-restore.ts).
+    const many = tasks.find((t) => t.ids.userNsId === root.ids.userNsId && t.threads.length);
+    if (many) throw new UserError(`pid ${many.pid}: ${many.threads.length + 1} threads in the tree's own user namespace — not supported (a restored task joins it with setns, refused to a process of several threads)`);
+    if (own.has('pid')) throw new UserError(`pid ${root.pid}: a user namespace of its own ${PID_REFUSAL}`);
+  }
   const state = readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') });
   return {
     own, state,
@@ -66,11 +76,13 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
     // A cgroup2 mounted inside the root's own cgroup namespace has its v2 root, and gets it again.
     ...(own.has('mnt') ? { mounts: readSavedMounts(r, root.ids.mntNsId!, own.has('cgroup') ? cgnsRootMembers(rootCgroups ?? []).find((m) => m.name === '')?.path : undefined) } : {}),
     ...(own.has('time') ? { time: readTimensImage(r, root.ids.timeNsId!) } : {}),
+    ...(own.has('user') ? { user: readUsernsImage(r, root.ids.userNsId!) } : {}),
   };
 }
 
-/** clone3 flags that make the root's new namespaces. */
+/** clone3 flags that make the root's new namespaces (none with a user namespace: the stub joined them). */
 export function rootCloneFlags(ns: RootNamespaces): number {
+  if (ns.user) return 0;
   const flags = { pid: CLONE.NEWPID, uts: CLONE.NEWUTS, ipc: CLONE.NEWIPC, mnt: CLONE.NEWNS, cgroup: CLONE.NEWCGROUP } as const;
   return Object.entries(flags).reduce((f, [kind, flag]) => (ns.own.has(kind) ? f | flag : f), 0);
 }
@@ -79,18 +91,45 @@ export function rootCloneFlags(ns: RootNamespaces): number {
  * What the stub does before it clones the root: it unshares the time namespace and gets its
  * offsets (time.ts), and it is moved into the cgroup namespace's roots, which a new cgroup
  * namespace takes from its maker's cgroups (cgroup.ts; `rootCgroups` are the root's members,
- * none under --manage-cgroups ignore: then the roots are cryo's cgroups). Lines for the log.
+ * none under --manage-cgroups ignore: then the roots are cryo's cgroups). With a user namespace
+ * the maker does both instead (`makerNamespaces`), and the stub only joins. Lines for the log.
  */
 export function stubNamespaces(stub: Remote, stubPid: number, ns: RootNamespaces, rootCgroups: CgroupMember[] | undefined): string[] {
+  return ns.user ? [] : ownTimeAndCgroup(stub, stubPid, ns, rootCgroups, () => []);
+}
+
+/**
+ * The root's own user namespace and every other one it owns, made by the maker `m` (pid
+ * `pid`, a seized process of ours the caller kills once this returns): user-restore.ts.
+ */
+export function makerNamespaces(m: Remote, pid: number, ns: RootNamespaces, rootCgroups: CgroupMember[] | undefined): { made: MadeUserns; lines: string[] } {
+  let made: MadeUserns | undefined;
+  const lines = ownTimeAndCgroup(m, pid, ns, rootCgroups, (makeTime) => {
+    made = makeUserns(m, pid, ns.user!, ns.own, makeTime);
+    return [`user namespace: ${usernsText(ns.user!)}`];
+  });
+  failpoint('restore:userns');
+  return { made: made!, lines };
+}
+
+/**
+ * The cgroup namespace's roots for `pid` (before anything unshares it), then `inside` (which
+ * calls the time namespace's maker when its own unshare is done: the maker's user namespace
+ * first), or the time namespace at once.
+ */
+function ownTimeAndCgroup(m: Remote, pid: number, ns: RootNamespaces, rootCgroups: CgroupMember[] | undefined, inside: (makeTime: (() => void) | null) => string[]): string[] {
   const out: string[] = [];
-  if (ns.time) out.push(`time namespace: ${offsetsText(timensForStub(stub, stubPid, ns.time))}`);
-  failpoint('restore:timens'); // every restore passes both, as restore:netns
   if (ns.own.has('cgroup') && rootCgroups) {
     const roots = cgnsRootMembers(rootCgroups);
-    restoreCgroups(stubPid, roots);
-    out.push(`cgroup namespace rooted at ${roots.map((m) => `${m.name || '(v2)'}:${m.path}`).join(' ')}`);
+    restoreCgroups(pid, roots);
+    out.push(`cgroup namespace rooted at ${roots.map((mm) => `${mm.name || '(v2)'}:${mm.path}`).join(' ')}`);
   }
   failpoint('restore:cgns');
+  const time = ns.time;
+  const makeTime = time ? () => { out.push(`time namespace: ${offsetsText(timensForStub(m, pid, time))}`); } : null;
+  out.push(...inside(makeTime));
+  if (!ns.user) makeTime?.();
+  failpoint('restore:timens'); // every restore passes both, as restore:netns
   return out;
 }
 

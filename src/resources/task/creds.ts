@@ -106,7 +106,7 @@ function capHeader(): Buffer {
  * the order is fixed:
  *  1. securebits KEEP_CAPS | NO_SETUID_FIXUP (needs CAP_SETPCAP): the uid switch below then keeps
  *     every capability, effective ones included, so steps after it can still use them;
- *  2. groups and gids (CAP_SETGID);
+ *  2. groups (unless set already) and gids (CAP_SETGID);
  *  3. the inheritable set, while the bounding set is still full (capset refuses inheritable
  *     capabilities outside the bounding set, and a real process may hold such ones);
  *  4. bounding set drops (CAP_SETPCAP);
@@ -119,7 +119,7 @@ function capHeader(): Buffer {
  * Ambient capabilities survive step 9 because a real thread's ambient set is inside its
  * permitted and inheritable sets (the kernel keeps that invariant).
  */
-export function restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: CallQueue): void {
+export function restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: CallQueue, groupsSet = false): void {
   if (!c) return q.flush();
   // In order, in two batches (a stop each, not one per call): up to the capget whose result the
   // inheritable set needs, then the rest. `q` may hold the thread's calls before these (they
@@ -131,7 +131,8 @@ export function restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: Call
   call('prctl', [PR.SET_SECUREBITS, SECBIT.KEEP_CAPS | SECBIT.NO_SETUID_FIXUP, 0, 0, 0], what('temporary securebits'));
   const groups = Buffer.alloc(4 * Math.max(1, c.groups.length));
   c.groups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
-  call('setgroups', [c.groups.length, r.scratch.put(groups)], what('groups'));
+  // In a user namespace the groups were set before the task joined it (user-restore.ts).
+  if (!groupsSet) call('setgroups', [c.groups.length, r.scratch.put(groups)], what('groups'));
   call('setresgid', [c.gid, c.egid, c.sgid], what('gids'));
   call('setfsgid', [c.fsgid]);
 

@@ -1,0 +1,46 @@
+// Namespace files' ioctls (linux/nsfs.h): which user namespace owns a namespace, a user
+// namespace's parent and its owner's uid. Each answer that is a namespace comes as a new fd,
+// compared by inode (what /proc/PID/ns/KIND links name) and closed at once.
+import { openSync, closeSync, fstatSync, statSync } from 'node:fs';
+import { sys } from './libc.js';
+
+const NSIO = 0xb7;
+const NS_GET_USERNS = (NSIO << 8) | 0x1;
+const NS_GET_PARENT = (NSIO << 8) | 0x2;
+const NS_GET_OWNER_UID = (NSIO << 8) | 0x4;
+
+function withNsFile<T>(path: string, fn: (fd: number) => T): T {
+  const fd = openSync(path, 'r');
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function relatedIno(path: string, req: number, what: string): number {
+  return withNsFile(path, (fd) => {
+    const other = sys('ioctl', [fd, req, 0], `${what} of ${path}`);
+    try {
+      return fstatSync(other).ino;
+    } finally {
+      closeSync(other);
+    }
+  });
+}
+
+/** Inode of the namespace file `path` (/proc/PID/ns/KIND). */
+export const nsInode = (path: string): number => statSync(path).ino;
+/** Inode of the user namespace that owns the namespace at `path`. */
+export const nsOwnerInode = (path: string): number => relatedIno(path, NS_GET_USERNS, 'owning user namespace');
+/** Inode of the parent of the user namespace at `path` (EPERM when it is outside ours). */
+export const nsParentInode = (path: string): number => relatedIno(path, NS_GET_PARENT, 'parent user namespace');
+
+/** The uid (in our namespace) of the creator of the user namespace at `path`. */
+export function nsOwnerUid(path: string): number {
+  return withNsFile(path, (fd) => {
+    const b = Buffer.alloc(4);
+    sys('ioctl', [fd, NS_GET_OWNER_UID, b], `owner of ${path}`);
+    return b.readUInt32LE(0);
+  });
+}
