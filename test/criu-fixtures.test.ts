@@ -118,9 +118,8 @@ describe("CRIU 4.2's images restored by cryo", () => {
     const cases: [string, RegExp][] = [
       [broken('inventory.img', inventory_entrySchema, (i) => (i.pluginsEntry = { $typeName: 'plugins_entry', plugins: ['amdgpu_plugin'] } as never)), /inventory.img plugins_entry: .*amdgpu_plugin/],
       [broken('inventory.img', inventory_entrySchema, (i) => (i.fdinfoPerId = false)), /inventory.img fdinfo_per_id is not set/],
-      // A user namespace of its own is not restored (a UTS, net or time one is: then utsns-N.img,
-      // netdev-N.img, timens-N.img must be there).
-      [broken('ids-26162.img', task_kobj_ids_entrySchema, (i) => (i.userNsId = 99)), /ids-26162.img user_ns_id 99 differs from the dumper's/],
+      // A namespace of its own needs its image (userns-N.img, netdev-N.img, utsns-N.img, timens-N.img).
+      [broken('ids-26162.img', task_kobj_ids_entrySchema, (i) => (i.userNsId = 99)), /userns-99.img: no such image/],
       [broken('ids-26162.img', task_kobj_ids_entrySchema, (i) => (i.netNsId = 99)), /netdev-99.img: no such image/],
       [broken('ids-26162.img', task_kobj_ids_entrySchema, (i) => (i.utsNsId = 99)), /utsns-99.img: no such image/],
       [broken('ids-26162.img', task_kobj_ids_entrySchema, (i) => (i.timeNsId = 98)), /timens-98.img: no such image/],

@@ -136,7 +136,6 @@ export function writeUsernsImage(w: ImageDirWriter, id: number, s: UsernsState):
 
 export function readUsernsImage(r: ImageDirReader, id: number): UsernsState {
   const name = `userns-${id}.img`;
-  if (!r.exists(name)) throw new UserError(`the root had a user namespace of its own (user_ns_id ${id}) and ${name} is missing`);
   const [e] = r.read(name) as userns_entry[];
   if (!e) throw new UserError(`${name} is empty`);
   const ext = (m: { first: number; lowerFirst: number; count: number }[], kind: string) => {
