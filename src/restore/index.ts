@@ -9,7 +9,7 @@ import { readCheckpoint, type CheckpointImage } from './images.js';
 import { checkRestorePrivileges } from './privileges.js';
 import { waitPidFree, waitPidGone } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
-import { startStub, forkWithPid, killStub, withSeized, type Stub } from './stub.js';
+import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
 import { closeSessionFiles, openFile, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
 import { restoreUnixSockets } from '../resources/files/unix.js';
@@ -26,8 +26,9 @@ import type { Log } from '../util/log.js';
 import type { ProgressSink } from '../util/progress.js';
 import { ProgressMeter } from '../util/progress-meter.js';
 import { verifyRestored, type VerifyMode } from './verify.js';
-import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments, stubNamespaces, makerNamespaces } from '../resources/ns/restore.js';
+import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments, stubNamespaces } from '../resources/ns/restore.js';
 import { joinMadeNamespaces, closeMadeUserns, type MadeUserns } from '../resources/ns/user-restore.js';
+import { makeTreeUserns, madeNetnsPath } from './user-namespace.js';
 import { setTidArray } from '../resources/ns/pid.js';
 import { NetnsRestore } from '../resources/netns/index.js';
 import { buildMounts, checkMountTargets } from '../resources/mnt/restore.js';
@@ -133,18 +134,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
       if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
     }
     // The tree's own user namespace and those it owns, made by a task inside it (user-restore.ts).
-    const user = ckpt.namespaces.user;
-    if (user) {
-      const made = log.step('user namespace', () => withSeized(img.pid, (m, pid) => makerNamespaces(m, pid, ckpt.namespaces, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0))));
-      userns = made.made;
-      for (const line of made.lines) log.info(line);
-      session.userns = { id: img.ids.userNsId, fd: userns.user, state: user };
-    }
+    userns = makeTreeUserns(session);
     // The tree's own network namespace, whole, before its sockets and tasks are made in it.
     if (ckpt.namespaces.net) {
       const want = ckpt.namespaces.net;
-      const madeNet = userns?.net;
-      netns = log.step('network namespace', () => NetnsRestore.create(want, outsideNames(opts.external ?? []), madeNet !== undefined ? `/proc/self/fd/${madeNet}` : undefined));
+      const inside = madeNetnsPath(userns);
+      netns = log.step('network namespace', () => NetnsRestore.create(want, outsideNames(opts.external ?? []), inside));
       netns.verify(want, opts.verify ?? 'on', (line) => { log.warn(`verify: ${line}`); opts.onDifference?.(line); });
     }
     failpoint('restore:netns');
