@@ -4,13 +4,16 @@
 // checks its own maps, ids, groups and capabilities after the restore, the root that its
 // namespaces are owned by its user namespace. The test checks the ids from outside, the images
 // (crit: userns-N.img, creds as ids inside), `unshare --user --map-root-user` (setgroups deny),
-// what is refused before anything is touched, and that a failed restore leaves no process.
+// a busybox root in a mount namespace owned by it (same mounts, a tmpfs mounted inside after the
+// restore), what is refused before anything is touched, and that a failed restore leaves no process.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
-  critDecodeAll, statusField, pidExists, runningProblem, makeCgroup, removeTestCgroups, type Target,
+  critDecodeAll, statusField, pidExists, runningProblem, makeCgroup, removeTestCgroups, makeTempDir, waitFor, type Target,
 } from './lib/index.js';
 
 after(async () => {
@@ -146,6 +149,53 @@ describe('c/r in a user namespace of its own', () => {
     checkRestore(t, restore(t, d.dir, 'k'));
     assert.notEqual(userNs(root), userNs('self'));
     await expectPass(t);
+  });
+
+  it('with a mount namespace owned by it (pivot_root into a busybox root): same mounts, goes on, root inside can still mount', async () => {
+    const base = makeTempDir('cryo-userns-mnt-');
+    const R = path.join(base, 'rootfs');
+    for (const d of ['bin', 'tmp', 'dev', 'old']) fs.mkdirSync(path.join(R, d), { recursive: true });
+    fs.copyFileSync('/bin/busybox', path.join(R, 'bin/busybox'));
+    fs.chmodSync(path.join(R, 'bin/busybox'), 0o755);
+    execFileSync('mknod', ['-m', '666', path.join(R, 'dev/null'), 'c', '1', '3']);
+    fs.writeFileSync(path.join(R, 'init.sh'), [
+      'i=0',
+      'while [ ! -e /tmp/go ]; do i=$((i+1)); echo $i > /tmp/count; /bin/busybox sleep 0.05; done',
+      // A tmpfs needs CAP_SYS_ADMIN in the user namespace that owns the mount namespace.
+      '/bin/busybox mount -t tmpfs tmpfs /dev && echo MOUNTOK > /tmp/result || echo MOUNTFAIL > /tmp/result',
+      'exec /bin/busybox sleep 1000', '',
+    ].join('\n'));
+    const setup = path.join(base, 'setup.sh');
+    fs.writeFileSync(setup, [
+      'set -e', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', `R=${R}`, 'mount --bind $R $R', 'mount -t tmpfs -o size=1m tmpfs $R/tmp',
+      'cd $R; pivot_root . old; /bin/busybox umount -l /old',
+      'exec /bin/busybox setsid /bin/busybox sh /init.sh 0<&- 1>&- 2>&-', '',
+    ].join('\n'));
+    const unshare = await startTarget(['/usr/bin/unshare', '--user', '--map-root-user', '--mount', '--fork', '/bin/sh', setup], { name: 'userns-mnt' });
+    let root = 0;
+    const count = () => Number(fs.readFileSync(`/proc/${root}/root/tmp/count`, 'utf8'));
+    const mounts = (pid: number) => fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(3).join(' ').replace(/ \d+:\d+ /, ' '));
+    try {
+      assert.ok(await waitFor(() => { root = descendants(unshare.pid)[1] ?? 0; return root > 0 && fs.existsSync(`/proc/${root}/root/tmp/count`); }, 30_000), unshare.log());
+      const t: Target = { ...unshare, pid: root, argv: ['/bin/busybox', 'sh', '/init.sh'] };
+      const before = mounts(root);
+      assert.equal(before.length, 2, before.join('\n'));
+      const n = count();
+      const d = dump(t, 'mnt');
+      assert.equal(d.res.code, 0, cryoReport(d.res));
+      killAll([unshare.pid]);
+      await goneAll([unshare.pid, root]);
+      checkRestore(t, restore(t, d.dir, 'mnt'));
+      assert.notEqual(userNs(root), userNs('self'));
+      assert.deepEqual(mounts(root), before);
+      assert.ok(await waitFor(() => count() > n + 2, 10_000), `the counter stayed at ${count()} (was ${n})`);
+      fs.writeFileSync(`/proc/${root}/root/tmp/go`, '');
+      assert.ok(await waitFor(() => fs.existsSync(`/proc/${root}/root/tmp/result`), 10_000));
+      assert.equal(fs.readFileSync(`/proc/${root}/root/tmp/result`, 'utf8').trim(), 'MOUNTOK');
+    } finally {
+      // Its cwd is inside the container: cleanupTrees would not know it; killed by PID.
+      if (root) killAll([...descendants(root)].reverse());
+    }
   });
 
   it('refused before anything is touched, named: a nested user namespace, one with a PID namespace, several threads in it', async () => {
