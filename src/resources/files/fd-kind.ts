@@ -1,7 +1,8 @@
 // The interface one kind of fd implements (in the spirit of CRIU's fdtype_ops, but typed): how
 // an fd of the kind is recognised, what blocks it, its dump into a files.img record, how the
 // record is read back, how the restore makes it again and when, and what a restored fd of the
-// kind must show. The kinds are listed in registry.ts; the engine only iterates that list.
+// kind must show. The kinds are listed in registry.ts; the engine only iterates that list
+// (docs/architecture.md has the members in a table, with two worked examples).
 import type { file_entry, fd_types } from '../../image/gen/fdinfo_pb.js';
 import type { reg_file_entry } from '../../image/gen/regfile_pb.js';
 import type { ProcFdinfo } from '../../proc/index.js';
@@ -37,8 +38,9 @@ export type FileTypeName = keyof typeof fd_types;
  * terminal, which the restorer cannot open for it.
  */
 export type FdPhase = 'table' | 'after-children' | 'in-task';
-// (A kind's objects that exist before any task — phase 'before-tasks' — are made by prepare():
-// its records' fds are still opened with the table, from what prepare() made.)
+// Objects of a kind that must exist before any task (deleted files at their paths, memfds) are
+// made by its prepare() hook, phase 'before-tasks'; its records' fds still come in one of the
+// phases above, opened from what prepare() made.
 
 /** State a kind keeps for the whole dump or the whole restore, under `key` (made on first use). */
 export interface KindState {
@@ -235,8 +237,11 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   inherited?(rec: R): boolean;
   /** What a restored fd of the kind must show, beyond kind and flags (from the image). */
   expect?(rec: R, s: FdObservation, key: string): void;
-  /** What an fd of the kind shows (from /proc), under the same keys as expect(). */
-  observe?(info: ProcFdinfo, s: FdObservation, key: string): void;
+  /**
+   * What an fd of the kind shows (from /proc: its fdinfo, and its link and mode), under the same
+   * keys as expect().
+   */
+  observe?(info: ProcFdinfo, s: FdObservation, key: string, seen: { link: string; mode: number }): void;
 }
 
 /** A kind with its record type forgotten, as the registry holds it. */

@@ -81,4 +81,5 @@ export const fifoKind = {
     return fds;
   },
   expect: (rec: FifoRecord, s, key) => s.set(`${key} path`, rec.name),
+  observe: (_info, s, key, { link }) => s.set(`${key} path`, deletedPath(link) ?? link),
 } satisfies FdKind<FifoRecord>;

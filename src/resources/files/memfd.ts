@@ -30,12 +30,12 @@ export function isMemfd(path: string): boolean {
 }
 
 /** The name given to memfd_create, from a `/memfd:NAME (deleted)` link or maps path. */
-export function memfdName(path: string): string {
+function memfdName(path: string): string {
   return path.slice(PREFIX.length).replace(/ \(deleted\)$/, '');
 }
 
 /** Name, owner, mode, size and seals of the memfd that `source` (a /proc link) opens. */
-export function inspectMemfd(source: string, path: string, inodeId: number): MemfdInode {
+function inspectMemfd(source: string, path: string, inodeId: number): MemfdInode {
   const fd = openSync(source, O.RDONLY | O.CLOEXEC);
   try {
     const st = fstatSync(fd);
@@ -52,7 +52,7 @@ export function inspectMemfd(source: string, path: string, inodeId: number): Mem
  * Copies the memfd's non-zero pages to `sink`; returns them as ranges of page offsets (the
  * pagemap of a shared object records offsets, not addresses).
  */
-export function copyMemfdPages(source: string, size: bigint, sink: (chunk: Buffer) => void): PageRange[] {
+function copyMemfdPages(source: string, size: bigint, sink: (chunk: Buffer) => void): PageRange[] {
   const fd = openSync(source, O.RDONLY | O.CLOEXEC);
   const buf = Buffer.alloc(1 << 20);
   const runs: PageRange[] = [];
@@ -80,7 +80,7 @@ export function copyMemfdPages(source: string, size: bigint, sink: (chunk: Buffe
 }
 
 /** A new memfd as the image describes it, in the restorer: contents, owner, mode, then seals. */
-export function createMemfd(m: MemfdInode, pages: PageRange[], pagesFile: string): number {
+function createMemfd(m: MemfdInode, pages: PageRange[], pagesFile: string): number {
   const name = Buffer.from(m.name + '\0');
   const sealable = m.seals !== F_SEAL_SEAL;
   const fd = sys('memfd_create', [name, MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0)], `memfd ${m.name}`);
@@ -119,7 +119,7 @@ export function createMemfd(m: MemfdInode, pages: PageRange[], pagesFile: string
 }
 
 /** One open file description of a restored memfd, with its own flags and position. */
-export function openMemfd(memfd: number, flags: number, pos: bigint): number {
+function openMemfd(memfd: number, flags: number, pos: bigint): number {
   const fd = openSync(`/proc/self/fd/${memfd}`, (flags & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY)) | O.CLOEXEC);
   if (pos) sys('lseek', [fd, pos, 0], 'memfd position');
   return fd;
@@ -206,4 +206,5 @@ export const memfdKind = {
     return fds;
   },
   expect: (rec: MemfdRecord, s, key) => s.set(`${key} pos`, String(rec.pos)),
+  observe: (info, s, key) => s.set(`${key} pos`, String(info.pos)),
 } satisfies FdKind<MemfdRecord>;

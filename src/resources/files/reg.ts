@@ -35,13 +35,13 @@ export interface RegFileData {
 }
 
 /** __O_TMPFILE: kept in the status flags of a file made with O_TMPFILE (with O_DIRECTORY). */
-export const O_TMPFILE_BIT = 0o20000000;
+const O_TMPFILE_BIT = 0o20000000;
 
 /**
  * A description's status flags as they matter once it is open: an O_TMPFILE file keeps the
  * creation bits (__O_TMPFILE | O_DIRECTORY), which would make opening it again fail (ENOTDIR).
  */
-export function openFlags(flags: number): number {
+function openFlags(flags: number): number {
   return flags & O_TMPFILE_BIT ? flags & ~(O_TMPFILE_BIT | O.DIRECTORY) : flags;
 }
 
@@ -49,7 +49,7 @@ export function openFlags(flags: number): number {
  * Opens a file description as the image describes it, in the restorer, with its position set.
  * Returns our fd (O_CLOEXEC on our side; the task's fd flags are set when it is installed).
  */
-export function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "mode">): number {
+function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "mode">): number {
   const isDir = reg.mode !== undefined && (reg.mode & 0o170000) === 0o040000;
   const flags = (openFlags(reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY | O.DIRECTORY)) | O.CLOEXEC | (isDir ? O.DIRECTORY : 0);
   let fd: number;
@@ -113,7 +113,7 @@ const S_IFDIR = 0o040000;
 const S_IFCHR = 0o020000;
 
 /** Character devices whose state is nothing more than being open. */
-export const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
+const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
 
 /** What the verification calls an fd on a path, from the mode of what it opens. */
 export function pathKindName(mode: number): 'file' | 'dir' | 'device' | 'fifo' {
@@ -225,5 +225,9 @@ export const regKind = {
     // (dir/#INO), which a new one cannot keep.
     if (regName(rec) === 'file') s.set(`${key} pos`, String(rec.pos));
     if (!(rec.flags & O_TMPFILE_BIT)) s.set(`${key} path`, rec.name);
+  },
+  observe(info, s, key, { link, mode }) {
+    if (pathKindName(mode) === 'file') s.set(`${key} pos`, String(info.pos));
+    s.set(`${key} path`, deletedPath(link) ?? link);
   },
 } satisfies FdKind<RegFileData>;

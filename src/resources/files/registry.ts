@@ -28,11 +28,6 @@ export function registeredKindOf(link: string, mode: number | null): AnyFdKind |
   return (FD_KINDS as readonly AnyFdKind[]).find((k) => k.recognise(link, mode)) ?? null;
 }
 
-/** The registered kind called `name` (the verification's name for its fds), if any. */
-export function registeredKindNamed(name: string): AnyFdKind | null {
-  return (FD_KINDS as readonly AnyFdKind[]).find((k) => k.name === name) ?? null;
-}
-
 /** The records of `kind` among files that carry a kind and its record (dump or restore side). */
 export function recordsOf<R>(kind: AnyFdKind, files: Iterable<object>): R[] {
   const out: R[] = [];

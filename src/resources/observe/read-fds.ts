@@ -3,11 +3,11 @@
 // targets, inotify watches, locks, socket options).
 import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
 import { O, SO, SOL, AF, SOCK, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
-import { parseFdinfo, parseLockLine, type ProcFdinfo } from '../../proc/index.js';
-import { fdFlagSet, stripDeleted } from './names.js';
+import { parseFdinfo, parseLockLine } from '../../proc/index.js';
+import { fdFlagSet } from './names.js';
 import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
 import type { Snapshot } from './snapshot.js';
-import { registeredKindNamed } from '../files/registry.js';
+import { registeredKindOf } from '../files/registry.js';
 import { optionsFor, optText, readOpt, socketKind } from '../files/sk-proto-opts.js';
 import { dumpMemberships, membershipText } from '../net/mcast.js';
 
@@ -40,13 +40,13 @@ export function readFds(s: Snapshot, pid: number, sockets: boolean): void {
   try {
     for (const fd of fds) {
       const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      const kind = fdKindOf(link, statSync(`/proc/${pid}/fd/${fd}`).mode);
+      const mode = statSync(`/proc/${pid}/fd/${fd}`).mode;
+      const kind = fdKindOf(link, mode);
       const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
       const key = fdKey(fd, kind);
       s.set(key, fdFlagSet(info.flags & ~O.CLOEXEC, (info.flags & O.CLOEXEC) !== 0, OBJECT_KINDS.has(kind)));
-      if (kind === 'file' || kind === 'memfd') s.set(`${key} pos`, String(info.pos));
-      if (kind === 'file' || kind === 'dir' || kind === 'device' || kind === 'fifo') s.set(`${key} path`, stripDeleted(link));
-      kindDetails(s, key, kind, info);
+      // The kind's own: positions, paths, counters, settings, watches, targets.
+      registeredKindOf(link, mode)?.observe?.(info, s, key, { link, mode });
       const locks = (info.extra.get('lock') ?? []).map(parseLockLine).filter((l) => l !== null);
       if (locks.length) s.set(`${key} locks`, { set: locks.map((l) => lockText(l.kind, l.type, l.start, l.end)) });
       if (kind === 'socket' && sockets) {
@@ -61,14 +61,6 @@ export function readFds(s: Snapshot, pid: number, sockets: boolean): void {
 
 export function lockText(kind: string, type: string, start: bigint, end: bigint | null): string {
   return `${kind} ${type} ${start}-${end ?? 'EOF'}`;
-}
-
-function kindDetails(s: Snapshot, key: string, kind: ObservedKind, info: ProcFdinfo): void {
-  registeredKindNamed(kind)?.observe?.(info, s, key);
-  switch (kind) {
-    default:
-      return;
-  }
 }
 
 /** getsockopt on a dup of the task's socket (the same open file, so the same options). */
