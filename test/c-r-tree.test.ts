@@ -219,6 +219,21 @@ describe('process trees', () => {
     await expectPass(t);
   });
 
+  it('a restore that fails once the deleted files are made again removes them again and leaves no task; the next one restores', async () => {
+    const t = await readyTarget('ghost');
+    const before = family(t.pid);
+    const dir = await dumpTree(t, before.map((r) => r.pid));
+    // restore:files: in the root's restore, after they are made; restore:resume: with every task made.
+    for (const step of ['restore:files', 'restore:resume']) {
+      const bad = restore(t, dir, `fail-${step.replace(/\W/g, '-')}`, { env: { CRYO_FAIL_AT: step } });
+      assert.notEqual(bad.res.code, 0, `${step}: ${cryoReport(bad.res)}`);
+      assert.deepEqual(fs.readdirSync(t.dir).filter((f) => f.endsWith('.bin') || f === 'gone.d'), [], `${step}: no deleted file left behind`);
+      assert.deepEqual(before.filter((r) => pidExists(r.pid)).map((r) => r.pid), [], `${step}: no task left`);
+    }
+    checkRestore(t, restore(t, dir, '1'));
+    await expectPass(t);
+  });
+
   it('a FIFO by path between a parent and its child: data in flight, O_NONBLOCK, EOF after the writer', async () => {
     const t = await readyTarget('fifo');
     const before = family(t.pid);

@@ -87,9 +87,8 @@ export function restoreTask(
     // image's own mappings (often of the same binary) come back.
     const sameExe = parent !== undefined && ckpt.files.get(parent.mm.exeFileId)?.name === ckpt.files.get(img.mm.exeFileId)?.name;
     restoreMmFields(r, img, ckpt, !sameExe);
-    if (img.mm.thpDisabled) call('prctl', [PR.SET_THP_DISABLE, 1, 0, 0, 0], 'THP disabled');
-    // Before the mappings come back, as when the program set it: each new one is mergeable.
-    if (hasField(mm_entrySchema, img.mm, 'cryoKsmMergeAny')) call('prctl', [PR.SET_MEMORY_MERGE, img.mm.cryoKsmMergeAny ? 1 : 0, 0, 0, 0], 'KSM merge-any');
+    // Before the mappings come back, as when the program set them: THP disabled, KSM merge-any.
+    resourcesAt('before-mappings');
     const mem = restoreMemory(r, img.memory, { parent: parent?.memory, shmemOwners: session.shmemOwners, sysvIds: session.sysvIds, unchecked: ckpt.kindImages.madePaths, shmemSizes: session.shmemSizes }, kept);
     session.cowKept += mem.cowKept;
     session.progress.bytes(img.memory.pages.reduce((n, p) => n + p.nrPages * PAGE_SIZE, 0));

@@ -43,8 +43,6 @@ export interface MmData {
   exeFileId: number;
   mmSavedAuxv: bigint[];
   vmas: VmaData[];
-  thpDisabled: boolean;
-  cryoKsmMergeAny?: boolean;
   cryoMdwe?: number;
 }
 
@@ -268,21 +266,6 @@ function* shmemRuns(pid: number, m: MapsEntry): Generator<{ first: number; count
   }
 }
 
-/** Whether KSM merges every mapping of the process (PR_SET_MEMORY_MERGE): /proc/PID/ksm_stat. */
-export function ksmMergeAny(pid: number): boolean | null {
-  try {
-    return /^ksm_merge_any: yes$/m.test(readFileSync(`/proc/${pid}/ksm_stat`, 'utf8'));
-  } catch {
-    return null; // a kernel without KSM
-  }
-}
-
-/** Written whenever the kernel has KSM, false too: a forked child inherits the setting. */
-function ksmField(pid: number): { cryoKsmMergeAny?: boolean } {
-  const any = ksmMergeAny(pid);
-  return any === null ? {} : { cryoKsmMergeAny: any };
-}
-
 /** The mm-wide fields: from /proc/PID/stat, brk from the task, auxv from /proc. */
 export function dumpMmFields(t: DumpTask, exeFileId: number): Omit<MmData, 'vmas'> {
   const brk = BigInt.asUintN(64, t.remote.call('brk', [0]));
@@ -300,8 +283,6 @@ export function dumpMmFields(t: DumpTask, exeFileId: number): Omit<MmData, 'vmas
     mmEnvEnd: t.stat.envEnd,
     exeFileId,
     mmSavedAuxv: parseAuxv(readFileSync(`/proc/${t.pid}/auxv`)),
-    thpDisabled: t.remote.call('prctl', [PR.GET_THP_DISABLE, 0, 0, 0, 0]) === 1n,
-    ...ksmField(t.pid),
     ...mdweField(t),
   };
 }

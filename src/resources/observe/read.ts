@@ -4,7 +4,7 @@
 // reads: the process is not stopped or touched (sockets are looked at through a dup from pidfd).
 import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { affinityText, cpuList, ioprioOf } from '../task/placement.js';
-import { ksmMergeAny } from '../mm/dump.js';
+import { ksmMergeAny } from '../mm/modes.js';
 import { SPECULATION_STATUS } from '../task/speculation.js';
 import { schedPolicyOf } from '../task/attributes.js';
 import { observedMceKill } from '../task/mce-kill.js';

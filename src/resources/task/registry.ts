@@ -3,9 +3,10 @@
 import type { TaskFields, TaskResource } from './resource.js';
 import { rlimitsResource } from './rlimits.js';
 import { dumpableResource } from './attributes.js';
+import { mappingModesResource } from '../mm/modes.js';
 import type { DumpTask } from '../context.js';
 
-export const TASK_RESOURCES: readonly TaskResource[] = [rlimitsResource, dumpableResource];
+export const TASK_RESOURCES: readonly TaskResource[] = [mappingModesResource, rlimitsResource, dumpableResource];
 
 /** Every resource's image fields for the frozen task, merged (each sets fields of its own). */
 export function dumpTaskResources(t: DumpTask): Required<TaskFields> {

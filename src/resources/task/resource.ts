@@ -2,8 +2,8 @@
 // threads, not of an fd) that the task's core or mm image keeps, with its dump and its restore
 // side by side. The resources are listed in registry.ts; dump/task.ts merges each one's fields
 // into the images, restore/criu-compat.ts lets each adapt the images before any task exists,
-// and restore/task.ts runs each at its stage. Moved onto it so far: rlimits and the dumpable
-// flag; the others (cgroups, itimers, attributes, session and group, ...) are still called by
+// and restore/task.ts runs each at its stage. Moved onto it so far: rlimits, the dumpable flag
+// and the mapping modes (mm/modes.ts: THP disabled, KSM merge-any); the others (cgroups, itimers, attributes, session and group, ...) are still called by
 // name from restore/task.ts, in the order commented there, and move one by one.
 import type { DescMessage, MessageInitShape } from '@bufbuild/protobuf';
 import type { task_core_entry, task_core_entrySchema } from '../../image/gen/core_pb.js';
@@ -27,12 +27,14 @@ export interface TaskImageFields {
 }
 
 /**
- * Where in a task's restore (restore/task.ts) a resource goes back. 'after-children': once its
+ * Where in a task's restore (restore/task.ts) a resource goes back. 'before-mappings': once
+ * the inherited memory is gone and the mm fields are set, before the image's mappings are made
+ * (modes every new mapping gets: THP disabled, KSM merge-any). 'after-children': once its
  * children are forked and before its other threads (a child may keep a hard limit above its
  * parent's, which it could not raise again without CAP_SYS_RESOURCE). 'after-creds': once every
  * thread has its credentials (a change of credentials resets the dumpable flag).
  */
-export type TaskStage = 'after-children' | 'after-creds';
+export type TaskStage = 'before-mappings' | 'after-children' | 'after-creds';
 
 export interface TaskResource {
   /** What it is, for the log and errors ('rlimits'). */
