@@ -62,3 +62,9 @@ export function parseStat(text: string): ProcStat {
     exitCode: n(52),
   };
 }
+
+/** The kernel's PF_EXITING task flag (include/linux/sched.h), shown in stat's flags field. */
+const PF_EXITING = 0x4;
+
+/** A task on its way out: a zombie, dead, or past the start of do_exit (its cgroups and namespaces already let go). */
+export const isEnding = (s: ProcStat): boolean => s.state === 'Z' || s.state === 'X' || (s.flags & PF_EXITING) !== 0;

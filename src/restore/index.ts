@@ -135,6 +135,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     }
     // The tree's own user namespace and those it owns, made by a task inside it (user-restore.ts).
     userns = makeTreeUserns(session);
+    failpoint('restore:userns'); // every restore passes it, as restore:netns
     // The tree's own network namespace, whole, before its sockets and tasks are made in it.
     if (ckpt.namespaces.net) {
       const want = ckpt.namespaces.net;

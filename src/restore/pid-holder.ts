@@ -5,9 +5,8 @@ import { pidExists } from '../sys/index.js';
 import { sleepMs } from '../util/sleep.js';
 import { UserError } from '../util/errors.js';
 import type { Log } from '../util/log.js';
-import { parseStat, parseStatus, statusHex, statusNumber } from '../proc/index.js';
+import { isEnding, parseStat, parseStatus, statusHex, statusNumber } from '../proc/index.js';
 
-const PF_EXITING = 0x4;
 const SIGKILL_BIT = 1n << 8n;
 
 export type PidHolder = { kind: 'free' } | { kind: 'ending' } | { kind: 'live'; what: string };
@@ -21,7 +20,7 @@ export function pidHolder(pid: number): PidHolder {
   } catch {
     return pidExists(pid) ? { kind: 'ending' } : { kind: 'free' };
   }
-  if (stat.state === 'Z' || stat.state === 'X' || stat.flags & PF_EXITING) return { kind: 'ending' };
+  if (isEnding(stat)) return { kind: 'ending' };
   const pending = statusHex(status, 'SigPnd') | statusHex(status, 'ShdPnd');
   if (pending & SIGKILL_BIT) return { kind: 'ending' };
   const tgid = statusNumber(status, 'Tgid');

@@ -108,7 +108,6 @@ export function makerNamespaces(m: Remote, pid: number, ns: RootNamespaces, root
     made = makeUserns(m, pid, ns.user!, ns.own, makeTime);
     return [`user namespace: ${usernsText(ns.user!)}`];
   });
-  failpoint('restore:userns');
   return { made: made!, lines };
 }
 

@@ -5,6 +5,7 @@
 import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import type { Blocker } from '../../util/blocker.js';
 import { UserError } from '../../util/errors.js';
+import { isEnding, parseStat } from '../../proc/index.js';
 import { cgroupMounts, cgroupDir } from '../cgroup/hierarchy.js';
 
 /** One line of /proc/PID/cgroup: the hierarchy's controllers ('' for v2) and the path in it. */
@@ -51,6 +52,15 @@ export function restoreCgroups(pid: number, want: CgroupMember[]): void {
   }
 }
 
+/** An exiting thread shows the root cgroup (it left its own in do_exit): it is not dumped, so it judges nothing. */
+function threadEnding(pid: number, tid: string): boolean {
+  try {
+    return isEnding(parseStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+  } catch {
+    return true; // ended since
+  }
+}
+
 /**
  * A thread in another cgroup than its process (a threaded cgroup v2, or a v1 hierarchy's
  * tasks file): only the process's membership is saved, so that thread would come back elsewhere.
@@ -71,7 +81,7 @@ export function threadCgroupBlocker(pid: number): Blocker | null {
     } catch {
       continue; // the thread ended meanwhile
     }
-    if (text === own) continue;
+    if (text === own || threadEnding(pid, tid)) continue;
     const other = parseCgroups(text).find((m, i) => m.path !== parseCgroups(own)[i]?.path);
     return { pid, kind: 'cgroup', reason: `thread ${tid} is in cgroup ${other ? `${other.name || '(v2)'}:${other.path}` : 'another'} than its process — threads in cgroups of their own are not supported` };
   }
