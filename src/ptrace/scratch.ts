@@ -31,6 +31,16 @@ export class Scratch {
     this.cursor = 0;
   }
 
+  /** Where the allocator is now: release(mark) frees what was reserved after it, and only that. */
+  mark(): number {
+    return this.cursor;
+  }
+
+  release(mark: number): void {
+    if (mark > this.cursor) throw new Error(`scratch release past the cursor (${mark} > ${this.cursor})`);
+    this.cursor = mark;
+  }
+
   /** Reserves `len` bytes (8-aligned) and returns their address in the task. */
   alloc(len: number): bigint {
     const off = (this.cursor + 7) & ~7;

@@ -1,7 +1,10 @@
 // A task's fd table on restore: every open file description, opened or created by the
 // restorer (restore/files.ts), pulled into the task with pidfd_getfd and put at its number, then
 // each kind's afterTable hook (epolls register their targets under their old numbers).
+import { readdirSync } from 'node:fs';
 import { O, F, NR, sys } from '../sys/index.js';
+import { batchIn } from '../resources/context.js';
+import type { BatchCall } from '../ptrace/index.js';
 import type { RestoreTask } from '../resources/context.js';
 import type { TaskImage } from './images.js';
 import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
@@ -40,31 +43,65 @@ export function restoreFdsAfterChildren(r: RestoreTask, img: TaskImage, session:
   }
 }
 
-/** Pulls `fds` into the task at their numbers; `maxFd`: the task's highest fd (temporaries go above). */
+/** Fds pulled in per batch: four calls each at most, their results in the scratch area. */
+const FDS_PER_BATCH = 128;
+
+/**
+ * Pulls `fds` into the task at their numbers; `maxFd`: the task's highest fd (temporaries go
+ * above). Each fd is pidfd_getfd (which takes the lowest free number), then dup3 to its number
+ * and close of the temporary, or only its FD_CLOEXEC set when it landed there: the numbers
+ * pidfd_getfd will return follow from the task's table as /proc shows it now, so a whole run of
+ * fds is one batch of calls (one stop) instead of two or three stops each. A number that comes
+ * out otherwise than foreseen fails the restore (the calls after it already used the foreseen one).
+ */
 function installFds(r: RestoreTask, fds: fdinfo_entry[], maxFd: number, session: RestoreSession): void {
   const call = r.remote.call.bind(r.remote);
   const pidfd0 = r.restorerPidfd ?? call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
   const pidfd = call('fcntl', [pidfd0, F.DUPFD_CLOEXEC, maxFd + 1]);
   if (r.restorerPidfd === undefined) call('close', [pidfd0]);
   try {
-    for (const fi of fds) {
-      const fd = openFile(session, fi.id, `fd ${fi.fd}`);
-      // O_ASYNC registers the fd it is set through (SIGIO's si_fd): set by the task, on its own fd.
-      const fl = sys('fcntl', [fd, F.GETFL]);
-      if (fl & O.ASYNC) sys('fcntl', [fd, F.SETFL, fl & ~O.ASYNC]);
-      const got = call('pidfd_getfd', [pidfd, fd, 0], `fd ${fi.fd}`);
-      const cloexec = (fi.flags & 1) !== 0;
-      if (got === BigInt(fi.fd)) {
-        call('fcntl', [got, F.SETFD, cloexec ? 1 : 0]);
-      } else {
-        call('dup3', [got, fi.fd, cloexec ? O.CLOEXEC : 0], `fd ${fi.fd}`);
-        call('close', [got]);
-      }
-      if (fl & O.ASYNC) call('fcntl', [fi.fd, F.SETFL, fl], `fd ${fi.fd} O_ASYNC`);
-    }
+    const open = new Set(readdirSync(`/proc/${r.remote.t.tid}/fd`).map(Number));
+    for (let i = 0; i < fds.length; i += FDS_PER_BATCH) pullRun(r, fds.slice(i, i + FDS_PER_BATCH), pidfd, open, session);
   } finally {
     r.remote.raw(NR.close, [pidfd]);
   }
+}
+
+/** The lowest fd number not in `open` (what the kernel hands out next). */
+function lowestFree(open: Set<number>): number {
+  let n = 0;
+  while (open.has(n)) n++;
+  return n;
+}
+
+/** One batch of installFds; `open`: the task's open fds, kept up to date. */
+function pullRun(r: RestoreTask, fds: fdinfo_entry[], pidfd: bigint, open: Set<number>, session: RestoreSession): void {
+  const calls: BatchCall[] = [];
+  const foreseen: { at: number; fd: number; what: string }[] = [];
+  for (const fi of fds) {
+    const what = `fd ${fi.fd}`;
+    const fd = openFile(session, fi.id, what);
+    // O_ASYNC registers the fd it is set through (SIGIO's si_fd): set by the task, on its own fd.
+    const fl = sys('fcntl', [fd, F.GETFL]);
+    if (fl & O.ASYNC) sys('fcntl', [fd, F.SETFL, fl & ~O.ASYNC]);
+    const got = lowestFree(open);
+    foreseen.push({ at: calls.length, fd: got, what });
+    calls.push({ name: 'pidfd_getfd', args: [pidfd, fd, 0], detail: what });
+    const cloexec = (fi.flags & 1) !== 0;
+    if (got === fi.fd) {
+      calls.push({ name: 'fcntl', args: [got, F.SETFD, cloexec ? 1 : 0], detail: what });
+    } else {
+      calls.push({ name: 'dup3', args: [got, fi.fd, cloexec ? O.CLOEXEC : 0], detail: what });
+      calls.push({ name: 'close', args: [got], detail: what });
+    }
+    open.add(fi.fd);
+    if (fl & O.ASYNC) calls.push({ name: 'fcntl', args: [fi.fd, F.SETFL, fl], detail: `${what} O_ASYNC` });
+  }
+  const mark = r.scratch.mark();
+  const results = batchIn(r, calls);
+  r.scratch.release(mark);
+  for (const f of foreseen)
+    if (results[f.at] !== BigInt(f.fd)) throw new Error(`pid ${r.pid} ${f.what}: pidfd_getfd gave fd ${results[f.at]}, not the free fd ${f.fd} its table showed`);
 }
 
 /**
