@@ -170,3 +170,34 @@ describe('an IP socket cryo cannot make again is named by its kind and protocol'
     });
   }
 });
+
+describe('a task traced by another (a debugger, strace) is refused, naming the tracer', () => {
+  it('a child PTRACE_SEIZEd by its parent: check -t and dump name the tracer by pid and name, both run on traced as before', { timeout: 60_000 }, async () => {
+    const { t, ready } = await readyPython('traced', [
+      'import ctypes, os, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'kid = os.fork()',
+      'if kid == 0:',
+      '    while True: time.sleep(1)',
+      'assert libc.ptrace(0x4206, kid, None, None) == 0, ctypes.get_errno()  # PTRACE_SEIZE',
+      'print(f"READY {kid}", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'tracer = [l.split()[1] for l in open(f"/proc/{kid}/status") if l.startswith("TracerPid:")][0]',
+      'state = open(f"/proc/{kid}/stat").read().rsplit(")", 1)[1].split()[0]',
+      'print("PASS" if tracer == str(os.getpid()) and state == "S" else f"FAIL: tracer {tracer} state {state}", flush=True)',
+    ]);
+    const kid = Number(ready.split(' ')[1]);
+    const reason = `pid ${kid}: already traced by pid ${t.pid} \\(python3[^)]*\\) \\(a debugger or strace: a task has one tracer\\) — not supported`;
+    const c = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(c.code, 3, cryoReport(c));
+    assert.match(c.stdout, new RegExp(`^${reason}`, 'm'), cryoReport(c));
+    assert.match(c.stdout, /detach the tracer first/, cryoReport(c));
+    const dir = path.join(t.root, 'img');
+    const d = cryo(['dump', '-t', String(t.pid), '-D', dir]);
+    assert.equal(d.code, 3, cryoReport(d));
+    assert.match(d.stderr, new RegExp(reason), cryoReport(d));
+    assert.equal(fs.existsSync(path.join(dir, 'inventory.img')), false, 'no image left that looks complete');
+    assert.equal(statusField(t.pid, 'TracerPid'), '0', 'the tracer itself not traced');
+    await expectPass(t);
+  });
+});

@@ -78,6 +78,15 @@ export function planTask(pid: number, ppid: number): TaskPlan {
   };
 }
 
+/** " (comm)" of a task, or nothing if it is gone. */
+function commSuffix(pid: number): string {
+  try {
+    return ` (${parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).comm})`;
+  } catch {
+    return '';
+  }
+}
+
 /** The blockers of one live task. `frozenByUs`: we trace it, which is not a blocker. */
 export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, maps: MapsEntry[], root = pid): Blocker[] {
   const blockers: Blocker[] = [];
@@ -85,7 +94,7 @@ export function taskBlockers(pid: number, frozenByUs: boolean, scan: FileScan, m
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   if (stat.state === 't' && !frozenByUs) blockers.push({ pid, kind: 'task', reason: 'stopped by a debugger — not supported' });
   const tracer = statusNumber(status, 'TracerPid');
-  if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push({ pid, kind: 'task', reason: `already traced by pid ${tracer}` });
+  if (tracer !== 0 && !(frozenByUs && tracer === process.pid)) blockers.push({ pid, kind: 'task', reason: `already traced by pid ${tracer}${commSuffix(tracer)} (a debugger or strace: a task has one tracer) — not supported`, hint: 'detach the tracer first' });
   blockers.push(...namespaceBlockers(pid, root));
   blockers.push(...mappingBlockers(pid, maps, scan.ghostLimit));
   blockers.push(...fdBlockers(pid, scan));
