@@ -26,7 +26,8 @@ function mtime(path) {
 }
 
 // One code cache per command: a dump compiles other functions than a restore, and the cache is
-// only written when there was none (or V8 rejected it). Anything else (a typo, --help) shares one.
+// only written when there was none (or V8 rejected it: another bundle, Node or V8 flags).
+// Anything else (`cryo --help`, a typo) shares one.
 const CACHED_COMMANDS = new Set(['check', 'dump', 'restore', 'show', 'demo']);
 
 /**
@@ -55,8 +56,14 @@ function runBundle() {
   // The CommonJS wrapper on the source's first line: line numbers in stack traces stay the bundle's.
   const wrapped = `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
   const script = new vm.Script(wrapped, { filename: bundle, cachedData });
-  if (cachedData === undefined || script.cachedDataRejected) {
-    process.once('exit', () => {
+  // The first run that writes the cache decides what it holds until the bundle changes: only a
+  // run that did its command's work writes it (not a refusal, a failure, a usage error or a
+  // command's --help, which compile a fraction of its functions: the rest would be compiled
+  // again on every run).
+  const commandHelp = CACHED_COMMANDS.has(command) && (args.includes('--help') || args.includes('-h'));
+  if ((cachedData === undefined || script.cachedDataRejected) && !commandHelp) {
+    process.once('exit', (code) => {
+      if (code !== 0) return;
       try {
         const tmp = `${cacheFile}.${process.pid}`;
         writeFileSync(tmp, Buffer.concat([stamp, script.createCachedData()]));
