@@ -24,9 +24,15 @@ const importMetaUrl = {
   setup(b) {
     b.onLoad({ filter: /[\\/]dist[\\/]src[\\/].*\.js$/ }, async (args) => {
       const text = await readFile(args.path, 'utf8');
-      if (!text.includes('import.meta.url')) return undefined;
+      if (!text.includes('import.meta')) return undefined;
       const rel = JSON.stringify(relative(dist, args.path));
-      return { contents: text.replaceAll('import.meta.url', `__cryoFileUrl(${rel})`), loader: 'js' };
+      const contents = text.replaceAll('import.meta.url', `__cryoFileUrl(${rel})`);
+      // esbuild would leave any other import.meta (dirname, filename, resolve) empty in the
+      // bundle, with only a warning: the bundle would then break where dist/ works.
+      if (contents.includes('import.meta')) {
+        return { errors: [{ text: `${rel}: import.meta other than import.meta.url; add it to scripts/bundle.mjs` }] };
+      }
+      return { contents, loader: 'js' };
     });
   },
 };
