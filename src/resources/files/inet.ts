@@ -19,7 +19,7 @@ import { UserError } from '../../util/errors.js';
 import { parseNetTcp } from '../../proc/net-tcp.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, restoreSkOpts, finishSocket, type SkOpts } from './sk-opts.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 
 type TcpOpts = { nodelay?: boolean; cork?: boolean; keepcnt?: number; keepidle?: number; keepintvl?: number };
 export type InetSkData = MessageInitShape<typeof inet_sk_entrySchema> & {

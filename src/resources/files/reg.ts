@@ -18,8 +18,6 @@ import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
 import { saveGhost, ghostImages, readGhosts, makeGhosts, unmakeGhosts, ghostTmpfiles } from './ghosts.js';
 import { isMemfd } from './memfd.js';
-// FownData and NO_FOWN moved to fown.ts; re-exported for inet.ts and tty.ts (another branch edits them).
-export { NO_FOWN, type FownData } from './fown.js';
 
 export interface RegFileData {
   id: number;

@@ -27,7 +27,7 @@ import { cttyInfoEntry, openCttyInTask, CTTY_INFO_ID } from '../tty/ctty.js';
 import { takeQueuedInput, takeQueuedOutput, putQueuedInput, putQueuedOutput } from '../tty/queue.js';
 import { RestoreTerminals } from '../tty/terminals.js';
 import type { FdKind, FdSeen, FdDumpContext, KindImages, KindImage } from './fd-kind.js';
-import type { FownData } from './reg.js';
+import type { FownData } from './fown.js';
 import type { FileScan } from './scan.js';
 import { isTerminalLink, type TreeTerminals } from './tty-scan.js';
 import { withOurCopy } from './our-copy.js';
