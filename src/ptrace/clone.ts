@@ -57,7 +57,7 @@ export function injectClone3(remote: Remote, argsAddr: bigint, a: CloneArgs): Tr
     const ret = t.regs().signed('ax');
     if (ret !== BigInt(wanted)) throw new TraceeError(t.tid, `clone3 returned ${ret}, wanted ${wanted}`);
     const thread = (a.flags & 0x10000n) !== 0n;
-    return Tracee.adopt(child, thread ? t.tgid : child);
+    return Tracee.adopt(child, thread ? t.tgid : child, t.options);
   }
   const ret = t.regs().signed('ax');
   throw new CloneError(tids[tids.length - 1]!, Number(-ret), st.raw);

@@ -56,9 +56,14 @@ export class Tracee {
     return t;
   }
 
-  /** Wraps a task that became traced by itself (auto-attach on fork/clone); waits its first stop. */
-  static adopt(tid: number, tgid: number): Tracee {
+  /**
+   * Wraps a task that became traced by itself (auto-attach on fork/clone); waits its first stop.
+   * `options`: its parent's, which the kernel copied into it at the fork (kept here, so that a
+   * later PTRACE_SETOPTIONS adds to them instead of dropping EXITKILL or SUSPEND_SECCOMP).
+   */
+  static adopt(tid: number, tgid: number, options: number): Tracee {
     const t = new Tracee(tid, tgid);
+    t.options = options;
     const st = t.wait();
     if (!st.stopped) throw new TraceeError(tid, `new task did not stop (status 0x${st.raw.toString(16)})`);
     return t;

@@ -37,6 +37,7 @@
 #include "fuzzstate/clones.c"
 #include "fuzzstate/netopts.c"
 #include "fuzzstate/process.c"
+#include "fuzzstate/modes.c"
 
 #define MAX_INSTANCES 40
 
@@ -45,7 +46,7 @@ static const struct item *const *catalogue_tables(void)
 	static const struct item *const tables[] = { items_signals, items_timers, items_files,
 						     items_pipes, items_anonfds, items_sockets,
 						     items_memory, items_tasks, items_threads, items_children, items_scm_rights,
-						     items_clones, items_netopts, items_process,
+						     items_clones, items_netopts, items_process, items_modes,
 						     NULL };
 	return tables;
 }

@@ -45,13 +45,13 @@ export function dumpSeccomp(tid: number): ThreadSeccomp {
   return { mode, filters };
 }
 
-/** Options our restore tracees carry (stub.ts), plus seccomp suspended while we work. */
-export const RESTORE_TRACE_OPTIONS = PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
-
 /** Installs the thread's seccomp state, from inside it (the tracer suspends it until release). */
 export function restoreSeccomp(r: RestoreTask, s: ThreadSeccomp): void {
   if (s.mode === SECCOMP_MODE.DISABLED) return;
-  ptrace(PTRACE.SETOPTIONS, r.pid, 0, RESTORE_TRACE_OPTIONS | PTRACE_O.SUSPEND_SECCOMP, `tid ${r.pid}: suspend seccomp while restoring`);
+  // Added to the tracee's options (PTRACE_SETOPTIONS replaces them all): a later call that sets
+  // them again from that record (TRACESYSGOOD for the last calls) must keep seccomp suspended.
+  r.tracee.options |= PTRACE_O.SUSPEND_SECCOMP;
+  ptrace(PTRACE.SETOPTIONS, r.pid, 0, r.tracee.options, `tid ${r.pid}: suspend seccomp while restoring`);
   if (s.mode === SECCOMP_MODE.STRICT) {
     r.remote.call('prctl', [PR.SET_SECCOMP, SECCOMP_MODE.STRICT, 0, 0, 0], 'seccomp strict mode');
     return;

@@ -1,0 +1,89 @@
+/* fuzzstate items: modes a child process holds that the restore must not break on its way —
+ * seccomp strict mode (only read, write, exit and sigreturn: every other call kills it, also
+ * those the restore makes in it after setting the mode again).
+ * Needs children.c (track_kid, proc_state) before it. */
+#include "fuzz.h"
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+/* ---- seccomp-strict: a child that answers over pipes in strict mode ----------------------- */
+
+struct strict_st {
+	pid_t pid;
+	int cmd, reply;
+};
+
+/* In strict mode: read a byte; 'p' is echoed back, anything else makes a forbidden call. */
+static void strict_child(int cmd, int reply)
+{
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) != 0)
+		syscall(SYS_exit, 2);
+	for (;;) {
+		char c;
+		long n = syscall(SYS_read, cmd, &c, 1);
+		if (n == 0)
+			syscall(SYS_exit, 0); /* the parent is gone (exit_group is not allowed) */
+		if (n != 1)
+			continue;
+		if (c != 'p')
+			syscall(SYS_getpid); /* SIGKILL */
+		syscall(SYS_write, reply, &c, 1);
+	}
+}
+
+static int strict_build(struct inst *in, struct rng *r)
+{
+	(void)r;
+	struct strict_st *s = ST_OF(in, struct strict_st);
+	if (n_kids >= MAX_KIDS * 2)
+		return 1;
+	int cmd[2], reply[2];
+	if (pipe2(cmd, O_CLOEXEC) != 0 || pipe2(reply, O_CLOEXEC) != 0)
+		DIE("pipe2");
+	s->pid = fork();
+	if (s->pid < 0)
+		DIE("fork");
+	if (s->pid == 0) {
+		close(cmd[1]);
+		close(reply[0]);
+		strict_child(cmd[0], reply[1]);
+	}
+	track_kid(s->pid);
+	close(cmd[0]);
+	close(reply[1]);
+	s->cmd = cmd[1];
+	s->reply = reply[0];
+	describe(in, "pid=%d", s->pid);
+	return 0;
+}
+
+static void strict_check(struct inst *in, int final)
+{
+	struct strict_st *s = ST_OF(in, struct strict_st);
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", s->pid);
+	const char *mode = read_file(path, buf, sizeof(buf)) < 0 ? NULL : strstr(buf, "\nSeccomp:\t");
+	ICHECK(in, mode && mode[10] == '1', "child %d: %.12s, expected Seccomp: 1", s->pid, mode ? mode + 1 : "no status");
+	char c = 'p';
+	struct pollfd pfd = { s->reply, POLLIN, 0 };
+	if (write(s->cmd, &c, 1) != 1 || poll(&pfd, 1, 5000) != 1 || read(s->reply, &c, 1) != 1 || c != 'p') {
+		IFAIL(in, "child %d in strict mode did not answer", s->pid);
+		return;
+	}
+	if (!final)
+		return;
+	/* the mode is at work: a forbidden call kills it */
+	c = 'x';
+	int st = 0;
+	if (write(s->cmd, &c, 1) != 1 || waitpid(s->pid, &st, 0) != s->pid)
+		DIE("strict child %d", s->pid);
+	ICHECK(in, WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child %d ended with status 0x%x, expected SIGKILL", s->pid, st);
+}
+
+const struct item items_modes[] = {
+	{ "seccomp-strict", 1, strict_build, strict_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
+};
