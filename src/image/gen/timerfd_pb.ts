@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file timerfd.proto.
  */
 export const file_timerfd: GenFile = /*@__PURE__*/
-  fileDesc("Cg10aW1lcmZkLnByb3RvIsQBCg10aW1lcmZkX2VudHJ5EgoKAmlkGAEgAigNEhQKBWZsYWdzGAIgAigNQgXSPwIIARIZCgRmb3duGAMgAigLMgsuZm93bl9lbnRyeRIPCgdjbG9ja2lkGAQgAigNEg0KBXRpY2tzGAUgAigEEhwKDXNldHRpbWVfZmxhZ3MYBiACKA1CBdI/AggBEgwKBHZzZWMYByACKAQSDQoFdm5zZWMYCCACKAQSDAoEaXNlYxgJIAIoBBINCgVpbnNlYxgKIAIoBA", [file_opts, file_fown]);
+  fileDesc("Cg10aW1lcmZkLnByb3RvItoBCg10aW1lcmZkX2VudHJ5EgoKAmlkGAEgAigNEhQKBWZsYWdzGAIgAigNQgXSPwIIARIZCgRmb3duGAMgAigLMgsuZm93bl9lbnRyeRIPCgdjbG9ja2lkGAQgAigNEg0KBXRpY2tzGAUgAigEEhwKDXNldHRpbWVfZmxhZ3MYBiACKA1CBdI/AggBEgwKBHZzZWMYByACKAQSDQoFdm5zZWMYCCACKAQSDAoEaXNlYxgJIAIoBBINCgVpbnNlYxgKIAIoBBIUCgtjcnlvX2Fic19ucxjpByABKAM", [file_opts, file_fown]);
 
 /**
  * @generated from message timerfd_entry
@@ -74,6 +74,15 @@ export type timerfd_entry = Message<"timerfd_entry"> & {
    * @generated from field: required uint64 insec = 10;
    */
   insec: bigint;
+
+  /**
+   * cryo: an absolute timer on a wall clock (TFD_TIMER_ABSTIME on CLOCK_REALTIME, its alarm
+   * twin or CLOCK_TAI): when it expires, in ns of that clock, so that the restore arms it for the
+   * same time instead of the time left from the restore on
+   *
+   * @generated from field: optional int64 cryo_abs_ns = 1001;
+   */
+  cryoAbsNs: bigint;
 };
 
 /**

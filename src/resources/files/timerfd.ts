@@ -1,10 +1,17 @@
-// timerfds: a clock, the time left, the interval and the expirations not read yet. fdinfo shows
-// all of it; the restore re-arms the timer with the time that was left and sets the ticks back.
+// timerfds: a clock, the time left, the interval, the settime flags and the expirations not read
+// yet. fdinfo shows all of it; the restore re-arms the timer with the time that was left and sets
+// the ticks back. An absolute timer (TFD_TIMER_ABSTIME, with TFD_TIMER_CANCEL_ON_SET: systemd's
+// and cron's watch on the wall clock being set) is armed absolute again: on a wall clock for the
+// time it was armed for (kept in cryo_abs_ns: the wall clock goes on while the tree is down), on
+// a monotonic or boot clock for the restoring host's clock plus the time that was left (CRIU's
+// rule: another boot's clocks mean nothing here, so only the time left is kept).
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import { sys } from '../../sys/index.js';
+import { hasField } from '../../image/presence.js';
+import { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
 import { timespecText } from '../observe/names.js';
+import { hostClockNs } from '../ns/time.js';
 import { CREATE_FLAGS, fdinfoField, type FdKind, type FdSeen } from './fd-kind.js';
 import type { FownData } from './fown.js';
 
@@ -13,6 +20,11 @@ export type TimerfdData = MessageInitShape<typeof timerfd_entrySchema> & {
 };
 
 const TFD_IOC_SET_TICKS = 0x40085400;
+const TFD_TIMER_ABSTIME = 1;
+const TFD_TIMER_CANCEL_ON_SET = 2;
+const NS = 1_000_000_000n;
+/** CLOCK_REALTIME, CLOCK_REALTIME_ALARM, CLOCK_TAI: the same time on every boot and host. */
+const WALL_CLOCKS = new Set([0, 8, 11]);
 
 /** "(sec, nsec)" as fdinfo prints a timespec; null when the line is not one. */
 function timespec(v: string | undefined): [bigint, bigint] | null {
@@ -42,26 +54,34 @@ export const timerfdKind = {
   dump(f: FdSeen, id: number, flags: number, fown: FownData): TimerfdData {
     const [vsec, vnsec] = mustTimespec(f.info, 'it_value');
     const [isec, insec] = mustTimespec(f.info, 'it_interval');
+    const clockid = Number(fdinfoField(f.info, 'clockid'));
+    const settimeFlags = parseInt(fdinfoField(f.info, 'settime flags'), 8);
+    const wallAbs = settimeFlags & TFD_TIMER_ABSTIME && WALL_CLOCKS.has(clockid) && (vsec || vnsec);
     return {
-      id, flags, fown, vsec, vnsec, isec, insec,
-      clockid: Number(fdinfoField(f.info, 'clockid')),
+      id, flags, fown, vsec, vnsec, isec, insec, clockid, settimeFlags,
       ticks: BigInt(fdinfoField(f.info, 'ticks')),
-      settimeFlags: parseInt(fdinfoField(f.info, 'settime flags'), 8),
+      ...(wallAbs ? { cryoAbsNs: hostClockNs(clockid) + vsec * NS + vnsec } : {}),
     };
   },
   read: (entry: unknown, id: number) => ({ ...(entry as TimerfdData), id }),
   open(t: TimerfdData): number {
     const fd = sys('timerfd_create', [t.clockid, t.flags & CREATE_FLAGS], `timerfd ${t.id}`);
-    // fdinfo shows the time left, so re-arm relative to now (settime flags 0). A periodic
-    // timer that expired and was not read yet shows 0 left: the kernel would go on from the
-    // next period, so arm it for one interval.
+    // fdinfo shows the time left, so re-arm relative to now, or at now plus that for an absolute
+    // timer. A periodic timer that expired and was not read yet shows 0 left: the kernel would
+    // go on from the next period, so arm it for one interval.
+    const flags = (t.settimeFlags ?? 0) & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET);
     const expired = !t.vsec && !t.vnsec;
+    const armed = !expired || t.isec || t.insec;
+    let value = expired ? t.isec * NS + t.insec : t.vsec * NS + t.vnsec;
+    if (hasField(timerfd_entrySchema, t, 'cryoAbsNs') && flags & TFD_TIMER_ABSTIME) value = t.cryoAbsNs!;
+    else if (armed && flags & TFD_TIMER_ABSTIME) value += hostClockNs(t.clockid);
     const spec = Buffer.alloc(32);
     spec.writeBigInt64LE(t.isec, 0);
     spec.writeBigInt64LE(t.insec, 8);
-    spec.writeBigInt64LE(expired ? t.isec : t.vsec, 16);
-    spec.writeBigInt64LE(expired ? t.insec : t.vnsec, 24);
-    if (!expired || t.isec || t.insec) sys('timerfd_settime', [fd, 0, spec, 0], `timerfd ${t.id}`);
+    spec.writeBigInt64LE(armed ? value / NS : 0n, 16);
+    spec.writeBigInt64LE(armed ? value % NS : 0n, 24);
+    // A disarmed timer keeps its flags too (CANCEL_ON_SET reports a clock set even so).
+    if (armed || flags) sys('timerfd_settime', [fd, flags, spec, 0], `timerfd ${t.id}`);
     if (t.ticks) {
       const ticks = Buffer.alloc(8);
       ticks.writeBigUInt64LE(t.ticks);
@@ -76,6 +96,7 @@ export const timerfdKind = {
     // with what was left then). Ticks may only have grown.
     s.set(`${key} armed`, timerfdArmed(t.vsec, t.vnsec, t.isec, t.insec));
     s.set(`${key} ticks`, { atLeast: t.ticks });
+    s.set(`${key} settime flags`, String((t.settimeFlags ?? 0) & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET)));
   },
   observe(info, s, key) {
     const value = timespec(info.extra.get('it_value')?.[0]);
@@ -85,5 +106,6 @@ export const timerfdKind = {
     s.set(`${key} interval`, timespecText(interval[0], interval[1]));
     s.set(`${key} armed`, timerfdArmed(value[0], value[1], interval[0], interval[1]));
     s.set(`${key} ticks`, info.extra.get('ticks')?.[0] ?? '');
+    s.set(`${key} settime flags`, String(parseInt(info.extra.get('settime flags')?.[0] ?? '0', 8)));
   },
 } satisfies FdKind<TimerfdData>;

@@ -200,9 +200,64 @@ static void ptimer_check(struct inst *in, int final)
 	       timer_getoverrun(s->id));
 }
 
+/* ---- timerfd-abstime: an absolute timer, on the wall clock with TFD_TIMER_CANCEL_ON_SET -------
+ * as systemd and cron watch for the clock being set: far ahead, or at the end of time. */
+
+struct tfd_abs_st {
+	int fd, clock, flags, forever;
+	int64_t at; /* the absolute expiry armed */
+};
+
+static int tfd_abs_build(struct inst *in, struct rng *r)
+{
+	struct tfd_abs_st *s = ST_OF(in, struct tfd_abs_st);
+	s->clock = timerfd_clocks[rng_below(r, 3)];
+	s->flags = TFD_TIMER_ABSTIME;
+	if (s->clock == CLOCK_REALTIME && !rng_one_in(r, 3))
+		s->flags |= TFD_TIMER_CANCEL_ON_SET;
+	int fd = timerfd_create(s->clock, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (fd < 0)
+		DIE("timerfd_create");
+	struct timespec now;
+	clock_gettime(s->clock, &now);
+	s->forever = rng_one_in(r, 3);
+	/* systemd arms TIME_T_MAX: the kernel keeps it as its largest time (KTIME_MAX) */
+	s->at = s->forever ? INT64_MAX : ts_ns(now) + ts_ns(far_timespec(r));
+	struct itimerspec arm = { .it_value = { s->forever ? INT64_MAX / 1000000000LL : s->at / 1000000000LL,
+						s->forever ? 0 : s->at % 1000000000LL } };
+	if (timerfd_settime(fd, s->flags, &arm, NULL) != 0)
+		DIE("timerfd_settime");
+	s->fd = place_fd(r, fd);
+	describe(in, "fd=%d clock=%d flags=%d%s", s->fd, s->clock, s->flags, s->forever ? " forever" : "");
+	return 0;
+}
+
+static void tfd_abs_check(struct inst *in, int final)
+{
+	(void)final;
+	struct tfd_abs_st *s = ST_OF(in, struct tfd_abs_st);
+	const char *fl = fdinfo_value(s->fd, "settime flags:");
+	ICHECK(in, fl && strtol(fl, NULL, 8) == s->flags, "timerfd %d settime flags %s, expected 0%o", s->fd, fl ? fl : "?",
+	       s->flags);
+	struct itimerspec left;
+	struct timespec now;
+	if (timerfd_gettime(s->fd, &left) != 0)
+		DIE("timerfd_gettime");
+	clock_gettime(s->clock, &now);
+	/* still armed: on the wall clock for the same time; on a monotonic clock the time left is
+	 * kept (CRIU's rule: it may expire later by the time the process was down, never sooner) */
+	int64_t at = ts_ns(now) + ts_ns(left.it_value), slack = 5000000;
+	int wall = s->clock == CLOCK_REALTIME;
+	ICHECK(in, ts_ns(left.it_value) > 0, "timerfd %d is disarmed", s->fd);
+	if (!s->forever)
+		ICHECK(in, at >= s->at - slack && at <= s->at + (wall ? slack : 600000000000LL),
+		       "timerfd %d (clock %d) expires at %lld, armed for %lld", s->fd, s->clock, (long long)at, (long long)s->at);
+}
+
 const struct item items_timers[] = {
 	{ "itimer", 3, itimer_build, itimer_check, NULL },
 	{ "timerfd", 3, timerfd_build, timerfd_check, NULL },
+	{ "timerfd-abstime", 2, tfd_abs_build, tfd_abs_check, NULL },
 	{ "posix-timer", 4, ptimer_build, ptimer_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };
