@@ -22,11 +22,16 @@ export function dumpFs(t: DumpTask, files: FileTable): FsData {
   return { cwdId: dir('cwd'), rootId: dir('root'), umask: statusUmask(t.status) };
 }
 
+/**
+ * Both paths are as cryo sees them (from its own root), so the cwd is entered before the chroot:
+ * after it, the cwd's path would be looked up inside the new root (chroot leaves the cwd as it is,
+ * as it was for the task).
+ */
 export function restoreFs(r: RestoreTask, fs: FsData, nameOf: (id: number) => string): void {
   r.scratch.reset();
-  const root = nameOf(fs.rootId);
-  if (root !== '/') r.remote.call('chroot', [r.scratch.putString(root)], `root ${root}`);
   const cwd = nameOf(fs.cwdId);
   r.remote.call('chdir', [r.scratch.putString(cwd)], `cwd ${cwd}`);
+  const root = nameOf(fs.rootId);
+  if (root !== '/') r.remote.call('chroot', [r.scratch.putString(root)], `root ${root}`);
   r.remote.call('umask', [fs.umask]);
 }

@@ -1,6 +1,7 @@
 /* fuzzstate items: modes a child process holds that the restore must not break on its way —
  * seccomp strict mode (only read, write, exit and sigreturn: every other call kills it, also
- * those the restore makes in it after setting the mode again).
+ * those the restore makes in it after setting the mode again); a chrooted daemon (its root and
+ * its cwd inside it).
  * Needs children.c (track_kid, proc_state) before it. */
 #include "fuzz.h"
 #include <linux/seccomp.h>
@@ -83,7 +84,72 @@ static void strict_check(struct inst *in, int final)
 	ICHECK(in, WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child %d ended with status 0x%x, expected SIGKILL", s->pid, st);
 }
 
+/* ---- chroot-child: a child chrooted below our base, its cwd inside its root --------------- */
+
+struct chroot_st {
+	pid_t pid;
+	char root[300], cwd[310];
+};
+
+static void chroot_build_dirs(struct chroot_st *s, struct inst *in, struct rng *r)
+{
+	snprintf(s->root, sizeof(s->root), "%schroot%d-%llx", g_base, in->idx, (unsigned long long)(rng_next(r) & 0xfff));
+	snprintf(s->cwd, sizeof(s->cwd), "%s/sub", s->root);
+	if (mkdir(s->root, 0755) != 0 || mkdir(s->cwd, 0755) != 0)
+		DIE("mkdir %s", s->cwd);
+}
+
+static int chroot_build(struct inst *in, struct rng *r)
+{
+	struct chroot_st *s = ST_OF(in, struct chroot_st);
+	if (n_kids >= MAX_KIDS * 2)
+		return 1;
+	chroot_build_dirs(s, in, r);
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) != 0)
+		DIE("pipe2");
+	s->pid = fork();
+	if (s->pid < 0)
+		DIE("fork");
+	if (s->pid == 0) {
+		/* as a daemon does: chroot, then chdir to a directory of the new root */
+		char ok = chroot(s->root) == 0 && chdir("/sub") == 0;
+		if (write(ready[1], &ok, 1) != 1)
+			_exit(3);
+		close_range(3, ~0U, 0);
+		for (;;)
+			pause();
+	}
+	track_kid(s->pid);
+	close(ready[1]);
+	char ok = 0;
+	if (read(ready[0], &ok, 1) != 1 || !ok)
+		DIE("chroot child");
+	close(ready[0]);
+	describe(in, "pid=%d root=%s", s->pid, s->root + strlen(g_base));
+	return 0;
+}
+
+/* /proc/PID/LINK (as we see it, from our root) is `want` */
+static void chroot_check_link(struct inst *in, pid_t pid, const char *link, const char *want)
+{
+	char path[64], now[400] = "";
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, link);
+	ssize_t n = readlink(path, now, sizeof(now) - 1);
+	now[n > 0 ? n : 0] = 0;
+	ICHECK(in, strcmp(now, want) == 0, "child %d: %s is %s, expected %s", pid, link, now, want);
+}
+
+static void chroot_check(struct inst *in, int final)
+{
+	(void)final;
+	struct chroot_st *s = ST_OF(in, struct chroot_st);
+	chroot_check_link(in, s->pid, "root", s->root);
+	chroot_check_link(in, s->pid, "cwd", s->cwd);
+}
+
 const struct item items_modes[] = {
 	{ "seccomp-strict", 1, strict_build, strict_check, NULL },
+	{ "chroot-child", 1, chroot_build, chroot_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };
