@@ -11,7 +11,7 @@ import { buildIdWords } from './build-id.js';
 import { O, F, sys, filesystemType, FS_MAGIC } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
-import { hostPath } from '../mnt/root-path.js';
+import { hostPath, ownMountNs } from '../mnt/root-path.js';
 import type { FownData } from './fown.js';
 import type { FdKind, FdSeen, FdDumpContext, FdOpenContext, FdPrepareContext, KindImages, KindState } from './fd-kind.js';
 import type { FileScan } from './scan.js';
@@ -136,6 +136,9 @@ export function regRecord(id: number, reg: Omit<RegFileData, 'id'>, ghostSource:
  * the inode the fd has open (in the task's root). It does not for a path overmounted since it
  * was opened, or a file of a mount the task cannot see by path: refused
  * here, before anything is touched, rather than failing the restore of a killed tree.
+ * The link is the path from cryo's root: in cryo's own mount namespace it is looked up as it is
+ * (a chrooted task's files are below its root, and the restore opens them so); in another one,
+ * through the task's root.
  */
 function pathBlocker(pid: number, fd: number, link: string): Blocker | null {
   const proc = `/proc/${pid}/fd/${fd}`;
@@ -147,7 +150,7 @@ function pathBlocker(pid: number, fd: number, link: string): Blocker | null {
   }
   let named = null;
   try {
-    if (link.startsWith('/')) named = statSync(`/proc/${pid}/root${link}`, { bigint: true });
+    if (link.startsWith('/')) named = statSync(ownMountNs(pid) ? `/proc/${pid}/root${link}` : link, { bigint: true });
   } catch {
     /* nothing there */
   }

@@ -7,17 +7,12 @@ import type { Blocker } from '../../util/blocker.js';
 import { planMounts, type PlannedMount } from './plan.js';
 import { packTmpfs } from './tmpfs.js';
 import { kdev } from './flags.js';
-import { treePath } from './root-path.js';
+import { treePath, ownMountNs } from './root-path.js';
+
+export { ownMountNs } from './root-path.js';
 import { cgnsRoots } from '../ns/cgroup.js';
 
 export { writeMntImages, readMntImages } from './images.js';
-
-const nsOf = (pid: number | 'self') => readlinkSync(`/proc/${pid}/ns/mnt`);
-
-/** The tree root has a mount namespace of its own (not cryo's). */
-export function ownMountNs(root: number): boolean {
-  return nsOf(root) !== nsOf('self');
-}
 
 function planOf(root: number, external: Map<string, string>) {
   const tree = parseMountInfo(readFileSync(`/proc/${root}/mountinfo`, 'utf8'));

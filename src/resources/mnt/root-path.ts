@@ -1,3 +1,5 @@
+import { readlinkSync } from 'node:fs';
+
 // Paths of a tree in a mount namespace of its own mean nothing in cryo's: they are reached
 // through /proc/PID/root of a task of the tree, which resolves them in that namespace. During
 // a restore of such a tree the engine sets that task here once its namespace is built, and the
@@ -18,3 +20,10 @@ export function hostPath(path: string): string {
 
 /** A restore of a tree in a mount namespace of its own is under way (its root task known). */
 export const inTreeMountNs = (): boolean => rootTask !== null;
+
+const nsOf = (pid: number | 'self') => readlinkSync(`/proc/${pid}/ns/mnt`);
+
+/** Task `pid` has a mount namespace of its own (not cryo's). */
+export function ownMountNs(pid: number): boolean {
+  return nsOf(pid) !== nsOf('self');
+}

@@ -1,7 +1,7 @@
 /* fuzzstate items: modes a child process holds that the restore must not break on its way —
  * seccomp strict mode (only read, write, exit and sigreturn: every other call kills it, also
  * those the restore makes in it after setting the mode again); a chrooted daemon (its root and
- * its cwd inside it).
+ * its cwd inside it, a file of its root open and the fds it inherited from us, outside it).
  * Needs children.c (track_kid, proc_state) before it. */
 #include "fuzz.h"
 #include <linux/seccomp.h>
@@ -88,6 +88,8 @@ static void strict_check(struct inst *in, int final)
 
 struct chroot_st {
 	pid_t pid;
+	int fd; /* in the child: /sub/data of its root */
+	unsigned long ino;
 	char root[300], cwd[310];
 };
 
@@ -114,18 +116,25 @@ static int chroot_build(struct inst *in, struct rng *r)
 	if (s->pid == 0) {
 		/* as a daemon does: chroot, then chdir to a directory of the new root */
 		char ok = chroot(s->root) == 0 && chdir("/sub") == 0;
-		if (write(ready[1], &ok, 1) != 1)
+		int fd = ok ? open("/sub/data", O_RDWR | O_CREAT, 0644) : -1;
+		if (write(ready[1], &fd, sizeof(fd)) != sizeof(fd))
 			_exit(3);
-		close_range(3, ~0U, 0);
+		close(ready[1]);
 		for (;;)
 			pause();
 	}
 	track_kid(s->pid);
 	close(ready[1]);
-	char ok = 0;
-	if (read(ready[0], &ok, 1) != 1 || !ok)
+	s->fd = -1;
+	if (read(ready[0], &s->fd, sizeof(s->fd)) != sizeof(s->fd) || s->fd < 0)
 		DIE("chroot child");
 	close(ready[0]);
+	struct stat st;
+	char data[330];
+	snprintf(data, sizeof(data), "%s/data", s->cwd);
+	if (stat(data, &st) != 0)
+		DIE("stat %s", data);
+	s->ino = st.st_ino;
 	describe(in, "pid=%d root=%s", s->pid, s->root + strlen(g_base));
 	return 0;
 }
@@ -146,6 +155,13 @@ static void chroot_check(struct inst *in, int final)
 	struct chroot_st *s = ST_OF(in, struct chroot_st);
 	chroot_check_link(in, s->pid, "root", s->root);
 	chroot_check_link(in, s->pid, "cwd", s->cwd);
+	char fd[32], data[330];
+	snprintf(fd, sizeof(fd), "fd/%d", s->fd);
+	snprintf(data, sizeof(data), "%s/data", s->cwd);
+	chroot_check_link(in, s->pid, fd, data);
+	struct stat st;
+	snprintf(data, sizeof(data), "/proc/%d/fd/%d", s->pid, s->fd);
+	ICHECK(in, stat(data, &st) == 0 && st.st_ino == s->ino, "child %d: fd %d is not the file it opened", s->pid, s->fd);
 }
 
 const struct item items_modes[] = {
