@@ -106,8 +106,9 @@ export function restore(opts: RestoreOptions): RestoreResult {
   // The root is our child (CLONE_PARENT) and we are a subreaper while we work, so that after a
   // failure every task comes back to us and is reaped at once. One exception: detached with a
   // parent-death signal, which our exit would fire; then the root is the stub's child, orphaned
-  // (to init) when the stub goes, before that signal is set.
-  const pdeath = (img.core.threadCore?.pdeathSig ?? 0) !== 0;
+  // (to init) when the stub goes, before that signal is set. It is per thread: any of the
+  // root's threads may have one (a thread's fires when the process's parent exits too).
+  const pdeath = [img.core, ...img.threads.map((th) => th.core)].some((c) => (c.threadCore?.pdeathSig ?? 0) !== 0);
   const ourChild = !opts.detach || !pdeath;
   const wasSubreaper = isSubreaper();
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);

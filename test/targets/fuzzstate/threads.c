@@ -1,6 +1,6 @@
 /*
  * fuzzstate item: threads, each with its own signal mask, alternate stack, name, a signal
- * pending for it alone and a stack pattern. The main thread asks them to check themselves by
+ * pending for it alone, a parent-death signal of its own (thread-pdeathsig) and a stack pattern. The main thread asks them to check themselves by
  * bumping a generation counter; each answers in its slot.
  */
 #include "fuzz.h"
@@ -15,6 +15,7 @@ struct thread_slot {
 	pid_t tid;
 	uint64_t mask; /* its own blocked set */
 	int pending;   /* signal sent to it alone with tgkill (0: none) */
+	int pdeath;    /* its PR_SET_PDEATHSIG (0: none); blocked everywhere, so a firing stays pending */
 	char name[16];
 	stack_t ss;
 	uint64_t stack_seed;
@@ -44,6 +45,10 @@ static void thread_self_check(struct thread_slot *t, const uint64_t *stack_words
 	prctl(PR_GET_NAME, name);
 	if (!t->bad && strcmp(name, t->name) != 0)
 		t->bad = 1, snprintf(t->why, sizeof(t->why), "name %s, expected %s", name, t->name);
+	int pdeath = -1;
+	prctl(PR_GET_PDEATHSIG, &pdeath);
+	if (!t->bad && pdeath != t->pdeath)
+		t->bad = 1, snprintf(t->why, sizeof(t->why), "parent-death signal %d, expected %d", pdeath, t->pdeath);
 	if (!t->bad && gettid() != t->tid)
 		t->bad = 1, snprintf(t->why, sizeof(t->why), "tid %d, expected %d", gettid(), t->tid);
 	sigpending(&p);
@@ -68,6 +73,8 @@ static void *thread_main(void *arg)
 			sigaddset(&m, s);
 	pthread_sigmask(SIG_SETMASK, &m, NULL);
 	prctl(PR_SET_NAME, t->name);
+	if (t->pdeath && prctl(PR_SET_PDEATHSIG, t->pdeath) != 0)
+		t->bad = 1, snprintf(t->why, sizeof(t->why), "PR_SET_PDEATHSIG failed");
 	if (t->ss.ss_size && sigaltstack(&t->ss, NULL) != 0)
 		t->bad = 1, snprintf(t->why, sizeof(t->why), "sigaltstack failed");
 	sigaltstack(NULL, &t->ss); /* what the kernel reports (SS_DISABLE when none) */
@@ -88,7 +95,10 @@ struct threads_st {
 	int first, n;
 };
 
-static int threads_common(struct inst *in, struct rng *r, int pending)
+/* what each thread has besides its mask, name and stack */
+enum thread_extra { PLAIN, PENDING, PDEATH };
+
+static int threads_common(struct inst *in, struct rng *r, enum thread_extra extra)
 {
 	struct threads_st *s = ST_OF(in, struct threads_st);
 	s->first = n_threads;
@@ -105,9 +115,15 @@ static int threads_common(struct inst *in, struct rng *r, int pending)
 			if (sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33)
 				t->mask |= 1ULL << (sig - 1);
 		}
-		t->pending = pending ? sig_alloc(r, 0) : 0;
+		t->pending = extra == PENDING ? sig_alloc(r, 0) : 0;
 		if (t->pending)
 			t->mask |= 1ULL << (t->pending - 1);
+		/* the first thread's: fired by our parent's exit, it would be pending process-wide */
+		t->pdeath = extra == PDEATH && i == 0 ? sig_alloc(r, 0) : 0;
+		if (extra == PDEATH && i == 0 && !t->pdeath)
+			return 1; /* no signal left: nothing built yet */
+		if (t->pdeath)
+			block_now(t->pdeath);
 		snprintf(t->name, sizeof(t->name), "fz-t%d", n_threads);
 		if (rng_one_in(r, 2)) {
 			size_t off = (size_t)rng_below(r, 32) * 64;
@@ -126,8 +142,8 @@ static int threads_common(struct inst *in, struct rng *r, int pending)
 			sleep_ms(1);
 		if (t->pending)
 			syscall(SYS_tgkill, getpid(), t->tid, t->pending);
-		describe(in, "tid=%d mask=0x%llx pending=%d altstack=%zu", t->tid, (unsigned long long)t->mask,
-			 t->pending, t->ss.ss_size);
+		describe(in, "tid=%d mask=0x%llx pending=%d pdeath=%d altstack=%zu", t->tid, (unsigned long long)t->mask,
+			 t->pending, t->pdeath, t->ss.ss_size);
 		n_threads++;
 	}
 	return 0;
@@ -135,13 +151,20 @@ static int threads_common(struct inst *in, struct rng *r, int pending)
 
 static int threads_build(struct inst *in, struct rng *r)
 {
-	return threads_common(in, r, 0);
+	return threads_common(in, r, PLAIN);
 }
 
 /* each thread also has a signal pending for it alone (tgkill) */
 static int thread_pending_build(struct inst *in, struct rng *r)
 {
-	return threads_common(in, r, 1);
+	return threads_common(in, r, PENDING);
+}
+
+/* the first thread has a parent-death signal: the restore must not fire it (the root is not
+ * cryo's child when any thread has one) */
+static int thread_pdeath_build(struct inst *in, struct rng *r)
+{
+	return threads_common(in, r, PDEATH);
 }
 
 static void threads_check(struct inst *in, int final)
@@ -167,5 +190,6 @@ static void threads_check(struct inst *in, int final)
 const struct item items_threads[] = {
 	{ "threads", 3, threads_build, threads_check, NULL },
 	{ "thread-pending", 2, thread_pending_build, threads_check, NULL },
+	{ "thread-pdeathsig", 1, thread_pdeath_build, threads_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };
