@@ -201,3 +201,29 @@ describe('a task traced by another (a debugger, strace) is refused, naming the t
     await expectPass(t);
   });
 });
+
+describe('a file unlinked from the name it was opened by but linked in another directory is refused, named', () => {
+  it('an fd and a shared mapping of it: a copy would no longer be the file its other name opens', { timeout: 60_000 }, async () => {
+    const { t } = await readyPython('linked-elsewhere', [
+      'import mmap, os, time',
+      'os.mkdir("a"); os.mkdir("b")',
+      'with open("a/f", "wb") as f: f.write(b"x" * 4096)',
+      'fd = os.open("a/f", os.O_RDWR)',
+      'm = mmap.mmap(fd, 4096)',
+      'os.link("a/f", "b/g"); os.unlink("a/f")',
+      'print(f"READY {fd}", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'm[0:1] = b"y"',
+      'print("PASS" if open("b/g", "rb").read(1) == b"y" else "FAIL", flush=True)',
+    ]);
+    const why = `${t.dir}/a/f was unlinked but the file is still linked elsewhere \\(1 link, none in its directory\\) — not supported`;
+    const c = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(c.code, 3, cryoReport(c));
+    assert.match(c.stdout, new RegExp(`fd \\d+: ${why}`), cryoReport(c));
+    assert.match(c.stdout, new RegExp(`mapping .*: ${why}`), cryoReport(c));
+    const d = cryo(['dump', '-t', String(t.pid), '-D', path.join(t.root, 'img')]);
+    assert.equal(d.code, 3, cryoReport(d));
+    assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
+    await expectPass(t);
+  });
+});

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
-  buildTarget, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget,
+  buildTarget, TARGETS_SRC, cleanupTrees, critDecodeAll, cryo, cryoReport, dump, goAndWaitResult, restore, startTarget,
   waitFor, waitForLine, allGone, checkRestore, killTarget, family, readyTarget, expectPass, readyPython, dumpAndKill, descendants, type Target,
 } from './lib/index.js';
 
@@ -354,4 +355,16 @@ describe('services', () => {
     assert.deepEqual(family(t.pid).map((r) => r.pid), before.map((r) => r.pid), 'same workers');
     await expectPass(t);
   });
+
+  for (const method of ['forkserver', 'spawn'] as const) {
+    it(`python3 multiprocessing under ${method}: its queue and lock (named semaphores the parent maps unlinked) stay shared`, async () => {
+      const t = await startTarget(['/usr/bin/python3', path.join(TARGETS_SRC, 'mp-queue.py'), method], { name: `mp-${method}` });
+      await waitForLine(t, 'READY', 20_000);
+      const sems = fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').filter((l) => /\/dev\/shm\/sem\..* \(deleted\)$/.test(l));
+      assert.ok(sems.length >= 3, `the parent maps its semaphores by unlinked names:\n${sems.join('\n')}`);
+      const { dir } = await dumpAndKill(t, family(t.pid).map((r) => r.pid));
+      checkRestore(t, restore(t, dir, '1'));
+      await expectPass(t);
+    });
+  }
 });

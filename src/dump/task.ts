@@ -36,6 +36,7 @@ import { dumpFs } from '../resources/fs.js';
 import { fileStamp } from '../resources/files/reg.js';
 import { NO_FOWN } from '../resources/files/fown.js';
 import { deletedPath } from '../resources/files/ghost.js';
+import { unlinkedName } from '../resources/files/other-name.js';
 import { isMemfd } from '../resources/files/memfd.js';
 import type { FileTable } from '../resources/files/table.js';
 import { ReadQueue, type DumpTask, type IdAllocator } from '../resources/context.js';
@@ -249,9 +250,12 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
     const st = statSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`);
     const mapFile = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
     if (isMemfd(m.path)) return files.mappedMemfd(mapFile, m.path, NO_FOWN);
+    // Unlinked from this name but linked under another: mapped by that one (other-name.ts).
+    const other = m.deleted ? unlinkedName(pid, m.path, mapFile) : null;
+    const name = other?.kind === 'linked' ? other.path : m.path;
     return files.byName(
-      { flags: 0, pos: 0n, fown: NO_FOWN, name: m.path, mode: st.mode, ...(st.isFile() ? fileStamp(mapFile, files.buildIds) : { size: BigInt(st.size) }) },
-      m.deleted ? mapFile : undefined,
+      { flags: 0, pos: 0n, fown: NO_FOWN, name, mode: st.mode, ...(st.isFile() ? fileStamp(mapFile, files.buildIds) : { size: BigInt(st.size) }) },
+      m.deleted && other?.kind !== 'linked' ? mapFile : undefined,
     );
   }, parentPid);
   const mm = create(mm_entrySchema, {

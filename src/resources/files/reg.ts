@@ -16,6 +16,7 @@ import type { FownData } from './fown.js';
 import type { FdKind, FdSeen, FdDumpContext, FdOpenContext, FdPrepareContext, KindImages, KindState } from './fd-kind.js';
 import type { FileScan } from './scan.js';
 import { deletedPath, ghostBlocker } from './ghost.js';
+import { lostReason, unlinkedName } from './other-name.js';
 import { saveGhost, ghostImages, readGhosts, makeGhosts, unmakeGhosts, ghostTmpfiles } from './ghosts.js';
 import { isMemfd } from './memfd.js';
 
@@ -180,17 +181,23 @@ export const regKind = {
       return { pid, fd, kind: 'mqueue', reason: `POSIX message queue ${link.replace(/ \(deleted\)$/, '')} (mq_open) — not supported yet` };
     }
     const gone = deletedPath(link);
-    if (gone !== null) return ghostBlocker({ pid, fd }, gone, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
-    if (type === S_IFREG || type === S_IFDIR) return pathBlocker(pid, fd, link);
+    const unlinked = gone !== null ? unlinkedName(pid, gone, `/proc/${pid}/fd/${fd}`) : null;
+    if (unlinked?.kind === 'lost') return { pid, fd, kind: 'file', reason: lostReason(gone!, unlinked.links) };
+    if (unlinked?.kind === 'deleted') return ghostBlocker({ pid, fd }, gone!, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
+    if (type === S_IFREG || type === S_IFDIR) return pathBlocker(pid, fd, unlinked?.path ?? link);
     return STATELESS_DEVICES.has(link) ? null : { pid, fd, kind: 'device', reason: `character device ${link} — not supported` };
   },
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): RegFileData {
     const source = `/proc/${f.pid}/fd/${f.fd}`;
-    const gone = deletedPath(f.link);
+    const unlinked = deletedPath(f.link);
+    // Unlinked from this name but linked under another: opened by that one (other-name.ts).
+    const other = unlinked !== null ? unlinkedName(f.pid, unlinked, source) : null;
+    const gone = other?.kind === 'linked' ? null : unlinked;
+    const name = other?.kind === 'linked' ? other.path : (gone ?? f.link);
     const mode = f.mode!;
     // A log others may append to is not held to its size: O_APPEND writes go to the end anyway.
     const stamp = (mode & S_IFMT) === S_IFREG && !(flags & O.APPEND) ? fileStamp(source) : {};
-    return regRecord(id, { flags, pos: f.info.pos, fown, name: gone ?? f.link, mode, ...stamp }, gone !== null ? source : undefined, ctx);
+    return regRecord(id, { flags, pos: f.info.pos, fown, name, mode, ...stamp }, gone !== null ? source : undefined, ctx);
   },
   images: (_records: RegFileData[], state: KindState) => ghostImages(state),
   // The entry as decoded: its optional fields answer hasField from the wire (changedSince).

@@ -5,8 +5,9 @@ import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, PR, O, SEEK, alignedBuffer, sysTry } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
-import type { Blocker } from '../../util/blocker.js';
+import { blockerAt, type Blocker } from '../../util/blocker.js';
 import { ghostBlocker } from '../files/ghost.js';
+import { lostReason, unlinkedName } from '../files/other-name.js';
 import { isMemfd } from '../files/memfd.js';
 import { VMA, classifyVma, mappingName, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
 import type { DumpTask } from '../context.js';
@@ -89,8 +90,12 @@ export function mappingBlockers(pid: number, maps: MapsEntry[], ghostLimit: numb
     const c = classifyVma(pid, m);
     if ('blocker' in c) out.push(c.blocker);
     else if (m.deleted && (c.kind === 'file-private' || c.kind === 'file-shared') && !isMemfd(m.path)) {
-      // Deleted files are saved as ghost files, up to the limit.
-      const b = ghostBlocker({ pid, mapping: mappingName(m) }, m.path, `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, ghostLimit);
+      // Deleted files are saved as ghost files, up to the limit; one linked under another name is mapped by it.
+      const source = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
+      const unlinked = unlinkedName(pid, m.path, source);
+      const b = unlinked.kind === 'lost'
+        ? blockerAt({ pid, mapping: mappingName(m) }, { kind: 'file', reason: lostReason(m.path, unlinked.links) })
+        : unlinked.kind === 'deleted' ? ghostBlocker({ pid, mapping: mappingName(m) }, m.path, source, ghostLimit) : null;
       if (b) out.push(b);
     }
   }
