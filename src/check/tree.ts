@@ -75,7 +75,7 @@ function mapResources(pid: number, ghostLimit: number): MapResource[] {
   });
 }
 
-const NS_DETAIL = { host: "cryo's own", own: 'its own: saved and made again', tree: "the tree root's", other: '' } as const;
+const NS_DETAIL = { host: "cryo's own", own: 'its own: saved and made again', tree: "the tree root's", nested: 'nested below the tree root\'s: made again', other: '' } as const;
 
 function nsResources(pid: number, root: number, external: Map<string, string>): NsResource[] {
   const ns: NsResource[] = judgeNamespaces(pid, root).map((n) =>

@@ -11,6 +11,7 @@ import { fdBlockers } from '../resources/files/fds.js';
 import { cttyBlocker } from '../resources/files/tty.js';
 import { UserError } from '../util/errors.js';
 import { namespaceBlockers, nsLink } from './namespaces.js';
+import { nestedZombieProblem } from '../resources/ns/pid-nested.js';
 import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/scan.js';
 import { mountBlockers } from '../resources/mnt/index.js';
 import { threadCgroupBlocker } from '../resources/task/cgroup.js';
@@ -171,6 +172,8 @@ export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileS
     // session or group, or join a group that exists then, nothing else.
     const parent = tasks.find((p) => p.pid === z.ppid);
     if (!parent) continue;
+    const nested = nestedZombieProblem(z.pid, parent.pid);
+    if (nested) blockers.push({ pid: z.pid, kind: 'namespace', reason: nested });
     if (z.sid !== parent.sid && z.sid !== z.pid) blockers.push({ pid: z.pid, kind: 'session', reason: `zombie in session ${z.sid}, which is neither its parent's nor its own — not supported yet` });
     else if (z.pgid !== parent.pgid && z.pgid !== z.pid && !tasks.some((k) => k.pid === z.pgid && !k.zombie)) {
       blockers.push({ pid: z.pid, kind: 'session', reason: `zombie in process group ${z.pgid}, whose leader is not in the tree — not supported yet` });

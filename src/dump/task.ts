@@ -42,6 +42,7 @@ import type { FileTable } from '../resources/files/table.js';
 import { ReadQueue, type DumpTask, type IdAllocator } from '../resources/context.js';
 import type { Log } from '../util/log.js';
 import { failpoint } from '../util/failpoint.js';
+import { pidForChildrenLink } from '../resources/ns/pid-nested.js';
 
 export interface TaskImages {
   pid: number;
@@ -282,6 +283,7 @@ function taskIds(t: DumpTask) {
     return t.ids.id('ns', link);
   };
   const key = String(t.pid);
+  const forKids = pidForChildrenLink(t.pid);
   // Memory, an fd table, fs context or signal handlers shared with the parent get its id.
   const shared = (kind: string, type: number) => {
     const ppid = String(t.stat.ppid);
@@ -302,6 +304,7 @@ function taskIds(t: DumpTask) {
     userNsId: ns('user'),
     cgroupNsId: ns('cgroup'),
     timeNsId: ns('time'),
+    ...(forKids ? { cryoPidForChildrenNsId: t.ids.id('ns', forKids) } : {}),
   };
 }
 

@@ -328,7 +328,9 @@ function removeTree(session: RestoreSession, zombies: number[], ourChild: boolea
     }
   }
   const root = session.tracees[0];
-  for (const t of session.tracees.slice(1)) reapKilled(t.tid);
+  // Deepest first: a PID namespace's init ends only once every task in it is reaped, and the
+  // killed ones are traced, so they are ours to reap before their init can go.
+  for (const t of session.tracees.slice(1).reverse()) reapKilled(t.tid);
   for (const z of zombies) reapKilled(z);
   if (root) {
     ptraceTry(PTRACE.DETACH, root.tid, 0, 0);

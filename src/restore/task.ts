@@ -30,7 +30,8 @@ import type { AnyFdKind } from '../resources/files/fd-kind.js';
 import { TRAMPOLINE_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
-import { setTidArray, threadNsPid, localPids } from '../resources/ns/pid.js';
+import { setTidArray, threadNsPid, localPids, type LocalPid } from '../resources/ns/pid.js';
+import { startsPidNamespace, restorePidForChildren, nestedOf } from '../resources/ns/pid-nested.js';
 import { restoreThread, finishThread, type ThreadWork } from './thread.js';
 import { enterUserns } from '../resources/ns/user-restore.js';
 
@@ -143,8 +144,10 @@ export function restoreTask(
       (child.ids.filesId === img.ids.filesId ? CLONE.FILES : 0) |
       (child.ids.fsId === img.ids.fsId ? CLONE.FS : 0);
     if (share && viaHelper) throw new UserError(`pid ${child.pid}: shares memory, fd table or cwd with its parent but needs helpers to be forked — not supported yet`);
+    // The init of a PID namespace nested below its parent's starts it (pid-nested.ts).
+    const newPid = startsPidNamespace(nestedOf(child), nestedOf(img)) ? CLONE.NEWPID : 0;
     const ct = injectClone3(forker, scratch.alloc(256), {
-      flags: viaHelper ? BigInt(CLONE.PARENT) : BigInt(share),
+      flags: viaHelper ? BigInt(CLONE.PARENT | newPid) : BigInt(share | newPid),
       exitSignal: viaHelper ? 0 : SIG.CHLD,
       setTid: setTidArray(child.pid, child.pstree.cryoNsPid),
     });
@@ -161,6 +164,8 @@ export function restoreTask(
     const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: setTidArray(z.pid, z.nsPid) });
     makeZombie(zt, z, img.pstree, trampoline, localPids(ckpt));
   }
+  // A parent that had unshared CLONE_NEWPID: its later children go into its child's namespace.
+  restorePidForChildren(remote, nestedOf(img), ckpt.tasks.map(nestedOf));
   if (helpers.size || zombies.length) {
     // The helpers' and zombies' deaths queued a SIGCHLD the task does not have (a traced task
     // queues even an ignored one; the image's own pending signals come back later): take it
@@ -279,14 +284,14 @@ function forkerFor(
 }
 
 /** A zombie: a fresh child that exits at once the way the dumped one did; its parent reaps it. */
-function makeZombie(t: Tracee, z: ZombieImage, parent: { sid: number; pgid: number }, trampoline: bigint, local: (pid: number) => number): void {
+function makeZombie(t: Tracee, z: ZombieImage, parent: { sid: number; pgid: number }, trampoline: bigint, local: LocalPid): void {
   const remote = new Remote(t, trampoline);
   const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_SIZE - PAGE_SIZE);
   remote.call('prctl', [PR.SET_NAME, scratch.putString(z.comm.slice(0, 15)), 0, 0, 0], 'zombie comm');
   // Its session and group as it left them (a shell's job that died leads its own group).
   if (z.sid === z.pid) remote.call('setsid', [], `zombie ${z.pid} session`);
   else if (z.sid !== parent.sid) throw new UserError(`zombie ${z.pid}: its session ${z.sid} is not its parent's — not supported yet`);
-  if (z.pgid !== parent.pgid && z.sid !== z.pid) remote.call('setpgid', [0, z.pgid === z.pid ? 0 : local(z.pgid)], `zombie ${z.pid} process group ${z.pgid}`);
+  if (z.pgid !== parent.pgid && z.sid !== z.pid) remote.call('setpgid', [0, z.pgid === z.pid ? 0 : local(z.pgid, z.nsPid.length)], `zombie ${z.pid} process group ${z.pgid}`);
   const termsig = z.exitStatus & 0x7f;
   // Default action for the signal it died of, which it then sends itself.
   if (termsig) remote.call('rt_sigaction', [termsig, 0, 0, 8]);
@@ -327,14 +332,14 @@ const THREAD_FLAGS = BigInt(CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | 
  * Session and process group. `from`: the ones the task was forked into (undefined for the root).
  * A task that led one leads it again; a group led by another task of the tree is joined.
  */
-function restoreSessionAndGroup(r: RestoreTask, img: TaskImage, from: { sid: number; pgid: number } | undefined, local: (pid: number) => number): void {
+function restoreSessionAndGroup(r: RestoreTask, img: TaskImage, from: { sid: number; pgid: number } | undefined, local: LocalPid): void {
   const { pid, sid, pgid } = img.pstree;
   if (sid === pid) r.remote.call('setsid', [], 'new session');
   else if (from && sid !== from.sid) throw new UserError(`pid ${pid}: could not be put in its session ${sid}`);
   if (pgid === pid) {
     if (sid !== pid) r.remote.call('setpgid', [0, 0], 'new process group');
   } else if (from && pgid !== from.pgid) {
-    r.remote.call('setpgid', [0, local(pgid)], `process group ${pgid}`);
+    r.remote.call('setpgid', [0, local(pgid, img.pstree.cryoNsPid.length)], `process group ${pgid}`);
   } else if (!from && sid !== pid) {
     r.log.warn(`pid ${pid}: session ${sid} / group ${pgid} are outside the image; it joins the restorer's`);
   }

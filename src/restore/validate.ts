@@ -12,6 +12,7 @@ import type { Manifest } from '../image/manifest.js';
 import { UserError, hex } from '../util/errors.js';
 import { pidHolder } from './pid-holder.js';
 import type { CheckpointImage, TaskImage } from './checkpoint.js';
+import { validateNestedPids, nestedOf } from '../resources/ns/pid-nested.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 /** Highest user address + 1 with 5-level paging; the vsyscall page lies above, alone. */
@@ -52,6 +53,7 @@ function pidMax(): number {
 /** `names`: the files of the directory; `fileIds`: every id files.img defines, once each. */
 export function validateCheckpoint(ckpt: CheckpointImage, names: string[], fileIds: Set<number>, manifest: Manifest | null, shellJob: boolean): void {
   validateTree(ckpt, names, manifest, shellJob);
+  validateNestedPids(ckpt.tasks.map(nestedOf), ckpt.zombies);
   const segments = new Set(ckpt.sysvShm.map((s) => s.entry.desc.id));
   for (const t of ckpt.tasks) {
     validateIds(t, fileIds);

@@ -21,7 +21,7 @@ import { statusField, waitFor, pidExists } from './proc.js';
 import { descendants } from './tree.js';
 
 export const BUSYBOX = '/bin/busybox';
-const APPLETS = ['sh', 'sleep', 'cat', 'echo', 'ls', 'httpd', 'setsid', 'mkdir', 'ps', 'umount', 'rmdir', 'wget', 'mount'];
+const APPLETS = ['sh', 'sleep', 'cat', 'echo', 'ls', 'httpd', 'setsid', 'mkdir', 'ps', 'umount', 'rmdir', 'wget', 'mount', 'unshare'];
 
 export interface Container {
   /** unshare, the container's parent outside it (gone once the init dies). */
@@ -56,7 +56,7 @@ export function busyboxIsStatic(): boolean {
   }
 }
 
-function buildRootfs(root: string, port: number, token: string, net: boolean): void {
+function buildRootfs(root: string, port: number, token: string, net: boolean, initLines: string[]): void {
   for (const d of ['bin', 'proc', 'sys', 'dev', 'tmp', 'www', 'www2', 'etc', 'mnt/hidden', 'data']) fs.mkdirSync(path.join(root, d), { recursive: true });
   fs.copyFileSync(BUSYBOX, path.join(root, 'bin/busybox'));
   fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
@@ -68,6 +68,7 @@ function buildRootfs(root: string, port: number, token: string, net: boolean): v
     'exec </dev/null >/tmp/init.log 2>&1',
     // In a network namespace of its own httpd serves on every address there (the test gives it one).
     `busybox httpd -f -p ${net ? '' : '127.0.0.1:'}${port} -h /www &`,
+    ...initLines,
     'i=0',
     'while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.3; done',
     '',
@@ -78,15 +79,16 @@ function buildRootfs(root: string, port: number, token: string, net: boolean): v
  * Starts a container; `setup`: more shell lines run before pivot_root ($R is the rootfs, $B
  * the base dir, both host paths). `net`: in a network namespace of its own too (lo up, nothing
  * else: the caller adds its links; httpd is not waited for on the host's loopback then). `cgroup`:
- * started in that cgroup v2 directory (the root of its cgroup namespace then).
+ * started in that cgroup v2 directory (the root of its cgroup namespace then). `initLines`: more
+ * lines of init.sh, run inside after httpd is started (background what must go on).
  */
-export async function startContainer(setup: string[] = [], opts: { net?: boolean; cgroup?: string } = {}): Promise<Container> {
+export async function startContainer(setup: string[] = [], opts: { net?: boolean; cgroup?: string; initLines?: string[] } = {}): Promise<Container> {
   const net = opts.net ?? false;
   const base = makeTempDir('cryo-mnt-');
   const rootfs = path.join(base, 'rootfs');
   const token = `cryo-mnt-${process.pid}-${randomBytes(6).toString('hex')}`;
   const port = await freePort();
-  buildRootfs(rootfs, port, token, net);
+  buildRootfs(rootfs, port, token, net, opts.initLines ?? []);
   const script = path.join(base, 'setup.sh');
   fs.writeFileSync(script, [
     '#!/bin/sh',

@@ -5,10 +5,14 @@
 // resources/netns supports, a mount namespace only with mounts resources/mnt supports, a cgroup
 // namespace only with every task's cgroups below its root), and its user namespace (user.ts: one
 // level below cryo's, owning the root's other namespaces, its tasks single-threaded with mapped
-// ids). Anything else — a task of the tree in a namespace that is neither cryo's nor its root's
-// (it setns'd elsewhere), a PID namespace whose init is not the root, children going into another
-// PID or time namespace than the task's own (unshare without a fork) — is refused, named.
-import { readlinkSync, readFileSync } from 'node:fs';
+// ids). PID namespaces nested below the root's, each with its init in the tree, are made again
+// too (pid-nested.ts). Anything else — a task of the tree in a namespace that is neither cryo's
+// nor its root's (it setns'd elsewhere), a PID namespace whose init is not the root, children
+// going into another time namespace than the task's own (unshare without a fork) — is refused,
+// named.
+import { readFileSync } from 'node:fs';
+import { nsLink } from './link.js';
+import { nestedPidProblem, pidForChildrenProblem } from './pid-nested.js';
 import { rootUsernsProblem, usernsMemberProblem } from './user.js';
 import type { Blocker } from '../../util/blocker.js';
 import { nsPidOf, dumperLevels } from './pid.js';
@@ -20,19 +24,16 @@ export const NS_KINDS = ['pid', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 't
 /** The kinds a tree's root may have of its own. */
 export const OWN_NS_KINDS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'time', 'cgroup', 'user'] as const;
 
-export function nsLink(pid: number | 'self', kind: string): string | null {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/${kind}`);
-  } catch {
-    return null;
-  }
-}
+export { nsLink };
 
 export interface NsVerdict {
   kind: string;
   link: string;
-  /** 'host': cryo's own; 'own': the root's, saved; 'tree': the root's, shared by this task. */
-  owner: 'host' | 'own' | 'tree' | 'other';
+  /**
+   * 'host': cryo's own; 'own': the root's, saved; 'tree': the root's, shared by this task;
+   * 'nested': a PID namespace below the root's (pid-nested.ts), made again by the restore.
+   */
+  owner: 'host' | 'own' | 'tree' | 'nested' | 'other';
   /** Why it cannot be checkpointed; null when it can. */
   blocked: string | null;
 }
@@ -52,22 +53,24 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
       out.push({ kind, link, owner: 'other', blocked: `in its own ${kind} namespace (${link}) — not supported yet` });
     } else if (pid !== root) {
       const rootLink = nsLink(root, kind);
-      out.push(link === rootLink
-        ? { kind, link, owner: 'tree', blocked: kind === 'cgroup' ? cgroupMemberProblem(pid, root) : kind === 'user' ? usernsMemberProblem(pid, root) : null }
-        : { kind, link, owner: 'other', blocked: `in a ${kind} namespace (${link}) that is neither cryo's nor the tree root's (${rootLink}) — not supported` });
+      if (link === rootLink) out.push({ kind, link, owner: 'tree', blocked: kind === 'cgroup' ? cgroupMemberProblem(pid, root) : kind === 'user' ? usernsMemberProblem(pid, root) : null });
+      else if (kind === 'pid') out.push({ kind, link, owner: 'nested', blocked: nestedPidProblem(pid, link) });
+      else out.push({ kind, link, owner: 'other', blocked: `in a ${kind} namespace (${link}) that is neither cryo's nor the tree root's (${rootLink}) — not supported` });
     } else {
       out.push({ kind, link, owner: 'own', blocked: kind === 'pid' ? pidNsProblem(pid) : kind === 'net' ? netProblem(pid) : kind === 'cgroup' ? cgroupNsProblem(pid) : kind === 'user' ? userProblem(pid) : null });
     }
   }
-  // unshare(CLONE_NEWPID or CLONE_NEWTIME) without a fork: the task's next child would start a
-  // namespace of its own.
-  for (const kind of ['pid', 'time'] as const) {
-    const forKids = nsLink(pid, `${kind}_for_children`);
-    const own = nsLink(pid, kind);
-    if (forKids && own && forKids !== own) {
-      const flag = kind === 'pid' ? 'CLONE_NEWPID' : 'CLONE_NEWTIME';
-      out.push({ kind: `${kind}_for_children`, link: forKids, owner: 'other', blocked: `its children go into another ${kind === 'pid' ? 'PID' : 'time'} namespace (${forKids}, unshare(${flag})) — not supported` });
-    }
+  // unshare(CLONE_NEWPID or CLONE_NEWTIME): the task's children go into another namespace. For
+  // PID that is supported once the first of them, the namespace's init, exists (pid-nested.ts);
+  // a time namespace's first child would start it.
+  const pidKids = nsLink(pid, 'pid_for_children');
+  const pidOwn = nsLink(pid, 'pid');
+  if (pidKids && pidKids !== pidOwn) out.push({ kind: 'pid_for_children', link: pidKids, owner: 'nested', blocked: pidForChildrenProblem(pid, pidKids) });
+  // The kernel shows no pid_for_children link for a namespace without an init yet.
+  else if (!pidKids && pidOwn) out.push({ kind: 'pid_for_children', link: '(none)', owner: 'other', blocked: 'its next child would start a PID namespace it unshared (unshare(CLONE_NEWPID), no fork since) — not supported' });
+  const timeKids = nsLink(pid, 'time_for_children');
+  if (timeKids && timeKids !== nsLink(pid, 'time')) {
+    out.push({ kind: 'time_for_children', link: timeKids, owner: 'other', blocked: `its children go into another time namespace (${timeKids}, unshare(CLONE_NEWTIME)) — not supported` });
   }
   return out;
 }

@@ -56,7 +56,8 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
     own.add(kind);
   }
   for (const t of tasks.slice(1)) {
-    for (const kind of ALL) {
+    // PID namespaces nested below the root's are checked task by task (pid-nested.ts).
+    for (const kind of ALL.filter((k) => k !== 'pid')) {
       const key = `${kind}NsId` as const;
       const mine = t.ids[key];
       if (!mine || !dumper[key] || mine === dumper[key] || mine === root.ids[key]) continue;
@@ -68,6 +69,8 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
     const many = tasks.find((t) => t.ids.userNsId === root.ids.userNsId && t.threads.length);
     if (many) throw new UserError(`pid ${many.pid}: ${many.threads.length + 1} threads in the tree's own user namespace — not supported (a restored task joins it with setns, refused to a process of several threads)`);
     if (own.has('pid')) throw new UserError(`pid ${root.pid}: a user namespace of its own ${PID_REFUSAL}`);
+    const nested = tasks.find((t) => t.ids.pidNsId !== root.ids.pidNsId);
+    if (nested) throw new UserError(`pid ${nested.pid}: in a nested PID namespace (pid_ns_id ${nested.ids.pidNsId}) in a tree with a user namespace of its own ${PID_REFUSAL}`);
   }
   const state = readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') });
   return {
