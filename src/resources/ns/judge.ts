@@ -66,8 +66,10 @@ export function judgeNamespaces(pid: number, root: number): NsVerdict[] {
   const pidKids = nsLink(pid, 'pid_for_children');
   const pidOwn = nsLink(pid, 'pid');
   if (pidKids && pidKids !== pidOwn) out.push({ kind: 'pid_for_children', link: pidKids, owner: 'nested', blocked: pidForChildrenProblem(pid, pidKids) });
-  // The kernel shows no pid_for_children link for a namespace without an init yet.
-  else if (!pidKids && pidOwn) out.push({ kind: 'pid_for_children', link: '(none)', owner: 'other', blocked: 'its next child would start a PID namespace it unshared (unshare(CLONE_NEWPID), no fork since) — not supported' });
+  // The kernel shows no pid_for_children link for a namespace without an init yet, nor for an
+  // exiting task (its nsproxy gone, not a blocker): a uts link read after it tells them apart
+  // (a task's nsproxy never comes back).
+  else if (!pidKids && pidOwn && nsLink(pid, 'uts')) out.push({ kind: 'pid_for_children', link: '(none)', owner: 'other', blocked: 'its next child would start a PID namespace it unshared (unshare(CLONE_NEWPID), no fork since) — not supported' });
   const timeKids = nsLink(pid, 'time_for_children');
   if (timeKids && timeKids !== nsLink(pid, 'time')) {
     out.push({ kind: 'time_for_children', link: timeKids, owner: 'other', blocked: `its children go into another time namespace (${timeKids}, unshare(CLONE_NEWTIME)) — not supported` });

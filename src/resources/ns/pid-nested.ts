@@ -75,10 +75,19 @@ export function pidForChildrenProblem(pid: number, forKids: string): string | nu
   return kid ? null : `its children go into another PID namespace (${forKids}, unshare(CLONE_NEWPID)) of which none of its children is the init — not supported`;
 }
 
-/** A zombie that was the init of a PID namespace (its levels deeper than its parent's): refused. */
+/**
+ * A zombie that was the init of a PID namespace (its levels deeper than its parent's): refused.
+ * A zombie reaped (or a parent gone) since the tree was listed is no blocker: the freeze lists again.
+ */
 export function nestedZombieProblem(zombie: number, parent: number): string | null {
-  const levels = nsPidOf(zombie);
-  return levels.length > nsPidOf(parent).length
+  let levels: number[], parentLevels: number[];
+  try {
+    levels = nsPidOf(zombie);
+    parentLevels = nsPidOf(parent);
+  } catch {
+    return null;
+  }
+  return levels.length > parentLevels.length
     ? `zombie that was the init of a PID namespace of its own (NSpid ${levels.join(' ')}) — not supported`
     : null;
 }
