@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file regfile.proto.
  */
 export const file_regfile: GenFile = /*@__PURE__*/
-  fileDesc("Cg1yZWdmaWxlLnByb3RvIqECCg5yZWdfZmlsZV9lbnRyeRIKCgJpZBgBIAIoDRIfCgVmbGFncxgCIAIoDUIQ0j8NGgtyZmlsZS5mbGFncxILCgNwb3MYAyACKAQSGQoEZm93bhgFIAIoCzILLmZvd25fZW50cnkSDAoEbmFtZRgGIAIoCRISCgZtbnRfaWQYByABKBE6Ai0xEgwKBHNpemUYCCABKAQSCwoDZXh0GAkgASgIEgwKBG1vZGUYCiABKA0SEAoIYnVpbGRfaWQYCyADKA0SEAoIY2hlY2tzdW0YDCABKA0SFwoPY2hlY2tzdW1fY29uZmlnGA0gASgNEhoKEmNoZWNrc3VtX3BhcmFtZXRlchgOIAEoDRIWCg1jcnlvX210aW1lX25zGOkHIAEoBA", [file_opts, file_fown]);
+  fileDesc("Cg1yZWdmaWxlLnByb3RvIrwCCg5yZWdfZmlsZV9lbnRyeRIKCgJpZBgBIAIoDRIfCgVmbGFncxgCIAIoDUIQ0j8NGgtyZmlsZS5mbGFncxILCgNwb3MYAyACKAQSGQoEZm93bhgFIAIoCzILLmZvd25fZW50cnkSDAoEbmFtZRgGIAIoCRISCgZtbnRfaWQYByABKBE6Ai0xEgwKBHNpemUYCCABKAQSCwoDZXh0GAkgASgIEgwKBG1vZGUYCiABKA0SEAoIYnVpbGRfaWQYCyADKA0SEAoIY2hlY2tzdW0YDCABKA0SFwoPY2hlY2tzdW1fY29uZmlnGA0gASgNEhoKEmNoZWNrc3VtX3BhcmFtZXRlchgOIAEoDRIWCg1jcnlvX210aW1lX25zGOkHIAEoBBIZChBjcnlvX2R1bXBlcl9yb290GOoHIAEoCA", [file_opts, file_fown]);
 
 /**
  * A path-based file: its path relative to the mount, flags, position and optional validation data.
@@ -99,6 +99,15 @@ export type reg_file_entry = Message<"reg_file_entry"> & {
    * @generated from field: optional uint64 cryo_mtime_ns = 1001;
    */
   cryoMtimeNs: bigint;
+
+  /**
+   * cryo's own: the fd is on a mount of the dumper's mount namespace, not of the task's (a file a
+   * container's task opened before its mount namespace was made: its name is the path from the
+   * dumper's root, where the restorer opens it, on that same mount).
+   *
+   * @generated from field: optional bool cryo_dumper_root = 1002;
+   */
+  cryoDumperRoot: boolean;
 };
 
 /**

@@ -19,6 +19,7 @@ import { deletedPath, ghostBlocker } from './ghost.js';
 import { lostReason, unlinkedName } from './other-name.js';
 import { saveGhost, ghostImages, readGhosts, makeGhosts, unmakeGhosts, ghostTmpfiles } from './ghosts.js';
 import { isMemfd } from './memfd.js';
+import { onDumperMount, restoreSidePath } from './dumper-mount.js';
 
 export interface RegFileData {
   id: number;
@@ -31,6 +32,8 @@ export interface RegFileData {
   buildId?: number[];
   /** mtime at dump time (ns), cryo's own field: a restore refuses a file changed since. */
   cryoMtimeNs?: bigint;
+  /** On a mount of the dumper's mount namespace: opened from the restorer's root (dumper-mount.ts). */
+  cryoDumperRoot?: boolean;
 }
 
 /** __O_TMPFILE: kept in the status flags of a file made with O_TMPFILE (with O_DIRECTORY). */
@@ -48,12 +51,12 @@ function openFlags(flags: number): number {
  * Opens a file description as the image describes it, in the restorer, with its position set.
  * Returns our fd (O_CLOEXEC on our side; the task's fd flags are set when it is installed).
  */
-function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "mode">): number {
+function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "mode" | "cryoDumperRoot">): number {
   const isDir = reg.mode !== undefined && (reg.mode & 0o170000) === 0o040000;
   const flags = (openFlags(reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY | O.DIRECTORY)) | O.CLOEXEC | (isDir ? O.DIRECTORY : 0);
   let fd: number;
   try {
-    fd = openSync(hostPath(reg.name), flags);
+    fd = openSync(openPath(reg), flags);
   } catch (e) {
     throw new UserError(`cannot open ${reg.name}: ${(e as Error).message}`);
   }
@@ -67,7 +70,10 @@ function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "mode">):
 }
 
 /** What a file's entry records about it that a restore checks: size, mtime, build-id. */
-export type FileStamp = { name: string; size?: bigint; cryoMtimeNs?: bigint; buildId?: number[] };
+export type FileStamp = { name: string; size?: bigint; cryoMtimeNs?: bigint; buildId?: number[]; cryoDumperRoot?: boolean };
+
+/** Where the restorer opens an entry's file: from its own root when it was on the dumper's mount, else as the tree sees it. */
+const openPath = (f: Pick<FileStamp, 'name' | 'cryoDumperRoot'>): string => (f.cryoDumperRoot ? f.name : hostPath(f.name));
 
 /**
  * Why the file at the entry's path is not the one that was dumped (null if it is, as far as the
@@ -78,7 +84,7 @@ export function changedSince(f: FileStamp): string | null {
   if (!has('size') && !has('cryoMtimeNs') && !f.buildId?.length) return null;
   let st;
   try {
-    st = statSync(hostPath(f.name), { bigint: true });
+    st = statSync(openPath(f), { bigint: true });
   } catch (e) {
     return `${f.name} is gone: ${(e as Error).message}`;
   }
@@ -86,7 +92,7 @@ export function changedSince(f: FileStamp): string | null {
   if (has('size') && st.size !== f.size) return `${f.name} changed since the dump (size ${st.size}, was ${f.size})`;
   if (has('cryoMtimeNs') && st.mtimeNs !== f.cryoMtimeNs) return `${f.name} changed since the dump (modified after it)`;
   if (f.buildId?.length) {
-    const now = buildIdWords(hostPath(f.name));
+    const now = buildIdWords(openPath(f));
     if (!now || now.join(',') !== f.buildId.join(',')) return `${f.name} changed since the dump (another build-id: a different binary)`;
   }
   return null;
@@ -160,6 +166,29 @@ function pathBlocker(pid: number, fd: number, link: string): Blocker | null {
   return { pid, fd, kind: 'file', reason: `${link}: its path leads ${where} (overmounted since it was opened, or on a mount the task cannot reach by path) — not supported` };
 }
 
+/**
+ * A stateless device is opened again by its path too, and must be the same device there (in the
+ * task's root: a container's /dev/null may be missing, or a regular file, when the fd was opened
+ * before its pivot_root).
+ */
+function devicePathBlocker(pid: number, fd: number, link: string): Blocker | null {
+  let open;
+  try {
+    open = statSync(`/proc/${pid}/fd/${fd}`, { bigint: true });
+  } catch {
+    return null; // closed meanwhile
+  }
+  let named = null;
+  try {
+    named = statSync(restoreSidePath(pid, link), { bigint: true });
+  } catch {
+    /* nothing there */
+  }
+  if (named?.isCharacterDevice() && named.rdev === open.rdev) return null;
+  const where = named ? 'to another file' : 'nowhere';
+  return { pid, fd, kind: 'device', reason: `character device ${link}: its path leads ${where} in the task's root (opened before a pivot_root or chroot, or overmounted since) — not supported` };
+}
+
 /** The verification's name of a record's fd (an entry without a mode is a regular file's). */
 const regName = (rec: RegFileData) => pathKindName(hasField(reg_file_entrySchema, rec, 'mode') ? rec.mode! : S_IFREG);
 
@@ -184,8 +213,11 @@ export const regKind = {
     const unlinked = gone !== null ? unlinkedName(pid, gone, `/proc/${pid}/fd/${fd}`) : null;
     if (unlinked?.kind === 'lost') return { pid, fd, kind: 'file', reason: lostReason(gone!, unlinked.links) };
     if (unlinked?.kind === 'deleted') return ghostBlocker({ pid, fd }, gone!, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
+    // A file from cryo's own mount namespace (a container's fd opened before its unshare) is opened from cryo's root.
+    if ((type === S_IFREG || type === S_IFDIR) && unlinked === null && onDumperMount(f)) return null;
     if (type === S_IFREG || type === S_IFDIR) return pathBlocker(pid, fd, unlinked?.path ?? link);
-    return STATELESS_DEVICES.has(link) ? null : { pid, fd, kind: 'device', reason: `character device ${link} — not supported` };
+    if (!STATELESS_DEVICES.has(link)) return { pid, fd, kind: 'device', reason: `character device ${link} — not supported` };
+    return onDumperMount(f) ? null : devicePathBlocker(pid, fd, link);
   },
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): RegFileData {
     const source = `/proc/${f.pid}/fd/${f.fd}`;
@@ -197,7 +229,8 @@ export const regKind = {
     const mode = f.mode!;
     // A log others may append to is not held to its size: O_APPEND writes go to the end anyway.
     const stamp = (mode & S_IFMT) === S_IFREG && !(flags & O.APPEND) ? fileStamp(source) : {};
-    return regRecord(id, { flags, pos: f.info.pos, fown, name, mode, ...stamp }, gone !== null ? source : undefined, ctx);
+    const dumperRoot = unlinked === null && onDumperMount(f) ? { cryoDumperRoot: true } : {};
+    return regRecord(id, { flags, pos: f.info.pos, fown, name, mode, ...stamp, ...dumperRoot }, gone !== null ? source : undefined, ctx);
   },
   images: (_records: RegFileData[], state: KindState) => ghostImages(state),
   // The entry as decoded: its optional fields answer hasField from the wire (changedSince).
