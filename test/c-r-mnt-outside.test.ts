@@ -6,7 +6,8 @@
 // (a busybox root with no /dev/null at all, and one where /dev/null is a regular file). A file
 // opened after the unshare but before pivot_root is on the old root's copy, detached by `umount
 // -l`: refused by check and dump, named; so is a /dev/null of the container's own hidden since by
-// a mount over /dev (a device is opened again by its path too).
+// a mount over /dev (a device is opened again by its path too), and a process that made its
+// mount namespace itself, whose executable and libraries are the host's.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -139,6 +140,42 @@ describe('c/r of a container holding files from outside its root', () => {
       assert.equal(runningProblem(b.t), null, 'the refused container runs on');
     } finally {
       killAll([...descendants(b.unshare.pid), ...descendants(b.root).reverse()]);
+    }
+  });
+
+  it('a process that made its mount namespace itself (unshare and pivot_root in-process): its executable and libraries are the host\'s, refused by check and dump, named, and left running', async () => {
+    const base = makeTempDir('cryo-outside-self-');
+    const R = path.join(base, 'rootfs');
+    for (const d of ['bin', 'tmp']) fs.mkdirSync(path.join(R, d), { recursive: true });
+    const script = [
+      'import os, ctypes, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'def ok(rc, what):',
+      '    if rc != 0: raise OSError(ctypes.get_errno(), what)',
+      'ok(libc.unshare(0x20000), "unshare")  # CLONE_NEWNS',
+      'ok(libc.mount(b"none", b"/", None, 0x44000, None), "private")  # MS_REC | MS_PRIVATE',
+      `ok(libc.mount(b"${R}", b"${R}", None, 0x1000, None), "bind")`,
+      `ok(libc.mount(b"tmpfs", b"${R}/tmp", b"tmpfs", 0, None), "tmpfs")`,
+      `os.chdir("${R}"); os.mkdir(".old")`,
+      'ok(libc.syscall(155, b".", b".old"), "pivot_root")',
+      'os.chdir("/"); ok(libc.umount2(b"/.old", 2), "umount"); os.rmdir("/.old")',
+      'open("/tmp/ready", "w").close()',
+      'while True: time.sleep(0.05)',
+    ];
+    const t = await startTarget(['/usr/bin/python3', '-c', script.join('\n')], { name: 'outside-self' });
+    try {
+      assert.ok(await waitFor(() => fs.existsSync(`/proc/${t.pid}/root/tmp/ready`), 30_000), t.log());
+      const exe = fs.readlinkSync(`/proc/${t.pid}/exe`);
+      const c = cryo(['check', '-t', String(t.pid)]);
+      assert.equal(c.code, 3, cryoReport(c));
+      assert.ok(c.stdout.includes(`pid ${t.pid}: its executable ${exe}: its path leads nowhere in the container's root`), cryoReport(c));
+      assert.match(c.stdout, new RegExp(`pid ${t.pid} mapping [0-9a-f]+-[0-9a-f]+: mapped file /\\S+: its path leads nowhere \\(and \\d+ more: `), cryoReport(c));
+      const d = dump(t, 'self');
+      assert.equal(d.res.code, 3, cryoReport(d.res));
+      assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
+      assert.equal(runningProblem(t), null, 'the refused process runs on');
+    } finally {
+      killAll([t.pid]);
     }
   });
 });

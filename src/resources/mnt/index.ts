@@ -11,6 +11,7 @@ import { treePath, ownMountNs } from './root-path.js';
 
 export { ownMountNs } from './root-path.js';
 import { cgnsRoots } from '../ns/cgroup.js';
+import { mappedPathBlockers } from './mapped-paths.js';
 
 export { writeMntImages, readMntImages } from './images.js';
 
@@ -34,7 +35,7 @@ function cgroupRootFor(root: number, tree: MountInfo[]): string | undefined {
  * Why the root's mount namespace cannot be checkpointed, each naming the mount or the object:
  * the mounts plan.ts refuses, POSIX message queues (their messages are not saved), and what the
  * restore would make by a host path outside the namespace (deleted files, memfds, unix sockets
- * bound to a path).
+ * bound to a path), and an executable or mapped file its path does not lead to (mapped-paths.ts).
  */
 export function mountBlockers(root: number, tree: number[], external: Map<string, string>, unix: Map<number, { name: Buffer }>): Blocker[] {
   if (!ownMountNs(root)) return [];
@@ -54,6 +55,7 @@ export function mountBlockers(root: number, tree: number[], external: Map<string
       if (link.startsWith('/memfd:')) out.push({ pid, fd: Number(fd), kind: 'mount', reason: `a memfd inside a mount namespace of its own — not supported yet` });
       else if (link.startsWith('/') && link.endsWith(' (deleted)')) out.push({ pid, fd: Number(fd), kind: 'mount', reason: `a deleted file (${link}) inside a mount namespace of its own — not supported yet` });
     }
+    out.push(...mappedPathBlockers(pid));
     for (const line of safeRead(`/proc/${pid}/maps`).split('\n')) {
       if (line.endsWith(' (deleted)') || line.includes(' /memfd:')) out.push({ pid, kind: 'mount', reason: `a mapping of a deleted file or memfd (${line.slice(line.indexOf('/'))}) inside a mount namespace of its own — not supported yet` });
     }
