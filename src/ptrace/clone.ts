@@ -15,6 +15,12 @@ export interface CloneArgs {
    * namespace, or one per level, innermost first (a task of a container: [inside, host]).
    */
   setTid: number | number[];
+  /**
+   * The PID clone3 must return, in the caller's namespace, when the default below does not
+   * know it: a caller that joined a child PID namespace (setns) for its children forks there
+   * without CLONE_NEWPID and gets the host's PID back.
+   */
+  returns?: number;
 }
 
 const CLONE_NEWPID = 0x20000000n;
@@ -30,7 +36,7 @@ export function injectClone3(remote: Remote, argsAddr: bigint, a: CloneArgs): Tr
   if (128 + 4 * tids.length > PAGE_SIZE) throw new Error('unreachable');
   // clone3 returns the PID in the caller's namespace: the outer one of a new PID namespace's
   // init (set_tid[1]), else the innermost one (set_tid[0]), which a parent inside shares.
-  const wanted = (a.flags & CLONE_NEWPID) !== 0n ? tids[1] ?? tids[0]! : tids[0]!;
+  const wanted = a.returns ?? ((a.flags & CLONE_NEWPID) !== 0n ? tids[1] ?? tids[0]! : tids[0]!);
   const args = Buffer.alloc(CLONE_ARGS_SIZE);
   args.writeBigUInt64LE(a.flags, 0);
   args.writeBigUInt64LE(BigInt(a.exitSignal), 32);

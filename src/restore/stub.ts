@@ -113,6 +113,7 @@ export function forkWithPid(stub: Stub, pid: number, asOurChild: boolean, ns: { 
       flags: BigInt((asOurChild ? CLONE.PARENT : 0) | ns.flags),
       exitSignal: asOurChild ? 0 : SIG.CHLD,
       setTid: ns.setTid,
+      returns: pid, // the stub is in cryo's PID namespace, whichever its children go to
     });
   } catch (e) {
     if (e instanceof CloneError && e.errno === 17) throw new UserError(e.message);

@@ -1,8 +1,10 @@
 // Namespace files' ioctls (linux/nsfs.h): which user namespace owns a namespace, a user
 // namespace's parent and its owner's uid. Each answer that is a namespace comes as a new fd,
-// compared by inode (what /proc/PID/ns/KIND links name) and closed at once.
+// compared by inode (what /proc/PID/ns/KIND links name) and closed at once. And the pidfd ioctl
+// that hands out a task's pid_for_children namespace.
 import { openSync, closeSync, fstatSync, statSync } from 'node:fs';
 import { sys } from './libc.js';
+import { pidfdOpen, closeFd } from './process.js';
 
 const NSIO = 0xb7;
 const NS_GET_USERNS = (NSIO << 8) | 0x1;
@@ -43,4 +45,21 @@ export function nsOwnerUid(path: string): number {
     sys('ioctl', [fd, NS_GET_OWNER_UID, b], `owner of ${path}`);
     return b.readUInt32LE(0);
   });
+}
+
+/** PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE (linux/pidfd.h, _IO(PIDFS_IOCTL_MAGIC 0xFF, 6), Linux 6.11). */
+const PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE = (0xff << 8) | 6;
+
+/**
+ * An fd of task `pid`'s pid_for_children namespace. After unshare(CLONE_NEWPID) and before the
+ * namespace has an init, /proc/PID/ns/pid_for_children is ENOENT (the kernel hides a namespace
+ * without child_reaper there); the pidfd ioctl hands it out all the same.
+ */
+export function pidForChildrenNsFd(pid: number): number {
+  const pidfd = pidfdOpen(pid);
+  try {
+    return sys('ioctl', [pidfd, PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE, 0], `pid_for_children namespace of pid ${pid} (PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE, Linux 6.11)`);
+  } finally {
+    closeFd(pidfd);
+  }
 }

@@ -35,7 +35,7 @@ function ppidOf(pid: number): number {
 /**
  * A nested PID namespace owned by another user namespace than cryo's (made inside the tree's own
  * user namespace): the restore forks in cryo's, so it would come back owned by the wrong one,
- * and a task inside is refused the init's host PID by set_tid (user.ts PID_REFUSAL).
+ * and a task inside is refused the init's host PID by set_tid (the root's own PID namespace avoids it: user-restore.ts).
  */
 function userOwnerProblem(path: string, link: string): string | null {
   return nsOwnerInode(path) === nsInode('/proc/self/ns/user') ? null

@@ -17,7 +17,7 @@ import { cgnsRootMembers } from './cgroup.js';
 import { restoreCgroups, type CgroupMember } from '../task/cgroup.js';
 import type { Remote } from '../../ptrace/index.js';
 import { failpoint } from '../../util/failpoint.js';
-import { readUsernsImage, usernsText, PID_REFUSAL, type UsernsState } from './user.js';
+import { readUsernsImage, usernsText, type UsernsState } from './user.js';
 import { makeUserns, type MadeUserns } from './user-restore.js';
 
 type Ids = Partial<Record<`${'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time'}NsId`, number>>;
@@ -68,9 +68,8 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
     // Each task joins the user namespace with setns, which the kernel refuses to several threads (user-restore.ts).
     const many = tasks.find((t) => t.ids.userNsId === root.ids.userNsId && t.threads.length);
     if (many) throw new UserError(`pid ${many.pid}: ${many.threads.length + 1} threads in the tree's own user namespace — not supported (a restored task joins it with setns, refused to a process of several threads)`);
-    if (own.has('pid')) throw new UserError(`pid ${root.pid}: a user namespace of its own ${PID_REFUSAL}`);
     const nested = tasks.find((t) => t.ids.pidNsId !== root.ids.pidNsId);
-    if (nested) throw new UserError(`pid ${nested.pid}: in a nested PID namespace (pid_ns_id ${nested.ids.pidNsId}) in a tree with a user namespace of its own ${PID_REFUSAL}`);
+    if (nested) throw new UserError(`pid ${nested.pid}: in a nested PID namespace (pid_ns_id ${nested.ids.pidNsId}) in a tree with a user namespace of its own — not supported yet: its init would be forked by a task in the host's user namespace, and the namespace owned by it`);
   }
   const state = readNsImages(r, root.ids, { uts: own.has('uts'), ipc: own.has('ipc') });
   return {

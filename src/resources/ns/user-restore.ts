@@ -11,21 +11,26 @@
 //  1. the maker (a seized `sleep` of ours, moved into the cgroup namespace's roots) unshares
 //     CLONE_NEWUSER (as the namespace's owner uid), cryo writes its setgroups, uid_map and
 //     gid_map, and the maker, now holding every capability inside, unshares the mount, UTS,
-//     IPC, network and cgroup namespaces and a time namespace (offsets written from outside
-//     before any task is in it); cryo keeps an fd of each and the maker is killed;
-//  2. the stub setns()es into them (time_for_children: its next child is the time namespace's
-//     first task) and clones the root with set_tid as before; the root forks its children with
-//     set_tid, and every fd is pulled in with pidfd_getfd, all with the host's privileges;
+//     IPC, network, cgroup and PID namespaces and a time namespace (offsets written from outside
+//     before any task is in it); cryo keeps an fd of each and the maker is killed. The PID
+//     namespace is only the maker's pid_for_children (no fork): owned by the user namespace, with
+//     no init yet; its fd comes from the pidfd ioctl (sys/nsfs.ts), /proc hides it until an init;
+//  2. the stub, still in the host's user namespace as root, setns()es into them: a PID namespace
+//     it may enter, a child of its own with CAP_SYS_ADMIN over its owner, as its pid_for_children
+//     (time_for_children likewise: its next child is the first task of both). It clones the root
+//     with set_tid [1, host PID] and no CLONE_NEWPID: the first task made in the namespace with
+//     PID 1 is its init (child_reaper). The root forks its children with set_tid, and every fd
+//     is pulled in with pidfd_getfd, all with the host's privileges;
 //  3. each task of the user namespace, once its children exist and its fds are in, takes its
 //     supplementary groups (host gids: a namespace with setgroups denied refuses setgroups
 //     inside) and joins the namespace with setns(CLONE_NEWUSER) (every capability inside, none
 //     outside); its credentials are then set as the images keep them, as ids inside.
-// A PID namespace of its own cannot be made so (user.ts PID_REFUSAL): its init would have to
-// be forked by the maker, inside the user namespace. Not the same as before: a task's mm->user_ns is the host's (the stub's, at fork), where the
-// dumped task's was the namespace (its exec was inside): it matters only to a non-dumpable
-// task, which root inside could no longer ptrace.
+// A failure before the root exists leaves a PID namespace without a task, gone with cryo's fd;
+// after, killing the init empties it. Not the same as before: a task's mm->user_ns is the host's
+// (the stub's, at fork), where the dumped task's was the namespace (its exec was inside): it
+// matters only to a non-dumpable task, which root inside could no longer ptrace.
 import { openSync, closeSync, writeFileSync } from 'node:fs';
-import { CLONE, O } from '../../sys/index.js';
+import { CLONE, O, pidForChildrenNsFd } from '../../sys/index.js';
 import { formatIdMap } from '../../proc/index.js';
 import type { Remote } from '../../ptrace/index.js';
 import type { RestoreTask } from '../context.js';
@@ -43,11 +48,14 @@ export interface MadeUserns {
   net?: number;
 }
 
-/** Kinds unshared by the maker once inside (time is made by `makeTime`, whose offsets it writes). */
-const UNSHARED = { mnt: CLONE.NEWNS, uts: CLONE.NEWUTS, ipc: CLONE.NEWIPC, net: CLONE.NEWNET, cgroup: CLONE.NEWCGROUP } as const;
-/** What the stub joins, and from which of the maker's files: time first, mnt last. (No PID namespace: user.ts PID_REFUSAL.) */
+/**
+ * Kinds unshared by the maker once inside (time is made by `makeTime`, whose offsets it writes;
+ * pid only for its children: the stub's next child is the init).
+ */
+const UNSHARED = { mnt: CLONE.NEWNS, uts: CLONE.NEWUTS, ipc: CLONE.NEWIPC, net: CLONE.NEWNET, cgroup: CLONE.NEWCGROUP, pid: CLONE.NEWPID } as const;
+/** What the stub joins, and from which of the maker's files: pid and time first, mnt last. */
 const JOINS = [
-  ['time', 'time_for_children', CLONE.NEWTIME], ['uts', 'uts', CLONE.NEWUTS],
+  ['pid', 'pid_for_children', CLONE.NEWPID], ['time', 'time_for_children', CLONE.NEWTIME], ['uts', 'uts', CLONE.NEWUTS],
   ['ipc', 'ipc', CLONE.NEWIPC], ['cgroup', 'cgroup', CLONE.NEWCGROUP], ['mnt', 'mnt', CLONE.NEWNS],
 ] as const;
 
@@ -59,7 +67,8 @@ const JOINS = [
 export function makeUserns(m: Remote, pid: number, s: UsernsState, own: ReadonlySet<string>, makeTime: (() => void) | null): MadeUserns {
   const fds: number[] = [];
   const open = (file: string) => {
-    const fd = openSync(`/proc/${pid}/ns/${file}`, 'r');
+    // A PID namespace without an init is not shown in /proc (sys/nsfs.ts).
+    const fd = file === 'pid_for_children' ? pidForChildrenNsFd(pid) : openSync(`/proc/${pid}/ns/${file}`, 'r');
     fds.push(fd);
     return fd;
   };
@@ -93,7 +102,7 @@ export function closeMadeUserns(made: MadeUserns): void {
   for (const fd of [made.user, ...made.joins.map((j) => j.fd), ...(made.net !== undefined ? [made.net] : [])]) closeSync(fd);
 }
 
-/** Step 2: the stub (in the host's PID namespace, with the host's privileges) joins them. */
+/** Step 2: the stub (in the host's user namespace, with the host's privileges) joins them. */
 export function joinMadeNamespaces(stub: Remote, made: MadeUserns): void {
   const pidfd = stub.call('pidfd_open', [process.pid, 0], 'pidfd of cryo in the stub');
   try {

@@ -8,7 +8,8 @@
 //
 // What can be carried (judged before anything is touched, and again for images read): a user
 // namespace one level below cryo's, owning every other namespace of its own the root has
-// (mount, UTS, IPC, PID, network, cgroup and time: they are made by a task inside it at restore),
+// (mount, UTS, IPC, PID, network, cgroup and time: they are made by a task inside it at restore;
+// a PID namespace's init is then forked into it from outside, user-restore.ts),
 // its tasks single-threaded (each joins the namespace with setns(CLONE_NEWUSER), which the kernel
 // refuses to a process of several threads; user-restore.ts says why they join last) and their
 // ids mapped in it. Tasks in a user namespace below the root's are refused as any other
@@ -37,14 +38,6 @@ export interface IdCreds {
   gid: number; egid: number; sgid: number; fsgid: number;
   groups: number[];
 }
-
-/**
- * A PID namespace can be entered, before it has an init, only by the children of the task that
- * made it (/proc/PID/ns/pid_for_children is ENOENT until then); owned by the user namespace, that
- * task is inside it, and the kernel then refuses it the host PID of the init (clone3 set_tid
- * needs CAP_CHECKPOINT_RESTORE in the host's user namespace).
- */
-export const PID_REFUSAL = 'with a PID namespace of its own too — not supported yet: that namespace\'s init can only be forked by a task inside the user namespace, which clone3 refuses the init\'s host PID (set_tid needs CAP_CHECKPOINT_RESTORE in the host\'s user namespace)';
 
 const UID_FIELDS = ['uid', 'euid', 'suid', 'fsuid'] as const;
 const GID_FIELDS = ['gid', 'egid', 'sgid', 'fsgid'] as const;
@@ -80,7 +73,6 @@ export function rootUsernsProblem(root: number, own: readonly string[]): string 
       /* EPERM: its parent is not even below ours */
     }
     if (parent !== nsInode('/proc/self/ns/user')) problems.push('it is not a child of cryo\'s user namespace (nested user namespaces are not supported)');
-    if (own.includes('pid')) problems.push(PID_REFUSAL);
     for (const kind of own) {
       // pid: the root's own PID namespace (pid_for_children is judged elsewhere).
       if (kind !== 'user' && nsOwnerInode(`/proc/${root}/ns/${kind}`) !== ino) problems.push(`its ${kind} namespace is owned by another user namespace (made before it): not supported`);
