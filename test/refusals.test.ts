@@ -198,7 +198,11 @@ describe('a task traced by another (a debugger, strace) is refused, naming the t
     assert.match(d.stderr, new RegExp(reason), cryoReport(d));
     assert.equal(fs.existsSync(path.join(dir, 'inventory.img')), false, 'no image left that looks complete');
     assert.equal(statusField(t.pid, 'TracerPid'), '0', 'the tracer itself not traced');
-    await expectPass(t);
+    try {
+      await expectPass(t);
+    } finally {
+      process.kill(kid, 'SIGKILL'); // the traced child sleeps on after its parent's PASS
+    }
   });
 });
 

@@ -362,9 +362,11 @@ describe('services', () => {
       await waitForLine(t, 'READY', 20_000);
       const sems = fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8').split('\n').filter((l) => /\/dev\/shm\/sem\..* \(deleted\)$/.test(l));
       assert.ok(sems.length >= 3, `the parent maps its semaphores by unlinked names:\n${sems.join('\n')}`);
-      const { dir } = await dumpAndKill(t, family(t.pid).map((r) => r.pid));
+      const before = descendants(t.pid);
+      const { dir } = await dumpAndKill(t, before);
       checkRestore(t, restore(t, dir, '1'));
       await expectPass(t);
+      assert.deepEqual(descendants(t.pid).sort(), [...before].sort(), 'the same processes after the restore and the work (none ended, the forkserver not started again)');
     });
   }
 });
