@@ -25,6 +25,7 @@
 /* Shared with every process: how many are set up. */
 static volatile int *ready_count;
 static volatile int *c_up; /* C's thread exists */
+static volatile int *a_forked; /* A's later child is forked (into B's namespace) */
 static volatile char *b_own; /* B's /proc/self/ns/pid, for A; byte 127: rewritten after go */
 #define NREADY 6 /* A, B, C, C's thread, D, Z */
 
@@ -223,6 +224,9 @@ static void run_b(void)
 	reap("B", c);
 	reap("B", d);
 	later_child("B", own, levels_of(was));
+	/* B is its namespace's init: A's later child is forked into it, so B outlives that fork (up to 10 s). */
+	for (int i = 0; i < 2000 && !a_forked[0]; i++)
+		sleep_ms(5);
 	done("B");
 }
 
@@ -256,6 +260,7 @@ static void run_a(void)
 	link_of("/proc/self/ns/pid_for_children", kids_ns, sizeof kids_ns);
 	CHECK(strcmp(kids_ns, b_ns) == 0, "A: pid_for_children %s, not B's namespace %s (A unshared it)", kids_ns, b_ns);
 	later_child("A", b_ns, levels_of(was) + 1);
+	a_forked[0] = 1;
 	reap("A", b);
 	done("A");
 }
@@ -271,6 +276,7 @@ int main(void)
 		DIE("mmap");
 	b_own = (volatile char *)ready_count + 64;
 	c_up = (volatile int *)((volatile char *)ready_count + 256);
+	a_forked = (volatile int *)((volatile char *)ready_count + 512);
 	char was[256];
 	nspid_of("/proc/self/status", "NSpid:", was, sizeof was);
 	pid_t a = fork();
