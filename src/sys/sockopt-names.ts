@@ -101,8 +101,6 @@ export const IPV6_LEVEL_OPTS: readonly SockoptName[] = [
 ];
 
 export const TCP_LEVEL_OPTS: readonly SockoptName[] = [
-  // the MSS a listener's connections are clamped to (user_mss); a connection shows its own
-  unconnected(SOL.TCP, 2, 'TCP_MAXSEG'),
   any(SOL.TCP, 7, 'TCP_SYNCNT'),
   any(SOL.TCP, 8, 'TCP_LINGER2'),
   unconnected(SOL.TCP, 9, 'TCP_DEFER_ACCEPT'),

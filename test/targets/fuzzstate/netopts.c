@@ -40,7 +40,6 @@ static const struct protoopt protoopts[] = {
 	{ IPPROTO_TCP, TCP_SYNCNT, 1, 10, 1, 1, 1, 0, "TCP_SYNCNT" },
 	{ IPPROTO_TCP, TCP_DEFER_ACCEPT, 1, 30, 1, 1, 1, 0, "TCP_DEFER_ACCEPT" },
 	{ IPPROTO_TCP, TCP_FASTOPEN, 1, 64, 1, 1, 1, 0, "TCP_FASTOPEN" },
-	{ IPPROTO_TCP, TCP_MAXSEG, 88, 1400, 1, 1, 1, 0, "TCP_MAXSEG" },
 };
 #define N_PROTOOPTS (int)(sizeof(protoopts) / sizeof(protoopts[0]))
 
