@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
+  killPids,
   startTarget, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, runningProblem, statusField,
   makeTempDir, waitFor, pidExists, busyboxIsStatic, BUSYBOX, type Target,
 } from './lib/index.js';
@@ -20,16 +21,6 @@ import {
 after(async () => {
   await cleanupTrees();
 });
-
-function killAll(pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-}
 
 interface Box {
   /** sh (holding the two host files) and its child unshare, outside the tree. */
@@ -99,7 +90,7 @@ describe('c/r of a container holding files from outside its root', () => {
           const outside = descendants(b.unshare.pid).slice(0, 2);
           const d = dump(b.t, devNull);
           assert.equal(d.res.code, 0, cryoReport(d.res));
-          killAll(outside);
+          killPids(outside);
           assert.ok(await waitFor(() => !pidExists(b.root) && !pidExists(b.unshare.pid), 10_000));
           checkRestore(b.t, restore(b.t, d.dir, devNull));
           assert.equal(fs.readlinkSync(fd(5)), '/dev/null');
@@ -114,7 +105,7 @@ describe('c/r of a container holding files from outside its root', () => {
           assert.equal(fs.readFileSync(`/proc/${b.root}/root/tmp/result`, 'utf8'), 'read5 0\n');
           assert.match(fs.readFileSync(b.log, 'utf8'), /^before\nafter restore \d+\n$/);
         } finally {
-          killAll([...descendants(b.unshare.pid), ...descendants(b.root).reverse()]);
+          killPids([...descendants(b.unshare.pid), ...descendants(b.root).reverse()]);
         }
       });
     }
@@ -139,7 +130,7 @@ describe('c/r of a container holding files from outside its root', () => {
       assert.equal(statusField(b.root, 'TracerPid'), '0', 'not traced');
       assert.equal(runningProblem(b.t), null, 'the refused container runs on');
     } finally {
-      killAll([...descendants(b.unshare.pid), ...descendants(b.root).reverse()]);
+      killPids([...descendants(b.unshare.pid), ...descendants(b.root).reverse()]);
     }
   });
 
@@ -175,7 +166,7 @@ describe('c/r of a container holding files from outside its root', () => {
       assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
       assert.equal(runningProblem(t), null, 'the refused process runs on');
     } finally {
-      killAll([t.pid]);
+      killPids([t.pid]);
     }
   });
 });

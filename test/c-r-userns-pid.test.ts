@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
+  killPids,
   startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
   statusField, pidExists, makeTempDir, waitFor, type Target,
 } from './lib/index.js';
@@ -82,16 +83,6 @@ async function gone(pids: number[]): Promise<void> {
   assert.ok(await waitFor(() => pids.every((p) => !pidExists(p)), 10_000), `still there: ${pids.filter(pidExists).join(' ')}`);
 }
 
-function killAll(pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-}
-
 describe('c/r of a user namespace with a PID namespace of its own', () => {
   it('dumped (killed) and restored: PIDs inside and outside, maps, the PID namespace owned by the user namespace, a fork after, proc inside', async () => {
     const { unshare, t, kid } = await readyTree();
@@ -156,7 +147,7 @@ describe('c/r of a user namespace with a PID namespace of its own', () => {
       const n = Number(inRoot('count'));
       const d = dump(t, 'mnt');
       assert.equal(d.res.code, 0, cryoReport(d.res));
-      killAll([unshare.pid]);
+      killPids([unshare.pid]);
       await gone([unshare.pid, root]);
       checkRestore(t, restore(t, d.dir, 'mnt'));
       assert.deepEqual(mounts(root), before.mounts);
@@ -173,7 +164,7 @@ describe('c/r of a user namespace with a PID namespace of its own', () => {
       assert.ok(seen.includes(1) && seen.includes(sleeper) && seen.length <= 4, `pids seen inside: ${seen.join(' ')}`);
     } finally {
       // Its cwd is inside the container: cleanupTrees would not know it; killed by PID.
-      if (root) killAll([...descendants(root)].reverse());
+      if (root) killPids([...descendants(root)].reverse());
     }
   });
 

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
+  killPids,
   buildTarget, startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
   critDecodeAll, statusField, pidExists, runningProblem, makeCgroup, removeTestCgroups, makeTempDir, waitFor, type Target,
 } from './lib/index.js';
@@ -39,16 +40,6 @@ async function goneAll(pids: number[]): Promise<void> {
   for (const pid of pids) for (let i = 0; i < 500 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
-function killAll(pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-}
-
 describe('c/r in a user namespace of its own', () => {
   it('check -t names it with its maps; dumped (killed) and restored: same maps, ids inside and outside, namespaces it owns', async () => {
     const { t, worker, outside } = await readyUserns();
@@ -68,7 +59,7 @@ describe('c/r in a user namespace of its own', () => {
     const creds = (pid: number) => (images.get(`core-${pid}.img`) as { entries: { thread_core: { creds: Record<string, unknown> } }[] }).entries[0]!.thread_core.creds;
     assert.deepEqual([creds(t.pid).uid, creds(t.pid).gid], [0, 0]);
     assert.deepEqual([creds(worker).uid, creds(worker).euid, creds(worker).suid, creds(worker).gid, creds(worker).groups], [1000, 1001, 1002, 1000, [1000, 2000]]);
-    killAll(outside);
+    killPids(outside);
     await goneAll([...outside, t.pid, worker]);
     checkRestore(t, restore(t, d.dir, 'k'));
     assert.notEqual(userNs(t.pid), userNs('self'));
@@ -183,7 +174,7 @@ describe('c/r in a user namespace of its own', () => {
       const n = count();
       const d = dump(t, 'mnt');
       assert.equal(d.res.code, 0, cryoReport(d.res));
-      killAll([unshare.pid]);
+      killPids([unshare.pid]);
       await goneAll([unshare.pid, root]);
       checkRestore(t, restore(t, d.dir, 'mnt'));
       assert.notEqual(userNs(root), userNs('self'));
@@ -194,7 +185,7 @@ describe('c/r in a user namespace of its own', () => {
       assert.equal(fs.readFileSync(`/proc/${root}/root/tmp/result`, 'utf8').trim(), 'MOUNTOK');
     } finally {
       // Its cwd is inside the container: cleanupTrees would not know it; killed by PID.
-      if (root) killAll([...descendants(root)].reverse());
+      if (root) killPids([...descendants(root)].reverse());
     }
   });
 
@@ -227,7 +218,7 @@ describe('c/r in a user namespace of its own', () => {
     const { t, worker, outside } = await readyUserns();
     const d = dump(t, 'f');
     assert.equal(d.res.code, 0, cryoReport(d.res));
-    killAll(outside);
+    killPids(outside);
     await goneAll([...outside, t.pid, worker]);
     const bad = restore(t, d.dir, 'f', { env: { CRYO_FAIL_AT: 'restore:userns' } });
     assert.notEqual(bad.res.code, 0, cryoReport(bad.res));

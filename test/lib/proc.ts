@@ -182,3 +182,14 @@ export function findProcesses(pred: (pid: number) => boolean): number[] {
   }
   return out;
 }
+
+/** SIGKILL to each of `pids` (ours, by PID), those already gone skipped. */
+export function killPids(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
