@@ -1,7 +1,7 @@
 // cryo restores images written by CRIU 4.2 (shared/fixtures/criu-4.2-images), each from a copy in
 // a temp dir, with its recorded PIDs: the restored processes are checked from outside (the tree:
 // bash reaps its restored children) or check themselves (the python one: threads, pipe and socket
-// data, on SIGUSR1). Every restored PID is killed afterwards, and only if it runs what we restored.
+// data, on SIGUSR1; its clocks go on from the dumped ones when this boot's are behind them). Every restored PID is killed afterwards, and only if it runs what we restored.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { FIXTURES, cryo, cryoReport, describePid, makeTempDir, cleanup, pidExists, procStat, readCmdline, waitFor, waitPidGone, statusField } from './lib/index.js';
 import { decodeImageAs, encodeImage } from '../src/image/io.js';
 import { inventory_entrySchema } from '../src/image/gen/inventory_pb.js';
+import { timens_entrySchema } from '../src/image/gen/timens_pb.js';
 import { task_kobj_ids_entrySchema, core_entrySchema } from '../src/image/gen/core_pb.js';
 import type { GenMessage } from '@bufbuild/protobuf/codegenv2';
 import type { Message } from '@bufbuild/protobuf';
@@ -50,6 +51,15 @@ function copyFixture(name: string): string {
   return dir;
 }
 
+/** Makes the host's clocks at the dump (timens-0.img) `sec` seconds. */
+function setHostClocks(dir: string, sec: bigint): void {
+  const file = path.join(dir, 'timens-0.img');
+  const [m] = decodeImageAs(fs.readFileSync(file), timens_entrySchema);
+  m!.monotonic = { ...m!.monotonic!, tvSec: sec, tvNsec: 0n };
+  m!.boottime = { ...m!.boottime!, tvSec: sec, tvNsec: 0n };
+  fs.writeFileSync(file, encodeImage('TIMENS', [m!]), { mode: 0o600 });
+}
+
 /** Fails, naming the holder, when a PID the fixture needs is taken by a live process. */
 async function needFree(pids: number[]): Promise<void> {
   for (const pid of pids) {
@@ -71,9 +81,11 @@ describe("CRIU 4.2's images restored by cryo", () => {
     provide();
     await needFree([26162]);
     const dir = copyFixture('simple-sleep');
+    setHostClocks(dir, 1n); // behind this boot's: time went on, as for a stopped process
     const cmd = 'sleep 1000';
     const { res, pid } = restoreFixture(dir, 26162, cmd);
     assert.equal(res.code, 0, cryoReport(res));
+    assert.equal(fs.readlinkSync('/proc/26162/ns/time'), fs.readlinkSync('/proc/self/ns/time'), "the host's time namespace");
     assert.equal(pid, 26162);
     assert.equal(readCmdline(26162)?.join(' '), cmd);
     const st = procStat(26162)!;
@@ -165,9 +177,18 @@ describe("CRIU 4.2's images restored by cryo", () => {
     fs.rmSync(result, { force: true });
     made.push(result);
     const dir = copyFixture('py-threads-pipe-socket');
+    // Its threads sleep in clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) (Python's time.sleep):
+    // with the host's clocks as dumped (timens-0.img) a day ahead of this boot's, they would
+    // sleep a day; the restore gives the tree a time namespace whose clocks go on from there.
+    const DAY = 86_400n;
+    const uptime = BigInt(Math.floor(Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0])));
+    setHostClocks(dir, uptime + DAY);
     const cmd = '/usr/bin/python3.11 /srv/fixtures/pyfixture.py';
     const { res } = restoreFixture(dir, 24803, cmd);
     assert.equal(res.code, 0, cryoReport(res));
+    assert.notEqual(fs.readlinkSync('/proc/24803/ns/time'), fs.readlinkSync('/proc/self/ns/time'), 'a time namespace of its own');
+    const mono = /^monotonic\s+(-?\d+)\s/m.exec(fs.readFileSync('/proc/24803/timens_offsets', 'utf8'));
+    assert.ok(mono && BigInt(mono[1]!) > DAY - 60n && BigInt(mono[1]!) <= DAY, `monotonic offset about a day: ${mono?.[1]}`);
     assert.deepEqual(fs.readdirSync('/proc/24803/task').map(Number).sort(), pids, 'the same TIDs');
     process.kill(24803, 'SIGUSR1');
     assert.ok(await waitFor(() => fs.existsSync(result) && fs.readFileSync(result, 'utf8').includes('\n'), 10_000), 'no pyfixture.result');

@@ -14,7 +14,7 @@ import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { saveSeccomp } from '../resources/task/seccomp.js';
 import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
 import { zombieCore, type TaskImages } from './task.js';
-import { nsPidsBelow, timensEntry, hostClocks } from '../resources/ns/index.js';
+import { nsPidsBelow, timensEntry, hostClocks, bootId } from '../resources/ns/index.js';
 import type { TaskPlan } from './collect.js';
 
 export interface TreeImages {
@@ -60,8 +60,9 @@ export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
   for (const img of images) cgSets.set(img.core.tc!.cgSet, img.cgroups);
   writer.writeImage('cgroup.img', 'CGROUP', [create(cgroup_entrySchema, { sets: [...cgSets].map(([id, ctls]) => ({ id, ctls })), controllers: t.cgroupDirs ?? [] })]);
   writer.writeImage('seccomp.img', 'SECCOMP', [create(seccomp_entrySchema, { seccompFilters: t.seccompFilters })]);
-  // The host's clocks (CRIU writes them for a tree without a time namespace of its own).
-  writer.writeImage('timens-0.img', 'TIMENS', [timensEntry({ clocks: hostClocks() })]);
+  // The host's clocks (CRIU writes them for a tree without a time namespace of its own), with the
+  // boot they belong to: a restore on a later boot whose clocks are behind keeps them going.
+  writer.writeImage('timens-0.img', 'TIMENS', [timensEntry({ clocks: hostClocks(), bootId: bootId() })]);
 }
 
 /** Times of the dump (ms since its start) and pages, as CRIU's stats-dump has them (in µs). */

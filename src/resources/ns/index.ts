@@ -12,7 +12,7 @@ export { judgeNamespaces, namespaceBlockers, ownNamespaces, nsLink, NS_KINDS } f
 export { nsPidsBelow, setTidArray, threadNsPid, localPidMap } from './pid.js';
 export { writeNsImages, readNsImages } from './images.js';
 export { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } from './state.js';
-export { writeTimensImage, timensEntry, hostClocks, type TimensState } from './time.js';
+export { writeTimensImage, timensEntry, hostClocks, bootId, type TimensState } from './time.js';
 export { withCgnsPrefix } from './cgroup.js';
 export { writeUsernsImage, credsInside, type UsernsState } from './user.js';
 

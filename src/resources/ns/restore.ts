@@ -12,7 +12,7 @@ import { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } fro
 import { OWN_NS_KINDS } from './judge.js';
 import { readNetnsImages, type NetnsState } from '../netns/index.js';
 import { readSavedMounts, type SavedMounts } from '../mnt/restore.js';
-import { readTimensImage, timensForStub, offsetsText, type TimensState } from './time.js';
+import { readTimensImage, readHostClocks, carriedClocks, hostClocks, bootId, timensForStub, offsetsText, type TimensState } from './time.js';
 import { cgnsRootMembers } from './cgroup.js';
 import { restoreCgroups, type CgroupMember } from '../task/cgroup.js';
 import type { Remote } from '../../ptrace/index.js';
@@ -30,7 +30,10 @@ export interface RootNamespaces {
   net?: NetnsState;
   /** The root's own mount namespace (resources/mnt), made by buildMounts once it exists. */
   mounts?: SavedMounts;
-  /** The root's own time namespace (time.ts), made in the stub before it clones the root. */
+  /**
+   * The root's own time namespace (time.ts), made in the stub before it clones the root; or,
+   * `carried`, one made for a tree of the host's whose clocks would otherwise go back.
+   */
   time?: TimensState;
   /** The root's own user namespace (user.ts), made with the others by a maker (user-restore.ts). */
   user?: UsernsState;
@@ -77,9 +80,17 @@ export function readRootNamespaces(r: ImageDirReader, dumper: Ids, tasks: { pid:
     ...(own.has('net') ? { net: readNetnsImages(r, root.ids.netNsId) } : {}),
     // A cgroup2 mounted inside the root's own cgroup namespace has its v2 root, and gets it again.
     ...(own.has('mnt') ? { mounts: readSavedMounts(r, root.ids.mntNsId!, own.has('cgroup') ? cgnsRootMembers(rootCgroups ?? []).find((m) => m.name === '')?.path : undefined) } : {}),
-    ...(own.has('time') ? { time: readTimensImage(r, root.ids.timeNsId!) } : {}),
+    ...timeOf(r, own.has('time') ? root.ids.timeNsId! : null),
     ...(own.has('user') ? { user: readUsernsImage(r, root.ids.userNsId!) } : {}),
   };
+}
+
+/** The root's own time namespace, or one that keeps the host clocks it saw from going back (time.ts). */
+function timeOf(r: ImageDirReader, ownId: number | null): { time?: TimensState } {
+  if (ownId !== null) return { time: readTimensImage(r, ownId) };
+  const host = readHostClocks(r);
+  const carried = host && carriedClocks(host, { bootId: bootId(), clocks: hostClocks() });
+  return carried ? { time: carried } : {};
 }
 
 /** clone3 flags that make the root's new namespaces (none with a user namespace: the stub joined them). */
@@ -127,7 +138,10 @@ function ownTimeAndCgroup(m: Remote, pid: number, ns: RootNamespaces, rootCgroup
   }
   failpoint('restore:cgns');
   const time = ns.time;
-  const makeTime = time ? () => { out.push(`time namespace: ${offsetsText(timensForStub(m, pid, time))}`); } : null;
+  const makeTime = time ? () => {
+    const offsets = offsetsText(timensForStub(m, pid, time));
+    out.push(time.carried ? `time namespace made so the clocks go on from the dumped ones (this boot's are behind them): ${offsets}` : `time namespace: ${offsets}`);
+  } : null;
   out.push(...inside(makeTime));
   if (!ns.user) makeTime?.();
   failpoint('restore:timens'); // every restore passes both, as restore:netns

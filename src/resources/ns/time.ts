@@ -30,6 +30,8 @@ export interface TimensState {
   offsets?: TimensOffsets;
   /** The boot the offsets belong to. */
   bootId?: string;
+  /** Not the tree's own: made at restore so the host clocks it saw go on (carriedClocks). */
+  carried?: boolean;
 }
 
 const NS = 1_000_000_000n;
@@ -92,6 +94,22 @@ export function readTimensImage(r: ImageDirReader, id: number): TimensState {
   };
 }
 
+/**
+ * A tree that lived in the host's time namespace, restored on a boot whose clocks are behind the
+ * dumped ones (timens-0.img: after a reboot, or on another machine up for less time): without a
+ * namespace of its own its CLOCK_MONOTONIC and CLOCK_BOOTTIME would go back, and every deadline
+ * it took from them (an absolute clock_nanosleep: Python's time.sleep, a timed condition wait, an
+ * event loop's next timer) would lie that far ahead — a program that sleeps 10 ms would sleep
+ * for the uptime difference. Such a tree gets a time namespace whose clocks go on from the dumped
+ * values (the state returned; what time namespaces were made for). Ahead or on the same boot,
+ * nothing: time went on as it does for a stopped process.
+ */
+export function carriedClocks(host: TimensState, now: { bootId: string; clocks: TimensOffsets }): TimensState | null {
+  if (host.bootId === now.bootId) return null;
+  if (host.clocks.monotonic <= now.clocks.monotonic && host.clocks.boottime <= now.clocks.boottime) return null;
+  return { clocks: host.clocks, carried: true };
+}
+
 /** The offsets the new namespace gets: the dumped ones on the same boot, else CRIU's (clocks go on). */
 export function restoreOffsets(s: TimensState, now: { bootId: string; clocks: TimensOffsets }): TimensOffsets {
   if (s.offsets && s.bootId === now.bootId) return s.offsets;
@@ -114,3 +132,8 @@ export function timensForStub(stub: Remote, stubPid: number, s: TimensState): Ti
 }
 
 export const offsetsText = (o: TimensOffsets): string => `monotonic offset ${o.monotonic} ns, boottime ${o.boottime} ns`;
+
+/** The host's clocks at the dump (timens-0.img, written by cryo and CRIU alike), if the images have them. */
+export function readHostClocks(r: ImageDirReader): TimensState | undefined {
+  return r.exists('timens-0.img') ? readTimensImage(r, 0) : undefined;
+}
