@@ -8,9 +8,12 @@
 // A connect in progress (SYN_SENT, tcpsynsent.c) to a server of the test whose answers are
 // dropped meanwhile completes after the restore, on one connection that carries both streams;
 // without --tcp-established it is refused, named. A listener with connections waiting in its
-// accept queue is refused by check and dump, named with the reason (none is lost silently).
+// accept queue is refused by check and dump, named with the reason (none is lost silently);
+// with --skip-in-flight (CRIU's) they are dropped, and the program's client connects again.
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, cryo, cryoReport, critDecodeAll, dump, restore, goAndWaitResult, startTarget, waitForLine, runningProblem, targetReport, type Target,
@@ -193,12 +196,48 @@ describe('c/r tcp refusals', () => {
     for (const flags of [[], TCP]) {
       const c = cryo(['check', '-t', String(t.pid), '-v', ...flags]);
       assert.equal(c.code, 3, cryoReport(c));
-      assert.match(c.stdout, /TCPv4 socket 127\.0\.0\.1:\d+ listening: 2 connection\(s\) waiting in its accept queue — cannot be restored \(no kernel call puts a connection back into an accept queue\) \(let the program accept them before the dump\)/);
+      assert.match(c.stdout, /TCPv4 socket 127\.0\.0\.1:\d+ listening: 2 connection\(s\) waiting in its accept queue — cannot be restored \(no kernel call puts a connection back into an accept queue\) \(let the program accept them before the dump, or --skip-in-flight drops them \(their clients are reset\)\)/);
     }
     const d = dump(t, 'refused', { extraArgs: TCP });
     assert.equal(d.res.code, 3, cryoReport(d.res));
     assert.match(d.res.stderr, /2 connection\(s\) waiting in its accept queue/);
     assert.equal(runningProblem(t), null);
     await expectPass(t);
+  });
+
+  it('--skip-in-flight: the waiting connection is dropped, its client (in the tree) is reset and connects again', async () => {
+    // After the restore the program finds its accept queue empty, its client's connection reset
+    // (RST from the listener: no accepted end matches it), and a new connection accepted.
+    const { t } = await readyPython('tcpinflight', [
+      'import socket, os, time',
+      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)',
+      'c = socket.create_connection(s.getsockname()); c.sendall(b"lost")',
+      'time.sleep(0.2)',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      's.settimeout(1)',
+      'try:',
+      '    s.accept(); print("FAIL: a dropped connection was accepted", flush=True); raise SystemExit(1)',
+      'except socket.timeout: pass',
+      'c.settimeout(5)',
+      'try:',
+      '    c.sendall(b"more"); r = c.recv(10); print("FAIL: the dropped connection answered %r" % r, flush=True); raise SystemExit(1)',
+      'except (ConnectionResetError, BrokenPipeError): pass',
+      's.settimeout(5)',
+      'c2 = socket.create_connection(s.getsockname()); c2.sendall(b"again")',
+      'a, _ = s.accept(); got = a.recv(10)',
+      'print("PASS" if got == b"again" else "FAIL: %r" % got, flush=True)',
+    ]);
+    const flags = [...TCP, '--skip-in-flight'];
+    const c = cryo(['check', '-t', String(t.pid), '-v', ...flags]);
+    assert.equal(c.code, 0, cryoReport(c));
+    assert.match(c.stdout, /TCPv4 socket 127\.0\.0\.1:\d+ listening \(1 not accepted yet: dropped, --skip-in-flight\)/);
+    const d = dump(t, 'kill', { extraArgs: flags });
+    assert.equal(d.res.code, 0, `dump failed\n${cryoReport(d.res)}\n${targetReport(t)}`);
+    assert.match(fs.readFileSync(path.join(t.root, 'dump-kill.log'), 'utf8'), /1 connection\(s\) not yet accepted are dropped \(--skip-in-flight\)/, 'the log names what was dropped');
+    await allGone([t.pid]);
+    checkRestore(t, restore(t, d.dir, 'kill', { extraArgs: TCP }));
+    noLeftovers(t);
+    await passes(t);
   });
 });

@@ -12,7 +12,7 @@ export function check(opts: CheckOptions = {}): CheckResult {
   const clock = new TimedLog(-1); // no log output: check only reports
   if (opts.pid === undefined) return { command: 'check', target: 'kernel', ...checkKernel(), timings: clock.timings() };
   try {
-    const r = checkTree(opts.pid, { extUnixSk: opts.extUnixSk, ghostLimit: opts.ghostLimit, fileLocks: opts.fileLocks, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, externalMounts: opts.externalMounts ?? new Map(), externalTtys: opts.externalTtys ?? new Set(), freezeCgroup: opts.freezeCgroup });
+    const r = checkTree(opts.pid, { extUnixSk: opts.extUnixSk, ghostLimit: opts.ghostLimit, fileLocks: opts.fileLocks, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, skipInFlight: opts.skipInFlight, externalMounts: opts.externalMounts ?? new Map(), externalTtys: opts.externalTtys ?? new Set(), freezeCgroup: opts.freezeCgroup });
     const counts = {
       tasks: r.tasks.length,
       threads: r.tasks.reduce((n, t) => n + t.threads, 0),

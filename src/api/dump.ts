@@ -21,7 +21,7 @@ export function dump(opts: DumpOptions): DumpResult {
   const engine: EngineDumpOptions & { onProgress?: ProgressSink } = {
     pid: opts.pid, dir, leaveRunning: !!opts.leaveRunning, extUnixSk: !!opts.extUnixSk,
     ghostLimit: opts.ghostLimit, fileLocks: !!opts.fileLocks, shellJob: !!opts.shellJob, verifyPages: !!opts.verifyPages, log, onProgress: opts.onProgress,
-    tcpEstablished: !!opts.tcpEstablished, tcpClose: !!opts.tcpClose, networkLock: opts.networkLock ?? 'nftables', externalMounts: opts.externalMounts ?? new Map(), externalTtys: opts.externalTtys ?? new Set(), freezeCgroup: opts.freezeCgroup, manageCgroups: opts.manageCgroups,
+    tcpEstablished: !!opts.tcpEstablished, tcpClose: !!opts.tcpClose, skipInFlight: !!opts.skipInFlight, networkLock: opts.networkLock ?? 'nftables', externalMounts: opts.externalMounts ?? new Map(), externalTtys: opts.externalTtys ?? new Set(), freezeCgroup: opts.freezeCgroup, manageCgroups: opts.manageCgroups,
   };
   // The dump runs synchronously: these signals only set a flag it polls, and it rolls back.
   const interrupts = opts.interruptible ? armInterrupts([SIG.INT, SIG.TERM, SIG.HUP]) : null;

@@ -53,6 +53,8 @@ export interface CheckOptions {
   tcpEstablished?: boolean;
   /** As for dump: TCP connections are not blockers (they would be restored closed). */
   tcpClose?: boolean;
+  /** As for dump: a TCP listener's connections not yet accepted are not blockers (they would be dropped). */
+  skipInFlight?: boolean;
   /** As for dump: mounts from the host named by mount point (--external mnt[MOUNTPOINT]:KEY). */
   externalMounts?: Map<string, string>;
   /** As for dump: terminals from outside (--external tty[RDEV:DEV], normalised keys). */
@@ -90,6 +92,11 @@ export interface DumpOptions extends LogOptions {
    * repair mode, no network lock; the restore gives the program a socket shut down both ways.
    */
   tcpClose?: boolean;
+  /**
+   * Drop a TCP listener's connections not yet accepted (CRIU's --skip-in-flight) instead of
+   * refusing the listener: it comes back with an empty accept queue; their clients are reset.
+   */
+  skipInFlight?: boolean;
   /** How their packets are held off while frozen: nftables (default), iptables or skip. */
   networkLock?: 'nftables' | 'iptables' | 'skip';
   /** A container's mounts from the host: mount point -> key (--external mnt[MOUNTPOINT]:KEY). */

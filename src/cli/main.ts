@@ -76,6 +76,7 @@ addJsonOption(
       .option('-j, --shell-job', 'the tree may hold the terminal it was started from (a pty from outside the tree): `restore --shell-job` attaches it to the terminal the restore runs on')
       .option('--tcp-established', 'checkpoint established TCP connections (TCP repair; the network is locked for them while frozen and, after a kill, until the restore)')
       .option('--tcp-close', 'save TCP connections (established or closing) to be restored closed: the program reads end of file on them; no repair mode, no network lock (over --tcp-established)')
+      .option('--skip-in-flight', "drop the connections a TCP listener has not accepted yet instead of refusing it (CRIU's flag): it is restored with an empty accept queue, and their clients find them reset and connect again")
       .addOption(networkLockOption())
       .option('--external <mnt[MOUNTPOINT]:KEY|tty[RDEV:DEV]>', "mnt[MOUNTPOINT]:KEY: a mount of the container's namespace that comes from the host (a bind of a host directory or file), saved by KEY only: the restore binds the path given for KEY there; tty[RDEV:DEV]: the terminal of that st_rdev and st_dev (hex) is the caller's (runc's console): restore --inherit-fd fd[N]:tty[RDEV:DEV] hands one in (repeatable; CRIU's syntax)", collectDumpExternal, noDumpExternals())
       .option('--ext-mount-map <MOUNTPOINT:KEY>', 'the same as --external mnt[MOUNTPOINT]:KEY (CRIU\'s older spelling)', collectExtMountMap, new Map<string, string>())
@@ -94,7 +95,7 @@ addJsonOption(
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
       pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
-      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), manageCgroups: o.manageCgroups, logLevel: o.verbosity, logFile: o.logFile,
+      fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, skipInFlight: !!o.skipInFlight, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), manageCgroups: o.manageCgroups, logLevel: o.verbosity, logFile: o.logFile,
       externalMounts: new Map([...o.extMountMap, ...o.external.mounts]), externalTtys: o.external.ttys,
       onProgress: progress.sink, interruptible: true,
     });
@@ -177,6 +178,7 @@ addJsonOption(
     .option('-j, --shell-job', 'as for dump: a terminal from outside the tree is not a blocker')
     .option('--tcp-established', 'as for dump: TCP connections are not blockers')
     .option('--tcp-close', 'as for dump: TCP connections are not blockers (they would be restored closed)')
+    .option('--skip-in-flight', "as for dump: a TCP listener's connections not yet accepted are not blockers (they would be dropped)")
     .option('--external <mnt[MOUNTPOINT]:KEY|tty[RDEV:DEV]>', 'as for dump: that mount comes from the host, that terminal from the caller; not blockers', collectDumpExternal, noDumpExternals())
     .option('--freeze-cgroup [dir]', 'as for dump: judge the cgroup it would freeze')
     .addOption(verbosityOption('with -v (3 or more): list every task, fd, mapping and namespace, not only the blockers')),
@@ -184,7 +186,7 @@ addJsonOption(
   .addHelpText('after', example('cryo check', 'cryo check -t 1234 -v'))
   .action(async (o) => {
     const [{ check }, { checkText }] = await Promise.all([import('../api/check.js'), import('./print-check.js')]);
-    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, externalMounts: o.external.mounts, externalTtys: o.external.ttys, freezeCgroup: freezeCgroupArg(o.freezeCgroup) });
+    const r = check({ pid: o.tree, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit, fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, skipInFlight: !!o.skipInFlight, externalMounts: o.external.mounts, externalTtys: o.external.ttys, freezeCgroup: freezeCgroupArg(o.freezeCgroup) });
     finish(r, !!o.json, checkText(r, o.verbosity >= 3));
   });
 

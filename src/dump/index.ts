@@ -50,6 +50,8 @@ export interface DumpOptions {
    * repair mode, no lock; inventory.img says so and the restore makes them closed.
    */
   tcpClose?: boolean;
+  /** --skip-in-flight: a TCP listener's connections not yet accepted are dropped, not refused. */
+  skipInFlight?: boolean;
   /** How the network is locked for them (--network-lock; default nftables). */
   networkLock?: NetworkLockMode;
   /** --external mnt[MOUNTPOINT]:KEY: mounts of a container's namespace that come from the host. */

@@ -149,6 +149,8 @@ export function isTcpConnection(i: Pick<InetInfo, 'proto' | 'type' | 'state'>): 
 export interface TcpPolicy {
   tcpEstablished: boolean;
   tcpClose: boolean;
+  /** --skip-in-flight (CRIU's): a listener's connections not yet accepted are dropped, not refused. */
+  skipInFlight: boolean;
 }
 
 /** Why the socket cannot be dumped under `tcp` (null if it can). */
@@ -167,10 +169,12 @@ export function inetBlocker(i: InetInfo, tcp: TcpPolicy): BlockerCause | null {
   }
   // The kernel has no call that puts a connection into a listener's accept queue: taken out of
   // it (accept) to be dumped, it could not go back there at restore, nor after a failed dump.
-  if (i.pending) {
+  // With --skip-in-flight they are let go, as CRIU does: the listener comes back with an empty
+  // queue, and each client finds its connection reset and connects again.
+  if (i.pending && !tcp.skipInFlight) {
     return refuse(
       `${describeInet(i)}: ${i.pending} connection(s) waiting in its accept queue — cannot be restored (no kernel call puts a connection back into an accept queue)`,
-      'let the program accept them before the dump',
+      'let the program accept them before the dump, or --skip-in-flight drops them (their clients are reset)',
     );
   }
   return null;

@@ -19,6 +19,8 @@ export interface ScanOptions {
   tcpEstablished?: boolean;
   /** TCP connections are dumped as closed sockets (--tcp-close; over --tcp-established), not refused. */
   tcpClose?: boolean;
+  /** A TCP listener's connections not yet accepted are dropped (--skip-in-flight), not refused. */
+  skipInFlight?: boolean;
   /** --external mnt[MOUNTPOINT]:KEY: a container's mounts from the host, bound again at restore. */
   externalMounts?: Map<string, string>;
   /** --external tty[RDEV:DEV]: terminals from outside, handed in at restore (keys, resources/tty/external.ts). */
@@ -39,6 +41,7 @@ export interface FileScan {
   fileLocks: boolean;
   tcpEstablished: boolean;
   tcpClose: boolean;
+  skipInFlight: boolean;
   externalMounts: Map<string, string>;
   /** Pipes whose other end is held outside the tree, by pipe inode: who holds it, in words. */
   pipePeers: Map<number, string>;
@@ -109,6 +112,7 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     fileLocks: opts.fileLocks ?? false,
     tcpEstablished: opts.tcpEstablished ?? false,
     tcpClose: opts.tcpClose ?? false,
+    skipInFlight: opts.skipInFlight ?? false,
     externalMounts: opts.externalMounts ?? new Map(),
     pipePeers: outsidePipeEnds(pipes, new Set(pids)),
     terminals: scanTerminals(pids, opts.shellJob ?? false, opts.externalTtys),

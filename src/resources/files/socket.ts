@@ -36,7 +36,8 @@ function judgeCopy(pid: number, ours: number, tcp: TcpPolicy): { text: string; c
   const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
   if (family === AF.INET || family === AF.INET6) {
     const inet = inspectInet(ours, family, pid);
-    const how = !isTcpConnection(inet) ? '' : tcp.tcpClose ? ' (restored closed: --tcp-close)' : tcp.tcpEstablished ? ' (dumped in TCP repair mode: --tcp-established)' : '';
+    const how = inet.pending && tcp.skipInFlight ? ` (${inet.pending} not accepted yet: dropped, --skip-in-flight)`
+      : !isTcpConnection(inet) ? '' : tcp.tcpClose ? ' (restored closed: --tcp-close)' : tcp.tcpEstablished ? ' (dumped in TCP repair mode: --tcp-established)' : '';
     return { text: describeInet(inet) + how, cause: inetBlocker(inet, tcp), inet };
   }
   if (family === AF.NETLINK) {
@@ -98,6 +99,7 @@ export function dumpSocket(
     }
     files.entries.push({ type: 'INETSK', id, isk: { ...entry, nsId: files.netNsId } });
     if (warning) files.warnings.push(`pid ${pid} fd ${fd}: ${warning}`);
+    if (judged.inet!.pending) files.warnings.push(`pid ${pid} fd ${fd}: ${judged.inet!.pending} connection(s) not yet accepted are dropped (--skip-in-flight): the listener is restored with an empty accept queue`);
     return { id, type: 'INETSK' as const };
   });
 }
