@@ -121,8 +121,9 @@ export class CallQueue {
   private calls: BatchCall[] = [];
   constructor(private readonly r: RestoreTask) {}
 
-  add(name: SyscallName, args: RemoteArg[], detail?: string): void {
-    this.calls.push({ name, args, ...(detail !== undefined ? { detail } : {}) });
+  /** `mayFail`: its failure does not stop the queue (what it did is checked otherwise). */
+  add(name: SyscallName, args: RemoteArg[], detail?: string, opts: { mayFail?: boolean } = {}): void {
+    this.calls.push({ name, args, ...(detail !== undefined ? { detail } : {}), ...(opts.mayFail ? { mayFail: true } : {}) });
   }
 
   flush(): void {

@@ -43,6 +43,10 @@ export function timerfdArmed(vsec: bigint, vnsec: bigint, isec: bigint, insec: b
   return vsec || vnsec || isec || insec ? 'armed' : 'disarmed';
 }
 
+/** The kernel's largest time (ktime_t, signed 64-bit ns). */
+const KTIME_MAX = (1n << 63n) - 1n;
+const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+
 export const timerfdKind = {
   name: 'timerfd' as const,
   type: 'TIMERFD',
@@ -60,7 +64,9 @@ export const timerfdKind = {
     return {
       id, flags, fown, vsec, vnsec, isec, insec, clockid, settimeFlags,
       ticks: BigInt(fdinfoField(f.info, 'ticks')),
-      ...(wallAbs ? { cryoAbsNs: hostClockNs(clockid) + vsec * NS + vnsec } : {}),
+      // A timer armed for ever (a time near the end of ktime) would pass int64: the kernel's own
+      // limit, KTIME_MAX, is what it is armed for anyway.
+      ...(wallAbs ? { cryoAbsNs: minBig(hostClockNs(clockid) + vsec * NS + vnsec, KTIME_MAX) } : {}),
     };
   },
   read: (entry: unknown, id: number) => ({ ...(entry as TimerfdData), id }),
