@@ -103,6 +103,10 @@ describe('pipes to processes outside the tree', () => {
     assert.match(chk.stdout, new RegExp(`fd 1[: ].*pipe to pid ${reader.pid} \\(cat\\), outside the tree.*--inherit-fd`), chk.stdout);
     const key = /--inherit-fd fd\[N\]:(pipe:\[\d+\])/.exec(chk.stdout)![1]!;
     const jobTarget = { ...t, pid: job.pid };
+    // At the default level the dump says so on stderr too (a warning), before the restore needs it.
+    const lr = cryo(['dump', '-t', String(job.pid), '-D', `${t.root}/img-lr`, '--leave-running']);
+    assert.equal(lr.code, 0, cryoReport(lr));
+    assert.match(lr.stderr, new RegExp(`Warn: pid ${job.pid} fd 1: pipe to pid ${reader.pid} \\(cat\\).*--inherit-fd`), cryoReport(lr));
     const d = dump(jobTarget, 'job');
     assert.equal(d.res.code, 0, cryoReport(d.res));
     assert.match(fs.readFileSync(`${t.root}/dump-job.log`, 'utf8'), new RegExp(`pipe to pid ${reader.pid} \\(cat\\).*--inherit-fd`));

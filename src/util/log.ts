@@ -18,7 +18,9 @@ export class Log {
     const t = ((performance.now() - this.t0) / 1000).toFixed(6);
     const line = `(${t.padStart(11)}) ${tag}${msg}\n`;
     if (this.fd !== null) writeSync(this.fd, line);
-    else if (lvl <= 1 || this.level >= 3) process.stderr.write(line);
+    // Warnings too (the default level, CRIU's): what the user must know — a pipe that needs
+    // --inherit-fd at restore, a difference --verify warn let through, what --skip-in-flight dropped.
+    else process.stderr.write(line);
   }
 
   /** True when messages go to a file (so the CLI still prints the error line itself). */
