@@ -22,6 +22,8 @@ static void strict_child(int cmd, int reply)
 {
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) != 0)
 		syscall(SYS_exit, 2);
+	char ready = 's';
+	syscall(SYS_write, reply, &ready, 1); /* in strict mode now: the build waits for this */
 	for (;;) {
 		char c;
 		long n = syscall(SYS_read, cmd, &c, 1);
@@ -60,6 +62,9 @@ static int strict_build(struct inst *in, struct rng *r)
 	track_kid(s->pid);
 	close(cmd[0]);
 	close(reply[1]);
+	char ready = 0;
+	if (read(reply[0], &ready, 1) != 1 || ready != 's')
+		DIE("strict child %d did not enter strict mode", s->pid);
 	s->cmd = cmd[1];
 	s->reply = reply[0];
 	describe(in, "pid=%d", s->pid);
