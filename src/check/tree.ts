@@ -7,10 +7,9 @@ import { judgeNamespaces } from '../dump/namespaces.js';
 import { mountVerdicts } from '../resources/mnt/index.js';
 import { classifyVma } from '../resources/mm/vma-kind.js';
 import { mappingBlockers } from '../resources/mm/dump.js';
-import { findFdBlocker, describeLink } from '../resources/files/kind.js';
+import { findFdBlocker, describeFd, describeLink } from '../resources/files/kind.js';
 import { listFds } from '../resources/files/fds.js';
 import { pipeInode } from '../resources/files/our-copy.js';
-import { judgeSocket, socketInode } from '../resources/files/socket.js';
 import type { FileScan } from '../resources/files/scan.js';
 import { parseMaps } from '../proc/index.js';
 import { hex } from '../util/errors.js';
@@ -38,14 +37,8 @@ function fdResource(pid: number, fd: number, scan: FileScan, notes: Note[]): FdR
   let what = describeLink(link);
   let cause: BlockerCause | null;
   try {
-    const ino = socketInode(link);
-    if (ino !== null) {
-      const s = judgeSocket(pid, fd, ino, scan);
-      what = s.text;
-      cause = s.cause;
-    } else {
-      cause = findFdBlocker(pid, fd, link, mode, scan);
-    }
+    what = describeFd(pid, fd, link, mode, scan);
+    cause = findFdBlocker(pid, fd, link, mode, scan);
   } catch (e) {
     cause = { kind: 'fd', reason: `cannot inspect: ${(e as Error).message}` };
   }

@@ -6,6 +6,7 @@ import type { Tracee } from '../ptrace/index.js';
 import { ImageDirWriter } from '../image/dir.js';
 import { saveSeccomp } from '../resources/task/seccomp.js';
 import { FileTable } from '../resources/files/table.js';
+import { dumpFd } from '../resources/files/fds.js';
 import { scanFiles } from '../resources/files/scan.js';
 import type { DumpTask } from '../resources/context.js';
 import { UnsupportedError } from '../util/errors.js';
@@ -117,7 +118,7 @@ export function dump(opts: DumpOptions): DumpResult {
       const scan = scanFiles(tasks.map((t) => t.pid), opts);
       const again = treeBlockers(tasks, true, scan);
       if (again.length) throw new UnsupportedError(again);
-      files = new FileTable(scan);
+      files = new FileTable(scan, (fd, table) => dumpFd(process.pid, fd, table).id);
       if (tcp) {
         // Right after the freeze, before any socket is read: the tree's connections locked.
         files.tcp = tcp;

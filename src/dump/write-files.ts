@@ -1,13 +1,12 @@
 // The images of the tree's open files: files.img (one entry per open file description or path;
 // a registered kind names its own field, and writes its own images: a tty's, a pipe's bytes,
-// memfd inodes, the contents of deleted files), messages queued in sockets and file locks.
+// memfd inodes, the contents of deleted files, messages queued in unix sockets), TCP streams
+// and file locks.
 import { create, type Message } from '@bufbuild/protobuf';
 import { FD_KINDS, recordsOf } from '../resources/files/registry.js';
 import type { AnyFdKind } from '../resources/files/fd-kind.js';
-import { SCM_RIGHTS } from '../sys/index.js';
 import type { ImageDirWriter } from '../image/dir.js';
 import { file_entrySchema, fd_types } from '../image/gen/fdinfo_pb.js';
-import { sk_packet_entrySchema } from '../image/gen/sk-packet_pb.js';
 import { file_lock_entrySchema } from '../image/gen/file-lock_pb.js';
 import type { FileTable } from '../resources/files/table.js';
 import { encodeTcpStreamImage, tcpStreamImageName } from '../resources/net/tcp-repair.js';
@@ -29,16 +28,6 @@ export function writeFileImages(writer: ImageDirWriter, files: FileTable): void 
     if (!kind.images) continue;
     const records = recordsOf(kind, files.entries);
     if (records.length) for (const img of kind.images(records, files.dumpContext)) writer.writeImage(img.file, img.kind, img.entries as Message[]);
-  }
-  if (files.skQueues.length) {
-    writer.writeImage(
-      'sk-queues.img',
-      'SK_QUEUES',
-      files.skQueues.map((q) => ({
-        msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length, scm: q.rights.length ? [{ type: SCM_RIGHTS, rights: q.rights }] : [] }),
-        payload: q.data,
-      })),
-    );
   }
   // CRIU's tcp-stream-<socket inode, hex>.img: each connection's state and queue bytes.
   for (const c of files.tcp?.connections ?? []) writer.writeRaw(tcpStreamImageName(c.rec.sk.ino), encodeTcpStreamImage(c.rec), { syncLater: true });

@@ -9,7 +9,6 @@ import type { mm_entry } from '../image/gen/mm_pb.js';
 import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
-import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
@@ -59,14 +58,11 @@ export interface CheckpointImage {
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
   /** What the registered kinds read beside files.img and keep for the restore (their session hooks get it). */
   kindImages: KindImages;
-  /** Unix sockets (including peers outside the tree), inet and netlink sockets, by file id. */
-  unixSockets: UnixSkData[];
+  /** Inet and netlink sockets, by file id. */
   inetSockets: InetSkData[];
   netlinkSockets: NetlinkSkData[];
   /** The inet sockets that are TCP connections, by file id, with their tcp-stream images. */
   tcpConnections: Map<number, TcpConnectionRecord>;
-  /** Messages queued in each socket, by file id, in queue order, with the file ids in flight. */
-  skQueues: Map<number, QueuedData[]>;
   /**
    * What each file id a mapping names opens (a path, our memfd), filled once the kinds have
    * made their objects (restore/files.ts prepareKinds); every task's memory.files is this map.

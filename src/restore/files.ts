@@ -6,7 +6,7 @@ import type { UsernsState } from '../resources/ns/user.js';
 import { closeSync } from 'node:fs';
 import { hasOwner, restoreFown } from '../resources/files/fown.js';
 import { FD_KINDS, recordsOf } from '../resources/files/registry.js';
-import type { AnyFdKind } from '../resources/files/fd-kind.js';
+import type { AnyFdKind, FdPrepareContext } from '../resources/files/fd-kind.js';
 import type { ShmemOwner } from '../resources/mm/restore.js';
 import type { Tracee } from '../ptrace/index.js';
 import type { CheckpointImage } from './images.js';
@@ -94,11 +94,18 @@ export function closeSessionFiles(session: RestoreSession): void {
 
 /**
  * Phase 'before-tasks': each kind makes what its records need outside every task (deleted
- * files again, memfds), once the root's namespaces exist; then what each mapped file id opens.
+ * files again, memfds, sockets), in registry order, once the root's namespaces exist; then what
+ * each mapped file id opens. `inNetns`: runs a function in the tree's network namespace.
  */
-export function prepareKinds(session: RestoreSession): void {
+export function prepareKinds(session: RestoreSession, inNetns: <T>(fn: () => T) => T): void {
   const { ckpt } = session;
-  for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.prepare?.(recordsOf(kind, ckpt.kindFiles.values()), { images: ckpt.kindImages, warn: (text) => session.log.warn(text) });
+  const ctx: FdPrepareContext = {
+    images: ckpt.kindImages,
+    warn: (text) => session.log.warn(text),
+    inNetns,
+    openFile: (id, what) => openFile(session, id, what),
+  };
+  for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.prepare?.(recordsOf(kind, ckpt.kindFiles.values()), ctx);
   for (const [id, { kind, record }] of ckpt.kindFiles) {
     const m = kind.mapped?.(record, ckpt.kindImages);
     if (m) ckpt.mappedFiles.set(id, m);

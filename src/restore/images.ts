@@ -16,10 +16,8 @@ import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
 import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT, PE_PRESENT, PE_PARENT } from '../image/pagemap.js';
 import { validateCheckpoint, validatePstree, checkPageImage } from './validate.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
-import type { UnixSkData, QueuedData } from '../resources/files/unix.js';
 import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
-import type { sk_packet_entry } from '../image/gen/sk-packet_pb.js';
 import { cg_member_entrySchema, type cgroup_entry } from '../image/gen/cgroup_pb.js';
 import type { seccomp_entry } from '../image/gen/seccomp_pb.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
@@ -27,7 +25,6 @@ import type { FownData } from '../resources/files/fown.js';
 import type { FileLockData } from '../resources/files/locks.js';
 import type { ShmImage, ShmEntry } from '../resources/mm/sysv-shm.js';
 import { UserError } from '../util/errors.js';
-import { SCM_RIGHTS } from '../sys/index.js';
 import type { PageRange, VmaData } from '../resources/mm/dump.js';
 import { vma_entrySchema, type vma_entry } from '../image/gen/vma_pb.js';
 import { hasField } from '../image/presence.js';
@@ -89,7 +86,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
     if (t.ppid !== 0 && !known.has(t.ppid)) throw new UserError(`pstree.img: pid ${t.pid} comes before its parent ${t.ppid}`);
     known.add(t.pid);
   }
-  const unixSockets: UnixSkData[] = [];
   const inetSockets: InetSkData[] = [];
   const netlinkSockets: NetlinkSkData[] = [];
   const owners = new Map<number, FownData>();
@@ -98,7 +94,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
   const fileEntries = r.read('files.img') as file_entry[];
   // The REG entries: the paths fds, mappings, exe, cwd and root name.
   const files = new Map(fileEntries.flatMap((f) => (f.reg ? [[f.id, f.reg] as const] : [])));
-  const kindImages = kindImagesOf(r, files, opts.shellJob ?? false);
+  const kindImages = kindImagesOf(r, files, fileIds, opts.shellJob ?? false);
   for (const f of fileEntries) {
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
@@ -109,10 +105,9 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
       if (record.fown) owners.set(f.id, record.fown);
       continue;
     }
-    const fown = [f.usk, f.isk, f.nlsk].find((x) => x)?.fown;
+    const fown = [f.isk, f.nlsk].find((x) => x)?.fown;
     if (fown) owners.set(f.id, fown);
-    if (f.usk) unixSockets.push(f.usk as UnixSkData);
-    else if (f.isk) inetSockets.push(f.isk as InetSkData);
+    if (f.isk) inetSockets.push(f.isk as InetSkData);
     else if (f.nlsk) netlinkSockets.push(f.nlsk as NetlinkSkData);
     else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
   }
@@ -152,19 +147,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
       });
     tasks.push({ pid, threads, pstree, core, mm, fs, fdinfo, ids, memory: { vmas, pages: priv.pages, pagesFile: priv.pagesFile, shmem, files: mapped } });
   }
-  const skQueues = new Map<number, QueuedData[]>();
-  if (r.exists('sk-queues.img')) {
-    for (const e of r.readImage('sk-queues.img').entries) {
-      const p = e.msg as sk_packet_entry;
-      const list = skQueues.get(p.idFor) ?? [];
-      const rights = p.scm.flatMap((c) => {
-        if (c.type !== SCM_RIGHTS) throw new UserError(`sk-queues.img: control message type ${c.type} — not supported`);
-        return c.rights;
-      });
-      list.push({ data: Buffer.from((e.payload ?? Buffer.alloc(0)).subarray(0, p.length)), rights });
-      skQueues.set(p.idFor, list);
-    }
-  }
   const locks = new Map<number, FileLockData[]>();
   if (r.exists('filelocks.img')) {
     for (const l of r.read('filelocks.img') as FileLockData[]) locks.set(l.pid, [...(locks.get(l.pid) ?? []), l]);
@@ -180,7 +162,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
   const tcpConnections = tcpOf(r, inetSockets, inventory, opts.tcpClose ?? false);
   const cgroups = readCgroups(r);
   const namespaces = tasks.length && inventory.rootIds ? readRootNamespaces(r, inventory.rootIds, tasks, cgroups.get(tasks[0]!.core.tc?.cgSet ?? 0)) : { own: new Set<string>(), state: {} };
-  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, mappedFiles: mapped, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, unixSockets, inetSockets, netlinkSockets, tcpConnections, skQueues };
+  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, mappedFiles: mapped, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, inetSockets, netlinkSockets, tcpConnections };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {
@@ -191,7 +173,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
 }
 
 /** The images beside files.img the registered kinds read, and their state for one restore. */
-function kindImagesOf(r: ImageDirReader, paths: Map<number, reg_file_entry>, shellJob: boolean): KindImages {
+function kindImagesOf(r: ImageDirReader, paths: Map<number, reg_file_entry>, fileIds: Set<number>, shellJob: boolean): KindImages {
   return {
     read: (name) => r.tryRead(name),
     readWithPayloads: (name) => (r.exists(name) ? r.readImage(name).entries.map((e) => ({ msg: e.msg, payload: e.payload ?? Buffer.alloc(0) })) : undefined),
@@ -205,6 +187,7 @@ function kindImagesOf(r: ImageDirReader, paths: Map<number, reg_file_entry>, she
     madePaths: new Set(),
     ...newKindState(),
     shellJob,
+    isFile: (id) => fileIds.has(id),
   };
 }
 

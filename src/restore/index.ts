@@ -11,8 +11,7 @@ import { waitPidFree, waitPidGone } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
-import { closeSessionFiles, openFile, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
-import { restoreUnixSockets } from '../resources/files/unix.js';
+import { closeSessionFiles, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
 import { restoreInetSk, isTcpConnection } from '../resources/files/inet.js';
 import { restoreNetlinkSk } from '../resources/files/netlink.js';
 import { TcpRestore } from '../resources/net/tcp-restore.js';
@@ -250,19 +249,20 @@ interface SharedObjects {
 /** Objects of the checkpoint that tasks share and that exist before any task does. */
 function createSharedObjects(session: RestoreSession, made: SharedObjects, netns: NetnsRestore | null): void {
   const { ckpt } = session;
-  // Deleted files exist again while the tasks open and map them (removed before they run), and
-  // memfds, which the tasks map from our fds.
-  prepareKinds(session);
+  // A socket belongs to the network namespace it was made in: the tree's own, when it has one.
+  const inNetns = <T>(fn: () => T): T => (netns ? netns.run(fn) : fn());
+  // Inet and netlink sockets first: a unix socket's queue may carry them.
+  inNetns(() => createSockets(session));
+  // Deleted files exist again while the tasks open and map them (removed before they run),
+  // memfds, which the tasks map from our fds, and the unix sockets, all at once: peers, names
+  // and queued data do not depend on who holds them.
+  prepareKinds(session, inNetns);
   // In the root's own IPC namespace the segments are made there, once it exists (resources/ns).
   for (const g of ckpt.namespaces.own.has('ipc') ? [] : ckpt.sysvShm) {
     const { id, created } = createSegment(g);
     session.sysvIds.set(g.entry.desc.id, id);
     if (created) made.segments.push(id);
   }
-  // Sockets first, all at once: peers, names and queued data do not depend on who holds them.
-  // A socket belongs to the network namespace it was made in: the tree's own, when it has one.
-  if (netns) netns.run(() => createSockets(session));
-  else createSockets(session);
 }
 
 /**
@@ -287,7 +287,7 @@ function releaseLock(tcp: TcpRestore | null, log: Log): void {
   }
 }
 
-/** Inet sockets, then unix sockets, whose queues may carry any of them (or other files). */
+/** Inet and netlink sockets (the unix kind's prepare makes its own, with their queues). */
 function createSockets(session: RestoreSession): void {
   const { ckpt, files } = session;
   for (const e of ckpt.inetSockets) {
@@ -295,9 +295,6 @@ function createSockets(session: RestoreSession): void {
     files.set(e.id, conn ? session.tcp!.create(conn) : restoreInetSk(e));
   }
   for (const e of ckpt.netlinkSockets) files.set(e.id, restoreNetlinkSk(e));
-  if (!ckpt.unixSockets.length) return;
-  const made = restoreUnixSockets(ckpt.unixSockets, ckpt.skQueues, (id) => openFile(session, id, 'a file in flight in a socket'));
-  for (const [id, fd] of made) files.set(id, fd);
 }
 
 /** The host-end names given with --external veth[INSIDE]:OUTSIDE, by inside name. */

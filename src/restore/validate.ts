@@ -60,7 +60,7 @@ export function validateCheckpoint(ckpt: CheckpointImage, names: string[], fileI
     validateVmas(t, fileIds, segments);
   }
   validatePages(ckpt);
-  validateFileRefs(ckpt, fileIds);
+  validateFileRefs(ckpt);
 }
 
 /** PIDs and TIDs valid and unique, each task among its threads: checked before any is read. */
@@ -253,13 +253,8 @@ export function checkPageImage(pages: PageRange[], pagesFile: string, pagemap: s
   if (pagesFile) checkPagesFile(pagesFile, pages, pagemap);
 }
 
-/** Queued data, locks and ghosts belong to objects the tree has (a kind checks its own images: FdKind.validate). */
-function validateFileRefs(ckpt: CheckpointImage, fileIds: Set<number>): void {
-  const sockets = new Set([...ckpt.unixSockets, ...ckpt.inetSockets, ...ckpt.netlinkSockets].map((s) => s.id));
-  for (const [id, q] of ckpt.skQueues) {
-    if (!sockets.has(id)) throw new UserError(`sk-queues.img: messages queued on socket ${id}, missing from files.img`);
-    for (const m of q) for (const r of m.rights) if (!fileIds.has(r)) throw new UserError(`sk-queues.img: a message on socket ${id} carries file id ${r}, missing from files.img`);
-  }
+/** Locks belong to tasks the tree has (a kind checks its own images: FdKind.validate). */
+function validateFileRefs(ckpt: CheckpointImage): void {
   const pids = new Set(ckpt.tasks.map((t) => t.pid));
   for (const pid of ckpt.locks.keys()) if (!pids.has(pid)) throw new UserError(`filelocks.img: a lock held by pid ${pid}, not a live task of the tree`);
 }

@@ -2,13 +2,12 @@
 // and the kind-specific state the images record (see resources/observe/read-fds.ts).
 import { isFieldSet, type DescMessage, type Message } from '@bufbuild/protobuf';
 import { O } from '../sys/index.js';
-import { sk_opts_entrySchema } from '../image/gen/sk-opts_pb.js';
 import { fdFlagSet } from '../resources/observe/names.js';
 import { OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
-import { fdKey, lockText, SOCKET_OPTIONS } from '../resources/observe/read-fds.js';
+import { fdKey, lockText } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
 import type { SkOpts } from '../resources/files/sk-opts.js';
-import { optLabel, optText, recordBytes, type ProtoOpt } from '../resources/files/sk-proto-opts.js';
+import { expectSkOpts } from '../resources/files/sk-verify.js';
 import { membershipText, type McastRecord } from '../resources/net/mcast.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 
@@ -44,7 +43,7 @@ function describe(ckpt: CheckpointImage, id: number): Described | null {
     const set = groups.map((m) => membershipText(inet.family, m.ifname, m.group, m.mode, m.sources));
     return { kind: 'socket', flags: inet.flags, opts: inet.opts, expect: (s, key) => s.set(`${key} multicast`, { set }) };
   }
-  const sk = ckpt.unixSockets.find((u) => u.id === id) ?? inet ?? ckpt.netlinkSockets.find((n) => n.id === id);
+  const sk = inet ?? ckpt.netlinkSockets.find((n) => n.id === id);
   if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
   return null;
 }
@@ -59,7 +58,7 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
     s.set(key, fdFlagSet(d.flags & ~O.CLOEXEC, (fi.flags & 1) !== 0, OBJECT_KINDS.has(d.kind)));
     // Positions and paths are the kinds' own (regular files and memfds have positions).
     d.expect?.(s, key);
-    if (d.opts) expectSocketOptions(s, key, d.opts);
+    if (d.opts) expectSkOpts(s, key, d.opts);
     const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);
     if (mine.length) {
       s.set(`${key} locks`, {
@@ -67,18 +66,4 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
       });
     }
   }
-}
-
-/** The options the image records (sndbuf, rcvbuf and timeouts always; the rest if present). */
-function expectSocketOptions(s: Snapshot, key: string, opts: SkOpts): void {
-  const rec = opts as unknown as Record<string, unknown>;
-  for (const [name, , field, how] of SOCKET_OPTIONS) {
-    if (how === 'timeval') {
-      s.set(`${key} ${name}`, `${rec[`${field}Sec`]}.${rec[`${field}Usec`]}`);
-      continue;
-    }
-    if (!has(opts as unknown as Message, sk_opts_entrySchema, field)) continue;
-    s.set(`${key} ${name}`, how === 'bool' ? (rec[field] ? '1' : '0') : String(rec[field]));
-  }
-  for (const o of (opts.cryoOpts ?? []) as ProtoOpt[]) s.set(`${key} ${optLabel(o)}`, optText(recordBytes(o)));
 }

@@ -24,6 +24,12 @@ export interface FdSeen {
   info: ProcFdinfo;
 }
 
+/** Where an fd is: the task (or cryo itself, for a file in flight in a socket queue) and its number. */
+export interface FdAt {
+  pid: number;
+  fd: number;
+}
+
 /** The file_entry fields that carry a kind's record (everything but `type` and `id`). */
 export type FileEntryField = Exclude<keyof file_entry, 'type' | 'id' | '$typeName' | '$unknown'>;
 
@@ -38,9 +44,9 @@ export type FileTypeName = keyof typeof fd_types;
  * terminal, which the restorer cannot open for it.
  */
 export type FdPhase = 'table' | 'after-children' | 'in-task';
-// Objects of a kind that must exist before any task (deleted files at their paths, memfds) are
-// made by its prepare() hook, phase 'before-tasks'; its records' fds still come in one of the
-// phases above, opened from what prepare() made.
+// Objects of a kind that must exist before any task (deleted files at their paths, memfds, every
+// socket with its peer, name and queue) are made by its prepare() hook, phase 'before-tasks';
+// its records' fds still come in one of the phases above, opened from what prepare() made.
 
 /** State a kind keeps for the whole dump or the whole restore, under `key` (made on first use). */
 export interface KindState {
@@ -78,6 +84,17 @@ export interface FdDumpContext extends KindState {
   addPath(name: string, flags: number, mode: number, more?: { fown?: FownData; ghostSource?: string }): number;
   /** Says what will not come back exactly as it was, in the dump's log. */
   warn(text: string): void;
+  /**
+   * Dumps one of cryo's own fds as a file of the tree (a file in flight in a socket's queue) and
+   * returns its file id; a description a task also holds shares that task's entry.
+   */
+  dumpOurFd(fd: number): number;
+  /** Keeps one of cryo's fds open until the images are written (kcmp compares later fds with it). */
+  keepOpen(fd: number): void;
+  /** Adds a record of `kind` that no fd holds (a unix socket's peer outside the tree); returns its id. */
+  addRecord(kind: AnyFdKind, dump: (id: number) => unknown): number;
+  /** The id of the network namespace of the task being dumped (a socket's ns_id). */
+  readonly netNsId: number;
 }
 
 /** Images beside files.img a kind reads its records with, and per-restore state it keeps. */
@@ -100,12 +117,24 @@ export interface KindImages extends KindState {
   madePaths: Set<string>;
   /** --shell-job was given. */
   shellJob: boolean;
+  /** files.img has an entry of this id (a file a socket's queued message carries). */
+  isFile(id: number): boolean;
 }
 
 /** What a kind's prepare() may use: its images and restore-wide state, and the restore's log. */
 export interface FdPrepareContext {
   images: KindImages;
   warn(text: string): void;
+  /**
+   * Runs `fn` in the tree's network namespace (its own, when it has one): a socket belongs to
+   * the namespace of the thread that makes it.
+   */
+  inNetns<T>(fn: () => T): T;
+  /**
+   * Our fd of another file of the images (a file in flight in a socket's queue), opened as a
+   * task's would be; a kind earlier in the registry has prepared it already.
+   */
+  openFile(id: number, what: string): number;
 }
 
 /** What a mapping of a file opens: a path (an image's, or our fd's through /proc) and its size. */
@@ -163,10 +192,15 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   readonly phase: FdPhase;
   /** A kernel object whose access mode is the kernel's (only O_NONBLOCK is compared). */
   readonly object: boolean;
-  /** Whether an fd is of this kind, from its link (and mode). */
-  recognise(link: string, mode: number | null): boolean;
+  /**
+   * Whether an fd is of this kind, from its link (and mode). `at`: where the fd is, when the
+   * link alone does not tell (every socket is `socket:[N]`: its family comes from the fd).
+   */
+  recognise(link: string, mode: number | null, at?: FdAt): boolean;
   /** Why this fd cannot be dumped (null if it can). */
   blocker(f: FdSeen, scan: FileScan): Blocker | null;
+  /** What the fd is, in words, for check's report when its link does not say (a socket's addresses). */
+  describe?(f: FdSeen, scan: FileScan): string;
   /** The record of the fd's open file description, file id `id`; `flags` without O_CLOEXEC. */
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): R;
   /** Images beside files.img made from all the dump's records of the kind (and its dump state). */
@@ -185,7 +219,7 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   /**
    * Phase 'before-tasks': once the root's namespaces exist and before any task is made, makes
    * what the kind's records need outside every task (deleted files again at their paths, memfds
-   * with their contents). What it made is kept in `ctx.images.memo`, for open(), mapped(),
+   * with their contents, sockets: all of them at once, so peers find each other). What it made is kept in `ctx.images.memo`, for open(), mapped(),
    * release() and unmake(); a failure part-way leaves unmake() able to undo what was made.
    */
   prepare?(records: R[], ctx: FdPrepareContext): void;
@@ -222,10 +256,11 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
    */
   beforeResume?(rec: R, ourFd: number): void;
   /**
-   * Closes what the kind made for the whole restore (a pipe's ends, a FIFO's keeper) once every
-   * task has its own fds, or the restore failed. The records' own fds are the engine's to close.
+   * Hands back the fds the kind made for the whole restore (a pipe's ends, a FIFO's keeper, the
+   * sockets prepare() made), once every task has its own fds or the restore failed: the engine
+   * closes them with the records' own, each once (an fd open() handed out is among both).
    */
-  release?(images: KindImages): void;
+  release?(images: KindImages): number[];
   /**
    * The verification's name of one fd of the kind when it is not `name`: `nameOf` from the mode
    * /proc shows, `recordName` from the record (regular files 'file', directories 'dir',

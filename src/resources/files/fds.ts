@@ -22,7 +22,7 @@ import type { FileTable } from './table.js';
 export interface FdTableEntry {
   id: number;
   flags: number;
-  type: 'REG' | 'MEMFD' | 'UNIXSK' | 'INETSK' | 'NETLINKSK' | FileTypeName;
+  type: FileTypeName;
   fd: number;
 }
 
@@ -76,7 +76,7 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
   const flags = info.flags & ~O.CLOEXEC;
   const sock = socketInode(link);
-  const registered = registeredKindOf(link, st.mode);
+  const registered = registeredKindOf(link, st.mode, { pid, fd });
   // A shared description (a twin) keeps this type: a registered kind's is known from the link.
   let type: FdTableEntry['type'] = registered?.type ?? 'REG';
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
@@ -84,14 +84,14 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   const fown = twin ? NO_FOWN : dumpFown(pid, fd);
   if (twin) {
     id = twin.id;
-    if (sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdTableEntry['type'];
-  } else if (sock !== null) {
-    // Sockets are inspected (and refused) by their own module, with the tree-wide view.
-    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files, (ours) => dumpFd(process.pid, ours, files).id));
+    if (!registered && sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdTableEntry['type'];
+  } else if (!registered && sock !== null) {
+    // Inet and netlink sockets are inspected (and refused) by their own module, with the tree-wide view.
+    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files));
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
-    // Every fd that is not a socket and not refused above is of a registered kind.
+    // Every fd that is not an inet or netlink socket and not refused above is of a registered kind.
     if (!registered) throw new Error(`pid ${pid} fd ${fd}: ${link}: no fd kind takes it`);
     id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, files.dumpContext));
   }

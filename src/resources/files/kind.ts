@@ -1,6 +1,7 @@
-// What stops an fd from being dumped: its kind's blocker (registry.ts; sockets judged by
-// socket.ts), its locks, or, for what no kind takes, the text for what cryo does not support yet.
-import { socketBlocker, socketInode } from './socket.js';
+// What stops an fd from being dumped: its kind's blocker (registry.ts; inet and netlink sockets
+// judged by socket.ts), its locks, or, for what no kind takes, the text for what cryo does not
+// support yet; and what the fd is in words, for check's report.
+import { judgeSocket, socketBlocker, socketInode } from './socket.js';
 import type { FileScan } from './scan.js';
 import { fdLocks, lockBlocker } from './locks.js';
 import { registeredKindOf } from './registry.js';
@@ -48,12 +49,22 @@ export function findFdBlocker(pid: number, fd: number, link: string, mode: numbe
   return kindBlocker(pid, fd, link, mode, scan, info) ?? lockBlocker({ pid, fd }, fdLocks(info), scan.fileLocks);
 }
 
+/** What the fd is in words (a socket's addresses; else its link as describeLink says it). */
+export function describeFd(pid: number, fd: number, link: string, mode: number | null, scan: FileScan): string {
+  const registered = registeredKindOf(link, mode, { pid, fd });
+  if (registered?.describe) {
+    const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+    return registered.describe({ pid, fd, link, mode, info }, scan);
+  }
+  if (!registered && socketInode(link) !== null) return judgeSocket(pid, fd, scan).text;
+  return describeLink(link);
+}
+
 function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: ProcFdinfo): Blocker | null {
   const refuse = (kind: string, reason: string): Blocker => ({ pid, fd, kind, reason });
-  const sock = socketInode(link);
-  if (sock !== null) return socketBlocker(pid, fd, sock, scan);
-  const registered = registeredKindOf(link, mode);
+  const registered = registeredKindOf(link, mode, { pid, fd });
   if (registered) return registered.blocker({ pid, fd, link, mode, info }, scan);
+  if (socketInode(link) !== null) return socketBlocker(pid, fd, scan);
   const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
   if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
   if (link.startsWith('/secretmem')) return refuse('secretmem', 'memfd_secret memory — its pages cannot be read from outside the process, by design; not supported');

@@ -1,10 +1,13 @@
 // The fd kinds that implement the FdKind interface (fd-kind.ts). check, dump, the image reader,
 // the restore and the verification only iterate this list: a new kind is one module and one line
 // here. An fd is of the first kind that recognises it: the kind of files opened by a path (reg)
-// comes last, it takes what the others leave. (Sockets — unix, inet, netlink — still have their
-// branches in fds.ts, table.ts, restore/images.ts and restore/index.ts: they need a phase before
-// the tasks for all of them at once, and their queue images.)
-import type { AnyFdKind, FileEntryField } from './fd-kind.js';
+// takes what the kinds before it leave; the socket kinds after it take only sockets (links
+// `socket:[N]`, told apart by their family), which it never takes. The hooks run in this order
+// too: the unix kind's prepare() comes last, since the messages queued in its sockets carry
+// files of every other kind (a deleted file made again, a memfd, an inet socket).
+// (Inet and netlink sockets still have their branches in fds.ts, table.ts, restore/images.ts
+// and restore/index.ts.)
+import type { AnyFdKind, FdAt, FileEntryField } from './fd-kind.js';
 import { eventfdKind } from './eventfd.js';
 import { signalfdKind } from './signalfd.js';
 import { timerfdKind } from './timerfd.js';
@@ -17,15 +20,19 @@ import { pipeKind } from './pipe.js';
 import { fifoKind } from './fifo.js';
 import { memfdKind } from './memfd.js';
 import { regKind } from './reg.js';
+import { unixKind } from './unix-kind.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind, unixKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];
 
-/** The registered kind of an fd, from its /proc link and mode; null for the other kinds. */
-export function registeredKindOf(link: string, mode: number | null): AnyFdKind | null {
-  return (FD_KINDS as readonly AnyFdKind[]).find((k) => k.recognise(link, mode)) ?? null;
+/**
+ * The registered kind of an fd, from its /proc link and mode; null for the other kinds. `at`:
+ * where the fd is, for the kinds its link does not tell apart (sockets: without it, none).
+ */
+export function registeredKindOf(link: string, mode: number | null, at?: FdAt): AnyFdKind | null {
+  return (FD_KINDS as readonly AnyFdKind[]).find((k) => k.recognise(link, mode, at)) ?? null;
 }
 
 /** The records of `kind` among files that carry a kind and its record (dump or restore side). */

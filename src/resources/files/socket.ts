@@ -1,13 +1,13 @@
-// Sockets of any family: which module handles a `socket:[N]` fd, what it is in words, whether it
-// can be dumped, and its dump into the files image. Unix sockets are known from one sock_diag
-// scan of the tree; the rest are inspected through our own copy of the task's socket.
+// Inet and netlink sockets (unix sockets are a registered kind, unix-kind.ts): what one is in
+// words, whether it can be dumped, and its dump into the files image, inspected through our own
+// copy of the task's socket. A family no module takes is refused (socket-family.ts).
 import { AF, SOL, SO, SOCK, getsockoptInt } from '../../sys/index.js';
+import { unsupportedSocket } from './socket-common.js';
 import { dumpMemberships } from '../net/mcast.js';
 import { withOurCopy } from './our-copy.js';
 import type { FileScan } from './scan.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, type Blocker, type BlockerCause } from '../../util/blocker.js';
-import { describeUnix, unixBlocker, dumpUnixSk, externalPeer } from './unix.js';
 import { inspectInet, describeInet, inetBlocker, dumpInetSk, isTcpConnection, type InetInfo, type TcpPolicy } from './inet.js';
 import { inspectNetlink, describeNetlink, netlinkBlocker, dumpNetlinkSk, type NetlinkInfo } from './netlink.js';
 import type { FileTable } from './table.js';
@@ -16,22 +16,18 @@ import type { FownData } from './fown.js';
 // check.ts and others name them through this module.
 export { socketInode, withOurCopy } from './our-copy.js';
 
-const FAMILY_NAME: Record<number, string> = { 17: 'packet', 38: 'alg', 40: 'vsock', 44: 'xdp' };
-
 /** The socket in words, and why it cannot be dumped (null if it can). */
-export function judgeSocket(pid: number, fd: number, ino: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
-  const u = scan.unix.get(ino);
-  if (u) return { text: describeUnix(u), cause: unixBlocker(u, scan.unix, scan.held, scan.extUnixSk) };
+export function judgeSocket(pid: number, fd: number, scan: FileScan): { text: string; cause: BlockerCause | null } {
   return withOurCopy(pid, fd, (ours) => judgeCopy(pid, ours, scan));
 }
 
 /** Why the socket behind the task's fd cannot be dumped (null if it can). */
-export function socketBlocker(pid: number, fd: number, ino: number, scan: FileScan): Blocker | null {
-  const { cause } = judgeSocket(pid, fd, ino, scan);
+export function socketBlocker(pid: number, fd: number, scan: FileScan): Blocker | null {
+  const { cause } = judgeSocket(pid, fd, scan);
   return cause && blockerAt({ pid, fd }, cause);
 }
 
-/** A socket that is not unix, judged through our copy `ours` of it; `inet` when it is one. */
+/** An inet or netlink socket (or one of a family no kind takes), judged through our copy `ours` of it; `inet` when it is one. */
 function judgeCopy(pid: number, ours: number, tcp: TcpPolicy): { text: string; cause: BlockerCause | null; inet?: InetInfo; netlink?: NetlinkInfo } {
   const family = getsockoptInt(ours, SOL.SOCKET, SO.DOMAIN);
   if (family === AF.INET || family === AF.INET6) {
@@ -44,40 +40,20 @@ function judgeCopy(pid: number, ours: number, tcp: TcpPolicy): { text: string; c
     const netlink = inspectNetlink(ours);
     return { text: describeNetlink(netlink), cause: netlinkBlocker(netlink), netlink };
   }
-  const text = `${FAMILY_NAME[family] ?? `family ${family}`} socket`;
-  return { text, cause: { kind: 'socket', reason: `${text} — not supported yet` } };
+  return unsupportedSocket(family);
 }
 
 /**
  * Adds the socket behind the task's fd to the files image (refusing it as judgeSocket would);
  * returns its file id and kind. One copy of the task's socket serves the check and the dump.
- * `dumpInFlight`: dumps one of our fds (a file in flight in the socket's queue), returns its id.
  */
-export function dumpSocket(
-  pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable, dumpInFlight: (ours: number) => number,
-): { id: number; type: 'UNIXSK' | 'INETSK' | 'NETLINKSK' } {
+export function dumpSocket(pid: number, fd: number, ino: number, flags: number, fown: FownData, files: FileTable): { id: number; type: 'INETSK' | 'NETLINKSK' } {
   const { scan } = files;
   const refuse = (cause: BlockerCause | null) => {
     if (cause) throw new UnsupportedError([blockerAt({ pid, fd }, cause)]);
   };
   const id = files.entries.length + 1;
-  const u = scan.unix.get(ino);
-  if (u) refuse(unixBlocker(u, scan.unix, scan.held, scan.extUnixSk));
   return withOurCopy(pid, fd, (ours) => {
-    if (u) {
-      const { entry, queue } = dumpUnixSk(ours, u, scan.unix, id, flags, fown);
-      files.entries.push({ type: 'UNIXSK', id, usk: { ...entry, nsId: files.netNsId } });
-      // Fds in flight are dumped as files of ours, kept open until the dump ends (kcmp compares
-      // later fds with them); a description also open in a task shares its entry.
-      for (const m of queue) files.keepOpen.push(...m.fds);
-      for (const m of queue) files.skQueues.push({ idFor: id, data: m.data, rights: m.fds.map(dumpInFlight) });
-      const peer = u.peer ? scan.unix.get(u.peer) : undefined;
-      if (peer && !scan.held.has(peer.ino) && !files.entries.some((e) => e.type === 'UNIXSK' && e.usk.ino === peer.ino)) {
-        const peerId = files.entries.length + 1;
-        files.entries.push({ type: 'UNIXSK', id: peerId, usk: externalPeer(peer, peerId, fown) });
-      }
-      return { id, type: 'UNIXSK' as const };
-    }
     const judged = judgeCopy(pid, ours, scan);
     refuse(judged.cause);
     if (judged.netlink) {

@@ -2,7 +2,6 @@
 // task and image that refers to it by id.
 import { regKind, regRecord, type RegFileData } from './reg.js';
 import { NO_FOWN, type FownData } from './fown.js';
-import type { UnixSkData } from './unix.js';
 import type { InetSkData } from './inet.js';
 import type { NetlinkSkData } from './netlink.js';
 import type { FileScan } from './scan.js';
@@ -14,7 +13,6 @@ import { newKindState, type AnyFdKind, type FdDumpContext } from './fd-kind.js';
 import type { TcpDump } from '../net/tcp-dump.js';
 
 export type FileRecord =
-  | { type: 'UNIXSK'; id: number; usk: UnixSkData }
   | { type: 'INETSK'; id: number; isk: InetSkData }
   | { type: 'NETLINKSK'; id: number; nlsk: NetlinkSkData }
   | KindRecord;
@@ -40,8 +38,6 @@ export class FileTable {
   readonly entries: FileRecord[] = [];
   /** Every fd dumped so far, across all tasks of the tree. */
   readonly seenFds: SeenFd[] = [];
-  /** Messages waiting in sockets' receive queues, in queue order (sk-queues.img). */
-  readonly skQueues: { idFor: number; data: Buffer; rights: number[] }[] = [];
   /** Fds of ours (in flight in socket queues) that must stay open until the dump is written. */
   readonly keepOpen: number[] = [];
   /** File locks held through the fds dumped (--file-locks). */
@@ -63,13 +59,23 @@ export class FileTable {
   /** What a registered kind's dump() and images() are given besides the fd. */
   readonly dumpContext: FdDumpContext;
 
-  /** The tree-wide view the fds are judged against (sockets, user options). */
-  constructor(readonly scan: FileScan) {
+  /**
+   * `scan`: the tree-wide view the fds are judged against (sockets, user options); `dumpOurFd`:
+   * dumps one of cryo's fds into this table (fds.ts dumpFd), for the fds in flight in a queue.
+   */
+  constructor(readonly scan: FileScan, dumpOurFd: (fd: number, files: FileTable) => number) {
+    const table = this; // the getter below reads the table, not the context
     this.dumpContext = {
       scan,
       // A path entry a kind refers to (a tty's /dev/pts/N, a FIFO's path: CRIU's regf_id).
       addPath: (name, flags, mode, more) => this.add({ flags, pos: 0n, fown: more?.fown ?? NO_FOWN, name, mode }, more?.ghostSource),
       warn: (text) => this.warnings.push(text),
+      dumpOurFd: (fd) => dumpOurFd(fd, this),
+      keepOpen: (fd) => void this.keepOpen.push(fd),
+      addRecord: (kind, dump) => this.addKind(kind, dump),
+      get netNsId() {
+        return table.netNsId;
+      },
       // What the registered kinds keep for the whole dump (a pipe's bytes), by their keys.
       ...newKindState(),
     };

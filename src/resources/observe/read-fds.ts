@@ -2,7 +2,7 @@
 // or getsockopt shows for its kind (eventfd count, timerfd settings, signalfd mask, epoll
 // targets, inotify watches, locks, socket options).
 import { readFileSync, readlinkSync, readdirSync, statSync } from 'node:fs';
-import { O, SO, SOL, AF, SOCK, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
+import { O, SOL, AF, SOCK, pidfdOpen, pidfdGetfd, closeFd, sysTry } from '../../sys/index.js';
 import { parseFdinfo, parseLockLine } from '../../proc/index.js';
 import { fdFlagSet } from './names.js';
 import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
@@ -10,24 +10,8 @@ import type { Snapshot } from './snapshot.js';
 import { registeredKindOf } from '../files/registry.js';
 import { optionsFor, optText, readOpt, socketKind } from '../files/sk-proto-opts.js';
 import { dumpMemberships, membershipText } from '../net/mcast.js';
+import { SOCKET_OPTIONS } from '../files/sk-verify.js';
 
-
-/** Socket options compared: key, option, the sk_opts_entry field(s), how the value reads. */
-export const SOCKET_OPTIONS = [
-  ['SO_SNDBUF', SO.SNDBUF, 'soSndbuf', 'int'],
-  ['SO_RCVBUF', SO.RCVBUF, 'soRcvbuf', 'int'],
-  ['SO_SNDTIMEO', SO.SNDTIMEO, 'soSndTmo', 'timeval'],
-  ['SO_RCVTIMEO', SO.RCVTIMEO, 'soRcvTmo', 'timeval'],
-  ['SO_KEEPALIVE', SO.KEEPALIVE, 'soKeepalive', 'bool'],
-  ['SO_PASSCRED', SO.PASSCRED, 'soPasscred', 'bool'],
-  ['SO_BROADCAST', SO.BROADCAST, 'soBroadcast', 'bool'],
-  ['SO_REUSEPORT', SO.REUSEPORT, 'soReuseport', 'bool'],
-  ['SO_DONTROUTE', SO.DONTROUTE, 'soDontroute', 'bool'],
-  ['SO_PRIORITY', SO.PRIORITY, 'soPriority', 'int'],
-  ['SO_RCVLOWAT', SO.RCVLOWAT, 'soRcvlowat', 'int'],
-  ['SO_MARK', SO.MARK, 'soMark', 'int'],
-  ['SO_OOBINLINE', SO.OOBINLINE, 'soOobinline', 'int'],
-] as const;
 
 export function fdKey(fd: number, kind: ObservedKind): string {
   return `fd ${fd} (${kind})`;

@@ -1,0 +1,132 @@
+// Unix sockets made again in the restorer, all at once before any task gets its fds (the unix
+// kind's prepare, unix-kind.ts), so that peers and names exist whichever task holds which end.
+import { unlinkSync, chmodSync, chownSync, lstatSync } from 'node:fs';
+import { AF, SOCK, TCP_STATE, socket, socketpair, bind, listen, connect, shutdown, send, unixAddr, sendWithFds, sys, O, F } from '../../sys/index.js';
+import { UserError } from '../../util/errors.js';
+import { restoreSkOpts } from './sk-opts.js';
+import { USK_EXTERN, TYPE_NAME, isPath, unixName, type UnixSkData, type QueuedData } from './unix.js';
+
+/** Binds to a path or abstract name; a stale socket file left at the path is replaced. */
+function bindName(fd: number, e: UnixSkData, what: string): void {
+  const path = isPath(e.name) ? unixName(e.name) : null;
+  if (path !== null) {
+    try {
+      if (lstatSync(path).isSocket()) unlinkSync(path);
+    } catch {
+      /* nothing there */
+    }
+  }
+  bind(fd, unixAddr(Buffer.from(e.name)), what);
+  if (path === null) return;
+  if (e.deleted) unlinkSync(path);
+  else if (e.filePerms) {
+    chownSync(path, e.filePerms.uid, e.filePerms.gid);
+    chmodSync(path, e.filePerms.mode & 0o7777);
+  }
+}
+
+/**
+ * Creates every unix socket of the image in the restorer: our fd for each (by file id), with its
+ * name, connection, queued data, shutdown state, options and status flags as they were.
+ */
+export function restoreUnixSockets(
+  entries: UnixSkData[],
+  queues: Map<number, QueuedData[]>,
+  openFile: (id: number) => number,
+): Map<number, number> {
+  const byIno = new Map(entries.map((e) => [e.ino, e]));
+  const fds = new Map<number, number>();
+  const helpers: number[] = [];
+  /** For each socket: an fd whose writes land in its receive queue. */
+  const feeder = new Map<number, number>();
+  const what = (e: UnixSkData) => `unix ${TYPE_NAME[e.type] ?? e.type} socket ${e.ino}${e.name.length ? ` (${unixName(e.name)})` : ''}`;
+  const local = entries.filter((e) => !(e.uflags & USK_EXTERN));
+  try {
+    // 1. Create: pairs where both ends are here (or the peer end was closed), single sockets else.
+    for (const e of local) {
+      if (fds.has(e.id)) continue;
+      const peer = e.peer ? byIno.get(e.peer) : undefined;
+      // A datagram socket connected to itself is bound and connected to its own name below.
+      const paired = e.state !== TCP_STATE.LISTEN && peer && peer !== e && !(peer.uflags & USK_EXTERN) && peer.peer === e.ino;
+      const orphaned = e.type !== SOCK.DGRAM && e.state === TCP_STATE.ESTABLISHED && !e.peer;
+      if (paired) {
+        const [a, b] = socketpair(e.type);
+        fds.set(e.id, a);
+        fds.set(peer.id, b);
+        feeder.set(e.id, b);
+        feeder.set(peer.id, a);
+      } else if (orphaned) {
+        // Its peer had closed: the data left in it is read, then EOF.
+        const [a, b] = socketpair(e.type);
+        fds.set(e.id, a);
+        feeder.set(e.id, b);
+        helpers.push(b);
+      } else {
+        fds.set(e.id, socket(AF.UNIX, e.type));
+      }
+    }
+    // 2. Names and listening sockets. Connected stream ends share their listener's name and are
+    // not bound again.
+    for (const e of local) {
+      const fd = fds.get(e.id)!;
+      restoreSkOpts(fd, e.opts, what(e));
+      const streamEnd = e.type !== SOCK.DGRAM && e.state !== TCP_STATE.LISTEN;
+      if (e.name.length && !streamEnd) bindName(fd, e, what(e));
+      if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what(e));
+    }
+    // 3. Connections to a named socket: datagram sockets aimed at one, clients whose connection
+    // was waiting in a listener's queue (it waits there again), and peers outside the tree.
+    for (const e of local) {
+      const peer = e.peer ? byIno.get(e.peer) : undefined;
+      if (!peer || feeder.has(e.id)) continue;
+      if (!peer.name.length) throw new UserError(`${what(e)}: its peer ${peer.ino} has no name to connect to`);
+      connect(fds.get(e.id)!, unixAddr(Buffer.from(peer.name)), `${what(e)}: connect to ${unixName(peer.name)}`);
+    }
+    // 4. Queued messages, sent from the peer end (or to the socket's name), then shutdown.
+    for (const e of local) {
+      const q = queues.get(e.id);
+      if (!q?.length) continue;
+      const to = feeder.get(e.id);
+      // Fds in flight: sockets made here, anything else opened by the caller.
+      const rights = (m: QueuedData) => m.rights.map((id) => fds.get(id) ?? openFile(id));
+      if (to !== undefined) {
+        for (const m of q) {
+          if (m.rights.length) sendWithFds(to, m.data, rights(m));
+          else writeAll(to, m.data, e.type === SOCK.STREAM);
+        }
+      } else if (e.type === SOCK.DGRAM && e.peer && fds.has(byIno.get(e.peer)?.id ?? -1) && (e.peer === e.ino || e.name.length)) {
+        // A connected datagram socket takes messages from its peer only: they came from there.
+        const from = fds.get(byIno.get(e.peer)!.id)!;
+        for (const m of q) sendWithFds(from, m.data, rights(m), e.peer === e.ino ? undefined : unixAddr(Buffer.from(e.name)));
+      } else if (e.type === SOCK.DGRAM && e.name.length) {
+        const tmp = socket(AF.UNIX, SOCK.DGRAM);
+        try {
+          for (const m of q) sendWithFds(tmp, m.data, rights(m), unixAddr(Buffer.from(e.name)));
+        } finally {
+          sys('close', [tmp]);
+        }
+      } else {
+        throw new UserError(`${what(e)}: has queued data but no peer to send it from`);
+      }
+    }
+    for (const e of local) {
+      if (e.shutdown) shutdown(fds.get(e.id)!, e.shutdown - 1, what(e));
+      const fl = e.flags & ~(O.ACCMODE | O.CLOEXEC);
+      if (fl) sys('fcntl', [fds.get(e.id)!, F.SETFL, fl]);
+    }
+  } catch (err) {
+    for (const fd of new Set([...fds.values(), ...helpers])) sys('close', [fd]);
+    throw err;
+  }
+  for (const fd of helpers) sys('close', [fd]);
+  return fds;
+}
+
+/** A datagram goes in whole; stream bytes may take several sends. */
+function writeAll(fd: number, data: Buffer, stream: boolean): void {
+  if (!stream) {
+    send(fd, data);
+    return;
+  }
+  for (let off = 0; off < data.length; ) off += send(fd, data.subarray(off));
+}
