@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildTarget } from './build.js';
+import { removeShmLeftovers } from './shm-leftovers.js';
 import { pidExists, procStat, readCmdline, readCwd, sleep, describePid, statusField, waitFor } from './proc.js';
 
 export interface Target {
@@ -233,7 +234,7 @@ export function killTarget(t: { pid: number; argv: string[]; root: string }): bo
 
 /**
  * Kill every process started or restored by this run (by PID, only if it is still ours), then
- * remove the temp dirs (unless CRYO_TEST_KEEP is set). Safe to call several times (e.g. from
+ * remove the temp dirs (unless CRYO_TEST_KEEP is set) and what the killed left in /dev/shm. Safe to call several times (e.g. from
  * after() hooks).
  */
 export async function cleanup(): Promise<void> {
@@ -245,6 +246,7 @@ export async function cleanup(): Promise<void> {
   // CRYO_TEST_KEEP=1 keeps target dirs, images and cryo logs for a post-mortem
   if (!process.env.CRYO_TEST_KEEP) for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
   tempDirs.clear();
+  removeShmLeftovers();
 }
 
 // Last resort if the runner exits without the after() hooks (timeouts, crashes).
