@@ -3,8 +3,8 @@
 // its own: dumped, its cgroups removed, restored — the cgroups are made again at the same paths
 // with the saved settings (read back from the files), and the process is in them before it
 // runs; full writes the settings into cgroups that exist, soft leaves those alone, ignore
-// leaves the process in cryo's cgroups; a restore failing after the cgroups were made removes
-// them. Cgroups are made below parents of this test's own (test/lib/cgroup.ts), removed after.
+// leaves the process in cryo's cgroups; --cgroup-root moves them elsewhere; a restore failing
+// after the cgroups were made removes them. Cgroups are made below parents of this test's own (test/lib/cgroup.ts), removed after.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -116,6 +116,31 @@ describe('--manage-cgroups', () => {
     changed();
     checkRestore(t, restore(t, full, 'full', { extraArgs: ['--manage-cgroups', 'full'] }));
     assert.deepEqual(settingsProblems(l), [], 'full: the saved settings are back');
+    await expectPass(t);
+  });
+
+  it('--cgroup-root: restored into other cgroups with the saved settings; a controller names one hierarchy, the others keep their paths', async () => {
+    const l = limitedCgroups('croot');
+    const t = await readyIn(l.dirs);
+    const dir = await dumpManaged(t, '1');
+    await removeDirs(l.dirs);
+    // Deeper than before, below the test's own parents: made with their ancestors, removed after.
+    const moved = (d: string, mount: string) => ({ dir: path.join(path.dirname(d), 'moved', `to-${path.basename(d)}`), rel: path.join(path.dirname(d), 'moved', `to-${path.basename(d)}`).slice(mount.length) });
+    const v2 = moved(l.dirs[0]!, v2Mount());
+    const pids = l.dirs[1] ? moved(l.dirs[1], path.dirname(path.dirname(l.dirs[1]))) : undefined;
+    const unknown = restore(t, dir, 'bad', { extraArgs: ['--cgroup-root', 'nosuchcontroller:/x'] });
+    assert.equal(unknown.res.code, 1, cryoReport(unknown.res));
+    assert.match(unknown.res.stderr, /--cgroup-root nosuchcontroller:\/x: the root task was in no nosuchcontroller hierarchy/);
+    assert.equal(pidExists(t.pid), false, 'refused: no process');
+    assert.equal(cryo(['restore', '-D', dir, '--cgroup-root', 'relative/path']).code, 2, 'a path that is not absolute is bad usage');
+    const args = ['--cgroup-root', `unified:${v2.rel}`, ...(pids ? ['--cgroup-root', `pids:${pids.rel}`] : [])];
+    checkRestore(t, restore(t, dir, 'moved', { extraArgs: args }));
+    assert.equal(cgroupOf(t.pid), v2.dir, 'v2: the new cgroup');
+    assert.equal(fs.existsSync(l.dirs[0]!), false, 'the dumped v2 cgroup is not made again');
+    const want = l.settings.map(([d, file, value]) => [d === l.dirs[0] ? v2.dir : d === l.dirs[1] ? pids!.dir : d, file, value] as [string, string, string]);
+    assert.deepEqual(settingsProblems({ dirs: [], settings: want }), [], 'the saved settings went with their cgroups');
+    if (pids) assert.equal(v1CgroupOf(t.pid, 'pids'), pids.dir, 'v1 pids: moved by its own spec');
+    if (l.dirs[2]) assert.equal(v1CgroupOf(t.pid, 'cpu'), l.dirs[2], 'v1 cpu: named by no spec, at its dumped path again');
     await expectPass(t);
   });
 

@@ -97,6 +97,11 @@ describe('c/r in a user namespace of its own', () => {
     const shown = cryo(['show', ...fs.readdirSync(d.dir).filter((f) => f.startsWith('userns-')).map((f) => `${d.dir}/${f}`)]).stdout;
     assert.match(shown, /"cryo_setgroups_deny": true/, shown);
     await goneAll([unshare.pid, root]);
+    // Its UTS namespace put under cryo's user namespace on purpose (util/skip.ts): the verification names it, nothing is left.
+    const wrong = restore(t, d.dir, 'owner', { env: { CRYO_SKIP: 'userns-owner' } });
+    assert.notEqual(wrong.res.code, 0, cryoReport(wrong.res));
+    assert.match(wrong.res.stderr, new RegExp(`pid ${root} ns uts owner: the tree's user:\\[\\d+\\] expected, cryo's user:\\[\\d+\\]`), cryoReport(wrong.res));
+    assert.equal(pidExists(root), false, 'no process left by the refused restore');
     checkRestore(t, restore(t, d.dir, 'deny'));
     assert.equal(fs.readFileSync(`/proc/${root}/setgroups`, 'utf8').trim(), 'deny');
     await expectPass(t);

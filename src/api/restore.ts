@@ -25,7 +25,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   const engine: EngineRestoreOptions & { onProgress?: ProgressSink } = {
     dir, detach: opts.detach ?? true, pidfile: opts.pidfile, inherit: opts.inherit, trustImage: !!opts.trustImage,
     shellJob: !!opts.shellJob, log, verify: opts.verify, onDifference, onProgress: opts.onProgress, cpuCap: opts.cpuCap,
-    tcpEstablished: !!opts.tcpEstablished, tcpClose: !!opts.tcpClose, networkLock: opts.networkLock ?? 'nftables', external: opts.external ?? [], extMounts: opts.extMounts ?? new Map(), manageCgroups: opts.manageCgroups,
+    tcpEstablished: !!opts.tcpEstablished, tcpClose: !!opts.tcpClose, networkLock: opts.networkLock ?? 'nftables', external: opts.external ?? [], extMounts: opts.extMounts ?? new Map(), manageCgroups: opts.manageCgroups, cgroupRoot: opts.cgroupRoot ?? [],
     ...(opts.root ? { root: resolve(opts.root) } : {}),
   };
   try {

@@ -2,6 +2,7 @@
 // plain data: `cryo ... --json` prints them as they are, and the RPC to come sends them.
 import type { Blocker } from '../util/blocker.js';
 import type { CgroupMode } from '../util/option-defaults.js';
+import type { CgroupRootSpec } from '../util/cgroup-root.js';
 import type { ProgressSink } from '../util/progress.js';
 import type { KernelReport, TreeReport } from '../check/report.js';
 import type { VerifyMode } from '../restore/verify.js';
@@ -163,6 +164,8 @@ export interface RestoreOptions extends LogOptions {
   networkLock?: 'nftables' | 'iptables' | 'skip';
   /** The images' cgroup settings: into the cgroups the restore makes (soft, default), into all (full), or no cgroup touched (ignore). */
   manageCgroups?: CgroupMode;
+  /** --cgroup-root: the root task's cgroup becomes PATH (in one hierarchy, or every one without a controller), the cgroups below it moved along. */
+  cgroupRoot?: CgroupRootSpec[];
   /** External resources, CRIU's --external syntax: veth[INSIDE]:OUTSIDE (the host end's name), mnt[KEY]:PATH (a host path bound where the dump saved a mount of key KEY). */
   external?: string[];
   /** Where a container's root directory is now (--root; default: where it was at dump time). */

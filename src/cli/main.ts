@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { CheckResult, DumpResult, RestoreResult } from '../index.js';
 import { registerCpuinfo, CPU_CAP_HELP } from './cpuinfo.js';
 import { VERSION } from './version.js';
-import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectDumpExternal, noDumpExternals, collectExtMountMap, addLogOptions, addJsonOption, verbosityOption, networkLockOption, FREEZE_CGROUP_HELP, freezeCgroupArg, manageCgroupsOption } from './options.js';
+import { EXIT, EXIT_CODES_HELP, UsageError, parsePid, parseSize, collectInherit, collectExternal, collectDumpExternal, noDumpExternals, collectExtMountMap, collectCgroupRoot, addLogOptions, addJsonOption, verbosityOption, networkLockOption, FREEZE_CGROUP_HELP, freezeCgroupArg, manageCgroupsOption } from './options.js';
 import { DEFAULT_CPU_CAP, DEFAULT_GHOST_LIMIT, VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 import { DUMP_STEPS, RESTORE_STEPS } from '../util/failpoint.js';
 import { SKIP_STEPS } from '../util/skip.js';
@@ -128,6 +128,7 @@ addJsonOption(
         [] as string[],
       )
       .addOption(manageCgroupsOption("the images' cgroups: made again if missing, with their saved settings; soft (default): settings only into the cgroups it makes, full: into every one (and fail when one cannot be set), ignore: every task stays in cryo's cgroups"))
+      .option('--cgroup-root <[controller:]/path>', "put the tree in cgroup PATH instead of the root task's dumped cgroup, the cgroups below it moved along (CRIU's option): in the hierarchy of CONTROLLER (unified: v2), or without one in every hierarchy no other --cgroup-root names (repeatable)", collectCgroupRoot, [])
       .addOption(new Option('--verify <mode>', 'before anything runs, compare the restored state with the images: on (a difference fails the restore), warn (print differences, go on), off').choices(VERIFY_MODES).default('on'))
       .option('--cpu-cap <caps>', CPU_CAP_HELP, DEFAULT_CPU_CAP)
       .option('--tcp-established', 'restore the TCP connections of the images (needed when they hold any)')
@@ -155,7 +156,7 @@ addJsonOption(
     const r = restore({
       dir: o.imagesDir, detach: !!o.restoreDetached, pidfile: o.pidfile, inherit: o.inheritFd, trustImage: !!o.trustImage,
       shellJob: !!o.shellJob, logLevel: o.verbosity, logFile: o.logFile, verify: o.verify as VerifyMode, onProgress: progress.sink, cpuCap: o.cpuCap,
-      tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, networkLock: o.networkLock, external: o.external, root: o.root, extMounts: o.extMountMap, manageCgroups: o.manageCgroups,
+      tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, networkLock: o.networkLock, external: o.external, root: o.root, extMounts: o.extMountMap, manageCgroups: o.manageCgroups, cgroupRoot: o.cgroupRoot,
       onDifference: (line) => process.stderr.write(`cryo: warning: restored state differs: ${line}\n`),
     });
     progress.stop();

@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { fstatSync } from 'node:fs';
 import { CGROUP_MODES } from '../util/option-defaults.js';
 import { parseExtTty } from '../util/ext-tty.js';
+import { parseCgroupRoot, type CgroupRootSpec } from '../util/cgroup-root.js';
 
 /** Exit codes: documented in --help and the README. A dump interrupted by a signal exits 128+signal. */
 export const EXIT = {
@@ -118,6 +119,13 @@ export function collectExtMountMap(spec: string, map: Map<string, string>): Map<
   if (!m) throw new InvalidArgumentError(`not A:B: ${spec} (example: /data:data at dump, data:/srv/data at restore)`);
   map.set(m[1]!, m[2]!);
   return map;
+}
+
+/** One --cgroup-root [CONTROLLER:]/PATH, after the ones before. */
+export function collectCgroupRoot(spec: string, list: CgroupRootSpec[]): CgroupRootSpec[] {
+  const r = parseCgroupRoot(spec);
+  if (!r) throw new InvalidArgumentError(`not [CONTROLLER:]/PATH: ${spec} (examples: /restored/ct1, memory:/ct1)`);
+  return [...list, r];
 }
 
 export function verbosityOption(help = "log level 0 (errors) .. 4 (everything, each step with its duration); -v4 is CRIU's spelling, -v alone is 3"): Option {

@@ -33,6 +33,7 @@ import { NetnsRestore } from '../resources/netns/index.js';
 import { buildMounts, checkMountTargets } from '../resources/mnt/restore.js';
 import { setTreeRoot } from '../resources/mnt/root-path.js';
 import { CgroupRestore, type CgroupMode } from '../resources/cgroup/manage.js';
+import { rebaseCgroups, type CgroupRootSpec } from '../resources/cgroup/root.js';
 
 export interface RestoreOptions {
   dir: string;
@@ -70,6 +71,8 @@ export interface RestoreOptions {
   extMounts?: Map<string, string>;
   /** --manage-cgroups: which cgroups get the images' settings (default soft: those it makes). */
   manageCgroups?: CgroupMode;
+  /** --cgroup-root: where the root task's cgroups go instead (resources/cgroup/root.ts). */
+  cgroupRoot?: CgroupRootSpec[];
 }
 
 export interface RestoreResult {
@@ -124,6 +127,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     cgroups = log.step('cgroups', () => {
       const mode = opts.manageCgroups ?? 'soft';
       if (mode === 'ignore') ckpt.cgroups.clear(); // every task stays in ours
+      else if (opts.cgroupRoot?.length) for (const line of rebaseCgroups(ckpt.cgroups, ckpt.cgroupDirs, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0) ?? [], opts.cgroupRoot)) log.info(line);
       return CgroupRestore.prepare([...ckpt.cgroups.values()], ckpt.cgroupDirs, mode, log);
     });
     failpoint('restore:cgroups');

@@ -9,6 +9,8 @@ import { UserError } from '../util/errors.js';
 import type { Log } from '../util/log.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 import { signalName } from '../resources/observe/names.js';
+import { ownerDifferences } from '../resources/ns/owner.js';
+import { restoredMountDifferences } from '../resources/mnt/restore.js';
 import { VERIFY_MODES, type VerifyMode } from '../util/option-defaults.js';
 
 export { VERIFY_MODES, type VerifyMode };
@@ -33,6 +35,9 @@ export function restoredDifferences(ckpt: CheckpointImage): Difference[] {
     const timers = timerSignals(img);
     out.push(...diffSnapshots(img.pid, expected, got, { keys: 'expected' }).filter((d) => !(PENDING.test(d.what) && d.expected === `no ${d.got}` && timers.has(d.got))));
   }
+  // The tree's namespaces: each owned by the user namespace it was (a wrong one changes what root inside may do), and its mounts.
+  out.push(...ownerDifferences(ckpt.tasks, ckpt.namespaces.own, ckpt.inventory.rootIds));
+  if (ckpt.namespaces.mounts) out.push(...restoredMountDifferences(ckpt.tasks[0]!.pid, ckpt.namespaces.mounts));
   return out;
 }
 

@@ -82,6 +82,10 @@ export const NR = {
   pivot_root: 155,
   mount: 165,
   umount2: 166,
+  // Propagation of a restored mount tree (resources/mnt/propagation.ts): MOVE_MOUNT_SET_GROUP, and the
+  // propagation type set on a mount held by an fd.
+  move_mount: 429,
+  mount_setattr: 442,
   gettid: 186,
   tkill: 200,
   futex: 202,

@@ -18,6 +18,10 @@ export const SKIP_STEPS = [
   'scratch-unmap',
   // addRoutes: the first saved route of the tree's network namespace is not sent.
   'netns-route',
+  // applyPropagation: the first mount that was a slave and in no peer group of its own stays private.
+  'mnt-propagation',
+  // makeUserns: the maker unshares the UTS namespace before the user namespace (owned by cryo's then).
+  'userns-owner',
 ] as const;
 
 export type SkipStep = (typeof SKIP_STEPS)[number];

@@ -80,15 +80,18 @@ function buildRootfs(root: string, port: number, token: string, net: boolean, in
  * the base dir, both host paths). `net`: in a network namespace of its own too (lo up, nothing
  * else: the caller adds its links; httpd is not waited for on the host's loopback then). `cgroup`:
  * started in that cgroup v2 directory (the root of its cgroup namespace then). `initLines`: more
- * lines of init.sh, run inside after httpd is started (background what must go on).
+ * lines of init.sh, run inside after httpd is started (background what must go on). `hostSetup`:
+ * shell lines run in the host's mount namespace before the unshare ($R, $B as for `setup`; what
+ * they mount is the caller's to unmount). `propagation`: unshare's --propagation (default private).
  */
-export async function startContainer(setup: string[] = [], opts: { net?: boolean; cgroup?: string; initLines?: string[] } = {}): Promise<Container> {
+export async function startContainer(setup: string[] = [], opts: { net?: boolean; cgroup?: string; initLines?: string[]; hostSetup?: string[]; propagation?: 'slave' } = {}): Promise<Container> {
   const net = opts.net ?? false;
   const base = makeTempDir('cryo-mnt-');
   const rootfs = path.join(base, 'rootfs');
   const token = `cryo-mnt-${process.pid}-${randomBytes(6).toString('hex')}`;
   const port = await freePort();
   buildRootfs(rootfs, port, token, net, opts.initLines ?? []);
+  if (opts.hostSetup) execFileSync('/bin/sh', ['-ec', [`R=${rootfs}; B=${base}`, ...opts.hostSetup].join('\n')], { stdio: 'pipe' });
   const script = path.join(base, 'setup.sh');
   fs.writeFileSync(script, [
     '#!/bin/sh',
@@ -116,7 +119,7 @@ export async function startContainer(setup: string[] = [], opts: { net?: boolean
     'exec /bin/busybox setsid /bin/sh /init.sh',
     '',
   ].join('\n'), { mode: 0o755 });
-  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', '--cgroup', ...(net ? ['--net'] : []), '/bin/sh', script], { name: 'container', ...(opts.cgroup ? { env: { CRYO_LAUNCH_CGROUP: opts.cgroup } } : {}) });
+  const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '--mount', '--uts', '--ipc', '--cgroup', ...(net ? ['--net'] : []), ...(opts.propagation ? ['--propagation', opts.propagation] : []), '/bin/sh', script], { name: 'container', ...(opts.cgroup ? { env: { CRYO_LAUNCH_CGROUP: opts.cgroup } } : {}) });
   let init = 0;
   const ok = await waitFor(() => {
     if (!pidExists(unshare.pid)) return true;

@@ -20,10 +20,18 @@ export const MS = {
 
 export const MNT_DETACH = 2;
 
+/** move_mount(2)'s flags: the two fds' own mounts (empty paths), and join the first's peer group. */
+export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_EMPTY_PATH: 0x40, SET_GROUP: 0x100 } as const;
+/** A path argument left empty names the fd's own file (mount_setattr). */
+export const AT_EMPTY_PATH = 0x1000;
+
 const WORDS: Record<string, number> = {
   ro: MS.RDONLY, nosuid: MS.NOSUID, nodev: MS.NODEV, noexec: MS.NOEXEC, nosymfollow: MS.NOSYMFOLLOW,
   noatime: MS.NOATIME, nodiratime: MS.NODIRATIME, relatime: MS.RELATIME,
 };
+
+/** What a remount of the per-mount flags takes of an entry's flags (not its propagation). */
+export const PER_MOUNT_FLAGS = Object.values(WORDS).reduce((a, b) => a | b, 0) | MS.STRICTATIME;
 
 /** The per-mount flags of mountinfo's 6th field. No atime word means strictatime. */
 export function mountFlags(options: string[]): number {

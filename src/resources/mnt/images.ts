@@ -1,13 +1,14 @@
 // A mount namespace as CRIU's images: mountpoints-N.img (N: the namespace's id in ids-PID.img),
 // one mnt_entry a mount in mountinfo order, and tmpfs-dev-D.tar.gz.img per tmpfs made anew (D:
-// its root_dev). cryo's own field: cryo_root_path (1001) on the root mount.
+// its root_dev). Propagation: shared_id and master_id as mountinfo numbers them, MS_UNBINDABLE in
+// flags. cryo's own field: cryo_root_path (1001) on the root mount.
 import { create } from '@bufbuild/protobuf';
 import type { ImageDirWriter, ImageDirReader } from '../../image/dir.js';
 import { mnt_entrySchema, fstype, type mnt_entry } from '../../image/gen/mnt_pb.js';
 import { hasField } from '../../image/presence.js';
 import { UserError } from '../../util/errors.js';
 import type { PlannedMount } from './plan.js';
-import { mountFlags, superData, kdev } from './flags.js';
+import { mountFlags, superData, kdev, MS } from './flags.js';
 
 const FSTYPES: Record<string, number> = {
   proc: fstype.PROC, sysfs: fstype.SYSFS, devtmpfs: fstype.DEVTMPFS, tmpfs: fstype.TMPFS, devpts: fstype.DEVPTS,
@@ -22,7 +23,7 @@ export function mntEntry(p: PlannedMount): mnt_entry {
   const { sbFlags, data } = superData(m.superOptions);
   const e = create(mnt_entrySchema, {
     fstype: FSTYPES[m.fsType] ?? fstype.UNSUPPORTED, mntId: m.mountId, rootDev: kdev(m.major, m.minor), parentMntId: m.parentId,
-    flags: mountFlags(m.mountOptions), root: m.root, mountpoint: m.mountPoint, source: m.source, options: data, fsname: m.fsType, sbFlags,
+    flags: mountFlags(m.mountOptions) | (m.unbindable ? MS.UNBINDABLE : 0), root: m.root, mountpoint: m.mountPoint, source: m.source, options: data, fsname: m.fsType, sbFlags,
   });
   if (m.shared) e.sharedId = m.shared;
   if (m.master) e.masterId = m.master;

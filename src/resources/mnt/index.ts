@@ -12,6 +12,7 @@ import { treePath, ownMountNs } from './root-path.js';
 export { ownMountNs } from './root-path.js';
 import { cgnsRoots } from '../ns/cgroup.js';
 import { mappedPathBlockers } from './mapped-paths.js';
+import { propagationWords } from './propagation.js';
 
 export { writeMntImages, readMntImages } from './images.js';
 
@@ -112,11 +113,13 @@ export function mountVerdicts(root: number, external: Map<string, string>): { wh
   if (!ownMountNs(root)) return [];
   const tree = parseMountInfo(readFileSync(`/proc/${root}/mountinfo`, 'utf8'));
   const plan = planMounts(tree, parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')), external, cgroupRootFor(root, tree));
-  return tree.map((m) => {
+  const words = propagationWords(tree);
+  return tree.map((m, i) => {
     const what = `${m.mountPoint} (${m.fsType})`;
     const problem = plan.problems.find((p) => p.startsWith(`mount ${m.mountPoint} (`));
     if (problem) return { what, blocked: problem.slice(problem.indexOf('): ') + 3), detail: '' };
     const p = plan.mounts.find((x) => x.info.mountId === m.mountId);
-    return { what, blocked: null, detail: p ? `${HOW[p.kind]}${p.kind === 'fs' && m.fsType === 'tmpfs' ? ', contents saved' : ''}` : '' };
+    const prop = words[i] === 'private' ? '' : `, ${words[i]}`;
+    return { what, blocked: null, detail: p ? `${HOW[p.kind]}${p.kind === 'fs' && m.fsType === 'tmpfs' ? ', contents saved' : ''}${prop}` : '' };
   });
 }

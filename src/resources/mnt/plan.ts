@@ -2,8 +2,10 @@
 // bind of a host directory, bound again at restore: --root or the path it had), a filesystem
 // cryo makes anew (proc, sysfs, tmpfs with its contents, devpts, mqueue, cgroup2), a bind of a
 // directory or file of an earlier mount of the tree, or a mount from the host named with
-// --external mnt[MOUNTPOINT]:KEY. Everything else is refused, naming the mount.
+// --external mnt[MOUNTPOINT]:KEY; and its propagation (propagation.ts). Everything else is
+// refused, naming the mount.
 import type { MountInfo } from '../../proc/mountinfo.js';
+import { planPropagation, propOfInfo, under } from './propagation.js';
 
 /** The filesystems a restore mounts anew (tmpfs with its saved contents). */
 export const MADE_FS = new Set(['proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup2']);
@@ -22,7 +24,6 @@ export interface MountPlan {
   problems: string[];
 }
 
-const under = (path: string, dir: string) => dir === '/' || path === dir || path.startsWith(dir + '/');
 const rest = (path: string, dir: string) => (dir === '/' ? path : path.slice(dir.length)) || '/';
 const sameSb = (a: MountInfo, b: MountInfo) => a.major === b.major && a.minor === b.minor;
 const named = (m: MountInfo) => `mount ${m.mountPoint} (${m.fsType} ${m.source}${m.root !== '/' ? ` ${m.root}` : ''})`;
@@ -46,9 +47,6 @@ export function planMounts(tree: MountInfo[], host: MountInfo[], external: Map<s
   const problems: string[] = [];
   const mounts: PlannedMount[] = [];
   const ids = new Set(tree.map((m) => m.mountId));
-  const hostGroups = new Set(host.flatMap((h) => [h.shared, h.master]).filter((g) => g));
-  const groupSize = new Map<number, number>();
-  for (const m of tree) if (m.shared) groupSize.set(m.shared, (groupSize.get(m.shared) ?? 0) + 1);
   tree.forEach((m, i) => {
     if (i === 0) {
       if (ids.has(m.parentId) || m.mountPoint !== '/') problems.push(`${named(m)}: the namespace's first mount is not its root — not supported`);
@@ -61,10 +59,9 @@ export function planMounts(tree: MountInfo[], host: MountInfo[], external: Map<s
       if (typeof p === 'string') problems.push(`${named(m)}: ${p}`);
       else mounts.push(p);
     }
-    if (m.shared && hostGroups.has(m.shared)) problems.push(`${named(m)}: shares mount events with the host (peer group ${m.shared}) — not supported; make it private or slave in the container`);
-    else if (m.shared && (groupSize.get(m.shared) ?? 0) > 1) problems.push(`${named(m)}: in a peer group of ${groupSize.get(m.shared)} mounts of the container (shared:${m.shared}) — not supported yet`);
-    if (m.master) problems.push(`${named(m)}: a slave of peer group ${m.master} — receiving mount events is not supported yet`);
   });
+  // Peer groups, slaves and unbindable mounts: made again at restore (propagation.ts).
+  for (const p of planPropagation(tree.map(propOfInfo), host, true).problems) problems.push(`${named(tree[p.index]!)}: ${p.reason}`);
   // A tmpfs hidden by a later mount at its place or above it (not one of its own): cryo reads
   // contents through the paths, which lead to what covers it.
   const byId = new Map(tree.map((m) => [m.mountId, m]));

@@ -7,7 +7,7 @@
 // path, external mounts from the host path given for their key — then pivot_root into it and
 // the old root detached. The namespace dies with its last task, so a failed restore leaves no
 // mount behind.
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { O, PAGE_SIZE } from '../../sys/index.js';
 import { Remote, Scratch, type Tracee } from '../../ptrace/index.js';
@@ -15,10 +15,13 @@ import type { ImageDirReader } from '../../image/dir.js';
 import { mnt_entrySchema, type mnt_entry } from '../../image/gen/mnt_pb.js';
 import { hasField } from '../../image/presence.js';
 import { UserError } from '../../util/errors.js';
-import { MS, MNT_DETACH } from './flags.js';
+import { parseMountInfo } from '../../proc/mountinfo.js';
+import type { Difference } from '../observe/snapshot.js';
+import { MS, MNT_DETACH, PER_MOUNT_FLAGS } from './flags.js';
 import { readMntImages, tmpfsImageName } from './images.js';
 import { unpackTmpfs } from './tmpfs.js';
 import { treePath } from './root-path.js';
+import { planPropagation, applyPropagation, mountsNeedingFds, hostPeer, propagationDifferences, refuseProblems, under, type PropMount, type PropPlan, type PropFds } from './propagation.js';
 
 type Step = { e: mnt_entry; kind: 'root' | 'fs' | 'bind' | 'external'; from?: number; rel?: string };
 
@@ -26,6 +29,10 @@ export interface SavedMounts {
   steps: Step[];
   /** tmpfs contents by root_dev. */
   tars: Map<number, Buffer>;
+  /** Each step's propagation as the images say (propagation.ts). */
+  props: PropMount[];
+  /** Set by checkMountTargets: how it is made again, and cryo's mount of each host group a slave joins. */
+  propagation?: { plan: PropPlan; hostMounts: Map<number, { mountPoint: string; mountId: number }> };
 }
 
 export interface MountTargets {
@@ -35,7 +42,6 @@ export interface MountTargets {
   external: Map<string, string>;
 }
 
-const under = (path: string, dir: string) => dir === '/' || path === dir || path.startsWith(dir + '/');
 const rest = (path: string, dir: string) => (dir === '/' ? path : path.slice(dir.length)) || '/';
 
 /**
@@ -62,7 +68,11 @@ export function readSavedMounts(r: ImageDirReader, nsId: number, cgroupRoot?: st
     }
     return steps.push({ e, kind: 'fs' });
   });
-  return { steps, tars };
+  const props = steps.map(({ e }) => ({
+    at: e.mountpoint, root: e.root, dev: e.rootDev, unbindable: (e.flags & MS.UNBINDABLE) !== 0,
+    shared: hasField(mnt_entrySchema, e, 'sharedId') ? e.sharedId ?? 0 : 0, master: hasField(mnt_entrySchema, e, 'masterId') ? e.masterId ?? 0 : 0,
+  }));
+  return { steps, tars, props };
 }
 
 /** Refuses, before any task exists, a restore whose root or external mounts have no host path. */
@@ -75,6 +85,18 @@ export function checkMountTargets(saved: SavedMounts, t: MountTargets): void {
     if (p === undefined) throw new UserError(`mount ${s.e.mountpoint} came from outside the container (key ${s.e.extKey}): give it with --external mnt[${s.e.extKey}]:PATH`);
     if (!existsSync(p)) throw new UserError(`--external mnt[${s.e.extKey}]:${p}: no such file or directory`);
   }
+  // A slave of a host peer group is made one of the same group: a mount of it must be here.
+  const host = parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+  const plan = planPropagation(saved.props, host, false);
+  refuseProblems(saved.props, plan);
+  const hostMounts = new Map<number, { mountPoint: string; mountId: number }>();
+  for (const u of plan.units) {
+    if (!u.master || u.master.internal) continue;
+    const m = saved.props[u.lead]!;
+    const h = hostPeer(host, u.master.group, m.dev, m.root)!;
+    hostMounts.set(u.master.group, { mountPoint: h.mountPoint, mountId: h.mountId });
+  }
+  saved.propagation = { plan, hostMounts };
 }
 
 function rootPathOf(saved: SavedMounts, t: MountTargets): string {
@@ -98,11 +120,23 @@ export function buildMounts(tracee: Tracee, trampoline: bigint, saved: SavedMoun
     scratch.reset();
     remote.call('mount', [src === null ? 0 : str(src), str(target), type === null ? 0 : str(type), flags, data ? str(data) : 0], what);
   };
+  const prop = saved.propagation!;
+  const needFds = mountsNeedingFds(prop.plan);
+  const fds: PropFds = { mounts: new Map(), host: new Map() };
   try {
     mount(null, '/', null, MS.REC | MS.PRIVATE, null, 'making the copied namespace private');
+    // cryo's own mounts of the host groups slaves join, reached through cryo's root while the
+    // task's /proc is still the host's: the same mount, or refused.
+    for (const [group, h] of prop.hostMounts) {
+      scratch.reset();
+      const fd = remote.call('open', [str(`/proc/${process.pid}/root${h.mountPoint}`), O.PATH | O.CLOEXEC, 0], `the host's mount ${h.mountPoint} of peer group ${group}`);
+      fds.host.set(group, fd);
+      const got = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (Number(got) !== h.mountId) throw new UserError(`the host's mount ${h.mountPoint} of peer group ${group} is covered by another mount: its slaves cannot be made again`);
+    }
     const base = rootPathOf(saved, t).replace(/\/+$/, '') || '/';
     const at = (mp: string) => (base === '/' ? mp : mp === '/' ? base : base + mp);
-    saved.steps.forEach((s) => {
+    saved.steps.forEach((s, i) => {
       const e = s.e;
       const target = at(e.mountpoint);
       const what = `mount ${e.mountpoint} (${e.fsname})`;
@@ -115,7 +149,9 @@ export function buildMounts(tracee: Tracee, trampoline: bigint, saved: SavedMoun
         if (s.kind === 'fs' && e.fsname === 'tmpfs') unpackTmpfs(treePath(pid, target), saved.tars.get(e.rootDev)!, what);
         if (s.kind === 'fs' && e.sbFlags & MS.RDONLY) mount(null, target, null, MS.REMOUNT | MS.RDONLY, e.options || null, `${what} read-only`);
       }
-      mount(null, target, null, MS.REMOUNT | MS.BIND | e.flags, null, `${what} flags`);
+      mount(null, target, null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT_FLAGS), null, `${what} flags`);
+      // Held from now on: a later mount may cover it before its propagation is set.
+      if (needFds.has(i)) fds.mounts.set(i, remote.call('open', [str(target), O.PATH | O.CLOEXEC, 0], `${what} (O_PATH)`));
     });
     // pivot_root(".", "."): the old root ends on top of the new one, and is detached from there.
     scratch.reset();
@@ -127,11 +163,13 @@ export function buildMounts(tracee: Tracee, trampoline: bigint, saved: SavedMoun
     remote.call('close', [old]);
     remote.call('chdir', [str('/')]);
     // Propagation last: a shared mount would copy what is mounted below it afterwards.
-    for (const { e } of saved.steps) {
-      if (hasField(mnt_entrySchema, e, 'sharedId') && e.sharedId) mount(null, e.mountpoint, null, MS.SHARED, null, `mount ${e.mountpoint} shared`);
-    }
+    applyPropagation(remote, scratch, saved.props, prop.plan, fds);
   } finally {
-    remote.restore();
+    try {
+      for (const fd of [...fds.host.values(), ...fds.mounts.values()]) remote.call('close', [fd]);
+    } finally {
+      remote.restore();
+    }
   }
 }
 
@@ -141,4 +179,9 @@ function makeTarget(target: string, source: string | null): void {
   const file = source !== null && !statSync(source).isDirectory();
   mkdirSync(file ? dirname(target) : target, { recursive: true, mode: 0o755 });
   if (file) writeFileSync(target, '', { mode: 0o644 });
+}
+
+/** The restored namespace of `pid` against the images: its mounts, in order, and their propagation. */
+export function restoredMountDifferences(pid: number, saved: SavedMounts): Difference[] {
+  return propagationDifferences(pid, saved.props, parseMountInfo(readFileSync(`/proc/${pid}/mountinfo`, 'utf8')));
 }

@@ -36,6 +36,7 @@ import type { Remote } from '../../ptrace/index.js';
 import type { RestoreTask } from '../context.js';
 import { hostFdInTask } from '../host-fd.js';
 import { UserError } from '../../util/errors.js';
+import { skip } from '../../util/skip.js';
 import { idOutside } from '../../proc/index.js';
 import { usernsText, type UsernsState } from './user.js';
 
@@ -74,6 +75,9 @@ export function makeUserns(m: Remote, pid: number, s: UsernsState, own: Readonly
   };
   try {
     // The owner is the creator's euid: it holds every capability inside from outside.
+    // Deliberately wrong for the tests (util/skip.ts): a UTS namespace owned by cryo's user namespace.
+    const early = own.has('uts') && skip('userns-owner') ? CLONE.NEWUTS : 0;
+    if (early) m.call('unshare', [early], 'a UTS namespace outside the new user namespace');
     if (s.ownerUid !== 0) m.call('setresuid', [s.ownerUid, s.ownerUid, s.ownerUid], `owner uid ${s.ownerUid} of the user namespace`);
     m.call('unshare', [CLONE.NEWUSER], 'a new user namespace');
     try {
@@ -83,7 +87,7 @@ export function makeUserns(m: Remote, pid: number, s: UsernsState, own: Readonly
     } catch (e) {
       throw new UserError(`the user namespace (${usernsText(s)}): cannot write its maps: ${(e as Error).message}`);
     }
-    const flags = Object.entries(UNSHARED).reduce((f, [kind, flag]) => (own.has(kind) ? f | flag : f), 0);
+    const flags = Object.entries(UNSHARED).reduce((f, [kind, flag]) => (own.has(kind) ? f | flag : f), 0) & ~early;
     if (flags) m.call('unshare', [flags], 'the namespaces owned by the new user namespace');
     makeTime?.();
     const made: MadeUserns = {
