@@ -3,14 +3,15 @@
 // The target (test/targets/nsinit.c) and its two children check their PIDs inside, the
 // hostname, the semaphore values, the messages in order with their types, the shm contents and
 // the ipc ids themselves; the test checks the host PIDs and NSpid of every task, the images
-// with crit, and `nsenter -t PID -u hostname` against the restored tree.
+// with crit, and `nsenter -t PID -u hostname` against the restored tree. A fork after the restore
+// takes the PID it would have taken (the namespace's last PID is kept).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import {
   buildTarget, startTarget, waitForLine, cryo, cryoReport, dump, restore, cleanupTrees, descendants, checkRestore, expectPass,
-  runningProblem, critDecodeAll, statusField, readyPython, pidExists, type Target,
+  runningProblem, critDecodeAll, statusField, readyPython, pidExists, waitFor, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -156,6 +157,37 @@ describe('c/r in PID, UTS and IPC namespaces of its own', () => {
     const d = dump(t, 'gone-leader');
     assert.equal(d.res.code, 3, cryoReport(d.res));
     assert.equal(statusField(init, 'TracerPid'), '0', 'not traced');
+    await expectPass(t);
+  });
+
+  it("the PID namespace's last PID: a fork after the restore takes the PID it would have taken, not the lowest free one", async () => {
+    const script = [
+      'import os, time',
+      // Children 2..6 come and go: the namespace's last PID is 6, and PIDs 2..6 are free again.
+      'for _ in range(5):',
+      '    k = os.fork()',
+      '    if k == 0: os._exit(0)',
+      '    os.waitpid(k, 0)',
+      'print("READY", k, flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'k2 = os.fork()',
+      'if k2 == 0: os._exit(0)',
+      'os.waitpid(k2, 0)',
+      "print('PASS' if k2 == k + 1 else 'FAIL: forked PID %d after %d' % (k2, k), flush=True)",
+    ];
+    const unshare = await startTarget(['/usr/bin/unshare', '--fork', '--pid', '/usr/bin/python3', '-c', script.join('\n')], { name: 'ns-last-pid' });
+    await waitForLine(unshare, 'READY', 30_000);
+    const init = descendants(unshare.pid).slice(1).find((p) => statusField(p, 'NSpid')?.split(/\s+/).pop() === '1');
+    assert.ok(init, unshare.log());
+    const t: Target = { ...unshare, pid: init };
+    const d = dump(t, 'last-pid', { leaveRunning: true });
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    assert.match(cryo(['show', `${d.dir}/pstree.img`]).stdout, /"cryo_ns_last_pid": 6/, 'the last PID is saved; reading it left the namespace as it was');
+    const again = dump(t, 'last-pid2');
+    assert.equal(again.res.code, 0, cryoReport(again.res));
+    assert.match(cryo(['show', `${again.dir}/pstree.img`]).stdout, /"cryo_ns_last_pid": 6/, 'the first dump left the last PID where it was');
+    for (const pid of [unshare.pid, init]) assert.ok(await waitFor(() => !pidExists(pid), 10_000), `pid ${pid} still there after the dump`);
+    checkRestore(t, restore(t, again.dir, 'last-pid'));
     await expectPass(t);
   });
 

@@ -14,7 +14,7 @@ import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { saveSeccomp } from '../resources/task/seccomp.js';
 import { sysvSegments, dumpSegment, type ShmImage } from '../resources/mm/sysv-shm.js';
 import { zombieCore, type TaskImages } from './task.js';
-import { nsPidsBelow, timensEntry, hostClocks, bootId } from '../resources/ns/index.js';
+import { nsPidsBelow, timensEntry, hostClocks, bootId, dumpLastPid } from '../resources/ns/index.js';
 import type { TaskPlan } from './collect.js';
 
 export interface TreeImages {
@@ -33,7 +33,10 @@ export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
   writer.writeImage('pstree.img', 'PSTREE', tasks.map((k) => {
     // The PIDs below cryo's level of a tree in a PID namespace of its own.
     const { nsPid, nsThreads } = nsPidsBelow(k.pid, k.zombie ? [] : k.threads);
-    return create(pstree_entrySchema, { pid: k.pid, ppid: k.ppid, pgid: k.pgid, sid: k.sid, threads: k.threads, cryoNsPid: nsPid, cryoNsThreads: nsThreads });
+    const e = create(pstree_entrySchema, { pid: k.pid, ppid: k.ppid, pgid: k.pgid, sid: k.sid, threads: k.threads, cryoNsPid: nsPid, cryoNsThreads: nsThreads });
+    // A PID namespace's init (the tree frozen): the PID its next fork takes (resources/ns/last-pid.ts).
+    if (!k.zombie && nsPid.at(-1) === 1) e.cryoNsLastPid = dumpLastPid(k.pid);
+    return e;
   }));
   for (const z of tasks.filter((k) => k.zombie)) writer.writeImage(`core-${z.pid}.img`, 'CORE', [zombieCore(z)]);
   const tables = new Set<number>();

@@ -29,6 +29,7 @@ import { rootCloneFlags, restoreRootNamespaces, removeRemovedSegments, stubNames
 import { joinMadeNamespaces, closeMadeUserns, type MadeUserns } from '../resources/ns/user-restore.js';
 import { makeTreeUserns, madeNetnsPath } from './user-namespace.js';
 import { setTidArray } from '../resources/ns/pid.js';
+import { restoreLastPids } from '../resources/ns/last-pid.js';
 import { NetnsRestore } from '../resources/netns/index.js';
 import { buildMounts, checkMountTargets } from '../resources/mnt/restore.js';
 import { setTreeRoot } from '../resources/mnt/root-path.js';
@@ -181,6 +182,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
       // Each task's memory, files and state, top-down (see restoreTask for the order within one).
       restoreTask(root, img, session);
       restoreOwners(session);
+      // Once every task of each PID namespace exists: the PID its next fork takes.
+      restoreLastPids(ckpt.tasks);
     });
     log.step('verify', () => verifyRestored(ckpt, opts.verify ?? 'on', log, opts.onDifference));
     log.step('resume', () => {

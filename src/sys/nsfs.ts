@@ -63,3 +63,29 @@ export function pidForChildrenNsFd(pid: number): number {
     closeFd(pidfd);
   }
 }
+
+const CLONE_NEWPID = 0x20000000;
+
+/**
+ * Runs `fn` with the calling thread's pid_for_children set to the PID namespace of `pid`: what
+ * it forks (a child process) is in that namespace. setns(CLONE_NEWPID) changes nothing else of
+ * the thread, and back is the thread's own active namespace, which setns always allows.
+ */
+export function withPidForChildren<T>(pid: number, fn: () => T): T {
+  const home = openSync('/proc/thread-self/ns/pid', 'r');
+  try {
+    const target = openSync(`/proc/${pid}/ns/pid`, 'r');
+    try {
+      sys('setns', [target, CLONE_NEWPID], `the PID namespace of pid ${pid}`);
+    } finally {
+      closeSync(target);
+    }
+    try {
+      return fn();
+    } finally {
+      sys('setns', [home, CLONE_NEWPID], 'back to our own PID namespace');
+    }
+  } finally {
+    closeSync(home);
+  }
+}

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pstree.proto.
  */
 export const file_pstree: GenFile = /*@__PURE__*/
-  fileDesc("Cgxwc3RyZWUucHJvdG8ihQEKDHBzdHJlZV9lbnRyeRILCgNwaWQYASACKA0SDAoEcHBpZBgCIAIoDRIMCgRwZ2lkGAMgAigNEgsKA3NpZBgEIAIoDRIPCgd0aHJlYWRzGAUgAygNEhQKC2NyeW9fbnNfcGlkGOkHIAMoDRIYCg9jcnlvX25zX3RocmVhZHMY6gcgAygN");
+  fileDesc("Cgxwc3RyZWUucHJvdG8ioAEKDHBzdHJlZV9lbnRyeRILCgNwaWQYASACKA0SDAoEcHBpZBgCIAIoDRIMCgRwZ2lkGAMgAigNEgsKA3NpZBgEIAIoDRIPCgd0aHJlYWRzGAUgAygNEhQKC2NyeW9fbnNfcGlkGOkHIAMoDRIYCg9jcnlvX25zX3RocmVhZHMY6gcgAygNEhkKEGNyeW9fbnNfbGFzdF9waWQY6wcgASgN");
 
 /**
  * One process: its pid, parent pid, process group, session and thread ids.
@@ -65,6 +65,15 @@ export type pstree_entry = Message<"pstree_entry"> & {
    * @generated from field: repeated uint32 cryo_ns_threads = 1002;
    */
   cryoNsThreads: number[];
+
+  /**
+   * cryo's own: on the init of a PID namespace below the dumper's (the last of cryo_ns_pid is
+   * 1), the namespace's last PID (/proc/sys/kernel/ns_last_pid): its next fork takes the first
+   * free PID after it. Written back once the namespace's tasks exist at restore.
+   *
+   * @generated from field: optional uint32 cryo_ns_last_pid = 1003;
+   */
+  cryoNsLastPid: number;
 };
 
 /**

@@ -14,6 +14,7 @@ export { writeNsImages, readNsImages } from './images.js';
 export { restoreNsState, removeNsSegments, type NsState, type NsHelperKind } from './state.js';
 export { writeTimensImage, timensEntry, hostClocks, bootId, type TimensState } from './time.js';
 export { withCgnsPrefix } from './cgroup.js';
+export { dumpLastPid, restoreLastPids } from './last-pid.js';
 export { writeUsernsImage, credsInside, type UsernsState } from './user.js';
 
 export interface TreeNamespaces {
