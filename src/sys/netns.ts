@@ -6,6 +6,7 @@
 // setns into a mount or user namespace is refused to a multithreaded process.
 import { openSync, closeSync } from 'node:fs';
 import { sys } from './libc.js';
+import { withThreadNamespace } from './nsfs.js';
 
 const CLONE_NEWNET = 0x40000000;
 
@@ -17,17 +18,7 @@ export const openNetns = (pid: number): number => openSync(`/proc/${pid}/ns/net`
 
 /** Runs `fn` with the calling thread in namespace `fd`, then puts the thread back. */
 export function withNetns<T>(fd: number, fn: () => T): T {
-  const home = ownNetns();
-  try {
-    sys('setns', [fd, CLONE_NEWNET], 'enter a network namespace');
-    try {
-      return fn();
-    } finally {
-      sys('setns', [home, CLONE_NEWNET], 'back to our own network namespace');
-    }
-  } finally {
-    closeSync(home);
-  }
+  return withThreadNamespace('net', fd, fn);
 }
 
 /** A new, empty network namespace (only a down loopback in it), held by the fd returned. */

@@ -64,28 +64,34 @@ export function pidForChildrenNsFd(pid: number): number {
   }
 }
 
-const CLONE_NEWPID = 0x20000000;
+const CLONE_FLAG = { net: 0x40000000, pid: 0x20000000 } as const;
 
 /**
- * Runs `fn` with the calling thread's pid_for_children set to the PID namespace of `pid`: what
- * it forks (a child process) is in that namespace. setns(CLONE_NEWPID) changes nothing else of
- * the thread, and back is the thread's own active namespace, which setns always allows.
+ * Runs `fn` with the calling thread in namespace `fd` of `kind` and always puts it back. For
+ * net, what the thread makes (a socket, a forked process) is in that namespace; for pid, only
+ * what it forks (setns(CLONE_NEWPID) sets pid_for_children: back is the thread's own active
+ * namespace, which setns always allows). Mount and user namespaces refuse a multithreaded caller.
  */
-export function withPidForChildren<T>(pid: number, fn: () => T): T {
-  const home = openSync('/proc/thread-self/ns/pid', 'r');
+export function withThreadNamespace<T>(kind: keyof typeof CLONE_FLAG, fd: number, fn: () => T): T {
+  const home = openSync(`/proc/thread-self/ns/${kind}`, 'r');
   try {
-    const target = openSync(`/proc/${pid}/ns/pid`, 'r');
-    try {
-      sys('setns', [target, CLONE_NEWPID], `the PID namespace of pid ${pid}`);
-    } finally {
-      closeSync(target);
-    }
+    sys('setns', [fd, CLONE_FLAG[kind]], `enter a ${kind} namespace`);
     try {
       return fn();
     } finally {
-      sys('setns', [home, CLONE_NEWPID], 'back to our own PID namespace');
+      sys('setns', [home, CLONE_FLAG[kind]], `back to our own ${kind} namespace`);
     }
   } finally {
     closeSync(home);
+  }
+}
+
+/** `fn` with what the calling thread forks in the PID namespace of task `pid`. */
+export function withPidForChildren<T>(pid: number, fn: () => T): T {
+  const target = openSync(`/proc/${pid}/ns/pid`, 'r');
+  try {
+    return withThreadNamespace('pid', target, fn);
+  } finally {
+    closeSync(target);
   }
 }
