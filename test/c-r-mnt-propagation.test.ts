@@ -94,6 +94,9 @@ describe('c/r of a container with shared, slave, private and unbindable mounts',
     assert.deepEqual(probe(c), EXPECTED, 'before the dump');
     const r = cryo(['check', '-t', String(c.t.pid), '-v']);
     assert.equal(r.code, 0, cryoReport(r));
+    for (const re of [/mount  \/ \(\w+\) — ok \(the root: .*, master:host:\d+\)/, /mount  \/sh1 \(tmpfs\) — ok \(made anew, contents saved, shared:#1\)/,
+      /mount  \/sh2 \(tmpfs\) — ok \(a bind of a mount above, shared:#1\)/, /mount  \/sl \(tmpfs\) — ok \(a bind of a mount above, master:#1\)/,
+      /mount  \/pv \(tmpfs\) — ok \(a bind of a mount above\)/, /mount  \/ub \(tmpfs\) — ok \(made anew, contents saved, unbindable\)/]) assert.match(r.stdout, re);
     const pids = lastingPids(c.t.pid);
     const d = await dumpKilled(c, 'p');
     const mnt = cryo(['show', `${d.dir}/${fs.readdirSync(d.dir).find((n) => n.startsWith('mountpoints-'))!}`]);

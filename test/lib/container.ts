@@ -197,9 +197,27 @@ export function normalMountinfo(pid: number, rootPath?: { from: string; to: stri
   });
 }
 
-/** Host and inside PIDs of the tasks that stay (the init and httpd; the counter's sleep comes and goes). */
+/**
+ * Host and inside PIDs of the tasks that stay (the init and httpd). The counter's sleep comes
+ * and goes: gone by the time it is read, forked by the init and not yet exec'd (the init's own
+ * cmdline and comm then) or halfway through its exec, it is none of them.
+ */
 export function lastingPids(init: number): string[] {
-  return descendants(init).filter((p) => !/^sleep/.test(fs.readFileSync(`/proc/${p}/comm`, 'utf8'))).map((p) => `${p}: ${statusField(p, 'NSpid')}`);
+  const read = (file: string) => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch {
+      return null; // ended meanwhile
+    }
+  };
+  const own = read(`/proc/${init}/cmdline`);
+  return descendants(init).filter((p) => {
+    const comm = read(`/proc/${p}/comm`);
+    const cmdline = read(`/proc/${p}/cmdline`);
+    // Mid-exec, the new cmdline comes before the new comm.
+    if (comm === null || cmdline === null || /^sleep/.test(comm) || /^(\S*\/)?sleep\0/.test(cmdline)) return false;
+    return p === init || cmdline !== own;
+  }).map((p) => `${p}: ${statusField(p, 'NSpid')}`);
 }
 
 export function nsenterMnt(pid: number, args: string[]): string {
