@@ -161,8 +161,9 @@ describe('fault injection: a restore that gets one thing wrong', () => {
   it('restore --list-skip-steps lists the CRYO_SKIP steps', () => {
     const r = cryo(['restore', '--list-skip-steps']);
     assert.equal(r.code, 0, cryoReport(r));
-    // scratch-unmap is shown by the dump's tests, netns-route by c-r-netns.
-    assert.deepEqual(r.stdout.trim().split('\n'), [...SKIPS.map((s) => s.step), 'scratch-unmap', 'netns-route']);
+    // scratch-unmap is shown by the dump's tests, netns-route by c-r-netns, mnt-propagation by
+    // c-r-mnt-propagation, userns-owner by c-r-userns.
+    assert.deepEqual(r.stdout.trim().split('\n'), [...SKIPS.map((s) => s.step), 'scratch-unmap', 'netns-route', 'mnt-propagation', 'userns-owner']);
   });
 
   for (const s of SKIPS) {
