@@ -9,7 +9,6 @@ import type { mm_entry } from '../image/gen/mm_pb.js';
 import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
-import type { InetSkData } from '../resources/files/inet.js';
 import type { NetlinkSkData } from '../resources/files/netlink.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { cg_controller_entry } from '../image/gen/cgroup_pb.js';
@@ -58,11 +57,15 @@ export interface CheckpointImage {
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
   /** What the registered kinds read beside files.img and keep for the restore (their session hooks get it). */
   kindImages: KindImages;
-  /** Inet and netlink sockets, by file id. */
-  inetSockets: InetSkData[];
+  /** Netlink sockets, by file id. */
   netlinkSockets: NetlinkSkData[];
-  /** The inet sockets that are TCP connections, by file id, with their tcp-stream images. */
+  /**
+   * The inet sockets that are TCP connections, by file id, with their tcp-stream images (read by
+   * the inet kind's validate, resources/net/tcp-restore.ts), for the network lock.
+   */
   tcpConnections: Map<number, TcpConnectionRecord>;
+  /** The TCP connections that come back closed (restore --tcp-close). */
+  tcpClosed: number;
   /**
    * What each file id a mapping names opens (a path, our memfd), filled once the kinds have
    * made their objects (restore/files.ts prepareKinds); every task's memory.files is this map.

@@ -104,6 +104,7 @@ export function prepareKinds(session: RestoreSession, inNetns: <T>(fn: () => T) 
     warn: (text) => session.log.warn(text),
     inNetns,
     openFile: (id, what) => openFile(session, id, what),
+    ...(session.tcp ? { tcp: session.tcp } : {}),
   };
   for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.prepare?.(recordsOf(kind, ckpt.kindFiles.values()), ctx);
   for (const [id, { kind, record }] of ckpt.kindFiles) {

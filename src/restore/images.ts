@@ -16,8 +16,6 @@ import type { pagemap_head, pagemap_entry } from '../image/gen/pagemap_pb.js';
 import { pagemapEntryFlags, PE_AS_PARENT, PE_NOT_PARENT, PE_PRESENT, PE_PARENT } from '../image/pagemap.js';
 import { validateCheckpoint, validatePstree, checkPageImage } from './validate.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
-import type { InetSkData } from '../resources/files/inet.js';
-import type { NetlinkSkData } from '../resources/files/netlink.js';
 import { cg_member_entrySchema, type cgroup_entry } from '../image/gen/cgroup_pb.js';
 import type { seccomp_entry } from '../image/gen/seccomp_pb.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
@@ -32,7 +30,8 @@ import { VMA } from '../resources/mm/vma-kind.js';
 import { TASK_STATE } from '../image/task-state.js';
 import { FD_KINDS, recordsOf, registeredKindOfEntry } from '../resources/files/registry.js';
 import { newKindState, type AnyFdKind, type KindImages } from '../resources/files/fd-kind.js';
-import { readTcpConnections } from '../resources/net/tcp-restore.js';
+import { tcpImagesOf } from '../resources/net/tcp-restore.js';
+import type { NetlinkSkData } from '../resources/files/netlink.js';
 
 import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
@@ -86,15 +85,14 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
     if (t.ppid !== 0 && !known.has(t.ppid)) throw new UserError(`pstree.img: pid ${t.pid} comes before its parent ${t.ppid}`);
     known.add(t.pid);
   }
-  const inetSockets: InetSkData[] = [];
-  const netlinkSockets: NetlinkSkData[] = [];
   const owners = new Map<number, FownData>();
   const fileIds = new Set<number>();
   const kindFiles: CheckpointImage['kindFiles'] = new Map();
+  const netlinkSockets: NetlinkSkData[] = [];
   const fileEntries = r.read('files.img') as file_entry[];
   // The REG entries: the paths fds, mappings, exe, cwd and root name.
   const files = new Map(fileEntries.flatMap((f) => (f.reg ? [[f.id, f.reg] as const] : [])));
-  const kindImages = kindImagesOf(r, files, fileIds, opts.shellJob ?? false);
+  const kindImages = kindImagesOf(r, files, fileIds, inventory, { shellJob: opts.shellJob ?? false, tcpClose: opts.tcpClose ?? false });
   for (const f of fileEntries) {
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
@@ -105,11 +103,9 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
       if (record.fown) owners.set(f.id, record.fown);
       continue;
     }
-    const fown = [f.isk, f.nlsk].find((x) => x)?.fown;
-    if (fown) owners.set(f.id, fown);
-    if (f.isk) inetSockets.push(f.isk as InetSkData);
-    else if (f.nlsk) netlinkSockets.push(f.nlsk as NetlinkSkData);
-    else throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
+    if (!f.nlsk) throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
+    if (f.nlsk.fown) owners.set(f.id, f.nlsk.fown);
+    netlinkSockets.push(f.nlsk as NetlinkSkData);
   }
   for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.validate?.(recordsOf(kind, kindFiles.values()), kindImages);
   const zombies: ZombieImage[] = [];
@@ -159,10 +155,11 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
       sysvShm.push({ entry, data: Buffer.from(e.payload ?? Buffer.alloc(0)) });
     }
   }
-  const tcpConnections = tcpOf(r, inetSockets, inventory, opts.tcpClose ?? false);
+  // The inet kind's validate read them: the restore locks the network for them first of all.
+  const tcp = tcpImagesOf(kindImages);
   const cgroups = readCgroups(r);
   const namespaces = tasks.length && inventory.rootIds ? readRootNamespaces(r, inventory.rootIds, tasks, cgroups.get(tasks[0]!.core.tc?.cgSet ?? 0)) : { own: new Set<string>(), state: {} };
-  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, mappedFiles: mapped, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, inetSockets, netlinkSockets, tcpConnections };
+  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, mappedFiles: mapped, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, netlinkSockets, tcpConnections: tcp.connections, tcpClosed: tcp.closed };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {
@@ -173,9 +170,10 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
 }
 
 /** The images beside files.img the registered kinds read, and their state for one restore. */
-function kindImagesOf(r: ImageDirReader, paths: Map<number, reg_file_entry>, fileIds: Set<number>, shellJob: boolean): KindImages {
+function kindImagesOf(r: ImageDirReader, paths: Map<number, reg_file_entry>, fileIds: Set<number>, inventory: inventory_entry, opts: { shellJob: boolean; tcpClose: boolean }): KindImages {
   return {
     read: (name) => r.tryRead(name),
+    readRaw: (name) => (r.exists(name) ? r.readRaw(name) : undefined),
     readWithPayloads: (name) => (r.exists(name) ? r.readImage(name).entries.map((e) => ({ msg: e.msg, payload: e.payload ?? Buffer.alloc(0) })) : undefined),
     pathEntry: (id) => paths.get(id),
     pagemap(name) {
@@ -186,17 +184,10 @@ function kindImagesOf(r: ImageDirReader, paths: Map<number, reg_file_entry>, fil
     },
     madePaths: new Set(),
     ...newKindState(),
-    shellJob,
+    ...opts,
+    inventory,
     isFile: (id) => fileIds.has(id),
   };
-}
-
-function tcpOf(r: ImageDirReader, inet: InetSkData[], inv: inventory_entry, tcpClose: boolean): CheckpointImage['tcpConnections'] {
-  try {
-    return readTcpConnections(r, inet, inv, tcpClose);
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
 }
 
 function readSeccomp(r: ImageDirReader): CheckpointImage['seccompFilters'] {

@@ -12,9 +12,8 @@ import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
 import { closeSessionFiles, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
-import { restoreInetSk, isTcpConnection } from '../resources/files/inet.js';
-import { restoreNetlinkSk } from '../resources/files/netlink.js';
 import { TcpRestore } from '../resources/net/tcp-restore.js';
+import { restoreNetlinkSk } from '../resources/files/netlink.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
 import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
 import { shmemSizes } from '../resources/mm/restore.js';
@@ -98,8 +97,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     if (c.tcpConnections.size && !opts.tcpEstablished) {
       throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established (or closed, with --tcp-close)`);
     }
-    const closed = opts.tcpClose ? c.inetSockets.filter((sk) => isTcpConnection(sk)).length : 0;
-    if (closed) log.info(`${closed} TCP connection(s) restored closed (--tcp-close)`);
+    if (c.tcpClosed) log.info(`${c.tcpClosed} TCP connection(s) restored closed (--tcp-close)`);
     const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
     for (const t of c.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
     for (const z of c.zombies) waitPidFree(z.pid, waitMs);
@@ -258,11 +256,13 @@ function createSharedObjects(session: RestoreSession, made: SharedObjects, netns
   const { ckpt } = session;
   // A socket belongs to the network namespace it was made in: the tree's own, when it has one.
   const inNetns = <T>(fn: () => T): T => (netns ? netns.run(fn) : fn());
-  // Inet and netlink sockets first: a unix socket's queue may carry them.
-  inNetns(() => createSockets(session));
+  // Netlink sockets first: a unix socket's queue may carry them.
+  inNetns(() => {
+    for (const e of ckpt.netlinkSockets) session.files.set(e.id, restoreNetlinkSk(e));
+  });
   // Deleted files exist again while the tasks open and map them (removed before they run),
-  // memfds, which the tasks map from our fds, and the unix sockets, all at once: peers, names
-  // and queued data do not depend on who holds them.
+  // memfds, which the tasks map from our fds, and the sockets, each kind's all at once: peers,
+  // names and queued data do not depend on who holds them.
   prepareKinds(session, inNetns);
   // In the root's own IPC namespace the segments are made there, once it exists (resources/ns).
   for (const g of ckpt.namespaces.own.has('ipc') ? [] : ckpt.sysvShm) {
@@ -292,16 +292,6 @@ function releaseLock(tcp: TcpRestore | null, log: Log): void {
   } catch (e) {
     log.error((e as Error).message);
   }
-}
-
-/** Inet and netlink sockets (the unix kind's prepare makes its own, with their queues). */
-function createSockets(session: RestoreSession): void {
-  const { ckpt, files } = session;
-  for (const e of ckpt.inetSockets) {
-    const conn = ckpt.tcpConnections.get(e.id);
-    files.set(e.id, conn ? session.tcp!.create(conn) : restoreInetSk(e));
-  }
-  for (const e of ckpt.netlinkSockets) files.set(e.id, restoreNetlinkSk(e));
 }
 
 /** The host-end names given with --external veth[INSIDE]:OUTSIDE, by inside name. */

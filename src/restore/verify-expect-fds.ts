@@ -6,9 +6,7 @@ import { fdFlagSet } from '../resources/observe/names.js';
 import { OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
 import { fdKey, lockText } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
-import type { SkOpts } from '../resources/files/sk-opts.js';
 import { expectSkOpts } from '../resources/files/sk-verify.js';
-import { membershipText, type McastRecord } from '../resources/net/mcast.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 
 /** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
@@ -26,26 +24,18 @@ interface Described {
   /** A registered kind's own expectations (resources/files/registry.ts). */
   expect?: (s: Snapshot, key: string) => void;
   flags: number;
-  opts?: SkOpts;
 }
 
 function describe(ckpt: CheckpointImage, id: number): Described | null {
   const registered = ckpt.kindFiles.get(id);
-  if (registered) {
-    const { kind, record } = registered;
-    // A pipe that led outside the tree is whatever --inherit-fd gave in its place.
-    if (kind.inherited?.(record)) return null;
-    return { kind: (kind.recordName?.(record) ?? kind.name) as ObservedKind, flags: record.flags, expect: (s, key) => kind.expect?.(record, s, key) };
+  if (!registered) {
+    const sk = ckpt.netlinkSockets.find((n) => n.id === id);
+    return sk ? { kind: 'socket', flags: sk.flags, expect: (s, key) => expectSkOpts(s, key, sk.opts) } : null;
   }
-  const inet = ckpt.inetSockets.find((i) => i.id === id);
-  const groups = (inet?.cryoMcast ?? []) as McastRecord[];
-  if (inet && groups.length) {
-    const set = groups.map((m) => membershipText(inet.family, m.ifname, m.group, m.mode, m.sources));
-    return { kind: 'socket', flags: inet.flags, opts: inet.opts, expect: (s, key) => s.set(`${key} multicast`, { set }) };
-  }
-  const sk = inet ?? ckpt.netlinkSockets.find((n) => n.id === id);
-  if (sk) return { kind: 'socket', flags: sk.flags, opts: sk.opts };
-  return null;
+  const { kind, record } = registered;
+  // A pipe that led outside the tree is whatever --inherit-fd gave in its place.
+  if (kind.inherited?.(record)) return null;
+  return { kind: (kind.recordName?.(record) ?? kind.name) as ObservedKind, flags: record.flags, expect: (s, key) => kind.expect?.(record, s, key) };
 }
 
 export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): void {
@@ -58,7 +48,6 @@ export function expectFds(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): v
     s.set(key, fdFlagSet(d.flags & ~O.CLOEXEC, (fi.flags & 1) !== 0, OBJECT_KINDS.has(d.kind)));
     // Positions and paths are the kinds' own (regular files and memfds have positions).
     d.expect?.(s, key);
-    if (d.opts) expectSkOpts(s, key, d.opts);
     const mine = locks.filter((l) => l.fd === fi.fd && LOCK_KIND[l.flag]);
     if (mine.length) {
       s.set(`${key} locks`, {

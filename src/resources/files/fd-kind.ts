@@ -11,6 +11,9 @@ import type { FownData } from './fown.js';
 import type { PageRange } from '../mm/page-range.js';
 import type { FileScan } from './scan.js';
 import type { RestoreTask } from '../context.js';
+import type { inventory_entry } from '../../image/gen/inventory_pb.js';
+import type { TcpDump } from '../net/tcp-dump.js';
+import type { TcpRestore } from '../net/tcp-restore.js';
 
 /** What /proc says about one fd of a task, read once for every question a kind answers. */
 export interface FdSeen {
@@ -95,6 +98,8 @@ export interface FdDumpContext extends KindState {
   addRecord(kind: AnyFdKind, dump: (id: number) => unknown): number;
   /** The id of the network namespace of the task being dumped (a socket's ns_id). */
   readonly netNsId: number;
+  /** With --tcp-established: the network lock and the connections dumped in repair mode. */
+  readonly tcp: TcpDump | null;
 }
 
 /** Images beside files.img a kind reads its records with, and per-restore state it keeps. */
@@ -103,6 +108,12 @@ export interface KindImages extends KindState {
   read(name: string): unknown[] | undefined;
   /** The same with each entry's payload (the bytes after it: pipe data), or undefined. */
   readWithPayloads(name: string): { msg: unknown; payload: Buffer }[] | undefined;
+  /** A file of the directory as its bytes (a tcp-stream image), or undefined when it has none. */
+  readRaw(name: string): Uint8Array | undefined;
+  /** The images' inventory.img (how the dump was made: --tcp-close, its network lock). */
+  inventory: inventory_entry;
+  /** restore --tcp-close: TCP connections come back closed. */
+  tcpClose: boolean;
   /** A REG entry of files.img a record names (CRIU's regf_id), wherever it stands in the file. */
   pathEntry(id: number): reg_file_entry | undefined;
   /**
@@ -135,6 +146,8 @@ export interface FdPrepareContext {
    * task's would be; a kind earlier in the registry has prepared it already.
    */
   openFile(id: number, what: string): number;
+  /** The TCP connections' restore and its network lock (--tcp-established), when the images hold any. */
+  tcp?: TcpRestore;
 }
 
 /** What a mapping of a file opens: a path (an image's, or our fd's through /proc) and its size. */
@@ -154,14 +167,19 @@ export interface KindPages {
   copy(sink: (chunk: Buffer) => void): PageRange[];
 }
 
-/** An image a kind writes beside files.img from all its records (tty-info.img). */
-export interface KindImage {
-  file: string;
-  /** Its magic's name in image/magic.ts. */
-  kind: string;
-  /** Messages, or { msg, payload } for an image whose entries carry bytes. */
-  entries: unknown[];
-}
+/**
+ * An image a kind writes beside files.img from all its records (tty-info.img): framed entries,
+ * or `raw` bytes of a format of its own (a tcp-stream image).
+ */
+export type KindImage =
+  | {
+      file: string;
+      /** Its magic's name in image/magic.ts. */
+      kind: string;
+      /** Messages, or { msg, payload } for an image whose entries carry bytes. */
+      entries: unknown[];
+    }
+  | { file: string; raw: Uint8Array };
 
 /** What a kind's afterTable() may use: the task (its table whole) and that table. */
 export interface FdTableContext {
@@ -204,7 +222,7 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   /** The record of the fd's open file description, file id `id`; `flags` without O_CLOEXEC. */
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): R;
   /** Images beside files.img made from all the dump's records of the kind (and its dump state). */
-  images?(records: R[], state: KindState): KindImage[];
+  images?(records: R[], state: FdDumpContext): KindImage[];
   /** Contents saved as shmem pagemaps beside the memory, from the dump state (memfd pages). */
   pages?(state: KindState): KindPages[];
   /** The record from a files.img entry's field (already known to be set); throws on nonsense. */

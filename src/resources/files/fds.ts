@@ -6,10 +6,11 @@ import { parseFdinfo } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { findFdBlocker } from './kind.js';
+import { dumpSocket } from './socket.js';
+import { socketInode } from './our-copy.js';
 import { fdLocks, lockEntries } from './locks.js';
 import { registeredKindOf } from './registry.js';
 import type { FileTypeName } from './fd-kind.js';
-import { socketInode, dumpSocket } from './socket.js';
 import { dumpFown, NO_FOWN } from './fown.js';
 import type { FileScan } from './scan.js';
 import type { FileTable } from './table.js';
@@ -75,23 +76,23 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: false });
   const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
   const flags = info.flags & ~O.CLOEXEC;
-  const sock = socketInode(link);
   const registered = registeredKindOf(link, st.mode, { pid, fd });
   // A shared description (a twin) keeps this type: a registered kind's is known from the link.
   let type: FdTableEntry['type'] = registered?.type ?? 'REG';
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
   let id: number;
   const fown = twin ? NO_FOWN : dumpFown(pid, fd);
+  const sock = socketInode(link);
   if (twin) {
     id = twin.id;
     if (!registered && sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdTableEntry['type'];
   } else if (!registered && sock !== null) {
-    // Inet and netlink sockets are inspected (and refused) by their own module, with the tree-wide view.
+    // Netlink sockets are inspected (and refused) by their own module.
     ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files));
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
-    // Every fd that is not an inet or netlink socket and not refused above is of a registered kind.
+    // Every fd that is not a netlink socket and not refused above is of a registered kind.
     if (!registered) throw new Error(`pid ${pid} fd ${fd}: ${link}: no fd kind takes it`);
     id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, files.dumpContext));
   }

@@ -5,8 +5,8 @@
 // `socket:[N]`, told apart by their family), which it never takes. The hooks run in this order
 // too: the unix kind's prepare() comes last, since the messages queued in its sockets carry
 // files of every other kind (a deleted file made again, a memfd, an inet socket).
-// (Inet and netlink sockets still have their branches in fds.ts, table.ts, restore/images.ts
-// and restore/index.ts.)
+// (Netlink sockets still have their branches in fds.ts, table.ts, restore/images.ts and
+// restore/index.ts.)
 import type { AnyFdKind, FdAt, FileEntryField } from './fd-kind.js';
 import { eventfdKind } from './eventfd.js';
 import { signalfdKind } from './signalfd.js';
@@ -20,9 +20,10 @@ import { pipeKind } from './pipe.js';
 import { fifoKind } from './fifo.js';
 import { memfdKind } from './memfd.js';
 import { regKind } from './reg.js';
+import { inetKind } from './inet-kind.js';
 import { unixKind } from './unix-kind.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind, unixKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind, inetKind, unixKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];

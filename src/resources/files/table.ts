@@ -2,9 +2,8 @@
 // task and image that refers to it by id.
 import { regKind, regRecord, type RegFileData } from './reg.js';
 import { NO_FOWN, type FownData } from './fown.js';
-import type { InetSkData } from './inet.js';
-import type { NetlinkSkData } from './netlink.js';
 import type { FileScan } from './scan.js';
+import type { NetlinkSkData } from './netlink.js';
 import { statSync } from 'node:fs';
 import { O } from '../../sys/index.js';
 import { memfdKind, memfdRecord } from './memfd.js';
@@ -12,10 +11,7 @@ import type { FileLockData } from './locks.js';
 import { newKindState, type AnyFdKind, type FdDumpContext } from './fd-kind.js';
 import type { TcpDump } from '../net/tcp-dump.js';
 
-export type FileRecord =
-  | { type: 'INETSK'; id: number; isk: InetSkData }
-  | { type: 'NETLINKSK'; id: number; nlsk: NetlinkSkData }
-  | KindRecord;
+export type FileRecord = { type: 'NETLINKSK'; id: number; nlsk: NetlinkSkData } | KindRecord;
 
 /** The record of a registered kind (registry.ts), written into file_entry's field `kind.field`. */
 export interface KindRecord {
@@ -75,6 +71,9 @@ export class FileTable {
       addRecord: (kind, dump) => this.addKind(kind, dump),
       get netNsId() {
         return table.netNsId;
+      },
+      get tcp() {
+        return table.tcp;
       },
       // What the registered kinds keep for the whole dump (a pipe's bytes), by their keys.
       ...newKindState(),

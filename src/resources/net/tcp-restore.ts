@@ -6,22 +6,39 @@
 // are put back in repair mode before they are closed, so that neither a FIN nor a RST goes out.
 import { isFieldSet } from '@bufbuild/protobuf';
 import { inventory_entrySchema, type inventory_entry } from '../../image/gen/inventory_pb.js';
-import type { ImageDirReader } from '../../image/dir.js';
 import { TCP_REPAIR_MODE, trySetTcpRepair } from '../../sys/index.js';
 import { isTcpConnection, type InetSkData } from '../files/inet.js';
 import { createTcpConnection, decodeTcpStreamImage, leaveRepair, recordEnds, tcpStreamImageName, type TcpConnectionRecord } from './tcp-repair.js';
 import { adoptLock, lockExists, lockNetwork, sweepLeftovers, type NetworkLock, type NetworkLockMode } from './netlock.js';
 import { LOCK_METHOD } from './tcp-dump.js';
 
+/** The images' TCP connections, as the inet kind's validate() read them (restore state). */
+export interface TcpImages {
+  /** The connections to restore in repair mode, by file id. */
+  connections: Map<number, TcpConnectionRecord>;
+  /** How many come back closed instead (restore --tcp-close). */
+  closed: number;
+}
+
+/** The restore's TCP connections, kept in its kind state (`memo`: KindImages). */
+export function tcpImagesOf(state: { memo<T>(key: string, make: () => T): T }): TcpImages {
+  return state.memo('tcp:images', () => ({ connections: new Map(), closed: 0 }));
+}
+
 /**
  * The connections of the images to restore in repair mode, by file id (a socket entry whose
- * state is a connection's). With `tcpClose` (restore --tcp-close) none: files/inet.ts makes every
- * one a closed socket, whatever the dump saved. Images dumped with --tcp-close hold no stream
- * to restore, and need that flag (as CRIU's restore does).
+ * state is a connection's), into `out`. With `tcpClose` (restore --tcp-close) none: files/inet.ts
+ * makes every one a closed socket, whatever the dump saved. Images dumped with --tcp-close hold
+ * no stream to restore, and need that flag (as CRIU's restore does).
  */
-export function readTcpConnections(r: ImageDirReader, inet: InetSkData[], inv: inventory_entry, tcpClose: boolean): Map<number, TcpConnectionRecord> {
-  const out = new Map<number, TcpConnectionRecord>();
-  if (tcpClose) return out;
+export function readTcpConnections(
+  images: { readRaw(name: string): Uint8Array | undefined; inventory: inventory_entry; tcpClose: boolean }, inet: InetSkData[], out: TcpImages,
+): void {
+  if (images.tcpClose) {
+    out.closed = inet.filter((sk) => isTcpConnection(sk)).length;
+    return;
+  }
+  const inv = images.inventory;
   if (isFieldSet(inv, inventory_entrySchema.field.tcpClose) && inv.tcpClose) {
     const n = inet.filter((sk) => isTcpConnection(sk)).length;
     throw new Error(`the images were dumped with --tcp-close: restore with --tcp-close (their ${n} TCP connection(s) come back closed)`);
@@ -29,11 +46,11 @@ export function readTcpConnections(r: ImageDirReader, inet: InetSkData[], inv: i
   for (const sk of inet) {
     if (!isTcpConnection(sk)) continue;
     const name = tcpStreamImageName(sk.ino);
-    if (!r.exists(name)) throw new Error(`files.img: TCP connection (file id ${sk.id}, socket inode ${sk.ino}) without its ${name}`);
-    const s = decodeTcpStreamImage(r.readRaw(name), name);
-    out.set(sk.id, { sk, stream: s.stream as unknown as TcpConnectionRecord['stream'], inq: s.inq, outq: s.outq });
+    const raw = images.readRaw(name);
+    if (!raw) throw new Error(`files.img: TCP connection (file id ${sk.id}, socket inode ${sk.ino}) without its ${name}`);
+    const s = decodeTcpStreamImage(raw, name);
+    out.connections.set(sk.id, { sk, stream: s.stream as unknown as TcpConnectionRecord['stream'], inq: s.inq, outq: s.outq });
   }
-  return out;
 }
 
 /** The lock a kill-dump kept, as inventory.img names it (CRIU's fields), if it names one. */
