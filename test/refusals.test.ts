@@ -3,7 +3,7 @@
 // have lost a killed tree): a POSIX message queue (its /proc link is the queue's name) and a
 // file whose path was overmounted after it was opened; memfd_secret memory; an inotify watch on a
 // deleted file that only a process outside the tree holds; a thread with an fd table or fs context
-// of its own.
+// of its own; a /proc file of a process outside the tree.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -28,6 +28,19 @@ function refusedBoth(t: Target, fd: number, reason: RegExp): void {
 }
 
 describe('an fd that cannot be opened again by its path is refused before anything is touched', () => {
+  it('a /proc file of a process outside the tree (after a restore its PID would name another process or none)', async () => {
+    const { t } = await readyPython('procfs-outside', [
+      'import os, time',
+      'f = os.open("/proc/1/status", os.O_RDONLY)',
+      'print("READY fd=%d" % f, flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'print("PASS", flush=True)',
+    ]);
+    const fd = Number(/fd=(\d+)/.exec(t.log())![1]);
+    refusedBoth(t, fd, /\/proc\/1\/status: a \/proc file of pid 1, outside the dumped tree/);
+    await expectPass(t);
+  });
+
   for (const named of [true, false]) {
     it(`a POSIX message queue (mq_open), ${named ? 'with its name' : 'unlinked'}: named as one`, { timeout: 60_000 }, async () => {
       const name = `/cryo-test-${process.pid}-${named ? 'named' : 'unlinked'}`;

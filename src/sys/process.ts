@@ -169,7 +169,13 @@ export function isEpollTarget(pid: number, fd: number, epfd: number, tfd: number
 }
 
 /** Filesystem magic numbers (statfs f_type) cryo tells apart. */
-export const FS_MAGIC = { MQUEUE: 0x19800202 } as const;
+export const FS_MAGIC = {
+  MQUEUE: 0x19800202,
+  PROC: 0x9fa0,
+  SYSFS: 0x62656572,
+  CGROUP: 0x27e0eb,
+  CGROUP2: 0x63677270,
+} as const;
 
 /** The f_type of the filesystem `path` is on (statfs(2)); null if it cannot be reached. */
 export function filesystemType(path: string): number | null {

@@ -8,13 +8,13 @@
 // exits and is reaped before the task gets the fd, so it too refers to a dead process (poll
 // says POLLIN|POLLHUP, pidfd_send_signal ESRCH). A pidfd to a live process outside the tree is
 // refused: nothing guarantees that PID names the same process at restore time.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { O, sys, posixSpawn, wait4 } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
-import { parseStat } from '../../proc/index.js';
 import type { FdKind, FdSeen } from './fd-kind.js';
 import type { FownData } from './fown.js';
 import type { FileScan } from './scan.js';
+import { tgidOf, madeByHolderChildren } from './tree-line.js';
 
 /** PIDFD_THREAD (linux/pidfd.h): the pidfd names a thread, not a thread group. Equal to O_EXCL. */
 const PIDFD_THREAD = O.EXCL;
@@ -35,30 +35,6 @@ export interface PidfdRecord {
 function pidOf(f: FdSeen): number | null {
   const v = f.info.extra.get('Pid')?.[0];
   return v === undefined ? null : Number(v);
-}
-
-/** The thread group `pid` (a process or one of its threads) belongs to, or null when gone. */
-/** Whether `ancestor` is among the parents of `pid`, going up only through the dumped tree. */
-function inLineOf(pid: number, ancestor: number, tree: Set<number>): boolean {
-  for (let p = parentOf(pid); p !== null && tree.has(p); p = parentOf(p)) if (p === ancestor) return true;
-  return false;
-}
-
-function parentOf(pid: number): number | null {
-  try {
-    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ppid;
-  } catch {
-    return null;
-  }
-}
-
-function tgidOf(pid: number): number | null {
-  try {
-    const m = /^Tgid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
 }
 
 /** A helper that has exited and been reaped: a pidfd on it refers to a dead process. */
@@ -91,7 +67,7 @@ export const pidfdKind = {
     if (tgid !== null && scan.tree.has(tgid)) {
       // The restore opens a pidfd once its holder's children exist: its target must be the
       // holder, an ancestor or a descendant (a sibling's branch is made later: ESRCH).
-      if (tgid === f.pid || inLineOf(f.pid, tgid, scan.tree) || inLineOf(tgid, f.pid, scan.tree)) return null;
+      if (madeByHolderChildren(f.pid, tgid, scan.tree)) return null;
       return { pid: f.pid, fd: f.fd, kind: 'pidfd', reason: `pidfd of pid ${pid}, which is neither an ancestor nor a descendant of its holder — not supported yet` };
     }
     return { pid: f.pid, fd: f.fd, kind: 'pidfd', reason: `pidfd of pid ${pid}, which is outside the dumped tree — not supported`, hint: 'dump the tree that holds that process too' };

@@ -20,6 +20,7 @@ import { lostReason, unlinkedName } from './other-name.js';
 import { saveGhost, ghostImages, readGhosts, makeGhosts, unmakeGhosts, ghostTmpfiles } from './ghosts.js';
 import { isMemfd } from './memfd.js';
 import { onDumperMount, restoreSidePath } from './dumper-mount.js';
+import { onPseudoFs, procOwnerBlocker, namesProcess } from './pseudo-fs.js';
 
 export interface RegFileData {
   id: number;
@@ -197,6 +198,8 @@ export const regKind = {
   type: 'REG',
   field: 'reg',
   phase: 'table',
+  // A /proc/N/ file is opened once N exists: its holder's children and their branches do then (pseudo-fs.ts).
+  phaseOf: (rec: RegFileData) => (namesProcess(rec.name) ? 'after-children' : 'table'),
   object: false,
   // Whatever is opened by a path and left by the other kinds: memfds and secret memory have
   // paths of their own, FIFOs and ttys are listed before this kind in the registry.
@@ -215,6 +218,9 @@ export const regKind = {
     if (unlinked?.kind === 'deleted') return ghostBlocker({ pid, fd }, gone!, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
     // A file from cryo's own mount namespace (a container's fd opened before its unshare) is opened from cryo's root.
     if ((type === S_IFREG || type === S_IFDIR) && unlinked === null && onDumperMount(f)) return null;
+    if ((type === S_IFREG || type === S_IFDIR) && unlinked === null && onPseudoFs(`/proc/${pid}/fd/${fd}`)) {
+      return procOwnerBlocker(pid, fd, link, scan.tree) ?? pathBlocker(pid, fd, link);
+    }
     if (type === S_IFREG || type === S_IFDIR) return pathBlocker(pid, fd, unlinked?.path ?? link);
     if (!STATELESS_DEVICES.has(link)) return { pid, fd, kind: 'device', reason: `character device ${link} — not supported` };
     return onDumperMount(f) ? null : devicePathBlocker(pid, fd, link);
@@ -227,8 +233,9 @@ export const regKind = {
     const gone = other?.kind === 'linked' ? null : unlinked;
     const name = other?.kind === 'linked' ? other.path : (gone ?? f.link);
     const mode = f.mode!;
-    // A log others may append to is not held to its size: O_APPEND writes go to the end anyway.
-    const stamp = (mode & S_IFMT) === S_IFREG && !(flags & O.APPEND) ? fileStamp(source) : {};
+    // A log others may append to is not held to its size: O_APPEND writes go to the end anyway;
+    // nor is a file of the kernel's (pseudo-fs.ts), whose size and mtime are the moment's.
+    const stamp = (mode & S_IFMT) === S_IFREG && !(flags & O.APPEND) && !onPseudoFs(source) ? fileStamp(source) : {};
     const dumperRoot = unlinked === null && onDumperMount(f) ? { cryoDumperRoot: true } : {};
     return regRecord(id, { flags, pos: f.info.pos, fown, name, mode, ...stamp, ...dumperRoot }, gone !== null ? source : undefined, ctx);
   },

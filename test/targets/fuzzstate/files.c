@@ -268,6 +268,51 @@ static void dev_check(struct inst *in, int final)
 	       "fd %d is not the same character device", s->fd);
 }
 
+/* ---- procfs: a file of the kernel's own kept open and read again (a monitor's) ------------ */
+
+struct procfs_st {
+	int fd, which; /* 0: /proc/self/status (our Pid), 1: /proc/self/stat (our pid first), 2: /proc/meminfo */
+};
+
+static const char *const procfs_paths[] = { "/proc/self/status", "/proc/self/stat", "/proc/meminfo" };
+
+static int procfs_build(struct inst *in, struct rng *r)
+{
+	struct procfs_st *s = ST_OF(in, struct procfs_st);
+	s->which = (int)rng_below(r, 3);
+	int fd = open(procfs_paths[s->which], O_RDONLY | (rng_one_in(r, 2) ? O_CLOEXEC : 0));
+	if (fd < 0)
+		DIE("open %s", procfs_paths[s->which]);
+	char buf[64];
+	if (read(fd, buf, sizeof(buf)) <= 0) /* a position past 0, as a reader leaves it */
+		DIE("read %s", procfs_paths[s->which]);
+	s->fd = place_fd(r, fd);
+	describe(in, "fd=%d %s", s->fd, procfs_paths[s->which]);
+	return 0;
+}
+
+static void procfs_check(struct inst *in, int final)
+{
+	(void)final;
+	struct procfs_st *s = ST_OF(in, struct procfs_st);
+	char buf[4096];
+	ssize_t n = pread(s->fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0) {
+		IFAIL(in, "fd %d (%s) reads nothing", s->fd, procfs_paths[s->which]);
+		return;
+	}
+	buf[n] = 0;
+	char want[64];
+	if (s->which == 0) {
+		snprintf(want, sizeof(want), "\nPid:\t%d\n", (int)getpid());
+		ICHECK(in, strstr(buf, want) != NULL, "fd %d: /proc/self/status is not ours", s->fd);
+	} else if (s->which == 1) {
+		snprintf(want, sizeof(want), "%d (", (int)getpid());
+		ICHECK(in, !strncmp(buf, want, strlen(want)), "fd %d: /proc/self/stat is not ours", s->fd);
+	} else
+		ICHECK(in, !strncmp(buf, "MemTotal:", 9), "fd %d: /proc/meminfo reads %.20s", s->fd, buf);
+}
+
 /* ---- memfd: name, size, contents, seals --------------------------------------------------- */
 
 struct memfd_st {
@@ -353,6 +398,7 @@ const struct item items_files[] = {
 	{ "dirfd", 3, dirfd_build, dir_check, NULL },
 	{ "removed-dir", 2, rmdir_build, dir_check, NULL },
 	{ "chardev", 3, dev_build, dev_check, NULL },
+	{ "procfs", 2, procfs_build, procfs_check, NULL },
 	{ "memfd", 3, memfd_build, memfd_check, NULL },
 	{ "memfd-odd-size", 2, memfd_odd_build, memfd_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
