@@ -14,13 +14,8 @@ export function writeFileImages(writer: ImageDirWriter, files: FileTable): void 
   writer.writeImage(
     'files.img',
     'FILES',
-    // Each record names its payload as file_entry does (reg, pipe, epfd, ...); a registered kind
-    // names its own field.
-    files.entries.map((f) =>
-      f.type === 'KIND'
-        ? create(file_entrySchema, { id: f.id, type: fd_types[f.kind.type], [f.kind.field]: f.record })
-        : create(file_entrySchema, { ...f, type: fd_types[f.type] }),
-    ),
+    // Each kind names its record's field of file_entry (reg, pipe, epfd, usk, ...).
+    files.entries.map((f) => create(file_entrySchema, { id: f.id, type: fd_types[f.kind.type], [f.kind.field]: f.record })),
   );
   // Images a kind makes from all its records (tty-info.img, pipes-data.img, memfd.img, ghosts).
   for (const kind of FD_KINDS as readonly AnyFdKind[]) {

@@ -9,7 +9,6 @@ import type { mm_entry } from '../image/gen/mm_pb.js';
 import type { fs_entry } from '../image/gen/fs_pb.js';
 import type { fdinfo_entry } from '../image/gen/fdinfo_pb.js';
 import type { reg_file_entry } from '../image/gen/regfile_pb.js';
-import type { NetlinkSkData } from '../resources/files/netlink.js';
 import type { CgroupMember } from '../resources/task/cgroup.js';
 import type { cg_controller_entry } from '../image/gen/cgroup_pb.js';
 import type { FownData } from '../resources/files/fown.js';
@@ -57,8 +56,6 @@ export interface CheckpointImage {
   kindFiles: Map<number, { kind: AnyFdKind; record: { id: number; flags: number; fown?: FownData } }>;
   /** What the registered kinds read beside files.img and keep for the restore (their session hooks get it). */
   kindImages: KindImages;
-  /** Netlink sockets, by file id. */
-  netlinkSockets: NetlinkSkData[];
   /**
    * The inet sockets that are TCP connections, by file id, with their tcp-stream images (read by
    * the inet kind's validate, resources/net/tcp-restore.ts), for the network lock.

@@ -31,7 +31,6 @@ import { TASK_STATE } from '../image/task-state.js';
 import { FD_KINDS, recordsOf, registeredKindOfEntry } from '../resources/files/registry.js';
 import { newKindState, type AnyFdKind, type KindImages } from '../resources/files/fd-kind.js';
 import { tcpImagesOf } from '../resources/net/tcp-restore.js';
-import type { NetlinkSkData } from '../resources/files/netlink.js';
 
 import type { TaskImage, ZombieImage, CheckpointImage } from './checkpoint.js';
 
@@ -88,7 +87,6 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
   const owners = new Map<number, FownData>();
   const fileIds = new Set<number>();
   const kindFiles: CheckpointImage['kindFiles'] = new Map();
-  const netlinkSockets: NetlinkSkData[] = [];
   const fileEntries = r.read('files.img') as file_entry[];
   // The REG entries: the paths fds, mappings, exe, cwd and root name.
   const files = new Map(fileEntries.flatMap((f) => (f.reg ? [[f.id, f.reg] as const] : [])));
@@ -97,15 +95,10 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
     if (fileIds.has(f.id)) throw new UserError(`files.img: file id ${f.id} appears twice`);
     fileIds.add(f.id);
     const registered = registeredKindOfEntry(f);
-    if (registered) {
-      const record = registered.kind.read(registered.payload, f.id, kindImages);
-      kindFiles.set(f.id, { kind: registered.kind, record });
-      if (record.fown) owners.set(f.id, record.fown);
-      continue;
-    }
-    if (!f.nlsk) throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
-    if (f.nlsk.fown) owners.set(f.id, f.nlsk.fown);
-    netlinkSockets.push(f.nlsk as NetlinkSkData);
+    if (!registered) throw new UserError(`files.img: file id ${f.id} of type ${f.type} — not supported yet`);
+    const record = registered.kind.read(registered.payload, f.id, kindImages);
+    kindFiles.set(f.id, { kind: registered.kind, record });
+    if (record.fown) owners.set(f.id, record.fown);
   }
   for (const kind of FD_KINDS as readonly AnyFdKind[]) kind.validate?.(recordsOf(kind, kindFiles.values()), kindImages);
   const zombies: ZombieImage[] = [];
@@ -159,7 +152,7 @@ export function readCheckpoint(dir: string, opts: { shellJob?: boolean; tcpClose
   const tcp = tcpImagesOf(kindImages);
   const cgroups = readCgroups(r);
   const namespaces = tasks.length && inventory.rootIds ? readRootNamespaces(r, inventory.rootIds, tasks, cgroups.get(tasks[0]!.core.tc?.cgSet ?? 0)) : { own: new Set<string>(), state: {} };
-  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, mappedFiles: mapped, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, netlinkSockets, tcpConnections: tcp.connections, tcpClosed: tcp.closed };
+  const ckpt = { dir: r.dir, inventory, namespaces, tasks, zombies, files, sysvShm, kindFiles, kindImages, mappedFiles: mapped, owners, cgroups, cgroupDirs: r.exists('cgroup.img') ? (r.read('cgroup.img') as cgroup_entry[]).flatMap((e) => e.controllers) : [], seccompFilters: readSeccomp(r), locks, tcpConnections: tcp.connections, tcpClosed: tcp.closed };
   validateCheckpoint(ckpt, r.list(), fileIds, manifest, opts.shellJob ?? false);
   // Once the VMAs are known sane: how each task's vdso comes back (refused here if it cannot).
   for (const t of tasks) {

@@ -13,7 +13,6 @@ import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
 import { closeSessionFiles, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
 import { TcpRestore } from '../resources/net/tcp-restore.js';
-import { restoreNetlinkSk } from '../resources/files/netlink.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
 import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
 import { shmemSizes } from '../resources/mm/restore.js';
@@ -256,10 +255,6 @@ function createSharedObjects(session: RestoreSession, made: SharedObjects, netns
   const { ckpt } = session;
   // A socket belongs to the network namespace it was made in: the tree's own, when it has one.
   const inNetns = <T>(fn: () => T): T => (netns ? netns.run(fn) : fn());
-  // Netlink sockets first: a unix socket's queue may carry them.
-  inNetns(() => {
-    for (const e of ckpt.netlinkSockets) session.files.set(e.id, restoreNetlinkSk(e));
-  });
   // Deleted files exist again while the tasks open and map them (removed before they run),
   // memfds, which the tasks map from our fds, and the sockets, each kind's all at once: peers,
   // names and queued data do not depend on who holds them.

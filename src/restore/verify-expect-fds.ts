@@ -6,7 +6,6 @@ import { fdFlagSet } from '../resources/observe/names.js';
 import { OBJECT_KINDS, type ObservedKind } from '../resources/observe/fd-kinds.js';
 import { fdKey, lockText } from '../resources/observe/read-fds.js';
 import type { Snapshot } from '../resources/observe/snapshot.js';
-import { expectSkOpts } from '../resources/files/sk-verify.js';
 import type { CheckpointImage, TaskImage } from './images.js';
 
 /** Whether the image holds field `name` of `msg` (proto2 presence, never `!== undefined`). */
@@ -28,10 +27,7 @@ interface Described {
 
 function describe(ckpt: CheckpointImage, id: number): Described | null {
   const registered = ckpt.kindFiles.get(id);
-  if (!registered) {
-    const sk = ckpt.netlinkSockets.find((n) => n.id === id);
-    return sk ? { kind: 'socket', flags: sk.flags, expect: (s, key) => expectSkOpts(s, key, sk.opts) } : null;
-  }
+  if (!registered) return null;
   const { kind, record } = registered;
   // A pipe that led outside the tree is whatever --inherit-fd gave in its place.
   if (kind.inherited?.(record)) return null;

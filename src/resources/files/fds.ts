@@ -6,8 +6,6 @@ import { parseFdinfo } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { findFdBlocker } from './kind.js';
-import { dumpSocket } from './socket.js';
-import { socketInode } from './our-copy.js';
 import { fdLocks, lockEntries } from './locks.js';
 import { registeredKindOf } from './registry.js';
 import type { FileTypeName } from './fd-kind.js';
@@ -82,17 +80,12 @@ export function dumpFd(pid: number, fd: number, files: FileTable): FdTableEntry 
   const twin = seen.find((s) => s.ino === st.ino && s.dev === st.dev && kcmp(s.pid, pid, KCMP.FILE, s.fd, fd) === 0);
   let id: number;
   const fown = twin ? NO_FOWN : dumpFown(pid, fd);
-  const sock = socketInode(link);
   if (twin) {
     id = twin.id;
-    if (!registered && sock !== null) type = files.entries.find((e) => e.id === id)!.type as FdTableEntry['type'];
-  } else if (!registered && sock !== null) {
-    // Netlink sockets are inspected (and refused) by their own module.
-    ({ id, type } = dumpSocket(pid, fd, sock, flags, fown, files));
   } else {
     const blocker = findFdBlocker(pid, fd, link, st.mode, files.scan, info);
     if (blocker) throw new UnsupportedError([blocker]);
-    // Every fd that is not a netlink socket and not refused above is of a registered kind.
+    // Every fd not refused above is of a registered kind.
     if (!registered) throw new Error(`pid ${pid} fd ${fd}: ${link}: no fd kind takes it`);
     id = files.addKind(registered, (fileId) => registered.dump({ pid, fd, link, mode: st.mode, info }, fileId, flags, fown, files.dumpContext));
   }

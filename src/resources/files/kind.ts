@@ -1,8 +1,8 @@
 // What stops an fd from being dumped: its kind's blocker (registry.ts), its locks, or, for what
 // no kind takes, the text for what cryo does not support yet; and what the fd is in words, for
 // check's report.
-import { judgeSocket, socketBlocker } from './socket.js';
-import { socketInode } from './our-copy.js';
+import { socketFamily, unsupportedSocket } from './socket-common.js';
+import { blockerAt } from '../../util/blocker.js';
 import type { FileScan } from './scan.js';
 import { fdLocks, lockBlocker } from './locks.js';
 import { registeredKindOf } from './registry.js';
@@ -57,15 +57,16 @@ export function describeFd(pid: number, fd: number, link: string, mode: number |
     const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
     return registered.describe({ pid, fd, link, mode, info }, scan);
   }
-  if (!registered && socketInode(link) !== null) return judgeSocket(pid, fd).text;
-  return describeLink(link);
+  const family = registered ? null : socketFamily(link, { pid, fd });
+  return family !== null ? unsupportedSocket(family).text : describeLink(link);
 }
 
 function kindBlocker(pid: number, fd: number, link: string, mode: number | null, scan: FileScan, info: ProcFdinfo): Blocker | null {
   const refuse = (kind: string, reason: string): Blocker => ({ pid, fd, kind, reason });
   const registered = registeredKindOf(link, mode, { pid, fd });
   if (registered) return registered.blocker({ pid, fd, link, mode, info }, scan);
-  if (socketInode(link) !== null) return socketBlocker(pid, fd);
+  const family = socketFamily(link, { pid, fd });
+  if (family !== null) return blockerAt({ pid, fd }, unsupportedSocket(family).cause);
   const a = /^anon_inode:\[?([^\]]*)\]?$/.exec(link);
   if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
   if (link.startsWith('/secretmem')) return refuse('secretmem', 'memfd_secret memory — its pages cannot be read from outside the process, by design; not supported');

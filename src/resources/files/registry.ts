@@ -5,8 +5,6 @@
 // `socket:[N]`, told apart by their family), which it never takes. The hooks run in this order
 // too: the unix kind's prepare() comes last, since the messages queued in its sockets carry
 // files of every other kind (a deleted file made again, a memfd, an inet socket).
-// (Netlink sockets still have their branches in fds.ts, table.ts, restore/images.ts and
-// restore/index.ts.)
 import type { AnyFdKind, FdAt, FileEntryField } from './fd-kind.js';
 import { eventfdKind } from './eventfd.js';
 import { signalfdKind } from './signalfd.js';
@@ -21,9 +19,10 @@ import { fifoKind } from './fifo.js';
 import { memfdKind } from './memfd.js';
 import { regKind } from './reg.js';
 import { inetKind } from './inet-kind.js';
+import { netlinkKind } from './netlink-kind.js';
 import { unixKind } from './unix-kind.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind, inetKind, unixKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind, inetKind, netlinkKind, unixKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];

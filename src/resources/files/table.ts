@@ -3,7 +3,6 @@
 import { regKind, regRecord, type RegFileData } from './reg.js';
 import { NO_FOWN, type FownData } from './fown.js';
 import type { FileScan } from './scan.js';
-import type { NetlinkSkData } from './netlink.js';
 import { statSync } from 'node:fs';
 import { O } from '../../sys/index.js';
 import { memfdKind, memfdRecord } from './memfd.js';
@@ -11,11 +10,8 @@ import type { FileLockData } from './locks.js';
 import { newKindState, type AnyFdKind, type FdDumpContext } from './fd-kind.js';
 import type { TcpDump } from '../net/tcp-dump.js';
 
-export type FileRecord = { type: 'NETLINKSK'; id: number; nlsk: NetlinkSkData } | KindRecord;
-
 /** The record of a registered kind (registry.ts), written into file_entry's field `kind.field`. */
-export interface KindRecord {
-  type: 'KIND';
+export interface FileRecord {
   id: number;
   kind: AnyFdKind;
   record: unknown;
@@ -96,7 +92,7 @@ export class FileTable {
   addKind(kind: AnyFdKind, dump: (id: number) => unknown): number {
     const id = this.entries.length + 1;
     // In place before dump() runs: it may add entries of its own (a tty's path, addPath).
-    const entry: KindRecord = { type: 'KIND', id, kind, record: null };
+    const entry: FileRecord = { id, kind, record: null };
     this.entries.push(entry);
     entry.record = dump(id);
     return id;
