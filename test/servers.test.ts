@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import {
   cleanupTrees, checkRestore, descendants, dumpAndKill, family, freePort, makeTempDir, restore, startTarget, waitFor,
-  waitForLine, cryo, cryoReport, type Target,
+  waitForLine, cryo, cryoReport, readCmdline, type Target,
 } from './lib/index.js';
 
 after(cleanupTrees);
@@ -102,6 +102,10 @@ describe('PostgreSQL', () => {
     sql('CREATE UNLOGGED TABLE kept (n int PRIMARY KEY, v text)');
     sql("INSERT INTO kept SELECT g, 'row ' || g FROM generate_series(1, 20000) g");
     const started = sql('SELECT pg_postmaster_start_time()');
+    // The last psql's backend ("postgres: postgres postgres [local] ...") may still be exiting
+    // after psql returned: the list is taken once only the postmaster's helpers are left.
+    const backends = () => family(t.pid).filter((r) => (readCmdline(r.pid) ?? []).join(' ').includes('[local]'));
+    assert.ok(await waitFor(() => backends().length === 0, 10_000), `backends outlived their psql: ${JSON.stringify(backends())}`);
     const before = pids(t.pid);
     assert.ok(before.length >= 4, `the postmaster and its helpers: ${JSON.stringify(family(t.pid))}`);
     descendants(t.pid);
