@@ -1,7 +1,7 @@
 // Objects whose fd looks like a plain file but cannot be opened again by its path are refused by
 // check and by dump before anything is touched, named (a restore that found out later would
-// have lost a killed tree): a POSIX message queue (its /proc link is the queue's name) and a
-// file whose path was overmounted after it was opened; memfd_secret memory; an inotify watch on a
+// have lost a killed tree): a POSIX message queue with a notification registered or unlinked
+// (its /proc link is the queue's name, then a deleted one) and a file whose path was overmounted after it was opened; memfd_secret memory; an inotify watch on a
 // deleted file that only a process outside the tree holds; a thread with an fd table or fs context
 // of its own; a /proc file of a process outside the tree.
 import assert from 'node:assert/strict';
@@ -11,7 +11,13 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cleanupTrees, cryo, cryoReport, expectPass, readyPython, statusField, targetReport, type Target } from './lib/index.js';
 
-after(cleanupTrees);
+/** The message queues the tests made, removed at the end even when a test failed before its target did. */
+const queues: string[] = [];
+
+after(async () => {
+  await cleanupTrees();
+  for (const q of queues) execFileSync('/usr/bin/python3', ['-c', `import ctypes; ctypes.CDLL(None).mq_unlink(${JSON.stringify(q)}.encode())`]);
+});
 
 /** check -t exits 3 naming `reason` for `fd`; dump exits 3 with the same; the target runs on untouched. */
 function refusedBoth(t: Target, fd: number, reason: RegExp): void {
@@ -41,18 +47,23 @@ describe('an fd that cannot be opened again by its path is refused before anythi
     await expectPass(t);
   });
 
-  for (const named of [true, false]) {
-    it(`a POSIX message queue (mq_open), ${named ? 'with its name' : 'unlinked'}: named as one`, { timeout: 60_000 }, async () => {
-      const name = `/cryo-test-${process.pid}-${named ? 'named' : 'unlinked'}`;
+  for (const how of ['notify', 'unlinked'] as const) {
+    it(`a POSIX message queue (mq_open) ${how === 'notify' ? 'with a notification registered' : 'unlinked'}: named as one`, { timeout: 60_000 }, async () => {
+      const name = `/cryo-test-${process.pid}-${how}`;
+      queues.push(name);
       const { t, ready } = await readyPython('mqueue', [
         'import ctypes, os, time',
         'libc = ctypes.CDLL(None, use_errno=True)',
         `name = ${JSON.stringify(name)}.encode()`,
         'fd = libc.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, None)',
         'assert fd >= 0, ctypes.get_errno()',
-        // Unlinked, the open queue lives on nameless (its /proc link reads as a deleted file).
-        ...(named ? [] : ['libc.mq_unlink(name)']),
         'assert libc.mq_send(fd, b"kept", 4, 0) == 0',
+        ...(how === 'unlinked'
+          ? // Unlinked, the open queue lives on nameless (its /proc link reads as a deleted file).
+            ['libc.mq_unlink(name)']
+          : // struct sigevent with sigev_notify SIGEV_NONE (1): registered once the queue is not
+            // empty (a message arriving in an empty queue fires it, and that unregisters it).
+            ['sev = (ctypes.c_int * 16)()', 'sev[3] = 1', 'assert libc.mq_notify(fd, sev) == 0, ctypes.get_errno()']),
         'print(f"READY {fd}", flush=True)',
         'while not os.path.exists("go"): time.sleep(0.01)',
         'libc.mq_unlink(name)',
@@ -61,7 +72,9 @@ describe('an fd that cannot be opened again by its path is refused before anythi
         'print("PASS" if buf.raw[:n] == b"kept" else f"FAIL: queue has {buf.raw[:n]!r}", flush=True)',
       ]);
       const fd = Number(ready.split(' ')[1]);
-      refusedBoth(t, fd, new RegExp(`POSIX message queue ${name} \\(mq_open\\) — not supported yet`));
+      refusedBoth(t, fd, how === 'notify'
+        ? new RegExp(`POSIX message queue ${name} \\(mq_open\\) has a notification registered \\(mq_notify, for pid ${t.pid}\\)`)
+        : new RegExp(`POSIX message queue ${name} \\(mq_open\\) was unlinked: it cannot be opened by name again`));
       await expectPass(t);
     });
   }

@@ -37,6 +37,7 @@ import { ipc_sem_entrySchema } from "./gen/ipc-sem_pb.js";
 import { ipc_shm_entrySchema } from "./gen/ipc-shm_pb.js";
 import { ipc_var_entrySchema } from "./gen/ipc-var_pb.js";
 import { memfd_inode_entrySchema } from "./gen/memfd_pb.js";
+import { cryo_mqueue_entrySchema } from "./gen/cryo-mqueue_pb.js";
 import { mm_entrySchema } from "./gen/mm_pb.js";
 import { mnt_entrySchema } from "./gen/mnt_pb.js";
 import { net_device_entrySchema, netns_entrySchema } from "./gen/netdev_pb.js";
@@ -189,6 +190,8 @@ const KINDS: readonly ImageKind[] = [
   { name: "BPFMAP_FILE", magic: 0x57506142, framing: "common", files: ["bpfmap-file.img"], schema: bpfmap_file_entrySchema },
   { name: "BPFMAP_DATA", magic: 0x64324033, framing: "common", files: ["bpfmap-data.img"], schema: bpfmap_data_entrySchema, payload: bpfmapDataPayload },
   { name: "APPARMOR", magic: 0x59423047, framing: "common", files: ["apparmor.img"], schema: apparmor_entrySchema },
+  // cryo's own (CRIU has no image of POSIX message queues): a magic of cryo's, "CRY1".
+  { name: "CRYO_MQUEUE", magic: 0x43525931, framing: "common", files: ["cryo-mqueue.img"], schema: cryo_mqueue_entrySchema },
   // Service files: not part of the checkpoint proper, and named without ".img".
   { name: "STATS", magic: 0x57093306, framing: "service", files: ["stats-%s"], schema: stats_entrySchema },
   { name: "IRMAP_CACHE", magic: 0x57004059, framing: "service", files: ["irmap-cache"], schema: irmap_cache_entrySchema },

@@ -117,8 +117,8 @@ export function prepareKinds(session: RestoreSession, inNetns: <T>(fn: () => T) 
  * Undoes what the kinds made outside the restorer (the deleted files are deleted again): before
  * any task runs or sees them, and after a failure. Each kind undoes only what is left.
  */
-export function unmakeKinds(session: RestoreSession): void {
-  for (const kind of FD_KINDS as readonly AnyFdKind[]) for (const failed of kind.unmake?.(session.ckpt.kindImages) ?? []) session.log.warn(failed);
+export function unmakeKinds(session: RestoreSession, failed: boolean): void {
+  for (const kind of FD_KINDS as readonly AnyFdKind[]) for (const left of kind.unmake?.(session.ckpt.kindImages, failed) ?? []) session.log.warn(left);
 }
 
 

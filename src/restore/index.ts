@@ -120,6 +120,8 @@ export function restore(opts: RestoreOptions): RestoreResult {
   let netns: NetnsRestore | null = null;
   let cgroups: CgroupRestore | null = null;
   let userns: MadeUserns | null = null;
+  /** The tasks run: what the kinds made for them stays. */
+  let restored = false;
   try {
     // The tree's cgroups exist, with their settings, before any task is put in them.
     cgroups = log.step('cgroups', () => {
@@ -187,12 +189,13 @@ export function restore(opts: RestoreOptions): RestoreResult {
       failpoint('restore:resume');
       if (opts.pidfile) writeOutputFile(opts.pidfile, `${img.pid}\n`, 0o644, 'pidfile');
       // Deleted files are deleted again before any task runs (or sees them in their directory).
-      unmakeKinds(session);
+      unmakeKinds(session, false);
       beforeResumeKinds(session);
       // Repair mode is left as late as can be: the connections run from the tasks' first step.
       tcp?.leaveRepair();
       resume(session);
     });
+    restored = true;
   } catch (e) {
     tcp?.abort();
     netns?.abort();
@@ -207,7 +210,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     if (userns) closeMadeUserns(userns);
     // After the close: a failed restore's sockets are gone (silently) before packets pass again.
     releaseLock(tcp, log);
-    unmakeKinds(session);
+    unmakeKinds(session, !restored);
     if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
     setTreeRoot(null);
   }

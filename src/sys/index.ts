@@ -15,3 +15,4 @@ export * from './netlink.js';
 export * from './netns.js';
 export * from './mcast.js';
 export * from './nsfs.js';
+export * from './mqueue.js';

@@ -49,13 +49,15 @@ import type { bpfmap_file_entry } from "./bpfmap-file_pb.js";
 import { file_bpfmap_file } from "./bpfmap-file_pb.js";
 import type { pidfd_entry } from "./pidfd_pb.js";
 import { file_pidfd } from "./pidfd_pb.js";
+import type { cryo_mqueue_file_entry } from "./cryo-mqueue_pb.js";
+import { file_cryo_mqueue } from "./cryo-mqueue_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file fdinfo.proto.
  */
 export const file_fdinfo: GenFile = /*@__PURE__*/
-  fileDesc("CgxmZGluZm8ucHJvdG8ibgoMZmRpbmZvX2VudHJ5EgoKAmlkGAEgAigNEg0KBWZsYWdzGAIgAigNEhcKBHR5cGUYAyACKA4yCS5mZF90eXBlcxIKCgJmZBgEIAIoDRIeChZ4YXR0cl9zZWN1cml0eV9zZWxpbnV4GAUgASgJIqAFCgpmaWxlX2VudHJ5EhcKBHR5cGUYASACKA4yCS5mZF90eXBlcxIKCgJpZBgCIAIoDRIcCgNyZWcYAyABKAsyDy5yZWdfZmlsZV9lbnRyeRIbCgNpc2sYBCABKAsyDi5pbmV0X3NrX2VudHJ5EhsKA25zZhgFIAEoCzIOLm5zX2ZpbGVfZW50cnkSHwoDcHNrGAYgASgLMhIucGFja2V0X3NvY2tfZW50cnkSHwoEbmxzaxgHIAEoCzIRLm5ldGxpbmtfc2tfZW50cnkSIAoDZWZkGAggASgLMhMuZXZlbnRmZF9maWxlX2VudHJ5EiMKBGVwZmQYCSABKAsyFS5ldmVudHBvbGxfZmlsZV9lbnRyeRIdCgRzZ2ZkGAogASgLMg8uc2lnbmFsZmRfZW50cnkSHAoEdHVuZhgLIAEoCzIOLnR1bmZpbGVfZW50cnkSGwoDdGZkGAwgASgLMg4udGltZXJmZF9lbnRyeRIgCgNpZnkYDSABKAsyEy5pbm90aWZ5X2ZpbGVfZW50cnkSIQoDZmZ5GA4gASgLMhQuZmFub3RpZnlfZmlsZV9lbnRyeRIcCgNleHQYDyABKAsyDy5leHRfZmlsZV9lbnRyeRIbCgN1c2sYECABKAsyDi51bml4X3NrX2VudHJ5EhkKBGZpZm8YESABKAsyCy5maWZvX2VudHJ5EhkKBHBpcGUYEiABKAsyCy5waXBlX2VudHJ5EhwKA3R0eRgTIAEoCzIPLnR0eV9maWxlX2VudHJ5EiAKBW1lbWZkGBQgASgLMhEubWVtZmRfZmlsZV9lbnRyeRIfCgNicGYYFSABKAsyEi5icGZtYXBfZmlsZV9lbnRyeRIbCgVwaWRmZBgWIAEoCzIMLnBpZGZkX2VudHJ5Kp8CCghmZF90eXBlcxIHCgNVTkQQABIHCgNSRUcQARIICgRQSVBFEAISCAoERklGTxADEgoKBklORVRTSxAEEgoKBlVOSVhTSxAFEgsKB0VWRU5URkQQBhINCglFVkVOVFBPTEwQBxILCgdJTk9USUZZEAgSDAoIU0lHTkFMRkQQCRIMCghQQUNLRVRTSxAKEgcKA1RUWRALEgwKCEZBTk9USUZZEAwSDQoJTkVUTElOS1NLEA0SBgoCTlMQDhIICgRUVU5GEA8SBwoDRVhUEBASCwoHVElNRVJGRBAREgkKBU1FTUZEEBISCgoGQlBGTUFQEBMSCQoFUElERkQQFBINCgdDVExfVFRZEP7/AxIRCgtBVVRPRlNfUElQRRD//wM", [file_regfile, file_sk_inet, file_ns, file_packet_sock, file_sk_netlink, file_eventfd, file_eventpoll, file_signalfd, file_tun, file_timerfd, file_fsnotify, file_ext_file, file_sk_unix, file_fifo, file_pipe, file_tty, file_memfd, file_bpfmap_file, file_pidfd]);
+  fileDesc("CgxmZGluZm8ucHJvdG8ibgoMZmRpbmZvX2VudHJ5EgoKAmlkGAEgAigNEg0KBWZsYWdzGAIgAigNEhcKBHR5cGUYAyACKA4yCS5mZF90eXBlcxIKCgJmZBgEIAIoDRIeChZ4YXR0cl9zZWN1cml0eV9zZWxpbnV4GAUgASgJIs8FCgpmaWxlX2VudHJ5EhcKBHR5cGUYASACKA4yCS5mZF90eXBlcxIKCgJpZBgCIAIoDRIcCgNyZWcYAyABKAsyDy5yZWdfZmlsZV9lbnRyeRIbCgNpc2sYBCABKAsyDi5pbmV0X3NrX2VudHJ5EhsKA25zZhgFIAEoCzIOLm5zX2ZpbGVfZW50cnkSHwoDcHNrGAYgASgLMhIucGFja2V0X3NvY2tfZW50cnkSHwoEbmxzaxgHIAEoCzIRLm5ldGxpbmtfc2tfZW50cnkSIAoDZWZkGAggASgLMhMuZXZlbnRmZF9maWxlX2VudHJ5EiMKBGVwZmQYCSABKAsyFS5ldmVudHBvbGxfZmlsZV9lbnRyeRIdCgRzZ2ZkGAogASgLMg8uc2lnbmFsZmRfZW50cnkSHAoEdHVuZhgLIAEoCzIOLnR1bmZpbGVfZW50cnkSGwoDdGZkGAwgASgLMg4udGltZXJmZF9lbnRyeRIgCgNpZnkYDSABKAsyEy5pbm90aWZ5X2ZpbGVfZW50cnkSIQoDZmZ5GA4gASgLMhQuZmFub3RpZnlfZmlsZV9lbnRyeRIcCgNleHQYDyABKAsyDy5leHRfZmlsZV9lbnRyeRIbCgN1c2sYECABKAsyDi51bml4X3NrX2VudHJ5EhkKBGZpZm8YESABKAsyCy5maWZvX2VudHJ5EhkKBHBpcGUYEiABKAsyCy5waXBlX2VudHJ5EhwKA3R0eRgTIAEoCzIPLnR0eV9maWxlX2VudHJ5EiAKBW1lbWZkGBQgASgLMhEubWVtZmRfZmlsZV9lbnRyeRIfCgNicGYYFSABKAsyEi5icGZtYXBfZmlsZV9lbnRyeRIbCgVwaWRmZBgWIAEoCzIMLnBpZGZkX2VudHJ5Ei0KC2NyeW9fbXF1ZXVlGOkHIAEoCzIXLmNyeW9fbXF1ZXVlX2ZpbGVfZW50cnkqsQIKCGZkX3R5cGVzEgcKA1VORBAAEgcKA1JFRxABEggKBFBJUEUQAhIICgRGSUZPEAMSCgoGSU5FVFNLEAQSCgoGVU5JWFNLEAUSCwoHRVZFTlRGRBAGEg0KCUVWRU5UUE9MTBAHEgsKB0lOT1RJRlkQCBIMCghTSUdOQUxGRBAJEgwKCFBBQ0tFVFNLEAoSBwoDVFRZEAsSDAoIRkFOT1RJRlkQDBINCglORVRMSU5LU0sQDRIGCgJOUxAOEggKBFRVTkYQDxIHCgNFWFQQEBILCgdUSU1FUkZEEBESCQoFTUVNRkQQEhIKCgZCUEZNQVAQExIJCgVQSURGRBAUEhAKC0NSWU9fTVFVRVVFEOkHEg0KB0NUTF9UVFkQ/v8DEhEKC0FVVE9GU19QSVBFEP//Aw", [file_regfile, file_sk_inet, file_ns, file_packet_sock, file_sk_netlink, file_eventfd, file_eventpoll, file_signalfd, file_tun, file_timerfd, file_fsnotify, file_ext_file, file_sk_unix, file_fifo, file_pipe, file_tty, file_memfd, file_bpfmap_file, file_pidfd, file_cryo_mqueue]);
 
 /**
  * One descriptor of a task: fd number, flags and the id of its file in files.img.
@@ -213,6 +215,13 @@ export type file_entry = Message<"file_entry"> & {
    * @generated from field: optional pidfd_entry pidfd = 22;
    */
   pidfd?: pidfd_entry | undefined;
+
+  /**
+   * cryo's own.
+   *
+   * @generated from field: optional cryo_mqueue_file_entry cryo_mqueue = 1001;
+   */
+  cryoMqueue?: cryo_mqueue_file_entry | undefined;
 };
 
 /**
@@ -330,6 +339,13 @@ export enum fd_types {
    * @generated from enum value: PIDFD = 20;
    */
   PIDFD = 20,
+
+  /**
+   * cryo's own: a POSIX message queue (cryo-mqueue.proto).
+   *
+   * @generated from enum value: CRYO_MQUEUE = 1001;
+   */
+  CRYO_MQUEUE = 1001,
 
   /**
    * @generated from enum value: CTL_TTY = 65534;

@@ -244,9 +244,10 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   /**
    * Undoes what prepare() made outside the restorer (removes the deleted files made again):
    * just before the tasks run, and again after a failed restore (then only what is left).
-   * Returns what could not be undone, for the log.
+   * Returns what could not be undone, for the log. `failed`: the restore failed (what stays with
+   * a restored tree, a named message queue, is removed only then).
    */
-  unmake?(images: KindImages): string[];
+  unmake?(images: KindImages, failed: boolean): string[];
   /** What a mapping of the record's file opens (once prepare() ran): a file's path, a memfd's fd. */
   mapped?(rec: R, images: KindImages): MappedPath | undefined;
   /** The phase of one record, when it is not the kind's `phase` for all of them. */
@@ -292,9 +293,9 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   expect?(rec: R, s: FdObservation, key: string): void;
   /**
    * What an fd of the kind shows (from /proc: its fdinfo, and its link and mode), under the same
-   * keys as expect().
+   * keys as expect(). `seen.at`: where the fd is (the /proc side always says).
    */
-  observe?(info: ProcFdinfo, s: FdObservation, key: string, seen: { link: string; mode: number }): void;
+  observe?(info: ProcFdinfo, s: FdObservation, key: string, seen: { link: string; mode: number; at?: FdAt }): void;
 }
 
 /** A kind with its record type forgotten, as the registry holds it. */

@@ -8,7 +8,7 @@ import { openSync, closeSync, statSync } from 'node:fs';
 import { reg_file_entrySchema } from '../../image/gen/regfile_pb.js';
 import { hasField } from '../../image/presence.js';
 import { buildIdWords } from './build-id.js';
-import { O, F, sys, filesystemType, FS_MAGIC } from '../../sys/index.js';
+import { O, F, sys } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { hostPath, ownMountNs } from '../mnt/root-path.js';
@@ -208,10 +208,6 @@ export const regKind = {
   blocker(f: FdSeen, scan: FileScan): Blocker | null {
     const { pid, fd, link } = f;
     const type = f.mode! & S_IFMT;
-    // Before the ghost-file test: an unlinked queue's link reads as a deleted file.
-    if (type === S_IFREG && filesystemType(`/proc/${pid}/fd/${fd}`) === FS_MAGIC.MQUEUE) {
-      return { pid, fd, kind: 'mqueue', reason: `POSIX message queue ${link.replace(/ \(deleted\)$/, '')} (mq_open) — not supported yet` };
-    }
     const gone = deletedPath(link);
     const unlinked = gone !== null ? unlinkedName(pid, gone, `/proc/${pid}/fd/${fd}`) : null;
     if (unlinked?.kind === 'lost') return { pid, fd, kind: 'file', reason: lostReason(gone!, unlinked.links) };

@@ -17,12 +17,13 @@ import { ttyKind } from './tty.js';
 import { pipeKind } from './pipe.js';
 import { fifoKind } from './fifo.js';
 import { memfdKind } from './memfd.js';
+import { mqueueKind } from './mqueue.js';
 import { regKind } from './reg.js';
 import { inetKind } from './inet-kind.js';
 import { netlinkKind } from './netlink-kind.js';
 import { unixKind } from './unix-kind.js';
 
-export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, regKind, inetKind, netlinkKind, unixKind] as const;
+export const FD_KINDS = [eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, epollKind, pidfdKind, ttyKind, pipeKind, fifoKind, memfdKind, mqueueKind, regKind, inetKind, netlinkKind, unixKind] as const;
 
 /** The names the registered kinds go by (what the verification calls their fds). */
 export type RegisteredKindName = (typeof FD_KINDS)[number]['name'];

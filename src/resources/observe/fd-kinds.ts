@@ -3,6 +3,7 @@
 // (resources/files/registry.ts) go by their own names.
 import { FD_KINDS, registeredKindOf, type RegisteredKindName } from '../files/registry.js';
 import { pathKindName } from '../files/reg.js';
+import type { FdAt } from '../files/fd-kind.js';
 
 /** What the verification calls an fd's kind (the registered kinds go by their own names). */
 export type ObservedKind = 'file' | 'dir' | 'device' | 'fifo' | 'pipe' | 'socket' | 'memfd' | 'anon' | RegisteredKindName;
@@ -14,10 +15,10 @@ const ANON: Record<string, ObservedKind> = {
 };
 
 /** The kind of an fd from its /proc/PID/fd link and the st_mode of what it opens. */
-export function fdKindOf(link: string, mode: number): ObservedKind {
+export function fdKindOf(link: string, mode: number, at?: FdAt): ObservedKind {
   if (link.startsWith('socket:[')) return 'socket';
   if (link.startsWith('pipe:[')) return 'pipe';
-  const registered = registeredKindOf(link, mode);
+  const registered = registeredKindOf(link, mode, at);
   if (registered) return (registered.nameOf?.(mode) ?? registered.name) as ObservedKind;
   if (link.startsWith('anon_inode:')) return ANON[link] ?? 'anon';
   return pathKindName(mode);

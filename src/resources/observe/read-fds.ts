@@ -25,12 +25,12 @@ export function readFds(s: Snapshot, pid: number, sockets: boolean): void {
     for (const fd of fds) {
       const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
       const mode = statSync(`/proc/${pid}/fd/${fd}`).mode;
-      const kind = fdKindOf(link, mode);
+      const kind = fdKindOf(link, mode, { pid, fd });
       const info = parseFdinfo(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
       const key = fdKey(fd, kind);
       s.set(key, fdFlagSet(info.flags & ~O.CLOEXEC, (info.flags & O.CLOEXEC) !== 0, OBJECT_KINDS.has(kind)));
       // The kind's own: positions, paths, counters, settings, watches, targets.
-      registeredKindOf(link, mode)?.observe?.(info, s, key, { link, mode });
+      registeredKindOf(link, mode, { pid, fd })?.observe?.(info, s, key, { link, mode, at: { pid, fd } });
       const locks = (info.extra.get('lock') ?? []).map(parseLockLine).filter((l) => l !== null);
       if (locks.length) s.set(`${key} locks`, { set: locks.map((l) => lockText(l.kind, l.type, l.start, l.end)) });
       if (kind === 'socket' && sockets) {
