@@ -1,44 +1,59 @@
 // What SIGKILLed targets leave in /dev/shm: Python multiprocessing's named semaphores (its
 // resource tracker unlinks them at exit, which a kill skips) and PostgreSQL's dynamic shared
-// memory segments. Entries made since this test file started, of those two shapes, that no live
-// process has open or mapped are removed by cleanup(): a suite run no longer leaves dozens.
+// memory segments. cleanup() and cleanupTrees() note the entries of those two shapes that the
+// processes they are about to kill (and their descendants) have open or mapped, and cleanup()
+// removes them once no live process uses them. Only its own victims' entries: another test run's, or a dumped tree's
+// waiting for its restore, are never touched.
 import * as fs from 'node:fs';
 
-const SHM = '/dev/shm';
-const LEFTOVER = /^(sem\.mp-|PostgreSQL\.)/;
-const atStart = new Set(names());
+const SHM = '/dev/shm/';
+const LEFTOVER = /^\/dev\/shm\/(sem\.mp-|PostgreSQL\.)/;
 
-function names(): string[] {
-  try {
-    return fs.readdirSync(SHM);
-  } catch {
-    return [];
-  }
-}
-
-/** /dev/shm paths some live process has open or mapped (another test's may still be in use). */
-function inUse(): Set<string> {
-  const used = new Set<string>();
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+function descendants(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
     try {
-      for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
-        const at = line.indexOf(`${SHM}/`);
-        if (at >= 0) used.add(line.slice(at).replace(/ \(deleted\)$/, ''));
-      }
-      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-        const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (link.startsWith(`${SHM}/`)) used.add(link);
+      for (const tid of fs.readdirSync(`/proc/${out[i]}/task`)) {
+        const kids = fs.readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').trim();
+        if (kids) out.push(...kids.split(/\s+/).map(Number));
       }
     } catch {
-      /* gone, or not ours to read */
+      /* gone */
     }
   }
-  return used;
+  return out;
 }
 
+/** The /dev/shm paths `pid` has open or mapped. */
+function shmOf(pid: number): string[] {
+  const out: string[] = [];
+  try {
+    for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+      const at = line.indexOf(SHM);
+      if (at >= 0) out.push(line.slice(at).replace(/ \(deleted\)$/, ''));
+    }
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (link.startsWith(SHM)) out.push(link);
+    }
+  } catch {
+    /* gone, or not ours to read */
+  }
+  return out;
+}
+
+const noted = new Set<string>();
+
+/** Notes the leftover-shaped entries the processes `pids` (and theirs) use: call before killing them. */
+export function noteShmOf(pids: number[]): void {
+  for (const pid of pids) for (const p of descendants(pid)) for (const path of shmOf(p)) if (LEFTOVER.test(path)) noted.add(path);
+}
+
+/** Removes the noted entries no live process has open or mapped any more. */
 export function removeShmLeftovers(): void {
-  const fresh = names().filter((n) => LEFTOVER.test(n) && !atStart.has(n));
-  if (!fresh.length) return;
-  const used = inUse();
-  for (const n of fresh) if (!used.has(`${SHM}/${n}`)) fs.rmSync(`${SHM}/${n}`, { force: true });
+  if (!noted.size) return;
+  const live = new Set<string>();
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) for (const path of shmOf(Number(pid))) live.add(path);
+  for (const path of noted) if (!live.has(path)) fs.rmSync(path, { force: true });
+  noted.clear();
 }

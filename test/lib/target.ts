@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildTarget } from './build.js';
-import { removeShmLeftovers } from './shm-leftovers.js';
+import { removeShmLeftovers, noteShmOf } from './shm-leftovers.js';
 import { pidExists, procStat, readCmdline, readCwd, sleep, describePid, statusField, waitFor } from './proc.js';
 
 export interface Target {
@@ -239,6 +239,7 @@ export function killTarget(t: { pid: number; argv: string[]; root: string }): bo
  */
 export async function cleanup(): Promise<void> {
   const victims = tracked.splice(0);
+  noteShmOf(victims.filter((t) => isOurs(t)).map((t) => t.pid));
   for (const t of victims) killTarget(t);
   // let them die before removing the files they map (not needed for correctness, keeps /tmp tidy)
   const deadline = Date.now() + 2000;

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import { critDecodeAll, cryoReport, dump, restore } from './cryo.js';
 import { cleanup, targetReport, startTarget, waitForLine, goAndWaitResult, TARGET_ROOT_PREFIX, type Target } from './target.js';
 import { buildTarget } from './build.js';
+import { noteShmOf } from './shm-leftovers.js';
 import { waitPidGone, readCwd } from './proc.js';
 
 /** Every PID the tests saw in a tree, killed at the end (by PID, only those). */
@@ -12,6 +13,7 @@ const seen = new Set<number>();
 
 /** Kills every PID a tree helper has seen (those only), then the usual cleanup. */
 export async function cleanupTrees(): Promise<void> {
+  noteShmOf([...seen].filter((pid) => readCwd(pid)?.startsWith(TARGET_ROOT_PREFIX)));
   for (const pid of seen) {
     // Only processes of our targets: they all run in a target's temp dir (a PID may have been
     // reused, or a helper may have been shown a process that is not ours).
