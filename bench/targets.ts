@@ -125,12 +125,13 @@ export interface CliRun {
   cpuMs?: number;
 }
 
-export function cryoCli(args: string[], dir: string): CliRun {
+/** `prefix`: a command the CLI runs under (strace), inside the timing. */
+export function cryoCli(args: string[], dir: string, prefix: string[] = []): CliRun {
   const tag = process.hrtime.bigint();
   const rssFile = join(dir, `rss-${tag}`);
   const logFile = join(dir, `log-${tag}`);
   const timed = existsSync(TIME);
-  const cmd = [process.execPath, CRYO, ...args, '--json', '-v3', '-o', logFile];
+  const cmd = [...prefix, process.execPath, CRYO, ...args, '--json', '-v3', '-o', logFile];
   const argv = timed ? [TIME, '-f', '%M %U %S', '-o', rssFile, ...cmd] : cmd;
   const t0 = performance.now();
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { dump as dumpTree, type DumpOptions as EngineDumpOptions } from '../dump/index.js';
 import { armInterrupts, SIG } from '../sys/index.js';
-import { traceeStopCount } from '../ptrace/index.js';
+import { traceeStopCount, traceeStopSites } from '../ptrace/index.js';
 import type { ProgressSink } from '../util/progress.js';
 import { TimedLog } from './timed-log.js';
 import { countsAfter, countsText } from './counts.js';
@@ -34,6 +34,7 @@ export function dump(opts: DumpOptions): DumpResult {
     const counts = countsAfter(log, dir, r.pagesWritten);
     const timings = log.timings({ frozenMs: r.frozenMs });
     log.info(`dump done: ${countsText(counts)} in ${timings.totalMs} ms, ${traceeStopCount() - stops0} ptrace stops`);
+    for (const [site, n] of traceeStopSites()) log.info(`ptrace stops: ${n} at ${site}`); // CRYO_STOP_SITES=1
     return { command: 'dump', verdict: 'done', pid: opts.pid, dir, blockers: [], counts, timings };
   } catch (e) {
     interrupts?.disarm();

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { restore as restoreTree, type RestoreOptions as EngineRestoreOptions } from '../restore/index.js';
 import type { ProgressSink } from '../util/progress.js';
-import { traceeStopCount } from '../ptrace/index.js';
+import { traceeStopCount, traceeStopSites } from '../ptrace/index.js';
 import { TimedLog } from './timed-log.js';
 import { countsAfter, countsText } from './counts.js';
 import { outcomeOf } from './outcome.js';
@@ -36,6 +36,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
     const counts = countsAfter(log, dir);
     const timings = log.timings();
     log.info(`restore done: pid ${r.pid}, ${countsText(counts)} in ${timings.totalMs} ms, ${traceeStopCount() - stops0} ptrace stops`);
+    for (const [site, n] of traceeStopSites()) log.info(`ptrace stops: ${n} at ${site}`); // CRYO_STOP_SITES=1
     const res: RestoreResult = { command: 'restore', verdict: 'done', dir, pid: r.pid, blockers: [], counts, timings, differences };
     if (r.exitCode !== undefined) res.exitCode = r.exitCode;
     return res;

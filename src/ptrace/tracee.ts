@@ -42,18 +42,39 @@ export class Tracee {
    * A signal caught on the way is held back and re-sent by release().
    */
   static seize(tid: number, tgid: number, options = 0): Tracee {
+    const t = Tracee.attach(tid, tgid, options);
+    t.awaitInterrupt();
+    return t;
+  }
+
+  /**
+   * The first half of seize(): PTRACE_SEIZE + PTRACE_INTERRUPT, without waiting, so that many
+   * tasks can be told to stop at once and come to their stops side by side (awaitInterrupt).
+   * Until then the task is ours but may still run: nothing may be done to it but wait.
+   */
+  static attach(tid: number, tgid: number, options = 0): Tracee {
     ptrace(PTRACE.SEIZE, tid, 0, options, `seize tid ${tid}`);
     const t = new Tracee(tid, tgid);
     t.options = options;
     try {
       ptrace(PTRACE.INTERRUPT, tid);
-      t.waitForInterrupt();
     } catch (e) {
       ptraceTry(PTRACE.DETACH, tid, 0, 0);
       t.attached = false;
       throw e;
     }
     return t;
+  }
+
+  /** The second half of seize(): waits for the interrupt stop; on failure the task is let go. */
+  awaitInterrupt(): void {
+    try {
+      this.waitForInterrupt();
+    } catch (e) {
+      ptraceTry(PTRACE.DETACH, this.tid, 0, 0);
+      this.attached = false;
+      throw e;
+    }
   }
 
   /**
@@ -88,6 +109,7 @@ export class Tracee {
   wait(): WaitStatus {
     const st = wait4(this.tid);
     traceeStops++;
+    if (stopSites) tallySite(stopSites);
     if (!st) throw new TraceeError(this.tid, 'wait returned nothing');
     if (st.exited || st.signaled) this.attached = false;
     return st;
@@ -197,4 +219,27 @@ let traceeStops = 0;
  */
 export function traceeStopCount(): number {
   return traceeStops;
+}
+
+/**
+ * CRYO_STOP_SITES=1: every stop is also counted by where cryo waited for it (the first frames
+ * outside ptrace/), and traceeStopSites() gives the tally: which step's stops a tree or a thread
+ * multiplies. A figure for the benchmarks only (a stack per stop is not free).
+ */
+const stopSites: Map<string, number> | null = process.env.CRYO_STOP_SITES ? new Map() : null;
+
+function tallySite(sites: Map<string, number>): void {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 24;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  const frames = stack.split('\n').slice(2).map((l) => /at (?:(\S+) \()?.*\/(src\/[^:)]+):(\d+)/.exec(l)).filter((m) => m !== null);
+  const outside = frames.findIndex((m) => !m[2]!.startsWith('src/ptrace/'));
+  const key = frames.slice(Math.max(0, outside - 1), outside + 2).map((m) => `${m[1] ?? '?'}@${m[2]!.replace(/^src\//, '')}:${m[3]}`).join(' < ');
+  sites.set(key, (sites.get(key) ?? 0) + 1);
+}
+
+/** The stops by site since start (CRYO_STOP_SITES set), most first; empty otherwise. */
+export function traceeStopSites(): [string, number][] {
+  return stopSites ? [...stopSites].sort((a, b) => b[1] - a[1]) : [];
 }
