@@ -27,33 +27,40 @@ export interface FrozenTree {
  * Seizes `tasks` (parents before children; children found meanwhile are appended, tasks that
  * are gone are removed) into `frozen`, which the caller owns: on a throw it releases what is in
  * it. Top-down: once a task is frozen it cannot fork, so its children listed then are final.
+ * Generation by generation: every task listed so far is told to stop at once and they come to
+ * their stops side by side (one after the other, each seize waited for the scheduler to run the
+ * task into its stop); then each one's children found since the listing are the next generation.
  */
 export function freezeTree(tasks: TaskPlan[], frozen: Tracee[]): FrozenTree {
   const live: TaskPlan[] = [];
   const restarted = new Map<number, number | null>();
-  for (let i = 0; i < tasks.length; i++) {
-    const t = tasks[i]!;
-    if (t.zombie) continue;
-    seizeThreads(t, i === 0, frozen, restarted);
-    if (!frozen.some((f) => f.tid === t.pid)) {
-      // The task ended before we held it: gone (dropped below), or now a zombie of the tree.
-      const again = tryPlan(t.pid, t.ppid);
-      if (again?.zombie) Object.assign(t, again);
-      continue;
-    }
-    // A task in group stop would stop again at every step we make it take: continue it. The
-    // SIGCONT stays blocked and pending while we work; the task is stopped again on release.
-    if (t.stopped) kill(t.pid, SIG.CONT);
-    live.push(t);
-    for (const kid of childrenOf(t.pid)) {
-      if (tasks.some((k) => k.pid === kid)) continue;
-      const plan = tryPlan(kid, t.pid);
-      if (plan) tasks.push(plan);
+  const held = new Set(frozen.map((f) => f.tid));
+  for (let from = 0; from < tasks.length; ) {
+    const generation = tasks.slice(from).filter((t) => !t.zombie);
+    from = tasks.length;
+    seizeThreads(generation, tasks[0]!.pid, frozen, held, restarted);
+    for (const t of generation) {
+      if (!held.has(t.pid)) {
+        // The task ended before we held it: gone (dropped below), or now a zombie of the tree.
+        const again = tryPlan(t.pid, t.ppid);
+        if (again?.zombie) Object.assign(t, again);
+        continue;
+      }
+      // A task in group stop would stop again at every step we make it take: continue it. The
+      // SIGCONT stays blocked and pending while we work; the task is stopped again on release.
+      if (t.stopped) kill(t.pid, SIG.CONT);
+      live.push(t);
+      const listed = new Set(tasks.map((k) => k.pid));
+      for (const kid of childrenOf(t.pid)) {
+        if (listed.has(kid)) continue;
+        const plan = tryPlan(kid, t.pid);
+        if (plan) tasks.push(plan);
+      }
     }
   }
   for (let i = tasks.length - 1; i >= 0; i--) {
     // A child listed before the freeze may have been reaped since.
-    if (!tasks[i]!.zombie && !frozen.some((f) => f.tgid === tasks[i]!.pid)) tasks.splice(i, 1);
+    if (!tasks[i]!.zombie && !held.has(tasks[i]!.pid)) tasks.splice(i, 1);
     // A zombie listed then may have been reaped before its parent was frozen.
     else if (tasks[i]!.zombie && tryPlan(tasks[i]!.pid, tasks[i]!.ppid)?.zombie !== true) tasks.splice(i, 1);
   }
@@ -61,28 +68,49 @@ export function freezeTree(tasks: TaskPlan[], frozen: Tracee[]): FrozenTree {
 }
 
 /**
- * Seizes every thread of `t`. Threads may be born while we seize: list again until no new one
+ * Seizes every thread of `ts`: all told to stop first (Tracee.attach), then each waited for, so
+ * that their stops overlap. Threads may be born while we seize: list again until no new one
  * appears. Threads may also end meanwhile: they are simply not part of the checkpoint (but the
- * root's leader must be held).
+ * root's leader must be held). Whatever fails, every thread told to stop has been waited for
+ * (held, in `frozen`, or let go) before the error is thrown.
  */
-function seizeThreads(t: TaskPlan, isRoot: boolean, frozen: Tracee[], restarted: Map<number, number | null>): void {
+function seizeThreads(ts: TaskPlan[], root: number, frozen: Tracee[], held: Set<number>, restarted: Map<number, number | null>): void {
   const failed = new Set<number>();
-  for (let more = t.threads; more.length; ) {
-    for (const tid of more) {
-      checkInterrupt();
-      try {
-        restarted.set(tid, restartedCall(t.pid, tid));
-        // A filter must not judge (or kill the task for) the calls we inject.
-        frozen.push(Tracee.seize(tid, t.pid, seccompMode(tid) ? PTRACE_O.SUSPEND_SECCOMP : 0));
-      } catch (e) {
-        if (isRoot && tid === t.pid) throw e;
-        if (!endedMeanwhile(t.pid, tid)) throw e;
-        failed.add(tid);
+  let pending = ts.map((t) => ({ t, more: t.threads }));
+  while (pending.length) {
+    checkInterrupt();
+    let error: unknown = null;
+    const fail = (t: TaskPlan, tid: number, e: unknown) => {
+      if ((t.pid === root && tid === root) || !endedMeanwhile(t.pid, tid)) error ??= e;
+      else failed.add(tid);
+    };
+    const told: { t: TaskPlan; tr: Tracee }[] = [];
+    for (const { t, more } of pending) {
+      for (const tid of more) {
+        try {
+          restarted.set(tid, restartedCall(t.pid, tid));
+          // A filter must not judge (or kill the task for) the calls we inject.
+          told.push({ t, tr: Tracee.attach(tid, t.pid, seccompMode(tid) ? PTRACE_O.SUSPEND_SECCOMP : 0) });
+        } catch (e) {
+          fail(t, tid, e);
+        }
       }
     }
-    const now = existsSync(`/proc/${t.pid}/task`) ? threadsOf(t.pid) : [];
-    more = now.filter((tid) => !failed.has(tid) && !frozen.some((f) => f.tid === tid));
-    t.threads = now.filter((tid) => frozen.some((f) => f.tid === tid));
+    for (const { t, tr } of told) {
+      try {
+        tr.awaitInterrupt();
+        frozen.push(tr);
+        held.add(tr.tid);
+      } catch (e) {
+        fail(t, tr.tid, e);
+      }
+    }
+    if (error) throw error;
+    pending = pending.map(({ t }) => {
+      const now = existsSync(`/proc/${t.pid}/task`) ? threadsOf(t.pid) : [];
+      t.threads = now.filter((tid) => held.has(tid));
+      return { t, more: now.filter((tid) => !failed.has(tid) && !held.has(tid)) };
+    }).filter((p) => p.more.length);
   }
 }
 

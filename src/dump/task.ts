@@ -128,18 +128,29 @@ export function closeTask(t: DumpTask): void {
   t.remote.restore();
 }
 
-/** The per-thread half of a core image: registers, FPU, TLS, signal mask and thread state. */
-function dumpThreadParts(t: DumpTask) {
-  const tid = t.pid;
-  t.scratch.reset();
-  // The thread's own reads of its state: one batch, one stop.
-  const q = new ReadQueue(t);
+/**
+ * The per-thread half of a core image: registers, FPU, TLS, signal mask and thread state. The
+ * thread's own reads of its state go into `q` (with, for a leader, its task's: one batch, a stop
+ * or two, for all); the function gives the parts once `q` ran.
+ */
+function dumpThreadParts(t: DumpTask, q: ReadQueue) {
   const attrsOf = dumpTaskAttributes(t, q);
   const threadOf = dumpThreadState(t, q);
   const sasOf = dumpSigaltstack(t, q);
   const credsOf = dumpCreds(t, q);
   const speculationOf = dumpSpeculation(q);
-  q.run();
+  return () => threadParts(t, { attrsOf, threadOf, sasOf, credsOf, speculationOf });
+}
+
+function threadParts(t: DumpTask, read: {
+  attrsOf: ReturnType<typeof dumpTaskAttributes>;
+  threadOf: ReturnType<typeof dumpThreadState>;
+  sasOf: ReturnType<typeof dumpSigaltstack>;
+  credsOf: ReturnType<typeof dumpCreds>;
+  speculationOf: ReturnType<typeof dumpSpeculation>;
+}) {
+  const tid = t.pid;
+  const { attrsOf, threadOf, sasOf, credsOf, speculationOf } = read;
   const attrs = attrsOf();
   const thread = threadOf();
   const regs = t.regs.clone();
@@ -195,7 +206,11 @@ function timerSlackField(tid: number): { cryoTimerSlackNs?: bigint } {
 
 /** Core image of a thread other than the leader: its own state, plus its blocked mask. */
 export function dumpThreadCore(t: DumpTask): core_entry {
-  const { threadInfo, threadCore } = dumpThreadParts(t);
+  t.scratch.reset();
+  const q = new ReadQueue(t);
+  const partsOf = dumpThreadParts(t, q);
+  q.run();
+  const { threadInfo, threadCore } = partsOf();
   return create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
     threadInfo,
@@ -208,10 +223,22 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
   failpoint('dump:task');
   const { pid } = t;
   const ids = taskIds(t); // first: namespace ids are numbered in CRIU's order (pid, net, ...)
-  const { threadInfo, threadCore, attrs } = dumpThreadParts(t);
+  // Every read the task makes of its own state, one batch (a stop or two, not one per module).
+  t.scratch.reset();
+  const q = new ReadQueue(t);
+  const partsOf = dumpThreadParts(t, q);
+  // The task resources' own fields (resources/task/registry.ts: rlimits, dumpable, modes).
+  const ownOf = dumpTaskResources(t, q);
+  const itimersOf = dumpItimers(t, q);
+  const sigactionsOf = dumpSigactions(t, q);
+  const mmFieldsOf = dumpMmFields(t, q);
+  q.run();
+  // Taken out of the scratch area now: later calls (POSIX timers) use it again.
+  const { threadInfo, threadCore, attrs } = partsOf();
+  const own = ownOf();
+  const itimers = itimersOf();
+  const sigactions = sigactionsOf();
   const cgroups = dumpCgroups(pid);
-  // The task resources' own fields (resources/task/registry.ts: rlimits, dumpable).
-  const own = dumpTaskResources(t);
   const core = create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
     threadInfo,
@@ -222,7 +249,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       flags: t.stat.flags,
       blkSigset: t.remote.originalSigmask,
       comm: attrs.comm,
-      timers: { ...dumpItimers(t), posix: dumpPosixTimers(t) },
+      timers: { ...itimers, posix: dumpPosixTimers(t) },
       cgSet: t.ids.id('cgset', JSON.stringify(cgroups)),
       // A stopped task holds the SIGCONT we sent to work in it: not part of its state.
       signalsS: {
@@ -232,7 +259,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
       },
       loginuid: attrs.loginuid,
       oomScoreAdj: attrs.oomScoreAdj,
-      sigactions: dumpSigactions(t),
+      sigactions,
       childSubreaper: attrs.childSubreaper,
       ...own.tc,
     },
@@ -260,7 +287,7 @@ export function dumpTask(t: DumpTask, files: FileTable, stopped = false, parentP
     );
   }, parentPid);
   const mm = create(mm_entrySchema, {
-    ...dumpMmFields(t, exeId),
+    ...mmFieldsOf(exeId),
     ...own.mm,
     ...(plan.mlockall ? { cryoMlockall: plan.mlockall } : {}),
     vmas: plan.vmas.map((v) => ({ ...v, fd: BigInt(v.fd) })),

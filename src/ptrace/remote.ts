@@ -2,7 +2,7 @@
 // `syscall` instruction, single-step over it, read rax, and finally put the registers back.
 import { Regs, PTRACE, PTRACE_EVENT, SIG, ptrace, getSigmask, setSigmask, errnoName, checkInterrupt, vmRead, vmWrite, type SyscallName, NR } from '../sys/index.js';
 import { Tracee, TraceeError } from './tracee.js';
-import { batchCode, callsThatFit } from './batch-code.js';
+import { batchCode, callsThatFit, type CodedCall } from './batch-code.js';
 
 export class RemoteSyscallError extends Error {
   constructor(readonly tid: number, readonly call: string, readonly errno: number, detail?: string) {
@@ -40,6 +40,31 @@ export interface BatchArea {
   codeAt: bigint;
   codeSize: number;
   resultsAt: bigint;
+}
+
+/** Calls as batchCode takes them. */
+export function codedCalls(calls: readonly BatchCall[]): CodedCall[] {
+  return calls.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)), mayFail: c.mayFail === true }));
+}
+
+/** `calls` cut into runs whose code each fits `size` bytes at `codeAt` (one stop each). */
+export function batchRuns(calls: BatchCall[], codeAt: bigint, resultsAt: bigint, size: number, endsInJump = false): BatchCall[][] {
+  const coded = codedCalls(calls);
+  const runs: BatchCall[][] = [];
+  for (let i = 0; i < calls.length; ) {
+    const n = callsThatFit(coded.slice(i), codeAt, resultsAt, size, endsInJump);
+    if (n === 0) throw new Error(`a batch's code area of ${size} bytes holds not even one call`);
+    runs.push(calls.slice(i, i + n));
+    i += n;
+  }
+  return runs;
+}
+
+/** A batch running in a task (Remote.startBatch), to be waited for (Remote.endBatch). */
+export interface RunningBatch {
+  calls: BatchCall[];
+  resultsAt: bigint;
+  trapAt: bigint;
 }
 
 /** A result slot no call wrote: below every error (-4095..-1), never a user address. */
@@ -163,17 +188,26 @@ export class Remote {
    */
   batch(calls: BatchCall[], area: BatchArea): bigint[] {
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
-    const per = callsThatFit(area.codeSize);
     const out: bigint[] = [];
-    for (let i = 0; i < calls.length; i += per) out.push(...this.runBatch(calls.slice(i, i + per), area));
+    for (const run of this.batchRuns(calls, area)) out.push(...this.endBatch(this.startBatch(run, area)));
     return out;
   }
 
-  private runBatch(calls: BatchCall[], area: BatchArea): bigint[] {
+  /** `calls` cut as batch() cuts them: each run is one stop. */
+  batchRuns(calls: BatchCall[], area: BatchArea): BatchCall[][] {
+    return batchRuns(calls, area.codeAt, area.resultsAt, area.codeSize);
+  }
+
+  /**
+   * Starts one run of batchRuns() and returns without waiting for it, so that several tasks (the
+   * threads of a process, each with an area of its own) run theirs side by side and their stops
+   * overlap. Every batch started must be ended (endBatch) before anything else is done to the task.
+   */
+  startBatch(calls: BatchCall[], area: BatchArea): RunningBatch {
+    if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
     checkInterrupt();
     const tid = this.t.tid;
-    const coded = calls.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)), mayFail: c.mayFail === true }));
-    const { code, trapAt } = batchCode(coded, area.codeAt, area.resultsAt);
+    const { code, trapAt } = batchCode(codedCalls(calls), area.codeAt, area.resultsAt);
     vmWrite(tid, area.codeAt, code);
     vmWrite(tid, area.resultsAt, unwrittenSlots(calls.length));
     const r = this.saved.clone();
@@ -181,16 +215,25 @@ export class Remote {
     r.set('ip', area.codeAt);
     this.t.setRegs(r);
     this.inSyscallStop = false;
+    ptrace(PTRACE.CONT, tid, 0, 0);
+    return { calls, resultsAt: area.resultsAt, trapAt };
+  }
+
+  /** Waits for a batch startBatch() started; its results, or RemoteSyscallError as batch() throws. */
+  endBatch(b: RunningBatch): bigint[] {
+    const tid = this.t.tid;
     for (;;) {
-      ptrace(PTRACE.CONT, tid, 0, 0);
       const st = this.t.wait();
-      if (!st.stopped) throw new TraceeError(tid, `died during a batch of ${calls.length} injected syscalls`);
-      if (st.event === PTRACE_EVENT.STOP) continue; // job control: go on where it is
-      if (st.stopSig === SIG.TRAP && st.event === 0 && this.t.regs().get('ip') === trapAt + 1n) break;
+      if (!st.stopped) throw new TraceeError(tid, `died during a batch of ${b.calls.length} injected syscalls`);
+      if (st.event === PTRACE_EVENT.STOP) {
+        ptrace(PTRACE.CONT, tid, 0, 0); // job control: go on where it is
+        continue;
+      }
+      if (st.stopSig === SIG.TRAP && st.event === 0 && this.t.regs().get('ip') === b.trapAt + 1n) break;
       throw new TraceeError(tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in a batch of injected syscalls`);
     }
-    this.count += calls.length;
-    return batchResults(tid, calls, area.resultsAt);
+    this.count += b.calls.length;
+    return batchResults(tid, b.calls, b.resultsAt);
   }
 
   /** Puts the task's registers and signal mask back as they were. */

@@ -22,8 +22,8 @@ import {
   checkInterrupt, type SyscallName,
 } from '../sys/index.js';
 import { parseMaps } from '../proc/index.js';
-import { Remote, RemoteSyscallError, batchResults, unwrittenSlots, type BatchCall, type RemoteArg } from './remote.js';
-import { batchCode, callsThatFit } from './batch-code.js';
+import { Remote, RemoteSyscallError, batchResults, batchRuns, codedCalls, unwrittenSlots, type BatchCall, type RemoteArg } from './remote.js';
+import { batchCode } from './batch-code.js';
 export { ScratchArea } from './scratch-area.js';
 import { TraceeError, type Tracee } from './tracee.js';
 import { buildSigframe, FPSTATE_OFFSET } from './sigframe.js';
@@ -108,6 +108,7 @@ export class SafeRemote extends Remote {
       r.parkOnUnmap(addr, size);
       r.area_ = ScratchArea.at(addr, tasks, r.xstate.length, gadgets);
       r.area_.codeReadOnly = codeReadOnly;
+      r.area_.maps = maps;
       // The owner's part: the data pages and its slot, right after them, and the slots not taken.
       r.takeSlot(stackFrame, (slot) => ({ start: addr, len: Number(slot.start - addr) + slot.size }), true);
     } catch (e) {
@@ -134,7 +135,7 @@ export class SafeRemote extends Remote {
   static join(t: Tracee, area: ScratchArea, backTo?: Regs): SafeRemote {
     const r = new SafeRemote(t, backTo ?? t.regs());
     r.area_ = area;
-    const stackFrame = area.gadgets ? r.placeStackFrame(area.gadgets) : null;
+    const stackFrame = area.gadgets ? r.placeStackFrame(area.gadgets, area.maps ?? undefined) : null;
     r.takeSlot(stackFrame, (slot) => ({ start: slot.start, len: slot.size }));
     return r;
   }
@@ -275,13 +276,10 @@ export class SafeRemote extends Remote {
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
     if (!this.marker) return calls.map((c) => (c.mayFail ? this.raw(NR[c.name], c.args) : this.call(c.name, c.args, c.detail)));
     const codeAt = this.slot!.code + BigInt(BATCH_CODE_AT);
-    const per = callsThatFit(PAGE_SIZE - BATCH_CODE_AT, true);
     const out: bigint[] = [];
-    for (let i = 0; i < calls.length; i += per) {
+    for (const part of batchRuns(calls, codeAt, resultsAt, PAGE_SIZE - BATCH_CODE_AT, true)) {
       checkInterrupt();
-      const part = calls.slice(i, i + per);
-      const coded = part.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)), mayFail: c.mayFail === true }));
-      this.writeSlot(codeAt, batchCode(coded, codeAt, resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
+      this.writeSlot(codeAt, batchCode(codedCalls(part), codeAt, resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
       vmWrite(this.t.tid, resultsAt, unwrittenSlots(part.length));
       const r = this.callRegs(0, []);
       r.set('sp', this.slot!.frame + 8n);

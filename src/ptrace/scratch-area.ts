@@ -5,6 +5,7 @@ import { PAGE_SIZE } from '../sys/index.js';
 import { FPSTATE_OFFSET } from './sigframe.js';
 import type { Gadgets } from './gadgets.js';
 import type { UnmapExit } from './inject-code.js';
+import type { MapsEntry } from '../proc/index.js';
 
 const DATA_PAGES = 4;
 
@@ -25,6 +26,12 @@ export class ScratchArea {
    * /proc/PID/mem, which writes past the protection.
    */
   codeReadOnly = false;
+  /**
+   * The owner's mappings as it was frozen (before the area): its threads, frozen too, have their
+   * stacks there, so each one that joins finds its stack frame's place without reading /proc
+   * again (a process of many threads has as many stacks: a read and parse of them per thread).
+   */
+  maps: MapsEntry[] | null = null;
 
   private constructor(
     readonly addr: bigint,

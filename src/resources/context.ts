@@ -1,6 +1,6 @@
 // What a resource module gets to work with while one task is frozen (dump) or being rebuilt
 // (restore). Each module in resources/ reads from and writes into these.
-import { SafeRemote, type Tracee, type Remote, type Scratch, type BatchCall, type RemoteArg } from '../ptrace/index.js';
+import { SafeRemote, type Tracee, type Remote, type Scratch, type BatchCall, type RemoteArg, type RunningBatch } from '../ptrace/index.js';
 import { NR, type Regs, type SyscallName } from '../sys/index.js';
 import type { ProcStat, ProcStatus, MapsEntry } from '../proc/index.js';
 import type { Log } from '../util/log.js';
@@ -130,5 +130,41 @@ export class CallQueue {
     const calls = this.calls;
     this.calls = [];
     batchIn(this.r, calls);
+  }
+
+  /**
+   * Flushes the queues of several tasks side by side (the threads of a process, each with batch
+   * code and scratch memory of its own): each one's next batch started in every task, then each
+   * waited for, so that their stops overlap. Every batch started is waited for before an error
+   * (the first) is thrown: no task is left running.
+   */
+  static flushAll(queues: CallQueue[]): void {
+    const plans = queues.filter((q) => q.calls.length).map((q) => {
+      const calls = q.calls;
+      q.calls = [];
+      const area = { codeAt: q.r.batchCode.at, codeSize: q.r.batchCode.size, resultsAt: q.r.scratch.alloc(8 * calls.length) };
+      return { q, area, runs: q.r.remote.batchRuns(calls, area) };
+    });
+    for (let k = 0; plans.some((p) => k < p.runs.length); k++) {
+      let error: unknown = null;
+      const started: { p: (typeof plans)[number]; b: RunningBatch }[] = [];
+      for (const p of plans) {
+        if (k >= p.runs.length) continue;
+        try {
+          started.push({ p, b: p.q.r.remote.startBatch(p.runs[k]!, p.area) });
+        } catch (e) {
+          error = e;
+          break;
+        }
+      }
+      for (const { p, b } of started) {
+        try {
+          p.q.r.remote.endBatch(b);
+        } catch (e) {
+          error ??= e;
+        }
+      }
+      if (error) throw error;
+    }
   }
 }

@@ -1,7 +1,7 @@
 // The task's filesystem context: cwd, root and umask.
 import { readlinkSync } from 'node:fs';
 import { statusUmask } from '../proc/index.js';
-import type { DumpTask, RestoreTask } from './context.js';
+import type { CallQueue, DumpTask, RestoreTask } from './context.js';
 import type { FileTable } from './files/table.js';
 import { NO_FOWN } from './files/fown.js';
 import { deletedPath } from './files/ghost.js';
@@ -27,11 +27,10 @@ export function dumpFs(t: DumpTask, files: FileTable): FsData {
  * after it, the cwd's path would be looked up inside the new root (chroot leaves the cwd as it is,
  * as it was for the task).
  */
-export function restoreFs(r: RestoreTask, fs: FsData, nameOf: (id: number) => string): void {
-  r.scratch.reset();
+export function restoreFs(r: RestoreTask, fs: FsData, nameOf: (id: number) => string, q: CallQueue): void {
   const cwd = nameOf(fs.cwdId);
-  r.remote.call('chdir', [r.scratch.putString(cwd)], `cwd ${cwd}`);
+  q.add('chdir', [r.scratch.putString(cwd)], `cwd ${cwd}`);
   const root = nameOf(fs.rootId);
-  if (root !== '/') r.remote.call('chroot', [r.scratch.putString(root)], `root ${root}`);
-  r.remote.call('umask', [fs.umask]);
+  if (root !== '/') q.add('chroot', [r.scratch.putString(root)], `root ${root}`);
+  q.add('umask', [fs.umask]);
 }

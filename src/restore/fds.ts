@@ -2,7 +2,7 @@
 // restorer (restore/files.ts), pulled into the task with pidfd_getfd and put at its number, then
 // each kind's afterTable hook (epolls register their targets under their old numbers).
 import { readdirSync } from 'node:fs';
-import { O, F, NR, sys } from '../sys/index.js';
+import { O, F, sys } from '../sys/index.js';
 import { batchIn } from '../resources/context.js';
 import type { BatchCall } from '../ptrace/index.js';
 import type { RestoreTask } from '../resources/context.js';
@@ -51,33 +51,58 @@ const FDS_PER_BATCH = 128;
  * above). Each fd is pidfd_getfd (which takes the lowest free number), then dup3 to its number
  * and close of the temporary, or only its FD_CLOEXEC set when it landed there: the numbers
  * pidfd_getfd will return follow from the task's table as /proc shows it now, so a whole run of
- * fds is one batch of calls (one stop) instead of two or three stops each. A number that comes
- * out otherwise than foreseen fails the restore (the calls after it already used the foreseen one).
+ * fds is one batch of calls (one stop) instead of two or three stops each. The task's pidfd of
+ * the restorer (pidfd_open, moved above maxFd, closed at the end) is foreseen so too and goes in
+ * the same batches: a task's table is one stop. A number that comes out otherwise than foreseen
+ * fails the restore (the calls after it already used the foreseen one).
  */
 function installFds(r: RestoreTask, fds: fdinfo_entry[], maxFd: number, session: RestoreSession): void {
-  const call = r.remote.call.bind(r.remote);
-  const pidfd0 = r.restorerPidfd ?? call('pidfd_open', [r.restorerPid, 0], 'pidfd of the restorer');
-  const pidfd = call('fcntl', [pidfd0, F.DUPFD_CLOEXEC, maxFd + 1]);
-  if (r.restorerPidfd === undefined) call('close', [pidfd0]);
-  try {
-    const open = new Set(readdirSync(`/proc/${r.remote.t.tid}/fd`).map(Number));
-    for (let i = 0; i < fds.length; i += FDS_PER_BATCH) pullRun(r, fds.slice(i, i + FDS_PER_BATCH), pidfd, open, session);
-  } finally {
-    r.remote.raw(NR.close, [pidfd]);
+  if (!fds.length) return;
+  const open = new Set(readdirSync(`/proc/${r.remote.t.tid}/fd`).map(Number));
+  const setup: BatchCall[] = [];
+  const foreseen: Foreseen[] = [];
+  let pidfd0 = r.restorerPidfd;
+  if (pidfd0 === undefined) {
+    pidfd0 = lowestFree(open);
+    foreseen.push({ at: 0, fd: pidfd0, what: 'pidfd of the restorer' });
+    setup.push({ name: 'pidfd_open', args: [r.restorerPid, 0], detail: 'pidfd of the restorer' });
+    open.add(pidfd0);
+  }
+  const pidfd = lowestFree(open, maxFd + 1);
+  foreseen.push({ at: setup.length, fd: pidfd, what: 'pidfd of the restorer, moved' });
+  setup.push({ name: 'fcntl', args: [pidfd0, F.DUPFD_CLOEXEC, maxFd + 1], detail: 'pidfd of the restorer' });
+  open.add(pidfd);
+  if (r.restorerPidfd === undefined) {
+    setup.push({ name: 'close', args: [pidfd0] });
+    open.delete(pidfd0);
+  }
+  for (let i = 0; i < fds.length; i += FDS_PER_BATCH) {
+    const last = i + FDS_PER_BATCH >= fds.length;
+    pullRun(r, fds.slice(i, i + FDS_PER_BATCH), pidfd, open, session, i === 0 ? { calls: setup, foreseen } : { calls: [], foreseen: [] }, last ? pidfd : null);
   }
 }
 
-/** The lowest fd number not in `open` (what the kernel hands out next). */
-function lowestFree(open: Set<number>): number {
-  let n = 0;
+/** A call whose result must be the number foreseen from the task's table. */
+interface Foreseen {
+  at: number;
+  fd: number;
+  what: string;
+}
+
+/** The lowest fd number from `from` up not in `open` (what the kernel hands out next). */
+function lowestFree(open: Set<number>, from = 0): number {
+  let n = from;
   while (open.has(n)) n++;
   return n;
 }
 
-/** One batch of installFds; `open`: the task's open fds, kept up to date. */
-function pullRun(r: RestoreTask, fds: fdinfo_entry[], pidfd: bigint, open: Set<number>, session: RestoreSession): void {
-  const calls: BatchCall[] = [];
-  const foreseen: { at: number; fd: number; what: string }[] = [];
+/**
+ * One batch of installFds; `open`: the task's open fds, kept up to date. `before`: calls that go
+ * first (the pidfd's), `closeAfter`: the pidfd, closed by the last batch.
+ */
+function pullRun(r: RestoreTask, fds: fdinfo_entry[], pidfd: number, open: Set<number>, session: RestoreSession, before: { calls: BatchCall[]; foreseen: Foreseen[] }, closeAfter: number | null): void {
+  const calls: BatchCall[] = [...before.calls];
+  const foreseen: Foreseen[] = [...before.foreseen];
   for (const fi of fds) {
     const what = `fd ${fi.fd}`;
     const fd = openFile(session, fi.id, what);
@@ -97,11 +122,15 @@ function pullRun(r: RestoreTask, fds: fdinfo_entry[], pidfd: bigint, open: Set<n
     open.add(fi.fd);
     if (fl & O.ASYNC) calls.push({ name: 'fcntl', args: [fi.fd, F.SETFL, fl], detail: `${what} O_ASYNC` });
   }
+  if (closeAfter !== null) {
+    calls.push({ name: 'close', args: [closeAfter], detail: 'pidfd of the restorer' });
+    open.delete(closeAfter);
+  }
   const mark = r.scratch.mark();
   const results = batchIn(r, calls);
   r.scratch.release(mark);
   for (const f of foreseen)
-    if (results[f.at] !== BigInt(f.fd)) throw new Error(`pid ${r.pid} ${f.what}: pidfd_getfd gave fd ${results[f.at]}, not the free fd ${f.fd} its table showed`);
+    if (results[f.at] !== BigInt(f.fd)) throw new Error(`pid ${r.pid} ${f.what}: the task got fd ${results[f.at]}, not the free fd ${f.fd} its table showed`);
 }
 
 /**

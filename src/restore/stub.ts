@@ -7,7 +7,16 @@ import { Tracee, Remote, findSyscallInVdso, injectClone3, CloneError } from '../
 import { parseMaps } from '../proc/index.js';
 import { UserError, hex } from '../util/errors.js';
 
-export const TRAMPOLINE_SIZE = 16 * PAGE_SIZE;
+/** The trampoline's own part: its code page (syscall; int3, then batches), then scratch pages. */
+export const TRAMPOLINE_BASE = 16 * PAGE_SIZE;
+/**
+ * Past it, a slot per thread of a process (up to THREAD_SLOTS): a code page and scratch pages of
+ * the thread's own, so that threads run their batches side by side (restore/thread.ts). Address
+ * space only: a page is touched when a thread uses it, and all goes with the trampoline.
+ */
+export const THREAD_SLOT_SIZE = 4 * PAGE_SIZE;
+export const THREAD_SLOTS = 128;
+export const TRAMPOLINE_SIZE = TRAMPOLINE_BASE + THREAD_SLOTS * THREAD_SLOT_SIZE;
 /** syscall; int3 — the int3 only guards against running past the syscall. */
 const TRAMPOLINE_CODE = Buffer.from([0x0f, 0x05, 0xcc]);
 

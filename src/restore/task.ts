@@ -27,12 +27,12 @@ import type { RestoreSession } from './files.js';
 import { restoreFds, restoreFdsAfterChildren } from './fds.js';
 import { FD_KINDS } from '../resources/files/registry.js';
 import type { AnyFdKind } from '../resources/files/fd-kind.js';
-import { TRAMPOLINE_SIZE } from './stub.js';
+import { TRAMPOLINE_BASE, TRAMPOLINE_SIZE, THREAD_SLOTS, THREAD_SLOT_SIZE } from './stub.js';
 import { UserError, hex } from '../util/errors.js';
 import { failpoint } from '../util/failpoint.js';
 import { setTidArray, threadNsPid, localPids, type LocalPid } from '../resources/ns/pid.js';
 import { startsPidNamespace, restorePidForChildren, nestedOf } from '../resources/ns/pid-nested.js';
-import { restoreThread, finishThread, type ThreadWork } from './thread.js';
+import { restoreThreads, finishThread, fitsSlot, type ThreadWork } from './thread.js';
 import { enterUserns } from '../resources/ns/user-restore.js';
 
 
@@ -52,7 +52,7 @@ export function restoreTask(
   const { ckpt, log, trampoline } = session;
   const remote = new Remote(tracee, trampoline);
   const scratchAddr = trampoline + BigInt(PAGE_SIZE);
-  const scratch = Scratch.at(remote, scratchAddr, TRAMPOLINE_SIZE - PAGE_SIZE);
+  const scratch = Scratch.at(remote, scratchAddr, TRAMPOLINE_BASE - PAGE_SIZE);
   // The trampoline's first page holds its `syscall; int3` and, past them, batches of calls.
   const batchCode = { at: trampoline + BigInt(BATCH_CODE_OFFSET), size: PAGE_SIZE - BATCH_CODE_OFFSET };
   const parked = session.restorerPidfd;
@@ -113,12 +113,14 @@ export function restoreTask(
     return f.name;
   };
   // Process-wide state first: the threads and children created next share or inherit it.
-  if (!shares('fsId')) restoreFs(r, img.fs, nameOf);
   if (!shares('sighandId')) restoreSigactions(r, tc.sigactions);
-  restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
-    ? { real: tc.timers.real, virt: tc.timers.virt, prof: tc.timers.prof } : undefined);
+  // The fs context, interval timers and attributes: one batch (their strings and structs in the
+  // scratch area until it runs).
   r.scratch.reset();
   const attrs = new CallQueue(r);
+  if (!shares('fsId')) restoreFs(r, img.fs, nameOf, attrs);
+  restoreItimers(r, tc.timers && tc.timers.real && tc.timers.virt && tc.timers.prof
+    ? { real: tc.timers.real, virt: tc.timers.virt, prof: tc.timers.prof } : undefined, attrs);
   restoreTaskAttributes(r, {
     personality: tc.personality,
     childSubreaper: tc.childSubreaper,
@@ -183,13 +185,18 @@ export function restoreTask(
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
   const work: ThreadWork[] = [{ r, core: img.core, groupsSet: userns !== undefined }];
   const levels = img.pstree.cryoNsPid.length;
-  for (const th of img.threads) {
+  for (const [i, th] of img.threads.entries()) {
     scratch.reset();
     const nsTid = threadNsPid(img.pstree.cryoNsThreads, levels, img.pstree.threads.indexOf(th.tid));
     const t = injectClone3(remote, scratch.alloc(256), { flags: THREAD_FLAGS, exitSignal: 0, setTid: setTidArray(th.tid, nsTid) });
     session.tracees.push(t);
     const tr = new Remote(t, trampoline);
-    work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, scratch: Scratch.at(tr, scratchAddr, scratch.size) }, core: th.core });
+    // A slot of its own, when one is free and its state fits: its batches then run beside the others'.
+    const slot = i < THREAD_SLOTS && fitsSlot(th.core) ? trampoline + BigInt(TRAMPOLINE_BASE + i * THREAD_SLOT_SIZE) : null;
+    const area = slot === null
+      ? { scratch: Scratch.at(tr, scratchAddr, scratch.size) }
+      : { scratch: Scratch.at(tr, slot + BigInt(PAGE_SIZE), THREAD_SLOT_SIZE - PAGE_SIZE), batchCode: { at: slot, size: PAGE_SIZE } };
+    work.push({ r: { ...r, pid: th.tid, tracee: t, remote: tr, ...area }, core: th.core, ownArea: slot !== null });
   }
 
   // A terminal's foreground group, from its leader, once it exists.
@@ -205,7 +212,7 @@ export function restoreTask(
   restorePosixTimers(r, tc.timers?.posix ?? [], localPids(ckpt));
 
   failpoint('restore:creds');
-  for (const w of work) restoreThread(w, ckpt);
+  restoreThreads(work, ckpt);
   resourcesAt('after-creds'); // the dumpable flag (a change of credentials resets it)
   queuePending(r, tc.signalsS?.signals.map((s) => s.siginfo) ?? [], true);
 
@@ -286,7 +293,7 @@ function forkerFor(
 /** A zombie: a fresh child that exits at once the way the dumped one did; its parent reaps it. */
 function makeZombie(t: Tracee, z: ZombieImage, parent: { sid: number; pgid: number }, trampoline: bigint, local: LocalPid): void {
   const remote = new Remote(t, trampoline);
-  const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_SIZE - PAGE_SIZE);
+  const scratch = Scratch.at(remote, trampoline + BigInt(PAGE_SIZE), TRAMPOLINE_BASE - PAGE_SIZE);
   remote.call('prctl', [PR.SET_NAME, scratch.putString(z.comm.slice(0, 15)), 0, 0, 0], 'zombie comm');
   // Its session and group as it left them (a shell's job that died leads its own group).
   if (z.sid === z.pid) remote.call('setsid', [], `zombie ${z.pid} session`);

@@ -26,10 +26,42 @@ export interface ThreadWork {
   core: core_entry;
   /** Its groups are set already (before it joined the tree's user namespace). */
   groupsSet?: boolean;
+  /**
+   * Its batch code and scratch area are its own (a slot of the trampoline), not its leader's:
+   * it runs its batches side by side with the leader's and the other such threads'.
+   */
+  ownArea?: boolean;
 }
 
-/** Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. */
-export function restoreThread({ r, core, groupsSet }: ThreadWork, ckpt: CheckpointImage): void {
+/**
+ * Every thread's own state (restoreThread): the leader and the threads with an area of their own
+ * side by side, each batch of theirs started in every thread before any is waited for (a
+ * thread's state was two stops one after the other, each waiting for the scheduler: most of a
+ * process of many threads' restore on a busy machine); then, one at a time, the threads that
+ * share the leader's area.
+ */
+export function restoreThreads(work: ThreadWork[], ckpt: CheckpointImage): void {
+  const apart = work.filter((w, i) => i === 0 || w.ownArea);
+  runSideBySide(apart.map((w) => restoreThread(w, ckpt)));
+  for (const w of work.filter((w, i) => i > 0 && !w.ownArea)) runSideBySide([restoreThread(w, ckpt)]);
+}
+
+/** Runs the steps of several threads: at each yield, the queues they handed over are flushed together. */
+function runSideBySide(steps: Generator<CallQueue, void, void>[]): void {
+  let live = steps.map((g) => ({ g, at: g.next() }));
+  for (;;) {
+    live = live.filter((s) => !s.at.done);
+    if (!live.length) return;
+    CallQueue.flushAll(live.map((s) => s.at.value as CallQueue));
+    for (const s of live) s.at = s.g.next();
+  }
+}
+
+/**
+ * Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. Yields
+ * its queue whenever the calls queued must have run before it goes on.
+ */
+function* restoreThread({ r, core, groupsSet }: ThreadWork, ckpt: CheckpointImage): Generator<CallQueue, void, void> {
   const tcore = core.threadCore;
   if (!tcore) return;
   // Everything up to the credentials' capget is one batch, the rest of them another: a thread's
@@ -63,14 +95,23 @@ export function restoreThread({ r, core, groupsSet }: ThreadWork, ckpt: Checkpoi
   }, q);
   // Filters while the task may still install them (root); suspended for us until release.
   if (tcore.seccompMode) {
-    q.flush();
+    yield q;
     restoreSeccomp(r, seccompChain(ckpt.seccompFilters, tcore.seccompMode, tcore.seccompFilter));
     r.scratch.reset();
   }
-  restoreCreds(r, tcore.creds, q, groupsSet === true);
+  yield* restoreCreds(r, tcore.creds, q, groupsSet === true);
   queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
 }
 
+/**
+ * Whether a thread's restore fits a trampoline slot of its own (restore/stub.ts THREAD_SLOT):
+ * seccomp filters and long group lists take more room than a slot's scratch pages, so such a
+ * thread uses its leader's area, one at a time.
+ */
+export function fitsSlot(core: core_entry): boolean {
+  const tcore = core.threadCore;
+  return !tcore?.seccompMode && (tcore?.creds?.groups.length ?? 0) <= 256;
+}
 
 /** Final registers, FPU state, TLS slots and signal mask of one thread. */
 export function finishThread({ r, core }: ThreadWork, sigmask: bigint): void {

@@ -10,7 +10,7 @@ import { ghostBlocker } from '../files/ghost.js';
 import { lostReason, unlinkedName } from '../files/other-name.js';
 import { isMemfd } from '../files/memfd.js';
 import { VMA, classifyVma, mappingName, MADV_BY_VMFLAG, type VmaKind } from './vma-kind.js';
-import type { DumpTask } from '../context.js';
+import type { DumpTask, ReadQueue } from '../context.js';
 import type { PageRange } from './page-range.js';
 
 export interface VmaData {
@@ -271,36 +271,34 @@ function* shmemRuns(pid: number, m: MapsEntry): Generator<{ first: number; count
   }
 }
 
-/** The mm-wide fields: from /proc/PID/stat, brk from the task, auxv from /proc. */
-export function dumpMmFields(t: DumpTask, exeFileId: number): Omit<MmData, 'vmas'> {
-  const brk = BigInt.asUintN(64, t.remote.call('brk', [0]));
-  return {
-    mmStartCode: t.stat.startCode,
-    mmEndCode: t.stat.endCode,
-    mmStartData: t.stat.startData,
-    mmEndData: t.stat.endData,
-    mmStartStack: t.stat.startStack,
-    mmStartBrk: t.stat.startBrk,
-    mmBrk: brk,
-    mmArgStart: t.stat.argStart,
-    mmArgEnd: t.stat.argEnd,
-    mmEnvStart: t.stat.envStart,
-    mmEnvEnd: t.stat.envEnd,
-    exeFileId,
-    mmSavedAuxv: parseAuxv(readFileSync(`/proc/${t.pid}/auxv`)),
-    ...mdweField(t),
+/**
+ * The mm-wide fields: from /proc/PID/stat, brk and PR_SET_MDWE's flags from the task (read with
+ * its other reads, `q`), auxv from /proc; the function gives them once `q` ran.
+ */
+export function dumpMmFields(t: DumpTask, q: ReadQueue): (exeFileId: number) => Omit<MmData, 'vmas'> {
+  const brk = q.add('brk', [0]);
+  // A kernel before 6.3 has no such prctl (EINVAL): its error is the answer.
+  const mdwe = q.add('prctl', [PR.GET_MDWE, 0, 0, 0, 0], { mayFail: true });
+  return (exeFileId) => {
+    const flags = mdwe();
+    return {
+      mmStartCode: t.stat.startCode,
+      mmEndCode: t.stat.endCode,
+      mmStartData: t.stat.startData,
+      mmEndData: t.stat.endData,
+      mmStartStack: t.stat.startStack,
+      mmStartBrk: t.stat.startBrk,
+      mmBrk: BigInt.asUintN(64, brk()),
+      mmArgStart: t.stat.argStart,
+      mmArgEnd: t.stat.argEnd,
+      mmEnvStart: t.stat.envStart,
+      mmEnvEnd: t.stat.envEnd,
+      exeFileId,
+      mmSavedAuxv: parseAuxv(readFileSync(`/proc/${t.pid}/auxv`)),
+      // Only when set.
+      ...(flags > 0n ? { cryoMdwe: Number(flags) } : {}),
+    };
   };
-}
-
-/** PR_SET_MDWE's flags, only when set (a kernel before 6.3 has no such prctl: EINVAL). */
-function mdweField(t: DumpTask): { cryoMdwe?: number } {
-  let flags = 0n;
-  try {
-    flags = t.remote.call('prctl', [PR.GET_MDWE, 0, 0, 0, 0]);
-  } catch {
-    return {};
-  }
-  return flags ? { cryoMdwe: Number(flags) } : {};
 }
 
 /**

@@ -21,13 +21,15 @@ export const mappingModesResource: TaskResource = {
   name: 'mapping modes',
   stage: 'before-mappings',
   perMm: true,
-  dump(t) {
+  dump(t, q) {
     const any = ksmMergeAny(t.pid);
+    const thp = q.add('prctl', [PR.GET_THP_DISABLE, 0, 0, 0, 0]);
     // Written whenever the kernel has KSM, false too: a forked child inherits the setting.
-    return { mm: { thpDisabled: t.remote.call('prctl', [PR.GET_THP_DISABLE, 0, 0, 0, 0]) === 1n, ...(any === null ? {} : { cryoKsmMergeAny: any }) } };
+    return () => ({ mm: { thpDisabled: thp() === 1n, ...(any === null ? {} : { cryoKsmMergeAny: any }) } });
   },
   restore(r, { mm }) {
     if (mm.thpDisabled) r.remote.call('prctl', [PR.SET_THP_DISABLE, 1, 0, 0, 0], 'THP disabled');
-    if (hasField(mm_entrySchema, mm, 'cryoKsmMergeAny')) r.remote.call('prctl', [PR.SET_MEMORY_MERGE, mm.cryoKsmMergeAny ? 1 : 0, 0, 0, 0], 'KSM merge-any');
+    // Set only when it differs from what the task has (from its parent or the stub): a stop less per task.
+    if (hasField(mm_entrySchema, mm, 'cryoKsmMergeAny') && ksmMergeAny(r.pid) !== mm.cryoKsmMergeAny) r.remote.call('prctl', [PR.SET_MEMORY_MERGE, mm.cryoKsmMergeAny ? 1 : 0, 0, 0, 0], 'KSM merge-any');
   },
 };

@@ -16,6 +16,7 @@ import { attachArgs } from './sysv-shm.js';
 import { VMA } from './vma-kind.js';
 import type { VmaData, PageRange } from './dump.js';
 import { CallQueue, batchIn, type RestoreTask } from '../context.js';
+import type { BatchCall } from '../../ptrace/index.js';
 import { withoutKernelPages, type VdsoPlan } from './vdso-image.js';
 import { hostFdInTask } from '../host-fd.js';
 import { inTreeMountNs } from '../mnt/root-path.js';
@@ -60,14 +61,18 @@ export interface MemoryContext {
   shmemSizes: Map<bigint, bigint>;
 }
 
-/** Unmaps everything in the task except the given ranges. */
+/** Unmaps everything in the task except the given ranges: one batch of munmaps (one stop, not one each). */
 export function dropMemory(r: RestoreTask, keep: { start: bigint; end: bigint }[]): void {
+  const calls: BatchCall[] = [];
   let cur = 0n;
   for (const k of [...keep].sort((a, b) => (a.start < b.start ? -1 : 1))) {
-    if (k.start > cur) r.remote.call('munmap', [cur, k.start - cur], `inherited memory ${hex(cur)}-${hex(k.start)}`);
+    if (k.start > cur) calls.push({ name: 'munmap', args: [cur, k.start - cur], detail: `inherited memory ${hex(cur)}-${hex(k.start)}` });
     if (k.end > cur) cur = k.end;
   }
-  if (cur < TASK_SIZE) r.remote.call('munmap', [cur, TASK_SIZE - cur], `inherited memory above ${hex(cur)}`);
+  if (cur < TASK_SIZE) calls.push({ name: 'munmap', args: [cur, TASK_SIZE - cur], detail: `inherited memory above ${hex(cur)}` });
+  const mark = r.scratch.mark();
+  batchIn(r, calls);
+  r.scratch.release(mark);
 }
 
 function vmaKey(v: VmaData, files: Map<number, MappedFile>): string {

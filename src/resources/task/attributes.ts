@@ -87,7 +87,10 @@ export const dumpableResource: TaskResource = {
   name: 'dumpable',
   stage: 'after-creds',
   perMm: true,
-  dump: (t) => ({ mm: { dumpable: Number(t.remote.call('prctl', [PR.GET_DUMPABLE, 0, 0, 0, 0])) } }),
+  dump(_t, q) {
+    const dumpable = q.add('prctl', [PR.GET_DUMPABLE, 0, 0, 0, 0]);
+    return () => ({ mm: { dumpable: Number(dumpable()) } });
+  },
   restore(r, img) {
     if (hasField(mm_entrySchema, img.mm, 'dumpable')) r.remote.call('prctl', [PR.SET_DUMPABLE, img.mm.dumpable, 0, 0, 0], 'dumpable');
   },

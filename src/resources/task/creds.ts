@@ -119,11 +119,16 @@ function capHeader(): Buffer {
  * Ambient capabilities survive step 9 because a real thread's ambient set is inside its
  * permitted and inheritable sets (the kernel keeps that invariant).
  */
-export function restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: CallQueue, groupsSet = false): void {
-  if (!c) return q.flush();
+export function* restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: CallQueue, groupsSet = false): Generator<CallQueue, void, void> {
+  if (!c) {
+    yield q;
+    return;
+  }
   // In order, in two batches (a stop each, not one per call): up to the capget whose result the
   // inheritable set needs, then the rest. `q` may hold the thread's calls before these (they
-  // go in the first batch); the caller reset the scratch area, whose strings they may use.
+  // go in the first batch); the caller reset the scratch area, whose strings they may use. Each
+  // `yield q` hands the queue to the caller, who has it run (with other threads' queues, side by
+  // side: restore/thread.ts) before going on.
   const call = q.add.bind(q);
   const hdr = r.scratch.put(capHeader());
   const what = (step: string) => `${step} (credentials of thread ${r.pid})`;
@@ -138,7 +143,7 @@ export function restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: Call
 
   const now = r.scratch.alloc(24);
   call('capget', [hdr, now], what('capget'));
-  q.flush();
+  yield q;
   const held = r.scratch.read(now, 24);
   const heldPrm = BigInt(held.readUInt32LE(4)) | (BigInt(held.readUInt32LE(16)) << 32n);
   const inh = capValue(c.capInh);
@@ -161,5 +166,5 @@ export function restoreCreds(r: RestoreTask, c: creds_entry | undefined, q: Call
     call('prctl', [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], what('no_new_privs'));
   }
   call('capset', [hdr, r.scratch.put(capData(capValue(c.capEff), capValue(c.capPrm), inh))], what('capabilities'));
-  q.flush();
+  yield q;
 }

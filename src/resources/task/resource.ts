@@ -8,7 +8,7 @@
 import type { DescMessage, MessageInitShape } from '@bufbuild/protobuf';
 import type { task_core_entry, task_core_entrySchema } from '../../image/gen/core_pb.js';
 import type { mm_entry, mm_entrySchema } from '../../image/gen/mm_pb.js';
-import type { DumpTask, RestoreTask } from '../context.js';
+import type { DumpTask, ReadQueue, RestoreTask } from '../context.js';
 
 /** Some fields of a message, as create() takes them (nested messages as plain objects too). */
 type FieldsOf<Desc extends DescMessage, M> = Partial<Omit<Exclude<MessageInitShape<Desc>, M>, '$typeName'>>;
@@ -45,8 +45,12 @@ export interface TaskResource {
    * restored already, by the parent.
    */
   readonly perMm?: boolean;
-  /** Reads it from the frozen task (its leader, injected calls through `t`) as image fields. */
-  dump(t: DumpTask): TaskFields;
+  /**
+   * Reads it from the frozen task (its leader) as image fields: its injected calls go into `q`,
+   * which runs them with the task's other reads (a stop or two for all), and the function it
+   * returns gives the fields once `q` ran.
+   */
+  dump(t: DumpTask, q: ReadQueue): () => TaskFields;
   /**
    * Before any task is made: adapts, in place and with a warning, what cannot be restored as
    * recorded (a hard limit cryo may not set), or throws naming the field.

@@ -4,8 +4,7 @@
 // prlimit64 while the restored task is still root, once its children are made.
 import { readFileSync } from 'node:fs';
 import { prlimit, RLIMIT_NLIMITS } from '../../sys/index.js';
-import { batchInDump, type DumpTask } from '../context.js';
-import type { BatchCall } from '../../ptrace/index.js';
+import type { DumpTask, ReadQueue } from '../context.js';
 import type { TaskResource, TaskImageFields } from './resource.js';
 
 export interface RlimitData {
@@ -13,16 +12,16 @@ export interface RlimitData {
   max: bigint;
 }
 
-export function dumpRlimits(t: DumpTask): RlimitData[] {
-  t.scratch.reset();
+/** The 16 limits, read with the task's other reads (`q`, not a stop each): once it ran. */
+export function dumpRlimits(t: DumpTask, q: ReadQueue): () => RlimitData[] {
   const buf = t.scratch.alloc(16 * RLIMIT_NLIMITS);
-  const calls: BatchCall[] = [];
-  for (let res = 0; res < RLIMIT_NLIMITS; res++) calls.push({ name: 'prlimit64', args: [0, res, 0, buf + BigInt(16 * res)], detail: `rlimit ${res}` });
-  batchInDump(t, calls); // one stop, not 16
-  const raw = t.scratch.read(buf, 16 * RLIMIT_NLIMITS);
-  const out: RlimitData[] = [];
-  for (let res = 0; res < RLIMIT_NLIMITS; res++) out.push({ cur: raw.readBigUInt64LE(16 * res), max: raw.readBigUInt64LE(16 * res + 8) });
-  return out;
+  for (let res = 0; res < RLIMIT_NLIMITS; res++) q.add('prlimit64', [0, res, 0, buf + BigInt(16 * res)], { detail: `rlimit ${res}` });
+  return () => {
+    const raw = t.scratch.read(buf, 16 * RLIMIT_NLIMITS);
+    const out: RlimitData[] = [];
+    for (let res = 0; res < RLIMIT_NLIMITS; res++) out.push({ cur: raw.readBigUInt64LE(16 * res), max: raw.readBigUInt64LE(16 * res + 8) });
+    return out;
+  };
 }
 
 const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE', 'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
@@ -54,7 +53,10 @@ function clampHardLimits(img: TaskImageFields, warn: (text: string) => void): vo
 export const rlimitsResource: TaskResource = {
   name: 'rlimits',
   stage: 'after-children',
-  dump: (t) => ({ tc: { rlimits: { rlimits: dumpRlimits(t) } } }),
+  dump(t, q) {
+    const limits = dumpRlimits(t, q);
+    return () => ({ tc: { rlimits: { rlimits: limits() } } });
+  },
   adapt: clampHardLimits,
   restore(r, img) {
     img.tc.rlimits?.rlimits.forEach((l, res) => prlimit(r.pid, res, { cur: l.cur, max: l.max }));

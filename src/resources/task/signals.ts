@@ -1,7 +1,7 @@
 // Signal dispositions (sigactions), the alternate signal stack and the blocked mask.
 // Only the task can read its sigactions and sigaltstack: they come from injected syscalls.
 import { SIG, NSIG } from '../../sys/index.js';
-import { batchIn, batchInDump, type CallQueue, type DumpTask, type ReadQueue, type RestoreTask } from '../context.js';
+import { batchIn, type CallQueue, type DumpTask, type ReadQueue, type RestoreTask } from '../context.js';
 import type { BatchCall } from '../../ptrace/index.js';
 import { skip } from '../../util/skip.js';
 
@@ -29,19 +29,21 @@ export function sigactionSignals(): number[] {
   return out;
 }
 
-export function dumpSigactions(t: DumpTask): SigactionData[] {
+/** The dispositions, read with the task's other reads (`q`: a stop or two for all, not one per signal). */
+export function dumpSigactions(t: DumpTask, q: ReadQueue): () => SigactionData[] {
   const sigs = sigactionSignals();
   const buf = t.scratch.alloc(SA_SIZE * sigs.length);
-  // One batch (a stop or two) instead of a stop per signal.
-  batchInDump(t, sigs.map((sig, i) => ({ name: 'rt_sigaction', args: [sig, 0, buf + BigInt(i * SA_SIZE), 8], detail: `signal ${sig}` })));
-  const raw = t.scratch.read(buf, SA_SIZE * sigs.length);
-  return sigs.map((_, i) => ({
-    sigaction: raw.readBigUInt64LE(i * SA_SIZE),
-    flags: raw.readBigUInt64LE(i * SA_SIZE + 8),
-    restorer: raw.readBigUInt64LE(i * SA_SIZE + 16),
-    mask: raw.readBigUInt64LE(i * SA_SIZE + 24),
-    compatSigaction: false,
-  }));
+  sigs.forEach((sig, i) => q.add('rt_sigaction', [sig, 0, buf + BigInt(i * SA_SIZE), 8], { detail: `signal ${sig}` }));
+  return () => {
+    const raw = t.scratch.read(buf, SA_SIZE * sigs.length);
+    return sigs.map((_, i) => ({
+      sigaction: raw.readBigUInt64LE(i * SA_SIZE),
+      flags: raw.readBigUInt64LE(i * SA_SIZE + 8),
+      restorer: raw.readBigUInt64LE(i * SA_SIZE + 16),
+      mask: raw.readBigUInt64LE(i * SA_SIZE + 24),
+      compatSigaction: false,
+    }));
+  };
 }
 
 function sigactionStruct(sa: SigactionData): Buffer {

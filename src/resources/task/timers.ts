@@ -1,5 +1,5 @@
 // Interval timers (setitimer): real, virtual and profiling. Read by the task itself.
-import type { DumpTask, RestoreTask } from '../context.js';
+import type { CallQueue, DumpTask, ReadQueue, RestoreTask } from '../context.js';
 
 export interface ItimerData {
   isec: bigint;
@@ -16,17 +16,19 @@ export interface ItimersData {
 
 const WHICH = { real: 0, virt: 1, prof: 2 } as const;
 
-export function dumpItimers(t: DumpTask): ItimersData {
-  const read = (which: number): ItimerData => {
-    const buf = t.scratch.alloc(32);
-    t.remote.call('getitimer', [which, buf]);
-    const b = t.scratch.read(buf, 32);
-    return { isec: b.readBigInt64LE(0), iusec: b.readBigInt64LE(8), vsec: b.readBigInt64LE(16), vusec: b.readBigInt64LE(24) };
+/** The three timers, read with the task's other reads (`q`): once it ran. */
+export function dumpItimers(t: DumpTask, q: ReadQueue): () => ItimersData {
+  const buf = t.scratch.alloc(96);
+  for (const which of [WHICH.real, WHICH.virt, WHICH.prof]) q.add('getitimer', [which, buf + BigInt(32 * which)]);
+  return () => {
+    const b = t.scratch.read(buf, 96);
+    const at = (which: number): ItimerData => ({ isec: b.readBigInt64LE(32 * which), iusec: b.readBigInt64LE(32 * which + 8), vsec: b.readBigInt64LE(32 * which + 16), vusec: b.readBigInt64LE(32 * which + 24) });
+    return { real: at(WHICH.real), virt: at(WHICH.virt), prof: at(WHICH.prof) };
   };
-  return { real: read(WHICH.real), virt: read(WHICH.virt), prof: read(WHICH.prof) };
 }
 
-export function restoreItimers(r: RestoreTask, timers: ItimersData | undefined): void {
+/** Queued in `q` (their buffers in the scratch area until it is flushed). */
+export function restoreItimers(r: RestoreTask, timers: ItimersData | undefined, q: CallQueue): void {
   if (!timers) return;
   for (const key of ['real', 'virt', 'prof'] as const) {
     let it = timers[key];
@@ -41,7 +43,6 @@ export function restoreItimers(r: RestoreTask, timers: ItimersData | undefined):
     b.writeBigInt64LE(it.iusec, 8);
     b.writeBigInt64LE(it.vsec, 16);
     b.writeBigInt64LE(it.vusec, 24);
-    r.scratch.reset();
-    r.remote.call('setitimer', [WHICH[key], r.scratch.put(b), 0], `itimer ${key}`);
+    q.add('setitimer', [WHICH[key], r.scratch.put(b), 0], `itimer ${key}`);
   }
 }
