@@ -6,7 +6,7 @@ import { dumpSpeculation } from '../resources/task/speculation.js';
 import { sharesWithDumper, DUMPER_KEY } from './ids.js';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
-import { getXstate, SIG, kcmp, KCMP, type Regs } from '../sys/index.js';
+import { getXstate, SIG, kcmp, KCMP, PAGE_SIZE, type Regs } from '../sys/index.js';
 import { regsToEntry, namingRestartedCall, readTaskCode } from '../resources/task/regs.js';
 import { Scratch, SafeRemote, type ScratchArea, type Remote, type Tracee } from '../ptrace/index.js';
 import { parseStat, parseStatus, parseMaps } from '../proc/index.js';
@@ -78,7 +78,9 @@ export function openTask(tracee: Tracee, log: Log, ids: IdAllocator, sharer?: Du
   // so that every area has exactly one slot per task and an orphan leaves none of it behind.
   const remote = sharer && sharer.tracee.tgid === tracee.tgid ? SafeRemote.join(tracee, scratchArea(sharer), backTo) : SafeRemote.open(tracee, tasks, backTo);
   const area = remote.area;
-  const scratch = Scratch.at(remote, area.addr, area.dataSize);
+  // A thread's reads go to its slot's own data page when it has one: it runs them beside the others'.
+  const own = sharer && sharer.tracee.tgid === tracee.tgid ? remote.ownData : null;
+  const scratch = own !== null ? Scratch.at(remote, own, PAGE_SIZE) : Scratch.at(remote, area.addr, area.dataSize);
   return {
     pid,
     tracee,
@@ -204,13 +206,30 @@ function timerSlackField(tid: number): { cryoTimerSlackNs?: bigint } {
   return slack === null ? {} : { cryoTimerSlackNs: slack };
 }
 
-/** Core image of a thread other than the leader: its own state, plus its blocked mask. */
-export function dumpThreadCore(t: DumpTask): core_entry {
-  t.scratch.reset();
-  const q = new ReadQueue(t);
-  const partsOf = dumpThreadParts(t, q);
-  q.run();
-  const { threadInfo, threadCore } = partsOf();
+/**
+ * Core images of a process's threads other than the leader: their own state, plus each one's
+ * blocked mask. The threads with a data page of their own read their state side by side (their
+ * stops overlap: ReadQueue.runAll); the others (sharing the leader's data) one after the other.
+ */
+export function dumpThreadCores(ts: DumpTask[]): core_entry[] {
+  const queued = (t: DumpTask) => {
+    t.scratch.reset();
+    const q = new ReadQueue(t);
+    return { q, partsOf: dumpThreadParts(t, q) };
+  };
+  const apart = new Map(ts.filter((t) => t.remote instanceof SafeRemote && t.remote.ownData !== null).map((t) => [t, queued(t)]));
+  ReadQueue.runAll([...apart.values()].map((x) => x.q));
+  return ts.map((t) => {
+    let mine = apart.get(t);
+    if (!mine) {
+      mine = queued(t);
+      mine.q.run();
+    }
+    return threadCore(t, mine.partsOf());
+  });
+}
+
+function threadCore(t: DumpTask, { threadInfo, threadCore }: ReturnType<typeof threadParts>): core_entry {
   return create(core_entrySchema, {
     mtype: core_entry_march.X86_64,
     threadInfo,

@@ -9,7 +9,7 @@ import { IdAllocator, type DumpTask } from '../resources/context.js';
 import type { FileTable } from '../resources/files/table.js';
 import type { Log } from '../util/log.js';
 import type { ProgressMeter } from '../util/progress-meter.js';
-import { openTask, dumpTask, dumpThreadCore, type TaskImages } from './task.js';
+import { openTask, dumpTask, dumpThreadCores, type TaskImages } from './task.js';
 import type { FrozenTree } from './freeze.js';
 
 export interface CollectedTree {
@@ -42,7 +42,8 @@ export function collectTasks(tree: FrozenTree, files: FileTable, open: DumpTask[
     const leader = take(tree.frozen.find((tr) => tr.tid === t.pid)!, vmParent, t.threads.length);
     const others = tree.frozen.filter((f) => f.tgid === t.pid && f.tid !== t.pid).map((tr) => take(tr, leader));
     images.push(dumpTask(leader, files, t.stopped, t.ppid || undefined));
-    for (const th of others) threadCores.push({ tid: th.pid, core: dumpThreadCore(th) });
+    const cores = dumpThreadCores(others);
+    others.forEach((th, i) => threadCores.push({ tid: th.pid, core: cores[i]! }));
     meter.task();
   }
   return { images, threadCores, rootIds };

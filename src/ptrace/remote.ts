@@ -1,6 +1,6 @@
 // Making a stopped task execute system calls for us: set its registers so that rip points at a
 // `syscall` instruction, single-step over it, read rax, and finally put the registers back.
-import { Regs, PTRACE, PTRACE_EVENT, SIG, ptrace, getSigmask, setSigmask, errnoName, checkInterrupt, vmRead, vmWrite, type SyscallName, NR } from '../sys/index.js';
+import { E, Regs, PTRACE, PTRACE_EVENT, SIG, ptrace, getEventMsg, getSigmask, setSigmask, errnoName, checkInterrupt, vmRead, vmWrite, type SyscallName, NR } from '../sys/index.js';
 import { Tracee, TraceeError } from './tracee.js';
 import { batchCode, callsThatFit, type CodedCall } from './batch-code.js';
 
@@ -42,6 +42,20 @@ export interface BatchArea {
   resultsAt: bigint;
 }
 
+/**
+ * A writable and executable mmap refused with EACCES: the process set PR_SET_MDWE (systemd's
+ * MemoryDenyWriteExecute= does). /proc does not show the setting; this is how cryo learns it.
+ */
+export function deniedWriteExec(e: unknown): boolean {
+  return e instanceof RemoteSyscallError && e.call === 'mmap' && e.errno === E.EACCES;
+}
+
+/** A call's raw result, or RemoteSyscallError for an error (-4095..-1). */
+export function checkedResult(tid: number, name: string, ret: bigint, detail?: string): bigint {
+  if (ret < 0n && ret >= -4095n) throw new RemoteSyscallError(tid, name, Number(-ret), detail);
+  return ret;
+}
+
 /** Calls as batchCode takes them. */
 export function codedCalls(calls: readonly BatchCall[]): CodedCall[] {
   return calls.map((c) => ({ nr: NR[c.name], args: c.args.map((a) => BigInt(a)), mayFail: c.mayFail === true }));
@@ -65,6 +79,46 @@ export interface RunningBatch {
   calls: BatchCall[];
   resultsAt: bigint;
   trapAt: bigint;
+}
+
+/** One task's part of batchesSideBySide: its calls cut into runs (Remote.batchRuns) and where they run. */
+export interface SideBySideJob {
+  remote: Remote;
+  runs: BatchCall[][];
+  area: BatchArea;
+}
+
+/**
+ * Runs several tasks' batches side by side (threads of a process, each with batch code and
+ * result memory of its own): each one's next run started in every task before any is waited
+ * for, so that their stops overlap instead of each waiting for the scheduler in turn. Returns
+ * each job's results. Every batch started is waited for before an error (the first) is thrown:
+ * no task is left running.
+ */
+export function batchesSideBySide(jobs: SideBySideJob[]): bigint[][] {
+  const results = jobs.map((): bigint[] => []);
+  for (let k = 0; jobs.some((j) => k < j.runs.length); k++) {
+    let error: unknown = null;
+    const started: { i: number; b: RunningBatch }[] = [];
+    for (const [i, j] of jobs.entries()) {
+      if (k >= j.runs.length) continue;
+      try {
+        started.push({ i, b: j.remote.startBatch(j.runs[k]!, j.area) });
+      } catch (e) {
+        error = e;
+        break;
+      }
+    }
+    for (const { i, b } of started) {
+      try {
+        results[i]!.push(...jobs[i]!.remote.endBatch(b));
+      } catch (e) {
+        error ??= e;
+      }
+    }
+    if (error) throw error;
+  }
+  return results;
 }
 
 /** A result slot no call wrote: below every error (-4095..-1), never a user address. */
@@ -157,9 +211,7 @@ export class Remote {
 
   /** Runs a syscall by name and throws RemoteSyscallError if it fails. */
   call(name: SyscallName, args: RemoteArg[] = [], detail?: string): bigint {
-    const res = this.raw(NR[name], args);
-    if (res < 0n && res >= -4095n) throw new RemoteSyscallError(this.t.tid, name, Number(-res), detail);
-    return res;
+    return checkedResult(this.t.tid, name, this.raw(NR[name], args), detail);
   }
 
   /**
@@ -176,9 +228,7 @@ export class Remote {
     this.t.syscallStops(NR[name]);
     this.inSyscallStop = true;
     this.count++;
-    const res = this.t.regs().signed('ax');
-    if (res < 0n && res >= -4095n) throw new RemoteSyscallError(this.t.tid, name, Number(-res), detail);
-    return res;
+    return checkedResult(this.t.tid, name, this.t.regs().signed('ax'), detail);
   }
 
   /**
@@ -219,13 +269,18 @@ export class Remote {
     return { calls, resultsAt: area.resultsAt, trapAt };
   }
 
-  /** Waits for a batch startBatch() started; its results, or RemoteSyscallError as batch() throws. */
-  endBatch(b: RunningBatch): bigint[] {
+  /**
+   * Waits for a batch startBatch() started; its results, or RemoteSyscallError as batch() throws.
+   * `onClone`: the batch makes tasks (clone3, the tracee traced with PTRACE_O_TRACECLONE/FORK):
+   * told each new task's TID at its fork or clone event stop, and the batch goes on.
+   */
+  endBatch(b: RunningBatch, onClone?: (tid: number) => void): bigint[] {
     const tid = this.t.tid;
     for (;;) {
       const st = this.t.wait();
       if (!st.stopped) throw new TraceeError(tid, `died during a batch of ${b.calls.length} injected syscalls`);
-      if (st.event === PTRACE_EVENT.STOP) {
+      if (st.event === PTRACE_EVENT.STOP || (onClone && (st.event === PTRACE_EVENT.CLONE || st.event === PTRACE_EVENT.FORK))) {
+        if (st.event !== PTRACE_EVENT.STOP) onClone!(Number(getEventMsg(tid)));
         ptrace(PTRACE.CONT, tid, 0, 0); // job control: go on where it is
         continue;
       }

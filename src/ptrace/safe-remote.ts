@@ -18,11 +18,10 @@
 // recognisably one: [stack], or a pthread stack above its guard page) leaves its part behind.
 import { readFileSync } from 'node:fs';
 import {
-  E, Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite, memWrite,
-  checkInterrupt, type SyscallName,
+  Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite, memWrite, checkInterrupt,
 } from '../sys/index.js';
 import { parseMaps } from '../proc/index.js';
-import { Remote, RemoteSyscallError, batchResults, batchRuns, codedCalls, unwrittenSlots, type BatchCall, type RemoteArg } from './remote.js';
+import { Remote, checkedResult, deniedWriteExec, batchResults, batchRuns, codedCalls, unwrittenSlots, type BatchCall, type RemoteArg, type RunningBatch } from './remote.js';
 import { batchCode } from './batch-code.js';
 export { ScratchArea } from './scratch-area.js';
 import { TraceeError, type Tracee } from './tracee.js';
@@ -209,7 +208,7 @@ export class SafeRemote extends Remote {
       setSigmask(this.t.tid, this.block);
       this.masked = true;
       const ret = this.syscallStops(nr);
-      return checked(this.t.tid, name, ret);
+      return checkedResult(this.t.tid, name, ret, 'scratch');
     }
     setSigmask(this.t.tid, this.block);
     r.set('ip', b.vdsoSyscall);
@@ -221,7 +220,7 @@ export class SafeRemote extends Remote {
       this.t.setRegs(this.backTo);
       setSigmask(this.t.tid, this.savedMask);
     }
-    return checked(this.t.tid, name, ret);
+    return checkedResult(this.t.tid, name, ret, 'scratch');
   }
 
   /** Runs the prepared call to its syscall-exit stop (PTRACE_SYSCALL: entry, then exit). */
@@ -269,39 +268,69 @@ export class SafeRemote extends Remote {
    * call and stores its result in the scratch data at `resultsAt`, then jumps to the marker
    * site's tail (the tgkill stop, then the exit). Orphaned mid-batch, the task runs the rest of
    * it and leaves through that exit as from a single call. Without a marker, one call at a time.
-   * (Only `area.resultsAt` is used: the code goes in the task's own code page.)
+   * (Only `area.resultsAt` is used: the code goes in the task's own code page.) startBatch and
+   * endBatch run one run of batchRuns() in pieces, for threads side by side (context.ts ReadQueue).
    */
   override batch(calls: BatchCall[], area: { resultsAt: bigint }): bigint[] {
-    const { resultsAt } = area;
     if (!this.active) throw new TraceeError(this.t.tid, 'remote syscall after restore()');
     if (!this.marker) return calls.map((c) => (c.mayFail ? this.raw(NR[c.name], c.args) : this.call(c.name, c.args, c.detail)));
-    const codeAt = this.slot!.code + BigInt(BATCH_CODE_AT);
     const out: bigint[] = [];
-    for (const part of batchRuns(calls, codeAt, resultsAt, PAGE_SIZE - BATCH_CODE_AT, true)) {
-      checkInterrupt();
-      this.writeSlot(codeAt, batchCode(codedCalls(part), codeAt, resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
-      vmWrite(this.t.tid, resultsAt, unwrittenSlots(part.length));
-      const r = this.callRegs(0, []);
-      r.set('sp', this.slot!.frame + 8n);
-      r.set('ip', codeAt);
-      this.runToMarker(r, `a batch of ${part.length} injected syscalls`);
-      this.count += part.length;
-      out.push(...batchResults(this.t.tid, part, resultsAt));
-    }
+    for (const part of this.batchRuns(calls, area)) out.push(...this.endBatch(this.startBatch(part, area)));
     return out;
+  }
+
+  override batchRuns(calls: BatchCall[], area: { resultsAt: bigint }): BatchCall[][] {
+    return batchRuns(calls, this.slot!.code + BigInt(BATCH_CODE_AT), area.resultsAt, PAGE_SIZE - BATCH_CODE_AT, true);
+  }
+
+  override startBatch(part: BatchCall[], area: { resultsAt: bigint }): RunningBatch {
+    if (!this.active || !this.marker) throw new TraceeError(this.t.tid, 'a batch without a marker, or after restore()');
+    checkInterrupt();
+    const codeAt = this.slot!.code + BigInt(BATCH_CODE_AT);
+    this.writeSlot(codeAt, batchCode(codedCalls(part), codeAt, area.resultsAt, this.slot!.code + BigInt(MARKER_TAIL_AT)).code);
+    vmWrite(this.t.tid, area.resultsAt, unwrittenSlots(part.length));
+    const r = this.callRegs(0, []);
+    r.set('sp', this.slot!.frame + 8n);
+    r.set('ip', codeAt);
+    this.launch(r);
+    return { calls: part, resultsAt: area.resultsAt, trapAt: 0n };
+  }
+
+  override endBatch(b: RunningBatch): bigint[] {
+    this.awaitMarker(`a batch of ${b.calls.length} injected syscalls`);
+    this.count += b.calls.length;
+    return batchResults(this.t.tid, b.calls, b.resultsAt);
+  }
+
+  /**
+   * This task's own data page (its slot's), for results of a batch run beside other threads':
+   * null when it has none writable (code written through /proc/PID/mem) or no marker.
+   */
+  get ownData(): bigint | null {
+    return this.slot && this.marker && !this.area.codeReadOnly ? this.slot.data : null;
   }
 
   /** Runs the task from `r` (in its code page) to the marker's stop; returns the registers there. */
   private runToMarker(r: Regs, what: string): Regs {
+    this.launch(r);
+    return this.awaitMarker(what);
+  }
+
+  /** Sets the task off from `r` (in its code page) towards the marker's stop. */
+  private launch(r: Regs): void {
     // The task's own ids: in a PID namespace of its own, cryo's numbers name other tasks or none.
     r.set('r13', this.t.ownIds().tgid);
     r.set('r14', this.t.ownIds().tid);
     r.set('r15', this.marker);
     this.t.setRegs(r);
     this.maskOnce();
+    ptrace(PTRACE.CONT, this.t.tid, 0, 0);
+  }
+
+  /** Waits until the task launched sits in the marker's stop; returns its registers there. */
+  private awaitMarker(what: string): Regs {
     const stopAt = this.slot!.code + BigInt(MARKER_STOP_AT);
-    for (;;) {
-      ptrace(PTRACE.CONT, this.t.tid, 0, 0);
+    for (;; ptrace(PTRACE.CONT, this.t.tid, 0, 0)) {
       const st = this.t.wait();
       if (!st.stopped) throw new TraceeError(this.t.tid, `died during ${what}`);
       if (st.event === PTRACE_EVENT.STOP) continue; // job control: resume where it is
@@ -363,17 +392,4 @@ export class SafeRemote extends Remote {
     this.t.interruptStop();
     this.lastStop = 'interrupt';
   }
-}
-
-function checked(tid: number, name: string, ret: bigint): bigint {
-  if (ret < 0n && ret >= -4095n) throw new RemoteSyscallError(tid, name as SyscallName, Number(-ret), 'scratch');
-  return ret;
-}
-
-/**
- * A writable and executable mmap refused with EACCES: the process set PR_SET_MDWE (systemd's
- * MemoryDenyWriteExecute= does). /proc does not show the setting; this is how cryo learns it.
- */
-function deniedWriteExec(e: unknown): boolean {
-  return e instanceof RemoteSyscallError && e.call === 'mmap' && e.errno === E.EACCES;
 }

@@ -1,5 +1,6 @@
 // The mapping cryo puts in a task for injected system calls: data pages (buffers, see Scratch),
-// then one slot per task working in it — the task's code page and a signal frame. The owner's
+// then one slot per task working in it — the task's code page, a signal frame and a data page of
+// its own (a thread's reads run beside the other threads', their results there). The owner's
 // slot comes right after the data, so that its own part (data + slot) is one range to unmap.
 import { PAGE_SIZE } from '../sys/index.js';
 import { FPSTATE_OFFSET } from './sigframe.js';
@@ -14,6 +15,8 @@ export interface Slot {
   size: number;
   code: bigint;
   frame: bigint;
+  /** The task's own data page (writable only when the code is not: see codeReadOnly). */
+  data: bigint;
 }
 
 export class ScratchArea {
@@ -45,7 +48,7 @@ export class ScratchArea {
 
   static layout(tasks: number, xstateLen: number): { size: number; dataSize: number; slotSize: number; slotCount: number } {
     const frame = Math.ceil((FPSTATE_OFFSET + xstateLen + 4) / PAGE_SIZE) * PAGE_SIZE;
-    const slotSize = PAGE_SIZE + frame;
+    const slotSize = PAGE_SIZE + frame + PAGE_SIZE;
     const slotCount = tasks;
     const dataSize = DATA_PAGES * PAGE_SIZE;
     return { size: dataSize + slotCount * slotSize, dataSize, slotSize, slotCount };
@@ -72,6 +75,6 @@ export class ScratchArea {
   takeSlot(): Slot {
     if (this.used >= this.slotCount) throw new Error(`scratch area at 0x${this.addr.toString(16)}: no slot left (${this.slotCount} tasks)`);
     const start = this.addr + BigInt(this.dataSize + this.used++ * this.slotSize);
-    return { start, size: this.slotSize, code: start, frame: start + BigInt(PAGE_SIZE) };
+    return { start, size: this.slotSize, code: start, frame: start + BigInt(PAGE_SIZE), data: start + BigInt(this.slotSize - PAGE_SIZE) };
   }
 }

@@ -1,6 +1,6 @@
 // What a resource module gets to work with while one task is frozen (dump) or being rebuilt
 // (restore). Each module in resources/ reads from and writes into these.
-import { SafeRemote, type Tracee, type Remote, type Scratch, type BatchCall, type RemoteArg, type RunningBatch } from '../ptrace/index.js';
+import { SafeRemote, type Tracee, type Remote, type Scratch, type BatchCall, type RemoteArg, batchesSideBySide } from '../ptrace/index.js';
 import { NR, type Regs, type SyscallName } from '../sys/index.js';
 import type { ProcStat, ProcStatus, MapsEntry } from '../proc/index.js';
 import type { Log } from '../util/log.js';
@@ -109,6 +109,21 @@ export class ReadQueue {
   run(): void {
     this.results = batchInDump(this.t, this.calls);
   }
+
+  /**
+   * Runs the queues of several threads of a process side by side (batchesSideBySide): those
+   * whose results go to a data page of their own (SafeRemote.ownData; see openTask); the others
+   * one after the other.
+   */
+  static runAll(queues: ReadQueue[]): void {
+    const apart = queues.filter((q) => q.t.remote instanceof SafeRemote && q.t.remote.ownData !== null && q.calls.length);
+    for (const q of queues) if (!apart.includes(q)) q.run();
+    const results = batchesSideBySide(apart.map((q) => {
+      const area = { codeAt: 0n, codeSize: 0, resultsAt: q.t.scratch.alloc(8 * q.calls.length) };
+      return { remote: q.t.remote, area, runs: q.t.remote.batchRuns(q.calls, area) };
+    }));
+    apart.forEach((q, i) => (q.results = results[i]!));
+  }
 }
 
 /**
@@ -139,32 +154,11 @@ export class CallQueue {
    * (the first) is thrown: no task is left running.
    */
   static flushAll(queues: CallQueue[]): void {
-    const plans = queues.filter((q) => q.calls.length).map((q) => {
+    batchesSideBySide(queues.filter((q) => q.calls.length).map((q) => {
       const calls = q.calls;
       q.calls = [];
       const area = { codeAt: q.r.batchCode.at, codeSize: q.r.batchCode.size, resultsAt: q.r.scratch.alloc(8 * calls.length) };
-      return { q, area, runs: q.r.remote.batchRuns(calls, area) };
-    });
-    for (let k = 0; plans.some((p) => k < p.runs.length); k++) {
-      let error: unknown = null;
-      const started: { p: (typeof plans)[number]; b: RunningBatch }[] = [];
-      for (const p of plans) {
-        if (k >= p.runs.length) continue;
-        try {
-          started.push({ p, b: p.q.r.remote.startBatch(p.runs[k]!, p.area) });
-        } catch (e) {
-          error = e;
-          break;
-        }
-      }
-      for (const { p, b } of started) {
-        try {
-          p.q.r.remote.endBatch(b);
-        } catch (e) {
-          error ??= e;
-        }
-      }
-      if (error) throw error;
-    }
+      return { remote: q.r.remote, area, runs: q.r.remote.batchRuns(calls, area) };
+    }));
   }
 }

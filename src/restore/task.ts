@@ -1,7 +1,7 @@
 // Rebuilding one task (and, through it, its children) inside a freshly cloned process that
 // already has the right PID. Each thread's own state is restore/thread.ts.
 import { PR, O, CLONE, SIG, PTRACE, NR, PAGE_SIZE, setSigmask, ptrace, WAIT } from '../sys/index.js';
-import { Remote, Scratch, findSyscallIn, injectClone3, type Tracee } from '../ptrace/index.js';
+import { Remote, Scratch, findSyscallIn, injectClone3, injectThreads, CLONE_SCRATCH, type Tracee } from '../ptrace/index.js';
 import { task_core_entrySchema } from '../image/gen/core_pb.js';
 import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
@@ -185,11 +185,23 @@ export function restoreTask(
   // The other threads, with their TIDs, cloned by the leader at the trampoline.
   const work: ThreadWork[] = [{ r, core: img.core, groupsSet: userns !== undefined }];
   const levels = img.pstree.cryoNsPid.length;
-  for (const [i, th] of img.threads.entries()) {
+  // Cloned CLONES_PER_BATCH at a time, a batch each (injectThreads: a stop per thread, not three).
+  const born = new Map<number, Tracee>();
+  for (let i = 0; i < img.threads.length; i += CLONES_PER_BATCH) {
     scratch.reset();
-    const nsTid = threadNsPid(img.pstree.cryoNsThreads, levels, img.pstree.threads.indexOf(th.tid));
-    const t = injectClone3(remote, scratch.alloc(256), { flags: THREAD_FLAGS, exitSignal: 0, setTid: setTidArray(th.tid, nsTid) });
-    session.tracees.push(t);
+    const part = img.threads.slice(i, i + CLONES_PER_BATCH).map((th) => ({
+      flags: THREAD_FLAGS, exitSignal: 0, setTid: setTidArray(th.tid, threadNsPid(img.pstree.cryoNsThreads, levels, img.pstree.threads.indexOf(th.tid))),
+    }));
+    const argsAt = part.map(() => scratch.alloc(CLONE_SCRATCH));
+    const area = { codeAt: batchCode.at, codeSize: batchCode.size, resultsAt: scratch.alloc(8 * part.length) };
+    injectThreads(remote, area, argsAt, part, (t) => {
+      session.tracees.push(t);
+      born.set(t.tid, t);
+    });
+  }
+  for (const [i, th] of img.threads.entries()) {
+    const t = born.get(th.tid);
+    if (!t) throw new UserError(`pid ${img.pid}: thread ${th.tid} was not made`);
     const tr = new Remote(t, trampoline);
     // A slot of its own, when one is free and its state fits: its batches then run beside the others'.
     const slot = i < THREAD_SLOTS && fitsSlot(th.core) ? trampoline + BigInt(TRAMPOLINE_BASE + i * THREAD_SLOT_SIZE) : null;
@@ -238,6 +250,8 @@ export function restoreTask(
 }
 
 const BATCH_CODE_OFFSET = 64;
+/** Threads cloned per batch: their clone_args fill the scratch pages. */
+const CLONES_PER_BATCH = 128;
 
 /**
  * The task to fork `child` from, and the session and group the child starts in. Normally the
