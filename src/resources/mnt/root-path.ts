@@ -22,8 +22,13 @@ export function hostPath(path: string): string {
 export const inTreeMountNs = (): boolean => rootTask !== null;
 
 const nsOf = (pid: number | 'self') => readlinkSync(`/proc/${pid}/ns/mnt`);
+/**
+ * cryo's own, read once: it cannot change (setns into a mount namespace is refused to a process
+ * of several threads, which Node always is), and it was read for every fd and mapping of a dump.
+ */
+let ours: string | null = null;
 
 /** Task `pid` has a mount namespace of its own (not cryo's). */
 export function ownMountNs(pid: number): boolean {
-  return nsOf(pid) !== nsOf('self');
+  return nsOf(pid) !== (ours ??= nsOf('self'));
 }
