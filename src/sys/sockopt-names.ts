@@ -1,7 +1,7 @@
 // Socket options beyond the ones CRIU's sk_opts_entry, inet_sk_entry and tcp_stream_entry name:
 // kernel ABI numbers (include/uapi/asm-generic/socket.h, linux/in.h, linux/in6.h, linux/tcp.h,
 // linux/udp.h), for the options a program sets and a restore must put back.
-import { SOL } from './socket.js';
+import { SOL, TCP_STATE } from './socket.js';
 
 const SOL_UDP = 17;
 
@@ -19,6 +19,8 @@ export interface SockoptName {
   text?: boolean;
   /** multicast: a stream socket refuses it (EINVAL), and an accepted one reads the SYN's TTL */
   notStream?: boolean;
+  /** recorded only in these TCP states (tcpi_state): where getsockopt shows what was set */
+  tcpStates?: readonly number[];
 }
 
 const any = (level: number, name: number, label: string): SockoptName => ({ level, name, label, when: 'any' });
@@ -101,6 +103,9 @@ export const IPV6_LEVEL_OPTS: readonly SockoptName[] = [
 ];
 
 export const TCP_LEVEL_OPTS: readonly SockoptName[] = [
+  // The MSS clamp (user_mss): getsockopt shows it only on a closed or listening socket; any
+  // other (a connect in progress, a connection, one closing) shows the MSS the kernel worked out
+  { ...unconnected(SOL.TCP, 2, 'TCP_MAXSEG'), tcpStates: [TCP_STATE.CLOSE, TCP_STATE.LISTEN] },
   any(SOL.TCP, 7, 'TCP_SYNCNT'),
   any(SOL.TCP, 8, 'TCP_LINGER2'),
   unconnected(SOL.TCP, 9, 'TCP_DEFER_ACCEPT'),

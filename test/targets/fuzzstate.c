@@ -38,6 +38,10 @@
 #include "fuzzstate/netopts.c"
 #include "fuzzstate/process.c"
 #include "fuzzstate/modes.c"
+#include "fuzzstate/kobjs.c"
+#include "fuzzstate/netmore.c"
+#include "fuzzstate/threadstate.c"
+#include "fuzzstate/vmas.c"
 
 #define MAX_INSTANCES 40
 
@@ -47,6 +51,7 @@ static const struct item *const *catalogue_tables(void)
 						     items_pipes, items_anonfds, items_sockets,
 						     items_memory, items_tasks, items_threads, items_children, items_scm_rights,
 						     items_clones, items_netopts, items_process, items_modes,
+						     items_kobjs, items_netmore, items_threadstate, items_vmas,
 						     NULL };
 	return tables;
 }

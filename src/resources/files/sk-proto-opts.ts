@@ -86,6 +86,27 @@ function connected(fd: number): boolean {
   }
 }
 
+const TCP_INFO: SockoptName = { level: SOL.TCP, name: 11, label: 'TCP_INFO', when: 'any' };
+/** The largest TCP_MAXSEG setsockopt takes (MAX_TCP_WINDOW): a closed socket that was connected shows its connection's MSS, which may be larger */
+const MAX_TCP_MAXSEG = 32767;
+
+/**
+ * Whether getsockopt shows what was set for option `o` of this socket in its TCP state (any
+ * option without `tcpStates`); elsewhere the value is the kernel's, and neither kept nor compared.
+ */
+export function inItsState(fd: number, o: SockoptName): boolean {
+  if (!o.tcpStates) return true;
+  const state = readOpt(fd, TCP_INFO)?.[0]; // tcpi_state
+  return state !== undefined && o.tcpStates.includes(state);
+}
+
+/** Whether option `o` of this socket is one to keep: not the kernel's own working value. */
+function keeps(fd: number, o: SockoptName, v: Buffer, isConnected: boolean): boolean {
+  if (o.when === 'unconnected' && isConnected) return false;
+  if (!inItsState(fd, o)) return false;
+  return !(o.level === SOL.TCP && o.name === 2 && v.length === 4 && v.readInt32LE(0) > MAX_TCP_MAXSEG);
+}
+
 /** The options of our copy of a socket that differ from a fresh socket's. */
 export function dumpProtoOpts(fd: number): ProtoOpt[] {
   const k = socketKind(fd);
@@ -94,9 +115,8 @@ export function dumpProtoOpts(fd: number): ProtoOpt[] {
   const isConnected = connected(fd);
   const out: ProtoOpt[] = [];
   for (const o of optionsFor(k)) {
-    if (o.when === 'unconnected' && isConnected) continue;
     const v = readOpt(fd, o);
-    if (!v || ref.get(o.label) === v.toString('hex')) continue;
+    if (!v || ref.get(o.label) === v.toString('hex') || !keeps(fd, o, v, isConnected)) continue;
     out.push(v.length === 4 ? { level: o.level, name: o.name, value: v.readInt32LE(0) } : { level: o.level, name: o.name, raw: new Uint8Array(v) });
   }
   return out;

@@ -40,6 +40,9 @@ export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { bl
     if (m.shared) return { kind: 'anon-shared' };
     return { kind: 'anon-private' };
   }
+  // io_setup's completion ring: a file of the kernel's aio filesystem, shown as "/[aio] (deleted)".
+  // A copy would be plain memory, with no AIO context behind its address (io_getevents EINVAL).
+  if (m.path === '/[aio]' && m.deleted) return refuse(`the ring of an AIO context (io_setup) — not supported yet`);
   if (m.path.startsWith('/secretmem')) return refuse(`memfd_secret memory — its pages cannot be read from outside the process, by design; not supported`);
   if (m.path.startsWith('[')) return refuse(`kernel mapping ${m.path} — not supported`);
   // /dev/shm and other tmpfs files under /dev are files like any other; devices are not.

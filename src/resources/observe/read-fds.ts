@@ -8,7 +8,7 @@ import { fdFlagSet } from './names.js';
 import { fdKindOf, OBJECT_KINDS, type ObservedKind } from './fd-kinds.js';
 import type { Snapshot } from './snapshot.js';
 import { registeredKindOf } from '../files/registry.js';
-import { optionsFor, optText, readOpt, socketKind } from '../files/sk-proto-opts.js';
+import { inItsState, optionsFor, optText, readOpt, socketKind } from '../files/sk-proto-opts.js';
 import { dumpMemberships, membershipText } from '../net/mcast.js';
 import { SOCKET_OPTIONS } from '../files/sk-verify.js';
 
@@ -66,6 +66,7 @@ function socketOptions(s: Snapshot, key: string, pidfd: number, fd: number, pid:
     }
     const kind = socketKind(mine);
     for (const o of optionsFor(kind)) {
+      if (!inItsState(mine, o)) continue;
       const v = readOpt(mine, o);
       if (v) s.set(`${key} ${o.label}`, optText(v));
     }

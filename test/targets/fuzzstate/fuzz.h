@@ -76,7 +76,8 @@ void describe(struct inst *in, const char *fmt, ...) __attribute__((format(print
 /* Item tables, one per source file, each ended by an entry with name == NULL. */
 extern const struct item items_signals[], items_timers[], items_files[], items_pipes[],
 	items_anonfds[], items_sockets[], items_memory[], items_tasks[], items_threads[], items_children[], items_scm_rights[],
-	items_clones[], items_netopts[], items_process[], items_modes[];
+	items_clones[], items_netopts[], items_process[], items_modes[], items_kobjs[], items_netmore[],
+	items_threadstate[], items_vmas[];
 
 /* Hooks of children.c: once everything is built; before the final exit. */
 void finish_tasks(void);

@@ -218,13 +218,13 @@ static void shmem_check(struct inst *in, int final)
 
 struct ighost_st {
 	int ifd, file, wd;
-	char path[64];
+	char path[300];
 };
 
 static int ighost_build(struct inst *in, struct rng *r)
 {
 	struct ighost_st *s = ST_OF(in, struct ighost_st);
-	snprintf(s->path, sizeof(s->path), "ighost-%d.txt", in->idx);
+	snprintf(s->path, sizeof(s->path), "%s", base_path("ighost-%d.txt", in->idx)); /* not relative: cwd-removed */
 	if (write_file(s->path, "x", 1))
 		DIE("ighost file");
 	s->file = open(s->path, O_WRONLY | O_APPEND);

@@ -1,8 +1,10 @@
 /* fuzzstate items: process-wide modes that /proc shows only in part, or not at all — future
- * memory locking (mlockall MCL_FUTURE), the scheduling policy with SCHED_RESET_ON_FORK, and the
- * machine-check kill policy (PR_MCE_KILL). */
+ * memory locking (mlockall MCL_FUTURE), the scheduling policy with SCHED_RESET_ON_FORK, the
+ * machine-check kill policy (PR_MCE_KILL), children reaped by the kernel (SIGCHLD ignored or
+ * SA_NOCLDWAIT). */
 #include "fuzz.h"
 #include <sched.h>
+#include <sys/wait.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 
@@ -117,7 +119,62 @@ static void mce_check(struct inst *in, int final)
 	ICHECK(in, now == s->policy, "PR_MCE_KILL_GET %d, expected %d", now, s->policy);
 }
 
+/* ---- sigchld-ignore: exited children are reaped by the kernel, no zombie, wait gives ECHILD -- */
+
+struct nocldwait_st {
+	int how; /* 0 SIG_IGN, 1 a handler with SA_NOCLDWAIT */
+	struct sigaction sa;
+};
+
+static void nocld_handler(int sig)
+{
+	(void)sig;
+}
+
+static int nocldwait_build(struct inst *in, struct rng *r)
+{
+	struct nocldwait_st *s = ST_OF(in, struct nocldwait_st);
+	s->how = (int)rng_below(r, 2);
+	describe(in, "%s", s->how ? "SA_NOCLDWAIT" : "SIG_IGN");
+	return 0;
+}
+
+/* Once everything is built: other items fork and wait for helpers while they build, and their
+ * zombies stay (ignoring SIGCHLD reaps only the children that exit from now on). */
+static void nocldwait_settle(struct inst *in)
+{
+	struct nocldwait_st *s = ST_OF(in, struct nocldwait_st);
+	struct sigaction sa = { 0 };
+	sa.sa_handler = s->how ? nocld_handler : SIG_IGN;
+	sa.sa_flags = s->how ? SA_NOCLDWAIT | SA_RESTART : 0;
+	if (sigaction(SIGCHLD, &sa, NULL) != 0)
+		DIE("sigaction SIGCHLD");
+	sigaction(SIGCHLD, NULL, &s->sa);
+}
+
+static void nocldwait_check(struct inst *in, int final)
+{
+	struct nocldwait_st *s = ST_OF(in, struct nocldwait_st);
+	struct sigaction now;
+	sigaction(SIGCHLD, NULL, &now);
+	ICHECK(in, now.sa_handler == s->sa.sa_handler && (now.sa_flags & SA_NOCLDWAIT) == (s->sa.sa_flags & SA_NOCLDWAIT),
+	       "SIGCHLD handler %p flags 0x%x, expected %p 0x%x", (void *)now.sa_handler, now.sa_flags,
+	       (void *)s->sa.sa_handler, s->sa.sa_flags);
+	if (!final)
+		return;
+	/* a child that exits now is reaped by the kernel: waiting for it ends with ECHILD */
+	pid_t c = fork();
+	if (c < 0)
+		DIE("fork");
+	if (c == 0)
+		_exit(3);
+	errno = 0;
+	pid_t w = waitpid(c, NULL, 0);
+	ICHECK(in, w < 0 && errno == ECHILD, "waitpid of an exited child gave %d (%s): it was left a zombie", w, strerror(errno));
+}
+
 const struct item items_process[] = {
+	{ "sigchld-ignore", 1, nocldwait_build, nocldwait_check, nocldwait_settle },
 	{ "mlockall-future", 1, mlockall_build, mlockall_check, NULL },
 	{ "sched-policy", 1, sched_build, sched_check, NULL },
 	{ "mce-kill", 1, mce_build, mce_check, NULL },

@@ -110,6 +110,9 @@ static void umask_check(struct inst *in, int final)
 static int cwd_build(struct inst *in, struct rng *r)
 {
 	struct fsctx_st *s = ST_OF(in, struct fsctx_st);
+	char now[300];
+	if (!getcwd(now, sizeof(now)) || strlen(now) + 1 != strlen(g_base))
+		return 1; /* cwd-removed has it (one owner of the cwd) */
 	snprintf(s->cwd, sizeof(s->cwd), "%swd%d-%llx", g_base, in->idx, (unsigned long long)(rng_next(r) & 0xfff));
 	if (mkdir(s->cwd, 0755) != 0 || chdir(s->cwd) != 0)
 		DIE("cwd %s", s->cwd);

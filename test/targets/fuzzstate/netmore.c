@@ -1,0 +1,200 @@
+/* fuzzstate items: socket states real programs use that sockets.c does not build: credentials
+ * queued on a unix socket (SCM_CREDENTIALS, as journald and D-Bus read them), a TCP socket's
+ * MSS clamp (TCP_MAXSEG) on a listener or an unbound socket, an AF_PACKET socket. */
+#include "fuzz.h"
+
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+/* ---- scm-creds: messages with the sender's credentials waiting on a SO_PASSCRED socket ----- */
+
+#define CREDS_MSGS 4
+
+struct creds_st {
+	int fd[2], type, n;
+	int len[CREDS_MSGS];
+	uint64_t seed[CREDS_MSGS];
+	struct ucred cred; /* what every message carries: this process's */
+};
+
+static int creds_build(struct inst *in, struct rng *r)
+{
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+	struct creds_st *s = ST_OF(in, struct creds_st);
+	s->type = types[rng_below(r, 3)];
+	if (socketpair(AF_UNIX, s->type | SOCK_CLOEXEC, 0, s->fd) != 0)
+		DIE("socketpair");
+	int one = 1;
+	if (setsockopt(s->fd[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0)
+		DIE("SO_PASSCRED");
+	s->cred = (struct ucred){ getpid(), getuid(), getgid() };
+	/* a stream joins messages of one sender's credentials: one message there */
+	s->n = s->type == SOCK_STREAM ? 1 : (int)rng_range(r, 1, CREDS_MSGS);
+	static unsigned char buf[2048];
+	for (int i = 0; i < s->n; i++) {
+		s->len[i] = (int)rng_range(r, 1, sizeof(buf));
+		s->seed[i] = rng_next(r);
+		fill_bytes(buf, (size_t)s->len[i], s->seed[i]);
+		struct iovec iov = { buf, (size_t)s->len[i] };
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(struct ucred))];
+		} c;
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (rng_one_in(r, 2)) { /* sent explicitly; else the kernel attaches them */
+			m.msg_control = c.b, m.msg_controllen = sizeof(c.b);
+			c.h.cmsg_level = SOL_SOCKET, c.h.cmsg_type = SCM_CREDENTIALS;
+			c.h.cmsg_len = CMSG_LEN(sizeof(struct ucred));
+			memcpy(CMSG_DATA(&c.h), &s->cred, sizeof(s->cred));
+		}
+		if (sendmsg(s->fd[0], &m, MSG_DONTWAIT) != s->len[i])
+			DIE("sendmsg creds");
+	}
+	for (int i = 0; i < 2; i++)
+		s->fd[i] = place_fd(r, s->fd[i]);
+	describe(in, "fds=%d,%d type=%d msgs=%d", s->fd[0], s->fd[1], s->type, s->n);
+	return 0;
+}
+
+static void creds_check(struct inst *in, int final)
+{
+	struct creds_st *s = ST_OF(in, struct creds_st);
+	static unsigned char buf[2048];
+	for (int i = 0; i < (final ? s->n : 1); i++) {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(struct ucred)) + 64];
+		} c;
+		struct iovec iov = { buf, (size_t)s->len[i] };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.b, .msg_controllen = sizeof(c.b) };
+		ssize_t n = recvmsg(s->fd[1], &m, MSG_DONTWAIT | (final ? 0 : MSG_PEEK));
+		if (n != s->len[i] || check_bytes(buf, (size_t)n, s->seed[i]) != -1) {
+			IFAIL(in, "fd %d message %d: %zd bytes, expected %d (or contents differ)", s->fd[1], i, n, s->len[i]);
+			return;
+		}
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		struct ucred got = { 0, 0, 0 };
+		if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS)
+			memcpy(&got, CMSG_DATA(h), sizeof(got));
+		ICHECK(in, h && got.pid == s->cred.pid && got.uid == s->cred.uid && got.gid == s->cred.gid,
+		       "fd %d message %d: credentials pid %d uid %d gid %d, expected %d %d %d", s->fd[1], i, got.pid,
+		       got.uid, got.gid, s->cred.pid, s->cred.uid, s->cred.gid);
+	}
+	int v = 0;
+	socklen_t l = sizeof(v);
+	getsockopt(s->fd[1], SOL_SOCKET, SO_PASSCRED, &v, &l);
+	ICHECK(in, v == 1, "fd %d SO_PASSCRED %d", s->fd[1], v);
+}
+
+/* ---- tcp-maxseg: TCP_MAXSEG set on a listener or on a socket not yet connected ------------ */
+
+struct maxseg_st {
+	int fd, listening, mss;
+	struct sockaddr_in6 name;
+	socklen_t nlen;
+};
+
+static int maxseg_build(struct inst *in, struct rng *r)
+{
+	struct maxseg_st *s = ST_OF(in, struct maxseg_st);
+	int fam = rng_one_in(r, 2) ? AF_INET : AF_INET6;
+	s->fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->fd < 0)
+		DIE("socket");
+	int mss = (int)rng_range(r, 536, 1400);
+	if (setsockopt(s->fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss)) != 0)
+		DIE("TCP_MAXSEG");
+	s->listening = !rng_one_in(r, 3);
+	if (s->listening) {
+		struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		if (bind(s->fd, fam == AF_INET ? (void *)&a4 : (void *)&a6, fam == AF_INET ? sizeof(a4) : sizeof(a6)) != 0 ||
+		    listen(s->fd, 8) != 0)
+			DIE("listen");
+	}
+	s->nlen = sizeof(s->name);
+	getsockname(s->fd, (struct sockaddr *)&s->name, &s->nlen);
+	socklen_t l = sizeof(s->mss);
+	getsockopt(s->fd, IPPROTO_TCP, TCP_MAXSEG, &s->mss, &l);
+	s->fd = place_fd(r, s->fd);
+	describe(in, "fd=%d family=%d listening=%d mss=%d", s->fd, fam, s->listening, s->mss);
+	return 0;
+}
+
+static void maxseg_check(struct inst *in, int final)
+{
+	struct maxseg_st *s = ST_OF(in, struct maxseg_st);
+	int mss = 0;
+	socklen_t l = sizeof(mss);
+	getsockopt(s->fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &l);
+	ICHECK(in, mss == s->mss, "fd %d TCP_MAXSEG %d, expected %d", s->fd, mss, s->mss);
+	if (!final || !s->listening)
+		return;
+	/* the clamp is what a connection accepted from it offers: the peer's MSS is at most it */
+	int c = socket(s->name.sin6_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&s->name, s->nlen) != 0) {
+		IFAIL(in, "connect to the listener: %s", strerror(errno));
+		if (c >= 0)
+			close(c);
+		return;
+	}
+	int peer_mss = 0;
+	l = sizeof(peer_mss);
+	getsockopt(c, IPPROTO_TCP, TCP_MAXSEG, &peer_mss, &l);
+	ICHECK(in, peer_mss > 0 && peer_mss <= s->mss, "client of fd %d: MSS %d, expected at most %d", s->fd, peer_mss, s->mss);
+	close(c);
+	int a = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (a >= 0)
+		close(a);
+}
+
+/* ---- packet-socket: AF_PACKET (DHCP clients, LLDP, capture tools) bound to lo -------------- */
+
+struct packet_st {
+	int fd, type, proto, ifindex;
+};
+
+static int packet_build(struct inst *in, struct rng *r)
+{
+	struct packet_st *s = ST_OF(in, struct packet_st);
+	s->type = rng_one_in(r, 2) ? SOCK_RAW : SOCK_DGRAM;
+	s->proto = rng_one_in(r, 2) ? ETH_P_ALL : ETH_P_IP;
+	s->fd = socket(AF_PACKET, s->type | SOCK_CLOEXEC, htons((uint16_t)s->proto));
+	if (s->fd < 0)
+		return 1;
+	s->ifindex = (int)if_nametoindex("lo");
+	struct sockaddr_ll a = { .sll_family = AF_PACKET, .sll_protocol = htons((uint16_t)s->proto), .sll_ifindex = s->ifindex };
+	if (bind(s->fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+		DIE("bind packet");
+	s->fd = place_fd(r, s->fd);
+	describe(in, "fd=%d type=%d proto=0x%x", s->fd, s->type, s->proto);
+	return 0;
+}
+
+static void packet_check(struct inst *in, int final)
+{
+	(void)final;
+	struct packet_st *s = ST_OF(in, struct packet_st);
+	struct sockaddr_ll a;
+	socklen_t l = sizeof(a);
+	memset(&a, 0, sizeof(a));
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	getsockopt(s->fd, SOL_SOCKET, SO_TYPE, &type, &tl);
+	ICHECK(in, getsockname(s->fd, (struct sockaddr *)&a, &l) == 0 && a.sll_family == AF_PACKET &&
+			   a.sll_ifindex == s->ifindex && ntohs(a.sll_protocol) == s->proto && type == s->type,
+	       "fd %d: family %d ifindex %d proto 0x%x type %d, expected ifindex %d proto 0x%x type %d", s->fd,
+	       a.sll_family, a.sll_ifindex, ntohs(a.sll_protocol), type, s->ifindex, s->proto, s->type);
+}
+
+const struct item items_netmore[] = {
+	{ "scm-creds", 2, creds_build, creds_check, NULL },
+	{ "tcp-maxseg", 2, maxseg_build, maxseg_check, NULL },
+	{ "packet-socket", 1, packet_build, packet_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
+};

@@ -1,0 +1,113 @@
+/* fuzzstate items: mappings with a state of their own that memory.c does not build: a name
+ * given with PR_SET_VMA_ANON_NAME ([anon:NAME], as allocators and runtimes name their arenas),
+ * a MAP_GROWSDOWN stack (VmFlags gd), memory offered to KSM with MADV_MERGEABLE (mg). */
+#include "fuzz.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+static void fill_some(struct rng *r, struct region *g)
+{
+	for (int i = 0; i < g->npages; i++)
+		if (rng_one_in(r, 2)) {
+			g->seed[i] = rng_next(r) | 1;
+			fill_page(g->addr + (uintptr_t)i * PAGE, g->seed[i]);
+		}
+}
+
+/* ---- map-anon-name: parts of a private anonymous mapping named ---------------------------- */
+
+static int anon_name_build(struct inst *in, struct rng *r)
+{
+	struct region *g = ST_OF(in, struct region);
+	g->npages = (int)rng_range(r, 1, 16);
+	void *p = mmap(NULL, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		DIE("mmap");
+	g->addr = (uintptr_t)p;
+	fill_some(r, g);
+	int named = 0;
+	for (int k = (int)rng_range(r, 1, 3); k > 0; k--) {
+		int p0 = (int)rng_below(r, (uint64_t)g->npages), p1 = (int)rng_range(r, p0 + 1, g->npages);
+		char name[40];
+		/* any printable but [ ] \ $ ` (the kernel refuses those) */
+		snprintf(name, sizeof(name), "fz %d.%llx", in->idx, (unsigned long long)(rng_next(r) & 0xffff));
+		if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, g->addr + (uintptr_t)p0 * PAGE, (size_t)(p1 - p0) * PAGE, name) != 0)
+			break; /* a kernel without CONFIG_ANON_VMA_NAME */
+		describe(in, "%s[%d,%d) ", name, p0, p1);
+		named++;
+	}
+	if (!named) {
+		munmap(p, (size_t)g->npages * PAGE);
+		return 1;
+	}
+	describe(in, "pages=%d", g->npages);
+	region_snapshot(g);
+	return 0;
+}
+
+/* ---- map-growsdown: a MAP_GROWSDOWN mapping (a thread stack as some runtimes make it) ----- */
+
+static int growsdown_build(struct inst *in, struct rng *r)
+{
+	struct region *g = ST_OF(in, struct region);
+	g->npages = (int)rng_range(r, 1, 16);
+	/* a hole below it: the kernel keeps stack_guard_gap free under a growsdown mapping */
+	size_t gap = 2048 * PAGE;
+	char *hole = mmap(NULL, gap + (size_t)g->npages * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (hole == MAP_FAILED)
+		DIE("mmap hole");
+	munmap(hole, gap + (size_t)g->npages * PAGE);
+	void *p = mmap(hole + gap, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	g->addr = (uintptr_t)p;
+	fill_some(r, g);
+	describe(in, "pages=%d at=%lx", g->npages, (unsigned long)g->addr);
+	region_snapshot(g);
+	return 0;
+}
+
+/* ---- madv-mergeable: anonymous memory offered to KSM (qemu's guest RAM) -------------------- */
+
+static int mergeable_build(struct inst *in, struct rng *r)
+{
+	struct region *g = ST_OF(in, struct region);
+	g->npages = (int)rng_range(r, 2, 16);
+	void *p = mmap(NULL, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		DIE("mmap");
+	g->addr = (uintptr_t)p;
+	/* identical pages: what KSM would merge */
+	uint64_t same = rng_next(r) | 1;
+	for (int i = 0; i < g->npages; i++)
+		if (rng_one_in(r, 2))
+			g->seed[i] = same, fill_page(g->addr + (uintptr_t)i * PAGE, same);
+	int p0 = (int)rng_below(r, (uint64_t)g->npages - 1), p1 = (int)rng_range(r, p0 + 1, g->npages);
+	if (madvise((void *)(g->addr + (uintptr_t)p0 * PAGE), (size_t)(p1 - p0) * PAGE, MADV_MERGEABLE) != 0) {
+		munmap(p, (size_t)g->npages * PAGE);
+		return 1; /* no KSM */
+	}
+	describe(in, "pages=%d mergeable=[%d,%d)", g->npages, p0, p1);
+	region_snapshot(g);
+	return 0;
+}
+
+static void vma_region_check(struct inst *in, int final)
+{
+	(void)final;
+	region_check(in, ST_OF(in, struct region));
+}
+
+const struct item items_vmas[] = {
+	{ "map-anon-name", 3, anon_name_build, vma_region_check, NULL },
+	{ "map-growsdown", 1, growsdown_build, vma_region_check, NULL },
+	{ "madv-mergeable", 2, mergeable_build, vma_region_check, NULL },
+	{ NULL, 0, NULL, NULL, NULL },
+};
