@@ -10,7 +10,7 @@ import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resour
 import { sealMappings, denyWriteExec, lockFutureMappings } from '../resources/mm/seal.js';
 import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq } from '../resources/task/thread.js';
-import { restoreSigactions, restoreIgnoredSigtrap } from '../resources/task/signals.js';
+import { restoreSigactions, restoreIgnoredSigtrap, reapsChildren, restoreSigchld } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
 import { restorePosixTimers } from '../resources/task/posix-timers.js';
 import { restoreCgroups } from '../resources/task/cgroup.js';
@@ -113,7 +113,9 @@ export function restoreTask(
     return f.name;
   };
   // Process-wide state first: the threads and children created next share or inherit it.
-  if (!shares('sighandId')) restoreSigactions(r, tc.sigactions);
+  // A SIGCHLD that reaps children waits for this task's zombies (reapsChildren).
+  const holdSigchld = !shares('sighandId') && reapsChildren(tc.sigactions) && ckpt.zombies.some((z) => z.ppid === img.pid);
+  if (!shares('sighandId')) restoreSigactions(r, tc.sigactions, holdSigchld);
   // The fs context, interval timers and attributes: one batch (their strings and structs in the
   // scratch area until it runs).
   r.scratch.reset();
@@ -166,6 +168,7 @@ export function restoreTask(
     const zt = injectClone3(remote, scratch.alloc(256), { flags: 0n, exitSignal: SIG.CHLD, setTid: setTidArray(z.pid, z.nsPid) });
     makeZombie(zt, z, img.pstree, trampoline, localPids(ckpt));
   }
+  if (holdSigchld) restoreSigchld(r, tc.sigactions);
   // A parent that had unshared CLONE_NEWPID: its later children go into its child's namespace.
   restorePidForChildren(remote, nestedOf(img), ckpt.tasks.map(nestedOf));
   if (helpers.size || zombies.length) {

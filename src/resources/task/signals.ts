@@ -55,11 +55,37 @@ function sigactionStruct(sa: SigactionData): Buffer {
   return b;
 }
 
-/** Every disposition in one batch of calls (one stop instead of 64). */
-export function restoreSigactions(r: RestoreTask, sas: SigactionData[]): void {
+/** SA_NOCLDWAIT: the kernel reaps exited children, as with SIGCHLD ignored. */
+const SA_NOCLDWAIT = 2n;
+
+/**
+ * Whether the task's SIGCHLD disposition makes the kernel reap its children as they exit (SIG_IGN
+ * or SA_NOCLDWAIT): a zombie it had (exited before the disposition was set) would not stay one
+ * if it were made again under it, so SIGCHLD waits at SIG_DFL until its zombies exist.
+ */
+export function reapsChildren(sas: SigactionData[]): boolean {
+  const sa = sas[sigactionSignals().indexOf(SIG.CHLD)];
+  return sa !== undefined && (sa.sigaction === 1n || (sa.flags & SA_NOCLDWAIT) !== 0n);
+}
+
+const SIG_DFL: SigactionData = { sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n, compatSigaction: false };
+
+/** SIGCHLD's own disposition, once the zombies exist (see reapsChildren). */
+export function restoreSigchld(r: RestoreTask, sas: SigactionData[]): void {
+  const sa = sas[sigactionSignals().indexOf(SIG.CHLD)];
+  if (!sa) return;
+  r.scratch.reset();
+  r.remote.call('rt_sigaction', [SIG.CHLD, r.scratch.put(sigactionStruct(sa)), 0, 8], 'signal SIGCHLD (after the zombies)');
+}
+
+/**
+ * Every disposition in one batch of calls (one stop instead of 64); `holdSigchld`: SIGCHLD at
+ * SIG_DFL for now (restoreSigchld sets it).
+ */
+export function restoreSigactions(r: RestoreTask, sas: SigactionData[], holdSigchld = false): void {
   const sigs = sigactionSignals();
   r.scratch.reset();
-  const structs = Buffer.concat(sas.map(sigactionStruct));
+  const structs = Buffer.concat(sas.map((sa, i) => sigactionStruct(holdSigchld && sigs[i] === SIG.CHLD ? SIG_DFL : sa)));
   const at = r.scratch.put(structs);
   const calls: BatchCall[] = [];
   sas.forEach((sa, i) => {
