@@ -79,7 +79,7 @@ export function restoreOwners(session: RestoreSession): void {
 export function beforeResumeKinds(session: RestoreSession): void {
   for (const [id, { kind, record }] of session.ckpt.kindFiles) {
     const fd = session.files.get(id);
-    if (kind.beforeResume && fd !== undefined) kind.beforeResume(record, fd);
+    if (kind.beforeResume && fd !== undefined) kind.beforeResume(record, fd, session.ckpt.kindImages);
   }
 }
 

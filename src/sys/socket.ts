@@ -24,6 +24,15 @@ export const TCP_STATE = {
 export const MSG = { PEEK: 2, TRUNC: 0x20, DONTWAIT: 0x40, CTRUNC: 8, NOSIGNAL: 0x4000 } as const;
 /** The control message type of fds in flight (linux/socket.h); also sk_packet_entry.scm type. */
 export const SCM_RIGHTS = 1;
+/** The control message of a sender's pid, uid and gid (struct ucred), for a SO_PASSCRED receiver. */
+export const SCM_CREDENTIALS = 2;
+
+/** struct ucred: a message's sender, as the reader's namespaces show it. */
+export interface Ucred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
 
 export function socket(family: number, type: number, protocol = 0): number {
   return sys('socket', [family, type | SOCK.CLOEXEC, protocol], `socket(${family}, ${type})`);
@@ -140,6 +149,8 @@ export interface QueuedMessage {
   fds: number[];
   /** Who sent it (a datagram socket's msg_name), when asked for. */
   from?: Buffer;
+  /** Its sender's credentials (SCM_CREDENTIALS), when the socket has SO_PASSCRED. */
+  creds?: Ucred;
 }
 
 /**
@@ -180,7 +191,8 @@ export function peekQueue(fd: number, maxMessage: number, opts: { senders?: bool
       }
       if (r.ret === 0 && fds.length === 0) break; // a stream at EOF, or an empty datagram
       const from = opts.senders ? { from: Buffer.from(name.subarray(0, msg.readUInt32LE(8))) } : {};
-      out.push({ data: Buffer.from(data.subarray(0, r.ret)), fds, ...from });
+      const creds = receivedCreds(control, Number(msg.readBigUInt64LE(40)));
+      out.push({ data: Buffer.from(data.subarray(0, r.ret)), fds, ...from, ...(creds ? { creds } : {}) });
     }
   } catch (e) {
     for (const m of out) for (const f of m.fds) sys('close', [f]);
@@ -207,18 +219,42 @@ function receivedFds(control: Buffer, len: number): number[] {
   return fds;
 }
 
-/** Sends `data` with `fds` attached (SCM_RIGHTS), to `addr` when given. Never blocks. */
-export function sendWithFds(fd: number, data: Buffer, fds: number[], addr?: Buffer): number {
+function receivedCreds(control: Buffer, len: number): Ucred | null {
+  for (let off = 0; off + 16 <= len; ) {
+    const clen = Number(control.readBigUInt64LE(off));
+    if (clen < 16) break;
+    if (control.readInt32LE(off + 8) === SOL.SOCKET && control.readInt32LE(off + 12) === SCM_CREDENTIALS && clen >= 28) {
+      return { pid: control.readInt32LE(off + 16), uid: control.readUInt32LE(off + 20), gid: control.readUInt32LE(off + 24) };
+    }
+    off += (clen + 7) & ~7;
+  }
+  return null;
+}
+
+/**
+ * Sends `data` with `fds` attached (SCM_RIGHTS), to `addr` when given, with `creds` as its
+ * sender's (SCM_CREDENTIALS: cryo may name any pid that exists, and any ids). Never blocks.
+ */
+export function sendWithFds(fd: number, data: Buffer, fds: number[], addr?: Buffer, creds?: Ucred): number {
   const body = data.length ? data : Buffer.alloc(1);
   const iov = Buffer.alloc(16);
   iov.writeBigUInt64LE(addressOf(body), 0);
   iov.writeBigUInt64LE(BigInt(data.length), 8);
   const clen = 16 + 4 * fds.length;
-  const control = Buffer.alloc((clen + 7) & ~7);
+  const rights = (clen + 7) & ~7;
+  const control = Buffer.alloc(rights + (creds ? 32 : 0));
   control.writeBigUInt64LE(BigInt(clen), 0);
   control.writeInt32LE(SOL.SOCKET, 8);
   control.writeInt32LE(SCM_RIGHTS, 12);
   fds.forEach((f, i) => control.writeInt32LE(f, 16 + 4 * i));
+  if (creds) {
+    control.writeBigUInt64LE(28n, rights);
+    control.writeInt32LE(SOL.SOCKET, rights + 8);
+    control.writeInt32LE(SCM_CREDENTIALS, rights + 12);
+    control.writeInt32LE(creds.pid, rights + 16);
+    control.writeUInt32LE(creds.uid, rights + 20);
+    control.writeUInt32LE(creds.gid, rights + 24);
+  }
   const msg = Buffer.alloc(56);
   if (addr) {
     msg.writeBigUInt64LE(addressOf(addr), 0);

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sk-packet.proto.
  */
 export const file_sk_packet: GenFile = /*@__PURE__*/
-  fileDesc("Cg9zay1wYWNrZXQucHJvdG8iKQoJc2NtX2VudHJ5EgwKBHR5cGUYASACKA0SDgoGcmlnaHRzGAIgAygNIkoKD3NrX3BhY2tldF9lbnRyeRIOCgZpZF9mb3IYASACKA0SDgoGbGVuZ3RoGAIgAigNEhcKA3NjbRgEIAMoCzIKLnNjbV9lbnRyeQ");
+  fileDesc("Cg9zay1wYWNrZXQucHJvdG8iKQoJc2NtX2VudHJ5EgwKBHR5cGUYASACKA0SDgoGcmlnaHRzGAIgAygNIjYKDWNyeW9fc2tfdWNyZWQSCwoDcGlkGAEgAigNEgsKA3VpZBgCIAIoDRILCgNnaWQYAyACKA0ibwoPc2tfcGFja2V0X2VudHJ5Eg4KBmlkX2ZvchgBIAIoDRIOCgZsZW5ndGgYAiACKA0SFwoDc2NtGAQgAygLMgouc2NtX2VudHJ5EiMKCmNyeW9fdWNyZWQY6QcgASgLMg4uY3J5b19za191Y3JlZA");
 
 /**
  * @generated from message scm_entry
@@ -42,6 +42,36 @@ export const scm_entrySchema: GenMessage<scm_entry> = /*@__PURE__*/
   messageDesc(file_sk_packet, 0);
 
 /**
+ * cryo's own: the sender's credentials a message carries (SCM_CREDENTIALS), as the dumper's
+ * PID and user namespaces show them; sent with the message again once its sender exists.
+ *
+ * @generated from message cryo_sk_ucred
+ */
+export type cryo_sk_ucred = Message<"cryo_sk_ucred"> & {
+  /**
+   * @generated from field: required uint32 pid = 1;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: required uint32 uid = 2;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: required uint32 gid = 3;
+   */
+  gid: number;
+};
+
+/**
+ * Describes the message cryo_sk_ucred.
+ * Use `create(cryo_sk_ucredSchema)` to create a new message.
+ */
+export const cryo_sk_ucredSchema: GenMessage<cryo_sk_ucred> = /*@__PURE__*/
+  messageDesc(file_sk_packet, 1);
+
+/**
  * Header of one queued socket packet; `length` raw bytes follow it.
  *
  * @generated from message sk_packet_entry
@@ -61,6 +91,11 @@ export type sk_packet_entry = Message<"sk_packet_entry"> & {
    * @generated from field: repeated scm_entry scm = 4;
    */
   scm: scm_entry[];
+
+  /**
+   * @generated from field: optional cryo_sk_ucred cryo_ucred = 1001;
+   */
+  cryoUcred?: cryo_sk_ucred | undefined;
 };
 
 /**
@@ -68,5 +103,5 @@ export type sk_packet_entry = Message<"sk_packet_entry"> & {
  * Use `create(sk_packet_entrySchema)` to create a new message.
  */
 export const sk_packet_entrySchema: GenMessage<sk_packet_entry> = /*@__PURE__*/
-  messageDesc(file_sk_packet, 1);
+  messageDesc(file_sk_packet, 2);
 

@@ -273,7 +273,7 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
    * Runs in the restorer on its own fd of the record just before the tasks run, once the
    * restore's temporary files are gone (an inotify instance drops the events the restore caused).
    */
-  beforeResume?(rec: R, ourFd: number): void;
+  beforeResume?(rec: R, ourFd: number, images: KindImages): void;
   /**
    * Hands back the fds the kind made for the whole restore (a pipe's ends, a FIFO's keeper, the
    * sockets prepare() made), once every task has its own fds or the restore failed: the engine

@@ -6,9 +6,10 @@
 // before any task, so peers find each other whichever task holds which end; open() hands out
 // the socket made for the record and release() gives back every one of them.
 import { create } from '@bufbuild/protobuf';
-import { AF, SCM_RIGHTS } from '../../sys/index.js';
+import { AF, SCM_RIGHTS, type Ucred } from '../../sys/index.js';
 import { sk_packet_entrySchema, type sk_packet_entry } from '../../image/gen/sk-packet_pb.js';
 import { UserError } from '../../util/errors.js';
+import { hasField } from '../../image/presence.js';
 import { blockerAt } from '../../util/blocker.js';
 import type { AnyFdKind, FdAt, FdDumpContext, FdKind, FdOpenContext, FdPrepareContext, FdSeen, KindImage, KindImages, KindState } from './fd-kind.js';
 import type { FownData } from './fown.js';
@@ -18,12 +19,14 @@ import { preparedSockets, socketFamily, unsupportedSocket } from './socket-commo
 import { expectSkOpts } from './sk-verify.js';
 import { describeUnix, dumpUnixSk, externalPeer, unixBlocker, type QueuedData, type UnixSkData } from './unix.js';
 import { restoreUnixSockets } from './unix-restore.js';
+import { queueCredsBlocker, validateSenders } from './unix-creds.js';
 
 /** A message queued in a socket at dump, with the file ids it carries (an sk-queues.img entry). */
 interface QueuedAtDump {
   idFor: number;
   data: Buffer;
   rights: number[];
+  creds?: Ucred;
 }
 
 const SK_QUEUES = 'sk-queues.img';
@@ -36,6 +39,8 @@ const recorded = (state: KindState) => state.memo('unix:recorded', () => new Set
 const queuesOf = (images: KindImages) => images.memo('unix:queues', () => readQueues(images));
 /** Restore state: our fd of every socket prepare() made. */
 const made = preparedSockets('unix');
+/** Restore state: the queues left to fill once every task exists (unix-restore.ts `later`). */
+const laterOf = (images: KindImages) => images.memo('unix:later', () => ({ fill: null as ((send: boolean) => void) | null }));
 
 function readQueues(images: KindImages): Map<number, QueuedData[]> {
   const out = new Map<number, QueuedData[]>();
@@ -46,7 +51,8 @@ function readQueues(images: KindImages): Map<number, QueuedData[]> {
       if (c.type !== SCM_RIGHTS) throw new UserError(`${SK_QUEUES}: control message type ${c.type} — not supported`);
       return c.rights;
     });
-    list.push({ data: Buffer.from(e.payload.subarray(0, p.length)), rights });
+    const c = hasField(sk_packet_entrySchema, p, 'cryoUcred') ? p.cryoUcred : undefined;
+    list.push({ data: Buffer.from(e.payload.subarray(0, p.length)), rights, ...(c ? { creds: { pid: c.pid, uid: c.uid, gid: c.gid } } : {}) });
     out.set(p.idFor, list);
   }
   return out;
@@ -71,7 +77,9 @@ export const unixKind = {
   blocker(f: FdSeen, scan: FileScan) {
     const d = diagOf(f, scan);
     // Not among the namespace's unix sockets: what the kernel shows of it cannot be read.
-    const cause = d ? unixBlocker(d, scan.unix, scan.held, scan.extUnixSk) : unsupportedSocket(AF.UNIX).cause;
+    const cause = d
+      ? (unixBlocker(d, scan.unix, scan.held, scan.extUnixSk) ?? (d.rqueue ? withOurCopy(f.pid, f.fd, (ours) => queueCredsBlocker(ours, d, scan.tree)) : null))
+      : unsupportedSocket(AF.UNIX).cause;
     return cause && blockerAt({ pid: f.pid, fd: f.fd }, cause);
   },
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): UnixSkData {
@@ -83,7 +91,7 @@ export const unixKind = {
       // Fds in flight are dumped as files of ours, kept open until the dump ends (kcmp compares
       // later fds with them); a description also open in a task shares its entry.
       for (const m of queue) for (const fd of m.fds) ctx.keepOpen(fd);
-      for (const m of queue) queuedAtDump(ctx).push({ idFor: id, data: m.data, rights: m.fds.map((fd) => ctx.dumpOurFd(fd)) });
+      for (const m of queue) queuedAtDump(ctx).push({ idFor: id, data: m.data, rights: m.fds.map((fd) => ctx.dumpOurFd(fd)), ...(m.creds ? { creds: m.creds } : {}) });
       return entry;
     });
     const peer = d.peer ? scan.unix.get(d.peer) : undefined;
@@ -97,7 +105,10 @@ export const unixKind = {
     const queued = queuedAtDump(state);
     if (!queued.length) return [];
     const entries = queued.map((q) => ({
-      msg: create(sk_packet_entrySchema, { idFor: q.idFor, length: q.data.length, scm: q.rights.length ? [{ type: SCM_RIGHTS, rights: q.rights }] : [] }),
+      msg: create(sk_packet_entrySchema, {
+        idFor: q.idFor, length: q.data.length, scm: q.rights.length ? [{ type: SCM_RIGHTS, rights: q.rights }] : [],
+        ...(q.creds ? { cryoUcred: q.creds } : {}),
+      }),
       payload: q.data,
     }));
     return [{ file: SK_QUEUES, kind: 'SK_QUEUES', entries }];
@@ -111,14 +122,30 @@ export const unixKind = {
       }
       for (const m of q) for (const r of m.rights) if (!images.isFile(r)) throw new UserError(`${SK_QUEUES}: a message on socket ${id} carries file id ${r}, missing from files.img`);
     }
+    validateSenders(queuesOf(images), images);
   },
   prepare(records: UnixSkData[], ctx: FdPrepareContext): void {
     if (!records.length) return;
-    const fds = ctx.inNetns(() => restoreUnixSockets(records, queuesOf(ctx.images), (id) => ctx.openFile(id, 'a file in flight in a socket')));
+    const { fds, later } = ctx.inNetns(() => restoreUnixSockets(records, queuesOf(ctx.images), (id) => ctx.openFile(id, 'a file in flight in a socket')));
     for (const [id, fd] of fds) made.made(ctx.images).set(id, fd);
     made.register(ctx);
+    laterOf(ctx.images).fill = later;
   },
   open: (rec: UnixSkData, ctx: FdOpenContext) => made.open(rec, ctx),
-  release: (images: KindImages) => made.release(images),
+  // Queues whose messages name their senders, once every sender exists: the first record's
+  // call fills them all (then the tasks run).
+  beforeResume(_rec: UnixSkData, _ourFd: number, images: KindImages): void {
+    const later = laterOf(images);
+    const fill = later.fill;
+    later.fill = null;
+    fill?.(true);
+  },
+  release(images: KindImages): number[] {
+    const later = laterOf(images);
+    const fill = later.fill;
+    later.fill = null;
+    fill?.(false);
+    return made.release(images);
+  },
   expect: (rec: UnixSkData, s, key) => expectSkOpts(s, key, rec.opts),
 } satisfies FdKind<UnixSkData>;

@@ -27,13 +27,16 @@ function bindName(fd: number, e: UnixSkData, what: string): void {
 
 /**
  * Creates every unix socket of the image in the restorer: our fd for each (by file id), with its
- * name, connection, queued data, shutdown state, options and status flags as they were.
+ * name, connection, queued data, shutdown state, options and status flags as they were. Queues
+ * whose messages name their senders (SO_PASSCRED, unix-creds.ts) are filled, with every other
+ * queue and the shutdowns after them, by `later(true)` once the tree's tasks exist (a pid must exist to be
+ * named); `later(false)` only lets go of what it kept for that. `later` is null when nothing waits.
  */
 export function restoreUnixSockets(
   entries: UnixSkData[],
   queues: Map<number, QueuedData[]>,
   openFile: (id: number) => number,
-): Map<number, number> {
+): { fds: Map<number, number>; later: ((send: boolean) => void) | null } {
   const byIno = new Map(entries.map((e) => [e.ino, e]));
   const fds = new Map<number, number>();
   const helpers: number[] = [];
@@ -82,44 +85,83 @@ export function restoreUnixSockets(
       if (!peer.name.length) throw new UserError(`${what(e)}: its peer ${peer.ino} has no name to connect to`);
       connect(fds.get(e.id)!, unixAddr(Buffer.from(peer.name)), `${what(e)}: connect to ${unixName(peer.name)}`);
     }
-    // 4. Queued messages, sent from the peer end (or to the socket's name), then shutdown.
+    // 4. Queued messages, sent from the peer end (or to the socket's name), then shutdown. Fds in
+    // flight are opened now, whenever they are sent: sockets made here, anything else by the caller.
+    const rights = new Map<QueuedData, number[]>();
+    for (const q of queues.values()) for (const m of q) rights.set(m, m.rights.map((id) => fds.get(id) ?? openFile(id)));
+    // Status flags now (the verification compares them); sends never block (MSG_DONTWAIT).
     for (const e of local) {
-      const q = queues.get(e.id);
-      if (!q?.length) continue;
-      const to = feeder.get(e.id);
-      // Fds in flight: sockets made here, anything else opened by the caller.
-      const rights = (m: QueuedData) => m.rights.map((id) => fds.get(id) ?? openFile(id));
-      if (to !== undefined) {
-        for (const m of q) {
-          if (m.rights.length) sendWithFds(to, m.data, rights(m));
-          else writeAll(to, m.data, e.type === SOCK.STREAM);
-        }
-      } else if (e.type === SOCK.DGRAM && e.peer && fds.has(byIno.get(e.peer)?.id ?? -1) && (e.peer === e.ino || e.name.length)) {
-        // A connected datagram socket takes messages from its peer only: they came from there.
-        const from = fds.get(byIno.get(e.peer)!.id)!;
-        for (const m of q) sendWithFds(from, m.data, rights(m), e.peer === e.ino ? undefined : unixAddr(Buffer.from(e.name)));
-      } else if (e.type === SOCK.DGRAM && e.name.length) {
-        const tmp = socket(AF.UNIX, SOCK.DGRAM);
-        try {
-          for (const m of q) sendWithFds(tmp, m.data, rights(m), unixAddr(Buffer.from(e.name)));
-        } finally {
-          sys('close', [tmp]);
-        }
-      } else {
-        throw new UserError(`${what(e)}: has queued data but no peer to send it from`);
-      }
-    }
-    for (const e of local) {
-      if (e.shutdown) shutdown(fds.get(e.id)!, e.shutdown - 1, what(e));
       const fl = e.flags & ~(O.ACCMODE | O.CLOEXEC);
       if (fl) sys('fcntl', [fds.get(e.id)!, F.SETFL, fl]);
     }
+    const fill = () => {
+      for (const e of local) fillQueue(e, queues.get(e.id) ?? [], { fds, feeder, byIno, rights, what });
+      for (const e of local) if (e.shutdown) shutdown(fds.get(e.id)!, e.shutdown - 1, what(e));
+    };
+    const closeHelpers = () => {
+      for (const fd of helpers.splice(0)) sys('close', [fd]);
+    };
+    if (![...queues.values()].some((q) => q.some((m) => m.creds))) {
+      fill();
+      closeHelpers();
+      return { fds, later: null };
+    }
+    return {
+      fds,
+      later: (send) => {
+        try {
+          if (send) fill();
+        } finally {
+          closeHelpers();
+        }
+      },
+    };
   } catch (err) {
     for (const fd of new Set([...fds.values(), ...helpers])) sys('close', [fd]);
     throw err;
   }
-  for (const fd of helpers) sys('close', [fd]);
-  return fds;
+}
+
+interface FillContext {
+  fds: Map<number, number>;
+  feeder: Map<number, number>;
+  byIno: Map<number, UnixSkData>;
+  rights: Map<QueuedData, number[]>;
+  what: (e: UnixSkData) => string;
+}
+
+/** One socket's queue back: from its peer end, its peer, or a sender of ours to its name. */
+function fillQueue(e: UnixSkData, q: QueuedData[], { fds, feeder, byIno, rights, what }: FillContext): void {
+  if (!q.length) return;
+  const to = feeder.get(e.id);
+  const fdsOf = (m: QueuedData) => rights.get(m)!;
+  const stream = e.type === SOCK.STREAM;
+  if (to !== undefined) {
+    for (const m of q) {
+      if (m.creds) sendAllWithCreds(to, m, fdsOf(m), stream);
+      else if (m.rights.length) sendWithFds(to, m.data, fdsOf(m));
+      else writeAll(to, m.data, stream);
+    }
+  } else if (e.type === SOCK.DGRAM && e.peer && fds.has(byIno.get(e.peer)?.id ?? -1) && (e.peer === e.ino || e.name.length)) {
+    // A connected datagram socket takes messages from its peer only: they came from there.
+    const from = fds.get(byIno.get(e.peer)!.id)!;
+    for (const m of q) sendWithFds(from, m.data, fdsOf(m), e.peer === e.ino ? undefined : unixAddr(Buffer.from(e.name)), m.creds);
+  } else if (e.type === SOCK.DGRAM && e.name.length) {
+    const tmp = socket(AF.UNIX, SOCK.DGRAM);
+    try {
+      for (const m of q) sendWithFds(tmp, m.data, fdsOf(m), unixAddr(Buffer.from(e.name)), m.creds);
+    } finally {
+      sys('close', [tmp]);
+    }
+  } else {
+    throw new UserError(`${what(e)}: has queued data but no peer to send it from`);
+  }
+}
+
+/** A message with its sender's credentials: whole for a datagram, in as many sends as a stream takes. */
+function sendAllWithCreds(fd: number, m: QueuedData, fds: number[], stream: boolean): void {
+  let off = sendWithFds(fd, m.data, fds, undefined, m.creds);
+  while (stream && off < m.data.length) off += sendWithFds(fd, m.data.subarray(off), [], undefined, m.creds);
 }
 
 /** A datagram goes in whole; stream bytes may take several sends. */

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { unix_sk_entrySchema } from '../../image/gen/sk-unix_pb.js';
-import { SOCK, TCP_STATE, peekQueue, type UnixDiag, type QueuedMessage } from '../../sys/index.js';
+import { SOCK, TCP_STATE, peekQueue, type UnixDiag, type QueuedMessage, type Ucred } from '../../sys/index.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, type SkOpts } from './sk-opts.js';
 import type { FownData } from './fown.js';
@@ -21,6 +21,8 @@ export type UnixSkData = MessageInitShape<typeof unix_sk_entrySchema> & {
 export interface QueuedData {
   data: Buffer;
   rights: number[];
+  /** Its sender's credentials, for a receiver with SO_PASSCRED (unix-creds.ts). */
+  creds?: Ucred;
 }
 
 /** uflags: the socket is the peer of one of ours, outside the tree (--ext-unix-sk). */

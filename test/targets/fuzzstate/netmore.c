@@ -10,8 +10,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
-/* ---- scm-creds: messages with the sender's credentials waiting on a SO_PASSCRED socket ----- */
+/* ---- scm-creds: messages with their senders' credentials waiting on a SO_PASSCRED socket --
+ * Each message is sent by this process, by a child that lives on, or by a child that exited
+ * since (a zombie); scm-creds-gone: also by a child that exited and was reaped (refused: no task
+ * of the tree has its pid any more). */
 
 #define CREDS_MSGS 4
 
@@ -19,10 +23,72 @@ struct creds_st {
 	int fd[2], type, n;
 	int len[CREDS_MSGS];
 	uint64_t seed[CREDS_MSGS];
-	struct ucred cred; /* what every message carries: this process's */
+	struct ucred cred[CREDS_MSGS]; /* what each message carries: its sender's */
 };
 
-static int creds_build(struct inst *in, struct rng *r)
+static void creds_send(int fd, const unsigned char *buf, int len, const struct ucred *c, int explicit_creds)
+{
+	struct iovec iov = { (void *)buf, (size_t)len };
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred))];
+	} cm;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (explicit_creds) { /* else the kernel attaches them */
+		m.msg_control = cm.b, m.msg_controllen = sizeof(cm.b);
+		cm.h.cmsg_level = SOL_SOCKET, cm.h.cmsg_type = SCM_CREDENTIALS;
+		cm.h.cmsg_len = CMSG_LEN(sizeof(struct ucred));
+		memcpy(CMSG_DATA(&cm.h), c, sizeof(*c));
+	}
+	if (sendmsg(fd, &m, MSG_DONTWAIT) != len)
+		DIE("sendmsg creds");
+}
+
+/* sender: 0 us, 1 a child that stays, 2 a child that exits (a zombie), 3 one reaped too */
+static void creds_from(struct creds_st *s, int i, int sender, const unsigned char *buf, int explicit_creds)
+{
+	if (sender == 0) {
+		s->cred[i] = (struct ucred){ getpid(), getuid(), getgid() };
+		creds_send(s->fd[0], buf, s->len[i], &s->cred[i], explicit_creds);
+		return;
+	}
+	int done[2];
+	if (pipe2(done, O_CLOEXEC) != 0)
+		DIE("pipe");
+	pid_t c = fork();
+	if (c < 0)
+		DIE("fork");
+	if (c == 0) {
+		/* it keeps only what it sends on (an end it held would keep other items' files open) */
+		unsigned lo = (unsigned)(s->fd[0] < done[1] ? s->fd[0] : done[1]), hi = (unsigned)(s->fd[0] < done[1] ? done[1] : s->fd[0]);
+		syscall(SYS_close_range, 3, lo - 1, 0);
+		syscall(SYS_close_range, lo + 1, hi - 1, 0);
+		syscall(SYS_close_range, hi + 1, ~0U, 0);
+		struct ucred me = { getpid(), getuid(), getgid() };
+		creds_send(s->fd[0], buf, s->len[i], &me, explicit_creds);
+		if (sender != 1)
+			_exit(0);
+		if (write(done[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(done[1]);
+	s->cred[i] = (struct ucred){ c, getuid(), getgid() };
+	if (sender == 1) {
+		char x;
+		if (read(done[0], &x, 1) != 1)
+			DIE("creds sender");
+		track_kid(c);
+	} else {
+		siginfo_t si;
+		if (waitid(P_PID, (id_t)c, &si, WEXITED | (sender == 2 ? WNOWAIT : 0)) != 0)
+			DIE("waitid");
+	}
+	close(done[0]);
+}
+
+static int creds_common(struct inst *in, struct rng *r, int gone)
 {
 	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
 	struct creds_st *s = ST_OF(in, struct creds_st);
@@ -32,33 +98,30 @@ static int creds_build(struct inst *in, struct rng *r)
 	int one = 1;
 	if (setsockopt(s->fd[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0)
 		DIE("SO_PASSCRED");
-	s->cred = (struct ucred){ getpid(), getuid(), getgid() };
-	/* a stream joins messages of one sender's credentials: one message there */
-	s->n = s->type == SOCK_STREAM ? 1 : (int)rng_range(r, 1, CREDS_MSGS);
+	s->n = (int)rng_range(r, 1, CREDS_MSGS);
 	static unsigned char buf[2048];
 	for (int i = 0; i < s->n; i++) {
 		s->len[i] = (int)rng_range(r, 1, sizeof(buf));
 		s->seed[i] = rng_next(r);
 		fill_bytes(buf, (size_t)s->len[i], s->seed[i]);
-		struct iovec iov = { buf, (size_t)s->len[i] };
-		union {
-			struct cmsghdr h;
-			char b[CMSG_SPACE(sizeof(struct ucred))];
-		} c;
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (rng_one_in(r, 2)) { /* sent explicitly; else the kernel attaches them */
-			m.msg_control = c.b, m.msg_controllen = sizeof(c.b);
-			c.h.cmsg_level = SOL_SOCKET, c.h.cmsg_type = SCM_CREDENTIALS;
-			c.h.cmsg_len = CMSG_LEN(sizeof(struct ucred));
-			memcpy(CMSG_DATA(&c.h), &s->cred, sizeof(s->cred));
-		}
-		if (sendmsg(s->fd[0], &m, MSG_DONTWAIT) != s->len[i])
-			DIE("sendmsg creds");
+		int sender = gone && i == 0 ? 3 : (int)rng_below(r, 3);
+		creds_from(s, i, sender, buf, rng_one_in(r, 2));
+		describe(in, "%s%d:%d", i ? "," : "msgs=", s->len[i], sender);
 	}
 	for (int i = 0; i < 2; i++)
 		s->fd[i] = place_fd(r, s->fd[i]);
-	describe(in, "fds=%d,%d type=%d msgs=%d", s->fd[0], s->fd[1], s->type, s->n);
+	describe(in, " fds=%d,%d type=%d", s->fd[0], s->fd[1], s->type);
 	return 0;
+}
+
+static int creds_build(struct inst *in, struct rng *r)
+{
+	return creds_common(in, r, 0);
+}
+
+static int creds_gone_build(struct inst *in, struct rng *r)
+{
+	return creds_common(in, r, 1);
 }
 
 static void creds_check(struct inst *in, int final)
@@ -81,9 +144,9 @@ static void creds_check(struct inst *in, int final)
 		struct ucred got = { 0, 0, 0 };
 		if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS)
 			memcpy(&got, CMSG_DATA(h), sizeof(got));
-		ICHECK(in, h && got.pid == s->cred.pid && got.uid == s->cred.uid && got.gid == s->cred.gid,
+		ICHECK(in, h && got.pid == s->cred[i].pid && got.uid == s->cred[i].uid && got.gid == s->cred[i].gid,
 		       "fd %d message %d: credentials pid %d uid %d gid %d, expected %d %d %d", s->fd[1], i, got.pid,
-		       got.uid, got.gid, s->cred.pid, s->cred.uid, s->cred.gid);
+		       got.uid, got.gid, s->cred[i].pid, s->cred[i].uid, s->cred[i].gid);
 	}
 	int v = 0;
 	socklen_t l = sizeof(v);
@@ -194,6 +257,7 @@ static void packet_check(struct inst *in, int final)
 
 const struct item items_netmore[] = {
 	{ "scm-creds", 2, creds_build, creds_check, NULL },
+	{ "scm-creds-gone", 1, creds_gone_build, creds_check, NULL },
 	{ "tcp-maxseg", 2, maxseg_build, maxseg_check, NULL },
 	{ "packet-socket", 1, packet_build, packet_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },

@@ -37,16 +37,6 @@ static void random_sockopts(struct rng *r, int fd)
 		v = 1, setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &v, sizeof(v));
 }
 
-/* Messages queued for a receiver with SO_PASSCRED are refused by check and dump (the restore
- * would send them as cryo): that state is the scm-creds item's, so such a socket gets none. */
-static int passcred(int fd)
-{
-	int v = 0;
-	socklen_t l = sizeof(v);
-	getsockopt(fd, SOL_SOCKET, SO_PASSCRED, &v, &l);
-	return v;
-}
-
 static void sockopts_check(struct inst *in, int fd, const struct sockopts *want)
 {
 	struct sockopts now;
@@ -147,8 +137,7 @@ static int pair_build(struct inst *in, struct rng *r)
 		DIE("socketpair");
 	for (int i = 0; i < 2; i++) {
 		random_sockopts(r, s->fd[i]);
-		if (!passcred(s->fd[i]))
-			queue_messages(r, s->fd[1 - i], &s->q[i], s->type == SOCK_STREAM);
+		queue_messages(r, s->fd[1 - i], &s->q[i], s->type == SOCK_STREAM);
 	}
 	s->shut = s->type == SOCK_STREAM && rng_one_in(r, 3) ? (int)rng_range(r, SHUT_RD, SHUT_RDWR) + 1 : 0;
 	if (s->shut)
@@ -215,14 +204,12 @@ static int named_common(struct inst *in, struct rng *r, int kind, int self_conne
 	if (self_connected) {
 		if (connect(s->fd, (struct sockaddr *)&s->addr, s->alen) != 0)
 			DIE("connect to itself");
-		if (!passcred(s->fd))
-			queue_messages(r, s->fd, &s->q, 0);
+		queue_messages(r, s->fd, &s->q, 0);
 	} else if (s->type == SOCK_DGRAM) {
 		int c = socket(AF_UNIX, SOCK_DGRAM, 0);
 		if (c < 0 || connect(c, (struct sockaddr *)&s->addr, s->alen) != 0)
 			DIE("connect dgram client");
-		if (!passcred(s->fd))
-			queue_messages(r, c, &s->q, 0);
+		queue_messages(r, c, &s->q, 0);
 		s->clients[s->nclients++] = place_fd(r, c);
 	} else {
 		s->listening = 1;
