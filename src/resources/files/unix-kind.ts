@@ -129,7 +129,8 @@ export const unixKind = {
     const { fds, later } = ctx.inNetns(() => restoreUnixSockets(records, queuesOf(ctx.images), (id) => ctx.openFile(id, 'a file in flight in a socket')));
     for (const [id, fd] of fds) made.made(ctx.images).set(id, fd);
     made.register(ctx);
-    laterOf(ctx.images).fill = later;
+    // In the tree's network namespace again: a sender of ours finds an abstract name there.
+    laterOf(ctx.images).fill = later && ((send) => (send ? ctx.inNetns(() => later(true)) : later(false)));
   },
   open: (rec: UnixSkData, ctx: FdOpenContext) => made.open(rec, ctx),
   // Queues whose messages name their senders, once every sender exists: the first record's
