@@ -255,7 +255,55 @@ static void packet_check(struct inst *in, int final)
 	       a.sll_family, a.sll_ifindex, ntohs(a.sll_protocol), type, s->ifindex, s->proto, s->type);
 }
 
+/* ---- unix-dgram-empty: an empty datagram queued between others (a wake-up message) ---------- */
+
+struct empty_st {
+	int fd[2], type, n;
+	int len[4];
+	uint64_t seed[4];
+};
+
+static int empty_build(struct inst *in, struct rng *r)
+{
+	struct empty_st *s = ST_OF(in, struct empty_st);
+	s->type = rng_one_in(r, 2) ? SOCK_DGRAM : SOCK_SEQPACKET;
+	if (socketpair(AF_UNIX, s->type | SOCK_CLOEXEC, 0, s->fd) != 0)
+		DIE("socketpair");
+	s->n = (int)rng_range(r, 2, 4);
+	int empty = (int)rng_below(r, (uint64_t)s->n - 1); /* never the last: something follows it */
+	static unsigned char buf[512];
+	for (int i = 0; i < s->n; i++) {
+		s->len[i] = i == empty ? 0 : (int)rng_range(r, 1, sizeof(buf));
+		s->seed[i] = rng_next(r);
+		fill_bytes(buf, (size_t)s->len[i], s->seed[i]);
+		if (send(s->fd[0], buf, (size_t)s->len[i], MSG_DONTWAIT) != s->len[i])
+			DIE("send");
+		describe(in, "%d ", s->len[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		s->fd[i] = place_fd(r, s->fd[i]);
+	describe(in, "fds=%d,%d type=%d", s->fd[0], s->fd[1], s->type);
+	return 0;
+}
+
+static void empty_check(struct inst *in, int final)
+{
+	struct empty_st *s = ST_OF(in, struct empty_st);
+	if (!final)
+		return; /* a peek sees the first message only */
+	static unsigned char buf[513];
+	for (int i = 0; i < s->n; i++) {
+		ssize_t n = recv(s->fd[1], buf, sizeof(buf), MSG_DONTWAIT);
+		if (n != s->len[i] || check_bytes(buf, (size_t)n, s->seed[i]) != -1) {
+			IFAIL(in, "fd %d message %d of %d: %zd bytes (%s), expected %d", s->fd[1], i, s->n, n, n < 0 ? strerror(errno) : "ok",
+			      s->len[i]);
+			return;
+		}
+	}
+}
+
 const struct item items_netmore[] = {
+	{ "unix-dgram-empty", 1, empty_build, empty_check, NULL },
 	{ "scm-creds", 2, creds_build, creds_check, NULL },
 	{ "scm-creds-gone", 1, creds_gone_build, creds_check, NULL },
 	{ "tcp-maxseg", 2, maxseg_build, maxseg_check, NULL },
