@@ -69,6 +69,9 @@ export const NSIG = 64;
 /** lseek whence values that walk a sparse file's (or a shmem object's) data and holes. */
 export const SEEK = { DATA: 3, HOLE: 4 } as const;
 
+/** st_mode's file type bits (S_IFMT and its values). */
+export const S_IF = { MT: 0o170000, SOCK: 0o140000, LNK: 0o120000, REG: 0o100000, BLK: 0o060000, DIR: 0o040000, CHR: 0o020000, IFO: 0o010000 } as const;
+
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 export const MAP = {
   SHARED: 0x01,

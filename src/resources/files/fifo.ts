@@ -4,7 +4,7 @@
 // and removed after. On restore each end is opened by its path while a keeper of ours holds the
 // FIFO open read-write, so that no open waits for the other side and the bytes stay in it.
 import { openSync, statSync } from 'node:fs';
-import { O, F, sys } from '../../sys/index.js';
+import { O, F, sys, S_IF } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { fifo_entry } from '../../image/gen/fifo_pb.js';
 import type { FdKind, FdSeen, FdDumpContext, FdOpenContext, KindImages, KindState } from './fd-kind.js';
@@ -15,8 +15,6 @@ import { pipeInode } from './our-copy.js';
 import { peekPipe, fillPipe, bufferedData, dataImages, readData, checkDataOwners, type PipeDataImage } from './pipe.js';
 
 const FIFO_DATA: PipeDataImage = { file: 'fifo-data.img', kind: 'FIFO_DATA', what: 'FIFO' };
-const S_IFMT = 0o170000;
-const S_IFIFO = 0o010000;
 
 export interface FifoRecord {
   id: number;
@@ -38,7 +36,7 @@ export const fifoKind = {
   field: 'fifo',
   phase: 'table',
   object: false,
-  recognise: (link: string, mode: number | null) => mode !== null && (mode & S_IFMT) === S_IFIFO && pipeInode(link) === null,
+  recognise: (link: string, mode: number | null) => mode !== null && (mode & S_IF.MT) === S_IF.IFO && pipeInode(link) === null,
   blocker(f: FdSeen, scan: FileScan) {
     const gone = deletedPath(f.link);
     return gone === null ? null : ghostBlocker({ pid: f.pid, fd: f.fd }, gone, `/proc/${f.pid}/fd/${f.fd}`, scan.ghostLimit);

@@ -5,7 +5,7 @@
 // so the tasks see a deleted file again, shared as before.
 import { dirname } from 'node:path';
 import { chownSync, chmodSync, utimesSync, existsSync, readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
-import { O, sys } from '../../sys/index.js';
+import { O, sys, S_IF } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 
@@ -21,9 +21,6 @@ export interface GhostData {
   rdev?: number;
 }
 
-const S_IFMT = 0o170000;
-const S_IFIFO = 0o010000;
-const S_IFCHR = 0o020000;
 /** Character devices without state of their own (mem major 1: null, zero, full, random, urandom). */
 const STATELESS_RDEVS = new Set([0x103, 0x105, 0x107, 0x108, 0x109]);
 
@@ -80,8 +77,8 @@ export function readGhost(source: string): GhostData {
 }
 
 function isGhostNode(g: GhostData): boolean {
-  const t = g.mode & S_IFMT;
-  return t === S_IFIFO || t === S_IFCHR;
+  const t = g.mode & S_IF.MT;
+  return t === S_IF.IFO || t === S_IF.CHR;
 }
 
 /** A FIFO or device node again (mknod), with its owner, mode and mtime. */
@@ -100,7 +97,7 @@ const AT_SYMLINK_FOLLOW = 0x400;
 const O_TMPFILE = 0o20200000;
 
 export function isGhostDir(g: GhostData): boolean {
-  return (g.mode & 0o170000) === 0o040000;
+  return (g.mode & S_IF.MT) === S_IF.DIR;
 }
 
 /**

@@ -1,6 +1,7 @@
 // What stops an fd from being dumped: its kind's blocker (registry.ts), its locks, or, for what
 // no kind takes, the text for what cryo does not support yet; and what the fd is in words, for
 // check's report.
+import { S_IF } from '../../sys/index.js';
 import { socketFamily, unsupportedSocket } from './socket-common.js';
 import { blockerAt } from '../../util/blocker.js';
 import type { FileScan } from './scan.js';
@@ -71,5 +72,5 @@ function kindBlocker(pid: number, fd: number, link: string, mode: number | null,
   if (a) return refuse(a[1]!, `${describeLink(link)} — not supported yet`);
   if (link.startsWith('/secretmem')) return refuse('secretmem', 'memfd_secret memory — its pages cannot be read from outside the process, by design; not supported');
   if (mode === null) return refuse('file', `${link} — cannot inspect`);
-  return refuse('file', `${link} (file type 0${(mode & 0o170000).toString(8)}) — not supported`);
+  return refuse('file', `${link} (file type 0${(mode & S_IF.MT).toString(8)}) — not supported`);
 }

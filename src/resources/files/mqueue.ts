@@ -20,7 +20,7 @@
 import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { cryo_mqueue_entrySchema, type cryo_mqueue_entry, type cryo_mqueue_file_entry } from '../../image/gen/cryo-mqueue_pb.js';
-import { sys, O, E, SysError, FS_MAGIC, filesystemType, mqGetattr, mqOpen, mqReceiveNow, mqSendNow, mqUnlink } from '../../sys/index.js';
+import { sys, O, E, SysError, FS_MAGIC, filesystemType, mqGetattr, mqOpen, mqReceiveNow, mqSendNow, mqUnlink, S_IF } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './fown.js';
@@ -38,14 +38,12 @@ export interface MqueueRecord {
   queue?: Queue;
 }
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
 const IMAGE = 'cryo-mqueue.img';
 /** What mq_open honours of an fd's flags. */
 const OPEN_FLAGS = O.ACCMODE | O.NONBLOCK;
 
 function isMqueue(link: string, mode: number | null, at?: FdAt): boolean {
-  if (!at || mode === null || (mode & S_IFMT) !== S_IFREG || !link.startsWith('/')) return false;
+  if (!at || mode === null || (mode & S_IF.MT) !== S_IF.REG || !link.startsWith('/')) return false;
   return filesystemType(`/proc/${at.pid}/fd/${at.fd}`) === FS_MAGIC.MQUEUE;
 }
 

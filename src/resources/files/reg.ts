@@ -8,7 +8,7 @@ import { openSync, closeSync, statSync } from 'node:fs';
 import { reg_file_entrySchema } from '../../image/gen/regfile_pb.js';
 import { hasField } from '../../image/presence.js';
 import { buildIdWords } from './build-id.js';
-import { O, F, sys } from '../../sys/index.js';
+import { O, F, sys, S_IF } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { hostPath, ownMountNs } from '../mnt/root-path.js';
@@ -53,7 +53,7 @@ function openFlags(flags: number): number {
  * Returns our fd (O_CLOEXEC on our side; the task's fd flags are set when it is installed).
  */
 function openRegFile(reg: Pick<RegFileData, "name" | "flags" | "pos" | "mode" | "cryoDumperRoot">): number {
-  const isDir = reg.mode !== undefined && (reg.mode & 0o170000) === 0o040000;
+  const isDir = reg.mode !== undefined && (reg.mode & S_IF.MT) === S_IF.DIR;
   const flags = (openFlags(reg.flags) & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY | O.DIRECTORY)) | O.CLOEXEC | (isDir ? O.DIRECTORY : 0);
   let fd: number;
   try {
@@ -113,20 +113,15 @@ export function fileStamp(path: string, buildIds?: Map<string, number[] | undefi
   return id ? { ...stamp, buildId: id } : stamp;
 }
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFCHR = 0o020000;
-
 /** Character devices whose state is nothing more than being open. */
 const STATELESS_DEVICES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
 
 /** What the verification calls an fd on a path, from the mode of what it opens. */
 export function pathKindName(mode: number): 'file' | 'dir' | 'device' | 'fifo' {
-  const type = mode & S_IFMT;
-  if (type === S_IFDIR) return 'dir';
-  if (type === S_IFCHR || type === 0o060000) return 'device';
-  if (type === 0o010000) return 'fifo';
+  const type = mode & S_IF.MT;
+  if (type === S_IF.DIR) return 'dir';
+  if (type === S_IF.CHR || type === S_IF.BLK) return 'device';
+  if (type === S_IF.IFO) return 'fifo';
   return 'file';
 }
 
@@ -191,7 +186,7 @@ function devicePathBlocker(pid: number, fd: number, link: string): Blocker | nul
 }
 
 /** The verification's name of a record's fd (an entry without a mode is a regular file's). */
-const regName = (rec: RegFileData) => pathKindName(hasField(reg_file_entrySchema, rec, 'mode') ? rec.mode! : S_IFREG);
+const regName = (rec: RegFileData) => pathKindName(hasField(reg_file_entrySchema, rec, 'mode') ? rec.mode! : S_IF.REG);
 
 export const regKind = {
   name: 'file' as const,
@@ -204,20 +199,20 @@ export const regKind = {
   // Whatever is opened by a path and left by the other kinds: memfds and secret memory have
   // paths of their own, FIFOs and ttys are listed before this kind in the registry.
   recognise: (link: string, mode: number | null) =>
-    mode !== null && [S_IFREG, S_IFDIR, S_IFCHR].includes(mode & S_IFMT) && !link.startsWith('anon_inode:') && !isMemfd(link) && !link.startsWith('/secretmem'),
+    mode !== null && ([S_IF.REG, S_IF.DIR, S_IF.CHR] as number[]).includes(mode & S_IF.MT) && !link.startsWith('anon_inode:') && !isMemfd(link) && !link.startsWith('/secretmem'),
   blocker(f: FdSeen, scan: FileScan): Blocker | null {
     const { pid, fd, link } = f;
-    const type = f.mode! & S_IFMT;
+    const type = f.mode! & S_IF.MT;
     const gone = deletedPath(link);
     const unlinked = gone !== null ? unlinkedName(pid, gone, `/proc/${pid}/fd/${fd}`) : null;
     if (unlinked?.kind === 'lost') return { pid, fd, kind: 'file', reason: lostReason(gone!, unlinked.links) };
     if (unlinked?.kind === 'deleted') return ghostBlocker({ pid, fd }, gone!, `/proc/${pid}/fd/${fd}`, scan.ghostLimit);
     // A file from cryo's own mount namespace (a container's fd opened before its unshare) is opened from cryo's root.
-    if ((type === S_IFREG || type === S_IFDIR) && unlinked === null && onDumperMount(f)) return null;
-    if ((type === S_IFREG || type === S_IFDIR) && unlinked === null && onPseudoFs(`/proc/${pid}/fd/${fd}`)) {
+    if ((type === S_IF.REG || type === S_IF.DIR) && unlinked === null && onDumperMount(f)) return null;
+    if ((type === S_IF.REG || type === S_IF.DIR) && unlinked === null && onPseudoFs(`/proc/${pid}/fd/${fd}`)) {
       return procOwnerBlocker(pid, fd, link, scan.tree) ?? pathBlocker(pid, fd, link);
     }
-    if (type === S_IFREG || type === S_IFDIR) return pathBlocker(pid, fd, unlinked?.path ?? link);
+    if (type === S_IF.REG || type === S_IF.DIR) return pathBlocker(pid, fd, unlinked?.path ?? link);
     if (!STATELESS_DEVICES.has(link)) return { pid, fd, kind: 'device', reason: `character device ${link} — not supported` };
     return onDumperMount(f) ? null : devicePathBlocker(pid, fd, link);
   },
@@ -231,7 +226,7 @@ export const regKind = {
     const mode = f.mode!;
     // A log others may append to is not held to its size: O_APPEND writes go to the end anyway;
     // nor is a file of the kernel's (pseudo-fs.ts), whose size and mtime are the moment's.
-    const stamp = (mode & S_IFMT) === S_IFREG && !(flags & O.APPEND) && !onPseudoFs(source) ? fileStamp(source) : {};
+    const stamp = (mode & S_IF.MT) === S_IF.REG && !(flags & O.APPEND) && !onPseudoFs(source) ? fileStamp(source) : {};
     const dumperRoot = unlinked === null && onDumperMount(f) ? { cryoDumperRoot: true } : {};
     return regRecord(id, { flags, pos: f.info.pos, fown, name, mode, ...stamp, ...dumperRoot }, gone !== null ? source : undefined, ctx);
   },

@@ -16,7 +16,7 @@
 import { statSync } from 'node:fs';
 import { create, isFieldSet } from '@bufbuild/protobuf';
 import { tty_info_entrySchema, tty_data_entrySchema, TtyType, type tty_info_entry, type tty_data_entry, type tty_file_entry } from '../../image/gen/tty_pb.js';
-import { O, TIOC, ioctlGetInt, ioctlGetIntTry, ptyIndex, tcgets2 } from '../../sys/index.js';
+import { O, TIOC, ioctlGetInt, ioctlGetIntTry, ptyIndex, tcgets2, S_IF } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { terminalSession } from '../../proc/tty.js';
@@ -131,7 +131,7 @@ export const ttyKind = {
   field: 'tty',
   phase: 'table',
   object: false,
-  recognise: (link: string, mode: number | null) => isTerminalLink(link) && mode !== null && (mode & 0o170000) === 0o020000,
+  recognise: (link: string, mode: number | null) => isTerminalLink(link) && mode !== null && (mode & S_IF.MT) === S_IF.CHR,
   blocker(f: FdSeen, scan: FileScan): Blocker | null {
     const t = scan.terminals;
     const s = seenTty(f, t);

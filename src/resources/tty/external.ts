@@ -15,7 +15,7 @@
 import { fstatSync, openSync } from 'node:fs';
 import { create } from '@bufbuild/protobuf';
 import { tty_info_entrySchema, TtyType, type tty_info_entry } from '../../image/gen/tty_pb.js';
-import { O, tcgets2, getLockedTermios, getWinsize, openPtyPeer } from '../../sys/index.js';
+import { O, tcgets2, getLockedTermios, getWinsize, openPtyPeer, S_IF } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { extTtyKey } from '../../util/ext-tty.js';
 import { classifyTty } from './classify.js';
@@ -65,7 +65,7 @@ export function extTtyInfoEntry(fd: number, id: number, session: { sid: number; 
 export function openExternalTty(given: number, flags: number, key: string): number {
   const open = (flags & ~O.CLOEXEC) | O.NOCTTY | O.CLOEXEC;
   const st = fstatSync(given);
-  if ((st.mode & 0o170000) !== 0o020000 || !answers(given)) throw new UserError(`--inherit-fd fd[${given}]:${key}: fd ${given} is not a terminal (or one hung up)`);
+  if ((st.mode & S_IF.MT) !== S_IF.CHR || !answers(given)) throw new UserError(`--inherit-fd fd[${given}]:${key}: fd ${given} is not a terminal (or one hung up)`);
   try {
     if (classifyTty(st.rdev) === 'pty-master') return openPtyPeer(given, open);
     return openSync(`/proc/self/fd/${given}`, open);
