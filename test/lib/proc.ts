@@ -193,3 +193,25 @@ export function killPids(pids: number[]): void {
     }
   }
 }
+
+/** `root` and all its descendants, from each thread's /proc children list (the ones gone meanwhile left out). */
+export function descendantPids(root: number): number[] {
+  const out = [root];
+  for (let i = 0; i < out.length; i++) {
+    let tids: string[] = [];
+    try {
+      tids = fs.readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const kids = fs.readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').trim();
+        if (kids) out.push(...kids.split(/\s+/).map(Number));
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  return out;
+}

@@ -2,27 +2,13 @@
 // resource tracker unlinks them at exit, which a kill skips) and PostgreSQL's dynamic shared
 // memory segments. cleanup() and cleanupTrees() note the entries of those two shapes that the
 // processes they are about to kill (and their descendants) have open or mapped, and cleanup()
-// removes them once no live process uses them. Only its own victims' entries: another test run's, or a dumped tree's
-// waiting for its restore, are never touched.
+// removes them once no live process uses them. Only its own victims' entries: another test
+// run's, or a dumped tree's waiting for its restore, are never touched.
 import * as fs from 'node:fs';
+import { descendantPids } from './proc.js';
 
 const SHM = '/dev/shm/';
 const LEFTOVER = /^\/dev\/shm\/(sem\.mp-|PostgreSQL\.)/;
-
-function descendants(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      for (const tid of fs.readdirSync(`/proc/${out[i]}/task`)) {
-        const kids = fs.readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').trim();
-        if (kids) out.push(...kids.split(/\s+/).map(Number));
-      }
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
 
 /** The /dev/shm paths `pid` has open or mapped. */
 function shmOf(pid: number): string[] {
@@ -46,7 +32,7 @@ const noted = new Set<string>();
 
 /** Notes the leftover-shaped entries the processes `pids` (and theirs) use: call before killing them. */
 export function noteShmOf(pids: number[]): void {
-  for (const pid of pids) for (const p of descendants(pid)) for (const path of shmOf(p)) if (LEFTOVER.test(path)) noted.add(path);
+  for (const pid of pids) for (const p of descendantPids(pid)) for (const path of shmOf(p)) if (LEFTOVER.test(path)) noted.add(path);
 }
 
 /** Removes the noted entries no live process has open or mapped any more. */

@@ -6,7 +6,7 @@ import { critDecodeAll, cryoReport, dump, restore } from './cryo.js';
 import { cleanup, targetReport, startTarget, waitForLine, goAndWaitResult, TARGET_ROOT_PREFIX, type Target } from './target.js';
 import { buildTarget } from './build.js';
 import { noteShmOf } from './shm-leftovers.js';
-import { waitPidGone, readCwd } from './proc.js';
+import { waitPidGone, readCwd, descendantPids } from './proc.js';
 
 /** Every PID the tests saw in a tree, killed at the end (by PID, only those). */
 const seen = new Set<number>();
@@ -44,23 +44,7 @@ export function session(sid: number): Row[] {
 
 /** The root and all its descendants (recorded for the final cleanup). */
 export function descendants(root: number): number[] {
-  const out = [root];
-  for (let i = 0; i < out.length; i++) {
-    let tids: string[] = [];
-    try {
-      tids = fs.readdirSync(`/proc/${out[i]}/task`);
-    } catch {
-      continue;
-    }
-    for (const tid of tids) {
-      try {
-        const kids = fs.readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'utf8').trim();
-        if (kids) out.push(...kids.split(/\s+/).map(Number));
-      } catch {
-        /* gone */
-      }
-    }
-  }
+  const out = descendantPids(root);
   for (const pid of out) seen.add(pid);
   return out;
 }
