@@ -13,6 +13,8 @@ import type { Blocker } from '../../util/blocker.js';
 import { tgidOf, madeByHolderChildren } from './tree-line.js';
 
 const PSEUDO = new Set<number>([FS_MAGIC.PROC, FS_MAGIC.SYSFS, FS_MAGIC.CGROUP, FS_MAGIC.CGROUP2]);
+/** A path on /proc/N/ (N: the process it names). */
+const PROC_PID = /^\/proc\/(\d+)(\/|$)/;
 
 /** Whether what `source` (a /proc/PID/fd/N link) opens is on procfs, sysfs or cgroupfs. */
 export function onPseudoFs(source: string): boolean {
@@ -26,7 +28,7 @@ export function onPseudoFs(source: string): boolean {
  * its /proc shows the container's processes, which a dump of the container holds.
  */
 export function procOwnerBlocker(pid: number, fd: number, link: string, tree: Set<number>): Blocker | null {
-  const m = /^\/proc\/(\d+)(\/|$)/.exec(link);
+  const m = PROC_PID.exec(link);
   if (!m) return null;
   try {
     if (readlinkSync(`/proc/${pid}/ns/pid`) !== readlinkSync('/proc/self/ns/pid')) return null;
@@ -46,4 +48,4 @@ export function procOwnerBlocker(pid: number, fd: number, link: string, tree: Se
 }
 
 /** A record's path on /proc/N/...: opened once the holder's children exist (reg kind's phaseOf). */
-export const namesProcess = (name: string): boolean => /^\/proc\/\d+(\/|$)/.test(name);
+export const namesProcess = (name: string): boolean => PROC_PID.test(name);
