@@ -19,7 +19,7 @@ export function dump(opts: DumpOptions): DumpResult {
   }
   // onProgress: passed on for the engine to report to (its option types take it as it does).
   const engine: EngineDumpOptions & { onProgress?: ProgressSink } = {
-    pid: opts.pid, dir, leaveRunning: !!opts.leaveRunning, extUnixSk: !!opts.extUnixSk,
+    pid: opts.pid, dir, leaveRunning: !!opts.leaveRunning, frozenCopy: !!opts.frozenCopy, extUnixSk: !!opts.extUnixSk,
     ghostLimit: opts.ghostLimit, fileLocks: !!opts.fileLocks, shellJob: !!opts.shellJob, verifyPages: !!opts.verifyPages, log, onProgress: opts.onProgress,
     tcpEstablished: !!opts.tcpEstablished, tcpClose: !!opts.tcpClose, skipInFlight: !!opts.skipInFlight, networkLock: opts.networkLock ?? 'nftables', externalMounts: opts.externalMounts ?? new Map(), externalTtys: opts.externalTtys ?? new Set(), freezeCgroup: opts.freezeCgroup, manageCgroups: opts.manageCgroups,
   };

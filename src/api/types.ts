@@ -79,6 +79,8 @@ export interface DumpOptions extends LogOptions {
   dir: string;
   /** Keep the tree running after the checkpoint (proving it was left unchanged). */
   leaveRunning?: boolean;
+  /** With leaveRunning: frozen until the memory is on disk, no copy-on-write snapshot (--frozen-copy). */
+  frozenCopy?: boolean;
   extUnixSk?: boolean;
   ghostLimit?: number;
   fileLocks?: boolean;

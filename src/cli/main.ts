@@ -69,7 +69,8 @@ addJsonOption(
       )
       .option('-t, --tree <pid>', 'PID of the process to checkpoint', parsePid)
       .option('-D, --images-dir <dir>', 'directory to write the images into (created, must be empty)')
-      .option('-R, --leave-running', 'keep the process running after the checkpoint')
+      .option('-R, --leave-running', 'keep the process running after the checkpoint: it is frozen only while its state is read and a copy-on-write snapshot of its memory is made; the memory is written from the snapshot while it runs on')
+      .option('--frozen-copy', 'with --leave-running: keep the process frozen until its memory is on disk, no snapshot (no copies of the pages it writes meanwhile; CRIU\'s way)')
       .option('--ext-unix-sk', 'allow unix sockets connected to a named socket outside the tree (restore connects them to that name again)')
       .option('--ghost-limit <size>', 'largest deleted-but-open file whose contents are saved (e.g. 4M)', parseSize, DEFAULT_GHOST_LIMIT)
       .option('--file-locks', 'save the flock, POSIX and OFD locks the tasks hold (restored with them)')
@@ -94,7 +95,7 @@ addJsonOption(
     const [{ dump }, { progressLine }] = await Promise.all([import('../api/dump.js'), import('./progress-line.js')]);
     const progress = progressLine(process.stderr, drawProgress(o));
     const r = dump({
-      pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
+      pid: o.tree, dir: o.imagesDir, leaveRunning: !!o.leaveRunning, frozenCopy: !!o.frozenCopy, extUnixSk: !!o.extUnixSk, ghostLimit: o.ghostLimit,
       fileLocks: !!o.fileLocks, shellJob: !!o.shellJob, verifyPages: !!o.verifyPages, tcpEstablished: !!o.tcpEstablished, tcpClose: !!o.tcpClose, skipInFlight: !!o.skipInFlight, networkLock: o.networkLock, freezeCgroup: freezeCgroupArg(o.freezeCgroup), manageCgroups: o.manageCgroups, logLevel: o.verbosity, logFile: o.logFile,
       externalMounts: new Map([...o.extMountMap, ...o.external.mounts]), externalTtys: o.external.ttys,
       onProgress: progress.sink, interruptible: true,

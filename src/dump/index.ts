@@ -19,6 +19,7 @@ import { freezeTree, restop, holdingCgroup } from './freeze.js';
 import { dumpCgroupDirs, type CgroupMode } from '../resources/cgroup/manage.js';
 import { collectTasks } from './tasks.js';
 import { plannedBytes, writePages } from './pages.js';
+import { Snapshots } from './snapshot.js';
 import { writeFileImages } from './write-files.js';
 import { writeTreeImages, writeStats, writeInventory } from './write.js';
 import { closeTask } from './task.js';
@@ -61,6 +62,11 @@ export interface DumpOptions {
   externalTtys?: ReadonlySet<string>;
   /** --manage-cgroups: save the tree's cgroups with their settings (not with 'ignore'). */
   manageCgroups?: CgroupMode;
+  /**
+   * --frozen-copy: with --leave-running, the tree stays frozen until its memory is on disk (no
+   * copy-on-write snapshot, dump/snapshot.ts).
+   */
+  frozenCopy?: boolean;
   /** --freeze-cgroup: freeze this cgroup directory ('' for the root's own v2 cgroup) while the tree is seized. */
   freezeCgroup?: string;
   log: Log;
@@ -96,6 +102,8 @@ export function dump(opts: DumpOptions): DumpResult {
   const frozen: Tracee[] = [];
   const open: DumpTask[] = [];
   let done = false;
+  let released = false;
+  let snapshots: Snapshots | null = null;
   let files: FileTable | null = null;
   let result: DumpResult;
   let tcp: TcpDump | null = null;
@@ -151,8 +159,21 @@ export function dump(opts: DumpOptions): DumpResult {
     }
     failpoint('dump:pages');
     meter.plan(plannedBytes(images, table), tree.live.length);
-    const pagesWritten = log.step('pages', () => writePages(writer, images, table, meter));
-    const memDoneAt = since();
+    // --leave-running: the tasks' private memory is written from copy-on-write snapshots once the tree runs again.
+    if (proof && !opts.frozenCopy) {
+      const stopped = new Set(tasks.filter((t) => t.stopped).map((t) => t.pid));
+      snapshots = log.step('snapshot', () => Snapshots.take(images, stopped, log));
+    }
+    const pages = log.step('pages', () => writePages(writer, images, table, meter, snapshots?.pids));
+    let memDoneAt = since();
+    const later = snapshots?.pids.size ? snapshots : null;
+    // Last: the stats and inventory.img, which makes the directory a complete checkpoint.
+    const finishImages = () => {
+      writeStats(writer, { frozenAt, memDoneAt, endAt: since(), pagesWritten: pages.pagesWritten });
+      checkInterrupt();
+      failpoint('dump:inventory');
+      writeInventory(writer, tasks, images[0]!, collected.rootIds, { netLock: tcp?.lockInfo ?? undefined, tcpClose: !!opts.tcpClose });
+    };
     checkInterrupt();
     log.step('write', () => {
       // Before the cores are written: it sets their seccomp fields.
@@ -168,22 +189,32 @@ export function dump(opts: DumpOptions): DumpResult {
       writeFileImages(writer, table);
       writer.writeImage('cpuinfo.img', 'CPUINFO', [cpuinfoImage()]); // what the restore's CPU must have
       for (const w of table.warnings) log.warn(w);
-      writeStats(writer, { frozenAt, memDoneAt, endAt: since(), pagesWritten });
-      checkInterrupt();
-      failpoint('dump:inventory');
-      writeInventory(writer, tasks, images[0]!, collected.rootIds, { netLock: tcp?.lockInfo ?? undefined, tcpClose: !!opts.tcpClose });
+      if (!later) finishImages();
       tcp?.complete();
     });
-    done = true;
+    // The images are complete (but for the snapshots' pages and inventory.img): the tasks may go on, or go away.
+    done = !later;
     const frozenMs = since() - frozenAt;
-    // The images are complete: now the tasks may go on, or go away.
     log.step('release', () => release(tasks, frozen, open, proof, tcp, log));
+    released = true;
+    if (later) {
+      log.step('snapshot pages', () => later.write(pages));
+      memDoneAt = since();
+      log.step('snapshot end', () => later.end());
+      log.step('inventory', finishImages);
+      done = true;
+    }
     const totalMs = since();
-    log.info(`dump done in ${totalMs.toFixed(1)} ms, ${pagesWritten} pages`);
-    result = { pids: tasks.map((t) => t.pid), pagesWritten, frozenMs, totalMs };
+    log.info(`dump done in ${totalMs.toFixed(1)} ms, ${pages.pagesWritten} pages`);
+    result = { pids: tasks.map((t) => t.pid), pagesWritten: pages.pagesWritten, frozenMs, totalMs };
   } catch (e) {
-    log.info(`dump failed: ${(e as Error).message}; putting the tasks back`);
-    putBack(tasks, frozen, open, log, tcp);
+    if (released) log.info(`dump failed after the release: ${(e as Error).message}; the tasks run on`);
+    else {
+      log.info(`dump failed: ${(e as Error).message}; putting the tasks back`);
+      putBack(tasks, frozen, open, log, tcp);
+    }
+    // Once the tasks are their own again: each reaps its snapshot in a stop of its own.
+    (snapshots as Snapshots | null)?.end();
     if (!done) writer.abort();
     throw e;
   } finally {

@@ -80,3 +80,30 @@ export function codePage(u: UnmapExit | null): Buffer {
   exit.copy(page, SYSCALL_SITE_OFFSET + SYSCALL_EXIT_AT);
   return page;
 }
+
+/**
+ * Code for a copy-on-write snapshot of the task (SafeRemote.forkSnapshot), placed at `codeAt`:
+ * `clone(flags, 0, 0, 0, 0)`; the parent jumps to `tailAt` (the marker site's tail: its stop,
+ * then its exit), the child calls exit(0) at once. So the child runs nothing of the program's
+ * even if cryo dies before it is told what to do: orphaned, it just ends.
+ */
+export function snapshotForkCode(codeAt: bigint, tailAt: bigint, flags: number): Buffer {
+  const head = Buffer.from([
+    0xb8, 0x38, 0x00, 0x00, 0x00, // mov eax, 56 (clone)
+    0xbf, 0, 0, 0, 0, // mov edi, flags
+    0x31, 0xf6, // xor esi, esi (no new stack: the child never runs the program)
+    0x31, 0xd2, // xor edx, edx
+    0x45, 0x31, 0xd2, // xor r10d, r10d
+    0x45, 0x31, 0xc0, // xor r8d, r8d
+    0x0f, 0x05, // syscall
+    0x48, 0x85, 0xc0, // test rax, rax
+    0x75, 0x09, // jnz parent (past the child's 9 bytes)
+    0xb8, 0x3c, 0x00, 0x00, 0x00, // mov eax, 60 (exit)
+    0x31, 0xff, // xor edi, edi
+    0x0f, 0x05, // syscall
+    0xe9, 0, 0, 0, 0, // parent: jmp rel32 tailAt
+  ]);
+  head.writeUInt32LE(flags, 6);
+  head.writeInt32LE(Number(tailAt - (codeAt + BigInt(head.length))), head.length - 4);
+  return head;
+}

@@ -18,16 +18,16 @@
 // recognisably one: [stack], or a pthread stack above its guard page) leaves its part behind.
 import { readFileSync } from 'node:fs';
 import {
-  Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite, memWrite, checkInterrupt,
+  Regs, PTRACE, PTRACE_O, PTRACE_EVENT, SIG, PROT, MAP, NR, PAGE_SIZE, ptrace, setSigmask, getXstate, vmWrite, memWrite, checkInterrupt, getEventMsg,
 } from '../sys/index.js';
 import { parseMaps } from '../proc/index.js';
 import { Remote, checkedResult, deniedWriteExec, batchResults, batchRuns, codedCalls, unwrittenSlots, type BatchCall, type RemoteArg, type RunningBatch } from './remote.js';
 import { batchCode } from './batch-code.js';
 export { ScratchArea } from './scratch-area.js';
-import { TraceeError, type Tracee } from './tracee.js';
+import { Tracee, TraceeError } from './tracee.js';
 import { buildSigframe, FPSTATE_OFFSET } from './sigframe.js';
 import { findGadgets, type Gadgets } from './gadgets.js';
-import { codePage, BATCH_CODE_AT, MARKER_STOP_AT, MARKER_TAIL_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
+import { codePage, snapshotForkCode, BATCH_CODE_AT, MARKER_STOP_AT, MARKER_TAIL_AT, SYSCALL_SITE_OFFSET } from './inject-code.js';
 import { skip } from '../util/skip.js';
 import { ScratchArea, type Slot } from './scratch-area.js';
 import { pickMarker } from './marker.js';
@@ -300,6 +300,63 @@ export class SafeRemote extends Remote {
     this.awaitMarker(`a batch of ${b.calls.length} injected syscalls`);
     this.count += b.calls.length;
     return batchResults(this.t.tid, b.calls, b.resultsAt);
+  }
+
+  /**
+   * A copy-on-write copy of the task's memory as it is now: a child made by clone(`flags`, exit
+   * signal 0), adopted and stopped at birth, never to run (the code it would run exits:
+   * inject-code.ts snapshotForkCode). Its own death is wired to cryo's (PTRACE_O_EXITKILL), the
+   * task's is not. Returns the errno instead when the kernel refuses the clone (EAGAIN at a
+   * pids limit, ENOMEM); null when the task has no marker to run the code with.
+   */
+  forkSnapshot(flags: number): Tracee | number | null {
+    if (!this.active || !this.marker) return null;
+    checkInterrupt();
+    const codeAt = this.slot!.code + BigInt(BATCH_CODE_AT);
+    this.writeSlot(codeAt, snapshotForkCode(codeAt, this.slot!.code + BigInt(MARKER_TAIL_AT), flags));
+    const before = this.t.options;
+    this.t.options |= PTRACE_O.TRACECLONE;
+    ptrace(PTRACE.SETOPTIONS, this.t.tid, 0, this.t.options);
+    let child: Tracee | null = null;
+    try {
+      const r = this.callRegs(0, []);
+      r.set('sp', this.slot!.frame + 8n);
+      r.set('ip', codeAt);
+      this.launch(r);
+      for (;;) {
+        const st = this.t.wait();
+        if (!st.stopped) throw new TraceeError(this.t.tid, 'died during the snapshot clone');
+        if (st.event === PTRACE_EVENT.CLONE) {
+          const tid = Number(getEventMsg(this.t.tid));
+          child = Tracee.adopt(tid, tid, this.t.options);
+          child.options = (before | PTRACE_O.EXITKILL) >>> 0;
+          ptrace(PTRACE.SETOPTIONS, tid, 0, child.options);
+          ptrace(PTRACE.CONT, this.t.tid, 0, 0);
+          break;
+        }
+        if (st.event === 0 && st.stopSig === this.marker && this.t.regs().get('ip') === this.slot!.code + BigInt(MARKER_STOP_AT)) {
+          this.lastStop = 'signal';
+          return -Number(this.t.regs().signed('r12')); // the clone failed: no event
+        }
+        if (st.event !== PTRACE_EVENT.STOP && !(st.event === 0 && st.stopSig === this.marker)) {
+          throw new TraceeError(this.t.tid, `unexpected stop (signal ${st.stopSig}, event ${st.event}) in the snapshot clone`);
+        }
+        if (st.event === 0) this.defer(this.marker);
+        ptrace(PTRACE.CONT, this.t.tid, 0, 0);
+      }
+      const ret = this.awaitMarker('the snapshot clone').signed('r12');
+      this.count++;
+      // The child's PID as the task counts (its own PID namespace's).
+      if (ret !== BigInt(child.ownIds().tid)) throw new TraceeError(this.t.tid, `snapshot clone returned ${ret}, its child is ${child.tid}`);
+      return child;
+    } catch (e) {
+      child?.kill();
+      child?.waitGone();
+      throw e;
+    } finally {
+      this.t.options = before;
+      ptrace(PTRACE.SETOPTIONS, this.t.tid, 0, before);
+    }
   }
 
   /**

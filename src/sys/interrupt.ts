@@ -56,6 +56,22 @@ export function checkInterrupt(): void {
 }
 
 /**
+ * Runs `fn` (cleanup that must run to its end, such as reaping a dump's snapshot) with
+ * checkInterrupt quiet; a signal that arrived before or meanwhile is still there afterwards.
+ */
+export function uninterrupted<T>(fn: () => T): T {
+  if (!page) return fn();
+  const p = page;
+  const before = p.flag[0]!;
+  p.flag[0] = 0;
+  try {
+    return fn();
+  } finally {
+    p.flag[0] = p.flag[0] || before;
+  }
+}
+
+/**
  * Catches `signals` with the flag-setting handler until disarm() is called, which puts the
  * previous dispositions back. SA_RESTART: blocking calls (wait4, reads) go on after the handler.
  */

@@ -186,12 +186,13 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
         }
         continue;
       }
+      const notForked = flagsSet.has('dc') || flagsSet.has('wf') ? { notForked: true } : {};
       for (const run of presentRuns(pagemapFd, m, c.kind === 'file-private')) {
         const vaddr = m.start + BigInt(run.first * PAGE_SIZE);
         if (parentFd !== null) {
-          privatePages.push(...markShared(pagemapFd, parentFd, vaddr, run.count));
+          privatePages.push(...markShared(pagemapFd, parentFd, vaddr, run.count).map((r) => ({ ...r, ...notForked })));
         } else {
-          privatePages.push({ vaddr, nrPages: run.count });
+          privatePages.push({ vaddr, nrPages: run.count, ...notForked });
         }
       }
     }
@@ -341,4 +342,20 @@ export function copyPages(pid: number, ranges: PageRange[], sink: (chunk: Buffer
     closeSync(mem);
   }
   return total;
+}
+
+/** One run of pages read out of the task now, into a buffer of its own (page-aligned, for O_DIRECT). */
+export function readPages(pid: number, r: PageRange): Buffer {
+  const buf = alignedBuffer(r.nrPages * PAGE_SIZE);
+  const mem = openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    for (let done = 0; done < buf.length; ) {
+      const got = readSync(mem, buf, done, buf.length - done, Number(r.vaddr) + done);
+      if (got <= 0) throw new Error(`pid ${pid}: cannot read memory at 0x${(Number(r.vaddr) + done).toString(16)}`);
+      done += got;
+    }
+  } finally {
+    closeSync(mem);
+  }
+  return buf;
 }

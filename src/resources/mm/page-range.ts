@@ -12,4 +12,9 @@ export interface PageRange {
    * compare.
    */
   asParent?: boolean;
+  /**
+   * In a mapping a fork does not copy (MADV_DONTFORK: VmFlags dc) or gives the child zeroed
+   * (MADV_WIPEONFORK: wf): a copy-on-write snapshot of the task (dump/snapshot.ts) lacks these pages.
+   */
+  notForked?: boolean;
 }

@@ -1,0 +1,163 @@
+// `--leave-running` at memory speed: under the freeze each task forks a copy-on-write snapshot of
+// itself (SafeRemote.forkSnapshot: a child stopped at birth that never runs the program), and
+// once the tree runs again the task's private pages are read from that child, not from the task.
+// The freeze then lasts as long as the kernel takes to copy page tables (about a millisecond per
+// GiB here), not as long as the disk takes to write the pages.
+//
+// - What a fork does not give the child (pages of MADV_DONTFORK and MADV_WIPEONFORK mappings) is
+//   read under the freeze and held (at most HOLD_LIMIT for the tree).
+// - Shared memory is not snapshotted (the child sees the task's own pages): it is written under
+//   the freeze, like everything else but private pages (dump/pages.ts).
+// - The child shares the task's fd table (CLONE_FILES): it holds no file open of its own, so a
+//   close by the task has its full effect while the snapshot lasts. Its exit signal is 0: no
+//   SIGCHLD, and wait() without __WALL or __WCLONE does not see it.
+// - Killed once its pages are written, the child is a zombie of the task's: the task reaps it
+//   itself, a wait4 injected in one short stop of one of its threads.
+// - Not taken (the task's pages then go to disk under the freeze, as with --frozen-copy): for a
+//   task stopped by job control, or whose children go to another PID namespace (the child would
+//   be that namespace's init), or when the clone is refused (a pids limit), or when the memory the
+//   task's writes would cost while the snapshot lasts (at worst a copy of every page it holds) is
+//   more than its cgroups and the system have left (resources/mm/headroom.ts).
+import { readdirSync, readFileSync } from 'node:fs';
+import { NR, PAGE_SIZE, PTRACE_O, WAIT, uninterrupted } from '../sys/index.js';
+import { SafeRemote, Tracee } from '../ptrace/index.js';
+import { IdAllocator } from '../resources/context.js';
+import { readPages } from '../resources/mm/dump.js';
+import { memoryHeadroom } from '../resources/mm/headroom.js';
+import { pidForChildrenLink } from '../resources/ns/pid-nested.js';
+import { seccompMode } from '../resources/task/seccomp.js';
+import { restartedCall } from '../resources/task/regs.js';
+import type { Log } from '../util/log.js';
+import type { PageFiles } from './pages.js';
+import { openTask, closeTask, type TaskImages } from './task.js';
+
+const CLONE_FILES = 0x400;
+/** Pages a snapshot lacks, held in cryo's memory for the whole tree: beyond it, tasks are written frozen. */
+const HOLD_LIMIT = 64 << 20;
+
+interface Snap {
+  img: TaskImages;
+  child: Tracee;
+  /** The child's PID in the task's own PID namespace (what its wait4 names). */
+  inner: number;
+  held: Map<bigint, Buffer>;
+}
+
+export class Snapshots {
+  private constructor(private readonly snaps: Snap[], private readonly log: Log) {}
+
+  /** Tasks whose private pages the snapshots give (written by `write`, after the release). */
+  get pids(): Set<number> {
+    return new Set(this.snaps.map((s) => s.img.pid));
+  }
+
+  /**
+   * Under the freeze: a snapshot of each task that can have one (`stopped`: PIDs stopped by job
+   * control). Never throws for a task it cannot snapshot; an error of ptrace is thrown, with
+   * every child made so far gone again.
+   */
+  static take(images: TaskImages[], stopped: ReadonlySet<number>, log: Log): Snapshots {
+    const snaps: Snap[] = [];
+    const out = new Snapshots(snaps, log);
+    let heldBytes = 0;
+    let charged = 0;
+    try {
+      for (const img of images) {
+        const bytes = img.privatePages.reduce((n, r) => n + r.nrPages, 0) * PAGE_SIZE;
+        const lacking = img.privatePages.filter((r) => r.notForked);
+        const lackingBytes = lacking.reduce((n, r) => n + r.nrPages, 0) * PAGE_SIZE;
+        const why = !bytes ? 'no private pages'
+          : !(img.remote instanceof SafeRemote) ? 'no crash-safe injection'
+          : stopped.has(img.pid) ? 'stopped by job control'
+          : pidForChildrenLink(img.pid) ? 'its children go to another PID namespace'
+          : heldBytes + lackingBytes > HOLD_LIMIT ? `${lackingBytes} bytes of MADV_DONTFORK/WIPEONFORK pages`
+          : charged + bytes > memoryHeadroom(img.pid) ? `not memory to spare for its copies (${bytes} bytes)`
+          : null;
+        if (why) {
+          log.debug(`pid ${img.pid}: written frozen, no snapshot: ${why}`);
+          continue;
+        }
+        const child = (img.remote as SafeRemote).forkSnapshot(CLONE_FILES);
+        if (typeof child === 'number' || child === null) {
+          log.info(`pid ${img.pid}: written frozen, no snapshot: ${child === null ? 'no marker signal' : `clone failed (errno ${child})`}`);
+          continue;
+        }
+        const s: Snap = { img, child, inner: child.ownIds().tid, held: new Map() };
+        snaps.push(s);
+        for (const r of lacking) s.held.set(r.vaddr, readPages(img.pid, r));
+        heldBytes += lackingBytes;
+        charged += bytes;
+      }
+    } catch (e) {
+      out.end();
+      throw e;
+    }
+    if (snaps.length) log.info(`snapshots of ${snaps.length} task(s): their pages are written after the release`);
+    return out;
+  }
+
+  /** After the release: each snapshotted task's private pages, from its snapshot. */
+  write(files: PageFiles): void {
+    for (const s of this.snaps) files.privatePages(s.img, { pid: s.child.tid, held: s.held });
+  }
+
+  /**
+   * The snapshots gone: each child killed (we wait for it as its tracer), then reaped by its
+   * parent. Never throws: what could not be done is logged.
+   */
+  end(): void {
+    for (const s of this.snaps.splice(0)) {
+      s.child.kill();
+      s.child.waitGone();
+      s.held.clear();
+      try {
+        uninterrupted(() => reapIn(s.img.pid, s.inner, this.log));
+      } catch (e) {
+        this.log.warn(`pid ${s.img.pid}: its snapshot (pid ${s.child.tid}) is left a zombie child of its: ${(e as Error).message}`);
+      }
+    }
+  }
+}
+
+/** A live thread of `pid` (the leader may have ended before its threads); null when none is left. */
+function liveThread(pid: number): number | null {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      if (state !== 'Z' && state !== 'X') return Number(tid);
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  return null;
+}
+
+/**
+ * Task `pid` reaps its child `inner` (its own number for it): one of its threads is seized and
+ * runs wait4(inner, WNOHANG | __WALL) as any injected call of a dump, then goes on. A task that
+ * ended meanwhile left the zombie to its reaper, which reaps it as its own.
+ */
+function reapIn(pid: number, inner: number, log: Log): void {
+  const tid = liveThread(pid);
+  if (tid === null) return;
+  const restarted = restartedCall(pid, tid);
+  const tr = Tracee.seize(tid, pid, seccompMode(tid) ? PTRACE_O.SUSPEND_SECCOMP : 0);
+  try {
+    const t = openTask(tr, log, new IdAllocator(), undefined, 1, restarted);
+    try {
+      const got = t.remote.raw(NR.wait4, [BigInt(inner), 0n, BigInt(WAIT.WNOHANG | WAIT.WALL), 0n]);
+      if (got !== BigInt(inner)) log.warn(`pid ${pid}: reaping its snapshot ${inner} returned ${got}`);
+    } finally {
+      closeTask(t);
+    }
+  } finally {
+    tr.release();
+  }
+}
