@@ -215,6 +215,9 @@ describe('dumps never harm the target', () => {
             const left = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
             if (left.length) failures.push(`${label}: image files left behind: ${left.join(' ')}`);
           }
+          // A --leave-running snapshot (dump/snapshot.ts) that died with cryo is reaped by the
+          // snapshot guard a moment later: the tree must be back to its tasks within 5 s.
+          await waitFor(() => [...snapshot(t.pid).keys()].join() === [...before.keys()].join(), 5000);
           const problems = [...(await healthProblems(t)), ...snapshotProblems(before, snapshot(t.pid))];
           if (problems.length) {
             failures.push(`${label}: the target was harmed\n${problems.join('\n')}\n${r.stderr}`);

@@ -20,6 +20,7 @@ import { dumpCgroupDirs, type CgroupMode } from '../resources/cgroup/manage.js';
 import { collectTasks } from './tasks.js';
 import { plannedBytes, writePages } from './pages.js';
 import { Snapshots } from './snapshot.js';
+import { SnapshotGuard } from './snapshot-guard.js';
 import { writeFileImages } from './write-files.js';
 import { writeTreeImages, writeStats, writeInventory } from './write.js';
 import { closeTask } from './task.js';
@@ -104,6 +105,7 @@ export function dump(opts: DumpOptions): DumpResult {
   let done = false;
   let released = false;
   let snapshots: Snapshots | null = null;
+  let guard: SnapshotGuard | null = null;
   let files: FileTable | null = null;
   let result: DumpResult;
   let tcp: TcpDump | null = null;
@@ -113,6 +115,11 @@ export function dump(opts: DumpOptions): DumpResult {
       tcp = log.step('tcp guard', () => TcpDump.start(opts.networkLock ?? 'nftables', live, checkScan));
       // Their tcp-stream images created now, empty: under the freeze only written (dir.ts reserve).
       log.step('reserve images', () => writer.reserve(tcp!.expectedImages));
+    }
+    // --leave-running: the guard of the snapshots to come, listening before anything is frozen.
+    if (proof && !opts.frozenCopy) {
+      guard = SnapshotGuard.start();
+      log.step('snapshot guard', () => guard!.ready());
     }
     const tree = log.step('freeze', () => holdingCgroup(cgroup, tasks, log, () => {
       failpoint('dump:seize');
@@ -162,7 +169,7 @@ export function dump(opts: DumpOptions): DumpResult {
     // --leave-running: the tasks' private memory is written from copy-on-write snapshots once the tree runs again.
     if (proof && !opts.frozenCopy) {
       const stopped = new Set(tasks.filter((t) => t.stopped).map((t) => t.pid));
-      snapshots = log.step('snapshot', () => Snapshots.take(images, stopped, log));
+      snapshots = log.step('snapshot', () => Snapshots.take(images, stopped, log, guard!));
     }
     const pages = log.step('pages', () => writePages(writer, images, table, meter, snapshots?.pids));
     let memDoneAt = since();
@@ -204,17 +211,21 @@ export function dump(opts: DumpOptions): DumpResult {
       log.step('inventory', finishImages);
       done = true;
     }
+    guard?.done();
     const totalMs = since();
     log.info(`dump done in ${totalMs.toFixed(1)} ms, ${pages.pagesWritten} pages`);
     result = { pids: tasks.map((t) => t.pid), pagesWritten: pages.pagesWritten, frozenMs, totalMs };
   } catch (e) {
-    if (released) log.info(`dump failed after the release: ${(e as Error).message}; the tasks run on`);
-    else {
+    const snaps = snapshots as Snapshots | null;
+    if (released) {
+      log.info(`dump failed after the release: ${(e as Error).message}; the tasks run on`);
+      snaps?.end();
+    } else {
       log.info(`dump failed: ${(e as Error).message}; putting the tasks back`);
+      snaps?.dropFrozen(); // while their remotes are open
       putBack(tasks, frozen, open, log, tcp);
     }
-    // Once the tasks are their own again: each reaps its snapshot in a stop of its own.
-    (snapshots as Snapshots | null)?.end();
+    (guard as SnapshotGuard | null)?.done();
     if (!done) writer.abort();
     throw e;
   } finally {

@@ -12,10 +12,12 @@
 //   close by the task has its full effect while the snapshot lasts. Its exit signal is 0: no
 //   SIGCHLD, and wait() without __WALL or __WCLONE does not see it.
 // - Killed once its pages are written, the child is a zombie of the task's: the task reaps it
-//   itself, a wait4 injected in one short stop of one of its threads.
+//   itself, a wait4 injected in one short stop of one of its threads. Should cryo die first, the
+//   kernel kills the child (PTRACE_O_EXITKILL) and the snapshot guard (snapshot-guard.ts), a
+//   process of its own told of every child, has the task reap it.
 // - Not taken (the task's pages then go to disk under the freeze, as with --frozen-copy): for a
 //   task stopped by job control, or whose children go to another PID namespace (the child would
-//   be that namespace's init), or when the clone is refused (a pids limit), or when the memory the
+//   be that namespace's init) or time namespace (its offsets would be fixed), or when the clone is refused (a pids limit), or when the memory the
 //   task's writes would cost while the snapshot lasts (at worst a copy of every page it holds) is
 //   more than its cgroups and the system have left (resources/mm/headroom.ts).
 import { readdirSync, readFileSync } from 'node:fs';
@@ -25,11 +27,13 @@ import { IdAllocator } from '../resources/context.js';
 import { readPages } from '../resources/mm/dump.js';
 import { memoryHeadroom } from '../resources/mm/headroom.js';
 import { pidForChildrenLink } from '../resources/ns/pid-nested.js';
+import { nsLink } from '../resources/ns/link.js';
 import { seccompMode } from '../resources/task/seccomp.js';
 import { restartedCall } from '../resources/task/regs.js';
 import type { Log } from '../util/log.js';
 import type { PageFiles } from './pages.js';
 import { openTask, closeTask, type TaskImages } from './task.js';
+import type { SnapshotGuard } from './snapshot-guard.js';
 
 const CLONE_FILES = 0x400;
 /** Pages a snapshot lacks, held in cryo's memory for the whole tree: beyond it, tasks are written frozen. */
@@ -44,7 +48,7 @@ interface Snap {
 }
 
 export class Snapshots {
-  private constructor(private readonly snaps: Snap[], private readonly log: Log) {}
+  private constructor(private readonly snaps: Snap[], private readonly log: Log, private readonly guard: SnapshotGuard) {}
 
   /** Tasks whose private pages the snapshots give (written by `write`, after the release). */
   get pids(): Set<number> {
@@ -56,9 +60,9 @@ export class Snapshots {
    * control). Never throws for a task it cannot snapshot; an error of ptrace is thrown, with
    * every child made so far gone again.
    */
-  static take(images: TaskImages[], stopped: ReadonlySet<number>, log: Log): Snapshots {
+  static take(images: TaskImages[], stopped: ReadonlySet<number>, log: Log, guard: SnapshotGuard): Snapshots {
     const snaps: Snap[] = [];
-    const out = new Snapshots(snaps, log);
+    const out = new Snapshots(snaps, log, guard);
     let heldBytes = 0;
     let charged = 0;
     try {
@@ -70,6 +74,7 @@ export class Snapshots {
           : !(img.remote instanceof SafeRemote) ? 'no crash-safe injection'
           : stopped.has(img.pid) ? 'stopped by job control'
           : pidForChildrenLink(img.pid) ? 'its children go to another PID namespace'
+          : nsLink(img.pid, 'time_for_children') !== nsLink(img.pid, 'time') ? 'its children go to another time namespace (the first to enter it fixes its offsets)'
           : heldBytes + lackingBytes > HOLD_LIMIT ? `${lackingBytes} bytes of MADV_DONTFORK/WIPEONFORK pages`
           : charged + bytes > memoryHeadroom(img.pid) ? `not memory to spare for its copies (${bytes} bytes)`
           : null;
@@ -84,12 +89,14 @@ export class Snapshots {
         }
         const s: Snap = { img, child, inner: child.ownIds().tid, held: new Map() };
         snaps.push(s);
+        // Should cryo die from now on, the guard has the task reap it.
+        guard.watch(img.pid, child.tid, s.inner);
         for (const r of lacking) s.held.set(r.vaddr, readPages(img.pid, r));
         heldBytes += lackingBytes;
         charged += bytes;
       }
     } catch (e) {
-      out.end();
+      out.dropFrozen();
       throw e;
     }
     if (snaps.length) log.info(`snapshots of ${snaps.length} task(s): their pages are written after the release`);
@@ -102,21 +109,39 @@ export class Snapshots {
   }
 
   /**
-   * The snapshots gone: each child killed (we wait for it as its tracer), then reaped by its
-   * parent. Never throws: what could not be done is logged.
+   * After the release: the snapshots gone, each child killed (we wait for it as its tracer) and
+   * then reaped by its parent; then the guard ends. Never throws: what could not be done is logged.
    */
   end(): void {
     for (const s of this.snaps.splice(0)) {
-      s.child.kill();
-      s.child.waitGone();
-      s.held.clear();
+      kill(s);
       try {
         uninterrupted(() => reapIn(s.img.pid, s.inner, this.log));
       } catch (e) {
         this.log.warn(`pid ${s.img.pid}: its snapshot (pid ${s.child.tid}) is left a zombie child of its: ${(e as Error).message}`);
       }
     }
+    this.guard.done();
   }
+
+  /** Under the freeze (a failure before the release): the same, reaped through the tasks' open remotes. */
+  dropFrozen(): void {
+    for (const s of this.snaps.splice(0)) {
+      kill(s);
+      try {
+        uninterrupted(() => s.img.remote.raw(NR.wait4, [BigInt(s.inner), 0n, BigInt(WAIT.WNOHANG | WAIT.WALL), 0n]));
+      } catch (e) {
+        this.log.warn(`pid ${s.img.pid}: its snapshot (pid ${s.child.tid}) is left a zombie child of its: ${(e as Error).message}`);
+      }
+    }
+    this.guard.done();
+  }
+}
+
+function kill(s: Snap): void {
+  s.child.kill();
+  s.child.waitGone();
+  s.held.clear();
 }
 
 /** A live thread of `pid` (the leader may have ended before its threads); null when none is left. */
@@ -144,7 +169,7 @@ function liveThread(pid: number): number | null {
  * runs wait4(inner, WNOHANG | __WALL) as any injected call of a dump, then goes on. A task that
  * ended meanwhile left the zombie to its reaper, which reaps it as its own.
  */
-function reapIn(pid: number, inner: number, log: Log): void {
+export function reapIn(pid: number, inner: number, log: Log): void {
   const tid = liveThread(pid);
   if (tid === null) return;
   const restarted = restartedCall(pid, tid);

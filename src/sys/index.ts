@@ -16,3 +16,4 @@ export * from './netns.js';
 export * from './mcast.js';
 export * from './nsfs.js';
 export * from './mqueue.js';
+export * from './guard-link.js';

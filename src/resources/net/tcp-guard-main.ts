@@ -2,8 +2,8 @@
 // commands on stdin, one answer line each on stdout. It never touches the tree while cryo lives;
 // it acts only when its stdin closes without "done" (cryo died).
 import { sleepMs } from '../../util/sleep.js';
-import { readSync, writeSync, readFileSync } from 'node:fs';
-import { pidfdOpen, pidfdGetfd, closeFd, getsockoptInt, SOL, SO, tcpRepairOn } from '../../sys/index.js';
+import { readFileSync } from 'node:fs';
+import { pidfdOpen, pidfdGetfd, closeFd, getsockoptInt, SOL, SO, tcpRepairOn, serveGuard } from '../../sys/index.js';
 import { parseStat } from '../../proc/stat.js';
 import { releaseRepair } from './tcp-repair.js';
 import { removeLock } from './netlock.js';
@@ -47,12 +47,7 @@ function tcpRepairOnSafe(fd: number): boolean {
   }
 }
 
-function answer(line: string): void {
-  writeSync(1, line + '\n');
-}
-
-function command(line: string): boolean {
-  const [cmd, ...args] = line.split(' ').filter((w) => w);
+function command(cmd: string, args: string[]): boolean {
   if (cmd === 'tree') {
     for (const a of args) {
       const [pid, start] = a.split(':');
@@ -75,41 +70,11 @@ function command(line: string): boolean {
     complete = true;
   } else if (cmd === 'done') {
     for (const c of copies.splice(0)) closeFd(c.fd);
-    answer('ok');
     return false;
   } else {
-    answer(`unknown command ${cmd}`);
-    return true;
+    throw new Error(`unknown command ${cmd}`);
   }
-  answer('ok');
   return true;
 }
 
-let pending = '';
-const buf = Buffer.alloc(65536);
-for (;;) {
-  let n: number;
-  try {
-    n = readSync(0, buf, 0, buf.length, null);
-  } catch {
-    n = 0;
-  }
-  if (n === 0) {
-    cleanUp();
-    break;
-  }
-  pending += buf.toString('utf8', 0, n);
-  let nl: number;
-  let go = true;
-  while (go && (nl = pending.indexOf('\n')) >= 0) {
-    const line = pending.slice(0, nl);
-    pending = pending.slice(nl + 1);
-    try {
-      go = command(line);
-    } catch (e) {
-      answer(`error: ${(e as Error).message}`);
-    }
-  }
-  if (!go) break;
-}
-process.exit(0);
+await serveGuard(command, cleanUp);
