@@ -207,7 +207,7 @@ const sleepSubject: Subject = {
   },
 };
 
-const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate', 'mapstate', 'sleepers', 'seccomp', 'shmem', 'sockopts', 'mdwe'];
+const C_TARGETS = ['memory', 'regs', 'tls', 'signals', 'timers', 'ptimers', 'files', 'task', 'vdso', 'rseq', 'evfds', 'sockets', 'inotify', 'fanotify', 'rseqcs', 'fdstate', 'mapstate', 'sleepers', 'seccomp', 'shmem', 'sockopts', 'mdwe', 'guards'];
 
 const SUBJECTS: Subject[] = [
   ...C_TARGETS.map((n) => cTarget(n)),

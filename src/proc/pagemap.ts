@@ -10,6 +10,8 @@ export const PM_SOFT_DIRTY = 1n << 55n;
 const HI_PRESENT = 1 << 31;
 const HI_SWAP = 1 << 30;
 const HI_FILE = 1 << 29;
+/** PM_GUARD_REGION (bit 58, Linux 6.14): a guard page (MADV_GUARD_INSTALL), which pagemap also calls swapped. */
+const HI_GUARD = 1 << 26;
 
 export interface PageRun {
   /** Index of the first page relative to the range start. */
@@ -29,12 +31,24 @@ export function pagesToDump(words: Buffer, privateOnly: boolean): PageRun[] {
   // Only the high 32 bits hold the flags: test them as numbers (BigInt per page is slow).
   for (let i = 0; i < n; i++) {
     const hi = words.readUInt32LE(i * 8 + 4);
-    let want = (hi & (HI_PRESENT | HI_SWAP)) !== 0;
+    let want = (hi & (HI_PRESENT | HI_SWAP)) !== 0 && (hi & HI_GUARD) === 0;
     if (want && privateOnly && (hi & HI_FILE) !== 0) want = false;
     if (want) {
       if (cur && cur.first + cur.count === i) cur.count++;
       else runs.push((cur = { first: i, count: 1 }));
     }
+  }
+  return runs;
+}
+
+/** Runs of guard pages (MADV_GUARD_INSTALL) in a range whose pagemap words are in `words`. */
+export function guardRuns(words: Buffer): PageRun[] {
+  const runs: PageRun[] = [];
+  let cur: PageRun | null = null;
+  for (let i = 0; i < words.length / 8; i++) {
+    if ((words.readUInt32LE(i * 8 + 4) & HI_GUARD) === 0) continue;
+    if (cur && cur.first + cur.count === i) cur.count++;
+    else runs.push((cur = { first: i, count: 1 }));
   }
   return runs;
 }

@@ -208,5 +208,6 @@ function vmaData(v: vma_entry): VmaData {
   if (hasField(vma_entrySchema, v, 'cryoLockOnfault')) out.cryoLockOnfault = v.cryoLockOnfault;
   if (hasField(vma_entrySchema, v, 'cryoAccount')) out.cryoAccount = v.cryoAccount;
   if (hasField(vma_entrySchema, v, 'cryoSealed')) out.cryoSealed = v.cryoSealed;
+  if (v.cryoGuardPages.length) out.cryoGuardPages = v.cryoGuardPages;
   return out;
 }

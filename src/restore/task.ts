@@ -7,7 +7,7 @@ import { mm_entrySchema } from '../image/gen/mm_pb.js';
 import { hasField } from '../image/presence.js';
 import { TASK_STATE } from '../image/task-state.js';
 import { dropMemory, restoreMemory, restoreVdso, inheritedVmas } from '../resources/mm/restore.js';
-import { sealMappings, denyWriteExec, lockFutureMappings } from '../resources/mm/seal.js';
+import { installGuards, sealMappings, denyWriteExec, lockFutureMappings } from '../resources/mm/seal.js';
 import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq } from '../resources/task/thread.js';
 import { restoreSigactions, restoreIgnoredSigtrap, reapsChildren, restoreSigchld } from '../resources/task/signals.js';
@@ -235,6 +235,7 @@ export function restoreTask(
   // (a task sharing the parent's memory leaves that to the parent, which still needs it).
   failpoint('restore:regs');
   // Sealed mappings are sealed last: nothing maps, protects or advises them any more.
+  if (!sharesVm) installGuards(r, img.memory);
   if (!sharesVm) sealMappings(r, img.memory);
   if (!sharesVm && hasField(mm_entrySchema, img.mm, 'cryoMdwe')) denyWriteExec(r, img.mm.cryoMdwe ?? 0);
   if (!sharesVm && hasField(mm_entrySchema, img.mm, 'cryoMlockall')) lockFutureMappings(r, img.mm.cryoMlockall ?? 0);

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vma.proto.
  */
 export const file_vma: GenFile = /*@__PURE__*/
-  fileDesc("Cgl2bWEucHJvdG8itQIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAgSFQoMY3J5b19hY2NvdW50GOoHIAEoCBIUCgtjcnlvX3NlYWxlZBjrByABKAg", [file_opts]);
+  fileDesc("Cgl2bWEucHJvdG8i0AIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAgSFQoMY3J5b19hY2NvdW50GOoHIAEoCBIUCgtjcnlvX3NlYWxlZBjrByABKAgSGQoQY3J5b19ndWFyZF9wYWdlcxjsByADKAQ", [file_opts]);
 
 /**
  * One mapping. status holds CRIU's VMA_* bits (anon/file/shared/stack/vdso/...).
@@ -98,6 +98,15 @@ export type vma_entry = Message<"vma_entry"> & {
    * @generated from field: optional bool cryo_sealed = 1003;
    */
   cryoSealed: boolean;
+
+  /**
+   * cryo's own: guard regions in the mapping (madvise MADV_GUARD_INSTALL: pagemap bit 58, a fault
+   * on any access), as pairs of numbers: the first page's index in the mapping, and how many
+   * pages. Installed again once the task's memory is filled.
+   *
+   * @generated from field: repeated uint64 cryo_guard_pages = 1004;
+   */
+  cryoGuardPages: bigint[];
 };
 
 /**

@@ -3,7 +3,7 @@
 // file; vvar/vsyscall are the kernel's and are not saved (the vdso's bytes are, for another kernel).
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { PAGE_SIZE, PROT, MAP, PR, O, SEEK, alignedBuffer, sysTry } from '../../sys/index.js';
-import { parseSmapsVmFlags, pagesToDump, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
+import { parseSmapsVmFlags, pagesToDump, guardRuns, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, type Blocker } from '../../util/blocker.js';
 import { ghostBlocker } from '../files/ghost.js';
@@ -27,6 +27,8 @@ export interface VmaData {
   cryoLockOnfault?: boolean;
   cryoAccount?: boolean;
   cryoSealed?: boolean;
+  /** Guard regions: pairs of (first page index in the mapping, pages). */
+  cryoGuardPages?: bigint[];
 }
 
 export interface MmData {
@@ -187,7 +189,8 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
         continue;
       }
       const notForked = flagsSet.has('dc') || flagsSet.has('wf') ? { notForked: true } : {};
-      for (const run of presentRuns(pagemapFd, m, c.kind === 'file-private')) {
+      const guards: { first: number; count: number }[] = [];
+      for (const run of presentRuns(pagemapFd, m, c.kind === 'file-private', guards)) {
         const vaddr = m.start + BigInt(run.first * PAGE_SIZE);
         if (parentFd !== null) {
           privatePages.push(...markShared(pagemapFd, parentFd, vaddr, run.count).map((r) => ({ ...r, ...notForked })));
@@ -195,6 +198,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
           privatePages.push({ vaddr, nrPages: run.count, ...notForked });
         }
       }
+      if (guards.length) v.cryoGuardPages = guards.flatMap((g) => [BigInt(g.first), BigInt(g.count)]);
     }
   } finally {
     closeSync(pagemapFd);
@@ -226,7 +230,8 @@ function markShared(mineFd: number, parentFd: number, vaddr: bigint, count: numb
   return out;
 }
 
-function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean): Generator<{ first: number; count: number }> {
+/** The runs of pages to save in `m`; its guard pages go to `guards` (indices in the mapping). */
+function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean, guards: { first: number; count: number }[]): Generator<{ first: number; count: number }> {
   const total = Number((m.end - m.start) / BigInt(PAGE_SIZE));
   const words = Buffer.alloc(Math.min(total, PAGEMAP_CHUNK_PAGES) * 8);
   let pending: { first: number; count: number } | null = null;
@@ -234,6 +239,11 @@ function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean): Ge
     const n = Math.min(PAGEMAP_CHUNK_PAGES, total - done);
     const pos = Number(m.start / BigInt(PAGE_SIZE)) * 8 + done * 8;
     const got = readSync(pagemapFd, words, 0, n * 8, pos);
+    for (const g of guardRuns(words.subarray(0, got))) {
+      const last = guards[guards.length - 1];
+      if (last && last.first + last.count === g.first + done) last.count += g.count;
+      else guards.push({ first: g.first + done, count: g.count });
+    }
     for (const run of pagesToDump(words.subarray(0, got), privateOnly)) {
       const first = run.first + done;
       if (pending && pending.first + pending.count === first) pending.count += run.count;

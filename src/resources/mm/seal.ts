@@ -1,11 +1,29 @@
 // The last word on a task's memory, once nothing more is mapped, protected or advised in it:
-// sealed mappings (mseal(2), VmFlags sl: vma_entry cryo_sealed) and memory-deny-write-execute
+// guard regions (MADV_GUARD_INSTALL: vma_entry cryo_guard_pages), sealed mappings (mseal(2), VmFlags sl: vma_entry cryo_sealed) and memory-deny-write-execute
 // (PR_SET_MDWE: mm_entry cryo_mdwe), which would refuse the restore's own mprotect to r-x, and
 // mlockall's MCL_FUTURE (mm_entry cryo_mlockall), which would lock what the restore still maps.
 import type { RestoreTask } from '../context.js';
 import { hex } from '../../util/errors.js';
 import type { MemoryImage } from './restore.js';
-import { PR } from '../../sys/index.js';
+import { PR, PAGE_SIZE } from '../../sys/index.js';
+
+const MADV_GUARD_INSTALL = 102;
+
+/**
+ * Installs the guard regions the mappings had (a guard page faults on any access), once their
+ * pages are filled and the task's children forked (a child inherits guards it may not have had),
+ * before any seal (which would refuse the advice). A kernel before 6.13 has no such advice: the
+ * restore fails rather than leave the pages open.
+ */
+export function installGuards(r: RestoreTask, img: MemoryImage): void {
+  for (const v of img.vmas) {
+    const g = v.cryoGuardPages ?? [];
+    for (let i = 0; i + 1 < g.length; i += 2) {
+      const at = v.start + g[i]! * BigInt(PAGE_SIZE);
+      r.remote.call('madvise', [at, g[i + 1]! * BigInt(PAGE_SIZE), MADV_GUARD_INSTALL], `MADV_GUARD_INSTALL at ${hex(at)}`);
+    }
+  }
+}
 
 /**
  * Seals the mappings that were sealed (mseal): the last thing done to the task's memory, once its
