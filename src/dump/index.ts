@@ -187,7 +187,7 @@ export function dump(opts: DumpOptions): DumpResult {
       const seccompFilters = saveSeccomp(frozen, [...images.map((i) => ({ tid: i.pid, core: i.core })), ...threadCores]);
       failpoint('dump:write');
       const cgroupDirs = opts.manageCgroups && opts.manageCgroups !== 'ignore' ? dumpCgroupDirs(images.map((i) => i.cgroups)) : [];
-      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc'), cgroupDirs });
+      writeTreeImages(writer, { tasks, images, threadCores, seccompFilters, ownIpcNs: namespaces.own.has('ipc'), cgroupDirs, lastPidOf: (pid) => snapshots?.lastPidOf(pid) });
       writeNsImages(writer, images[0]!.ids, namespaces.state);
       if (namespaces.net) writeNetnsImages(writer, images[0]!.ids.netNsId, namespaces.net);
       if (namespaces.time) writeTimensImage(writer, images[0]!.ids.timeNsId, namespaces.time);

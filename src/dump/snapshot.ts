@@ -17,7 +17,10 @@
 //   process of its own told of every child, has the task reap it.
 // - Not taken (the task's pages then go to disk under the freeze, as with --frozen-copy): for a
 //   task stopped by job control, or whose children go to another PID namespace (the child would
-//   be that namespace's init) or time namespace (its offsets would be fixed), or when the clone is refused (a pids limit), or when the memory the
+//   be that namespace's init) or time namespace (its offsets would be fixed), or that is in a
+//   PID namespace nested two deep below cryo's (in one level below, a container's, the
+//   namespace's last PID is read before the clones and set back after them: the image has it as
+//   it was, and the task's next fork after the snapshot is gone takes the PID it would have), or when the clone is refused (a pids limit), or when the memory the
 //   task's writes would cost while the snapshot lasts (at worst a copy of every page it holds) is
 //   more than its cgroups and the system have left (resources/mm/headroom.ts).
 import { readdirSync, readFileSync } from 'node:fs';
@@ -28,6 +31,7 @@ import { readPages } from '../resources/mm/dump.js';
 import { memoryHeadroom } from '../resources/mm/headroom.js';
 import { pidForChildrenLink } from '../resources/ns/pid-nested.js';
 import { nsLink } from '../resources/ns/link.js';
+import { dumpLastPid, restoreLastPid } from '../resources/ns/last-pid.js';
 import { seccompMode } from '../resources/task/seccomp.js';
 import { restartedCall } from '../resources/task/regs.js';
 import type { Log } from '../util/log.js';
@@ -48,7 +52,16 @@ interface Snap {
 }
 
 export class Snapshots {
+  /** The last PID of each PID namespace (by its nsfs link) the snapshots took PIDs in, as it was before. */
+  private readonly lastPids = new Map<string, number>();
+
   private constructor(private readonly snaps: Snap[], private readonly log: Log, private readonly guard: SnapshotGuard) {}
+
+  /** The last PID of task `pid`'s PID namespace before the snapshots; undefined when they took none there. */
+  lastPidOf(pid: number): number | undefined {
+    const ns = nsLink(pid, 'pid');
+    return ns ? this.lastPids.get(ns) : undefined;
+  }
 
   /** Tasks whose private pages the snapshots give (written by `write`, after the release). */
   get pids(): Set<number> {
@@ -74,6 +87,7 @@ export class Snapshots {
           : !(img.remote instanceof SafeRemote) ? 'no crash-safe injection'
           : stopped.has(img.pid) ? 'stopped by job control'
           : pidForChildrenLink(img.pid) ? 'its children go to another PID namespace'
+          : nsDepth(img.pid) > 2 ? 'in a PID namespace two or more below cryo\'s (the clone would move each one\'s last PID)'
           : nsLink(img.pid, 'time_for_children') !== nsLink(img.pid, 'time') ? 'its children go to another time namespace (the first to enter it fixes its offsets)'
           : heldBytes + lackingBytes > HOLD_LIMIT ? `${lackingBytes} bytes of MADV_DONTFORK/WIPEONFORK pages`
           : charged + bytes > memoryHeadroom(img.pid) ? `not memory to spare for its copies (${bytes} bytes)`
@@ -82,7 +96,12 @@ export class Snapshots {
           log.debug(`pid ${img.pid}: written frozen, no snapshot: ${why}`);
           continue;
         }
+        // In a PID namespace of its own (a container's) the clone takes the PID the namespace's
+        // next fork would have: its last PID is read first and set back after (resources/ns/last-pid.ts).
+        const ns = nsDepth(img.pid) === 2 ? nsLink(img.pid, 'pid') : null;
+        if (ns && !out.lastPids.has(ns)) out.lastPids.set(ns, dumpLastPid(img.pid));
         const child = (img.remote as SafeRemote).forkSnapshot(CLONE_FILES);
+        if (ns) restoreLastPid(img.pid, out.lastPids.get(ns)!);
         if (typeof child === 'number' || child === null) {
           log.info(`pid ${img.pid}: written frozen, no snapshot: ${child === null ? 'no marker signal' : `clone failed (errno ${child})`}`);
           continue;
@@ -142,6 +161,12 @@ function kill(s: Snap): void {
   s.child.kill();
   s.child.waitGone();
   s.held.clear();
+}
+
+/** How many PID namespaces, from cryo's down, task `pid` has a PID in (1: cryo's own). */
+function nsDepth(pid: number): number {
+  const line = /^NSpid:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return line ? line[1]!.trim().split(/\s+/).length : 1;
 }
 
 /** A live thread of `pid` (the leader may have ended before its threads); null when none is left. */

@@ -26,6 +26,8 @@ export interface TreeImages {
   ownIpcNs: boolean;
   /** --manage-cgroups: the tree's cgroups with their settings (resources/cgroup/manage.ts). */
   cgroupDirs?: cg_controller_entry[];
+  /** A PID namespace's last PID read before the dump's snapshots took PIDs in it (dump/snapshot.ts), by task. */
+  lastPidOf?: (pid: number) => number | undefined;
 }
 
 export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
@@ -35,7 +37,7 @@ export function writeTreeImages(writer: ImageDirWriter, t: TreeImages): void {
     const { nsPid, nsThreads } = nsPidsBelow(k.pid, k.zombie ? [] : k.threads);
     const e = create(pstree_entrySchema, { pid: k.pid, ppid: k.ppid, pgid: k.pgid, sid: k.sid, threads: k.threads, cryoNsPid: nsPid, cryoNsThreads: nsThreads });
     // A PID namespace's init (the tree frozen): the PID its next fork takes (resources/ns/last-pid.ts).
-    if (!k.zombie && nsPid.at(-1) === 1) e.cryoNsLastPid = dumpLastPid(k.pid);
+    if (!k.zombie && nsPid.at(-1) === 1) e.cryoNsLastPid = t.lastPidOf?.(k.pid) ?? dumpLastPid(k.pid);
     return e;
   }));
   for (const z of tasks.filter((k) => k.zombie)) writer.writeImage(`core-${z.pid}.img`, 'CORE', [zombieCore(z)]);
