@@ -17,3 +17,4 @@ export * from './mcast.js';
 export * from './nsfs.js';
 export * from './mqueue.js';
 export * from './guard-link.js';
+export * from './pagemap-scan.js';

@@ -2,7 +2,7 @@
 // matter (pagemap + pages images). Private file mappings only save pages that differ from the
 // file; vvar/vsyscall are the kernel's and are not saved (the vdso's bytes are, for another kernel).
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { PAGE_SIZE, PROT, MAP, PR, O, SEEK, alignedBuffer, sysTry } from '../../sys/index.js';
+import { PAGE_SIZE, PROT, MAP, PR, O, SEEK, PAGE_IS, alignedBuffer, sysTry, pagemapScan } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, guardRuns, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, type Blocker } from '../../util/blocker.js';
@@ -232,6 +232,31 @@ function markShared(mineFd: number, parentFd: number, vaddr: bigint, count: numb
 
 /** The runs of pages to save in `m`; its guard pages go to `guards` (indices in the mapping). */
 function* presentRuns(pagemapFd: number, m: MapsEntry, privateOnly: boolean, guards: { first: number; count: number }[]): Generator<{ first: number; count: number }> {
+  // The kernel's own walk when it has one (sys/pagemap-scan.ts): the same pages as the words
+  // below tell (present or swapped; not guards; not file pages where only copies count).
+  const scanned = pagemapScan(pagemapFd, m.start, m.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED | PAGE_IS.GUARD, PAGE_IS.FILE | PAGE_IS.GUARD);
+  if (scanned) {
+    let pending: { first: number; count: number } | null = null;
+    const page = BigInt(PAGE_SIZE);
+    for (const r of scanned) {
+      const first = Number((r.start - m.start) / page);
+      const count = Number((r.end - r.start) / page);
+      if (r.categories & PAGE_IS.GUARD) {
+        const last = guards[guards.length - 1];
+        if (last && last.first + last.count === first) last.count += count;
+        else guards.push({ first, count });
+        continue;
+      }
+      if (privateOnly && r.categories & PAGE_IS.FILE) continue;
+      if (pending && pending.first + pending.count === first) pending.count += count;
+      else {
+        if (pending) yield pending;
+        pending = { first, count };
+      }
+    }
+    if (pending) yield pending;
+    return;
+  }
   const total = Number((m.end - m.start) / BigInt(PAGE_SIZE));
   const words = Buffer.alloc(Math.min(total, PAGEMAP_CHUNK_PAGES) * 8);
   let pending: { first: number; count: number } | null = null;
