@@ -32,15 +32,21 @@ function childState(w: Watched): { state: string; ppid: number } | null {
 async function orphaned(): Promise<void> {
   // Loaded only now: the guard must be listening within a moment of its start.
   const [{ reapIn }, { Log }] = await Promise.all([import('./snapshot.js'), import('../util/log.js')]);
-  const log = new Log(0);
+  // CRYO_GUARD_LOG=FILE: what the guard does, logged (for debugging it).
+  const file = process.env.CRYO_GUARD_LOG;
+  const log = new Log(file ? 4 : 0, file ? `${file}.${process.pid}` : undefined);
+  log.info(`orphaned: ${watched.length} snapshot(s)`);
   for (const w of watched) {
     // cryo's death kills the snapshot: wait for it to be a zombie.
     let s = childState(w);
     for (let i = 0; i < 300 && s && s.state !== 'Z'; i++, s = childState(w)) sleepMs(10);
+    log.info(`snapshot ${w.child} of ${w.pid}: ${s ? `${s.state} ppid ${s.ppid}` : 'gone'}`);
     if (!s || s.state !== 'Z' || s.ppid !== w.pid || startTimeOf(w.pid) !== w.start) continue;
     try {
       reapIn(w.pid, w.inner, log);
-    } catch {
+      log.info('reaped');
+    } catch (e) {
+      log.info(`not reaped: ${(e as Error).message}`);
       /* the task is traced by someone else now, or gone: nothing more we can do */
     }
   }

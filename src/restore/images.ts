@@ -209,5 +209,6 @@ function vmaData(v: vma_entry): VmaData {
   if (hasField(vma_entrySchema, v, 'cryoAccount')) out.cryoAccount = v.cryoAccount;
   if (hasField(vma_entrySchema, v, 'cryoSealed')) out.cryoSealed = v.cryoSealed;
   if (v.cryoGuardPages.length) out.cryoGuardPages = v.cryoGuardPages;
+  if (hasField(vma_entrySchema, v, 'cryoMaybeGuard')) out.cryoMaybeGuard = v.cryoMaybeGuard;
   return out;
 }

@@ -109,7 +109,7 @@ function expectThread(s: Snapshot, pid: number, tid: number, core: core_entry, b
 }
 
 /** The VmFlags a restore sets: madvise advice, stack growth (MAP_GROWSDOWN), MAP_NORESERVE, seals, locks. */
-const VMFLAGS_RESTORED = [...Object.keys(MADV_BY_VMFLAG), 'gd', 'nr', 'sl', 'lo', 'lf'];
+const VMFLAGS_RESTORED = [...Object.keys(MADV_BY_VMFLAG), 'gd', 'nr', 'sl', 'lo', 'lf', 'gu'];
 
 function expectMappings(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): void {
   const ranges: string[] = [];
@@ -135,6 +135,7 @@ function expectMappings(s: Snapshot, ckpt: CheckpointImage, img: TaskImage): voi
     if (v.flags & MAP.GROWSDOWN) want.push('gd');
     if (v.flags & MAP.NORESERVE) want.push('nr');
     if (v.cryoSealed) want.push('sl');
+    if (v.cryoMaybeGuard) want.push('gu');
     if (v.flags & MAP.LOCKED) want.push('lo', ...(v.cryoLockOnfault ? ['lf'] : []));
     s.set(`${key} VmFlags`, { set: want.sort(), only: VMFLAGS_RESTORED });
   }

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vma.proto.
  */
 export const file_vma: GenFile = /*@__PURE__*/
-  fileDesc("Cgl2bWEucHJvdG8i0AIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAgSFQoMY3J5b19hY2NvdW50GOoHIAEoCBIUCgtjcnlvX3NlYWxlZBjrByABKAgSGQoQY3J5b19ndWFyZF9wYWdlcxjsByADKAQ", [file_opts]);
+  fileDesc("Cgl2bWEucHJvdG8i6wIKCXZtYV9lbnRyeRIUCgVzdGFydBgBIAIoBEIF0j8CCAESEgoDZW5kGAIgAigEQgXSPwIIARINCgVwZ29mZhgDIAIoBBINCgVzaG1pZBgEIAIoBBIcCgRwcm90GAUgAigNQg7SPwsaCW1tYXAucHJvdBIeCgVmbGFncxgGIAIoDUIP0j8MGgptbWFwLmZsYWdzEiAKBnN0YXR1cxgHIAIoDUIQ0j8NGgttbWFwLnN0YXR1cxIKCgJmZBgIIAIoEhITCgRtYWR2GAkgASgEQgXSPwIIARIWCgdmZGZsYWdzGAogASgNQgXSPwIIARIaChFjcnlvX2xvY2tfb25mYXVsdBjpByABKAgSFQoMY3J5b19hY2NvdW50GOoHIAEoCBIUCgtjcnlvX3NlYWxlZBjrByABKAgSGQoQY3J5b19ndWFyZF9wYWdlcxjsByADKAQSGQoQY3J5b19tYXliZV9ndWFyZBjtByABKAg", [file_opts]);
 
 /**
  * One mapping. status holds CRIU's VMA_* bits (anon/file/shared/stack/vdso/...).
@@ -107,6 +107,14 @@ export type vma_entry = Message<"vma_entry"> & {
    * @generated from field: repeated uint64 cryo_guard_pages = 1004;
    */
   cryoGuardPages: bigint[];
+
+  /**
+   * cryo's own: guard regions were installed in the mapping once (VmFlags gu, Linux 6.18): the
+   * kernel keeps the mark when they are removed, and a mapping split from one keeps it too.
+   *
+   * @generated from field: optional bool cryo_maybe_guard = 1005;
+   */
+  cryoMaybeGuard: boolean;
 };
 
 /**

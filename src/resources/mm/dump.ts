@@ -29,6 +29,8 @@ export interface VmaData {
   cryoSealed?: boolean;
   /** Guard regions: pairs of (first page index in the mapping, pages). */
   cryoGuardPages?: bigint[];
+  /** VmFlags gu: guards were installed once (marked again at restore by an install and a removal). */
+  cryoMaybeGuard?: boolean;
 }
 
 export interface MmData {
@@ -168,6 +170,7 @@ export function planMemory(t: DumpTask, fileId: (m: MapsEntry) => number, parent
       if (flagsSet.has('lf')) v.cryoLockOnfault = true;
       if (flagsSet.has('ac') && !m.shared) v.cryoAccount = true;
       if (flagsSet.has('sl')) v.cryoSealed = true;
+      if (flagsSet.has('gu')) v.cryoMaybeGuard = true;
       // A shared file mapping keeps VM_MAYWRITE (VmFlags mw) only when its file was open for
       // writing: the restore opens it so too, or the mapping loses mw and sh.
       if (isFile) v.fdflags = c.kind === 'file-shared' && flagsSet.has('mw') ? O.RDWR : O.RDONLY;

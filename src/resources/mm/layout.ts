@@ -28,6 +28,9 @@ export function shmemSizes(vmas: VmaData[]): Map<bigint, bigint> {
  * its own pages the kernel no longer merges them, and both are undone.
  */
 export const MADV_DONTFORK = 10;
+/** Guard regions (Linux 6.13): pages that fault on any access, in the page table only. */
+export const MADV_GUARD_INSTALL = 102;
+export const MADV_GUARD_REMOVE = 103;
 
 export const MLOCK_ONFAULT = 1;
 

@@ -170,6 +170,7 @@ export function restoreMemory(r: RestoreTask, img: MemoryImage, ctx: MemoryConte
       } else {
         q.add('mmap', [v.start, len, fillProt, (v.flags & ~MAP.LOCKED) | MAP.FIXED | MAP.ANONYMOUS, -1, 0], where);
       }
+
     }
     // Mapped apart, kept apart while filled: a page fault would share the neighbour's anonymous
     // pages object (and so allow a merge later) unless the flags differ beyond the protection.

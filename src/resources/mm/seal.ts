@@ -5,15 +5,19 @@
 import type { RestoreTask } from '../context.js';
 import { hex } from '../../util/errors.js';
 import type { MemoryImage } from './restore.js';
-import { PR, PAGE_SIZE } from '../../sys/index.js';
-
-const MADV_GUARD_INSTALL = 102;
+import { PR, PAGE_SIZE, memWrite } from '../../sys/index.js';
+import { MADV_GUARD_INSTALL, MADV_GUARD_REMOVE } from './layout.js';
+import { readPages, type VmaData } from './dump.js';
+import type { PageRange } from './page-range.js';
 
 /**
  * Installs the guard regions the mappings had (a guard page faults on any access), once their
- * pages are filled and the task's children forked (a child inherits guards it may not have had),
- * before any seal (which would refuse the advice). A kernel before 6.13 has no such advice: the
- * restore fails rather than leave the pages open.
+ * pages are filled and their flags final and the task's children forked (a child inherits guards
+ * it may not have had), before any seal (which would refuse the advice). A kernel before 6.13 has
+ * no such advice: the restore fails rather than leave the pages open. A mapping marked for guards
+ * (VmFlags gu, which only an install sets and a removal keeps) without any left gets the mark by
+ * an install and a removal on one page: one the image has no contents for, or else one whose
+ * contents are read first and written back (the install drops the page).
  */
 export function installGuards(r: RestoreTask, img: MemoryImage): void {
   for (const v of img.vmas) {
@@ -22,7 +26,24 @@ export function installGuards(r: RestoreTask, img: MemoryImage): void {
       const at = v.start + g[i]! * BigInt(PAGE_SIZE);
       r.remote.call('madvise', [at, g[i + 1]! * BigInt(PAGE_SIZE), MADV_GUARD_INSTALL], `MADV_GUARD_INSTALL at ${hex(at)}`);
     }
+    if (v.cryoMaybeGuard && !g.length) markForGuards(r, v, img.pages);
   }
+}
+
+function markForGuards(r: RestoreTask, v: VmaData, pages: readonly PageRange[]): void {
+  const page = BigInt(PAGE_SIZE);
+  // The first page from the start that no saved run covers.
+  let at = v.start;
+  const runs = pages.filter((p) => p.vaddr < v.end && p.vaddr + BigInt(p.nrPages) * page > v.start).sort((a, b) => (a.vaddr < b.vaddr ? -1 : 1));
+  for (const p of runs) {
+    if (p.vaddr > at) break;
+    const end = p.vaddr + BigInt(p.nrPages) * page;
+    if (end > at) at = end;
+  }
+  const keep = at < v.end ? null : readPages(r.pid, { vaddr: (at = v.start), nrPages: 1 });
+  r.remote.call('madvise', [at, page, MADV_GUARD_INSTALL], `mark ${hex(v.start)} for guards`);
+  r.remote.call('madvise', [at, page, MADV_GUARD_REMOVE], `mark ${hex(v.start)} for guards`);
+  if (keep) memWrite(r.pid, at, keep);
 }
 
 /**
