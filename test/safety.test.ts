@@ -216,8 +216,10 @@ describe('dumps never harm the target', () => {
             if (left.length) failures.push(`${label}: image files left behind: ${left.join(' ')}`);
           }
           // A --leave-running snapshot (dump/snapshot.ts) that died with cryo is reaped by the
-          // snapshot guard a moment later: the tree must be back to its tasks within 5 s.
-          await waitFor(() => [...snapshot(t.pid).keys()].join() === [...before.keys()].join(), 5000);
+          // snapshot guard a moment later (it seizes the task for that): the tree must be back to
+          // its tasks, none of them traced, within 5 s.
+          const untraced = () => [...snapshot(t.pid).keys()].every((pid) => statusOf(pid, pid, 'TracerPid') === '0');
+          await waitFor(() => [...snapshot(t.pid).keys()].join() === [...before.keys()].join() && untraced(), 5000);
           const problems = [...(await healthProblems(t)), ...snapshotProblems(before, snapshot(t.pid))];
           if (problems.length) {
             failures.push(`${label}: the target was harmed\n${problems.join('\n')}\n${r.stderr}`);

@@ -19,7 +19,7 @@ import { freezeTree, restop, holdingCgroup } from './freeze.js';
 import { dumpCgroupDirs, type CgroupMode } from '../resources/cgroup/manage.js';
 import { collectTasks } from './tasks.js';
 import { plannedBytes, writePages } from './pages.js';
-import { Snapshots } from './snapshot.js';
+import { Snapshots, worthSnapshots } from './snapshot.js';
 import { SnapshotGuard } from './snapshot-guard.js';
 import { writeFileImages } from './write-files.js';
 import { writeTreeImages, writeStats, writeInventory } from './write.js';
@@ -116,8 +116,10 @@ export function dump(opts: DumpOptions): DumpResult {
       // Their tcp-stream images created now, empty: under the freeze only written (dir.ts reserve).
       log.step('reserve images', () => writer.reserve(tcp!.expectedImages));
     }
-    // --leave-running: the guard of the snapshots to come, listening before anything is frozen.
-    if (proof && !opts.frozenCopy) {
+    // --leave-running: the guard of the snapshots to come, listening before anything is frozen
+    // (no snapshots for a tree of little memory: written frozen in less time than the guard takes).
+    const snapshotting = proof && !opts.frozenCopy && worthSnapshots(live);
+    if (snapshotting) {
       guard = SnapshotGuard.start();
       log.step('snapshot guard', () => guard!.ready());
     }
@@ -167,7 +169,7 @@ export function dump(opts: DumpOptions): DumpResult {
     failpoint('dump:pages');
     meter.plan(plannedBytes(images, table), tree.live.length);
     // --leave-running: the tasks' private memory is written from copy-on-write snapshots once the tree runs again.
-    if (proof && !opts.frozenCopy) {
+    if (snapshotting) {
       const stopped = new Set(tasks.filter((t) => t.stopped).map((t) => t.pid));
       snapshots = log.step('snapshot', () => Snapshots.take(images, stopped, log, guard!));
     }
