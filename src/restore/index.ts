@@ -84,24 +84,7 @@ export interface RestoreResult {
 export function restore(opts: RestoreOptions): RestoreResult {
   const { log } = opts;
   const t0 = performance.now();
-  const ckpt = log.step('plan', () => {
-    checkRestorePrivileges();
-    if (!opts.trustImage) checkImageDirTrust(opts.dir);
-    failpoint('restore:read');
-    const c = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false, tcpClose: opts.tcpClose ?? false });
-    checkRestorable(c, log, opts.cpuCap);
-    planKinds(c, opts.inherit ?? new Map());
-    if (c.namespaces.net) for (const p of NetnsRestore.problems(c.namespaces.net)) throw new UserError(p);
-    if (c.namespaces.mounts) checkMountTargets(c.namespaces.mounts, mountTargets(opts));
-    if (c.tcpConnections.size && !opts.tcpEstablished) {
-      throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established (or closed, with --tcp-close)`);
-    }
-    if (c.tcpClosed) log.info(`${c.tcpClosed} TCP connection(s) restored closed (--tcp-close)`);
-    const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
-    for (const t of c.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
-    for (const z of c.zombies) waitPidFree(z.pid, waitMs);
-    return c;
-  });
+  const ckpt = log.step('plan', () => planRestore(opts));
   const img = ckpt.tasks[0]!;
   // The root is our child (CLONE_PARENT) and we are a subreaper while we work, so that after a
   // failure every task comes back to us and is reaped at once. One exception: detached with a
@@ -114,76 +97,12 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (ourChild) sys('prctl', [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   const session = newSession(ckpt, opts);
   session.progress.plan(memoryBytes(ckpt), ckpt.tasks.length);
-  const made: SharedObjects = { segments: [] };
-  let stub: Stub | null = null;
-  let tcp: TcpRestore | null = null;
-  let netns: NetnsRestore | null = null;
-  let cgroups: CgroupRestore | null = null;
-  let userns: MadeUserns | null = null;
+  const made: Made = { segments: [], stub: null, tcp: null, netns: null, cgroups: null, userns: null };
   /** The tasks run: what the kinds made for them stays. */
   let restored = false;
   try {
-    // The tree's cgroups exist, with their settings, before any task is put in them.
-    cgroups = log.step('cgroups', () => {
-      const mode = opts.manageCgroups ?? 'soft';
-      if (mode === 'ignore') ckpt.cgroups.clear(); // every task stays in ours
-      else if (opts.cgroupRoot?.length) for (const line of rebaseCgroups(ckpt.cgroups, ckpt.cgroupDirs, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0) ?? [], opts.cgroupRoot)) log.info(line);
-      return CgroupRestore.prepare([...ckpt.cgroups.values()], ckpt.cgroupDirs, mode, log);
-    });
-    failpoint('restore:cgroups');
-    // (CRIU names its run in dump_criu_run_id whatever it dumped: only cryo's kept locks count.)
-    if (ckpt.tcpConnections.size || /^cryoh-/i.test(ckpt.inventory.dumpCriuRunId ?? '')) {
-      tcp = log.step('lock network', () => TcpRestore.start(ckpt.tcpConnections, ckpt.inventory, opts.networkLock ?? 'nftables'));
-      session.tcp = tcp;
-      if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
-    }
-    // The tree's own user namespace and those it owns, made by a task inside it (user-restore.ts).
-    userns = makeTreeUserns(session);
-    failpoint('restore:userns'); // every restore passes it, as restore:netns
-    // The tree's own network namespace, whole, before its sockets and tasks are made in it.
-    if (ckpt.namespaces.net) {
-      const want = ckpt.namespaces.net;
-      const inside = madeNetnsPath(userns);
-      netns = log.step('network namespace', () => NetnsRestore.create(want, outsideNames(opts.external ?? []), inside));
-      netns.verify(want, opts.verify ?? 'on', (line) => { log.warn(`verify: ${line}`); opts.onDifference?.(line); });
-    }
-    failpoint('restore:netns');
-    log.step('create tasks', () => {
-      failpoint('restore:stub');
-      const vmas = ckpt.tasks.flatMap((t) => t.memory.vmas);
-      // Started inside the tree's network namespace, the stub gives it to the root it clones.
-      stub = netns ? netns.run(() => startStub(vmas, img.pid)) : startStub(vmas, img.pid);
-      const ns = ckpt.namespaces;
-      if (userns) joinMadeNamespaces(stub.remote, userns);
-      // The stub makes the time namespace and stands in the cgroup namespace's roots: the root it clones gets both.
-      for (const line of stubNamespaces(stub.remote, stub.tracee.tid, ns, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0))) log.info(line);
-      failpoint('restore:fork');
-      if (ns.own.has('pid')) session.restorerPidfd = 1 + Math.max(2, ...ckpt.tasks.flatMap((t) => t.fdinfo.map((f) => f.fd)));
-      const root = forkWithPid(stub, img.pid, ourChild, {
-        flags: rootCloneFlags(ns), setTid: setTidArray(img.pid, img.pstree.cryoNsPid), ...(session.restorerPidfd !== undefined ? { pidfdAt: session.restorerPidfd } : {}),
-      });
-      session.tracees.push(root);
-      // The root's new UTS and IPC namespaces get their contents before it uses them.
-      failpoint('restore:namespaces');
-      for (const [old, id] of restoreRootNamespaces(root.tid, ns)) session.sysvIds.set(old, id);
-      // Every restore passes the step, with a mount namespace or without (as restore:netns).
-      failpoint('restore:mounts');
-      if (ns.mounts) {
-        // Its mount tree before anything of it, or of the tree, is opened by path (root-path.ts).
-        log.step('mounts', () => buildMounts(root, stub!.trampoline, ns.mounts!, mountTargets(opts)));
-        setTreeRoot(root.tid);
-      }
-      // After the root's namespaces exist: files opened by path are opened in its mount namespace.
-      log.step('shared objects', () => createSharedObjects(session, made, netns));
-      session.trampoline = stub.trampoline;
-      killStub(stub);
-      stub = null;
-      // Each task's memory, files and state, top-down (see restoreTask for the order within one).
-      restoreTask(root, img, session);
-      restoreOwners(session);
-      // Once every task of each PID namespace exists: the PID its next fork takes.
-      restoreLastPids(ckpt.tasks);
-    });
+    prepareOutside(session, made, opts);
+    log.step('create tasks', () => createTree(session, made, opts, ourChild));
     log.step('verify', () => verifyRestored(ckpt, opts.verify ?? 'on', log, opts.onDifference));
     log.step('resume', () => {
       failpoint('restore:resume');
@@ -192,24 +111,24 @@ export function restore(opts: RestoreOptions): RestoreResult {
       unmakeKinds(session, false);
       beforeResumeKinds(session);
       // Repair mode is left as late as can be: the connections run from the tasks' first step.
-      tcp?.leaveRepair();
+      made.tcp?.leaveRepair();
       resume(session);
     });
     restored = true;
   } catch (e) {
-    tcp?.abort();
-    netns?.abort();
-    if (stub) killStub(stub);
+    made.tcp?.abort();
+    made.netns?.abort();
+    if (made.stub) killStub(made.stub);
     removeTree(session, ckpt.zombies.map((z) => z.pid), ourChild, log);
     for (const id of made.segments) removeSegment(id);
-    cgroups?.undo();
+    made.cgroups?.undo();
     throw e;
   } finally {
     closeSessionFiles(session);
-    netns?.close();
-    if (userns) closeMadeUserns(userns);
+    made.netns?.close();
+    if (made.userns) closeMadeUserns(made.userns);
     // After the close: a failed restore's sockets are gone (silently) before packets pass again.
-    releaseLock(tcp, log);
+    releaseLock(made.tcp, log);
     unmakeKinds(session, !restored);
     if (ourChild && !wasSubreaper) sys('prctl', [PR.SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
     setTreeRoot(null);
@@ -220,6 +139,98 @@ export function restore(opts: RestoreOptions): RestoreResult {
   if (opts.detach) return { pid: img.pid, ms };
   const st = reap(img.pid);
   return { pid: img.pid, ms, exitCode: st };
+}
+
+/** The images read and checked, and every PID they need free (or the restore fails now). */
+function planRestore(opts: RestoreOptions): CheckpointImage {
+  checkRestorePrivileges();
+  if (!opts.trustImage) checkImageDirTrust(opts.dir);
+  failpoint('restore:read');
+  const c = readCheckpoint(opts.dir, { shellJob: opts.shellJob ?? false, tcpClose: opts.tcpClose ?? false });
+  checkRestorable(c, opts.log, opts.cpuCap);
+  planKinds(c, opts.inherit ?? new Map());
+  if (c.namespaces.net) for (const p of NetnsRestore.problems(c.namespaces.net)) throw new UserError(p);
+  if (c.namespaces.mounts) checkMountTargets(c.namespaces.mounts, mountTargets(opts));
+  if (c.tcpConnections.size && !opts.tcpEstablished) {
+    throw new UserError(`the images hold ${c.tcpConnections.size} TCP connection(s): restore them with --tcp-established (or closed, with --tcp-close)`);
+  }
+  if (c.tcpClosed) opts.log.info(`${c.tcpClosed} TCP connection(s) restored closed (--tcp-close)`);
+  const waitMs = opts.pidWaitMs ?? Number(process.env.CRYO_PID_WAIT_MS ?? 5000);
+  for (const t of c.tasks) for (const tid of [t.pid, ...t.threads.map((th) => th.tid)]) waitPidFree(tid, waitMs);
+  for (const z of c.zombies) waitPidFree(z.pid, waitMs);
+  return c;
+}
+
+/** What the tasks need around them before the first exists: cgroups, the network lock, the tree's user and network namespaces. */
+function prepareOutside(session: RestoreSession, made: Made, opts: RestoreOptions): void {
+  const { ckpt, log } = session;
+  const img = ckpt.tasks[0]!;
+  // The tree's cgroups exist, with their settings, before any task is put in them.
+  made.cgroups = log.step('cgroups', () => {
+    const mode = opts.manageCgroups ?? 'soft';
+    if (mode === 'ignore') ckpt.cgroups.clear(); // every task stays in ours
+    else if (opts.cgroupRoot?.length) for (const line of rebaseCgroups(ckpt.cgroups, ckpt.cgroupDirs, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0) ?? [], opts.cgroupRoot)) log.info(line);
+    return CgroupRestore.prepare([...ckpt.cgroups.values()], ckpt.cgroupDirs, mode, log);
+  });
+  failpoint('restore:cgroups');
+  // (CRIU names its run in dump_criu_run_id whatever it dumped: only cryo's kept locks count.)
+  if (ckpt.tcpConnections.size || /^cryoh-/i.test(ckpt.inventory.dumpCriuRunId ?? '')) {
+    const tcp = log.step('lock network', () => TcpRestore.start(ckpt.tcpConnections, ckpt.inventory, opts.networkLock ?? 'nftables'));
+    made.tcp = session.tcp = tcp;
+    if (tcp.lockName) log.info(`network lock ${tcp.lockName}${tcp.adopted ? ' (the dump\'s)' : ''} for ${ckpt.tcpConnections.size} TCP connection(s)`);
+  }
+  // The tree's own user namespace and those it owns, made by a task inside it (user-restore.ts).
+  made.userns = makeTreeUserns(session);
+  failpoint('restore:userns'); // every restore passes it, as restore:netns
+  // The tree's own network namespace, whole, before its sockets and tasks are made in it.
+  const want = ckpt.namespaces.net;
+  if (want) {
+    const inside = madeNetnsPath(made.userns);
+    const netns = made.netns = log.step('network namespace', () => NetnsRestore.create(want, outsideNames(opts.external ?? []), inside));
+    netns.verify(want, opts.verify ?? 'on', (line) => { log.warn(`verify: ${line}`); opts.onDifference?.(line); });
+  }
+  failpoint('restore:netns');
+}
+
+/** The root cloned from a stub with its PID and namespaces, then every task, top-down. */
+function createTree(session: RestoreSession, made: Made, opts: RestoreOptions, ourChild: boolean): void {
+  const { ckpt, log } = session;
+  const img = ckpt.tasks[0]!;
+  const { netns, userns } = made;
+  failpoint('restore:stub');
+  const vmas = ckpt.tasks.flatMap((t) => t.memory.vmas);
+  // Started inside the tree's network namespace, the stub gives it to the root it clones.
+  const stub = made.stub = netns ? netns.run(() => startStub(vmas, img.pid)) : startStub(vmas, img.pid);
+  const ns = ckpt.namespaces;
+  if (userns) joinMadeNamespaces(stub.remote, userns);
+  // The stub makes the time namespace and stands in the cgroup namespace's roots: the root it clones gets both.
+  for (const line of stubNamespaces(stub.remote, stub.tracee.tid, ns, ckpt.cgroups.get(img.core.tc?.cgSet ?? 0))) log.info(line);
+  failpoint('restore:fork');
+  if (ns.own.has('pid')) session.restorerPidfd = 1 + Math.max(2, ...ckpt.tasks.flatMap((t) => t.fdinfo.map((f) => f.fd)));
+  const root = forkWithPid(stub, img.pid, ourChild, {
+    flags: rootCloneFlags(ns), setTid: setTidArray(img.pid, img.pstree.cryoNsPid), ...(session.restorerPidfd !== undefined ? { pidfdAt: session.restorerPidfd } : {}),
+  });
+  session.tracees.push(root);
+  // The root's new UTS and IPC namespaces get their contents before it uses them.
+  failpoint('restore:namespaces');
+  for (const [old, id] of restoreRootNamespaces(root.tid, ns)) session.sysvIds.set(old, id);
+  // Every restore passes the step, with a mount namespace or without (as restore:netns).
+  failpoint('restore:mounts');
+  if (ns.mounts) {
+    // Its mount tree before anything of it, or of the tree, is opened by path (root-path.ts).
+    log.step('mounts', () => buildMounts(root, stub.trampoline, ns.mounts!, mountTargets(opts)));
+    setTreeRoot(root.tid);
+  }
+  // After the root's namespaces exist: files opened by path are opened in its mount namespace.
+  log.step('shared objects', () => createSharedObjects(session, made, netns));
+  session.trampoline = stub.trampoline;
+  killStub(stub);
+  made.stub = null;
+  // Each task's memory, files and state, top-down (see restoreTask for the order within one).
+  restoreTask(root, img, session);
+  restoreOwners(session);
+  // Once every task of each PID namespace exists: the PID its next fork takes.
+  restoreLastPids(ckpt.tasks);
 }
 
 /** --root, and the host paths of external mounts: --ext-mount-map KEY:PATH, --external mnt[KEY]:PATH. */
@@ -248,13 +259,20 @@ function memoryBytes(ckpt: CheckpointImage): number {
   return own.reduce((n, t) => n + t.memory.pages.reduce((m, p) => m + p.nrPages * PAGE_SIZE, 0), 0);
 }
 
-/** What the restore made outside the tasks, to undo: SysV segments (the kinds undo their own). */
-interface SharedObjects {
+/** What the restore made outside the tasks, to undo on failure (the kinds undo their own). */
+interface Made {
+  /** SysV segments it created. */
   segments: number[];
+  /** Until the root is cloned. */
+  stub: Stub | null;
+  tcp: TcpRestore | null;
+  netns: NetnsRestore | null;
+  cgroups: CgroupRestore | null;
+  userns: MadeUserns | null;
 }
 
 /** Objects of the checkpoint that tasks share and that exist before any task does. */
-function createSharedObjects(session: RestoreSession, made: SharedObjects, netns: NetnsRestore | null): void {
+function createSharedObjects(session: RestoreSession, made: Made, netns: NetnsRestore | null): void {
   const { ckpt } = session;
   // A socket belongs to the network namespace it was made in: the tree's own, when it has one.
   const inNetns = <T>(fn: () => T): T => (netns ? netns.run(fn) : fn());
