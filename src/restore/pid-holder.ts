@@ -9,7 +9,8 @@ import { isEnding, parseStat, parseStatus, statusHex, statusNumber } from '../pr
 
 const SIGKILL_BIT = 1n << 8n;
 
-export type PidHolder = { kind: 'free' } | { kind: 'ending' } | { kind: 'live'; what: string };
+/** `kernel`: a kernel thread (kthreadd's child), which will not go away. */
+export type PidHolder = { kind: 'free' } | { kind: 'ending' } | { kind: 'live'; what: string; kernel: boolean };
 
 /** Ending: a zombie not reaped yet, a task exiting, or one with SIGKILL pending. */
 export function pidHolder(pid: number): PidHolder {
@@ -25,7 +26,7 @@ export function pidHolder(pid: number): PidHolder {
   if (pending & SIGKILL_BIT) return { kind: 'ending' };
   const tgid = statusNumber(status, 'Tgid');
   const who = tgid === pid ? `process ${pid}` : `thread ${pid} of process ${tgid}`;
-  return { kind: 'live', what: `${who} (${stat.comm}, state ${stat.state})` };
+  return { kind: 'live', what: `${who} (${stat.comm}, state ${stat.state})`, kernel: stat.ppid === 2 && pid !== 2 };
 }
 
 /** Waits (bounded) until nothing holds `pid`, zombies included; false if it still does. */
@@ -48,7 +49,11 @@ export function waitPidFree(pid: number, ms: number): void {
   for (;;) {
     const h = pidHolder(pid);
     if (h.kind === 'free') return;
-    if (h.kind === 'live') throw new UserError(`PID ${pid} is in use by a running ${h.what} — cannot restore with its PID (is the checkpointed process still running?)`);
+    if (h.kind === 'live') {
+      throw new UserError(h.kernel
+        ? `PID ${pid} is in use by a kernel thread (${h.what}) on this boot — cannot restore with its PID here`
+        : `PID ${pid} is in use by a running ${h.what} — cannot restore with its PID (is the checkpointed process still running?)`);
+    }
     if (Date.now() > deadline) throw new UserError(`PID ${pid} is still held by an exiting task after ${ms} ms — cannot restore it with its PID`);
     sleepMs(2);
   }
