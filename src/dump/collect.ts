@@ -16,6 +16,9 @@ import { scanFiles, type FileScan, type ScanOptions } from '../resources/files/s
 import { mountBlockers } from '../resources/mnt/index.js';
 import { threadCgroupBlocker } from '../resources/task/cgroup.js';
 import { threadSharingBlockers } from '../resources/task/thread-sharing.js';
+import { childrenOf } from '../resources/task/children.js';
+
+export { childrenOf };
 import { frozenCgroupBlocker, freezeTargetOf, outsideBlocker, type FreezeTarget } from '../resources/cgroup/freeze.js';
 
 export interface CollectOptions extends ScanOptions {
@@ -50,19 +53,6 @@ export function threadsOf(pid: number): number[] {
   }
 }
 
-export function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const tid of threadsOf(pid)) {
-    let text = '';
-    try {
-      text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-    } catch {
-      continue; // the thread exited meanwhile
-    }
-    if (text) out.push(...text.split(/\s+/).map(Number));
-  }
-  return out.sort((a, b) => a - b);
-}
 
 export function planTask(pid: number, ppid: number): TaskPlan {
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { serveGuard } from '../sys/index.js';
 import { startTimeOf } from '../resources/task/start-time.js';
+import { childrenOf } from '../resources/task/children.js';
 import { sleepMs } from '../util/sleep.js';
 
 interface Watched {
@@ -16,17 +17,46 @@ interface Watched {
 }
 
 const watched: Watched[] = [];
+/** Tasks about to fork a snapshot cryo has not named yet: their start times and children before. */
+const pending = new Map<number, { start: string; before: Set<number> }>();
 
-/** The child's state letter and parent, while it is the process we were told of; null once gone. */
-function childState(w: Watched): { state: string; ppid: number } | null {
+/** stat fields after the command (state first), or null once gone. */
+function statFields(pid: number): string[] | null {
   try {
-    const stat = readFileSync(`/proc/${w.child}/stat`, 'utf8');
-    if (startTimeOf(w.child) !== w.childStart) return null;
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: f[0]!, ppid: Number(f[1]) };
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+/**
+ * cryo died between a task's clone and telling us of the child: the child is the task's new one
+ * with exit signal 0 (stat field 38; the task is frozen meanwhile and makes none of its own), if
+ * the clone was made at all. Its PID in the task's namespace is the last of its NSpid.
+ */
+function newSnapshot(pid: number, p: { start: string; before: Set<number> }): Watched | null {
+  for (let i = 0; i < 30; i++, sleepMs(10)) {
+    for (const child of childrenOf(pid)) {
+      if (p.before.has(child) || statFields(child)?.[35] !== '0') continue;
+      let status = '';
+      try {
+        status = readFileSync(`/proc/${child}/status`, 'utf8');
+      } catch {
+        continue; // gone
+      }
+      const ns = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+      return { pid, start: p.start, child, childStart: startTimeOf(child), inner: Number(ns?.at(-1) ?? child) };
+    }
+  }
+  return null;
+}
+
+/** The child's state letter and parent, while it is the process we were told of; null once gone. */
+function childState(w: Watched): { state: string; ppid: number } | null {
+  const f = statFields(w.child);
+  if (!f || startTimeOf(w.child) !== w.childStart) return null;
+  return { state: f[0]!, ppid: Number(f[1]) };
 }
 
 async function orphaned(): Promise<void> {
@@ -35,7 +65,13 @@ async function orphaned(): Promise<void> {
   // CRYO_GUARD_LOG=FILE: what the guard does, logged (for debugging it).
   const file = process.env.CRYO_GUARD_LOG;
   const log = new Log(file ? 4 : 0, file ? `${file}.${process.pid}` : undefined);
-  log.info(`orphaned: ${watched.length} snapshot(s)`);
+  log.info(`orphaned: ${watched.length} snapshot(s), ${pending.size} clone(s) unnamed`);
+  for (const [pid, p] of pending) {
+    if (startTimeOf(pid) !== p.start) continue;
+    const w = newSnapshot(pid, p);
+    log.info(`unnamed snapshot of ${pid}: ${w ? w.child : 'none'}`);
+    if (w) watched.push(w);
+  }
   for (const w of watched) {
     // cryo's death kills the snapshot: wait for it to be a zombie.
     let s = childState(w);
@@ -53,8 +89,14 @@ async function orphaned(): Promise<void> {
 }
 
 await serveGuard((cmd, args) => {
+  if (cmd === 'pre') {
+    const [pid, start] = args[0]!.split(':');
+    pending.set(Number(pid), { start: start!, before: new Set(args[1] === '-' ? [] : args[1]!.split(',').map(Number)) });
+    return true;
+  }
   if (cmd === 'snap') {
     const [pid, start] = args[0]!.split(':');
+    pending.delete(Number(pid));
     const [child, childStart] = args[1]!.split(':');
     watched.push({ pid: Number(pid), start: start!, child: Number(child), childStart: childStart!, inner: Number(args[2]) });
     return true;

@@ -6,6 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { GuardLink } from '../sys/index.js';
 import { startTimeOf } from '../resources/task/start-time.js';
+import { childrenOf } from '../resources/task/children.js';
 
 const MAIN = fileURLToPath(new URL('./snapshot-guard-main.js', import.meta.url));
 
@@ -20,6 +21,14 @@ export class SnapshotGuard {
   /** Waits until the guard listens (before the freeze, so that the freeze never waits for it). */
   ready(): void {
     this.link.ask('hello');
+  }
+
+  /**
+   * Task `pid` is about to fork a snapshot (its children now given, for the guard to tell the new
+   * one should cryo die before `watch`).
+   */
+  expect(pid: number): void {
+    this.link.ask(`pre ${pid}:${startTimeOf(pid)} ${childrenOf(pid).join(',') || '-'}`);
   }
 
   /** Snapshot `child` of task `pid`, which names it `inner`. */

@@ -132,6 +132,8 @@ export class Snapshots {
         // next fork would have: its last PID is read first and set back after (resources/ns/last-pid.ts).
         const ns = nsDepth(img.pid) === 2 ? nsLink(img.pid, 'pid') : null;
         if (ns && !out.lastPids.has(ns)) out.lastPids.set(ns, dumpLastPid(img.pid));
+        // Should cryo die between the clone and `watch`, the guard finds the child among the new ones.
+        guard.expect(img.pid);
         const child = (img.remote as SafeRemote).forkSnapshot(CLONE_FILES);
         if (ns) restoreLastPid(img.pid, out.lastPids.get(ns)!);
         if (typeof child === 'number' || child === null) {

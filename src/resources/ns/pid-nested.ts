@@ -10,23 +10,16 @@
 // is the init of. The restore clones every nested init with CLONE_NEWPID and set_tid [1, ...];
 // a parent that had unshared then joins its child's namespace for its later children (setns on a
 // pidfd of the child with CLONE_NEWPID), once its children and zombies exist.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { nsLink } from './link.js';
 import { nsPidOf } from './pid.js';
 import { UserError } from '../../util/errors.js';
 import { hasField } from '../../image/presence.js';
 import { CLONE, nsInode, nsOwnerInode } from '../../sys/index.js';
+import { childrenOf } from '../task/children.js';
 import type { Remote } from '../../ptrace/index.js';
 import { task_kobj_ids_entrySchema, type task_kobj_ids_entry } from '../../image/gen/core_pb.js';
 
-/** The task's children, from every thread's children list (a thread's fork is the process's child). */
-function childrenOf(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-  } catch {
-    return [];
-  }
-}
 
 function ppidOf(pid: number): number {
   return Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
