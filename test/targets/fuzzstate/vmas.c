@@ -22,16 +22,23 @@ static void fill_some(struct rng *r, struct region *g)
 		}
 }
 
+/* A private anonymous read-write mapping of lo..16 pages (random) for region g, not yet filled. */
+static void *map_private(struct region *g, struct rng *r, int lo)
+{
+	g->npages = (int)rng_range(r, lo, 16);
+	void *p = mmap(NULL, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		DIE("mmap");
+	g->addr = (uintptr_t)p;
+	return p;
+}
+
 /* ---- map-anon-name: parts of a private anonymous mapping named ---------------------------- */
 
 static int anon_name_build(struct inst *in, struct rng *r)
 {
 	struct region *g = ST_OF(in, struct region);
-	g->npages = (int)rng_range(r, 1, 16);
-	void *p = mmap(NULL, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		DIE("mmap");
-	g->addr = (uintptr_t)p;
+	void *p = map_private(g, r, 1);
 	fill_some(r, g);
 	int named = 0;
 	for (int k = (int)rng_range(r, 1, 3); k > 0; k--) {
@@ -81,11 +88,7 @@ static int growsdown_build(struct inst *in, struct rng *r)
 static int mergeable_build(struct inst *in, struct rng *r)
 {
 	struct region *g = ST_OF(in, struct region);
-	g->npages = (int)rng_range(r, 2, 16);
-	void *p = mmap(NULL, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		DIE("mmap");
-	g->addr = (uintptr_t)p;
+	void *p = map_private(g, r, 2);
 	/* identical pages: what KSM would merge */
 	uint64_t same = rng_next(r) | 1;
 	for (int i = 0; i < g->npages; i++)
@@ -106,11 +109,7 @@ static int mergeable_build(struct inst *in, struct rng *r)
 static int fork_advice_build(struct inst *in, struct rng *r, int advice, const char *what)
 {
 	struct region *g = ST_OF(in, struct region);
-	g->npages = (int)rng_range(r, 1, 16);
-	void *p = mmap(NULL, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		DIE("mmap");
-	g->addr = (uintptr_t)p;
+	void *p = map_private(g, r, 1);
 	if (madvise(p, (size_t)g->npages * PAGE, advice) != 0)
 		DIE("madvise %s", what);
 	fill_some(r, g);
@@ -143,11 +142,7 @@ static int guard_build(struct inst *in, struct rng *r)
 {
 	struct guarded *st = ST_OF(in, struct guarded);
 	struct region *g = &st->g;
-	g->npages = (int)rng_range(r, 2, 16);
-	void *p = mmap(NULL, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		DIE("mmap");
-	g->addr = (uintptr_t)p;
+	void *p = map_private(g, r, 2);
 	fill_some(r, g);
 	st->guards = 0;
 	for (int k = (int)rng_range(r, 1, 3); k > 0; k--) {
