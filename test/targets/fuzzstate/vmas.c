@@ -142,13 +142,25 @@ static int guard_build(struct inst *in, struct rng *r)
 {
 	struct guarded *st = ST_OF(in, struct guarded);
 	struct region *g = &st->g;
-	void *p = map_private(g, r, 2);
+	/*
+	 * Fenced by a PROT_NONE page each side: the kernel's guard mark (VmFlags gu) is sticky, so a
+	 * neighbour of the same flags merged with this mapping would take it on too, and that
+	 * neighbour's flags (another item's) would no longer be what it recorded.
+	 */
+	g->npages = (int)rng_range(r, 2, 16);
+	char *fence = mmap(NULL, (size_t)(g->npages + 2) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fence == MAP_FAILED)
+		DIE("mmap fence");
+	void *p = mmap(fence + PAGE, (size_t)g->npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (p == MAP_FAILED)
+		DIE("mmap");
+	g->addr = (uintptr_t)p;
 	fill_some(r, g);
 	st->guards = 0;
 	for (int k = (int)rng_range(r, 1, 3); k > 0; k--) {
 		int p0 = (int)rng_below(r, (uint64_t)g->npages), p1 = (int)rng_range(r, p0 + 1, g->npages);
 		if (madvise((void *)(g->addr + (uintptr_t)p0 * PAGE), (size_t)(p1 - p0) * PAGE, MADV_GUARD_INSTALL_) != 0) {
-			munmap(p, (size_t)g->npages * PAGE);
+			munmap(fence, (size_t)(g->npages + 2) * PAGE);
 			return 1; /* a kernel before 6.13 */
 		}
 		for (int i = p0; i < p1; i++)
