@@ -17,8 +17,6 @@ import { mountBlockers } from '../resources/mnt/index.js';
 import { threadCgroupBlocker } from '../resources/task/cgroup.js';
 import { threadSharingBlockers } from '../resources/task/thread-sharing.js';
 import { childrenOf } from '../resources/task/children.js';
-
-export { childrenOf };
 import { frozenCgroupBlocker, freezeTargetOf, outsideBlocker, type FreezeTarget } from '../resources/cgroup/freeze.js';
 
 export interface CollectOptions extends ScanOptions {
