@@ -157,11 +157,24 @@ export interface QueuedMessage {
  * Every message waiting in a socket's receive queue, left in place: with SO_PEEK_OFF set each
  * MSG_PEEK moves past what it returned. The socket's own peek offset is put back afterwards.
  * Stream data comes back in the pieces the kernel returns (a piece ends where fds are attached),
- * not as the sender wrote it. An empty datagram cannot be stepped over: it ends the list.
+ * not as the sender wrote it.
+ *
+ * A datagram or seqpacket socket can hold empty messages (0 bytes: a wake-up). A peek at an
+ * offset returns one once and marks it peeked; from then on every peek at an offset steps over it
+ * (skb->peeked, net/core/datagram.c), and only a peek without an offset still sees it, at the head
+ * of the queue. So the head is peeked that way first, and an empty message the walk returns is a
+ * message, not the end (the end is EAGAIN). A seqpacket socket whose peer is gone returns 0 at its
+ * end too: there SO_PASSCRED is on for the walk, so that a message (even an empty one) comes with
+ * a credentials record and the end without one (those credentials are not kept unless the socket
+ * asked for them itself). An empty message marked peeked before this walk and not at the head
+ * cannot be seen by any peek (resources/files/queue-walks.ts keeps what one walk saw).
  */
 export function peekQueue(fd: number, maxMessage: number, opts: { senders?: boolean } = {}): QueuedMessage[] {
+  const type = getsockoptInt(fd, SOL.SOCKET, SO.TYPE);
+  const records = type !== SOCK.STREAM;
+  const ownCreds = type === SOCK.SEQPACKET && getsockoptInt(fd, SOL.SOCKET, SO.PASSCRED) === 0;
   const saved = getsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF);
-  setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, 0, 'SO_PEEK_OFF');
+  if (ownCreds) setsockoptInt(fd, SOL.SOCKET, SO.PASSCRED, 1, 'SO_PASSCRED');
   const data = Buffer.alloc(maxMessage);
   const control = Buffer.alloc(4096);
   const iov = Buffer.alloc(16);
@@ -173,35 +186,53 @@ export function peekQueue(fd: number, maxMessage: number, opts: { senders?: bool
   msg.writeBigUInt64LE(addressOf(iov), 16);
   msg.writeBigUInt64LE(1n, 24);
   msg.writeBigUInt64LE(addressOf(control), 32);
+  /** The next message at the current peek offset; null at the end of the queue. */
+  const next = (): QueuedMessage | null => {
+    msg.writeBigUInt64LE(BigInt(control.length), 40);
+    if (opts.senders) msg.writeUInt32LE(name.length, 8);
+    const r = sysTry('recvmsg', [fd, msg, MSG.PEEK | MSG.DONTWAIT | MSG_CMSG_CLOEXEC]);
+    if (r.ret < 0) {
+      if (r.errno === E.EAGAIN) return null;
+      throw new SysError('recvmsg', r.errno, 'peeking a socket queue');
+    }
+    const clen = Number(msg.readBigUInt64LE(40));
+    const fds = receivedFds(control, clen);
+    const flags = msg.readInt32LE(48);
+    if (flags & (MSG.TRUNC | MSG.CTRUNC)) {
+      for (const f of fds) sys('close', [f]);
+      throw new Error(`a queued message is larger than ${maxMessage} bytes or carries too many fds`);
+    }
+    const creds = receivedCreds(control, clen);
+    // A stream at EOF; a seqpacket socket at its end once its peer is gone (no credentials).
+    if (r.ret === 0 && !fds.length && (!records || (type === SOCK.SEQPACKET && !creds))) return null;
+    const from = opts.senders ? { from: Buffer.from(name.subarray(0, msg.readUInt32LE(8))) } : {};
+    return { data: Buffer.from(data.subarray(0, r.ret)), fds, ...from, ...(creds && !ownCreds ? { creds } : {}) };
+  };
   const out: QueuedMessage[] = [];
   try {
-    for (;;) {
-      msg.writeBigUInt64LE(BigInt(control.length), 40);
-      if (opts.senders) msg.writeUInt32LE(name.length, 8);
-      const r = sysTry('recvmsg', [fd, msg, MSG.PEEK | MSG.DONTWAIT | MSG_CMSG_CLOEXEC]);
-      if (r.ret < 0) {
-        if (r.errno === E.EAGAIN) break;
-        throw new SysError('recvmsg', r.errno, 'peeking a socket queue');
-      }
-      const fds = receivedFds(control, Number(msg.readBigUInt64LE(40)));
-      const flags = msg.readInt32LE(48);
-      if (flags & (MSG.TRUNC | MSG.CTRUNC)) {
-        for (const f of fds) sys('close', [f]);
-        throw new Error(`a queued message is larger than ${maxMessage} bytes or carries too many fds`);
-      }
-      if (r.ret === 0 && fds.length === 0) break; // a stream at EOF, or an empty datagram
-      const from = opts.senders ? { from: Buffer.from(name.subarray(0, msg.readUInt32LE(8))) } : {};
-      const creds = receivedCreds(control, Number(msg.readBigUInt64LE(40)));
-      out.push({ data: Buffer.from(data.subarray(0, r.ret)), fds, ...from, ...(creds ? { creds } : {}) });
+    if (records) {
+      setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, -1, 'SO_PEEK_OFF');
+      const head = next();
+      if (head?.data.length === 0) out.push(head);
+      else for (const f of head?.fds ?? []) sys('close', [f]);
+    }
+    setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, 0, 'SO_PEEK_OFF');
+    for (let m = next(); m; m = next()) {
+      out.push(m);
+      if (out.length > MAX_QUEUED) throw new Error(`more than ${MAX_QUEUED} messages queued on one socket`);
     }
   } catch (e) {
     for (const m of out) for (const f of m.fds) sys('close', [f]);
     throw e;
   } finally {
     setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, saved, 'SO_PEEK_OFF');
+    if (ownCreds) setsockoptInt(fd, SOL.SOCKET, SO.PASSCRED, 0, 'SO_PASSCRED');
   }
   return out;
 }
+
+/** More than a socket's buffers hold (each message costs its sender a few hundred bytes at least). */
+const MAX_QUEUED = 1 << 20;
 
 const MSG_CMSG_CLOEXEC = 0x40000000;
 

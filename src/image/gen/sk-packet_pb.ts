@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sk-packet.proto.
  */
 export const file_sk_packet: GenFile = /*@__PURE__*/
-  fileDesc("Cg9zay1wYWNrZXQucHJvdG8iKQoJc2NtX2VudHJ5EgwKBHR5cGUYASACKA0SDgoGcmlnaHRzGAIgAygNIjYKDWNyeW9fc2tfdWNyZWQSCwoDcGlkGAEgAigNEgsKA3VpZBgCIAIoDRILCgNnaWQYAyACKA0ibwoPc2tfcGFja2V0X2VudHJ5Eg4KBmlkX2ZvchgBIAIoDRIOCgZsZW5ndGgYAiACKA0SFwoDc2NtGAQgAygLMgouc2NtX2VudHJ5EiMKCmNyeW9fdWNyZWQY6QcgASgLMg4uY3J5b19za191Y3JlZA");
+  fileDesc("Cg9zay1wYWNrZXQucHJvdG8iKQoJc2NtX2VudHJ5EgwKBHR5cGUYASACKA0SDgoGcmlnaHRzGAIgAygNIjYKDWNyeW9fc2tfdWNyZWQSCwoDcGlkGAEgAigNEgsKA3VpZBgCIAIoDRILCgNnaWQYAyACKA0ihQEKD3NrX3BhY2tldF9lbnRyeRIOCgZpZF9mb3IYASACKA0SDgoGbGVuZ3RoGAIgAigNEhcKA3NjbRgEIAMoCzIKLnNjbV9lbnRyeRIjCgpjcnlvX3VjcmVkGOkHIAEoCzIOLmNyeW9fc2tfdWNyZWQSFAoLY3J5b19zZW5kZXIY6gcgASgM");
 
 /**
  * @generated from message scm_entry
@@ -96,6 +96,15 @@ export type sk_packet_entry = Message<"sk_packet_entry"> & {
    * @generated from field: optional cryo_sk_ucred cryo_ucred = 1001;
    */
   cryoUcred?: cryo_sk_ucred | undefined;
+
+  /**
+   * cryo's own: the name of a datagram's sender (a bound path, or an abstract name starting
+   * with a NUL byte), as recvfrom() returns it; absent for an unbound sender. CRIU reserves
+   * field 3 for an address but writes none.
+   *
+   * @generated from field: optional bytes cryo_sender = 1002;
+   */
+  cryoSender: Uint8Array;
 };
 
 /**

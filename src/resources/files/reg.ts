@@ -158,8 +158,24 @@ function pathBlocker(pid: number, fd: number, link: string): Blocker | null {
     /* nothing there */
   }
   if (named && named.dev === open.dev && named.ino === open.ino) return null;
+  if (!named && !stillOpen(proc)) return null;
   const where = named ? 'to another file' : 'nowhere';
   return { pid, fd, kind: 'file', reason: `${link}: its path leads ${where} (overmounted since it was opened, or on a mount the task cannot reach by path) — not supported` };
+}
+
+/**
+ * Whether an fd seen open is open still. A task that began to exit after its fd was looked at
+ * (a fork-heavy tree under --freeze-cgroup: an exiting task is not frozen) has lost its root by
+ * the time its path is looked up, and its files before that (do_exit: exit_files, then exit_fs):
+ * its path leading nowhere is then no blocker, the task is about to be a zombie.
+ */
+function stillOpen(proc: string): boolean {
+  try {
+    statSync(proc);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -181,6 +197,7 @@ function devicePathBlocker(pid: number, fd: number, link: string): Blocker | nul
     /* nothing there */
   }
   if (named?.isCharacterDevice() && named.rdev === open.rdev) return null;
+  if (!named && !stillOpen(`/proc/${pid}/fd/${fd}`)) return null;
   const where = named ? 'to another file' : 'nowhere';
   return { pid, fd, kind: 'device', reason: `character device ${link}: its path leads ${where} in the task's root (opened before a pivot_root or chroot, or overmounted since) — not supported` };
 }

@@ -1,9 +1,10 @@
 // What the open files of a whole tree look like, taken once per check or dump, and what the user
 // allows: the view every file module judges its fds and mappings against.
 import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync, statSync } from 'node:fs';
-import { unixSockets, peekQueue, closeFd, TCP_STATE, withNetns, openNetns, type UnixDiag } from '../../sys/index.js';
+import { unixSockets, closeFd, withNetns, openNetns, type UnixDiag } from '../../sys/index.js';
 import { pipeInode, socketInode, withOurCopy } from './our-copy.js';
 import { scanTerminals, type TreeTerminals } from './tty-scan.js';
+import { QueueWalks } from './queue-walks.js';
 import { DEFAULT_GHOST_LIMIT } from '../../util/option-defaults.js';
 
 export interface ScanOptions {
@@ -25,6 +26,8 @@ export interface ScanOptions {
   externalMounts?: Map<string, string>;
   /** --external tty[RDEV:DEV]: terminals from outside, handed in at restore (keys, resources/tty/external.ts). */
   externalTtys?: ReadonlySet<string>;
+  /** The unix sockets' queues are walked (false: a look before the freeze, see queue-walks.ts). */
+  peekQueues?: boolean;
 }
 
 export { DEFAULT_GHOST_LIMIT };
@@ -32,6 +35,8 @@ export { DEFAULT_GHOST_LIMIT };
 export interface FileScan {
   /** Every unix socket of the network namespace, by inode. */
   unix: Map<number, UnixDiag>;
+  /** The walks of those sockets' queues (none in a look before the freeze). */
+  queues: QueueWalks;
   /** The tree's processes (thread group ids). */
   tree: Set<number>;
   /** Socket inodes some task of the tree has open. */
@@ -102,8 +107,10 @@ export function scanFiles(pids: number[], opts: ScanOptions = {}): FileScan {
     }
   }
   const unix = held.size ? treeUnixSockets(pids[0]!) : new Map<number, UnixDiag>();
-  for (const ino of inFlight(unix, where)) held.add(ino);
+  const queues = new QueueWalks(opts.peekQueues ?? true);
+  for (const ino of inFlight(unix, where, queues)) held.add(ino);
   return {
+    queues,
     tree: new Set(pids),
     unix,
     held,
@@ -214,14 +221,14 @@ function comm(pid: number): string {
  * Unix sockets that are not in any fd table but in flight (SCM_RIGHTS) in a queue of one that
  * is: they belong to the tree too. Found by peeking at the queues (nothing is consumed).
  */
-function inFlight(unix: Map<number, UnixDiag>, where: Map<number, { pid: number; fd: number }>): number[] {
+function inFlight(unix: Map<number, UnixDiag>, where: Map<number, { pid: number; fd: number }>, queues: QueueWalks): number[] {
   const out: number[] = [];
   for (const [ino, at] of where) {
     const d = unix.get(ino);
-    if (!d || d.state === TCP_STATE.LISTEN || d.rqueue === 0) continue;
+    if (!d || !QueueWalks.mayHold(d)) continue;
     try {
       withOurCopy(at.pid, at.fd, (ours) => {
-        for (const m of peekQueue(ours, 8 << 20)) {
+        for (const m of queues.walk(d, ours, 8 << 20) ?? []) {
           for (const f of m.fds) {
             const st = fstatSync(f);
             if (st.isSocket()) out.push(st.ino);

@@ -6,12 +6,13 @@
 // cryo_ucred) and the restore sends such queues once every task of the tree exists (a pid must
 // exist to be named: the unix kind's beforeResume). What cannot be sent so is refused by check
 // and dump.
-import { SOL, SO, TCP_STATE, getsockoptInt, peekQueue, sys, type UnixDiag } from '../../sys/index.js';
+import { SOL, SO, getsockoptInt, sys, type UnixDiag } from '../../sys/index.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import type { pstree_entry } from '../../image/gen/pstree_pb.js';
 import { UserError } from '../../util/errors.js';
 import type { KindImages } from './fd-kind.js';
 import { describeUnix, type QueuedData } from './unix.js';
+import { QueueWalks } from './queue-walks.js';
 
 /** SO_PASSPIDFD (asm-generic/socket.h, 6.5). */
 const SO_PASSPIDFD = 76;
@@ -32,16 +33,17 @@ function optionOn(fd: number, opt: number): boolean {
  * sender that is not a task of the tree (`tree`: its thread group ids) is gone or outside, so the
  * restore could not name its pid. Peeks at the queue (nothing is taken off it).
  */
-export function queueCredsBlocker(ours: number, d: UnixDiag, tree: ReadonlySet<number>): BlockerCause | null {
-  if (d.state === TCP_STATE.LISTEN || d.rqueue === 0) return null;
+export function queueCredsBlocker(ours: number, d: UnixDiag, tree: ReadonlySet<number>, queues: QueueWalks): BlockerCause | null {
+  if (!QueueWalks.mayHold(d)) return null;
   const refuse = (reason: string): BlockerCause => ({
     kind: 'socket',
-    reason: `${describeUnix(d)}: ${d.rqueue} bytes queued ${reason}`,
+    reason: `${describeUnix(d)}: messages queued ${reason}`,
     hint: 'checkpoint once the program has read its queue',
   });
   if (optionOn(ours, SO_PASSPIDFD)) return refuse(`for a reader of its senders' pidfds (SO_PASSPIDFD) — a restore would send them as cryo; not supported`);
   if (!optionOn(ours, SO.PASSCRED)) return null;
-  const queue = peekQueue(ours, MAX_MESSAGE);
+  const queue = queues.walk(d, ours, MAX_MESSAGE);
+  if (!queue) return null; // a look before the freeze: the one under it judges
   for (const m of queue) for (const f of m.fds) sys('close', [f]);
   const strangers = [...new Set(queue.flatMap((m) => (m.creds && !tree.has(m.creds.pid) ? [m.creds.pid] : [])))];
   if (!strangers.length) return null;

@@ -20,6 +20,7 @@ import { expectSkOpts } from './sk-verify.js';
 import { describeUnix, dumpUnixSk, externalPeer, unixBlocker, type QueuedData, type UnixSkData } from './unix.js';
 import { restoreUnixSockets } from './unix-restore.js';
 import { queueCredsBlocker, validateSenders } from './unix-creds.js';
+import { QueueWalks } from './queue-walks.js';
 
 /** A message queued in a socket at dump, with the file ids it carries (an sk-queues.img entry). */
 interface QueuedAtDump {
@@ -27,6 +28,7 @@ interface QueuedAtDump {
   data: Buffer;
   rights: number[];
   creds?: Ucred;
+  sender?: Buffer;
 }
 
 const SK_QUEUES = 'sk-queues.img';
@@ -52,7 +54,8 @@ function readQueues(images: KindImages): Map<number, QueuedData[]> {
       return c.rights;
     });
     const c = hasField(sk_packet_entrySchema, p, 'cryoUcred') ? p.cryoUcred : undefined;
-    list.push({ data: Buffer.from(e.payload.subarray(0, p.length)), rights, ...(c ? { creds: { pid: c.pid, uid: c.uid, gid: c.gid } } : {}) });
+    const sender = hasField(sk_packet_entrySchema, p, 'cryoSender') && p.cryoSender.length ? { sender: Buffer.from(p.cryoSender) } : {};
+    list.push({ data: Buffer.from(e.payload.subarray(0, p.length)), rights, ...(c ? { creds: { pid: c.pid, uid: c.uid, gid: c.gid } } : {}), ...sender });
     out.set(p.idFor, list);
   }
   return out;
@@ -78,7 +81,7 @@ export const unixKind = {
     const d = diagOf(f, scan);
     // Not among the namespace's unix sockets: what the kernel shows of it cannot be read.
     const cause = d
-      ? (unixBlocker(d, scan.unix, scan.held, scan.extUnixSk) ?? (d.rqueue ? withOurCopy(f.pid, f.fd, (ours) => queueCredsBlocker(ours, d, scan.tree)) : null))
+      ? (unixBlocker(d, scan.unix, scan.held, scan.extUnixSk, scan.queues.unsure) ?? (QueueWalks.mayHold(d) ? withOurCopy(f.pid, f.fd, (ours) => queueCredsBlocker(ours, d, scan.tree, scan.queues)) : null))
       : unsupportedSocket(AF.UNIX).cause;
     return cause && blockerAt({ pid: f.pid, fd: f.fd }, cause);
   },
@@ -87,11 +90,16 @@ export const unixKind = {
     const d = diagOf(f, scan)!;
     recorded(ctx).add(d.ino);
     const entry = withOurCopy(f.pid, f.fd, (ours) => {
-      const { entry, queue } = dumpUnixSk(ours, d, scan.unix, id, flags, fown);
+      const { entry, queue } = dumpUnixSk(ours, d, scan.unix, id, flags, fown, scan.queues);
       // Fds in flight are dumped as files of ours, kept open until the dump ends (kcmp compares
       // later fds with them); a description also open in a task shares its entry.
       for (const m of queue) for (const fd of m.fds) ctx.keepOpen(fd);
-      for (const m of queue) queuedAtDump(ctx).push({ idFor: id, data: m.data, rights: m.fds.map((fd) => ctx.dumpOurFd(fd)), ...(m.creds ? { creds: m.creds } : {}) });
+      for (const m of queue) {
+        queuedAtDump(ctx).push({
+          idFor: id, data: m.data, rights: m.fds.map((fd) => ctx.dumpOurFd(fd)),
+          ...(m.creds ? { creds: m.creds } : {}), ...(m.from?.length ? { sender: m.from.subarray(2) } : {}),
+        });
+      }
       return entry;
     });
     const peer = d.peer ? scan.unix.get(d.peer) : undefined;
@@ -107,7 +115,7 @@ export const unixKind = {
     const entries = queued.map((q) => ({
       msg: create(sk_packet_entrySchema, {
         idFor: q.idFor, length: q.data.length, scm: q.rights.length ? [{ type: SCM_RIGHTS, rights: q.rights }] : [],
-        ...(q.creds ? { cryoUcred: q.creds } : {}),
+        ...(q.creds ? { cryoUcred: q.creds } : {}), ...(q.sender ? { cryoSender: q.sender } : {}),
       }),
       payload: q.data,
     }));

@@ -5,6 +5,7 @@ import { AF, SOCK, TCP_STATE, socket, socketpair, bind, listen, connect, shutdow
 import { UserError } from '../../util/errors.js';
 import { restoreSkOpts } from './sk-opts.js';
 import { USK_EXTERN, TYPE_NAME, isPath, unixName, type UnixSkData, type QueuedData } from './unix.js';
+import { DatagramSenders } from './unix-senders.js';
 
 /** Binds to a path or abstract name; a stale socket file left at the path is replaced. */
 function bindName(fd: number, e: UnixSkData, what: string): void {
@@ -95,7 +96,12 @@ export function restoreUnixSockets(
       if (fl) sys('fcntl', [fds.get(e.id)!, F.SETFL, fl]);
     }
     const fill = () => {
-      for (const e of local) fillQueue(e, queues.get(e.id) ?? [], { fds, feeder, byIno, rights, what });
+      const senders = new DatagramSenders(local, fds);
+      try {
+        for (const e of local) fillQueue(e, queues.get(e.id) ?? [], { fds, feeder, byIno, rights, what, senders });
+      } finally {
+        senders.close();
+      }
       for (const e of local) if (e.shutdown) shutdown(fds.get(e.id)!, e.shutdown - 1, what(e));
     };
     const closeHelpers = () => {
@@ -128,11 +134,24 @@ interface FillContext {
   byIno: Map<number, UnixSkData>;
   rights: Map<QueuedData, number[]>;
   what: (e: UnixSkData) => string;
+  senders: DatagramSenders;
 }
 
-/** One socket's queue back: from its peer end, its peer, or a sender of ours to its name. */
-function fillQueue(e: UnixSkData, q: QueuedData[], { fds, feeder, byIno, rights, what }: FillContext): void {
+/**
+ * One socket's queue back: a datagram that names its sender from a socket of that name
+ * (unix-senders.ts), the rest from its peer end, its peer, or a sender of ours to its name.
+ */
+function fillQueue(e: UnixSkData, q: QueuedData[], c: FillContext): void {
   if (!q.length) return;
+  const { fds, feeder, byIno, rights, what, senders } = c;
+  if (e.type === SOCK.DGRAM && q.some((m) => m.sender)) {
+    const to = e.name.length ? unixAddr(Buffer.from(e.name)) : undefined;
+    for (const m of q) {
+      if (m.sender) sendWithFds(senders.fdFor(m.sender, what(e)), m.data, rights.get(m)!, to, m.creds);
+      else fillQueue(e, [m], c);
+    }
+    return;
+  }
   const to = feeder.get(e.id);
   const fdsOf = (m: QueuedData) => rights.get(m)!;
   const stream = e.type === SOCK.STREAM;

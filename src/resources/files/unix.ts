@@ -6,10 +6,11 @@
 import { statSync } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { unix_sk_entrySchema } from '../../image/gen/sk-unix_pb.js';
-import { SOCK, TCP_STATE, peekQueue, type UnixDiag, type QueuedMessage, type Ucred } from '../../sys/index.js';
+import { SOCK, TCP_STATE, type UnixDiag, type QueuedMessage, type Ucred } from '../../sys/index.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, type SkOpts } from './sk-opts.js';
 import type { FownData } from './fown.js';
+import { QueueWalks } from './queue-walks.js';
 
 export type UnixSkData = MessageInitShape<typeof unix_sk_entrySchema> & {
   id: number; ino: number; type: number; state: number; flags: number; uflags: number; backlog: number;
@@ -23,6 +24,8 @@ export interface QueuedData {
   rights: number[];
   /** Its sender's credentials, for a receiver with SO_PASSCRED (unix-creds.ts). */
   creds?: Ucred;
+  /** A datagram's sender's name (unix-senders.ts); absent for an unbound sender. */
+  sender?: Buffer;
 }
 
 /** uflags: the socket is the peer of one of ours, outside the tree (--ext-unix-sk). */
@@ -68,18 +71,22 @@ export function listenerOf(ino: number, all: Map<number, UnixDiag>): UnixDiag | 
   return undefined;
 }
 
-/** Why this socket cannot be dumped (null if it can). `held`: socket inodes the tree holds. */
-export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<number>, extUnixSk: boolean): BlockerCause | null {
+/**
+ * Why this socket cannot be dumped (null if it can). `held`: socket inodes the tree holds;
+ * `heldUnsure`: perhaps not all of those in flight (a look before the freeze, queue-walks.ts),
+ * so a socket not among them is not taken to be outside the tree (the look under it decides).
+ */
+export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<number>, extUnixSk: boolean, heldUnsure = false): BlockerCause | null {
   const refuse = (reason: string, hint?: string): BlockerCause => ({ kind: 'socket', reason: `${describeUnix(d)}: ${reason}`, ...(hint ? { hint } : {}) });
   if (isRelative(d.name)) return refuse(`bound to a relative path — not supported yet`);
   // Connections waiting to be accepted are made again by their clients: each client must be
   // ours, and must not have written anything yet (that would sit in the unaccepted end).
   for (const ino of d.state === TCP_STATE.LISTEN ? d.icons : []) {
-    if (!held.has(ino)) return refuse(`a connection not accepted yet comes from outside the dumped tree — not supported`);
+    if (!held.has(ino) && !heldUnsure) return refuse(`a connection not accepted yet comes from outside the dumped tree — not supported`);
     const sent = all.get(ino)?.wqueue ?? 0;
     if (sent) return refuse(`a connection not accepted yet has ${sent} bytes queued — not supported yet`);
   }
-  if (d.peer && !held.has(d.peer)) {
+  if (d.peer && !held.has(d.peer) && !heldUnsure) {
     const peer = all.get(d.peer);
     const peerName = peer ? unixName(peer.name) : '';
     if (!peerName) return refuse(`its peer is outside the dumped tree and has no name — cannot be reconnected`);
@@ -96,7 +103,7 @@ export function unixBlocker(d: UnixDiag, all: Map<number, UnixDiag>, held: Set<n
  * in the messages are ours to dump and close.
  */
 export function dumpUnixSk(
-  fd: number, d: UnixDiag, all: Map<number, UnixDiag>, id: number, flags: number, fown: FownData,
+  fd: number, d: UnixDiag, all: Map<number, UnixDiag>, id: number, flags: number, fown: FownData, queues: QueueWalks,
 ): { entry: UnixSkData; queue: QueuedMessage[] } {
   const entry: UnixSkData = {
     id, ino: d.ino, type: d.type, state: d.state, flags, uflags: 0,
@@ -120,8 +127,10 @@ export function dumpUnixSk(
       entry.deleted = true;
     }
   }
-  const hasData = d.state !== TCP_STATE.LISTEN && d.rqueue > 0;
-  return { entry, queue: hasData ? peekQueue(fd, MAX_MESSAGE) : [] };
+  // A datagram's sender is the name its socket had: recvfrom() shows it, and a reply goes to it.
+  const queue = QueueWalks.mayHold(d) ? queues.walk(d, fd, MAX_MESSAGE) : [];
+  if (!queue) throw new Error(`${describeUnix(d)}: its queue was not walked (a scan before the freeze)`);
+  return { entry, queue };
 }
 
 /** The entry for a peer outside the tree: only its name and type, to connect to again. */
