@@ -4,10 +4,12 @@
 // after which a peek at an offset steps over it (sys/socket.ts peekQueue). Under the freeze
 // nothing of the tree takes a message off a queue, so what one walk saw is still there for the
 // next: each later walk gets the empty messages back in the places the first walk saw them.
+// Across cryo runs the same holds through a note of each walk (peeked-marks.ts).
 // A scan made before the freeze walks no datagram or seqpacket queue (`peek: false`): its marks
 // would hide the empty messages from the walks under the freeze, which are the ones the dump
 // keeps. What such a scan says of sockets in flight is then unsure (`unsure`).
 import { SOCK, TCP_STATE, peekQueue, sys, type QueuedMessage, type UnixDiag } from '../../sys/index.js';
+import { withNotedEmpties, noteWalk } from './peeked-marks.js';
 
 /** What a walk saw of one message. */
 interface Seen {
@@ -42,10 +44,18 @@ export class QueueWalks {
     }
     const ino = d.ino;
     // Every walk asks for senders: the first one's are those of the empty messages later walks miss.
-    const got = peekQueue(fd, maxMessage, { senders: d.type === SOCK.DGRAM });
+    let got = peekQueue(fd, maxMessage, { senders: d.type === SOCK.DGRAM });
     if (d.type === SOCK.STREAM) return got;
     const before = this.seen.get(ino);
     if (!before) {
+      // The first walk of this scan: what an earlier cryo run hid from it comes back from its note.
+      try {
+        got = withNotedEmpties(fd, got);
+        noteWalk(fd, got);
+      } catch (e) {
+        for (const m of got) for (const f of m.fds) sys('close', [f]);
+        throw e;
+      }
       this.seen.set(ino, got.map((m) => ({ size: m.data.length, fds: m.fds.length, ...(m.from ? { from: m.from } : {}), ...(m.creds ? { creds: m.creds } : {}) })));
       return got;
     }
