@@ -2,7 +2,9 @@
 // named clients (recvfrom gives each sender's name, and the server replies to it), empty
 // messages among them, senders in the tree, alive outside it, or gone (a stale socket file, a
 // freed abstract name, a removed directory); a seqpacket queue holding empty records whose peer
-// has closed (records, then EOF); an empty datagram at the head that the program peeked at.
+// has closed (records, then EOF); an empty datagram at the head that the program peeked at;
+// sockets bound in a directory removed since (their names kept, no file made) and one whose
+// removed path a client outside the tree has bound since (the client's file left alone).
 // After the restore the server reads every message in order with its sender, replies, and the
 // client outside the tree gets its replies; a --leave-running dump leaves the queues as they were,
 // and a dump after it (and after a check) still finds the empty messages those walks hid.
@@ -36,6 +38,9 @@ const SERVER = [
   'for m in [b"a", b"", b"", b"b"]: sa.send(m)',
   'sa.close()',
   'pa, pb = socket.socketpair(U, D); pa.send(b""); pa.send(b"after"); assert pb.recv(10, socket.MSG_PEEK) == b""',
+  'os.mkdir(d + "/run"); rd = named(d + "/run/d.sock"); rl = socket.socket(U, socket.SOCK_STREAM); rl.bind(d + "/run/l.sock"); rl.listen(4)',
+  'import shutil; shutil.rmtree(d + "/run")',
+  'taken = named(d + "/taken"); os.unlink(d + "/taken")',
   'print("LISTENING", flush=True)',
   'while not os.path.exists("client-sent"): time.sleep(0.01)',
   'for data in [b"outside path", b"", b"outside abstract"]:',
@@ -67,6 +72,10 @@ const SERVER = [
   '    if got != m: bad.append(f"peeked pair: got {got!r}, expected {m!r}")',
   'try: pb.recv(10); bad.append("peeked pair: an extra datagram")',
   'except BlockingIOError: pass',
+  'for sk, name in [(rd, d + "/run/d.sock"), (rl, d + "/run/l.sock"), (taken, d + "/taken")]:',
+  '    if sk.getsockname() != name: bad.append(f"bound to {sk.getsockname()!r}, expected {name!r} (its file removed)")',
+  'if os.path.exists(d + "/run"): bad.append("the removed directory is back")',
+  'srv.sendto(b"to the client at taken", d + "/taken")',
   'print("PASS" if not bad else "FAIL: " + "; ".join(bad), flush=True)',
 ];
 
@@ -78,12 +87,14 @@ function clientScript(server: Target): string[] {
     'U, D = socket.AF_UNIX, socket.SOCK_DGRAM',
     'p = socket.socket(U, D); p.bind(d + "/client"); ab = socket.socket(U, D); ab.bind(b"\\0cryo-t-client-" + me.encode())',
     'p.sendto(b"outside path", d + "/srv"); p.sendto(b"", d + "/srv"); ab.sendto(b"outside abstract", d + "/srv")',
+    'tk = socket.socket(U, D); tk.bind(d + "/taken")',
     'open(d + "/client-sent", "w").close()',
     'print("READY", flush=True)',
     'p.settimeout(60); ab.settimeout(60)',
     'got = sorted([p.recvfrom(100), p.recvfrom(100), ab.recvfrom(100)])',
     'want = sorted([(b"reply to outside path", d + "/srv"), (b"reply to ", d + "/srv"), (b"reply to outside abstract", d + "/srv")])',
-    'print("PASS" if got == want else f"FAIL: got {got}", flush=True)',
+    'tk.settimeout(60); t = tk.recv(100)',
+    'print("PASS" if got == want and t == b"to the client at taken" else f"FAIL: got {got}, at taken {t!r}", flush=True)',
   ];
 }
 

@@ -5,3 +5,4 @@ export * from './syscall-site.js';
 export * from './clone.js';
 export * from './safe-remote.js';
 export * from './sigframe.js';
+export * from './seized.js';

@@ -1,9 +1,8 @@
-// The stub: a throwaway process of ours, seized, in which the restorer injects the clone3 that
-// creates a task with its original PID. It is spawned with posix_spawn (not Node's
-// child_process) so libuv never reaps its ptrace stops.
-import { existsSync, readFileSync } from 'node:fs';
-import { posixSpawn, PTRACE_O, PROT, MAP, PAGE_SIZE, CLONE, SIG, vmWrite, wait4 } from '../sys/index.js';
-import { Tracee, Remote, findSyscallInVdso, injectClone3, CloneError } from '../ptrace/index.js';
+// The stub: a throwaway process of ours, seized (ptrace/seized.ts), in which the restorer injects
+// the clone3 that creates a task with its original PID.
+import { readFileSync } from 'node:fs';
+import { PROT, MAP, PAGE_SIZE, CLONE, SIG, vmWrite } from '../sys/index.js';
+import { Tracee, Remote, injectClone3, CloneError, spawnSeized, killSeized } from '../ptrace/index.js';
 import { parseMaps } from '../proc/index.js';
 import { UserError, hex } from '../util/errors.js';
 
@@ -19,11 +18,6 @@ export const THREAD_SLOTS = 128;
 export const TRAMPOLINE_SIZE = TRAMPOLINE_BASE + THREAD_SLOTS * THREAD_SLOT_SIZE;
 /** syscall; int3 — the int3 only guards against running past the syscall. */
 const TRAMPOLINE_CODE = Buffer.from([0x0f, 0x05, 0xcc]);
-
-function sleepBinary(): string {
-  for (const p of ['/usr/bin/sleep', '/bin/sleep']) if (existsSync(p)) return p;
-  throw new UserError('no sleep binary (/usr/bin/sleep) to use as the restore stub');
-}
 
 export interface Stub {
   tracee: Tracee;
@@ -41,45 +35,6 @@ export function findGap(busy: { start: bigint; end: bigint }[]): bigint {
     cand = r.end;
   }
   return cand;
-}
-
-/**
- * A seized `sleep` of ours (not `avoidPid`), stopped, with a Remote on its vdso's syscall: the
- * stub, or the user namespace's maker (resources/ns/user-restore.ts).
- */
-export function spawnSeized(avoidPid: number): { tracee: Tracee; remote: Remote } {
-  let pid = posixSpawn(sleepBinary(), ['sleep', '1000000'], []);
-  if (pid === avoidPid) {
-    // It took the very PID we want: drop it and take another.
-    const again = posixSpawn(sleepBinary(), ['sleep', '1000000'], []);
-    process.kill(pid, 'SIGKILL');
-    wait4(pid);
-    pid = again;
-  }
-  let tracee: Tracee;
-  try {
-    tracee = Tracee.seize(pid, pid, PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL);
-  } catch (e) {
-    process.kill(pid, 'SIGKILL');
-    wait4(pid);
-    throw e;
-  }
-  try {
-    return { tracee, remote: new Remote(tracee, findSyscallInVdso(pid)) };
-  } catch (e) {
-    killStub({ tracee });
-    throw e;
-  }
-}
-
-/** Runs `fn` in a seized process of ours (the user namespace's maker), killed and reaped after. */
-export function withSeized<T>(avoidPid: number, fn: (remote: Remote, pid: number) => T): T {
-  const { tracee, remote } = spawnSeized(avoidPid);
-  try {
-    return fn(remote, tracee.tid);
-  } finally {
-    killStub({ tracee });
-  }
 }
 
 export function startStub(imageVmas: { start: bigint; end: bigint }[], avoidPid: number): Stub {
@@ -131,7 +86,5 @@ export function forkWithPid(stub: Stub, pid: number, asOurChild: boolean, ns: { 
 }
 
 export function killStub(stub: Pick<Stub, 'tracee'>): void {
-  // It is our child as well as our tracee: one wait after the kill reaps it.
-  stub.tracee.kill();
-  stub.tracee.waitGone();
+  killSeized(stub.tracee);
 }

@@ -1,7 +1,7 @@
 // The tree's own user namespace at restore: made, with every namespace it owns, by a maker
 // process of ours (resources/ns/user-restore.ts) before the network namespace, which is then
 // configured in the maker's.
-import { withSeized } from './stub.js';
+import { withSeized } from '../ptrace/index.js';
 import { makerNamespaces } from '../resources/ns/restore.js';
 import type { MadeUserns } from '../resources/ns/user-restore.js';
 import type { RestoreSession } from './files.js';

@@ -6,21 +6,32 @@ import { UserError } from '../../util/errors.js';
 import { restoreSkOpts } from './sk-opts.js';
 import { USK_EXTERN, TYPE_NAME, isPath, unixName, type UnixSkData, type QueuedData } from './unix.js';
 import { DatagramSenders } from './unix-senders.js';
+import { bindDetached, deadSocketFile } from './unix-bind.js';
 
-/** Binds to a path or abstract name; a stale socket file left at the path is replaced. */
+/**
+ * Binds to a path or abstract name; a dead socket file left at the path is replaced. A socket
+ * whose file was gone at the dump (removed, its directory too) gets its name without a file, and
+ * whatever is at that path now is left alone.
+ */
 function bindName(fd: number, e: UnixSkData, what: string): void {
   const path = isPath(e.name) ? unixName(e.name) : null;
-  if (path !== null) {
-    try {
-      if (lstatSync(path).isSocket()) unlinkSync(path);
-    } catch {
-      /* nothing there */
-    }
+  if (path !== null && e.deleted) {
+    bindDetached(fd, Buffer.from(e.name), what);
+    return;
+  }
+  let st = null;
+  try {
+    st = path === null ? null : lstatSync(path);
+  } catch {
+    /* nothing there */
+  }
+  if (st?.isSocket()) {
+    // Its own file, dead since the dump; a live socket there is another program's, left alone.
+    if (!deadSocketFile(path!)) throw new UserError(`${what}: ${path} is bound by a live socket now (another program's) — stop it, or restore where the path is free`);
+    unlinkSync(path!);
   }
   bind(fd, unixAddr(Buffer.from(e.name)), what);
-  if (path === null) return;
-  if (e.deleted) unlinkSync(path);
-  else if (e.filePerms) {
+  if (path !== null && e.filePerms) {
     chownSync(path, e.filePerms.uid, e.filePerms.gid);
     chmodSync(path, e.filePerms.mode & 0o7777);
   }

@@ -4,21 +4,19 @@
 //   - the tree's own socket of that name, made by the restore;
 //   - a live socket of that name outside the tree (a client that is not checkpointed), through
 //     a copy of it taken with pidfd_getfd: it is the real sender;
-//   - else a socket of ours bound to the name for the sends. A path is left as it was found: a
-//     file made for the bind is removed after, a dead socket's file (nothing listens at it) is
-//     made again with its owner and mode, directories made for it are removed.
-// What cannot be sent as its sender (its path is now some other file, or a live socket that
-// cryo cannot reach) fails the restore before the tasks run.
-import { lstatSync, unlinkSync, mkdirSync, rmSync, chownSync, chmodSync, readdirSync, readlinkSync, mkdtempSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { tmpdir } from 'node:os';
+//   - else a socket of ours bound to the name for the sends: an abstract name as it is, a path
+//     without touching it (unix-bind.ts), so a reply finds what it would have found (a dead
+//     socket's file, a removed directory).
+// What cannot be sent as its sender (an abstract name taken by a socket cryo cannot reach) fails
+// the restore before the tasks run.
+import { readdirSync, readlinkSync } from 'node:fs';
 import { AF, SOCK, E, socket, unixAddr, unixSockets, sysTry, sys, pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { isPath, unixName, USK_EXTERN, type UnixSkData } from './unix.js';
+import { bindDetached } from './unix-bind.js';
 
 export class DatagramSenders {
   private readonly made = new Map<string, number>();
-  private readonly after: (() => void)[] = [];
 
   /** `local`: the image's sockets made here, `fds`: ours of them by file id. */
   constructor(private readonly local: UnixSkData[], private readonly fds: Map<number, number>) {}
@@ -34,12 +32,11 @@ export class DatagramSenders {
     return fd;
   }
 
-  /** Closes the sockets of ours and puts the paths back as they were. */
+  /** Closes the sockets of ours. */
   close(): void {
     const own = new Set(this.fds.values());
     for (const fd of this.made.values()) if (!own.has(fd)) closeFd(fd);
     this.made.clear();
-    for (const f of this.after.splice(0).reverse()) f();
   }
 
   private outside(name: Buffer, what: string): number {
@@ -47,66 +44,13 @@ export class DatagramSenders {
     if (live !== null) return live;
     const fd = socket(AF.UNIX, SOCK.DGRAM);
     try {
-      if (!isPath(name)) bindOrRefuse(fd, name, what);
-      else this.bindPath(fd, name, what);
+      if (isPath(name)) bindDetached(fd, name, what);
+      else bindOrRefuse(fd, name, what);
       return fd;
     } catch (e) {
       closeFd(fd);
       throw e;
     }
-  }
-
-  private bindPath(fd: number, name: Buffer, what: string): void {
-    const path = unixName(name);
-    if (!path.startsWith('/')) {
-      // Relative to its sender's directory then: bound from a directory of ours, so the name is
-      // the same string and nothing is left behind.
-      const dir = mkdtempSync(join(tmpdir(), 'cryo-sender-'));
-      const cwd = process.cwd();
-      process.chdir(dir);
-      try {
-        bindOrRefuse(fd, name, what);
-      } finally {
-        process.chdir(cwd);
-      }
-      this.after.push(() => rmSync(dir, { recursive: true, force: true }));
-      return;
-    }
-    let st = null;
-    try {
-      st = lstatSync(path);
-    } catch {
-      /* nothing there */
-    }
-    if (st && !st.isSocket()) throw new UserError(`${what}: that path is now ${st.isDirectory() ? 'a directory' : 'another file'}, so it cannot be sent as its sender`);
-    if (st) {
-      // A socket file nothing is bound to any more: a sender that has gone. Made again after, so
-      // a reply finds what it would have found.
-      if (!deadSocketFile(path)) throw new UserError(`${what}: a socket of another network namespace is bound to that path, so it cannot be sent as its sender`);
-      const { uid, gid, mode } = st;
-      unlinkSync(path);
-      this.after.push(() => {
-        chownSync(path, uid, gid);
-        chmodSync(path, mode & 0o7777);
-      });
-      bindOrRefuse(fd, name, what);
-      return;
-    }
-    const made = mkdirSync(dirname(path), { recursive: true });
-    if (made) this.after.push(() => rmSync(made, { recursive: true, force: true }));
-    bindOrRefuse(fd, name, what);
-    this.after.push(() => unlinkSync(path));
-  }
-}
-
-/** Whether nothing is bound to the socket file at `path` (a connect is refused). */
-function deadSocketFile(path: string): boolean {
-  const probe = socket(AF.UNIX, SOCK.DGRAM);
-  try {
-    const addr = unixAddr(Buffer.from(path + '\0'));
-    return sysTry('connect', [probe, addr, addr.length]).errno === E.ECONNREFUSED;
-  } finally {
-    closeFd(probe);
   }
 }
 
@@ -114,7 +58,7 @@ function bindOrRefuse(fd: number, name: Buffer, what: string): void {
   const addr = unixAddr(name);
   const r = sysTry('bind', [fd, addr, addr.length]);
   if (r.ret === 0) return;
-  if (r.errno === E.EADDRINUSE) throw new UserError(`${what}: that name is taken by a socket cryo cannot send from (in another network namespace, or not held by any process), so it cannot be sent as its sender`);
+  if (r.errno === E.EADDRINUSE) throw new UserError(`${what}: that name is taken by a socket no process holds (in flight, say), so it cannot be sent as its sender`);
   sys('bind', [fd, addr, addr.length], what); // throws, with the errno named
 }
 

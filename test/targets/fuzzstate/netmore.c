@@ -10,6 +10,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/wait.h>
 
 /* ---- scm-creds: messages with their senders' credentials waiting on a SO_PASSCRED socket --
@@ -302,7 +304,89 @@ static void empty_check(struct inst *in, int final)
 	}
 }
 
+/* ---- unix-dgram-senders: a server's queue of requests from named clients (recvfrom's name) -- */
+
+#define SENDERS_MSGS 6
+
+struct senders_st {
+	int rx, tx[3];
+	struct sockaddr_un name[3];
+	socklen_t namelen[3];
+	int n, from[SENDERS_MSGS], len[SENDERS_MSGS];
+	uint64_t seed[SENDERS_MSGS];
+};
+
+static int senders_build(struct inst *in, struct rng *r)
+{
+	struct senders_st *s = ST_OF(in, struct senders_st);
+	char cwd[200];
+	if (!getcwd(cwd, sizeof(cwd)) || access(cwd, W_OK) != 0)
+		return 1; /* its working directory removed (cwd-removed): nowhere to bind a path */
+	uint64_t tag = rng_next(r);
+	struct sockaddr_un rx = { .sun_family = AF_UNIX };
+	int rl = snprintf(rx.sun_path + 1, sizeof(rx.sun_path) - 1, "cryo-fz-rx-%d-%d-%llx", getpid(), in->idx, (unsigned long long)tag);
+	socklen_t rxlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + rl);
+	s->rx = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s->rx < 0 || bind(s->rx, (struct sockaddr *)&rx, rxlen) != 0)
+		DIE("bind receiver");
+	for (int k = 0; k < 3; k++) {
+		s->tx[k] = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (s->tx[k] < 0)
+			DIE("socket");
+		s->name[k] = (struct sockaddr_un){ .sun_family = AF_UNIX };
+		s->namelen[k] = 0; /* k == 2: unbound, recvfrom names nobody */
+		if (k == 0) {
+			int l = snprintf(s->name[k].sun_path, sizeof(s->name[k].sun_path), "%s/dgs-%d-%llx", cwd, in->idx, (unsigned long long)tag);
+			s->namelen[k] = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + l + 1);
+		} else if (k == 1) {
+			int l = snprintf(s->name[k].sun_path + 1, sizeof(s->name[k].sun_path) - 1, "cryo-fz-tx-%d-%d-%llx", getpid(), in->idx, (unsigned long long)tag);
+			s->namelen[k] = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + l);
+		}
+		if (s->namelen[k] && bind(s->tx[k], (struct sockaddr *)&s->name[k], s->namelen[k]) != 0)
+			DIE("bind sender");
+	}
+	s->n = (int)rng_range(r, 2, SENDERS_MSGS);
+	static unsigned char buf[300];
+	describe(in, "msgs=");
+	for (int i = 0; i < s->n; i++) {
+		s->from[i] = (int)rng_below(r, 3);
+		s->len[i] = rng_one_in(r, 4) ? 0 : (int)rng_range(r, 1, sizeof(buf));
+		s->seed[i] = rng_next(r);
+		fill_bytes(buf, (size_t)s->len[i], s->seed[i]);
+		if (sendto(s->tx[s->from[i]], buf, (size_t)s->len[i], MSG_DONTWAIT, (struct sockaddr *)&rx, rxlen) != s->len[i])
+			DIE("sendto");
+		describe(in, "%s%d:%d", i ? "," : "", s->len[i], s->from[i]);
+	}
+	s->rx = place_fd(r, s->rx);
+	for (int k = 0; k < 3; k++)
+		s->tx[k] = place_fd(r, s->tx[k]);
+	describe(in, " rx=%d", s->rx);
+	return 0;
+}
+
+static void senders_check(struct inst *in, int final)
+{
+	struct senders_st *s = ST_OF(in, struct senders_st);
+	if (!final)
+		return; /* reading would take the queue */
+	static unsigned char buf[301];
+	for (int i = 0; i < s->n; i++) {
+		struct sockaddr_un from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(s->rx, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		int k = s->from[i];
+		if (n != s->len[i] || check_bytes(buf, (size_t)n, s->seed[i]) != -1) {
+			IFAIL(in, "fd %d message %d of %d: %zd bytes (%s), expected %d", s->rx, i, s->n, n, n < 0 ? strerror(errno) : "ok", s->len[i]);
+			return;
+		}
+		ICHECK(in, fl == s->namelen[k] && (!fl || memcmp(&from, &s->name[k], fl) == 0),
+		       "fd %d message %d of %d: from a name of %u bytes, expected sender %d's (%u bytes)", s->rx, i, s->n, (unsigned)fl, k,
+		       (unsigned)s->namelen[k]);
+	}
+}
+
 const struct item items_netmore[] = {
+	{ "unix-dgram-senders", 2, senders_build, senders_check, NULL },
 	{ "unix-dgram-empty", 1, empty_build, empty_check, NULL },
 	{ "scm-creds", 2, creds_build, creds_check, NULL },
 	{ "scm-creds-gone", 1, creds_gone_build, creds_check, NULL },
