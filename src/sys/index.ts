@@ -7,6 +7,7 @@ export * from './process.js';
 export * from './ptrace.js';
 export { cpuid, xsaveLayout, cpuXsaveLayout, xgetbv } from './cpuid.js';
 export * from './socket.js';
+export * from './thread-creds.js';
 export * from './sockopt-names.js';
 export * from './interrupt.js';
 export * from './tty.js';

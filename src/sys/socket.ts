@@ -12,7 +12,7 @@ export const SO = {
   DEBUG: 1, REUSEADDR: 2, TYPE: 3, ERROR: 4, DONTROUTE: 5, BROADCAST: 6, SNDBUF: 7, RCVBUF: 8,
   KEEPALIVE: 9, OOBINLINE: 10, NO_CHECK: 11, PRIORITY: 12, LINGER: 13, REUSEPORT: 15, PASSCRED: 16,
   RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21, ACCEPTCONN: 30, SNDBUFFORCE: 32, RCVBUFFORCE: 33,
-  PASSSEC: 34, MARK: 36, PROTOCOL: 38, DOMAIN: 39, PEEK_OFF: 42,
+  PEERCRED: 17, PASSSEC: 34, MARK: 36, PROTOCOL: 38, DOMAIN: 39, PEEK_OFF: 42, PEERGROUPS: 59,
 } as const;
 export const TCP_OPT = { NODELAY: 1, KEEPIDLE: 4, KEEPINTVL: 5, KEEPCNT: 6, INFO: 11, CORK: 3 } as const;
 export const IPV6_V6ONLY = 26;
@@ -376,4 +376,24 @@ function parseUnixDiag(m: Buffer): UnixDiag {
     off += (len + 3) & ~3;
   }
   return d;
+}
+
+/** What SO_PEERCRED and SO_PEERGROUPS show on a socket; null when it has no peer credentials. */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number; groups: number[] } | null {
+  const c = getsockoptRaw(fd, SOL.SOCKET, SO.PEERCRED, 12);
+  const pid = c.readInt32LE(0);
+  if (pid <= 0) return null;
+  let groups: number[] = [];
+  for (let size = 256; ; size *= 4) {
+    const buf = Buffer.alloc(size);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(size);
+    const r = sysTry('getsockopt', [fd, SOL.SOCKET, SO.PEERGROUPS, buf, len]);
+    if (r.ret === 0) {
+      groups = Array.from({ length: len.readUInt32LE(0) / 4 }, (_, i) => buf.readUInt32LE(i * 4));
+      break;
+    }
+    if (r.errno !== E.ERANGE || size > 1 << 20) throw new SysError('getsockopt', r.errno, 'SO_PEERGROUPS');
+  }
+  return { pid, uid: c.readUInt32LE(4), gid: c.readUInt32LE(8), groups };
 }

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sk-unix.proto.
  */
 export const file_sk_unix: GenFile = /*@__PURE__*/
-  fileDesc("Cg1zay11bml4LnByb3RvIjoKEGZpbGVfcGVybXNfZW50cnkSDAoEbW9kZRgBIAIoDRILCgN1aWQYAiACKA0SCwoDZ2lkGAMgAigNIocDCg11bml4X3NrX2VudHJ5EgoKAmlkGAEgAigNEgsKA2lubxgCIAIoDRIVCgR0eXBlGAMgAigNQgfSPwQyAnNrEhYKBXN0YXRlGAQgAigNQgfSPwQyAnNrEhQKBWZsYWdzGAUgAigNQgXSPwIIARIVCgZ1ZmxhZ3MYBiACKA1CBdI/AggBEg8KB2JhY2tsb2cYByACKA0SDAoEcGVlchgIIAIoDRIZCgRmb3duGAkgAigLMgsuZm93bl9lbnRyeRIcCgRvcHRzGAogAigLMg4uc2tfb3B0c19lbnRyeRIcCgRuYW1lGAsgAigMQg7SPws6CXVuaXhfbmFtZRIeCghzaHV0ZG93bhgMIAEoDjIMLnNrX3NodXRkb3duEiUKCmZpbGVfcGVybXMYDSABKAsyES5maWxlX3Blcm1zX2VudHJ5EhAKCG5hbWVfZGlyGA4gASgJEg8KB2RlbGV0ZWQYDyABKAgSDQoFbnNfaWQYECABKA0SEgoGbW50X2lkGBEgASgROgItMQ", [file_opts, file_fown, file_sk_opts]);
+  fileDesc("Cg1zay11bml4LnByb3RvIjoKEGZpbGVfcGVybXNfZW50cnkSDAoEbW9kZRgBIAIoDRILCgN1aWQYAiACKA0SCwoDZ2lkGAMgAigNIt0DCg11bml4X3NrX2VudHJ5EgoKAmlkGAEgAigNEgsKA2lubxgCIAIoDRIVCgR0eXBlGAMgAigNQgfSPwQyAnNrEhYKBXN0YXRlGAQgAigNQgfSPwQyAnNrEhQKBWZsYWdzGAUgAigNQgXSPwIIARIVCgZ1ZmxhZ3MYBiACKA1CBdI/AggBEg8KB2JhY2tsb2cYByACKA0SDAoEcGVlchgIIAIoDRIZCgRmb3duGAkgAigLMgsuZm93bl9lbnRyeRIcCgRvcHRzGAogAigLMg4uc2tfb3B0c19lbnRyeRIcCgRuYW1lGAsgAigMQg7SPws6CXVuaXhfbmFtZRIeCghzaHV0ZG93bhgMIAEoDjIMLnNrX3NodXRkb3duEiUKCmZpbGVfcGVybXMYDSABKAsyES5maWxlX3Blcm1zX2VudHJ5EhAKCG5hbWVfZGlyGA4gASgJEg8KB2RlbGV0ZWQYDyABKAgSDQoFbnNfaWQYECABKA0SEgoGbW50X2lkGBEgASgROgItMRIoCg5jcnlvX3BlZXJfY3JlZBjpByABKAsyDy5jcnlvX3BlZXJfY3JlZBIqChBjcnlvX2hvbGRlcl9jcmVkGOoHIAEoCzIPLmNyeW9fcGVlcl9jcmVkIkcKDmNyeW9fcGVlcl9jcmVkEgsKA3BpZBgBIAIoDRILCgN1aWQYAiACKA0SCwoDZ2lkGAMgAigNEg4KBmdyb3VwcxgEIAMoDQ", [file_opts, file_fown, file_sk_opts]);
 
 /**
  * @generated from message file_perms_entry
@@ -138,6 +138,25 @@ export type unix_sk_entry = Message<"unix_sk_entry"> & {
    * @generated from field: optional sint32 mnt_id = 17 [default = -1];
    */
   mntId: number;
+
+  /**
+   * cryo's own: what SO_PEERCRED and SO_PEERGROUPS show on the socket (the credentials of whoever
+   * made its connection: socketpair(), listen(), connect()), as the dumper's namespaces show
+   * them; the restore makes the connection under those ids again.
+   *
+   * @generated from field: optional cryo_peer_cred cryo_peer_cred = 1001;
+   */
+  cryoPeerCred?: cryo_peer_cred | undefined;
+
+  /**
+   * cryo's own: the effective ids and groups of the task that held a stream or seqpacket socket
+   * at the dump (pid: that task). A connect the restore makes again (to a listener outside the
+   * tree, or one whose connection was not accepted yet) is made under them: the other end sees
+   * its peer's credentials as they were, not the restorer's.
+   *
+   * @generated from field: optional cryo_peer_cred cryo_holder_cred = 1002;
+   */
+  cryoHolderCred?: cryo_peer_cred | undefined;
 };
 
 /**
@@ -146,4 +165,36 @@ export type unix_sk_entry = Message<"unix_sk_entry"> & {
  */
 export const unix_sk_entrySchema: GenMessage<unix_sk_entry> = /*@__PURE__*/
   messageDesc(file_sk_unix, 1);
+
+/**
+ * @generated from message cryo_peer_cred
+ */
+export type cryo_peer_cred = Message<"cryo_peer_cred"> & {
+  /**
+   * @generated from field: required uint32 pid = 1;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: required uint32 uid = 2;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: required uint32 gid = 3;
+   */
+  gid: number;
+
+  /**
+   * @generated from field: repeated uint32 groups = 4;
+   */
+  groups: number[];
+};
+
+/**
+ * Describes the message cryo_peer_cred.
+ * Use `create(cryo_peer_credSchema)` to create a new message.
+ */
+export const cryo_peer_credSchema: GenMessage<cryo_peer_cred> = /*@__PURE__*/
+  messageDesc(file_sk_unix, 2);
 

@@ -11,8 +11,11 @@ import { AF, SOCK, E, PROT, MAP, PAGE_SIZE, socket, sysTry, closeFd, unixAddr, v
 import { withSeized } from '../../ptrace/index.js';
 import { unixName } from './unix.js';
 
-/** Binds our socket `fd` to the path `name` (as the kernel keeps it), leaving the path alone. */
-export function bindDetached(fd: number, name: Buffer, what: string): void {
+/**
+ * Binds our socket `fd` to the path `name` (as the kernel keeps it), leaving the path alone.
+ * `during`: called with a path that reaches the socket (for cryo's filesystem ids) until it returns.
+ */
+export function bindDetached(fd: number, name: Buffer, what: string, during?: (reach: string) => void): void {
   const path = unixName(name);
   const root = mkdtempSync(join(tmpdir(), 'cryo-bind-'));
   try {
@@ -31,6 +34,7 @@ export function bindDetached(fd: number, name: Buffer, what: string): void {
       remote.call('chdir', [page + BigInt(rootZ.length)], `${what}: chdir of the bind helper`);
       remote.call('bind', [sock, page + BigInt(rootZ.length + slashZ.length), addr.length], `${what}: bind to ${path}`);
     });
+    during?.(join(root, path));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -6,8 +6,11 @@
 // before any task, so peers find each other whichever task holds which end; open() hands out
 // the socket made for the record and release() gives back every one of them.
 import { create } from '@bufbuild/protobuf';
-import { AF, SCM_RIGHTS, type Ucred } from '../../sys/index.js';
+import { readFileSync } from 'node:fs';
+import { AF, SOCK, TCP_STATE, SCM_RIGHTS, type Ucred } from '../../sys/index.js';
+import { parseStatus, statusIds, statusGroups } from '../../proc/index.js';
 import { sk_packet_entrySchema, type sk_packet_entry } from '../../image/gen/sk-packet_pb.js';
+import { cryo_peer_credSchema } from '../../image/gen/sk-unix_pb.js';
 import { UserError } from '../../util/errors.js';
 import { hasField } from '../../image/presence.js';
 import { blockerAt } from '../../util/blocker.js';
@@ -61,6 +64,22 @@ function readQueues(images: KindImages): Map<number, QueuedData[]> {
   return out;
 }
 
+/** A task's effective uid, gid and groups (as cryo's namespaces show them), read once per dump. */
+function holderCred(pid: number, state: KindState): { pid: number; uid: number; gid: number; groups: number[] } | null {
+  const memo = state.memo('unix:holders', () => new Map<number, ReturnType<typeof holderCred>>());
+  if (!memo.has(pid)) {
+    let cred = null;
+    try {
+      const s = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      cred = { pid, uid: statusIds(s, 'Uid')[1], gid: statusIds(s, 'Gid')[1], groups: statusGroups(s) };
+    } catch {
+      /* gone: a zombie holds no socket */
+    }
+    memo.set(pid, cred);
+  }
+  return memo.get(pid)!;
+}
+
 /** The sock_diag view of the socket behind `f` (null: not in the tree's namespace's scan). */
 function diagOf(f: FdSeen, scan: FileScan) {
   return scan.unix.get(socketInode(f.link) ?? -1) ?? null;
@@ -107,7 +126,9 @@ export const unixKind = {
       recorded(ctx).add(peer.ino);
       ctx.addRecord(unixKind as AnyFdKind, (peerId) => externalPeer(peer, peerId, fown));
     }
-    return { ...entry, nsId: ctx.netNsId };
+    // The ids a connect made again at restore runs under (step 3 of restoreUnixSockets).
+    const holder = d.type !== SOCK.DGRAM && d.state !== TCP_STATE.LISTEN ? holderCred(f.pid, ctx) : null;
+    return { ...entry, nsId: ctx.netNsId, ...(holder ? { cryoHolderCred: create(cryo_peer_credSchema, holder) } : {}) };
   },
   images(_records: UnixSkData[], state: KindState): KindImage[] {
     const queued = queuedAtDump(state);

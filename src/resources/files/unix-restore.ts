@@ -1,7 +1,10 @@
 // Unix sockets made again in the restorer, all at once before any task gets its fds (the unix
 // kind's prepare, unix-kind.ts), so that peers and names exist whichever task holds which end.
 import { unlinkSync, chmodSync, chownSync, lstatSync } from 'node:fs';
-import { AF, SOCK, TCP_STATE, socket, socketpair, bind, listen, connect, shutdown, send, unixAddr, sendWithFds, sys, O, F } from '../../sys/index.js';
+import {
+  AF, SOCK, TCP_STATE, socket, socketpair, bind, listen, connect, shutdown, send, unixAddr, sendWithFds, sys, sysTry, getsockname, asThreadCreds, O, F,
+  type ThreadCreds,
+} from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { restoreSkOpts } from './sk-opts.js';
 import { USK_EXTERN, TYPE_NAME, isPath, unixName, type UnixSkData, type QueuedData } from './unix.js';
@@ -37,6 +40,65 @@ function bindName(fd: number, e: UnixSkData, what: string): void {
   }
 }
 
+/** The peer credentials socket `e` had (SO_PEERCRED, SO_PEERGROUPS), null if none. */
+function credOf(e: UnixSkData): ThreadCreds | null {
+  const c = e.cryoPeerCred;
+  return c ? { uid: c.uid ?? 0, gid: c.gid ?? 0, groups: [...(c.groups ?? [])] } : null;
+}
+
+const sameCreds = (a: ThreadCreds, b: ThreadCreds) => a.uid === b.uid && a.gid === b.gid && a.groups!.join() === b.groups!.join();
+
+/** `fn` (a socketpair, listen or connect) as whoever made `e`'s connection, so that its peer credentials are theirs. */
+function asMaker<T>(e: UnixSkData, fn: () => T): T {
+  const c = credOf(e);
+  return c ? asThreadCreds(c, fn) : fn();
+}
+
+/**
+ * The two ends of a connection within the tree, with the peer credentials each showed. Those of
+ * a socketpair() are its maker's, on both ends. An accepted connection's ends show each other's
+ * makers: the client the listener's (at its listen()), the accepted end its client's (at its
+ * connect()); it is made again so, through a listener of ours under the first, bound to the
+ * listener's name when it had one (the accepted end shows that name), and a connect under the
+ * second. (The peer pid is cryo's: credentials are per thread, a pid is not.)
+ */
+function makePair(e: UnixSkData, peer: UnixSkData, what: string): [number, number] {
+  const ce = credOf(e), cp = credOf(peer);
+  if (!ce || !cp || sameCreds(ce, cp) || e.type === SOCK.DGRAM) return asMaker(e, () => socketpair(e.type));
+  // The accepted end has the listener's name; a client bound to a name of its own is rare.
+  const acceptedIsPeer = peer.name.length > 0 || e.name.length === 0;
+  const [client, accepted] = acceptedIsPeer ? [e, peer] : [peer, e];
+  const [c, a] = acceptedConnection(e.type, credOf(client)!, credOf(accepted)!, Buffer.from(accepted.name), what);
+  return acceptedIsPeer ? [c, a] : [a, c];
+}
+
+function acceptedConnection(type: number, listener: ThreadCreds, connector: ThreadCreds, name: Buffer, what: string): [number, number] {
+  const l = socket(AF.UNIX, type);
+  const c = socket(AF.UNIX, type);
+  try {
+    const join = (addr: Buffer) => {
+      asThreadCreds(listener, () => listen(l, 1, `${what}: a listener for its connection`));
+      asThreadCreds(connector, () => connect(c, addr, `${what}: its connection`));
+    };
+    if (isPath(name)) {
+      bindDetached(l, name, what, (reach) => join(unixAddr(Buffer.from(reach + '\0'))));
+    } else {
+      // Its abstract name is free until the sockets are bound (step 2), unless taken from outside.
+      const addr = name.length ? unixAddr(name) : Buffer.from([AF.UNIX, 0]);
+      const bound = sysTry('bind', [l, addr, addr.length]).ret === 0;
+      if (!bound) sys('bind', [l, Buffer.from([AF.UNIX, 0]), 2], `${what}: autobind of a listener`);
+      join(bound ? addr : getsockname(l)!);
+    }
+    const a = sys('accept4', [l, 0, 0, SOCK.CLOEXEC], `${what}: accept its connection`);
+    return [c, a];
+  } catch (err) {
+    sys('close', [c]);
+    throw err;
+  } finally {
+    sys('close', [l]);
+  }
+}
+
 /**
  * Creates every unix socket of the image in the restorer: our fd for each (by file id), with its
  * name, connection, queued data, shutdown state, options and status flags as they were. Queues
@@ -65,7 +127,7 @@ export function restoreUnixSockets(
       const paired = e.state !== TCP_STATE.LISTEN && peer && peer !== e && !(peer.uflags & USK_EXTERN) && peer.peer === e.ino;
       const orphaned = e.type !== SOCK.DGRAM && e.state === TCP_STATE.ESTABLISHED && !e.peer;
       if (paired) {
-        const [a, b] = socketpair(e.type);
+        const [a, b] = makePair(e, peer, what(e));
         fds.set(e.id, a);
         fds.set(peer.id, b);
         feeder.set(e.id, b);
@@ -87,7 +149,7 @@ export function restoreUnixSockets(
       restoreSkOpts(fd, e.opts, what(e));
       const streamEnd = e.type !== SOCK.DGRAM && e.state !== TCP_STATE.LISTEN;
       if (e.name.length && !streamEnd) bindName(fd, e, what(e));
-      if (e.state === TCP_STATE.LISTEN) listen(fd, e.backlog, what(e));
+      if (e.state === TCP_STATE.LISTEN) asMaker(e, () => listen(fd, e.backlog, what(e)));
     }
     // 3. Connections to a named socket: datagram sockets aimed at one, clients whose connection
     // was waiting in a listener's queue (it waits there again), and peers outside the tree.
@@ -95,7 +157,11 @@ export function restoreUnixSockets(
       const peer = e.peer ? byIno.get(e.peer) : undefined;
       if (!peer || feeder.has(e.id)) continue;
       if (!peer.name.length) throw new UserError(`${what(e)}: its peer ${peer.ino} has no name to connect to`);
-      connect(fds.get(e.id)!, unixAddr(Buffer.from(peer.name)), `${what(e)}: connect to ${unixName(peer.name)}`);
+      // A stream connect under its holder's ids: the accepting end shows them as its peer's.
+      const holder = e.type !== SOCK.DGRAM && e.cryoHolderCred ? credOf({ cryoPeerCred: e.cryoHolderCred } as UnixSkData) : null;
+      const join = () => connect(fds.get(e.id)!, unixAddr(Buffer.from(peer.name)), `${what(e)}: connect to ${unixName(peer.name)}`);
+      if (holder) asThreadCreds(holder, join);
+      else join();
     }
     // 4. Queued messages, sent from the peer end (or to the socket's name), then shutdown. Fds in
     // flight are opened now, whenever they are sent: sockets made here, anything else by the caller.

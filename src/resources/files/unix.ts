@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { unix_sk_entrySchema } from '../../image/gen/sk-unix_pb.js';
-import { SOCK, TCP_STATE, type UnixDiag, type QueuedMessage, type Ucred } from '../../sys/index.js';
+import { SOCK, TCP_STATE, peerCredentials, type UnixDiag, type QueuedMessage, type Ucred } from '../../sys/index.js';
 import type { BlockerCause } from '../../util/blocker.js';
 import { dumpSkOpts, type SkOpts } from './sk-opts.js';
 import type { FownData } from './fown.js';
@@ -113,6 +113,8 @@ export function dumpUnixSk(
     peer: d.peer || (listenerOf(d.ino, all)?.ino ?? 0), fown, opts: dumpSkOpts(fd), name: d.name,
     ...(d.shutdown ? { shutdown: d.shutdown } : {}),
   };
+  const cred = peerCredentials(fd);
+  if (cred) entry.cryoPeerCred = cred;
   if (isPath(d.name)) {
     const path = unixName(d.name);
     let st: ReturnType<typeof statSync> | null = null;
