@@ -3,7 +3,7 @@
 // have lost a killed tree): a POSIX message queue with a notification registered or unlinked
 // (its /proc link is the queue's name, then a deleted one) and a file whose path was overmounted after it was opened; memfd_secret memory; an inotify watch on a
 // deleted file that only a process outside the tree holds; a thread with an fd table or fs context
-// of its own; a /proc file of a process outside the tree.
+// of its own; a /proc file of a process outside the tree; huge pages of the hugetlb pool.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -139,6 +139,40 @@ describe('an fd that cannot be opened again by its path is refused before anythi
     ]);
     const fd = Number(ready.split(' ')[1]);
     refusedBoth(t, fd, /memfd_secret memory — its pages cannot be read from outside the process, by design; not supported/);
+    await expectPass(t);
+  });
+});
+
+describe('huge pages of the hugetlb pool are refused, named (made again of small pages they would not be what the program asked for)', () => {
+  const NR = '/proc/sys/vm/nr_hugepages';
+  let saved: string | null = null;
+  after(() => {
+    if (saved !== null) fs.writeFileSync(NR, saved);
+  });
+
+  it('MAP_HUGETLB memory, private and shared, and an MFD_HUGETLB memfd: check -t and dump refuse each mapping, the process runs on', { timeout: 60_000 }, async () => {
+    saved = fs.readFileSync(NR, 'utf8').trim();
+    fs.writeFileSync(NR, String(Number(saved) + 3));
+    const { t } = await readyPython('hugetlb', [
+      'import mmap, os, time',
+      'HUGE = 0x40000  # MAP_HUGETLB',
+      'priv = mmap.mmap(-1, 2 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | HUGE); priv[0:5] = b"hello"',
+      'shared = mmap.mmap(-1, 2 << 20, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS | HUGE); shared[0:5] = b"world"',
+      'fd = os.memfd_create("huge", os.MFD_HUGETLB); os.ftruncate(fd, 2 << 20)',
+      'mf = mmap.mmap(fd, 2 << 20); mf[0:4] = b"memf"',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'print("PASS" if (priv[0:5], shared[0:5], mf[0:4]) == (b"hello", b"world", b"memf") else "FAIL: contents changed", flush=True)',
+    ]);
+    const c = cryo(['check', '-t', String(t.pid), '--ghost-limit', '64M']);
+    assert.equal(c.code, 3, cryoReport(c));
+    const named = c.stdout.match(/mapping 0x[0-9a-f]+-0x[0-9a-f]+: huge pages of the hugetlb pool/g) ?? [];
+    assert.equal(named.length, 3, cryoReport(c));
+    const dir = path.join(t.root, 'img');
+    const d = cryo(['dump', '-t', String(t.pid), '-D', dir, '--ghost-limit', '64M']);
+    assert.equal(d.code, 3, cryoReport(d));
+    assert.equal(fs.existsSync(path.join(dir, 'inventory.img')), false, 'no image left that looks complete');
+    assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
     await expectPass(t);
   });
 });

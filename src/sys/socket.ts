@@ -393,6 +393,7 @@ export function peerCredentials(fd: number): { pid: number; uid: number; gid: nu
       groups = Array.from({ length: len.readUInt32LE(0) / 4 }, (_, i) => buf.readUInt32LE(i * 4));
       break;
     }
+    if (r.errno === E.ENOPROTOOPT) break; // before Linux 4.13
     if (r.errno !== E.ERANGE || size > 1 << 20) throw new SysError('getsockopt', r.errno, 'SO_PEERGROUPS');
   }
   return { pid, uid: c.readUInt32LE(4), gid: c.readUInt32LE(8), groups };

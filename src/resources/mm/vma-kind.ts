@@ -1,6 +1,6 @@
 // CRIU's VMA status bits (the `status` field of VmaEntry) and how a /proc/PID/maps line maps to
 // them. A mapping cryo cannot checkpoint yet is reported here, before anything is touched.
-import { statSync } from 'node:fs';
+import { statSync, statfsSync } from 'node:fs';
 import type { MapsEntry } from '../../proc/index.js';
 import { hex } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
@@ -30,6 +30,9 @@ export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { bl
   if (m.path === '[vdso]') return { kind: 'vdso' };
   if (m.path === '[vvar]' || m.path === '[vvar_vclock]') return { kind: 'vvar' };
   if (m.path === '[vsyscall]') return { kind: 'vsyscall' };
+  // Pages of the hugetlb pool (MAP_HUGETLB, SHM_HUGETLB, an MFD_HUGETLB memfd, a hugetlbfs file):
+  // made again of small pages they would lose what the program asked for, so not made at all.
+  if (m.path === '/anon_hugepage' || onHugetlbfs(pid, m)) return refuse(`huge pages of the hugetlb pool (MAP_HUGETLB, SHM_HUGETLB, a hugetlbfs file) — not supported yet`);
   // The inode of a SysV mapping is the segment id, and 0 is a valid one.
   if (m.path.startsWith('/SYSV')) return { kind: 'sysv-shm' }; // whole-segment checks: sysv-shm.ts
   if (m.inode === 0) {
@@ -49,6 +52,18 @@ export function classifyVma(pid: number, m: MapsEntry): { kind: VmaKind } | { bl
   if (m.path.startsWith('/dev/') && !isRegularMapping(pid, m)) return refuse(`device mapping ${m.path} — not supported`);
   if (m.path.startsWith('anon_inode:')) return refuse(`${m.path} mapping — not supported`);
   return { kind: m.shared ? 'file-shared' : 'file-private' };
+}
+
+const HUGETLBFS_MAGIC = 0x958458f6;
+
+/** Whether a file mapping is of hugetlbfs (a filesystem without a device: major 0). */
+function onHugetlbfs(pid: number, m: MapsEntry): boolean {
+  if (m.inode === 0 || !m.dev.startsWith('00:')) return false;
+  try {
+    return statfsSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`).type === HUGETLBFS_MAGIC;
+  } catch {
+    return false; // unmapped meanwhile
+  }
 }
 
 /** A mapping as blockers name it: `0xSTART-0xEND`. */
