@@ -1,4 +1,5 @@
-// What a walk of a queue that left its process running (a --leave-running dump, `cryo check`)
+// What a walk of a queue saw, and how a later walk gets back the empty messages it hid. A walk
+// that left its process running (a --leave-running dump, `cryo check`)
 // saw of the empty messages it marked peeked: no later peek at an offset sees them again
 // (sys/socket.ts peekQueue), so the next walk of the same socket, in another cryo run, would
 // lose them. Each such walk leaves a note under /run/cryo/peeked, by the socket's cookie
@@ -20,7 +21,7 @@ const DIR = process.env.CRYO_PEEKED_DIR ?? '/run/cryo/peeked';
 /** Notes older than this are of sockets long gone (or read long since): removed. */
 const MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 
-interface Noted {
+export interface Noted {
   size: number;
   fds: number;
   hash: string;
@@ -48,16 +49,35 @@ function visible(tail: Noted[]): Noted[] {
   return tail.filter((n, i) => i === 0 || n.size > 0);
 }
 
-const same = (n: Noted, m: QueuedMessage) => n.size === m.data.length && n.hash === hashOf(m) && n.sender === senderOf(m);
+/** Whether a walk's messages (their sizes) hold an empty one after the first: hidden from later walks. */
+export const hidesEmpties = (sizes: number[]) => sizes.some((n, i) => i > 0 && n === 0);
+
+/** What a walk saw of each message: what a later walk matches it by. */
+export function noteOf(msgs: QueuedMessage[]): Noted[] {
+  return msgs.map((m) => {
+    const sender = senderOf(m);
+    return { size: m.data.length, fds: m.fds.length, hash: hashOf(m), ...(sender ? { sender } : {}), ...(m.creds ? { creds: m.creds } : {}) };
+  });
+}
 
 /** `got` with the empty messages the note of socket `fd` has and no peek sees any more. */
 export function withNotedEmpties(fd: number, got: QueuedMessage[]): QueuedMessage[] {
   const note = readNote(cookieOf(fd));
-  if (!note) return got;
+  return note ? withHiddenEmpties(note, got) : got;
+}
+
+/** `got` with the empty messages of `note` (an earlier walk's) that are still queued and hidden. */
+export function withHiddenEmpties(note: Noted[], got: QueuedMessage[]): QueuedMessage[] {
+  if (!hidesEmpties(note.map((n) => n.size))) return got;
+  const hashes: string[] = [];
+  const same = (n: Noted, i: number) => {
+    const m = got[i]!;
+    return n.size === m.data.length && n.sender === senderOf(m) && n.hash === (hashes[i] ??= hashOf(m));
+  };
   for (let k = 0; k < note.length; k++) {
     const tail = note.slice(k);
     const seen = visible(tail);
-    if (seen.length > got.length || !seen.every((n, i) => same(n, got[i]!))) continue;
+    if (seen.length > got.length || !seen.every((n, i) => same(n, i))) continue;
     const out: QueuedMessage[] = [];
     let j = 0;
     tail.forEach((n, i) => {
@@ -78,7 +98,7 @@ export function withNotedEmpties(fd: number, got: QueuedMessage[]): QueuedMessag
 export function noteWalk(fd: number, msgs: QueuedMessage[]): void {
   const cookie = cookieOf(fd);
   const path = join(DIR, cookie);
-  if (!msgs.some((m, i) => i > 0 && m.data.length === 0)) {
+  if (!hidesEmpties(msgs.map((m) => m.data.length))) {
     try {
       unlinkSync(path);
     } catch {
@@ -86,10 +106,7 @@ export function noteWalk(fd: number, msgs: QueuedMessage[]): void {
     }
     return;
   }
-  const note: Noted[] = msgs.map((m) => {
-    const sender = senderOf(m);
-    return { size: m.data.length, fds: m.fds.length, hash: hashOf(m), ...(sender ? { sender } : {}), ...(m.creds ? { creds: m.creds } : {}) };
-  });
+  const note = noteOf(msgs);
   mkdirSync(DIR, { recursive: true, mode: 0o700 });
   pruneOld();
   const tmp = `${path}.${process.pid}.tmp`;

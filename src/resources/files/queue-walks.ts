@@ -9,18 +9,10 @@
 // would hide the empty messages from the walks under the freeze, which are the ones the dump
 // keeps. What such a scan says of sockets in flight is then unsure (`unsure`).
 import { SOCK, TCP_STATE, peekQueue, sys, type QueuedMessage, type UnixDiag } from '../../sys/index.js';
-import { withNotedEmpties, noteWalk } from './peeked-marks.js';
-
-/** What a walk saw of one message. */
-interface Seen {
-  size: number;
-  fds: number;
-  from?: Buffer;
-  creds?: QueuedMessage['creds'];
-}
+import { withNotedEmpties, withHiddenEmpties, hidesEmpties, noteWalk, noteOf, type Noted } from './peeked-marks.js';
 
 export class QueueWalks {
-  private readonly seen = new Map<number, Seen[]>();
+  private readonly seen = new Map<number, Noted[]>();
   /** Some queue that may hold sockets in flight was left unwalked. */
   unsure = false;
 
@@ -47,42 +39,17 @@ export class QueueWalks {
     let got = peekQueue(fd, maxMessage, { senders: d.type === SOCK.DGRAM });
     if (d.type === SOCK.STREAM) return got;
     const before = this.seen.get(ino);
-    if (!before) {
-      // The first walk of this scan: what an earlier cryo run hid from it comes back from its note.
-      try {
-        got = withNotedEmpties(fd, got);
-        noteWalk(fd, got);
-      } catch (e) {
-        for (const m of got) for (const f of m.fds) sys('close', [f]);
-        throw e;
-      }
-      this.seen.set(ino, got.map((m) => ({ size: m.data.length, fds: m.fds.length, ...(m.from ? { from: m.from } : {}), ...(m.creds ? { creds: m.creds } : {}) })));
-      return got;
-    }
     try {
-      return withEmpties(before, got, ino);
+      if (before) return withHiddenEmpties(before, got);
+      // The first walk of this scan: what an earlier cryo run hid from it comes back from its note.
+      got = withNotedEmpties(fd, got);
+      noteWalk(fd, got);
     } catch (e) {
       for (const m of got) for (const f of m.fds) sys('close', [f]);
       throw e;
     }
+    // Only a walk that hid an empty message leaves later walks anything to put back.
+    this.seen.set(ino, hidesEmpties(got.map((m) => m.data.length)) ? noteOf(got) : []);
+    return got;
   }
-}
-
-/** `got`, with the empty messages `before` saw put back where they were. */
-function withEmpties(before: Seen[], got: QueuedMessage[], ino: number): QueuedMessage[] {
-  const out: QueuedMessage[] = [];
-  let j = 0;
-  for (const s of before) {
-    const m = got[j];
-    if (s.size === 0 && m?.data.length !== 0) {
-      // Marked peeked by the first walk, and its fds were that walk's to close.
-      if (s.fds) throw new Error(`socket ${ino}: an empty message carrying fds was peeked at before, and cannot be read again`);
-      out.push({ data: Buffer.alloc(0), fds: [], ...(s.from ? { from: s.from } : {}), ...(s.creds ? { creds: s.creds } : {}) });
-      continue;
-    }
-    if (!m) break;
-    out.push(m);
-    j++;
-  }
-  return out.concat(got.slice(j));
 }

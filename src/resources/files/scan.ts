@@ -2,7 +2,7 @@
 // allows: the view every file module judges its fds and mappings against.
 import { readdirSync, readlinkSync, fstatSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { unixSockets, closeFd, withNetns, openNetns, type UnixDiag } from '../../sys/index.js';
-import { pipeInode, socketInode, withOurCopy } from './our-copy.js';
+import { pipeInode, socketInode, withOurCopy, everyFdLink } from './our-copy.js';
 import { scanTerminals, type TreeTerminals } from './tty-scan.js';
 import { QueueWalks } from './queue-walks.js';
 import { DEFAULT_GHOST_LIMIT } from '../../util/option-defaults.js';
@@ -184,26 +184,16 @@ function outsidePipeEnds(pipes: Map<number, { r: boolean; w: boolean }>, tree: S
   const out = new Map<number, string>();
   const half = [...pipes].filter(([, e]) => e.r !== e.w);
   if (!half.length) return out;
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || tree.has(pid) || pid === process.pid) continue;
-    let fds: string[];
+  for (const { pid, fd, link } of everyFdLink((pid) => tree.has(pid) || pid === process.pid)) {
+    const ino = pipeInode(link);
+    const ours = ino === null ? undefined : pipes.get(ino);
+    if (!ours || ours.r === ours.w || out.has(ino!)) continue;
     try {
-      fds = readdirSync(`/proc/${pid}/fd`);
+      const mode = lstatSync(`/proc/${pid}/fd/${fd}`).mode;
+      const other = ours.r ? (mode & 0o200) !== 0 : (mode & 0o400) !== 0;
+      if (other) out.set(ino!, `pipe ${ours.r ? 'from' : 'to'} pid ${pid} (${comm(pid)}), outside the tree`);
     } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const ino = pipeInode(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        const ours = ino === null ? undefined : pipes.get(ino);
-        if (!ours || ours.r === ours.w || out.has(ino!)) continue;
-        const mode = lstatSync(`/proc/${pid}/fd/${fd}`).mode;
-        const other = ours.r ? (mode & 0o200) !== 0 : (mode & 0o400) !== 0;
-        if (other) out.set(ino!, `pipe ${ours.r ? 'from' : 'to'} pid ${pid} (${comm(pid)}), outside the tree`);
-      } catch {
-        /* closed or gone meanwhile */
-      }
+      /* closed or gone meanwhile */
     }
   }
   return out;

@@ -40,18 +40,24 @@ function bindName(fd: number, e: UnixSkData, what: string): void {
   }
 }
 
-/** The peer credentials socket `e` had (SO_PEERCRED, SO_PEERGROUPS), null if none. */
-function credOf(e: UnixSkData): ThreadCreds | null {
-  const c = e.cryoPeerCred;
+/** Recorded ids (`cryo_peer_cred`, `cryo_holder_cred`) as the thread takes them; null if none. */
+function idsOf(c: UnixSkData['cryoPeerCred']): ThreadCreds | null {
   return c ? { uid: c.uid ?? 0, gid: c.gid ?? 0, groups: [...(c.groups ?? [])] } : null;
+}
+
+/** The peer credentials socket `e` had (SO_PEERCRED, SO_PEERGROUPS), null if none. */
+const credOf = (e: UnixSkData) => idsOf(e.cryoPeerCred);
+
+/** `fn` under `ids` when there are any, else as cryo. */
+function asIds<T>(ids: ThreadCreds | null, fn: () => T): T {
+  return ids ? asThreadCreds(ids, fn) : fn();
 }
 
 const sameCreds = (a: ThreadCreds, b: ThreadCreds) => a.uid === b.uid && a.gid === b.gid && a.groups!.join() === b.groups!.join();
 
 /** `fn` (a socketpair, listen or connect) as whoever made `e`'s connection, so that its peer credentials are theirs. */
 function asMaker<T>(e: UnixSkData, fn: () => T): T {
-  const c = credOf(e);
-  return c ? asThreadCreds(c, fn) : fn();
+  return asIds(credOf(e), fn);
 }
 
 /**
@@ -158,10 +164,7 @@ export function restoreUnixSockets(
       if (!peer || feeder.has(e.id)) continue;
       if (!peer.name.length) throw new UserError(`${what(e)}: its peer ${peer.ino} has no name to connect to`);
       // A stream connect under its holder's ids: the accepting end shows them as its peer's.
-      const holder = e.type !== SOCK.DGRAM && e.cryoHolderCred ? credOf({ cryoPeerCred: e.cryoHolderCred } as UnixSkData) : null;
-      const join = () => connect(fds.get(e.id)!, unixAddr(Buffer.from(peer.name)), `${what(e)}: connect to ${unixName(peer.name)}`);
-      if (holder) asThreadCreds(holder, join);
-      else join();
+      asIds(e.type !== SOCK.DGRAM ? idsOf(e.cryoHolderCred) : null, () => connect(fds.get(e.id)!, unixAddr(Buffer.from(peer.name)), `${what(e)}: connect to ${unixName(peer.name)}`));
     }
     // 4. Queued messages, sent from the peer end (or to the socket's name), then shutdown. Fds in
     // flight are opened now, whenever they are sent: sockets made here, anything else by the caller.

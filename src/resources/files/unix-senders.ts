@@ -9,11 +9,11 @@
 //     socket's file, a removed directory).
 // What cannot be sent as its sender (an abstract name taken by a socket cryo cannot reach) fails
 // the restore before the tasks run.
-import { readdirSync, readlinkSync } from 'node:fs';
-import { AF, SOCK, E, socket, unixAddr, unixSockets, sysTry, sys, pidfdOpen, pidfdGetfd, closeFd } from '../../sys/index.js';
+import { AF, SOCK, E, socket, unixAddr, unixSockets, sysTry, sys, closeFd } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { isPath, unixName, USK_EXTERN, type UnixSkData } from './unix.js';
 import { bindDetached } from './unix-bind.js';
+import { everyFdLink, ourCopy, socketInode } from './our-copy.js';
 
 export class DatagramSenders {
   private readonly made = new Map<string, number>();
@@ -70,32 +70,12 @@ function liveCopy(name: Buffer): number | null {
   const inodes = new Set<number>();
   for (const d of unixSockets().values()) if (d.type === SOCK.DGRAM && Buffer.compare(d.name, name) === 0) inodes.add(d.ino);
   if (!inodes.size) return null;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let fds: string[];
+  for (const { pid, fd, link } of everyFdLink()) {
+    if (!inodes.has(socketInode(link) ?? -1)) continue;
     try {
-      fds = readdirSync(`/proc/${pid}/fd`);
+      return ourCopy(pid, fd);
     } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      let link;
-      try {
-        link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      const m = /^socket:\[(\d+)\]$/.exec(link);
-      if (!m || !inodes.has(Number(m[1]))) continue;
-      try {
-        const pidfd = pidfdOpen(Number(pid));
-        try {
-          return pidfdGetfd(pidfd, Number(fd));
-        } finally {
-          closeFd(pidfd);
-        }
-      } catch {
-        /* gone meanwhile: another holder, or none */
-      }
+      /* gone meanwhile: another holder, or none */
     }
   }
   return null;
