@@ -3,7 +3,8 @@
 // have lost a killed tree): a POSIX message queue with a notification registered or unlinked
 // (its /proc link is the queue's name, then a deleted one) and a file whose path was overmounted after it was opened; memfd_secret memory; an inotify watch on a
 // deleted file that only a process outside the tree holds; a thread with an fd table or fs context
-// of its own; a /proc file of a process outside the tree; huge pages of the hugetlb pool.
+// of its own; a /proc file of a process outside the tree; huge pages of the hugetlb pool; a socket
+// filter in eBPF.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -139,6 +140,30 @@ describe('an fd that cannot be opened again by its path is refused before anythi
     ]);
     const fd = Number(ready.split(' ')[1]);
     refusedBoth(t, fd, /memfd_secret memory — its pages cannot be read from outside the process, by design; not supported/);
+    await expectPass(t);
+  });
+
+  it('a socket with an eBPF filter (SO_ATTACH_BPF: the kernel keeps no copy of its program to read back): named', { timeout: 60_000 }, async () => {
+    const { t, ready } = await readyPython('ebpf-filter', [
+      'import ctypes, os, socket, struct, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      '# r0 = 0; exit: a socket filter that drops everything',
+      'insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xb7, 0, 0, 0, 0x95, 0, 0, 0))',
+      'lic = ctypes.create_string_buffer(b"GPL")',
+      'attr = ctypes.create_string_buffer(struct.pack("<IIQQ", 1, 2, ctypes.addressof(insns), ctypes.addressof(lic)) + bytes(96))',
+      'prog = libc.syscall(321, 5, attr, ctypes.sizeof(attr))  # bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_SOCKET_FILTER',
+      'assert prog >= 0, os.strerror(ctypes.get_errno())',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))',
+      's.setsockopt(socket.SOL_SOCKET, 50, prog)  # SO_ATTACH_BPF',
+      'os.close(prog)',
+      'print(f"READY {s.fileno()}", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", s.getsockname()); s.setblocking(False)',
+      'try: s.recv(10); print("FAIL: the filter let a datagram through", flush=True)',
+      'except BlockingIOError: print("PASS", flush=True)',
+    ]);
+    const fd = Number(ready.split(' ')[1]);
+    refusedBoth(t, fd, /an eBPF socket filter \(SO_ATTACH_BPF\) — not supported: the kernel keeps no copy of its program to read back/);
     await expectPass(t);
   });
 });

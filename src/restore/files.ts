@@ -76,6 +76,13 @@ export function restoreOwners(session: RestoreSession): void {
 }
 
 /** Each kind's last word on its objects before the tasks run (see FdKind.beforeResume). */
+export function afterTasksKinds(session: RestoreSession): void {
+  for (const [id, { kind, record }] of session.ckpt.kindFiles) {
+    const fd = session.files.get(id);
+    if (kind.afterTasks && fd !== undefined) kind.afterTasks(record, fd, session.ckpt.kindImages);
+  }
+}
+
 export function beforeResumeKinds(session: RestoreSession): void {
   for (const [id, { kind, record }] of session.ckpt.kindFiles) {
     const fd = session.files.get(id);

@@ -11,7 +11,7 @@ import { waitPidFree, waitPidGone } from './pid-holder.js';
 import { checkImageDirTrust } from '../image/trust.js';
 import { startStub, forkWithPid, killStub, type Stub } from './stub.js';
 import { restoreTask } from './task.js';
-import { closeSessionFiles, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
+import { afterTasksKinds, closeSessionFiles, restoreOwners, planKinds, beforeResumeKinds, prepareKinds, unmakeKinds, type RestoreSession } from './files.js';
 import { TcpRestore } from '../resources/net/tcp-restore.js';
 import type { NetworkLockMode } from '../resources/net/netlock.js';
 import { createSegment, removeSegment, wasRemoved } from '../resources/mm/sysv-shm.js';
@@ -103,6 +103,7 @@ export function restore(opts: RestoreOptions): RestoreResult {
   try {
     prepareOutside(session, made, opts);
     log.step('create tasks', () => createTree(session, made, opts, ourChild));
+    log.step('whole tree', () => afterTasksKinds(session));
     log.step('verify', () => verifyRestored(ckpt, opts.verify ?? 'on', log, opts.onDifference));
     log.step('resume', () => {
       failpoint('restore:resume');

@@ -66,6 +66,38 @@ export function setsockoptInt(fd: number, level: number, opt: number, value: num
   setsockoptRaw(fd, level, opt, b, what);
 }
 
+/** SO_ATTACH_FILTER and SO_GET_FILTER share a number; SO_LOCK_FILTER pins what is attached. */
+export const SO_FILTER = { ATTACH: 26, DETACH: 27, LOCK: 44 } as const;
+
+/**
+ * The socket's filter (SO_ATTACH_FILTER): its classic BPF instructions, 8 bytes each, as the
+ * program attached them; null without one; 'ebpf' for a program of SO_ATTACH_BPF, which the
+ * kernel keeps no readable copy of (EACCES). getsockopt counts in instructions, not bytes.
+ */
+export function socketFilter(fd: number): Buffer | 'ebpf' | null {
+  const len = Buffer.alloc(4);
+  const probe = Buffer.alloc(8);
+  const r = sysTry('getsockopt', [fd, SOL.SOCKET, SO_FILTER.ATTACH, probe, len]);
+  if (r.ret < 0) {
+    if (r.errno === E.EACCES) return 'ebpf';
+    throw new SysError('getsockopt(SO_GET_FILTER)', r.errno);
+  }
+  const count = len.readUInt32LE(0);
+  if (!count) return null;
+  const insns = Buffer.alloc(count * 8);
+  len.writeUInt32LE(count);
+  sys('getsockopt', [fd, SOL.SOCKET, SO_FILTER.ATTACH, insns, len], 'getsockopt(SO_GET_FILTER)');
+  return insns.subarray(0, len.readUInt32LE(0) * 8);
+}
+
+/** Attaches classic BPF instructions (8 bytes each) as the socket's filter (struct sock_fprog). */
+export function attachSocketFilter(fd: number, insns: Buffer, what = 'setsockopt(SO_ATTACH_FILTER)'): void {
+  const prog = Buffer.alloc(16);
+  prog.writeUInt16LE(insns.length / 8, 0);
+  prog.writeBigUInt64LE(addressOf(insns), 8);
+  sys('setsockopt', [fd, SOL.SOCKET, SO_FILTER.ATTACH, prog, prog.length], what);
+}
+
 function nameCall(call: 'getsockname' | 'getpeername', fd: number): Buffer | null {
   const buf = Buffer.alloc(128);
   const len = Buffer.alloc(4);

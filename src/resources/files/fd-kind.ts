@@ -270,6 +270,13 @@ export interface FdKind<R extends { id: number; flags: number; fown?: FownData }
   afterSetsid?(t: RestoreTask, images: KindImages): void;
   afterChildren?(t: RestoreTask, images: KindImages): void;
   /**
+   * Runs in the restorer on its own fd of the record once every task of the tree exists with its
+   * fds, before the verification compares them with the images: what only the whole tree makes
+   * possible (the unix kind sends the messages that name their senders, who all exist now; then
+   * a socket gets its filter, which its queued messages have passed already).
+   */
+  afterTasks?(rec: R, ourFd: number, images: KindImages): void;
+  /**
    * Runs in the restorer on its own fd of the record just before the tasks run, once the
    * restore's temporary files are gone (an inotify instance drops the events the restore caused).
    */

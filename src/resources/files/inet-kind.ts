@@ -18,6 +18,7 @@ import { socketInode, withOurCopy } from './our-copy.js';
 import type { FileScan } from './scan.js';
 import { preparedSockets, socketFamily } from './socket-common.js';
 import { expectSkOpts } from './sk-verify.js';
+import { attachFilter, filterBlocker } from './sk-filter.js';
 
 /** Restore state: our fd of every socket prepare() made. */
 const made = preparedSockets('inet');
@@ -51,7 +52,7 @@ export const inetKind = {
       return describeInet(i) + how(i, scan);
     }),
   blocker(f: FdSeen, scan: FileScan) {
-    const cause = withOurCopy(f.pid, f.fd, (ours) => inetBlocker(inspect(f, ours), scan));
+    const cause = withOurCopy(f.pid, f.fd, (ours) => inetBlocker(inspect(f, ours), scan) ?? filterBlocker(ours));
     return cause && blockerAt({ pid: f.pid, fd: f.fd }, cause);
   },
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): InetSkData {
@@ -104,6 +105,8 @@ export const inetKind = {
     made.register(ctx);
   },
   open: (rec: InetSkData, ctx: FdOpenContext) => made.open(rec, ctx),
+  // Its queue (datagrams sent to it again, or a connection's in repair mode) is whole by now.
+  afterTasks: (rec: InetSkData, ourFd: number) => attachFilter(ourFd, rec.opts, `socket (file id ${rec.id})`),
   release: (images: KindImages) => made.release(images),
   expect(rec: InetSkData, s, key) {
     const groups = (rec.cryoMcast ?? []) as McastRecord[];

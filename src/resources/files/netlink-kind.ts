@@ -10,6 +10,7 @@ import { describeNetlink, dumpNetlinkSk, inspectNetlink, netlinkBlocker, restore
 import { socketInode, withOurCopy } from './our-copy.js';
 import { preparedSockets, socketFamily } from './socket-common.js';
 import { expectSkOpts } from './sk-verify.js';
+import { attachFilter, filterBlocker } from './sk-filter.js';
 import { UnsupportedError } from '../../util/errors.js';
 
 /** Restore state: our fd of every socket prepare() made. */
@@ -24,7 +25,7 @@ export const netlinkKind = {
   recognise: (link: string, _mode: number | null, at?: FdAt) => socketFamily(link, at) === AF.NETLINK,
   describe: (f: FdSeen) => withOurCopy(f.pid, f.fd, (ours) => describeNetlink(inspectNetlink(ours))),
   blocker(f: FdSeen) {
-    const cause = withOurCopy(f.pid, f.fd, (ours) => netlinkBlocker(inspectNetlink(ours)));
+    const cause = withOurCopy(f.pid, f.fd, (ours) => netlinkBlocker(inspectNetlink(ours)) ?? filterBlocker(ours));
     return cause && blockerAt({ pid: f.pid, fd: f.fd }, cause);
   },
   dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx: FdDumpContext): NetlinkSkData {
@@ -46,6 +47,7 @@ export const netlinkKind = {
     made.register(ctx);
   },
   open: (rec: NetlinkSkData, ctx: FdOpenContext) => made.open(rec, ctx),
+  afterTasks: (rec: NetlinkSkData, ourFd: number) => attachFilter(ourFd, rec.opts, `netlink socket (file id ${rec.id})`),
   release: (images: KindImages) => made.release(images),
   expect: (rec: NetlinkSkData, s, key) => expectSkOpts(s, key, rec.opts),
 } satisfies FdKind<NetlinkSkData>;

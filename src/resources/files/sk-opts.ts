@@ -7,6 +7,7 @@ import { hasField } from '../../image/presence.js';
 import { getsockoptInt, getsockoptRaw, setsockoptInt, setsockoptRaw, SOL, SO, O, F, sys, sysTry } from '../../sys/index.js';
 import { skip } from '../../util/skip.js';
 import { dumpProtoOpts, restoreProtoOpts, type ProtoOpt } from './sk-proto-opts.js';
+import { dumpFilter } from './sk-filter.js';
 
 export type SkOpts = MessageInitShape<typeof sk_opts_entrySchema> & {
   soSndbuf: number;
@@ -76,11 +77,12 @@ export function dumpSkOpts(fd: number): SkOpts {
   if (dev) o.soBoundDev = dev;
   const more = dumpProtoOpts(fd);
   if (more.length) o.cryoOpts = more;
-  return o;
+  return { ...o, ...dumpFilter(fd) };
 }
 
 /**
- * Puts the options back on a new socket, except SO_REUSEADDR (the caller sets it around bind).
+ * Puts the options back on a new socket, except SO_REUSEADDR (the caller sets it around bind)
+ * and the filter (sk-filter.ts: the kind attaches it once the socket's queue is filled).
  * Buffer sizes: the kernel doubles what it is given, so half the saved value goes in.
  */
 export function restoreSkOpts(fd: number, o: SkOpts, what: string): void {

@@ -7,6 +7,7 @@ import { SO } from '../../sys/index.js';
 import type { FdObservation } from './fd-kind.js';
 import type { SkOpts } from './sk-opts.js';
 import { optLabel, optText, recordBytes, type ProtoOpt } from './sk-proto-opts.js';
+import { expectedFilter } from './sk-filter.js';
 
 /** Socket options compared: key, option, the sk_opts_entry field(s), how the value reads. */
 export const SOCKET_OPTIONS = [
@@ -37,4 +38,6 @@ export function expectSkOpts(s: FdObservation, key: string, opts: SkOpts): void 
     s.set(`${key} ${name}`, how === 'bool' ? (rec[field] ? '1' : '0') : String(rec[field]));
   }
   for (const o of (opts.cryoOpts ?? []) as ProtoOpt[]) s.set(`${key} ${optLabel(o)}`, optText(recordBytes(o)));
+  const filter = expectedFilter(opts);
+  if (filter) s.set(`${key} SO_ATTACH_FILTER`, filter);
 }

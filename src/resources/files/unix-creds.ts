@@ -4,7 +4,7 @@
 // is carries cryo's credentials; one sent with SCM_CREDENTIALS carries the ones named, and cryo
 // may name any ids and any pid that exists. So the dump keeps each message's (sk_packet_entry
 // cryo_ucred) and the restore sends such queues once every task of the tree exists (a pid must
-// exist to be named: the unix kind's beforeResume). What cannot be sent so is refused by check
+// exist to be named: the unix kind's afterTasks). What cannot be sent so is refused by check
 // and dump.
 import { SOL, SO, getsockoptInt, sys, type UnixDiag } from '../../sys/index.js';
 import type { BlockerCause } from '../../util/blocker.js';

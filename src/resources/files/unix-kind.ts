@@ -14,6 +14,7 @@ import { cryo_peer_credSchema } from '../../image/gen/sk-unix_pb.js';
 import { UserError } from '../../util/errors.js';
 import { hasField } from '../../image/presence.js';
 import { blockerAt } from '../../util/blocker.js';
+import { attachFilter, filterBlocker } from './sk-filter.js';
 import type { AnyFdKind, FdAt, FdDumpContext, FdKind, FdOpenContext, FdPrepareContext, FdSeen, KindImage, KindImages, KindState } from './fd-kind.js';
 import type { FownData } from './fown.js';
 import { socketInode, withOurCopy } from './our-copy.js';
@@ -100,7 +101,8 @@ export const unixKind = {
     const d = diagOf(f, scan);
     // Not among the namespace's unix sockets: what the kernel shows of it cannot be read.
     const cause = d
-      ? (unixBlocker(d, scan.unix, scan.held, scan.extUnixSk, scan.queues.unsure) ?? (QueueWalks.mayHold(d) ? withOurCopy(f.pid, f.fd, (ours) => queueCredsBlocker(ours, d, scan.tree, scan.queues)) : null))
+      ? (unixBlocker(d, scan.unix, scan.held, scan.extUnixSk, scan.queues.unsure) ??
+        withOurCopy(f.pid, f.fd, (ours) => (QueueWalks.mayHold(d) ? queueCredsBlocker(ours, d, scan.tree, scan.queues) : null) ?? filterBlocker(ours)))
       : unsupportedSocket(AF.UNIX).cause;
     return cause && blockerAt({ pid: f.pid, fd: f.fd }, cause);
   },
@@ -163,12 +165,13 @@ export const unixKind = {
   },
   open: (rec: UnixSkData, ctx: FdOpenContext) => made.open(rec, ctx),
   // Queues whose messages name their senders, once every sender exists: the first record's
-  // call fills them all (then the tasks run).
-  beforeResume(_rec: UnixSkData, _ourFd: number, images: KindImages): void {
+  // call fills them all. Each socket's filter only after that.
+  afterTasks(rec: UnixSkData, ourFd: number, images: KindImages): void {
     const later = laterOf(images);
     const fill = later.fill;
     later.fill = null;
     fill?.(true);
+    attachFilter(ourFd, rec.opts, `unix socket (file id ${rec.id})`);
   },
   release(images: KindImages): number[] {
     const later = laterOf(images);

@@ -11,6 +11,7 @@ import { registeredKindOf } from '../files/registry.js';
 import { inItsState, optionsFor, optText, readOpt, socketKind } from '../files/sk-proto-opts.js';
 import { dumpMemberships, membershipText } from '../net/mcast.js';
 import { SOCKET_OPTIONS } from '../files/sk-verify.js';
+import { observedFilter } from '../files/sk-filter.js';
 
 
 export function fdKey(fd: number, kind: ObservedKind): string {
@@ -70,6 +71,8 @@ function socketOptions(s: Snapshot, key: string, pidfd: number, fd: number, pid:
       const v = readOpt(mine, o);
       if (v) s.set(`${key} ${o.label}`, optText(v));
     }
+    const filter = observedFilter(mine);
+    if (filter) s.set(`${key} SO_ATTACH_FILTER`, filter);
     if ((kind.domain === AF.INET || kind.domain === AF.INET6) && kind.type !== SOCK.STREAM) {
       const set = dumpMemberships(pid, mine, kind.domain).map((m) => membershipText(kind.domain, m.ifname, m.group, m.mode, m.sources));
       if (set.length) s.set(`${key} multicast`, { set });

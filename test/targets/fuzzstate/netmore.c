@@ -1,9 +1,11 @@
 /* fuzzstate items: socket states real programs use that sockets.c does not build: credentials
  * queued on a unix socket (SCM_CREDENTIALS, as journald and D-Bus read them), a TCP socket's
- * MSS clamp (TCP_MAXSEG) on a listener or an unbound socket, an AF_PACKET socket. */
+ * MSS clamp (TCP_MAXSEG) on a listener or an unbound socket, an AF_PACKET socket, a classic BPF
+ * filter on a socket (SO_ATTACH_FILTER, maybe locked). */
 #include "fuzz.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -385,6 +387,144 @@ static void senders_check(struct inst *in, int final)
 	}
 }
 
+/* ---- sock-filter: a classic BPF filter (SO_ATTACH_FILTER) that drops messages starting with one
+ * byte and cuts the others, maybe locked; the messages queued before it was attached (some it
+ * would drop) and one it cut wait in the queue. */
+
+#define SF_QUEUED 5
+
+struct sf_st {
+	int rx, tx, fam, locked;
+	int off;  /* where the payload starts in what the filter sees: a UDP socket's sees its header */
+	int keep; /* payload bytes a passing message keeps, 0: all of it */
+	unsigned char drop;
+	int n, len[SF_QUEUED + 1], cut[SF_QUEUED + 1];
+	uint64_t seed[SF_QUEUED + 1];
+	struct sock_filter prog[4];
+	struct sockaddr_in6 to;
+	socklen_t tolen;
+};
+
+static ssize_t sf_send(struct sf_st *s, const unsigned char *buf, size_t len)
+{
+	return s->fam == AF_UNIX ? send(s->tx, buf, len, MSG_DONTWAIT) : sendto(s->tx, buf, len, MSG_DONTWAIT, (struct sockaddr *)&s->to, s->tolen);
+}
+
+/* message i: its pattern, with the filter's byte first when it is one the filter drops */
+static void sf_fill(unsigned char *buf, const struct sf_st *s, int i, int dropped)
+{
+	fill_bytes(buf, (size_t)s->len[i], s->seed[i]);
+	if (s->len[i])
+		buf[0] = dropped ? s->drop : (unsigned char)(s->drop + 1 + (buf[0] % 200));
+}
+
+static int sf_build(struct inst *in, struct rng *r)
+{
+	struct sf_st *s = ST_OF(in, struct sf_st);
+	int k = (int)rng_below(r, 3);
+	s->fam = k == 0 ? AF_UNIX : k == 1 ? AF_INET : AF_INET6;
+	if (s->fam == AF_UNIX) {
+		int sv[2];
+		if (socketpair(AF_UNIX, rng_one_in(r, 2) ? SOCK_DGRAM : SOCK_SEQPACKET, 0, sv) != 0)
+			DIE("socketpair");
+		s->rx = sv[0], s->tx = sv[1], s->off = 0;
+	} else {
+		s->rx = socket(s->fam, SOCK_DGRAM, 0);
+		s->tx = socket(s->fam, SOCK_DGRAM, 0);
+		struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr *a = s->fam == AF_INET ? (struct sockaddr *)&a4 : (struct sockaddr *)&a6;
+		if (s->rx < 0 || s->tx < 0 || bind(s->rx, a, s->fam == AF_INET ? sizeof(a4) : sizeof(a6)) != 0)
+			DIE("udp socket");
+		s->tolen = sizeof(s->to);
+		getsockname(s->rx, (struct sockaddr *)&s->to, &s->tolen);
+		s->off = 8;
+	}
+	s->drop = (unsigned char)rng_below(r, 50);
+	s->keep = rng_one_in(r, 2) ? 0 : (int)rng_range(r, 1, 64);
+	s->locked = rng_one_in(r, 2);
+	/* queued before the filter: messages it would drop and ones it would cut, whole */
+	s->n = (int)rng_range(r, 1, SF_QUEUED);
+	static unsigned char buf[300];
+	for (int i = 0; i < s->n; i++) {
+		s->len[i] = (int)rng_range(r, 1, sizeof(buf));
+		s->seed[i] = rng_next(r);
+		s->cut[i] = s->len[i];
+		sf_fill(buf, s, i, rng_one_in(r, 2));
+		if (sf_send(s, buf, (size_t)s->len[i]) != s->len[i])
+			DIE("send");
+	}
+	struct sock_filter prog[4] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (unsigned)s->off),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, s->drop, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+		BPF_STMT(BPF_RET | BPF_K, s->keep ? (unsigned)(s->off + s->keep) : 0xffffffffu),
+	};
+	memcpy(s->prog, prog, sizeof(prog));
+	struct sock_fprog fp = { .len = 4, .filter = s->prog };
+	if (setsockopt(s->rx, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp)) != 0)
+		DIE("SO_ATTACH_FILTER");
+	int one = 1;
+	if (s->locked && setsockopt(s->rx, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof(one)) != 0)
+		DIE("SO_LOCK_FILTER");
+	/* one the filter cut (when it cuts), queued after it */
+	int i = s->n++;
+	s->len[i] = (int)rng_range(r, 1, sizeof(buf));
+	s->seed[i] = rng_next(r);
+	s->cut[i] = s->keep && s->keep < s->len[i] ? s->keep : s->len[i];
+	sf_fill(buf, s, i, 0);
+	if (sf_send(s, buf, (size_t)s->len[i]) != s->len[i])
+		DIE("send");
+	s->rx = place_fd(r, s->rx);
+	s->tx = place_fd(r, s->tx);
+	describe(in, "rx=%d family=%d drop=%u keep=%d locked=%d queued=%d", s->rx, s->fam, s->drop, s->keep, s->locked, s->n);
+	return 0;
+}
+
+static void sf_check(struct inst *in, int final)
+{
+	struct sf_st *s = ST_OF(in, struct sf_st);
+	struct sock_filter got[8];
+	socklen_t gl = 8;
+	if (getsockopt(s->rx, SOL_SOCKET, SO_GET_FILTER, got, &gl) != 0 || gl != 4 || memcmp(got, s->prog, sizeof(s->prog)) != 0) {
+		IFAIL(in, "fd %d: the filter is not the one attached (%u instructions, %s)", s->rx, (unsigned)gl, strerror(errno));
+		return;
+	}
+	int locked = -1;
+	socklen_t ll = sizeof(locked);
+	getsockopt(s->rx, SOL_SOCKET, SO_LOCK_FILTER, &locked, &ll);
+	ICHECK(in, locked == s->locked, "fd %d: SO_LOCK_FILTER %d, expected %d", s->rx, locked, s->locked);
+	if (!final)
+		return; /* reading would take the queue */
+	static unsigned char buf[301], want[300];
+	for (int i = 0; i < s->n; i++) {
+		ssize_t n = recv(s->rx, buf, sizeof(buf), MSG_DONTWAIT);
+		fill_bytes(want, (size_t)s->len[i], s->seed[i]);
+		if (n != s->cut[i] || memcmp(buf + 1, want + 1, (size_t)n - 1) != 0) {
+			IFAIL(in, "fd %d queued message %d of %d: %zd bytes (%s), expected %d", s->rx, i, s->n, n, n < 0 ? strerror(errno) : "ok", s->cut[i]);
+			return;
+		}
+	}
+	/* the filter works on what comes now: one dropped, one kept (and cut) */
+	struct timeval tv = { .tv_sec = 2 };
+	setsockopt(s->rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	unsigned char msg[100];
+	memset(msg, 0x5a, sizeof(msg));
+	msg[0] = s->drop;
+	if (sf_send(s, msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+		IFAIL(in, "fd %d: send after restore: %s", s->tx, strerror(errno));
+	msg[0] = (unsigned char)(s->drop + 1);
+	if (sf_send(s, msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+		IFAIL(in, "fd %d: send after restore: %s", s->tx, strerror(errno));
+	ssize_t n = recv(s->rx, buf, sizeof(buf), 0);
+	int cut = s->keep && s->keep < (int)sizeof(msg) ? s->keep : (int)sizeof(msg);
+	ICHECK(in, n == cut && buf[0] == msg[0], "fd %d: after restore got %zd bytes starting %u, expected %d starting %u (the filter lets through what it dropped?)",
+	       s->rx, n, n > 0 ? buf[0] : 0, cut, msg[0]);
+	int rc = setsockopt(s->rx, SOL_SOCKET, SO_DETACH_FILTER, &rc, sizeof(rc));
+	ICHECK(in, s->locked ? rc != 0 && errno == EPERM : rc == 0, "fd %d: SO_DETACH_FILTER %s with the filter %slocked", s->rx,
+	       rc ? strerror(errno) : "worked", s->locked ? "" : "not ");
+}
+
 const struct item items_netmore[] = {
 	{ "unix-dgram-senders", 2, senders_build, senders_check, NULL },
 	{ "unix-dgram-empty", 1, empty_build, empty_check, NULL },
@@ -392,5 +532,6 @@ const struct item items_netmore[] = {
 	{ "scm-creds-gone", 1, creds_gone_build, creds_check, NULL },
 	{ "tcp-maxseg", 2, maxseg_build, maxseg_check, NULL },
 	{ "packet-socket", 1, packet_build, packet_check, NULL },
+	{ "sock-filter", 2, sf_build, sf_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };
