@@ -124,6 +124,50 @@ describe('epoll', () => {
     checkRestore(t, restore(t, dir, '1'));
     await expectPass(t);
   });
+
+  it('one-shot watches that fired stay disarmed until re-armed: a drained pipe, a writable socket; one on a listener with nothing waiting is named', async () => {
+    const { t } = await readyPython('epoll-oneshot', [
+      'import select, os, socket, time',
+      'ONE = select.EPOLLIN | select.EPOLLONESHOT',
+      'r, w = os.pipe(); os.write(w, b"x")',
+      'a, b = socket.socketpair()',
+      'ep = select.epoll(); ep.register(r, ONE); ep.register(a.fileno(), ONE | select.EPOLLOUT)',
+      'fired = sorted(fd for fd, _ in ep.poll(0)); os.read(r, 1)  # both fired; the pipe drained: ready for nothing',
+      'assert fired == sorted([r, a.fileno()]), fired',
+      'lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen()',
+      'print(f"READY {ep.fileno()} {lst.getsockname()[1]}", flush=True)',
+      'while not os.path.exists("listener"): time.sleep(0.01)',
+      'ep2 = select.epoll(); ep2.register(lst.fileno(), ONE)',
+      'c = socket.create_connection(lst.getsockname()); assert ep2.poll(1) == [(lst.fileno(), select.EPOLLIN)]',
+      'conn, _ = lst.accept(); c.close(); conn.close()  # the listener watch fired, nothing waits in its queue',
+      'print(f"LISTENER {ep2.fileno()}", flush=True)',
+      'while not os.path.exists("unarmed"): time.sleep(0.01)',
+      'ep2.close()',
+      'print("UNARMED", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'def events(fd):',
+      '    return {int(l.split()[1]): int(l.split()[3], 16) for l in open(f"/proc/self/fdinfo/{ep.fileno()}") if l.startswith("tfd:")}.get(fd)',
+      'shown = (events(r), events(a.fileno()))',
+      'os.write(w, b"y"); b.send(b"z")',
+      'quiet = ep.poll(0.2)  # disarmed: neither the byte nor the message wakes it',
+      'ep.modify(r, ONE); ep.modify(a.fileno(), ONE)',
+      'rearmed = sorted(fd for fd, _ in ep.poll(1))',
+      'ok = shown == (select.EPOLLONESHOT, select.EPOLLONESHOT) and quiet == [] and rearmed == sorted([r, a.fileno()]) and os.read(r, 2) == b"y"',
+      'print("PASS" if ok else f"FAIL: {shown} {quiet} {rearmed}", flush=True)',
+    ]);
+    const c = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(c.code, 0, cryoReport(c));
+    fs.writeFileSync(path.join(t.dir, 'listener'), '');
+    const ep2 = Number((await waitForLine(t, 'LISTENER ')).split(' ')[1]);
+    const refused = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(refused.code, 3, cryoReport(refused));
+    assert.match(refused.stdout, new RegExp(`^pid ${t.pid} fd ${ep2}: epoll instance has a one-shot registration of fd \\d+ \\(socket:\\[\\d+\\]\\) that fired and waits to be re-armed, on a file ready for nothing now`, 'm'), cryoReport(refused));
+    fs.writeFileSync(path.join(t.dir, 'unarmed'), '');
+    await waitForLine(t, 'UNARMED');
+    const { dir } = await dumpAndKill(t, [t.pid]);
+    checkRestore(t, restore(t, dir, '1'));
+    await expectPass(t);
+  });
 });
 
 describe('unix peers outside the tree', () => {

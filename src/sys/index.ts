@@ -19,3 +19,4 @@ export * from './nsfs.js';
 export * from './mqueue.js';
 export * from './guard-link.js';
 export * from './pagemap-scan.js';
+export * from './poll.js';

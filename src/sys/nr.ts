@@ -102,6 +102,8 @@ export const NR = {
   restart_syscall: 219,
   exit_group: 231,
   epoll_ctl: 233,
+  epoll_wait: 232,
+  poll: 7,
   inotify_add_watch: 254,
   inotify_rm_watch: 255,
   inotify_init1: 294,

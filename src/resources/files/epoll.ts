@@ -1,9 +1,17 @@
 // epoll instances: the targets each watches (fd number, events, user data) show in fdinfo. The
 // restore creates an empty epoll; once the task's fd table is whole, the task itself registers
 // each target again under the fd number it was registered with (the kind's afterTable hook).
+//
+// A one-shot registration (EPOLLONESHOT) that fired waits, disarmed, for the program to re-arm it
+// (EPOLL_CTL_MOD): its events are only the flag bits. A registration cannot be made so, since
+// every ADD and MOD adds EPOLLERR|EPOLLHUP; so it is made armed for everything and fired once
+// more (an epoll_wait of the task's), before any other registration exists that could fire in
+// its place. That needs the file ready for something: a pipe or FIFO read end with nothing in
+// it gets a byte of cryo's for the moment; any other file with nothing ready is refused.
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { readdirSync, readlinkSync } from 'node:fs';
-import { sys, isEpollTarget, O, F } from '../../sys/index.js';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, writeSync, constants as fsc } from 'node:fs';
+import { sys, isEpollTarget, O, F, EPOLL, ALL_READY, readyNow } from '../../sys/index.js';
+import { withOurCopy } from './our-copy.js';
 import { eventpoll_tfd_entrySchema, type eventpoll_file_entrySchema } from '../../image/gen/eventpoll_pb.js';
 import { hasField } from '../../image/presence.js';
 import type { ProcFdinfo } from '../../proc/index.js';
@@ -72,6 +80,38 @@ export function epollHolders(pid: number, epfd: number, info: ProcFdinfo, tree: 
   });
 }
 
+/** Only flag bits left: a one-shot registration that fired and waits to be re-armed. */
+export function isDisarmed(events: number): boolean {
+  const flags = EPOLL.ONESHOT | EPOLL.ET | EPOLL.WAKEUP | EPOLL.EXCLUSIVE;
+  return (events & EPOLL.ONESHOT) !== 0 && (events & ~flags) === 0;
+}
+
+function isFifoReader(h: EpollHolder): boolean {
+  try {
+    return statSync(`/proc/${h.pid}/fd/${h.fd}`).isFIFO() && (readFlags(h) & O.ACCMODE) === O.RDONLY;
+  } catch {
+    return false;
+  }
+}
+
+function readFlags(h: EpollHolder): number {
+  const m = /^flags:\s*([0-7]+)/m.exec(readFileOr(`/proc/${h.pid}/fdinfo/${h.fd}`));
+  return m ? parseInt(m[1]!, 8) : -1;
+}
+
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** A disarmed registration the restore can fire once more: its file is ready, or can be made so. */
+function canFireAgain(h: EpollHolder): boolean {
+  return isFifoReader(h) || withOurCopy(h.pid, h.fd, (ours) => readyNow(ours) !== 0);
+}
+
 /** Links of fds the restore makes only after the tables (pidfds) or in their task (/dev/tty). */
 const LATE_LINK = /^(anon_inode:\[pidfd\]|\/dev\/tty)$/;
 
@@ -98,6 +138,11 @@ export function epollBlocker(pid: number, epfd: number, info: ProcFdinfo, tree: 
       return { pid, fd: epfd, kind: 'epoll', reason: `epoll instance watches a file (registered as fd ${t.tfd}) that no task of the tree has open any more — not supported` };
     if (h.pid !== pid && LATE_LINK.test(linkOf(h)))
       return { pid, fd: epfd, kind: 'epoll', reason: `epoll instance watches a ${linkOf(h)} (registered as fd ${t.tfd}) that only pid ${h.pid} holds (fd ${h.fd}) — not supported` };
+    if (isDisarmed(t.events) && !canFireAgain(h))
+      return {
+        pid, fd: epfd, kind: 'epoll',
+        reason: `epoll instance has a one-shot registration of fd ${t.tfd} (${linkOf(h) || 'gone'}) that fired and waits to be re-armed, on a file ready for nothing now: it could not be disarmed again — not supported`,
+      };
   }
   return null;
 }
@@ -115,17 +160,51 @@ export function epollTargetText(tfd: number, events: number, data: bigint): stri
   return `fd ${tfd} events 0x${(events >>> 0).toString(16)} data 0x${data.toString(16)}`;
 }
 
-/** Registers every target again, from inside the task whose table is whole (`epfd`: its epoll). */
+/**
+ * Fires a registration just made armed for everything (`target`: the disarmed one it stands for)
+ * with an epoll_wait of the task's: the only one in the instance that can fire, it comes back
+ * disarmed as it was. A pipe or FIFO read end with nothing ready gets a byte for the moment.
+ */
+function fireOnce(epfd: number, target: EpollTarget, t: FdTableContext, what: string): void {
+  const call = t.task.remote.call.bind(t.task.remote);
+  const out = t.task.scratch.alloc(12);
+  if (call('epoll_wait', [epfd, out, 1, 0], what) === 1n) return;
+  let fd = -1;
+  try {
+    fd = openSync(`/proc/${t.task.pid}/fd/${target.tfd}`, fsc.O_RDWR | fsc.O_NONBLOCK);
+    if (!statSync(`/proc/${t.task.pid}/fd/${target.tfd}`).isFIFO()) throw new Error('not a pipe or FIFO');
+    writeSync(fd, Buffer.of(0));
+    const fired = call('epoll_wait', [epfd, out, 1, 0], what);
+    readSync(fd, Buffer.alloc(1));
+    if (fired === 1n) return;
+  } catch (e) {
+    throw new Error(`${what}: a one-shot registration that had fired cannot be disarmed again: its file is ready for nothing (${(e as Error).message})`);
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+  throw new Error(`${what}: a one-shot registration that had fired cannot be disarmed again: its file is ready for nothing`);
+}
+
+/**
+ * Registers every target again, from inside the task whose table is whole (`epfd`: its epoll):
+ * disarmed one-shot registrations first, each fired once more while nothing else can fire.
+ */
 function fillEpoll(rec: EventpollData, epfd: number, t: FdTableContext): void {
   const call = t.task.remote.call.bind(t.task.remote);
-  for (const target of rec.tfd) {
+  const ordered = [...rec.tfd.filter((x) => isDisarmed(x.events)), ...rec.tfd.filter((x) => !isDisarmed(x.events))];
+  for (const target of ordered) {
     t.task.scratch.reset();
     const what = `epoll fd ${epfd} target fd ${target.tfd}`;
-    const ev = t.task.scratch.put(epollEvent(target));
+    const disarmed = isDisarmed(target.events);
+    const ev = t.task.scratch.put(epollEvent(disarmed ? { ...target, events: (target.events | ALL_READY) >>> 0 } : target));
+    const add = () => {
+      call('epoll_ctl', [epfd, EPOLL_CTL_ADD, target.tfd, ev], what);
+      if (disarmed) fireOnce(epfd, target, t, what);
+    };
     // Held by another task of the tree only (maybe under the same number): from the restorer.
     const elsewhere = hasField(eventpoll_tfd_entrySchema, target, 'cryoHolderPid');
     if (!elsewhere && (!hasField(eventpoll_tfd_entrySchema, target, 'cryoFileFd') || target.cryoFileFd === target.tfd)) {
-      call('epoll_ctl', [epfd, EPOLL_CTL_ADD, target.tfd, ev], what);
+      add();
       continue;
     }
     // Registered under a number that was closed or reused since: the file (held by another fd,
@@ -135,7 +214,7 @@ function fillEpoll(rec: EventpollData, epfd: number, t: FdTableContext): void {
     const saved = inUse ? call('fcntl', [target.tfd, F.DUPFD_CLOEXEC, t.maxFd + 1], what) : -1n;
     if (elsewhere) t.pullFile(target.cryoHolderPid!, target.cryoFileFd!, target.tfd);
     else call('dup3', [target.cryoFileFd!, target.tfd, 0], what);
-    call('epoll_ctl', [epfd, EPOLL_CTL_ADD, target.tfd, ev], what);
+    add();
     if (inUse) {
       call('dup3', [saved, target.tfd, inUse.flags & 1 ? O.CLOEXEC : 0], what);
       call('close', [saved]);

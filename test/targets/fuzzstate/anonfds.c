@@ -127,6 +127,7 @@ struct epoll_st {
 		unsigned events;
 		unsigned long long data;
 		int ready;
+		int edge_taken; /* ready, edge-triggered, reported already: a restore may report it once more */
 	} w[6];
 };
 
@@ -162,6 +163,25 @@ static int epoll_build(struct inst *in, struct rng *r)
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, s->w[i].tfd, &ev) != 0)
 			DIE("epoll_ctl");
 		describe(in, "%d:0x%x%s", s->w[i].tfd, s->w[i].events, s->w[i].ready ? "(ready)" : "");
+		/* a one-shot watch that fired and waits to be re-armed (a worker thread has its fd);
+		 * what else the wait reported: an edge-triggered or one-shot watch is not ready again */
+		if ((s->w[i].events & EPOLLONESHOT) && s->w[i].ready && rng_one_in(r, 2)) {
+			struct epoll_event evs[8];
+			int n = epoll_wait(ep, evs, 8, 0);
+			for (int k = 0; k < n; k++)
+				for (int j = 0; j <= i; j++)
+					if (evs[k].data.u64 == s->w[j].data && (s->w[j].events & (EPOLLET | EPOLLONESHOT))) {
+						s->w[j].ready = 0;
+						/* /proc does not show that an edge was reported: the restore adds the
+						 * watch again, ready, as a wake-up edge-triggered readers take in stride */
+						s->w[j].edge_taken = !(s->w[j].events & EPOLLONESHOT);
+					}
+			/* and maybe its pipe or eventfd emptied since: ready for nothing (a pipe), or to write */
+			char c[8];
+			if (rng_one_in(r, 2) && read(s->w[i].tfd, c, s->w[i].wfd >= 0 ? 1 : 8) < 0)
+				DIE("read");
+			describe(in, "(fired)");
+		}
 	}
 	s->fd = place_fd(r, ep);
 	/* what the kernel shows for each watch (it adds EPOLLERR|EPOLLHUP) is the reference */
@@ -186,14 +206,14 @@ static void epoll_check(struct inst *in, int final)
 	if (!final)
 		return;
 	struct epoll_event evs[8];
-	int n = epoll_wait(s->fd, evs, 8, 0), want = 0;
+	int n = epoll_wait(s->fd, evs, 8, 0), want = 0, taken = 0;
 	for (int i = 0; i < s->n; i++)
-		want += s->w[i].ready;
-	ICHECK(in, n == want, "epoll_wait reports %d ready, expected %d", n, want);
+		want += s->w[i].ready, taken += s->w[i].edge_taken;
+	ICHECK(in, n >= want && n <= want + taken, "epoll_wait reports %d ready, expected %d (and up to %d edges reported before)", n, want, taken);
 	for (int k = 0; k < n; k++) {
 		int ok = 0;
 		for (int i = 0; i < s->n; i++)
-			ok |= s->w[i].ready && evs[k].data.u64 == s->w[i].data;
+			ok |= (s->w[i].ready || s->w[i].edge_taken) && evs[k].data.u64 == s->w[i].data;
 		ICHECK(in, ok, "epoll_wait reports data %llx, which is not a ready watch",
 		       (unsigned long long)evs[k].data.u64);
 	}
