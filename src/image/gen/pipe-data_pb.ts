@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipe-data.proto.
  */
 export const file_pipe_data: GenFile = /*@__PURE__*/
-  fileDesc("Cg9waXBlLWRhdGEucHJvdG8iPwoPcGlwZV9kYXRhX2VudHJ5Eg8KB3BpcGVfaWQYASACKA0SDQoFYnl0ZXMYAiACKA0SDAoEc2l6ZRgDIAEoDQ");
+  fileDesc("Cg9waXBlLWRhdGEucHJvdG8iVgoPcGlwZV9kYXRhX2VudHJ5Eg8KB3BpcGVfaWQYASACKA0SDQoFYnl0ZXMYAiACKA0SDAoEc2l6ZRgDIAEoDRIVCgxjcnlvX3BhY2tldHMY6QcgAygN");
 
 /**
  * Header of a block of pipe data; `bytes` raw bytes follow it.
@@ -39,6 +39,14 @@ export type pipe_data_entry = Message<"pipe_data_entry"> & {
    * @generated from field: optional uint32 size = 3;
    */
   size: number;
+
+  /**
+   * cryo's own: the bytes are packets (a packet-mode pipe, pipe2(O_DIRECT); a read returns one
+   * packet at most), of these lengths in order; absent for a byte stream.
+   *
+   * @generated from field: repeated uint32 cryo_packets = 1001;
+   */
+  cryoPackets: number[];
 };
 
 /**

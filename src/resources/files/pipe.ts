@@ -22,7 +22,12 @@ export interface PipeData {
   /** Capacity of the pipe (F_GETPIPE_SZ), restored with F_SETPIPE_SZ. */
   size: number;
   data: Buffer;
+  /** A packet-mode pipe's (O_DIRECT writers): the lengths of the packets `data` holds, in order. */
+  packets?: number[];
 }
+
+/** A packet is at most a page (a longer write is cut into pages). */
+const PACKET_MAX = 4096;
 
 function pipe2(flags: number): [number, number] {
   const fds = Buffer.alloc(8);
@@ -44,10 +49,34 @@ export function peekPipe(pid: number, fd: number, pipeId: number): PipeData {
     if (t.ret < 0 && t.errno !== E.EAGAIN) throw new SysError('tee', t.errno, `pid ${pid} fd ${fd}`);
     const n = Math.max(0, t.ret);
     const data = Buffer.alloc(n);
-    for (let got = 0; got < n; ) got += readSync(r, data, got, n - got, null);
-    return { pipeId, size, data };
+    // A read takes every byte there is, but never more than one packet: more reads than one
+    // tell packets apart (tee keeps them packets).
+    const reads: number[] = [];
+    for (let got = 0; got < n; ) {
+      const k = readSync(r, data, got, n - got, null);
+      reads.push(k);
+      got += k;
+    }
+    const packets = reads.length > 1 || (n > 1 && onePacket(src, n)) ? { packets: reads } : {};
+    return { pipeId, size, data, ...packets };
   } finally {
     closeSync(src);
+    closeSync(r);
+    closeSync(w);
+  }
+}
+
+/**
+ * Whether the `n` bytes in the pipe behind `src` are one packet: a read of all but one of them
+ * (from another copy) drops the last byte of a packet, and leaves it of a byte stream.
+ */
+function onePacket(src: number, n: number): boolean {
+  const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
+  try {
+    if (sysTry('tee', [src, w, n, SPLICE_F_NONBLOCK]).ret !== n) return false;
+    readSync(r, Buffer.alloc(n - 1), 0, n - 1, null);
+    return sysTry('read', [r, Buffer.alloc(1), 1]).errno === E.EAGAIN;
+  } finally {
     closeSync(r);
     closeSync(w);
   }
@@ -71,7 +100,19 @@ export function createPipe(d: PipeData | undefined): PipeEnds {
 export function fillPipe(w: number, d: PipeData | undefined, what: string): void {
   if (!d) return;
   if (d.size) sys('fcntl', [w, F.SETPIPE_SZ, d.size], `${what} size`);
-  for (let off = 0; off < d.data.length; ) off += writeSync(w, d.data, off, d.data.length - off);
+  if (!d.packets?.length) {
+    for (let off = 0; off < d.data.length; ) off += writeSync(w, d.data, off, d.data.length - off);
+    return;
+  }
+  // Packets are written as packets: through an end in packet mode, one write each.
+  const flags = sys('fcntl', [w, F.GETFL], what);
+  sys('fcntl', [w, F.SETFL, flags | O.DIRECT], `${what}: packet mode`);
+  let off = 0;
+  for (const len of d.packets) {
+    if (writeSync(w, d.data, off, len) !== len) throw new Error(`${what}: a packet of ${len} bytes did not go in whole`);
+    off += len;
+  }
+  sys('fcntl', [w, F.SETFL, flags], what);
 }
 
 /**
@@ -109,7 +150,7 @@ export function bufferedData(state: KindState, image: PipeDataImage): Map<number
 export function dataImages(state: KindState, image: PipeDataImage): KindImage[] {
   const data = bufferedData(state, image);
   if (!data.size) return [];
-  const entries = [...data.values()].map((d) => ({ msg: create(pipe_data_entrySchema, { pipeId: d.pipeId, bytes: d.data.length, size: d.size }), payload: d.data }));
+  const entries = [...data.values()].map((d) => ({ msg: create(pipe_data_entrySchema, { pipeId: d.pipeId, bytes: d.data.length, size: d.size, cryoPackets: d.packets ?? [] }), payload: d.data }));
   return [{ file: image.file, kind: image.kind, entries }];
 }
 
@@ -119,7 +160,10 @@ export function readData(images: KindImages, image: PipeDataImage): Map<number, 
     const out = new Map<number, PipeData>();
     for (const e of images.readWithPayloads(image.file) ?? []) {
       const d = e.msg as pipe_data_entry;
-      out.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from(e.payload.subarray(0, d.bytes)) });
+      const packets = d.cryoPackets.length ? { packets: [...d.cryoPackets] } : {};
+      if (packets.packets && (packets.packets.some((p) => p < 1 || p > PACKET_MAX) || packets.packets.reduce((a, b) => a + b, 0) !== d.bytes))
+        throw new UserError(`${image.file}: ${image.what} ${d.pipeId}: packets of ${packets.packets.join(', ')} bytes, for ${d.bytes} bytes of data`);
+      out.set(d.pipeId, { pipeId: d.pipeId, size: d.size, data: Buffer.from(e.payload.subarray(0, d.bytes)), ...packets });
     }
     return out;
   });

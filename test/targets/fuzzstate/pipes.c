@@ -1,4 +1,5 @@
-/* fuzzstate items: pipes and FIFOs with data in flight, reopened ends, owners and signals. */
+/* fuzzstate items: pipes and FIFOs with data in flight, reopened ends, owners and signals, packet-mode
+ * pipes (O_DIRECT) with packets waiting. */
 #include "fuzz.h"
 
 #include <sys/ioctl.h>
@@ -206,10 +207,68 @@ static void fown_check(struct inst *in, int final)
 	pipe_check(in, final);
 }
 
+/* ---- pipe-packets: a packet-mode pipe (pipe2(O_DIRECT)) with packets waiting: a read returns
+ * one packet at most, and drops what of it does not fit ------------------------------------ */
+
+#define PACKETS_MAX 8
+
+struct packets_st {
+	int rfd, wfd, n;
+	int len[PACKETS_MAX];
+	uint64_t seed[PACKETS_MAX];
+};
+
+static int packets_build(struct inst *in, struct rng *r)
+{
+	struct packets_st *s = ST_OF(in, struct packets_st);
+	int p[2];
+	if (pipe2(p, O_DIRECT | O_NONBLOCK) != 0)
+		DIE("pipe2(O_DIRECT)");
+	s->n = (int)rng_range(r, 1, PACKETS_MAX);
+	static unsigned char buf[4096];
+	describe(in, "packets=");
+	for (int i = 0; i < s->n; i++) {
+		s->len[i] = rng_one_in(r, 4) ? 1 : (int)rng_range(r, 2, sizeof(buf));
+		s->seed[i] = rng_next(r);
+		fill_bytes(buf, (size_t)s->len[i], s->seed[i]);
+		if (write(p[1], buf, (size_t)s->len[i]) != s->len[i])
+			DIE("write packet");
+		describe(in, "%s%d", i ? "," : "", s->len[i]);
+	}
+	s->rfd = place_fd(r, p[0]);
+	s->wfd = place_fd(r, p[1]);
+	describe(in, " rfd=%d wfd=%d", s->rfd, s->wfd);
+	return 0;
+}
+
+static void packets_check(struct inst *in, int final)
+{
+	struct packets_st *s = ST_OF(in, struct packets_st);
+	if (!final)
+		return; /* reading would take them */
+	static unsigned char buf[8192];
+	for (int i = 0; i < s->n; i++) {
+		/* the last one, when longer than a byte, read short: the rest of it must be gone */
+		size_t want = i == s->n - 1 && s->len[i] > 1 ? (size_t)s->len[i] - 1 : sizeof(buf);
+		ssize_t n = read(s->rfd, buf, want);
+		size_t expect = want < (size_t)s->len[i] ? want : (size_t)s->len[i];
+		if (n != (ssize_t)expect || check_bytes(buf, (size_t)n, s->seed[i]) != -1) {
+			IFAIL(in, "fd %d packet %d of %d: %zd bytes (%s), expected %zu", s->rfd, i, s->n, n, n < 0 ? strerror(errno) : "ok", expect);
+			return;
+		}
+	}
+	ssize_t more = read(s->rfd, buf, sizeof(buf));
+	ICHECK(in, more < 0 && errno == EAGAIN, "fd %d: %zd bytes after the last packet", s->rfd, more);
+	/* still a packet pipe: two writes are two packets */
+	ICHECK(in, write(s->wfd, "ab", 2) == 2 && write(s->wfd, "c", 1) == 1 && read(s->rfd, buf, sizeof(buf)) == 2 && read(s->rfd, buf, sizeof(buf)) == 1,
+	       "fd %d: writes after restore are not packets", s->wfd);
+}
+
 const struct item items_pipes[] = {
 	{ "pipe", 6, pipe_build, pipe_check, NULL },
 	{ "fifo", 2, fifo_build, pipe_check, NULL },
 	{ "pipe-reopen", 2, reopen_build, reopen_check, NULL },
 	{ "pipe-fown", 2, fown_build, fown_check, NULL },
+	{ "pipe-packets", 2, packets_build, packets_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };
