@@ -20,3 +20,4 @@ export * from './mqueue.js';
 export * from './guard-link.js';
 export * from './pagemap-scan.js';
 export * from './poll.js';
+export * from './extents.js';

@@ -1,11 +1,12 @@
 // Files deleted while a task still has them open or mapped ("ghost files" in CRIU's images): the
 // contents go into ghost-file-N.img, up to a size limit. Removed directories (cwd or open) are
-// ghosts without contents. On restore the file is created again at
+// ghosts without contents. A sparse file keeps its holes: only its data is saved, as CRIU's
+// chunks (ghost_chunk_entry: offset, length, bytes), and the limit counts that data. On restore the file is created again at
 // its old path, every fd and mapping is opened from it, and it is unlinked once the tree is back,
 // so the tasks see a deleted file again, shared as before.
 import { dirname } from 'node:path';
-import { chownSync, chmodSync, utimesSync, existsSync, readFileSync, statSync, openSync, writeSync, closeSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
-import { O, sys, S_IF } from '../../sys/index.js';
+import { chownSync, chmodSync, utimesSync, existsSync, readFileSync, statSync, openSync, readSync, writeSync, closeSync, ftruncateSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
+import { O, sys, S_IF, dataExtents } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 
@@ -16,7 +17,10 @@ export interface GhostData {
   size: bigint;
   mtimSec: bigint;
   mtimUsec: bigint;
+  /** The contents: the whole file, or its chunks one after the other. */
   data: Buffer;
+  /** A file with holes: where each piece of `data` goes (CRIU's chunks), in order. */
+  chunks?: { off: bigint; len: number }[];
   /** The device of a character device node (major << 8 | minor, as CRIU's old encoding). */
   rdev?: number;
 }
@@ -54,16 +58,51 @@ export function ghostBlocker(place: BlockerPlace, name: string, source: string, 
   if (st.isFIFO()) return null; // made again with mknod; its data goes with the FIFO's
   if (st.isCharacterDevice()) return STATELESS_RDEVS.has(oldDev(st.rdev)) ? null : refuse(`deleted device node ${name} of a device with state — not supported`);
   if (!st.isFile()) return refuse(`deleted ${name} is not a regular file — not supported`);
-  if (st.size > limit) {
-    return refuse(`file ${name} was deleted while in use and is ${st.size} bytes, over the ghost limit of ${limit}`, 'raise it with --ghost-limit');
+  const bytes = extentsOf(source, st.size).reduce((n, e) => n + (e.end - e.start), 0);
+  if (bytes > limit) {
+    const sparse = bytes < st.size ? ` of data (${st.size} with its holes)` : '';
+    return refuse(`file ${name} was deleted while in use and is ${bytes} bytes${sparse}, over the ghost limit of ${limit}`, 'raise it with --ghost-limit');
   }
   return null;
+}
+
+/** The data extents of a regular file through its /proc link. */
+function extentsOf(source: string, size: number): { start: number; end: number }[] {
+  const fd = openSync(source, O.RDONLY | O.CLOEXEC);
+  try {
+    return [...dataExtents(fd, 0, size)];
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A regular file's contents: whole, or (with holes) its data extents as chunks. */
+function readContents(source: string, size: number): Pick<GhostData, 'data' | 'chunks'> {
+  const extents = extentsOf(source, size);
+  const bytes = extents.reduce((n, e) => n + (e.end - e.start), 0);
+  if (bytes === size) return { data: readFileSync(source) };
+  const data = Buffer.alloc(bytes);
+  const fd = openSync(source, O.RDONLY | O.CLOEXEC);
+  try {
+    let at = 0;
+    for (const e of extents) {
+      for (let got = 0; got < e.end - e.start; ) {
+        const n = readSync(fd, data, at + got, e.end - e.start - got, e.start + got);
+        if (n === 0) throw new Error(`${source}: shorter than its data extents`);
+        got += n;
+      }
+      at += e.end - e.start;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return { data, chunks: extents.map((e) => ({ off: BigInt(e.start), len: e.end - e.start })) };
 }
 
 /** Reads a deleted file's contents and attributes through its /proc link. */
 export function readGhost(source: string): GhostData {
   const st = statSync(source, { bigint: true });
-  const data = st.isFile() ? readFileSync(source) : Buffer.alloc(0);
+  const contents = st.isFile() ? readContents(source, Number(st.size)) : { data: Buffer.alloc(0) };
   return {
     mode: Number(st.mode),
     uid: Number(st.uid),
@@ -71,7 +110,7 @@ export function readGhost(source: string): GhostData {
     size: st.size,
     mtimSec: st.mtimeNs / 1_000_000_000n,
     mtimUsec: (st.mtimeNs % 1_000_000_000n) / 1000n,
-    data,
+    ...contents,
     ...(st.isCharacterDevice() ? { rdev: oldDev(Number(st.rdev)) } : {}),
   };
 }
@@ -130,7 +169,7 @@ export function createGhost(path: string, g: GhostData, tmpfile?: number): { par
     throw new UserError(`cannot re-create deleted file ${path}: ${(e as Error).message}`);
   }
   try {
-    for (let off = 0; off < g.data.length; ) off += writeSync(fd, g.data, off, g.data.length - off);
+    writeContents(fd, g);
     fchownSync(fd, g.uid, g.gid);
     fchmodSync(fd, g.mode & 0o7777); // after chown (which drops set-id bits), and without our umask
     const mtime = Number(g.mtimSec) + Number(g.mtimUsec) / 1e6;
@@ -143,6 +182,20 @@ export function createGhost(path: string, g: GhostData, tmpfile?: number): { par
   if (tmpfile !== undefined) return { parents, fd };
   closeSync(fd);
   return { parents };
+}
+
+/** The contents back: the whole file, or its chunks where they were and holes between them. */
+function writeContents(fd: number, g: GhostData): void {
+  if (!g.chunks) {
+    for (let off = 0; off < g.data.length; ) off += writeSync(fd, g.data, off, g.data.length - off);
+    return;
+  }
+  let at = 0;
+  for (const c of g.chunks) {
+    for (let put = 0; put < c.len; ) put += writeSync(fd, g.data, at + put, c.len - put, Number(c.off) + put);
+    at += c.len;
+  }
+  ftruncateSync(fd, Number(g.size)); // a hole at the end
 }
 
 function removeDirs(dirs: string[]): void {

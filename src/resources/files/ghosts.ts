@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import { create, isFieldSet } from '@bufbuild/protobuf';
 import { remap_file_path_entrySchema, remap_type, type remap_file_path_entry } from '../../image/gen/remap-file-path_pb.js';
-import { ghost_file_entrySchema, type ghost_file_entry } from '../../image/gen/ghost-file_pb.js';
+import { ghost_chunk_entrySchema, ghost_file_entrySchema, type ghost_chunk_entry, type ghost_file_entry } from '../../image/gen/ghost-file_pb.js';
 import { hasField } from '../../image/presence.js';
 import { UserError } from '../../util/errors.js';
 import { readGhost, createGhost, removeGhost, type GhostData } from './ghost.js';
@@ -42,8 +42,22 @@ export function ghostImages(state: KindState): KindImage[] {
   const out: KindImage[] = [{ file: 'remap-fpath.img', kind: 'REMAP_FPATH', entries: d.remaps.map((r) => create(remap_file_path_entrySchema, { ...r, remapType: remap_type.GHOST })) }];
   for (const [id, g] of d.ghosts) {
     const mtim = { tvSec: g.mtimSec, tvUsec: g.mtimUsec };
-    const msg = create(ghost_file_entrySchema, { uid: g.uid, gid: g.gid, mode: g.mode, size: g.size, mtim, atim: mtim, ...(g.rdev !== undefined ? { rdev: g.rdev } : {}) });
-    out.push({ file: `ghost-file-${id}.img`, kind: 'GHOST_FILE', entries: [{ msg, payload: g.data }] });
+    const msg = create(ghost_file_entrySchema, {
+      uid: g.uid, gid: g.gid, mode: g.mode, size: g.size, mtim, atim: mtim,
+      ...(g.rdev !== undefined ? { rdev: g.rdev } : {}), ...(g.chunks ? { chunks: true } : {}),
+    });
+    if (!g.chunks) {
+      out.push({ file: `ghost-file-${id}.img`, kind: 'GHOST_FILE', entries: [{ msg, payload: g.data }] });
+      continue;
+    }
+    // Sparse: the header, then each chunk with its bytes (CRIU's ghost_chunk_entry).
+    const entries: { msg: unknown; payload: Buffer }[] = [{ msg, payload: Buffer.alloc(0) }];
+    let at = 0;
+    for (const c of g.chunks) {
+      entries.push({ msg: create(ghost_chunk_entrySchema, { off: c.off, len: BigInt(c.len) }), payload: g.data.subarray(at, at + c.len) });
+      at += c.len;
+    }
+    out.push({ file: `ghost-file-${id}.img`, kind: 'GHOST_FILE', entries });
   }
   return out;
 }
@@ -74,15 +88,15 @@ export function readGhosts(images: KindImages): Map<number, Ghost> {
         continue;
       }
       const name = `ghost-file-${m.remapId}.img`;
-      const [first] = images.readWithPayloads(name) ?? [];
+      const [first, ...rest] = images.readWithPayloads(name) ?? [];
       const g = first?.msg as ghost_file_entry | undefined;
-      if (!g || g.chunks) throw new UserError(`${name}: ${g ? 'chunked ghost files are not supported yet' : 'empty'}`);
+      if (!g) throw new UserError(`${name}: empty`);
       out.set(m.remapId, {
         path: reg.name,
         ghost: {
           mode: g.mode, uid: g.uid, gid: g.gid, size: g.size ?? 0n,
           mtimSec: g.mtim?.tvSec ?? 0n, mtimUsec: g.mtim?.tvUsec ?? 0n,
-          data: Buffer.from(first!.payload),
+          ...(g.chunks ? chunksOf(name, g, rest) : { data: Buffer.from(first!.payload) }),
           ...(isFieldSet(g, ghost_file_entrySchema.field.rdev) ? { rdev: g.rdev } : {}),
         },
       });
@@ -90,6 +104,20 @@ export function readGhosts(images: KindImages): Map<number, Ghost> {
     }
     return out;
   });
+}
+
+/** A sparse ghost's chunks (after its header), refused when one lies outside the file or on another. */
+function chunksOf(name: string, g: ghost_file_entry, entries: { msg: unknown; payload: Uint8Array }[]): { data: Buffer; chunks: { off: bigint; len: number }[] } {
+  const size = g.size ?? 0n;
+  let end = 0n;
+  const chunks = entries.map((e) => {
+    const c = e.msg as ghost_chunk_entry;
+    if (c.$typeName !== 'ghost_chunk_entry' || c.off < end || c.off + c.len > size || BigInt(e.payload.length) !== c.len)
+      throw new UserError(`${name}: a chunk at ${c.off} of ${c.len} bytes does not fit a file of ${size} bytes after ${end}`);
+    end = c.off + c.len;
+    return { off: c.off, len: Number(c.len) };
+  });
+  return { data: Buffer.concat(entries.map((e) => e.payload)), chunks };
 }
 
 /** The deleted files made again so far, with the directories made for them, in order. */

@@ -2,7 +2,7 @@
 // matter (pagemap + pages images). Private file mappings only save pages that differ from the
 // file; vvar/vsyscall are the kernel's and are not saved (the vdso's bytes are, for another kernel).
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { PAGE_SIZE, PROT, MAP, PR, O, SEEK, PAGE_IS, alignedBuffer, sysTry, pagemapScan } from '../../sys/index.js';
+import { PAGE_SIZE, PROT, MAP, PR, O, PAGE_IS, alignedBuffer, pagemapScan, dataExtents } from '../../sys/index.js';
 import { parseSmapsVmFlags, pagesToDump, guardRuns, parseAuxv, sameFrameRuns, type MapsEntry } from '../../proc/index.js';
 import { UnsupportedError } from '../../util/errors.js';
 import { blockerAt, type Blocker } from '../../util/blocker.js';
@@ -294,16 +294,12 @@ function* shmemRuns(pid: number, m: MapsEntry): Generator<{ first: number; count
   const fd = openSync(`/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`, 'r');
   try {
     const lo = Number(m.offset);
-    const hi = lo + Number(m.end - m.start);
-    for (let pos = lo; pos < hi; ) {
-      const data = sysTry('lseek', [fd, pos, SEEK.DATA]);
-      if (data.ret < 0 || data.ret >= hi) return; // ENXIO: no data after pos
-      const hole = sysTry('lseek', [fd, data.ret, SEEK.HOLE]);
-      const end = Math.min(hole.ret < 0 ? hi : hole.ret, hi);
-      const from = Math.floor(data.ret / PAGE_SIZE) * PAGE_SIZE;
+    let last = lo;
+    for (const { start, end } of dataExtents(fd, lo, lo + Number(m.end - m.start))) {
+      const from = Math.max(last, Math.floor(start / PAGE_SIZE) * PAGE_SIZE);
       const to = Math.ceil(end / PAGE_SIZE) * PAGE_SIZE;
-      yield { first: (from - lo) / PAGE_SIZE, count: (to - from) / PAGE_SIZE };
-      pos = to;
+      if (to > from) yield { first: (from - lo) / PAGE_SIZE, count: (to - from) / PAGE_SIZE };
+      last = to;
     }
   } finally {
     closeSync(fd);

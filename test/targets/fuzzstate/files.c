@@ -114,9 +114,12 @@ static void regfile_check(struct inst *in, int final)
 
 struct ghost_st {
 	int fd;
-	size_t size;
+	size_t size, written; /* written: the pattern's bytes; size may go on as a hole */
 	uint64_t seed;
 	off_t off;
+	/* sparse: a hole punched in the pattern, [hole, hole + hole_len); what SEEK_HOLE and SEEK_DATA
+	 * showed at the build (the file system's own answer, compared after the restore) */
+	off_t hole, hole_len, first_hole, data_after;
 };
 
 static int ghost_common(struct inst *in, struct rng *r, int tmpfile)
@@ -142,6 +145,27 @@ static int ghost_common(struct inst *in, struct rng *r, int tmpfile)
 		close(wfd);
 		if (fd < 0 || unlink(p) != 0)
 			DIE("ghost %s", p);
+	}
+	s->written = s->size;
+	if (rng_one_in(r, 3)) {
+		/* sparse: a hole in the middle, and maybe more size as a hole, past the ghost limit */
+		s->hole = (off_t)(rng_below(r, s->size / 4096 + 1) * 4096);
+		s->hole_len = (off_t)(rng_range(r, 1, 16) * 4096);
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		int w = fl == O_RDWR ? fd : open(self, O_RDWR);
+		if (w < 0 || fallocate(w, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->hole, s->hole_len) != 0)
+			DIE("punch a hole");
+		if (rng_one_in(r, 2)) {
+			s->size += (size_t)rng_range(r, 1, 8 << 20);
+			if (ftruncate(w, (off_t)s->size) != 0)
+				DIE("ftruncate");
+		}
+		if (w != fd)
+			close(w);
+		s->first_hole = lseek(fd, 0, SEEK_HOLE);
+		s->data_after = lseek(fd, s->hole, SEEK_DATA);
+		describe(in, "hole=%lld+%lld ", (long long)s->hole, (long long)s->hole_len);
 	}
 	s->off = (off_t)rng_below(r, s->size + 1);
 	lseek(fd, s->off, SEEK_SET);
@@ -175,8 +199,28 @@ static void ghost_check(struct inst *in, int final)
 	       st.st_mode, (unsigned long)st.st_nlink, (long long)st.st_size, s->size);
 	ICHECK(in, lseek(s->fd, 0, SEEK_CUR) == s->off, "fd %d offset %lld, expected %lld", s->fd,
 	       (long long)lseek(s->fd, 0, SEEK_CUR), (long long)s->off);
-	long bad = check_fd_bytes(s->fd, 0, s->size, s->seed);
-	ICHECK(in, bad == -1, "fd %d contents differ at %ld", s->fd, bad);
+	if (!s->hole_len) {
+		long bad = check_fd_bytes(s->fd, 0, s->size, s->seed);
+		ICHECK(in, bad == -1, "fd %d contents differ at %ld", s->fd, bad);
+		return;
+	}
+	unsigned char *want = malloc(s->written + 1), *got = malloc(s->written + 1);
+	if (!want || !got)
+		DIE("malloc");
+	fill_bytes(want, s->written, s->seed);
+	for (off_t i = s->hole; i < s->hole + s->hole_len && (size_t)i < s->written; i++)
+		want[i] = 0;
+	ssize_t n = pread(s->fd, got, s->written, 0);
+	ICHECK(in, n == (ssize_t)s->written && memcmp(want, got, s->written) == 0, "fd %d contents differ around the hole at %lld", s->fd,
+	       (long long)s->hole);
+	free(want);
+	free(got);
+	char tail[64];
+	ICHECK(in, s->size == s->written || (pread(s->fd, tail, sizeof(tail), (off_t)s->size - 64) == 64 && !tail[0] && !tail[63]), "fd %d: its end is not zeros", s->fd);
+	off_t first_hole = lseek(s->fd, 0, SEEK_HOLE), data_after = lseek(s->fd, s->hole, SEEK_DATA);
+	ICHECK(in, first_hole == s->first_hole && data_after == s->data_after, "fd %d: first hole at %lld, data after %lld at %lld; expected %lld and %lld (holes filled?)",
+	       s->fd, (long long)first_hole, (long long)s->hole, (long long)data_after, (long long)s->first_hole, (long long)s->data_after);
+	lseek(s->fd, s->off, SEEK_SET);
 }
 
 /* ---- dirfd: an open directory; rmdir-dir: one removed while open -------------------------- */
