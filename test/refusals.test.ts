@@ -4,13 +4,13 @@
 // (its /proc link is the queue's name, then a deleted one) and a file whose path was overmounted after it was opened; memfd_secret memory; an inotify watch on a
 // deleted file that only a process outside the tree holds; a thread with an fd table or fs context
 // of its own; a /proc file of a process outside the tree; huge pages of the hugetlb pool; a socket
-// filter in eBPF.
+// filter in eBPF; a process whose main thread exited while its other threads run on.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { cleanupTrees, cryo, cryoReport, expectPass, readyPython, statusField, targetReport, type Target } from './lib/index.js';
+import { cleanupTrees, cryo, cryoReport, expectPass, readyPython, readyTarget, statusField, targetReport, waitForLine, type Target } from './lib/index.js';
 
 /** The message queues the tests made, removed at the end even when a test failed before its target did. */
 const queues: string[] = [];
@@ -313,6 +313,26 @@ describe('a file unlinked from the name it was opened by but linked in another d
     const d = cryo(['dump', '-t', String(t.pid), '-D', path.join(t.root, 'img')]);
     assert.equal(d.code, 3, cryoReport(d));
     assert.equal(statusField(t.pid, 'TracerPid'), '0', 'not traced');
+    await expectPass(t);
+  });
+});
+
+describe('a process whose main thread exited (pthread_exit) while its other threads run on is refused, named (its leader shows as a zombie)', () => {
+  it('as the root of the tree and as a child: check and dump name it, it runs on', { timeout: 60_000 }, async () => {
+    const t = await readyTarget('leaderexit', ['child']);
+    const pid = Number((await waitForLine(t, 'READY ')).split(' ')[1]);
+    assert.equal(statusField(pid, 'State')?.[0], 'Z', 'the leader shows as a zombie');
+    const reason = new RegExp(`pid ${pid}: its main thread has exited \\(pthread_exit\\) and 1 other thread\\(s\\) run on — not supported yet`);
+    for (const root of [pid, t.pid]) {
+      const c = cryo(['check', '-t', String(root)]);
+      assert.equal(c.code, 3, cryoReport(c));
+      assert.match(c.stdout, new RegExp(`^${reason.source}`, 'm'), cryoReport(c));
+      const dir = path.join(t.root, `img-${root}`);
+      const d = cryo(['dump', '-t', String(root), '-D', dir]);
+      assert.equal(d.code, 3, cryoReport(d));
+      assert.match(d.stderr, reason, cryoReport(d));
+      assert.equal(fs.existsSync(path.join(dir, 'inventory.img')), false, 'no image left that looks complete');
+    }
     await expectPass(t);
   });
 });

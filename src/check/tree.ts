@@ -82,7 +82,8 @@ function nsResources(pid: number, root: number, external: Map<string, string>): 
 function taskReport(t: TaskPlan, root: number, scan: FileScan, notes: Note[]): TaskReport {
   const state = t.zombie ? 'zombie' : t.stopped ? 'stopped' : 'running';
   const r: TaskReport = { pid: t.pid, comm: commOf(t.pid), ppid: t.ppid, pgid: t.pgid, sid: t.sid, state, threads: t.threads.length, fds: [], maps: [], namespaces: [] };
-  if (t.zombie) return r;
+  // A process whose main thread exited shows nothing of itself under its pid (its blocker says so).
+  if (t.zombie || t.leaderExited) return r;
   r.fds = listFds(t.pid).map((fd) => fdResource(t.pid, fd, scan, notes));
   r.maps = mapResources(t.pid, scan.ghostLimit);
   r.namespaces = nsResources(t.pid, root, scan.externalMounts);

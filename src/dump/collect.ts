@@ -36,6 +36,11 @@ export interface TaskPlan {
   sid: number;
   /** A zombie: only its exit status is saved. */
   zombie: boolean;
+  /**
+   * Its main thread exited (pthread_exit) while other threads run on: the leader shows as a
+   * zombie, but the process lives. Refused (treeBlockers), never taken for a zombie.
+   */
+  leaderExited?: boolean;
   /** Stopped by a signal (state T): restored stopped. */
   stopped: boolean;
   /** Wait status of a zombie (as waitpid reports it). */
@@ -54,11 +59,14 @@ export function threadsOf(pid: number): number[] {
 
 export function planTask(pid: number, ppid: number): TaskPlan {
   const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  const zombie = stat.state === 'Z';
+  const threads = threadsOf(pid);
+  const leaderExited = stat.state === 'Z' && threads.some((t) => t !== pid);
+  const zombie = stat.state === 'Z' && !leaderExited;
   return {
     pid,
     ppid,
-    threads: zombie ? [pid] : threadsOf(pid),
+    threads: zombie ? [pid] : threads,
+    ...(leaderExited ? { leaderExited } : {}),
     pgid: stat.pgid,
     sid: stat.sid,
     zombie,
@@ -139,7 +147,10 @@ export function collectTree(pid: number, opts: CollectOptions = {}): { tasks: Ta
 export function treeBlockers(tasks: TaskPlan[], frozenByUs: boolean, scan: FileScan): Blocker[] {
   const blockers: Blocker[] = [];
   // Before the freeze a task may end while we look at it: it is then not part of the tree.
-  const live = tasks.filter((t) => !t.zombie).flatMap((t) => {
+  for (const t of tasks.filter((k) => k.leaderExited)) {
+    blockers.push({ pid: t.pid, kind: 'task', reason: `its main thread has exited (pthread_exit) and ${t.threads.length - 1} other thread(s) run on — not supported yet` });
+  }
+  const live = tasks.filter((t) => !t.zombie && !t.leaderExited).flatMap((t) => {
     try {
       return [{ t, maps: parseMaps(readFileSync(`/proc/${t.pid}/maps`, 'utf8')) }];
     } catch (e) {
