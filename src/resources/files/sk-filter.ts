@@ -8,11 +8,14 @@
 // queued messages passed the filter when they came, and going through it a second time could
 // drop or cut them.
 import { createHash } from 'node:crypto';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
 import { hasField } from '../../image/presence.js';
 import { attachSocketFilter, getsockoptInt, setsockoptInt, socketFilter, SOL, SO_FILTER } from '../../sys/index.js';
 import type { BlockerCause } from '../../util/blocker.js';
-import type { SkOpts } from './sk-opts.js';
+
+/** sk_opts_entry as the socket kinds hold it (sk-opts.ts, which records the filter through here). */
+type SkOpts = MessageInitShape<typeof sk_opts_entrySchema>;
 
 /** What an eBPF filter is called in check's report and the dump's refusal. */
 export function filterBlocker(fd: number): BlockerCause | null {
