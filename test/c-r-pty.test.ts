@@ -62,6 +62,35 @@ describe('c/r ptys', () => {
     await expectPass(t);
   });
 
+  it('a master whose slave is closed keeps the data queued both ways: the input waits for the next open of the slave, the output for the master', async () => {
+    const { t } = await readyPython('pty-slave-closed', [
+      'import os, termios, time',
+      'm, s = os.openpty(); name = os.ttyname(s)',
+      'a = termios.tcgetattr(s); a[1] &= ~termios.OPOST; a[3] &= ~(termios.ECHO | termios.ICANON); termios.tcsetattr(s, termios.TCSANOW, a)',
+      'os.write(m, b"typed")   # input for the slave',
+      'os.write(s, b"said")    # output for the master',
+      'time.sleep(0.2); os.close(s)',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      's = os.open(name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)',
+      'try: typed = os.read(s, 100)',
+      'except BlockingIOError: typed = b""',
+      'os.set_blocking(m, False)',
+      'try: said = os.read(m, 100)',
+      'except (BlockingIOError, OSError) as e: said = repr(e).encode()',
+      'print("PASS" if (typed, said) == (b"typed", b"said") else f"FAIL: input {typed!r}, output {said!r}", flush=True)',
+    ]);
+    const chk = cryo(['check', '-t', String(t.pid)]);
+    assert.equal(chk.code, 0, cryoReport(chk));
+    const lr = dump(t, 'lr', { leaveRunning: true });
+    assert.equal(lr.res.code, 0, cryoReport(lr.res));
+    const { dir, images } = await dumpAndKill(t, [t.pid]);
+    const data = (images.get('tty-data.img') as { entries: { tty_id: number }[] } | undefined)?.entries ?? [];
+    assert.equal(data.length, 2, `queued both ways: ${JSON.stringify(data)}`);
+    checkRestore(t, restore(t, dir, '1'));
+    await expectPass(t);
+  });
+
   it('dump --leave-running leaves the pair, its queues and its session as they were', async () => {
     const t = await readyTarget('crpty');
     descendants(t.pid);

@@ -6,9 +6,11 @@
 //
 // Queued data has no MSG_PEEK: the dump reads it (resources/tty/queue.ts) and writes it back at
 // once, while the tree is frozen, so a --leave-running or failed dump leaves the same bytes
-// queued (a SIGKILL of cryo between the two loses them). Only a pair whose master and a slave
-// are both in the tree is drained: a master whose slave is closed, or an outside terminal, keeps
-// its queue (not saved).
+// queued (a SIGKILL of cryo between the two loses them). A pair whose master is in the tree is
+// drained: through a slave of the tree, or, when every slave is closed, through one cryo opens
+// for the moment from the master (TIOCGPTPEER; the input typed to a program that closed its
+// slave waits there for its next open). A locked master's (no slave can open) and an outside
+// terminal's queues stay (not saved).
 //
 // On restore each pair is made once at its index (resources/tty/terminals.ts), every fd gets its
 // own description like the original; /dev/tty is opened by the task itself (phase 'in-task')
@@ -16,7 +18,7 @@
 import { statSync } from 'node:fs';
 import { create, isFieldSet } from '@bufbuild/protobuf';
 import { tty_info_entrySchema, tty_data_entrySchema, TtyType, type tty_info_entry, type tty_data_entry, type tty_file_entry } from '../../image/gen/tty_pb.js';
-import { O, TIOC, ioctlGetInt, ioctlGetIntTry, ptyIndex, tcgets2, S_IF } from '../../sys/index.js';
+import { O, TIOC, ioctlGetInt, ioctlGetIntTry, ptyIndex, tcgets2, S_IF, openPtyPeer, closeFd } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import type { Blocker } from '../../util/blocker.js';
 import { terminalSession } from '../../proc/tty.js';
@@ -98,10 +100,10 @@ function slaveKey(pid: number, rdev: number): string | undefined {
 function takeQueued(index: number, t: TreeTerminals): tty_data_entry[] {
   const m = t.masters.get(index);
   const s = t.slaves.get(index);
-  if (t.drained.has(index) || !m || !s) return [];
+  if (t.drained.has(index) || !m) return [];
   t.drained.add(index);
   return withOurCopy(m.pid, m.fd, (master) =>
-    withOurCopy(s.pid, s.fd, (slave) => {
+    withSlave(master, s, (slave) => {
       if (isHungUp(slave)) return [];
       const out: tty_data_entry[] = [];
       const output = takeQueuedOutput(master, ioctlGetInt(master, TIOC.TIOCGPKT, `TIOCGPKT pty ${index}`) !== 0).data;
@@ -117,6 +119,18 @@ function takeQueued(index: number, t: TreeTerminals): tty_data_entry[] {
       return out;
     }),
   );
+}
+
+/** Our copy of the tree's slave, or a slave of ours opened from the master when the tree holds none. */
+function withSlave<T>(master: number, s: { pid: number; fd: number } | undefined, fn: (slave: number) => T[]): T[] {
+  if (s) return withOurCopy(s.pid, s.fd, fn);
+  if (ioctlGetInt(master, TIOC.TIOCGPTLCK, `TIOCGPTLCK fd ${master}`) !== 0) return [];
+  const slave = openPtyPeer(master, O.RDWR | O.NOCTTY | O.NONBLOCK | O.CLOEXEC);
+  try {
+    return fn(slave);
+  } finally {
+    closeFd(slave);
+  }
 }
 
 function terminalsOf(images: KindImages): RestoreTerminals {
