@@ -1,7 +1,8 @@
 // inotify instances: each watch (wd, mask, watched inode) from the `inotify` lines of fdinfo.
 // The inode is named by a file handle there; cryo opens it (open_by_handle_at on a mount of the
 // same device) to find its path, saved beside the handle. Restored by watching the paths again
-// so that each watch gets its old wd. Events queued but not read are not saved. A watch on a
+// so that each watch gets its old wd. Events queued but not read are not saved (the dump warns:
+// there is no peek, and an event is only made by the file system). A watch on a
 // file deleted since (`tail -f` of a rotated log) keeps the path it had when the tree holds the
 // file open or mapped: the restore makes it again there as a ghost, watches it, and removes it
 // before the tasks run; the events the restore itself caused (the removal, its own opens) are
@@ -9,7 +10,8 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { isFieldSet, type Message } from '@bufbuild/protobuf';
 import { inotify_wd_entrySchema, type inotify_file_entrySchema } from '../../image/gen/fsnotify_pb.js';
-import { sys, sysTry, O, E, F, TIOC } from '../../sys/index.js';
+import { sys, sysTry, O, E, F, TIOC, ioctlGetInt } from '../../sys/index.js';
+import { withOurCopy } from './our-copy.js';
 import type { ProcFdinfo } from '../../proc/index.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
 import type { FownData } from './fown.js';
@@ -132,7 +134,12 @@ export const inotifyKind = {
   object: true,
   recognise: (link: string) => link === 'anon_inode:inotify',
   blocker: (f: FdSeen, scan: FileScan) => inotifyBlocker({ pid: f.pid, fd: f.fd }, f.info, scan),
-  dump: (f: FdSeen, id: number, flags: number, fown: FownData, ctx) => dumpInotify(id, flags, fown, f.info, ctx.scan),
+  dump(f: FdSeen, id: number, flags: number, fown: FownData, ctx) {
+    // Not silent: a queue cannot be read without taking it, nor an event made but by the fs.
+    const queued = withOurCopy(f.pid, f.fd, (ours) => ioctlGetInt(ours, FIONREAD, 'inotify FIONREAD'));
+    if (queued > 0) ctx.warn(`pid ${f.pid} fd ${f.fd}: ${queued} bytes of inotify events not read yet are not saved (an inotify queue cannot be read without taking it); the restored instance starts with none`);
+    return dumpInotify(id, flags, fown, f.info, ctx.scan);
+  },
   // The decoded message itself: the verification asks it which optional fields it has.
   read: (entry: unknown) => entry as InotifyData,
   open: (rec: InotifyData) => createInotify(rec),
