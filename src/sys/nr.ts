@@ -117,6 +117,7 @@ export const NR = {
   tee: 276,
   timerfd_create: 283,
   timerfd_settime: 286,
+  timerfd_gettime: 287,
   signalfd4: 289,
   eventfd2: 290,
   epoll_create1: 291,

@@ -5,9 +5,16 @@
 // time it was armed for (kept in cryo_abs_ns: the wall clock goes on while the tree is down), on
 // a monotonic or boot clock for the restoring host's clock plus the time that was left (CRIU's
 // rule: another boot's clocks mean nothing here, so only the time left is kept).
+//
+// A periodic timer counts the periods it missed only when it is read (or asked): fdinfo's ticks
+// say 1 however long ago it expired. The dump asks it first (timerfd_gettime on our copy, which
+// adds the missed periods to the ticks, takes nothing and re-arms it for the next period), then
+// reads fdinfo.
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { ProcFdinfo } from '../../proc/index.js';
+import { readFileSync } from 'node:fs';
+import { parseFdinfo, type ProcFdinfo } from '../../proc/index.js';
 import { sys } from '../../sys/index.js';
+import { withOurCopy } from './our-copy.js';
 import { hasField } from '../../image/presence.js';
 import { timerfd_entrySchema } from '../../image/gen/timerfd_pb.js';
 import { timespecText } from '../observe/names.js';
@@ -56,14 +63,16 @@ export const timerfdKind = {
   recognise: (link: string) => link === 'anon_inode:[timerfd]',
   blocker: () => null,
   dump(f: FdSeen, id: number, flags: number, fown: FownData): TimerfdData {
-    const [vsec, vnsec] = mustTimespec(f.info, 'it_value');
-    const [isec, insec] = mustTimespec(f.info, 'it_interval');
-    const clockid = Number(fdinfoField(f.info, 'clockid'));
-    const settimeFlags = parseInt(fdinfoField(f.info, 'settime flags'), 8);
+    withOurCopy(f.pid, f.fd, (ours) => sys('timerfd_gettime', [ours, Buffer.alloc(32)], `timerfd fd ${f.fd} of pid ${f.pid}`));
+    const info = parseFdinfo(readFileSync(`/proc/${f.pid}/fdinfo/${f.fd}`, 'utf8'));
+    const [vsec, vnsec] = mustTimespec(info, 'it_value');
+    const [isec, insec] = mustTimespec(info, 'it_interval');
+    const clockid = Number(fdinfoField(info, 'clockid'));
+    const settimeFlags = parseInt(fdinfoField(info, 'settime flags'), 8);
     const wallAbs = settimeFlags & TFD_TIMER_ABSTIME && WALL_CLOCKS.has(clockid) && (vsec || vnsec);
     return {
       id, flags, fown, vsec, vnsec, isec, insec, clockid, settimeFlags,
-      ticks: BigInt(fdinfoField(f.info, 'ticks')),
+      ticks: BigInt(fdinfoField(info, 'ticks')),
       // A timer armed for ever (a time near the end of ktime) would pass int64: the kernel's own
       // limit, KTIME_MAX, is what it is armed for anyway.
       ...(wallAbs ? { cryoAbsNs: minBig(hostClockNs(clockid) + vsec * NS + vnsec, KTIME_MAX) } : {}),

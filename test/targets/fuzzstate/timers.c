@@ -1,4 +1,5 @@
-/* fuzzstate items: interval timers, timerfds and POSIX timers (all far from expiring). */
+/* fuzzstate items: interval timers, timerfds and POSIX timers (all far from expiring but one: a
+ * periodic timerfd that expired many times, nobody reading it). */
 #include "fuzz.h"
 
 #include <sys/time.h>
@@ -254,10 +255,55 @@ static void tfd_abs_check(struct inst *in, int final)
 		       "timerfd %d (clock %d) expires at %lld, armed for %lld", s->fd, s->clock, (long long)at, (long long)s->at);
 }
 
+/* ---- timerfd-ticking: a periodic timerfd nobody read while it expired many times -------- */
+
+struct ticking_st {
+	int fd;
+	uint64_t periods; /* that passed before the build ended: the ticks read after must count them */
+	int64_t interval;
+};
+
+static int ticking_build(struct inst *in, struct rng *r)
+{
+	struct ticking_st *s = ST_OF(in, struct ticking_st);
+	s->interval = (int64_t)rng_range(r, 5, 10) * 1000000;
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | (rng_one_in(r, 2) ? TFD_CLOEXEC : 0));
+	if (fd < 0)
+		DIE("timerfd_create");
+	struct itimerspec arm = { { 0, s->interval }, { 0, s->interval } };
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (timerfd_settime(fd, 0, &arm, NULL) != 0)
+		DIE("timerfd_settime");
+	struct timespec wait = { 0, 300 * 1000000L };
+	while (nanosleep(&wait, &wait) != 0)
+		;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s->periods = (uint64_t)((ts_ns(t1) - ts_ns(t0)) / s->interval);
+	s->fd = place_fd(r, fd);
+	describe(in, "fd=%d interval=%lld ms periods=%llu", s->fd, (long long)(s->interval / 1000000), (unsigned long long)s->periods);
+	return 0;
+}
+
+static void ticking_check(struct inst *in, int final)
+{
+	struct ticking_st *s = ST_OF(in, struct ticking_st);
+	if (!final)
+		return; /* reading takes the ticks */
+	uint64_t ticks = 0;
+	if (read(s->fd, &ticks, sizeof(ticks)) != (ssize_t)sizeof(ticks)) {
+		IFAIL(in, "timerfd %d: read: %s", s->fd, strerror(errno));
+		return;
+	}
+	ICHECK(in, ticks >= s->periods, "timerfd %d: %llu expirations read, but %llu periods had passed before the dump", s->fd,
+	       (unsigned long long)ticks, (unsigned long long)s->periods);
+}
+
 const struct item items_timers[] = {
 	{ "itimer", 3, itimer_build, itimer_check, NULL },
 	{ "timerfd", 3, timerfd_build, timerfd_check, NULL },
 	{ "timerfd-abstime", 2, tfd_abs_build, tfd_abs_check, NULL },
+	{ "timerfd-ticking", 1, ticking_build, ticking_check, NULL },
 	{ "posix-timer", 4, ptimer_build, ptimer_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };
