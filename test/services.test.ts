@@ -170,6 +170,32 @@ describe('epoll', () => {
   });
 });
 
+describe('inotify', () => {
+  it('events not read at the dump are named in its log (no peek: they are not saved); the watch goes on after restore', async () => {
+    const { t } = await readyPython('inotify-queued', [
+      'import ctypes, os, struct, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'fd = libc.inotify_init1(os.O_NONBLOCK); os.mkdir("w")',
+      'wd = libc.inotify_add_watch(fd, b"w", 0x100)  # IN_CREATE',
+      'open("w/before", "w").close()',
+      'print("READY", flush=True)',
+      'while not os.path.exists("go"): time.sleep(0.01)',
+      'open("w/after", "w").close()',
+      'data = os.read(fd, 4096); names = []',
+      'o = 0',
+      'while o < len(data):',
+      '    _, _, _, n = struct.unpack_from("iIII", data, o); names.append(data[o+16:o+16+n].rstrip(b"\\0")); o += 16 + n',
+      'print("PASS" if names == [b"after"] else f"FAIL: {names}", flush=True)',
+    ]);
+    const d = dump(t, '1');
+    assert.equal(d.res.code, 0, cryoReport(d.res));
+    assert.match(d.res.stderr + fs.readFileSync(path.join(t.root, 'dump-1.log'), 'utf8'), /fd \d+: 32 bytes of inotify events not read yet are not saved/, cryoReport(d.res));
+    await allGone([t.pid]);
+    checkRestore(t, restore(t, d.dir, '1'));
+    await expectPass(t);
+  });
+});
+
 describe('unix peers outside the tree', () => {
   it('refused by default, reconnected by name with --ext-unix-sk', async () => {
     // The "server" is not part of the dumped tree: it accepts connections and logs what it gets.
