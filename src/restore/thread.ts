@@ -12,6 +12,7 @@ import { restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreSeccomp, seccompChain } from '../resources/task/seccomp.js';
 import { queuePending } from '../resources/task/pending.js';
+import { timerOfSignal } from '../resources/task/posix-timers.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskAttributes } from '../resources/task/attributes.js';
@@ -26,6 +27,8 @@ export interface ThreadWork {
   core: core_entry;
   /** Its groups are set already (before it joined the tree's user namespace). */
   groupsSet?: boolean;
+  /** Timers whose pending signal the kernel queues again: their siginfo is not queued (posix-timers.ts). */
+  timerSignals?: Set<number>;
   /**
    * Its batch code and scratch area are its own (a slot of the trampoline), not its leader's:
    * it runs its batches side by side with the leader's and the other such threads'.
@@ -61,7 +64,7 @@ function runSideBySide(steps: Generator<CallQueue, void, void>[]): void {
  * Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. Yields
  * its queue whenever the calls queued must have run before it goes on.
  */
-function* restoreThread({ r, core, groupsSet }: ThreadWork, ckpt: CheckpointImage): Generator<CallQueue, void, void> {
+function* restoreThread({ r, core, groupsSet, timerSignals }: ThreadWork, ckpt: CheckpointImage): Generator<CallQueue, void, void> {
   const tcore = core.threadCore;
   if (!tcore) return;
   // Everything up to the credentials' capget is one batch, the rest of them another: a thread's
@@ -100,7 +103,9 @@ function* restoreThread({ r, core, groupsSet }: ThreadWork, ckpt: CheckpointImag
     r.scratch.reset();
   }
   yield* restoreCreds(r, tcore.creds, q, groupsSet === true);
-  queuePending(r, tcore.signalsP?.signals.map((s) => s.siginfo) ?? [], false);
+  // A periodic timer's own signal is queued by the kernel again (restorePosixTimers).
+  const own = (tcore.signalsP?.signals.map((s) => s.siginfo) ?? []).filter((i) => !timerSignals?.has(timerOfSignal(i) ?? NaN));
+  queuePending(r, own, false);
 }
 
 /**

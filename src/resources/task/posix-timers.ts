@@ -2,6 +2,13 @@
 // notification target); their time left, interval and overrun only the task can ask for
 // (timer_gettime, timer_getoverrun), injected. Restored by the task itself under the same ids,
 // after its threads exist (a timer may signal one thread), with the time that was left.
+//
+// A periodic timer whose signal is pending (blocked, or not handled yet) folds its further
+// expiries into that one signal's overrun, and is re-armed only once the signal is taken. A copy
+// of the siginfo queued by the task would be no timer's: the restored timer would queue a
+// second signal at its next expiry. So such a timer is armed to expire at once instead, and the
+// kernel queues its own signal (the copy is not queued; timerSignalsOf). The overrun counted so
+// far is lost: the kernel shows it to no one before the signal is taken.
 import { readFileSync } from 'node:fs';
 import { PR, NR } from '../../sys/index.js';
 import { parseTimers } from '../../proc/index.js';
@@ -49,6 +56,20 @@ export function dumpPosixTimers(t: DumpTask): PosixTimerData[] {
   });
 }
 
+const SI_TIMER = -2;
+
+/** The timer a pending siginfo comes from (its si_code SI_TIMER, the id in _timer._tid), or null. */
+export function timerOfSignal(info: Uint8Array): number | null {
+  const b = Buffer.from(info.buffer, info.byteOffset, info.byteLength);
+  return b.length >= 20 && b.readInt32LE(8) === SI_TIMER ? b.readInt32LE(16) : null;
+}
+
+/** The periodic timers whose own signal is among `pending`: the kernel queues it again (see above). */
+export function timerSignalsOf(timers: PosixTimerData[], pending: Uint8Array[]): Set<number> {
+  const periodic = new Set(timers.filter((p) => p.isec !== 0n || p.insec !== 0n).map((p) => p.itId));
+  return new Set(pending.map(timerOfSignal).filter((id): id is number => id !== null && periodic.has(id)));
+}
+
 function sigevent(p: PosixTimerData, local: (pid: number) => number): Buffer {
   const b = Buffer.alloc(SIGEVENT_SIZE);
   b.writeBigUInt64LE(BigInt.asUintN(64, p.sivalPtr), 0);
@@ -65,7 +86,7 @@ function sigevent(p: PosixTimerData, local: (pid: number) => number): Buffer {
  * the task itself sees for a thread the image names (the kernel reads the sigevent's thread in
  * the caller's PID namespace; the image has cryo's numbers).
  */
-export function restorePosixTimers(r: RestoreTask, timers: PosixTimerData[], local: (pid: number) => number = (p) => p): void {
+export function restorePosixTimers(r: RestoreTask, timers: PosixTimerData[], local: (pid: number) => number = (p) => p, signalled: Set<number> = new Set()): void {
   if (!timers.length) return;
   const call = r.remote.call.bind(r.remote);
   const restoreIds = r.remote.raw(NR.prctl, [PR.TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0]) === 0n;
@@ -86,7 +107,8 @@ export function restorePosixTimers(r: RestoreTask, timers: PosixTimerData[], loc
     // Expired with its signal still pending: the kernel would reload the interval on delivery,
     // and a zero value disarms. Arm it for one interval.
     let [vsec, vnsec] = [p.vsec, p.vnsec];
-    if (vsec === 0n && vnsec === 0n) [vsec, vnsec] = [p.isec, p.insec];
+    if (signalled.has(p.itId)) [vsec, vnsec] = [0n, 1n];
+    else if (vsec === 0n && vnsec === 0n) [vsec, vnsec] = [p.isec, p.insec];
     if (vsec === 0n && vnsec === 0n) continue;
     const its = Buffer.alloc(32);
     its.writeBigInt64LE(p.isec, 0);

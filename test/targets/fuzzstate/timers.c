@@ -299,11 +299,72 @@ static void ticking_check(struct inst *in, int final)
 	       (unsigned long long)ticks, (unsigned long long)s->periods);
 }
 
+/* ---- posix-timer-pending: a periodic POSIX timer whose blocked signal is pending: its later
+ * expiries are overruns of that one signal, never a second one ------------------------------ */
+
+struct ptpend_st {
+	int sig, value;
+	timer_t id;
+	int64_t interval;
+};
+
+static int ptpend_build(struct inst *in, struct rng *r)
+{
+	struct ptpend_st *s = ST_OF(in, struct ptpend_st);
+	s->sig = sig_alloc(r, 1);
+	if (!s->sig)
+		return 1;
+	block_now(s->sig);
+	s->value = (int)(rng_next(r) & 0x7fffffff);
+	s->interval = (int64_t)rng_range(r, 20, 50) * 1000000;
+	struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = s->sig, .sigev_value.sival_int = s->value };
+	if (timer_create(rng_one_in(r, 2) ? CLOCK_MONOTONIC : CLOCK_BOOTTIME, &ev, &s->id) != 0)
+		DIE("timer_create");
+	struct itimerspec arm = { { 0, s->interval }, { 0, s->interval } };
+	if (timer_settime(s->id, 0, &arm, NULL) != 0)
+		DIE("timer_settime");
+	struct timespec wait = { 0, 150 * 1000000L };
+	while (nanosleep(&wait, &wait) != 0)
+		;
+	sigaddset(&g_pending, s->sig);
+	describe(in, "sig=%d interval=%lld ms", s->sig, (long long)(s->interval / 1000000));
+	return 0;
+}
+
+static void ptpend_check(struct inst *in, int final)
+{
+	struct ptpend_st *s = ST_OF(in, struct ptpend_st);
+	sigset_t pend, one;
+	sigpending(&pend);
+	ICHECK(in, sigismember(&pend, s->sig), "the timer's signal %d is not pending", s->sig);
+	if (!final)
+		return;
+	sigemptyset(&one);
+	sigaddset(&one, s->sig);
+	/* two periods: a restored timer that forgot its signal is pending would queue another */
+	struct timespec two = { 0, 2 * s->interval };
+	while (nanosleep(&two, &two) != 0)
+		;
+	struct timespec zero = { 0, 0 };
+	siginfo_t si;
+	int got = sigtimedwait(&one, &si, &zero);
+	/* taken: the timer is re-armed a whole period on, so a second signal now is a stray copy */
+	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+	timer_settime(s->id, 0, &off, NULL);
+	siginfo_t again;
+	int second = sigtimedwait(&one, &again, &zero);
+	ICHECK(in, got == s->sig && si.si_code == SI_TIMER && si.si_value.sival_int == s->value && si.si_overrun >= 0,
+	       "signal %d: got %d si_code %d value %d overrun %d, expected SI_TIMER value %d", s->sig, got, si.si_code, si.si_value.sival_int,
+	       si.si_overrun, s->value);
+	ICHECK(in, second < 0, "signal %d pending twice: the timer queued another (si_code %d) while its first was pending", s->sig, again.si_code);
+}
+
 const struct item items_timers[] = {
 	{ "itimer", 3, itimer_build, itimer_check, NULL },
 	{ "timerfd", 3, timerfd_build, timerfd_check, NULL },
 	{ "timerfd-abstime", 2, tfd_abs_build, tfd_abs_check, NULL },
 	{ "timerfd-ticking", 1, ticking_build, ticking_check, NULL },
 	{ "posix-timer", 4, ptimer_build, ptimer_check, NULL },
+	{ "posix-timer-pending", 1, ptpend_build, ptpend_check, NULL },
 	{ NULL, 0, NULL, NULL, NULL },
 };
