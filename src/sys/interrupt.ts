@@ -45,29 +45,31 @@ export class InterruptedError extends Error {
   }
 }
 
-/** The signal that arrived since interrupts were armed, or 0. */
+/** uninterrupted() calls running: checks are quiet while any is. */
+let quiet = 0;
+
+/** The signal that arrived since interrupts were armed, or 0 (0 inside uninterrupted()). */
 export function interruptSignal(): number {
-  return page ? page.flag[0]! : 0;
+  return page && !quiet ? page.flag[0]! : 0;
 }
 
-/** Throws InterruptedError once one of the armed signals has arrived. */
+/** Throws InterruptedError once one of the armed signals has arrived (not inside uninterrupted()). */
 export function checkInterrupt(): void {
-  if (page && page.flag[0]) throw new InterruptedError(page.flag[0]);
+  if (page && !quiet && page.flag[0]) throw new InterruptedError(page.flag[0]);
 }
 
 /**
  * Runs `fn` (cleanup that must run to its end, such as reaping a dump's snapshot) with
- * checkInterrupt quiet; a signal that arrived before or meanwhile is still there afterwards.
+ * checkInterrupt quiet, also for a signal that arrives meanwhile (a SIGINT during the reap once
+ * left the snapshot a zombie of the target's); a signal that arrived before or meanwhile is
+ * still there afterwards.
  */
 export function uninterrupted<T>(fn: () => T): T {
-  if (!page) return fn();
-  const p = page;
-  const before = p.flag[0]!;
-  p.flag[0] = 0;
+  quiet++;
   try {
     return fn();
   } finally {
-    p.flag[0] = p.flag[0] || before;
+    quiet--;
   }
 }
 
