@@ -12,7 +12,7 @@ import { proxyVdso, vdsoSyscallArea } from '../resources/mm/vdso-image.js';
 import { unregisterInheritedRseq } from '../resources/task/thread.js';
 import { restoreSigactions, restoreIgnoredSigtrap, reapsChildren, restoreSigchld } from '../resources/task/signals.js';
 import { restoreItimers } from '../resources/task/timers.js';
-import { restorePosixTimers, timerOfSignal, timerSignalsOf } from '../resources/task/posix-timers.js';
+import { restorePosixTimers, isTimersOwn, timerSignalsOf } from '../resources/task/posix-timers.js';
 import { restoreCgroups } from '../resources/task/cgroup.js';
 import { queuePending } from '../resources/task/pending.js';
 import { restoreTaskAttributes } from '../resources/task/attributes.js';
@@ -227,13 +227,12 @@ export function restoreTask(
   const shared = tc.signalsS?.signals.map((s) => s.siginfo) ?? [];
   const privates = work.flatMap((w) => w.core.threadCore?.signalsP?.signals.map((s) => s.siginfo) ?? []);
   const timerSignals = timerSignalsOf(tc.timers?.posix ?? [], [...shared, ...privates]);
-  for (const w of work) w.timerSignals = timerSignals;
   restorePosixTimers(r, tc.timers?.posix ?? [], localPids(ckpt), timerSignals);
 
   failpoint('restore:creds');
-  restoreThreads(work, ckpt);
+  restoreThreads(work, ckpt, timerSignals);
   resourcesAt('after-creds'); // the dumpable flag (a change of credentials resets it)
-  queuePending(r, shared.filter((i) => !timerSignals.has(timerOfSignal(i) ?? NaN)), true);
+  queuePending(r, shared.filter((i) => !isTimersOwn(timerSignals, i)), true);
 
   // Last injected call: remove the trampoline, from a syscall instruction in the restored vdso
   // (a task sharing the parent's memory leaves that to the parent, which still needs it).

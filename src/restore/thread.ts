@@ -12,7 +12,7 @@ import { restoreThreadState } from '../resources/task/thread.js';
 import { restoreSigaltstack } from '../resources/task/signals.js';
 import { restoreSeccomp, seccompChain } from '../resources/task/seccomp.js';
 import { queuePending } from '../resources/task/pending.js';
-import { timerOfSignal } from '../resources/task/posix-timers.js';
+import { isTimersOwn } from '../resources/task/posix-timers.js';
 import { restoreTls } from '../resources/task/tls.js';
 import { restoreCreds } from '../resources/task/creds.js';
 import { restoreTaskAttributes } from '../resources/task/attributes.js';
@@ -27,8 +27,6 @@ export interface ThreadWork {
   core: core_entry;
   /** Its groups are set already (before it joined the tree's user namespace). */
   groupsSet?: boolean;
-  /** Timers whose pending signal the kernel queues again: their siginfo is not queued (posix-timers.ts). */
-  timerSignals?: Set<number>;
   /**
    * Its batch code and scratch area are its own (a slot of the trampoline), not its leader's:
    * it runs its batches side by side with the leader's and the other such threads'.
@@ -43,10 +41,10 @@ export interface ThreadWork {
  * process of many threads' restore on a busy machine); then, one at a time, the threads that
  * share the leader's area.
  */
-export function restoreThreads(work: ThreadWork[], ckpt: CheckpointImage): void {
+export function restoreThreads(work: ThreadWork[], ckpt: CheckpointImage, timerSignals: Set<number> = new Set()): void {
   const apart = work.filter((w, i) => i === 0 || w.ownArea);
-  runSideBySide(apart.map((w) => restoreThread(w, ckpt)));
-  for (const w of work.filter((w, i) => i > 0 && !w.ownArea)) runSideBySide([restoreThread(w, ckpt)]);
+  runSideBySide(apart.map((w) => restoreThread(w, ckpt, timerSignals)));
+  for (const w of work.filter((w, i) => i > 0 && !w.ownArea)) runSideBySide([restoreThread(w, ckpt, timerSignals)]);
 }
 
 /** Runs the steps of several threads: at each yield, the queues they handed over are flushed together. */
@@ -64,7 +62,8 @@ function runSideBySide(steps: Generator<CallQueue, void, void>[]): void {
  * Per-thread state, set by each thread itself: alt stack, name, creds, rseq, futex lists. Yields
  * its queue whenever the calls queued must have run before it goes on.
  */
-function* restoreThread({ r, core, groupsSet, timerSignals }: ThreadWork, ckpt: CheckpointImage): Generator<CallQueue, void, void> {
+/** `timerSignals`: timers whose pending signal the kernel queues again (posix-timers.ts): their siginfo is not queued. */
+function* restoreThread({ r, core, groupsSet }: ThreadWork, ckpt: CheckpointImage, timerSignals: Set<number>): Generator<CallQueue, void, void> {
   const tcore = core.threadCore;
   if (!tcore) return;
   // Everything up to the credentials' capget is one batch, the rest of them another: a thread's
@@ -104,7 +103,7 @@ function* restoreThread({ r, core, groupsSet, timerSignals }: ThreadWork, ckpt: 
   }
   yield* restoreCreds(r, tcore.creds, q, groupsSet === true);
   // A periodic timer's own signal is queued by the kernel again (restorePosixTimers).
-  const own = (tcore.signalsP?.signals.map((s) => s.siginfo) ?? []).filter((i) => !timerSignals?.has(timerOfSignal(i) ?? NaN));
+  const own = (tcore.signalsP?.signals.map((s) => s.siginfo) ?? []).filter((i) => !isTimersOwn(timerSignals, i));
   queuePending(r, own, false);
 }
 

@@ -14,7 +14,7 @@ import { sys, isEpollTarget, O, F, EPOLL, ALL_READY, readyNow } from '../../sys/
 import { withOurCopy } from './our-copy.js';
 import { eventpoll_tfd_entrySchema, type eventpoll_file_entrySchema } from '../../image/gen/eventpoll_pb.js';
 import { hasField } from '../../image/presence.js';
-import type { ProcFdinfo } from '../../proc/index.js';
+import { parseFdinfo, type ProcFdinfo } from '../../proc/index.js';
 import type { Blocker } from '../../util/blocker.js';
 import type { FownData } from './fown.js';
 import type { FdDumpContext, FdKind, FdSeen, FdTableContext } from './fd-kind.js';
@@ -88,22 +88,9 @@ export function isDisarmed(events: number): boolean {
 
 function isFifoReader(h: EpollHolder): boolean {
   try {
-    return statSync(`/proc/${h.pid}/fd/${h.fd}`).isFIFO() && (readFlags(h) & O.ACCMODE) === O.RDONLY;
+    return statSync(`/proc/${h.pid}/fd/${h.fd}`).isFIFO() && (parseFdinfo(readFileSync(`/proc/${h.pid}/fdinfo/${h.fd}`, 'utf8')).flags & O.ACCMODE) === O.RDONLY;
   } catch {
-    return false;
-  }
-}
-
-function readFlags(h: EpollHolder): number {
-  const m = /^flags:\s*([0-7]+)/m.exec(readFileOr(`/proc/${h.pid}/fdinfo/${h.fd}`));
-  return m ? parseInt(m[1]!, 8) : -1;
-}
-
-function readFileOr(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
+    return false; // closed meanwhile
   }
 }
 
@@ -170,6 +157,7 @@ function fireOnce(epfd: number, target: EpollTarget, t: FdTableContext, what: st
   const out = t.task.scratch.alloc(12);
   if (call('epoll_wait', [epfd, out, 1, 0], what) === 1n) return;
   let fd = -1;
+  let why = '';
   try {
     fd = openSync(`/proc/${t.task.pid}/fd/${target.tfd}`, fsc.O_RDWR | fsc.O_NONBLOCK);
     if (!statSync(`/proc/${t.task.pid}/fd/${target.tfd}`).isFIFO()) throw new Error('not a pipe or FIFO');
@@ -178,11 +166,11 @@ function fireOnce(epfd: number, target: EpollTarget, t: FdTableContext, what: st
     readSync(fd, Buffer.alloc(1));
     if (fired === 1n) return;
   } catch (e) {
-    throw new Error(`${what}: a one-shot registration that had fired cannot be disarmed again: its file is ready for nothing (${(e as Error).message})`);
+    why = ` (${(e as Error).message})`;
   } finally {
     if (fd >= 0) closeSync(fd);
   }
-  throw new Error(`${what}: a one-shot registration that had fired cannot be disarmed again: its file is ready for nothing`);
+  throw new Error(`${what}: a one-shot registration that had fired cannot be disarmed again: its file is ready for nothing${why}`);
 }
 
 /**

@@ -5,7 +5,7 @@
 // its old path, every fd and mapping is opened from it, and it is unlinked once the tree is back,
 // so the tasks see a deleted file again, shared as before.
 import { dirname } from 'node:path';
-import { chownSync, chmodSync, utimesSync, existsSync, readFileSync, statSync, openSync, readSync, writeSync, closeSync, ftruncateSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
+import { chownSync, chmodSync, utimesSync, existsSync, statSync, openSync, readSync, writeSync, closeSync, ftruncateSync, fchownSync, fchmodSync, futimesSync, unlinkSync, mkdirSync, rmdirSync } from 'node:fs';
 import { O, sys, S_IF, dataExtents } from '../../sys/index.js';
 import { UserError } from '../../util/errors.js';
 import { blockerAt, type Blocker, type BlockerPlace } from '../../util/blocker.js';
@@ -58,7 +58,7 @@ export function ghostBlocker(place: BlockerPlace, name: string, source: string, 
   if (st.isFIFO()) return null; // made again with mknod; its data goes with the FIFO's
   if (st.isCharacterDevice()) return STATELESS_RDEVS.has(oldDev(st.rdev)) ? null : refuse(`deleted device node ${name} of a device with state — not supported`);
   if (!st.isFile()) return refuse(`deleted ${name} is not a regular file — not supported`);
-  const bytes = extentsOf(source, st.size).reduce((n, e) => n + (e.end - e.start), 0);
+  const bytes = dataBytes(withSource(source, (fd) => [...dataExtents(fd, 0, st.size)]));
   if (bytes > limit) {
     const sparse = bytes < st.size ? ` of data (${st.size} with its holes)` : '';
     return refuse(`file ${name} was deleted while in use and is ${bytes} bytes${sparse}, over the ghost limit of ${limit}`, 'raise it with --ghost-limit');
@@ -66,24 +66,28 @@ export function ghostBlocker(place: BlockerPlace, name: string, source: string, 
   return null;
 }
 
-/** The data extents of a regular file through its /proc link. */
-function extentsOf(source: string, size: number): { start: number; end: number }[] {
+type Extent = { start: number; end: number };
+
+/** Runs `fn` on the file opened read-only through its /proc link. */
+function withSource<T>(source: string, fn: (fd: number) => T): T {
   const fd = openSync(source, O.RDONLY | O.CLOEXEC);
   try {
-    return [...dataExtents(fd, 0, size)];
+    return fn(fd);
   } finally {
     closeSync(fd);
   }
 }
 
+function dataBytes(extents: Extent[]): number {
+  return extents.reduce((n, e) => n + (e.end - e.start), 0);
+}
+
 /** A regular file's contents: whole, or (with holes) its data extents as chunks. */
 function readContents(source: string, size: number): Pick<GhostData, 'data' | 'chunks'> {
-  const extents = extentsOf(source, size);
-  const bytes = extents.reduce((n, e) => n + (e.end - e.start), 0);
-  if (bytes === size) return { data: readFileSync(source) };
-  const data = Buffer.alloc(bytes);
-  const fd = openSync(source, O.RDONLY | O.CLOEXEC);
-  try {
+  return withSource(source, (fd) => {
+    const extents = [...dataExtents(fd, 0, size)];
+    const data = Buffer.alloc(dataBytes(extents));
+    // Read at each extent's offset: the walk moved the file position.
     let at = 0;
     for (const e of extents) {
       for (let got = 0; got < e.end - e.start; ) {
@@ -93,10 +97,9 @@ function readContents(source: string, size: number): Pick<GhostData, 'data' | 'c
       }
       at += e.end - e.start;
     }
-  } finally {
-    closeSync(fd);
-  }
-  return { data, chunks: extents.map((e) => ({ off: BigInt(e.start), len: e.end - e.start })) };
+    if (data.length === size) return { data };
+    return { data, chunks: extents.map((e) => ({ off: BigInt(e.start), len: e.end - e.start })) };
+  });
 }
 
 /** Reads a deleted file's contents and attributes through its /proc link. */

@@ -9,27 +9,24 @@
 // drop or cut them.
 import { createHash } from 'node:crypto';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
-import { hasField } from '../../image/presence.js';
+import type { sk_opts_entrySchema } from '../../image/gen/sk-opts_pb.js';
 import { attachSocketFilter, getsockoptInt, setsockoptInt, socketFilter, SOL, SO_FILTER } from '../../sys/index.js';
 import type { BlockerCause } from '../../util/blocker.js';
 
 /** sk_opts_entry as the socket kinds hold it (sk-opts.ts, which records the filter through here). */
 type SkOpts = MessageInitShape<typeof sk_opts_entrySchema>;
 
-/** What an eBPF filter is called in check's report and the dump's refusal. */
+const EBPF_REASON = 'an eBPF socket filter (SO_ATTACH_BPF) — not supported: the kernel keeps no copy of its program to read back';
+
+/** An eBPF filter, as check's report and the dump's refusal name it. */
 export function filterBlocker(fd: number): BlockerCause | null {
-  if (socketFilter(fd) !== 'ebpf') return null;
-  return {
-    kind: 'socket',
-    reason: 'an eBPF socket filter (SO_ATTACH_BPF) — not supported: the kernel keeps no copy of its program to read back',
-  };
+  return socketFilter(fd) === 'ebpf' ? { kind: 'socket', reason: EBPF_REASON } : null;
 }
 
 /** The filter fields of sk_opts_entry, none without a filter. */
 export function dumpFilter(fd: number): Pick<SkOpts, 'soFilter' | 'cryoFilterLocked'> {
   const insns = socketFilter(fd);
-  if (insns === 'ebpf') throw new Error(filterBlocker(fd)?.reason ?? 'an eBPF socket filter');
+  if (insns === 'ebpf') throw new Error(EBPF_REASON);
   if (!insns) return {};
   const soFilter = Array.from({ length: insns.length / 8 }, (_, i) => insns.readBigUInt64LE(i * 8));
   return getsockoptInt(fd, SOL.SOCKET, SO_FILTER.LOCK) ? { soFilter, cryoFilterLocked: true } : { soFilter };
@@ -46,7 +43,7 @@ export function attachFilter(fd: number, opts: SkOpts | undefined, what: string)
   const words = opts?.soFilter ?? [];
   if (!words.length) return;
   attachSocketFilter(fd, instructions(words), `${what}: SO_ATTACH_FILTER (${words.length} instructions)`);
-  if (hasField(sk_opts_entrySchema, opts!, 'cryoFilterLocked') && opts!.cryoFilterLocked) setsockoptInt(fd, SOL.SOCKET, SO_FILTER.LOCK, 1, `${what}: SO_LOCK_FILTER`);
+  if (opts?.cryoFilterLocked === true) setsockoptInt(fd, SOL.SOCKET, SO_FILTER.LOCK, 1, `${what}: SO_LOCK_FILTER`);
 }
 
 /** How the verification reads a filter, from the image and from the socket alike. */
@@ -58,7 +55,7 @@ export function filterText(insns: Buffer, locked: boolean): string {
 export function expectedFilter(opts: SkOpts): string | null {
   const words = opts.soFilter ?? [];
   if (!words.length) return null;
-  return filterText(instructions(words), hasField(sk_opts_entrySchema, opts, 'cryoFilterLocked') && !!opts.cryoFilterLocked);
+  return filterText(instructions(words), opts.cryoFilterLocked === true);
 }
 
 /** What a live socket shows, null without a filter. */

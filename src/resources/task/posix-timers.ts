@@ -59,9 +59,15 @@ export function dumpPosixTimers(t: DumpTask): PosixTimerData[] {
 const SI_TIMER = -2;
 
 /** The timer a pending siginfo comes from (its si_code SI_TIMER, the id in _timer._tid), or null. */
-export function timerOfSignal(info: Uint8Array): number | null {
+function timerOfSignal(info: Uint8Array): number | null {
   const b = Buffer.from(info.buffer, info.byteOffset, info.byteLength);
   return b.length >= 20 && b.readInt32LE(8) === SI_TIMER ? b.readInt32LE(16) : null;
+}
+
+/** Whether pending `info` is the signal of one of the `signalled` timers: the kernel queues it again. */
+export function isTimersOwn(signalled: Set<number>, info: Uint8Array): boolean {
+  const id = timerOfSignal(info);
+  return id !== null && signalled.has(id);
 }
 
 /** The periodic timers whose own signal is among `pending`: the kernel queues it again (see above). */
